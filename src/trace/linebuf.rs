@@ -1,0 +1,110 @@
+//! A fixed-capacity line buffer that `core::fmt` can write into without allocating.
+
+use core::fmt;
+
+/// Capacity of one log record, newline included. Longer records are cut and end in `...`.
+pub const LINE_MAX: usize = 2048;
+
+const ELLIPSIS: &[u8] = b"...";
+
+/// One record being built on the stack. Writes never fail: what does not fit is dropped and the
+/// line is marked truncated, because a hook must never fail or panic over its log line.
+pub struct LineBuf {
+    buf: [u8; LINE_MAX],
+    len: usize,
+    truncated: bool,
+}
+
+impl Default for LineBuf {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LineBuf {
+    pub const fn new() -> LineBuf {
+        LineBuf {
+            buf: [0; LINE_MAX],
+            len: 0,
+            truncated: false,
+        }
+    }
+
+    /// Room kept back for the ellipsis and the final newline.
+    const RESERVED: usize = ELLIPSIS.len() + 1;
+
+    pub fn push_bytes(&mut self, bytes: &[u8]) {
+        let room = LINE_MAX - Self::RESERVED - self.len;
+        let n = bytes.len().min(room);
+        self.buf[self.len..self.len + n].copy_from_slice(&bytes[..n]);
+        self.len += n;
+        if n < bytes.len() {
+            self.truncated = true;
+        }
+    }
+
+    pub fn push_str(&mut self, s: &str) {
+        self.push_bytes(s.as_bytes());
+    }
+
+    /// Ends the record with a newline (after `...` when it was cut) and returns its bytes.
+    pub fn finish_line(&mut self) -> &[u8] {
+        if self.truncated {
+            self.buf[self.len..self.len + ELLIPSIS.len()].copy_from_slice(ELLIPSIS);
+            self.len += ELLIPSIS.len();
+            self.truncated = false;
+        }
+        self.buf[self.len] = b'\n';
+        self.len += 1;
+        &self.buf[..self.len]
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only `&str` and whole ASCII/UTF-8 sequences are pushed, but a cut can split a
+        // multi-byte character; show the valid prefix rather than fail.
+        match core::str::from_utf8(self.as_bytes()) {
+            Ok(s) => s,
+            Err(e) => core::str::from_utf8(&self.buf[..e.valid_up_to()]).unwrap_or(""),
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.len = 0;
+        self.truncated = false;
+    }
+}
+
+impl fmt::Write for LineBuf {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.push_str(s);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::fmt::Write;
+
+    #[test]
+    fn formats_and_ends_with_newline() {
+        let mut b = LineBuf::new();
+        write!(b, "x={} y={:#x}", 5, 255).unwrap();
+        assert_eq!(b.finish_line(), b"x=5 y=0xff\n");
+    }
+
+    #[test]
+    fn overflow_is_cut_with_ellipsis_and_never_exceeds_capacity() {
+        let mut b = LineBuf::new();
+        for _ in 0..1000 {
+            b.push_str("abcdefgh");
+        }
+        let line = b.finish_line();
+        assert_eq!(line.len(), LINE_MAX);
+        assert!(line.ends_with(b"...\n"));
+    }
+}
