@@ -55,6 +55,11 @@ impl Func {
         }
     }
 
+    /// Calls that can wait indefinitely get an enter record before they start.
+    pub fn may_block(self) -> bool {
+        matches!(self, Func::Semop | Func::Semtimedop)
+    }
+
     /// Functions returning a pointer report failure as `(void *) -1` rather than `-1`.
     pub fn returns_pointer(self) -> bool {
         matches!(

@@ -1,0 +1,53 @@
+# shmtrace: build, test and demo. `make demo` and `make test` are the two README commands.
+
+CARGO   ?= cargo
+PYTHON  ?= python3
+CC      ?= gcc
+CFLAGS  ?= -O2 -g
+WARN    := -Wall -Wextra -Werror
+LIBDIR  := $(CURDIR)/target/release
+LIB     := $(LIBDIR)/libshmtrace.so
+BUILD   := $(CURDIR)/build
+
+.PHONY: all lib header demo test test-rust test-c lint fmt clean
+
+all: lib
+
+lib:
+	$(CARGO) build --release
+
+# Copies the header build.rs generated over the committed one (after changing src/api.rs).
+header:
+	@out=$$($(CARGO) build --release --message-format=json | $(PYTHON) -c 'import json, sys; \
+	  print([m["out_dir"] for m in map(json.loads, sys.stdin) \
+	         if m.get("reason") == "build-script-executed" and "shmtrace" in m["package_id"]][-1])') && \
+	  cp "$$out/shmtrace.h" include/shmtrace.h && echo "include/shmtrace.h updated"
+
+$(BUILD)/demo: examples/demo.c | $(BUILD)
+	$(CC) $(CFLAGS) $(WARN) -o $@ $<
+
+$(BUILD):
+	mkdir -p $@
+
+# The main job on the bundled example: its calls, as shmtrace logs them on stderr.
+demo: lib $(BUILD)/demo
+	LD_PRELOAD=$(LIB) $(BUILD)/demo
+
+test: lint test-rust test-c
+
+test-rust:
+	$(CARGO) test --release
+
+test-c: lib
+	$(PYTHON) c_tests/run.py
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --release --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt
+
+clean:
+	$(CARGO) clean
+	rm -rf $(BUILD)

@@ -1,0 +1,163 @@
+//! The tracked implementations behind the trampolines: each packs its arguments into an event,
+//! forwards to `real`, and says which caller memory may be read once the call returned.
+
+use core::ffi::{c_int, c_ulong, c_void};
+use libc::{key_t, sembuf, shmid_ds, timespec};
+
+use super::traced::traced;
+use crate::platform::real;
+use crate::trace::event::{Event, Func, SOPS_KEPT, SemOp, Timeout};
+
+/// A C `int` argument, sign-extended as `Event::args` expects.
+fn int(v: c_int) -> u64 {
+    i64::from(v) as u64
+}
+
+fn ptr<T>(p: *const T) -> u64 {
+    p as usize as u64
+}
+
+fn nothing_to_read(_: &mut Event) {}
+
+pub extern "C" fn shmget(key: key_t, size: usize, shmflg: c_int, caller: usize) -> c_int {
+    let args = [int(key), size as u64, int(shmflg), 0, 0, 0];
+    let call = || i64::from(real::shmget(key, size, shmflg));
+    traced(Func::Shmget, caller, args, call, nothing_to_read) as c_int
+}
+
+pub extern "C" fn shmat(shmid: c_int, shmaddr: *const c_void, shmflg: c_int, caller: usize) -> *mut c_void {
+    let args = [int(shmid), ptr(shmaddr), int(shmflg), 0, 0, 0];
+    let call = || real::shmat(shmid, shmaddr, shmflg) as i64;
+    traced(Func::Shmat, caller, args, call, nothing_to_read) as *mut c_void
+}
+
+pub extern "C" fn shmdt(shmaddr: *const c_void, caller: usize) -> c_int {
+    let args = [ptr(shmaddr), 0, 0, 0, 0, 0];
+    let call = || i64::from(real::shmdt(shmaddr));
+    traced(Func::Shmdt, caller, args, call, nothing_to_read) as c_int
+}
+
+pub extern "C" fn shmctl(shmid: c_int, cmd: c_int, buf: *mut shmid_ds, caller: usize) -> c_int {
+    let args = [int(shmid), int(cmd), ptr(buf), 0, 0, 0];
+    let call = || i64::from(real::shmctl(shmid, cmd, buf));
+    traced(Func::Shmctl, caller, args, call, nothing_to_read) as c_int
+}
+
+pub extern "C" fn semget(key: key_t, nsems: c_int, semflg: c_int, caller: usize) -> c_int {
+    let args = [int(key), int(nsems), int(semflg), 0, 0, 0];
+    let call = || i64::from(real::semget(key, nsems, semflg));
+    traced(Func::Semget, caller, args, call, nothing_to_read) as c_int
+}
+
+pub extern "C" fn semop(semid: c_int, sops: *mut sembuf, nsops: usize, caller: usize) -> c_int {
+    let args = [int(semid), ptr(sops), nsops as u64, 0, 0, 0];
+    let call = || i64::from(real::semop(semid, sops, nsops));
+    traced(Func::Semop, caller, args, call, |ev| read_sops(ev, sops, nsops)) as c_int
+}
+
+pub extern "C" fn semtimedop(
+    semid: c_int,
+    sops: *mut sembuf,
+    nsops: usize,
+    timeout: *const timespec,
+    caller: usize,
+) -> c_int {
+    let args = [int(semid), ptr(sops), nsops as u64, ptr(timeout), 0, 0];
+    let call = || i64::from(real::semtimedop(semid, sops, nsops, timeout));
+    let after = |ev: &mut Event| {
+        read_sops(ev, sops, nsops);
+        read_timeout(ev, timeout);
+    };
+    traced(Func::Semtimedop, caller, args, call, after) as c_int
+}
+
+pub extern "C" fn semctl(semid: c_int, semnum: c_int, cmd: c_int, arg: c_ulong, caller: usize) -> c_int {
+    let args = [int(semid), int(semnum), int(cmd), arg as u64, 0, 0];
+    let call = || i64::from(real::semctl(semid, semnum, cmd, arg));
+    traced(Func::Semctl, caller, args, call, nothing_to_read) as c_int
+}
+
+#[allow(clippy::too_many_arguments)]
+fn mmap_any(
+    func: Func,
+    addr: *mut c_void,
+    length: usize,
+    prot: c_int,
+    flags: c_int,
+    fd: c_int,
+    offset: i64,
+    caller: usize,
+) -> *mut c_void {
+    let args = [ptr(addr), length as u64, int(prot), int(flags), int(fd), offset as u64];
+    let call = || real::mmap(func, addr, length, prot, flags, fd, offset) as i64;
+    traced(func, caller, args, call, nothing_to_read) as *mut c_void
+}
+
+pub extern "C" fn mmap(
+    addr: *mut c_void,
+    length: usize,
+    prot: c_int,
+    flags: c_int,
+    fd: c_int,
+    offset: i64,
+    caller: usize,
+) -> *mut c_void {
+    mmap_any(Func::Mmap, addr, length, prot, flags, fd, offset, caller)
+}
+
+pub extern "C" fn mmap64(
+    addr: *mut c_void,
+    length: usize,
+    prot: c_int,
+    flags: c_int,
+    fd: c_int,
+    offset: i64,
+    caller: usize,
+) -> *mut c_void {
+    mmap_any(Func::Mmap64, addr, length, prot, flags, fd, offset, caller)
+}
+
+pub extern "C" fn munmap(addr: *mut c_void, length: usize, caller: usize) -> c_int {
+    let args = [ptr(addr), length as u64, 0, 0, 0, 0];
+    let call = || i64::from(real::munmap(addr, length));
+    traced(Func::Munmap, caller, args, call, nothing_to_read) as c_int
+}
+
+pub extern "C" fn mremap(
+    old_address: *mut c_void,
+    old_size: usize,
+    new_size: usize,
+    flags: c_int,
+    new_address: *mut c_void,
+    caller: usize,
+) -> *mut c_void {
+    let args = [ptr(old_address), old_size as u64, new_size as u64, int(flags), ptr(new_address), 0];
+    let call = || real::mremap(old_address, old_size, new_size, flags, new_address) as i64;
+    traced(Func::Mremap, caller, args, call, nothing_to_read) as *mut c_void
+}
+
+/// Copies the operations out once the kernel has read them itself. It had not when the call
+/// failed with EFAULT (unreadable), E2BIG (too many) or ENOMEM (no room to copy them).
+fn read_sops(ev: &mut Event, sops: *const sembuf, nsops: usize) {
+    if sops.is_null() || (ev.failed() && matches!(ev.errno, libc::EFAULT | libc::E2BIG | libc::ENOMEM)) {
+        return;
+    }
+    let n = nsops.min(SOPS_KEPT);
+    for (i, slot) in ev.sops.iter_mut().take(n).enumerate() {
+        // SAFETY: the kernel copied `nsops` entries from `sops` during this call, so the first
+        // `n <= nsops` are mapped and readable; the caller cannot free them before we return.
+        let op = unsafe { sops.add(i).read_unaligned() };
+        *slot = SemOp { num: op.sem_num, op: op.sem_op, flg: op.sem_flg };
+    }
+    ev.sops_read = n as u8;
+}
+
+/// The kernel reads the timeout before anything else, so any outcome but EFAULT validated it.
+fn read_timeout(ev: &mut Event, timeout: *const timespec) {
+    if timeout.is_null() || (ev.failed() && ev.errno == libc::EFAULT) {
+        return;
+    }
+    // SAFETY: the kernel copied this timespec during the call (see above).
+    let ts = unsafe { timeout.read_unaligned() };
+    ev.timeout = Some(Timeout { sec: ts.tv_sec, nsec: ts.tv_nsec });
+}

@@ -1,0 +1,83 @@
+//! The one path every tracked call takes: enter the guard, stamp the event, call the real
+//! function with the caller's errno in place, record the outcome, hand back the real errno.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::platform::{clock, config, errno, guard::Guard, process, sink};
+use crate::trace::event::{Event, Func, Phase};
+use crate::trace::format;
+use crate::trace::linebuf::LineBuf;
+
+/// Internal failures (a panic caught in the shim's own bookkeeping). The call itself is always
+/// forwarded; only its record may be missing.
+pub static FAILURES: AtomicU64 = AtomicU64::new(0);
+
+/// Runs `call` (the real function, returning its result widened to i64, pointers included) and
+/// records it. `after` may read caller memory the kernel has validated into the event.
+#[inline(always)]
+pub fn traced(
+    func: Func,
+    caller: usize,
+    args: [u64; 6],
+    call: impl FnOnce() -> i64,
+    after: impl FnOnce(&mut Event),
+) -> i64 {
+    let caller_errno = errno::get();
+    let Some(_guard) = Guard::enter() else {
+        return call();
+    };
+    let mut event = shielded(|| begin(func, caller, args)).flatten();
+    errno::set(caller_errno);
+    let ret = call();
+    let call_errno = errno::get();
+    if let Some(event) = event.as_mut() {
+        shielded(|| {
+            finish(event, ret, call_errno);
+            after(event);
+            emit(event);
+        });
+    }
+    errno::set(call_errno);
+    ret
+}
+
+fn begin(func: Func, caller: usize, args: [u64; 6]) -> Option<Event> {
+    if !config::ensure() || !sink::enabled() {
+        return None;
+    }
+    let mut event = Event::new(Phase::Enter, func);
+    event.pid = process::pid();
+    event.tid = process::tid();
+    event.ts_ns = clock::now_ns();
+    event.caller = caller as u64;
+    event.args = args;
+    if func.may_block() {
+        emit(&event);
+    }
+    Some(event)
+}
+
+fn finish(event: &mut Event, ret: i64, call_errno: i32) {
+    event.phase = Phase::Exit;
+    event.ret = ret;
+    event.errno = if ret == -1 { call_errno } else { 0 };
+    event.dur_ns = clock::now_ns().saturating_sub(event.ts_ns);
+}
+
+fn emit(event: &Event) {
+    let mut line = LineBuf::new();
+    format::write(config::format(), event, &mut line);
+    sink::write_record(line.finish_line());
+}
+
+/// A panic must never cross into the host (it would abort it): count it and go on.
+fn shielded<T>(work: impl FnOnce() -> T) -> Option<T> {
+    match catch_unwind(AssertUnwindSafe(work)) {
+        Ok(value) => Some(value),
+        Err(_) => {
+            FAILURES.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! Settings from the environment. Bad values never abort: one warning line, then the default.
+//!
+//! Configuration happens once, by the constructor or by the first hook that runs before it
+//! (another library's constructor may call `mmap` first); hooks running while it is under way
+//! forward untracked rather than wait.
+
+use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicU8, Ordering};
+
+use crate::platform::sink;
+use crate::trace::format::Format;
+use crate::trace::linebuf::LineBuf;
+
+/// Where the log goes, as parsed from `SHMTRACE_LOG`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Log<'a> {
+    Stderr,
+    Off,
+    /// A path in which `%p` stands for the pid.
+    Path(&'a [u8]),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Settings<'a> {
+    pub log: Log<'a>,
+    pub format: Format,
+}
+
+/// Why a setting was not taken as given.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Warning<'a> {
+    UnknownFormat(&'a [u8]),
+    PathTooLong,
+    SecureExecution,
+}
+
+impl fmt::Display for Warning<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Warning::UnknownFormat(v) => write!(
+                f,
+                "SHMTRACE_FORMAT={} is not text or json; using text",
+                Lossy(v)
+            ),
+            Warning::PathTooLong => write!(
+                f,
+                "SHMTRACE_LOG is longer than {} bytes; logging to stderr",
+                sink::PATH_MAX
+            ),
+            Warning::SecureExecution => f.write_str(
+                "SHMTRACE_LOG is ignored in a setuid/setcap (secure-execution) program; logging to stderr",
+            ),
+        }
+    }
+}
+
+/// Bytes from the environment shown as text, non-UTF-8 bytes as `?`.
+pub struct Lossy<'a>(pub &'a [u8]);
+
+impl fmt::Display for Lossy<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for chunk in self.0.utf8_chunks() {
+            f.write_str(chunk.valid())?;
+            if !chunk.invalid().is_empty() {
+                f.write_char('?')?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Interprets the raw variable values. `secure` is true in setuid/setcap programs, where an
+/// environment-chosen path could make a privileged program write where its user cannot.
+pub fn parse<'a>(
+    log: Option<&'a [u8]>,
+    format: Option<&'a [u8]>,
+    secure: bool,
+    mut warn: impl FnMut(Warning<'a>),
+) -> Settings<'a> {
+    let format = match format {
+        None | Some(b"") | Some(b"text") => Format::Text,
+        Some(b"json") => Format::Json,
+        Some(other) => {
+            warn(Warning::UnknownFormat(other));
+            Format::Text
+        }
+    };
+    let log = match log {
+        None | Some(b"") | Some(b"stderr") => Log::Stderr,
+        Some(b"off") => Log::Off,
+        Some(_) if secure => {
+            warn(Warning::SecureExecution);
+            Log::Stderr
+        }
+        Some(path) if path.len() >= sink::PATH_MAX => {
+            warn(Warning::PathTooLong);
+            Log::Stderr
+        }
+        Some(path) => Log::Path(path),
+    };
+    Settings { log, format }
+}
+
+const UNCONFIGURED: u8 = 0;
+const CONFIGURING: u8 = 1;
+const READY: u8 = 2;
+
+static STATE: AtomicU8 = AtomicU8::new(UNCONFIGURED);
+static FORMAT: AtomicU8 = AtomicU8::new(0);
+
+/// True once settings are in force. The first caller configures; concurrent callers get false
+/// and forward untracked meanwhile (configuration takes microseconds and never blocks).
+pub fn ensure() -> bool {
+    match STATE.load(Ordering::Acquire) {
+        READY => true,
+        CONFIGURING => false,
+        _ => {
+            if STATE
+                .compare_exchange(UNCONFIGURED, CONFIGURING, Ordering::Acquire, Ordering::Acquire)
+                .is_err()
+            {
+                return STATE.load(Ordering::Acquire) == READY;
+            }
+            configure();
+            STATE.store(READY, Ordering::Release);
+            true
+        }
+    }
+}
+
+pub fn format() -> Format {
+    if FORMAT.load(Ordering::Relaxed) == 1 {
+        Format::Json
+    } else {
+        Format::Text
+    }
+}
+
+fn configure() {
+    let secure = {
+        // SAFETY: getauxval only reads the auxiliary vector the kernel gave the process.
+        unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+    };
+    let settings = parse(env(c"SHMTRACE_LOG"), env(c"SHMTRACE_FORMAT"), secure, warn);
+    FORMAT.store(u8::from(settings.format == Format::Json), Ordering::Relaxed);
+    match settings.log {
+        Log::Stderr => sink::use_stderr(),
+        Log::Off => sink::disable(),
+        Log::Path(path) => {
+            if let Err(errno) = sink::use_path(path) {
+                warn_line(format_args!(
+                    "cannot open SHMTRACE_LOG={} ({}); logging to stderr",
+                    Lossy(path),
+                    crate::trace::errnos::message(errno).unwrap_or("unknown error")
+                ));
+                sink::use_stderr();
+            }
+        }
+    }
+}
+
+fn env(name: &core::ffi::CStr) -> Option<&'static [u8]> {
+    // SAFETY: getenv reads the environment without allocating; the returned string lives as
+    // long as the environment entry, which the program does not free behind our back in
+    // practice (setenv keeps old strings alive).
+    let value = unsafe { libc::getenv(name.as_ptr()) };
+    if value.is_null() {
+        return None;
+    }
+    // SAFETY: a non-NULL getenv result is a NUL-terminated string.
+    Some(unsafe { core::ffi::CStr::from_ptr(value) }.to_bytes())
+}
+
+fn warn(w: Warning<'_>) {
+    warn_line(format_args!("{w}"));
+}
+
+/// One warning line on stderr, one `write(2)`.
+pub fn warn_line(args: fmt::Arguments<'_>) {
+    let mut line = LineBuf::new();
+    let _ = line.write_str("shmtrace: warning: ");
+    let _ = line.write_fmt(args);
+    sink::write_fd(libc::STDERR_FILENO, line.finish_line());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_collect<'a>(
+        log: Option<&'a [u8]>,
+        format: Option<&'a [u8]>,
+        secure: bool,
+    ) -> (Settings<'a>, Vec<Warning<'a>>) {
+        let mut warnings = Vec::new();
+        let s = parse(log, format, secure, |w| warnings.push(w));
+        (s, warnings)
+    }
+
+    #[test]
+    fn defaults_are_stderr_and_text() {
+        let (s, w) = parse_collect(None, None, false);
+        assert_eq!(s, Settings { log: Log::Stderr, format: Format::Text });
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn recognised_values() {
+        let (s, w) = parse_collect(Some(b"off"), Some(b"json"), false);
+        assert_eq!(s, Settings { log: Log::Off, format: Format::Json });
+        assert!(w.is_empty());
+        let (s, _) = parse_collect(Some(b"/tmp/t.%p.log"), Some(b"text"), false);
+        assert_eq!(s.log, Log::Path(b"/tmp/t.%p.log"));
+    }
+
+    #[test]
+    fn unknown_format_warns_once_and_uses_text() {
+        let (s, w) = parse_collect(None, Some(b"xml"), false);
+        assert_eq!(s.format, Format::Text);
+        assert_eq!(w, vec![Warning::UnknownFormat(b"xml")]);
+        let mut line = String::new();
+        write!(line, "{}", w[0]).unwrap();
+        assert_eq!(line, "SHMTRACE_FORMAT=xml is not text or json; using text");
+    }
+
+    #[test]
+    fn secure_execution_ignores_paths_but_honours_off() {
+        let (s, w) = parse_collect(Some(b"/etc/evil"), None, true);
+        assert_eq!(s.log, Log::Stderr);
+        assert_eq!(w, vec![Warning::SecureExecution]);
+        let (s, w) = parse_collect(Some(b"off"), None, true);
+        assert_eq!(s.log, Log::Off);
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn overlong_path_falls_back_to_stderr() {
+        let long = vec![b'a'; sink::PATH_MAX];
+        let (s, w) = parse_collect(Some(&long), None, false);
+        assert_eq!(s.log, Log::Stderr);
+        assert_eq!(w, vec![Warning::PathTooLong]);
+    }
+
+    #[test]
+    fn non_utf8_values_are_shown_readably() {
+        let mut out = String::new();
+        write!(out, "{}", Lossy(b"a\xffb")).unwrap();
+        assert_eq!(out, "a?b");
+    }
+}

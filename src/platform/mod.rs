@@ -1,0 +1,12 @@
+//! Everything that touches the process: real symbols, raw syscalls, errno, clocks, the
+//! environment, the log descriptor, and the library's lifecycle.
+
+pub mod clock;
+pub mod config;
+pub mod errno;
+pub mod guard;
+#[cfg(not(test))]
+pub mod lifecycle;
+pub mod process;
+pub mod real;
+pub mod sink;

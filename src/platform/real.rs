@@ -1,0 +1,165 @@
+//! The real functions: the next definition after ours (`dlsym(RTLD_NEXT)`), resolved eagerly by
+//! the constructor; until then, and while resolving, the raw system call.
+//!
+//! Everything the shim itself needs of these calls goes through here too: our `.so` exports
+//! `mmap`, so `libc::mmap` from inside the shim would bind back to our own hook.
+
+use core::ffi::{c_int, c_long, c_ulong, c_void};
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::trace::event::Func;
+
+/// Resolved addresses, indexed by `Func as usize`; 0 = not resolved (use the syscall).
+static NEXT: [AtomicUsize; Func::ALL.len()] = [const { AtomicUsize::new(0) }; Func::ALL.len()];
+
+fn symbol(func: Func) -> &'static core::ffi::CStr {
+    match func {
+        Func::Shmget => c"shmget",
+        Func::Shmat => c"shmat",
+        Func::Shmdt => c"shmdt",
+        Func::Shmctl => c"shmctl",
+        Func::Semget => c"semget",
+        Func::Semop => c"semop",
+        Func::Semtimedop => c"semtimedop",
+        Func::Semctl => c"semctl",
+        Func::Mmap => c"mmap",
+        Func::Mmap64 => c"mmap64",
+        Func::Munmap => c"munmap",
+        Func::Mremap => c"mremap",
+    }
+}
+
+/// Looks up every next definition. Hooks that run meanwhile (dlsym may allocate, and an
+/// allocator may map memory) still see 0 and take the syscall path.
+pub fn resolve_all() {
+    for func in Func::ALL {
+        // SAFETY: RTLD_NEXT with a NUL-terminated name is dlsym's documented use; the result is
+        // either NULL or the address of a function with this name's libc prototype.
+        let addr = unsafe { libc::dlsym(libc::RTLD_NEXT, symbol(func).as_ptr()) } as usize;
+        // Never store our own definition: that would make a hook call itself forever.
+        if addr != 0 && !is_ours(addr) {
+            NEXT[func as usize].store(addr, Ordering::Release);
+        }
+    }
+}
+
+/// Whether `addr` lies inside this library (the shim linked twice, or preloaded and linked).
+fn is_ours(addr: usize) -> bool {
+    let mut here = core::mem::MaybeUninit::<libc::Dl_info>::zeroed();
+    let mut there = core::mem::MaybeUninit::<libc::Dl_info>::zeroed();
+    // SAFETY: dladdr only reads the loader's tables and writes the Dl_info we own.
+    let ok = unsafe {
+        libc::dladdr(resolve_all as *const c_void, here.as_mut_ptr()) != 0
+            && libc::dladdr(addr as *const c_void, there.as_mut_ptr()) != 0
+    };
+    // SAFETY: both were zero-initialised and dladdr filled them on success.
+    ok && unsafe { here.assume_init().dli_fbase == there.assume_init().dli_fbase }
+}
+
+fn next(func: Func) -> usize {
+    NEXT[func as usize].load(Ordering::Acquire)
+}
+
+/// Calls the next definition when there is one, else the system call; both report failure the
+/// same way (-1 and errno), so callers cannot tell them apart.
+macro_rules! forward {
+    ($func:expr, fn($($ty:ty),*) -> $ret:ty, ($($arg:expr),*), $syscall:expr) => {{
+        let addr = next($func);
+        if addr == 0 {
+            $syscall
+        } else {
+            // SAFETY: `addr` came from dlsym for this exact symbol, whose C prototype is the
+            // type written here.
+            let real: unsafe extern "C" fn($($ty),*) -> $ret = unsafe { core::mem::transmute(addr) };
+            // SAFETY: the arguments are the caller's, passed through unchanged.
+            unsafe { real($($arg),*) }
+        }
+    }};
+}
+
+fn sys(nr: c_long, a: [c_long; 6]) -> c_long {
+    // SAFETY: a raw system call takes integer arguments and reports errors as -1 with errno;
+    // the kernel validates every pointer among them.
+    unsafe { libc::syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]) }
+}
+
+pub fn shmget(key: libc::key_t, size: usize, shmflg: c_int) -> c_int {
+    forward!(Func::Shmget, fn(libc::key_t, usize, c_int) -> c_int, (key, size, shmflg),
+        sys(libc::SYS_shmget, [key as c_long, size as c_long, shmflg as c_long, 0, 0, 0]) as c_int)
+}
+
+pub fn shmat(shmid: c_int, shmaddr: *const c_void, shmflg: c_int) -> *mut c_void {
+    forward!(Func::Shmat, fn(c_int, *const c_void, c_int) -> *mut c_void, (shmid, shmaddr, shmflg),
+        sys(libc::SYS_shmat, [shmid as c_long, shmaddr as c_long, shmflg as c_long, 0, 0, 0]) as *mut c_void)
+}
+
+pub fn shmdt(shmaddr: *const c_void) -> c_int {
+    forward!(Func::Shmdt, fn(*const c_void) -> c_int, (shmaddr),
+        sys(libc::SYS_shmdt, [shmaddr as c_long, 0, 0, 0, 0, 0]) as c_int)
+}
+
+pub fn shmctl(shmid: c_int, cmd: c_int, buf: *mut libc::shmid_ds) -> c_int {
+    forward!(Func::Shmctl, fn(c_int, c_int, *mut libc::shmid_ds) -> c_int, (shmid, cmd, buf),
+        sys(libc::SYS_shmctl, [shmid as c_long, cmd as c_long, buf as c_long, 0, 0, 0]) as c_int)
+}
+
+pub fn semget(key: libc::key_t, nsems: c_int, semflg: c_int) -> c_int {
+    forward!(Func::Semget, fn(libc::key_t, c_int, c_int) -> c_int, (key, nsems, semflg),
+        sys(libc::SYS_semget, [key as c_long, nsems as c_long, semflg as c_long, 0, 0, 0]) as c_int)
+}
+
+pub fn semop(semid: c_int, sops: *mut libc::sembuf, nsops: usize) -> c_int {
+    forward!(Func::Semop, fn(c_int, *mut libc::sembuf, usize) -> c_int, (semid, sops, nsops),
+        sys(libc::SYS_semtimedop, [semid as c_long, sops as c_long, nsops as c_long, 0, 0, 0]) as c_int)
+}
+
+pub fn semtimedop(
+    semid: c_int,
+    sops: *mut libc::sembuf,
+    nsops: usize,
+    timeout: *const libc::timespec,
+) -> c_int {
+    forward!(Func::Semtimedop,
+        fn(c_int, *mut libc::sembuf, usize, *const libc::timespec) -> c_int,
+        (semid, sops, nsops, timeout),
+        sys(libc::SYS_semtimedop, [semid as c_long, sops as c_long, nsops as c_long, timeout as c_long, 0, 0]) as c_int)
+}
+
+/// `arg` is the `union semun` exactly as the caller passed it (one integer register on every
+/// supported ABI), handed on as the variadic argument it was.
+pub fn semctl(semid: c_int, semnum: c_int, cmd: c_int, arg: c_ulong) -> c_int {
+    let addr = next(Func::Semctl);
+    if addr == 0 {
+        return sys(libc::SYS_semctl, [semid as c_long, semnum as c_long, cmd as c_long, arg as c_long, 0, 0]) as c_int;
+    }
+    // SAFETY: dlsym gave the address of libc's variadic `semctl`; calling it with one extra
+    // integer-class argument is how C passes a `union semun`.
+    unsafe {
+        let real: unsafe extern "C" fn(c_int, c_int, c_int, ...) -> c_int = core::mem::transmute(addr);
+        real(semid, semnum, cmd, arg)
+    }
+}
+
+pub fn mmap(func: Func, addr: *mut c_void, len: usize, prot: c_int, flags: c_int, fd: c_int, off: i64) -> *mut c_void {
+    forward!(func, fn(*mut c_void, usize, c_int, c_int, c_int, i64) -> *mut c_void,
+        (addr, len, prot, flags, fd, off),
+        sys(libc::SYS_mmap, [addr as c_long, len as c_long, prot as c_long, flags as c_long, fd as c_long, off as c_long]) as *mut c_void)
+}
+
+pub fn munmap(addr: *mut c_void, len: usize) -> c_int {
+    forward!(Func::Munmap, fn(*mut c_void, usize) -> c_int, (addr, len),
+        sys(libc::SYS_munmap, [addr as c_long, len as c_long, 0, 0, 0, 0]) as c_int)
+}
+
+/// `new_address` is passed on whatever the flags, as the caller passed it.
+pub fn mremap(old: *mut c_void, old_size: usize, new_size: usize, flags: c_int, new_address: *mut c_void) -> *mut c_void {
+    let addr = next(Func::Mremap);
+    if addr == 0 {
+        return sys(libc::SYS_mremap, [old as c_long, old_size as c_long, new_size as c_long, flags as c_long, new_address as c_long, 0]) as *mut c_void;
+    }
+    // SAFETY: dlsym gave libc's variadic `mremap`; the optional fifth argument is a pointer.
+    unsafe {
+        let real: unsafe extern "C" fn(*mut c_void, usize, usize, c_int, ...) -> *mut c_void = core::mem::transmute(addr);
+        real(old, old_size, new_size, flags, new_address)
+    }
+}
