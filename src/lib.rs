@@ -11,3 +11,8 @@ pub mod api;
 mod hooks;
 pub mod platform;
 pub mod trace;
+
+/// Every allocation of this library, std's included, comes from its private heap.
+#[cfg(not(test))]
+#[global_allocator]
+static HEAP: platform::alloc::PrivateHeap = platform::alloc::PrivateHeap::new();

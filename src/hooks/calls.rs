@@ -19,43 +19,66 @@ fn ptr<T>(p: *const T) -> u64 {
 
 fn nothing_to_read(_: &mut Event) {}
 
-pub extern "C" fn shmget(key: key_t, size: usize, shmflg: c_int, caller: usize) -> c_int {
+pub unsafe extern "C" fn shmget(key: key_t, size: usize, shmflg: c_int, caller: usize) -> c_int {
     let args = [int(key), size as u64, int(shmflg), 0, 0, 0];
-    let call = || i64::from(real::shmget(key, size, shmflg));
+    // SAFETY: the program's own arguments, forwarded unchanged to the real function.
+    let call = || i64::from(unsafe { real::shmget(key, size, shmflg) });
     traced(Func::Shmget, caller, args, call, nothing_to_read) as c_int
 }
 
-pub extern "C" fn shmat(shmid: c_int, shmaddr: *const c_void, shmflg: c_int, caller: usize) -> *mut c_void {
+pub unsafe extern "C" fn shmat(
+    shmid: c_int,
+    shmaddr: *const c_void,
+    shmflg: c_int,
+    caller: usize,
+) -> *mut c_void {
     let args = [int(shmid), ptr(shmaddr), int(shmflg), 0, 0, 0];
-    let call = || real::shmat(shmid, shmaddr, shmflg) as i64;
+    // SAFETY: the program's own arguments, forwarded unchanged to the real function.
+    let call = || unsafe { real::shmat(shmid, shmaddr, shmflg) } as i64;
     traced(Func::Shmat, caller, args, call, nothing_to_read) as *mut c_void
 }
 
-pub extern "C" fn shmdt(shmaddr: *const c_void, caller: usize) -> c_int {
+pub unsafe extern "C" fn shmdt(shmaddr: *const c_void, caller: usize) -> c_int {
     let args = [ptr(shmaddr), 0, 0, 0, 0, 0];
-    let call = || i64::from(real::shmdt(shmaddr));
+    // SAFETY: the program's own arguments, forwarded unchanged to the real function.
+    let call = || i64::from(unsafe { real::shmdt(shmaddr) });
     traced(Func::Shmdt, caller, args, call, nothing_to_read) as c_int
 }
 
-pub extern "C" fn shmctl(shmid: c_int, cmd: c_int, buf: *mut shmid_ds, caller: usize) -> c_int {
+pub unsafe extern "C" fn shmctl(
+    shmid: c_int,
+    cmd: c_int,
+    buf: *mut shmid_ds,
+    caller: usize,
+) -> c_int {
     let args = [int(shmid), int(cmd), ptr(buf), 0, 0, 0];
-    let call = || i64::from(real::shmctl(shmid, cmd, buf));
+    // SAFETY: the program's own arguments, forwarded unchanged to the real function.
+    let call = || i64::from(unsafe { real::shmctl(shmid, cmd, buf) });
     traced(Func::Shmctl, caller, args, call, nothing_to_read) as c_int
 }
 
-pub extern "C" fn semget(key: key_t, nsems: c_int, semflg: c_int, caller: usize) -> c_int {
+pub unsafe extern "C" fn semget(key: key_t, nsems: c_int, semflg: c_int, caller: usize) -> c_int {
     let args = [int(key), int(nsems), int(semflg), 0, 0, 0];
-    let call = || i64::from(real::semget(key, nsems, semflg));
+    // SAFETY: the program's own arguments, forwarded unchanged to the real function.
+    let call = || i64::from(unsafe { real::semget(key, nsems, semflg) });
     traced(Func::Semget, caller, args, call, nothing_to_read) as c_int
 }
 
-pub extern "C" fn semop(semid: c_int, sops: *mut sembuf, nsops: usize, caller: usize) -> c_int {
+pub unsafe extern "C" fn semop(
+    semid: c_int,
+    sops: *mut sembuf,
+    nsops: usize,
+    caller: usize,
+) -> c_int {
     let args = [int(semid), ptr(sops), nsops as u64, 0, 0, 0];
-    let call = || i64::from(real::semop(semid, sops, nsops));
-    traced(Func::Semop, caller, args, call, |ev| read_sops(ev, sops, nsops)) as c_int
+    // SAFETY: the program's own arguments, forwarded unchanged to the real function.
+    let call = || i64::from(unsafe { real::semop(semid, sops, nsops) });
+    traced(Func::Semop, caller, args, call, |ev| {
+        read_sops(ev, sops, nsops)
+    }) as c_int
 }
 
-pub extern "C" fn semtimedop(
+pub unsafe extern "C" fn semtimedop(
     semid: c_int,
     sops: *mut sembuf,
     nsops: usize,
@@ -63,7 +86,8 @@ pub extern "C" fn semtimedop(
     caller: usize,
 ) -> c_int {
     let args = [int(semid), ptr(sops), nsops as u64, ptr(timeout), 0, 0];
-    let call = || i64::from(real::semtimedop(semid, sops, nsops, timeout));
+    // SAFETY: the program's own arguments, forwarded unchanged to the real function.
+    let call = || i64::from(unsafe { real::semtimedop(semid, sops, nsops, timeout) });
     let after = |ev: &mut Event| {
         read_sops(ev, sops, nsops);
         read_timeout(ev, timeout);
@@ -71,14 +95,21 @@ pub extern "C" fn semtimedop(
     traced(Func::Semtimedop, caller, args, call, after) as c_int
 }
 
-pub extern "C" fn semctl(semid: c_int, semnum: c_int, cmd: c_int, arg: c_ulong, caller: usize) -> c_int {
-    let args = [int(semid), int(semnum), int(cmd), arg as u64, 0, 0];
-    let call = || i64::from(real::semctl(semid, semnum, cmd, arg));
+pub unsafe extern "C" fn semctl(
+    semid: c_int,
+    semnum: c_int,
+    cmd: c_int,
+    arg: c_ulong,
+    caller: usize,
+) -> c_int {
+    let args = [int(semid), int(semnum), int(cmd), arg, 0, 0];
+    // SAFETY: the program's own arguments, forwarded unchanged to the real function.
+    let call = || i64::from(unsafe { real::semctl(semid, semnum, cmd, arg) });
     traced(Func::Semctl, caller, args, call, nothing_to_read) as c_int
 }
 
 #[allow(clippy::too_many_arguments)]
-fn mmap_any(
+unsafe fn mmap_any(
     func: Func,
     addr: *mut c_void,
     length: usize,
@@ -88,12 +119,20 @@ fn mmap_any(
     offset: i64,
     caller: usize,
 ) -> *mut c_void {
-    let args = [ptr(addr), length as u64, int(prot), int(flags), int(fd), offset as u64];
-    let call = || real::mmap(func, addr, length, prot, flags, fd, offset) as i64;
+    let args = [
+        ptr(addr),
+        length as u64,
+        int(prot),
+        int(flags),
+        int(fd),
+        offset as u64,
+    ];
+    // SAFETY: the program's own arguments, forwarded unchanged to the real function.
+    let call = || unsafe { real::mmap(func, addr, length, prot, flags, fd, offset) } as i64;
     traced(func, caller, args, call, nothing_to_read) as *mut c_void
 }
 
-pub extern "C" fn mmap(
+pub unsafe extern "C" fn mmap(
     addr: *mut c_void,
     length: usize,
     prot: c_int,
@@ -102,10 +141,11 @@ pub extern "C" fn mmap(
     offset: i64,
     caller: usize,
 ) -> *mut c_void {
-    mmap_any(Func::Mmap, addr, length, prot, flags, fd, offset, caller)
+    // SAFETY: the caller's contract is mmap's.
+    unsafe { mmap_any(Func::Mmap, addr, length, prot, flags, fd, offset, caller) }
 }
 
-pub extern "C" fn mmap64(
+pub unsafe extern "C" fn mmap64(
     addr: *mut c_void,
     length: usize,
     prot: c_int,
@@ -114,16 +154,18 @@ pub extern "C" fn mmap64(
     offset: i64,
     caller: usize,
 ) -> *mut c_void {
-    mmap_any(Func::Mmap64, addr, length, prot, flags, fd, offset, caller)
+    // SAFETY: the caller's contract is mmap64's.
+    unsafe { mmap_any(Func::Mmap64, addr, length, prot, flags, fd, offset, caller) }
 }
 
-pub extern "C" fn munmap(addr: *mut c_void, length: usize, caller: usize) -> c_int {
+pub unsafe extern "C" fn munmap(addr: *mut c_void, length: usize, caller: usize) -> c_int {
     let args = [ptr(addr), length as u64, 0, 0, 0, 0];
-    let call = || i64::from(real::munmap(addr, length));
+    // SAFETY: the program's own arguments, forwarded unchanged to the real function.
+    let call = || i64::from(unsafe { real::munmap(addr, length) });
     traced(Func::Munmap, caller, args, call, nothing_to_read) as c_int
 }
 
-pub extern "C" fn mremap(
+pub unsafe extern "C" fn mremap(
     old_address: *mut c_void,
     old_size: usize,
     new_size: usize,
@@ -131,15 +173,26 @@ pub extern "C" fn mremap(
     new_address: *mut c_void,
     caller: usize,
 ) -> *mut c_void {
-    let args = [ptr(old_address), old_size as u64, new_size as u64, int(flags), ptr(new_address), 0];
-    let call = || real::mremap(old_address, old_size, new_size, flags, new_address) as i64;
+    let args = [
+        ptr(old_address),
+        old_size as u64,
+        new_size as u64,
+        int(flags),
+        ptr(new_address),
+        0,
+    ];
+    // SAFETY: the program's own arguments, forwarded unchanged to the real function.
+    let call =
+        || unsafe { real::mremap(old_address, old_size, new_size, flags, new_address) } as i64;
     traced(Func::Mremap, caller, args, call, nothing_to_read) as *mut c_void
 }
 
 /// Copies the operations out once the kernel has read them itself. It had not when the call
 /// failed with EFAULT (unreadable), E2BIG (too many) or ENOMEM (no room to copy them).
 fn read_sops(ev: &mut Event, sops: *const sembuf, nsops: usize) {
-    if sops.is_null() || (ev.failed() && matches!(ev.errno, libc::EFAULT | libc::E2BIG | libc::ENOMEM)) {
+    if sops.is_null()
+        || (ev.failed() && matches!(ev.errno, libc::EFAULT | libc::E2BIG | libc::ENOMEM))
+    {
         return;
     }
     let n = nsops.min(SOPS_KEPT);
@@ -147,7 +200,11 @@ fn read_sops(ev: &mut Event, sops: *const sembuf, nsops: usize) {
         // SAFETY: the kernel copied `nsops` entries from `sops` during this call, so the first
         // `n <= nsops` are mapped and readable; the caller cannot free them before we return.
         let op = unsafe { sops.add(i).read_unaligned() };
-        *slot = SemOp { num: op.sem_num, op: op.sem_op, flg: op.sem_flg };
+        *slot = SemOp {
+            num: op.sem_num,
+            op: op.sem_op,
+            flg: op.sem_flg,
+        };
     }
     ev.sops_read = n as u8;
 }
@@ -159,5 +216,8 @@ fn read_timeout(ev: &mut Event, timeout: *const timespec) {
     }
     // SAFETY: the kernel copied this timespec during the call (see above).
     let ts = unsafe { timeout.read_unaligned() };
-    ev.timeout = Some(Timeout { sec: ts.tv_sec, nsec: ts.tv_nsec });
+    ev.timeout = Some(Timeout {
+        sec: ts.tv_sec,
+        nsec: ts.tv_nsec,
+    });
 }

@@ -116,7 +116,12 @@ pub fn ensure() -> bool {
         CONFIGURING => false,
         _ => {
             if STATE
-                .compare_exchange(UNCONFIGURED, CONFIGURING, Ordering::Acquire, Ordering::Acquire)
+                .compare_exchange(
+                    UNCONFIGURED,
+                    CONFIGURING,
+                    Ordering::Acquire,
+                    Ordering::Acquire,
+                )
                 .is_err()
             {
                 return STATE.load(Ordering::Acquire) == READY;
@@ -200,14 +205,26 @@ mod tests {
     #[test]
     fn defaults_are_stderr_and_text() {
         let (s, w) = parse_collect(None, None, false);
-        assert_eq!(s, Settings { log: Log::Stderr, format: Format::Text });
+        assert_eq!(
+            s,
+            Settings {
+                log: Log::Stderr,
+                format: Format::Text
+            }
+        );
         assert!(w.is_empty());
     }
 
     #[test]
     fn recognised_values() {
         let (s, w) = parse_collect(Some(b"off"), Some(b"json"), false);
-        assert_eq!(s, Settings { log: Log::Off, format: Format::Json });
+        assert_eq!(
+            s,
+            Settings {
+                log: Log::Off,
+                format: Format::Json
+            }
+        );
         assert!(w.is_empty());
         let (s, _) = parse_collect(Some(b"/tmp/t.%p.log"), Some(b"text"), false);
         assert_eq!(s.log, Log::Path(b"/tmp/t.%p.log"));

@@ -51,7 +51,9 @@ mod tests {
     #[test]
     fn other_threads_are_independent() {
         let _held = Guard::enter();
-        let other = std::thread::spawn(|| Guard::enter().is_some()).join().unwrap();
+        let other = std::thread::spawn(|| Guard::enter().is_some())
+            .join()
+            .unwrap();
         assert!(other);
     }
 }

@@ -1,6 +1,7 @@
 //! Everything that touches the process: real symbols, raw syscalls, errno, clocks, the
 //! environment, the log descriptor, and the library's lifecycle.
 
+pub mod alloc;
 pub mod clock;
 pub mod config;
 pub mod errno;
@@ -10,3 +11,4 @@ pub mod lifecycle;
 pub mod process;
 pub mod real;
 pub mod sink;
+pub mod spinlock;

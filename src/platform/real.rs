@@ -4,6 +4,9 @@
 //! Everything the shim itself needs of these calls goes through here too: our `.so` exports
 //! `mmap`, so `libc::mmap` from inside the shim would bind back to our own hook.
 
+// The safety contract of every forwarder is stated once, below, rather than twelve times.
+#![allow(clippy::missing_safety_doc)]
+
 use core::ffi::{c_int, c_long, c_ulong, c_void};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
@@ -56,6 +59,10 @@ fn is_ours(addr: usize) -> bool {
     ok && unsafe { here.assume_init().dli_fbase == there.assume_init().dli_fbase }
 }
 
+// Every forwarder below is `unsafe` with the contract of the libc function it stands for: the
+// pointers are the host's, handed on unchanged, and e.g. `munmap` or `MAP_FIXED` can destroy
+// any memory. The hooks call them with exactly the arguments the program passed.
+
 fn next(func: Func) -> usize {
     NEXT[func as usize].load(Ordering::Acquire)
 }
@@ -71,7 +78,7 @@ macro_rules! forward {
             // SAFETY: `addr` came from dlsym for this exact symbol, whose C prototype is the
             // type written here.
             let real: unsafe extern "C" fn($($ty),*) -> $ret = unsafe { core::mem::transmute(addr) };
-            // SAFETY: the arguments are the caller's, passed through unchanged.
+            // SAFETY: the arguments are the caller's, passed through unchanged (see above).
             unsafe { real($($arg),*) }
         }
     }};
@@ -83,83 +90,197 @@ fn sys(nr: c_long, a: [c_long; 6]) -> c_long {
     unsafe { libc::syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]) }
 }
 
-pub fn shmget(key: libc::key_t, size: usize, shmflg: c_int) -> c_int {
-    forward!(Func::Shmget, fn(libc::key_t, usize, c_int) -> c_int, (key, size, shmflg),
-        sys(libc::SYS_shmget, [key as c_long, size as c_long, shmflg as c_long, 0, 0, 0]) as c_int)
+pub unsafe fn shmget(key: libc::key_t, size: usize, shmflg: c_int) -> c_int {
+    forward!(
+        Func::Shmget,
+        fn(libc::key_t, usize, c_int) -> c_int,
+        (key, size, shmflg),
+        sys(
+            libc::SYS_shmget,
+            [key as c_long, size as c_long, shmflg as c_long, 0, 0, 0]
+        ) as c_int
+    )
 }
 
-pub fn shmat(shmid: c_int, shmaddr: *const c_void, shmflg: c_int) -> *mut c_void {
-    forward!(Func::Shmat, fn(c_int, *const c_void, c_int) -> *mut c_void, (shmid, shmaddr, shmflg),
-        sys(libc::SYS_shmat, [shmid as c_long, shmaddr as c_long, shmflg as c_long, 0, 0, 0]) as *mut c_void)
+pub unsafe fn shmat(shmid: c_int, shmaddr: *const c_void, shmflg: c_int) -> *mut c_void {
+    forward!(
+        Func::Shmat,
+        fn(c_int, *const c_void, c_int) -> *mut c_void,
+        (shmid, shmaddr, shmflg),
+        sys(
+            libc::SYS_shmat,
+            [
+                shmid as c_long,
+                shmaddr as c_long,
+                shmflg as c_long,
+                0,
+                0,
+                0
+            ]
+        ) as *mut c_void
+    )
 }
 
-pub fn shmdt(shmaddr: *const c_void) -> c_int {
-    forward!(Func::Shmdt, fn(*const c_void) -> c_int, (shmaddr),
-        sys(libc::SYS_shmdt, [shmaddr as c_long, 0, 0, 0, 0, 0]) as c_int)
+pub unsafe fn shmdt(shmaddr: *const c_void) -> c_int {
+    forward!(
+        Func::Shmdt,
+        fn(*const c_void) -> c_int,
+        (shmaddr),
+        sys(libc::SYS_shmdt, [shmaddr as c_long, 0, 0, 0, 0, 0]) as c_int
+    )
 }
 
-pub fn shmctl(shmid: c_int, cmd: c_int, buf: *mut libc::shmid_ds) -> c_int {
-    forward!(Func::Shmctl, fn(c_int, c_int, *mut libc::shmid_ds) -> c_int, (shmid, cmd, buf),
-        sys(libc::SYS_shmctl, [shmid as c_long, cmd as c_long, buf as c_long, 0, 0, 0]) as c_int)
+pub unsafe fn shmctl(shmid: c_int, cmd: c_int, buf: *mut libc::shmid_ds) -> c_int {
+    forward!(
+        Func::Shmctl,
+        fn(c_int, c_int, *mut libc::shmid_ds) -> c_int,
+        (shmid, cmd, buf),
+        sys(
+            libc::SYS_shmctl,
+            [shmid as c_long, cmd as c_long, buf as c_long, 0, 0, 0]
+        ) as c_int
+    )
 }
 
-pub fn semget(key: libc::key_t, nsems: c_int, semflg: c_int) -> c_int {
-    forward!(Func::Semget, fn(libc::key_t, c_int, c_int) -> c_int, (key, nsems, semflg),
-        sys(libc::SYS_semget, [key as c_long, nsems as c_long, semflg as c_long, 0, 0, 0]) as c_int)
+pub unsafe fn semget(key: libc::key_t, nsems: c_int, semflg: c_int) -> c_int {
+    forward!(
+        Func::Semget,
+        fn(libc::key_t, c_int, c_int) -> c_int,
+        (key, nsems, semflg),
+        sys(
+            libc::SYS_semget,
+            [key as c_long, nsems as c_long, semflg as c_long, 0, 0, 0]
+        ) as c_int
+    )
 }
 
-pub fn semop(semid: c_int, sops: *mut libc::sembuf, nsops: usize) -> c_int {
-    forward!(Func::Semop, fn(c_int, *mut libc::sembuf, usize) -> c_int, (semid, sops, nsops),
-        sys(libc::SYS_semtimedop, [semid as c_long, sops as c_long, nsops as c_long, 0, 0, 0]) as c_int)
+pub unsafe fn semop(semid: c_int, sops: *mut libc::sembuf, nsops: usize) -> c_int {
+    forward!(
+        Func::Semop,
+        fn(c_int, *mut libc::sembuf, usize) -> c_int,
+        (semid, sops, nsops),
+        sys(
+            libc::SYS_semtimedop,
+            [semid as c_long, sops as c_long, nsops as c_long, 0, 0, 0]
+        ) as c_int
+    )
 }
 
-pub fn semtimedop(
+pub unsafe fn semtimedop(
     semid: c_int,
     sops: *mut libc::sembuf,
     nsops: usize,
     timeout: *const libc::timespec,
 ) -> c_int {
-    forward!(Func::Semtimedop,
+    forward!(
+        Func::Semtimedop,
         fn(c_int, *mut libc::sembuf, usize, *const libc::timespec) -> c_int,
         (semid, sops, nsops, timeout),
-        sys(libc::SYS_semtimedop, [semid as c_long, sops as c_long, nsops as c_long, timeout as c_long, 0, 0]) as c_int)
+        sys(
+            libc::SYS_semtimedop,
+            [
+                semid as c_long,
+                sops as c_long,
+                nsops as c_long,
+                timeout as c_long,
+                0,
+                0
+            ]
+        ) as c_int
+    )
 }
 
 /// `arg` is the `union semun` exactly as the caller passed it (one integer register on every
 /// supported ABI), handed on as the variadic argument it was.
-pub fn semctl(semid: c_int, semnum: c_int, cmd: c_int, arg: c_ulong) -> c_int {
+pub unsafe fn semctl(semid: c_int, semnum: c_int, cmd: c_int, arg: c_ulong) -> c_int {
     let addr = next(Func::Semctl);
     if addr == 0 {
-        return sys(libc::SYS_semctl, [semid as c_long, semnum as c_long, cmd as c_long, arg as c_long, 0, 0]) as c_int;
+        return sys(
+            libc::SYS_semctl,
+            [
+                semid as c_long,
+                semnum as c_long,
+                cmd as c_long,
+                arg as c_long,
+                0,
+                0,
+            ],
+        ) as c_int;
     }
     // SAFETY: dlsym gave the address of libc's variadic `semctl`; calling it with one extra
     // integer-class argument is how C passes a `union semun`.
     unsafe {
-        let real: unsafe extern "C" fn(c_int, c_int, c_int, ...) -> c_int = core::mem::transmute(addr);
+        let real: unsafe extern "C" fn(c_int, c_int, c_int, ...) -> c_int =
+            core::mem::transmute(addr);
         real(semid, semnum, cmd, arg)
     }
 }
 
-pub fn mmap(func: Func, addr: *mut c_void, len: usize, prot: c_int, flags: c_int, fd: c_int, off: i64) -> *mut c_void {
-    forward!(func, fn(*mut c_void, usize, c_int, c_int, c_int, i64) -> *mut c_void,
+pub unsafe fn mmap(
+    func: Func,
+    addr: *mut c_void,
+    len: usize,
+    prot: c_int,
+    flags: c_int,
+    fd: c_int,
+    off: i64,
+) -> *mut c_void {
+    forward!(
+        func,
+        fn(*mut c_void, usize, c_int, c_int, c_int, i64) -> *mut c_void,
         (addr, len, prot, flags, fd, off),
-        sys(libc::SYS_mmap, [addr as c_long, len as c_long, prot as c_long, flags as c_long, fd as c_long, off as c_long]) as *mut c_void)
+        sys(
+            libc::SYS_mmap,
+            [
+                addr as c_long,
+                len as c_long,
+                prot as c_long,
+                flags as c_long,
+                fd as c_long,
+                off as c_long
+            ]
+        ) as *mut c_void
+    )
 }
 
-pub fn munmap(addr: *mut c_void, len: usize) -> c_int {
-    forward!(Func::Munmap, fn(*mut c_void, usize) -> c_int, (addr, len),
-        sys(libc::SYS_munmap, [addr as c_long, len as c_long, 0, 0, 0, 0]) as c_int)
+pub unsafe fn munmap(addr: *mut c_void, len: usize) -> c_int {
+    forward!(
+        Func::Munmap,
+        fn(*mut c_void, usize) -> c_int,
+        (addr, len),
+        sys(
+            libc::SYS_munmap,
+            [addr as c_long, len as c_long, 0, 0, 0, 0]
+        ) as c_int
+    )
 }
 
 /// `new_address` is passed on whatever the flags, as the caller passed it.
-pub fn mremap(old: *mut c_void, old_size: usize, new_size: usize, flags: c_int, new_address: *mut c_void) -> *mut c_void {
+pub unsafe fn mremap(
+    old: *mut c_void,
+    old_size: usize,
+    new_size: usize,
+    flags: c_int,
+    new_address: *mut c_void,
+) -> *mut c_void {
     let addr = next(Func::Mremap);
     if addr == 0 {
-        return sys(libc::SYS_mremap, [old as c_long, old_size as c_long, new_size as c_long, flags as c_long, new_address as c_long, 0]) as *mut c_void;
+        return sys(
+            libc::SYS_mremap,
+            [
+                old as c_long,
+                old_size as c_long,
+                new_size as c_long,
+                flags as c_long,
+                new_address as c_long,
+                0,
+            ],
+        ) as *mut c_void;
     }
     // SAFETY: dlsym gave libc's variadic `mremap`; the optional fifth argument is a pointer.
     unsafe {
-        let real: unsafe extern "C" fn(*mut c_void, usize, usize, c_int, ...) -> *mut c_void = core::mem::transmute(addr);
+        let real: unsafe extern "C" fn(*mut c_void, usize, usize, c_int, ...) -> *mut c_void =
+            core::mem::transmute(addr);
         real(old, old_size, new_size, flags, new_address)
     }
 }

@@ -79,13 +79,14 @@ pub fn reopen_after_fork() {
 
 fn open_template() -> Result<c_int, i32> {
     let mut path = [0u8; 2 * PATH_MAX];
-    let len = expand(template(), crate::platform::process::pid(), &mut path)
-        .ok_or(libc::ENAMETOOLONG)?;
+    let len =
+        expand(template(), crate::platform::process::pid(), &mut path).ok_or(libc::ENAMETOOLONG)?;
     if len >= path.len() {
         return Err(libc::ENAMETOOLONG);
     }
     path[len] = 0;
-    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC | libc::O_NOFOLLOW;
+    let flags =
+        libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC | libc::O_NOFOLLOW;
     // SAFETY: `path` is NUL-terminated; mode 0600 because a log may reveal a program's keys,
     // ids and addresses.
     let fd = unsafe { libc::open(path.as_ptr().cast(), flags, 0o600 as libc::c_uint) };

@@ -62,10 +62,7 @@ impl Func {
 
     /// Functions returning a pointer report failure as `(void *) -1` rather than `-1`.
     pub fn returns_pointer(self) -> bool {
-        matches!(
-            self,
-            Func::Shmat | Func::Mmap | Func::Mmap64 | Func::Mremap
-        )
+        matches!(self, Func::Shmat | Func::Mmap | Func::Mmap64 | Func::Mremap)
     }
 }
 

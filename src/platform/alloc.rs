@@ -1,0 +1,175 @@
+//! The shim's private heap: every Rust allocation in this library comes from pages it maps with
+//! the raw `mmap` system call, never from the host's allocator.
+//!
+//! jemalloc, tcmalloc and mimalloc call `mmap` through the PLT, sometimes holding their own
+//! locks; a hook that called back into them could deadlock (jemalloc#329, #443, #2505). The
+//! heap is size-classed free lists (16-byte steps up to 1 KiB, enough for the ledger's tree
+//! nodes) carved from 256 KiB chunks; larger blocks are mapped one by one. Memory of freed
+//! small blocks is reused, never returned: the shim's footprint follows its peak of live
+//! objects, not the number of calls.
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::ptr::null_mut;
+
+use crate::platform::spinlock::SpinLock;
+
+const GRANULE: usize = 16;
+const SMALL_MAX: usize = 1024;
+const CLASSES: usize = SMALL_MAX / GRANULE;
+const CHUNK: usize = 256 * 1024;
+const PAGE: usize = 4096;
+
+struct Heap {
+    /// Head of each class's free list; a free block's first word points to the next.
+    free: [usize; CLASSES],
+    /// The unused tail of the current chunk.
+    bump: usize,
+    bump_end: usize,
+}
+
+pub struct PrivateHeap {
+    heap: SpinLock<Heap>,
+}
+
+impl PrivateHeap {
+    pub const fn new() -> PrivateHeap {
+        PrivateHeap {
+            heap: SpinLock::new(Heap {
+                free: [0; CLASSES],
+                bump: 0,
+                bump_end: 0,
+            }),
+        }
+    }
+
+    /// Held across `fork` (see `lifecycle`), so a child never inherits it mid-update.
+    pub fn lock_for_fork(&self) {
+        self.heap.lock_raw();
+    }
+
+    /// # Safety
+    /// Only after `lock_for_fork`, once, in the parent or the child.
+    pub unsafe fn unlock_after_fork(&self) {
+        // SAFETY: the caller pairs this with `lock_for_fork`.
+        unsafe { self.heap.unlock_raw() };
+    }
+}
+
+impl Default for PrivateHeap {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn class_of(layout: Layout) -> Option<usize> {
+    if layout.align() > GRANULE || layout.size() > SMALL_MAX {
+        return None;
+    }
+    Some(layout.size().max(1).div_ceil(GRANULE) - 1)
+}
+
+fn map_pages(len: usize) -> *mut u8 {
+    // SAFETY: an anonymous private mapping at a kernel-chosen address touches no existing memory.
+    let p = unsafe {
+        libc::syscall(
+            libc::SYS_mmap,
+            0usize,
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1i32,
+            0usize,
+        )
+    };
+    if p == -1 { null_mut() } else { p as *mut u8 }
+}
+
+fn large_len(layout: Layout) -> usize {
+    layout.size().max(1).div_ceil(PAGE) * PAGE
+}
+
+// SAFETY: blocks handed out are disjoint, at least `layout.size()` long and 16-aligned (class
+// sizes are multiples of 16 carved from page-aligned chunks; layouts needing more alignment get
+// whole pages), and each returns to the free list of the class it came from.
+unsafe impl GlobalAlloc for PrivateHeap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let Some(class) = class_of(layout) else {
+            if layout.align() > PAGE {
+                return null_mut();
+            }
+            return map_pages(large_len(layout));
+        };
+        let size = (class + 1) * GRANULE;
+        let mut heap = self.heap.lock();
+        let head = heap.free[class];
+        if head != 0 {
+            // SAFETY: `head` is a free block of this class; its first word is the next link.
+            heap.free[class] = unsafe { *(head as *const usize) };
+            return head as *mut u8;
+        }
+        if heap.bump_end - heap.bump < size {
+            let chunk = map_pages(CHUNK);
+            if chunk.is_null() {
+                return null_mut();
+            }
+            heap.bump = chunk as usize;
+            heap.bump_end = chunk as usize + CHUNK;
+        }
+        // Every class size is a multiple of 16 and chunks are page-aligned: blocks stay aligned.
+        let block = heap.bump;
+        heap.bump += size;
+        block as *mut u8
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        let Some(class) = class_of(layout) else {
+            // SAFETY: large blocks are whole mappings of exactly `large_len(layout)` bytes.
+            unsafe { libc::syscall(libc::SYS_munmap, ptr as usize, large_len(layout)) };
+            return;
+        };
+        let mut heap = self.heap.lock();
+        // SAFETY: the block is at least 16 bytes, ours, and no longer used by its owner.
+        unsafe { *(ptr as *mut usize) = heap.free[class] };
+        heap.free[class] = ptr as usize;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_are_aligned_disjoint_and_reused() {
+        let heap = PrivateHeap::new();
+        let layout = Layout::from_size_align(40, 8).unwrap();
+        // SAFETY: test of the allocator contract with matching layouts.
+        unsafe {
+            let a = heap.alloc(layout);
+            let b = heap.alloc(layout);
+            assert!(!a.is_null() && !b.is_null());
+            assert_eq!(a as usize % 16, 0);
+            assert!((b as usize).abs_diff(a as usize) >= 48);
+            a.write_bytes(0xaa, 40);
+            heap.dealloc(a, layout);
+            assert_eq!(heap.alloc(layout), a);
+            let big = Layout::from_size_align(100_000, 64).unwrap();
+            let c = heap.alloc(big);
+            assert_eq!(c as usize % PAGE, 0);
+            c.write_bytes(1, 100_000);
+            heap.dealloc(c, big);
+        }
+    }
+
+    #[test]
+    fn small_classes_cover_every_size_up_to_the_limit() {
+        for size in 1..=SMALL_MAX {
+            let class = class_of(Layout::from_size_align(size, 8).unwrap()).unwrap();
+            assert!((class + 1) * GRANULE >= size && class < CLASSES);
+        }
+        assert_eq!(
+            class_of(Layout::from_size_align(SMALL_MAX + 1, 8).unwrap()),
+            None
+        );
+        assert_eq!(class_of(Layout::from_size_align(64, 32).unwrap()), None);
+    }
+}
