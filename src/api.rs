@@ -29,8 +29,18 @@ mod tests {
     fn header_declares_no_libc_prototype() {
         let header = include_str!("../include/shmtrace.h");
         for name in [
-            "shmget", "shmat", "shmdt", "shmctl", "semget", "semop", "semtimedop", "semctl",
-            "mmap", "mmap64", "munmap", "mremap",
+            "shmget",
+            "shmat",
+            "shmdt",
+            "shmctl",
+            "semget",
+            "semop",
+            "semtimedop",
+            "semctl",
+            "mmap",
+            "mmap64",
+            "munmap",
+            "mremap",
         ] {
             assert!(!header.contains(&format!(" {name}(")), "{name} declared");
             assert!(!header.contains(&format!("*{name}(")), "{name} declared");
