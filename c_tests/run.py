@@ -897,6 +897,23 @@ def check_nm():
               str(sorted(s for s in syms if s.startswith("mmap"))))
 
 
+HOOKS = {"shmget", "shmat", "shmdt", "shmctl", "semget", "semop", "semtimedop", "semctl",
+         "mmap", "mmap64", "munmap", "mremap"}
+
+
+def check_exports():
+    """The library exports exactly the twelve hooks and the shmtrace_* API, nothing else."""
+    if not os.path.exists(LIB):
+        return
+    out = subprocess.run(["nm", "-D", "--defined-only", LIB], capture_output=True,
+                         text=True).stdout
+    funcs = {line.split()[-1] for line in out.splitlines() if line.split()[1:2] == ["T"]}
+    check(HOOKS <= funcs, "libshmtrace.so exports all twelve hooks (nm -D --defined-only)",
+          str(sorted(HOOKS - funcs)))
+    extra = {f for f in funcs - HOOKS if not f.startswith("shmtrace_")}
+    check(not extra, "libshmtrace.so exports no other function", str(sorted(extra)))
+
+
 def summary():
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
@@ -929,6 +946,7 @@ def main():
     have_linked, have_lib = build(make_vars)
     check(have_lib, f"{LIB} exists")
     check_nm()
+    check_exports()
     with tempfile.TemporaryDirectory(prefix="shmtrace-c-tests.") as tmp:
         for name in names:
             if name == "config":
