@@ -65,7 +65,18 @@ TEXT_LINE = re.compile(
     r"(?: = (?P<ret>MAP_FAILED|\(void \*\) -1|NULL|0x[0-9a-f]+|-?\d+)"
     r"(?: (?P<errno>E[A-Z0-9]+) \((?P<msg>[^()]*)\))? <(?P<dur>\d+\.\d{6})>"
     r"| (?P<unfinished><unfinished \.\.\.>)) caller=(?P<caller>0x[0-9a-f]+)\Z")
+# The exit report (one write): a header line, then its section and entry lines.
+TEXT_REPORT_HEAD = re.compile(r"shmtrace\[(?P<pid>\d+)\] report: (?P<verdict>clean|\d+ leaks?)[: ]")
+TEXT_REPORT_BODY = re.compile(r"shmtrace\[(?P<pid>\d+)\] (?!\d+\.\d{6} ).")
+REPORT_KEYS = ["event", "pid", "clean", "segments", "semaphores", "attachments", "mappings"]
 WARNING = "shmtrace: warning:"
+
+
+class Records(list):
+    """Call and enter records; `reports` maps each pid to its exit reports' verdicts."""
+    def __init__(self):
+        super().__init__()
+        self.reports = {}
 
 verbose = False
 passed = failed = 0
@@ -151,7 +162,7 @@ class Rec:
 
 def parse_json_log(text, t0, t1):
     """Returns (records, problems) for a JSON Lines log."""
-    recs, problems = [], []
+    recs, problems = Records(), []
     if text and not text.endswith("\n"):
         problems.append("log does not end with a newline")
     for n, line in enumerate(text.splitlines(), 1):
@@ -159,6 +170,12 @@ def parse_json_log(text, t0, t1):
             obj = json.loads(line)
         except ValueError as e:
             problems.append(f"line {n} is not JSON ({e}): {line[:120]!r}")
+            continue
+        if isinstance(obj, dict) and obj.get("event") == "report":
+            if list(obj) != REPORT_KEYS or not isinstance(obj["clean"], bool):
+                problems.append(f"line {n}: report keys/types wrong: {line[:160]}")
+            else:
+                recs.reports.setdefault(obj["pid"], []).append(obj["clean"])
             continue
         bad = json_problems(obj, line, t0, t1)
         problems += [f"line {n}: {p}: {line[:160]}" for p in bad]
@@ -234,9 +251,19 @@ def json_problems(obj, line, t0, t1):
 
 def parse_text_log(lines, t0, t1):
     """Returns (records, problems) for text log lines."""
-    recs, problems = [], []
+    recs, problems = Records(), []
+    report_pid = None
     for n, line in enumerate(lines, 1):
         m = TEXT_LINE.match(line)
+        head = TEXT_REPORT_HEAD.match(line)
+        if not m and head:
+            report_pid = int(head["pid"])
+            recs.reports.setdefault(report_pid, []).append(head["verdict"] == "clean")
+            continue
+        body = TEXT_REPORT_BODY.match(line)
+        if not m and body and int(body["pid"]) == report_pid:
+            continue
+        report_pid = None
         if not m:
             problems.append(f"line {n} does not have the documented shape: {line[:160]!r}")
             continue
@@ -357,12 +384,23 @@ def check_text_log(what, r, lines=None):
     lines = r.stderr.splitlines() if lines is None else lines
     recs, problems = parse_text_log(lines, r.t0, r.t1)
     check(not problems, f"{what}: every line is a text record", first(problems))
+    check_reports(what, recs)
     return recs, match(f"{what} text", r.journal, recs)
+
+
+def check_reports(what, recs):
+    """One exit report per process at most, and one from the process that started the run."""
+    twice = [pid for pid, verdicts in recs.reports.items() if len(verdicts) > 1]
+    check(not twice, f"{what}: no process reports twice", str(twice))
+    first_pid = recs[0].pid if recs else None
+    check(first_pid in recs.reports, f"{what}: the first process writes an exit report",
+          f"reports from {sorted(recs.reports)}, first pid {first_pid}")
 
 
 def check_json_log(what, r, text):
     recs, problems = parse_json_log(text, r.t0, r.t1)
     check(not problems, f"{what}: every line is a well-formed JSON record", first(problems))
+    check_reports(what, recs)
     return recs, match(f"{what} json", r.journal, recs)
 
 
@@ -763,7 +801,9 @@ def run_api(tmp, have_linked):
     r = run("api json", binary("api", "linked"), tmp=tmp,
             env={"SHMTRACE_FORMAT": "json", "SHMTRACE_LOG": log})
     check_exit("api json", r)
-    check(read(log) == "", "api: the C API itself logs nothing", read(log)[:200])
+    lines = read(log).splitlines()
+    check(len(lines) == 1 and json.loads(lines[0]).get("event") == "report",
+          "api: the C API itself logs no call (only the exit report)", read(log)[:200])
 
 
 def check_init_order(what, exe, preload, tmp):
@@ -910,7 +950,8 @@ def check_exports():
     funcs = {line.split()[-1] for line in out.splitlines() if line.split()[1:2] == ["T"]}
     check(HOOKS <= funcs, "libshmtrace.so exports all twelve hooks (nm -D --defined-only)",
           str(sorted(HOOKS - funcs)))
-    extra = {f for f in funcs - HOOKS if not f.startswith("shmtrace_")}
+    # _exit/_Exit are hooked so that a process ending that way still writes its report.
+    extra = {f for f in funcs - HOOKS - {"_exit", "_Exit"} if not f.startswith("shmtrace_")}
     check(not extra, "libshmtrace.so exports no other function", str(sorted(extra)))
 
 

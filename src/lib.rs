@@ -1,15 +1,21 @@
 //! shmtrace: an LD_PRELOAD shim that logs and audits System V shared memory, semaphores and
 //! memory mappings. See README.md for use and `docs/log-format.md` for the log.
 //!
-//! Layers, each calling only downwards: `hooks` (the export list and the tracked calls) →
-//! `trace` (pure: events, decoding, formatting) and `platform` (real symbols, syscalls, errno,
-//! environment, log sink, lifecycle). `api` is the C API and uses the same layers.
+//! Layers, each calling only downwards: `hooks` (the export list and the tracked calls) and
+//! `lifecycle` (constructor, fork, exit) → `recorder` (the process's ledger, the log, the exit
+//! report) → `ledger` and `trace` (pure: the model, events, decoding, formatting) and
+//! `platform` (real symbols, syscalls, errno, environment, log sink). `api` is the C API.
 
 pub mod api;
-// Unit tests run inside a Rust test binary: interposing its mmap would trace the harness.
+// Unit tests run inside a Rust test binary: interposing its mmap (or its exit) would trace
+// the harness.
 #[cfg(not(test))]
 mod hooks;
+pub mod ledger;
+#[cfg(not(test))]
+mod lifecycle;
 pub mod platform;
+pub mod recorder;
 pub mod trace;
 
 /// Every allocation of this library, std's included, comes from its private heap.

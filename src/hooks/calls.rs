@@ -5,7 +5,8 @@ use core::ffi::{c_int, c_ulong, c_void};
 use libc::{key_t, sembuf, shmid_ds, timespec};
 
 use super::traced::traced;
-use crate::platform::real;
+use crate::ledger::Facts;
+use crate::platform::{errno, kernel, process, real};
 use crate::trace::event::{Event, Func, SOPS_KEPT, SemOp, Timeout};
 
 /// A C `int` argument, sign-extended as `Event::args` expects.
@@ -17,13 +18,30 @@ fn ptr<T>(p: *const T) -> u64 {
     p as usize as u64
 }
 
-fn nothing_to_read(_: &mut Event) {}
+fn nothing_to_read(_: &mut Event, _: &mut Facts) {}
+
+/// Whether the flags alone guarantee that a successful get created the object.
+fn always_creates(key: key_t, flags: c_int) -> bool {
+    let both = libc::IPC_CREAT | libc::IPC_EXCL;
+    key == libc::IPC_PRIVATE || flags & both == both
+}
 
 pub unsafe extern "C" fn shmget(key: key_t, size: usize, shmflg: c_int, caller: usize) -> c_int {
     let args = [int(key), size as u64, int(shmflg), 0, 0, 0];
     // SAFETY: the program's own arguments, forwarded unchanged to the real function.
     let call = || i64::from(unsafe { real::shmget(key, size, shmflg) });
-    traced(Func::Shmget, caller, args, call, nothing_to_read) as c_int
+    let after = |ev: &mut Event, facts: &mut Facts| {
+        if ev.failed() {
+            return;
+        }
+        let stat = kernel::segment_stat(ev.ret as c_int);
+        facts.segment_size = stat.as_ref().map_or(0, |s| s.size);
+        // With IPC_CREAT alone, the kernel's creator pid says whether the key was new.
+        facts.created = always_creates(key, shmflg)
+            || (shmflg & libc::IPC_CREAT != 0
+                && stat.is_some_and(|s| s.creator_pid == process::pid()));
+    };
+    traced(Func::Shmget, caller, args, call, after) as c_int
 }
 
 pub unsafe extern "C" fn shmat(
@@ -35,7 +53,12 @@ pub unsafe extern "C" fn shmat(
     let args = [int(shmid), ptr(shmaddr), int(shmflg), 0, 0, 0];
     // SAFETY: the program's own arguments, forwarded unchanged to the real function.
     let call = || unsafe { real::shmat(shmid, shmaddr, shmflg) } as i64;
-    traced(Func::Shmat, caller, args, call, nothing_to_read) as *mut c_void
+    let after = |ev: &mut Event, facts: &mut Facts| {
+        if !ev.failed() {
+            facts.segment_size = kernel::segment_stat(shmid).map_or(0, |s| s.size);
+        }
+    };
+    traced(Func::Shmat, caller, args, call, after) as *mut c_void
 }
 
 pub unsafe extern "C" fn shmdt(shmaddr: *const c_void, caller: usize) -> c_int {
@@ -61,7 +84,18 @@ pub unsafe extern "C" fn semget(key: key_t, nsems: c_int, semflg: c_int, caller:
     let args = [int(key), int(nsems), int(semflg), 0, 0, 0];
     // SAFETY: the program's own arguments, forwarded unchanged to the real function.
     let call = || i64::from(unsafe { real::semget(key, nsems, semflg) });
-    traced(Func::Semget, caller, args, call, nothing_to_read) as c_int
+    // Sets record no creator pid: whether IPC_CREAT alone creates is asked before the call.
+    let may_create = !always_creates(key, semflg) && semflg & libc::IPC_CREAT != 0;
+    let saved = errno::get();
+    let key_was_free = may_create && !kernel::semaphore_key_exists(key);
+    errno::set(saved);
+    let after = |ev: &mut Event, facts: &mut Facts| {
+        if !ev.failed() {
+            facts.created = always_creates(key, semflg) || key_was_free;
+            facts.nsems = kernel::semaphore_count(ev.ret as c_int).unwrap_or(0);
+        }
+    };
+    traced(Func::Semget, caller, args, call, after) as c_int
 }
 
 pub unsafe extern "C" fn semop(
@@ -73,7 +107,7 @@ pub unsafe extern "C" fn semop(
     let args = [int(semid), ptr(sops), nsops as u64, 0, 0, 0];
     // SAFETY: the program's own arguments, forwarded unchanged to the real function.
     let call = || i64::from(unsafe { real::semop(semid, sops, nsops) });
-    traced(Func::Semop, caller, args, call, |ev| {
+    traced(Func::Semop, caller, args, call, |ev, _| {
         read_sops(ev, sops, nsops)
     }) as c_int
 }
@@ -88,7 +122,7 @@ pub unsafe extern "C" fn semtimedop(
     let args = [int(semid), ptr(sops), nsops as u64, ptr(timeout), 0, 0];
     // SAFETY: the program's own arguments, forwarded unchanged to the real function.
     let call = || i64::from(unsafe { real::semtimedop(semid, sops, nsops, timeout) });
-    let after = |ev: &mut Event| {
+    let after = |ev: &mut Event, _: &mut Facts| {
         read_sops(ev, sops, nsops);
         read_timeout(ev, timeout);
     };

@@ -4,24 +4,25 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::platform::{clock, config, errno, guard::Guard, process, sink};
+use crate::ledger::Facts;
+use crate::platform::{clock, config, errno, guard::Guard, process};
+use crate::recorder;
 use crate::trace::event::{Event, Func, Phase};
-use crate::trace::format;
-use crate::trace::linebuf::LineBuf;
 
 /// Internal failures (a panic caught in the shim's own bookkeeping). The call itself is always
 /// forwarded; only its record may be missing.
 pub static FAILURES: AtomicU64 = AtomicU64::new(0);
 
 /// Runs `call` (the real function, returning its result widened to i64, pointers included) and
-/// records it. `after` may read caller memory the kernel has validated into the event.
+/// records it. `after` may read caller memory the kernel has validated into the event, and ask
+/// the kernel what the ledger needs to know into the facts.
 #[inline(always)]
 pub fn traced(
     func: Func,
     caller: usize,
     args: [u64; 6],
     call: impl FnOnce() -> i64,
-    after: impl FnOnce(&mut Event),
+    after: impl FnOnce(&mut Event, &mut Facts),
 ) -> i64 {
     let caller_errno = errno::get();
     let Some(_guard) = Guard::enter() else {
@@ -34,8 +35,9 @@ pub fn traced(
     if let Some(event) = event.as_mut() {
         shielded(|| {
             finish(event, ret, call_errno);
-            after(event);
-            emit(event);
+            let mut facts = recorder::facts();
+            after(event, &mut facts);
+            recorder::completed(event, &facts);
         });
     }
     errno::set(call_errno);
@@ -43,7 +45,7 @@ pub fn traced(
 }
 
 fn begin(func: Func, caller: usize, args: [u64; 6]) -> Option<Event> {
-    if !config::ensure() || !sink::enabled() {
+    if !config::ensure() {
         return None;
     }
     let mut event = Event::new(Phase::Enter, func);
@@ -53,7 +55,7 @@ fn begin(func: Func, caller: usize, args: [u64; 6]) -> Option<Event> {
     event.caller = caller as u64;
     event.args = args;
     if func.may_block() {
-        emit(&event);
+        recorder::emit(&event);
     }
     Some(event)
 }
@@ -63,12 +65,6 @@ fn finish(event: &mut Event, ret: i64, call_errno: i32) {
     event.ret = ret;
     event.errno = if ret == -1 { call_errno } else { 0 };
     event.dur_ns = clock::now_ns().saturating_sub(event.ts_ns);
-}
-
-fn emit(event: &Event) {
-    let mut line = LineBuf::new();
-    format::write(config::format(), event, &mut line);
-    sink::write_record(line.finish_line());
 }
 
 /// A panic must never cross into the host (it would abort it): count it and go on.

@@ -5,7 +5,7 @@
 //! forward untracked rather than wait.
 
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 
 use crate::platform::sink;
 use crate::trace::format::Format;
@@ -24,12 +24,16 @@ pub enum Log<'a> {
 pub struct Settings<'a> {
     pub log: Log<'a>,
     pub format: Format,
+    /// `SHMTRACE_EXITCODE`: the exit status of a process whose report is not clean; 0 = leave
+    /// the status alone.
+    pub exit_code: i32,
 }
 
 /// Why a setting was not taken as given.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Warning<'a> {
     UnknownFormat(&'a [u8]),
+    BadExitCode(&'a [u8]),
     PathTooLong,
     SecureExecution,
 }
@@ -40,6 +44,11 @@ impl fmt::Display for Warning<'_> {
             Warning::UnknownFormat(v) => write!(
                 f,
                 "SHMTRACE_FORMAT={} is not text or json; using text",
+                Lossy(v)
+            ),
+            Warning::BadExitCode(v) => write!(
+                f,
+                "SHMTRACE_EXITCODE={} is not a number from 1 to 255; the exit status is left alone",
                 Lossy(v)
             ),
             Warning::PathTooLong => write!(
@@ -74,6 +83,7 @@ impl fmt::Display for Lossy<'_> {
 pub fn parse<'a>(
     log: Option<&'a [u8]>,
     format: Option<&'a [u8]>,
+    exit_code: Option<&'a [u8]>,
     secure: bool,
     mut warn: impl FnMut(Warning<'a>),
 ) -> Settings<'a> {
@@ -98,7 +108,24 @@ pub fn parse<'a>(
         }
         Some(path) => Log::Path(path),
     };
-    Settings { log, format }
+    let exit_code = match exit_code {
+        None | Some(b"") => 0,
+        Some(v) => match core::str::from_utf8(v)
+            .ok()
+            .and_then(|t| t.parse::<u8>().ok())
+        {
+            Some(code) => i32::from(code),
+            None => {
+                warn(Warning::BadExitCode(v));
+                0
+            }
+        },
+    };
+    Settings {
+        log,
+        format,
+        exit_code,
+    }
 }
 
 const UNCONFIGURED: u8 = 0;
@@ -107,6 +134,7 @@ const READY: u8 = 2;
 
 static STATE: AtomicU8 = AtomicU8::new(UNCONFIGURED);
 static FORMAT: AtomicU8 = AtomicU8::new(0);
+static EXIT_CODE: AtomicI32 = AtomicI32::new(0);
 
 /// True once settings are in force. The first caller configures; concurrent callers get false
 /// and forward untracked meanwhile (configuration takes microseconds and never blocks).
@@ -133,6 +161,10 @@ pub fn ensure() -> bool {
     }
 }
 
+pub fn exit_code() -> i32 {
+    EXIT_CODE.load(Ordering::Relaxed)
+}
+
 pub fn format() -> Format {
     if FORMAT.load(Ordering::Relaxed) == 1 {
         Format::Json
@@ -146,8 +178,15 @@ fn configure() {
         // SAFETY: getauxval only reads the auxiliary vector the kernel gave the process.
         unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
     };
-    let settings = parse(env(c"SHMTRACE_LOG"), env(c"SHMTRACE_FORMAT"), secure, warn);
+    let settings = parse(
+        env(c"SHMTRACE_LOG"),
+        env(c"SHMTRACE_FORMAT"),
+        env(c"SHMTRACE_EXITCODE"),
+        secure,
+        warn,
+    );
     FORMAT.store(u8::from(settings.format == Format::Json), Ordering::Relaxed);
+    EXIT_CODE.store(settings.exit_code, Ordering::Relaxed);
     match settings.log {
         Log::Stderr => sink::use_stderr(),
         Log::Off => sink::disable(),
@@ -198,7 +237,7 @@ mod tests {
         secure: bool,
     ) -> (Settings<'a>, Vec<Warning<'a>>) {
         let mut warnings = Vec::new();
-        let s = parse(log, format, secure, |w| warnings.push(w));
+        let s = parse(log, format, None, secure, |w| warnings.push(w));
         (s, warnings)
     }
 
@@ -209,7 +248,8 @@ mod tests {
             s,
             Settings {
                 log: Log::Stderr,
-                format: Format::Text
+                format: Format::Text,
+                exit_code: 0,
             }
         );
         assert!(w.is_empty());
@@ -222,7 +262,8 @@ mod tests {
             s,
             Settings {
                 log: Log::Off,
-                format: Format::Json
+                format: Format::Json,
+                exit_code: 0,
             }
         );
         assert!(w.is_empty());
@@ -256,6 +297,20 @@ mod tests {
         let (s, w) = parse_collect(Some(&long), None, false);
         assert_eq!(s.log, Log::Stderr);
         assert_eq!(w, vec![Warning::PathTooLong]);
+    }
+
+    #[test]
+    fn exit_code_is_a_status_from_1_to_255_or_a_warning() {
+        let code = |v: &'static [u8]| {
+            let mut warnings = Vec::new();
+            let s = parse(None, None, Some(v), false, |w| warnings.push(w));
+            (s.exit_code, warnings.len())
+        };
+        assert_eq!(code(b"42"), (42, 0));
+        assert_eq!(code(b"0"), (0, 0));
+        assert_eq!(code(b"256"), (0, 1));
+        assert_eq!(code(b"-1"), (0, 1));
+        assert_eq!(code(b"yes"), (0, 1));
     }
 
     #[test]

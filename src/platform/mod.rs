@@ -6,8 +6,7 @@ pub mod clock;
 pub mod config;
 pub mod errno;
 pub mod guard;
-#[cfg(not(test))]
-pub mod lifecycle;
+pub mod kernel;
 pub mod process;
 pub mod real;
 pub mod sink;

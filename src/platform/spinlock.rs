@@ -45,6 +45,11 @@ impl<T> SpinLock<T> {
         }
     }
 
+    /// The protected value, for a holder of `lock_raw`.
+    pub fn data_ptr(&self) -> *mut T {
+        self.value.get()
+    }
+
     /// # Safety
     /// The caller took the lock with `lock_raw` and holds no guard.
     pub unsafe fn unlock_raw(&self) {

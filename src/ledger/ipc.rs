@@ -1,0 +1,74 @@
+//! The System V object calls: `shmget`, `shmctl`, `semget`, `semctl`.
+
+use super::objects::Segment;
+use super::{Facts, Ledger, Outcome};
+use crate::trace::event::Event;
+
+/// glibc ORs `IPC_64` into `cmd` before the syscall and the kernel strips it
+/// (`ipc_parse_version`), so a caller passing it still means the plain command.
+const IPC_64: i32 = 0x100;
+
+impl Ledger {
+    pub(super) fn on_shmget(&mut self, ev: &Event, facts: &Facts) -> Outcome {
+        let flags = ev.arg_int(2);
+        let huge_page_size = if flags & libc::SHM_HUGETLB != 0 {
+            super::memory::granule(flags, libc::SHM_HUGETLB, facts)
+        } else {
+            0
+        };
+        self.objects.segment_got(Segment {
+            shmid: ev.ret as i32,
+            key: ev.arg_int(0),
+            size: if facts.segment_size != 0 {
+                facts.segment_size
+            } else {
+                ev.args[1]
+            },
+            site: ev.caller,
+            created: facts.created,
+            removed: false,
+            inherited: false,
+            attached: 0,
+            huge_page_size,
+        });
+        Outcome::Recorded
+    }
+
+    pub(super) fn on_shmctl(&mut self, ev: &Event) -> Outcome {
+        if ev.arg_int(1) & !IPC_64 != libc::IPC_RMID {
+            return Outcome::NoEffect;
+        }
+        if self.objects.segment_removed(ev.arg_int(0)) {
+            Outcome::Recorded
+        } else {
+            Outcome::UnknownObject
+        }
+    }
+
+    pub(super) fn on_semget(&mut self, ev: &Event, facts: &Facts) -> Outcome {
+        let nsems = if facts.nsems != 0 {
+            facts.nsems
+        } else {
+            u32::try_from(ev.arg_int(1)).unwrap_or(0)
+        };
+        self.objects.set_got(
+            ev.ret as i32,
+            ev.arg_int(0),
+            nsems,
+            ev.caller,
+            facts.created,
+        );
+        Outcome::Recorded
+    }
+
+    pub(super) fn on_semctl(&mut self, ev: &Event) -> Outcome {
+        if ev.arg_int(2) & !IPC_64 != libc::IPC_RMID {
+            return Outcome::NoEffect;
+        }
+        if self.objects.set_removed(ev.arg_int(0)) {
+            Outcome::Recorded
+        } else {
+            Outcome::UnknownObject
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! The address-space calls: `mmap`/`mmap64`, `munmap`, `mremap`, `shmat`, `shmdt`.
+//!
+//! Every successful result is the truth about the range it names: whatever the ledger believed
+//! was there is removed first, as a replacement when the call can replace (`MAP_FIXED`,
+//! `SHM_REMAP`, the target of `MREMAP_FIXED`) and as a stale view otherwise. Arithmetic on
+//! addresses saturates: the kernel validated the call, but a replayed or hostile event may not
+//! have been.
+
+use super::regions::{Kind, Meta, Val};
+use super::{Facts, Ledger, Outcome};
+use crate::trace::event::Event;
+
+/// `MAP_HUGE_*`/`SHM_HUGE_*`: log2 of the huge page size, in 6 bits at `MAP_HUGE_SHIFT`.
+const MAP_HUGE_MASK: i32 = 0x3f;
+
+fn round_up(len: u64, granule: u64) -> u64 {
+    let mask = granule.wrapping_sub(1);
+    len.saturating_add(mask) & !mask
+}
+
+fn align_down(addr: u64, granule: u64) -> u64 {
+    addr & !granule.wrapping_sub(1)
+}
+
+/// The page size a mapping's length is rounded to: a huge page for `MAP_HUGETLB`/`SHM_HUGETLB`
+/// (the two share the `*_HUGE_SHIFT` size encoding), else the base page.
+pub(super) fn granule(flags: i32, huge_flag: i32, facts: &Facts) -> u64 {
+    if flags & huge_flag == 0 {
+        return facts.page();
+    }
+    let log2 = (flags >> libc::MAP_HUGE_SHIFT) & MAP_HUGE_MASK;
+    if log2 == 0 {
+        facts.huge_page()
+    } else {
+        1u64.checked_shl(log2 as u32).unwrap_or(facts.huge_page())
+    }
+}
+
+/// The end of `len` bytes from `start`, the length rounded up to `granule`.
+fn end_of(start: u64, len: u64, granule: u64) -> u64 {
+    match start.checked_add(round_up(len, granule)) {
+        Some(end) => end,
+        // Past the top of the address space: no kernel accepted this; stay in range.
+        None => align_down(u64::MAX, granule).max(start),
+    }
+}
+
+impl Ledger {
+    /// Removes `[start, end)`, keeping attachment and segment records in step.
+    pub(super) fn unmap(&mut self, start: u64, end: u64) -> u64 {
+        let Ledger {
+            regions,
+            attachments,
+            objects,
+            ..
+        } = self;
+        regions.remove(start, end, |cut| {
+            if let Some(slot) = cut.meta.slot()
+                && let Some(ended) = attachments.account(slot, 0, cut.bytes, cut.pieces)
+            {
+                objects.segment_detached(ended.shmid);
+            }
+        })
+    }
+
+    /// Clears the range a successful call now occupies. `replaces`: the call is allowed to
+    /// replace what is there; otherwise anything found there was stale.
+    fn clear(&mut self, start: u64, end: u64, replaces: bool) -> Outcome {
+        let removed = self.unmap(start, end);
+        if removed > 0 && !replaces {
+            self.stale_bytes = self.stale_bytes.saturating_add(removed);
+            Outcome::Stale { bytes: removed }
+        } else {
+            Outcome::Recorded
+        }
+    }
+
+    /// Inserts a region over a cleared range, accounting for attachment pieces.
+    fn place(&mut self, start: u64, end: u64, site: u32, meta: Meta) -> bool {
+        if !self.regions.insert(start, Val { end, site, meta }) {
+            return false;
+        }
+        if let Some(slot) = meta.slot() {
+            self.attachments.account(slot, end - start, 0, 1);
+        }
+        true
+    }
+
+    /// Grows the region starting at `start` to `new_end` over a cleared range.
+    fn extend(&mut self, start: u64, meta: Meta, new_end: u64) {
+        let added = self.regions.extend(start, new_end);
+        if let Some(slot) = meta.slot() {
+            self.attachments.account(slot, added, 0, 0);
+        }
+    }
+
+    pub(super) fn on_mmap(&mut self, ev: &Event, facts: &Facts) -> Outcome {
+        let start = align_down(ev.ret as u64, facts.page());
+        let prot = ev.arg_int(2);
+        let flags = ev.arg_int(3);
+        let end = end_of(start, ev.args[1], granule(flags, libc::MAP_HUGETLB, facts));
+        // MAP_FIXED_NOREPLACE succeeds only over free space; a kernel older than 4.17 takes
+        // it as a hint. Either way nothing was replaced.
+        let replaces = flags & libc::MAP_FIXED != 0 && flags & libc::MAP_FIXED_NOREPLACE == 0;
+        let outcome = self.clear(start, end, replaces);
+        let kind = if flags & libc::MAP_ANONYMOUS != 0 {
+            Kind::Anon
+        } else {
+            Kind::File
+        };
+        let shared = matches!(
+            flags & libc::MAP_TYPE,
+            libc::MAP_SHARED | libc::MAP_SHARED_VALIDATE
+        );
+        let site = self.sites.intern(ev.caller);
+        self.place(start, end, site, Meta::new(kind, prot, shared, 0));
+        outcome
+    }
+
+    pub(super) fn on_munmap(&mut self, ev: &Event, facts: &Facts) -> Outcome {
+        let page = facts.page();
+        let start = align_down(ev.args[0], page);
+        let end = end_of(ev.args[0], ev.args[1], page);
+        if self.unmap(start, end) == 0 {
+            Outcome::UnmappedUnknown
+        } else {
+            Outcome::Recorded
+        }
+    }
+
+    pub(super) fn on_shmat(&mut self, ev: &Event, facts: &Facts) -> Outcome {
+        let shmid = ev.arg_int(0);
+        let flags = ev.arg_int(2);
+        let start = align_down(ev.ret as u64, facts.page());
+        let known = self.objects.segment(shmid).copied();
+        let size = if facts.segment_size != 0 {
+            facts.segment_size
+        } else if let Some(seg) = known {
+            seg.size
+        } else {
+            return Outcome::Untracked;
+        };
+        let granule = match known {
+            Some(seg) if seg.huge_page_size.is_power_of_two() => seg.huge_page_size,
+            _ => facts.page(),
+        };
+        let end = end_of(start, size, granule);
+        let outcome = self.clear(start, end, flags & libc::SHM_REMAP != 0);
+        let readonly = flags & libc::SHM_RDONLY != 0;
+        let mut prot = libc::PROT_READ;
+        if !readonly {
+            prot |= libc::PROT_WRITE;
+        }
+        if flags & libc::SHM_EXEC != 0 {
+            prot |= libc::PROT_EXEC;
+        }
+        let Some(slot) = self
+            .attachments
+            .add(shmid, start, end - start, readonly, ev.caller)
+        else {
+            return Outcome::Untracked;
+        };
+        let site = self.sites.intern(ev.caller);
+        if !self.place(start, end, site, Meta::new(Kind::Shm, prot, true, slot)) {
+            self.attachments.release(slot);
+            return Outcome::Untracked;
+        }
+        self.objects.segment_attached(shmid);
+        outcome
+    }
+
+    /// `shmdt(addr)` detaches the attachment `shmat` placed at `addr`: every piece of it still
+    /// within its original range, however munmap split it (pieces `mremap` moved elsewhere stay,
+    /// as in the kernel, which matches pieces by their offset). Like the kernel, when several
+    /// attachments were placed at `addr` (the first partly unmapped, another attached in the
+    /// hole), the one with the lowest remaining piece goes.
+    pub(super) fn on_shmdt(&mut self, ev: &Event) -> Outcome {
+        let addr = ev.args[0];
+        let mut chosen: Option<(u64, u32)> = None;
+        for slot in self.attachments.at_addr(addr) {
+            let Some(att) = self.attachments.get(slot) else {
+                continue;
+            };
+            let lim = addr.saturating_add(att.size);
+            if let Some(first) = self.first_piece(slot, addr, lim)
+                && chosen.is_none_or(|(best, _)| first < best)
+            {
+                chosen = Some((first, slot));
+            }
+        }
+        let Some((_, slot)) = chosen else {
+            return Outcome::UnmappedUnknown;
+        };
+        let lim = self
+            .attachments
+            .get(slot)
+            .map_or(addr, |a| addr.saturating_add(a.size));
+        let mut pos = addr;
+        while self.attachments.get(slot).is_some() {
+            let Some((s, v)) = self.regions.first_overlap(pos, lim) else {
+                break;
+            };
+            if v.meta.slot() == Some(slot) {
+                self.unmap(s.max(addr), v.end.min(lim));
+            }
+            pos = v.end;
+        }
+        Outcome::Recorded
+    }
+
+    /// The start of the lowest piece of attachment `slot` overlapping `[from, to)`.
+    fn first_piece(&self, slot: u32, from: u64, to: u64) -> Option<u64> {
+        let mut pos = from;
+        while let Some((s, v)) = self.regions.first_overlap(pos, to) {
+            if v.meta.slot() == Some(slot) {
+                return Some(s);
+            }
+            pos = v.end;
+        }
+        None
+    }
+
+    /// Every mode of `mremap`; see the module comment for the overall rule.
+    pub(super) fn on_mremap(&mut self, ev: &Event, facts: &Facts) -> Outcome {
+        let page = facts.page();
+        let old = align_down(ev.args[0], page);
+        let old_len = round_up(ev.args[1], page);
+        let new_len = round_up(ev.args[2], page);
+        let flags = ev.arg_int(3);
+        let new = align_down(ev.ret as u64, page);
+        let fixed = flags & libc::MREMAP_FIXED != 0;
+        let dontunmap = flags & libc::MREMAP_DONTUNMAP != 0;
+        let new_end = end_of(new, new_len, page);
+
+        if old_len == 0 {
+            // A second mapping of a shared mapping's pages; the source stays.
+            let outcome = self.clear(new, new_end, fixed);
+            return self.duplicate(old, new, new_end, ev.caller).or(outcome);
+        }
+
+        let old_end = end_of(old, old_len, page);
+        if new == old && !fixed {
+            if new_len <= old_len {
+                self.unmap(end_of(old, new_len, page), old_end);
+                return Outcome::Recorded;
+            }
+            // Grown in place: the kernel found the pages after the source free.
+            let outcome = self.clear(old_end, new_end, false);
+            let grown = self.grow(old, old_end, new_end, ev.caller);
+            return grown.or(outcome);
+        }
+
+        // Moved: the destination is the kernel's choice, or with MREMAP_FIXED the caller's,
+        // whose old contents are unmapped first. The kernel guarantees it is disjoint from the
+        // source, so the source can be read piece by piece while the copy is written.
+        let outcome = self.clear(new, new_end, fixed);
+        let kept = old_len.min(new_len);
+        let copied = self.copy(old, end_of(old, kept, page), new, ev.caller);
+        if !dontunmap {
+            self.unmap(old, old_end);
+        }
+        let grown = if new_len > old_len {
+            self.grow(new, end_of(new, old_len, page), new_end, ev.caller)
+        } else {
+            Outcome::Recorded
+        };
+        copied.or(grown).or(outcome)
+    }
+
+    /// Copies the regions in `[from, to)` to `dest` at the same offsets, keeping their site,
+    /// origin and attachment (a moved region keeps its call site). Gaps, which the kernel says
+    /// were mapped, become unknown regions at `caller`.
+    fn copy(&mut self, from: u64, to: u64, dest: u64, caller: u64) -> Outcome {
+        let mut unknown = 0u64;
+        let mut pos = from;
+        while pos < to {
+            let (piece_start, piece_end, site, meta) = match self.regions.first_overlap(pos, to) {
+                Some((s, v)) => (s.max(pos), v.end.min(to), v.site, v.meta),
+                None => (to, to, 0, Meta::new(Kind::Unknown, 0, false, 0)),
+            };
+            if piece_start > pos {
+                let site = self.sites.intern(caller);
+                let a = dest.saturating_add(pos - from);
+                let b = dest.saturating_add(piece_start - from);
+                if self.place(a, b, site, Meta::new(Kind::Unknown, 0, false, 0)) {
+                    unknown = unknown.saturating_add(b - a);
+                }
+            }
+            if piece_end > piece_start {
+                let a = dest.saturating_add(piece_start - from);
+                let b = dest.saturating_add(piece_end - from);
+                self.place(a, b, site, meta);
+            }
+            pos = piece_end;
+        }
+        if unknown > 0 {
+            Outcome::UnknownSource { bytes: unknown }
+        } else {
+            Outcome::Recorded
+        }
+    }
+
+    /// Grows the mapping ending at `end` (its last page at `end - page`) to `new_end`, over a
+    /// cleared range. Without a known region there, the growth is an unknown region.
+    fn grow(&mut self, start: u64, end: u64, new_end: u64, caller: u64) -> Outcome {
+        if new_end <= end {
+            return Outcome::Recorded;
+        }
+        let last = end.saturating_sub(1).max(start);
+        match self.regions.containing(last) {
+            Some((s, v)) if v.end == end => {
+                self.extend(s, v.meta, new_end);
+                Outcome::Recorded
+            }
+            _ => {
+                let site = self.sites.intern(caller);
+                self.place(end, new_end, site, Meta::new(Kind::Unknown, 0, false, 0));
+                Outcome::UnknownSource {
+                    bytes: new_end - end,
+                }
+            }
+        }
+    }
+
+    /// `mremap(old, 0, len, MREMAP_MAYMOVE)`: a new mapping of the same shared pages. It is a
+    /// new acquisition at `caller`, except that a duplicate of an attachment's pages stays part
+    /// of that attachment (the kernel counts it in `shm_nattch`).
+    fn duplicate(&mut self, old: u64, new: u64, new_end: u64, caller: u64) -> Outcome {
+        let site = self.sites.intern(caller);
+        match self.regions.containing(old) {
+            Some((_, v)) => {
+                let meta = if v.meta.kind() == Kind::Shm {
+                    v.meta
+                } else {
+                    v.meta.with_inherited(false)
+                };
+                self.place(new, new_end, site, meta);
+                Outcome::Recorded
+            }
+            None => {
+                self.place(new, new_end, site, Meta::new(Kind::Unknown, 0, true, 0));
+                Outcome::UnknownSource {
+                    bytes: new_end.saturating_sub(new),
+                }
+            }
+        }
+    }
+}
+
+impl Outcome {
+    /// The more notable of two outcomes of one call.
+    fn or(self, other: Outcome) -> Outcome {
+        fn rank(o: &Outcome) -> u8 {
+            match o {
+                Outcome::NoEffect => 0,
+                Outcome::Recorded => 1,
+                Outcome::Stale { .. } => 2,
+                Outcome::UnmappedUnknown | Outcome::UnknownObject => 3,
+                Outcome::UnknownSource { .. } => 4,
+                Outcome::Untracked => 5,
+            }
+        }
+        if rank(&other) > rank(&self) {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_saturates() {
+        assert_eq!(round_up(1, 4096), 4096);
+        assert_eq!(round_up(4096, 4096), 4096);
+        assert_eq!(round_up(0, 4096), 0);
+        assert_eq!(round_up(u64::MAX, 4096), !4095);
+        assert_eq!(end_of(u64::MAX - 10, 100, 4096), u64::MAX - 10);
+        assert_eq!(end_of(0x1000, 1, 4096), 0x2000);
+    }
+
+    #[test]
+    fn huge_page_granules() {
+        let facts = Facts::new(4096);
+        assert_eq!(granule(0, libc::MAP_HUGETLB, &facts), 4096);
+        assert_eq!(
+            granule(libc::MAP_HUGETLB, libc::MAP_HUGETLB, &facts),
+            2 << 20
+        );
+        let one_gib = libc::MAP_HUGETLB | (30 << libc::MAP_HUGE_SHIFT);
+        assert_eq!(granule(one_gib, libc::MAP_HUGETLB, &facts), 1 << 30);
+        let absurd = libc::MAP_HUGETLB | (63 << libc::MAP_HUGE_SHIFT);
+        assert_eq!(granule(absurd, libc::MAP_HUGETLB, &facts), 1 << 63);
+    }
+}

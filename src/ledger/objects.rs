@@ -1,0 +1,175 @@
+//! System V segments and semaphore sets this process got from `shmget`/`semget`.
+//!
+//! Only creation is ownership: a record says whether this process created the object (the hook
+//! layer finds out, see `Facts::created`) or merely opened it. Records of opened objects are kept
+//! for audit; only created, not removed, not inherited ones can be leaks.
+//!
+//! Removed objects are forgotten as soon as they are gone from this process's point of view
+//! (a set at once, a segment when this process no longer has it attached): kernel ids are
+//! rarely reused, so a program that creates and removes objects in a loop would otherwise
+//! grow the ledger without bound.
+
+use std::collections::BTreeMap;
+
+/// The two kinds of System V object the kernel oracle is asked about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ObjectKind {
+    Segment,
+    SemaphoreSet,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment {
+    pub shmid: i32,
+    pub key: i32,
+    pub size: u64,
+    pub site: u64,
+    pub created: bool,
+    /// This process called `IPC_RMID`: the kernel destroys it at its last detach, wherever.
+    pub removed: bool,
+    pub inherited: bool,
+    /// Live attachments of it in this process.
+    pub attached: u32,
+    /// The huge page size its attachments are rounded to (`SHM_HUGETLB`), 0 for normal pages.
+    pub huge_page_size: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SemaphoreSet {
+    pub semid: i32,
+    pub key: i32,
+    pub nsems: u32,
+    pub site: u64,
+    pub created: bool,
+    pub inherited: bool,
+}
+
+#[derive(Default)]
+pub struct Objects {
+    segments: BTreeMap<i32, Segment>,
+    sets: BTreeMap<i32, SemaphoreSet>,
+}
+
+impl Objects {
+    pub const fn new() -> Objects {
+        Objects {
+            segments: BTreeMap::new(),
+            sets: BTreeMap::new(),
+        }
+    }
+
+    /// A successful `shmget` (`removed`, `inherited` and `attached` of `fresh` are ignored).
+    pub fn segment_got(&mut self, fresh: Segment) {
+        let shmid = fresh.shmid;
+        let created = fresh.created;
+        let fresh = Segment {
+            removed: false,
+            inherited: false,
+            attached: 0,
+            ..fresh
+        };
+        match self.segments.get_mut(&shmid) {
+            // A removed segment cannot be opened by key again, so the same id now names a new
+            // object; and a creation always makes a new one.
+            Some(old) if old.removed || created => {
+                *old = Segment {
+                    attached: old.attached,
+                    ..fresh
+                }
+            }
+            // Opening what we already know keeps what we know (notably that we created it).
+            Some(_) => {}
+            None => {
+                self.segments.insert(shmid, fresh);
+            }
+        }
+    }
+
+    /// A successful `shmctl(IPC_RMID)`. Returns whether the segment was known.
+    pub fn segment_removed(&mut self, shmid: i32) -> bool {
+        let Some(seg) = self.segments.get_mut(&shmid) else {
+            return false;
+        };
+        seg.removed = true;
+        if seg.attached == 0 {
+            self.segments.remove(&shmid);
+        }
+        true
+    }
+
+    pub fn segment(&self, shmid: i32) -> Option<&Segment> {
+        self.segments.get(&shmid)
+    }
+
+    pub fn segment_attached(&mut self, shmid: i32) {
+        if let Some(seg) = self.segments.get_mut(&shmid) {
+            seg.attached = seg.attached.saturating_add(1);
+        }
+    }
+
+    pub fn segment_detached(&mut self, shmid: i32) {
+        if let Some(seg) = self.segments.get_mut(&shmid) {
+            seg.attached = seg.attached.saturating_sub(1);
+            if seg.removed && seg.attached == 0 {
+                self.segments.remove(&shmid);
+            }
+        }
+    }
+
+    /// A successful `semget`.
+    pub fn set_got(&mut self, semid: i32, key: i32, nsems: u32, site: u64, created: bool) {
+        let fresh = SemaphoreSet {
+            semid,
+            key,
+            nsems,
+            site,
+            created,
+            inherited: false,
+        };
+        match self.sets.get_mut(&semid) {
+            Some(old) if created => *old = fresh,
+            Some(_) => {}
+            None => {
+                self.sets.insert(semid, fresh);
+            }
+        }
+    }
+
+    /// A successful `semctl(IPC_RMID)`: the set is gone at once. Returns whether it was known.
+    pub fn set_removed(&mut self, semid: i32) -> bool {
+        self.sets.remove(&semid).is_some()
+    }
+
+    pub fn segments(&self) -> impl Iterator<Item = &Segment> + '_ {
+        self.segments.values()
+    }
+
+    pub fn sets(&self) -> impl Iterator<Item = &SemaphoreSet> + '_ {
+        self.sets.values()
+    }
+
+    /// No allocation: see `Ledger::after_fork_in_child`.
+    pub fn mark_all_inherited(&mut self) {
+        for s in self.segments.values_mut() {
+            s.inherited = true;
+        }
+        for s in self.sets.values_mut() {
+            s.inherited = true;
+        }
+    }
+}
+
+impl Segment {
+    /// Created here, not inherited, not removed: the kernel keeps it after we exit unless
+    /// someone else removes it.
+    pub fn is_leak_candidate(&self) -> bool {
+        self.created && !self.removed && !self.inherited
+    }
+}
+
+impl SemaphoreSet {
+    /// Created here and not inherited (a removed set is no longer in the table).
+    pub fn is_leak_candidate(&self) -> bool {
+        self.created && !self.inherited
+    }
+}

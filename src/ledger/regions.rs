@@ -1,0 +1,342 @@
+//! The interval map of live regions: disjoint `[start, end)` ranges keyed by start.
+//!
+//! The value is 16 bytes (end, a site index, packed metadata) so that a `BTreeMap` entry costs
+//! 24 bytes plus node overhead, which keeps a live mapping under 64 bytes even when nodes are
+//! half full (see the memory test in `tests/memory.rs`). Everything here is generic over what a
+//! region is; attachment bookkeeping happens in the callbacks the ledger passes in.
+
+use std::collections::BTreeMap;
+
+/// Where a region's pages come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Anon,
+    File,
+    /// A piece of a System V shm attachment; the metadata carries the attachment's slot.
+    Shm,
+    /// Pages the ledger saw appear through `mremap` of a range it never saw mapped (glibc
+    /// internals, raw syscalls): tracked so the address space stays right, never reported.
+    Unknown,
+}
+
+/// Protection, sharing, origin, inheritance and attachment slot in one word.
+///
+/// Bits 0-2 `PROT_READ|PROT_WRITE|PROT_EXEC`, bit 3 shared, bits 4-5 kind, bit 6 inherited,
+/// bits 8-31 the attachment slot (meaningful only for `Kind::Shm`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Meta(u32);
+
+/// Attachment slots must fit the 24 bits left in `Meta`.
+pub const MAX_SLOTS: u32 = 1 << 24;
+
+const PROT_MASK: u32 = 0b111;
+const SHARED: u32 = 1 << 3;
+const KIND_SHIFT: u32 = 4;
+const INHERITED: u32 = 1 << 6;
+const SLOT_SHIFT: u32 = 8;
+
+impl Meta {
+    pub fn new(kind: Kind, prot: i32, shared: bool, slot: u32) -> Meta {
+        let kind_bits = match kind {
+            Kind::Anon => 0,
+            Kind::File => 1,
+            Kind::Shm => 2,
+            Kind::Unknown => 3,
+        };
+        let mut bits = (prot as u32 & PROT_MASK) | (kind_bits << KIND_SHIFT);
+        if shared {
+            bits |= SHARED;
+        }
+        bits |= (slot & (MAX_SLOTS - 1)) << SLOT_SHIFT;
+        Meta(bits)
+    }
+
+    pub fn kind(self) -> Kind {
+        match (self.0 >> KIND_SHIFT) & 0b11 {
+            0 => Kind::Anon,
+            1 => Kind::File,
+            2 => Kind::Shm,
+            _ => Kind::Unknown,
+        }
+    }
+
+    pub fn prot(self) -> i32 {
+        (self.0 & PROT_MASK) as i32
+    }
+
+    pub fn shared(self) -> bool {
+        self.0 & SHARED != 0
+    }
+
+    pub fn inherited(self) -> bool {
+        self.0 & INHERITED != 0
+    }
+
+    pub fn with_inherited(self, inherited: bool) -> Meta {
+        if inherited {
+            Meta(self.0 | INHERITED)
+        } else {
+            Meta(self.0 & !INHERITED)
+        }
+    }
+
+    /// The attachment slot of a `Kind::Shm` region.
+    pub fn slot(self) -> Option<u32> {
+        (self.kind() == Kind::Shm).then_some(self.0 >> SLOT_SHIFT)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Val {
+    pub end: u64,
+    /// Index into the ledger's site table.
+    pub site: u32,
+    pub meta: Meta,
+}
+
+/// What a removal did to one region, for the caller's bookkeeping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cut {
+    pub meta: Meta,
+    pub bytes: u64,
+    /// +1 when the region split in two, -1 when it vanished, 0 when it was trimmed.
+    pub pieces: i32,
+}
+
+#[derive(Default)]
+pub struct Regions {
+    map: BTreeMap<u64, Val>,
+    bytes: u64,
+    peak: u64,
+}
+
+impl Regions {
+    pub const fn new() -> Regions {
+        Regions {
+            map: BTreeMap::new(),
+            bytes: 0,
+            peak: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    pub fn peak(&self) -> u64 {
+        self.peak
+    }
+
+    pub fn reset_peak(&mut self) {
+        self.peak = self.bytes;
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (u64, Val)> + '_ {
+        self.map.iter().map(|(&s, &v)| (s, v))
+    }
+
+    /// Flips every region's inherited bit in place: no allocation (see `after_fork_in_child`).
+    pub fn mark_all_inherited(&mut self) {
+        for v in self.map.values_mut() {
+            v.meta = v.meta.with_inherited(true);
+        }
+    }
+
+    /// The region containing `addr`.
+    pub fn containing(&self, addr: u64) -> Option<(u64, Val)> {
+        let (&s, &v) = self.map.range(..=addr).next_back()?;
+        (v.end > addr).then_some((s, v))
+    }
+
+    /// The lowest region overlapping `[from, to)`.
+    pub fn first_overlap(&self, from: u64, to: u64) -> Option<(u64, Val)> {
+        if from >= to {
+            return None;
+        }
+        if let Some(found) = self.containing(from) {
+            return Some(found);
+        }
+        self.map.range(from..to).next().map(|(&s, &v)| (s, v))
+    }
+
+    /// Removes `[start, end)` from every region it overlaps, leaving 0, 1 or 2 remnants of
+    /// each, and tells `cut` what happened to each one. Returns the bytes removed.
+    pub fn remove(&mut self, start: u64, end: u64, mut cut: impl FnMut(Cut)) -> u64 {
+        if start >= end {
+            return 0;
+        }
+        let mut removed = 0u64;
+        // Only the last region starting before `start` can reach into the range.
+        let mut right = None;
+        if let Some((_, v)) = self.map.range_mut(..start).next_back()
+            && v.end > start
+        {
+            let old_end = v.end;
+            v.end = start;
+            let bytes = old_end.min(end) - start;
+            removed += bytes;
+            let pieces = if old_end > end {
+                right = Some(Val { end: old_end, ..*v });
+                1
+            } else {
+                0
+            };
+            cut(Cut {
+                meta: v.meta,
+                bytes,
+                pieces,
+            });
+        }
+        if let Some(val) = right {
+            // The range lies strictly inside that region: nothing else overlaps it.
+            self.map.insert(end, val);
+        } else {
+            while let Some((&s, &v)) = self.map.range(start..end).next() {
+                self.map.remove(&s);
+                if v.end > end {
+                    self.map.insert(end, v);
+                    removed += end - s;
+                    cut(Cut {
+                        meta: v.meta,
+                        bytes: end - s,
+                        pieces: 0,
+                    });
+                } else {
+                    removed += v.end - s;
+                    cut(Cut {
+                        meta: v.meta,
+                        bytes: v.end - s,
+                        pieces: -1,
+                    });
+                }
+            }
+        }
+        self.bytes = self.bytes.saturating_sub(removed);
+        removed
+    }
+
+    /// Inserts a region over a range the caller has just cleared with `remove`. Refuses an
+    /// empty or overlapping one, which only an event the kernel never produced can cause, so
+    /// the map stays disjoint whatever it is fed.
+    pub fn insert(&mut self, start: u64, val: Val) -> bool {
+        if start >= val.end || self.first_overlap(start, val.end).is_some() {
+            return false;
+        }
+        self.map.insert(start, val);
+        self.grow_bytes(val.end - start);
+        true
+    }
+
+    /// Moves the end of the region starting at `start` to `new_end`, over a range the caller
+    /// has cleared (refused otherwise, as for `insert`). Returns the bytes added.
+    pub fn extend(&mut self, start: u64, new_end: u64) -> u64 {
+        let Some(old_end) = self.map.get(&start).map(|v| v.end) else {
+            return 0;
+        };
+        if new_end <= old_end || self.first_overlap(old_end, new_end).is_some() {
+            return 0;
+        }
+        let Some(v) = self.map.get_mut(&start) else {
+            return 0;
+        };
+        let added = new_end - v.end;
+        v.end = new_end;
+        self.grow_bytes(added);
+        added
+    }
+
+    fn grow_bytes(&mut self, bytes: u64) {
+        self.bytes = self.bytes.saturating_add(bytes);
+        self.peak = self.peak.max(self.bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn val(end: u64, site: u32) -> Val {
+        Val {
+            end,
+            site,
+            meta: Meta::new(Kind::Anon, 3, false, 0),
+        }
+    }
+
+    fn spans(r: &Regions) -> Vec<(u64, u64, u32)> {
+        r.iter().map(|(s, v)| (s, v.end, v.site)).collect()
+    }
+
+    #[test]
+    fn meta_round_trips() {
+        let m = Meta::new(Kind::Shm, 5, true, MAX_SLOTS - 1);
+        assert_eq!(m.kind(), Kind::Shm);
+        assert_eq!(m.prot(), 5);
+        assert!(m.shared());
+        assert!(!m.inherited());
+        assert_eq!(m.slot(), Some(MAX_SLOTS - 1));
+        let i = m.with_inherited(true);
+        assert!(i.inherited());
+        assert_eq!(i.slot(), Some(MAX_SLOTS - 1));
+        assert_eq!(Meta::new(Kind::File, -1, false, 7).prot(), 7);
+        assert_eq!(Meta::new(Kind::File, 0, false, 7).slot(), None);
+    }
+
+    #[test]
+    fn remove_leaves_zero_one_or_two_remnants() {
+        let mut r = Regions::new();
+        r.insert(0x1000, val(0x5000, 1));
+        r.insert(0x8000, val(0x9000, 2));
+        let mut cuts = Vec::new();
+        // Middle: two remnants.
+        assert_eq!(r.remove(0x2000, 0x3000, |c| cuts.push(c.pieces)), 0x1000);
+        assert_eq!(
+            spans(&r),
+            [
+                (0x1000, 0x2000, 1),
+                (0x3000, 0x5000, 1),
+                (0x8000, 0x9000, 2)
+            ]
+        );
+        // Across a tail, a whole region and into a gap: one remnant, one gone.
+        assert_eq!(r.remove(0x4000, 0xa000, |c| cuts.push(c.pieces)), 0x2000);
+        assert_eq!(spans(&r), [(0x1000, 0x2000, 1), (0x3000, 0x4000, 1)]);
+        // A head.
+        assert_eq!(r.remove(0x0, 0x1800, |c| cuts.push(c.pieces)), 0x800);
+        assert_eq!(spans(&r), [(0x1800, 0x2000, 1), (0x3000, 0x4000, 1)]);
+        // Nothing there.
+        assert_eq!(r.remove(0x6000, 0x7000, |c| cuts.push(c.pieces)), 0);
+        assert_eq!(cuts, [1, 0, -1, 0]);
+        assert_eq!(r.bytes(), 0x1800);
+        assert_eq!(r.peak(), 0x5000);
+    }
+
+    #[test]
+    fn empty_and_inverted_ranges_do_nothing() {
+        let mut r = Regions::new();
+        r.insert(0x1000, val(0x2000, 1));
+        assert!(!r.insert(0x3000, val(0x3000, 1)));
+        assert_eq!(r.remove(0x1800, 0x1800, |_| ()), 0);
+        assert_eq!(r.remove(0x1800, 0x1000, |_| ()), 0);
+        assert_eq!(r.first_overlap(u64::MAX, 0), None);
+        assert_eq!(r.remove(0, u64::MAX, |_| ()), 0x1000);
+        assert_eq!(r.len(), 0);
+    }
+
+    #[test]
+    fn overlapping_inserts_and_extensions_are_refused() {
+        let mut r = Regions::new();
+        r.insert(0x1000, val(0x3000, 1));
+        r.insert(0x4000, val(0x5000, 2));
+        assert!(!r.insert(0x2000, val(0x2800, 3)));
+        assert!(!r.insert(0x0, val(0x1800, 3)));
+        assert_eq!(r.extend(0x1000, 0x4800), 0);
+        assert_eq!(r.extend(0x1000, 0x4000), 0x1000);
+        assert_eq!(spans(&r), [(0x1000, 0x4000, 1), (0x4000, 0x5000, 2)]);
+        assert_eq!(r.bytes(), 0x4000);
+    }
+}

@@ -1,0 +1,235 @@
+//! The report as text (for people) and as one JSON line (for tools), in the log's conventions:
+//! lines prefixed `shmtrace[PID] `, keys as `IPC_PRIVATE` or lower-case hex, addresses as hex.
+
+use core::fmt::{self, Write};
+
+use super::report::Report;
+use crate::trace::decode;
+
+struct Key(i32);
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        decode::key(f, self.0)
+    }
+}
+
+fn plural(n: u64, one: &'static str, many: &'static str) -> &'static str {
+    if n == 1 { one } else { many }
+}
+
+/// Writes rows of cells, each column padded to its widest cell so entries line up; the last
+/// cell of a row is free text and is not padded.
+fn write_rows(out: &mut impl Write, pid: i32, rows: &[Vec<String>]) -> fmt::Result {
+    let mut widths: Vec<usize> = Vec::new();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate().take(row.len().saturating_sub(1)) {
+            match widths.get_mut(i) {
+                Some(w) => *w = (*w).max(cell.len()),
+                None => widths.push(cell.len()),
+            }
+        }
+    }
+    for row in rows {
+        write!(out, "shmtrace[{pid}]   ")?;
+        let last = row.len().saturating_sub(1);
+        for (i, cell) in row.iter().enumerate() {
+            if i == last {
+                out.write_str(cell)?;
+            } else {
+                let w = widths.get(i).copied().unwrap_or(0);
+                write!(out, "{cell:<w$} ")?;
+            }
+        }
+        out.write_char('\n')?;
+    }
+    Ok(())
+}
+
+/// The report for people: one header line, then one section per kind of leak (only those with
+/// entries), one line per entry. A clean report is exactly one line.
+pub fn write_text(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Result {
+    if report.is_clean() {
+        return writeln!(
+            out,
+            "shmtrace[{pid}] report: clean: no segment, semaphore set, attachment or mapping left behind"
+        );
+    }
+    let n = |len: usize| u64::try_from(len).unwrap_or(u64::MAX);
+    let mut parts: Vec<String> = Vec::new();
+    let segs = n(report.segments.len());
+    if segs > 0 {
+        parts.push(format!("{segs} {}", plural(segs, "segment", "segments")));
+    }
+    let sets = n(report.semaphores.len());
+    if sets > 0 {
+        parts.push(format!(
+            "{sets} {}",
+            plural(sets, "semaphore set", "semaphore sets")
+        ));
+    }
+    let atts = n(report.attachments.len());
+    if atts > 0 {
+        parts.push(format!(
+            "{atts} {}",
+            plural(atts, "attachment", "attachments")
+        ));
+    }
+    let maps = report.mapping_count();
+    if maps > 0 {
+        parts.push(format!(
+            "{maps} {} ({} bytes)",
+            plural(maps, "mapping", "mappings"),
+            report.mapping_bytes()
+        ));
+    }
+    let leaks = report.leaks();
+    writeln!(
+        out,
+        "shmtrace[{pid}] report: {leaks} {} left behind: {}",
+        plural(leaks, "leak", "leaks"),
+        parts.join(", ")
+    )?;
+
+    if segs > 0 || sets > 0 {
+        writeln!(
+            out,
+            "shmtrace[{pid}] outlive the process (created here, never removed: the kernel keeps them after exit):"
+        )?;
+        let mut rows = Vec::new();
+        for s in &report.segments {
+            rows.push(vec![
+                "segment".to_string(),
+                format!("shmid={}", s.shmid),
+                format!("key={}", Key(s.key)),
+                format!("size={}", s.size),
+                format!(
+                    "created at {:#x}: never removed, still exists (ipcrm -m {})",
+                    s.site, s.shmid
+                ),
+            ]);
+        }
+        for s in &report.semaphores {
+            rows.push(vec![
+                "semaphore set".to_string(),
+                format!("semid={}", s.semid),
+                format!("key={}", Key(s.key)),
+                format!("nsems={}", s.nsems),
+                format!(
+                    "created at {:#x}: never removed, still exists (ipcrm -s {})",
+                    s.site, s.semid
+                ),
+            ]);
+        }
+        write_rows(out, pid, &rows)?;
+    }
+
+    if atts > 0 {
+        writeln!(
+            out,
+            "shmtrace[{pid}] attachments never detached (exit detaches them silently):"
+        )?;
+        let rows: Vec<Vec<String>> = report
+            .attachments
+            .iter()
+            .map(|a| {
+                let partial = if a.mapped != a.size {
+                    format!(" ({} bytes still mapped)", a.mapped)
+                } else {
+                    String::new()
+                };
+                vec![
+                    format!("shmid={}", a.shmid),
+                    format!("addr={:#x}", a.addr),
+                    format!("size={}", a.size),
+                    (if a.readonly {
+                        "read-only"
+                    } else {
+                        "read-write"
+                    })
+                    .to_string(),
+                    format!(
+                        "attached at {:#x}: never detached{partial} (shmdt({:#x}))",
+                        a.site, a.addr
+                    ),
+                ]
+            })
+            .collect();
+        write_rows(out, pid, &rows)?;
+    }
+
+    if maps > 0 {
+        writeln!(
+            out,
+            "shmtrace[{pid}] mappings never unmapped, by call site (exit unmaps them silently):"
+        )?;
+        let rows: Vec<Vec<String>> = report
+            .mappings
+            .iter()
+            .map(|m| {
+                vec![
+                    format!("{:#x}:", m.site),
+                    format!("{} {},", m.count, plural(m.count, "mapping", "mappings")),
+                    format!("{} bytes", m.bytes),
+                ]
+            })
+            .collect();
+        write_rows(out, pid, &rows)?;
+    }
+    Ok(())
+}
+
+/// The report as one JSON object on one line (newline-terminated), for `SHMTRACE_FORMAT=json`.
+pub fn write_json(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Result {
+    write!(
+        out,
+        r#"{{"event":"report","pid":{pid},"clean":{},"segments":["#,
+        report.is_clean()
+    )?;
+    for (i, s) in report.segments.iter().enumerate() {
+        comma(out, i)?;
+        write!(
+            out,
+            r#"{{"shmid":{},"key":"{}","size":{},"site":"{:#x}"}}"#,
+            s.shmid,
+            Key(s.key),
+            s.size,
+            s.site
+        )?;
+    }
+    out.write_str(r#"],"semaphores":["#)?;
+    for (i, s) in report.semaphores.iter().enumerate() {
+        comma(out, i)?;
+        write!(
+            out,
+            r#"{{"semid":{},"key":"{}","nsems":{},"site":"{:#x}"}}"#,
+            s.semid,
+            Key(s.key),
+            s.nsems,
+            s.site
+        )?;
+    }
+    out.write_str(r#"],"attachments":["#)?;
+    for (i, a) in report.attachments.iter().enumerate() {
+        comma(out, i)?;
+        write!(
+            out,
+            r#"{{"shmid":{},"addr":"{:#x}","size":{},"readonly":{},"site":"{:#x}"}}"#,
+            a.shmid, a.addr, a.size, a.readonly, a.site
+        )?;
+    }
+    out.write_str(r#"],"mappings":["#)?;
+    for (i, m) in report.mappings.iter().enumerate() {
+        comma(out, i)?;
+        write!(
+            out,
+            r#"{{"site":"{:#x}","count":{},"bytes":{}}}"#,
+            m.site, m.count, m.bytes
+        )?;
+    }
+    out.write_str("]}\n")
+}
+
+fn comma(out: &mut impl Write, i: usize) -> fmt::Result {
+    if i > 0 { out.write_char(',') } else { Ok(()) }
+}

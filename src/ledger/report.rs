@@ -1,0 +1,163 @@
+//! The leak report: what this process acquired itself and never released.
+//!
+//! Built at exit (or on demand through the C API), so it may allocate. Sections come in order
+//! of harm: objects that outlive the process in the kernel, then attachments and mappings,
+//! which exit releases silently but which show a missing cleanup.
+
+use std::collections::BTreeMap;
+
+use super::regions::Kind;
+use super::{Ledger, ObjectKind};
+
+/// A segment this process created, never removed, and the kernel still has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentLeak {
+    pub shmid: i32,
+    pub key: i32,
+    pub size: u64,
+    pub site: u64,
+}
+
+/// A semaphore set this process created, never removed, and the kernel still has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SemaphoreLeak {
+    pub semid: i32,
+    pub key: i32,
+    pub nsems: u32,
+    pub site: u64,
+}
+
+/// An attachment this process made and never detached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttachmentLeak {
+    pub shmid: i32,
+    /// The address `shmat` returned (what `shmdt` needs).
+    pub addr: u64,
+    /// The attached size, page-rounded.
+    pub size: u64,
+    /// How much of it is still mapped (less than `size` after a partial `munmap`).
+    pub mapped: u64,
+    pub readonly: bool,
+    pub site: u64,
+}
+
+/// The mappings one call site made and never unmapped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MappingLeak {
+    pub site: u64,
+    /// Live regions: a mapping split by a partial `munmap` counts as two, as in
+    /// `/proc/self/maps`.
+    pub count: u64,
+    pub bytes: u64,
+}
+
+/// Segments and sets by id, attachments by address, mappings by bytes (largest first, then
+/// by site).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    pub segments: Vec<SegmentLeak>,
+    pub semaphores: Vec<SemaphoreLeak>,
+    pub attachments: Vec<AttachmentLeak>,
+    pub mappings: Vec<MappingLeak>,
+}
+
+impl Report {
+    pub fn is_clean(&self) -> bool {
+        self.segments.is_empty()
+            && self.semaphores.is_empty()
+            && self.attachments.is_empty()
+            && self.mappings.is_empty()
+    }
+
+    /// Leaked things: each segment, set and attachment, and each mapping (not each site).
+    pub fn leaks(&self) -> u64 {
+        let n = |len: usize| u64::try_from(len).unwrap_or(u64::MAX);
+        n(self.segments.len())
+            .saturating_add(n(self.semaphores.len()))
+            .saturating_add(n(self.attachments.len()))
+            .saturating_add(self.mapping_count())
+    }
+
+    pub fn mapping_count(&self) -> u64 {
+        self.mappings
+            .iter()
+            .fold(0u64, |n, m| n.saturating_add(m.count))
+    }
+
+    pub fn mapping_bytes(&self) -> u64 {
+        self.mappings
+            .iter()
+            .fold(0u64, |n, m| n.saturating_add(m.bytes))
+    }
+}
+
+impl Ledger {
+    /// The report of what this process acquired and still holds. `alive` is the kernel oracle:
+    /// asked only about objects this process created and never removed, it says whether the
+    /// object still exists (`IPC_STAT` succeeds and, for a segment, `SHM_DEST` is not set,
+    /// since another process may have removed it while this one still has it attached).
+    pub fn report(&self, alive: impl Fn(ObjectKind, i32) -> bool) -> Report {
+        let segments = self
+            .objects
+            .segments()
+            .filter(|s| s.is_leak_candidate() && alive(ObjectKind::Segment, s.shmid))
+            .map(|s| SegmentLeak {
+                shmid: s.shmid,
+                key: s.key,
+                size: s.size,
+                site: s.site,
+            })
+            .collect();
+        let semaphores = self
+            .objects
+            .sets()
+            .filter(|s| s.is_leak_candidate() && alive(ObjectKind::SemaphoreSet, s.semid))
+            .map(|s| SemaphoreLeak {
+                semid: s.semid,
+                key: s.key,
+                nsems: s.nsems,
+                site: s.site,
+            })
+            .collect();
+        let mut attachments: Vec<AttachmentLeak> = self
+            .attachments
+            .iter()
+            .filter(|a| !a.inherited)
+            .map(|a| AttachmentLeak {
+                shmid: a.shmid,
+                addr: a.addr,
+                size: a.size,
+                mapped: a.mapped,
+                readonly: a.readonly,
+                site: a.site,
+            })
+            .collect();
+        attachments.sort_by_key(|a| (a.addr, a.shmid));
+
+        let mut by_site: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
+        for (start, v) in self.regions.iter() {
+            if v.meta.inherited() || matches!(v.meta.kind(), Kind::Shm | Kind::Unknown) {
+                continue;
+            }
+            let e = by_site.entry(v.site).or_default();
+            e.0 = e.0.saturating_add(1);
+            e.1 = e.1.saturating_add(v.end.saturating_sub(start));
+        }
+        let mut mappings: Vec<MappingLeak> = by_site
+            .into_iter()
+            .map(|(site, (count, bytes))| MappingLeak {
+                site: self.sites.addr(site),
+                count,
+                bytes,
+            })
+            .collect();
+        mappings.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.site.cmp(&b.site)));
+
+        Report {
+            segments,
+            semaphores,
+            attachments,
+            mappings,
+        }
+    }
+}

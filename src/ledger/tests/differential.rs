@@ -1,0 +1,489 @@
+//! Randomized differential test: thousands of random calls applied both to the ledger and to a
+//! deliberately naive model that keeps one owner per page, compared page by page after each.
+//!
+//! The test plays the kernel: it picks the addresses a non-fixed call gets (free pages in the
+//! model) and only issues calls the kernel would accept, plus failed calls, which must change
+//! nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::*;
+
+const BASE: u64 = 0x1000_0000;
+const PAGES: u64 = 192;
+const SITES: [u64; 4] = [0x100, 0x200, 0x300, 0x400];
+
+/// xorshift64*: deterministic, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.below(hi - lo + 1)
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Owner {
+    kind: RegionKind,
+    prot: i32,
+    shared: bool,
+    site: u64,
+    inherited: bool,
+    attachment: Option<u64>,
+}
+
+#[derive(Default)]
+struct Model {
+    pages: BTreeMap<u64, Owner>,
+    /// Attachment id -> (first page, pages), for every attachment ever made.
+    attachments: BTreeMap<u64, (u64, u64)>,
+}
+
+impl Model {
+    fn free(&self, p: u64, n: u64) -> bool {
+        p + n <= PAGES && (p..p + n).all(|q| !self.pages.contains_key(&q))
+    }
+
+    /// A free run of `n` pages, searched from a random page, as the kernel would choose.
+    fn find_free(&self, rng: &mut Rng, n: u64, avoid: (u64, u64)) -> Option<u64> {
+        let first = rng.below(PAGES);
+        (0..PAGES)
+            .map(|i| (first + i) % PAGES)
+            .find(|&p| self.free(p, n) && (p + n <= avoid.0 || p >= avoid.1))
+    }
+
+    fn clear(&mut self, p: u64, n: u64) {
+        for q in p..p + n {
+            self.pages.remove(&q);
+        }
+    }
+
+    fn set(&mut self, p: u64, n: u64, owner: Owner) {
+        for q in p..p + n {
+            self.pages.insert(q, owner);
+        }
+    }
+
+    fn live_attachments(&self) -> BTreeMap<u64, u64> {
+        let mut live = BTreeMap::new();
+        for o in self.pages.values() {
+            if let Some(id) = o.attachment {
+                *live.entry(id).or_insert(0) += PAGE;
+            }
+        }
+        live
+    }
+}
+
+fn addr(page: u64) -> u64 {
+    BASE + page * PAGE
+}
+
+/// A length in bytes covering `n` pages, sometimes not a page multiple.
+fn bytes(rng: &mut Rng, n: u64) -> u64 {
+    if n > 0 && rng.chance(30) {
+        (n - 1) * PAGE + rng.range(1, PAGE)
+    } else {
+        n * PAGE
+    }
+}
+
+fn unknown(site: u64, shared: bool) -> Owner {
+    Owner {
+        kind: RegionKind::Unknown,
+        prot: 0,
+        shared,
+        site,
+        inherited: false,
+        attachment: None,
+    }
+}
+
+fn compare(l: &Ledger, m: &Model, step: usize, what: &str) {
+    let mut pages = BTreeMap::new();
+    for r in l.regions() {
+        let owner = Owner {
+            kind: r.kind,
+            prot: r.prot,
+            shared: r.shared,
+            site: r.site,
+            inherited: r.inherited,
+            attachment: r.attachment,
+        };
+        let mut a = r.start;
+        while a < r.end {
+            assert!(
+                a >= BASE,
+                "step {step} ({what}): region below the arena {r:?}"
+            );
+            pages.insert((a - BASE) / PAGE, owner);
+            a += PAGE;
+        }
+    }
+    if pages != m.pages {
+        let keys: BTreeSet<_> = pages.keys().chain(m.pages.keys()).collect();
+        for k in keys {
+            let (got, want) = (pages.get(k), m.pages.get(k));
+            assert_eq!(got, want, "step {step} ({what}): page {k}");
+        }
+    }
+    let live: BTreeMap<u64, u64> = l.attachments().map(|a| (a.id, a.mapped)).collect();
+    assert_eq!(
+        live,
+        m.live_attachments(),
+        "step {step} ({what}): attachments"
+    );
+    check_invariants(l);
+}
+
+/// Runs `steps` random calls and counts how often each kind of call was compared.
+fn run(seed: u64, steps: usize, seen: &mut BTreeMap<&'static str, usize>) {
+    let mut rng = Rng(seed | 1);
+    let mut l = Ledger::new();
+    let mut m = Model::default();
+    let mut shmid = 1i32;
+    for step in 0..steps {
+        let site = SITES[rng.below(4) as usize];
+        let what = match rng.below(100) {
+            0..=19 => {
+                // mmap, the kernel choosing the address.
+                let n = rng.range(1, 8);
+                let Some(p) = m.find_free(&mut rng, n, (0, 0)) else {
+                    continue;
+                };
+                let flags = if rng.chance(50) {
+                    PRIV_ANON
+                } else {
+                    SHARED_ANON
+                };
+                assert_eq!(
+                    l.mmap(addr(p), bytes(&mut rng, n), flags, site),
+                    Outcome::Recorded
+                );
+                let owner = Owner {
+                    kind: RegionKind::Anon,
+                    prot: RW as i32,
+                    shared: flags == SHARED_ANON,
+                    site,
+                    inherited: false,
+                    attachment: None,
+                };
+                m.set(p, n, owner);
+                "mmap"
+            }
+            20..=29 => {
+                // MAP_FIXED anywhere, or MAP_FIXED_NOREPLACE (which fails over anything).
+                let n = rng.range(1, 8);
+                let p = rng.below(PAGES - n);
+                let noreplace = rng.chance(30);
+                let flags = if noreplace {
+                    libc::MAP_SHARED | libc::MAP_FIXED_NOREPLACE
+                } else {
+                    libc::MAP_SHARED | libc::MAP_FIXED
+                } as u64;
+                if noreplace && !m.free(p, n) {
+                    let ev = call(Func::Mmap, &[addr(p), n * PAGE, RW, flags, 3, 0], -1, site);
+                    assert_eq!(l.apply(&ev, &facts()), Outcome::NoEffect);
+                    "failed MAP_FIXED_NOREPLACE"
+                } else {
+                    assert_eq!(l.mmap(addr(p), n * PAGE, flags, site), Outcome::Recorded);
+                    let owner = Owner {
+                        kind: RegionKind::File,
+                        prot: RW as i32,
+                        shared: true,
+                        site,
+                        inherited: false,
+                        attachment: None,
+                    };
+                    m.clear(p, n);
+                    m.set(p, n, owner);
+                    "mmap fixed"
+                }
+            }
+            30..=47 => {
+                let n = rng.range(1, 16);
+                let p = rng.below(PAGES);
+                let any = (p..(p + n).min(PAGES)).any(|q| m.pages.contains_key(&q));
+                let got = l.munmap(addr(p), bytes(&mut rng, n));
+                let want = if any {
+                    Outcome::Recorded
+                } else {
+                    Outcome::UnmappedUnknown
+                };
+                assert_eq!(got, want, "step {step}");
+                m.clear(p, n.min(PAGES - p));
+                "munmap"
+            }
+            48..=69 => mremap(&mut rng, &mut l, &mut m, site),
+            70..=81 => {
+                let n = rng.range(1, 4);
+                let remap = rng.chance(30);
+                let p = if remap {
+                    rng.below(PAGES - n)
+                } else {
+                    match m.find_free(&mut rng, n, (0, 0)) {
+                        Some(p) => p,
+                        None => continue,
+                    }
+                };
+                let readonly = rng.chance(30);
+                let mut flags = if remap { libc::SHM_REMAP } else { 0 };
+                if readonly {
+                    flags |= libc::SHM_RDONLY;
+                }
+                shmid += 1;
+                assert_eq!(
+                    l.shmat(shmid, addr(p), flags, bytes(&mut rng, n), site),
+                    Outcome::Recorded
+                );
+                let id = l
+                    .regions()
+                    .find(|r| r.start == addr(p))
+                    .unwrap()
+                    .attachment
+                    .unwrap();
+                let prot = if readonly {
+                    libc::PROT_READ
+                } else {
+                    libc::PROT_READ | libc::PROT_WRITE
+                };
+                let owner = Owner {
+                    kind: RegionKind::Shm,
+                    prot,
+                    shared: true,
+                    site,
+                    inherited: false,
+                    attachment: Some(id),
+                };
+                m.clear(p, n);
+                m.set(p, n, owner);
+                m.attachments.insert(id, (p, n));
+                "shmat"
+            }
+            82..=93 => {
+                // shmdt of a live attachment's address, or of any page.
+                let live = m.live_attachments();
+                let p = if !live.is_empty() && rng.chance(80) {
+                    let i = rng.below(live.len() as u64) as usize;
+                    let id = *live.keys().nth(i).unwrap();
+                    m.attachments[&id].0
+                } else {
+                    rng.below(PAGES)
+                };
+                // The attachment placed at p whose piece comes first within its range.
+                let chosen = live
+                    .keys()
+                    .filter_map(|id| {
+                        let (start, n) = m.attachments[id];
+                        (start == p)
+                            .then(|| {
+                                (p..(p + n).min(PAGES))
+                                    .find(|q| {
+                                        m.pages.get(q).and_then(|o| o.attachment) == Some(*id)
+                                    })
+                                    .map(|q| (q, *id, n))
+                            })
+                            .flatten()
+                    })
+                    .min();
+                let got = l.shmdt(addr(p));
+                match chosen {
+                    Some((_, id, n)) => {
+                        assert_eq!(got, Outcome::Recorded, "step {step}");
+                        for q in p..(p + n).min(PAGES) {
+                            if m.pages.get(&q).and_then(|o| o.attachment) == Some(id) {
+                                m.pages.remove(&q);
+                            }
+                        }
+                    }
+                    None => assert_eq!(got, Outcome::UnmappedUnknown, "step {step}"),
+                }
+                "shmdt"
+            }
+            94..=95 => {
+                l.after_fork_in_child();
+                for o in m.pages.values_mut() {
+                    o.inherited = true;
+                }
+                "fork"
+            }
+            _ => {
+                // Failed calls of every kind change nothing.
+                let func = Func::ALL[rng.below(12) as usize];
+                let a = addr(rng.below(PAGES));
+                let ev = call(func, &[a, PAGE, 0, 0, 0, 0], -1, site);
+                assert_eq!(l.apply(&ev, &facts()), Outcome::NoEffect);
+                "failed call"
+            }
+        };
+        compare(&l, &m, step, what);
+        *seen.entry(what).or_default() += 1;
+    }
+}
+
+/// Every mremap mode, on a source that is mapped in the model or, sometimes, partly mapped by
+/// something the ledger cannot see.
+fn mremap(rng: &mut Rng, l: &mut Ledger, m: &mut Model, site: u64) -> &'static str {
+    let visible = rng.chance(85);
+    let (p, k) = if visible {
+        let Some((&p, _)) = m.pages.range(rng.below(PAGES)..).next() else {
+            return "no mremap";
+        };
+        let run = (p..PAGES).take_while(|q| m.pages.contains_key(q)).count() as u64;
+        (p, rng.range(1, run.min(8)))
+    } else {
+        let k = rng.range(1, 6);
+        (rng.below(PAGES - k), k)
+    };
+    let src: Vec<Option<Owner>> = (p..p + k).map(|q| m.pages.get(&q).copied()).collect();
+    let src_owner = |i: u64| src[i as usize].unwrap_or(unknown(site, false));
+    let mode = rng.below(6);
+    let maymove = libc::MREMAP_MAYMOVE;
+    match mode {
+        0 => {
+            // Shrink in place.
+            if k < 2 {
+                return "no mremap";
+            }
+            let n = rng.range(1, k - 1);
+            let flags = if rng.chance(50) { maymove } else { 0 };
+            l.mremap(addr(p), bytes(rng, k), bytes(rng, n), flags, addr(p), site);
+            m.clear(p + n, k - n);
+            "mremap shrink"
+        }
+        1 => {
+            // Grow in place, if the pages after are free.
+            let n = k + rng.range(1, 4);
+            if !m.free(p + k, n - k) {
+                return "no mremap";
+            }
+            l.mremap(addr(p), k * PAGE, n * PAGE, 0, addr(p), site);
+            let last = src_owner(k - 1);
+            let last = if src[(k - 1) as usize].is_some() {
+                last
+            } else {
+                unknown(site, false)
+            };
+            m.set(p + k, n - k, last);
+            "mremap grow"
+        }
+        2 | 3 => {
+            // Move: where the kernel likes (MAYMOVE) or where the caller says (FIXED).
+            let n = rng.range(1, 8);
+            let fixed = mode == 3;
+            let dest = if fixed {
+                let d = rng.below(PAGES - n);
+                if d < p + k && p < d + n {
+                    return "no mremap";
+                }
+                d
+            } else {
+                match m.find_free(rng, n, (p, p + k)) {
+                    Some(d) => d,
+                    None => return "no mremap",
+                }
+            };
+            let flags = if fixed {
+                maymove | libc::MREMAP_FIXED
+            } else {
+                maymove
+            };
+            l.mremap(addr(p), bytes(rng, k), n * PAGE, flags, addr(dest), site);
+            m.clear(dest, n);
+            for i in 0..k.min(n) {
+                m.pages.insert(dest + i, src_owner(i));
+            }
+            m.clear(p, k);
+            if n > k {
+                let last = m.pages[&(dest + k - 1)];
+                m.set(dest + k, n - k, last);
+            }
+            if fixed {
+                "mremap fixed"
+            } else {
+                "mremap maymove"
+            }
+        }
+        4 => {
+            // MREMAP_DONTUNMAP: same size, the source stays.
+            let Some(dest) = m.find_free(rng, k, (p, p + k)) else {
+                return "no mremap";
+            };
+            let flags = maymove | libc::MREMAP_DONTUNMAP;
+            l.mremap(addr(p), k * PAGE, k * PAGE, flags, addr(dest), site);
+            for i in 0..k {
+                m.pages.insert(dest + i, src_owner(i));
+            }
+            "mremap dontunmap"
+        }
+        _ => {
+            // old_size == 0 on a shared mapping: the same pages mapped again.
+            let shared = src[0].is_none_or(|o| o.shared);
+            if !shared {
+                return "no mremap";
+            }
+            let n = rng.range(1, 4);
+            let Some(dest) = m.find_free(rng, n, (p, p + 1)) else {
+                return "no mremap";
+            };
+            l.mremap(addr(p), 0, n * PAGE, maymove, addr(dest), site);
+            let owner = match src[0] {
+                Some(o) if o.kind == RegionKind::Shm => Owner { site, ..o },
+                Some(o) => Owner {
+                    site,
+                    inherited: false,
+                    ..o
+                },
+                None => unknown(site, true),
+            };
+            m.set(dest, n, owner);
+            "mremap dup"
+        }
+    }
+}
+
+#[test]
+fn ledger_matches_a_page_model_over_random_calls() {
+    let mut seen = BTreeMap::new();
+    for seed in 1..=40u64 {
+        run(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15), 2500, &mut seen);
+    }
+    println!("{seen:?}");
+    // Every kind of call was exercised, so a pass means something.
+    for what in [
+        "mmap",
+        "mmap fixed",
+        "failed MAP_FIXED_NOREPLACE",
+        "munmap",
+        "mremap shrink",
+        "mremap grow",
+        "mremap maymove",
+        "mremap fixed",
+        "mremap dontunmap",
+        "mremap dup",
+        "shmat",
+        "shmdt",
+        "fork",
+        "failed call",
+    ] {
+        assert!(
+            seen.get(what).copied().unwrap_or(0) >= 500,
+            "{what}: {seen:?}"
+        );
+    }
+}

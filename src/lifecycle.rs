@@ -1,0 +1,119 @@
+//! The library's lifecycle: the constructor, the fork handlers, and the three ways a process
+//! ends with a report (return from `main` or `exit`, which run our destructor; `_exit`/`_Exit`,
+//! which we hook).
+
+use core::ffi::c_int;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::platform::{config, guard::Guard, process, real, sink};
+use crate::recorder;
+
+// Runs when the library is loaded (preloaded or linked), after libc is initialised but possibly
+// after another library's constructor already called a hook.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static CONSTRUCTOR: extern "C" fn() = constructor;
+
+// Runs from `exit` after the program's own atexit handlers and the destructors of everything
+// loaded after us, i.e. once the program has released what it meant to release.
+#[used]
+#[unsafe(link_section = ".fini_array")]
+static DESTRUCTOR: extern "C" fn() = destructor;
+
+/// The next `_exit` (glibc's `_Exit` is the same function); 0 until resolved.
+static NEXT_EXIT: AtomicUsize = AtomicUsize::new(0);
+
+extern "C" fn constructor() {
+    // Whatever dlsym or an allocator maps while we resolve is theirs, not the program's.
+    let _guard = Guard::enter();
+    process::remember_pid();
+    real::resolve_all();
+    // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name.
+    let next_exit = unsafe { libc::dlsym(libc::RTLD_NEXT, c"_exit".as_ptr()) };
+    NEXT_EXIT.store(next_exit as usize, Ordering::Release);
+    config::ensure();
+    recorder::init();
+    // SAFETY: registering handlers with static lifetime; pthread_atfork has no other
+    // precondition.
+    unsafe {
+        libc::pthread_atfork(
+            Some(before_fork),
+            Some(in_parent_after_fork),
+            Some(in_child_after_fork),
+        )
+    };
+}
+
+/// No other thread may be inside the ledger or the private heap when the address space is
+/// copied. Locks are taken in the order calls take them: ledger, then heap.
+extern "C" fn before_fork() {
+    recorder::lock_for_fork();
+    crate::HEAP.lock_for_fork();
+}
+
+extern "C" fn in_parent_after_fork() {
+    // SAFETY: each paired with `before_fork` in this process.
+    unsafe {
+        crate::HEAP.unlock_after_fork();
+        recorder::unlock_after_fork(false);
+    }
+}
+
+/// Only async-signal-safe work: the child of a multithreaded parent may run nothing else.
+extern "C" fn in_child_after_fork() {
+    // SAFETY: each paired with `before_fork`, whose locks the child inherited.
+    unsafe {
+        crate::HEAP.unlock_after_fork();
+        recorder::unlock_after_fork(true);
+    }
+    process::remember_pid();
+    sink::reopen_after_fork();
+}
+
+extern "C" fn destructor() {
+    let _guard = Guard::enter();
+    if let Some(code) = recorder::verdict_exit_code(recorder::report_at_exit()) {
+        // The program's exit continues no further: flush its stdio as exit would have.
+        // SAFETY: fflush(NULL) flushes every open output stream; nothing else is running.
+        unsafe { libc::fflush(core::ptr::null_mut()) };
+        exit_now(code);
+    }
+}
+
+/// Reports (unless this is a vfork child, which shares its parent's memory and ledger), then
+/// ends the process with `status`, or with `SHMTRACE_EXITCODE` if the report is not clean.
+fn report_then_exit(status: c_int) -> ! {
+    let _guard = Guard::enter();
+    // SAFETY: getpid has no preconditions.
+    let vfork_child = unsafe { libc::getpid() } != process::pid();
+    let status = if vfork_child {
+        status
+    } else {
+        recorder::verdict_exit_code(recorder::report_at_exit()).unwrap_or(status)
+    };
+    exit_now(status)
+}
+
+fn exit_now(status: c_int) -> ! {
+    let next = NEXT_EXIT.load(Ordering::Acquire);
+    if next != 0 {
+        // SAFETY: dlsym gave the address of `_exit`, whose prototype this is.
+        let real_exit: extern "C" fn(c_int) -> ! = unsafe { core::mem::transmute(next) };
+        real_exit(status);
+    }
+    // SAFETY: exit_group ends the process; it has no other precondition.
+    unsafe { libc::syscall(libc::SYS_exit_group, status) };
+    // SAFETY: exit_group does not return.
+    unsafe { core::hint::unreachable_unchecked() }
+}
+
+/// `_exit` skips atexit handlers and destructors, so the report is written here.
+#[unsafe(no_mangle)]
+pub extern "C" fn _exit(status: c_int) -> ! {
+    report_then_exit(status)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn _Exit(status: c_int) -> ! {
+    report_then_exit(status)
+}

@@ -1,0 +1,56 @@
+//! Questions the ledger cannot answer from the calls alone, asked of the kernel through the real
+//! functions (never our hooks, so they are neither logged nor counted).
+
+use core::mem::MaybeUninit;
+
+use crate::platform::real;
+
+/// What `IPC_STAT` says of a segment.
+pub struct SegmentStat {
+    pub size: u64,
+    pub creator_pid: i32,
+}
+
+pub fn segment_stat(shmid: i32) -> Option<SegmentStat> {
+    let mut ds = MaybeUninit::<libc::shmid_ds>::zeroed();
+    // SAFETY: `ds` is a writable shmid_ds owned by this frame.
+    let rc = unsafe { real::shmctl(shmid, libc::IPC_STAT, ds.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: IPC_STAT succeeded and filled the structure (it was zeroed besides).
+    let ds = unsafe { ds.assume_init() };
+    Some(SegmentStat {
+        size: ds.shm_segsz as u64,
+        creator_pid: ds.shm_cpid,
+    })
+}
+
+/// The number of semaphores in a set, if it exists.
+pub fn semaphore_count(semid: i32) -> Option<u32> {
+    let mut ds = MaybeUninit::<libc::semid_ds>::zeroed();
+    // SAFETY: IPC_STAT writes one semid_ds through the `buf` member of the union, which is the
+    // pointer passed here as the variadic argument.
+    let rc = unsafe { real::semctl(semid, 0, libc::IPC_STAT, ds.as_mut_ptr() as libc::c_ulong) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: IPC_STAT succeeded and filled the structure.
+    Some(unsafe { ds.assume_init() }.sem_nsems as u32)
+}
+
+/// Whether a semaphore set with this key exists now (asked just before an `IPC_CREAT` without
+/// `IPC_EXCL`, to tell creating from opening; the kernel records no creator pid for sets).
+/// Clobbers errno; the hooks restore the caller's.
+pub fn semaphore_key_exists(key: libc::key_t) -> bool {
+    // SAFETY: semget with nsems 0 and no flags only looks the key up.
+    let found = unsafe { real::semget(key, 0, 0) >= 0 };
+    // EACCES and the like mean it exists but is not ours to open.
+    found || crate::platform::errno::get() != libc::ENOENT
+}
+
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if size > 0 { size as u64 } else { 4096 }
+}

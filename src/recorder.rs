@@ -1,0 +1,99 @@
+//! The process's ledger and what happens to a completed call: it updates the ledger, then is
+//! logged. Also the report at exit and the CI verdict.
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::ledger::{Facts, Ledger, ObjectKind};
+use crate::platform::{config, kernel, process, sink, spinlock::SpinLock};
+use crate::trace::event::Event;
+use crate::trace::format::{self, Format};
+use crate::trace::linebuf::LineBuf;
+
+static LEDGER: SpinLock<Ledger> = SpinLock::new(Ledger::new());
+static PAGE_SIZE: AtomicU64 = AtomicU64::new(4096);
+static REPORTED: AtomicBool = AtomicBool::new(false);
+
+pub fn init() {
+    PAGE_SIZE.store(kernel::page_size(), Ordering::Relaxed);
+}
+
+pub fn facts() -> Facts {
+    Facts::new(PAGE_SIZE.load(Ordering::Relaxed))
+}
+
+/// A completed call: into the ledger, then into the log.
+pub fn completed(event: &Event, facts: &Facts) {
+    LEDGER.lock().apply(event, facts);
+    emit(event);
+}
+
+/// A record into the log, if logging is on.
+pub fn emit(event: &Event) {
+    if !sink::enabled() {
+        return;
+    }
+    let mut line = LineBuf::new();
+    format::write(config::format(), event, &mut line);
+    sink::write_record(line.finish_line());
+}
+
+pub fn with_ledger<T>(f: impl FnOnce(&Ledger) -> T) -> T {
+    f(&LEDGER.lock())
+}
+
+/// Fork handlers: the ledger's lock is held across `fork` (before the heap's, the order in
+/// which calls take them), so the child never inherits it mid-update.
+pub fn lock_for_fork() {
+    LEDGER.lock_raw();
+}
+
+/// # Safety
+/// Once, after `lock_for_fork`, in the parent or the child.
+pub unsafe fn unlock_after_fork(in_child: bool) {
+    if in_child {
+        // SAFETY: we hold the lock (taken in `lock_for_fork`), and the child has one thread.
+        let ledger = unsafe { &mut *LEDGER.data_ptr() };
+        ledger.after_fork_in_child();
+        REPORTED.store(false, Ordering::Relaxed);
+    }
+    // SAFETY: paired with `lock_for_fork`.
+    unsafe { LEDGER.unlock_raw() };
+}
+
+/// Writes the report (once per process) to the log, and returns whether it was clean.
+pub fn report_at_exit() -> bool {
+    if REPORTED.swap(true, Ordering::AcqRel) {
+        return true;
+    }
+    let mut text = String::new();
+    let clean = write_report(&mut text, config::format());
+    if sink::enabled() {
+        sink::write_record(text.as_bytes());
+    }
+    clean
+}
+
+/// Renders the report as of now; the kernel says which created objects still exist.
+pub fn write_report(out: &mut String, format: Format) -> bool {
+    let report = with_ledger(|ledger| {
+        ledger.report(|kind, id| match kind {
+            ObjectKind::Segment => kernel::segment_stat(id).is_some(),
+            ObjectKind::SemaphoreSet => kernel::semaphore_count(id).is_some(),
+        })
+    });
+    let pid = process::pid();
+    let _ = match format {
+        Format::Text => crate::ledger::write_text(&report, pid, out),
+        Format::Json => crate::ledger::write_json(&report, pid, out),
+    };
+    report.is_clean()
+}
+
+/// The exit status to force when the report is not clean, if `SHMTRACE_EXITCODE` asks for one.
+pub fn verdict_exit_code(clean: bool) -> Option<i32> {
+    match config::exit_code() {
+        0 => None,
+        _ if clean => None,
+        code => Some(code),
+    }
+}
