@@ -1,5 +1,6 @@
 # shmtrace: build, test and demo. `make demo` and `make test` are the two README commands.
 
+SHELL   := /bin/bash
 CARGO   ?= cargo
 PYTHON  ?= python3
 CC      ?= gcc
@@ -9,7 +10,7 @@ LIBDIR  := $(CURDIR)/target/release
 LIB     := $(LIBDIR)/libshmtrace.so
 BUILD   := $(CURDIR)/build
 
-.PHONY: all lib header demo test test-rust test-c lint fmt clean
+.PHONY: all lib header demo demo-leak test test-rust test-c lint fmt clean
 
 all: lib
 
@@ -23,7 +24,7 @@ header:
 	         if m.get("reason") == "build-script-executed" and "shmtrace" in m["package_id"]][-1])') && \
 	  cp "$$out/shmtrace.h" include/shmtrace.h && echo "include/shmtrace.h updated"
 
-$(BUILD)/demo: examples/demo.c | $(BUILD)
+$(BUILD)/%: examples/%.c | $(BUILD)
 	$(CC) $(CFLAGS) $(WARN) -o $@ $<
 
 $(BUILD):
@@ -32,6 +33,14 @@ $(BUILD):
 # The main job on the bundled example: its calls, as shmtrace logs them on stderr.
 demo: lib $(BUILD)/demo
 	LD_PRELOAD=$(LIB) $(BUILD)/demo
+
+# A program with real leaks: the report names them, and SHMTRACE_EXITCODE fails the run. The
+# segment and set it leaves in the kernel are removed afterwards (ipcrm, ids from its stdout).
+demo-leak: lib $(BUILD)/leaky
+	@SHMTRACE_EXITCODE=3 LD_PRELOAD=$(LIB) $(BUILD)/leaky 2>&1 | tee $(BUILD)/leaky.out \
+	  | grep -v ' caller=' ; status=$${PIPESTATUS[0]}; \
+	  set -- $$(sed -n 's/^leaky: created segment \([0-9]*\) and semaphore set \([0-9]*\)$$/\1 \2/p' $(BUILD)/leaky.out); \
+	  [ -n "$$1" ] && ipcrm -m "$$1" -s "$$2"; echo "(exit status $$status; leftovers removed with ipcrm)"
 
 test: lint test-rust test-c
 

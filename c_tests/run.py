@@ -955,6 +955,49 @@ def check_exports():
     check(not extra, "libshmtrace.so exports no other function", str(sorted(extra)))
 
 
+def sysv_exists(kind, ident):
+    with open(f"/proc/sysvipc/{kind}") as f:
+        return any(line.split()[1:2] == [str(ident)] for line in f.readlines()[1:])
+
+
+def check_verdict(tmp):
+    """The exit report against the kernel, and SHMTRACE_EXITCODE, on the bundled examples."""
+    top = os.path.dirname(HERE)
+    build = subprocess.run(["make", "-C", top, "build/leaky", "build/demo"],
+                           capture_output=True, text=True)
+    if not check(build.returncode == 0, "examples build", build.stderr[-400:]):
+        return
+    env = dict(os.environ, LD_PRELOAD=LIB, SHMTRACE_EXITCODE="3", SHMTRACE_FORMAT="json")
+    log = os.path.join(tmp, "leaky.jsonl")
+    r = subprocess.run([os.path.join(top, "build", "leaky")], capture_output=True, text=True,
+                       env=dict(env, SHMTRACE_LOG=log), timeout=20)
+    m = re.search(r"created segment (\d+) and semaphore set (\d+)", r.stdout)
+    try:
+        check(r.returncode == 3, "leaky: SHMTRACE_EXITCODE=3 makes a leaking run exit 3",
+              f"status {r.returncode}")
+        reports = [json.loads(l) for l in read(log).splitlines() if '"event":"report"' in l]
+        rep = reports[0] if len(reports) == 1 else {}
+        check(m and rep.get("clean") is False
+              and [s["shmid"] for s in rep["segments"]] == [int(m[1])]
+              and [s["semid"] for s in rep["semaphores"]] == [int(m[2])]
+              and [(a["shmid"], a["size"]) for a in rep["attachments"]] == [(int(m[1]), 65536)]
+              and [(x["count"], x["bytes"]) for x in rep["mappings"]] == [(1, 1 << 20)],
+              "leaky: the report names exactly the segment, set, attachment and mapping leaked",
+              str(rep)[:300])
+        check(m and sysv_exists("shm", m[1]) and sysv_exists("sem", m[2]),
+              "leaky: the kernel agrees the reported segment and set outlived the process")
+    finally:
+        if m:
+            subprocess.run(["ipcrm", "-m", m[1], "-s", m[2]], capture_output=True)
+    log = os.path.join(tmp, "demo.jsonl")
+    r = subprocess.run([os.path.join(top, "build", "demo")], capture_output=True, text=True,
+                       env=dict(env, SHMTRACE_LOG=log), timeout=20)
+    reports = [json.loads(l) for l in read(log).splitlines() if '"event":"report"' in l]
+    check(r.returncode == 0 and [x["clean"] for x in reports] == [True],
+          "demo: a clean run reports clean and keeps exit status 0 despite SHMTRACE_EXITCODE",
+          f"status {r.returncode}, reports {reports}")
+
+
 def summary():
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
@@ -1002,6 +1045,10 @@ def main():
             before = failed
             check_config(tmp, have_linked, have_lib)
             print(f"-- config: {'ok' if failed == before else 'FAILED'}")
+        if names == SCENARIOS and have_lib:
+            before = failed
+            check_verdict(tmp)
+            print(f"-- verdict: {'ok' if failed == before else 'FAILED'}")
     if verbose:
         print(f"({time.time() - start:.1f} s)")
     return summary()

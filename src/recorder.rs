@@ -77,7 +77,8 @@ pub fn report_at_exit() -> bool {
 pub fn write_report(out: &mut String, format: Format) -> bool {
     let report = with_ledger(|ledger| {
         ledger.report(|kind, id| match kind {
-            ObjectKind::Segment => kernel::segment_stat(id).is_some(),
+            // Marked by another process's IPC_RMID: it dies when the last attachment goes.
+            ObjectKind::Segment => kernel::segment_stat(id).is_some_and(|s| !s.marked_for_removal),
             ObjectKind::SemaphoreSet => kernel::semaphore_count(id).is_some(),
         })
     });

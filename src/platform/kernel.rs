@@ -9,7 +9,12 @@ use crate::platform::real;
 pub struct SegmentStat {
     pub size: u64,
     pub creator_pid: i32,
+    /// `IPC_RMID` was called (by anyone): the segment dies at its last detach.
+    pub marked_for_removal: bool,
 }
+
+/// `SHM_DEST` in `shm_perm.mode` (linux/shm.h).
+const SHM_DEST: u32 = 0o1000;
 
 pub fn segment_stat(shmid: i32) -> Option<SegmentStat> {
     let mut ds = MaybeUninit::<libc::shmid_ds>::zeroed();
@@ -23,6 +28,7 @@ pub fn segment_stat(shmid: i32) -> Option<SegmentStat> {
     Some(SegmentStat {
         size: ds.shm_segsz as u64,
         creator_pid: ds.shm_cpid,
+        marked_for_removal: u32::from(ds.shm_perm.mode) & SHM_DEST != 0,
     })
 }
 
