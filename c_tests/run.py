@@ -963,7 +963,8 @@ def sysv_exists(kind, ident):
 def check_verdict(tmp):
     """The exit report against the kernel, and SHMTRACE_EXITCODE, on the bundled examples."""
     top = os.path.dirname(HERE)
-    build = subprocess.run(["make", "-C", top, "build/leaky", "build/demo"],
+    build = subprocess.run(["make", "-C", top, os.path.join(top, "build", "leaky"),
+                            os.path.join(top, "build", "demo")],
                            capture_output=True, text=True)
     if not check(build.returncode == 0, "examples build", build.stderr[-400:]):
         return
