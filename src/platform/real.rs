@@ -70,14 +70,21 @@ fn next(func: Func) -> usize {
 /// Calls the next definition when there is one, else the system call; both report failure the
 /// same way (-1 and errno), so callers cannot tell them apart.
 macro_rules! forward {
-    ($func:expr, fn($($ty:ty),*) -> $ret:ty, ($($arg:expr),*), $syscall:expr) => {{
+    ($func:expr, fn($($ty:ty),*) -> $ret:ty, $args:tt, $syscall:expr) => {
+        forward!(@call $func, unsafe extern "C" fn($($ty),*) -> $ret, $args, $syscall)
+    };
+    // `semctl` and `mremap`: the optional argument is handed on as the variadic one it was.
+    ($func:expr, variadic fn($($ty:ty),*) -> $ret:ty, $args:tt, $syscall:expr) => {
+        forward!(@call $func, unsafe extern "C" fn($($ty),*, ...) -> $ret, $args, $syscall)
+    };
+    (@call $func:expr, $fn_type:ty, ($($arg:expr),*), $syscall:expr) => {{
         let addr = next($func);
         if addr == 0 {
             $syscall
         } else {
             // SAFETY: `addr` came from dlsym for this exact symbol, whose C prototype is the
             // type written here.
-            let real: unsafe extern "C" fn($($ty),*) -> $ret = unsafe { core::mem::transmute(addr) };
+            let real: $fn_type = unsafe { core::mem::transmute(addr) };
             // SAFETY: the arguments are the caller's, passed through unchanged (see above).
             unsafe { real($($arg),*) }
         }
@@ -193,27 +200,15 @@ pub unsafe fn semtimedop(
 /// `arg` is the `union semun` exactly as the caller passed it (one integer register on every
 /// supported ABI), handed on as the variadic argument it was.
 pub unsafe fn semctl(semid: c_int, semnum: c_int, cmd: c_int, arg: c_ulong) -> c_int {
-    let addr = next(Func::Semctl);
-    if addr == 0 {
-        return sys(
+    forward!(
+        Func::Semctl,
+        variadic fn(c_int, c_int, c_int) -> c_int,
+        (semid, semnum, cmd, arg),
+        sys(
             libc::SYS_semctl,
-            [
-                semid as c_long,
-                semnum as c_long,
-                cmd as c_long,
-                arg as c_long,
-                0,
-                0,
-            ],
-        ) as c_int;
-    }
-    // SAFETY: dlsym gave the address of libc's variadic `semctl`; calling it with one extra
-    // integer-class argument is how C passes a `union semun`.
-    unsafe {
-        let real: unsafe extern "C" fn(c_int, c_int, c_int, ...) -> c_int =
-            core::mem::transmute(addr);
-        real(semid, semnum, cmd, arg)
-    }
+            [semid as c_long, semnum as c_long, cmd as c_long, arg as c_long, 0, 0]
+        ) as c_int
+    )
 }
 
 pub unsafe fn mmap(
@@ -263,24 +258,14 @@ pub unsafe fn mremap(
     flags: c_int,
     new_address: *mut c_void,
 ) -> *mut c_void {
-    let addr = next(Func::Mremap);
-    if addr == 0 {
-        return sys(
+    forward!(
+        Func::Mremap,
+        variadic fn(*mut c_void, usize, usize, c_int) -> *mut c_void,
+        (old, old_size, new_size, flags, new_address),
+        sys(
             libc::SYS_mremap,
-            [
-                old as c_long,
-                old_size as c_long,
-                new_size as c_long,
-                flags as c_long,
-                new_address as c_long,
-                0,
-            ],
-        ) as *mut c_void;
-    }
-    // SAFETY: dlsym gave libc's variadic `mremap`; the optional fifth argument is a pointer.
-    unsafe {
-        let real: unsafe extern "C" fn(*mut c_void, usize, usize, c_int, ...) -> *mut c_void =
-            core::mem::transmute(addr);
-        real(old, old_size, new_size, flags, new_address)
-    }
+            [old as c_long, old_size as c_long, new_size as c_long, flags as c_long,
+             new_address as c_long, 0]
+        ) as *mut c_void
+    )
 }
