@@ -1,7 +1,118 @@
-//! The C API declared in `include/shmtrace.h`. Every function here is safe to call at any time,
-//! from any thread, before or after the shim's constructor.
+//! The C API declared in `include/shmtrace.h`, in the manner of rustls-ffi: stable numbered
+//! result codes, NULL checks, and nothing unwinds across the boundary. Every function may be
+//! called at any time from any thread, before or after the shim's constructor, but not from a
+//! signal handler (they take the ledger's lock).
 
-use core::ffi::c_char;
+use core::ffi::{c_char, c_int, c_void};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use crate::ledger::RegionKind;
+use crate::platform::{alloc, guard::Guard, sink};
+use crate::recorder;
+use crate::trace::format::Format;
+
+/// Result codes of the `shmtrace_*` functions. The numbers are stable.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum shmtrace_result {
+    SHMTRACE_OK = 0,
+    /// A required pointer argument was NULL.
+    SHMTRACE_NULL_ARGUMENT = 1,
+    /// Nothing matched (`shmtrace_mapping_at`: no live mapping the shim knows of there).
+    SHMTRACE_NOT_FOUND = 2,
+    /// Writing to the file descriptor failed (see errno).
+    SHMTRACE_IO_ERROR = 3,
+    /// An argument was out of range (an unknown format).
+    SHMTRACE_INVALID_ARGUMENT = 4,
+    /// The shim failed internally; nothing was done.
+    SHMTRACE_INTERNAL_ERROR = 5,
+}
+
+use shmtrace_result::*;
+
+/// `format` values for `shmtrace_write_report`.
+pub const SHMTRACE_FORMAT_TEXT: c_int = 0;
+pub const SHMTRACE_FORMAT_JSON: c_int = 1;
+
+/// Indexes into `shmtrace_stats.calls`.
+pub const SHMTRACE_CALL_SHMGET: usize = 0;
+pub const SHMTRACE_CALL_SHMAT: usize = 1;
+pub const SHMTRACE_CALL_SHMDT: usize = 2;
+pub const SHMTRACE_CALL_SHMCTL: usize = 3;
+pub const SHMTRACE_CALL_SEMGET: usize = 4;
+pub const SHMTRACE_CALL_SEMOP: usize = 5;
+pub const SHMTRACE_CALL_SEMTIMEDOP: usize = 6;
+pub const SHMTRACE_CALL_SEMCTL: usize = 7;
+pub const SHMTRACE_CALL_MMAP: usize = 8;
+pub const SHMTRACE_CALL_MMAP64: usize = 9;
+pub const SHMTRACE_CALL_MUNMAP: usize = 10;
+pub const SHMTRACE_CALL_MREMAP: usize = 11;
+/// The number of hooked functions (the length of `shmtrace_stats.calls`).
+pub const SHMTRACE_FUNCTIONS: usize = 12;
+
+/// `shmtrace_mapping.kind` values.
+pub const SHMTRACE_MAPPING_ANONYMOUS: c_int = 0;
+pub const SHMTRACE_MAPPING_FILE: c_int = 1;
+/// A piece of a System V shared-memory attachment (`shmat`).
+pub const SHMTRACE_MAPPING_SHM: c_int = 2;
+/// Pages an `mremap` brought in from a range the shim never saw mapped.
+pub const SHMTRACE_MAPPING_UNKNOWN: c_int = 3;
+
+/// What the ledger holds now, for this process.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct shmtrace_stats {
+    /// Live mappings (an attachment split by a partial munmap counts once per piece).
+    pub mappings: u64,
+    pub bytes_mapped: u64,
+    /// The most bytes mapped at once, since start or since the fork that made this process.
+    pub peak_bytes_mapped: u64,
+    /// Live shmat attachments.
+    pub attachments: u64,
+    /// Segments and semaphore sets this process created and has not removed.
+    pub segments: u64,
+    pub semaphore_sets: u64,
+    /// Completed calls per function (failed ones included), indexed by `SHMTRACE_CALL_*`.
+    pub calls: [u64; SHMTRACE_FUNCTIONS],
+    /// munmap/shmdt calls that released nothing the shim knew of.
+    pub unknown_unmaps: u64,
+    /// Successful calls the ledger could not model (e.g. shmat of a segment of unknown size).
+    pub untracked: u64,
+    /// Calls whose bookkeeping failed inside the shim (they were still forwarded).
+    pub internal_failures: u64,
+    /// Memory the shim itself holds from the kernel, in bytes.
+    pub shim_heap_bytes: u64,
+}
+
+/// One live mapping as the shim's ledger sees it.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Clone, Copy, Debug)]
+pub struct shmtrace_mapping {
+    /// `[start, end)`, page-aligned.
+    pub start: usize,
+    pub end: usize,
+    /// `PROT_*` as mapped (mprotect is not tracked).
+    pub prot: c_int,
+    /// `SHMTRACE_MAPPING_*`.
+    pub kind: c_int,
+    /// The shmid for `SHMTRACE_MAPPING_SHM`, else -1.
+    pub shmid: c_int,
+    /// MAP_SHARED (or an attachment).
+    pub shared: bool,
+    /// Made before the fork that created this process (the parent's).
+    pub inherited: bool,
+    /// Return address of the call that created it.
+    pub site: usize,
+}
+
+/// Runs `work` with the re-entrancy guard held and a panic boundary.
+fn boundary<T>(on_panic: T, work: impl FnOnce() -> T) -> T {
+    let _guard = Guard::enter();
+    catch_unwind(AssertUnwindSafe(work)).unwrap_or(on_panic)
+}
 
 /// The library's version, `MAJOR.MINOR.PATCH`, as a static NUL-terminated string.
 ///
@@ -9,6 +120,146 @@ use core::ffi::c_char;
 #[unsafe(no_mangle)]
 pub extern "C" fn shmtrace_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+/// Fills `*out` with the ledger's live figures.
+///
+/// Returns SHMTRACE_NULL_ARGUMENT if `out` is NULL.
+///
+/// # Safety
+/// `out` is NULL or points to writable memory for one `shmtrace_stats`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmtrace_get_stats(out: *mut shmtrace_stats) -> shmtrace_result {
+    if out.is_null() {
+        return SHMTRACE_NULL_ARGUMENT;
+    }
+    boundary(SHMTRACE_INTERNAL_ERROR, || {
+        let s = recorder::with_ledger(|ledger| ledger.stats());
+        let stats = shmtrace_stats {
+            mappings: s.mappings,
+            bytes_mapped: s.bytes_mapped,
+            peak_bytes_mapped: s.peak_bytes_mapped,
+            attachments: s.attachments,
+            segments: s.segments,
+            semaphore_sets: s.semaphore_sets,
+            calls: s.calls,
+            unknown_unmaps: s.unknown_unmaps,
+            untracked: s.untracked,
+            internal_failures: recorder::internal_failures(),
+            shim_heap_bytes: alloc::mapped_bytes(),
+        };
+        // SAFETY: `out` is non-NULL and, per the header, points to a writable shmtrace_stats.
+        unsafe { out.write(stats) };
+        SHMTRACE_OK
+    })
+}
+
+/// Looks up the live mapping containing `addr` and fills `*out`.
+///
+/// Returns SHMTRACE_NOT_FOUND when the shim knows no live mapping there (memory mapped by
+/// glibc itself, by raw syscalls, or before the shim was loaded is invisible to it), and
+/// SHMTRACE_NULL_ARGUMENT if `out` is NULL. `addr` is only compared, never read.
+///
+/// # Safety
+/// `out` is NULL or points to writable memory for one `shmtrace_mapping`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmtrace_mapping_at(
+    addr: *const c_void,
+    out: *mut shmtrace_mapping,
+) -> shmtrace_result {
+    if out.is_null() {
+        return SHMTRACE_NULL_ARGUMENT;
+    }
+    boundary(SHMTRACE_INTERNAL_ERROR, || {
+        let found = recorder::with_ledger(|ledger| {
+            let region = ledger.region_at(addr as u64)?;
+            let shmid = region
+                .attachment
+                .and_then(|id| ledger.attachment(id))
+                .map_or(-1, |a| a.shmid);
+            Some(shmtrace_mapping {
+                start: region.start as usize,
+                end: region.end as usize,
+                prot: region.prot,
+                kind: match region.kind {
+                    RegionKind::Anon => SHMTRACE_MAPPING_ANONYMOUS,
+                    RegionKind::File => SHMTRACE_MAPPING_FILE,
+                    RegionKind::Shm => SHMTRACE_MAPPING_SHM,
+                    RegionKind::Unknown => SHMTRACE_MAPPING_UNKNOWN,
+                },
+                shmid,
+                shared: region.shared,
+                inherited: region.inherited,
+                site: region.site as usize,
+            })
+        });
+        match found {
+            Some(mapping) => {
+                // SAFETY: `out` is non-NULL and, per the header, points to a writable
+                // shmtrace_mapping.
+                unsafe { out.write(mapping) };
+                SHMTRACE_OK
+            }
+            None => SHMTRACE_NOT_FOUND,
+        }
+    })
+}
+
+/// The number of live attachments of segment `shmid` in this process (compare with the
+/// kernel's `shm_nattch` when no other process attaches it), or -1 on an internal failure.
+#[unsafe(no_mangle)]
+pub extern "C" fn shmtrace_attachments_of(shmid: c_int) -> i64 {
+    boundary(-1, || {
+        let n = recorder::with_ledger(|l| l.attachments().filter(|a| a.shmid == shmid).count());
+        i64::try_from(n).unwrap_or(i64::MAX)
+    })
+}
+
+/// The number of leaks the exit report would name if the process ended now: segments and
+/// semaphore sets created here, never removed and still in the kernel, attachments never
+/// detached, and mappings never unmapped. -1 on an internal failure.
+#[unsafe(no_mangle)]
+pub extern "C" fn shmtrace_leak_count() -> i64 {
+    boundary(-1, || {
+        i64::try_from(recorder::report_now().leaks()).unwrap_or(i64::MAX)
+    })
+}
+
+/// Writes the report as of now to file descriptor `fd`, in `SHMTRACE_FORMAT_TEXT` or
+/// `SHMTRACE_FORMAT_JSON`. The report at exit is still written as usual.
+///
+/// Returns SHMTRACE_INVALID_ARGUMENT for another format, SHMTRACE_IO_ERROR if the write
+/// failed.
+#[unsafe(no_mangle)]
+pub extern "C" fn shmtrace_write_report(fd: c_int, format: c_int) -> shmtrace_result {
+    let format = match format {
+        SHMTRACE_FORMAT_TEXT => Format::Text,
+        SHMTRACE_FORMAT_JSON => Format::Json,
+        _ => return SHMTRACE_INVALID_ARGUMENT,
+    };
+    boundary(SHMTRACE_INTERNAL_ERROR, || {
+        let mut text = String::new();
+        recorder::write_report(&mut text, format);
+        if sink::write_fd(fd, text.as_bytes()) {
+            SHMTRACE_OK
+        } else {
+            SHMTRACE_IO_ERROR
+        }
+    })
+}
+
+/// Stops recording in this process: calls are still forwarded, but neither logged nor entered
+/// in the ledger, until `shmtrace_resume`. Releasing while paused what was acquired before
+/// (or the reverse) leaves the ledger out of step with the kernel for those objects.
+#[unsafe(no_mangle)]
+pub extern "C" fn shmtrace_pause() {
+    recorder::set_paused(true);
+}
+
+/// Resumes recording after `shmtrace_pause`.
+#[unsafe(no_mangle)]
+pub extern "C" fn shmtrace_resume() {
+    recorder::set_paused(false);
 }
 
 #[cfg(test)]
@@ -45,6 +296,52 @@ mod tests {
             assert!(!header.contains(&format!(" {name}(")), "{name} declared");
             assert!(!header.contains(&format!("*{name}(")), "{name} declared");
         }
+    }
+
+    #[test]
+    fn call_indexes_follow_the_hook_order() {
+        use crate::trace::event::Func;
+        let indexes = [
+            (Func::Shmget, super::SHMTRACE_CALL_SHMGET),
+            (Func::Shmat, super::SHMTRACE_CALL_SHMAT),
+            (Func::Shmdt, super::SHMTRACE_CALL_SHMDT),
+            (Func::Shmctl, super::SHMTRACE_CALL_SHMCTL),
+            (Func::Semget, super::SHMTRACE_CALL_SEMGET),
+            (Func::Semop, super::SHMTRACE_CALL_SEMOP),
+            (Func::Semtimedop, super::SHMTRACE_CALL_SEMTIMEDOP),
+            (Func::Semctl, super::SHMTRACE_CALL_SEMCTL),
+            (Func::Mmap, super::SHMTRACE_CALL_MMAP),
+            (Func::Mmap64, super::SHMTRACE_CALL_MMAP64),
+            (Func::Munmap, super::SHMTRACE_CALL_MUNMAP),
+            (Func::Mremap, super::SHMTRACE_CALL_MREMAP),
+        ];
+        for (func, index) in indexes {
+            assert_eq!(func as usize, index, "{func:?}");
+        }
+        assert_eq!(super::SHMTRACE_FUNCTIONS, crate::ledger::FUNCS);
+    }
+
+    #[test]
+    fn null_and_bad_arguments_are_refused() {
+        use super::*;
+        let mut m = core::mem::MaybeUninit::<shmtrace_mapping>::uninit();
+        // SAFETY: NULL is allowed by both contracts; `m` is writable for one shmtrace_mapping.
+        unsafe {
+            assert_eq!(
+                shmtrace_get_stats(core::ptr::null_mut()),
+                SHMTRACE_NULL_ARGUMENT
+            );
+            let nowhere = core::ptr::null_mut();
+            assert_eq!(
+                shmtrace_mapping_at(core::ptr::null(), nowhere),
+                SHMTRACE_NULL_ARGUMENT
+            );
+            let found = shmtrace_mapping_at(core::ptr::null(), m.as_mut_ptr());
+            assert_eq!(found, SHMTRACE_NOT_FOUND);
+        }
+        assert_eq!(shmtrace_write_report(-1, 7), SHMTRACE_INVALID_ARGUMENT);
+        let bad_fd = shmtrace_write_report(-1, SHMTRACE_FORMAT_TEXT);
+        assert_eq!(bad_fd, SHMTRACE_IO_ERROR);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::ledger::{Facts, Ledger, ObjectKind};
+use crate::ledger::{Facts, Ledger, ObjectKind, Report};
 use crate::platform::{config, kernel, process, sink, spinlock::SpinLock};
 use crate::trace::event::Event;
 use crate::trace::format::{self, Format};
@@ -12,6 +12,23 @@ use crate::trace::linebuf::LineBuf;
 static LEDGER: SpinLock<Ledger> = SpinLock::new(Ledger::new());
 static PAGE_SIZE: AtomicU64 = AtomicU64::new(4096);
 static REPORTED: AtomicBool = AtomicBool::new(false);
+/// `shmtrace_pause`: calls are forwarded untracked and unlogged until `shmtrace_resume`.
+static PAUSED: AtomicBool = AtomicBool::new(false);
+
+/// Calls whose bookkeeping panicked (caught) in the hooks.
+pub fn internal_failures() -> u64 {
+    INTERNAL_FAILURES.load(Ordering::Relaxed)
+}
+
+pub static INTERNAL_FAILURES: AtomicU64 = AtomicU64::new(0);
+
+pub fn set_paused(paused: bool) {
+    PAUSED.store(paused, Ordering::Relaxed);
+}
+
+pub fn paused() -> bool {
+    PAUSED.load(Ordering::Relaxed)
+}
 
 pub fn init() {
     PAGE_SIZE.store(kernel::page_size(), Ordering::Relaxed);
@@ -73,15 +90,20 @@ pub fn report_at_exit() -> bool {
     clean
 }
 
-/// Renders the report as of now; the kernel says which created objects still exist.
-pub fn write_report(out: &mut String, format: Format) -> bool {
-    let report = with_ledger(|ledger| {
+/// The report as of now; the kernel says which created objects still exist.
+pub fn report_now() -> Report {
+    with_ledger(|ledger| {
         ledger.report(|kind, id| match kind {
             // Marked by another process's IPC_RMID: it dies when the last attachment goes.
             ObjectKind::Segment => kernel::segment_stat(id).is_some_and(|s| !s.marked_for_removal),
             ObjectKind::SemaphoreSet => kernel::semaphore_count(id).is_some(),
         })
-    });
+    })
+}
+
+/// Renders the report as of now into `out`; returns whether it is clean.
+pub fn write_report(out: &mut String, format: Format) -> bool {
+    let report = report_now();
     let pid = process::pid();
     let _ = match format {
         Format::Text => crate::ledger::write_text(&report, pid, out),

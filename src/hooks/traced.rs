@@ -2,16 +2,12 @@
 //! function with the caller's errno in place, record the outcome, hand back the real errno.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use crate::ledger::Facts;
 use crate::platform::{clock, config, errno, guard::Guard, process, sink};
 use crate::recorder;
 use crate::trace::event::{Event, Func, Phase};
-
-/// Internal failures (a panic caught in the shim's own bookkeeping). The call itself is always
-/// forwarded; only its record may be missing.
-pub static FAILURES: AtomicU64 = AtomicU64::new(0);
 
 /// Runs `call` (the real function, returning its result widened to i64, pointers included) and
 /// records it. `after` may read caller memory the kernel has validated into the event, and ask
@@ -45,7 +41,7 @@ pub fn traced(
 }
 
 fn begin(func: Func, caller: usize, args: [u64; 6]) -> Option<Event> {
-    if !config::ensure() {
+    if !config::ensure() || recorder::paused() {
         return None;
     }
     let mut event = Event::new(Phase::Enter, func);
@@ -73,7 +69,7 @@ fn shielded<T>(work: impl FnOnce() -> T) -> Option<T> {
     match catch_unwind(AssertUnwindSafe(work)) {
         Ok(value) => Some(value),
         Err(_) => {
-            FAILURES.fetch_add(1, Ordering::Relaxed);
+            recorder::INTERNAL_FAILURES.fetch_add(1, Ordering::Relaxed);
             None
         }
     }

@@ -278,7 +278,23 @@ impl Ledger {
 
     /// Live regions in address order.
     pub fn regions(&self) -> impl Iterator<Item = RegionInfo> + '_ {
-        self.regions.iter().map(|(start, v)| RegionInfo {
+        self.regions.iter().map(|(start, v)| self.info(start, v))
+    }
+
+    /// The live region containing `addr`, if any.
+    pub fn region_at(&self, addr: u64) -> Option<RegionInfo> {
+        self.regions
+            .containing(addr)
+            .map(|(start, v)| self.info(start, v))
+    }
+
+    /// The attachment a region belongs to.
+    pub fn attachment(&self, id: u64) -> Option<&Attachment> {
+        self.attachments.iter().find(|a| a.id == id)
+    }
+
+    fn info(&self, start: u64, v: regions::Val) -> RegionInfo {
+        RegionInfo {
             start,
             end: v.end,
             kind: v.meta.kind(),
@@ -291,7 +307,7 @@ impl Ledger {
                 .slot()
                 .and_then(|slot| self.attachments.get(slot))
                 .map(|a| a.id),
-        })
+        }
     }
 
     /// Live attachments, in no particular order.

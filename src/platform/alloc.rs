@@ -10,6 +10,7 @@
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::null_mut;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::platform::spinlock::SpinLock;
 
@@ -68,6 +69,13 @@ fn class_of(layout: Layout) -> Option<usize> {
     Some(layout.size().max(1).div_ceil(GRANULE) - 1)
 }
 
+/// Bytes the heap has mapped from the kernel and not returned: the shim's own memory.
+static MAPPED: AtomicU64 = AtomicU64::new(0);
+
+pub fn mapped_bytes() -> u64 {
+    MAPPED.load(Ordering::Relaxed)
+}
+
 fn map_pages(len: usize) -> *mut u8 {
     // SAFETY: an anonymous private mapping at a kernel-chosen address touches no existing memory.
     let p = unsafe {
@@ -81,7 +89,11 @@ fn map_pages(len: usize) -> *mut u8 {
             0usize,
         )
     };
-    if p == -1 { null_mut() } else { p as *mut u8 }
+    if p == -1 {
+        return null_mut();
+    }
+    MAPPED.fetch_add(len as u64, Ordering::Relaxed);
+    p as *mut u8
 }
 
 fn large_len(layout: Layout) -> usize {
@@ -125,6 +137,7 @@ unsafe impl GlobalAlloc for PrivateHeap {
         let Some(class) = class_of(layout) else {
             // SAFETY: large blocks are whole mappings of exactly `large_len(layout)` bytes.
             unsafe { libc::syscall(libc::SYS_munmap, ptr as usize, large_len(layout)) };
+            MAPPED.fetch_sub(large_len(layout) as u64, Ordering::Relaxed);
             return;
         };
         let mut heap = self.heap.lock();

@@ -139,9 +139,10 @@ pub fn write_record(bytes: &[u8]) {
     }
 }
 
-/// Writes all of `bytes`, retrying on `EINTR` and short writes; gives up silently on any other
-/// error (a full disk or a closed descriptor must not disturb the program).
-pub fn write_fd(fd: c_int, mut bytes: &[u8]) {
+/// Writes all of `bytes`, retrying on `EINTR` and short writes; gives up on any other error
+/// (a full disk or a closed descriptor must not disturb the program) and says whether all of
+/// it was written.
+pub fn write_fd(fd: c_int, mut bytes: &[u8]) -> bool {
     while !bytes.is_empty() {
         // SAFETY: `bytes` is a valid readable slice for its length.
         let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
@@ -149,10 +150,11 @@ pub fn write_fd(fd: c_int, mut bytes: &[u8]) {
             if errno::get() == libc::EINTR {
                 continue;
             }
-            return;
+            return false;
         }
         bytes = bytes.get(n as usize..).unwrap_or(&[]);
     }
+    true
 }
 
 #[cfg(test)]
