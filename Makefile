@@ -10,7 +10,7 @@ LIBDIR  := $(CURDIR)/target/release
 LIB     := $(LIBDIR)/libshmtrace.so
 BUILD   := $(CURDIR)/build
 
-.PHONY: all lib header demo demo-leak test test-rust test-c lint fmt clean
+.PHONY: all lib header demo demo-leak bench test test-rust test-c lint fmt clean
 
 all: lib
 
@@ -41,6 +41,14 @@ demo-leak: lib $(BUILD)/leaky
 	  | grep -v ' caller=' ; status=$${PIPESTATUS[0]}; \
 	  set -- $$(sed -n 's/^leaky: created segment \([0-9]*\) and semaphore set \([0-9]*\)$$/\1 \2/p' $(BUILD)/leaky.out); \
 	  [ -n "$$1" ] && ipcrm -m "$$1" -s "$$2"; echo "(exit status $$status; leftovers removed with ipcrm)"
+
+# Figures, never pass/fail: see BENCHMARKS.md.
+bench: lib $(BUILD)/bench/ledger_scale
+	$(PYTHON) bench/run.py
+
+$(BUILD)/bench/%: bench/%.c include/shmtrace.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(WARN) -Iinclude -o $@ $< -ldl
 
 test: lint test-rust test-c
 
