@@ -950,8 +950,10 @@ def check_exports():
     funcs = {line.split()[-1] for line in out.splitlines() if line.split()[1:2] == ["T"]}
     check(HOOKS <= funcs, "libshmtrace.so exports all twelve hooks (nm -D --defined-only)",
           str(sorted(HOOKS - funcs)))
-    # _exit/_Exit are hooked so that a process ending that way still writes its report.
-    extra = {f for f in funcs - HOOKS - {"_exit", "_Exit"} if not f.startswith("shmtrace_")}
+    # _exit/_Exit are hooked so that a process ending that way still writes its report, and
+    # vfork so that a vfork child never updates its parent's ledger.
+    extra = {f for f in funcs - HOOKS - {"_exit", "_Exit", "vfork"}
+             if not f.startswith("shmtrace_")}
     check(not extra, "libshmtrace.so exports no other function", str(sorted(extra)))
 
 

@@ -28,6 +28,7 @@ extern "C" fn constructor() {
     let _guard = Guard::enter();
     process::remember_pid();
     real::resolve_all();
+    real::resolve_vfork();
     // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name.
     let next_exit = unsafe { libc::dlsym(libc::RTLD_NEXT, c"_exit".as_ptr()) };
     NEXT_EXIT.store(next_exit as usize, Ordering::Release);
@@ -83,15 +84,14 @@ extern "C" fn destructor() {
 /// Reports (unless this is a vfork child, which shares its parent's memory and ledger), then
 /// ends the process with `status`, or with `SHMTRACE_EXITCODE` if the report is not clean.
 fn report_then_exit(status: c_int) -> ! {
-    let _guard = Guard::enter();
     // SAFETY: getpid has no preconditions.
-    let vfork_child = unsafe { libc::getpid() } != process::pid();
-    let status = if vfork_child {
-        status
-    } else {
-        recorder::verdict_exit_code(recorder::report_at_exit()).unwrap_or(status)
-    };
-    exit_now(status)
+    if unsafe { libc::getpid() } != process::pid() {
+        // A vfork child: its TLS is its parent's thread's, so it must not even take the guard
+        // (it would never be released, and the parent would trace nothing more).
+        exit_now(status);
+    }
+    let _guard = Guard::enter();
+    exit_now(recorder::verdict_exit_code(recorder::report_at_exit()).unwrap_or(status))
 }
 
 fn exit_now(status: c_int) -> ! {

@@ -6,6 +6,7 @@
 mod trampoline;
 mod calls;
 mod traced;
+mod vfork;
 
 use core::ffi::{c_int, c_ulong, c_void};
 use libc::{key_t, sembuf, shmid_ds, timespec};

@@ -24,7 +24,8 @@ pub fn traced(
     let Some(_guard) = Guard::enter() else {
         return call();
     };
-    let mut event = shielded(|| begin(func, caller, args)).flatten();
+    let vfork_child = process::in_vfork_child();
+    let mut event = shielded(|| begin(func, caller, args, vfork_child)).flatten();
     errno::set(caller_errno);
     let ret = call();
     let call_errno = errno::get();
@@ -33,19 +34,24 @@ pub fn traced(
             finish(event, ret, call_errno);
             let mut facts = recorder::facts();
             after(event, &mut facts);
-            recorder::completed(event, &facts);
+            if vfork_child.is_some() {
+                // Logged, but the ledger in this memory is the parent's.
+                recorder::emit(event);
+            } else {
+                recorder::completed(event, &facts);
+            }
         });
     }
     errno::set(call_errno);
     ret
 }
 
-fn begin(func: Func, caller: usize, args: [u64; 6]) -> Option<Event> {
+fn begin(func: Func, caller: usize, args: [u64; 6], vfork_child: Option<i32>) -> Option<Event> {
     if !config::ensure() || recorder::paused() {
         return None;
     }
     let mut event = Event::new(Phase::Enter, func);
-    event.pid = process::pid();
+    event.pid = vfork_child.unwrap_or_else(process::pid);
     // Only records show the thread; the ledger does not need it (and it costs a syscall).
     event.tid = if sink::enabled() { process::tid() } else { 0 };
     event.ts_ns = clock::now_ns();

@@ -46,6 +46,26 @@ pub fn resolve_all() {
     }
 }
 
+/// The next `vfork`, or 0: kept apart from `NEXT` because it is no traced function.
+static NEXT_VFORK: AtomicUsize = AtomicUsize::new(0);
+
+pub fn resolve_vfork() {
+    // SAFETY: as in `resolve_all`.
+    let addr = unsafe { libc::dlsym(libc::RTLD_NEXT, c"vfork".as_ptr()) } as usize;
+    if addr != 0 && !is_ours(addr) {
+        NEXT_VFORK.store(addr, Ordering::Release);
+    }
+}
+
+/// Where the `vfork` trampoline jumps: the real vfork, or, before it is resolved, `fork`, which
+/// POSIX allows as an implementation of vfork.
+pub fn vfork_target() -> usize {
+    match NEXT_VFORK.load(Ordering::Acquire) {
+        0 => libc::fork as *const () as usize,
+        addr => addr,
+    }
+}
+
 /// Whether `addr` lies inside this library (the shim linked twice, or preloaded and linked).
 fn is_ours(addr: usize) -> bool {
     let mut here = core::mem::MaybeUninit::<libc::Dl_info>::zeroed();
