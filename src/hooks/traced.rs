@@ -25,20 +25,22 @@ pub fn traced(
         return call();
     };
     let vfork_child = process::in_vfork_child();
-    let mut event = shielded(|| begin(func, caller, args, vfork_child)).flatten();
+    // Built in place (an event is a few hundred bytes: moving it costs measurably).
+    let mut event = Event::new(Phase::Enter, func);
+    let tracked = shielded(|| begin(&mut event, caller, args, vfork_child)).unwrap_or(false);
     errno::set(caller_errno);
     let ret = call();
     let call_errno = errno::get();
-    if let Some(event) = event.as_mut() {
+    if tracked {
         shielded(|| {
-            finish(event, ret, call_errno);
+            finish(&mut event, ret, call_errno);
             let mut facts = recorder::facts();
-            after(event, &mut facts);
+            after(&mut event, &mut facts);
             if vfork_child.is_some() {
                 // Logged, but the ledger in this memory is the parent's.
-                recorder::emit(event);
+                recorder::emit(&event);
             } else {
-                recorder::completed(event, &facts);
+                recorder::completed(&event, &facts);
             }
         });
     }
@@ -46,28 +48,33 @@ pub fn traced(
     ret
 }
 
-fn begin(func: Func, caller: usize, args: [u64; 6], vfork_child: Option<i32>) -> Option<Event> {
+/// Fills in what is known before the call; false if the call is not to be tracked.
+fn begin(event: &mut Event, caller: usize, args: [u64; 6], vfork_child: Option<i32>) -> bool {
     if !config::ensure() || recorder::paused() {
-        return None;
+        return false;
     }
-    let mut event = Event::new(Phase::Enter, func);
     event.pid = vfork_child.unwrap_or_else(process::pid);
-    // Only records show the thread; the ledger does not need it (and it costs a syscall).
-    event.tid = if sink::enabled() { process::tid() } else { 0 };
-    event.ts_ns = clock::now_ns();
     event.caller = caller as u64;
     event.args = args;
-    if func.may_block() {
-        recorder::emit(&event);
+    // Thread, time and duration appear only in records; the ledger needs none of them, and
+    // they cost a syscall and two clock reads.
+    if sink::enabled() {
+        event.tid = process::tid();
+        event.ts_ns = clock::now_ns();
+        if event.func.may_block() {
+            recorder::emit(event);
+        }
     }
-    Some(event)
+    true
 }
 
 fn finish(event: &mut Event, ret: i64, call_errno: i32) {
     event.phase = Phase::Exit;
     event.ret = ret;
     event.errno = if ret == -1 { call_errno } else { 0 };
-    event.dur_ns = clock::now_ns().saturating_sub(event.ts_ns);
+    if event.ts_ns != 0 {
+        event.dur_ns = clock::now_ns().saturating_sub(event.ts_ns);
+    }
 }
 
 /// A panic must never cross into the host (it would abort it): count it and go on.
