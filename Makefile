@@ -10,12 +10,45 @@ LIBDIR  := $(CURDIR)/target/release
 LIB     := $(LIBDIR)/libshmtrace.so
 BUILD   := $(CURDIR)/build
 
-.PHONY: all lib header demo demo-leak bench test test-rust test-c lint fmt clean
+# Installation (GNU conventions: PREFIX, DESTDIR for staged installs by packagers).
+PREFIX      ?= /usr/local
+libdir      ?= $(PREFIX)/lib
+includedir  ?= $(PREFIX)/include
+docdir      ?= $(PREFIX)/share/doc/shmtrace
+man7dir     ?= $(PREFIX)/share/man/man7
+VERSION     := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+MAJOR       := $(firstword $(subst ., ,$(VERSION)))
+SONAME      := libshmtrace.so.$(MAJOR)
+INSTALLED   := $(libdir)/libshmtrace.so.$(VERSION) $(libdir)/$(SONAME) $(libdir)/libshmtrace.so \
+               $(includedir)/shmtrace.h $(libdir)/pkgconfig/shmtrace.pc \
+               $(docdir)/README.md $(docdir)/log-format.md $(man7dir)/shmtrace.7
+
+.PHONY: all lib header demo demo-leak bench install uninstall test test-install test-rust test-c lint fmt clean
 
 all: lib
 
+# The soname symlink lets programs linked in the build tree (they need libshmtrace.so.0) run.
 lib:
 	$(CARGO) build --release
+	ln -sf libshmtrace.so $(LIBDIR)/$(SONAME)
+
+install: lib
+	install -d $(DESTDIR)$(libdir)/pkgconfig $(DESTDIR)$(includedir) $(DESTDIR)$(docdir) \
+	  $(DESTDIR)$(man7dir)
+	install -m 0755 $(LIB) $(DESTDIR)$(libdir)/libshmtrace.so.$(VERSION)
+	ln -sf libshmtrace.so.$(VERSION) $(DESTDIR)$(libdir)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(libdir)/libshmtrace.so
+	install -m 0644 include/shmtrace.h $(DESTDIR)$(includedir)/shmtrace.h
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(libdir)|' -e 's|@INCLUDEDIR@|$(includedir)|' \
+	  -e 's|@VERSION@|$(VERSION)|' -e 's|@MAJOR@|$(MAJOR)|' shmtrace.pc.in \
+	  > $(DESTDIR)$(libdir)/pkgconfig/shmtrace.pc
+	install -m 0644 README.md docs/log-format.md $(DESTDIR)$(docdir)/
+	sed -e 's|@VERSION@|$(VERSION)|' docs/shmtrace.7 > $(DESTDIR)$(man7dir)/shmtrace.7
+
+# Removes exactly the files `install` puts in place (and the doc directory it created).
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	-rmdir $(DESTDIR)$(docdir) 2>/dev/null
 
 # Copies the header build.rs generated over the committed one (after changing src/api.rs).
 header:
@@ -50,7 +83,12 @@ $(BUILD)/bench/%: bench/%.c include/shmtrace.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(WARN) -Iinclude -o $@ $< -ldl
 
-test: lint test-rust test-c
+# Installs into temporary prefixes, checks pkg-config and uninstall, and runs the downstream
+# recipe in examples/downstream (its `make check` must fail on the leak, pass once fixed).
+test-install: lib
+	$(PYTHON) tests/install_recipe.py
+
+test: lint test-rust test-install test-c
 
 test-rust:
 	$(CARGO) test --release

@@ -27,6 +27,12 @@ fn main() {
         .expect("the C API in src/api.rs is expressible in C")
         .write_to_file(&out);
 
+    // A proper soname: programs linked with -lshmtrace then depend on libshmtrace.so.MAJOR,
+    // and `make install` provides it with the usual symlinks.
+    println!(
+        "cargo:rustc-cdylib-link-arg=-Wl,-soname,libshmtrace.so.{}",
+        part("CARGO_PKG_VERSION_MAJOR")
+    );
     println!("cargo:rerun-if-changed=src/api.rs");
     println!("cargo:rerun-if-changed=cbindgen.toml");
 }
