@@ -12,8 +12,11 @@ Builds with `make -C c_tests`, then for each scenario:
     (function, return value, errno, enter records, caller), plus scenario-specific decoding;
   * removes any SysV object a run left behind, and counts that as a failure.
 
-Then checks the SHMTRACE_LOG / SHMTRACE_FORMAT behaviour. Prints `FAIL ...` for every failed
-check and ends with exactly one line `N passed, N failed`; exits 1 if anything failed.
+Then checks the SHMTRACE_LOG / SHMTRACE_FORMAT behaviour, the exit report and
+SHMTRACE_EXITCODE on the examples, and runs the ledger_* programs (the ledger against the
+kernel's own view, case by case, and their exit reports; `run.py ledger` runs only those).
+Prints `FAIL ...` for every failed check and ends with exactly one line `N passed, N failed`;
+exits 1 if anything failed.
 Standard library only.
 """
 
@@ -68,6 +71,7 @@ TEXT_LINE = re.compile(
 # The exit report (one write): a header line, then its section and entry lines.
 TEXT_REPORT_HEAD = re.compile(r"shmtrace\[(?P<pid>\d+)\] report: (?P<verdict>clean|\d+ leaks?)[: ]")
 TEXT_REPORT_BODY = re.compile(r"shmtrace\[(?P<pid>\d+)\] (?!\d+\.\d{6} ).")
+TEXT_START = re.compile(r"shmtrace\[\d+\] start: .* \(parent \d+\)\Z")
 REPORT_KEYS = ["event", "pid", "clean", "segments", "semaphores", "attachments", "mappings"]
 WARNING = "shmtrace: warning:"
 
@@ -195,9 +199,17 @@ def json_problems(obj, line, t0, t1):
         return ["not an object"]
     p = []
     event = obj.get("event")
+    if event == "start":
+        keys = ["event", "pid", "ppid", "ts", "exe", "modules"]
+        return [] if list(obj) == keys and isinstance(obj["modules"], list) else [
+            f"start record keys {list(obj)} != {keys}"]
     want = CALL_KEYS if event == "call" else ENTER_KEYS if event == "enter" else None
     if want is None:
         return [f"bad event {event!r}"]
+    if event == "call" and obj.get("fn") in ("shmget", "semget") and obj.get("errno") is None:
+        want = want + ["created"]  # a successful get says whether it created the object
+        if not isinstance(obj.get("created"), bool):
+            return [f"created is not a boolean"]
     if list(obj) != want:
         p.append(f"keys {list(obj)} != {want}")
     for k in ("pid", "tid"):
@@ -259,6 +271,8 @@ def parse_text_log(lines, t0, t1):
         if not m and head:
             report_pid = int(head["pid"])
             recs.reports.setdefault(report_pid, []).append(head["verdict"] == "clean")
+            continue
+        if not m and TEXT_START.match(line):
             continue
         body = TEXT_REPORT_BODY.match(line)
         if not m and body and int(body["pid"]) == report_pid:
@@ -336,8 +350,9 @@ class Run:
     pass
 
 
-def run(what, binary, preload=False, env=None, tmp=None):
-    """Runs one scenario binary with a journal; returns a Run. Cleans up SysV leftovers."""
+def run(what, binary, preload=False, env=None, tmp=None, args=(), leaks=False):
+    """Runs one scenario binary with a journal; returns a Run. Removes SysV leftovers (in
+    r.leftovers) and counts them as a failure, unless the run leaks on purpose (leaks=True)."""
     full_env = {k: v for k, v in os.environ.items()
                 if not k.startswith("SHMTRACE_") and k not in ("LD_PRELOAD", "LD_DEBUG")}
     fd, journal_path = tempfile.mkstemp(prefix="journal.", dir=tmp)
@@ -350,7 +365,7 @@ def run(what, binary, preload=False, env=None, tmp=None):
     before = sysv_ids()
     r = Run()
     r.t0 = time.time()
-    proc = subprocess.Popen([binary], env=full_env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([binary, *args], env=full_env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=TIMEOUT)
@@ -365,12 +380,13 @@ def run(what, binary, preload=False, env=None, tmp=None):
         r.journal = Journal(f.read())
     os.unlink(journal_path)
 
-    leaked = sorted(sysv_ids() - before)
+    r.leftovers = leaked = sorted(sysv_ids() - before)
     for kind, ident in leaked:
         subprocess.run(["ipcrm", "-m" if kind == "shm" else "-s", str(ident)],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    check(not leaked, f"{what}: no SysV object left behind",
-          "removed " + ", ".join(f"{k} {i}" for k, i in leaked))
+    if not leaks:
+        check(not leaked, f"{what}: no SysV object left behind",
+              "removed " + ", ".join(f"{k} {i}" for k, i in leaked))
     return r
 
 
@@ -801,9 +817,10 @@ def run_api(tmp, have_linked):
     r = run("api json", binary("api", "linked"), tmp=tmp,
             env={"SHMTRACE_FORMAT": "json", "SHMTRACE_LOG": log})
     check_exit("api json", r)
-    lines = read(log).splitlines()
-    check(len(lines) == 1 and json.loads(lines[0]).get("event") == "report",
-          "api: the C API itself logs no call (only the exit report)", read(log)[:200])
+    events = [json.loads(line).get("event") for line in read(log).splitlines()]
+    check(events == ["start", "report"],
+          "api: the C API itself logs no call (only the start record and the exit report)",
+          read(log)[:200])
 
 
 def check_init_order(what, exe, preload, tmp):
@@ -1001,6 +1018,135 @@ def check_verdict(tmp):
           f"status {r.returncode}, reports {reports}")
 
 
+# ---- the ledger against the kernel (ledger_*.c) ---------------------------------------
+#
+# Each ledger_* program checks, in the same run, the ledger (through the C API) against the
+# kernel's view, printing `FAIL ...` for each disagreement; ledger_exit leaks on purpose.
+# Every case runs alone, in both log formats, with SHMTRACE_EXITCODE set: here we check its
+# verdict, that every process's exit report says what the kernel says, and the exit status.
+
+LEDGER_PROGRAMS = ["ledger_map", "ledger_shm", "ledger_sysv", "ledger_fork"]
+LEDGER_EXIT_MODES = ["return", "exit", "_exit", "_Exit"]
+LEDGER_STATUS = 9  # SHMTRACE_EXITCODE of the ledger runs
+REPORT_ENTRY = {  # text report entry lines: what they name
+    "segments": re.compile(r"\] +segment +shmid=(\d+) "),
+    "semaphores": re.compile(r"\] +semaphore set +semid=(\d+) "),
+    "attachments": re.compile(r"\] +shmid=(\d+) addr="),
+    "mappings": re.compile(r"\] +0x[0-9a-f]+: (\d+) mappings?, \d+ bytes"),
+}
+
+
+def ledger_reports(text, fmt):
+    """{pid: [report, ...]} for every process that wrote anything to the log. A report is
+    {"clean", "leaks", "segments": [shmid], "semaphores": [semid], "attachments": [shmid],
+    "mappings": [count per call site]}; "leaks" is the text header's count (None in JSON)."""
+    reports, current = {}, None
+    for line in text.splitlines():
+        if fmt == "json":
+            obj = json.loads(line)
+            rep = reports.setdefault(obj["pid"], [])
+            if obj["event"] == "report":
+                rep.append({"clean": obj["clean"], "leaks": None,
+                            "segments": [x["shmid"] for x in obj["segments"]],
+                            "semaphores": [x["semid"] for x in obj["semaphores"]],
+                            "attachments": [x["shmid"] for x in obj["attachments"]],
+                            "mappings": [x["count"] for x in obj["mappings"]]})
+            continue
+        head, call, body = (p.match(line) for p in (TEXT_REPORT_HEAD, TEXT_LINE,
+                                                      TEXT_REPORT_BODY))
+        if not (head or call or body):
+            current = None
+            continue
+        pid = int((head or call or body)["pid"])
+        rep = reports.setdefault(pid, [])
+        if head:
+            verdict = head["verdict"]
+            current = (pid, {"clean": verdict == "clean", "segments": [], "semaphores": [],
+                             "attachments": [], "mappings": [],
+                             "leaks": 0 if verdict == "clean" else int(verdict.split()[0])})
+            rep.append(current[1])
+        elif call or not current or current[0] != pid:
+            current = None
+        else:  # a line of the report `current` began
+            for key, pattern in REPORT_ENTRY.items():
+                m = pattern.search(line)
+                if m:
+                    current[1][key].append(int(m[1]))
+    return reports
+
+
+def ledger_run(tmp, what, prog, arg, fmt, status=LEDGER_STATUS, leaks=False):
+    """Runs `prog.linked arg` with a log file in format fmt; returns (run, reports)."""
+    fd, log = tempfile.mkstemp(prefix=f"{prog}.{arg}.", suffix=f".{fmt}", dir=tmp)
+    os.close(fd)
+    env = {"SHMTRACE_LOG": log, "SHMTRACE_FORMAT": fmt}
+    if status:
+        env["SHMTRACE_EXITCODE"] = str(status)
+    r = run(what, binary(prog, "linked"), env=env, tmp=tmp, args=[arg], leaks=leaks)
+    r.fails = [l for l in (r.stdout + r.stderr).splitlines()
+               if l.startswith("FAIL") or "CHECK failed" in l]
+    try:
+        return r, ledger_reports(read(log), fmt)
+    except (ValueError, KeyError, TypeError) as e:
+        check(False, f"{what}: the log parses", f"{e!r}: {read(log)[:300]}")
+        return r, {}
+
+
+def check_ledger_case(tmp, prog, case, fmt):
+    what = f"{prog} {case} ({fmt})"
+    r, reports = ledger_run(tmp, what, prog, case, fmt)
+    check(r.rc == 0 and not r.fails, f"{what}: the ledger agrees with the kernel",
+          f"exit status {r.rc}; " + first(r.fails or r.stderr.splitlines()[-3:]))
+    bad = [f"pid {pid}: {reps}" for pid, reps in reports.items()
+           if len(reps) != 1 or not reps[0]["clean"]]
+    check(reports and not bad, f"{what}: every process writes one exit report, clean",
+          first(bad) if bad else "no report")
+
+
+def check_ledger_exit(tmp, mode, fmt, status=LEDGER_STATUS):
+    what = f"ledger_exit {mode} ({fmt}{', no SHMTRACE_EXITCODE' if not status else ''})"
+    r, reports = ledger_run(tmp, what, "ledger_exit", mode, fmt, status, leaks=True)
+    check(not r.fails, f"{what}: in-process checks pass", first(r.fails))
+    reps = [rep for reps in reports.values() for rep in reps]
+    rep = reps[0] if len(reports) == 1 and len(reps) == 1 else None
+    if mode == "clean":
+        check(r.rc == 0 and rep and rep["clean"] and not r.leftovers,
+              f"{what}: a clean run reports clean and exits 0 despite SHMTRACE_EXITCODE",
+              f"exit status {r.rc}, reports {reports}, left {r.leftovers}")
+        return
+    want = status or 0
+    check(r.rc == want, f"{what}: a leaking run ending by {mode} exits {want}",
+          f"exit status {r.rc}")
+    m = re.search(r"^leaking shm (\d+) sem (\d+)$", r.stdout, re.M)
+    shm, sem = (int(m[1]), int(m[2])) if m else (None, None)
+    check(m and rep and rep["clean"] is False and rep["segments"] == [shm]
+          and rep["semaphores"] == [sem] and not rep["attachments"] and not rep["mappings"]
+          and rep["leaks"] in (None, 2),
+          f"{what}: the report names exactly the leaked segment and semaphore set",
+          f"leaked {shm} and {sem}; reports {reports}")
+    check(m and {("shm", shm), ("sem", sem)} <= set(r.leftovers),
+          f"{what}: /proc/sysvipc still lists them after exit (removed now)",
+          f"left {r.leftovers}")
+
+
+def check_ledger(tmp):
+    """Every ledger_* case, alone, in both formats; then the exit reports of ledger_exit."""
+    for prog in LEDGER_PROGRAMS:
+        listing = subprocess.run([binary(prog, "linked"), "--list"], capture_output=True,
+                                 text=True, env=dict(os.environ, SHMTRACE_LOG="off"))
+        cases = listing.stdout.split()
+        if not check(listing.returncode == 0 and cases, f"{prog} --list names its cases",
+                     listing.stderr[-200:]):
+            continue
+        for case in cases:
+            for fmt in ("text", "json"):
+                check_ledger_case(tmp, prog, case, fmt)
+    for fmt in ("text", "json"):
+        for mode in LEDGER_EXIT_MODES + ["clean"]:
+            check_ledger_exit(tmp, mode, fmt)
+    check_ledger_exit(tmp, "return", "json", status=0)
+
+
 def summary():
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
@@ -1026,9 +1172,9 @@ def main():
         else:
             names.append(a)
     names = names or SCENARIOS
-    unknown = [n for n in names if n not in SCENARIOS + ["config"]]
+    unknown = [n for n in names if n not in SCENARIOS + ["config", "ledger"]]
     if unknown:
-        sys.exit(f"unknown scenario(s) {unknown}; known: {' '.join(SCENARIOS)} config")
+        sys.exit(f"unknown scenario(s) {unknown}; known: {' '.join(SCENARIOS)} config ledger")
     start = time.time()
     have_linked, have_lib = build(make_vars)
     check(have_lib, f"{LIB} exists")
@@ -1036,7 +1182,7 @@ def main():
     check_exports()
     with tempfile.TemporaryDirectory(prefix="shmtrace-c-tests.") as tmp:
         for name in names:
-            if name == "config":
+            if name in ("config", "ledger"):
                 continue
             before = failed
             try:
@@ -1052,6 +1198,11 @@ def main():
             before = failed
             check_verdict(tmp)
             print(f"-- verdict: {'ok' if failed == before else 'FAILED'}")
+        if ("ledger" in names or names == SCENARIOS) and check(have_linked,
+                                                               "ledger_*.linked built"):
+            before = failed
+            check_ledger(tmp)
+            print(f"-- ledger: {'ok' if failed == before else 'FAILED'}")
     if verbose:
         print(f"({time.time() - start:.1f} s)")
     return summary()

@@ -205,8 +205,10 @@ pub unsafe extern "C" fn shmtrace_mapping_at(
     })
 }
 
-/// The number of live attachments of segment `shmid` in this process (compare with the
-/// kernel's `shm_nattch` when no other process attaches it), or -1 on an internal failure.
+/// The number of live attachments of segment `shmid` in this process, or -1 on an internal
+/// failure. It equals the kernel's `shm_nattch` only when no other process attaches the
+/// segment and no attachment was split (a partial munmap or MAP_FIXED inside one): the kernel
+/// counts mapped pieces, this counts `shmat` calls not yet undone.
 #[unsafe(no_mangle)]
 pub extern "C" fn shmtrace_attachments_of(shmid: c_int) -> i64 {
     boundary(-1, || {

@@ -34,6 +34,7 @@ extern "C" fn constructor() {
     NEXT_EXIT.store(next_exit as usize, Ordering::Release);
     config::ensure();
     recorder::init();
+    recorder::announce_start();
     // SAFETY: registering handlers with static lifetime; pthread_atfork has no other
     // precondition.
     unsafe {

@@ -4,10 +4,11 @@
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::ledger::{Facts, Ledger, ObjectKind, Report};
-use crate::platform::{config, kernel, process, sink, spinlock::SpinLock};
+use crate::platform::{clock, config, kernel, modules, process, sink, spinlock::SpinLock};
 use crate::trace::event::Event;
 use crate::trace::format::{self, Format};
 use crate::trace::linebuf::LineBuf;
+use crate::trace::start::{self, ModuleInfo, Start};
 
 static LEDGER: SpinLock<Ledger> = SpinLock::new(Ledger::new());
 static PAGE_SIZE: AtomicU64 = AtomicU64::new(4096);
@@ -36,6 +37,39 @@ pub fn init() {
 
 pub fn facts() -> Facts {
     Facts::new(PAGE_SIZE.load(Ordering::Relaxed))
+}
+
+/// Opens this process image's log with who it is and what is loaded where (for symbolizing
+/// call sites after the run). Runs once per image, from the constructor.
+pub fn announce_start() {
+    if !sink::enabled() {
+        return;
+    }
+    let modules = modules::loaded();
+    let infos: Vec<ModuleInfo<'_>> = modules
+        .iter()
+        .map(|m| ModuleInfo {
+            path: &m.path,
+            base: m.base,
+            start: m.start,
+            end: m.end,
+        })
+        .collect();
+    let exe = modules::exe_path();
+    let start = Start {
+        pid: process::pid(),
+        // SAFETY: getppid has no preconditions.
+        ppid: unsafe { libc::getppid() },
+        ts_ns: clock::now_ns(),
+        exe: &exe,
+        modules: &infos,
+    };
+    let mut text = String::new();
+    let _ = match config::format() {
+        Format::Text => start::write_text(&start, &mut text),
+        Format::Json => start::write_json(&start, &mut text),
+    };
+    sink::write_record(text.as_bytes());
 }
 
 /// A completed call: into the ledger, then into the log.

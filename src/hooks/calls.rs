@@ -40,6 +40,7 @@ pub unsafe extern "C" fn shmget(key: key_t, size: usize, shmflg: c_int, caller: 
         facts.created = always_creates(key, shmflg)
             || (shmflg & libc::IPC_CREAT != 0
                 && stat.is_some_and(|s| s.creator_pid == process::pid()));
+        ev.created = facts.created;
     };
     traced(Func::Shmget, caller, args, call, after) as c_int
 }
@@ -92,6 +93,7 @@ pub unsafe extern "C" fn semget(key: key_t, nsems: c_int, semflg: c_int, caller:
     let after = |ev: &mut Event, facts: &mut Facts| {
         if !ev.failed() {
             facts.created = always_creates(key, semflg) || key_was_free;
+            ev.created = facts.created;
             facts.nsems = kernel::semaphore_count(ev.ret as c_int).unwrap_or(0);
         }
     };

@@ -7,6 +7,7 @@ pub mod config;
 pub mod errno;
 pub mod guard;
 pub mod kernel;
+pub mod modules;
 pub mod process;
 pub mod real;
 pub mod sink;

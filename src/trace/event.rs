@@ -134,6 +134,8 @@ pub struct Event {
     pub sops_read: u8,
     /// The semtimedop timeout, when non-NULL and accepted by the kernel.
     pub timeout: Option<Timeout>,
+    /// `shmget`/`semget`: whether this call created the object (rather than opened it).
+    pub created: bool,
 }
 
 impl Event {
@@ -152,11 +154,18 @@ impl Event {
             sops: [SemOp::default(); SOPS_KEPT],
             sops_read: 0,
             timeout: None,
+            created: false,
         }
     }
 
     pub fn failed(&self) -> bool {
         self.phase == Phase::Exit && self.ret == -1
+    }
+
+    /// For a successful `shmget`/`semget`: whether it created the object.
+    pub fn created(&self) -> Option<bool> {
+        let get = matches!(self.func, Func::Shmget | Func::Semget);
+        (get && self.phase == Phase::Exit && !self.failed()).then_some(self.created)
     }
 
     /// Argument `i` as the C `int` it was.

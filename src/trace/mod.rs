@@ -5,3 +5,4 @@ pub mod errnos;
 pub mod event;
 pub mod format;
 pub mod linebuf;
+pub mod start;

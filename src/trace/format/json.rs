@@ -43,7 +43,11 @@ fn write_record(ev: &Event, out: &mut impl Write) -> fmt::Result {
         write_errno(ev, out)?;
         write!(out, ",\"dur_ns\":{}", ev.dur_ns)?;
     }
-    write!(out, ",\"caller\":\"{:#x}\"}}", ev.caller)
+    write!(out, ",\"caller\":\"{:#x}\"", ev.caller)?;
+    if let Some(created) = ev.created() {
+        write!(out, ",\"created\":{created}")?;
+    }
+    out.write_char('}')
 }
 
 /// A number for `int` functions (`-1` on failure); a string for pointer-returning ones.
@@ -350,13 +354,24 @@ pub(crate) mod tests {
         assert_eq!(made, doc_lines("{\"event\""));
     }
 
+    /// A successful get also says whether it created the object, after `caller`.
+    fn with_created(line: String, created: bool) -> String {
+        let body = line.strip_suffix('}').unwrap_or(&line);
+        format!("{body},\"created\":{created}}}")
+    }
+
     #[test]
     fn shmget() {
         let args = [int(0x4d2), 4096, int(libc::IPC_CREAT | 0o600)];
         let keys = r#""key":"0x4d2","size":4096,"shmflg":"IPC_CREAT|0600""#;
+        let mut created = call(Func::Shmget, &args, 7);
+        created.created = true;
         assert_eq!(
-            json(&call(Func::Shmget, &args, 7)),
-            expect("shmget", keys, "\"ret\":7,\"errno\":null,\"dur_ns\":12034,")
+            json(&created),
+            with_created(
+                expect("shmget", keys, "\"ret\":7,\"errno\":null,\"dur_ns\":12034,"),
+                true
+            )
         );
         assert_eq!(
             json(&failed(Func::Shmget, &args, libc::EEXIST)),
@@ -414,7 +429,10 @@ pub(crate) mod tests {
         let keys = r#""key":"IPC_PRIVATE","nsems":2,"semflg":"IPC_CREAT|0666""#;
         assert_eq!(
             json(&call(Func::Semget, &args, 9)),
-            expect("semget", keys, "\"ret\":9,\"errno\":null,\"dur_ns\":12034,")
+            with_created(
+                expect("semget", keys, "\"ret\":9,\"errno\":null,\"dur_ns\":12034,"),
+                false
+            )
         );
         assert_eq!(
             json(&failed(Func::Semget, &args, libc::ENOSPC)),

@@ -1,0 +1,161 @@
+//! The record that opens each process image's log: who it is, and what is loaded where.
+
+use core::fmt::{self, Write};
+
+/// One loaded object, as the start record shows it.
+pub struct ModuleInfo<'a> {
+    pub path: &'a [u8],
+    pub base: u64,
+    pub start: u64,
+    pub end: u64,
+}
+
+pub struct Start<'a> {
+    pub pid: i32,
+    pub ppid: i32,
+    pub ts_ns: u64,
+    pub exe: &'a [u8],
+    pub modules: &'a [ModuleInfo<'a>],
+}
+
+/// `shmtrace[PID] start: EXE (parent PPID)`: modules are for machines, in the JSON form only.
+pub fn write_text(start: &Start<'_>, out: &mut impl Write) -> fmt::Result {
+    write!(out, "shmtrace[{}] start: ", start.pid)?;
+    for chunk in start.exe.utf8_chunks() {
+        out.write_str(chunk.valid())?;
+        if !chunk.invalid().is_empty() {
+            out.write_char('?')?;
+        }
+    }
+    writeln!(out, " (parent {})", start.ppid)
+}
+
+pub fn write_json(start: &Start<'_>, out: &mut impl Write) -> fmt::Result {
+    write!(
+        out,
+        "{{\"event\":\"start\",\"pid\":{},\"ppid\":{},\"ts\":{}.{:06},\"exe\":",
+        start.pid,
+        start.ppid,
+        start.ts_ns / 1_000_000_000,
+        start.ts_ns % 1_000_000_000 / 1_000
+    )?;
+    json_string(out, start.exe)?;
+    out.write_str(",\"modules\":[")?;
+    for (i, m) in start.modules.iter().enumerate() {
+        if i > 0 {
+            out.write_char(',')?;
+        }
+        out.write_str("{\"path\":")?;
+        json_string(out, m.path)?;
+        write!(
+            out,
+            ",\"base\":\"{:#x}\",\"start\":\"{:#x}\",\"end\":\"{:#x}\"}}",
+            m.base, m.start, m.end
+        )?;
+    }
+    out.write_str("]}\n")
+}
+
+/// A JSON string from raw bytes (paths need not be UTF-8: other bytes become U+FFFD).
+fn json_string(out: &mut impl Write, bytes: &[u8]) -> fmt::Result {
+    out.write_char('"')?;
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '"' => out.write_str("\\\"")?,
+                '\\' => out.write_str("\\\\")?,
+                c if (c as u32) < 0x20 => write!(out, "\\u{:04x}", c as u32)?,
+                c => out.write_char(c)?,
+            }
+        }
+        if !chunk.invalid().is_empty() {
+            out.write_char('\u{fffd}')?;
+        }
+    }
+    out.write_char('"')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample<'a>(exe: &'a [u8], modules: &'a [ModuleInfo<'a>]) -> Start<'a> {
+        Start {
+            pid: 42,
+            ppid: 7,
+            ts_ns: 1_764_168_062_123_456_789,
+            exe,
+            modules,
+        }
+    }
+
+    #[test]
+    fn json_names_the_program_and_its_modules() {
+        let modules = [ModuleInfo {
+            path: b"/lib/libc.so.6",
+            base: 0x7f00_0000_0000,
+            start: 0x7f00_0002_8000,
+            end: 0x7f00_001f_0000,
+        }];
+        let mut out = String::new();
+        write_json(&sample(b"/usr/bin/app", &modules), &mut out).unwrap();
+        assert_eq!(
+            out,
+            "{\"event\":\"start\",\"pid\":42,\"ppid\":7,\"ts\":1764168062.123456,\
+             \"exe\":\"/usr/bin/app\",\"modules\":[{\"path\":\"/lib/libc.so.6\",\
+             \"base\":\"0x7f0000000000\",\"start\":\"0x7f0000028000\",\"end\":\"0x7f00001f0000\"}]}\n"
+        );
+    }
+
+    #[test]
+    fn odd_paths_stay_valid_json() {
+        let mut out = String::new();
+        write_json(&sample(b"/tmp/a\"b\\c\n\xff", &[]), &mut out).unwrap();
+        assert!(out.contains(
+            r#""exe":"/tmp/a\"b\\c\u000a\u{fffd}""#.replace("\\u{fffd}", "\u{fffd}").as_str()
+        ));
+    }
+
+    #[test]
+    fn the_examples_in_the_log_format_doc_are_what_we_write() {
+        let doc = include_str!("../../docs/log-format.md");
+        let modules = [
+            ModuleInfo {
+                path: b"/usr/local/bin/app",
+                base: 0x55d0_c0a0_0000,
+                start: 0x55d0_c0a0_0000,
+                end: 0x55d0_c0a0_5078,
+            },
+            ModuleInfo {
+                path: b"/lib/x86_64-linux-gnu/libc.so.6",
+                base: 0x7f3a_2bc0_0000,
+                start: 0x7f3a_2bc0_0000,
+                end: 0x7f3a_2bdf_1000,
+            },
+        ];
+        let start = Start {
+            pid: 4242,
+            ppid: 4100,
+            ts_ns: 1_764_168_062_120_001_000,
+            exe: b"/usr/local/bin/app",
+            modules: &modules,
+        };
+        let (mut text, mut json) = (String::new(), String::new());
+        write_text(&start, &mut text).unwrap();
+        write_json(&start, &mut json).unwrap();
+        for line in [text, json] {
+            let line = line.trim_end();
+            assert!(
+                doc.contains(&format!("    {line}\n")),
+                "not in the doc: {line}"
+            );
+        }
+    }
+
+    #[test]
+    fn text_is_one_line() {
+        let mut out = String::new();
+        write_text(&sample(b"/usr/bin/app", &[]), &mut out).unwrap();
+        assert_eq!(out, "shmtrace[42] start: /usr/bin/app (parent 7)\n");
+    }
+}
