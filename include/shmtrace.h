@@ -141,8 +141,10 @@ enum shmtrace_result shmtrace_get_stats(struct shmtrace_stats *out);
 // `out` is NULL or points to writable memory for one `shmtrace_mapping`.
 enum shmtrace_result shmtrace_mapping_at(const void *addr, struct shmtrace_mapping *out);
 
-// The number of live attachments of segment `shmid` in this process (compare with the
-// kernel's `shm_nattch` when no other process attaches it), or -1 on an internal failure.
+// The number of live attachments of segment `shmid` in this process, or -1 on an internal
+// failure. It equals the kernel's `shm_nattch` only when no other process attaches the
+// segment and no attachment was split (a partial munmap or MAP_FIXED inside one): the kernel
+// counts mapped pieces, this counts `shmat` calls not yet undone.
 int64_t shmtrace_attachments_of(int shmid);
 
 // The number of leaks the exit report would name if the process ended now: segments and
