@@ -180,5 +180,30 @@ static void child_creates_parent_removes(void)
     close(to_child[1]);
 }
 
+/* A vfork child runs in its parent's memory: its calls must stay out of the (parent's)
+ * ledger, and once it is gone the parent is traced as before. */
+static void vfork_child(void)
+{
+    shmtrace_stats before = stats();
+    pid_t pid = vfork();
+    MUST(pid >= 0);
+    if (pid == 0) {
+        void *p = mmap(NULL, P(1), PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        _exit(p == MAP_FAILED ? 1 : 0);
+    }
+    int status;
+    MUST(waitpid(pid, &status, 0) == pid);
+    EXPECT(WIFEXITED(status) && WEXITSTATUS(status) == 0, "vfork child exit status %#x", status);
+    shmtrace_stats after = stats();
+    EXPECT_EQ("parent: mmap calls after the vfork child's mmap", after.calls[SHMTRACE_CALL_MMAP],
+              before.calls[SHMTRACE_CALL_MMAP]);
+    EXPECT_EQ("parent: mappings after the vfork child's mmap", after.mappings, before.mappings);
+    char *mine = map(1, RW, MAP_PRIVATE);
+    EXPECT_EQ("parent: its own mmap after the vfork is counted", stats().calls[SHMTRACE_CALL_MMAP],
+              before.calls[SHMTRACE_CALL_MMAP] + 1);
+    AGREE(mine, 1);
+    unmap(mine, 1);
+}
+
 LEDGER_CASES(CASE(inherit), CASE(parent_creates_child_removes),
-             CASE(child_creates_parent_removes))
+             CASE(child_creates_parent_removes), CASE(vfork_child))

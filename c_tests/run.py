@@ -1037,14 +1037,16 @@ REPORT_ENTRY = {  # text report entry lines: what they name
 
 
 def ledger_reports(text, fmt):
-    """{pid: [report, ...]} for every process that wrote anything to the log. A report is
+    """{pid: [report, ...]} for every process whose shim started (a start record: a vfork child
+    has none, runs in its parent's memory and writes no report). A report is
     {"clean", "leaks", "segments": [shmid], "semaphores": [semid], "attachments": [shmid],
     "mappings": [count per call site]}; "leaks" is the text header's count (None in JSON)."""
     reports, current = {}, None
     for line in text.splitlines():
         if fmt == "json":
             obj = json.loads(line)
-            rep = reports.setdefault(obj["pid"], [])
+            if obj["event"] in ("start", "report"):
+                rep = reports.setdefault(obj["pid"], [])
             if obj["event"] == "report":
                 rep.append({"clean": obj["clean"], "leaks": None,
                             "segments": [x["shmid"] for x in obj["segments"]],
@@ -1052,19 +1054,22 @@ def ledger_reports(text, fmt):
                             "attachments": [x["shmid"] for x in obj["attachments"]],
                             "mappings": [x["count"] for x in obj["mappings"]]})
             continue
+        start = TEXT_START.match(line)
+        if start:
+            reports.setdefault(int(line.split("]")[0].split("[")[1]), [])
+            continue
         head, call, body = (p.match(line) for p in (TEXT_REPORT_HEAD, TEXT_LINE,
                                                       TEXT_REPORT_BODY))
         if not (head or call or body):
             current = None
             continue
         pid = int((head or call or body)["pid"])
-        rep = reports.setdefault(pid, [])
         if head:
             verdict = head["verdict"]
             current = (pid, {"clean": verdict == "clean", "segments": [], "semaphores": [],
                              "attachments": [], "mappings": [],
                              "leaks": 0 if verdict == "clean" else int(verdict.split()[0])})
-            rep.append(current[1])
+            reports.setdefault(pid, []).append(current[1])
         elif call or not current or current[0] != pid:
             current = None
         else:  # a line of the report `current` began
