@@ -12,6 +12,7 @@ BUILD   := $(CURDIR)/build
 
 # Installation (GNU conventions: PREFIX, DESTDIR for staged installs by packagers).
 PREFIX      ?= /usr/local
+bindir      ?= $(PREFIX)/bin
 libdir      ?= $(PREFIX)/lib
 includedir  ?= $(PREFIX)/include
 docdir      ?= $(PREFIX)/share/doc/shmtrace
@@ -19,11 +20,12 @@ man7dir     ?= $(PREFIX)/share/man/man7
 VERSION     := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 MAJOR       := $(firstword $(subst ., ,$(VERSION)))
 SONAME      := libshmtrace.so.$(MAJOR)
-INSTALLED   := $(libdir)/libshmtrace.so.$(VERSION) $(libdir)/$(SONAME) $(libdir)/libshmtrace.so \
+INSTALLED   := $(bindir)/shmtrace $(libdir)/libshmtrace.so.$(VERSION) $(libdir)/$(SONAME) $(libdir)/libshmtrace.so \
                $(includedir)/shmtrace.h $(libdir)/pkgconfig/shmtrace.pc \
-               $(docdir)/README.md $(docdir)/log-format.md $(man7dir)/shmtrace.7
+               $(docdir)/README.md $(docdir)/log-format.md $(docdir)/shmtrace-command.md \
+               $(man7dir)/shmtrace.7
 
-.PHONY: all lib header demo demo-leak bench install uninstall test test-install test-rust test-c lint fmt clean
+.PHONY: all lib header demo demo-log demo-leak bench install uninstall test test-install test-rust test-c lint fmt clean
 
 all: lib
 
@@ -33,8 +35,9 @@ lib:
 	ln -sf libshmtrace.so $(LIBDIR)/$(SONAME)
 
 install: lib
-	install -d $(DESTDIR)$(libdir)/pkgconfig $(DESTDIR)$(includedir) $(DESTDIR)$(docdir) \
-	  $(DESTDIR)$(man7dir)
+	install -d $(DESTDIR)$(bindir) $(DESTDIR)$(libdir)/pkgconfig $(DESTDIR)$(includedir) \
+	  $(DESTDIR)$(docdir) $(DESTDIR)$(man7dir)
+	install -m 0755 $(LIBDIR)/shmtrace $(DESTDIR)$(bindir)/shmtrace
 	install -m 0755 $(LIB) $(DESTDIR)$(libdir)/libshmtrace.so.$(VERSION)
 	ln -sf libshmtrace.so.$(VERSION) $(DESTDIR)$(libdir)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(libdir)/libshmtrace.so
@@ -43,6 +46,7 @@ install: lib
 	  -e 's|@VERSION@|$(VERSION)|' -e 's|@MAJOR@|$(MAJOR)|' shmtrace.pc.in \
 	  > $(DESTDIR)$(libdir)/pkgconfig/shmtrace.pc
 	install -m 0644 README.md docs/log-format.md $(DESTDIR)$(docdir)/
+	install -m 0644 cli/README.md $(DESTDIR)$(docdir)/shmtrace-command.md
 	sed -e 's|@VERSION@|$(VERSION)|' docs/shmtrace.7 > $(DESTDIR)$(man7dir)/shmtrace.7
 
 # Removes exactly the files `install` puts in place (and the doc directory it created).
@@ -63,8 +67,16 @@ $(BUILD)/%: examples/%.c | $(BUILD)
 $(BUILD):
 	mkdir -p $@
 
-# The main job on the bundled example: its calls, as shmtrace logs them on stderr.
-demo: lib $(BUILD)/demo
+# The main job on a bundled example: `shmtrace` runs a program that leaks (examples/leaky.c)
+# and explains the result; the SysV objects it leaves in the kernel are removed afterwards
+# (ipcrm, ids from its stdout).
+demo: lib $(BUILD)/leaky
+	@$(LIBDIR)/shmtrace --out $(BUILD)/leaky.run.$$$$ -- $(BUILD)/leaky | tee $(BUILD)/leaky.out; \
+	  set -- $$(sed -n 's/^leaky: created segment \([0-9]*\) and semaphore set \([0-9]*\)$$/\1 \2/p' $(BUILD)/leaky.out); \
+	  [ -n "$$1" ] && ipcrm -m "$$1" -s "$$2"; echo "(leftovers removed with ipcrm -m $$1 -s $$2)"
+
+# The live, strace-like log of a clean program (examples/demo.c), on stderr.
+demo-log: lib $(BUILD)/demo
 	LD_PRELOAD=$(LIB) $(BUILD)/demo
 
 # A program with real leaks: the report names them, and SHMTRACE_EXITCODE fails the run. The
@@ -90,18 +102,19 @@ test-install: lib
 
 test: lint test-rust test-install test-c
 
-test-rust:
+# The command's tests (cli/tests) run programs under the built library.
+test-rust: lib
 	$(CARGO) test --release
 
 test-c: lib
 	$(PYTHON) c_tests/run.py
 
 lint:
-	$(CARGO) fmt --check
+	$(CARGO) fmt --all --check
 	$(CARGO) clippy --release --all-targets -- -D warnings
 
 fmt:
-	$(CARGO) fmt
+	$(CARGO) fmt --all
 
 clean:
 	$(CARGO) clean

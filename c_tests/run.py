@@ -71,7 +71,7 @@ TEXT_LINE = re.compile(
 # The exit report (one write): a header line, then its section and entry lines.
 TEXT_REPORT_HEAD = re.compile(r"shmtrace\[(?P<pid>\d+)\] report: (?P<verdict>clean|\d+ leaks?)[: ]")
 TEXT_REPORT_BODY = re.compile(r"shmtrace\[(?P<pid>\d+)\] (?!\d+\.\d{6} ).")
-TEXT_START = re.compile(r"shmtrace\[\d+\] start: .* \(parent \d+\)\Z")
+TEXT_START = re.compile(r"shmtrace\[\d+\] (start: .* \(parent \d+\)|fork: parent \d+)\Z")
 REPORT_KEYS = ["event", "pid", "clean", "segments", "semaphores", "attachments", "mappings"]
 WARNING = "shmtrace: warning:"
 
@@ -199,6 +199,9 @@ def json_problems(obj, line, t0, t1):
         return ["not an object"]
     p = []
     event = obj.get("event")
+    if event == "fork":
+        keys = ["event", "pid", "ppid", "ts"]
+        return [] if list(obj) == keys else [f"fork record keys {list(obj)} != {keys}"]
     if event == "start":
         keys = ["event", "pid", "ppid", "ts", "exe", "modules"]
         return [] if list(obj) == keys and isinstance(obj["modules"], list) else [
@@ -1037,15 +1040,15 @@ REPORT_ENTRY = {  # text report entry lines: what they name
 
 
 def ledger_reports(text, fmt):
-    """{pid: [report, ...]} for every process whose shim started (a start record: a vfork child
-    has none, runs in its parent's memory and writes no report). A report is
+    """{pid: [report, ...]} for every process that has a start or fork record (a vfork child has
+    neither: it runs in its parent's memory and writes no report). A report is
     {"clean", "leaks", "segments": [shmid], "semaphores": [semid], "attachments": [shmid],
     "mappings": [count per call site]}; "leaks" is the text header's count (None in JSON)."""
     reports, current = {}, None
     for line in text.splitlines():
         if fmt == "json":
             obj = json.loads(line)
-            if obj["event"] in ("start", "report"):
+            if obj["event"] in ("start", "fork", "report"):
                 rep = reports.setdefault(obj["pid"], [])
             if obj["event"] == "report":
                 rep.append({"clean": obj["clean"], "leaks": None,

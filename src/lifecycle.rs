@@ -68,8 +68,10 @@ extern "C" fn in_child_after_fork() {
         crate::HEAP.unlock_after_fork();
         recorder::unlock_after_fork(true);
     }
+    let parent = process::pid();
     process::remember_pid();
     sink::reopen_after_fork();
+    recorder::announce_fork(parent);
 }
 
 extern "C" fn destructor() {

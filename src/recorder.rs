@@ -8,7 +8,7 @@ use crate::platform::{clock, config, kernel, modules, process, sink, spinlock::S
 use crate::trace::event::Event;
 use crate::trace::format::{self, Format};
 use crate::trace::linebuf::LineBuf;
-use crate::trace::start::{self, ModuleInfo, Start};
+use crate::trace::start::{self, Fork, ModuleInfo, Start};
 
 static LEDGER: SpinLock<Ledger> = SpinLock::new(Ledger::new());
 static PAGE_SIZE: AtomicU64 = AtomicU64::new(4096);
@@ -70,6 +70,24 @@ pub fn announce_start() {
         Format::Json => start::write_json(&start, &mut text),
     };
     sink::write_record(text.as_bytes());
+}
+
+/// Opens a forked child's log with its parent (async-signal-safe: stack buffer, one write).
+pub fn announce_fork(parent: i32) {
+    if !sink::enabled() {
+        return;
+    }
+    let fork = Fork {
+        pid: process::pid(),
+        ppid: parent,
+        ts_ns: clock::now_ns(),
+    };
+    let mut line = LineBuf::new();
+    let _ = match config::format() {
+        Format::Text => start::write_fork_text(&fork, &mut line),
+        Format::Json => start::write_fork_json(&fork, &mut line),
+    };
+    sink::write_record(line.as_bytes());
 }
 
 /// A completed call: into the ledger, then into the log.

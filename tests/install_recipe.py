@@ -45,9 +45,11 @@ def staged_install(tmp, version):
     if not check(r.returncode == 0, "make install DESTDIR=... PREFIX=/usr", r.stderr[-400:]):
         return
     want = sorted([
+        "usr/bin/shmtrace",
         "usr/include/shmtrace.h", "usr/lib/libshmtrace.so", "usr/lib/libshmtrace.so.0",
         f"usr/lib/libshmtrace.so.{version}", "usr/lib/pkgconfig/shmtrace.pc",
         "usr/share/doc/shmtrace/README.md", "usr/share/doc/shmtrace/log-format.md",
+        "usr/share/doc/shmtrace/shmtrace-command.md",
         "usr/share/man/man7/shmtrace.7"])
     check(files_under(stage) == want, "install puts exactly the expected files in place",
           str(files_under(stage)))
@@ -79,6 +81,12 @@ def downstream(tmp, version):
     header = open(os.path.join(prefix, "include/shmtrace.h")).read()
     check(f'#define SHMTRACE_VERSION "{version}"' in header,
           "the installed header's SHMTRACE_VERSION is the crate version")
+
+    run = subprocess.run([os.path.join(prefix, "bin/shmtrace"), "--out",
+                          os.path.join(tmp, "run"), "--", "true"],
+                         capture_output=True, text=True, env=env)
+    check(run.returncode == 0 and "clean" in run.stderr,
+          "the installed shmtrace finds the installed library and reports", run.stderr[-400:])
 
     proj = os.path.join(tmp, "proj")
     shutil.copytree(os.path.join(TOP, "examples/downstream"), proj)

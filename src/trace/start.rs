@@ -1,4 +1,5 @@
-//! The record that opens each process image's log: who it is, and what is loaded where.
+//! The records that say where a process came from: `start` opens each process image's log
+//! (who it is, what is loaded where), `fork` opens a forked child's (who its parent is).
 
 use core::fmt::{self, Write};
 
@@ -54,6 +55,28 @@ pub fn write_json(start: &Start<'_>, out: &mut impl Write) -> fmt::Result {
         )?;
     }
     out.write_str("]}\n")
+}
+
+/// A forked child's first record. `ts_ns` is when the child began.
+pub struct Fork {
+    pub pid: i32,
+    pub ppid: i32,
+    pub ts_ns: u64,
+}
+
+pub fn write_fork_text(fork: &Fork, out: &mut impl Write) -> fmt::Result {
+    writeln!(out, "shmtrace[{}] fork: parent {}", fork.pid, fork.ppid)
+}
+
+pub fn write_fork_json(fork: &Fork, out: &mut impl Write) -> fmt::Result {
+    writeln!(
+        out,
+        "{{\"event\":\"fork\",\"pid\":{},\"ppid\":{},\"ts\":{}.{:06}}}",
+        fork.pid,
+        fork.ppid,
+        fork.ts_ns / 1_000_000_000,
+        fork.ts_ns % 1_000_000_000 / 1_000
+    )
 }
 
 /// A JSON string from raw bytes (paths need not be UTF-8: other bytes become U+FFFD).
@@ -150,6 +173,38 @@ mod tests {
                 "not in the doc: {line}"
             );
         }
+    }
+
+    #[test]
+    fn fork_records() {
+        let fork = Fork {
+            pid: 43,
+            ppid: 42,
+            ts_ns: 1_764_168_062_500_000_000,
+        };
+        let (mut text, mut json) = (String::new(), String::new());
+        write_fork_text(&fork, &mut text).unwrap();
+        write_fork_json(&fork, &mut json).unwrap();
+        assert_eq!(text, "shmtrace[43] fork: parent 42\n");
+        let doc = include_str!("../../docs/log-format.md");
+        let example = Fork {
+            pid: 4243,
+            ppid: 4242,
+            ts_ns: 1_764_168_062_130_002_000,
+        };
+        let (mut t, mut j) = (String::new(), String::new());
+        write_fork_text(&example, &mut t).unwrap();
+        write_fork_json(&example, &mut j).unwrap();
+        for line in [t, j] {
+            assert!(
+                doc.contains(&format!("    {line}")),
+                "not in the doc: {line}"
+            );
+        }
+        assert_eq!(
+            json,
+            "{\"event\":\"fork\",\"pid\":43,\"ppid\":42,\"ts\":1764168062.500000}\n"
+        );
     }
 
     #[test]

@@ -415,8 +415,9 @@ pub(crate) mod fixtures {
             .lines()
             .filter_map(|l| l.strip_prefix("    "))
             .filter(|l| l.starts_with(prefix) && !l.starts_with("shmtrace[PID"))
-            // Start records have their own test (trace::start).
+            // Start and fork records have their own tests (trace::start).
             .filter(|l| !l.contains(" start: ") && !l.contains(r#""event":"start""#))
+            .filter(|l| !l.contains(" fork: ") && !l.contains(r#""event":"fork""#))
             .collect()
     }
 

@@ -1,0 +1,172 @@
+//! Reading records into what the merge needs: start and fork records, exit reports, pending
+//! blocking calls, SysV creations and removals, call statistics, and a few early call sites
+//! per process (to recognise the program image a forked child inherited).
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::CallStat;
+use super::sysv::Kind;
+use crate::logs::{Call, ExitReport, Micros, Pos, Record, Start};
+
+/// How many early call sites of a process are kept to recognise the image it inherited.
+const EARLY_SITES: usize = 16;
+
+/// A SysV object created by a successful shmget/semget.
+pub(super) struct Creation {
+    pub(super) kind: Kind,
+    pub(super) id: i64,
+    pub(super) key: String,
+    pub(super) size: u64,
+    pub(super) flags: String,
+    pub(super) created: Option<bool>,
+    pub(super) pid: i32,
+    pub(super) ts: Micros,
+    pub(super) pos: Pos,
+    pub(super) caller: Option<u64>,
+}
+
+pub(super) struct Removal {
+    pub(super) kind: Kind,
+    pub(super) id: i64,
+    pub(super) pid: i32,
+    pub(super) ts: Micros,
+    pub(super) pos: Pos,
+}
+
+#[derive(Default)]
+pub(super) struct Seen {
+    pub(super) first_ts: Micros,
+    pub(super) records: u64,
+    /// Early call sites (position, address), to recognise an inherited image.
+    pub(super) early: Vec<(Pos, Micros, u64)>,
+}
+
+#[derive(Default)]
+pub(super) struct Collector {
+    pub(super) starts: Vec<(Pos, Start)>,
+    pub(super) forks: HashMap<i32, i32>,
+    pub(super) reports: HashMap<i32, (Pos, ExitReport)>,
+    pub(super) pending: HashMap<(usize, i32, i32), Vec<(Pos, Call)>>,
+    pub(super) creations: Vec<Creation>,
+    pub(super) removals: Vec<Removal>,
+    pub(super) stats: BTreeMap<(i32, String), CallStat>,
+    pub(super) seen: HashMap<i32, Seen>,
+}
+
+impl Collector {
+    pub(super) fn add(&mut self, pos: Pos, record: Record) {
+        let (pid, ts) = match &record {
+            Record::Start(s) => (s.pid, s.ts),
+            Record::Fork(f) => (f.pid, f.ts),
+            Record::Enter(c) | Record::Call(c) => (c.pid, c.ts),
+            Record::Report(r) => (r.pid, Micros::MAX),
+        };
+        let seen = self.seen.entry(pid).or_insert_with(|| Seen {
+            first_ts: Micros::MAX,
+            ..Seen::default()
+        });
+        seen.records += 1;
+        if ts < seen.first_ts {
+            seen.first_ts = ts;
+        }
+        match record {
+            Record::Start(s) => self.starts.push((pos, s)),
+            Record::Fork(f) => {
+                self.forks.insert(f.pid, f.ppid);
+            }
+            Record::Enter(c) => {
+                remember_early(seen, pos, c.ts, c.caller);
+                self.pending
+                    .entry((pos.file, c.pid, c.tid))
+                    .or_default()
+                    .push((pos, c));
+            }
+            Record::Call(c) => {
+                remember_early(seen, pos, c.ts, c.caller);
+                self.call(pos, c);
+            }
+            Record::Report(r) => {
+                for site in r.attachments.iter().map(|a| a.site) {
+                    remember_early(seen, pos, Micros::MAX, site);
+                }
+                for site in r.mappings.iter().map(|m| m.site) {
+                    remember_early(seen, pos, Micros::MAX, site);
+                }
+                self.reports.insert(r.pid, (pos, r));
+            }
+        }
+    }
+
+    pub(super) fn call(&mut self, pos: Pos, c: Call) {
+        if let Some(stack) = self.pending.get_mut(&(pos.file, c.pid, c.tid))
+            && let Some(i) = stack.iter().rposition(|(_, e)| e.func == c.func)
+        {
+            stack.remove(i);
+        }
+        let stat = self.stats.entry((c.pid, c.func.clone())).or_default();
+        stat.calls += 1;
+        stat.failed += u64::from(!c.succeeded());
+        stat.total_ns = stat.total_ns.saturating_add(c.dur_ns);
+        stat.max_ns = stat.max_ns.max(c.dur_ns);
+        if !c.succeeded() {
+            return;
+        }
+        match c.func.as_str() {
+            "shmget" | "semget" => {
+                let Some(id) = c.ret_i64().filter(|id| *id >= 0) else {
+                    return;
+                };
+                let (kind, size_key, flags_key) = if c.func == "shmget" {
+                    (Kind::Segment, "size", "shmflg")
+                } else {
+                    (Kind::SemaphoreSet, "nsems", "semflg")
+                };
+                self.creations.push(Creation {
+                    kind,
+                    id,
+                    key: c.arg_str("key").unwrap_or("?").to_string(),
+                    size: c
+                        .arg_i64(size_key)
+                        .and_then(|n| u64::try_from(n).ok())
+                        .unwrap_or(0),
+                    flags: c.arg_str(flags_key).unwrap_or("").to_string(),
+                    created: c.created,
+                    pid: c.pid,
+                    ts: c.ts,
+                    pos,
+                    caller: c.caller,
+                });
+            }
+            "shmctl" | "semctl" => {
+                let cmd = c.arg_str("cmd").unwrap_or("");
+                if cmd.strip_prefix("IPC_64|").unwrap_or(cmd) != "IPC_RMID" {
+                    return;
+                }
+                let (kind, id_key) = if c.func == "shmctl" {
+                    (Kind::Segment, "shmid")
+                } else {
+                    (Kind::SemaphoreSet, "semid")
+                };
+                if let Some(id) = c.arg_i64(id_key) {
+                    self.removals.push(Removal {
+                        kind,
+                        id,
+                        pid: c.pid,
+                        ts: c.ts,
+                        pos,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+pub(super) fn remember_early(seen: &mut Seen, pos: Pos, ts: Micros, caller: Option<u64>) {
+    if let Some(addr) = caller
+        && seen.early.len() < EARLY_SITES
+        && !seen.early.iter().any(|e| e.2 == addr)
+    {
+        seen.early.push((pos, ts, addr));
+    }
+}

@@ -1,0 +1,397 @@
+//! The merged report of a process tree: every log read, processes and their program images
+//! reconstructed, SysV objects followed across processes (created in one, removed in another),
+//! exit reports gathered, blocked calls found, call statistics summed, and every call site
+//! symbolized in the image that made the call.
+
+mod collect;
+mod sysv;
+#[cfg(test)]
+mod tests;
+mod tree;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde_json::{Map, Value};
+
+use crate::args::ViewOptions;
+use crate::kernel::{Kernel, LiveCheck};
+use crate::logs::{self, Call, Inputs, Micros, Pos};
+use crate::runinfo::{RunInfo, Status};
+use crate::symbols::{Symbol, Symbolizer};
+use collect::Collector;
+use sysv::sysv_leaks;
+pub use sysv::{Kind, SysvLeak, SysvSummary};
+use tree::Tree;
+
+/// Malformed lines listed per file (the rest are counted).
+const MALFORMED_SHOWN: usize = 3;
+
+/// How a process ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// It wrote its exit report.
+    Exited,
+    /// No exit report, and it is gone: killed or crashed (or it exec'd an untraced program).
+    NotNormally,
+    /// No exit report yet: it is still running (it outlived the root process).
+    StillRunning,
+}
+
+impl Ending {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Ending::Exited => "exited",
+            Ending::NotNormally => "did not exit normally",
+            Ending::StillRunning => "still running",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParentSource {
+    /// Written by the shim (start or fork record), or the command that ran it.
+    Recorded,
+    /// Recognised from the code addresses it inherited (no record says it).
+    Inferred,
+}
+
+#[derive(Clone, Debug)]
+pub struct Process {
+    pub pid: i32,
+    pub ppid: Option<i32>,
+    pub parent_source: ParentSource,
+    /// Programs in order: what it inherited at fork (if it made calls before any exec), then
+    /// one per exec.
+    pub exes: Vec<Option<String>>,
+    /// The first program was inherited from the parent at fork.
+    pub forked: bool,
+    pub ending: Ending,
+    /// The root process of a run: how `wait` said it ended.
+    pub status: Option<Status>,
+    /// Depth in the tree (0 for a root), for display.
+    pub depth: usize,
+    pub records: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Attachment {
+    pub pid: i32,
+    pub shmid: i64,
+    pub addr: u64,
+    pub size: u64,
+    pub readonly: bool,
+    pub site: Option<Symbol>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Mappings {
+    pub pid: i32,
+    pub count: u64,
+    pub bytes: u64,
+    pub site: Option<Symbol>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Blocked {
+    pub pid: i32,
+    pub tid: i32,
+    pub func: String,
+    pub args: Map<String, Value>,
+    pub site: Option<Symbol>,
+    pub since: Micros,
+    /// The process is still running: the call may still return.
+    pub still_waiting: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CallStat {
+    pub func: String,
+    pub calls: u64,
+    pub failed: u64,
+    pub total_ns: u64,
+    pub max_ns: u64,
+}
+
+/// The verdict, always over the whole tree (filters do not change it).
+#[derive(Clone, Debug, Default)]
+pub struct Verdict {
+    pub segments: u64,
+    pub semaphore_sets: u64,
+    pub attachments: u64,
+    pub mappings: u64,
+    pub mapping_bytes: u64,
+    /// Processes without an exit report: their attachments and mappings are unknown.
+    pub unreported: u64,
+}
+
+impl Verdict {
+    pub fn leaks(&self) -> u64 {
+        self.segments + self.semaphore_sets + self.attachments + self.mappings
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub run: Option<RunInfo>,
+    pub run_dir: Option<PathBuf>,
+    pub files: Vec<PathBuf>,
+    /// All processes of the tree (the `--pid` filter applies to the lists below, not here).
+    pub processes: Vec<Process>,
+    pub leaks: Vec<SysvLeak>,
+    pub attachments: Vec<Attachment>,
+    pub mappings: Vec<Mappings>,
+    pub blocked: Vec<Blocked>,
+    pub calls: Vec<CallStat>,
+    pub sysv: SysvSummary,
+    pub verdict: Verdict,
+    /// The earliest record (or the run's start): "since" times are shown relative to it.
+    pub first_ts: Option<Micros>,
+    pub warnings: Vec<String>,
+    /// Filters in effect, for the footer.
+    pub filtered_pids: Vec<i32>,
+    pub filtered_calls: Option<Vec<String>>,
+}
+
+impl Report {
+    /// The processes the `--pid` filter shows.
+    pub fn shown_processes<'a>(
+        &'a self,
+        view: &'a ViewOptions,
+    ) -> impl Iterator<Item = &'a Process> {
+        self.processes.iter().filter(|p| view.shows_pid(p.pid))
+    }
+}
+
+/// Where the merge gets its input and what it knows about the run.
+pub struct Sources<'a> {
+    pub inputs: &'a Inputs,
+    pub run: Option<RunInfo>,
+    pub run_dir: Option<PathBuf>,
+}
+
+/// Reads every log and builds the report. `Err` only when no log can be read at all.
+pub fn build(sources: Sources<'_>, view: &ViewOptions) -> Result<Report, String> {
+    let mut report = Report {
+        run: sources.run,
+        run_dir: sources.run_dir,
+        files: sources.inputs.files.clone(),
+        filtered_pids: view.pids.iter().copied().collect(),
+        filtered_calls: view.calls.as_ref().map(|c| c.iter().cloned().collect()),
+        ..Report::default()
+    };
+    let collector = read_all(&sources.inputs.files, &mut report.warnings)?;
+    let tree = Tree::build(&collector, report.run.as_ref());
+    let mut symbolizer = Symbolizer::new();
+    report.first_ts = collector
+        .seen
+        .values()
+        .map(|s| s.first_ts)
+        .chain(report.run.as_ref().and_then(|r| r.started))
+        .min();
+
+    report.processes = processes(&collector, &tree, &report, sources.inputs);
+    report.verdict.unreported = report
+        .processes
+        .iter()
+        .filter(|p| p.ending != Ending::Exited)
+        .count() as u64;
+
+    let (leaks, summary) = sysv_leaks(&collector, &tree, &Kernel::read(), &mut symbolizer);
+    report.sysv = summary;
+    for leak in &leaks {
+        match leak.kind {
+            Kind::Segment => report.verdict.segments += 1,
+            Kind::SemaphoreSet => report.verdict.semaphore_sets += 1,
+        }
+    }
+    report.leaks = leaks
+        .into_iter()
+        .filter(|l| view.shows_pid(l.pid))
+        .collect();
+
+    exit_reports(&collector, &tree, view, &mut symbolizer, &mut report);
+    report.blocked = blocked_calls(&collector, &tree, view, &mut symbolizer, &report.processes);
+    report.calls = call_stats(&collector, view);
+
+    for pid in &view.pids {
+        if !tree.nodes.contains_key(pid) {
+            report
+                .warnings
+                .push(format!("--pid {pid}: no such process in these logs"));
+        }
+    }
+    if collector.starts.is_empty() && !collector.seen.is_empty() {
+        report.warnings.push(
+            "no start records (a shim older than the shmtrace command): call sites are not \
+             symbolized and parents are unknown"
+                .into(),
+        );
+    }
+    Ok(report)
+}
+
+/// Every file into one collector; unreadable files and malformed lines become warnings.
+fn read_all(files: &[PathBuf], warnings: &mut Vec<String>) -> Result<Collector, String> {
+    let mut collector = Collector::default();
+    let mut readable = 0usize;
+    for (i, path) in files.iter().enumerate() {
+        match logs::read_file(path, i, &mut |pos, record| collector.add(pos, record)) {
+            Ok(summary) => {
+                readable += 1;
+                let n = summary.malformed.len();
+                for (line, reason) in summary.malformed.iter().take(MALFORMED_SHOWN) {
+                    warnings.push(format!("{}:{line}: skipped: {reason}", path.display()));
+                }
+                if n > MALFORMED_SHOWN {
+                    warnings.push(format!(
+                        "{}: {} more malformed lines skipped",
+                        path.display(),
+                        n - MALFORMED_SHOWN
+                    ));
+                }
+            }
+            Err(e) => warnings.push(format!("{}: cannot read: {e}", path.display())),
+        }
+    }
+    if readable == 0 && !files.is_empty() {
+        return Err(warnings.join("\n"));
+    }
+    Ok(collector)
+}
+
+/// Every process, in tree order, with how it ended.
+fn processes(collector: &Collector, tree: &Tree, report: &Report, inputs: &Inputs) -> Vec<Process> {
+    let live = LiveCheck::new(&inputs.files, report.run_dir.as_deref());
+    let root = report.run.as_ref().and_then(|r| r.root_pid);
+    tree.order
+        .iter()
+        .map(|&pid| {
+            let node = &tree.nodes[&pid];
+            let status = if root == Some(pid) {
+                report.run.as_ref().and_then(|r| r.status)
+            } else {
+                None
+            };
+            let ending = if collector.reports.contains_key(&pid) {
+                Ending::Exited
+            } else if status.is_none() && live.running(pid) {
+                Ending::StillRunning
+            } else {
+                Ending::NotNormally
+            };
+            Process {
+                pid,
+                ppid: node.ppid,
+                parent_source: node.parent_source,
+                exes: node.images.iter().map(|i| i.exe.clone()).collect(),
+                forked: node.images.first().is_some_and(|i| i.pos.is_none()),
+                ending,
+                status,
+                depth: node.depth,
+                records: collector.seen.get(&pid).map_or(0, |s| s.records),
+            }
+        })
+        .collect()
+}
+
+/// Attachments and mappings never released, from each exit report (all counted in the
+/// verdict, those of the processes shown listed).
+fn exit_reports(
+    collector: &Collector,
+    tree: &Tree,
+    view: &ViewOptions,
+    symbolizer: &mut Symbolizer,
+    report: &mut Report,
+) {
+    let mut reports: Vec<_> = collector.reports.iter().collect();
+    reports.sort_by_key(|(pid, _)| tree.rank(**pid));
+    for (&pid, (pos, r)) in reports {
+        report.verdict.attachments += r.attachments.len() as u64;
+        for m in &r.mappings {
+            report.verdict.mappings += m.count;
+            report.verdict.mapping_bytes += m.bytes;
+        }
+        if !view.shows_pid(pid) {
+            continue;
+        }
+        let modules = tree.modules_at(pid, *pos, Micros::MAX);
+        let mut site = |addr: Option<u64>| addr.map(|a| symbolizer.symbolize(a, modules));
+        for a in &r.attachments {
+            report.attachments.push(Attachment {
+                pid,
+                shmid: a.shmid,
+                addr: a.addr,
+                size: a.size,
+                readonly: a.readonly,
+                site: site(a.site),
+            });
+        }
+        for m in &r.mappings {
+            report.mappings.push(Mappings {
+                pid,
+                count: m.count,
+                bytes: m.bytes,
+                site: site(m.site),
+            });
+        }
+    }
+}
+
+/// `enter` records never followed by their `call` record, oldest first.
+fn blocked_calls(
+    collector: &Collector,
+    tree: &Tree,
+    view: &ViewOptions,
+    symbolizer: &mut Symbolizer,
+    processes: &[Process],
+) -> Vec<Blocked> {
+    let mut pending: Vec<&(Pos, Call)> = collector.pending.values().flatten().collect();
+    pending.sort_by_key(|(pos, c)| (c.ts, *pos));
+    pending
+        .into_iter()
+        .filter(|(_, c)| view.shows_pid(c.pid) && view.shows_fn(&c.func))
+        .map(|(pos, c)| {
+            let modules = tree.modules_at(c.pid, *pos, c.ts);
+            Blocked {
+                pid: c.pid,
+                tid: c.tid,
+                func: c.func.clone(),
+                args: c.args.clone(),
+                site: c.caller.map(|a| symbolizer.symbolize(a, modules)),
+                since: c.ts,
+                still_waiting: processes
+                    .iter()
+                    .any(|p| p.pid == c.pid && p.ending == Ending::StillRunning),
+            }
+        })
+        .collect()
+}
+
+/// Per function over the processes and functions shown, in the hooks' order.
+fn call_stats(collector: &Collector, view: &ViewOptions) -> Vec<CallStat> {
+    let mut by_fn: BTreeMap<String, CallStat> = BTreeMap::new();
+    for ((pid, func), stat) in &collector.stats {
+        if !view.shows_pid(*pid) || !view.shows_fn(func) {
+            continue;
+        }
+        let total = by_fn.entry(func.clone()).or_insert_with(|| CallStat {
+            func: func.clone(),
+            ..CallStat::default()
+        });
+        total.calls += stat.calls;
+        total.failed += stat.failed;
+        total.total_ns = total.total_ns.saturating_add(stat.total_ns);
+        total.max_ns = total.max_ns.max(stat.max_ns);
+    }
+    let order = |f: &str| {
+        crate::args::GROUPS
+            .iter()
+            .flat_map(|(_, fns)| fns.iter())
+            .position(|g| *g == f)
+            .unwrap_or(usize::MAX)
+    };
+    let mut calls: Vec<CallStat> = by_fn.into_values().collect();
+    calls.sort_by_key(|s| (order(&s.func), s.func.clone()));
+    calls
+}

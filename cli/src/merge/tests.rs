@@ -1,0 +1,203 @@
+//! The merge on small hand-written logs.
+
+use super::collect::Collector;
+use super::sysv::{Kind, sysv_leaks};
+use super::tree::Tree;
+use super::*;
+use crate::logs::parse_line;
+
+fn report_from(lines: &[&str]) -> Report {
+    let mut c = Collector::default();
+    for (i, l) in lines.iter().enumerate() {
+        if let Some(r) = parse_line(l).unwrap() {
+            c.add(
+                Pos {
+                    file: 0,
+                    line: i + 1,
+                },
+                r,
+            );
+        }
+    }
+    let tree = Tree::build(&c, None);
+    let (leaks, sysv) = sysv_leaks(&c, &tree, &Kernel::default(), &mut Symbolizer::new());
+    Report {
+        leaks,
+        sysv,
+        ..Report::default()
+    }
+}
+
+fn call(pid: i32, ts: &str, func: &str, args: &str, ret: i64, extra: &str) -> String {
+    format!(
+        r#"{{"event":"call","pid":{pid},"tid":{pid},"ts":{ts},"fn":"{func}","args":{args},"ret":{ret},"errno":null,"dur_ns":1,"caller":"0x10"{extra}}}"#
+    )
+}
+
+#[test]
+fn removal_by_another_process_is_not_a_leak() {
+    let lines = [
+        call(
+            1,
+            "1.0",
+            "shmget",
+            r#"{"key":"IPC_PRIVATE","size":4096,"shmflg":"IPC_CREAT|0600"}"#,
+            7,
+            r#","created":true"#,
+        ),
+        call(
+            2,
+            "2.0",
+            "shmctl",
+            r#"{"shmid":7,"cmd":"IPC_RMID","buf":null}"#,
+            0,
+            "",
+        ),
+        call(
+            2,
+            "3.0",
+            "semget",
+            r#"{"key":"IPC_PRIVATE","nsems":1,"semflg":"IPC_CREAT|0600"}"#,
+            9,
+            r#","created":true"#,
+        ),
+        call(
+            3,
+            "4.0",
+            "semget",
+            r#"{"key":"0x4d2","nsems":1,"semflg":"IPC_CREAT|0600"}"#,
+            9,
+            r#","created":false"#,
+        ),
+    ];
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let r = report_from(&lines);
+    assert_eq!(r.leaks.len(), 1);
+    assert_eq!(
+        (r.leaks[0].kind, r.leaks[0].id, r.leaks[0].pid),
+        (Kind::SemaphoreSet, 9, 2)
+    );
+    assert_eq!(
+        (r.sysv.created, r.sysv.removed, r.sysv.removed_elsewhere),
+        (2, 1, 1)
+    );
+}
+
+#[test]
+fn removal_before_creation_does_not_count_and_ipc_64_does() {
+    let lines = [
+        call(
+            1,
+            "1.0",
+            "semctl",
+            r#"{"semid":5,"semnum":0,"cmd":"IPC_RMID"}"#,
+            0,
+            "",
+        ),
+        call(
+            1,
+            "2.0",
+            "semget",
+            r#"{"key":"IPC_PRIVATE","nsems":1,"semflg":"0600"}"#,
+            5,
+            "",
+        ),
+        call(
+            1,
+            "3.0",
+            "shmget",
+            r#"{"key":"IPC_PRIVATE","size":1,"shmflg":"0600"}"#,
+            6,
+            "",
+        ),
+        call(
+            1,
+            "4.0",
+            "shmctl",
+            r#"{"shmid":6,"cmd":"IPC_64|IPC_RMID","buf":null}"#,
+            0,
+            "",
+        ),
+    ];
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let r = report_from(&lines);
+    assert_eq!(r.leaks.len(), 1);
+    assert_eq!(r.leaks[0].id, 5);
+}
+
+#[test]
+fn pending_enter_matches_later_call() {
+    let mut c = Collector::default();
+    let enter = |ts: &str, tid: i32| {
+        format!(
+            r#"{{"event":"enter","pid":1,"tid":{tid},"ts":{ts},"fn":"semop","args":{{"semid":1,"sops":"0x1","nsops":1}},"caller":"0x10"}}"#
+        )
+    };
+    let lines = [
+        enter("1.0", 1),
+        enter("1.1", 2),
+        r#"{"event":"call","pid":1,"tid":1,"ts":1.0,"fn":"semop","args":{},"ret":0,"errno":null,"dur_ns":5,"caller":"0x10"}"#.to_string(),
+    ];
+    for (i, l) in lines.iter().enumerate() {
+        c.add(
+            Pos {
+                file: 0,
+                line: i + 1,
+            },
+            parse_line(l).unwrap().unwrap(),
+        );
+    }
+    let pending: Vec<_> = c.pending.values().flatten().collect();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].1.tid, 2);
+    assert_eq!(c.stats[&(1, "semop".to_string())].calls, 1);
+}
+
+#[test]
+fn forked_child_inherits_parent_image_and_exec_replaces_it() {
+    let start = |pid: i32, ts: &str, exe: &str, lo: &str, hi: &str| {
+        format!(
+            r#"{{"event":"start","pid":{pid},"ppid":1,"ts":{ts},"exe":"{exe}","modules":[{{"path":"{exe}","base":"{lo}","start":"{lo}","end":"{hi}"}}]}}"#
+        )
+    };
+    let lines = [
+        start(10, "1.0", "/bin/a", "0x1000", "0x2000"),
+        call(11, "2.0", "mmap", "{}", 0, "").replace("0x10\"", "0x1800\""),
+        start(11, "3.0", "/bin/b", "0x5000", "0x6000"),
+    ];
+    let mut c = Collector::default();
+    for (i, l) in lines.iter().enumerate() {
+        let file = if i == 0 { 0 } else { 1 };
+        c.add(Pos { file, line: i + 1 }, parse_line(l).unwrap().unwrap());
+    }
+    let tree = Tree::build(&c, None);
+    let child = &tree.nodes[&11];
+    assert_eq!(child.ppid, Some(1), "the start record's parent wins");
+    assert_eq!(child.images.len(), 2);
+    assert_eq!(child.images[0].exe.as_deref(), Some("/bin/a"));
+    let before = tree
+        .image_at(11, Pos { file: 1, line: 2 }, 2_000_000)
+        .unwrap();
+    assert_eq!(before.exe.as_deref(), Some("/bin/a"));
+    let later = tree
+        .image_at(11, Pos { file: 1, line: 9 }, 4_000_000)
+        .unwrap();
+    assert_eq!(later.exe.as_deref(), Some("/bin/b"));
+}
+
+#[test]
+fn parent_inferred_from_addresses() {
+    let lines = [
+        r#"{"event":"start","pid":10,"ppid":1,"ts":1.0,"exe":"/bin/a","modules":[{"path":"/bin/a","base":"0x1000","start":"0x1000","end":"0x2000"}]}"#.to_string(),
+        call(11, "2.0", "mmap", "{}", 0, "").replace("0x10\"", "0x1800\""),
+    ];
+    let mut c = Collector::default();
+    for (i, l) in lines.iter().enumerate() {
+        c.add(Pos { file: i, line: 1 }, parse_line(l).unwrap().unwrap());
+    }
+    let tree = Tree::build(&c, None);
+    assert_eq!(tree.nodes[&11].ppid, Some(10));
+    assert_eq!(tree.nodes[&11].parent_source, ParentSource::Inferred);
+    assert_eq!(tree.order, vec![10, 11]);
+    assert_eq!(tree.nodes[&11].depth, 1);
+}

@@ -1,0 +1,509 @@
+//! `shmtrace -- PROGRAM` on small C programs built at test time: process trees, exec chains,
+//! killed and crashed runs, exit statuses, symbolized call sites, and `shmtrace report` on the
+//! saved run directory. Needs `make lib` (the release library) and gcc.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+fn process(doc: &Value, pid: i64) -> &Value {
+    items(doc, "processes")
+        .iter()
+        .find(|p| p["pid"] == pid)
+        .unwrap_or_else(|| panic!("no process {pid} in {doc}"))
+}
+
+fn root_pid(doc: &Value) -> i64 {
+    doc["run"]["root_pid"].as_i64().expect("run.root_pid")
+}
+
+fn ends_with(v: &Value, suffix: &str) -> bool {
+    v.as_str().is_some_and(|s| s.ends_with(suffix))
+}
+
+/// The parent creates a segment, the child removes it and creates a semaphore set nobody
+/// removes: exactly the set is a leak, the child's.
+#[test]
+fn multi_process_verdict_is_exact() {
+    let scratch = Scratch::new("family");
+    let run_dir = scratch.path("run");
+    let mut guard = IpcGuard::new(&[&run_dir]);
+    let family = scratch.compile("family");
+
+    let out = shmtrace_run(&run_dir, &[], &[&family]).output().unwrap();
+    let stdout = text(&out.stdout);
+    guard.add_from_output(&stdout);
+    let stderr = text(&out.stderr);
+    assert_eq!(exit_code(&out), 0, "{stderr}");
+    assert!(
+        stderr.contains("shmtrace: 1 leak: 1 semaphore set\n"),
+        "{stderr}"
+    );
+
+    let doc = report_json(&run_dir, &[]);
+    let root = root_pid(&doc);
+    let processes = items(&doc, "processes");
+    assert_eq!(processes.len(), 2, "{doc}");
+    let child = processes.iter().find(|p| p["pid"] != root).unwrap();
+    let child_pid = child["pid"].as_i64().unwrap();
+    assert_eq!(child["ppid"], root);
+    assert_eq!(child["ended"], "exited");
+    assert_eq!(process(&doc, root)["ended"], "exited");
+    assert_eq!(process(&doc, root)["status"], "exit 0");
+
+    let leaks = items(&doc, "leaks");
+    assert_eq!(leaks.len(), 1, "exactly one leak: {doc}");
+    let leak = &leaks[0];
+    assert_eq!(leak["kind"], "semaphore set");
+    assert_eq!(leak["pid"], child_pid, "attributed to the child");
+    assert!(ends_with(&leak["exe"], "/family"));
+    assert_eq!(leak["kernel"], "exists");
+    let sem: i64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("sem ")?.parse().ok())
+        .expect("family prints its semaphore set");
+    assert_eq!(leak["id"], sem);
+    assert_eq!(leak["site"]["function"], "make_set");
+    assert_eq!(leak["site"]["line"], line_of("family", "semget"));
+
+    assert_eq!(doc["verdict"]["leaks"], 1);
+    assert_eq!(doc["verdict"]["segments"], 0);
+    assert_eq!(doc["verdict"]["semaphore_sets"], 1);
+    assert_eq!(doc["sysv"]["created"], 2);
+    assert_eq!(doc["sysv"]["removed"], 1);
+    assert_eq!(doc["sysv"]["removed_by_another_process"], 1);
+
+    // The same report in text names the child and the exact line.
+    let line = line_of("family", "semget");
+    assert!(
+        stderr.contains(&format!(
+            "created by {child_pid} (family) at make_set (family.c:{line})"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("still exists (ipcrm -s {sem})")),
+        "{stderr}"
+    );
+}
+
+/// A program that execs another: what each image created is attributed to it, symbolized in
+/// its own executable.
+#[test]
+fn exec_chain_attributes_objects_to_each_program() {
+    let scratch = Scratch::new("chain");
+    let run_dir = scratch.path("run");
+    let mut guard = IpcGuard::new(&[&run_dir]);
+    let first = scratch.compile("chain_first");
+    let second = scratch.compile("chain_second");
+
+    let out = shmtrace_run(&run_dir, &[], &[&first, &second])
+        .output()
+        .unwrap();
+    guard.add_from_output(&text(&out.stdout));
+    assert_eq!(exit_code(&out), 0, "{}", text(&out.stderr));
+
+    let doc = report_json(&run_dir, &[]);
+    let root = root_pid(&doc);
+    let processes = items(&doc, "processes");
+    assert_eq!(processes.len(), 1, "exec keeps the pid: {doc}");
+    let exes = items(&processes[0], "exes");
+    assert_eq!(exes.len(), 2, "{doc}");
+    assert!(ends_with(&exes[0], "/chain_first") && ends_with(&exes[1], "/chain_second"));
+
+    let leaks = items(&doc, "leaks");
+    assert_eq!(leaks.len(), 2, "{doc}");
+    let segment = leaks.iter().find(|l| l["kind"] == "segment").unwrap();
+    let set = leaks.iter().find(|l| l["kind"] == "semaphore set").unwrap();
+    assert_eq!(segment["pid"], root);
+    assert_eq!(set["pid"], root);
+    assert!(ends_with(&segment["exe"], "/chain_first"), "{segment}");
+    assert!(ends_with(&set["exe"], "/chain_second"), "{set}");
+    assert!(
+        ends_with(&segment["site"]["file"], "chain_first.c"),
+        "{segment}"
+    );
+    assert_eq!(segment["site"]["line"], line_of("chain_first", "shmget"));
+    assert!(ends_with(&set["site"]["file"], "chain_second.c"), "{set}");
+    assert_eq!(set["site"]["line"], line_of("chain_second", "semget"));
+
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "created by {root} (chain_second) at main (chain_second.c:{})",
+            line_of("chain_second", "semget")
+        )),
+        "{stderr}"
+    );
+}
+
+fn kill(pid: i32, sig: i32) {
+    // SAFETY: kill has no memory preconditions; the pids are the test's own processes.
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
+}
+
+/// Waits until `pid` is dead (a zombie or gone), at most 5 s.
+fn wait_dead(pid: i32) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => return,
+            Ok(stat)
+                if stat
+                    .rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z') =>
+            {
+                return;
+            }
+            Ok(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    panic!("process {pid} still alive after SIGKILL");
+}
+
+/// The run is killed with SIGKILL while a child blocks in semop: the partial logs still say
+/// which call never returned, where, and that the processes did not exit normally.
+#[test]
+fn sigkill_while_a_child_blocks_in_semop() {
+    let scratch = Scratch::new("blocker");
+    let run_dir = scratch.path("run");
+    let mut guard = IpcGuard::new(&[&run_dir]);
+    let blocker = scratch.compile("blocker");
+
+    let mut child = shmtrace_run(&run_dir, &[], &[&blocker])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let words: Vec<i32> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let [sem, blocked, parent] = words[..] else {
+        let _ = child.kill();
+        panic!("blocker did not get ready: {line:?}");
+    };
+    guard.add_set(i64::from(sem));
+    kill(blocked, libc::SIGKILL);
+    wait_dead(blocked);
+    kill(parent, libc::SIGKILL);
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(exit_code(&out), 128 + 9, "{stderr}");
+
+    let semop_line = line_of("blocker", "semop");
+    for expected in [
+        "killed by SIGKILL".to_string(),
+        "did not exit normally".to_string(),
+        "calls that never returned".to_string(),
+        format!("[{blocked}] semop({sem}, "),
+        format!("at wait_forever (blocker.c:{semop_line})"),
+        "never returned: the process did not exit normally".to_string(),
+        "shmtrace: 1 leak: 1 semaphore set".to_string(),
+    ] {
+        assert!(stderr.contains(&expected), "{expected:?} not in:\n{stderr}");
+    }
+
+    // The saved logs tell the same story.
+    let doc = report_json(&run_dir, &[]);
+    assert_eq!(
+        process(&doc, i64::from(parent))["status"],
+        "killed by SIGKILL"
+    );
+    assert_eq!(process(&doc, i64::from(parent))["exit_code"], 137);
+    assert_eq!(
+        process(&doc, i64::from(blocked))["ended"],
+        "did not exit normally"
+    );
+    let never = items(&doc, "never_returned");
+    assert_eq!(never.len(), 1, "{doc}");
+    assert_eq!(never[0]["pid"], blocked);
+    assert_eq!(never[0]["fn"], "semop");
+    assert_eq!(never[0]["args"]["semid"], sem);
+    assert_eq!(never[0]["site"]["line"], semop_line);
+    assert_eq!(never[0]["still_waiting"], false);
+    let leaks = items(&doc, "leaks");
+    assert_eq!(leaks.len(), 1, "{doc}");
+    assert_eq!(leaks[0]["id"], sem);
+    assert_eq!(leaks[0]["pid"], parent);
+    assert_eq!(leaks[0]["site"]["line"], line_of("blocker", "semget"));
+    assert_eq!(doc["verdict"]["processes_without_exit_report"], 2);
+}
+
+/// A program dying of SIGSEGV: shmtrace exits 128+11 and says so; what it created is still
+/// reported from its partial log.
+#[test]
+fn sigsegv_is_reported_and_propagated() {
+    let scratch = Scratch::new("segv");
+    let run_dir = scratch.path("run");
+    let mut guard = IpcGuard::new(&[&run_dir]);
+    let segv = scratch.compile("segv");
+
+    let out = shmtrace_run(&run_dir, &[], &[&segv])
+        .current_dir(&scratch.dir)
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    guard.add_from_output(&stdout);
+    let stderr = text(&out.stderr);
+    assert_eq!(exit_code(&out), 128 + 11, "{stderr}");
+    assert!(stderr.contains("killed by SIGSEGV"), "{stderr}");
+    let shm: i64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("shm ")?.parse().ok())
+        .expect("segv prints its segment");
+    assert!(
+        stderr.contains(&format!("segment shmid={shm} key=IPC_PRIVATE size=4096")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("still exists (ipcrm -m {shm})")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("shmtrace: 1 leak: 1 segment\n"), "{stderr}");
+
+    let doc = report_json(&run_dir, &[]);
+    let root = root_pid(&doc);
+    assert_eq!(process(&doc, root)["status"], "killed by SIGSEGV");
+    assert_eq!(process(&doc, root)["ended"], "did not exit normally");
+    assert_eq!(doc["run"]["exit_code"], 139);
+}
+
+/// The program's status is shmtrace's; --error-exitcode replaces it only when there are leaks.
+#[test]
+fn exit_status_and_error_exitcode() {
+    let scratch = Scratch::new("status");
+    let clean = scratch.compile("clean");
+    let family = scratch.compile("family");
+    let dirs: Vec<_> = (0..4).map(|i| scratch.path(&format!("run{i}"))).collect();
+    let mut guard = IpcGuard::new(&dirs.iter().map(|d| d.as_path()).collect::<Vec<_>>());
+
+    let run = |dir: &Path, args: &[&str], program: &[&Path]| {
+        shmtrace_run(dir, args, program).output().unwrap()
+    };
+    let three = Path::new("3");
+    let out = run(&dirs[0], &[], &[&clean, three]);
+    assert_eq!(exit_code(&out), 3, "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("shmtrace: clean: "));
+
+    let out = run(&dirs[1], &["--error-exitcode", "42"], &[&clean]);
+    assert_eq!(exit_code(&out), 0, "clean run keeps its status");
+
+    let out = run(&dirs[2], &["--error-exitcode=42"], &[&family]);
+    guard.add_from_output(&text(&out.stdout));
+    assert_eq!(exit_code(&out), 42, "{}", text(&out.stderr));
+
+    let out = run(&dirs[3], &[], &[&family]);
+    guard.add_from_output(&text(&out.stdout));
+    assert_eq!(exit_code(&out), 0, "leaks alone do not change the status");
+
+    // `report` exits 0, or the --error-exitcode value when there are leaks.
+    let report = |args: &[&str], dir: &Path| {
+        Command::new(SHMTRACE)
+            .arg("report")
+            .args(args)
+            .arg(dir)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(exit_code(&report(&[], &dirs[3])), 0);
+    assert_eq!(exit_code(&report(&["--error-exitcode", "9"], &dirs[3])), 9);
+    assert_eq!(exit_code(&report(&["--error-exitcode", "9"], &dirs[0])), 0);
+}
+
+/// `shmtrace report DIR` reproduces the run's report from the saved run directory.
+#[test]
+fn report_reproduces_the_run() {
+    let scratch = Scratch::new("reproduce");
+    let run_dir = scratch.path("run");
+    let mut guard = IpcGuard::new(&[&run_dir]);
+    let family = scratch.compile("family");
+    let json_out = scratch.path("run.json.out");
+
+    let out = shmtrace_run(
+        &run_dir,
+        &["--json", "--output", json_out.to_str().unwrap()],
+        &[&family],
+    )
+    .output()
+    .unwrap();
+    guard.add_from_output(&text(&out.stdout));
+    assert_eq!(exit_code(&out), 0, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).is_empty(),
+        "--output takes the report off stderr"
+    );
+    let during: Value = serde_json::from_str(&std::fs::read_to_string(&json_out).unwrap()).unwrap();
+    let after = report_json(&run_dir, &[]);
+    for key in [
+        "verdict",
+        "processes",
+        "leaks",
+        "attachments",
+        "mappings",
+        "never_returned",
+        "calls",
+        "sysv",
+    ] {
+        assert_eq!(during[key], after[key], "{key} differs");
+    }
+    assert_eq!(after["verdict"]["leaks"], 1);
+
+    // And in text: the same verdict line.
+    let text_report = Command::new(SHMTRACE)
+        .arg("report")
+        .arg(&run_dir)
+        .output()
+        .unwrap();
+    assert!(text(&text_report.stdout).contains("shmtrace: 1 leak: 1 semaphore set\n"));
+}
+
+/// Call sites of a program built with -g: `function (file.c:LINE)` at the exact lines, for
+/// SysV objects and for the attachments and mappings of the exit report.
+#[test]
+fn call_sites_are_symbolized_to_file_and_line() {
+    let scratch = Scratch::new("sites");
+    let run_dir = scratch.path("run");
+    let mut guard = IpcGuard::new(&[&run_dir]);
+    let sites = scratch.compile("sites");
+
+    let out = shmtrace_run(&run_dir, &[], &[&sites]).output().unwrap();
+    guard.add_from_output(&text(&out.stdout));
+    let stderr = text(&out.stderr);
+    assert_eq!(exit_code(&out), 3, "{stderr}");
+    let (shmget, shmat, mmap) = (
+        line_of("sites", "shmget"),
+        line_of("sites", "shmat"),
+        line_of("sites", "mmap"),
+    );
+    for expected in [
+        format!("at make_segment (sites.c:{shmget})"),
+        format!("read-only  main (sites.c:{shmat})"),
+        format!("main (sites.c:{mmap})"),
+        "shmtrace: 3 leaks: 1 segment, 1 attachment, 1 mapping (8192 bytes)".to_string(),
+    ] {
+        assert!(stderr.contains(&expected), "{expected:?} not in:\n{stderr}");
+    }
+
+    let doc = report_json(&run_dir, &[]);
+    let site = &items(&doc, "leaks")[0]["site"];
+    assert_eq!(site["function"], "make_segment");
+    assert_eq!(site["line"], shmget);
+    assert!(ends_with(&site["module"], "/sites"));
+    assert_eq!(items(&doc, "attachments")[0]["site"]["line"], shmat);
+    assert_eq!(items(&doc, "attachments")[0]["readonly"], true);
+    assert_eq!(items(&doc, "mappings")[0]["site"]["line"], mmap);
+    assert_eq!(items(&doc, "mappings")[0]["bytes"], 8192);
+
+    // Without debug information: the function from the symbol table, with its offset.
+    let stripped = scratch.compile_with("sites", "sites_stripped", &["-g0"]);
+    let run2 = scratch.path("run2");
+    let mut guard2 = IpcGuard::new(&[&run2]);
+    let out = shmtrace_run(&run2, &["--json"], &[&stripped])
+        .output()
+        .unwrap();
+    guard2.add_from_output(&text(&out.stdout));
+    let doc: Value = serde_json::from_slice(&out.stderr).expect("JSON report on stderr");
+    let site = &items(&doc, "leaks")[0]["site"];
+    assert_eq!(site["line"], Value::Null);
+    assert!(
+        site["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("make_segment+0x"),
+        "{site}"
+    );
+    assert!(
+        site["text"]
+            .as_str()
+            .unwrap()
+            .ends_with(" (sites_stripped)")
+    );
+}
+
+/// The environment: LD_PRELOAD keeps what the user preloads (after the shim), the shim's
+/// variables are set, SHMTRACE_EXITCODE is removed, everything else passes through.
+#[test]
+fn environment_given_to_the_program() {
+    let scratch = Scratch::new("env");
+    let run_dir = scratch.path("run");
+    let envprint = scratch.compile("envprint");
+    let extra = scratch.compile_with("preload_extra", "libextra.so", &["-shared", "-fPIC"]);
+
+    let out = shmtrace_run(&run_dir, &[], &[&envprint])
+        .env("LD_PRELOAD", &extra)
+        .env("SHMTRACE_EXITCODE", "99")
+        .env("SHMTRACE_TEST_MARK", "kept")
+        .output()
+        .unwrap();
+    assert_eq!(exit_code(&out), 0, "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lib = lib().canonicalize().unwrap();
+    let log = run_dir.canonicalize().unwrap().join("%p.jsonl");
+    for expected in [
+        format!("LD_PRELOAD={} {}", lib.display(), extra.display()),
+        format!("SHMTRACE_LOG={}", log.display()),
+        "SHMTRACE_FORMAT=json".to_string(),
+        "SHMTRACE_EXITCODE=(unset)".to_string(),
+        "SHMTRACE_TEST_MARK=kept".to_string(),
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == expected),
+            "{expected:?} not in:\n{stdout}"
+        );
+    }
+    // The program's stdout is its own: the report went to stderr.
+    assert_eq!(stdout.lines().count(), 5, "{stdout}");
+    assert!(text(&out.stderr).contains("shmtrace: clean: "));
+}
+
+/// Like system(3): a SIGINT sent to shmtrace is ignored, the program gets its own and dies of
+/// it, and shmtrace still reports and exits 128+2.
+#[test]
+fn interrupt_reaches_the_program_and_the_report_follows() {
+    let scratch = Scratch::new("sigint");
+    let run_dir = scratch.path("run");
+    let waiter = scratch.compile("waiter");
+
+    let mut child = shmtrace_run(&run_dir, &[], &[&waiter])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let program: i32 = line
+        .strip_prefix("ready ")
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("waiter not ready: {line:?}"));
+    kill(child.id() as i32, libc::SIGINT);
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "shmtrace died of SIGINT"
+    );
+    kill(program, libc::SIGINT);
+    // End of input: had the SIGINT not killed it, the program would now exit 0.
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(exit_code(&out), 128 + 2, "{stderr}");
+    assert!(stderr.contains("killed by SIGINT"), "{stderr}");
+}
