@@ -25,7 +25,7 @@ INSTALLED   := $(bindir)/shmtrace $(libdir)/libshmtrace.so.$(VERSION) $(libdir)/
                $(docdir)/README.md $(docdir)/log-format.md $(docdir)/shmtrace-command.md \
                $(man7dir)/shmtrace.7
 
-.PHONY: all lib header demo demo-log demo-leak bench install uninstall test test-install test-rust test-c lint fmt clean
+.PHONY: all lib header demo demo-log demo-leak bench install uninstall test test-install test-edge test-rust test-c lint fmt clean
 
 all: lib
 
@@ -100,7 +100,12 @@ $(BUILD)/bench/%: bench/%.c include/shmtrace.h
 test-install: lib
 	$(PYTHON) tests/install_recipe.py
 
-test: lint test-rust test-install test-c
+# Hostile input and conditions: bad arguments to every hook, signals, SIGKILL, secure mode,
+# log file safety, late calls (c_tests/edge; needs root for setcap/setuid).
+test-edge: lib
+	$(PYTHON) c_tests/edge/run.py
+
+test: lint test-rust test-install test-edge test-c
 
 # The command's tests (cli/tests) run programs under the built library.
 test-rust: lib

@@ -5,7 +5,8 @@
 use core::ffi::c_int;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::platform::{config, guard::Guard, process, real, sink};
+use crate::platform::guard::{self, Guard};
+use crate::platform::{config, process, real, sink};
 use crate::recorder;
 
 // Runs when the library is loaded (preloaded or linked), after libc is initialised but possibly
@@ -49,6 +50,7 @@ extern "C" fn constructor() {
 /// No other thread may be inside the ledger or the private heap when the address space is
 /// copied. Locks are taken in the order calls take them: ledger, then heap.
 extern "C" fn before_fork() {
+    guard::hold();
     recorder::lock_for_fork();
     crate::HEAP.lock_for_fork();
 }
@@ -59,6 +61,7 @@ extern "C" fn in_parent_after_fork() {
         crate::HEAP.unlock_after_fork();
         recorder::unlock_after_fork(false);
     }
+    guard::release();
 }
 
 /// Only async-signal-safe work: the child of a multithreaded parent may run nothing else.
@@ -72,6 +75,7 @@ extern "C" fn in_child_after_fork() {
     process::remember_pid();
     sink::reopen_after_fork();
     recorder::announce_fork(parent);
+    guard::release();
 }
 
 extern "C" fn destructor() {

@@ -231,7 +231,8 @@ fn read_sops(ev: &mut Event, sops: *const sembuf, nsops: usize) {
     {
         return;
     }
-    let n = nsops.min(SOPS_KEPT);
+    // The kernel takes nsops as an unsigned int: that is how many entries it read.
+    let n = (nsops as u32 as usize).min(SOPS_KEPT);
     for (i, slot) in ev.sops.iter_mut().take(n).enumerate() {
         // SAFETY: the kernel copied `nsops` entries from `sops` during this call, so the first
         // `n <= nsops` are mapped and readable; the caller cannot free them before we return.

@@ -85,12 +85,23 @@ fn open_template() -> Result<c_int, i32> {
         return Err(libc::ENAMETOOLONG);
     }
     path[len] = 0;
-    let flags =
-        libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC | libc::O_NOFOLLOW;
+    // O_NONBLOCK only for the open: a FIFO nobody reads would otherwise block the program
+    // forever (it fails with ENXIO instead, and the log falls back to stderr).
+    let flags = libc::O_WRONLY
+        | libc::O_CREAT
+        | libc::O_APPEND
+        | libc::O_CLOEXEC
+        | libc::O_NOFOLLOW
+        | libc::O_NONBLOCK;
     // SAFETY: `path` is NUL-terminated; mode 0600 because a log may reveal a program's keys,
     // ids and addresses.
     let fd = unsafe { libc::open(path.as_ptr().cast(), flags, 0o600 as libc::c_uint) };
-    if fd < 0 { Err(errno::get()) } else { Ok(fd) }
+    if fd < 0 {
+        return Err(errno::get());
+    }
+    // SAFETY: `fd` was just opened here; F_SETFL only changes its status flags.
+    unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_APPEND) };
+    Ok(fd)
 }
 
 /// Writes `template` into `out` with every `%p` replaced by `pid`; `None` if it does not fit.
