@@ -32,6 +32,11 @@ OPTIONS (running a program)
     --out DIR            the run directory (created; must hold no .jsonl yet): one
                          PID.jsonl log per process and run.json (the command and how it
                          ended); default ./shmtrace.PID (PID of shmtrace)
+    --stack N            also record, for every call, the return addresses of the N frames
+                         above its call site (0..16; sets SHMTRACE_STACK=N for the program;
+                         default: none, or SHMTRACE_STACK as already set). The report then
+                         shows under each site the functions that led there, as
+                         `called from function (file:line)` lines
 
 OPTIONS (both forms)
     --error-exitcode N   exit with N (1..255) when the merged verdict finds leaks
@@ -52,8 +57,8 @@ OPTIONS (both forms)
 
 ENVIRONMENT GIVEN TO THE PROGRAM
     Unchanged, except LD_PRELOAD (the library, then any LD_PRELOAD already set),
-    SHMTRACE_LOG=RUNDIR/%p.jsonl, SHMTRACE_FORMAT=json, and SHMTRACE_EXITCODE removed (the
-    program's own status is kept; use --error-exitcode).
+    SHMTRACE_LOG=RUNDIR/%p.jsonl, SHMTRACE_FORMAT=json, SHMTRACE_STACK=N with --stack N, and
+    SHMTRACE_EXITCODE removed (the program's own status is kept; use --error-exitcode).
 
 EXIT STATUS
     the program's status (run), 0 (report), or the --error-exitcode value when there are
@@ -110,10 +115,15 @@ impl ViewOptions {
     }
 }
 
+/// The most frames `--stack` asks for (the shim's `SHMTRACE_STACK` limit).
+pub const STACK_MAX: u8 = 16;
+
 #[derive(Debug)]
 pub struct RunOptions {
     pub lib: Option<PathBuf>,
     pub out: Option<PathBuf>,
+    /// `--stack N`: `SHMTRACE_STACK` for the program; `None` leaves the environment's.
+    pub stack: Option<u8>,
     pub view: ViewOptions,
     /// PROGRAM and its arguments; never empty.
     pub program: Vec<OsString>,
@@ -143,6 +153,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
     let mut view = ViewOptions::default();
     let mut lib = None;
     let mut out = None;
+    let mut stack = None;
     let mut positional: Vec<OsString> = Vec::new();
 
     while let Some(arg) = args.next() {
@@ -220,7 +231,18 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
             }
             "--lib" if !report => lib = Some(PathBuf::from(value("a path")?)),
             "--out" if !report => out = Some(PathBuf::from(value("a directory")?)),
-            "--lib" | "--out" => return Err(format!("{name} is for running a program")),
+            "--stack" if !report => {
+                let v = value("a number of frames")?;
+                let depth = v
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|n| *n <= STACK_MAX)
+                    .ok_or_else(|| format!("--stack: expected 0..{STACK_MAX}, not {v}"))?;
+                stack = Some(depth);
+            }
+            "--lib" | "--out" | "--stack" => {
+                return Err(format!("{name} is for running a program"));
+            }
             _ => return Err(format!("unknown option {name}")),
         }
     }
@@ -238,6 +260,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
         Ok(Command::Run(RunOptions {
             lib,
             out,
+            stack,
             view,
             program: positional,
         }))
@@ -319,5 +342,27 @@ mod tests {
         assert!(parse_strs(&["report", "--lib", "x", "d"]).is_err());
         assert!(parse_strs(&["--frobnicate", "ls"]).is_err());
         assert!(parse_strs(&["--lib"]).is_err());
+        assert!(parse_strs(&["--stack", "17", "ls"]).is_err());
+        assert!(parse_strs(&["--stack", "-1", "ls"]).is_err());
+        assert!(parse_strs(&["--stack", "x", "ls"]).is_err());
+        assert!(parse_strs(&["--stack"]).is_err());
+        assert!(parse_strs(&["report", "--stack", "3", "d"]).is_err());
+    }
+
+    #[test]
+    fn stack_depth_for_the_program() {
+        let depth = |args: &[&str]| match parse_strs(args) {
+            Ok(Command::Run(run)) => run.stack,
+            other => panic!("not a run: {other:?}"),
+        };
+        assert_eq!(depth(&["ls"]), None);
+        assert_eq!(depth(&["--stack", "3", "ls"]), Some(3));
+        assert_eq!(depth(&["--stack=16", "ls"]), Some(16));
+        assert_eq!(depth(&["--stack", "0", "ls"]), Some(0));
+        // After PROGRAM it is the program's.
+        let Ok(Command::Run(run)) = parse_strs(&["ls", "--stack", "3"]) else {
+            panic!("not a run");
+        };
+        assert_eq!((run.stack, run.program.len()), (None, 3));
     }
 }

@@ -32,6 +32,11 @@ fn site(s: &Symbol) -> Value {
     })
 }
 
+/// The frames above a site (`--stack`), innermost first: SITE objects, `[]` when not recorded.
+fn stack(frames: &[Symbol]) -> Value {
+    Value::Array(frames.iter().map(site).collect())
+}
+
 fn presence(p: Presence) -> &'static str {
     match p {
         Presence::Exists => "exists",
@@ -88,6 +93,7 @@ pub fn document(report: &Report, view: &ViewOptions) -> Value {
             obj.insert("pid".into(), json!(l.pid));
             obj.insert("exe".into(), json!(l.exe));
             obj.insert("site".into(), site(&l.site));
+            obj.insert("stack".into(), stack(&l.stack));
             obj.insert("ts".into(), seconds(l.ts));
             obj.insert("kernel".into(), json!(presence(l.presence)));
             Value::Object(obj)
@@ -100,6 +106,7 @@ pub fn document(report: &Report, view: &ViewOptions) -> Value {
             json!({
                 "pid": a.pid, "shmid": a.shmid, "addr": hex(a.addr), "size": a.size,
                 "readonly": a.readonly, "site": a.site.as_ref().map(site),
+                "stack": stack(&a.stack),
             })
         })
         .collect();
@@ -109,7 +116,7 @@ pub fn document(report: &Report, view: &ViewOptions) -> Value {
         .map(|m| {
             json!({
                 "pid": m.pid, "count": m.count, "bytes": m.bytes,
-                "site": m.site.as_ref().map(site),
+                "site": m.site.as_ref().map(site), "stack": stack(&m.stack),
             })
         })
         .collect();
@@ -119,7 +126,8 @@ pub fn document(report: &Report, view: &ViewOptions) -> Value {
         .map(|b| {
             json!({
                 "pid": b.pid, "tid": b.tid, "fn": b.func, "args": b.args,
-                "site": b.site.as_ref().map(site), "since": seconds(b.since),
+                "site": b.site.as_ref().map(site), "stack": stack(&b.stack),
+                "since": seconds(b.since),
                 "still_waiting": b.still_waiting,
             })
         })

@@ -59,6 +59,9 @@ pub struct Call {
     pub errno: Option<String>,
     pub dur_ns: u64,
     pub caller: Option<u64>,
+    /// Return addresses of the frames above `caller`, innermost first (`SHMTRACE_STACK`);
+    /// empty when not recorded.
+    pub stack: Vec<u64>,
     /// Successful `shmget`/`semget` only, in shims that record it.
     pub created: Option<bool>,
 }
@@ -88,11 +91,13 @@ pub struct ReportAttachment {
     pub size: u64,
     pub readonly: bool,
     pub site: Option<u64>,
+    pub stack: Vec<u64>,
 }
 
 #[derive(Clone, Debug)]
 pub struct ReportMappings {
     pub site: Option<u64>,
+    pub stack: Vec<u64>,
     pub count: u64,
     pub bytes: u64,
 }
@@ -285,6 +290,15 @@ pub fn hex(value: Option<&Value>) -> Option<u64> {
     u64::from_str_radix(digits, 16).ok()
 }
 
+/// `["0x55d0c0a01300", ...]` to addresses; entries that are not hex are skipped, an absent or
+/// malformed key is no stack.
+pub fn stack_of(value: Option<&Value>) -> Vec<u64> {
+    value
+        .and_then(Value::as_array)
+        .map(|frames| frames.iter().filter_map(|f| hex(Some(f))).collect())
+        .unwrap_or_default()
+}
+
 fn module_of(value: &Value) -> Option<Module> {
     let obj = value.as_object()?;
     Some(Module {
@@ -315,6 +329,7 @@ fn call_of(mut obj: Map<String, Value>) -> Result<Call, String> {
         errno: obj.get("errno").and_then(Value::as_str).map(str::to_string),
         dur_ns: obj.get("dur_ns").and_then(Value::as_u64).unwrap_or(0),
         caller: hex(obj.get("caller")),
+        stack: stack_of(obj.get("stack")),
         created: obj.get("created").and_then(Value::as_bool),
     })
 }
@@ -347,11 +362,13 @@ fn report_of(obj: &Map<String, Value>) -> Result<ExitReport, String> {
                 size: num(o, "size"),
                 readonly: o.get("readonly").and_then(Value::as_bool).unwrap_or(false),
                 site: hex(o.get("site")),
+                stack: stack_of(o.get("stack")),
             })
             .collect(),
         mappings: items(obj, "mappings")
             .map(|o| ReportMappings {
                 site: hex(o.get("site")),
+                stack: stack_of(o.get("stack")),
                 count: num(o, "count"),
                 bytes: num(o, "bytes"),
             })
@@ -376,6 +393,27 @@ mod tests {
         assert_eq!(c.created, Some(true));
         assert!(c.succeeded());
         assert_eq!(c.arg_str("key"), Some("IPC_PRIVATE"));
+        assert!(c.stack.is_empty(), "no stack key, no stack");
+    }
+
+    #[test]
+    fn stacks_in_calls_and_exit_reports() {
+        let line = r#"{"event":"enter","pid":1,"tid":1,"ts":1.0,"fn":"semop","args":{},"caller":"0x10","stack":["0x20","0x30"]}"#;
+        let Ok(Some(Record::Enter(c))) = parse_line(line) else {
+            panic!("not an enter");
+        };
+        assert_eq!(c.stack, [0x20, 0x30]);
+        let line = r#"{"event":"report","pid":1,"clean":false,"segments":[],"semaphores":[],"attachments":[{"shmid":5,"addr":"0x7f0000000000","size":4096,"readonly":false,"site":"0x10","stack":["0x20"]}],"mappings":[{"site":"0x10","stack":["0x40","bad",7],"count":1,"bytes":4096},{"site":"0x10","count":1,"bytes":4096}]}"#;
+        let Ok(Some(Record::Report(r))) = parse_line(line) else {
+            panic!("not a report");
+        };
+        assert_eq!(r.attachments[0].stack, [0x20]);
+        assert_eq!(
+            r.mappings[0].stack,
+            [0x40],
+            "frames that are not hex are skipped"
+        );
+        assert!(r.mappings[1].stack.is_empty());
     }
 
     #[test]

@@ -48,9 +48,11 @@ impl Style {
 }
 
 /// A table: columns padded to their widest cell (the last column is not padded). Cells may
-/// carry colour: widths are measured without escape sequences.
+/// carry colour: widths are measured without escape sequences. A row may carry notes: lines
+/// printed under it, indented under its last cell (a call site's stack).
 struct Table {
     rows: Vec<Vec<String>>,
+    notes: Vec<Vec<String>>,
     right: Vec<bool>,
 }
 
@@ -58,12 +60,18 @@ impl Table {
     fn new(right: &[bool]) -> Table {
         Table {
             rows: Vec::new(),
+            notes: Vec::new(),
             right: right.to_vec(),
         }
     }
 
     fn row(&mut self, cells: Vec<String>) {
+        self.row_with_notes(cells, Vec::new());
+    }
+
+    fn row_with_notes(&mut self, cells: Vec<String>, notes: Vec<String>) {
         self.rows.push(cells);
+        self.notes.push(notes);
     }
 
     fn write(&self, out: &mut String, indent: &str) {
@@ -78,7 +86,7 @@ impl Table {
                     .unwrap_or(0)
             })
             .collect();
-        for row in &self.rows {
+        for (row, notes) in self.rows.iter().zip(&self.notes) {
             let mut line = String::from(indent);
             for (c, cell) in row.iter().enumerate() {
                 let pad = widths[c].saturating_sub(visible_len(cell));
@@ -98,6 +106,15 @@ impl Table {
             }
             out.push_str(line.trim_end());
             out.push('\n');
+            let last_column: usize = widths
+                .iter()
+                .take(row.len().saturating_sub(1))
+                .map(|w| w + 2)
+                .sum();
+            for note in notes {
+                let pad = " ".repeat(indent.len() + last_column + 2);
+                let _ = writeln!(out, "{pad}{note}");
+            }
         }
     }
 }
@@ -173,6 +190,15 @@ pub fn call_text(func: &str, args: &serde_json::Map<String, Value>) -> String {
 
 fn site_text(style: Style, site: Option<&Symbol>) -> String {
     site.map_or_else(|| style.dim("?"), |s| style.site(&s.text()))
+}
+
+/// The frames above a call site (`--stack`), innermost first, one line each:
+/// `called from first_leaf (app.c:35)`.
+fn stack_lines(style: Style, stack: &[Symbol]) -> Vec<String> {
+    stack
+        .iter()
+        .map(|s| format!("{} {}", style.dim("called from"), style.site(&s.text())))
+        .collect()
 }
 
 pub fn presence_text(p: Presence) -> &'static str {
@@ -350,6 +376,9 @@ pub fn text(report: &Report, view: &ViewOptions, style: Style) -> String {
             leak.pid,
             site_text(style, Some(&leak.site)),
         );
+        for line in stack_lines(style, &leak.stack) {
+            let _ = writeln!(out, "          {line}");
+        }
         let presence = presence_text(leak.presence);
         let _ = match leak.presence {
             Presence::Exists => writeln!(
@@ -377,19 +406,22 @@ pub fn text(report: &Report, view: &ViewOptions, style: Style) -> String {
                 .to_vec(),
         );
         for a in &report.attachments {
-            table.row(vec![
-                a.pid.to_string(),
-                a.shmid.to_string(),
-                format!("{:#x}", a.addr),
-                a.size.to_string(),
-                (if a.readonly {
-                    "read-only"
-                } else {
-                    "read-write"
-                })
-                .to_string(),
-                site_text(style, a.site.as_ref()),
-            ]);
+            table.row_with_notes(
+                vec![
+                    a.pid.to_string(),
+                    a.shmid.to_string(),
+                    format!("{:#x}", a.addr),
+                    a.size.to_string(),
+                    (if a.readonly {
+                        "read-only"
+                    } else {
+                        "read-write"
+                    })
+                    .to_string(),
+                    site_text(style, a.site.as_ref()),
+                ],
+                stack_lines(style, &a.stack),
+            );
         }
         table.write(&mut out, "  ");
     }
@@ -407,12 +439,15 @@ pub fn text(report: &Report, view: &ViewOptions, style: Style) -> String {
                 .to_vec(),
         );
         for m in &report.mappings {
-            table.row(vec![
-                m.pid.to_string(),
-                m.count.to_string(),
-                m.bytes.to_string(),
-                site_text(style, m.site.as_ref()),
-            ]);
+            table.row_with_notes(
+                vec![
+                    m.pid.to_string(),
+                    m.count.to_string(),
+                    m.bytes.to_string(),
+                    site_text(style, m.site.as_ref()),
+                ],
+                stack_lines(style, &m.stack),
+            );
         }
         table.write(&mut out, "  ");
     }
@@ -444,6 +479,9 @@ pub fn text(report: &Report, view: &ViewOptions, style: Style) -> String {
                 })
                 .unwrap_or_default();
             let _ = writeln!(out, "      at {}", site_text(style, b.site.as_ref()));
+            for line in stack_lines(style, &b.stack) {
+                let _ = writeln!(out, "          {line}");
+            }
             let state = if b.still_waiting {
                 "still waiting: the process is still running".to_string()
             } else {
@@ -571,6 +609,41 @@ mod tests {
         t.write(&mut out, "");
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(visible_len(lines[0]), visible_len(lines[1]));
+    }
+
+    #[test]
+    fn table_notes_go_under_the_last_cell() {
+        let mut t = Table::new(&[false, true, false]);
+        t.row(vec!["PID".into(), "N".into(), "AT".into()]);
+        t.row_with_notes(
+            vec!["12345".into(), "1".into(), "leaf (a.c:3)".into()],
+            vec![
+                "called from mid (a.c:9)".into(),
+                "called from main (a.c:14)".into(),
+            ],
+        );
+        t.row(vec!["7".into(), "100".into(), "main (a.c:20)".into()]);
+        let mut out = String::new();
+        t.write(&mut out, "  ");
+        assert_eq!(
+            out,
+            "  PID      N  AT\n\
+             \x20 12345    1  leaf (a.c:3)\n\
+             \x20               called from mid (a.c:9)\n\
+             \x20               called from main (a.c:14)\n\
+             \x20 7      100  main (a.c:20)\n"
+        );
+    }
+
+    #[test]
+    fn stack_lines_name_each_frame() {
+        let mut frame = Symbol::raw(0x1234);
+        frame.function = Some("mid".into());
+        frame.file = Some("/src/a.c".into());
+        frame.line = Some(9);
+        let lines = stack_lines(Style { color: false }, &[frame, Symbol::raw(0x99)]);
+        assert_eq!(lines, ["called from mid (a.c:9)", "called from 0x99"]);
+        assert!(stack_lines(Style { color: false }, &[]).is_empty());
     }
 
     #[test]

@@ -228,6 +228,9 @@ pub fn run(opts: &RunOptions) -> Result<Finished, Failure> {
         .env("SHMTRACE_LOG", log)
         .env("SHMTRACE_FORMAT", "json")
         .env_remove("SHMTRACE_EXITCODE");
+    if let Some(depth) = opts.stack {
+        command.env("SHMTRACE_STACK", depth.to_string());
+    }
 
     let interrupts = IgnoreInterrupts::new();
     let reset = interrupts.to_reset_in_child();

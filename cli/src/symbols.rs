@@ -102,6 +102,11 @@ impl Symbolizer {
         symbol
     }
 
+    /// Each of `addrs` (return addresses, like a call site: the stack above one), in order.
+    pub fn symbolize_all(&mut self, addrs: &[u64], modules: Option<&[Module]>) -> Vec<Symbol> {
+        addrs.iter().map(|&a| self.symbolize(a, modules)).collect()
+    }
+
     fn find(&mut self, path: &str, offset: u64) -> Option<FoundShared> {
         let key = (path.to_string(), offset);
         if let Some(found) = self.found.get(&key) {

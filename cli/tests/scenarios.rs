@@ -507,3 +507,240 @@ fn interrupt_reaches_the_program_and_the_report_follows() {
     assert_eq!(exit_code(&out), 128 + 2, "{stderr}");
     assert!(stderr.contains("killed by SIGINT"), "{stderr}");
 }
+
+/// The JSON log lines of every process of a run directory.
+fn log_records(run_dir: &Path) -> Vec<Value> {
+    let mut records = Vec::new();
+    for entry in std::fs::read_dir(run_dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "jsonl") {
+            for line in std::fs::read_to_string(&path).unwrap().lines() {
+                records.push(serde_json::from_str(line).expect("a JSON log line"));
+            }
+        }
+    }
+    records
+}
+
+/// `stacks.c`: the helper's line for `marker` reached through the first or the second chain.
+fn stacks_frames(chain: usize) -> Vec<(&'static str, u64)> {
+    let frames: &[(&str, &str)] = if chain == 1 {
+        &[
+            ("first_leaf", "first_leaf"),
+            ("first_chain", "first_chain"),
+            ("main", "main_first"),
+        ]
+    } else {
+        &[
+            ("second_leaf", "second_leaf"),
+            ("second_middle", "second_middle"),
+            ("second_chain", "second_chain"),
+        ]
+    };
+    frames
+        .iter()
+        .map(|&(function, marker)| (function, line_of("stacks", marker)))
+        .collect()
+}
+
+/// The `(function, line)` of each frame of a report's `stack` array.
+fn frames_of(stack: &Value) -> Vec<(String, u64)> {
+    stack
+        .as_array()
+        .unwrap_or_else(|| panic!("stack is not an array: {stack}"))
+        .iter()
+        .map(|f| {
+            assert!(ends_with(&f["file"], "/stacks.c"), "{f}");
+            (
+                f["function"].as_str().unwrap_or("?").to_string(),
+                f["line"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+fn owned(frames: &[(&str, u64)]) -> Vec<(String, u64)> {
+    frames.iter().map(|&(f, l)| (f.to_string(), l)).collect()
+}
+
+/// `--stack 3`: one helper leaks a segment, an attachment and a mapping, called through two
+/// call chains. Each leak names its own chain, frame by frame, at the exact lines: in the text
+/// report, in the JSON report, and from the saved logs.
+#[test]
+fn deeper_stacks_tell_two_call_chains_apart() {
+    let scratch = Scratch::new("stacks");
+    let run_dir = scratch.path("run");
+    let mut guard = IpcGuard::new(&[&run_dir]);
+    let stacks = scratch.compile("stacks");
+
+    let out = shmtrace_run(&run_dir, &["--stack", "3"], &[&stacks])
+        .env_remove("SHMTRACE_STACK")
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    guard.add_from_output(&stdout);
+    let stderr = text(&out.stderr);
+    assert_eq!(exit_code(&out), 0, "{stderr}");
+    assert!(
+        stderr.contains("shmtrace: 6 leaks: 2 segments, 2 attachments, 2 mappings (8192 bytes)\n"),
+        "{stderr}"
+    );
+    let shm: Vec<i64> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("shm ")?.parse().ok())
+        .collect();
+    assert_eq!(shm.len(), 2, "{stdout}");
+
+    // Text: under each site, one `called from` line per frame, innermost first; in the
+    // attachment and mapping tables, indented under the site's column.
+    let (shmget, shmat, mmap) = (
+        line_of("stacks", "shmget"),
+        line_of("stacks", "shmat"),
+        line_of("stacks", "mmap"),
+    );
+    let doc = report_json(&run_dir, &[]);
+    let root = root_pid(&doc);
+    let called_from = |chain: usize| -> Vec<String> {
+        stacks_frames(chain)
+            .iter()
+            .map(|(f, l)| format!("called from {f} (stacks.c:{l})"))
+            .collect()
+    };
+    let lines: Vec<&str> = stderr.lines().collect();
+    // The three lines under each line ending with `site`, trimmed, and their indents.
+    let under = |site: &str| -> Vec<(Vec<String>, Vec<usize>)> {
+        lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.ends_with(site))
+            .map(|(i, _)| {
+                let next = &lines[i + 1..(i + 4).min(lines.len())];
+                (
+                    next.iter().map(|l| l.trim_start().to_string()).collect(),
+                    next.iter()
+                        .map(|l| l.len() - l.trim_start().len())
+                        .collect(),
+                )
+            })
+            .collect()
+    };
+    for (site, column) in [
+        (format!(" at leak_here (stacks.c:{shmget})"), None),
+        (
+            format!("  leak_here (stacks.c:{shmat})"),
+            Some("ATTACHED AT"),
+        ),
+        (format!("  leak_here (stacks.c:{mmap})"), Some("MAPPED AT")),
+    ] {
+        let found = under(&site);
+        assert_eq!(found.len(), 2, "{site:?} twice in:\n{stderr}");
+        let mut chains = Vec::new();
+        for (frames, indents) in found {
+            let chain = if frames == called_from(1) {
+                1
+            } else if frames == called_from(2) {
+                2
+            } else {
+                panic!("under {site:?}: {frames:?} in:\n{stderr}");
+            };
+            chains.push(chain);
+            // Indented below the site: the leak's `created by` line, or the table's column.
+            let expected = match column {
+                None => 10,
+                Some(header) => {
+                    let header_line = lines.iter().find(|l| l.ends_with(header)).unwrap();
+                    header_line.len() - header.len() + 2
+                }
+            };
+            assert_eq!(indents, [expected; 3], "under {site:?} in:\n{stderr}");
+        }
+        chains.sort_unstable();
+        assert_eq!(chains, [1, 2], "{site:?} in:\n{stderr}");
+    }
+    for id in &shm {
+        assert!(
+            stderr.contains(&format!(
+                "created by {root} (stacks) at leak_here (stacks.c:{shmget})"
+            )),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("still exists (ipcrm -m {id})")),
+            "{stderr}"
+        );
+    }
+
+    // JSON: the same frames, as site objects next to each site.
+    let chain_of = |stack: &Value| -> usize {
+        match frames_of(stack).first().map(|f| f.0.as_str()) {
+            Some("first_leaf") => 1,
+            Some("second_leaf") => 2,
+            other => panic!("unexpected innermost frame {other:?}: {stack}"),
+        }
+    };
+    let leaks = items(&doc, "leaks");
+    assert_eq!(leaks.len(), 2, "{doc}");
+    for leak in leaks {
+        assert_eq!(leak["site"]["line"], shmget);
+        let chain = if leak["id"] == shm[0] { 1 } else { 2 };
+        assert_eq!(frames_of(&leak["stack"]), owned(&stacks_frames(chain)));
+    }
+    for (key, line) in [("attachments", shmat), ("mappings", mmap)] {
+        let entries = items(&doc, key);
+        assert_eq!(entries.len(), 2, "one call site, two chains: {doc}");
+        let mut chains: Vec<usize> = entries.iter().map(|e| chain_of(&e["stack"])).collect();
+        for e in entries {
+            assert_eq!(e["site"]["line"], line, "{e}");
+            assert_eq!(
+                frames_of(&e["stack"]),
+                owned(&stacks_frames(chain_of(&e["stack"])))
+            );
+        }
+        chains.sort_unstable();
+        assert_eq!(chains, [1, 2], "{key}: {doc}");
+    }
+
+    // The log holds them raw: three return addresses after `caller` in every call record.
+    let calls: Vec<Value> = log_records(&run_dir)
+        .into_iter()
+        .filter(|r| r["event"] == "call")
+        .collect();
+    assert_eq!(calls.len(), 6);
+    for call in &calls {
+        let frames = items(call, "stack");
+        assert_eq!(frames.len(), 3, "{call}");
+        assert!(frames.iter().all(|f| f.as_str().unwrap().starts_with("0x")));
+    }
+}
+
+/// Without `--stack` nothing changes: no `stack` key in any record, empty `stack` arrays in
+/// the JSON report, no `called from` line.
+#[test]
+fn without_stack_the_log_has_no_stack_key() {
+    let scratch = Scratch::new("nostack");
+    let run_dir = scratch.path("run");
+    let mut guard = IpcGuard::new(&[&run_dir]);
+    let stacks = scratch.compile("stacks");
+
+    let out = shmtrace_run(&run_dir, &[], &[&stacks])
+        .env_remove("SHMTRACE_STACK")
+        .output()
+        .unwrap();
+    guard.add_from_output(&text(&out.stdout));
+    let stderr = text(&out.stderr);
+    assert_eq!(exit_code(&out), 0, "{stderr}");
+    assert!(!stderr.contains("called from"), "{stderr}");
+
+    let records = log_records(&run_dir);
+    assert!(records.iter().any(|r| r["event"] == "report"));
+    for record in &records {
+        let line = record.to_string();
+        assert!(!line.contains("\"stack\""), "{line}");
+    }
+    let doc = report_json(&run_dir, &[]);
+    for key in ["leaks", "attachments", "mappings"] {
+        for entry in items(&doc, key) {
+            assert_eq!(entry["stack"], Value::Array(vec![]), "{entry}");
+        }
+    }
+}

@@ -24,6 +24,7 @@ fn help_documents_every_option() {
     for option in [
         "--lib PATH",
         "--out DIR",
+        "--stack N",
         "--error-exitcode N",
         "--json",
         "--output FILE",
@@ -50,6 +51,8 @@ fn usage_errors_exit_2() {
         &["--color", "sometimes", "true"],
         &["--bogus", "true"],
         &["report", "--lib", "x", "dir"],
+        &["--stack", "17", "true"],
+        &["report", "--stack", "3", "dir"],
         &["report", "/nonexistent/shmtrace/run"],
         &["--lib", "/nonexistent/libshmtrace.so", "true"],
     ] {

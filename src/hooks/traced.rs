@@ -5,7 +5,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering;
 
 use crate::ledger::Facts;
-use crate::platform::{clock, config, errno, guard::Guard, process, sink};
+use crate::platform::{backtrace, clock, config, errno, guard::Guard, process, sink};
 use crate::recorder;
 use crate::trace::event::{Event, Func, Phase};
 
@@ -56,6 +56,11 @@ fn begin(event: &mut Event, caller: usize, args: [u64; 6], vfork_child: Option<i
     event.pid = vfork_child.unwrap_or_else(process::pid);
     event.caller = caller as u64;
     event.args = args;
+    // Deeper stacks: off by default, and then this load is their whole cost.
+    let depth = config::stack_depth();
+    if depth > 0 {
+        backtrace::capture(event.caller, depth, &mut event.stack);
+    }
     // Thread, time and duration appear only in records; the ledger needs none of them, and
     // they cost a syscall and two clock reads.
     if sink::enabled() {

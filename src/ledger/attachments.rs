@@ -21,6 +21,8 @@ pub struct Attachment {
     pub size: u64,
     pub readonly: bool,
     pub site: u64,
+    /// The stack above `site` (a stack id of the ledger's site table; 0: none recorded).
+    pub stack: u32,
     /// Held before the last fork: the parent's, not this process's.
     pub inherited: bool,
     /// Live regions belonging to this attachment (splits and `mremap` copies add some).
@@ -74,6 +76,7 @@ impl Attachments {
         size: u64,
         readonly: bool,
         site: u64,
+        stack: u32,
     ) -> Option<u32> {
         let att = Attachment {
             id: self.next_id,
@@ -82,6 +85,7 @@ impl Attachments {
             size,
             readonly,
             site,
+            stack,
             inherited: false,
             pieces: 0,
             mapped: 0,
@@ -181,14 +185,14 @@ mod tests {
     #[test]
     fn slots_are_reused_ids_are_not() {
         let mut t = Attachments::new();
-        let a = t.add(7, 0x1000, 0x2000, false, 0x55).unwrap();
+        let a = t.add(7, 0x1000, 0x2000, false, 0x55, 0).unwrap();
         assert_eq!(t.account(a, 0x2000, 0, 1), None);
-        let b = t.add(7, 0x9000, 0x1000, true, 0x56).unwrap();
+        let b = t.add(7, 0x9000, 0x1000, true, 0x56, 0).unwrap();
         assert_eq!(t.at_addr(0x1000).collect::<Vec<_>>(), [a]);
         let ended = t.account(a, 0, 0x2000, -1).unwrap();
         assert_eq!((ended.id, ended.mapped, ended.pieces), (1, 0, 0));
         assert_eq!(t.at_addr(0x1000).count(), 0);
-        let c = t.add(8, 0x1000, 0x1000, false, 0x57).unwrap();
+        let c = t.add(8, 0x1000, 0x1000, false, 0x57, 0).unwrap();
         assert_eq!(c, a);
         assert_eq!(t.get(c).unwrap().id, 3);
         assert_eq!(t.live(), 2);

@@ -1,6 +1,6 @@
 //! The System V object calls: `shmget`, `shmctl`, `semget`, `semctl`.
 
-use super::objects::Segment;
+use super::objects::{Segment, SemaphoreSet};
 use super::{Facts, Ledger, Outcome};
 use crate::trace::event::Event;
 
@@ -16,6 +16,7 @@ impl Ledger {
         } else {
             0
         };
+        let stack = self.sites.intern_stack(ev.stack());
         self.objects.segment_got(Segment {
             shmid: ev.ret as i32,
             key: ev.arg_int(0),
@@ -25,6 +26,7 @@ impl Ledger {
                 ev.args[1]
             },
             site: ev.caller,
+            stack,
             created: facts.created,
             removed: false,
             inherited: false,
@@ -51,13 +53,16 @@ impl Ledger {
         } else {
             u32::try_from(ev.arg_int(1)).unwrap_or(0)
         };
-        self.objects.set_got(
-            ev.ret as i32,
-            ev.arg_int(0),
+        let stack = self.sites.intern_stack(ev.stack());
+        self.objects.set_got(SemaphoreSet {
+            semid: ev.ret as i32,
+            key: ev.arg_int(0),
             nsems,
-            ev.caller,
-            facts.created,
-        );
+            site: ev.caller,
+            stack,
+            created: facts.created,
+            inherited: false,
+        });
         Outcome::Recorded
     }
 

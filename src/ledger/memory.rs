@@ -94,6 +94,12 @@ impl Ledger {
         }
     }
 
+    /// The site of `ev`'s call: its caller, and the stack above it when one was recorded.
+    pub(super) fn site_of(&mut self, ev: &Event) -> u32 {
+        let stack = self.sites.intern_stack(ev.stack());
+        self.sites.intern(ev.caller, stack)
+    }
+
     pub(super) fn on_mmap(&mut self, ev: &Event, facts: &Facts) -> Outcome {
         let start = align_down(ev.ret as u64, facts.page());
         let prot = ev.arg_int(2);
@@ -112,7 +118,7 @@ impl Ledger {
             flags & libc::MAP_TYPE,
             libc::MAP_SHARED | libc::MAP_SHARED_VALIDATE
         );
-        let site = self.sites.intern(ev.caller);
+        let site = self.site_of(ev);
         self.place(start, end, site, Meta::new(kind, prot, shared, 0));
         outcome
     }
@@ -154,13 +160,14 @@ impl Ledger {
         if flags & libc::SHM_EXEC != 0 {
             prot |= libc::PROT_EXEC;
         }
-        let Some(slot) = self
-            .attachments
-            .add(shmid, start, end - start, readonly, ev.caller)
+        let site = self.site_of(ev);
+        let stack = self.sites.stack_of(site);
+        let Some(slot) =
+            self.attachments
+                .add(shmid, start, end - start, readonly, ev.caller, stack)
         else {
             return Outcome::Untracked;
         };
-        let site = self.sites.intern(ev.caller);
         if !self.place(start, end, site, Meta::new(Kind::Shm, prot, true, slot)) {
             self.attachments.release(slot);
             return Outcome::Untracked;
@@ -235,7 +242,7 @@ impl Ledger {
         if old_len == 0 {
             // A second mapping of a shared mapping's pages; the source stays.
             let outcome = self.clear(new, new_end, fixed);
-            return self.duplicate(old, new, new_end, ev.caller).or(outcome);
+            return self.duplicate(old, new, new_end, ev).or(outcome);
         }
 
         let old_end = end_of(old, old_len, page);
@@ -246,7 +253,7 @@ impl Ledger {
             }
             // Grown in place: the kernel found the pages after the source free.
             let outcome = self.clear(old_end, new_end, false);
-            let grown = self.grow(old, old_end, new_end, ev.caller);
+            let grown = self.grow(old, old_end, new_end, ev);
             return grown.or(outcome);
         }
 
@@ -255,12 +262,12 @@ impl Ledger {
         // source, so the source can be read piece by piece while the copy is written.
         let outcome = self.clear(new, new_end, fixed);
         let kept = old_len.min(new_len);
-        let copied = self.copy(old, end_of(old, kept, page), new, ev.caller);
+        let copied = self.copy(old, end_of(old, kept, page), new, ev);
         if !dontunmap {
             self.unmap(old, old_end);
         }
         let grown = if new_len > old_len {
-            self.grow(new, end_of(new, old_len, page), new_end, ev.caller)
+            self.grow(new, end_of(new, old_len, page), new_end, ev)
         } else {
             Outcome::Recorded
         };
@@ -270,7 +277,7 @@ impl Ledger {
     /// Copies the regions in `[from, to)` to `dest` at the same offsets, keeping their site,
     /// origin and attachment (a moved region keeps its call site). Gaps, which the kernel says
     /// were mapped, become unknown regions at `caller`.
-    fn copy(&mut self, from: u64, to: u64, dest: u64, caller: u64) -> Outcome {
+    fn copy(&mut self, from: u64, to: u64, dest: u64, caller: &Event) -> Outcome {
         let mut unknown = 0u64;
         let mut pos = from;
         while pos < to {
@@ -279,7 +286,7 @@ impl Ledger {
                 None => (to, to, 0, Meta::new(Kind::Unknown, 0, false, 0)),
             };
             if piece_start > pos {
-                let site = self.sites.intern(caller);
+                let site = self.site_of(caller);
                 let a = dest.saturating_add(pos - from);
                 let b = dest.saturating_add(piece_start - from);
                 if self.place(a, b, site, Meta::new(Kind::Unknown, 0, false, 0)) {
@@ -302,7 +309,7 @@ impl Ledger {
 
     /// Grows the mapping ending at `end` (its last page at `end - page`) to `new_end`, over a
     /// cleared range. Without a known region there, the growth is an unknown region.
-    fn grow(&mut self, start: u64, end: u64, new_end: u64, caller: u64) -> Outcome {
+    fn grow(&mut self, start: u64, end: u64, new_end: u64, caller: &Event) -> Outcome {
         if new_end <= end {
             return Outcome::Recorded;
         }
@@ -313,7 +320,7 @@ impl Ledger {
                 Outcome::Recorded
             }
             _ => {
-                let site = self.sites.intern(caller);
+                let site = self.site_of(caller);
                 self.place(end, new_end, site, Meta::new(Kind::Unknown, 0, false, 0));
                 Outcome::UnknownSource {
                     bytes: new_end - end,
@@ -325,8 +332,8 @@ impl Ledger {
     /// `mremap(old, 0, len, MREMAP_MAYMOVE)`: a new mapping of the same shared pages. It is a
     /// new acquisition at `caller`, except that a duplicate of an attachment's pages stays part
     /// of that attachment (the kernel counts it in `shm_nattch`).
-    fn duplicate(&mut self, old: u64, new: u64, new_end: u64, caller: u64) -> Outcome {
-        let site = self.sites.intern(caller);
+    fn duplicate(&mut self, old: u64, new: u64, new_end: u64, caller: &Event) -> Outcome {
+        let site = self.site_of(caller);
         match self.regions.containing(old) {
             Some((_, v)) => {
                 let meta = if v.meta.kind() == Kind::Shm {

@@ -24,6 +24,8 @@ pub struct Segment {
     pub key: i32,
     pub size: u64,
     pub site: u64,
+    /// The stack above `site` (a stack id of the ledger's site table; 0: none recorded).
+    pub stack: u32,
     pub created: bool,
     /// This process called `IPC_RMID`: the kernel destroys it at its last detach, wherever.
     pub removed: bool,
@@ -40,6 +42,8 @@ pub struct SemaphoreSet {
     pub key: i32,
     pub nsems: u32,
     pub site: u64,
+    /// The stack above `site` (a stack id of the ledger's site table; 0: none recorded).
+    pub stack: u32,
     pub created: bool,
     pub inherited: bool,
 }
@@ -116,15 +120,13 @@ impl Objects {
         }
     }
 
-    /// A successful `semget`.
-    pub fn set_got(&mut self, semid: i32, key: i32, nsems: u32, site: u64, created: bool) {
+    /// A successful `semget` (`inherited` of `fresh` is ignored).
+    pub fn set_got(&mut self, fresh: SemaphoreSet) {
+        let created = fresh.created;
+        let semid = fresh.semid;
         let fresh = SemaphoreSet {
-            semid,
-            key,
-            nsems,
-            site,
-            created,
             inherited: false,
+            ..fresh
         };
         match self.sets.get_mut(&semid) {
             Some(old) if created => *old = fresh,

@@ -5,12 +5,48 @@ use core::fmt::{self, Write};
 
 use super::report::Report;
 use crate::trace::decode;
+use crate::trace::event::Stack;
 
 struct Key(i32);
 
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         decode::key(f, self.0)
+    }
+}
+
+/// A call site and, when recorded, the stack above it: `0x55d0c0a01234` or
+/// `0x55d0c0a01234 stack=0x55d0c0a01300,0x55d0c0a01400` (as in the text log's records).
+struct Site<'a>(u64, &'a Stack);
+
+impl fmt::Display for Site<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#x}", self.0)?;
+        for (i, frame) in self.1.as_slice().iter().enumerate() {
+            f.write_str(if i == 0 { " stack=" } else { "," })?;
+            write!(f, "{frame:#x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `,"stack":["0x55d0c0a01300",...]` when a stack was recorded, nothing otherwise.
+struct JsonStack<'a>(&'a Stack);
+
+impl fmt::Display for JsonStack<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let frames = self.0.as_slice();
+        if frames.is_empty() {
+            return Ok(());
+        }
+        f.write_str(",\"stack\":[")?;
+        for (i, frame) in frames.iter().enumerate() {
+            if i > 0 {
+                f.write_char(',')?;
+            }
+            write!(f, "\"{frame:#x}\"")?;
+        }
+        f.write_char(']')
     }
 }
 
@@ -104,8 +140,9 @@ pub fn write_text(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Resul
                 format!("key={}", Key(s.key)),
                 format!("size={}", s.size),
                 format!(
-                    "created at {:#x}: never removed, still exists (ipcrm -m {})",
-                    s.site, s.shmid
+                    "created at {}: never removed, still exists (ipcrm -m {})",
+                    Site(s.site, &s.stack),
+                    s.shmid
                 ),
             ]);
         }
@@ -116,8 +153,9 @@ pub fn write_text(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Resul
                 format!("key={}", Key(s.key)),
                 format!("nsems={}", s.nsems),
                 format!(
-                    "created at {:#x}: never removed, still exists (ipcrm -s {})",
-                    s.site, s.semid
+                    "created at {}: never removed, still exists (ipcrm -s {})",
+                    Site(s.site, &s.stack),
+                    s.semid
                 ),
             ]);
         }
@@ -149,8 +187,9 @@ pub fn write_text(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Resul
                     })
                     .to_string(),
                     format!(
-                        "attached at {:#x}: never detached{partial} (shmdt({:#x}))",
-                        a.site, a.addr
+                        "attached at {}: never detached{partial} (shmdt({:#x}))",
+                        Site(a.site, &a.stack),
+                        a.addr
                     ),
                 ]
             })
@@ -168,7 +207,7 @@ pub fn write_text(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Resul
             .iter()
             .map(|m| {
                 vec![
-                    format!("{:#x}:", m.site),
+                    format!("{}:", Site(m.site, &m.stack)),
                     format!("{} {},", m.count, plural(m.count, "mapping", "mappings")),
                     format!("{} bytes", m.bytes),
                 ]
@@ -190,11 +229,12 @@ pub fn write_json(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Resul
         comma(out, i)?;
         write!(
             out,
-            r#"{{"shmid":{},"key":"{}","size":{},"site":"{:#x}"}}"#,
+            r#"{{"shmid":{},"key":"{}","size":{},"site":"{:#x}"{}}}"#,
             s.shmid,
             Key(s.key),
             s.size,
-            s.site
+            s.site,
+            JsonStack(&s.stack)
         )?;
     }
     out.write_str(r#"],"semaphores":["#)?;
@@ -202,11 +242,12 @@ pub fn write_json(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Resul
         comma(out, i)?;
         write!(
             out,
-            r#"{{"semid":{},"key":"{}","nsems":{},"site":"{:#x}"}}"#,
+            r#"{{"semid":{},"key":"{}","nsems":{},"site":"{:#x}"{}}}"#,
             s.semid,
             Key(s.key),
             s.nsems,
-            s.site
+            s.site,
+            JsonStack(&s.stack)
         )?;
     }
     out.write_str(r#"],"attachments":["#)?;
@@ -214,8 +255,13 @@ pub fn write_json(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Resul
         comma(out, i)?;
         write!(
             out,
-            r#"{{"shmid":{},"addr":"{:#x}","size":{},"readonly":{},"site":"{:#x}"}}"#,
-            a.shmid, a.addr, a.size, a.readonly, a.site
+            r#"{{"shmid":{},"addr":"{:#x}","size":{},"readonly":{},"site":"{:#x}"{}}}"#,
+            a.shmid,
+            a.addr,
+            a.size,
+            a.readonly,
+            a.site,
+            JsonStack(&a.stack)
         )?;
     }
     out.write_str(r#"],"mappings":["#)?;
@@ -223,8 +269,11 @@ pub fn write_json(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Resul
         comma(out, i)?;
         write!(
             out,
-            r#"{{"site":"{:#x}","count":{},"bytes":{}}}"#,
-            m.site, m.count, m.bytes
+            r#"{{"site":"{:#x}"{},"count":{},"bytes":{}}}"#,
+            m.site,
+            JsonStack(&m.stack),
+            m.count,
+            m.bytes
         )?;
     }
     out.write_str("]}\n")

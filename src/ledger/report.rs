@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use super::regions::Kind;
 use super::{Ledger, ObjectKind};
+use crate::trace::event::Stack;
 
 /// A segment this process created, never removed, and the kernel still has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,6 +17,8 @@ pub struct SegmentLeak {
     pub key: i32,
     pub size: u64,
     pub site: u64,
+    /// The frames above `site` when `SHMTRACE_STACK` recorded them.
+    pub stack: Stack,
 }
 
 /// A semaphore set this process created, never removed, and the kernel still has.
@@ -25,6 +28,7 @@ pub struct SemaphoreLeak {
     pub key: i32,
     pub nsems: u32,
     pub site: u64,
+    pub stack: Stack,
 }
 
 /// An attachment this process made and never detached.
@@ -39,12 +43,15 @@ pub struct AttachmentLeak {
     pub mapped: u64,
     pub readonly: bool,
     pub site: u64,
+    pub stack: Stack,
 }
 
-/// The mappings one call site made and never unmapped.
+/// The mappings one call site made and never unmapped. With `SHMTRACE_STACK`, a call site
+/// reached through different stacks is that many entries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MappingLeak {
     pub site: u64,
+    pub stack: Stack,
     /// Live regions: a mapping split by a partial `munmap` counts as two, as in
     /// `/proc/self/maps`.
     pub count: u64,
@@ -92,6 +99,10 @@ impl Report {
 }
 
 impl Ledger {
+    fn stack(&self, id: u32) -> Stack {
+        Stack::from_slice(self.sites.stack(id))
+    }
+
     /// The report of what this process acquired and still holds. `alive` is the kernel oracle:
     /// asked only about objects this process created and never removed, it says whether the
     /// object still exists (`IPC_STAT` succeeds and, for a segment, `SHM_DEST` is not set,
@@ -106,6 +117,7 @@ impl Ledger {
                 key: s.key,
                 size: s.size,
                 site: s.site,
+                stack: self.stack(s.stack),
             })
             .collect();
         let semaphores = self
@@ -117,6 +129,7 @@ impl Ledger {
                 key: s.key,
                 nsems: s.nsems,
                 site: s.site,
+                stack: self.stack(s.stack),
             })
             .collect();
         let mut attachments: Vec<AttachmentLeak> = self
@@ -130,6 +143,7 @@ impl Ledger {
                 mapped: a.mapped,
                 readonly: a.readonly,
                 site: a.site,
+                stack: self.stack(a.stack),
             })
             .collect();
         attachments.sort_by_key(|a| (a.addr, a.shmid));
@@ -147,11 +161,17 @@ impl Ledger {
             .into_iter()
             .map(|(site, (count, bytes))| MappingLeak {
                 site: self.sites.addr(site),
+                stack: self.stack(self.sites.stack_of(site)),
                 count,
                 bytes,
             })
             .collect();
-        mappings.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.site.cmp(&b.site)));
+        mappings.sort_by(|a, b| {
+            b.bytes
+                .cmp(&a.bytes)
+                .then(a.site.cmp(&b.site))
+                .then_with(|| a.stack.as_slice().cmp(b.stack.as_slice()))
+        });
 
         Report {
             segments,

@@ -8,6 +8,7 @@ use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 
 use crate::platform::sink;
+use crate::trace::event::STACK_MAX;
 use crate::trace::format::Format;
 use crate::trace::linebuf::LineBuf;
 
@@ -27,6 +28,9 @@ pub struct Settings<'a> {
     /// `SHMTRACE_EXITCODE`: the exit status of a process whose report is not clean; 0 = leave
     /// the status alone.
     pub exit_code: i32,
+    /// `SHMTRACE_STACK`: how many return addresses above the caller each record keeps
+    /// (0..=[`STACK_MAX`]); 0 = none, and no unwinding at all.
+    pub stack: u8,
 }
 
 /// Why a setting was not taken as given.
@@ -34,6 +38,7 @@ pub struct Settings<'a> {
 pub enum Warning<'a> {
     UnknownFormat(&'a [u8]),
     BadExitCode(&'a [u8]),
+    BadStack(&'a [u8]),
     PathTooLong,
     SecureExecution,
 }
@@ -49,6 +54,11 @@ impl fmt::Display for Warning<'_> {
             Warning::BadExitCode(v) => write!(
                 f,
                 "SHMTRACE_EXITCODE={} is not a number from 1 to 255; the exit status is left alone",
+                Lossy(v)
+            ),
+            Warning::BadStack(v) => write!(
+                f,
+                "SHMTRACE_STACK={} is not a number from 0 to {STACK_MAX}; no stacks are recorded",
                 Lossy(v)
             ),
             Warning::PathTooLong => write!(
@@ -84,6 +94,7 @@ pub fn parse<'a>(
     log: Option<&'a [u8]>,
     format: Option<&'a [u8]>,
     exit_code: Option<&'a [u8]>,
+    stack: Option<&'a [u8]>,
     secure: bool,
     mut warn: impl FnMut(Warning<'a>),
 ) -> Settings<'a> {
@@ -121,10 +132,25 @@ pub fn parse<'a>(
             }
         },
     };
+    let stack = match stack {
+        None | Some(b"") => 0,
+        Some(v) => match core::str::from_utf8(v)
+            .ok()
+            .and_then(|t| t.parse::<u8>().ok())
+            .filter(|n| usize::from(*n) <= STACK_MAX)
+        {
+            Some(n) => n,
+            None => {
+                warn(Warning::BadStack(v));
+                0
+            }
+        },
+    };
     Settings {
         log,
         format,
         exit_code,
+        stack,
     }
 }
 
@@ -135,6 +161,7 @@ const READY: u8 = 2;
 static STATE: AtomicU8 = AtomicU8::new(UNCONFIGURED);
 static FORMAT: AtomicU8 = AtomicU8::new(0);
 static EXIT_CODE: AtomicI32 = AtomicI32::new(0);
+static STACK: AtomicU8 = AtomicU8::new(0);
 
 /// True once settings are in force. The first caller configures; concurrent callers get false
 /// and forward untracked meanwhile (configuration takes microseconds and never blocks).
@@ -165,6 +192,13 @@ pub fn exit_code() -> i32 {
     EXIT_CODE.load(Ordering::Relaxed)
 }
 
+/// `SHMTRACE_STACK`: frames to record above each caller; 0 (the default) means none. One
+/// relaxed load: the whole cost of the feature for a hook when it is off.
+#[inline(always)]
+pub fn stack_depth() -> usize {
+    usize::from(STACK.load(Ordering::Relaxed))
+}
+
 pub fn format() -> Format {
     if FORMAT.load(Ordering::Relaxed) == 1 {
         Format::Json
@@ -182,11 +216,13 @@ fn configure() {
         env(c"SHMTRACE_LOG"),
         env(c"SHMTRACE_FORMAT"),
         env(c"SHMTRACE_EXITCODE"),
+        env(c"SHMTRACE_STACK"),
         secure,
         warn,
     );
     FORMAT.store(u8::from(settings.format == Format::Json), Ordering::Relaxed);
     EXIT_CODE.store(settings.exit_code, Ordering::Relaxed);
+    STACK.store(settings.stack, Ordering::Relaxed);
     match settings.log {
         Log::Stderr => sink::use_stderr(),
         Log::Off => sink::disable(),
@@ -237,7 +273,7 @@ mod tests {
         secure: bool,
     ) -> (Settings<'a>, Vec<Warning<'a>>) {
         let mut warnings = Vec::new();
-        let s = parse(log, format, None, secure, |w| warnings.push(w));
+        let s = parse(log, format, None, None, secure, |w| warnings.push(w));
         (s, warnings)
     }
 
@@ -250,6 +286,7 @@ mod tests {
                 log: Log::Stderr,
                 format: Format::Text,
                 exit_code: 0,
+                stack: 0,
             }
         );
         assert!(w.is_empty());
@@ -264,6 +301,7 @@ mod tests {
                 log: Log::Off,
                 format: Format::Json,
                 exit_code: 0,
+                stack: 0,
             }
         );
         assert!(w.is_empty());
@@ -303,7 +341,7 @@ mod tests {
     fn exit_code_is_a_status_from_1_to_255_or_a_warning() {
         let code = |v: &'static [u8]| {
             let mut warnings = Vec::new();
-            let s = parse(None, None, Some(v), false, |w| warnings.push(w));
+            let s = parse(None, None, Some(v), None, false, |w| warnings.push(w));
             (s.exit_code, warnings.len())
         };
         assert_eq!(code(b"42"), (42, 0));
@@ -311,6 +349,33 @@ mod tests {
         assert_eq!(code(b"256"), (0, 1));
         assert_eq!(code(b"-1"), (0, 1));
         assert_eq!(code(b"yes"), (0, 1));
+    }
+
+    #[test]
+    fn stack_depth_is_0_to_16_or_one_warning_and_none() {
+        let depth = |v: Option<&'static [u8]>| {
+            let mut warnings = Vec::new();
+            let s = parse(None, None, None, v, false, |w| warnings.push(w));
+            (s.stack, warnings)
+        };
+        assert_eq!(depth(None), (0, vec![]));
+        assert_eq!(depth(Some(b"")), (0, vec![]));
+        assert_eq!(depth(Some(b"0")), (0, vec![]));
+        assert_eq!(depth(Some(b"1")), (1, vec![]));
+        assert_eq!(depth(Some(b"16")), (16, vec![]));
+        for bad in [&b"17"[..], b"-1", b"256", b"3 ", b"deep", b"0x4", b"\xff"] {
+            assert_eq!(
+                depth(Some(bad)),
+                (0, vec![Warning::BadStack(bad)]),
+                "{bad:?}"
+            );
+        }
+        let mut line = String::new();
+        write!(line, "{}", Warning::BadStack(b"17")).unwrap();
+        assert_eq!(
+            line,
+            "SHMTRACE_STACK=17 is not a number from 0 to 16; no stacks are recorded"
+        );
     }
 
     #[test]

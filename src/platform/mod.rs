@@ -2,6 +2,7 @@
 //! environment, the log descriptor, and the library's lifecycle.
 
 pub mod alloc;
+pub mod backtrace;
 pub mod clock;
 pub mod config;
 pub mod errno;

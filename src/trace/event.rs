@@ -4,6 +4,8 @@
 //! turns it into text happens later from this value alone, so formatting can be tested without
 //! FFI and a recorder can store events verbatim.
 
+use core::mem::MaybeUninit;
+
 /// The hooked functions, in the order of the export list.
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,6 +95,96 @@ pub struct Timeout {
     pub nsec: i64,
 }
 
+/// The most return addresses a record keeps above its caller (`SHMTRACE_STACK`).
+pub const STACK_MAX: usize = 16;
+
+/// Up to [`STACK_MAX`] return addresses: the frames above a call's caller (its caller's
+/// caller first), as the unwinder found them when the hook ran.
+///
+/// Only the first `len` slots are ever written or read: an empty stack costs one byte store to
+/// build, so a hook recording no stack (the default) pays nothing for the array.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct Stack {
+    len: u8,
+    frames: [MaybeUninit<u64>; STACK_MAX],
+}
+
+impl Stack {
+    pub const fn new() -> Stack {
+        Stack {
+            frames: [MaybeUninit::uninit(); STACK_MAX],
+            len: 0,
+        }
+    }
+
+    /// The first `STACK_MAX` of `frames`.
+    pub fn from_slice(frames: &[u64]) -> Stack {
+        let mut stack = Stack::new();
+        for &frame in frames {
+            stack.push(frame);
+        }
+        stack
+    }
+
+    /// Appends `frame`; false (and nothing stored) when the stack is full.
+    pub fn push(&mut self, frame: u64) -> bool {
+        let len = usize::from(self.len);
+        match self.frames.get_mut(len) {
+            Some(slot) => {
+                *slot = MaybeUninit::new(frame);
+                self.len = self.len.saturating_add(1);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        usize::from(self.len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn as_slice(&self) -> &[u64] {
+        let len = usize::from(self.len).min(STACK_MAX);
+        // SAFETY: `push` is the only writer: it initialises slot `len` before counting it, so
+        // the first `len` slots (never more than `STACK_MAX`) are initialised `u64`s, and
+        // `MaybeUninit<u64>` has the layout of `u64`.
+        unsafe { core::slice::from_raw_parts(self.frames.as_ptr().cast::<u64>(), len) }
+    }
+}
+
+impl Default for Stack {
+    fn default() -> Stack {
+        Stack::new()
+    }
+}
+
+impl PartialEq for Stack {
+    fn eq(&self, other: &Stack) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Stack {}
+
+impl core::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        struct Hex(u64);
+        impl core::fmt::Debug for Hex {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                write!(f, "{:#x}", self.0)
+            }
+        }
+        f.debug_list()
+            .entries(self.as_slice().iter().map(|&a| Hex(a)))
+            .finish()
+    }
+}
+
 /// One call, before it started (`Phase::Enter`) or after it returned (`Phase::Exit`).
 ///
 /// `args` holds the raw bits of each argument in prototype order, zero-extended from its C type
@@ -111,12 +203,24 @@ pub struct Timeout {
 /// | mmap, mmap64 | addr, length, prot, flags, fd, offset |
 /// | munmap | addr, length |
 /// | mremap | old_address, old_size, new_size, flags, new_address (whatever the caller passed) |
+///
+/// `repr(C)`, small fields first and the stack last: an event is built in place on the hook's
+/// stack, and the compiler zeroes its fields with a few wide stores; with the stack's unused
+/// slots at the end rather than between zeroed fields, those stores never cover them, so a
+/// hook recording no stack pays nothing for the array. Same size (304 bytes) as the
+/// compiler's own field order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
 pub struct Event {
     pub phase: Phase,
     pub func: Func,
+    pub sops_read: u8,
+    /// `shmget`/`semget`: whether this call created the object (rather than opened it).
+    pub created: bool,
     pub pid: i32,
     pub tid: i32,
+    /// The errno the real call set when it failed; 0 on success (and for `Phase::Enter`).
+    pub errno: i32,
     /// Wall-clock time at entry, nanoseconds since the Unix epoch.
     pub ts_ns: u64,
     /// Time spent in the real call (0 for `Phase::Enter`).
@@ -124,18 +228,16 @@ pub struct Event {
     pub args: [u64; 6],
     /// The real call's return value; pointers as their address.
     pub ret: i64,
-    /// The errno the real call set when it failed; 0 on success (and for `Phase::Enter`).
-    pub errno: i32,
     /// The return address into the caller of the hooked function.
     pub caller: u64,
-    /// The first `min(nsops, SOPS_KEPT)` operations, or none when they were not read
-    /// (the call failed before the kernel accepted the array, or this is a `Phase::Enter`).
-    pub sops: [SemOp; SOPS_KEPT],
-    pub sops_read: u8,
     /// The semtimedop timeout, when non-NULL and accepted by the kernel.
     pub timeout: Option<Timeout>,
-    /// `shmget`/`semget`: whether this call created the object (rather than opened it).
-    pub created: bool,
+    /// The first `min(nsops, SOPS_KEPT)` operations (how many: `sops_read`), or none when they
+    /// were not read (the call failed before the kernel accepted the array, or this is a
+    /// `Phase::Enter`).
+    pub sops: [SemOp; SOPS_KEPT],
+    /// With `SHMTRACE_STACK=N`, up to N return addresses above `caller` (empty by default).
+    pub stack: Stack,
 }
 
 impl Event {
@@ -155,6 +257,7 @@ impl Event {
             sops_read: 0,
             timeout: None,
             created: false,
+            stack: Stack::new(),
         }
     }
 
@@ -173,9 +276,53 @@ impl Event {
         self.args.get(i).copied().unwrap_or(0) as i32
     }
 
+    /// The frames above the caller, innermost first; empty unless `SHMTRACE_STACK` asked.
+    pub fn stack(&self) -> &[u64] {
+        self.stack.as_slice()
+    }
+
     /// The operations that were read, in order.
     pub fn sops(&self) -> &[SemOp] {
         let n = usize::from(self.sops_read).min(SOPS_KEPT);
         &self.sops[..n]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stacks_keep_what_was_pushed_up_to_the_limit() {
+        let mut s = Stack::new();
+        assert!(s.is_empty() && s.as_slice().is_empty());
+        assert!(s.push(0x10) && s.push(0x20));
+        assert_eq!(s.as_slice(), &[0x10, 0x20]);
+        let all: Vec<u64> = (1..=20).collect();
+        let full = Stack::from_slice(&all);
+        assert_eq!(full.len(), STACK_MAX);
+        assert_eq!(full.as_slice(), &all[..STACK_MAX]);
+        let mut copy = full;
+        assert!(!copy.push(99), "a full stack takes no more");
+        assert_eq!(copy, full);
+        assert_ne!(Stack::from_slice(&[1, 2]), Stack::from_slice(&[1, 3]));
+        assert_eq!(Stack::from_slice(&[]), Stack::new());
+        assert_eq!(format!("{:?}", Stack::from_slice(&[0x1f])), "[0x1f]");
+    }
+
+    #[test]
+    fn the_stack_frames_end_the_event() {
+        // See `Event`: the frames must be its last bytes, and it must stay this size.
+        assert_eq!(size_of::<Event>(), 304);
+        assert_eq!(
+            core::mem::offset_of!(Event, stack) + core::mem::offset_of!(Stack, frames),
+            size_of::<Event>() - STACK_MAX * size_of::<u64>()
+        );
+    }
+
+    #[test]
+    fn a_new_event_has_no_stack() {
+        let ev = Event::new(Phase::Exit, Func::Mmap);
+        assert!(ev.stack().is_empty());
     }
 }

@@ -23,6 +23,8 @@ pub(super) struct Creation {
     pub(super) ts: Micros,
     pub(super) pos: Pos,
     pub(super) caller: Option<u64>,
+    /// The frames above `caller`, when recorded.
+    pub(super) stack: Vec<u64>,
 }
 
 pub(super) struct Removal {
@@ -135,6 +137,7 @@ impl Collector {
                     ts: c.ts,
                     pos,
                     caller: c.caller,
+                    stack: c.stack,
                 });
             }
             "shmctl" | "semctl" => {

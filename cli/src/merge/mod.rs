@@ -82,6 +82,8 @@ pub struct Attachment {
     pub size: u64,
     pub readonly: bool,
     pub site: Option<Symbol>,
+    /// The frames above `site`, innermost first (`--stack`); empty when not recorded.
+    pub stack: Vec<Symbol>,
 }
 
 #[derive(Clone, Debug)]
@@ -90,6 +92,8 @@ pub struct Mappings {
     pub count: u64,
     pub bytes: u64,
     pub site: Option<Symbol>,
+    /// With `--stack`, one site reached through different stacks is that many entries.
+    pub stack: Vec<Symbol>,
 }
 
 #[derive(Clone, Debug)]
@@ -99,6 +103,7 @@ pub struct Blocked {
     pub func: String,
     pub args: Map<String, Value>,
     pub site: Option<Symbol>,
+    pub stack: Vec<Symbol>,
     pub since: Micros,
     /// The process is still running: the call may still return.
     pub still_waiting: bool,
@@ -316,23 +321,32 @@ fn exit_reports(
             continue;
         }
         let modules = tree.modules_at(pid, *pos, Micros::MAX);
-        let mut site = |addr: Option<u64>| addr.map(|a| symbolizer.symbolize(a, modules));
+        let mut site = |addr: Option<u64>, stack: &[u64]| {
+            (
+                addr.map(|a| symbolizer.symbolize(a, modules)),
+                symbolizer.symbolize_all(stack, modules),
+            )
+        };
         for a in &r.attachments {
+            let (site, stack) = site(a.site, &a.stack);
             report.attachments.push(Attachment {
                 pid,
                 shmid: a.shmid,
                 addr: a.addr,
                 size: a.size,
                 readonly: a.readonly,
-                site: site(a.site),
+                site,
+                stack,
             });
         }
         for m in &r.mappings {
+            let (site, stack) = site(m.site, &m.stack);
             report.mappings.push(Mappings {
                 pid,
                 count: m.count,
                 bytes: m.bytes,
-                site: site(m.site),
+                site,
+                stack,
             });
         }
     }
@@ -359,6 +373,7 @@ fn blocked_calls(
                 func: c.func.clone(),
                 args: c.args.clone(),
                 site: c.caller.map(|a| symbolizer.symbolize(a, modules)),
+                stack: symbolizer.symbolize_all(&c.stack, modules),
                 since: c.ts,
                 still_waiting: processes
                     .iter()

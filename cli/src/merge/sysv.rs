@@ -34,6 +34,8 @@ pub struct SysvLeak {
     pub pid: i32,
     pub exe: Option<String>,
     pub site: Symbol,
+    /// The frames above `site`, innermost first (`--stack`); empty when not recorded.
+    pub stack: Vec<Symbol>,
     pub ts: Micros,
     pub presence: Presence,
 }
@@ -112,6 +114,7 @@ pub(super) fn sysv_leaks(
                 site: cr
                     .caller
                     .map_or(Symbol::raw(0), |a| symbolizer.symbolize(a, modules)),
+                stack: symbolizer.symbolize_all(&cr.stack, modules),
                 ts: cr.ts,
                 presence,
             });

@@ -201,3 +201,61 @@ fn parent_inferred_from_addresses() {
     assert_eq!(tree.order, vec![10, 11]);
     assert_eq!(tree.nodes[&11].depth, 1);
 }
+
+/// `--stack`: the frames recorded above a creation, a blocked call, an attachment and a
+/// mapping follow each into the report, symbolized in the image that made the call.
+#[test]
+fn recorded_stacks_follow_every_site_into_the_report() {
+    let lines = [
+        r#"{"event":"start","pid":1,"ppid":0,"ts":0.5,"exe":"/nonexistent/app","modules":[{"path":"/nonexistent/app","base":"0x1000","start":"0x1000","end":"0x9000"}]}"#.to_string(),
+        call(
+            1,
+            "1.0",
+            "shmget",
+            r#"{"key":"IPC_PRIVATE","size":4096,"shmflg":"IPC_CREAT|0600"}"#,
+            7,
+            r#","stack":["0x2000","0x3000"],"created":true"#,
+        ),
+        r#"{"event":"enter","pid":1,"tid":1,"ts":2.0,"fn":"semop","args":{"semid":1,"sops":"0x1","nsops":1},"caller":"0x1010","stack":["0x4000"]}"#.to_string(),
+        r#"{"event":"report","pid":1,"clean":false,"segments":[{"shmid":7,"key":"IPC_PRIVATE","size":4096,"site":"0x10"}],"semaphores":[],"attachments":[{"shmid":7,"addr":"0x7f0000000000","size":4096,"readonly":false,"site":"0x1020","stack":["0x5000"]}],"mappings":[{"site":"0x1030","stack":["0x6000","0xffff0000"],"count":1,"bytes":4096},{"site":"0x1030","count":1,"bytes":4096}]}"#.to_string(),
+    ];
+    let mut c = Collector::default();
+    for (i, l) in lines.iter().enumerate() {
+        let pos = Pos {
+            file: 0,
+            line: i + 1,
+        };
+        c.add(pos, parse_line(l).unwrap().unwrap());
+    }
+    let tree = Tree::build(&c, None);
+    let mut symbolizer = Symbolizer::new();
+    let view = ViewOptions::default();
+    let addrs = |stack: &[Symbol]| stack.iter().map(|s| s.addr).collect::<Vec<_>>();
+    let texts = |stack: &[Symbol]| stack.iter().map(Symbol::text).collect::<Vec<_>>();
+
+    let (leaks, _) = sysv_leaks(&c, &tree, &Kernel::default(), &mut symbolizer);
+    assert_eq!(addrs(&leaks[0].stack), [0x2000, 0x3000]);
+    // In the module map (the file is missing: module and offset only).
+    assert_eq!(
+        texts(&leaks[0].stack),
+        ["0x2000 (app+0x1000)", "0x3000 (app+0x2000)"]
+    );
+
+    let blocked = blocked_calls(&c, &tree, &view, &mut symbolizer, &[]);
+    assert_eq!(addrs(&blocked[0].stack), [0x4000]);
+
+    let mut report = Report::default();
+    exit_reports(&c, &tree, &view, &mut symbolizer, &mut report);
+    assert_eq!(addrs(&report.attachments[0].stack), [0x5000]);
+    assert_eq!(
+        report.mappings.len(),
+        2,
+        "one site, two stacks: two entries"
+    );
+    assert_eq!(
+        texts(&report.mappings[0].stack),
+        ["0x6000 (app+0x5000)", "0xffff0000"],
+        "outside every module: the raw address"
+    );
+    assert!(report.mappings[1].stack.is_empty());
+}

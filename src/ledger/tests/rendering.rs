@@ -6,6 +6,7 @@ use crate::ledger::{
     AttachmentLeak, MappingLeak, ObjectKind, Report, SegmentLeak, SemaphoreLeak, write_json,
     write_text,
 };
+use crate::trace::event::Stack;
 
 const A: u64 = 0x7f3a_2c00_0000;
 
@@ -75,13 +76,15 @@ fn report_holds_own_leaks_in_order() {
                 shmid: 65538,
                 key: 0,
                 size: 4096,
-                site: 0x55d0_c0a0_1234
+                site: 0x55d0_c0a0_1234,
+                stack: Stack::new()
             }],
             semaphores: vec![SemaphoreLeak {
                 semid: 3,
                 key: 0x4d2,
                 nsems: 1,
-                site: 0x55d0_c0a0_1248
+                site: 0x55d0_c0a0_1248,
+                stack: Stack::new()
             }],
             attachments: vec![
                 AttachmentLeak {
@@ -90,7 +93,8 @@ fn report_holds_own_leaks_in_order() {
                     size: 4096,
                     mapped: 4096,
                     readonly: false,
-                    site: 0x55d0_c0a0_1270
+                    site: 0x55d0_c0a0_1270,
+                    stack: Stack::new()
                 },
                 AttachmentLeak {
                     shmid: 65539,
@@ -98,17 +102,20 @@ fn report_holds_own_leaks_in_order() {
                     size: 8192,
                     mapped: 8192,
                     readonly: true,
-                    site: 0x55d0_c0a0_1271
+                    site: 0x55d0_c0a0_1271,
+                    stack: Stack::new()
                 }
             ],
             mappings: vec![
                 MappingLeak {
                     site: 0x55d0_c0a0_1310,
+                    stack: Stack::new(),
                     count: 1,
                     bytes: 16384
                 },
                 MappingLeak {
                     site: 0x55d0_c0a0_1300,
+                    stack: Stack::new(),
                     count: 2,
                     bytes: 8192
                 }
@@ -241,4 +248,141 @@ fn negative_keys_render_as_their_32_bits() {
     let mut out = String::new();
     write_json(&l.report(|_, _| true), 1, &mut out).unwrap();
     assert!(out.contains(r#""key":"0xfffffffe""#), "{out}");
+}
+
+/// The same calls as `Calls`, each made through a recorded stack (`SHMTRACE_STACK`).
+fn with_stack(mut ev: Event, frames: &[u64]) -> Event {
+    ev.stack = Stack::from_slice(frames);
+    ev
+}
+
+#[test]
+fn stacks_split_sites_and_follow_each_leak_into_the_report() {
+    let mut l = Ledger::new();
+    let (x, y) = ([0x55d0_c0a0_1400, 0x55d0_c0a0_1500], [0x55d0_c0a0_1600]);
+    let shmget = |shmid: i64, frames: &[u64]| {
+        let flags = (libc::IPC_CREAT | 0o600) as u64;
+        with_stack(
+            call(Func::Shmget, &[0, PAGE, flags], shmid, 0x55d0_c0a0_1234),
+            frames,
+        )
+    };
+    let created = Facts {
+        created: true,
+        ..facts()
+    };
+    l.apply(&shmget(10, &x), &created);
+    l.apply(&shmget(11, &y), &created);
+    let semget = call(Func::Semget, &[0, 1, 0o600], 3, 0x55d0_c0a0_1248);
+    l.apply(&with_stack(semget, &y), &created);
+    let shmat = call(Func::Shmat, &[10, 0, 0], A as i64, 0x55d0_c0a0_1270);
+    l.apply(
+        &with_stack(shmat, &x),
+        &Facts {
+            segment_size: PAGE,
+            ..facts()
+        },
+    );
+    // One mmap call site reached through two stacks, twice through the first: two entries.
+    let mmap = |at: u64, frames: &[u64]| {
+        let args = [0, PAGE, RW, PRIV_ANON, u64::MAX, 0];
+        with_stack(call(Func::Mmap, &args, at as i64, 0x55d0_c0a0_1300), frames)
+    };
+    l.apply(&mmap(A + 0x10_0000, &x), &facts());
+    l.apply(&mmap(A + 0x20_0000, &y), &facts());
+    l.apply(&mmap(A + 0x30_0000, &x), &facts());
+    // Without a stack: a third entry for the same address.
+    l.mmap(A + 0x40_0000, PAGE, PRIV_ANON, 0x55d0_c0a0_1300);
+    // mremap moves keep the stack of the mapping they move.
+    l.mremap(
+        A + 0x30_0000,
+        PAGE,
+        PAGE,
+        libc::MREMAP_MAYMOVE,
+        A + 0x50_0000,
+        0x9,
+    );
+    check_invariants(&l);
+
+    let report = l.report(|_, _| true);
+    let stacks = |leaks: Vec<&Stack>| {
+        leaks
+            .iter()
+            .map(|s| s.as_slice().to_vec())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        stacks(report.segments.iter().map(|s| &s.stack).collect()),
+        [x.to_vec(), y.to_vec()]
+    );
+    assert_eq!(report.semaphores[0].stack.as_slice(), &y);
+    assert_eq!(report.attachments[0].stack.as_slice(), &x);
+    let maps: Vec<(u64, Vec<u64>, u64)> = report
+        .mappings
+        .iter()
+        .map(|m| (m.site, m.stack.as_slice().to_vec(), m.count))
+        .collect();
+    assert_eq!(
+        maps,
+        [
+            (0x55d0_c0a0_1300, x.to_vec(), 2),
+            (0x55d0_c0a0_1300, vec![], 1),
+            (0x55d0_c0a0_1300, y.to_vec(), 1),
+        ]
+    );
+
+    let mut json = String::new();
+    write_json(&report, 1, &mut json).unwrap();
+    let line = json.strip_suffix('\n').unwrap();
+    parse(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    for expected in [
+        r#"{"shmid":10,"key":"IPC_PRIVATE","size":4096,"site":"0x55d0c0a01234","stack":["0x55d0c0a01400","0x55d0c0a01500"]}"#,
+        r#"{"semid":3,"key":"IPC_PRIVATE","nsems":1,"site":"0x55d0c0a01248","stack":["0x55d0c0a01600"]}"#,
+        r#""readonly":false,"site":"0x55d0c0a01270","stack":["0x55d0c0a01400","0x55d0c0a01500"]}"#,
+        r#"{"site":"0x55d0c0a01300","stack":["0x55d0c0a01400","0x55d0c0a01500"],"count":2,"bytes":8192}"#,
+        r#"{"site":"0x55d0c0a01300","count":1,"bytes":4096}"#,
+    ] {
+        assert!(line.contains(expected), "{expected} not in {line}");
+    }
+    let mut text = String::new();
+    write_text(&report, 1, &mut text).unwrap();
+    for expected in [
+        "created at 0x55d0c0a01234 stack=0x55d0c0a01400,0x55d0c0a01500: never removed",
+        "attached at 0x55d0c0a01270 stack=0x55d0c0a01400,0x55d0c0a01500: never detached",
+        "shmtrace[1]   0x55d0c0a01300 stack=0x55d0c0a01600:",
+        "shmtrace[1]   0x55d0c0a01300:",
+    ] {
+        assert!(text.contains(expected), "{expected:?} not in\n{text}");
+    }
+}
+
+/// The report example of docs/log-format.md ("Stacks"): a segment created through a stack, and
+/// one mmap call site reached through two stacks.
+#[test]
+fn the_documented_report_with_stacks() {
+    let doc = include_str!("../../../docs/log-format.md");
+    let documented = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("    "))
+        .find(|l| l.starts_with(r#"{"event":"report""#))
+        .expect("a report example in docs/log-format.md");
+    let mut l = Ledger::new();
+    let flags = (libc::IPC_CREAT | 0o600) as u64;
+    let shmget = call(Func::Shmget, &[0, PAGE, flags], 65539, 0x55d0_c0a0_1234);
+    let frames = [0x55d0_c0a0_1400, 0x55d0_c0a0_1588, 0x7f3a_2bc2_9d90];
+    l.apply(
+        &with_stack(shmget, &frames),
+        &Facts {
+            created: true,
+            ..facts()
+        },
+    );
+    for (at, frame) in [(A, 0x55d0_c0a0_1400), (A + 0x10_0000, 0x55d0_c0a0_1620)] {
+        let args = [0, 2 * PAGE, RW, PRIV_ANON, u64::MAX, 0];
+        let mmap = call(Func::Mmap, &args, at as i64, 0x55d0_c0a0_1290);
+        l.apply(&with_stack(mmap, &[frame]), &facts());
+    }
+    let mut out = String::new();
+    write_json(&l.report(|_, _| true), 4242, &mut out).unwrap();
+    assert_eq!(out, format!("{documented}\n"));
 }

@@ -44,10 +44,28 @@ fn write_record(ev: &Event, out: &mut impl Write) -> fmt::Result {
         write!(out, ",\"dur_ns\":{}", ev.dur_ns)?;
     }
     write!(out, ",\"caller\":\"{:#x}\"", ev.caller)?;
+    write_stack(ev, out)?;
     if let Some(created) = ev.created() {
         write!(out, ",\"created\":{created}")?;
     }
     out.write_char('}')
+}
+
+/// `,"stack":["0x55d0c0a01300",...]` when frames above the caller were recorded; nothing
+/// otherwise (the default log is unchanged by the feature).
+fn write_stack(ev: &Event, out: &mut impl Write) -> fmt::Result {
+    let frames = ev.stack();
+    if frames.is_empty() {
+        return Ok(());
+    }
+    out.write_str(",\"stack\":[")?;
+    for (i, frame) in frames.iter().enumerate() {
+        if i > 0 {
+            out.write_char(',')?;
+        }
+        write!(out, "\"{frame:#x}\"")?;
+    }
+    out.write_char(']')
 }
 
 /// A number for `int` functions (`-1` on failure); a string for pointer-returning ones.
@@ -113,7 +131,7 @@ fn write_timeout(out: &mut impl Write, t: Timeout) -> fmt::Result {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::trace::event::Func;
+    use crate::trace::event::{Func, STACK_MAX, Stack};
     use crate::trace::format::fixtures::*;
 
     /// Panics unless `s` is exactly one well-formed JSON value (RFC 8259), whitespace aside.
@@ -349,8 +367,11 @@ pub(crate) mod tests {
 
     #[test]
     fn every_doc_example_line() {
-        let [shmget, _, _, semop, _, mmap_failed, _] = doc_examples();
-        let made: Vec<String> = [shmget, semop, mmap_failed].iter().map(json).collect();
+        let [shmget, _, _, semop, _, mmap_failed, _, with_stack] = doc_examples();
+        let made: Vec<String> = [shmget, semop, mmap_failed, with_stack]
+            .iter()
+            .map(json)
+            .collect();
         assert_eq!(made, doc_lines("{\"event\""));
     }
 
@@ -642,6 +663,56 @@ pub(crate) mod tests {
         let line = json(&ev);
         assert!(line.starts_with(r#"{"event":"call","pid":4242,"tid":4243,"#));
         assert!(line.contains(r#""fd":-1,"offset":-4096}"#));
+    }
+
+    #[test]
+    fn stack_right_after_caller_only_when_recorded() {
+        let mut ev = created(call(
+            Func::Shmget,
+            &[0, 4096, int(libc::IPC_CREAT | 0o600)],
+            7,
+        ));
+        assert!(!json(&ev).contains("stack"));
+        ev.stack = Stack::from_slice(&[0x55d0_c0a0_1300, 0x7f3a_2bc2_9d90]);
+        assert!(json(&ev).ends_with(
+            r#","caller":"0x55d0c0a01234","stack":["0x55d0c0a01300","0x7f3a2bc29d90"],"created":true}"#
+        ));
+        let mut entering = enter(Func::Semop, &[3, 0x10, 1]);
+        entering.stack = Stack::from_slice(&[0x55d0_c0a0_1300]);
+        assert!(
+            json(&entering).ends_with(r#","caller":"0x55d0c0a01234","stack":["0x55d0c0a01300"]}"#)
+        );
+    }
+
+    #[test]
+    fn a_full_stack_fits_in_the_longest_record() {
+        let ops: Vec<(u16, i16, i16)> = (0..8).map(|i| (i, -32768, 0x7fff)).collect();
+        let mut ev = with_timeout(
+            with_sops(
+                failed(
+                    Func::Semtimedop,
+                    &[int(-1), u64::MAX, u64::MAX, u64::MAX],
+                    4000,
+                ),
+                &ops,
+            ),
+            i64::MIN,
+            i64::MIN,
+        );
+        ev.ts_ns = u64::MAX;
+        ev.dur_ns = u64::MAX;
+        ev.caller = u64::MAX;
+        ev.stack = Stack::from_slice(&[u64::MAX; STACK_MAX]);
+        for format in [super::super::Format::Json, super::super::Format::Text] {
+            let mut out = LineBuf::new();
+            super::super::write(format, &ev, &mut out);
+            let line = out.as_str().to_owned();
+            assert!(
+                line.ends_with(",0xffffffffffffffff")
+                    || line.ends_with(r#""0xffffffffffffffff"]}"#),
+                "cut: {line}"
+            );
+        }
     }
 
     #[test]

@@ -262,7 +262,7 @@ fn write_duration(out: &mut impl Write, dur_ns: u64) -> fmt::Result {
 pub(crate) mod fixtures {
     //! Events shared by the text and JSON tests.
 
-    use crate::trace::event::{Event, Func, Phase, SemOp, Timeout};
+    use crate::trace::event::{Event, Func, Phase, SemOp, Stack, Timeout};
 
     pub const PID: i32 = 4242;
     pub const TS_NS: u64 = 1_764_168_062_123_456_789;
@@ -322,8 +322,9 @@ pub(crate) mod fixtures {
     }
 
     /// The events behind every example line of docs/log-format.md, in the order they appear:
-    /// the seven text examples (the first six are also the JSON examples' events).
-    pub fn doc_examples() -> [Event; 7] {
+    /// the seven text examples (the first six are also the JSON examples' events), then the
+    /// record with a stack (`SHMTRACE_STACK=3`) shown in both formats.
+    pub fn doc_examples() -> [Event; 8] {
         let at = |mut ev: Event, micros: u64, dur_ns: u64, caller: u64| {
             ev.ts_ns = 1_764_168_062_000_000_000 + micros * 1_000;
             ev.dur_ns = dur_ns;
@@ -338,6 +339,13 @@ pub(crate) mod fixtures {
         let mut semop_enter = enter(Func::Semop, &[3, 0x7ffd_1c2e_3a50, 1]);
         semop_enter.ts_ns = 1_764_168_062_123_520_000;
         semop_enter.caller = 0x55d0_c0a0_1330;
+        let mut with_stack = created(call(
+            Func::Shmget,
+            &[0, 4096, int(libc::IPC_CREAT | 0o600)],
+            65539,
+        ));
+        with_stack.stack =
+            Stack::from_slice(&[0x55d0_c0a0_1400, 0x55d0_c0a0_1588, 0x7f3a_2bc2_9d90]);
         [
             at(
                 created(call(
@@ -405,6 +413,7 @@ pub(crate) mod fixtures {
                 0x55d0_c0a0_1310,
             ),
             semop_enter,
+            at(with_stack, 123_530, 9_120, 0x55d0_c0a0_1234),
         ]
     }
 
@@ -418,6 +427,8 @@ pub(crate) mod fixtures {
             // Start and fork records have their own tests (trace::start).
             .filter(|l| !l.contains(" start: ") && !l.contains(r#""event":"start""#))
             .filter(|l| !l.contains(" fork: ") && !l.contains(r#""event":"fork""#))
+            // So has the report (ledger::tests::rendering).
+            .filter(|l| !l.contains(r#""event":"report""#))
             .collect()
     }
 

@@ -36,7 +36,17 @@ fn write_record(ev: &Event, out: &mut impl Write) -> fmt::Result {
             out.write_char('>')?;
         }
     }
-    write!(out, " caller={:#x}", ev.caller)
+    write!(out, " caller={:#x}", ev.caller)?;
+    write_stack(ev, out)
+}
+
+/// ` stack=0x55d0c0a01300,0x55d0c0a01400` when frames above the caller were recorded.
+fn write_stack(ev: &Event, out: &mut impl Write) -> fmt::Result {
+    for (i, frame) in ev.stack().iter().enumerate() {
+        out.write_str(if i == 0 { " stack=" } else { "," })?;
+        write!(out, "{frame:#x}")?;
+    }
+    Ok(())
 }
 
 /// `shmtrace[PID]`, or `shmtrace[PID:TID]` from a thread other than the main one.
@@ -99,7 +109,7 @@ fn write_timeout(out: &mut impl Write, t: Timeout) -> fmt::Result {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::event::Func;
+    use crate::trace::event::{Func, Stack};
     use crate::trace::format::fixtures::*;
 
     fn text(ev: &Event) -> String {
@@ -432,6 +442,27 @@ mod tests {
             format!("shmdt(0x10) = -1 E4000 (Unknown error 4000){TAIL}")
         );
         assert!(body(&call(Func::Mmap, &[0x0, 1, 0, 0x12, 0, 0], 0)).contains(" = 0x0 <"));
+    }
+
+    #[test]
+    fn stack_follows_caller_only_when_recorded() {
+        let mut ev = call(Func::Shmdt, &[0x7f00_0000_0000], 0);
+        assert!(text(&ev).ends_with(" caller=0x55d0c0a01234"));
+        ev.stack = Stack::from_slice(&[0x55d0_c0a0_1300]);
+        assert_eq!(
+            body(&ev),
+            "shmdt(0x7f0000000000) = 0 <0.000012> caller=0x55d0c0a01234 stack=0x55d0c0a01300"
+        );
+        ev.stack = Stack::from_slice(&[0x55d0_c0a0_1300, 0x55d0_c0a0_1400, 0x7f3a_2bc2_9d90]);
+        assert!(text(&ev).ends_with(
+            " caller=0x55d0c0a01234 stack=0x55d0c0a01300,0x55d0c0a01400,0x7f3a2bc29d90"
+        ));
+        let mut entering = enter(Func::Semop, &[3, 0x10, 1]);
+        entering.stack = Stack::from_slice(&[0x55d0_c0a0_1300]);
+        assert_eq!(
+            body(&entering),
+            "semop(3, 0x10, 1) <unfinished ...> caller=0x55d0c0a01234 stack=0x55d0c0a01300"
+        );
     }
 
     #[test]
