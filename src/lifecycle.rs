@@ -5,7 +5,7 @@
 use core::ffi::c_int;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::platform::guard::{self, Guard};
+use crate::platform::guard::Guard;
 use crate::platform::{config, process, real, sink};
 use crate::recorder;
 
@@ -36,46 +36,24 @@ extern "C" fn constructor() {
     config::ensure();
     recorder::init();
     recorder::announce_start();
-    // SAFETY: registering handlers with static lifetime; pthread_atfork has no other
-    // precondition.
-    unsafe {
-        libc::pthread_atfork(
-            Some(before_fork),
-            Some(in_parent_after_fork),
-            Some(in_child_after_fork),
-        )
-    };
+    // SAFETY: registering a handler with static lifetime; pthread_atfork has no other
+    // precondition. There is deliberately no prepare handler: see `in_child_after_fork`.
+    unsafe { libc::pthread_atfork(None, None, Some(in_child_after_fork)) };
 }
 
-/// No other thread may be inside the ledger or the private heap when the address space is
-/// copied. Locks are taken in the order calls take them: ledger, then heap.
-extern "C" fn before_fork() {
-    guard::hold();
-    recorder::lock_for_fork();
-    crate::HEAP.lock_for_fork();
-}
-
-extern "C" fn in_parent_after_fork() {
-    // SAFETY: each paired with `before_fork` in this process.
-    unsafe {
-        crate::HEAP.unlock_after_fork();
-        recorder::unlock_after_fork(false);
-    }
-    guard::release();
-}
-
-/// Only async-signal-safe work: the child of a multithreaded parent may run nothing else.
+/// Only async-signal-safe work: the child of a multithreaded parent may run nothing else. No
+/// lock is taken before `fork` (an allocator's fork handler could wait for a thread that is
+/// waiting for our lock); instead the child repairs what another thread was updating.
 extern "C" fn in_child_after_fork() {
-    // SAFETY: each paired with `before_fork`, whose locks the child inherited.
+    // SAFETY: this is the child, which has a single thread.
     unsafe {
-        crate::HEAP.unlock_after_fork();
-        recorder::unlock_after_fork(true);
+        crate::HEAP.recover_after_fork();
+        recorder::after_fork_in_child();
     }
     let parent = process::pid();
     process::remember_pid();
     sink::reopen_after_fork();
     recorder::announce_fork(parent);
-    guard::release();
 }
 
 extern "C" fn destructor() {

@@ -110,23 +110,27 @@ pub fn with_ledger<T>(f: impl FnOnce(&Ledger) -> T) -> T {
     f(&LEDGER.lock())
 }
 
-/// Fork handlers: the ledger's lock is held across `fork` (before the heap's, the order in
-/// which calls take them), so the child never inherits it mid-update.
-pub fn lock_for_fork() {
-    LEDGER.lock_raw();
-}
-
+/// In a forked child. No lock is held across `fork` (holding one deadlocks with allocators
+/// whose own fork handlers wait for a thread that is calling mmap into our hook), so the child
+/// checks what it inherited: a ledger another thread was updating at the instant of `fork` may
+/// be half-updated, and is replaced by an empty one (what was inherited is never reported
+/// anyway); otherwise everything in it is marked inherited. Must not allocate.
+///
 /// # Safety
-/// Once, after `lock_for_fork`, in the parent or the child.
-pub unsafe fn unlock_after_fork(in_child: bool) {
-    if in_child {
-        // SAFETY: we hold the lock (taken in `lock_for_fork`), and the child has one thread.
-        let ledger = unsafe { &mut *LEDGER.data_ptr() };
-        ledger.after_fork_in_child();
-        REPORTED.store(false, Ordering::Relaxed);
+/// Only in the child, where no other thread exists.
+pub unsafe fn after_fork_in_child() {
+    // SAFETY: the child is single-threaded: nobody else can hold or take the lock.
+    unsafe {
+        let ledger = &mut *LEDGER.data_ptr();
+        if LEDGER.is_locked() {
+            // The old one's memory is abandoned, not freed: its structure cannot be trusted.
+            core::ptr::write(ledger, Ledger::new());
+            LEDGER.unlock_raw();
+        } else {
+            ledger.after_fork_in_child();
+        }
     }
-    // SAFETY: paired with `lock_for_fork`.
-    unsafe { LEDGER.unlock_raw() };
+    REPORTED.store(false, Ordering::Relaxed);
 }
 
 /// Writes the report (once per process) to the log, and returns whether it was clean.

@@ -29,17 +29,6 @@ impl Guard {
     }
 }
 
-/// For the fork handlers, which cannot keep a `Guard` across functions: from `hold` (prepare)
-/// to `release` (parent and child), a signal handler's hooked call on this thread is forwarded
-/// untracked instead of spinning on the ledger lock the prepare handler took.
-pub fn hold() {
-    let _ = IN_HOOK.try_with(|inside| inside.set(true));
-}
-
-pub fn release() {
-    let _ = IN_HOOK.try_with(|inside| inside.set(false));
-}
-
 impl Drop for Guard {
     fn drop(&mut self) {
         let _ = IN_HOOK.try_with(|inside| inside.set(false));

@@ -45,6 +45,12 @@ impl<T> SpinLock<T> {
         }
     }
 
+    /// Whether some thread holds the lock: in a forked child, whether the parent was inside
+    /// the critical section at the instant of `fork` (the value may be half-updated).
+    pub fn is_locked(&self) -> bool {
+        self.locked.load(Ordering::Acquire)
+    }
+
     /// The protected value, for a holder of `lock_raw`.
     pub fn data_ptr(&self) -> *mut T {
         self.value.get()
