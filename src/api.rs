@@ -78,7 +78,8 @@ pub struct shmtrace_stats {
     pub calls: [u64; SHMTRACE_FUNCTIONS],
     /// munmap/shmdt calls that released nothing the shim knew of.
     pub unknown_unmaps: u64,
-    /// Successful calls the ledger could not model (e.g. shmat of a segment of unknown size).
+    /// Successful calls the ledger could not model (e.g. shmat of a segment of unknown size), or
+    /// could not keep while another thread was forking (more than 4096 at once).
     pub untracked: u64,
     /// Calls whose bookkeeping failed inside the shim (they were still forwarded).
     pub internal_failures: u64,
@@ -144,7 +145,7 @@ pub unsafe extern "C" fn shmtrace_get_stats(out: *mut shmtrace_stats) -> shmtrac
             semaphore_sets: s.semaphore_sets,
             calls: s.calls,
             unknown_unmaps: s.unknown_unmaps,
-            untracked: s.untracked,
+            untracked: s.untracked + crate::deferred::overflowed(),
             internal_failures: recorder::internal_failures(),
             shim_heap_bytes: alloc::mapped_bytes(),
         };

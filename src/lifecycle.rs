@@ -5,7 +5,7 @@
 use core::ffi::c_int;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::platform::guard::Guard;
+use crate::platform::guard::{self, Guard};
 use crate::platform::{config, process, real, sink};
 use crate::recorder;
 
@@ -36,24 +36,48 @@ extern "C" fn constructor() {
     config::ensure();
     recorder::init();
     recorder::announce_start();
-    // SAFETY: registering a handler with static lifetime; pthread_atfork has no other
-    // precondition. There is deliberately no prepare handler: see `in_child_after_fork`.
-    unsafe { libc::pthread_atfork(None, None, Some(in_child_after_fork)) };
+    // SAFETY: registering handlers with static lifetime; pthread_atfork has no other
+    // precondition.
+    unsafe {
+        libc::pthread_atfork(
+            Some(before_fork),
+            Some(in_parent_after_fork),
+            Some(in_child_after_fork),
+        )
+    };
 }
 
-/// Only async-signal-safe work: the child of a multithreaded parent may run nothing else. No
-/// lock is taken before `fork` (an allocator's fork handler could wait for a thread that is
-/// waiting for our lock); instead the child repairs what another thread was updating.
-extern "C" fn in_child_after_fork() {
-    // SAFETY: this is the child, which has a single thread.
+/// The child must inherit the ledger and the private heap consistent, so both are held across
+/// `fork` (ledger first, the order calls take them). Hooks running meanwhile never wait for
+/// them (see `recorder::completed`): another library's fork handler may be waiting for one.
+extern "C" fn before_fork() {
+    guard::hold();
+    recorder::lock_for_fork();
+    crate::HEAP.lock_for_fork();
+}
+
+extern "C" fn in_parent_after_fork() {
+    // SAFETY: each paired with `before_fork` in this process; the heap first, since entering
+    // the calls kept aside during the fork may allocate.
     unsafe {
-        crate::HEAP.recover_after_fork();
+        crate::HEAP.unlock_after_fork();
+        recorder::unlock_after_fork_in_parent();
+    }
+    guard::release();
+}
+
+/// Only async-signal-safe work: the child of a multithreaded parent may run nothing else.
+extern "C" fn in_child_after_fork() {
+    // SAFETY: each paired with `before_fork`, whose locks the child inherited.
+    unsafe {
+        crate::HEAP.unlock_after_fork();
         recorder::after_fork_in_child();
     }
     let parent = process::pid();
     process::remember_pid();
     sink::reopen_after_fork();
     recorder::announce_fork(parent);
+    guard::release();
 }
 
 extern "C" fn destructor() {

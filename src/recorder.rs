@@ -3,8 +3,10 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use crate::deferred;
 use crate::ledger::{Facts, Ledger, ObjectKind, Report};
-use crate::platform::{clock, config, kernel, modules, process, sink, spinlock::SpinLock};
+use crate::platform::spinlock::{SpinGuard, SpinLock};
+use crate::platform::{clock, config, kernel, modules, process, sink};
 use crate::trace::event::Event;
 use crate::trace::format::{self, Format};
 use crate::trace::linebuf::LineBuf;
@@ -92,7 +94,25 @@ pub fn announce_fork(parent: i32) {
 
 /// A completed call: into the ledger, then into the log.
 pub fn completed(event: &Event, facts: &Facts) {
-    LEDGER.lock().apply(event, facts);
+    match lock_ledger() {
+        Some(held) => completed_with(held, event, facts),
+        // A fork is being prepared and its thread holds the ledger: waiting could deadlock (an
+        // allocator's fork handler may wait for a lock our caller holds), so the call is kept
+        // aside and entered by the parent handler.
+        None if deferred::push(event, facts) => emit(event),
+        None => completed_with(LEDGER.lock(), event, facts),
+    }
+}
+
+/// The ledger, held, unless a fork is being prepared (then `None`: do not wait for it).
+pub fn lock_ledger() -> Option<SpinGuard<'static, Ledger>> {
+    LEDGER.lock_unless(deferred::is_open)
+}
+
+/// A completed call into the ledger already held, which is released before logging.
+pub fn completed_with(mut ledger: SpinGuard<'_, Ledger>, event: &Event, facts: &Facts) {
+    ledger.apply(event, facts);
+    drop(ledger);
     emit(event);
 }
 
@@ -110,25 +130,40 @@ pub fn with_ledger<T>(f: impl FnOnce(&Ledger) -> T) -> T {
     f(&LEDGER.lock())
 }
 
-/// In a forked child. No lock is held across `fork` (holding one deadlocks with allocators
-/// whose own fork handlers wait for a thread that is calling mmap into our hook), so the child
-/// checks what it inherited: a ledger another thread was updating at the instant of `fork` may
-/// be half-updated, and is replaced by an empty one (what was inherited is never reported
-/// anyway); otherwise everything in it is marked inherited. Must not allocate.
+/// Fork prepare handler: the ledger is held across `fork` so that the child inherits it
+/// consistent; calls completing meanwhile go to the deferred queue instead of waiting.
+pub fn lock_for_fork() {
+    deferred::open();
+    LEDGER.lock_raw();
+}
+
+/// # Safety
+/// Once, after `lock_for_fork`, in the parent, with the private heap usable again.
+pub unsafe fn unlock_after_fork_in_parent() {
+    // SAFETY: we hold the lock (taken in `lock_for_fork`).
+    let ledger = unsafe { &mut *LEDGER.data_ptr() };
+    deferred::close_and_drain(|event, facts| {
+        ledger.apply(event, facts);
+    });
+    // SAFETY: paired with `lock_for_fork`.
+    unsafe { LEDGER.unlock_raw() };
+}
+
+/// In the child: the calls kept aside before the instant of `fork` are entered, then everything
+/// it holds is marked inherited (the parent acquired it).
 ///
 /// # Safety
-/// Only in the child, where no other thread exists.
+/// Once, after `lock_for_fork`, in the child, where no other thread exists, with the private
+/// heap usable again (entering calls may allocate; the heap uses no libc lock).
 pub unsafe fn after_fork_in_child() {
-    // SAFETY: the child is single-threaded: nobody else can hold or take the lock.
+    // SAFETY: we hold the lock (taken in `lock_for_fork`), and the child has one thread.
     unsafe {
         let ledger = &mut *LEDGER.data_ptr();
-        if LEDGER.is_locked() {
-            // The old one's memory is abandoned, not freed: its structure cannot be trusted.
-            core::ptr::write(ledger, Ledger::new());
-            LEDGER.unlock_raw();
-        } else {
-            ledger.after_fork_in_child();
-        }
+        deferred::drain_in_child(|event, facts| {
+            ledger.apply(event, facts);
+        });
+        ledger.after_fork_in_child();
+        LEDGER.unlock_raw();
     }
     REPORTED.store(false, Ordering::Relaxed);
 }

@@ -28,6 +28,13 @@ pub fn traced(
     // Built in place (an event is a few hundred bytes: moving it costs measurably).
     let mut event = Event::new(Phase::Enter, func);
     let tracked = shielded(|| begin(&mut event, caller, args, vfork_child)).unwrap_or(false);
+    // A call that frees address space is entered in the ledger before any other thread's call
+    // can reuse that space, or the ledger would apply the two in the wrong order.
+    let mut ledger = if tracked && vfork_child.is_none() && releases_address_space(func, &args) {
+        recorder::lock_ledger()
+    } else {
+        None
+    };
     errno::set(caller_errno);
     let ret = call();
     let call_errno = errno::get();
@@ -39,13 +46,26 @@ pub fn traced(
             if vfork_child.is_some() {
                 // Logged, but the ledger in this memory is the parent's.
                 recorder::emit(&event);
+            } else if let Some(held) = ledger.take() {
+                recorder::completed_with(held, &event, &facts);
             } else {
                 recorder::completed(&event, &facts);
             }
         });
     }
+    drop(ledger);
     errno::set(call_errno);
     ret
+}
+
+/// Calls after which another thread's mmap may get the address space this one gave up.
+fn releases_address_space(func: Func, args: &[u64; 6]) -> bool {
+    match func {
+        Func::Munmap | Func::Mremap | Func::Shmdt => true,
+        Func::Mmap | Func::Mmap64 => args[3] as i32 & libc::MAP_FIXED != 0,
+        Func::Shmat => args[2] as i32 & libc::SHM_REMAP != 0,
+        _ => false,
+    }
 }
 
 /// Fills in what is known before the call; false if the call is not to be tracked.

@@ -43,24 +43,16 @@ impl PrivateHeap {
         }
     }
 
-    /// In a forked child: if another thread of the parent was inside the heap at the instant
-    /// of `fork`, its free lists may be half-updated. Start them afresh; blocks already handed
-    /// out stay valid memory, and the chunks' unused tails are simply abandoned.
-    ///
+    /// Held across `fork` (see `lifecycle`), so a child never inherits it mid-update.
+    pub fn lock_for_fork(&self) {
+        self.heap.lock_raw();
+    }
+
     /// # Safety
-    /// Only in the child, where no other thread exists.
-    pub unsafe fn recover_after_fork(&self) {
-        if self.heap.is_locked() {
-            // SAFETY: the child is single-threaded, so nobody else can hold or take the lock.
-            unsafe {
-                *self.heap.data_ptr() = Heap {
-                    free: [0; CLASSES],
-                    bump: 0,
-                    bump_end: 0,
-                };
-                self.heap.unlock_raw();
-            }
-        }
+    /// Only after `lock_for_fork`, once, in the parent or the child.
+    pub unsafe fn unlock_after_fork(&self) {
+        // SAFETY: the caller pairs this with `lock_for_fork`.
+        unsafe { self.heap.unlock_raw() };
     }
 }
 

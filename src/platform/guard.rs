@@ -29,6 +29,17 @@ impl Guard {
     }
 }
 
+/// For the fork handlers, which cannot keep a `Guard` across functions: from `hold` (prepare)
+/// to `release` (parent and child), a signal handler's hooked call on the forking thread is
+/// forwarded untracked instead of waiting for the ledger its own thread holds.
+pub fn hold() {
+    let _ = IN_HOOK.try_with(|inside| inside.set(true));
+}
+
+pub fn release() {
+    let _ = IN_HOOK.try_with(|inside| inside.set(false));
+}
+
 impl Drop for Guard {
     fn drop(&mut self) {
         let _ = IN_HOOK.try_with(|inside| inside.set(false));

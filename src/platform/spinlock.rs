@@ -26,14 +26,27 @@ impl<T> SpinLock<T> {
         SpinGuard { lock: self }
     }
 
+    /// Like `lock`, but gives up (`None`) as soon as `give_up()` says so while waiting.
+    pub fn lock_unless(&self, give_up: impl Fn() -> bool) -> Option<SpinGuard<'_, T>> {
+        // Lazily: a guard built and dropped on failure would unlock someone else's lock.
+        self.acquire(give_up).then(|| SpinGuard { lock: self })
+    }
+
     /// Takes the lock without a guard (for the fork handlers).
     pub fn lock_raw(&self) {
+        self.acquire(|| false);
+    }
+
+    fn acquire(&self, give_up: impl Fn() -> bool) -> bool {
         let mut spins = 0u32;
         while self
             .locked
             .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
         {
+            if give_up() {
+                return false;
+            }
             spins = spins.wrapping_add(1);
             if spins.is_multiple_of(64) {
                 // The holder may be descheduled (2 cores, many threads): let it run.
@@ -43,12 +56,7 @@ impl<T> SpinLock<T> {
                 core::hint::spin_loop();
             }
         }
-    }
-
-    /// Whether some thread holds the lock: in a forked child, whether the parent was inside
-    /// the critical section at the instant of `fork` (the value may be half-updated).
-    pub fn is_locked(&self) -> bool {
-        self.locked.load(Ordering::Acquire)
+        true
     }
 
     /// The protected value, for a holder of `lock_raw`.
@@ -92,6 +100,19 @@ impl<T> Drop for SpinGuard<'_, T> {
 mod tests {
     use super::SpinLock;
     use std::sync::Arc;
+
+    #[test]
+    fn giving_up_leaves_the_holders_lock_taken() {
+        let lock = SpinLock::new(0u8);
+        let held = lock.lock();
+        assert!(lock.lock_unless(|| true).is_none());
+        assert!(
+            lock.lock_unless(|| true).is_none(),
+            "the first give-up released the lock"
+        );
+        drop(held);
+        assert!(lock.lock_unless(|| true).is_some());
+    }
 
     #[test]
     fn serialises_increments_across_threads() {
