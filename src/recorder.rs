@@ -92,27 +92,44 @@ pub fn announce_fork(parent: i32) {
     sink::write_record(line.as_bytes());
 }
 
-/// A completed call: into the ledger, then into the log.
-pub fn completed(event: &Event, facts: &Facts) {
-    match lock_ledger() {
-        Some(held) => completed_with(held, event, facts),
-        // A fork is being prepared and its thread holds the ledger: waiting could deadlock (an
-        // allocator's fork handler may wait for a lock our caller holds), so the call is kept
-        // aside and entered by the parent handler.
-        None if deferred::push(event, facts) => emit(event),
-        None => completed_with(LEDGER.lock(), event, facts),
+/// Where a completed call is entered: the ledger, held, or while a fork is being prepared a
+/// place in the deferred queue (the forking thread holds the ledger across `fork`, and waiting
+/// for it could deadlock: an allocator's fork handler may wait for a lock our caller holds).
+pub enum Entry {
+    Ledger(SpinGuard<'static, Ledger>),
+    Deferred(deferred::Place),
+}
+
+/// Takes the ledger, or a place in the queue if a fork is being prepared. Never takes the
+/// ledger once the gate is open, even when it is free for a moment: the queue is entered after
+/// whatever is entered directly, so a thread with a call in the queue must not enter its next
+/// call directly.
+pub fn entry() -> Entry {
+    loop {
+        if let Some(held) = LEDGER.lock_unless(deferred::is_open) {
+            return Entry::Ledger(held);
+        }
+        if let Some(place) = deferred::claim() {
+            return Entry::Deferred(place);
+        }
+        // The gate closed in between: the parent handler is draining; wait for the ledger.
     }
 }
 
-/// The ledger, held, unless a fork is being prepared (then `None`: do not wait for it).
-pub fn lock_ledger() -> Option<SpinGuard<'static, Ledger>> {
-    LEDGER.lock_unless(deferred::is_open)
+/// A completed call: into the ledger, then into the log.
+pub fn completed(event: &Event, facts: &Facts) {
+    completed_into(entry(), event, facts);
 }
 
-/// A completed call into the ledger already held, which is released before logging.
-pub fn completed_with(mut ledger: SpinGuard<'_, Ledger>, event: &Event, facts: &Facts) {
-    ledger.apply(event, facts);
-    drop(ledger);
+/// A completed call into the entry taken for it (released before logging).
+pub fn completed_into(entry: Entry, event: &Event, facts: &Facts) {
+    match entry {
+        Entry::Ledger(mut ledger) => {
+            ledger.apply(event, facts);
+            drop(ledger);
+        }
+        Entry::Deferred(place) => place.fill(event, facts),
+    }
     emit(event);
 }
 

@@ -28,10 +28,11 @@ pub fn traced(
     // Built in place (an event is a few hundred bytes: moving it costs measurably).
     let mut event = Event::new(Phase::Enter, func);
     let tracked = shielded(|| begin(&mut event, caller, args, vfork_child)).unwrap_or(false);
-    // A call that frees address space is entered in the ledger before any other thread's call
-    // can reuse that space, or the ledger would apply the two in the wrong order.
-    let mut ledger = if tracked && vfork_child.is_none() && releases_address_space(func, &args) {
-        recorder::lock_ledger()
+    // A call that frees address space takes its entry (the ledger, or a place in the queue
+    // while a fork is prepared) before any other thread's call can reuse that space, or the
+    // two would be entered in the wrong order.
+    let mut entry = if tracked && vfork_child.is_none() && releases_address_space(func, &args) {
+        Some(recorder::entry())
     } else {
         None
     };
@@ -46,14 +47,14 @@ pub fn traced(
             if vfork_child.is_some() {
                 // Logged, but the ledger in this memory is the parent's.
                 recorder::emit(&event);
-            } else if let Some(held) = ledger.take() {
-                recorder::completed_with(held, &event, &facts);
+            } else if let Some(taken) = entry.take() {
+                recorder::completed_into(taken, &event, &facts);
             } else {
                 recorder::completed(&event, &facts);
             }
         });
     }
-    drop(ledger);
+    drop(entry);
     errno::set(call_errno);
     ret
 }

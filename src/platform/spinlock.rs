@@ -26,7 +26,8 @@ impl<T> SpinLock<T> {
         SpinGuard { lock: self }
     }
 
-    /// Like `lock`, but gives up (`None`) as soon as `give_up()` says so while waiting.
+    /// Like `lock`, but gives up (`None`) whenever `give_up()` says so, before the first attempt
+    /// as well as while waiting: a free lock is not taken once `give_up()` holds.
     pub fn lock_unless(&self, give_up: impl Fn() -> bool) -> Option<SpinGuard<'_, T>> {
         // Lazily: a guard built and dropped on failure would unlock someone else's lock.
         self.acquire(give_up).then(|| SpinGuard { lock: self })
@@ -39,13 +40,16 @@ impl<T> SpinLock<T> {
 
     fn acquire(&self, give_up: impl Fn() -> bool) -> bool {
         let mut spins = 0u32;
-        while self
-            .locked
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
+        loop {
             if give_up() {
                 return false;
+            }
+            if self
+                .locked
+                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return true;
             }
             spins = spins.wrapping_add(1);
             if spins.is_multiple_of(64) {
@@ -56,7 +60,6 @@ impl<T> SpinLock<T> {
                 core::hint::spin_loop();
             }
         }
-        true
     }
 
     /// The protected value, for a holder of `lock_raw`.
@@ -111,7 +114,14 @@ mod tests {
             "the first give-up released the lock"
         );
         drop(held);
-        assert!(lock.lock_unless(|| true).is_some());
+        assert!(lock.lock_unless(|| false).is_some());
+    }
+
+    #[test]
+    fn a_free_lock_is_not_taken_once_giving_up_holds() {
+        let lock = SpinLock::new(0u8);
+        assert!(lock.lock_unless(|| true).is_none());
+        assert!(lock.lock_unless(|| false).is_some());
     }
 
     #[test]
