@@ -88,7 +88,7 @@ typedef struct shmtrace_stats {
   // munmap/shmdt calls that released nothing the shim knew of.
   uint64_t unknown_unmaps;
   // Successful calls the ledger could not model (e.g. shmat of a segment of unknown size), or
-  // could not keep while another thread was forking (more than 4096 at once).
+  // could not keep while another thread was forking (more than 262144 during one fork).
   uint64_t untracked;
   // Calls whose bookkeeping failed inside the shim (they were still forwarded).
   uint64_t internal_failures;

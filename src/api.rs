@@ -79,7 +79,7 @@ pub struct shmtrace_stats {
     /// munmap/shmdt calls that released nothing the shim knew of.
     pub unknown_unmaps: u64,
     /// Successful calls the ledger could not model (e.g. shmat of a segment of unknown size), or
-    /// could not keep while another thread was forking (more than 4096 at once).
+    /// could not keep while another thread was forking (more than 262144 during one fork).
     pub untracked: u64,
     /// Calls whose bookkeeping failed inside the shim (they were still forwarded).
     pub internal_failures: u64,
