@@ -49,7 +49,7 @@ extern "C" fn constructor() {
 
 /// The child must inherit the ledger and the private heap consistent, so both are held across
 /// `fork` (ledger first, the order calls take them). Hooks running meanwhile never wait for
-/// them (see `recorder::completed`): another library's fork handler may be waiting for one.
+/// them (see `recorder::entry`): another library's fork handler may be waiting for one.
 extern "C" fn before_fork() {
     guard::hold();
     recorder::lock_for_fork();
