@@ -13,6 +13,7 @@ explain its System V shared memory, semaphores and mappings in one merged report
 USAGE
     shmtrace [OPTIONS] [--] PROGRAM [ARGS...]
     shmtrace report [OPTIONS] PATH...
+    shmtrace decode FILE [--format text|json]
 
   The first form runs PROGRAM with libshmtrace.so preloaded, one JSON log per process in a
   run directory, and prints the merged report on stderr (the program's stdout stays its
@@ -24,6 +25,9 @@ USAGE
 
   `shmtrace report` prints the same report on stdout from saved run directories or .jsonl
   logs (for example those of a run that was killed or crashed).
+
+  `shmtrace decode` prints a binary log (SHMTRACE_FORMAT=binary) on stdout as the text
+  (default) or JSON records docs/log-format.md describes.
 
 OPTIONS (running a program)
     --lib PATH           the libshmtrace.so to preload; by default the one beside this
@@ -136,15 +140,25 @@ pub struct ReportOptions {
 }
 
 #[derive(Debug)]
+pub struct DecodeOptions {
+    pub path: PathBuf,
+    pub json: bool,
+}
+
+#[derive(Debug)]
 pub enum Command {
     Run(RunOptions),
     Report(ReportOptions),
+    Decode(DecodeOptions),
     Help,
     Version,
 }
 
 /// Parses the arguments after the command name. `Err` is a usage error message.
 pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
+    if args.first().is_some_and(|a| a == "decode") {
+        return parse_decode(&args[1..]);
+    }
     let mut args = args.into_iter().peekable();
     let report = args.peek().is_some_and(|a| a == "report");
     if report {
@@ -267,6 +281,34 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
     }
 }
 
+/// `decode FILE [--format text|json]` (the options anywhere).
+fn parse_decode(args: &[OsString]) -> Result<Command, String> {
+    let mut path = None;
+    let mut json = false;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        let text = arg.to_str().unwrap_or("");
+        let format = if text == "--format" {
+            Some(rest.next().and_then(|v| v.to_str()).unwrap_or(""))
+        } else {
+            text.strip_prefix("--format=")
+        };
+        match format {
+            Some("text") => json = false,
+            Some("json") => json = true,
+            Some(other) => return Err(format!("--format: expected text or json, not {other:?}")),
+            None if text == "-h" || text == "--help" => return Ok(Command::Help),
+            None if text.starts_with('-') && text != "-" => {
+                return Err(format!("decode: unknown option {text}"));
+            }
+            None if path.is_some() => return Err("decode takes one file".into()),
+            None => path = Some(PathBuf::from(arg)),
+        }
+    }
+    let path = path.ok_or("decode needs a binary log file")?;
+    Ok(Command::Decode(DecodeOptions { path, json }))
+}
+
 /// `shm,semop` to the set of function names.
 fn parse_calls(list: &str) -> Result<BTreeSet<String>, String> {
     let mut set = BTreeSet::new();
@@ -335,6 +377,17 @@ mod tests {
     fn usage_errors() {
         assert!(parse_strs(&[]).is_err());
         assert!(parse_strs(&["report"]).is_err());
+        let Ok(Command::Decode(d)) = parse_strs(&["decode", "--format", "json", "f.bin"]) else {
+            panic!("decode");
+        };
+        assert_eq!((d.path, d.json), (PathBuf::from("f.bin"), true));
+        let Ok(Command::Decode(d)) = parse_strs(&["decode", "f.bin", "--format=text"]) else {
+            panic!("decode");
+        };
+        assert!(!d.json);
+        assert!(parse_strs(&["decode"]).is_err());
+        assert!(parse_strs(&["decode", "a", "b"]).is_err());
+        assert!(parse_strs(&["decode", "a", "--format", "xml"]).is_err());
         assert!(parse_strs(&["--calls", "bogus", "ls"]).is_err());
         assert!(parse_strs(&["--error-exitcode", "0", "ls"]).is_err());
         assert!(parse_strs(&["--error-exitcode", "256", "ls"]).is_err());
