@@ -123,6 +123,10 @@ fn map_file(path: &[u8]) -> Result<(c_int, *mut u8, usize, usize), i32> {
         return fail(libc::EINVAL);
     }
     let size = usize::try_from(st.st_size).unwrap_or(0);
+    if !starts_like_a_log(fd, size) {
+        // A text log from an earlier run, say: not to be touched.
+        return fail(libc::EILSEQ);
+    }
     let mut allocated = size;
     if size < GROW_MIN {
         if let Err(e) = allocate(fd, size, GROW_MIN) {
@@ -145,6 +149,19 @@ fn map_file(path: &[u8]) -> Result<(c_int, *mut u8, usize, usize), i32> {
         return fail(libc::EILSEQ);
     }
     Ok((fd, base, region, allocated.min(region)))
+}
+
+/// Whether the file is empty, or starts with the magic (or with zeros: being created by
+/// another process right now).
+fn starts_like_a_log(fd: c_int, size: usize) -> bool {
+    let mut head = [0u8; 8];
+    let want = size.min(head.len());
+    // SAFETY: `head` is writable for `want` <= 8 bytes.
+    let got = unsafe { libc::pread(fd, head.as_mut_ptr().cast(), want, 0) };
+    if got != want as isize {
+        return false;
+    }
+    head[..want] == binary::MAGIC[..want] || head[..want].iter().all(|&b| b == 0)
 }
 
 fn map_region(fd: c_int) -> Option<(*mut u8, usize)> {
