@@ -39,6 +39,10 @@ const GROW_MAX: usize = 16 << 20;
 static BASE: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
 static REGION: AtomicUsize = AtomicUsize::new(0);
 static FD: AtomicI32 = AtomicI32::new(-1);
+/// The file's identity (device, inode), checked before growing: a program that closes
+/// descriptors it does not own may have closed ours, and the number may now be another file.
+static DEV: AtomicU64 = AtomicU64::new(0);
+static INO: AtomicU64 = AtomicU64::new(0);
 /// Bytes of the file known to be allocated (records may be written below this).
 static ALLOCATED: AtomicUsize = AtomicUsize::new(0);
 /// Set when the file cannot grow: no record is reserved any more.
@@ -53,6 +57,9 @@ thread_local! {
     static CURRENT: Cell<usize> = const { Cell::new(0) };
 }
 
+/// `CURRENT` for a call whose start could not be stored (the log is full).
+const NOT_STORED: usize = usize::MAX;
+
 pub fn active() -> bool {
     !BASE.load(Ordering::Relaxed).is_null()
 }
@@ -61,6 +68,10 @@ pub fn active() -> bool {
 /// binary log at `path` (NUL-terminated). On failure returns the errno and changes nothing.
 pub fn open(path: &[u8]) -> Result<(), i32> {
     let (fd, base, region, allocated) = map_file(path)?;
+    if let Some((dev, ino)) = identity(fd) {
+        DEV.store(dev, Ordering::Relaxed);
+        INO.store(ino, Ordering::Relaxed);
+    }
     FD.store(fd, Ordering::Relaxed);
     REGION.store(region, Ordering::Relaxed);
     ALLOCATED.store(allocated, Ordering::Relaxed);
@@ -302,13 +313,51 @@ fn grow(allocated: usize, end: usize) {
         .max(end)
         .next_multiple_of(GROW_MIN)
         .min(region);
-    match allocate(FD.load(Ordering::Relaxed), allocated, target) {
+    let fd = FD.load(Ordering::Relaxed);
+    if identity(fd) != Some((DEV.load(Ordering::Relaxed), INO.load(Ordering::Relaxed))) {
+        stop(format_args!(
+            "the binary log's descriptor was closed or replaced by the program"
+        ));
+        return;
+    }
+    // Beyond RLIMIT_FSIZE, fallocate raises SIGXFSZ, which kills by default.
+    if target > file_size_limit() {
+        stop(format_args!(
+            "the binary log reached the file size limit (RLIMIT_FSIZE)"
+        ));
+        return;
+    }
+    match allocate(fd, allocated, target) {
         Ok(()) => ALLOCATED.store(target, Ordering::Release),
         Err(e) => stop(format_args!(
             "cannot grow the binary log ({})",
             crate::trace::errnos::message(e).unwrap_or("unknown error")
         )),
     }
+}
+
+fn identity(fd: c_int) -> Option<(u64, u64)> {
+    // SAFETY: an all-zero `stat` is a valid value to be overwritten.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: `st` is writable; a bad descriptor is an error return.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return None;
+    }
+    Some((st.st_dev, st.st_ino))
+}
+
+fn file_size_limit() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: `limit` is writable.
+    if unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut limit) } != 0
+        || limit.rlim_cur == libc::RLIM_INFINITY
+    {
+        return usize::MAX;
+    }
+    usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
 }
 
 /// Stops recording, with one warning per process. The program goes on unaffected.
@@ -345,6 +394,8 @@ pub fn call_started(ev: &Event) {
     }
     let size = binary::call_size(ev.func, ev.stack().len());
     let Some(at) = reserve(base, size) else {
+        // Counted as lost once: its return is not to be stored (nor counted) either.
+        let _ = CURRENT.try_with(|c| c.set(NOT_STORED));
         return;
     };
     // SAFETY: just reserved for this thread.
@@ -366,6 +417,9 @@ pub fn call_returned(ev: &Event) {
     }
     let size = binary::call_size(ev.func, ev.stack().len());
     let started = CURRENT.try_with(|c| c.replace(0)).unwrap_or(0);
+    if started == NOT_STORED {
+        return;
+    }
     if started != 0 {
         // SAFETY: reserved by this thread's `call_started`, in this mapping (a forked child
         // with a new mapping has no call in progress: fork is not traced).
@@ -407,4 +461,80 @@ pub fn other(kind: u32, text: &[u8], json: &[u8]) {
     compiler_fence(Ordering::SeqCst);
     binary::write_blob(rec, kind, text, json);
     set_state(rec, binary::STATE_DONE);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::binary::{Item, Reader};
+    use crate::trace::event::{Func, Phase};
+
+    fn event(func: Func, tid: i32, seq: u64) -> Event {
+        let mut ev = Event::new(Phase::Enter, func);
+        ev.pid = 1;
+        ev.tid = tid;
+        ev.ts_ns = seq;
+        ev.args[1] = seq;
+        ev
+    }
+
+    // One test: the log is process-wide state.
+    #[test]
+    fn threads_write_in_place_across_chunks_and_everything_reads_back() {
+        let dir = std::env::temp_dir().join(format!("shmtrace-mapped-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("log.bin");
+        let _ = std::fs::remove_file(&path);
+        let mut cpath = path.to_str().unwrap().as_bytes().to_vec();
+        cpath.push(0);
+        open(&cpath).unwrap();
+        const THREADS: i32 = 4;
+        const CALLS: u64 = 3000; // 4 x 3000 x 112 bytes: several chunks
+        let workers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    for seq in 0..CALLS {
+                        let mut ev = event(Func::Munmap, 100 + t, seq);
+                        call_started(&ev);
+                        ev.phase = Phase::Exit;
+                        ev.ret = seq as i64;
+                        call_returned(&ev);
+                    }
+                    // Left in progress, as if killed here.
+                    call_started(&event(Func::Mmap, 100 + t, CALLS));
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        other(binary::KIND_REPORT, b"text\n", b"{}\n");
+        let data = std::fs::read(&path).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut reader = Reader::new(&data).unwrap();
+        let mut next = [0u64; THREADS as usize];
+        let mut in_progress = 0;
+        let mut blobs = 0;
+        for item in reader.by_ref() {
+            match item {
+                Item::Call(ev) if ev.phase == Phase::Exit => {
+                    let t = (ev.tid - 100) as usize;
+                    assert_eq!((ev.args[1], ev.ret), (next[t], next[t] as i64));
+                    next[t] += 1;
+                }
+                Item::Call(ev) => {
+                    assert_eq!((ev.func, ev.ts_ns), (Func::Mmap, CALLS));
+                    in_progress += 1;
+                }
+                Item::Blob { text, json, kind } => {
+                    assert_eq!((kind, text, json), (3, &b"text\n"[..], &b"{}\n"[..]));
+                    blobs += 1;
+                }
+            }
+        }
+        assert_eq!(next, [CALLS; THREADS as usize]);
+        assert_eq!((in_progress, blobs), (THREADS, 1));
+        assert!(!reader.damaged && reader.unfinished == 0 && reader.lost() == 0);
+        assert!(data.len() > 4 * GROW_MIN, "the file grew");
+    }
 }
