@@ -205,6 +205,9 @@ pub fn is_start_of(rec: &[u8], ev: &Event) -> bool {
 }
 
 /// One record read back.
+// Items are handed out one at a time and consumed at once: boxing the event would only add an
+// allocation per record.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, PartialEq, Eq)]
 pub enum Item<'a> {
     /// A call: `Phase::Exit` when it returned, `Phase::Enter` when it was still in progress
