@@ -15,16 +15,16 @@ USAGE
     shmtrace report [OPTIONS] PATH...
     shmtrace decode FILE [--format text|json]
 
-  The first form runs PROGRAM with libshmtrace.so preloaded, one JSON log per process in a
-  run directory, and prints the merged report on stderr (the program's stdout stays its
+  The first form runs PROGRAM with libshmtrace.so preloaded, one binary log per process in
+  a run directory (durable even if the program is killed), and prints the merged report on stderr (the program's stdout stays its
   own). shmtrace exits with the program's exit status (128+N if a signal N killed it).
   SIGINT and SIGQUIT are ignored by shmtrace while the program runs, so Ctrl-C reaches the
   program and the report is still printed. Options go before PROGRAM: every argument from
   PROGRAM on is the program's. Write `--` before a PROGRAM whose name starts with '-' or is
   `report`.
 
-  `shmtrace report` prints the same report on stdout from saved run directories or .jsonl
-  logs (for example those of a run that was killed or crashed).
+  `shmtrace report` prints the same report on stdout from saved run directories, .bin or
+  .jsonl logs (for example those of a run that was killed or crashed).
 
   `shmtrace decode` prints a binary log (SHMTRACE_FORMAT=binary) on stdout as the text
   (default) or JSON records docs/log-format.md describes.
@@ -33,8 +33,9 @@ OPTIONS (running a program)
     --lib PATH           the libshmtrace.so to preload; by default the one beside this
                          executable (DIR/libshmtrace.so), else the installed one
                          (DIR/../lib/libshmtrace.so.0)
-    --out DIR            the run directory (created; must hold no .jsonl yet): one
-                         PID.jsonl log per process and run.json (the command and how it
+    --out DIR            the run directory (created; must hold no .bin or .jsonl yet):
+                         one PID.bin log per process (`shmtrace decode` prints one as
+                         text or JSON) and run.json (the command and how it
                          ended); default ./shmtrace.PID (PID of shmtrace)
     --stack N            also record, for every call, the return addresses of the N frames
                          above its call site (0..16; sets SHMTRACE_STACK=N for the program;
@@ -61,7 +62,7 @@ OPTIONS (both forms)
 
 ENVIRONMENT GIVEN TO THE PROGRAM
     Unchanged, except LD_PRELOAD (the library, then any LD_PRELOAD already set),
-    SHMTRACE_LOG=RUNDIR/%p.jsonl, SHMTRACE_FORMAT=json, SHMTRACE_STACK=N with --stack N, and
+    SHMTRACE_LOG=RUNDIR/%p.bin, SHMTRACE_FORMAT=binary, SHMTRACE_STACK=N with --stack N, and
     SHMTRACE_EXITCODE removed (the program's own status is kept; use --error-exitcode).
 
 EXIT STATUS
@@ -263,7 +264,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
 
     if report {
         if positional.is_empty() {
-            return Err("report needs at least one run directory or .jsonl file".into());
+            return Err("report needs at least one run directory or log file".into());
         }
         let paths = positional.into_iter().map(PathBuf::from).collect();
         Ok(Command::Report(ReportOptions { view, paths }))

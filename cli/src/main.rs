@@ -123,7 +123,7 @@ fn report_logs(opts: &ReportOptions) -> ExitCode {
     };
     if inputs.files.is_empty() {
         eprintln!(
-            "shmtrace: no .jsonl log in {}",
+            "shmtrace: no .jsonl log (nor binary .bin log) in {}",
             opts.paths
                 .iter()
                 .map(|p| p.display().to_string())
