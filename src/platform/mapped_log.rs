@@ -27,8 +27,8 @@ use crate::platform::{config, errno};
 use crate::trace::binary::{self, HEADER_SIZE};
 use crate::trace::event::Event;
 
-/// Address space reserved for the log, tried in this order (an `RLIMIT_AS` may refuse the
-/// first). Records stop, with one warning, when a file reaches it.
+/// Address space reserved for the log, tried in this order (under an `RLIMIT_AS`, only sizes
+/// up to a sixteenth of it). Records stop, with one warning, when a file reaches it.
 const REGION_SIZES: [usize; 3] = [16 << 30, 1 << 30, 64 << 20];
 /// The file grows by at least this much, and by at most `GROW_MAX`: by its own size between
 /// the two, so a long run makes few `fallocate` calls and a short one leaves a small file.
@@ -176,7 +176,22 @@ fn starts_like_a_log(fd: c_int, size: usize) -> bool {
 }
 
 fn map_region(fd: c_int) -> Option<(*mut u8, usize)> {
-    for region in REGION_SIZES {
+    // Under an address-space limit, the log takes at most a sixteenth of it: the program's
+    // own mappings come first.
+    let mut limit = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: `limit` is writable.
+    let room = if unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut limit) } == 0
+        && limit.rlim_cur != libc::RLIM_INFINITY
+    {
+        usize::try_from(limit.rlim_cur / 16).unwrap_or(usize::MAX)
+    } else {
+        usize::MAX
+    };
+    let last = REGION_SIZES[REGION_SIZES.len() - 1];
+    for region in REGION_SIZES.into_iter().filter(|&r| r <= room.max(last)) {
         // SAFETY: a new shared mapping of `fd`; pages beyond the end of the file are never
         // touched (records are written only below `ALLOCATED`). The raw system call, because
         // this library's own `mmap` is the hook.
