@@ -10,8 +10,9 @@
 //! Why it never faults: the file only grows by space reserved with `fallocate` *before* any
 //! record is written there, so a full disk is an error code at a chunk boundary (one warning,
 //! recording stops) rather than a `SIGBUS` in the middle of the program. The mapping itself is
-//! one large reservation of address space made once, so growing never moves it and writers
-//! never wait except at a chunk boundary, while one thread grows the file.
+//! one large reservation of address space made once, so growing never moves it. The file is
+//! grown ahead, by one thread, while its last quarter fills, so writers wait only when they
+//! reach the end of the file before that growth is done.
 //!
 //! Several processes may share one file (a path without `%p`): the cursor lives in the
 //! mapped header and is advanced with an atomic add, which works across processes too, and
@@ -47,6 +48,8 @@ static INO: AtomicU64 = AtomicU64::new(0);
 static ALLOCATED: AtomicUsize = AtomicUsize::new(0);
 /// Set when the file cannot grow: no record is reserved any more.
 static STOPPED: AtomicBool = AtomicBool::new(false);
+/// The size from which growing ahead failed (a full disk): not retried ahead from there.
+static AHEAD_FAILED_AT: AtomicUsize = AtomicUsize::new(usize::MAX);
 /// Held by the thread growing the file.
 static GROWING: AtomicBool = AtomicBool::new(false);
 
@@ -77,6 +80,7 @@ pub fn open(path: &[u8]) -> Result<(), i32> {
     ALLOCATED.store(allocated, Ordering::Relaxed);
     STOPPED.store(false, Ordering::Relaxed);
     GROWING.store(false, Ordering::Relaxed);
+    AHEAD_FAILED_AT.store(usize::MAX, Ordering::Relaxed);
     BASE.store(base, Ordering::Release);
     Ok(())
 }
@@ -266,11 +270,36 @@ fn reserve(base: *mut u8, size: usize) -> Option<usize> {
     let cursor = unsafe { &*base.add(binary::CURSOR_OFFSET).cast::<AtomicU64>() };
     let at = HEADER_SIZE + cursor.fetch_add(size as u64, Ordering::Relaxed) as usize;
     let end = at + size;
-    if end > ALLOCATED.load(Ordering::Acquire) && !grow_to(end) {
-        count_lost(base);
-        return None;
+    let allocated = ALLOCATED.load(Ordering::Acquire);
+    if end > allocated {
+        if !grow_to(end) {
+            count_lost(base);
+            return None;
+        }
+    } else if allocated - end < allocated / 4 {
+        grow_ahead(allocated);
     }
     Some(at)
+}
+
+/// Grows the file before it is needed, when its last quarter is being filled, so that other
+/// threads rarely wait at a chunk boundary: one thread pays for the growth, the others go on
+/// writing meanwhile (and skip this if a thread is already growing it).
+#[cold]
+fn grow_ahead(allocated: usize) {
+    if STOPPED.load(Ordering::Relaxed)
+        || AHEAD_FAILED_AT.load(Ordering::Relaxed) == allocated
+        || GROWING
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+    {
+        return;
+    }
+    if ALLOCATED.load(Ordering::Acquire) == allocated && allocated < REGION.load(Ordering::Relaxed)
+    {
+        grow(allocated, allocated + 1, true);
+    }
+    GROWING.store(false, Ordering::Release);
 }
 
 fn count_lost(base: *mut u8) {
@@ -298,7 +327,7 @@ fn grow_to(end: usize) -> bool {
         {
             let allocated = ALLOCATED.load(Ordering::Acquire);
             if end > allocated {
-                grow(allocated, end);
+                grow(allocated, end, false);
             }
             GROWING.store(false, Ordering::Release);
             continue;
@@ -314,7 +343,10 @@ fn grow_to(end: usize) -> bool {
     }
 }
 
-fn grow(allocated: usize, end: usize) {
+/// Grows the file from `allocated` to hold at least `end`. Ahead of need, a failure only means
+/// that this size is not retried ahead: the records that still fit are written first, and the
+/// warning comes when one does not.
+fn grow(allocated: usize, end: usize, ahead: bool) {
     let region = REGION.load(Ordering::Relaxed);
     if end > region {
         stop(format_args!(
@@ -337,6 +369,10 @@ fn grow(allocated: usize, end: usize) {
     }
     // Beyond RLIMIT_FSIZE, fallocate raises SIGXFSZ, which kills by default.
     if target > file_size_limit() {
+        if ahead {
+            AHEAD_FAILED_AT.store(allocated, Ordering::Relaxed);
+            return;
+        }
         stop(format_args!(
             "the binary log reached the file size limit (RLIMIT_FSIZE)"
         ));
@@ -347,6 +383,7 @@ fn grow(allocated: usize, end: usize) {
             prefault(allocated, target);
             ALLOCATED.store(target, Ordering::Release)
         }
+        Err(_) if ahead => AHEAD_FAILED_AT.store(allocated, Ordering::Relaxed),
         Err(e) => stop(format_args!(
             "cannot grow the binary log ({})",
             crate::trace::errnos::message(e).unwrap_or("unknown error")
