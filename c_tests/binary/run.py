@@ -13,7 +13,8 @@ GROUPs (default: all), each running build/binary/binlog (binlog.c) under the shi
            follows the mmap it undoes).
   fork     children with a per-pid log (%p) each get a complete log of their own (fork record,
            every call, exit report); without %p all processes share one file, each complete;
-           `shmtrace report` reads the binary logs of a directory.
+           `shmtrace report` reads the binary logs of a directory; unrelated processes
+           appending to one file at the same time each find all their records there.
   exec     an exec'd image continues its process's log (two start records, all calls).
   disk     a log on a 256 KiB tmpfs that fills up: the program's stdout and exit status are
            as without the shim, stderr has exactly one warning line, and the log decodes to
@@ -274,6 +275,29 @@ def fork(tmp):
                   "fork: shmtrace report reads the binary logs", (rep.stdout + rep.stderr)[-300:])
 
 
+def concurrent(tmp):
+    """Unrelated processes appending to one file at once: the cursor in the file's header is
+    shared memory, so their records never overlap."""
+    procs, n, per = 4, 4, 1500
+    log = os.path.join(tmp, "concurrent.bin")
+    running = [subprocess.Popen([PROG, "threads", str(n), str(per)], env=env(log),
+                                stderr=subprocess.PIPE, text=True) for _ in range(procs)]
+    for p in running:
+        _, err = p.communicate(timeout=120)
+        check(p.returncode == 0 and err == "", "concurrent: a process ran cleanly", err[-300:])
+    records, notes = decode(log)
+    check(notes == "", "concurrent: decode notes nothing", notes)
+    for p in running:
+        mine = [r for r in records if r.get("pid") == p.pid]
+        check([r["event"] for r in mine][:1] == ["start"] and mine[-1]["event"] == "report",
+              f"concurrent: process {p.pid} has its start and report records")
+        for t in range(n):
+            recs = calls(mine, (16 + t) * PAGE)
+            check(len(recs) == 2 * per and all(r["event"] == "call" for r in recs),
+                  f"concurrent: process {p.pid} thread {t} has all its calls", f"{len(recs)}")
+            in_program_order(recs, f"concurrent: process {p.pid} thread {t}")
+
+
 def exec_(tmp):
     log = os.path.join(tmp, "exec.%p.bin")
     p = subprocess.run([PROG, "exec"], env=env(log), timeout=60, capture_output=True, text=True)
@@ -396,6 +420,9 @@ def main():
                         kill_busy(d, trial)
                 elif g == "exec":
                     exec_(d)
+                elif g == "fork":
+                    fork(d)
+                    concurrent(d)
                 elif g == "decode":
                     decode_like_text(d)
                 else:
