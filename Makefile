@@ -26,7 +26,7 @@ INSTALLED   := $(bindir)/shmtrace $(libdir)/libshmtrace.so.$(VERSION) $(libdir)/
                $(man7dir)/shmtrace.7
 
 .PHONY: all lib header demo demo-log demo-leak bench install uninstall test test-install test-edge \
-        test-hostile stress test-rust test-c lint fmt clean
+        test-hostile stress test-rust test-c test-binary lint fmt clean
 
 all: lib
 
@@ -117,7 +117,12 @@ test-hostile: lib
 stress: lib
 	$(PYTHON) c_tests/hostile/run.py --stress
 
-test: lint test-rust test-install test-edge test-c test-hostile
+# The binary log (SHMTRACE_FORMAT=binary): SIGKILL, threads, fork, exec, a full disk (a tiny
+# tmpfs: needs root, else skipped with a note), bad settings, decoding (c_tests/binary).
+test-binary: lib
+	$(PYTHON) c_tests/binary/run.py
+
+test: lint test-rust test-install test-edge test-c test-binary test-hostile
 
 # The command's tests (cli/tests) run programs under the built library.
 test-rust: lib

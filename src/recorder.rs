@@ -7,6 +7,7 @@ use crate::deferred;
 use crate::ledger::{Facts, Ledger, ObjectKind, Report};
 use crate::platform::spinlock::{SpinGuard, SpinLock};
 use crate::platform::{clock, config, kernel, modules, process, sink};
+use crate::trace::binary;
 use crate::trace::event::Event;
 use crate::trace::format::{self, Format};
 use crate::trace::linebuf::LineBuf;
@@ -66,12 +67,12 @@ pub fn announce_start() {
         exe: &exe,
         modules: &infos,
     };
-    let mut text = String::new();
-    let _ = match config::format() {
-        Format::Text => start::write_text(&start, &mut text),
-        Format::Json => start::write_json(&start, &mut text),
-    };
-    sink::write_record(text.as_bytes());
+    sink::write_other(binary::KIND_START, |format, out: &mut String| {
+        let _ = match format {
+            Format::Text => start::write_text(&start, out),
+            Format::Json => start::write_json(&start, out),
+        };
+    });
 }
 
 /// Opens a forked child's log with its parent (async-signal-safe: stack buffer, one write).
@@ -84,12 +85,12 @@ pub fn announce_fork(parent: i32) {
         ppid: parent,
         ts_ns: clock::now_ns(),
     };
-    let mut line = LineBuf::new();
-    let _ = match config::format() {
-        Format::Text => start::write_fork_text(&fork, &mut line),
-        Format::Json => start::write_fork_json(&fork, &mut line),
-    };
-    sink::write_record(line.as_bytes());
+    sink::write_other(binary::KIND_FORK, |format, line: &mut LineBuf| {
+        let _ = match format {
+            Format::Text => start::write_fork_text(&fork, line),
+            Format::Json => start::write_fork_json(&fork, line),
+        };
+    });
 }
 
 /// Where a completed call is entered: the ledger, held, or while a fork is being prepared a
@@ -135,6 +136,9 @@ pub fn completed_into(entry: Entry, event: &Event, facts: &Facts) {
 
 /// A record into the log, if logging is on.
 pub fn emit(event: &Event) {
+    if sink::binary() {
+        return sink::call(event);
+    }
     if !sink::enabled() {
         return;
     }
@@ -192,7 +196,11 @@ pub fn report_at_exit() -> bool {
     }
     let mut text = String::new();
     let clean = write_report(&mut text, config::format());
-    if sink::enabled() {
+    if sink::binary() {
+        sink::write_other(binary::KIND_REPORT, |format, out: &mut String| {
+            write_report(out, format);
+        });
+    } else if sink::enabled() {
         sink::write_record(text.as_bytes());
     }
     clean

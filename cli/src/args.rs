@@ -13,24 +13,29 @@ explain its System V shared memory, semaphores and mappings in one merged report
 USAGE
     shmtrace [OPTIONS] [--] PROGRAM [ARGS...]
     shmtrace report [OPTIONS] PATH...
+    shmtrace decode FILE [--format text|json]
 
-  The first form runs PROGRAM with libshmtrace.so preloaded, one JSON log per process in a
-  run directory, and prints the merged report on stderr (the program's stdout stays its
+  The first form runs PROGRAM with libshmtrace.so preloaded, one binary log per process in
+  a run directory (durable even if the program is killed), and prints the merged report on stderr (the program's stdout stays its
   own). shmtrace exits with the program's exit status (128+N if a signal N killed it).
   SIGINT and SIGQUIT are ignored by shmtrace while the program runs, so Ctrl-C reaches the
   program and the report is still printed. Options go before PROGRAM: every argument from
   PROGRAM on is the program's. Write `--` before a PROGRAM whose name starts with '-' or is
   `report`.
 
-  `shmtrace report` prints the same report on stdout from saved run directories or .jsonl
-  logs (for example those of a run that was killed or crashed).
+  `shmtrace report` prints the same report on stdout from saved run directories, .bin or
+  .jsonl logs (for example those of a run that was killed or crashed).
+
+  `shmtrace decode` prints a binary log (SHMTRACE_FORMAT=binary) on stdout as the text
+  (default) or JSON records docs/log-format.md describes.
 
 OPTIONS (running a program)
     --lib PATH           the libshmtrace.so to preload; by default the one beside this
                          executable (DIR/libshmtrace.so), else the installed one
                          (DIR/../lib/libshmtrace.so.0)
-    --out DIR            the run directory (created; must hold no .jsonl yet): one
-                         PID.jsonl log per process and run.json (the command and how it
+    --out DIR            the run directory (created; must hold no .bin or .jsonl yet):
+                         one PID.bin log per process (`shmtrace decode` prints one as
+                         text or JSON) and run.json (the command and how it
                          ended); default ./shmtrace.PID (PID of shmtrace)
     --stack N            also record, for every call, the return addresses of the N frames
                          above its call site (0..16; sets SHMTRACE_STACK=N for the program;
@@ -57,7 +62,7 @@ OPTIONS (both forms)
 
 ENVIRONMENT GIVEN TO THE PROGRAM
     Unchanged, except LD_PRELOAD (the library, then any LD_PRELOAD already set),
-    SHMTRACE_LOG=RUNDIR/%p.jsonl, SHMTRACE_FORMAT=json, SHMTRACE_STACK=N with --stack N, and
+    SHMTRACE_LOG=RUNDIR/%p.bin, SHMTRACE_FORMAT=binary, SHMTRACE_STACK=N with --stack N, and
     SHMTRACE_EXITCODE removed (the program's own status is kept; use --error-exitcode).
 
 EXIT STATUS
@@ -136,15 +141,25 @@ pub struct ReportOptions {
 }
 
 #[derive(Debug)]
+pub struct DecodeOptions {
+    pub path: PathBuf,
+    pub json: bool,
+}
+
+#[derive(Debug)]
 pub enum Command {
     Run(RunOptions),
     Report(ReportOptions),
+    Decode(DecodeOptions),
     Help,
     Version,
 }
 
 /// Parses the arguments after the command name. `Err` is a usage error message.
 pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
+    if args.first().is_some_and(|a| a == "decode") {
+        return parse_decode(&args[1..]);
+    }
     let mut args = args.into_iter().peekable();
     let report = args.peek().is_some_and(|a| a == "report");
     if report {
@@ -249,7 +264,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
 
     if report {
         if positional.is_empty() {
-            return Err("report needs at least one run directory or .jsonl file".into());
+            return Err("report needs at least one run directory or log file".into());
         }
         let paths = positional.into_iter().map(PathBuf::from).collect();
         Ok(Command::Report(ReportOptions { view, paths }))
@@ -265,6 +280,34 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
             program: positional,
         }))
     }
+}
+
+/// `decode FILE [--format text|json]` (the options anywhere).
+fn parse_decode(args: &[OsString]) -> Result<Command, String> {
+    let mut path = None;
+    let mut json = false;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        let text = arg.to_str().unwrap_or("");
+        let format = if text == "--format" {
+            Some(rest.next().and_then(|v| v.to_str()).unwrap_or(""))
+        } else {
+            text.strip_prefix("--format=")
+        };
+        match format {
+            Some("text") => json = false,
+            Some("json") => json = true,
+            Some(other) => return Err(format!("--format: expected text or json, not {other:?}")),
+            None if text == "-h" || text == "--help" => return Ok(Command::Help),
+            None if text.starts_with('-') && text != "-" => {
+                return Err(format!("decode: unknown option {text}"));
+            }
+            None if path.is_some() => return Err("decode takes one file".into()),
+            None => path = Some(PathBuf::from(arg)),
+        }
+    }
+    let path = path.ok_or("decode needs a binary log file")?;
+    Ok(Command::Decode(DecodeOptions { path, json }))
 }
 
 /// `shm,semop` to the set of function names.
@@ -335,6 +378,17 @@ mod tests {
     fn usage_errors() {
         assert!(parse_strs(&[]).is_err());
         assert!(parse_strs(&["report"]).is_err());
+        let Ok(Command::Decode(d)) = parse_strs(&["decode", "--format", "json", "f.bin"]) else {
+            panic!("decode");
+        };
+        assert_eq!((d.path, d.json), (PathBuf::from("f.bin"), true));
+        let Ok(Command::Decode(d)) = parse_strs(&["decode", "f.bin", "--format=text"]) else {
+            panic!("decode");
+        };
+        assert!(!d.json);
+        assert!(parse_strs(&["decode"]).is_err());
+        assert!(parse_strs(&["decode", "a", "b"]).is_err());
+        assert!(parse_strs(&["decode", "a", "--format", "xml"]).is_err());
         assert!(parse_strs(&["--calls", "bogus", "ls"]).is_err());
         assert!(parse_strs(&["--error-exitcode", "0", "ls"]).is_err());
         assert!(parse_strs(&["--error-exitcode", "256", "ls"]).is_err());

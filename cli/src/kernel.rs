@@ -112,13 +112,16 @@ impl LiveCheck {
             .collect();
         dirs.sort();
         dirs.dedup();
+        // Binary logs since runs record in binary; JSON logs of runs by earlier versions.
         let templates = dirs
             .iter()
-            .map(|d| {
-                let mut t = b"SHMTRACE_LOG=".to_vec();
-                t.extend_from_slice(d.as_os_str().as_encoded_bytes());
-                t.extend_from_slice(b"/%p.jsonl");
-                t
+            .flat_map(|d| {
+                [&b"/%p.bin"[..], b"/%p.jsonl"].map(|name| {
+                    let mut t = b"SHMTRACE_LOG=".to_vec();
+                    t.extend_from_slice(d.as_os_str().as_encoded_bytes());
+                    t.extend_from_slice(name);
+                    t
+                })
             })
             .collect();
         LiveCheck { templates }

@@ -1,10 +1,11 @@
 //! Reading what the shim wrote: run directories and `.jsonl` logs, one record per line
-//! (docs/log-format.md). Parsing is tolerant: a malformed line is reported and skipped, an
+//! (docs/log-format.md), and binary logs (`SHMTRACE_FORMAT=binary`, usually `.bin`), read as
+//! the JSON lines `shmtrace decode --format json` prints for them. Parsing is tolerant: a malformed line is reported and skipped, an
 //! unparseable last line (torn by a SIGKILL mid-write) is ignored, unknown events and keys
 //! are ignored, so that logs of crashed runs and of newer shims still give a report.
 
 use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
@@ -141,7 +142,8 @@ pub struct Inputs {
     pub dirs: Vec<PathBuf>,
 }
 
-/// Directories contribute their `*.jsonl` files (by pid order), files are taken as they are.
+/// Directories contribute their `*.jsonl` and `*.bin` files (by pid order), files are taken as
+/// they are.
 pub fn gather(paths: &[PathBuf]) -> Result<Inputs, String> {
     let mut inputs = Inputs::default();
     for path in paths {
@@ -163,13 +165,15 @@ pub fn gather(paths: &[PathBuf]) -> Result<Inputs, String> {
     Ok(inputs)
 }
 
-/// The `*.jsonl` regular files directly in `dir`.
+/// The `*.jsonl` and `*.bin` (binary) regular files directly in `dir`.
 pub fn jsonl_in(dir: &Path) -> io::Result<Vec<PathBuf>> {
     let mut found = Vec::new();
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let path = entry.path();
-        if path.extension().is_some_and(|e| e == "jsonl") && entry.file_type()?.is_file() {
+        if path.extension().is_some_and(|e| e == "jsonl" || e == "bin")
+            && entry.file_type()?.is_file()
+        {
             found.push(path);
         }
     }
@@ -189,7 +193,18 @@ pub fn read_file(
     file: usize,
     sink: &mut impl FnMut(Pos, Record),
 ) -> io::Result<FileSummary> {
-    let mut reader = BufReader::new(File::open(path)?);
+    let mut opened = BufReader::new(File::open(path)?);
+    let decoded;
+    let reader: &mut dyn BufRead = if crate::decode::is_binary(opened.fill_buf()?) {
+        let mut data = Vec::new();
+        opened.read_to_end(&mut data)?;
+        let mut lines = Vec::new();
+        crate::decode::write_records(&data, true, &mut lines)?;
+        decoded = lines;
+        &mut decoded.as_slice()
+    } else {
+        &mut opened
+    };
     let mut summary = FileSummary::default();
     let mut buf = Vec::new();
     let mut line = 0usize;

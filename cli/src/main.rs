@@ -4,6 +4,7 @@
 //! the program it runs.
 
 mod args;
+mod decode;
 mod json;
 mod kernel;
 mod logs;
@@ -12,6 +13,12 @@ mod render;
 mod run;
 mod runinfo;
 mod symbols;
+// The shim's pure modules (events, argument decoding, the text and JSON formats, the binary
+// layout), compiled in so that `shmtrace decode` prints exactly what the shim would have
+// written; nothing of the hooks comes with them.
+#[allow(dead_code)]
+#[path = "../../src/trace/mod.rs"]
+mod trace;
 
 use std::fs::File;
 use std::io::{self, IsTerminal, Write};
@@ -38,6 +45,13 @@ fn main() -> ExitCode {
         }
         Ok(Command::Run(opts)) => run_program(&opts),
         Ok(Command::Report(opts)) => report_logs(&opts),
+        Ok(Command::Decode(opts)) => match decode::run(&opts.path, opts.json) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("shmtrace: {e}");
+                ExitCode::from(USAGE)
+            }
+        },
         Err(message) => {
             eprintln!("shmtrace: {message}");
             eprintln!("Try 'shmtrace --help'.");
@@ -109,7 +123,7 @@ fn report_logs(opts: &ReportOptions) -> ExitCode {
     };
     if inputs.files.is_empty() {
         eprintln!(
-            "shmtrace: no .jsonl log in {}",
+            "shmtrace: no .jsonl log (nor binary .bin log) in {}",
             opts.paths
                 .iter()
                 .map(|p| p.display().to_string())

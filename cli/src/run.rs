@@ -220,13 +220,13 @@ pub fn run(opts: &RunOptions) -> Result<Finished, Failure> {
     write_info(&info);
 
     let mut log = run_dir.clone().into_os_string();
-    log.push("/%p.jsonl");
+    log.push("/%p.bin");
     let mut command = Command::new(&opts.program[0]);
     command
         .args(&opts.program[1..])
         .env("LD_PRELOAD", preload_value(&lib))
         .env("SHMTRACE_LOG", log)
-        .env("SHMTRACE_FORMAT", "json")
+        .env("SHMTRACE_FORMAT", "binary")
         .env_remove("SHMTRACE_EXITCODE");
     if let Some(depth) = opts.stack {
         command.env("SHMTRACE_STACK", depth.to_string());

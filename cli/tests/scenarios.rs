@@ -453,11 +453,11 @@ fn environment_given_to_the_program() {
     assert_eq!(exit_code(&out), 0, "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     let lib = lib().canonicalize().unwrap();
-    let log = run_dir.canonicalize().unwrap().join("%p.jsonl");
+    let log = run_dir.canonicalize().unwrap().join("%p.bin");
     for expected in [
         format!("LD_PRELOAD={} {}", lib.display(), extra.display()),
         format!("SHMTRACE_LOG={}", log.display()),
-        "SHMTRACE_FORMAT=json".to_string(),
+        "SHMTRACE_FORMAT=binary".to_string(),
         "SHMTRACE_EXITCODE=(unset)".to_string(),
         "SHMTRACE_TEST_MARK=kept".to_string(),
     ] {
@@ -508,13 +508,20 @@ fn interrupt_reaches_the_program_and_the_report_follows() {
     assert!(stderr.contains("killed by SIGINT"), "{stderr}");
 }
 
-/// The JSON log lines of every process of a run directory.
+/// The records of every process of a run directory, as `shmtrace decode --format json` prints
+/// its binary logs.
 fn log_records(run_dir: &Path) -> Vec<Value> {
     let mut records = Vec::new();
     for entry in std::fs::read_dir(run_dir).unwrap().flatten() {
         let path = entry.path();
-        if path.extension().is_some_and(|e| e == "jsonl") {
-            for line in std::fs::read_to_string(&path).unwrap().lines() {
+        if path.extension().is_some_and(|e| e == "bin") {
+            let out = Command::new(env!("CARGO_BIN_EXE_shmtrace"))
+                .args(["decode", "--format", "json"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            for line in text(&out.stdout).lines() {
                 records.push(serde_json::from_str(line).expect("a JSON log line"));
             }
         }

@@ -87,7 +87,8 @@ fn begin(event: &mut Event, caller: usize, args: [u64; 6], vfork_child: Option<i
     if sink::enabled() {
         event.tid = process::tid();
         event.ts_ns = clock::now_ns();
-        if event.func.may_block() {
+        // The binary log records every call as it starts (durable if the process dies in it).
+        if event.func.may_block() || sink::binary() {
             recorder::emit(event);
         }
     }

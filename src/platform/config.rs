@@ -25,6 +25,9 @@ pub enum Log<'a> {
 pub struct Settings<'a> {
     pub log: Log<'a>,
     pub format: Format,
+    /// `SHMTRACE_FORMAT=binary` (with a file to write): calls go to the binary log, which
+    /// `shmtrace decode` turns into `format`'s records (text here: the fallback's format).
+    pub binary: bool,
     /// `SHMTRACE_EXITCODE`: the exit status of a process whose report is not clean; 0 = leave
     /// the status alone.
     pub exit_code: i32,
@@ -37,6 +40,7 @@ pub struct Settings<'a> {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Warning<'a> {
     UnknownFormat(&'a [u8]),
+    BinaryNeedsFile,
     BadExitCode(&'a [u8]),
     BadStack(&'a [u8]),
     PathTooLong,
@@ -48,8 +52,11 @@ impl fmt::Display for Warning<'_> {
         match self {
             Warning::UnknownFormat(v) => write!(
                 f,
-                "SHMTRACE_FORMAT={} is not text or json; using text",
+                "SHMTRACE_FORMAT={} is not text, json or binary; using text",
                 Lossy(v)
+            ),
+            Warning::BinaryNeedsFile => f.write_str(
+                "SHMTRACE_FORMAT=binary needs a file (SHMTRACE_LOG=PATH); using text on stderr",
             ),
             Warning::BadExitCode(v) => write!(
                 f,
@@ -98,14 +105,20 @@ pub fn parse<'a>(
     secure: bool,
     mut warn: impl FnMut(Warning<'a>),
 ) -> Settings<'a> {
+    let mut binary = false;
     let format = match format {
         None | Some(b"") | Some(b"text") => Format::Text,
         Some(b"json") => Format::Json,
+        Some(b"binary") => {
+            binary = true;
+            Format::Text
+        }
         Some(other) => {
             warn(Warning::UnknownFormat(other));
             Format::Text
         }
     };
+    let log_var = log;
     let log = match log {
         None | Some(b"") | Some(b"stderr") => Log::Stderr,
         Some(b"off") => Log::Off,
@@ -119,6 +132,13 @@ pub fn parse<'a>(
         }
         Some(path) => Log::Path(path),
     };
+    if binary && !matches!(log, Log::Path(_)) {
+        // Off needs no file; stderr gets text. A path refused above has had its warning.
+        if matches!(log_var, None | Some(b"") | Some(b"stderr")) {
+            warn(Warning::BinaryNeedsFile);
+        }
+        binary = false;
+    }
     let exit_code = match exit_code {
         None | Some(b"") => 0,
         Some(v) => match core::str::from_utf8(v)
@@ -149,6 +169,7 @@ pub fn parse<'a>(
     Settings {
         log,
         format,
+        binary,
         exit_code,
         stack,
     }
@@ -226,6 +247,19 @@ fn configure() {
     match settings.log {
         Log::Stderr => sink::use_stderr(),
         Log::Off => sink::disable(),
+        Log::Path(path) if settings.binary => {
+            if let Err(errno) = sink::use_binary_path(path) {
+                let why = match errno {
+                    libc::EILSEQ => "it is not a shmtrace binary log",
+                    e => crate::trace::errnos::message(e).unwrap_or("unknown error"),
+                };
+                warn_line(format_args!(
+                    "cannot open SHMTRACE_LOG={} as a binary log ({why}); logging text to stderr",
+                    Lossy(path),
+                ));
+                sink::use_stderr();
+            }
+        }
         Log::Path(path) => {
             if let Err(errno) = sink::use_path(path) {
                 warn_line(format_args!(
@@ -285,6 +319,7 @@ mod tests {
             Settings {
                 log: Log::Stderr,
                 format: Format::Text,
+                binary: false,
                 exit_code: 0,
                 stack: 0,
             }
@@ -300,6 +335,7 @@ mod tests {
             Settings {
                 log: Log::Off,
                 format: Format::Json,
+                binary: false,
                 exit_code: 0,
                 stack: 0,
             }
@@ -316,7 +352,31 @@ mod tests {
         assert_eq!(w, vec![Warning::UnknownFormat(b"xml")]);
         let mut line = String::new();
         write!(line, "{}", w[0]).unwrap();
-        assert_eq!(line, "SHMTRACE_FORMAT=xml is not text or json; using text");
+        assert_eq!(
+            line,
+            "SHMTRACE_FORMAT=xml is not text, json or binary; using text"
+        );
+    }
+
+    #[test]
+    fn binary_needs_a_file_else_one_warning_and_text() {
+        let (s, w) = parse_collect(Some(b"/tmp/t.%p.bin"), Some(b"binary"), false);
+        assert!(s.binary && w.is_empty());
+        assert_eq!(s.log, Log::Path(b"/tmp/t.%p.bin"));
+        for log in [None, Some(&b"stderr"[..]), Some(b"")] {
+            let (s, w) = parse_collect(log, Some(b"binary"), false);
+            assert_eq!(
+                (s.binary, s.format, &s.log),
+                (false, Format::Text, &Log::Stderr)
+            );
+            assert_eq!(w, vec![Warning::BinaryNeedsFile], "{log:?}");
+        }
+        let (s, w) = parse_collect(Some(b"off"), Some(b"binary"), false);
+        assert!(!s.binary && w.is_empty() && s.log == Log::Off);
+        // One warning, not two, when the path itself is refused.
+        let (s, w) = parse_collect(Some(b"/x"), Some(b"binary"), true);
+        assert!(!s.binary);
+        assert_eq!(w, vec![Warning::SecureExecution]);
     }
 
     #[test]

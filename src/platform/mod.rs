@@ -8,6 +8,7 @@ pub mod config;
 pub mod errno;
 pub mod guard;
 pub mod kernel;
+pub mod mapped_log;
 pub mod modules;
 pub mod process;
 pub mod real;

@@ -2,8 +2,9 @@
 //!
 //! The pid is cached, but only by the constructor and the fork handler, never by a hook: a
 //! `vfork` child runs in its parent's memory, and a hook there must not overwrite the parent's
-//! cache. The thread id is asked of the kernel each time for the same reason (a vfork child
-//! shares its parent's thread-local storage too).
+//! cache. The thread id is cached per thread (a system call per record costs more than the rest
+//! of the record), except in a thread that called vfork: a vfork child shares its parent's
+//! thread-local storage too.
 
 use core::cell::Cell;
 use core::sync::atomic::{AtomicI32, Ordering};
@@ -14,6 +15,8 @@ static PID: AtomicI32 = AtomicI32::new(0);
 pub fn remember_pid() {
     // SAFETY: getpid has no preconditions.
     PID.store(unsafe { libc::getpid() }, Ordering::Relaxed);
+    // In a forked child, the forking thread's cached id is its parent's.
+    let _ = TID.try_with(|t| t.set(0));
 }
 
 pub fn pid() -> i32 {
@@ -25,11 +28,30 @@ pub fn pid() -> i32 {
 }
 
 pub fn tid() -> i32 {
+    // A thread that called vfork may be running as the vfork child, on the parent thread's
+    // TLS: ask the kernel, and cache nothing there.
+    if VFORKED.try_with(Cell::get).unwrap_or(true) {
+        return gettid();
+    }
+    match TID.try_with(Cell::get) {
+        Ok(0) => {
+            let tid = gettid();
+            let _ = TID.try_with(|t| t.set(tid));
+            tid
+        }
+        Ok(tid) => tid,
+        Err(_) => gettid(),
+    }
+}
+
+fn gettid() -> i32 {
     // SAFETY: gettid has no preconditions and cannot fail.
     unsafe { libc::syscall(libc::SYS_gettid) as i32 }
 }
 
 thread_local! {
+    // This thread's id, 0 until asked (const, no Drop: no TLS destructor is registered).
+    static TID: Cell<i32> = const { Cell::new(0) };
     // Set in the thread that calls vfork, just before it does. The vfork child runs on that
     // thread's stack and TLS, so it sees the flag too; no other thread pays for the check.
     static VFORKED: Cell<bool> = const { Cell::new(false) };

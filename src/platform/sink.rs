@@ -1,12 +1,16 @@
 //! Where records go: a file descriptor written with one `write(2)` per record, so records from
 //! threads and forked children never interleave (`O_APPEND` makes each write land whole at the
-//! end of a file; a pipe or terminal keeps writes under `PIPE_BUF` whole).
+//! end of a file; a pipe or terminal keeps writes under `PIPE_BUF` whole); or, with
+//! `SHMTRACE_FORMAT=binary`, the binary log mapped into memory (`mapped_log`).
 
 use core::cell::UnsafeCell;
 use core::ffi::c_int;
 use core::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
-use crate::platform::errno;
+use crate::platform::{errno, mapped_log};
+use crate::trace::event::{Event, Phase};
+use crate::trace::format::Format;
+use crate::trace::linebuf::LineBuf;
 
 /// Longest `SHMTRACE_LOG` path accepted, NUL excluded.
 pub const PATH_MAX: usize = 4096;
@@ -38,19 +42,49 @@ pub fn disable() {
 }
 
 pub fn enabled() -> bool {
-    FD.load(Ordering::Relaxed) >= 0
+    FD.load(Ordering::Relaxed) >= 0 || mapped_log::active()
+}
+
+/// Whether calls go to the binary log: then every call is recorded when it starts (see
+/// [`call`]), not only the calls that may block.
+#[inline]
+pub fn binary() -> bool {
+    mapped_log::active()
+}
+
+/// A call into the binary log: `Phase::Enter` when it starts, `Phase::Exit` when it returned
+/// (completing the record its start wrote).
+pub fn call(event: &Event) {
+    match event.phase {
+        Phase::Enter => mapped_log::call_started(event),
+        Phase::Exit => mapped_log::call_returned(event),
+    }
+}
+
+/// Opens the binary log named by `template` (`%p` for the pid); on failure returns the errno
+/// and changes nothing.
+pub fn use_binary_path(template: &[u8]) -> Result<(), i32> {
+    set_template(template)?;
+    let mut path = [0u8; 2 * PATH_MAX];
+    let len = expanded_path(&mut path)?;
+    mapped_log::open(&path[..=len])
 }
 
 /// Opens the log file named by `template`; on failure returns the errno and changes nothing.
 pub fn use_path(template: &[u8]) -> Result<(), i32> {
+    set_template(template)?;
+    let fd = open_template()?;
+    FD.store(fd, Ordering::Release);
+    Ok(())
+}
+
+fn set_template(template: &[u8]) -> Result<(), i32> {
     if template.len() >= PATH_MAX {
         return Err(libc::ENAMETOOLONG);
     }
     // SAFETY: see `impl Sync for Template`: this is the single configuration-time writer.
     unsafe { (&mut *TEMPLATE.bytes.get())[..template.len()].copy_from_slice(template) };
     TEMPLATE.len.store(template.len(), Ordering::Release);
-    let fd = open_template()?;
-    FD.store(fd, Ordering::Release);
     Ok(())
 }
 
@@ -63,7 +97,24 @@ fn template() -> &'static [u8] {
 /// In a forked child (async-signal-safe work only): a per-pid log gets a file of its own.
 pub fn reopen_after_fork() {
     let template = template();
-    if !template.windows(2).any(|w| w == b"%p") {
+    let per_pid = template.windows(2).any(|w| w == b"%p");
+    if mapped_log::active() {
+        // Without `%p`, parent and child share the file: its cursor is shared memory.
+        if !per_pid {
+            mapped_log::continue_in_child();
+            return;
+        }
+        let mut path = [0u8; 2 * PATH_MAX];
+        match expanded_path(&mut path) {
+            Ok(len) => mapped_log::reopen_in_child(Some(&path[..=len])),
+            Err(_) => mapped_log::reopen_in_child(None),
+        }
+        if !mapped_log::active() {
+            use_stderr();
+        }
+        return;
+    }
+    if !per_pid {
         return;
     }
     let old = FD.load(Ordering::Acquire);
@@ -77,14 +128,20 @@ pub fn reopen_after_fork() {
     }
 }
 
-fn open_template() -> Result<c_int, i32> {
-    let mut path = [0u8; 2 * PATH_MAX];
+/// The template with `%p` expanded, NUL-terminated in `path`; its length without the NUL.
+fn expanded_path(path: &mut [u8; 2 * PATH_MAX]) -> Result<usize, i32> {
     let len =
-        expand(template(), crate::platform::process::pid(), &mut path).ok_or(libc::ENAMETOOLONG)?;
+        expand(template(), crate::platform::process::pid(), path).ok_or(libc::ENAMETOOLONG)?;
     if len >= path.len() {
         return Err(libc::ENAMETOOLONG);
     }
     path[len] = 0;
+    Ok(len)
+}
+
+fn open_template() -> Result<c_int, i32> {
+    let mut path = [0u8; 2 * PATH_MAX];
+    expanded_path(&mut path)?;
     // O_NONBLOCK only for the open: a FIFO nobody reads would otherwise block the program
     // forever (it fails with ENXIO instead, and the log falls back to stderr).
     let flags = libc::O_WRONLY
@@ -142,11 +199,64 @@ fn decimal(value: i32, buf: &mut [u8; 12]) -> &[u8] {
     &buf[i..]
 }
 
-/// Writes one record to the configured log, if any.
+/// Writes one record to the configured log, if any. The binary log keeps it as a record of
+/// kind [`KIND_OTHER`](crate::trace::binary::KIND_OTHER) shown as it is in both formats;
+/// [`write_other`] gives it its proper rendering in each.
 pub fn write_record(bytes: &[u8]) {
+    if mapped_log::active() {
+        mapped_log::other(crate::trace::binary::KIND_OTHER, bytes, bytes);
+        return;
+    }
     let fd = FD.load(Ordering::Acquire);
     if fd >= 0 {
         write_fd(fd, bytes);
+    }
+}
+
+/// A buffer a record is rendered into: a `String` (any length, private heap) or a `LineBuf`
+/// (fixed, on the stack: for async-signal-safe paths).
+pub trait RecordBuf: core::fmt::Write {
+    fn empty() -> Self;
+    fn bytes(&self) -> &[u8];
+}
+
+impl RecordBuf for String {
+    fn empty() -> Self {
+        String::new()
+    }
+    fn bytes(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl RecordBuf for LineBuf {
+    fn empty() -> Self {
+        LineBuf::new()
+    }
+    fn bytes(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+/// A record that is not a call (start, fork, report, an audit finding...): `render` writes it,
+/// newline-terminated, in the format asked. A text or JSON log gets it in its own format; the
+/// binary log keeps both renderings under `kind` (see `trace::binary::KIND_*`; a new kind
+/// needs no new layout), so `shmtrace decode` can print either. Nothing happens when logging
+/// is off.
+pub fn write_other<B: RecordBuf>(kind: u32, mut render: impl FnMut(Format, &mut B)) {
+    if mapped_log::active() {
+        let mut text = B::empty();
+        render(Format::Text, &mut text);
+        let mut json = B::empty();
+        render(Format::Json, &mut json);
+        mapped_log::other(kind, text.bytes(), json.bytes());
+        return;
+    }
+    let fd = FD.load(Ordering::Acquire);
+    if fd >= 0 {
+        let mut out = B::empty();
+        render(crate::platform::config::format(), &mut out);
+        write_fd(fd, out.bytes());
     }
 }
 

@@ -1,0 +1,608 @@
+//! The binary log (`SHMTRACE_FORMAT=binary`): a file mapped `MAP_SHARED`, into which each
+//! call's record is written in place, with no system call.
+//!
+//! Why it is durable: the pages of a shared file mapping belong to the file, not to the
+//! process, so everything stored before a `SIGKILL` is in the file. A call's record is
+//! reserved and written when the call starts (state "started") and completed in place when it
+//! returns (state "done", stored last with release ordering), so after a kill every call that
+//! returned is there and a call in progress reads as started.
+//!
+//! Why it never faults: the file only grows by space reserved with `fallocate` *before* any
+//! record is written there, so a full disk is an error code at a chunk boundary (one warning,
+//! recording stops) rather than a `SIGBUS` in the middle of the program. The mapping itself is
+//! one large reservation of address space made once, so growing never moves it. The file is
+//! grown ahead, by one thread, while its last quarter fills, so writers wait only when they
+//! reach the end of the file before that growth is done.
+//!
+//! Several processes may share one file (a path without `%p`): the cursor lives in the
+//! mapped header and is advanced with an atomic add, which works across processes too, and
+//! `fallocate` of an already allocated range is harmless. See `trace::binary` for the layout.
+
+use core::cell::Cell;
+use core::ffi::c_int;
+use core::sync::atomic::{
+    AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering, compiler_fence,
+};
+
+use crate::platform::{config, errno};
+use crate::trace::binary::{self, HEADER_SIZE};
+use crate::trace::event::Event;
+
+/// Address space reserved for the log, tried in this order (under an `RLIMIT_AS`, only sizes
+/// up to a sixteenth of it). Records stop, with one warning, when a file reaches it.
+const REGION_SIZES: [usize; 3] = [16 << 30, 1 << 30, 64 << 20];
+/// The file grows by at least this much, and by at most `GROW_MAX`: by its own size between
+/// the two, so a long run makes few `fallocate` calls and a short one leaves a small file.
+const GROW_MIN: usize = 64 << 10;
+const GROW_MAX: usize = 16 << 20;
+
+/// The mapping; null when no binary log is open.
+static BASE: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
+static REGION: AtomicUsize = AtomicUsize::new(0);
+static FD: AtomicI32 = AtomicI32::new(-1);
+/// The file's identity (device, inode), checked before growing: a program that closes
+/// descriptors it does not own may have closed ours, and the number may now be another file.
+static DEV: AtomicU64 = AtomicU64::new(0);
+static INO: AtomicU64 = AtomicU64::new(0);
+/// Bytes of the file known to be allocated (records may be written below this).
+static ALLOCATED: AtomicUsize = AtomicUsize::new(0);
+/// Set when the file cannot grow: no record is reserved any more.
+static STOPPED: AtomicBool = AtomicBool::new(false);
+/// The size from which growing ahead failed (a full disk): not retried ahead from there.
+static AHEAD_FAILED_AT: AtomicUsize = AtomicUsize::new(usize::MAX);
+/// Held by the thread growing the file.
+static GROWING: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    // Where this thread's call in progress has its record (0: none). One per thread is enough:
+    // the re-entrancy guard lets only the outermost call of a thread be traced. Const and
+    // without Drop, so no TLS destructor is registered.
+    static CURRENT: Cell<usize> = const { Cell::new(0) };
+}
+
+/// `CURRENT` for a call whose start could not be stored (the log is full).
+const NOT_STORED: usize = usize::MAX;
+
+pub fn active() -> bool {
+    !BASE.load(Ordering::Relaxed).is_null()
+}
+
+/// Opens (or continues: after an `exec`, or when another process writes the same file) the
+/// binary log at `path` (NUL-terminated). On failure returns the errno and changes nothing.
+pub fn open(path: &[u8]) -> Result<(), i32> {
+    let (fd, base, region, allocated) = map_file(path)?;
+    if let Some((dev, ino)) = identity(fd) {
+        DEV.store(dev, Ordering::Relaxed);
+        INO.store(ino, Ordering::Relaxed);
+    }
+    FD.store(fd, Ordering::Relaxed);
+    REGION.store(region, Ordering::Relaxed);
+    ALLOCATED.store(allocated, Ordering::Relaxed);
+    STOPPED.store(false, Ordering::Relaxed);
+    GROWING.store(false, Ordering::Relaxed);
+    AHEAD_FAILED_AT.store(usize::MAX, Ordering::Relaxed);
+    BASE.store(base, Ordering::Release);
+    Ok(())
+}
+
+/// In a forked child with a per-pid log (async-signal-safe: system calls only): drops the
+/// parent's file and opens its own at `path`; on failure the child records nothing.
+pub fn reopen_in_child(path: Option<&[u8]>) {
+    let old_base = BASE.swap(core::ptr::null_mut(), Ordering::AcqRel);
+    let old_region = REGION.load(Ordering::Relaxed);
+    let old_fd = FD.swap(-1, Ordering::Relaxed);
+    // The parent's other threads may have been growing it: they do not exist here.
+    GROWING.store(false, Ordering::Relaxed);
+    if !old_base.is_null() {
+        // SAFETY: the parent's mapping, inherited; nothing in this process refers to it any
+        // more (BASE was cleared, and the child has no other thread).
+        unsafe { libc::syscall(libc::SYS_munmap, old_base, old_region) };
+    }
+    if old_fd >= 0 {
+        // SAFETY: the parent's log descriptor, inherited and owned by the shim.
+        unsafe { libc::close(old_fd) };
+    }
+    if let Some(path) = path {
+        let _ = open(path);
+    }
+}
+
+/// In a forked child sharing its parent's log: only the grow lock, which a parent thread may
+/// have held at the fork, needs resetting.
+pub fn continue_in_child() {
+    GROWING.store(false, Ordering::Relaxed);
+}
+
+fn map_file(path: &[u8]) -> Result<(c_int, *mut u8, usize, usize), i32> {
+    let flags =
+        libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK;
+    // SAFETY: `path` is NUL-terminated (the caller's contract); mode 0600 because a log may
+    // reveal a program's keys, ids and addresses.
+    let fd = unsafe { libc::open(path.as_ptr().cast(), flags, 0o600 as libc::c_uint) };
+    if fd < 0 {
+        return Err(errno::get());
+    }
+    let fail = |e: i32| {
+        // SAFETY: `fd` was opened above and is not published.
+        unsafe { libc::close(fd) };
+        Err(e)
+    };
+    // SAFETY: an all-zero `stat` is a valid value to be overwritten.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: `fd` is open and `st` writable.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return fail(errno::get());
+    }
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        // A FIFO or device cannot be mapped as a growing file.
+        return fail(libc::EINVAL);
+    }
+    let size = usize::try_from(st.st_size).unwrap_or(0);
+    if !starts_like_a_log(fd, size) {
+        // A text log from an earlier run, say: not to be touched.
+        return fail(libc::EILSEQ);
+    }
+    let mut allocated = size;
+    if size < GROW_MIN {
+        if let Err(e) = allocate(fd, size, GROW_MIN) {
+            return fail(e);
+        }
+        allocated = GROW_MIN;
+    }
+    let Some((base, region)) = map_region(fd) else {
+        return fail(libc::ENOMEM);
+    };
+    // SAFETY: the header lies in the first page, which is allocated in the file.
+    let magic = unsafe { &*base.cast::<AtomicU64>() };
+    let ours = u64::from_ne_bytes(binary::MAGIC);
+    // The first process to map a new file stamps it; a file that is not a binary log (a text
+    // log from an earlier run, say) is left alone.
+    let stamped = magic.compare_exchange(0, ours, Ordering::AcqRel, Ordering::Acquire);
+    if stamped.is_err() && stamped != Err(ours) {
+        // SAFETY: the region mapped above, not published.
+        unsafe { libc::syscall(libc::SYS_munmap, base, region) };
+        return fail(libc::EILSEQ);
+    }
+    Ok((fd, base, region, allocated.min(region)))
+}
+
+/// Whether the file is empty, or starts with the magic (or with zeros: being created by
+/// another process right now).
+fn starts_like_a_log(fd: c_int, size: usize) -> bool {
+    let mut head = [0u8; 8];
+    let want = size.min(head.len());
+    // SAFETY: `head` is writable for `want` <= 8 bytes.
+    let got = unsafe { libc::pread(fd, head.as_mut_ptr().cast(), want, 0) };
+    if got != want as isize {
+        return false;
+    }
+    head[..want] == binary::MAGIC[..want] || head[..want].iter().all(|&b| b == 0)
+}
+
+fn map_region(fd: c_int) -> Option<(*mut u8, usize)> {
+    // Under an address-space limit, the log takes at most a sixteenth of it: the program's
+    // own mappings come first.
+    let mut limit = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: `limit` is writable.
+    let room = if unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut limit) } == 0
+        && limit.rlim_cur != libc::RLIM_INFINITY
+    {
+        usize::try_from(limit.rlim_cur / 16).unwrap_or(usize::MAX)
+    } else {
+        usize::MAX
+    };
+    let last = REGION_SIZES[REGION_SIZES.len() - 1];
+    for region in REGION_SIZES.into_iter().filter(|&r| r <= room.max(last)) {
+        // SAFETY: a new shared mapping of `fd`; pages beyond the end of the file are never
+        // touched (records are written only below `ALLOCATED`). The raw system call, because
+        // this library's own `mmap` is the hook.
+        let addr = unsafe {
+            libc::syscall(
+                libc::SYS_mmap,
+                0usize,
+                region,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_NORESERVE,
+                fd,
+                0usize,
+            )
+        };
+        if addr != -1 {
+            return Some((addr as *mut u8, region));
+        }
+    }
+    None
+}
+
+/// Makes `[from, to)` of the file real disk space (zeros), so a store there never faults.
+fn allocate(fd: c_int, from: usize, to: usize) -> Result<(), i32> {
+    loop {
+        // SAFETY: fallocate on our own descriptor; mode 0 also extends the file size.
+        let rc = unsafe { libc::fallocate(fd, 0, from as libc::off_t, (to - from) as libc::off_t) };
+        if rc == 0 {
+            return Ok(());
+        }
+        match errno::get() {
+            libc::EINTR => continue,
+            libc::EOPNOTSUPP => return fill_with_zeros(fd, to),
+            e => return Err(e),
+        }
+    }
+}
+
+/// For file systems without `fallocate`: writes zeros from the end of the file to `to`, which
+/// allocates the blocks just as well (only beyond the end: never over records).
+fn fill_with_zeros(fd: c_int, to: usize) -> Result<(), i32> {
+    static ZEROS: [u8; 4096] = [0; 4096];
+    // SAFETY: an all-zero `stat` is a valid value to be overwritten.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: `fd` is open and `st` writable.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return Err(errno::get());
+    }
+    let mut at = usize::try_from(st.st_size).unwrap_or(0);
+    while at < to {
+        let n = (to - at).min(ZEROS.len());
+        // SAFETY: `ZEROS` is readable for `n` bytes.
+        let w = unsafe { libc::pwrite(fd, ZEROS.as_ptr().cast(), n, at as libc::off_t) };
+        if w < 0 {
+            match errno::get() {
+                libc::EINTR => continue,
+                e => return Err(e),
+            }
+        }
+        at += w as usize;
+    }
+    Ok(())
+}
+
+/// Reserves `size` bytes for a record; its offset, or `None` when the log is full.
+fn reserve(base: *mut u8, size: usize) -> Option<usize> {
+    if STOPPED.load(Ordering::Relaxed) {
+        count_lost(base);
+        return None;
+    }
+    // SAFETY: the header lies in the first page, always allocated; the cursor is only ever
+    // accessed atomically (by every process mapping the file).
+    let cursor = unsafe { &*base.add(binary::CURSOR_OFFSET).cast::<AtomicU64>() };
+    let at = HEADER_SIZE + cursor.fetch_add(size as u64, Ordering::Relaxed) as usize;
+    let end = at + size;
+    let allocated = ALLOCATED.load(Ordering::Acquire);
+    if end > allocated {
+        if !grow_to(end) {
+            count_lost(base);
+            return None;
+        }
+    } else if allocated - end < allocated / 4 {
+        grow_ahead(allocated);
+    }
+    Some(at)
+}
+
+/// Grows the file before it is needed, when its last quarter is being filled, so that other
+/// threads rarely wait at a chunk boundary: one thread pays for the growth, the others go on
+/// writing meanwhile (and skip this if a thread is already growing it).
+#[cold]
+fn grow_ahead(allocated: usize) {
+    if STOPPED.load(Ordering::Relaxed)
+        || AHEAD_FAILED_AT.load(Ordering::Relaxed) == allocated
+        || GROWING
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+    {
+        return;
+    }
+    if ALLOCATED.load(Ordering::Acquire) == allocated && allocated < REGION.load(Ordering::Relaxed)
+    {
+        grow(allocated, allocated + 1, true);
+    }
+    GROWING.store(false, Ordering::Release);
+}
+
+fn count_lost(base: *mut u8) {
+    // SAFETY: as for the cursor in `reserve`.
+    let lost = unsafe { &*base.add(binary::LOST_OFFSET).cast::<AtomicU64>() };
+    lost.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Waits until the file is allocated up to `end`, growing it if no other thread is; false
+/// when it cannot grow (recording has then stopped, with one warning).
+#[cold]
+fn grow_to(end: usize) -> bool {
+    let mut spins = 0u32;
+    loop {
+        let allocated = ALLOCATED.load(Ordering::Acquire);
+        if end <= allocated {
+            return true;
+        }
+        if STOPPED.load(Ordering::Relaxed) {
+            return false;
+        }
+        if GROWING
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            let allocated = ALLOCATED.load(Ordering::Acquire);
+            if end > allocated {
+                grow(allocated, end, false);
+            }
+            GROWING.store(false, Ordering::Release);
+            continue;
+        }
+        spins = spins.wrapping_add(1);
+        if spins.is_multiple_of(64) {
+            // The growing thread may be descheduled (few cores, many threads): let it run.
+            // SAFETY: sched_yield has no preconditions.
+            unsafe { libc::sched_yield() };
+        } else {
+            core::hint::spin_loop();
+        }
+    }
+}
+
+/// Grows the file from `allocated` to hold at least `end`. Ahead of need, a failure only means
+/// that this size is not retried ahead: the records that still fit are written first, and the
+/// warning comes when one does not.
+fn grow(allocated: usize, end: usize, ahead: bool) {
+    let region = REGION.load(Ordering::Relaxed);
+    if end > region {
+        stop(format_args!(
+            "the binary log reached its {} MiB limit",
+            region >> 20
+        ));
+        return;
+    }
+    let step = allocated.clamp(GROW_MIN, GROW_MAX);
+    let target = (allocated + step)
+        .max(end)
+        .next_multiple_of(GROW_MIN)
+        .min(region);
+    let fd = FD.load(Ordering::Relaxed);
+    if identity(fd) != Some((DEV.load(Ordering::Relaxed), INO.load(Ordering::Relaxed))) {
+        stop(format_args!(
+            "the binary log's descriptor was closed or replaced by the program"
+        ));
+        return;
+    }
+    // Beyond RLIMIT_FSIZE, fallocate raises SIGXFSZ, which kills by default.
+    if target > file_size_limit() {
+        if ahead {
+            AHEAD_FAILED_AT.store(allocated, Ordering::Relaxed);
+            return;
+        }
+        stop(format_args!(
+            "the binary log reached the file size limit (RLIMIT_FSIZE)"
+        ));
+        return;
+    }
+    match allocate(fd, allocated, target) {
+        Ok(()) => {
+            prefault(allocated, target);
+            ALLOCATED.store(target, Ordering::Release)
+        }
+        Err(_) if ahead => AHEAD_FAILED_AT.store(allocated, Ordering::Relaxed),
+        Err(e) => stop(format_args!(
+            "cannot grow the binary log ({})",
+            crate::trace::errnos::message(e).unwrap_or("unknown error")
+        )),
+    }
+}
+
+/// Maps the new chunk's pages in one system call rather than one page fault per page as
+/// records reach them (Linux 5.14+; older kernels refuse, and faults happen as before).
+fn prefault(from: usize, to: usize) {
+    const MADV_POPULATE_WRITE: c_int = 23;
+    let base = BASE.load(Ordering::Relaxed);
+    if base.is_null() {
+        return;
+    }
+    // SAFETY: `[from, to)` is allocated file space inside our mapping; populating writes
+    // nothing, it only maps the pages.
+    unsafe { libc::madvise(base.add(from).cast(), to - from, MADV_POPULATE_WRITE) };
+}
+
+fn identity(fd: c_int) -> Option<(u64, u64)> {
+    // SAFETY: an all-zero `stat` is a valid value to be overwritten.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: `st` is writable; a bad descriptor is an error return.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return None;
+    }
+    Some((st.st_dev, st.st_ino))
+}
+
+fn file_size_limit() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: `limit` is writable.
+    if unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut limit) } != 0
+        || limit.rlim_cur == libc::RLIM_INFINITY
+    {
+        return usize::MAX;
+    }
+    usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
+}
+
+/// Stops recording, with one warning per process. The program goes on unaffected.
+fn stop(why: core::fmt::Arguments<'_>) {
+    if !STOPPED.swap(true, Ordering::AcqRel) {
+        config::warn_line(format_args!(
+            "{why}; recording stops here (the log keeps every record written so far)"
+        ));
+    }
+}
+
+/// The record at `at`, `size` bytes long.
+///
+/// # Safety
+/// `[at, at + size)` was reserved by `reserve` for the caller alone and lies below
+/// `ALLOCATED`.
+unsafe fn record<'a>(base: *mut u8, at: usize, size: usize) -> &'a mut [u8] {
+    // SAFETY: the caller's contract: allocated file space no one else writes.
+    unsafe { core::slice::from_raw_parts_mut(base.add(at), size) }
+}
+
+fn set_state(rec: &mut [u8], state: u32) {
+    // SAFETY: records are 8-aligned in a page-aligned mapping, so the state word is aligned;
+    // release: whoever reads the state sees the fields written before it.
+    let word = unsafe { AtomicU32::from_ptr(rec.as_mut_ptr().add(binary::STATE).cast()) };
+    word.store(state, Ordering::Release);
+}
+
+/// Writes the record of a call that is starting, and remembers it for `call_returned`.
+pub fn call_started(ev: &Event) {
+    let base = BASE.load(Ordering::Acquire);
+    if base.is_null() {
+        return;
+    }
+    let size = binary::call_size(ev.func, ev.stack().len());
+    let Some(at) = reserve(base, size) else {
+        // Counted as lost once: its return is not to be stored (nor counted) either.
+        let _ = CURRENT.try_with(|c| c.set(NOT_STORED));
+        return;
+    };
+    // SAFETY: just reserved for this thread.
+    let rec = unsafe { record(base, at, size) };
+    binary::write_head(rec, binary::TAG_CALL);
+    // The head before anything else: a record cut short by a kill can then be skipped.
+    compiler_fence(Ordering::SeqCst);
+    binary::write_call_start(rec, ev);
+    set_state(rec, binary::STATE_STARTED);
+    let _ = CURRENT.try_with(|c| c.set(at));
+}
+
+/// Completes the record `call_started` wrote for this call, or writes a whole one if there is
+/// none (the call started before the log was open, or its start could not be stored).
+pub fn call_returned(ev: &Event) {
+    let base = BASE.load(Ordering::Acquire);
+    if base.is_null() {
+        return;
+    }
+    let size = binary::call_size(ev.func, ev.stack().len());
+    let started = CURRENT.try_with(|c| c.replace(0)).unwrap_or(0);
+    if started == NOT_STORED {
+        return;
+    }
+    if started != 0 {
+        // SAFETY: reserved by this thread's `call_started`, in this mapping (a forked child
+        // with a new mapping has no call in progress: fork is not traced).
+        let rec = unsafe { record(base, started, size) };
+        if binary::is_start_of(rec, ev) {
+            binary::write_call_end(rec, ev);
+            set_state(rec, binary::STATE_DONE);
+            return;
+        }
+    }
+    let Some(at) = reserve(base, size) else {
+        return;
+    };
+    // SAFETY: just reserved for this thread.
+    let rec = unsafe { record(base, at, size) };
+    binary::write_head(rec, binary::TAG_CALL);
+    compiler_fence(Ordering::SeqCst);
+    binary::write_call_start(rec, ev);
+    binary::write_call_end(rec, ev);
+    set_state(rec, binary::STATE_DONE);
+}
+
+/// Stores a record that is not a call, as rendered in each format.
+pub fn other(kind: u32, text: &[u8], json: &[u8]) {
+    let base = BASE.load(Ordering::Acquire);
+    if base.is_null() {
+        return;
+    }
+    let size = binary::blob_size(text.len(), json.len());
+    if u32::try_from(size).is_err() {
+        return;
+    }
+    let Some(at) = reserve(base, size) else {
+        return;
+    };
+    // SAFETY: just reserved for this thread.
+    let rec = unsafe { record(base, at, size) };
+    binary::write_head(rec, binary::TAG_BLOB);
+    compiler_fence(Ordering::SeqCst);
+    binary::write_blob(rec, kind, text, json);
+    set_state(rec, binary::STATE_DONE);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::binary::{Item, Reader};
+    use crate::trace::event::{Func, Phase};
+
+    fn event(func: Func, tid: i32, seq: u64) -> Event {
+        let mut ev = Event::new(Phase::Enter, func);
+        ev.pid = 1;
+        ev.tid = tid;
+        ev.ts_ns = seq;
+        ev.args[1] = seq;
+        ev
+    }
+
+    // One test: the log is process-wide state.
+    #[test]
+    fn threads_write_in_place_across_chunks_and_everything_reads_back() {
+        let dir = std::env::temp_dir().join(format!("shmtrace-mapped-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("log.bin");
+        let _ = std::fs::remove_file(&path);
+        let mut cpath = path.to_str().unwrap().as_bytes().to_vec();
+        cpath.push(0);
+        open(&cpath).unwrap();
+        const THREADS: i32 = 4;
+        const CALLS: u64 = 3000; // 4 x 3000 x 112 bytes: several chunks
+        let workers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    for seq in 0..CALLS {
+                        let mut ev = event(Func::Munmap, 100 + t, seq);
+                        call_started(&ev);
+                        ev.phase = Phase::Exit;
+                        ev.ret = seq as i64;
+                        call_returned(&ev);
+                    }
+                    // Left in progress, as if killed here.
+                    call_started(&event(Func::Mmap, 100 + t, CALLS));
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        other(binary::KIND_REPORT, b"text\n", b"{}\n");
+        let data = std::fs::read(&path).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut reader = Reader::new(&data).unwrap();
+        let mut next = [0u64; THREADS as usize];
+        let mut in_progress = 0;
+        let mut blobs = 0;
+        for item in reader.by_ref() {
+            match item {
+                Item::Call(ev) if ev.phase == Phase::Exit => {
+                    let t = (ev.tid - 100) as usize;
+                    assert_eq!((ev.args[1], ev.ret), (next[t], next[t] as i64));
+                    next[t] += 1;
+                }
+                Item::Call(ev) => {
+                    assert_eq!((ev.func, ev.ts_ns), (Func::Mmap, CALLS));
+                    in_progress += 1;
+                }
+                Item::Blob { text, json, kind } => {
+                    assert_eq!((kind, text, json), (3, &b"text\n"[..], &b"{}\n"[..]));
+                    blobs += 1;
+                }
+            }
+        }
+        assert_eq!(next, [CALLS; THREADS as usize]);
+        assert_eq!((in_progress, blobs), (THREADS, 1));
+        assert!(!reader.damaged && reader.unfinished == 0 && reader.lost() == 0);
+        assert!(data.len() > 4 * GROW_MIN, "the file grew");
+    }
+}

@@ -1,0 +1,575 @@
+//! The binary log (`SHMTRACE_FORMAT=binary`): its layout, shared by the shim, which writes it
+//! in place in a file mapped into memory, and by `shmtrace decode`, which turns it back into
+//! the text and JSON records (docs/log-format.md, "binary").
+//!
+//! A file is a 64-byte header then records, each 8-byte aligned and starting with a non-zero
+//! tag and its size. A record is reserved (the header's cursor advanced) before it is written,
+//! so a process killed in between leaves zeros, which a reader skips 8 bytes at a time. Its
+//! `state` word is stored last: a record whose state is still 0 was never finished being
+//! written and is skipped too.
+//!
+//! Numbers are in the byte order of the machine that wrote them: a log is decoded on the
+//! machine (or at least the architecture) that produced it.
+
+use super::event::{Event, Func, Phase, SOPS_KEPT, STACK_MAX, SemOp, Stack, Timeout};
+
+/// The file's first 8 bytes; the last two digits are the layout version.
+pub const MAGIC: [u8; 8] = *b"SHMTRB01";
+pub const HEADER_SIZE: usize = 64;
+/// Header: bytes reserved for records after the header (u64, advanced atomically).
+pub const CURSOR_OFFSET: usize = 8;
+/// Header: records that could not be stored, the log being full (u64).
+pub const LOST_OFFSET: usize = 16;
+
+/// Kinds of blob records (records that are not calls), for readers that care; a new kind
+/// needs only a new number here.
+pub const KIND_OTHER: u32 = 0;
+pub const KIND_START: u32 = 1;
+pub const KIND_FORK: u32 = 2;
+pub const KIND_REPORT: u32 = 3;
+
+/// Record tags (never 0: a zero word is unwritten space).
+pub const TAG_CALL: u32 = 0x4c43_5453; // "STCL"
+pub const TAG_BLOB: u32 = 0x4c42_5453; // "STBL"
+
+/// Record states: reserved (nothing valid yet), call started, written completely.
+pub const STATE_RESERVED: u32 = 0;
+pub const STATE_STARTED: u32 = 1;
+pub const STATE_DONE: u32 = 2;
+
+/// Offsets in every record.
+pub const TAG: usize = 0;
+pub const SIZE: usize = 4;
+pub const STATE: usize = 8;
+
+// A call record: what is known when the call starts, then what it returned.
+const FUNC: usize = 12;
+const FLAGS: usize = 13;
+const SOPS_READ: usize = 14;
+const STACK_LEN: usize = 15;
+const PID: usize = 16;
+const TID: usize = 20;
+const ERRNO: usize = 24;
+const TS: usize = 32;
+const DUR: usize = 40;
+const CALLER: usize = 48;
+const RET: usize = 56;
+const ARGS: usize = 64;
+/// The fixed part of a call record; the sembufs (semop, semtimedop), the timeout
+/// (semtimedop) and the stack follow, in that order, when the function has them.
+pub const CALL_FIXED: usize = ARGS + 6 * 8;
+const SOP_SIZE: usize = 6;
+const SOPS_SIZE: usize = (SOPS_KEPT * SOP_SIZE).next_multiple_of(8);
+const TIMEOUT_SIZE: usize = 16;
+
+const FLAG_CREATED: u8 = 1;
+const FLAG_TIMEOUT: u8 = 2;
+
+// A blob record: a record that is not a call (start, fork, report, ...), kept as rendered in
+// both formats, so a new kind of record needs no new layout and the reader no new code.
+const BLOB_KIND: usize = 12;
+const BLOB_TEXT_LEN: usize = 16;
+const BLOB_JSON_LEN: usize = 20;
+pub const BLOB_FIXED: usize = 24;
+
+/// Where the sembufs, the timeout and the stack of a call record of `func` start.
+fn sops_at(_func: Func) -> usize {
+    CALL_FIXED
+}
+
+fn timeout_at(func: Func) -> usize {
+    CALL_FIXED + if has_sops(func) { SOPS_SIZE } else { 0 }
+}
+
+fn stack_at(func: Func) -> usize {
+    timeout_at(func)
+        + if func == Func::Semtimedop {
+            TIMEOUT_SIZE
+        } else {
+            0
+        }
+}
+
+fn has_sops(func: Func) -> bool {
+    matches!(func, Func::Semop | Func::Semtimedop)
+}
+
+/// Size of the call record for `func` with `stack_len` frames (known when the call starts).
+pub fn call_size(func: Func, stack_len: usize) -> usize {
+    stack_at(func) + stack_len.min(STACK_MAX) * 8
+}
+
+/// Size of a blob record with these renderings.
+pub fn blob_size(text_len: usize, json_len: usize) -> usize {
+    (BLOB_FIXED + text_len + json_len).next_multiple_of(8)
+}
+
+fn put<const N: usize>(rec: &mut [u8], at: usize, bytes: [u8; N]) {
+    if let Some(dst) = rec.get_mut(at..at + N) {
+        dst.copy_from_slice(&bytes);
+    }
+}
+
+fn get<const N: usize>(rec: &[u8], at: usize) -> [u8; N] {
+    let mut out = [0u8; N];
+    if let Some(src) = rec.get(at..at + N) {
+        out.copy_from_slice(src);
+    }
+    out
+}
+
+fn get_u32(rec: &[u8], at: usize) -> u32 {
+    u32::from_ne_bytes(get(rec, at))
+}
+
+fn get_u64(rec: &[u8], at: usize) -> u64 {
+    u64::from_ne_bytes(get(rec, at))
+}
+
+/// Tag and size: written first, so that whatever follows can be skipped.
+pub fn write_head(rec: &mut [u8], tag: u32) {
+    let size = rec.len() as u32;
+    put(rec, TAG, tag.to_ne_bytes());
+    put(rec, SIZE, size.to_ne_bytes());
+}
+
+/// What is known when the call starts (`rec` is `call_size` bytes, head already written).
+pub fn write_call_start(rec: &mut [u8], ev: &Event) {
+    rec[FUNC] = ev.func as u8;
+    let stack = ev.stack();
+    rec[STACK_LEN] = stack.len() as u8;
+    put(rec, PID, ev.pid.to_ne_bytes());
+    put(rec, TID, ev.tid.to_ne_bytes());
+    put(rec, TS, ev.ts_ns.to_ne_bytes());
+    put(rec, CALLER, ev.caller.to_ne_bytes());
+    for (i, arg) in ev.args.iter().enumerate() {
+        put(rec, ARGS + 8 * i, arg.to_ne_bytes());
+    }
+    let at = stack_at(ev.func);
+    for (i, frame) in stack.iter().enumerate() {
+        put(rec, at + 8 * i, frame.to_ne_bytes());
+    }
+}
+
+/// What the call returned (the record's start already written).
+pub fn write_call_end(rec: &mut [u8], ev: &Event) {
+    let mut flags = 0;
+    if ev.created {
+        flags |= FLAG_CREATED;
+    }
+    put(rec, ERRNO, ev.errno.to_ne_bytes());
+    put(rec, DUR, ev.dur_ns.to_ne_bytes());
+    put(rec, RET, ev.ret.to_ne_bytes());
+    if has_sops(ev.func) {
+        let sops = ev.sops();
+        rec[SOPS_READ] = sops.len() as u8;
+        let at = sops_at(ev.func);
+        for (i, op) in sops.iter().enumerate() {
+            let base = at + SOP_SIZE * i;
+            put(rec, base, op.num.to_ne_bytes());
+            put(rec, base + 2, op.op.to_ne_bytes());
+            put(rec, base + 4, op.flg.to_ne_bytes());
+        }
+    }
+    if let (Func::Semtimedop, Some(t)) = (ev.func, ev.timeout) {
+        flags |= FLAG_TIMEOUT;
+        let at = timeout_at(ev.func);
+        put(rec, at, t.sec.to_ne_bytes());
+        put(rec, at + 8, t.nsec.to_ne_bytes());
+    }
+    rec[FLAGS] = flags;
+}
+
+/// Fills a blob record (`blob_size` bytes, head already written).
+pub fn write_blob(rec: &mut [u8], kind: u32, text: &[u8], json: &[u8]) {
+    put(rec, BLOB_KIND, kind.to_ne_bytes());
+    put(rec, BLOB_TEXT_LEN, (text.len() as u32).to_ne_bytes());
+    put(rec, BLOB_JSON_LEN, (json.len() as u32).to_ne_bytes());
+    if let Some(dst) = rec.get_mut(BLOB_FIXED..BLOB_FIXED + text.len()) {
+        dst.copy_from_slice(text);
+    }
+    let at = BLOB_FIXED + text.len();
+    if let Some(dst) = rec.get_mut(at..at + json.len()) {
+        dst.copy_from_slice(json);
+    }
+}
+
+/// Whether `rec` holds the start of the call `ev` (the record a thread wrote when the call
+/// started, checked before it is completed in place).
+pub fn is_start_of(rec: &[u8], ev: &Event) -> bool {
+    get_u32(rec, TAG) == TAG_CALL
+        && get_u32(rec, SIZE) as usize == rec.len()
+        && rec.get(FUNC) == Some(&(ev.func as u8))
+        && get_u64(rec, TS) == ev.ts_ns
+        && i32::from_ne_bytes(get(rec, TID)) == ev.tid
+}
+
+/// One record read back.
+// Items are handed out one at a time and consumed at once: boxing the event would only add an
+// allocation per record.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, PartialEq, Eq)]
+pub enum Item<'a> {
+    /// A call: `Phase::Exit` when it returned, `Phase::Enter` when it was still in progress
+    /// (the process was killed, or exec'd from another thread, meanwhile).
+    Call(Event),
+    /// Any other record, as rendered in each format (each ends with a newline).
+    Blob {
+        kind: u32,
+        text: &'a [u8],
+        json: &'a [u8],
+    },
+}
+
+/// Why a file cannot be read as a binary log.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NotALog {
+    Magic,
+}
+
+/// Whether `data` starts like a binary log.
+pub fn is_binary_log(data: &[u8]) -> bool {
+    data.starts_with(&MAGIC)
+}
+
+/// The records of a binary log, in the order they were reserved (calls by start time).
+pub struct Reader<'a> {
+    data: &'a [u8],
+    pos: usize,
+    end: usize,
+    /// Records the writing process had not finished writing (killed meanwhile).
+    pub unfinished: u64,
+    /// True when the reading stopped at bytes that are no record (a damaged file).
+    pub damaged: bool,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(data: &'a [u8]) -> Result<Reader<'a>, NotALog> {
+        if !is_binary_log(data) || data.len() < HEADER_SIZE {
+            return Err(NotALog::Magic);
+        }
+        let used = get_u64(data, CURSOR_OFFSET) as usize;
+        // Space reserved after the file stopped growing (a full disk) was never there.
+        let end = HEADER_SIZE.saturating_add(used).min(data.len());
+        Ok(Reader {
+            data,
+            pos: HEADER_SIZE,
+            end,
+            unfinished: 0,
+            damaged: false,
+        })
+    }
+
+    /// Records the writer could not store because the log was full.
+    pub fn lost(&self) -> u64 {
+        get_u64(self.data, LOST_OFFSET)
+    }
+}
+
+impl<'a> Iterator for Reader<'a> {
+    type Item = Item<'a>;
+
+    fn next(&mut self) -> Option<Item<'a>> {
+        while self.pos + BLOB_FIXED <= self.end {
+            let at = self.pos;
+            let tag = get_u32(self.data, at + TAG);
+            if tag == 0 {
+                // Reserved by a process that died before writing it.
+                self.pos += 8;
+                continue;
+            }
+            let size = get_u32(self.data, at + SIZE) as usize;
+            if size < BLOB_FIXED || !size.is_multiple_of(8) || at + size > self.end {
+                self.damaged = true;
+                return None;
+            }
+            self.pos += size;
+            let rec = &self.data[at..at + size];
+            let state = get_u32(rec, STATE);
+            if state == STATE_RESERVED {
+                self.unfinished += 1;
+                continue;
+            }
+            match tag {
+                TAG_CALL => match read_call(rec, state) {
+                    Some(ev) => return Some(Item::Call(ev)),
+                    None => {
+                        self.damaged = true;
+                        return None;
+                    }
+                },
+                TAG_BLOB => {
+                    let text_len = get_u32(rec, BLOB_TEXT_LEN) as usize;
+                    let json_len = get_u32(rec, BLOB_JSON_LEN) as usize;
+                    let text_end = BLOB_FIXED.saturating_add(text_len);
+                    let (Some(text), Some(json)) = (
+                        rec.get(BLOB_FIXED..text_end),
+                        rec.get(text_end..text_end.saturating_add(json_len)),
+                    ) else {
+                        self.damaged = true;
+                        return None;
+                    };
+                    return Some(Item::Blob {
+                        kind: get_u32(rec, BLOB_KIND),
+                        text,
+                        json,
+                    });
+                }
+                // A record of a later version: its size says how to skip it.
+                _ => continue,
+            }
+        }
+        None
+    }
+}
+
+fn read_call(rec: &[u8], state: u32) -> Option<Event> {
+    let func = *Func::ALL.get(usize::from(rec[FUNC]))?;
+    let stack_len = usize::from(rec[STACK_LEN]);
+    if stack_len > STACK_MAX || rec.len() < call_size(func, stack_len) {
+        return None;
+    }
+    let done = state == STATE_DONE;
+    let mut ev = Event::new(if done { Phase::Exit } else { Phase::Enter }, func);
+    ev.pid = i32::from_ne_bytes(get(rec, PID));
+    ev.tid = i32::from_ne_bytes(get(rec, TID));
+    ev.ts_ns = get_u64(rec, TS);
+    ev.caller = get_u64(rec, CALLER);
+    for (i, arg) in ev.args.iter_mut().enumerate() {
+        *arg = get_u64(rec, ARGS + 8 * i);
+    }
+    let at = stack_at(func);
+    let frames: [u64; STACK_MAX] = core::array::from_fn(|i| get_u64(rec, at + 8 * i));
+    ev.stack = Stack::from_slice(&frames[..stack_len]);
+    if !done {
+        return Some(ev);
+    }
+    let flags = rec[FLAGS];
+    ev.created = flags & FLAG_CREATED != 0;
+    ev.errno = i32::from_ne_bytes(get(rec, ERRNO));
+    ev.dur_ns = get_u64(rec, DUR);
+    ev.ret = i64::from_ne_bytes(get(rec, RET));
+    if has_sops(func) {
+        let n = usize::from(rec[SOPS_READ]).min(SOPS_KEPT);
+        let at = sops_at(func);
+        for (i, op) in ev.sops.iter_mut().enumerate().take(n) {
+            let base = at + SOP_SIZE * i;
+            *op = SemOp {
+                num: u16::from_ne_bytes(get(rec, base)),
+                op: i16::from_ne_bytes(get(rec, base + 2)),
+                flg: i16::from_ne_bytes(get(rec, base + 4)),
+            };
+        }
+        ev.sops_read = n as u8;
+    }
+    if flags & FLAG_TIMEOUT != 0 {
+        let at = timeout_at(func);
+        ev.timeout = Some(Timeout {
+            sec: i64::from_ne_bytes(get(rec, at)),
+            nsec: i64::from_ne_bytes(get(rec, at + 8)),
+        });
+    }
+    Some(ev)
+}
+
+/// What a text or JSON log would have held for a call read back: a call that may block had
+/// its enter record written before it started, so it gets one here too.
+pub fn as_logged(ev: &Event) -> ([Event; 2], usize) {
+    let mut enter = Event::new(Phase::Enter, ev.func);
+    enter.pid = ev.pid;
+    enter.tid = ev.tid;
+    enter.ts_ns = ev.ts_ns;
+    enter.caller = ev.caller;
+    enter.args = ev.args;
+    enter.stack = ev.stack;
+    if ev.phase == Phase::Exit && ev.func.may_block() {
+        ([enter, *ev], 2)
+    } else {
+        ([*ev, enter], 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A log in memory built the way the shim builds it.
+    struct Log {
+        data: Vec<u8>,
+    }
+
+    impl Log {
+        fn new() -> Log {
+            let mut data = vec![0u8; HEADER_SIZE];
+            data[..8].copy_from_slice(&MAGIC);
+            Log { data }
+        }
+
+        fn reserve(&mut self, size: usize) -> usize {
+            let at = self.data.len();
+            self.data.resize(at + size, 0);
+            let used = (self.data.len() - HEADER_SIZE) as u64;
+            self.data[CURSOR_OFFSET..CURSOR_OFFSET + 8].copy_from_slice(&used.to_ne_bytes());
+            at
+        }
+
+        fn rec(&mut self, at: usize, size: usize) -> &mut [u8] {
+            &mut self.data[at..at + size]
+        }
+
+        fn call(&mut self, ev: &Event, finished: bool) {
+            let size = call_size(ev.func, ev.stack().len());
+            let at = self.reserve(size);
+            let rec = self.rec(at, size);
+            write_head(rec, TAG_CALL);
+            write_call_start(rec, ev);
+            put(rec, STATE, STATE_STARTED.to_ne_bytes());
+            if finished {
+                write_call_end(rec, ev);
+                put(rec, STATE, STATE_DONE.to_ne_bytes());
+            }
+        }
+
+        fn blob(&mut self, text: &[u8], json: &[u8]) {
+            let size = blob_size(text.len(), json.len());
+            let at = self.reserve(size);
+            let rec = self.rec(at, size);
+            write_head(rec, TAG_BLOB);
+            write_blob(rec, 7, text, json);
+            put(rec, STATE, STATE_DONE.to_ne_bytes());
+        }
+
+        fn items(&self) -> Vec<Item<'_>> {
+            Reader::new(&self.data).unwrap().collect()
+        }
+    }
+
+    fn sample(func: Func) -> Event {
+        let mut ev = Event::new(Phase::Exit, func);
+        ev.pid = 10;
+        ev.tid = 11;
+        ev.ts_ns = 1_764_168_062_123_456_789;
+        ev.dur_ns = 812;
+        ev.caller = 0x55d0_c0a0_1234;
+        ev.args = [3, 0x7ffd_0000_1000, 2, 0x7ffd_0000_2000, u64::MAX, 0x1000];
+        ev.ret = 0;
+        ev
+    }
+
+    #[test]
+    fn every_field_of_every_function_survives_the_round_trip() {
+        for func in Func::ALL {
+            let mut ev = sample(func);
+            ev.stack = Stack::from_slice(&[0x1, 0x2, 0x3]);
+            if matches!(func, Func::Shmget | Func::Semget) {
+                ev.created = true;
+            }
+            if has_sops(func) {
+                ev.sops[0] = SemOp {
+                    num: 1,
+                    op: -1,
+                    flg: 0x1000,
+                };
+                ev.sops[1] = SemOp {
+                    num: 65535,
+                    op: i16::MIN,
+                    flg: -1,
+                };
+                ev.sops_read = 2;
+            }
+            if func == Func::Semtimedop {
+                ev.timeout = Some(Timeout {
+                    sec: 1,
+                    nsec: 500_000_000,
+                });
+            }
+            let mut failed = ev;
+            failed.ret = -1;
+            failed.errno = libc::EINVAL;
+            failed.created = false;
+            let mut log = Log::new();
+            log.call(&ev, true);
+            log.call(&failed, true);
+            assert_eq!(
+                log.items(),
+                vec![Item::Call(ev), Item::Call(failed)],
+                "{func:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_call_in_progress_reads_as_started() {
+        let ev = sample(Func::Semop);
+        let mut log = Log::new();
+        log.call(&ev, false);
+        let mut enter = Event::new(Phase::Enter, Func::Semop);
+        enter.pid = ev.pid;
+        enter.tid = ev.tid;
+        enter.ts_ns = ev.ts_ns;
+        enter.caller = ev.caller;
+        enter.args = ev.args;
+        assert_eq!(log.items(), vec![Item::Call(enter)]);
+        assert_eq!(as_logged(&enter).1, 1, "an enter record stays one record");
+    }
+
+    #[test]
+    fn unwritten_and_unfinished_records_are_skipped() {
+        let mut log = Log::new();
+        let first = sample(Func::Mmap);
+        log.call(&first, true);
+        // Reserved, never written (killed right after the cursor moved).
+        log.reserve(call_size(Func::Munmap, 0));
+        // Head written, state never (killed while writing the start).
+        let size = call_size(Func::Munmap, 0);
+        let at = log.reserve(size);
+        write_head(log.rec(at, size), TAG_CALL);
+        log.blob(b"shmtrace[10] fork: parent 9\n", b"{\"event\":\"fork\"}\n");
+        let mut reader = Reader::new(&log.data).unwrap();
+        assert_eq!(reader.next(), Some(Item::Call(first)));
+        assert_eq!(
+            reader.next(),
+            Some(Item::Blob {
+                kind: 7,
+                text: b"shmtrace[10] fork: parent 9\n",
+                json: b"{\"event\":\"fork\"}\n"
+            })
+        );
+        assert_eq!(reader.next(), None);
+        assert_eq!((reader.unfinished, reader.damaged), (1, false));
+    }
+
+    #[test]
+    fn reading_stops_at_the_cursor_and_at_the_end_of_the_file() {
+        let mut log = Log::new();
+        log.call(&sample(Func::Munmap), true);
+        let whole = log.data.len();
+        log.call(&sample(Func::Munmap), true);
+        // A file cut short (the disk was full when it should have grown).
+        assert_eq!(Reader::new(&log.data[..whole + 16]).unwrap().count(), 1);
+        assert_eq!(log.items().len(), 2);
+    }
+
+    #[test]
+    fn garbage_is_reported_not_misread() {
+        let mut log = Log::new();
+        let at = log.reserve(32);
+        log.data[at..at + 4].copy_from_slice(&TAG_CALL.to_ne_bytes());
+        log.data[at + 4..at + 8].copy_from_slice(&5u32.to_ne_bytes());
+        let mut reader = Reader::new(&log.data).unwrap();
+        assert_eq!(reader.next(), None);
+        assert!(reader.damaged);
+        assert!(Reader::new(b"shmtrace[1] start").is_err());
+    }
+
+    #[test]
+    fn blocking_calls_that_returned_read_as_enter_then_call() {
+        let ev = sample(Func::Semtimedop);
+        let (pair, n) = as_logged(&ev);
+        assert_eq!(n, 2);
+        assert_eq!(pair[0].phase, Phase::Enter);
+        assert_eq!(pair[1], ev);
+        let (one, n) = as_logged(&sample(Func::Mmap));
+        assert_eq!((n, one[0]), (1, sample(Func::Mmap)));
+    }
+}
