@@ -4,6 +4,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering;
 
+use crate::audit;
 use crate::ledger::Facts;
 use crate::platform::{backtrace, clock, config, errno, guard::Guard, process, sink};
 use crate::recorder;
@@ -35,6 +36,12 @@ pub fn traced(
     } else {
         None
     };
+    // What a call that replaces or releases address space is about to act on, for the audit.
+    let pre = match ledger.as_deref() {
+        Some(held) => shielded(|| audit::before(&event, held, recorder::page_size())),
+        None => None,
+    }
+    .unwrap_or_default();
     errno::set(caller_errno);
     let ret = call();
     let call_errno = errno::get();
@@ -46,10 +53,13 @@ pub fn traced(
             if vfork_child.is_some() {
                 // Logged, but the ledger in this memory is the parent's.
                 recorder::emit(&event);
-            } else if let Some(held) = ledger.take() {
-                recorder::completed_with(held, &event, &facts);
             } else {
-                recorder::completed(&event, &facts);
+                if let Some(held) = ledger.take() {
+                    recorder::completed_with(held, &event, &facts);
+                } else {
+                    recorder::completed(&event, &facts);
+                }
+                audit::after(&event, &pre, facts.page_size);
             }
         });
     }

@@ -85,11 +85,18 @@ fn write_rows(out: &mut impl Write, pid: i32, rows: &[Vec<String>]) -> fmt::Resu
 /// The report for people: one header line, then one section per kind of leak (only those with
 /// entries), one line per entry. A clean report is exactly one line.
 pub fn write_text(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Result {
-    if report.is_clean() {
-        return writeln!(
+    if report.leaks() == 0 {
+        if !report.has_findings() {
+            return writeln!(
+                out,
+                "shmtrace[{pid}] report: clean: no segment, semaphore set, attachment or mapping left behind"
+            );
+        }
+        writeln!(
             out,
-            "shmtrace[{pid}] report: clean: no segment, semaphore set, attachment or mapping left behind"
-        );
+            "shmtrace[{pid}] report: no segment, semaphore set, attachment or mapping left behind"
+        )?;
+        return write_findings_text(report, pid, out);
     }
     let n = |len: usize| u64::try_from(len).unwrap_or(u64::MAX);
     let mut parts: Vec<String> = Vec::new();
@@ -215,7 +222,39 @@ pub fn write_text(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Resul
             .collect();
         write_rows(out, pid, &rows)?;
     }
-    Ok(())
+    write_findings_text(report, pid, out)
+}
+
+/// `findings: 1 error, 2 warnings, 0 info`, then one line per code and site (nothing when
+/// there are none).
+fn write_findings_text(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Result {
+    if !report.has_findings() {
+        return Ok(());
+    }
+    let [errors, warnings, info] = report.finding_totals;
+    writeln!(
+        out,
+        "shmtrace[{pid}] findings: {errors} {}, {warnings} {}, {info} info (docs/findings.md; SHMTRACE_SUPPRESS silences them):",
+        plural(errors, "error", "errors"),
+        plural(warnings, "warning", "warnings"),
+    )?;
+    let rows: Vec<Vec<String>> = report
+        .findings
+        .iter()
+        .map(|f| {
+            let times = if f.count == 1 {
+                String::new()
+            } else {
+                format!(" ({} times)", f.count)
+            };
+            vec![
+                f.code.to_string(),
+                f.severity.to_string(),
+                format!("{} at {:#x}{times}: {}", f.func, f.site, f.message),
+            ]
+        })
+        .collect();
+    write_rows(out, pid, &rows)
 }
 
 /// The report as one JSON object on one line (newline-terminated), for `SHMTRACE_FORMAT=json`.
@@ -276,7 +315,31 @@ pub fn write_json(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Resul
             m.bytes
         )?;
     }
-    out.write_str("]}\n")
+    out.write_char(']')?;
+    if report.has_findings() {
+        write_findings_json(report, out)?;
+    }
+    out.write_str("}\n")
+}
+
+/// `,"findings":[...],"finding_totals":{...}`, only when there are findings (a report without
+/// any reads as before audits existed).
+fn write_findings_json(report: &Report, out: &mut impl Write) -> fmt::Result {
+    // Messages are ASCII without quotes or backslashes (audit::codes): no escaping needed.
+    out.write_str(r#","findings":["#)?;
+    for (i, f) in report.findings.iter().enumerate() {
+        comma(out, i)?;
+        write!(
+            out,
+            r#"{{"code":"{}","name":"{}","severity":"{}","fn":"{}","site":"{:#x}","count":{},"message":"{}"}}"#,
+            f.code, f.name, f.severity, f.func, f.site, f.count, f.message
+        )?;
+    }
+    let [errors, warnings, info] = report.finding_totals;
+    write!(
+        out,
+        r#"],"finding_totals":{{"error":{errors},"warning":{warnings},"info":{info}}}"#
+    )
 }
 
 fn comma(out: &mut impl Write, i: usize) -> fmt::Result {

@@ -4,6 +4,7 @@
 //! in what order and under which names is decided once; each format only says how a kind of
 //! value looks.
 
+pub mod finding;
 pub mod json;
 pub mod text;
 
