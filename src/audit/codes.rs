@@ -3,6 +3,7 @@
 
 use core::fmt::{self, Write};
 
+use super::suppress::{CODES, code_index};
 use crate::trace::decode;
 use crate::trace::event::Func;
 
@@ -58,38 +59,20 @@ impl Code {
 
     /// `SHM001`..: what logs, reports and suppression files use.
     pub fn code(self) -> &'static str {
-        match self {
-            Code::WorldAccessible => "SHM001",
-            Code::CreateWithoutExcl => "SHM002",
-            Code::WriteExecMapping => "SHM003",
-            Code::FixedReplacesLive => "SHM004",
-            Code::ShmdtNotAttachment => "SHM005",
-            Code::MunmapNeverMapped => "SHM006",
-            Code::DoubleRelease => "SHM007",
-            Code::UseAfterRemove => "SHM008",
-            Code::ExitHoldingSemaphore => "SHM009",
-            Code::SemopBlocked => "SHM010",
-            Code::SizeNotPageMultiple => "SHM011",
-            Code::ForeignCreator => "SHM012",
-        }
+        self.entry().0
     }
 
     /// A readable alias of the code, accepted wherever the code is.
     pub fn name(self) -> &'static str {
-        match self {
-            Code::WorldAccessible => "world-accessible",
-            Code::CreateWithoutExcl => "create-without-excl",
-            Code::WriteExecMapping => "write-exec-mapping",
-            Code::FixedReplacesLive => "fixed-replaces-live",
-            Code::ShmdtNotAttachment => "shmdt-not-attachment",
-            Code::MunmapNeverMapped => "munmap-never-mapped",
-            Code::DoubleRelease => "double-release",
-            Code::UseAfterRemove => "use-after-remove",
-            Code::ExitHoldingSemaphore => "exit-holding-semaphore",
-            Code::SemopBlocked => "semop-blocked",
-            Code::SizeNotPageMultiple => "size-not-page-multiple",
-            Code::ForeignCreator => "foreign-creator",
-        }
+        self.entry().1
+    }
+
+    fn entry(self) -> (&'static str, &'static str) {
+        // Codes are numbered from 1 in table order (a test checks every one).
+        CODES
+            .get((self as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or(("SHM000", "unknown"))
     }
 
     pub fn severity(self) -> Severity {
@@ -110,9 +93,7 @@ impl Code {
 
     /// The code named `word` (`SHM002`, `shm002` or `create-without-excl`).
     pub fn parse(word: &str) -> Option<Code> {
-        Code::ALL
-            .into_iter()
-            .find(|c| c.code().eq_ignore_ascii_case(word) || c.name() == word)
+        code_index(word).and_then(|i| Code::ALL.get(i).copied())
     }
 
     /// The bit of this code in a set of codes (`u32`).
@@ -303,6 +284,7 @@ mod tests {
             assert_eq!(Code::parse(&c.code().to_lowercase()), Some(*c));
             assert_eq!(Code::parse(c.name()), Some(*c));
         }
+        assert_eq!(Code::ALL.len(), CODES.len());
         assert_eq!(Code::parse("SHM000"), None);
         assert_eq!(Code::parse("SHM013"), None);
     }

@@ -9,6 +9,34 @@
 //! same file, so the shim and the command read the format identically. The shim applies the
 //! rules without a site (it cannot symbolize); the command applies all of them.
 
+/// Every finding code and its name, in code order (`Code` in the shim follows this table).
+pub const CODES: [(&str, &str); 12] = [
+    ("SHM001", "world-accessible"),
+    ("SHM002", "create-without-excl"),
+    ("SHM003", "write-exec-mapping"),
+    ("SHM004", "fixed-replaces-live"),
+    ("SHM005", "shmdt-not-attachment"),
+    ("SHM006", "munmap-never-mapped"),
+    ("SHM007", "double-release"),
+    ("SHM008", "use-after-remove"),
+    ("SHM009", "exit-holding-semaphore"),
+    ("SHM010", "semop-blocked"),
+    ("SHM011", "size-not-page-multiple"),
+    ("SHM012", "foreign-creator"),
+];
+
+/// The index in [`CODES`] of `word` (a code in any case, or a name).
+pub fn code_index(word: &str) -> Option<usize> {
+    CODES
+        .iter()
+        .position(|(code, name)| code.eq_ignore_ascii_case(word) || *name == word)
+}
+
+/// Whether `rule_code` (as written in a rule) names the finding `code`.
+pub fn same_code(rule_code: &str, code: &str) -> bool {
+    code_index(rule_code).is_some_and(|i| code_index(code) == Some(i))
+}
+
 /// One rule. `code` is as written (the caller checks it names a finding code).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rule<'a> {
