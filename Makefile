@@ -26,7 +26,7 @@ INSTALLED   := $(bindir)/shmtrace $(libdir)/libshmtrace.so.$(VERSION) $(libdir)/
                $(man7dir)/shmtrace.7
 
 .PHONY: all lib header demo demo-log demo-leak bench install uninstall test test-install test-edge \
-        test-hostile stress test-rust test-c lint fmt clean
+        test-hostile stress test-rust test-c test-findings lint fmt clean
 
 all: lib
 
@@ -116,7 +116,12 @@ test-hostile: lib
 stress: lib
 	$(PYTHON) c_tests/hostile/run.py --stress
 
-test: lint test-rust test-install test-edge test-c
+# One program per audit finding and its corrected version, suppressions, exit codes
+# (c_tests/findings).
+test-findings: lib
+	$(PYTHON) c_tests/findings/run.py
+
+test: lint test-rust test-install test-edge test-c test-findings
 
 # The command's tests (cli/tests) run programs under the built library.
 test-rust: lib
