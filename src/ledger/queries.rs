@@ -27,3 +27,30 @@ impl Ledger {
         self.regions.first_overlap(from, to).is_some()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::ledger::{Facts, Ledger};
+    use crate::trace::event::{Event, Func, Phase};
+
+    fn mmap(l: &mut Ledger, addr: u64, len: u64, prot: i32) {
+        let mut ev = Event::new(Phase::Exit, Func::Mmap);
+        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED;
+        ev.args = [addr, len, prot as u64, flags as u64, u64::MAX, 0];
+        ev.ret = addr as i64;
+        l.apply(&ev, &Facts::new(4096));
+    }
+
+    #[test]
+    fn reservations_are_not_live_use() {
+        let mut l = Ledger::new();
+        mmap(&mut l, 0x10000, 0x3000, libc::PROT_NONE);
+        mmap(&mut l, 0x12000, 0x1000, libc::PROT_READ);
+        assert_eq!(l.live_use_in(0x10000, 0x12000), None, "only the reservation");
+        assert_eq!(l.live_use_in(0x10000, 0x13000), Some((0x12000, false)));
+        assert_eq!(l.live_use_in(0x13000, 0x20000), None);
+        assert!(l.knows_any(0x10000, 0x11000));
+        assert!(!l.knows_any(0x13000, 0x14000));
+        assert!(!l.knows_any(0x11000, 0x11000), "an empty range overlaps nothing");
+    }
+}
