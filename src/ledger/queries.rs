@@ -46,11 +46,18 @@ mod tests {
         let mut l = Ledger::new();
         mmap(&mut l, 0x10000, 0x3000, libc::PROT_NONE);
         mmap(&mut l, 0x12000, 0x1000, libc::PROT_READ);
-        assert_eq!(l.live_use_in(0x10000, 0x12000), None, "only the reservation");
+        assert_eq!(
+            l.live_use_in(0x10000, 0x12000),
+            None,
+            "only the reservation"
+        );
         assert_eq!(l.live_use_in(0x10000, 0x13000), Some((0x12000, false)));
         assert_eq!(l.live_use_in(0x13000, 0x20000), None);
         assert!(l.knows_any(0x10000, 0x11000));
         assert!(!l.knows_any(0x13000, 0x14000));
-        assert!(!l.knows_any(0x11000, 0x11000), "an empty range overlaps nothing");
+        assert!(
+            !l.knows_any(0x11000, 0x11000),
+            "an empty range overlaps nothing"
+        );
     }
 }

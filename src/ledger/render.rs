@@ -345,3 +345,62 @@ fn write_findings_json(report: &Report, out: &mut impl Write) -> fmt::Result {
 fn comma(out: &mut impl Write, i: usize) -> fmt::Result {
     if i > 0 { out.write_char(',') } else { Ok(()) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::FindingEntry;
+
+    /// The report with findings documented in docs/log-format.md ("Findings in the exit
+    /// report"), text and JSON.
+    #[test]
+    fn the_documented_report_with_findings() {
+        let doc = include_str!("../../docs/log-format.md");
+        let section = doc
+            .split("## Findings in the exit report")
+            .nth(1)
+            .expect("the section");
+        let documented: Vec<&str> = section
+            .lines()
+            .filter_map(|l| l.strip_prefix("    "))
+            .filter(|l| l.starts_with("shmtrace[") || l.starts_with('{'))
+            .collect();
+        let report = Report {
+            findings: vec![FindingEntry {
+                code: "SHM001",
+                name: "world-accessible",
+                severity: "error",
+                error: true,
+                func: "shmget",
+                site: 0x55d0_c0a0_1234,
+                count: 1,
+                message: "segment shmid=65538 was created with mode 0666, so any local user can \
+                          read or corrupt it; create it with mode 0600 (or 0660 to share it with \
+                          a group)"
+                    .into(),
+            }],
+            finding_totals: [1, 0, 0],
+            ..Report::default()
+        };
+        assert!(!report.is_clean(), "an error finding is not clean");
+        let mut text = String::new();
+        write_text(&report, 4242, &mut text).unwrap();
+        let mut json = String::new();
+        write_json(&report, 4242, &mut json).unwrap();
+        let made: Vec<&str> = text.lines().chain(json.lines()).collect();
+        assert_eq!(documented, made);
+    }
+
+    #[test]
+    fn warnings_alone_keep_the_report_clean_and_none_change_nothing() {
+        let mut report = Report {
+            finding_totals: [0, 2, 1],
+            ..Report::default()
+        };
+        assert!(report.is_clean() && report.has_findings());
+        report.finding_totals = [0; 3];
+        let mut json = String::new();
+        write_json(&report, 1, &mut json).unwrap();
+        assert!(!json.contains("findings"), "{json}");
+    }
+}

@@ -107,6 +107,41 @@ mod tests {
         assert!(rec(Format::Text, 4243).starts_with("shmtrace[4242:4243] "));
     }
 
+    /// The examples in docs/log-format.md ("Findings") are what this module writes.
+    #[test]
+    fn documented_records() {
+        let doc = include_str!("../../../docs/log-format.md");
+        let documented: Vec<&str> = doc
+            .lines()
+            .filter_map(|l| l.strip_prefix("    "))
+            .filter(|l| {
+                (l.starts_with("shmtrace[4242]") && l.contains(" finding "))
+                    || l.starts_with(r#"{"event":"finding""#)
+            })
+            .collect();
+        let finding = Finding::new(
+            Code::WorldAccessible,
+            Func::Shmget,
+            0x55d0_c0a0_1234,
+            [what::SEGMENT, 65538, 0o666],
+        );
+        let r = Record {
+            pid: 4242,
+            tid: 4242,
+            ts_ns: 1_764_168_062_123_460_000,
+            finding: &finding,
+        };
+        let made: Vec<String> = [Format::Text, Format::Json]
+            .iter()
+            .map(|&format| {
+                let mut line = LineBuf::new();
+                write(format, &r, &mut line);
+                line.as_str().to_owned()
+            })
+            .collect();
+        assert_eq!(documented, made);
+    }
+
     #[test]
     fn json() {
         assert_eq!(

@@ -430,6 +430,10 @@ pub(crate) mod fixtures {
             .filter(|l| !l.contains(" fork: ") && !l.contains(r#""event":"fork""#))
             // So has the report (ledger::tests::rendering).
             .filter(|l| !l.contains(r#""event":"report""#))
+            // So have findings and the report's findings (trace::format::finding, ledger::render).
+            .filter(|l| !l.contains(" finding ") && !l.contains(r#""event":"finding""#))
+            .filter(|l| !l.contains("] report: ") && !l.contains("] findings: "))
+            .filter(|l| !l.contains("]   SHM0"))
             .collect()
     }
 
