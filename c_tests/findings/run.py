@@ -266,6 +266,9 @@ def main():
                     run_case(tmp, prog, variant)
                 except Exception as e:  # one broken case must not hide the others
                     check(False, f"{prog}.{variant}: {type(e).__name__}: {e}")
+        with open(os.path.join(HERE, "all.supp")) as f:
+            listed = re.findall(r"^code (SHM\d{3})$", f.read(), re.M)
+        check(listed == [c for c, _, _ in CASES.values()], "all.supp lists every code (c_tests/run.py uses it)")
         for part in (suppressions, exit_codes):
             try:
                 part(tmp)
