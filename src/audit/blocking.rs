@@ -133,3 +133,96 @@ pub unsafe fn wait(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::cell::Cell;
+
+    /// A private one-semaphore set at 0, removed when dropped (even if the test fails).
+    struct Set(i32);
+
+    impl Set {
+        fn new() -> Set {
+            // SAFETY: plain semget of a private set.
+            let id = unsafe { libc::semget(libc::IPC_PRIVATE, 1, libc::IPC_CREAT | 0o600) };
+            assert!(id >= 0, "semget");
+            Set(id)
+        }
+    }
+
+    impl Drop for Set {
+        fn drop(&mut self) {
+            // SAFETY: removes the set this test created.
+            unsafe { libc::semctl(self.0, 0, libc::IPC_RMID) };
+        }
+    }
+
+    fn take(flg: i16) -> sembuf {
+        sembuf {
+            sem_num: 0,
+            sem_op: -1,
+            sem_flg: flg,
+        }
+    }
+
+    #[test]
+    fn nowait_fails_at_once_without_a_finding() {
+        let set = Set::new();
+        let mut op = take(libc::IPC_NOWAIT as i16);
+        let warned = Cell::new(0);
+        // SAFETY: a valid sembuf and set.
+        let rc = unsafe {
+            wait(set.0, &mut op, 1, core::ptr::null(), 60_000, || {
+                warned.set(1)
+            })
+        };
+        assert_eq!((rc, errno::get(), warned.get()), (-1, libc::EAGAIN, 0));
+    }
+
+    #[test]
+    fn the_callers_timeout_wins_when_shorter_and_success_keeps_errno() {
+        let set = Set::new();
+        let mut op = take(0);
+        let zero = timespec_of(0);
+        let warned = Cell::new(0);
+        // SAFETY: valid pointers.
+        let rc = unsafe { wait(set.0, &mut op, 1, &zero, 60_000, || warned.set(1)) };
+        assert_eq!((rc, errno::get(), warned.get()), (-1, libc::EAGAIN, 0));
+        let mut give = sembuf {
+            sem_num: 0,
+            sem_op: 1,
+            sem_flg: 0,
+        };
+        errno::set(1234);
+        // SAFETY: valid pointers.
+        let rc = unsafe { wait(set.0, &mut give, 1, core::ptr::null(), 60_000, || {}) };
+        assert_eq!((rc, errno::get()), (0, 1234));
+    }
+
+    #[test]
+    fn a_wait_past_the_threshold_is_reported_once_then_ends_as_natively() {
+        let set = Set::new();
+        let mut op = take(0);
+        // The slice is the 1 ms threshold; the caller's own 30 ms timeout then expires.
+        let limit = timespec_of(30_000_000);
+        let warned = Cell::new(0);
+        // SAFETY: valid pointers.
+        let rc = unsafe {
+            wait(set.0, &mut op, 1, &limit, 1, || {
+                warned.set(warned.get() + 1)
+            })
+        };
+        assert_eq!((rc, errno::get(), warned.get()), (-1, libc::EAGAIN, 1));
+    }
+
+    #[test]
+    fn an_unreadable_timeout_fails_as_natively() {
+        let set = Set::new();
+        let mut op = take(0);
+        let bad = 8 as *const timespec;
+        // SAFETY: the kernel checks the bad pointer and fails with EFAULT.
+        let rc = unsafe { wait(set.0, &mut op, 1, bad, 1, || {}) };
+        assert_eq!((rc, errno::get()), (-1, libc::EFAULT));
+    }
+}
