@@ -220,7 +220,7 @@ mod tests {
     fn an_unreadable_timeout_fails_as_natively() {
         let set = Set::new();
         let mut op = take(0);
-        let bad = 8 as *const timespec;
+        let bad = 16 as *const timespec; // in the never-mapped first page
         // SAFETY: the kernel checks the bad pointer and fails with EFAULT.
         let rc = unsafe { wait(set.0, &mut op, 1, bad, 1, || {}) };
         assert_eq!((rc, errno::get()), (-1, libc::EFAULT));
