@@ -22,11 +22,12 @@ MAJOR       := $(firstword $(subst ., ,$(VERSION)))
 SONAME      := libshmtrace.so.$(MAJOR)
 INSTALLED   := $(bindir)/shmtrace $(libdir)/libshmtrace.so.$(VERSION) $(libdir)/$(SONAME) $(libdir)/libshmtrace.so \
                $(includedir)/shmtrace.h $(libdir)/pkgconfig/shmtrace.pc \
-               $(docdir)/README.md $(docdir)/log-format.md $(docdir)/shmtrace-command.md \
+               $(docdir)/README.md $(docdir)/log-format.md $(docdir)/findings.md \
+               $(docdir)/shmtrace-command.md \
                $(man7dir)/shmtrace.7
 
 .PHONY: all lib header demo demo-log demo-leak bench install uninstall test test-install test-edge \
-        test-hostile stress test-rust test-c test-binary lint fmt clean
+        test-hostile stress test-rust test-c test-binary test-findings lint fmt clean
 
 all: lib
 
@@ -46,7 +47,7 @@ install: lib
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(libdir)|' -e 's|@INCLUDEDIR@|$(includedir)|' \
 	  -e 's|@VERSION@|$(VERSION)|' -e 's|@MAJOR@|$(MAJOR)|' shmtrace.pc.in \
 	  > $(DESTDIR)$(libdir)/pkgconfig/shmtrace.pc
-	install -m 0644 README.md docs/log-format.md $(DESTDIR)$(docdir)/
+	install -m 0644 README.md docs/log-format.md docs/findings.md $(DESTDIR)$(docdir)/
 	install -m 0644 cli/README.md $(DESTDIR)$(docdir)/shmtrace-command.md
 	sed -e 's|@VERSION@|$(VERSION)|' docs/shmtrace.7 > $(DESTDIR)$(man7dir)/shmtrace.7
 
@@ -122,7 +123,12 @@ stress: lib
 test-binary: lib
 	$(PYTHON) c_tests/binary/run.py
 
-test: lint test-rust test-install test-edge test-c test-binary test-hostile
+# One program per audit finding and its corrected version, suppressions, exit codes
+# (c_tests/findings).
+test-findings: lib
+	$(PYTHON) c_tests/findings/run.py
+
+test: lint test-rust test-install test-edge test-c test-binary test-findings test-hostile
 
 # The command's tests (cli/tests) run programs under the built library.
 test-rust: lib

@@ -361,6 +361,8 @@ def run(what, binary, preload=False, env=None, tmp=None, args=(), leaks=False):
     fd, journal_path = tempfile.mkstemp(prefix="journal.", dir=tmp)
     os.close(fd)
     full_env["SHMTRACE_TEST_JOURNAL"] = journal_path
+    # The scenarios misuse the calls on purpose; findings are c_tests/findings' business.
+    full_env["SHMTRACE_SUPPRESS"] = os.path.join(HERE, "findings", "all.supp")
     if preload:
         full_env["LD_PRELOAD"] = LIB
     full_env.update(env or {})

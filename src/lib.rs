@@ -7,6 +7,7 @@
 //! `platform` (real symbols, syscalls, errno, environment, log sink). `api` is the C API.
 
 pub mod api;
+pub mod audit;
 mod deferred;
 // Unit tests run inside a Rust test binary: interposing its mmap (or its exit) would trace
 // the harness.

@@ -38,6 +38,10 @@ pub fn init() {
     PAGE_SIZE.store(kernel::page_size(), Ordering::Relaxed);
 }
 
+pub fn page_size() -> u64 {
+    PAGE_SIZE.load(Ordering::Relaxed)
+}
+
 pub fn facts() -> Facts {
     Facts::new(PAGE_SIZE.load(Ordering::Relaxed))
 }
@@ -185,6 +189,7 @@ pub unsafe fn after_fork_in_child() {
         });
         ledger.after_fork_in_child();
         LEDGER.unlock_raw();
+        crate::audit::after_fork_in_child();
     }
     REPORTED.store(false, Ordering::Relaxed);
 }
@@ -194,6 +199,7 @@ pub fn report_at_exit() -> bool {
     if REPORTED.swap(true, Ordering::AcqRel) {
         return true;
     }
+    crate::audit::at_exit();
     let mut text = String::new();
     let clean = write_report(&mut text, config::format());
     if sink::binary() {
@@ -208,13 +214,15 @@ pub fn report_at_exit() -> bool {
 
 /// The report as of now; the kernel says which created objects still exist.
 pub fn report_now() -> Report {
-    with_ledger(|ledger| {
+    let mut report = with_ledger(|ledger| {
         ledger.report(|kind, id| match kind {
             // Marked by another process's IPC_RMID: it dies when the last attachment goes.
             ObjectKind::Segment => kernel::segment_stat(id).is_some_and(|s| !s.marked_for_removal),
             ObjectKind::SemaphoreSet => kernel::semaphore_count(id).is_some(),
         })
-    })
+    });
+    (report.findings, report.finding_totals) = crate::audit::summary();
+    report
 }
 
 /// Renders the report as of now into `out`; returns whether it is clean.

@@ -75,7 +75,10 @@ TEXT_LINE = re.compile(
     r"| (?P<unfinished><unfinished \.\.\.>)) caller=(?P<caller>0x[0-9a-f]+)\Z")
 TEXT_START = re.compile(r"shmtrace\[\d+\] start: .* \(parent \d+\)\Z")
 TEXT_FORK = re.compile(r"shmtrace\[\d+\] fork: parent \d+\Z")
-TEXT_REPORT_HEAD = re.compile(r"shmtrace\[(?P<pid>\d+)\] report: (clean|\d+ leaks?)[: ]")
+TEXT_REPORT_HEAD = re.compile(r"shmtrace\[(?P<pid>\d+)\] report: (clean|\d+ leaks?|no segment)[: ,]")
+# Audit findings (docs/findings.md; checked in detail by c_tests/findings/run.py).
+TEXT_FINDING = re.compile(r"shmtrace\[\d+(:\d+)?\] \d+\.\d{6} finding SHM\d{3} (error|warning|info) "
+                          r"\([a-z-]+\) in \w+: .+ site=0x[0-9a-f]+\Z")
 TEXT_REPORT_BODY = re.compile(r"shmtrace\[(?P<pid>\d+)\] (?!\d+\.\d{6} ).")
 
 verbose = False
@@ -303,7 +306,7 @@ def text_lines(text, allow_other=False):
             continue
         report_pid = None
         if (TEXT_LINE.match(line) or TEXT_START.match(line) or TEXT_FORK.match(line)
-                or line.startswith(WARNING)):
+                or TEXT_FINDING.match(line) or line.startswith(WARNING)):
             continue
         if allow_other and not line.startswith("shmtrace"):
             continue

@@ -45,6 +45,7 @@ OPTIONS (running a program)
 
 OPTIONS (both forms)
     --error-exitcode N   exit with N (1..255) when the merged verdict finds leaks
+                         or audit findings of severity error
     --json               the report as one JSON document (schema: cli/README.md,
                          installed as share/doc/shmtrace/shmtrace-command.md)
     -o, --output FILE    write the report to FILE instead of stderr (run) or stdout (report)

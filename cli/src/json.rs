@@ -132,6 +132,17 @@ pub fn document(report: &Report, view: &ViewOptions) -> Value {
             })
         })
         .collect();
+    let findings: Vec<Value> = report
+        .findings
+        .iter()
+        .map(|f| {
+            json!({
+                "code": f.code, "name": f.name, "severity": f.severity, "fn": f.func,
+                "site": f.site.as_ref().map(site), "count": f.count, "pids": f.pids,
+                "message": f.message, "first": seconds(f.first_ts),
+            })
+        })
+        .collect();
     let calls: Vec<Value> = report
         .calls
         .iter()
@@ -148,7 +159,7 @@ pub fn document(report: &Report, view: &ViewOptions) -> Value {
         "run": run,
         "logs": report.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
         "verdict": {
-            "clean": v.leaks() == 0,
+            "clean": !v.fails(),
             "leaks": v.leaks(),
             "segments": v.segments,
             "semaphore_sets": v.semaphore_sets,
@@ -156,6 +167,12 @@ pub fn document(report: &Report, view: &ViewOptions) -> Value {
             "mappings": v.mappings,
             "mapping_bytes": v.mapping_bytes,
             "processes_without_exit_report": v.unreported,
+            "findings": {
+                "error": v.findings.errors,
+                "warning": v.findings.warnings,
+                "info": v.findings.info,
+                "suppressed": v.findings.suppressed,
+            },
             "text": crate::render::verdict_text(v),
         },
         "processes": processes,
@@ -168,6 +185,7 @@ pub fn document(report: &Report, view: &ViewOptions) -> Value {
         "attachments": attachments,
         "mappings": mappings,
         "never_returned": blocked,
+        "findings": findings,
         "calls": calls,
         "filters": {
             "pids": report.filtered_pids,

@@ -115,6 +115,19 @@ pub struct ExitReport {
     pub mappings: Vec<ReportMappings>,
 }
 
+/// An audit finding, as logged when it happened (docs/log-format.md, "Findings").
+#[derive(Clone, Debug)]
+pub struct Finding {
+    pub pid: i32,
+    pub ts: Micros,
+    pub code: String,
+    pub name: String,
+    pub severity: String,
+    pub func: String,
+    pub site: Option<u64>,
+    pub message: String,
+}
+
 #[derive(Clone, Debug)]
 pub enum Record {
     Start(Start),
@@ -122,6 +135,7 @@ pub enum Record {
     Enter(Call),
     Call(Call),
     Report(ExitReport),
+    Finding(Finding),
 }
 
 /// What reading one file found besides its records.
@@ -270,6 +284,7 @@ pub fn parse_line(text: &str) -> Result<Option<Record>, String> {
         "enter" => Record::Enter(call_of(obj)?),
         "call" => Record::Call(call_of(obj)?),
         "report" => Record::Report(report_of(&obj)?),
+        "finding" => Record::Finding(finding_of(&obj)?),
         _ => return Ok(None),
     };
     Ok(Some(record))
@@ -362,6 +377,20 @@ fn items<'a>(
 
 fn num(obj: &Map<String, Value>, key: &str) -> u64 {
     obj.get(key).and_then(Value::as_u64).unwrap_or(0)
+}
+
+fn finding_of(obj: &Map<String, Value>) -> Result<Finding, String> {
+    let text = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_string);
+    Ok(Finding {
+        pid: pid_of(obj, "pid")?,
+        ts: ts_of(obj)?,
+        code: text("code").ok_or("no \"code\"")?,
+        name: text("name").unwrap_or_default(),
+        severity: text("severity").unwrap_or_default(),
+        func: text("fn").unwrap_or_default(),
+        site: hex(obj.get("site")),
+        message: text("message").unwrap_or_default(),
+    })
 }
 
 fn report_of(obj: &Map<String, Value>) -> Result<ExitReport, String> {

@@ -106,7 +106,7 @@ fn run_program(opts: &RunOptions) -> ExitCode {
         eprintln!("shmtrace: {e}");
     }
     if let Some(code) = opts.view.error_exitcode
-        && report.verdict.leaks() > 0
+        && report.verdict.fails()
     {
         program_status = i32::from(code);
     }
@@ -167,7 +167,7 @@ fn report_logs(opts: &ReportOptions) -> ExitCode {
         return ExitCode::from(USAGE);
     }
     match opts.view.error_exitcode {
-        Some(code) if report.verdict.leaks() > 0 => ExitCode::from(code),
+        Some(code) if report.verdict.fails() => ExitCode::from(code),
         _ => ExitCode::SUCCESS,
     }
 }

@@ -211,10 +211,36 @@ pub fn presence_text(p: Presence) -> &'static str {
     }
 }
 
+/// `2 errors, 1 warning, 0 info` (findings after suppression).
+fn findings_text(v: &Verdict) -> String {
+    let f = &v.findings;
+    format!(
+        "{}, {}, {} info",
+        plural(f.errors, "error", "errors"),
+        plural(f.warnings, "warning", "warnings"),
+        f.info
+    )
+}
+
 pub fn verdict_text(v: &Verdict) -> String {
-    if v.leaks() == 0 {
+    if v.leaks() == 0 && !v.findings.any() {
         return "clean: no SysV object, attachment or mapping left behind".to_string();
     }
+    if v.leaks() == 0 {
+        return format!(
+            "no SysV object, attachment or mapping left behind; findings: {}",
+            findings_text(v)
+        );
+    }
+    let leaks = leaks_text(v);
+    if v.findings.any() {
+        format!("{leaks}; findings: {}", findings_text(v))
+    } else {
+        leaks
+    }
+}
+
+fn leaks_text(v: &Verdict) -> String {
     let mut parts = Vec::new();
     if v.segments > 0 {
         parts.push(plural(v.segments, "segment", "segments"));
@@ -491,6 +517,53 @@ pub fn text(report: &Report, view: &ViewOptions, style: Style) -> String {
         }
     }
 
+    // Audit findings.
+    if !report.findings.is_empty() || report.verdict.findings.suppressed > 0 {
+        out.push('\n');
+        let _ = writeln!(
+            out,
+            "{}",
+            style.heading(&format!(
+                "findings ({}; explained in docs/findings.md)",
+                findings_text(&report.verdict)
+            ))
+        );
+        let mut table = Table::new(&[false, false, true, false, false]);
+        table.row(
+            ["CODE", "SEVERITY", "COUNT", "PID", "SITE"]
+                .map(|h| style.dim(h))
+                .to_vec(),
+        );
+        for f in &report.findings {
+            let severity = match f.severity.as_str() {
+                "error" => style.bad(&f.severity),
+                "warning" => style.warn(&f.severity),
+                _ => f.severity.clone(),
+            };
+            let pids: Vec<String> = f.pids.iter().map(i32::to_string).collect();
+            table.row_with_notes(
+                vec![
+                    format!("{} {}", f.code, style.dim(&f.name)),
+                    severity,
+                    f.count.to_string(),
+                    pids.join(","),
+                    format!("{}: {}", f.func, site_text(style, f.site.as_ref())),
+                ],
+                vec![f.message.clone()],
+            );
+        }
+        if !report.findings.is_empty() {
+            table.write(&mut out, "  ");
+        }
+        if report.verdict.findings.suppressed > 0 {
+            let _ = writeln!(
+                out,
+                "  ({} suppressed by SHMTRACE_SUPPRESS)",
+                report.verdict.findings.suppressed
+            );
+        }
+    }
+
     // Call statistics.
     out.push('\n');
     let scope = match (&report.filtered_calls, report.filtered_pids.is_empty()) {
@@ -556,10 +629,10 @@ pub fn text(report: &Report, view: &ViewOptions, style: Style) -> String {
     out.push('\n');
     let v = &report.verdict;
     let verdict = verdict_text(v);
-    let verdict = if v.leaks() == 0 {
-        style.good(&verdict)
-    } else {
+    let verdict = if v.fails() {
         style.bad(&verdict)
+    } else {
+        style.good(&verdict)
     };
     let _ = writeln!(out, "shmtrace: {verdict}");
     if v.unreported > 0 {

@@ -4,7 +4,10 @@
 use core::ffi::{c_int, c_ulong, c_void};
 use libc::{key_t, sembuf, shmid_ds, timespec};
 
+use core::ptr;
+
 use super::traced::traced;
+use crate::audit::{self, Code, Finding};
 use crate::ledger::Facts;
 use crate::platform::{errno, kernel, process, real};
 use crate::trace::event::{Event, Func, SOPS_KEPT, SemOp, Timeout};
@@ -107,8 +110,26 @@ pub unsafe extern "C" fn semop(
     caller: usize,
 ) -> c_int {
     let args = [int(semid), ptr(sops), nsops as u64, 0, 0, 0];
-    // SAFETY: the program's own arguments, forwarded unchanged to the real function.
-    let call = || i64::from(unsafe { real::semop(semid, sops, nsops) });
+    let warn_ms = audit::block_warn_ms();
+    let call = || {
+        i64::from(if warn_ms == 0 {
+            // SAFETY: the program's own arguments, forwarded unchanged to the real function.
+            unsafe { real::semop(semid, sops, nsops) }
+        } else {
+            // SAFETY: the program's own arguments, as the hook received them.
+            unsafe {
+                wait_reporting(
+                    Func::Semop,
+                    semid,
+                    sops,
+                    nsops,
+                    ptr::null(),
+                    warn_ms,
+                    caller,
+                )
+            }
+        })
+    };
     traced(Func::Semop, caller, args, call, |ev, _| {
         read_sops(ev, sops, nsops)
     }) as c_int
@@ -122,8 +143,26 @@ pub unsafe extern "C" fn semtimedop(
     caller: usize,
 ) -> c_int {
     let args = [int(semid), ptr(sops), nsops as u64, ptr(timeout), 0, 0];
-    // SAFETY: the program's own arguments, forwarded unchanged to the real function.
-    let call = || i64::from(unsafe { real::semtimedop(semid, sops, nsops, timeout) });
+    let warn_ms = audit::block_warn_ms();
+    let call = || {
+        i64::from(if warn_ms == 0 {
+            // SAFETY: the program's own arguments, forwarded unchanged to the real function.
+            unsafe { real::semtimedop(semid, sops, nsops, timeout) }
+        } else {
+            // SAFETY: the program's own arguments, as the hook received them.
+            unsafe {
+                wait_reporting(
+                    Func::Semtimedop,
+                    semid,
+                    sops,
+                    nsops,
+                    timeout,
+                    warn_ms,
+                    caller,
+                )
+            }
+        })
+    };
     let after = |ev: &mut Event, _: &mut Facts| {
         read_sops(ev, sops, nsops);
         read_timeout(ev, timeout);
@@ -221,6 +260,32 @@ pub unsafe extern "C" fn mremap(
     let call =
         || unsafe { real::mremap(old_address, old_size, new_size, flags, new_address) } as i64;
     traced(Func::Mremap, caller, args, call, nothing_to_read) as *mut c_void
+}
+
+/// `SHMTRACE_BLOCK_WARN_MS`: the call, reporting `SemopBlocked` while it is still blocked.
+///
+/// # Safety
+/// The contract of `semtimedop`.
+unsafe fn wait_reporting(
+    func: Func,
+    semid: c_int,
+    sops: *mut sembuf,
+    nsops: usize,
+    timeout: *const timespec,
+    warn_ms: u64,
+    caller: usize,
+) -> c_int {
+    let warn = || {
+        let detail = [int(semid), warn_ms, 0];
+        audit::report_finding(Finding::new(
+            Code::SemopBlocked,
+            func,
+            caller as u64,
+            detail,
+        ));
+    };
+    // SAFETY: the program's own arguments, as the hook received them.
+    unsafe { audit::blocking::wait(semid, sops, nsops, timeout, warn_ms, warn) }
 }
 
 /// Copies the operations out once the kernel has read them itself. It had not when the call

@@ -4,6 +4,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering;
 
+use crate::audit;
 use crate::ledger::Facts;
 use crate::platform::{backtrace, clock, config, errno, guard::Guard, process, sink};
 use crate::recorder;
@@ -36,6 +37,15 @@ pub fn traced(
     } else {
         None
     };
+    // What a call that replaces or releases address space is about to act on, for the audit
+    // (not while a fork is prepared: the ledger is the forking thread's then).
+    let pre = match &entry {
+        Some(recorder::Entry::Ledger(held)) => {
+            shielded(|| audit::before(&event, held, recorder::page_size()))
+        }
+        _ => None,
+    }
+    .unwrap_or_default();
     errno::set(caller_errno);
     let ret = call();
     let call_errno = errno::get();
@@ -47,11 +57,13 @@ pub fn traced(
             if vfork_child.is_some() {
                 // Logged, but the ledger in this memory is the parent's.
                 recorder::emit(&event);
-            } else if let Some(taken) = entry.take() {
-                recorder::completed_into(taken, &event, &facts);
-            } else {
-                recorder::completed(&event, &facts);
+                return;
             }
+            match entry.take() {
+                Some(taken) => recorder::completed_into(taken, &event, &facts),
+                None => recorder::completed(&event, &facts),
+            }
+            audit::after(&event, &pre, facts.page_size);
         });
     }
     drop(entry);

@@ -30,6 +30,7 @@ mod attachments;
 mod ipc;
 mod memory;
 mod objects;
+mod queries;
 mod regions;
 mod render;
 mod report;
@@ -41,7 +42,7 @@ pub use attachments::Attachment;
 pub use objects::{ObjectKind, Segment, SemaphoreSet};
 pub use regions::Kind as RegionKind;
 pub use render::{write_json, write_text};
-pub use report::{AttachmentLeak, MappingLeak, Report, SegmentLeak, SemaphoreLeak};
+pub use report::{AttachmentLeak, FindingEntry, MappingLeak, Report, SegmentLeak, SemaphoreLeak};
 
 use crate::trace::event::{Event, Func, Phase};
 use attachments::Attachments;

@@ -85,11 +85,18 @@ fn write_rows(out: &mut impl Write, pid: i32, rows: &[Vec<String>]) -> fmt::Resu
 /// The report for people: one header line, then one section per kind of leak (only those with
 /// entries), one line per entry. A clean report is exactly one line.
 pub fn write_text(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Result {
-    if report.is_clean() {
-        return writeln!(
+    if report.leaks() == 0 {
+        if !report.has_findings() {
+            return writeln!(
+                out,
+                "shmtrace[{pid}] report: clean: no segment, semaphore set, attachment or mapping left behind"
+            );
+        }
+        writeln!(
             out,
-            "shmtrace[{pid}] report: clean: no segment, semaphore set, attachment or mapping left behind"
-        );
+            "shmtrace[{pid}] report: no segment, semaphore set, attachment or mapping left behind"
+        )?;
+        return write_findings_text(report, pid, out);
     }
     let n = |len: usize| u64::try_from(len).unwrap_or(u64::MAX);
     let mut parts: Vec<String> = Vec::new();
@@ -215,7 +222,39 @@ pub fn write_text(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Resul
             .collect();
         write_rows(out, pid, &rows)?;
     }
-    Ok(())
+    write_findings_text(report, pid, out)
+}
+
+/// `findings: 1 error, 2 warnings, 0 info`, then one line per code and site (nothing when
+/// there are none).
+fn write_findings_text(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Result {
+    if !report.has_findings() {
+        return Ok(());
+    }
+    let [errors, warnings, info] = report.finding_totals;
+    writeln!(
+        out,
+        "shmtrace[{pid}] findings: {errors} {}, {warnings} {}, {info} info (docs/findings.md; SHMTRACE_SUPPRESS silences them):",
+        plural(errors, "error", "errors"),
+        plural(warnings, "warning", "warnings"),
+    )?;
+    let rows: Vec<Vec<String>> = report
+        .findings
+        .iter()
+        .map(|f| {
+            let times = if f.count == 1 {
+                String::new()
+            } else {
+                format!(" ({} times)", f.count)
+            };
+            vec![
+                f.code.to_string(),
+                f.severity.to_string(),
+                format!("{} at {:#x}{times}: {}", f.func, f.site, f.message),
+            ]
+        })
+        .collect();
+    write_rows(out, pid, &rows)
 }
 
 /// The report as one JSON object on one line (newline-terminated), for `SHMTRACE_FORMAT=json`.
@@ -276,9 +315,92 @@ pub fn write_json(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Resul
             m.bytes
         )?;
     }
-    out.write_str("]}\n")
+    out.write_char(']')?;
+    if report.has_findings() {
+        write_findings_json(report, out)?;
+    }
+    out.write_str("}\n")
+}
+
+/// `,"findings":[...],"finding_totals":{...}`, only when there are findings (a report without
+/// any reads as before audits existed).
+fn write_findings_json(report: &Report, out: &mut impl Write) -> fmt::Result {
+    // Messages are ASCII without quotes or backslashes (audit::codes): no escaping needed.
+    out.write_str(r#","findings":["#)?;
+    for (i, f) in report.findings.iter().enumerate() {
+        comma(out, i)?;
+        write!(
+            out,
+            r#"{{"code":"{}","name":"{}","severity":"{}","fn":"{}","site":"{:#x}","count":{},"message":"{}"}}"#,
+            f.code, f.name, f.severity, f.func, f.site, f.count, f.message
+        )?;
+    }
+    let [errors, warnings, info] = report.finding_totals;
+    write!(
+        out,
+        r#"],"finding_totals":{{"error":{errors},"warning":{warnings},"info":{info}}}"#
+    )
 }
 
 fn comma(out: &mut impl Write, i: usize) -> fmt::Result {
     if i > 0 { out.write_char(',') } else { Ok(()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::FindingEntry;
+
+    /// The report with findings documented in docs/log-format.md ("Findings in the exit
+    /// report"), text and JSON.
+    #[test]
+    fn the_documented_report_with_findings() {
+        let doc = include_str!("../../docs/log-format.md");
+        let section = doc
+            .split("## Findings in the exit report")
+            .nth(1)
+            .expect("the section");
+        let documented: Vec<&str> = section
+            .lines()
+            .filter_map(|l| l.strip_prefix("    "))
+            .filter(|l| l.starts_with("shmtrace[") || l.starts_with('{'))
+            .collect();
+        let report = Report {
+            findings: vec![FindingEntry {
+                code: "SHM001",
+                name: "world-accessible",
+                severity: "error",
+                error: true,
+                func: "shmget",
+                site: 0x55d0_c0a0_1234,
+                count: 1,
+                message: "segment shmid=65538 was created with mode 0666, so any local user can \
+                          read or corrupt it; create it with mode 0600 (or 0660 to share it with \
+                          a group)"
+                    .into(),
+            }],
+            finding_totals: [1, 0, 0],
+            ..Report::default()
+        };
+        assert!(!report.is_clean(), "an error finding is not clean");
+        let mut text = String::new();
+        write_text(&report, 4242, &mut text).unwrap();
+        let mut json = String::new();
+        write_json(&report, 4242, &mut json).unwrap();
+        let made: Vec<&str> = text.lines().chain(json.lines()).collect();
+        assert_eq!(documented, made);
+    }
+
+    #[test]
+    fn warnings_alone_keep_the_report_clean_and_none_change_nothing() {
+        let mut report = Report {
+            finding_totals: [0, 2, 1],
+            ..Report::default()
+        };
+        assert!(report.is_clean() && report.has_findings());
+        report.finding_totals = [0; 3];
+        let mut json = String::new();
+        write_json(&report, 1, &mut json).unwrap();
+        assert!(!json.contains("findings"), "{json}");
+    }
 }

@@ -58,22 +58,47 @@ pub struct MappingLeak {
     pub bytes: u64,
 }
 
+/// One audit finding of this process, by code and call site (filled in by the audit layer;
+/// the ledger finds none itself).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FindingEntry {
+    /// `SHM001`..
+    pub code: &'static str,
+    pub name: &'static str,
+    /// `error`, `warning` or `info`.
+    pub severity: &'static str,
+    pub error: bool,
+    /// The call that showed it.
+    pub func: &'static str,
+    pub site: u64,
+    /// Times it happened at this site.
+    pub count: u64,
+    /// The first occurrence's explanation.
+    pub message: String,
+}
+
 /// Segments and sets by id, attachments by address, mappings by bytes (largest first, then
-/// by site).
+/// by site); findings errors first.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Report {
     pub segments: Vec<SegmentLeak>,
     pub semaphores: Vec<SemaphoreLeak>,
     pub attachments: Vec<AttachmentLeak>,
     pub mappings: Vec<MappingLeak>,
+    pub findings: Vec<FindingEntry>,
+    /// Findings by severity (error, warning, info), each occurrence, including those beyond
+    /// the distinct ones listed.
+    pub finding_totals: [u64; 3],
 }
 
 impl Report {
+    /// No leak and no error finding (what `SHMTRACE_EXITCODE` asks).
     pub fn is_clean(&self) -> bool {
-        self.segments.is_empty()
-            && self.semaphores.is_empty()
-            && self.attachments.is_empty()
-            && self.mappings.is_empty()
+        self.leaks() == 0 && self.finding_totals[0] == 0
+    }
+
+    pub fn has_findings(&self) -> bool {
+        self.finding_totals.iter().any(|&n| n > 0)
     }
 
     /// Leaked things: each segment, set and attachment, and each mapping (not each site).
@@ -178,6 +203,8 @@ impl Ledger {
             semaphores,
             attachments,
             mappings,
+            findings: Vec::new(),
+            finding_totals: [0; 3],
         }
     }
 }

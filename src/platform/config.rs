@@ -244,6 +244,9 @@ fn configure() {
     FORMAT.store(u8::from(settings.format == Format::Json), Ordering::Relaxed);
     EXIT_CODE.store(settings.exit_code, Ordering::Relaxed);
     STACK.store(settings.stack, Ordering::Relaxed);
+    // Audit settings are read and checked by the audit itself.
+    let audit_env = (env(c"SHMTRACE_BLOCK_WARN_MS"), env(c"SHMTRACE_SUPPRESS"));
+    crate::audit::configure(audit_env.0, audit_env.1, secure);
     match settings.log {
         Log::Stderr => sink::use_stderr(),
         Log::Off => sink::disable(),

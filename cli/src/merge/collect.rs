@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::CallStat;
 use super::sysv::Kind;
-use crate::logs::{Call, ExitReport, Micros, Pos, Record, Start};
+use crate::logs::{Call, ExitReport, Finding, Micros, Pos, Record, Start};
 
 /// How many early call sites of a process are kept to recognise the image it inherited.
 const EARLY_SITES: usize = 16;
@@ -53,6 +53,7 @@ pub(super) struct Collector {
     pub(super) removals: Vec<Removal>,
     pub(super) stats: BTreeMap<(i32, String), CallStat>,
     pub(super) seen: HashMap<i32, Seen>,
+    pub(super) findings: Vec<(Pos, Finding)>,
 }
 
 impl Collector {
@@ -62,6 +63,7 @@ impl Collector {
             Record::Fork(f) => (f.pid, f.ts),
             Record::Enter(c) | Record::Call(c) => (c.pid, c.ts),
             Record::Report(r) => (r.pid, Micros::MAX),
+            Record::Finding(f) => (f.pid, f.ts),
         };
         let seen = self.seen.entry(pid).or_insert_with(|| Seen {
             first_ts: Micros::MAX,
@@ -96,6 +98,7 @@ impl Collector {
                 }
                 self.reports.insert(r.pid, (pos, r));
             }
+            Record::Finding(f) => self.findings.push((pos, f)),
         }
     }
 

@@ -4,6 +4,7 @@
 //! symbolized in the image that made the call.
 
 mod collect;
+mod findings;
 mod sysv;
 #[cfg(test)]
 mod tests;
@@ -20,6 +21,7 @@ use crate::logs::{self, Call, Inputs, Micros, Pos};
 use crate::runinfo::{RunInfo, Status};
 use crate::symbols::{Symbol, Symbolizer};
 use collect::Collector;
+pub use findings::{FindingTotals, MergedFinding, Rules};
 use sysv::sysv_leaks;
 pub use sysv::{Kind, SysvLeak, SysvSummary};
 use tree::Tree;
@@ -128,11 +130,18 @@ pub struct Verdict {
     pub mapping_bytes: u64,
     /// Processes without an exit report: their attachments and mappings are unknown.
     pub unreported: u64,
+    /// Audit findings after `SHMTRACE_SUPPRESS`.
+    pub findings: FindingTotals,
 }
 
 impl Verdict {
     pub fn leaks(&self) -> u64 {
         self.segments + self.semaphore_sets + self.attachments + self.mappings
+    }
+
+    /// What `--error-exitcode` fails on: a leak, or a finding of severity error.
+    pub fn fails(&self) -> bool {
+        self.leaks() > 0 || self.findings.errors > 0
     }
 }
 
@@ -147,6 +156,7 @@ pub struct Report {
     pub attachments: Vec<Attachment>,
     pub mappings: Vec<Mappings>,
     pub blocked: Vec<Blocked>,
+    pub findings: Vec<MergedFinding>,
     pub calls: Vec<CallStat>,
     pub sysv: SysvSummary,
     pub verdict: Verdict,
@@ -217,6 +227,9 @@ pub fn build(sources: Sources<'_>, view: &ViewOptions) -> Result<Report, String>
 
     exit_reports(&collector, &tree, view, &mut symbolizer, &mut report);
     report.blocked = blocked_calls(&collector, &tree, view, &mut symbolizer, &report.processes);
+    let rules = Rules::from_env(&mut report.warnings);
+    (report.findings, report.verdict.findings) =
+        findings::merge(&collector, &tree, view, &mut symbolizer, &rules);
     report.calls = call_stats(&collector, view);
 
     for pid in &view.pids {

@@ -120,6 +120,8 @@ fn report_holds_own_leaks_in_order() {
                     bytes: 8192
                 }
             ],
+            findings: Vec::new(),
+            finding_totals: [0; 3],
         }
     );
     assert!(!report.is_clean());

@@ -248,7 +248,7 @@ fn write_micros(out: &mut impl Write, micros: u64) -> fmt::Result {
 
 /// The entry time, truncated to the microsecond like `strace -ttt`, so it never reads later
 /// than the call started.
-fn write_timestamp(out: &mut impl Write, ts_ns: u64) -> fmt::Result {
+pub fn write_timestamp(out: &mut impl Write, ts_ns: u64) -> fmt::Result {
     write_micros(out, ts_ns / NS_PER_US)
 }
 
@@ -429,6 +429,10 @@ pub(crate) mod fixtures {
             .filter(|l| !l.contains(" fork: ") && !l.contains(r#""event":"fork""#))
             // So has the report (ledger::tests::rendering).
             .filter(|l| !l.contains(r#""event":"report""#))
+            // So have findings and the report's findings (audit::record, ledger::render).
+            .filter(|l| !l.contains(" finding ") && !l.contains(r#""event":"finding""#))
+            .filter(|l| !l.contains("] report: ") && !l.contains("] findings: "))
+            .filter(|l| !l.contains("]   SHM0"))
             .collect()
     }
 

@@ -1,0 +1,20 @@
+/* SHM001 world-accessible: a segment and a set created with mode 0666. Fixed: 0600. */
+#include "findings.h"
+
+#ifdef FIXED
+#define MODE 0600
+#else
+#define MODE 0666
+#endif
+
+int main(void)
+{
+    start_tracking();
+    int shmid = track_shm(shmget(IPC_PRIVATE, page(), IPC_CREAT | MODE));
+    check(shmid >= 0, "shmget");
+    int semid = track_sem(semget(IPC_PRIVATE, 1, IPC_CREAT | MODE));
+    check(semid >= 0, "semget");
+    check(shmctl(shmid, IPC_RMID, NULL) == 0, "shmctl IPC_RMID");
+    check(semctl(semid, 0, IPC_RMID) == 0, "semctl IPC_RMID");
+    return 0;
+}

@@ -1,0 +1,355 @@
+//! Audit findings: mistakes and dangers in how the program uses these calls, each with a
+//! stable code, a severity, the call site and one sentence with the fix (docs/findings.md).
+//!
+//! Detection happens around the one traced path: [`before`] asks the ledger, while it is held
+//! across a call that replaces or releases address space, what that call is about to act on;
+//! [`after`] looks at the completed call. Every finding goes out through [`report_finding`],
+//! which applies the code suppressions, counts it for the exit report, and logs it.
+//!
+//! Cost when nothing is found: a few flag tests per call; the audit's own lock only for the
+//! SysV object calls, `shmat`/`shmdt`, and `semop`s without `SEM_UNDO` (their holdings), and
+//! a kernel question only where a finding is likely (a `munmap` of a range the ledger does not
+//! know, a get that opened an object by key).
+
+pub mod blocking;
+pub mod codes;
+pub mod detect;
+mod probe;
+pub mod record;
+pub mod state;
+pub mod suppress;
+
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+use crate::ledger::{Ledger, RegionKind};
+use crate::platform::config::{self, Lossy};
+use crate::platform::spinlock::SpinLock;
+use crate::platform::{clock, process, sink};
+use crate::trace::binary::KIND_FINDING;
+use crate::trace::event::{Event, Func, Phase};
+
+use crate::trace::linebuf::LineBuf;
+pub use codes::{Code, Finding, Severity};
+pub use detect::Pre;
+use state::State;
+
+static STATE: SpinLock<State> = SpinLock::new(State::new());
+/// Codes suppressed by a rule without a site (bit `Code::bit`).
+static SUPPRESSED: AtomicU32 = AtomicU32::new(0);
+/// `SHMTRACE_BLOCK_WARN_MS`, 0 = off.
+static BLOCK_WARN_MS: AtomicU64 = AtomicU64::new(0);
+/// Whether this process removed any SysV object yet (before that, no use can be "after").
+static ANY_REMOVED: AtomicBool = AtomicBool::new(false);
+
+/// The longest suppression file read (a longer one is read up to this).
+const SUPPRESS_MAX: usize = 64 * 1024;
+
+/// Reads `SHMTRACE_BLOCK_WARN_MS` and `SHMTRACE_SUPPRESS` (from the configuration step).
+pub fn configure(block_warn_ms: Option<&[u8]>, suppress: Option<&[u8]>, secure: bool) {
+    match block_warn_ms {
+        None | Some(b"") => {}
+        Some(v) => match core::str::from_utf8(v)
+            .ok()
+            .and_then(|t| t.parse::<u64>().ok())
+        {
+            Some(ms) => BLOCK_WARN_MS.store(ms, Ordering::Relaxed),
+            None => config::warn_line(format_args!(
+                "SHMTRACE_BLOCK_WARN_MS={} is not a number of milliseconds; blocked semops are not reported",
+                Lossy(v)
+            )),
+        },
+    }
+    match suppress {
+        None | Some(b"") => {}
+        Some(_) if secure => config::warn_line(format_args!(
+            "SHMTRACE_SUPPRESS is ignored in a setuid/setcap (secure-execution) program"
+        )),
+        Some(path) => load_suppressions(path),
+    }
+}
+
+fn load_suppressions(path: &[u8]) {
+    let mut buf = vec![0u8; SUPPRESS_MAX];
+    let Some(len) = read_file(path, &mut buf) else {
+        config::warn_line(format_args!(
+            "cannot read SHMTRACE_SUPPRESS={}; nothing is suppressed",
+            Lossy(path)
+        ));
+        return;
+    };
+    let text = String::from_utf8_lossy(buf.get(..len).unwrap_or(&[]));
+    let mut bits = 0u32;
+    for (line, rule) in suppress::parse(&text, |w| Code::parse(w).is_some()) {
+        match rule {
+            // Rules with a site need symbols: the `shmtrace` command applies them.
+            Ok(suppress::Rule {
+                code: Some(code),
+                site: None,
+            }) => bits |= Code::parse(code).map_or(0, Code::bit),
+            Ok(_) => {}
+            Err(e) => config::warn_line(format_args!(
+                "{}:{line}: ignored: {}",
+                Lossy(path),
+                e.reason()
+            )),
+        }
+    }
+    SUPPRESSED.store(bits, Ordering::Relaxed);
+}
+
+/// The file's first bytes, with raw syscalls (the constructor may run before libc's stdio).
+fn read_file(path: &[u8], buf: &mut [u8]) -> Option<usize> {
+    let mut c_path = [0u8; sink::PATH_MAX];
+    c_path.get_mut(..path.len())?.copy_from_slice(path);
+    if path.len() >= c_path.len() || path.contains(&0) {
+        return None;
+    }
+    // SAFETY: `c_path` is NUL-terminated (zeroed beyond `path`).
+    let fd = unsafe { libc::open(c_path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    let mut len = 0;
+    while len < buf.len() {
+        let rest = buf.get_mut(len..)?;
+        // SAFETY: `rest` is writable for its length.
+        let n = unsafe { libc::read(fd, rest.as_mut_ptr().cast(), rest.len()) };
+        if n <= 0 {
+            break;
+        }
+        len += n as usize;
+    }
+    // SAFETY: our own descriptor.
+    unsafe { libc::close(fd) };
+    Some(len)
+}
+
+pub fn suppressed(code: Code) -> bool {
+    SUPPRESSED.load(Ordering::Relaxed) & code.bit() != 0
+}
+
+/// `SHMTRACE_BLOCK_WARN_MS`, or 0 when off or the finding is suppressed.
+#[inline(always)]
+pub fn block_warn_ms() -> u64 {
+    match BLOCK_WARN_MS.load(Ordering::Relaxed) {
+        0 => 0,
+        _ if suppressed(Code::SemopBlocked) => 0,
+        ms => ms,
+    }
+}
+
+/// The one way out for a finding: suppressed by code, or counted for the exit report and
+/// written to the log as one record.
+pub fn report_finding(finding: Finding) {
+    if suppressed(finding.code) {
+        return;
+    }
+    STATE.lock().count(finding);
+    if !sink::enabled() {
+        return;
+    }
+    let rec = record::Record {
+        pid: process::pid(),
+        tid: process::tid(),
+        ts_ns: clock::now_ns(),
+        finding: &finding,
+    };
+    sink::write_other(KIND_FINDING, |format, line: &mut LineBuf| {
+        record::write(format, &rec, line);
+        line.finish_line();
+    });
+}
+
+/// Before a call that replaces or releases address space, with the ledger held: what it is
+/// about to act on. May clobber errno (the hook restores the caller's before the call).
+pub fn before(ev: &Event, ledger: &Ledger, page: u64) -> Pre {
+    let mut pre = Pre::default();
+    let round = |len: u64| {
+        len.checked_next_multiple_of(page.max(1))
+            .unwrap_or(u64::MAX)
+    };
+    match ev.func {
+        Func::Mmap | Func::Mmap64 => {
+            let flags = ev.arg_int(3);
+            if flags & libc::MAP_FIXED != 0 && flags & libc::MAP_FIXED_NOREPLACE == 0 {
+                let addr = ev.args[0];
+                pre.replaced = ledger.live_use_in(addr, addr.saturating_add(round(ev.args[1])));
+            }
+        }
+        Func::Shmat if ev.arg_int(2) & libc::SHM_REMAP != 0 => {
+            let addr = ev.args[1];
+            if let Some(size) = probe::segment_size(ev.arg_int(0)) {
+                pre.replaced = ledger.live_use_in(addr, addr.saturating_add(round(size)));
+            }
+        }
+        Func::Mremap => {
+            let old = ev.args[0];
+            let both = libc::PROT_WRITE | libc::PROT_EXEC;
+            pre.source_wx = ledger.region_at(old).is_some_and(|r| r.prot & both == both);
+            if ev.arg_int(3) & libc::MREMAP_FIXED != 0 {
+                let new = ev.args[4];
+                pre.replaced = ledger.live_use_in(new, new.saturating_add(round(ev.args[2])));
+            }
+        }
+        Func::Munmap => {
+            let (addr, len) = (ev.args[0], round(ev.args[1]));
+            let end = addr.saturating_add(len);
+            pre.never_mapped = !ledger.knows_any(addr, end) && probe::has_hole(addr, len);
+        }
+        Func::Shmdt => {
+            let addr = ev.args[0];
+            if let Some(r) = ledger.region_at(addr)
+                && r.kind == RegionKind::Shm
+                && let Some(att) = r.attachment.and_then(|id| ledger.attachment(id))
+                && att.addr != addr
+            {
+                pre.inside_attachment = att.addr;
+            }
+        }
+        _ => {}
+    }
+    pre
+}
+
+/// Whether [`after`] can find anything in this call without its lock (the common case).
+fn nothing_to_do(ev: &Event, pre: &Pre) -> bool {
+    match ev.func {
+        Func::Mmap | Func::Mmap64 | Func::Munmap | Func::Mremap => {
+            let both = libc::PROT_WRITE | libc::PROT_EXEC;
+            let wx = matches!(ev.func, Func::Mmap | Func::Mmap64) && ev.arg_int(2) & both == both;
+            !wx && *pre == Pre::default()
+        }
+        Func::Semop | Func::Semtimedop => {
+            !ANY_REMOVED.load(Ordering::Relaxed)
+                && (ev.failed()
+                    || ev
+                        .sops()
+                        .iter()
+                        .all(|op| op.op == 0 || op.flg & libc::SEM_UNDO as i16 != 0))
+        }
+        _ => false,
+    }
+}
+
+/// After a completed call (not in a vfork child): its findings, reported.
+pub fn after(ev: &Event, pre: &Pre, page: u64) {
+    if ev.phase != Phase::Exit || nothing_to_do(ev, pre) {
+        return;
+    }
+    let mut asked = detect::Asked {
+        creator_uid: None,
+        my_uid: 0,
+        page_size: page,
+    };
+    if detect::opened_by_key(ev) {
+        let kind = if ev.func == Func::Shmget {
+            codes::what::SEGMENT
+        } else {
+            codes::what::SEMAPHORE_SET
+        };
+        asked.creator_uid = probe::creator_uid(kind, ev.ret as i32);
+        asked.my_uid = probe::effective_uid();
+    }
+    let found = {
+        let mut state = STATE.lock();
+        let found = detect::after_call(&mut state, ev, pre, &asked);
+        if matches!(ev.func, Func::Shmctl | Func::Semctl) && state.any_removed() {
+            ANY_REMOVED.store(true, Ordering::Relaxed);
+        }
+        found
+    };
+    for finding in found.iter() {
+        report_finding(finding);
+    }
+}
+
+/// At exit, before the report: semaphores still held without `SEM_UNDO`.
+pub fn at_exit() {
+    let held: Vec<Finding> = {
+        let state = STATE.lock();
+        detect::at_exit(&state, probe::semaphore_value).collect()
+    };
+    for finding in held {
+        report_finding(finding);
+    }
+}
+
+/// One line of the exit report's findings: a finding, how often it happened at its site.
+pub fn summary() -> (Vec<crate::ledger::FindingEntry>, [u64; 3]) {
+    let state = STATE.lock();
+    let mut entries: Vec<crate::ledger::FindingEntry> = state
+        .found()
+        .map(|f| {
+            let mut message = String::new();
+            let _ = f.finding.write_message(&mut message);
+            crate::ledger::FindingEntry {
+                code: f.finding.code.code(),
+                name: f.finding.code.name(),
+                severity: f.finding.severity().name(),
+                error: f.finding.severity() == Severity::Error,
+                func: f.finding.func.name(),
+                site: f.finding.site,
+                count: f.count,
+                message,
+            }
+        })
+        .collect();
+    entries.sort_by(|a, b| {
+        b.error
+            .cmp(&a.error)
+            .then(a.code.cmp(b.code))
+            .then(a.site.cmp(&b.site))
+    });
+    let totals = [
+        state.total(Severity::Error),
+        state.total(Severity::Warning),
+        state.total(Severity::Info),
+    ];
+    (entries, totals)
+}
+
+/// In a fork child (one thread; a lock another thread held at fork is simply dropped): the
+/// child's findings and holdings are its own, from nothing.
+///
+/// # Safety
+/// Only in the child of `fork`, before any other thread exists.
+pub unsafe fn after_fork_in_child() {
+    // SAFETY: no other thread exists, so nobody else can touch the state; writing a fresh
+    // value in place allocates nothing, and the lock is then released whoever held it.
+    unsafe {
+        STATE.data_ptr().write(State::new());
+        STATE.unlock_raw();
+    }
+    ANY_REMOVED.store(false, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_warn_ms_is_off_when_suppressed() {
+        BLOCK_WARN_MS.store(5, Ordering::Relaxed);
+        assert_eq!(block_warn_ms(), 5);
+        SUPPRESSED.store(Code::SemopBlocked.bit(), Ordering::Relaxed);
+        assert_eq!(block_warn_ms(), 0);
+        SUPPRESSED.store(0, Ordering::Relaxed);
+        BLOCK_WARN_MS.store(0, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn the_common_calls_need_no_lock() {
+        let mut ev = Event::new(Phase::Exit, Func::Mmap);
+        ev.args[2] = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+        assert!(nothing_to_do(&ev, &Pre::default()));
+        ev.args[2] = (libc::PROT_WRITE | libc::PROT_EXEC) as u64;
+        assert!(!nothing_to_do(&ev, &Pre::default()));
+        let mut op = Event::new(Phase::Exit, Func::Semop);
+        op.sops[0].op = -1;
+        op.sops[0].flg = libc::SEM_UNDO as i16;
+        op.sops_read = 1;
+        assert!(nothing_to_do(&op, &Pre::default()));
+        op.sops[0].flg = 0;
+        assert!(!nothing_to_do(&op, &Pre::default()));
+    }
+}

@@ -1,0 +1,63 @@
+//! Read-only questions the audit asks before a call changes the ledger (the ledger is held
+//! across calls that replace or release address space, so the answer is the state the kernel
+//! acts on).
+
+use super::Ledger;
+use super::regions::Kind;
+
+impl Ledger {
+    /// The first live region in `[from, to)` the program mapped and uses: its start, and
+    /// whether it is an attachment piece. `PROT_NONE` regions (address space reserved to be
+    /// mapped over, a common and correct idiom) and regions of unknown origin do not count.
+    pub fn live_use_in(&self, from: u64, to: u64) -> Option<(u64, bool)> {
+        let mut at = from;
+        while at < to {
+            let (start, v) = self.regions.first_overlap(at, to)?;
+            let kind = v.meta.kind();
+            if kind != Kind::Unknown && v.meta.prot() != libc::PROT_NONE {
+                return Some((start, kind == Kind::Shm));
+            }
+            at = v.end;
+        }
+        None
+    }
+
+    /// Whether any live region overlaps `[from, to)`.
+    pub fn knows_any(&self, from: u64, to: u64) -> bool {
+        self.regions.first_overlap(from, to).is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::ledger::{Facts, Ledger};
+    use crate::trace::event::{Event, Func, Phase};
+
+    fn mmap(l: &mut Ledger, addr: u64, len: u64, prot: i32) {
+        let mut ev = Event::new(Phase::Exit, Func::Mmap);
+        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED;
+        ev.args = [addr, len, prot as u64, flags as u64, u64::MAX, 0];
+        ev.ret = addr as i64;
+        l.apply(&ev, &Facts::new(4096));
+    }
+
+    #[test]
+    fn reservations_are_not_live_use() {
+        let mut l = Ledger::new();
+        mmap(&mut l, 0x10000, 0x3000, libc::PROT_NONE);
+        mmap(&mut l, 0x12000, 0x1000, libc::PROT_READ);
+        assert_eq!(
+            l.live_use_in(0x10000, 0x12000),
+            None,
+            "only the reservation"
+        );
+        assert_eq!(l.live_use_in(0x10000, 0x13000), Some((0x12000, false)));
+        assert_eq!(l.live_use_in(0x13000, 0x20000), None);
+        assert!(l.knows_any(0x10000, 0x11000));
+        assert!(!l.knows_any(0x13000, 0x14000));
+        assert!(
+            !l.knows_any(0x11000, 0x11000),
+            "an empty range overlaps nothing"
+        );
+    }
+}
