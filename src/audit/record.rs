@@ -110,7 +110,7 @@ mod tests {
     /// The examples in docs/log-format.md ("Findings") are what this module writes.
     #[test]
     fn documented_records() {
-        let doc = include_str!("../../../docs/log-format.md");
+        let doc = include_str!("../../docs/log-format.md");
         let documented: Vec<&str> = doc
             .lines()
             .filter_map(|l| l.strip_prefix("    "))
