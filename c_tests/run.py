@@ -12,6 +12,10 @@ Builds with `make -C c_tests`, then for each scenario:
     (function, return value, errno, enter records, caller), plus scenario-specific decoding;
   * removes any SysV object a run left behind, and counts that as a failure.
 
+As root the whole suite runs in a private IPC namespace (`unshare --ipc`): its snapshots of
+/proc/sysvipc see only its own objects (never another suite's, running at the same time), and
+whatever it leaves, even after a crash, dies with the namespace.
+
 Then checks the SHMTRACE_LOG / SHMTRACE_FORMAT behaviour, the exit report and
 SHMTRACE_EXITCODE on the examples, and runs the ledger_* programs (the ledger against the
 kernel's own view, case by case, and their exit reports; `run.py ledger` runs only those).
@@ -24,6 +28,7 @@ import errno
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -1157,6 +1162,17 @@ def check_ledger(tmp):
     check_ledger_exit(tmp, "return", "json", status=0)
 
 
+def isolate_ipc():
+    """Re-runs this script in a new IPC namespace, once, where that is permitted."""
+    if os.environ.get("SHMTRACE_TEST_IPCNS") or not shutil.which("unshare"):
+        return
+    if subprocess.run(["unshare", "--ipc", "true"], capture_output=True).returncode != 0:
+        return
+    os.environ["SHMTRACE_TEST_IPCNS"] = "1"
+    sys.stdout.flush()
+    os.execvp("unshare", ["unshare", "--ipc", "--", sys.executable, *sys.argv])
+
+
 def summary():
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
@@ -1185,6 +1201,7 @@ def main():
     unknown = [n for n in names if n not in SCENARIOS + ["config", "ledger"]]
     if unknown:
         sys.exit(f"unknown scenario(s) {unknown}; known: {' '.join(SCENARIOS)} config ledger")
+    isolate_ipc()
     start = time.time()
     have_linked, have_lib = build(make_vars)
     check(have_lib, f"{LIB} exists")
