@@ -89,12 +89,13 @@ demo-leak: lib $(BUILD)/leaky
 	  [ -n "$$1" ] && ipcrm -m "$$1" -s "$$2"; echo "(exit status $$status; leftovers removed with ipcrm)"
 
 # Figures, never pass/fail: see BENCHMARKS.md.
-bench: lib $(BUILD)/bench/ledger_scale
+# BENCH_REPS=N pairs of runs per cell (default 3), BENCH_QUICK=1 a smoke test; see bench/run.py.
+bench: lib $(BUILD)/bench/bench
 	$(PYTHON) bench/run.py
 
 $(BUILD)/bench/%: bench/%.c include/shmtrace.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(WARN) -Iinclude -o $@ $< -ldl
+	$(CC) $(CFLAGS) $(WARN) -Iinclude -o $@ $< -ldl -lpthread
 
 # Installs into temporary prefixes, checks pkg-config and uninstall, and runs the downstream
 # recipe in examples/downstream (its `make check` must fail on the leak, pass once fixed).
