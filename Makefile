@@ -25,7 +25,7 @@ INSTALLED   := $(bindir)/shmtrace $(libdir)/libshmtrace.so.$(VERSION) $(libdir)/
                $(docdir)/README.md $(docdir)/log-format.md $(docdir)/shmtrace-command.md \
                $(man7dir)/shmtrace.7
 
-.PHONY: all lib header demo demo-log demo-leak bench install uninstall test test-install test-edge \
+.PHONY: all lib header demo demo-log demo-leak bench bench-profile install uninstall test test-install test-edge \
         test-hostile stress test-rust test-c lint fmt clean
 
 all: lib
@@ -92,6 +92,10 @@ demo-leak: lib $(BUILD)/leaky
 # BENCH_REPS=N pairs of runs per cell (default 3), BENCH_QUICK=1 a smoke test; see bench/run.py.
 bench: lib $(BUILD)/bench/bench
 	$(PYTHON) bench/run.py
+
+# Instructions per hooked call under callgrind, native and per mode (needs valgrind).
+bench-profile: lib $(BUILD)/bench/bench
+	$(PYTHON) bench/callgrind.py
 
 $(BUILD)/bench/%: bench/%.c include/shmtrace.h
 	@mkdir -p $(dir $@)

@@ -214,7 +214,7 @@ def main():
     keep = os.environ.get("BENCH_MODES")
     if keep:
         modes = [m for m in modes if m.name in keep.split(",")]
-    skipped = [m.name for m in MODES if m not in modes]
+    skipped = [m.name for m in MODES if m.probe is not None and not m.probe()]
     work = workloads()
     if not raise_map_limit():
         work = [w for w in work if w.name not in ("scale100k", "scale1000k")]
@@ -223,7 +223,7 @@ def main():
     started = time.time()
     print(f"shmtrace bench: {REPS} alternating pair(s) of runs per cell (native, mode, ...); "
           f"modes {', '.join(m.name for m in modes)}"
-          + (f" (not available: {', '.join(skipped)})" if skipped else "")
+          + (f" (not available here: {', '.join(skipped)})" if skipped else "")
           + f"; strace runs 1/{STRACE_SHARE} of the iterations; 1-min load at start {load0:.2f}")
     print(f"\n{'workload':<18} {'mode':<7} {'native':>9} {'mode':>9} {'added':>8} {'ratio':>7}  "
           f"spread\n{'':<18} {'':<7} {'ns/call':>9} {'ns/call':>9} {'ns/call':>8} {'median':>7}  "
