@@ -276,6 +276,18 @@ impl Regions {
         true
     }
 
+    /// `insert` for a range `remove` has just emptied: the overlap check (one more descent of
+    /// the tree) is known to pass.
+    pub fn insert_cleared(&mut self, start: u64, val: Val) -> bool {
+        debug_assert!(!self.overlaps(start, val.end));
+        if start >= val.end {
+            return false;
+        }
+        self.map.insert(start, val);
+        self.grow_bytes(val.end - start);
+        true
+    }
+
     /// Moves the end of the region starting at `start` to `new_end`, over a range the caller
     /// has cleared (refused otherwise, as for `insert`). Returns the bytes added.
     pub fn extend(&mut self, start: u64, new_end: u64) -> u64 {
