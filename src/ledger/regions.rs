@@ -380,9 +380,15 @@ mod tests {
         r.insert(0x6000, val(0x8000, 3));
         let mut cuts = Vec::new();
         // Its head only: the tail stays.
-        assert_eq!(r.remove(0x1000, 0x2000, |c| cuts.push((c.pieces, c.bytes))), 0x1000);
+        assert_eq!(
+            r.remove(0x1000, 0x2000, |c| cuts.push((c.pieces, c.bytes))),
+            0x1000
+        );
         // Exactly a region, then on through the next one and a gap into a third.
-        assert_eq!(r.remove(0x2000, 0x7000, |c| cuts.push((c.pieces, c.bytes))), 0x3000);
+        assert_eq!(
+            r.remove(0x2000, 0x7000, |c| cuts.push((c.pieces, c.bytes))),
+            0x3000
+        );
         assert_eq!(spans(&r), [(0x7000, 0x8000, 3)]);
         assert_eq!(cuts, [(0, 0x1000), (-1, 0x1000), (-1, 0x1000), (0, 0x1000)]);
         assert_eq!(r.bytes(), 0x1000);
