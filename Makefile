@@ -26,8 +26,9 @@ INSTALLED   := $(bindir)/shmtrace $(libdir)/libshmtrace.so.$(VERSION) $(libdir)/
                $(docdir)/shmtrace-command.md \
                $(man7dir)/shmtrace.7
 
-.PHONY: all lib header demo demo-log demo-leak bench install uninstall test test-install test-edge \
-        test-hostile stress test-rust test-c test-binary test-findings lint fmt clean
+.PHONY: all lib header demo demo-log demo-leak bench bench-profile install uninstall test \
+        test-install test-edge test-hostile stress test-rust test-c test-binary test-findings lint \
+        fmt clean
 
 all: lib
 
@@ -90,12 +91,17 @@ demo-leak: lib $(BUILD)/leaky
 	  [ -n "$$1" ] && ipcrm -m "$$1" -s "$$2"; echo "(exit status $$status; leftovers removed with ipcrm)"
 
 # Figures, never pass/fail: see BENCHMARKS.md.
-bench: lib $(BUILD)/bench/ledger_scale
+# BENCH_REPS=N pairs of runs per cell (default 3), BENCH_QUICK=1 a smoke test; see bench/run.py.
+bench: lib $(BUILD)/bench/bench
 	$(PYTHON) bench/run.py
+
+# Instructions per hooked call under callgrind, native and per mode (needs valgrind).
+bench-profile: lib $(BUILD)/bench/bench
+	$(PYTHON) bench/callgrind.py
 
 $(BUILD)/bench/%: bench/%.c include/shmtrace.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(WARN) -Iinclude -o $@ $< -ldl
+	$(CC) $(CFLAGS) $(WARN) -Iinclude -o $@ $< -ldl -lpthread
 
 # Installs into temporary prefixes, checks pkg-config and uninstall, and runs the downstream
 # recipe in examples/downstream (its `make check` must fail on the leak, pass once fixed).

@@ -77,13 +77,27 @@ impl Ledger {
 
     /// Inserts a region over a cleared range, accounting for attachment pieces.
     fn place(&mut self, start: u64, end: u64, site: u32, meta: Meta) -> bool {
-        if !self.regions.insert(start, Val { end, site, meta }) {
-            return false;
+        let placed = self.regions.insert(start, Val { end, site, meta });
+        if placed {
+            self.account_piece(start, end, meta);
         }
+        placed
+    }
+
+    /// `place` right after `clear(start, end, _)`: the range is known to be empty.
+    fn place_cleared(&mut self, start: u64, end: u64, site: u32, meta: Meta) -> bool {
+        let placed = self.regions.insert_cleared(start, Val { end, site, meta });
+        if placed {
+            self.account_piece(start, end, meta);
+        }
+        placed
+    }
+
+    /// A new region that is a piece of an attachment counts towards it.
+    fn account_piece(&mut self, start: u64, end: u64, meta: Meta) {
         if let Some(slot) = meta.slot() {
             self.attachments.account(slot, end - start, 0, 1);
         }
-        true
     }
 
     /// Grows the region starting at `start` to `new_end` over a cleared range.
@@ -119,7 +133,7 @@ impl Ledger {
             libc::MAP_SHARED | libc::MAP_SHARED_VALIDATE
         );
         let site = self.site_of(ev);
-        self.place(start, end, site, Meta::new(kind, prot, shared, 0));
+        self.place_cleared(start, end, site, Meta::new(kind, prot, shared, 0));
         outcome
     }
 
@@ -168,7 +182,8 @@ impl Ledger {
         else {
             return Outcome::Untracked;
         };
-        if !self.place(start, end, site, Meta::new(Kind::Shm, prot, true, slot)) {
+        // Nothing between `clear` and here touches the regions: the range is still empty.
+        if !self.place_cleared(start, end, site, Meta::new(Kind::Shm, prot, true, slot)) {
             self.attachments.release(slot);
             return Outcome::Untracked;
         }

@@ -163,12 +163,45 @@ impl Regions {
         self.map.range(from..to).next().map(|(&s, &v)| (s, v))
     }
 
+    /// Whether any region overlaps `[start, end)`: one descent of the tree (the last region
+    /// starting before `end` is the only candidate, the regions being disjoint).
+    fn overlaps(&self, start: u64, end: u64) -> bool {
+        start < end
+            && self
+                .map
+                .range(..end)
+                .next_back()
+                .is_some_and(|(_, v)| v.end > start)
+    }
+
     /// Removes `[start, end)` from every region it overlaps, leaving 0, 1 or 2 remnants of
     /// each, and tells `cut` what happened to each one. Returns the bytes removed.
+    ///
+    /// The two common cases cost one descent of the tree each (at a million regions every
+    /// level is a cache miss): a range starting exactly where a region starts (`munmap` of
+    /// what `mmap` returned), and a range nothing overlaps (a fresh `mmap`).
     pub fn remove(&mut self, start: u64, end: u64, mut cut: impl FnMut(Cut)) -> u64 {
         if start >= end {
             return 0;
         }
+        let removed = if let Some(v) = self.map.remove(&start) {
+            // The regions are disjoint: none starting before `start` reaches into the range.
+            let mut removed = self.cut_out(start, v, end, &mut cut);
+            if v.end < end {
+                removed += self.remove_starting_within(start, end, &mut cut);
+            }
+            removed
+        } else if self.overlaps(start, end) {
+            self.remove_overlapping(start, end, &mut cut)
+        } else {
+            return 0;
+        };
+        self.bytes = self.bytes.saturating_sub(removed);
+        removed
+    }
+
+    /// `remove` when no region starts at `start`.
+    fn remove_overlapping(&mut self, start: u64, end: u64, cut: &mut impl FnMut(Cut)) -> u64 {
         let mut removed = 0u64;
         // Only the last region starting before `start` can reach into the range.
         let mut right = None;
@@ -195,35 +228,59 @@ impl Regions {
             // The range lies strictly inside that region: nothing else overlaps it.
             self.map.insert(end, val);
         } else {
-            while let Some((&s, &v)) = self.map.range(start..end).next() {
-                self.map.remove(&s);
-                if v.end > end {
-                    self.map.insert(end, v);
-                    removed += end - s;
-                    cut(Cut {
-                        meta: v.meta,
-                        bytes: end - s,
-                        pieces: 0,
-                    });
-                } else {
-                    removed += v.end - s;
-                    cut(Cut {
-                        meta: v.meta,
-                        bytes: v.end - s,
-                        pieces: -1,
-                    });
-                }
-            }
+            removed += self.remove_starting_within(start, end, cut);
         }
-        self.bytes = self.bytes.saturating_sub(removed);
         removed
+    }
+
+    /// Removes the regions starting in `[start, end)`, keeping what reaches past `end`.
+    fn remove_starting_within(&mut self, start: u64, end: u64, cut: &mut impl FnMut(Cut)) -> u64 {
+        let mut removed = 0u64;
+        while let Some((&s, &v)) = self.map.range(start..end).next() {
+            self.map.remove(&s);
+            removed += self.cut_out(s, v, end, cut);
+        }
+        removed
+    }
+
+    /// Accounts for the region `[s, v.end)`, just taken out of the map, losing everything
+    /// before `end` (`s` lies inside the range being removed); a tail past `end` goes back.
+    fn cut_out(&mut self, s: u64, v: Val, end: u64, cut: &mut impl FnMut(Cut)) -> u64 {
+        if v.end > end {
+            self.map.insert(end, v);
+            cut(Cut {
+                meta: v.meta,
+                bytes: end - s,
+                pieces: 0,
+            });
+            end - s
+        } else {
+            cut(Cut {
+                meta: v.meta,
+                bytes: v.end - s,
+                pieces: -1,
+            });
+            v.end - s
+        }
     }
 
     /// Inserts a region over a range the caller has just cleared with `remove`. Refuses an
     /// empty or overlapping one, which only an event the kernel never produced can cause, so
     /// the map stays disjoint whatever it is fed.
     pub fn insert(&mut self, start: u64, val: Val) -> bool {
-        if start >= val.end || self.first_overlap(start, val.end).is_some() {
+        if start >= val.end || self.overlaps(start, val.end) {
+            return false;
+        }
+        self.map.insert(start, val);
+        self.grow_bytes(val.end - start);
+        true
+    }
+
+    /// `insert` for a range `remove` has just emptied: the overlap check (one more descent of
+    /// the tree) is known to pass.
+    pub fn insert_cleared(&mut self, start: u64, val: Val) -> bool {
+        debug_assert!(!self.overlaps(start, val.end));
+        if start >= val.end {
             return false;
         }
         self.map.insert(start, val);
@@ -237,7 +294,7 @@ impl Regions {
         let Some(old_end) = self.map.get(&start).map(|v| v.end) else {
             return 0;
         };
-        if new_end <= old_end || self.first_overlap(old_end, new_end).is_some() {
+        if new_end <= old_end || self.overlaps(old_end, new_end) {
             return 0;
         }
         let Some(v) = self.map.get_mut(&start) else {
@@ -313,6 +370,32 @@ mod tests {
         assert_eq!(cuts, [1, 0, -1, 0]);
         assert_eq!(r.bytes(), 0x1800);
         assert_eq!(r.peak(), 0x5000);
+    }
+
+    #[test]
+    fn removal_from_a_region_start_trims_splits_or_runs_on() {
+        let mut r = Regions::new();
+        r.insert(0x1000, val(0x3000, 1));
+        r.insert(0x3000, val(0x4000, 2));
+        r.insert(0x6000, val(0x8000, 3));
+        let mut cuts = Vec::new();
+        // Its head only: the tail stays.
+        assert_eq!(
+            r.remove(0x1000, 0x2000, |c| cuts.push((c.pieces, c.bytes))),
+            0x1000
+        );
+        // Exactly a region, then on through the next one and a gap into a third.
+        assert_eq!(
+            r.remove(0x2000, 0x7000, |c| cuts.push((c.pieces, c.bytes))),
+            0x3000
+        );
+        assert_eq!(spans(&r), [(0x7000, 0x8000, 3)]);
+        assert_eq!(cuts, [(0, 0x1000), (-1, 0x1000), (-1, 0x1000), (0, 0x1000)]);
+        assert_eq!(r.bytes(), 0x1000);
+        // Exactly the last one: nothing left, nothing more found.
+        assert_eq!(r.remove(0x7000, 0x8000, |_| ()), 0x1000);
+        assert_eq!(r.remove(0x7000, 0x8000, |_| ()), 0);
+        assert_eq!(r.len(), 0);
     }
 
     #[test]
