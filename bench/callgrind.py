@@ -3,7 +3,8 @@
 on any machine, unaffected by load), natively and in each shim mode. Each workload runs at two
 iteration counts; the difference divided by the extra calls is the steady-state cost per call,
 free of start-up and exit work. Kernel instructions are not counted: compare wall times with
-`make bench`. BENCH_FUNCS=1 also prints the shim's top functions (exclusive) per call."""
+`make bench`. BENCH_FUNCS=1 also prints the shim's top functions (exclusive) per call;
+BENCH_MODES=off,binary keeps only those modes."""
 import os
 import re
 import shutil
@@ -25,12 +26,19 @@ WORKLOADS = [
 
 
 def modes(logdir):
+    keep = os.environ.get("BENCH_MODES", "")
+    return [(name, env) for name, env in all_modes(logdir)
+            if name == "native" or not keep or name in keep.split(",")]
+
+
+def all_modes(logdir):
     log = os.path.join(logdir, "log.%p")
     return [
         ("native", {}),
         ("off", {"LD_PRELOAD": LIB, "SHMTRACE_LOG": "off"}),
         ("text", {"LD_PRELOAD": LIB, "SHMTRACE_LOG": log, "SHMTRACE_FORMAT": "text"}),
         ("json", {"LD_PRELOAD": LIB, "SHMTRACE_LOG": log, "SHMTRACE_FORMAT": "json"}),
+        ("binary", {"LD_PRELOAD": LIB, "SHMTRACE_LOG": log, "SHMTRACE_FORMAT": "binary"}),
     ]
 
 

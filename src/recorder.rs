@@ -139,13 +139,18 @@ pub fn completed_into(entry: Entry, event: &Event, facts: &Facts) {
 }
 
 /// A record into the log, if logging is on.
+#[inline]
 pub fn emit(event: &Event) {
     if sink::binary() {
-        return sink::call(event);
+        sink::call(event);
+    } else if sink::enabled() {
+        emit_line(event);
     }
-    if !sink::enabled() {
-        return;
-    }
+}
+
+/// Kept apart so that the common paths above do not set up its 2 KiB stack frame.
+#[inline(never)]
+fn emit_line(event: &Event) {
     let mut line = LineBuf::new();
     format::write(config::format(), event, &mut line);
     sink::write_record(line.finish_line());

@@ -36,8 +36,11 @@ pub struct State {
     /// `(kind, id)` removed by this process, oldest overwritten first.
     removed: [Option<(u64, i32)>; REMOVED_KEPT],
     removed_next: usize,
+    /// Slots ever written (searches stop there: most programs never fill a table).
+    removed_used: usize,
     detached: [u64; DETACHED_KEPT],
     detached_next: usize,
+    detached_used: usize,
     holdings: [Option<Holding>; HOLDINGS_KEPT],
     found: [Option<Found>; FOUND_KEPT],
     /// Findings beyond `FOUND_KEPT` distinct ones, by severity (info, warning, error).
@@ -55,8 +58,10 @@ impl State {
         State {
             removed: [None; REMOVED_KEPT],
             removed_next: 0,
+            removed_used: 0,
             detached: [0; DETACHED_KEPT],
             detached_next: 0,
+            detached_used: 0,
             holdings: [None; HOLDINGS_KEPT],
             found: [None; FOUND_KEPT],
             overflow: [0; 3],
@@ -64,11 +69,13 @@ impl State {
     }
 
     pub fn any_removed(&self) -> bool {
-        self.removed.iter().any(Option::is_some)
+        self.removed[..self.removed_used]
+            .iter()
+            .any(Option::is_some)
     }
 
     pub fn was_removed(&self, kind: u64, id: i32) -> bool {
-        self.removed.contains(&Some((kind, id)))
+        self.removed[..self.removed_used].contains(&Some((kind, id)))
     }
 
     pub fn removed(&mut self, kind: u64, id: i32) {
@@ -79,11 +86,12 @@ impl State {
             *slot = Some((kind, id));
         }
         self.removed_next = (self.removed_next + 1) % REMOVED_KEPT;
+        self.removed_used = (self.removed_used + 1).min(REMOVED_KEPT);
     }
 
     /// A get returned this id: it names a live object again.
     pub fn id_reused(&mut self, kind: u64, id: i32) {
-        for slot in &mut self.removed {
+        for slot in &mut self.removed[..self.removed_used] {
             if *slot == Some((kind, id)) {
                 *slot = None;
             }
@@ -91,7 +99,7 @@ impl State {
     }
 
     pub fn was_detached(&self, addr: u64) -> bool {
-        addr != 0 && self.detached.contains(&addr)
+        addr != 0 && self.detached[..self.detached_used].contains(&addr)
     }
 
     pub fn detached(&mut self, addr: u64) {
@@ -102,11 +110,12 @@ impl State {
             *slot = addr;
         }
         self.detached_next = (self.detached_next + 1) % DETACHED_KEPT;
+        self.detached_used = (self.detached_used + 1).min(DETACHED_KEPT);
     }
 
     /// `shmat` placed an attachment here: detaching it is legitimate again.
     pub fn attached(&mut self, addr: u64) {
-        for slot in &mut self.detached {
+        for slot in &mut self.detached[..self.detached_used] {
             if *slot == addr {
                 *slot = 0;
             }

@@ -1,6 +1,7 @@
 //! A fixed-capacity line buffer that `core::fmt` can write into without allocating.
 
 use core::fmt;
+use core::mem::MaybeUninit;
 
 /// Capacity of one log record, newline included. Longer records are cut and end in `...`.
 pub const LINE_MAX: usize = 2048;
@@ -9,8 +10,10 @@ const ELLIPSIS: &[u8] = b"...";
 
 /// One record being built on the stack. Writes never fail: what does not fit is dropped and the
 /// line is marked truncated, because a hook must never fail or panic over its log line.
+///
+/// The buffer is left uninitialised: zeroing 2 KiB per record cost more than formatting it.
 pub struct LineBuf {
-    buf: [u8; LINE_MAX],
+    buf: [MaybeUninit<u8>; LINE_MAX],
     len: usize,
     truncated: bool,
 }
@@ -24,7 +27,7 @@ impl Default for LineBuf {
 impl LineBuf {
     pub const fn new() -> LineBuf {
         LineBuf {
-            buf: [0; LINE_MAX],
+            buf: [const { MaybeUninit::uninit() }; LINE_MAX],
             len: 0,
             truncated: false,
         }
@@ -36,8 +39,7 @@ impl LineBuf {
     pub fn push_bytes(&mut self, bytes: &[u8]) {
         let room = LINE_MAX - Self::RESERVED - self.len;
         let n = bytes.len().min(room);
-        self.buf[self.len..self.len + n].copy_from_slice(&bytes[..n]);
-        self.len += n;
+        self.put(&bytes[..n]);
         if n < bytes.len() {
             self.truncated = true;
         }
@@ -50,17 +52,34 @@ impl LineBuf {
     /// Ends the record with a newline (after `...` when it was cut) and returns its bytes.
     pub fn finish_line(&mut self) -> &[u8] {
         if self.truncated {
-            self.buf[self.len..self.len + ELLIPSIS.len()].copy_from_slice(ELLIPSIS);
-            self.len += ELLIPSIS.len();
+            self.put(ELLIPSIS);
             self.truncated = false;
         }
-        self.buf[self.len] = b'\n';
-        self.len += 1;
-        &self.buf[..self.len]
+        self.put(b"\n");
+        self.as_bytes()
+    }
+
+    /// Appends bytes the caller has made room for (`RESERVED` keeps room for the ending).
+    fn put(&mut self, bytes: &[u8]) {
+        let end = self.len + bytes.len();
+        if end > LINE_MAX {
+            return; // unreachable while callers respect `RESERVED`; never panic in a hook
+        }
+        // SAFETY: `end <= LINE_MAX`, so the destination lies within `buf`, which `bytes`
+        // (a shared borrow) cannot overlap.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                self.buf.as_mut_ptr().add(self.len).cast::<u8>(),
+                bytes.len(),
+            );
+        }
+        self.len = end;
     }
 
     pub fn as_bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
+        // SAFETY: the first `len` bytes were written by `put`.
+        unsafe { core::slice::from_raw_parts(self.buf.as_ptr().cast::<u8>(), self.len) }
     }
 
     pub fn as_str(&self) -> &str {
@@ -68,7 +87,7 @@ impl LineBuf {
         // multi-byte character; show the valid prefix rather than fail.
         match core::str::from_utf8(self.as_bytes()) {
             Ok(s) => s,
-            Err(e) => core::str::from_utf8(&self.buf[..e.valid_up_to()]).unwrap_or(""),
+            Err(e) => core::str::from_utf8(&self.as_bytes()[..e.valid_up_to()]).unwrap_or(""),
         }
     }
 
