@@ -24,6 +24,7 @@ use core::sync::atomic::{
 };
 
 use crate::ledger::Facts;
+use crate::platform::alloc;
 use crate::trace::event::Event;
 
 /// Slots per chunk (a chunk is about 1.3 MiB of address space; pages are resident only once
@@ -150,26 +151,14 @@ fn slot_to_read(index: usize) -> Option<&'static Slot> {
 const CHUNK_BYTES: usize = CHUNK * size_of::<Slot>();
 
 fn map_chunk() -> Option<*mut Slot> {
-    // SAFETY: an anonymous private mapping at a kernel-chosen address touches no existing
-    // memory; the raw system call never reaches our own hooks or the host's allocator.
-    let p = unsafe {
-        libc::syscall(
-            libc::SYS_mmap,
-            0usize,
-            CHUNK_BYTES,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1i32,
-            0usize,
-        )
-    };
     // Zero-filled: every slot EMPTY, which is a valid `Slot`.
-    (p != -1).then_some(p as *mut Slot)
+    let p = alloc::map_pages(CHUNK_BYTES);
+    (!p.is_null()).then_some(p.cast::<Slot>())
 }
 
 fn unmap_chunk(chunk: *mut Slot) {
-    // SAFETY: `chunk` is a mapping of ours that was never published.
-    unsafe { libc::syscall(libc::SYS_munmap, chunk as usize, CHUNK_BYTES) };
+    // SAFETY: `chunk` is a mapping of `map_chunk`'s that was never published.
+    unsafe { alloc::unmap_pages(chunk.cast(), CHUNK_BYTES) };
 }
 
 /// Hands the kept calls among the first `claimed` places to `apply`, in order, and empties

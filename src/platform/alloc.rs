@@ -76,8 +76,11 @@ pub fn mapped_bytes() -> u64 {
     MAPPED.load(Ordering::Relaxed)
 }
 
-fn map_pages(len: usize) -> *mut u8 {
-    // SAFETY: an anonymous private mapping at a kernel-chosen address touches no existing memory.
+/// Fresh zero-filled pages of the shim's own (counted in `mapped_bytes`), or null; for the
+/// heap and for other tables of the shim that must not come from the host.
+pub fn map_pages(len: usize) -> *mut u8 {
+    // SAFETY: an anonymous private mapping at a kernel-chosen address touches no existing
+    // memory; the raw system call never reaches our own hooks or the host's allocator.
     let p = unsafe {
         libc::syscall(
             libc::SYS_mmap,
@@ -94,6 +97,14 @@ fn map_pages(len: usize) -> *mut u8 {
     }
     MAPPED.fetch_add(len as u64, Ordering::Relaxed);
     p as *mut u8
+}
+
+/// # Safety
+/// `p` and `len` are exactly a mapping `map_pages` returned, no longer used.
+pub unsafe fn unmap_pages(p: *mut u8, len: usize) {
+    // SAFETY: per the contract, the mapping is ours and unused.
+    unsafe { libc::syscall(libc::SYS_munmap, p as usize, len) };
+    MAPPED.fetch_sub(len as u64, Ordering::Relaxed);
 }
 
 fn large_len(layout: Layout) -> usize {
@@ -136,8 +147,7 @@ unsafe impl GlobalAlloc for PrivateHeap {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         let Some(class) = class_of(layout) else {
             // SAFETY: large blocks are whole mappings of exactly `large_len(layout)` bytes.
-            unsafe { libc::syscall(libc::SYS_munmap, ptr as usize, large_len(layout)) };
-            MAPPED.fetch_sub(large_len(layout) as u64, Ordering::Relaxed);
+            unsafe { unmap_pages(ptr, large_len(layout)) };
             return;
         };
         let mut heap = self.heap.lock();
