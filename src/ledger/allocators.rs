@@ -30,7 +30,11 @@ impl Default for Allocators {
     }
 }
 
-/// Why a `SHMTRACE_ALLOCATORS` value was refused (the built-in list is used instead).
+/// A `SHMTRACE_ALLOCATORS` value that is refused (the built-in list is used instead).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Malformed;
+
+/// Why a `SHMTRACE_ALLOCATORS` value was refused, after `SHMTRACE_ALLOCATORS=VALUE `.
 pub const MALFORMED: &str = "is not `none` or a comma-separated list of file-name prefixes \
                              (no `/`, no wildcards, no empty names); only the built-in allocators \
                              are recognised";
@@ -38,7 +42,7 @@ pub const MALFORMED: &str = "is not `none` or a comma-separated list of file-nam
 impl Allocators {
     /// The value of `SHMTRACE_ALLOCATORS` (unset or empty: the built-in list). `Err` for a
     /// malformed value, which the caller warns about and replaces with the default.
-    pub fn parse(value: Option<&[u8]>) -> Result<Allocators, ()> {
+    pub fn parse(value: Option<&[u8]>) -> Result<Allocators, Malformed> {
         let Some(value) = value.map(<[u8]>::trim_ascii).filter(|v| !v.is_empty()) else {
             return Ok(Allocators::default());
         };
@@ -50,7 +54,7 @@ impl Allocators {
             let bad =
                 |b: &u8| matches!(b, b'/' | b'*' | b'?' | b'[' | b']') || b.is_ascii_control();
             if name.is_empty() || name == b"none" || name.iter().any(bad) {
-                return Err(());
+                return Err(Malformed);
             }
             extra.push(name.to_vec());
         }
@@ -138,7 +142,7 @@ mod tests {
         ] {
             assert_eq!(
                 Allocators::parse(Some(bad)),
-                Err(()),
+                Err(Malformed),
                 "{}",
                 String::from_utf8_lossy(bad)
             );
