@@ -440,6 +440,55 @@ mod tests {
         assert_eq!(documented, made);
     }
 
+    /// The report with retained mappings documented in docs/log-format.md, text and JSON.
+    #[test]
+    fn the_documented_report_with_retained_mappings() {
+        let doc = include_str!("../../docs/log-format.md");
+        let section = doc
+            .split("## Mappings retained by allocators")
+            .nth(1)
+            .and_then(|s| s.split("\n## ").next())
+            .expect("the section");
+        let documented: Vec<&str> = section
+            .lines()
+            .filter_map(|l| l.strip_prefix("    "))
+            .filter(|l| l.starts_with("shmtrace[") || l.starts_with('{'))
+            .collect();
+        let report = Report {
+            retained: vec![crate::ledger::Retained {
+                module: "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2".into(),
+                count: 6,
+                bytes: 17_825_792,
+            }],
+            ..Report::default()
+        };
+        assert!(report.is_clean() && report.leaks() == 0);
+        let mut text = String::new();
+        write_text(&report, 4242, &mut text).unwrap();
+        let mut json = String::new();
+        write_json(&report, 4242, &mut json).unwrap();
+        let made: Vec<&str> = text.lines().chain(json.lines()).collect();
+        assert_eq!(documented, made);
+    }
+
+    #[test]
+    fn module_paths_stay_valid_json() {
+        let report = Report {
+            retained: vec![crate::ledger::Retained {
+                module: "/tmp/a \"b\\c\u{1}/libjemalloc.so.2".into(),
+                count: 1,
+                bytes: 4096,
+            }],
+            ..Report::default()
+        };
+        let mut json = String::new();
+        write_json(&report, 1, &mut json).unwrap();
+        assert!(
+            json.contains(r#""module":"/tmp/a \"b\\c\u0001/libjemalloc.so.2""#),
+            "{json}"
+        );
+    }
+
     #[test]
     fn warnings_alone_keep_the_report_clean_and_none_change_nothing() {
         let mut report = Report {
