@@ -227,8 +227,8 @@ pub fn report_now() -> Report {
 }
 
 /// Moves the mappings a known allocator made (jemalloc keeps its address space until exit)
-/// out of the leaks. Here, at report time, never in a hook: finding modules takes the
-/// loader's lock, which an allocator may hold while it calls `mmap`.
+/// out of the leaks. Here, at report time, never in a hook (where looking an address up with
+/// the loader, `dladdr`, could wait for the loader's lock held by our own caller).
 fn set_aside_allocators(report: &mut Report) {
     use crate::ledger::allocators::Allocators;
     if report.mappings.is_empty() {
@@ -239,13 +239,22 @@ fn set_aside_allocators(report: &mut Report) {
     if !allocators.enabled() {
         return;
     }
-    let found: Vec<(u64, u64, String)> = modules::loaded()
+    // The file mappings rather than the loader's list: the loader's lock may never be free
+    // again in a forked child (see `modules::mapped_files`).
+    let files: Vec<(u64, u64, Vec<u8>)> = match modules::mapped_files() {
+        Some(files) => files
+            .into_iter()
+            .map(|f| (f.start, f.end, f.path))
+            .collect(),
+        None => modules::loaded()
+            .into_iter()
+            .map(|m| (m.start, m.end, m.path))
+            .collect(),
+    };
+    let found: Vec<(u64, u64, String)> = files
         .into_iter()
-        .filter(|m| allocators.is_allocator(&m.path))
-        .map(|m| {
-            let path = String::from_utf8_lossy(&m.path).into_owned();
-            (m.start, m.end, path)
-        })
+        .filter(|(_, _, path)| allocators.is_allocator(path))
+        .map(|(start, end, path)| (start, end, String::from_utf8_lossy(&path).into_owned()))
         .collect();
     if found.is_empty() {
         return;

@@ -14,7 +14,8 @@ GROUP is any of: alloc threads fork longrun (default: all). Builds the programs 
            after the shim, gets a clean report and exit status 0 under SHMTRACE_EXITCODE, its
            report naming libjemalloc's mappings retained (also the `shmtrace` command's
            verdict on its log); with SHMTRACE_ALLOCATORS=none they are leaks again; a mapping
-           the program itself leaves is still a leak beside jemalloc's.
+           the program itself leaves is still a leak beside jemalloc's; a child forked while
+           another thread holds the loader's lock still ends and reports.
   threads  8 threads calling every hook at once; the ledger against /proc/self/maps and the
            log against each thread's own count of its calls, exactly (JSON and text).
   fork     forks while threads are inside hooks, vfork and posix_spawn children, a process
@@ -622,6 +623,21 @@ def retained_by_jemalloc(tmp):
             check(agrees, f"{what}: the shmtrace command's verdict and --error-exitcode agree "
                   "(retained group shown apart)",
                   f"exit status {out.returncode}, verdict {verdict}, retained {doc['retained']}")
+    # A forked child's report finds jemalloc without the loader's lock, which a thread of the
+    # parent held at the fork (never reset in the child): it ends, clean.
+    what = "retained: fork while a thread is inside dl_iterate_phdr, jemalloc preloaded"
+    log = os.path.join(tmp, "retained.jsonl")
+    remove(log)
+    r = run(what, [exe("released"), "fork-locked"], tmp, preload=[jemalloc, LIB], log=log,
+            env={"SHMTRACE_EXITCODE": str(status)}, timeout=20)
+    if not r.hung:
+        lg = Log(log, "json")
+        bad = {p: c for p, c in lg.reports.items() if c != [True]}
+        jem = [p for p, mods in lg.retained.items()
+               if any(os.path.basename(m) == name for m in mods)]
+        check(not lg.problems and len(lg.reports) == 2 and not bad and len(jem) == 2,
+              f"{what}: parent and child each wrote one clean report, jemalloc's retained",
+              first(lg.problems) or f"reports {lg.reports}, retained {lg.retained}")
     # The text report: clean, then the retained section (every line of the documented shape).
     what = "retained: text report, jemalloc preloaded before the shim"
     log = os.path.join(tmp, "retained.log")

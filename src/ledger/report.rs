@@ -63,7 +63,7 @@ pub struct MappingLeak {
 /// for reuse, shown apart and not counted as leaks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Retained {
-    /// The allocator's file, as the loader names it.
+    /// The allocator's file, as `/proc/self/maps` names it.
     pub module: String,
     pub count: u64,
     pub bytes: u64,
