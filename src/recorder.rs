@@ -227,7 +227,52 @@ pub fn report_now() -> Report {
         })
     });
     (report.findings, report.finding_totals) = crate::audit::summary();
+    set_aside_allocators(&mut report);
     report
+}
+
+/// Moves the mappings a known allocator made (jemalloc keeps its address space until exit)
+/// out of the leaks. Here, at report time, never in a hook (where looking an address up with
+/// the loader, `dladdr`, could wait for the loader's lock held by our own caller).
+fn set_aside_allocators(report: &mut Report) {
+    use crate::ledger::allocators::Allocators;
+    if report.mappings.is_empty() {
+        return;
+    }
+    // A malformed value was warned about at start and is not kept: the built-in list.
+    let allocators = Allocators::parse(config::allocators()).unwrap_or_default();
+    if !allocators.enabled() {
+        return;
+    }
+    // The file mappings rather than the loader's list: the loader's lock may never be free
+    // again in a forked child (see `modules::mapped_files`).
+    let files: Vec<(u64, u64, Vec<u8>)> = match modules::mapped_files() {
+        Some(files) => files
+            .into_iter()
+            .map(|f| (f.start, f.end, f.path))
+            .collect(),
+        None => modules::loaded()
+            .into_iter()
+            .map(|m| (m.start, m.end, m.path))
+            .collect(),
+    };
+    let found: Vec<(u64, u64, String)> = files
+        .into_iter()
+        .filter(|(_, _, path)| allocators.is_allocator(path))
+        .map(|(start, end, path)| (start, end, String::from_utf8_lossy(&path).into_owned()))
+        .collect();
+    if found.is_empty() {
+        return;
+    }
+    // A return address is one past its call instruction: the call is in the module when the
+    // byte before the address is.
+    report.set_aside_retained(|addr| {
+        let call = addr.checked_sub(1)?;
+        found
+            .iter()
+            .find(|(start, end, _)| (*start..*end).contains(&call))
+            .map(|(_, _, path)| path.as_str())
+    });
 }
 
 /// Renders the report as of now into `out`; returns whether it is clean.

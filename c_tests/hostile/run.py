@@ -9,7 +9,13 @@ GROUP is any of: alloc threads fork longrun (default: all). Builds the programs 
   alloc    a program with threads allocating and freeing large blocks while others call every
            hook, with jemalloc and with tcmalloc preloaded before the shim, after it, and with
            the program linked with -lshmtrace; the same with the program's own malloc (over
-           mmap); natively first (baseline: the load itself is sound).
+           mmap); natively first (baseline: the load itself is sound). Then issue 4's
+           verdict: a program that releases everything itself, run with jemalloc before and
+           after the shim, gets a clean report and exit status 0 under SHMTRACE_EXITCODE, its
+           report naming libjemalloc's mappings retained (also the `shmtrace` command's
+           verdict on its log); with SHMTRACE_ALLOCATORS=none they are leaks again; a mapping
+           the program itself leaves is still a leak beside jemalloc's; a child forked while
+           another thread holds the loader's lock still ends and reports.
   threads  8 threads calling every hook at once; the ledger against /proc/self/maps and the
            log against each thread's own count of its calls, exactly (JSON and text).
   fork     forks while threads are inside hooks, vfork and posix_spawn children, a process
@@ -65,6 +71,8 @@ TEXT_CALL = re.compile(
     r" <\d+\.\d{6}>| (?P<unfinished><unfinished \.\.\.>)) caller=0x[0-9a-f]+\Z")
 TEXT_START = re.compile(r"shmtrace\[(?P<pid>\d+)\] start: .* \(parent \d+\)\Z")
 TEXT_FORK = re.compile(r"shmtrace\[(?P<pid>\d+)\] fork: parent (?P<ppid>\d+)\Z")
+TEXT_RETAINED = re.compile(r"shmtrace\[(?P<pid>\d+)\] (retained by allocators, not leaks \(.*\):"
+                           r"|  .+: \d+ mappings?, +\d+ bytes)\Z")
 TEXT_CLEAN = re.compile(r"shmtrace\[(?P<pid>\d+)\] report: clean: no segment, semaphore set, "
                         r"attachment or mapping left behind\Z")
 
@@ -210,9 +218,9 @@ class Run:
     pass
 
 
-def run(what, argv, tmp, preload=None, env=None, timeout=30, log=None, fmt="json"):
+def run(what, argv, tmp, preload=None, env=None, timeout=30, log=None, fmt="json", rc=0):
     """Runs argv in its own session with a journal (and a log file, `log`: a path, or None
-    for SHMTRACE_LOG=off); checks it ends in time, exits 0, prints no FAIL line, leaves no
+    for SHMTRACE_LOG=off); checks it ends in time, exits with `rc`, prints no FAIL line, leaves no
     process and no SysV object behind. Returns a Run (rc, stdout, journal text, log path)."""
     r = Run()
     r.journal_path = tempfile.mkstemp(prefix="journal.", dir=tmp)[1]
@@ -269,7 +277,7 @@ def run(what, argv, tmp, preload=None, env=None, timeout=30, log=None, fmt="json
         r.journal = f.read()
     fails = [l for l in r.stdout.splitlines() if l.startswith("FAIL")]
     if not r.hung:
-        check(r.rc == 0 and not fails, f"{what}: exits 0, every in-process check passes",
+        check(r.rc == rc and not fails, f"{what}: exits {rc}, every in-process check passes",
               f"exit status {r.rc}; " + first(fails or r.stderr.strip().splitlines()[-3:], 6))
     elif fails:
         print("     its own checks before that: " + first(fails, 6))
@@ -322,6 +330,8 @@ class Log:
         self.counts = collections.Counter()
         self.starts, self.forks, self.reports, self.problems = {}, {}, {}, []
         self.report_text = {}
+        self.retained = {}  # pid: [module, ...] of the report's retained groups
+        self.report_mappings = {}  # pid: the report's "mappings" (JSON)
         self.lines = 0
         with open(path, "rb") as f:
             data = f.read()
@@ -361,8 +371,10 @@ class Log:
                 self.starts.setdefault(obj["pid"], []).append(obj)
             elif event == "fork" and list(obj) == FORK_KEYS:
                 self.forks.setdefault(obj["pid"], []).append(obj["ppid"])
-            elif event == "report" and list(obj) == REPORT_KEYS:
+            elif event == "report" and list(obj) in (REPORT_KEYS, REPORT_KEYS + ["retained"]):
                 self.reports.setdefault(obj["pid"], []).append(obj["clean"])
+                self.retained[obj["pid"]] = [g["module"] for g in obj.get("retained", [])]
+                self.report_mappings[obj["pid"]] = obj["mappings"]
                 self.report_text[obj["pid"]] = line[:300]
             else:
                 self.bad(n, "unknown record", line)
@@ -392,6 +404,10 @@ class Log:
             m = TEXT_CLEAN.match(line)
             if m:
                 self.reports.setdefault(int(m["pid"]), []).append(True)
+                continue
+            m = TEXT_RETAINED.match(line)
+            if m:
+                self.retained.setdefault(int(m["pid"]), []).append(line)
                 continue
             self.bad(n, "not a record of the documented shape (or a report that is not "
                      "clean)", line)
@@ -501,9 +517,11 @@ def group_alloc(tmp):
                     if verbose:
                         print("     " + "; ".join(seen))
                     # The allocator adds mmap-family records of its own; SysV ones are exact.
+                    # jemalloc's mappings left at exit are retained, not leaks: clean.
                     family = lambda k: k[2] in MMAP_FAMILY
                     lg = check_log(what, r, "json", exact=lambda k: not family(k),
-                                   clean=False, skip=family if invisible else lambda k: False)
+                                   clean=name == "jemalloc",
+                                   skip=family if invisible else lambda k: False)
                     pid = next((int(l.split()[1]) for l in r.journal.splitlines()
                                 if l.startswith("COUNT")), None)
                     extra = {n.split()[1]: int(n.split()[3]) - int(n.split()[5])
@@ -522,6 +540,7 @@ def group_alloc(tmp):
                         check(made and not logged, f"{what}: none of the program's {made} "
                               "mmap-family calls reaches the shim (the limit to document)",
                               f"{logged} mmap-family records in the log")
+    retained_by_jemalloc(tmp)
     for linked in (False, True):
         for mode in ("threads", "fork"):
             what = f"mymalloc {mode} (the program's own malloc over mmap), " + \
@@ -532,6 +551,106 @@ def group_alloc(tmp):
                     preload=None if linked else [LIB], log=log, timeout=limit)
             if not r.hung:
                 check_log(what, r, "json", exact=lambda k: k[2] not in MMAP_FAMILY, clean=False)
+
+
+def retained_by_jemalloc(tmp):
+    """Issue 4: jemalloc keeps the address space it maps until exit; those mappings are
+    retained by an allocator, not leaks of the program, in the shim's verdict and the
+    command's."""
+    jemalloc = find_allocator(ALLOCATORS["jemalloc"])
+    if not jemalloc:
+        note("retained mappings: jemalloc not installed (apt-get install libjemalloc2): skipped")
+        return
+    name = os.path.basename(jemalloc)
+    page = os.sysconf("SC_PAGESIZE")
+    status = 97  # SHMTRACE_EXITCODE: what a report that is not clean makes the exit status
+    command = os.path.join(ROOT, "target", "release", "shmtrace")
+    for how, preload in (("before", [jemalloc, LIB]), ("after", [LIB, jemalloc])):
+        cases = [("releases everything", [], {}, 0),
+                 ("SHMTRACE_ALLOCATORS=none", [], {"SHMTRACE_ALLOCATORS": "none"}, status),
+                 ("leaks a mapping of its own", ["leak"], {}, status)]
+        for case, args, env, want in cases:
+            what = f"retained: {case}, jemalloc preloaded {how} the shim"
+            log = os.path.join(tmp, "retained.jsonl")
+            remove(log)
+            env = dict(env, SHMTRACE_EXITCODE=str(status))
+            r = run(what, [exe("released"), *args], tmp, preload=preload, env=env, log=log,
+                    rc=want)
+            if r.hung:
+                continue
+            lg = Log(log, "json")
+            pids = list(lg.reports)
+            check(not lg.problems and len(pids) == 1 and len(lg.reports[pids[0]]) == 1,
+                  f"{what}: one well-formed exit report", first(lg.problems) or str(pids))
+            if not pids:
+                continue
+            pid = pids[0]
+            clean, retained = lg.reports[pid][0], lg.retained.get(pid, [])
+            mappings = lg.report_mappings.get(pid, [])
+            jem = [m for m in retained if os.path.basename(m) == name]
+            if case == "releases everything":
+                check(clean and not mappings and jem,
+                      f"{what}: clean, exit status 0, jemalloc's mappings retained ({name})",
+                      lg.report_text.get(pid, ""))
+            elif case == "SHMTRACE_ALLOCATORS=none":
+                check(not clean and mappings and not retained,
+                      f"{what}: not clean, jemalloc's mappings are leaks again",
+                      lg.report_text.get(pid, ""))
+            else:
+                own = [m for m in mappings if m["bytes"] == 3 * page and m["count"] == 1]
+                check(not clean and len(mappings) == 1 and own and jem,
+                      f"{what}: not clean, exactly the program's 3-page mapping is a leak, "
+                      "jemalloc's retained", lg.report_text.get(pid, ""))
+            if not os.path.exists(command):
+                continue
+            cmd_env = {k: v for k, v in os.environ.items() if not k.startswith("SHMTRACE_")}
+            cmd_env.update({k: v for k, v in env.items() if k == "SHMTRACE_ALLOCATORS"})
+            out = subprocess.run([command, "report", "--json", "--error-exitcode", str(status),
+                                  log], capture_output=True, text=True, env=cmd_env,
+                                 timeout=30)
+            try:
+                doc = json.loads(out.stdout)
+                verdict = doc["verdict"]
+                groups = [g for g in doc["retained"] if os.path.basename(g["module"]) == name]
+            except (ValueError, KeyError, TypeError) as e:
+                check(False, f"{what}: shmtrace report --json parses", f"{e}: {out.stderr}")
+                continue
+            agrees = out.returncode == want and verdict["clean"] == (want == 0)
+            if case == "SHMTRACE_ALLOCATORS=none":
+                agrees = agrees and not groups and verdict["retained_mappings"] == 0
+            else:
+                agrees = agrees and groups and verdict["retained_mappings"] > 0
+            check(agrees, f"{what}: the shmtrace command's verdict and --error-exitcode agree "
+                  "(retained group shown apart)",
+                  f"exit status {out.returncode}, verdict {verdict}, retained {doc['retained']}")
+    # A forked child's report finds jemalloc without the loader's lock, which a thread of the
+    # parent held at the fork (never reset in the child): it ends, clean.
+    what = "retained: fork while a thread is inside dl_iterate_phdr, jemalloc preloaded"
+    log = os.path.join(tmp, "retained.jsonl")
+    remove(log)
+    r = run(what, [exe("released"), "fork-locked"], tmp, preload=[jemalloc, LIB], log=log,
+            env={"SHMTRACE_EXITCODE": str(status)}, timeout=20)
+    if not r.hung:
+        lg = Log(log, "json")
+        bad = {p: c for p, c in lg.reports.items() if c != [True]}
+        jem = [p for p, mods in lg.retained.items()
+               if any(os.path.basename(m) == name for m in mods)]
+        check(not lg.problems and len(lg.reports) == 2 and not bad and len(jem) == 2,
+              f"{what}: parent and child each wrote one clean report, jemalloc's retained",
+              first(lg.problems) or f"reports {lg.reports}, retained {lg.retained}")
+    # The text report: clean, then the retained section (every line of the documented shape).
+    what = "retained: text report, jemalloc preloaded before the shim"
+    log = os.path.join(tmp, "retained.log")
+    remove(log)
+    r = run(what, [exe("released")], tmp, preload=[jemalloc, LIB], log=log, fmt="text",
+            env={"SHMTRACE_EXITCODE": str(status)})
+    if not r.hung:
+        lg = Log(log, "text")
+        pid = next(iter(lg.reports), None)
+        check(not lg.problems and pid and lg.reports[pid] == [True]
+              and len(lg.retained.get(pid, [])) == 2 and name in lg.retained[pid][1],
+              f"{what}: clean line, then the retained section naming {name}",
+              first(lg.problems) or str(lg.retained))
 
 
 def group_threads(tmp):

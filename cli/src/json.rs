@@ -120,6 +120,11 @@ pub fn document(report: &Report, view: &ViewOptions) -> Value {
             })
         })
         .collect();
+    let retained: Vec<Value> = report
+        .retained
+        .iter()
+        .map(|r| json!({"pid": r.pid, "module": r.module, "count": r.count, "bytes": r.bytes}))
+        .collect();
     let blocked: Vec<Value> = report
         .blocked
         .iter()
@@ -166,6 +171,8 @@ pub fn document(report: &Report, view: &ViewOptions) -> Value {
             "attachments": v.attachments,
             "mappings": v.mappings,
             "mapping_bytes": v.mapping_bytes,
+            "retained_mappings": v.retained_mappings,
+            "retained_bytes": v.retained_bytes,
             "processes_without_exit_report": v.unreported,
             "findings": {
                 "error": v.findings.errors,
@@ -184,6 +191,7 @@ pub fn document(report: &Report, view: &ViewOptions) -> Value {
         "leaks": leaks,
         "attachments": attachments,
         "mappings": mappings,
+        "retained": retained,
         "never_returned": blocked,
         "findings": findings,
         "calls": calls,

@@ -103,6 +103,14 @@ pub struct ReportMappings {
     pub bytes: u64,
 }
 
+/// Mappings the shim set aside as an allocator's (`"retained"`, newer shims).
+#[derive(Clone, Debug)]
+pub struct ReportRetained {
+    pub module: String,
+    pub count: u64,
+    pub bytes: u64,
+}
+
 /// A process's exit report.
 #[derive(Clone, Debug)]
 pub struct ExitReport {
@@ -113,6 +121,7 @@ pub struct ExitReport {
     pub semaphores: Vec<i64>,
     pub attachments: Vec<ReportAttachment>,
     pub mappings: Vec<ReportMappings>,
+    pub retained: Vec<ReportRetained>,
 }
 
 /// An audit finding, as logged when it happened (docs/log-format.md, "Findings").
@@ -413,6 +422,17 @@ fn report_of(obj: &Map<String, Value>) -> Result<ExitReport, String> {
             .map(|o| ReportMappings {
                 site: hex(o.get("site")),
                 stack: stack_of(o.get("stack")),
+                count: num(o, "count"),
+                bytes: num(o, "bytes"),
+            })
+            .collect(),
+        retained: items(obj, "retained")
+            .map(|o| ReportRetained {
+                module: o
+                    .get("module")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?")
+                    .to_string(),
                 count: num(o, "count"),
                 bytes: num(o, "bytes"),
             })

@@ -223,6 +223,18 @@ fn findings_text(v: &Verdict) -> String {
 }
 
 pub fn verdict_text(v: &Verdict) -> String {
+    let text = verdict_leaks_text(v);
+    if v.retained_mappings == 0 {
+        return text;
+    }
+    format!(
+        "{text}; retained by allocators, not leaks: {} ({} bytes)",
+        plural(v.retained_mappings, "mapping", "mappings"),
+        v.retained_bytes
+    )
+}
+
+fn verdict_leaks_text(v: &Verdict) -> String {
     if v.leaks() == 0 && !v.findings.any() {
         return "clean: no SysV object, attachment or mapping left behind".to_string();
     }
@@ -474,6 +486,33 @@ pub fn text(report: &Report, view: &ViewOptions, style: Style) -> String {
                 ],
                 stack_lines(style, &m.stack),
             );
+        }
+        table.write(&mut out, "  ");
+    }
+
+    if !report.retained.is_empty() {
+        out.push('\n');
+        let _ = writeln!(
+            out,
+            "{}",
+            style.heading(
+                "retained by allocators, not leaks (address space an allocator keeps for reuse; \
+                 SHMTRACE_ALLOCATORS=none counts them)"
+            )
+        );
+        let mut table = Table::new(&[false, true, true, false]);
+        table.row(
+            ["PID", "MAPPINGS", "BYTES", "ALLOCATOR"]
+                .map(|h| style.dim(h))
+                .to_vec(),
+        );
+        for r in &report.retained {
+            table.row(vec![
+                r.pid.to_string(),
+                r.count.to_string(),
+                r.bytes.to_string(),
+                r.module.clone(),
+            ]);
         }
         table.write(&mut out, "  ");
     }
@@ -741,5 +780,13 @@ mod tests {
             verdict_text(&v),
             "3 leaks: 1 semaphore set, 2 mappings (8192 bytes)"
         );
+        v.retained_mappings = 1;
+        v.retained_bytes = 4096;
+        assert_eq!(
+            verdict_text(&v),
+            "3 leaks: 1 semaphore set, 2 mappings (8192 bytes); retained by allocators, not leaks: \
+             1 mapping (4096 bytes)"
+        );
+        assert_eq!(v.leaks(), 3, "retained mappings are not leaks");
     }
 }

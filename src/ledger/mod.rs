@@ -26,6 +26,7 @@
 //! of a `SHM_HUGETLB` segment another process created (its attachments are rounded to the base
 //! page).
 
+pub mod allocators;
 mod attachments;
 mod ipc;
 mod memory;
@@ -42,7 +43,9 @@ pub use attachments::Attachment;
 pub use objects::{ObjectKind, Segment, SemaphoreSet};
 pub use regions::Kind as RegionKind;
 pub use render::{write_json, write_text};
-pub use report::{AttachmentLeak, FindingEntry, MappingLeak, Report, SegmentLeak, SemaphoreLeak};
+pub use report::{
+    AttachmentLeak, FindingEntry, MappingLeak, Report, Retained, SegmentLeak, SemaphoreLeak,
+};
 
 use crate::trace::event::{Event, Func, Phase};
 use attachments::Attachments;

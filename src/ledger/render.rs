@@ -87,15 +87,17 @@ fn write_rows(out: &mut impl Write, pid: i32, rows: &[Vec<String>]) -> fmt::Resu
 pub fn write_text(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Result {
     if report.leaks() == 0 {
         if !report.has_findings() {
-            return writeln!(
+            writeln!(
                 out,
                 "shmtrace[{pid}] report: clean: no segment, semaphore set, attachment or mapping left behind"
-            );
+            )?;
+            return write_retained_text(report, pid, out);
         }
         writeln!(
             out,
             "shmtrace[{pid}] report: no segment, semaphore set, attachment or mapping left behind"
         )?;
+        write_retained_text(report, pid, out)?;
         return write_findings_text(report, pid, out);
     }
     let n = |len: usize| u64::try_from(len).unwrap_or(u64::MAX);
@@ -222,7 +224,31 @@ pub fn write_text(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Resul
             .collect();
         write_rows(out, pid, &rows)?;
     }
+    write_retained_text(report, pid, out)?;
     write_findings_text(report, pid, out)
+}
+
+/// The mappings set aside as allocators', one line per module (nothing when there are none).
+fn write_retained_text(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Result {
+    if report.retained.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "shmtrace[{pid}] retained by allocators, not leaks (address space an allocator keeps for reuse; SHMTRACE_ALLOCATORS=none counts them):"
+    )?;
+    let rows: Vec<Vec<String>> = report
+        .retained
+        .iter()
+        .map(|r| {
+            vec![
+                format!("{}:", r.module),
+                format!("{} {},", r.count, plural(r.count, "mapping", "mappings")),
+                format!("{} bytes", r.bytes),
+            ]
+        })
+        .collect();
+    write_rows(out, pid, &rows)
 }
 
 /// `findings: 1 error, 2 warnings, 0 info`, then one line per code and site (nothing when
@@ -316,6 +342,16 @@ pub fn write_json(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Resul
         )?;
     }
     out.write_char(']')?;
+    if !report.retained.is_empty() {
+        out.write_str(r#","retained":["#)?;
+        for (i, r) in report.retained.iter().enumerate() {
+            comma(out, i)?;
+            out.write_str(r#"{"module":""#)?;
+            json_escaped(out, &r.module)?;
+            write!(out, r#"","count":{},"bytes":{}}}"#, r.count, r.bytes)?;
+        }
+        out.write_char(']')?;
+    }
     if report.has_findings() {
         write_findings_json(report, out)?;
     }
@@ -340,6 +376,19 @@ fn write_findings_json(report: &Report, out: &mut impl Write) -> fmt::Result {
         out,
         r#"],"finding_totals":{{"error":{errors},"warning":{warnings},"info":{info}}}"#
     )
+}
+
+/// A string's characters inside JSON quotes (a module path may hold any byte).
+fn json_escaped(out: &mut impl Write, s: &str) -> fmt::Result {
+    for c in s.chars() {
+        match c {
+            '"' => out.write_str("\\\"")?,
+            '\\' => out.write_str("\\\\")?,
+            c if u32::from(c) < 0x20 => write!(out, "\\u{:04x}", u32::from(c))?,
+            c => out.write_char(c)?,
+        }
+    }
+    Ok(())
 }
 
 fn comma(out: &mut impl Write, i: usize) -> fmt::Result {
@@ -389,6 +438,55 @@ mod tests {
         write_json(&report, 4242, &mut json).unwrap();
         let made: Vec<&str> = text.lines().chain(json.lines()).collect();
         assert_eq!(documented, made);
+    }
+
+    /// The report with retained mappings documented in docs/log-format.md, text and JSON.
+    #[test]
+    fn the_documented_report_with_retained_mappings() {
+        let doc = include_str!("../../docs/log-format.md");
+        let section = doc
+            .split("## Mappings retained by allocators")
+            .nth(1)
+            .and_then(|s| s.split("\n## ").next())
+            .expect("the section");
+        // Fenced, not indented: the record-format tests read every indented example line.
+        let documented: Vec<&str> = section
+            .lines()
+            .filter(|l| l.starts_with("shmtrace[") || l.starts_with('{'))
+            .collect();
+        let report = Report {
+            retained: vec![crate::ledger::Retained {
+                module: "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2".into(),
+                count: 6,
+                bytes: 17_825_792,
+            }],
+            ..Report::default()
+        };
+        assert!(report.is_clean() && report.leaks() == 0);
+        let mut text = String::new();
+        write_text(&report, 4242, &mut text).unwrap();
+        let mut json = String::new();
+        write_json(&report, 4242, &mut json).unwrap();
+        let made: Vec<&str> = text.lines().chain(json.lines()).collect();
+        assert_eq!(documented, made);
+    }
+
+    #[test]
+    fn module_paths_stay_valid_json() {
+        let report = Report {
+            retained: vec![crate::ledger::Retained {
+                module: "/tmp/a \"b\\c\u{1}/libjemalloc.so.2".into(),
+                count: 1,
+                bytes: 4096,
+            }],
+            ..Report::default()
+        };
+        let mut json = String::new();
+        write_json(&report, 1, &mut json).unwrap();
+        assert!(
+            json.contains(r#""module":"/tmp/a \"b\\c\u0001/libjemalloc.so.2""#),
+            "{json}"
+        );
     }
 
     #[test]

@@ -58,6 +58,17 @@ pub struct MappingLeak {
     pub bytes: u64,
 }
 
+/// Mappings left at exit by a memory allocator's own calls (a call site, or with
+/// `SHMTRACE_STACK` any recorded frame, inside the allocator's module): address space it keeps
+/// for reuse, shown apart and not counted as leaks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Retained {
+    /// The allocator's file, as `/proc/self/maps` names it.
+    pub module: String,
+    pub count: u64,
+    pub bytes: u64,
+}
+
 /// One audit finding of this process, by code and call site (filled in by the audit layer;
 /// the ledger finds none itself).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,6 +96,8 @@ pub struct Report {
     pub semaphores: Vec<SemaphoreLeak>,
     pub attachments: Vec<AttachmentLeak>,
     pub mappings: Vec<MappingLeak>,
+    /// Mappings set aside as an allocator's (largest first); not in `mappings`, not leaks.
+    pub retained: Vec<Retained>,
     pub findings: Vec<FindingEntry>,
     /// Findings by severity (error, warning, info), each occurrence, including those beyond
     /// the distinct ones listed.
@@ -120,6 +133,52 @@ impl Report {
         self.mappings
             .iter()
             .fold(0u64, |n, m| n.saturating_add(m.bytes))
+    }
+
+    /// Moves the mappings an allocator made out of the leaks, grouped by module. `allocator`
+    /// names the allocator module an address (a return address) lies in, if any; the call
+    /// site is asked first, then the recorded frames innermost first.
+    pub fn set_aside_retained<'a>(&mut self, allocator: impl Fn(u64) -> Option<&'a str>) {
+        let mut groups: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+        self.mappings.retain(|m| {
+            let owner = core::iter::once(m.site)
+                .chain(m.stack.as_slice().iter().copied())
+                .find_map(&allocator);
+            let Some(module) = owner else {
+                return true;
+            };
+            let g = groups.entry(module).or_default();
+            g.0 = g.0.saturating_add(m.count);
+            g.1 = g.1.saturating_add(m.bytes);
+            false
+        });
+        for (module, (count, bytes)) in groups {
+            match self.retained.iter_mut().find(|r| r.module == module) {
+                Some(r) => {
+                    r.count = r.count.saturating_add(count);
+                    r.bytes = r.bytes.saturating_add(bytes);
+                }
+                None => self.retained.push(Retained {
+                    module: module.to_string(),
+                    count,
+                    bytes,
+                }),
+            }
+        }
+        self.retained
+            .sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.module.cmp(&b.module)));
+    }
+
+    pub fn retained_count(&self) -> u64 {
+        self.retained
+            .iter()
+            .fold(0u64, |n, r| n.saturating_add(r.count))
+    }
+
+    pub fn retained_bytes(&self) -> u64 {
+        self.retained
+            .iter()
+            .fold(0u64, |n, r| n.saturating_add(r.bytes))
     }
 }
 
@@ -203,8 +262,84 @@ impl Ledger {
             semaphores,
             attachments,
             mappings,
+            retained: Vec::new(),
             findings: Vec::new(),
             finding_totals: [0; 3],
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapping(site: u64, stack: &[u64], count: u64, bytes: u64) -> MappingLeak {
+        MappingLeak {
+            site,
+            stack: Stack::from_slice(stack),
+            count,
+            bytes,
+        }
+    }
+
+    /// jemalloc's text at 0x7f00_0000_0000.., the program's at 0x5500_0000_0000..
+    fn owner(addr: u64) -> Option<&'static str> {
+        (0x7f00_0000_0000..0x7f00_0010_0000)
+            .contains(&addr)
+            .then_some("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
+    }
+
+    #[test]
+    fn an_allocators_mappings_are_retained_not_leaks() {
+        let mut report = Report {
+            mappings: vec![
+                mapping(0x7f00_0000_4b5a, &[], 3, 8 << 20),
+                mapping(0x5500_0000_1234, &[], 1, 4096),
+                // Reached through jemalloc (its frame above a wrapper in the program).
+                mapping(
+                    0x5500_0000_2000,
+                    &[0x7f00_0000_9000, 0x5500_0000_3000],
+                    2,
+                    1 << 20,
+                ),
+                // The program called by jemalloc? No: only frames decide, and none is there.
+                mapping(0x5500_0000_4000, &[0x5500_0000_5000], 1, 8192),
+            ],
+            ..Report::default()
+        };
+        assert_eq!(report.leaks(), 7);
+        report.set_aside_retained(owner);
+        assert_eq!(
+            report.retained,
+            vec![Retained {
+                module: "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2".into(),
+                count: 5,
+                bytes: (8 << 20) + (1 << 20),
+            }]
+        );
+        assert_eq!(report.leaks(), 2, "the program's own two remain");
+        assert_eq!(report.mapping_bytes(), 4096 + 8192);
+        assert_eq!(
+            (report.retained_count(), report.retained_bytes()),
+            (5, 9 << 20)
+        );
+        assert!(!report.is_clean());
+
+        report
+            .mappings
+            .retain(|m| m.site != 0x5500_0000_1234 && m.site != 0x5500_0000_4000);
+        assert!(report.is_clean(), "retained mappings alone are clean");
+    }
+
+    #[test]
+    fn without_allocators_nothing_moves() {
+        let mut report = Report {
+            mappings: vec![mapping(0x7f00_0000_4b5a, &[], 3, 8 << 20)],
+            ..Report::default()
+        };
+        let before = report.clone();
+        report.set_aside_retained(|_| None);
+        assert_eq!(report, before);
+        assert!(!report.is_clean());
     }
 }

@@ -244,6 +244,7 @@ fn configure() {
     FORMAT.store(u8::from(settings.format == Format::Json), Ordering::Relaxed);
     EXIT_CODE.store(settings.exit_code, Ordering::Relaxed);
     STACK.store(settings.stack, Ordering::Relaxed);
+    allocators_configure(env(c"SHMTRACE_ALLOCATORS"));
     // Audit settings are read and checked by the audit itself.
     let audit_env = (env(c"SHMTRACE_BLOCK_WARN_MS"), env(c"SHMTRACE_SUPPRESS"));
     crate::audit::configure(audit_env.0, audit_env.1, secure);
@@ -274,6 +275,37 @@ fn configure() {
             }
         }
     }
+}
+
+/// `SHMTRACE_ALLOCATORS` as given, kept for the report (which parses it again, off the hot
+/// path); a malformed value gets its warning now and is dropped.
+static ALLOCATORS_PTR: core::sync::atomic::AtomicPtr<u8> =
+    core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
+static ALLOCATORS_LEN: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+fn allocators_configure(value: Option<&'static [u8]>) {
+    use crate::ledger::allocators::{Allocators, MALFORMED};
+    let Some(value) = value else { return };
+    if Allocators::parse(Some(value)).is_err() {
+        warn_line(format_args!(
+            "SHMTRACE_ALLOCATORS={} {MALFORMED}",
+            Lossy(value)
+        ));
+        return;
+    }
+    ALLOCATORS_LEN.store(value.len(), Ordering::Relaxed);
+    ALLOCATORS_PTR.store(value.as_ptr().cast_mut(), Ordering::Release);
+}
+
+/// `SHMTRACE_ALLOCATORS` if set and well-formed.
+pub fn allocators() -> Option<&'static [u8]> {
+    let ptr = ALLOCATORS_PTR.load(Ordering::Acquire);
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: ptr and len were stored together from one environment string, which lives as
+    // long as `env` assumes (see there); the length was stored before the pointer.
+    Some(unsafe { core::slice::from_raw_parts(ptr, ALLOCATORS_LEN.load(Ordering::Relaxed)) })
 }
 
 fn env(name: &core::ffi::CStr) -> Option<&'static [u8]> {

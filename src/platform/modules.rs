@@ -76,3 +76,120 @@ pub fn exe_path() -> Vec<u8> {
     buf.truncate(usize::try_from(n).unwrap_or(0));
     buf
 }
+
+/// One file mapping of this process: its address range and the file's path.
+pub struct MappedFile {
+    pub start: u64,
+    pub end: u64,
+    pub path: Vec<u8>,
+}
+
+/// Every file mapped now, from `/proc/self/maps` (`None` if it cannot be read). Unlike
+/// [`loaded`], takes no lock of the loader: usable at exit even in a forked child whose
+/// parent had another thread inside `dl_iterate_phdr` at the fork (its lock is never reset
+/// in the child).
+pub fn mapped_files() -> Option<Vec<MappedFile>> {
+    let text = read_proc_maps()?;
+    Some(
+        text.split(|&b| b == b'\n')
+            .filter_map(parse_maps_line)
+            .collect(),
+    )
+}
+
+fn read_proc_maps() -> Option<Vec<u8>> {
+    // SAFETY: a NUL-terminated path; the descriptor is closed below.
+    let fd = unsafe {
+        libc::open(
+            c"/proc/self/maps".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    let mut text = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let ok = loop {
+        // SAFETY: reads at most chunk.len() bytes into chunk.
+        let n = unsafe { libc::read(fd, chunk.as_mut_ptr().cast(), chunk.len()) };
+        match usize::try_from(n) {
+            Ok(0) => break true,
+            Ok(n) => text.extend_from_slice(chunk.get(..n).unwrap_or(&[])),
+            Err(_) if crate::platform::errno::get() == libc::EINTR => {}
+            Err(_) => break false,
+        }
+    };
+    // SAFETY: fd is ours, closed once.
+    unsafe { libc::close(fd) };
+    ok.then_some(text)
+}
+
+/// `START-END PERMS OFFSET DEV INODE PATH`; only lines naming a file (an absolute path).
+fn parse_maps_line(line: &[u8]) -> Option<MappedFile> {
+    let mut rest = line;
+    let mut field = || {
+        let text = rest.trim_ascii_start();
+        let end = text
+            .iter()
+            .position(u8::is_ascii_whitespace)
+            .unwrap_or(text.len());
+        let (word, tail) = text.split_at(end);
+        rest = tail;
+        word
+    };
+    let range = field();
+    for _ in 0..4 {
+        field();
+    }
+    let path = rest.trim_ascii();
+    if !path.starts_with(b"/") {
+        return None;
+    }
+    let dash = range.iter().position(|&b| b == b'-')?;
+    let hex = |s: &[u8]| u64::from_str_radix(core::str::from_utf8(s).ok()?, 16).ok();
+    Some(MappedFile {
+        start: hex(range.get(..dash)?)?,
+        end: hex(range.get(dash + 1..)?)?,
+        path: path.to_vec(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_lines_name_their_files() {
+        let m = parse_maps_line(
+            b"7f6a1c894000-7f6a1c92c000 r-xp 00094000 08:01 1315 /usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
+        )
+        .unwrap();
+        assert_eq!((m.start, m.end), (0x7f6a_1c89_4000, 0x7f6a_1c92_c000));
+        assert_eq!(m.path, b"/usr/lib/x86_64-linux-gnu/libjemalloc.so.2");
+        let spaced =
+            parse_maps_line(b"1000-2000 r-xp 0 08:01 7  /tmp/my lib.so (deleted)").unwrap();
+        assert_eq!(spaced.path, b"/tmp/my lib.so (deleted)");
+        for other in [
+            &b"7ffd5a1e0000-7ffd5a201000 rw-p 00000000 00:00 0   [stack]"[..],
+            b"7f6a1c000000-7f6a1c200000 rw-p 00000000 00:00 0 ",
+            b"",
+        ] {
+            assert!(parse_maps_line(other).is_none());
+        }
+    }
+
+    #[test]
+    fn this_process_maps_its_own_test_binary() {
+        let files = mapped_files().expect("/proc/self/maps");
+        let here = maps_line_fn_addr();
+        assert!(
+            files.iter().any(|f| (f.start..f.end).contains(&here)),
+            "no file mapping holds this test's code"
+        );
+    }
+
+    fn maps_line_fn_addr() -> u64 {
+        parse_maps_line as *const () as usize as u64
+    }
+}

@@ -3,6 +3,9 @@
 //! exit reports gathered, blocked calls found, call statistics summed, and every call site
 //! symbolized in the image that made the call.
 
+// The shim's own classification, compiled here too so that both set aside the same mappings.
+#[path = "../../../src/ledger/allocators.rs"]
+mod allocators;
 mod collect;
 mod findings;
 mod sysv;
@@ -17,9 +20,10 @@ use serde_json::{Map, Value};
 
 use crate::args::ViewOptions;
 use crate::kernel::{Kernel, LiveCheck};
-use crate::logs::{self, Call, Inputs, Micros, Pos};
+use crate::logs::{self, Call, Inputs, Micros, Module, Pos};
 use crate::runinfo::{RunInfo, Status};
 use crate::symbols::{Symbol, Symbolizer};
+use allocators::Allocators;
 use collect::Collector;
 pub use findings::{FindingTotals, MergedFinding, Rules};
 use sysv::sysv_leaks;
@@ -98,6 +102,17 @@ pub struct Mappings {
     pub stack: Vec<Symbol>,
 }
 
+/// Mappings a process's allocator made and kept (its call site, or a frame above it, inside a
+/// known allocator's module): address space kept for reuse, not leaks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Retained {
+    pub pid: i32,
+    /// The allocator's file, as the process's module map names it.
+    pub module: String,
+    pub count: u64,
+    pub bytes: u64,
+}
+
 #[derive(Clone, Debug)]
 pub struct Blocked {
     pub pid: i32,
@@ -128,6 +143,9 @@ pub struct Verdict {
     pub attachments: u64,
     pub mappings: u64,
     pub mapping_bytes: u64,
+    /// Mappings set aside as allocators' (not leaks, not in `mappings`).
+    pub retained_mappings: u64,
+    pub retained_bytes: u64,
     /// Processes without an exit report: their attachments and mappings are unknown.
     pub unreported: u64,
     /// Audit findings after `SHMTRACE_SUPPRESS`.
@@ -155,6 +173,8 @@ pub struct Report {
     pub leaks: Vec<SysvLeak>,
     pub attachments: Vec<Attachment>,
     pub mappings: Vec<Mappings>,
+    /// By process (tree order), then module.
+    pub retained: Vec<Retained>,
     pub blocked: Vec<Blocked>,
     pub findings: Vec<MergedFinding>,
     pub calls: Vec<CallStat>,
@@ -225,7 +245,15 @@ pub fn build(sources: Sources<'_>, view: &ViewOptions) -> Result<Report, String>
         .filter(|l| view.shows_pid(l.pid))
         .collect();
 
-    exit_reports(&collector, &tree, view, &mut symbolizer, &mut report);
+    let allocators = allocators_from_env(&mut report.warnings);
+    exit_reports(
+        &collector,
+        &tree,
+        view,
+        &allocators,
+        &mut symbolizer,
+        &mut report,
+    );
     report.blocked = blocked_calls(&collector, &tree, view, &mut symbolizer, &report.processes);
     let rules = Rules::from_env(&mut report.warnings);
     (report.findings, report.verdict.findings) =
@@ -313,27 +341,107 @@ fn processes(collector: &Collector, tree: &Tree, report: &Report, inputs: &Input
         .collect()
 }
 
+/// `SHMTRACE_ALLOCATORS` as the shim reads it (the command passes its environment on to the
+/// program, so both classify alike); a malformed value is a warning and the built-in list.
+fn allocators_from_env(warnings: &mut Vec<String>) -> Allocators {
+    let value = std::env::var_os("SHMTRACE_ALLOCATORS");
+    let bytes = value.as_ref().map(|v| v.as_encoded_bytes());
+    Allocators::parse(bytes).unwrap_or_else(|allocators::Malformed| {
+        warnings.push(format!(
+            "SHMTRACE_ALLOCATORS={} {}",
+            value.unwrap_or_default().to_string_lossy(),
+            allocators::MALFORMED
+        ));
+        Allocators::default()
+    })
+}
+
+/// The allocator module a mapping's call site (else a frame above it, innermost first) lies
+/// in, by the module map of the image that made it.
+fn allocator_of<'a>(
+    allocators: &Allocators,
+    modules: Option<&'a [Module]>,
+    site: Option<u64>,
+    stack: &[u64],
+) -> Option<&'a str> {
+    let modules = modules?;
+    site.into_iter()
+        .chain(stack.iter().copied())
+        .find_map(|addr| {
+            // A return address is one past its call: the call is where the byte before it is.
+            let call = addr.checked_sub(1)?;
+            modules
+                .iter()
+                .find(|m| m.start <= call && call < m.end)
+                .filter(|m| allocators.is_allocator(m.path.as_bytes()))
+                .map(|m| m.path.as_str())
+        })
+}
+
+/// Adds `count` mappings of `bytes` to the retained group of (`pid`, `module`).
+fn retain(groups: &mut Vec<Retained>, pid: i32, module: &str, count: u64, bytes: u64) {
+    match groups
+        .iter_mut()
+        .find(|g| g.pid == pid && g.module == module)
+    {
+        Some(g) => {
+            g.count += count;
+            g.bytes += bytes;
+        }
+        None => groups.push(Retained {
+            pid,
+            module: module.to_string(),
+            count,
+            bytes,
+        }),
+    }
+}
+
 /// Attachments and mappings never released, from each exit report (all counted in the
-/// verdict, those of the processes shown listed).
+/// verdict, those of the processes shown listed). Mappings an allocator made are set aside as
+/// retained: those the shim already set aside, and those of older shims (or of a run with
+/// another `SHMTRACE_ALLOCATORS`) found here by their sites.
 fn exit_reports(
     collector: &Collector,
     tree: &Tree,
     view: &ViewOptions,
+    allocators: &Allocators,
     symbolizer: &mut Symbolizer,
     report: &mut Report,
 ) {
     let mut reports: Vec<_> = collector.reports.iter().collect();
     reports.sort_by_key(|(pid, _)| tree.rank(**pid));
     for (&pid, (pos, r)) in reports {
-        report.verdict.attachments += r.attachments.len() as u64;
+        let modules = tree.modules_at(pid, *pos, Micros::MAX);
+        let mut retained = Vec::new();
+        for g in &r.retained {
+            retain(&mut retained, pid, &g.module, g.count, g.bytes);
+        }
+        let mut own = Vec::new();
         for m in &r.mappings {
+            match allocators
+                .enabled()
+                .then(|| allocator_of(allocators, modules, m.site, &m.stack))
+                .flatten()
+            {
+                Some(module) => retain(&mut retained, pid, module, m.count, m.bytes),
+                None => own.push(m),
+            }
+        }
+        retained.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.module.cmp(&b.module)));
+        report.verdict.attachments += r.attachments.len() as u64;
+        for m in &own {
             report.verdict.mappings += m.count;
             report.verdict.mapping_bytes += m.bytes;
+        }
+        for g in &retained {
+            report.verdict.retained_mappings += g.count;
+            report.verdict.retained_bytes += g.bytes;
         }
         if !view.shows_pid(pid) {
             continue;
         }
-        let modules = tree.modules_at(pid, *pos, Micros::MAX);
+        report.retained.extend(retained);
         let mut site = |addr: Option<u64>, stack: &[u64]| {
             (
                 addr.map(|a| symbolizer.symbolize(a, modules)),
@@ -352,7 +460,7 @@ fn exit_reports(
                 stack,
             });
         }
-        for m in &r.mappings {
+        for m in own {
             let (site, stack) = site(m.site, &m.stack);
             report.mappings.push(Mappings {
                 pid,

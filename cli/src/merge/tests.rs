@@ -245,7 +245,14 @@ fn recorded_stacks_follow_every_site_into_the_report() {
     assert_eq!(addrs(&blocked[0].stack), [0x4000]);
 
     let mut report = Report::default();
-    exit_reports(&c, &tree, &view, &mut symbolizer, &mut report);
+    exit_reports(
+        &c,
+        &tree,
+        &view,
+        &Allocators::default(),
+        &mut symbolizer,
+        &mut report,
+    );
     assert_eq!(addrs(&report.attachments[0].stack), [0x5000]);
     assert_eq!(
         report.mappings.len(),
@@ -258,4 +265,108 @@ fn recorded_stacks_follow_every_site_into_the_report() {
         "outside every module: the raw address"
     );
     assert!(report.mappings[1].stack.is_empty());
+}
+
+fn collected(lines: &[String]) -> (Collector, Tree) {
+    let mut c = Collector::default();
+    for (i, l) in lines.iter().enumerate() {
+        let pos = Pos {
+            file: 0,
+            line: i + 1,
+        };
+        c.add(pos, parse_line(l).unwrap().unwrap());
+    }
+    let tree = Tree::build(&c, None);
+    (c, tree)
+}
+
+/// Issue #4: jemalloc's mappings (site, or a frame above it, in libjemalloc.so.2) are
+/// retained, not leaks, whether the shim set them aside (`"retained"`) or an older shim (or a
+/// run with `SHMTRACE_ALLOCATORS=none`) listed them among the mappings; the program's own
+/// mapping is still a leak; `SHMTRACE_ALLOCATORS=none` here counts the listed ones again.
+#[test]
+fn allocator_mappings_are_retained_not_leaks() {
+    let start = r#"{"event":"start","pid":1,"ppid":0,"ts":0.5,"exe":"/nonexistent/app","modules":[{"path":"/nonexistent/app","base":"0x1000","start":"0x1000","end":"0x9000"},{"path":"/usr/lib/x86_64-linux-gnu/libjemalloc.so.2","base":"0x7f0000000000","start":"0x7f0000000000","end":"0x7f0000100000"}]}"#;
+    let old_shim = r#"{"event":"report","pid":1,"clean":false,"segments":[],"semaphores":[],"attachments":[],"mappings":[{"site":"0x7f0000094b5a","count":3,"bytes":8388608},{"site":"0x1030","stack":["0x7f0000001000"],"count":1,"bytes":4096},{"site":"0x1040","count":1,"bytes":12288}]}"#;
+    let new_shim = r#"{"event":"report","pid":2,"clean":true,"segments":[],"semaphores":[],"attachments":[],"mappings":[],"retained":[{"module":"/usr/lib/x86_64-linux-gnu/libjemalloc.so.2","count":6,"bytes":17825792}]}"#;
+    let lines = [
+        start.to_string(),
+        old_shim.to_string(),
+        start.replace(r#""pid":1"#, r#""pid":2"#),
+        new_shim.to_string(),
+    ];
+    let (c, tree) = collected(&lines);
+    let view = ViewOptions::default();
+    let jemalloc = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2";
+
+    let mut report = Report::default();
+    let known = Allocators::default();
+    exit_reports(
+        &c,
+        &tree,
+        &view,
+        &known,
+        &mut Symbolizer::new(),
+        &mut report,
+    );
+    let v = &report.verdict;
+    assert_eq!(
+        (v.mappings, v.mapping_bytes),
+        (1, 12288),
+        "the program's own"
+    );
+    assert_eq!(
+        (v.retained_mappings, v.retained_bytes),
+        (10, 8388608 + 4096 + 17825792)
+    );
+    assert_eq!(report.mappings.len(), 1);
+    assert_eq!(
+        report.mappings[0].site.as_ref().map(|s| s.addr),
+        Some(0x1040)
+    );
+    let groups: Vec<(i32, &str, u64, u64)> = report
+        .retained
+        .iter()
+        .map(|r| (r.pid, r.module.as_str(), r.count, r.bytes))
+        .collect();
+    assert_eq!(
+        groups,
+        [(1, jemalloc, 4, 8388608 + 4096), (2, jemalloc, 6, 17825792)]
+    );
+    assert!(v.fails(), "the program's own mapping is a leak");
+    let text = crate::render::verdict_text(v);
+    assert_eq!(
+        text,
+        "1 leak: 1 mapping (12288 bytes); retained by allocators, not leaks: 10 mappings (26218496 bytes)"
+    );
+    let doc = crate::json::document(&report, &view);
+    assert_eq!(doc["verdict"]["retained_mappings"], 10);
+    assert_eq!(doc["retained"][1]["module"], jemalloc);
+    assert_eq!(doc["retained"][1]["bytes"], 17825792);
+    assert_eq!(
+        doc["verdict"]["mappings"], 1,
+        "existing fields keep their meaning"
+    );
+
+    // Only the new shim's process: clean, as the shim said.
+    let (c2, tree2) = collected(&lines[2..]);
+    let mut clean = Report::default();
+    exit_reports(
+        &c2,
+        &tree2,
+        &view,
+        &known,
+        &mut Symbolizer::new(),
+        &mut clean,
+    );
+    assert!(!clean.verdict.fails() && clean.verdict.retained_mappings == 6);
+
+    let mut off = Report::default();
+    let none = Allocators::parse(Some(b"none")).unwrap();
+    exit_reports(&c, &tree, &view, &none, &mut Symbolizer::new(), &mut off);
+    assert_eq!(off.verdict.mappings, 5, "listed mappings all count again");
+    assert_eq!(
+        off.verdict.retained_mappings, 6,
+        "what the shim set aside stays aside (its own SHMTRACE_ALLOCATORS decided)"
+    );
 }
