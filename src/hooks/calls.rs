@@ -37,12 +37,17 @@ pub unsafe extern "C" fn shmget(key: key_t, size: usize, shmflg: c_int, caller: 
         if ev.failed() {
             return;
         }
-        let stat = kernel::segment_stat(ev.ret as c_int);
-        facts.segment_size = stat.as_ref().map_or(0, |s| s.size);
-        // With IPC_CREAT alone, the kernel's creator pid says whether the key was new.
-        facts.created = always_creates(key, shmflg)
-            || (shmflg & libc::IPC_CREAT != 0
-                && stat.is_some_and(|s| s.creator_pid == process::pid()));
+        if always_creates(key, shmflg) {
+            // A new segment's size is exactly the size asked for: no need to ask the kernel.
+            facts.segment_size = size as u64;
+            facts.created = true;
+        } else {
+            let stat = kernel::segment_stat(ev.ret as c_int);
+            facts.segment_size = stat.as_ref().map_or(0, |s| s.size);
+            // With IPC_CREAT alone, the kernel's creator pid says whether the key was new.
+            facts.created = shmflg & libc::IPC_CREAT != 0
+                && stat.is_some_and(|s| s.creator_pid == process::pid());
+        }
         ev.created = facts.created;
     };
     traced(Func::Shmget, caller, args, call, after) as c_int
