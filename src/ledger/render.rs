@@ -400,6 +400,18 @@ mod tests {
     use super::*;
     use crate::ledger::FindingEntry;
 
+    /// The report's lines as pid 4242 writes them, text then JSON.
+    fn rendered_lines(report: &Report) -> Vec<String> {
+        let mut text = String::new();
+        write_text(report, 4242, &mut text).unwrap();
+        let mut json = String::new();
+        write_json(report, 4242, &mut json).unwrap();
+        text.lines()
+            .chain(json.lines())
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// The report with findings documented in docs/log-format.md ("Findings in the exit
     /// report"), text and JSON.
     #[test]
@@ -432,12 +444,7 @@ mod tests {
             ..Report::default()
         };
         assert!(!report.is_clean(), "an error finding is not clean");
-        let mut text = String::new();
-        write_text(&report, 4242, &mut text).unwrap();
-        let mut json = String::new();
-        write_json(&report, 4242, &mut json).unwrap();
-        let made: Vec<&str> = text.lines().chain(json.lines()).collect();
-        assert_eq!(documented, made);
+        assert_eq!(documented, rendered_lines(&report));
     }
 
     /// The report with retained mappings documented in docs/log-format.md, text and JSON.
@@ -463,12 +470,7 @@ mod tests {
             ..Report::default()
         };
         assert!(report.is_clean() && report.leaks() == 0);
-        let mut text = String::new();
-        write_text(&report, 4242, &mut text).unwrap();
-        let mut json = String::new();
-        write_json(&report, 4242, &mut json).unwrap();
-        let made: Vec<&str> = text.lines().chain(json.lines()).collect();
-        assert_eq!(documented, made);
+        assert_eq!(documented, rendered_lines(&report));
     }
 
     #[test]
