@@ -33,14 +33,9 @@ pub struct Found {
 }
 
 pub struct State {
-    /// `(kind, id)` removed by this process, oldest overwritten first.
-    removed: [Option<(u64, i32)>; REMOVED_KEPT],
-    removed_next: usize,
-    /// Slots ever written (searches stop there: most programs never fill a table).
-    removed_used: usize,
-    detached: [u64; DETACHED_KEPT],
-    detached_next: usize,
-    detached_used: usize,
+    /// `(kind, id)` removed by this process.
+    removed: Recent<REMOVED_KEPT>,
+    detached: Recent<DETACHED_KEPT>,
     holdings: [Option<Holding>; HOLDINGS_KEPT],
     found: [Option<Found>; FOUND_KEPT],
     /// Findings beyond `FOUND_KEPT` distinct ones, by severity (info, warning, error).
@@ -56,12 +51,8 @@ impl Default for State {
 impl State {
     pub const fn new() -> State {
         State {
-            removed: [None; REMOVED_KEPT],
-            removed_next: 0,
-            removed_used: 0,
-            detached: [0; DETACHED_KEPT],
-            detached_next: 0,
-            detached_used: 0,
+            removed: Recent::new(),
+            detached: Recent::new(),
             holdings: [None; HOLDINGS_KEPT],
             found: [None; FOUND_KEPT],
             overflow: [0; 3],
@@ -69,57 +60,33 @@ impl State {
     }
 
     pub fn any_removed(&self) -> bool {
-        self.removed[..self.removed_used]
-            .iter()
-            .any(Option::is_some)
+        !self.removed.is_empty()
     }
 
     pub fn was_removed(&self, kind: u64, id: i32) -> bool {
-        self.removed[..self.removed_used].contains(&Some((kind, id)))
+        self.removed.contains(object_key(kind, id))
     }
 
     pub fn removed(&mut self, kind: u64, id: i32) {
-        if self.was_removed(kind, id) {
-            return;
-        }
-        if let Some(slot) = self.removed.get_mut(self.removed_next) {
-            *slot = Some((kind, id));
-        }
-        self.removed_next = (self.removed_next + 1) % REMOVED_KEPT;
-        self.removed_used = (self.removed_used + 1).min(REMOVED_KEPT);
+        self.removed.insert(object_key(kind, id));
     }
 
     /// A get returned this id: it names a live object again.
     pub fn id_reused(&mut self, kind: u64, id: i32) {
-        for slot in &mut self.removed[..self.removed_used] {
-            if *slot == Some((kind, id)) {
-                *slot = None;
-            }
-        }
+        self.removed.forget(object_key(kind, id));
     }
 
     pub fn was_detached(&self, addr: u64) -> bool {
-        addr != 0 && self.detached[..self.detached_used].contains(&addr)
+        self.detached.contains(addr)
     }
 
     pub fn detached(&mut self, addr: u64) {
-        if addr == 0 || self.was_detached(addr) {
-            return;
-        }
-        if let Some(slot) = self.detached.get_mut(self.detached_next) {
-            *slot = addr;
-        }
-        self.detached_next = (self.detached_next + 1) % DETACHED_KEPT;
-        self.detached_used = (self.detached_used + 1).min(DETACHED_KEPT);
+        self.detached.insert(addr);
     }
 
     /// `shmat` placed an attachment here: detaching it is legitimate again.
     pub fn attached(&mut self, addr: u64) {
-        for slot in &mut self.detached[..self.detached_used] {
-            if *slot == addr {
-                *slot = 0;
-            }
-        }
+        self.detached.forget(addr);
     }
 
     /// A successful operation without `SEM_UNDO` on one semaphore.
@@ -204,6 +171,74 @@ impl State {
     }
 }
 
+/// Never 0 (0 marks a free slot in `Recent`).
+fn object_key(kind: u64, id: i32) -> u64 {
+    ((kind + 1) << 32) | u64::from(id as u32)
+}
+
+const FILTER_SLOTS: usize = 1024;
+
+/// The last `N` distinct non-zero keys, the oldest forgotten first. A counting filter answers
+/// the common question, "not there", with one load: these tables are asked on every shm and
+/// semaphore call, and a program that creates and removes in a loop keeps them full.
+struct Recent<const N: usize> {
+    keys: [u64; N],
+    next: usize,
+    len: usize,
+    /// How many keys hash to each slot (at most `N`, so a byte holds it).
+    counts: [u8; FILTER_SLOTS],
+}
+
+impl<const N: usize> Recent<N> {
+    const fn new() -> Self {
+        Recent {
+            keys: [0; N],
+            next: 0,
+            len: 0,
+            counts: [0; FILTER_SLOTS],
+        }
+    }
+
+    fn slot(key: u64) -> usize {
+        (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 54) as usize % FILTER_SLOTS
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn contains(&self, key: u64) -> bool {
+        key != 0 && self.counts[Self::slot(key)] != 0 && self.keys.contains(&key)
+    }
+
+    fn insert(&mut self, key: u64) {
+        if key == 0 || self.contains(key) {
+            return;
+        }
+        let old = core::mem::replace(&mut self.keys[self.next], key);
+        self.next = (self.next + 1) % N;
+        if old == 0 {
+            self.len += 1;
+        } else {
+            self.counts[Self::slot(old)] -= 1;
+        }
+        self.counts[Self::slot(key)] += 1;
+    }
+
+    fn forget(&mut self, key: u64) {
+        if !self.contains(key) {
+            return;
+        }
+        for k in &mut self.keys {
+            if *k == key {
+                *k = 0;
+                self.len -= 1;
+                self.counts[Self::slot(key)] -= 1;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,5 +312,24 @@ mod tests {
         }
         assert_eq!(s.found().count(), FOUND_KEPT);
         assert_eq!(s.total(Severity::Info), FOUND_KEPT as u64);
+    }
+
+    #[test]
+    fn recent_keeps_exactly_the_last_n_keys() {
+        let mut r: Recent<8> = Recent::new();
+        for key in 1..=100u64 {
+            r.insert(key);
+            r.insert(key); // a second insert of a present key changes nothing
+        }
+        assert!(
+            (1..=92).all(|k| !r.contains(k)),
+            "evicted keys are gone from the filter too"
+        );
+        assert!((93..=100).all(|k| r.contains(k)));
+        r.forget(95);
+        assert!(!r.contains(95) && r.contains(96) && !r.is_empty());
+        (93..=100).for_each(|k| r.forget(k));
+        assert!(r.is_empty() && r.counts.iter().all(|&c| c == 0));
+        assert!(!r.contains(0));
     }
 }
