@@ -17,9 +17,10 @@ GROUP is any of: alloc threads fork longrun (default: all). Builds the programs 
            the program itself leaves is still a leak beside jemalloc's; a child forked while
            another thread holds the loader's lock still ends and reports.
   threads  8 threads calling every hook at once; the ledger against /proc/self/maps and the
-           log against each thread's own count of its calls, exactly (JSON and text).
+           log against each thread's own count of its calls, exactly (JSON, text, and the
+           binary log as `shmtrace decode` reads it).
   fork     forks while threads are inside hooks, vfork and posix_spawn children, a process
-           tree writing one shared log file.
+           tree writing one shared log file (JSON, text and binary).
   longrun  1M calls (10M with --stress): the shim's heap and VmRSS flat; heap follows live
            objects only.
 
@@ -50,6 +51,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 BUILD = os.path.join(ROOT, "build", "hostile")
 LIB = os.path.join(ROOT, "target", "release", "libshmtrace.so")
+SHMTRACE = os.path.join(ROOT, "target", "release", "shmtrace")  # decodes binary logs
 ALLOCATORS = {
     "jemalloc": "libjemalloc.so.2",
     "tcmalloc": "libtcmalloc_minimal.so.4",
@@ -284,8 +286,7 @@ def run(what, argv, tmp, preload=None, env=None, timeout=30, log=None, fmt="json
     if any(re.search(r"\(errno (EINVAL|EIDRM)\)", l) and re.search(r"sem|shm", l)
            for l in fails):
         print("     hint: a SysV object of this run vanished while in use: did another process "
-              "remove it? (c_tests/run.py removes every object that appears while its "
-              "scenarios run, other suites' included)")
+              "remove it?")
     time.sleep(0.05)
     leftovers = marked_sysv() - before
     remove_sysv(leftovers)
@@ -333,8 +334,16 @@ class Log:
         self.retained = {}  # pid: [module, ...] of the report's retained groups
         self.report_mappings = {}  # pid: the report's "mappings" (JSON)
         self.lines = 0
-        with open(path, "rb") as f:
-            data = f.read()
+        if fmt == "binary":  # read as what `shmtrace decode` makes of it
+            out = subprocess.run([SHMTRACE, "decode", "--format", "json", path],
+                                 capture_output=True)
+            if out.returncode != 0 or out.stderr:
+                self.problems.append(f"shmtrace decode: exit {out.returncode}, "
+                                     f"{out.stderr.decode(errors='replace')[:300]!r}")
+            data, fmt = out.stdout, "json"
+        else:
+            with open(path, "rb") as f:
+                data = f.read()
         if data and not data.endswith(b"\n"):
             self.problems.append("the log does not end with a newline")
         text = data.decode(errors="replace")
@@ -440,7 +449,7 @@ def check_log(what, r, fmt, exact=lambda key: True, pids_reporting=None, clean=T
     diff = compare_counts(got, want, exact)
     check(want and not diff, f"{what}: records per process and thread match the calls each "
           f"made ({sum(want.values())} calls)", first(diff, 6) if want else "empty journal")
-    if fmt == "json":
+    if fmt in ("json", "binary"):
         lib = os.path.realpath(LIB)
         wrong = [f"pid {p}: {[m['path'] for m in st['modules'] if 'shmtrace' in m['path']]}"
                  for p, sts in log.starts.items() for st in sts
@@ -654,7 +663,8 @@ def retained_by_jemalloc(tmp):
 
 
 def group_threads(tmp):
-    runs = [("json", False, "10" if stress else "3"), ("text", True, "5" if stress else "1")]
+    runs = [("json", False, "10" if stress else "3"), ("text", True, "5" if stress else "1"),
+            ("binary", False, "10" if stress else "2")]
     for fmt, linked, secs in runs:
         what = f"threads: 8 threads x every hook for {secs} s, {fmt} log" + \
                (", linked" if linked else ", preloaded")
@@ -671,6 +681,24 @@ def group_threads(tmp):
             preload=[LIB], timeout=90)
 
 
+def fork_storm(what, secs, tmp, fmt):
+    log = os.path.join(tmp, f"storm.{fmt}")
+    r = run(what, [exe("fork"), "storm", secs], tmp, preload=[LIB], log=log, fmt=fmt,
+            timeout=int(secs) + 40)
+    if not r.hung:
+        # Every process that ends normally writes one clean report (fork children speak
+        # only of what they made themselves), except vfork children ending with _exit.
+        silent = {int(p) for p in re.findall(r"^CHILD (\d+) vfork-exit$", r.stdout, re.M)}
+        pids = {int(l.split()[1]) for l in r.journal.splitlines() if l.startswith("COUNT")}
+        lg = check_log(what, r, fmt, pids_reporting=pids - silent)
+        wrong = sorted(silent & set(lg.reports))
+        check(not wrong, f"{what}: no report from vfork children ending with _exit",
+              f"pids {wrong}")
+        if verbose:
+            print("     " + " ".join(journal_notes(r.journal)))
+    remove(log)
+
+
 def group_fork(tmp):
     secs = "10" if stress else "2"
     # With the log off the hooks are fastest, so the most calls complete while each fork is
@@ -679,23 +707,10 @@ def group_fork(tmp):
     what = f"fork storm, log off: forks while 4 threads are in hooks ({secs} s)"
     run(what, [exe("fork"), "storm", secs], tmp, preload=[LIB], timeout=int(secs) + 40)
     what = f"fork storm: forks, vforks and posix_spawns while 4 threads are in hooks ({secs} s)"
-    log = os.path.join(tmp, "storm.json")
-    r = run(what, [exe("fork"), "storm", secs], tmp, preload=[LIB], log=log,
-            timeout=int(secs) + 40)
-    if not r.hung:
-        # Every process that ends normally writes one clean report (fork children speak
-        # only of what they made themselves), except vfork children ending with _exit.
-        silent = {int(p) for p in re.findall(r"^CHILD (\d+) vfork-exit$", r.stdout, re.M)}
-        pids = {int(l.split()[1]) for l in r.journal.splitlines() if l.startswith("COUNT")}
-        lg = check_log(what, r, "json", pids_reporting=pids - silent)
-        wrong = sorted(silent & set(lg.reports))
-        check(not wrong, f"{what}: no report from vfork children ending with _exit",
-              f"pids {wrong}")
-        if verbose:
-            print("     " + " ".join(journal_notes(r.journal)))
-    remove(log)
+    for fmt in ("json", "binary"):
+        fork_storm(f"{what}, {fmt} log", secs, tmp, fmt)
 
-    for fmt in ("json", "text"):
+    for fmt in ("json", "text", "binary"):
         what = f"fork spawn: vfork and posix_spawn children ({fmt} log)"
         log = os.path.join(tmp, f"spawn.{fmt}")
         r = run(what, [exe("fork"), "spawn"], tmp, preload=[LIB], log=log, fmt=fmt)
@@ -725,7 +740,7 @@ def group_fork(tmp):
 
     levels, fanout, calls = (4, 4, 2000) if stress else (3, 3, 300)
     nproc = sum(fanout ** i for i in range(levels + 1))
-    for fmt, linked in (("json", False), ("text", True)):
+    for fmt, linked in (("json", False), ("text", True), ("binary", False)):
         what = (f"fork tree: {nproc} processes ({levels} levels of {fanout}) x {calls} calls, "
                 f"one shared {fmt} log" + (", linked" if linked else ", preloaded"))
         log = os.path.join(tmp, f"tree.{fmt}")
