@@ -36,6 +36,10 @@ import tempfile
 import time
 import traceback
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import testlib  # noqa: E402
+from testlib import check, first  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 BUILD = os.path.join(ROOT, "build", "c_tests")
@@ -88,25 +92,6 @@ class Records(list):
         self.reports = {}
 
 verbose = False
-passed = failed = 0
-
-
-def check(ok, what, detail=""):
-    """Counts one check; prints it when it fails (or always with -v)."""
-    global passed, failed
-    if ok:
-        passed += 1
-        if verbose:
-            print(f"ok   {what}")
-    else:
-        failed += 1
-        print(f"FAIL {what}" + (f": {detail}" if detail else ""))
-    return ok
-
-
-def first(problems, n=3):
-    more = f" (and {len(problems) - n} more)" if len(problems) > n else ""
-    return "; ".join(problems[:n]) + more
 
 
 # ---- the journal a scenario keeps of its own calls (see harness.h) ----------------------
@@ -948,7 +933,7 @@ def build(make_vars):
     plain = subprocess.run(["make", "-C", HERE, *make_vars, "plain"], capture_output=True,
                            text=True)
     if not check(plain.returncode == 0, "make -C c_tests plain", plain.stderr.strip()[-600:]):
-        sys.exit(summary())
+        sys.exit(testlib.summary())
     return False, have_lib
 
 
@@ -1173,11 +1158,6 @@ def isolate_ipc():
     os.execvp("unshare", ["unshare", "--ipc", "--", sys.executable, *sys.argv])
 
 
-def summary():
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
-
-
 def main():
     global verbose, BUILD, LIB
     argv, names, make_vars = sys.argv[1:], [], []
@@ -1185,6 +1165,7 @@ def main():
         a = argv.pop(0)
         if a == "-v":
             verbose = True
+            testlib.verbose = True
         elif a in ("--libdir", "--build") and argv:
             path = os.path.abspath(argv.pop(0))
             if a == "--libdir":
@@ -1211,28 +1192,28 @@ def main():
         for name in names:
             if name in ("config", "ledger"):
                 continue
-            before = failed
+            before = testlib.failed
             try:
                 run_scenario(name, tmp, have_linked, have_lib)
             except Exception:  # a bug here, or output too broken to analyse
                 check(False, f"{name}: run.py crashed", traceback.format_exc())
-            print(f"-- {name}: {'ok' if failed == before else 'FAILED'}")
+            print(f"-- {name}: {'ok' if testlib.failed == before else 'FAILED'}")
         if "config" in names or names == SCENARIOS:
-            before = failed
+            before = testlib.failed
             check_config(tmp, have_linked, have_lib)
-            print(f"-- config: {'ok' if failed == before else 'FAILED'}")
+            print(f"-- config: {'ok' if testlib.failed == before else 'FAILED'}")
         if names == SCENARIOS and have_lib:
-            before = failed
+            before = testlib.failed
             check_verdict(tmp)
-            print(f"-- verdict: {'ok' if failed == before else 'FAILED'}")
+            print(f"-- verdict: {'ok' if testlib.failed == before else 'FAILED'}")
         if ("ledger" in names or names == SCENARIOS) and check(have_linked,
                                                                "ledger_*.linked built"):
-            before = failed
+            before = testlib.failed
             check_ledger(tmp)
-            print(f"-- ledger: {'ok' if failed == before else 'FAILED'}")
+            print(f"-- ledger: {'ok' if testlib.failed == before else 'FAILED'}")
     if verbose:
         print(f"({time.time() - start:.1f} s)")
-    return summary()
+    return testlib.summary()
 
 
 if __name__ == "__main__":

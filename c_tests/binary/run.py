@@ -39,6 +39,10 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import testlib  # noqa: E402
+from testlib import check, note  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 BUILD = os.path.join(ROOT, "build", "binary")
@@ -53,23 +57,6 @@ GROUPS = ["kill", "threads", "fork", "exec", "disk", "config", "decode"]
 WARNING = "shmtrace: warning:"
 
 verbose = False
-passed = failed = 0
-
-
-def check(ok, what, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        if verbose:
-            print(f"ok   {what}")
-    else:
-        failed += 1
-        print(f"FAIL {what}" + (f": {detail}" if detail else ""))
-    return bool(ok)
-
-
-def note(text):
-    print(f"note {text}")
 
 
 def build():
@@ -403,6 +390,7 @@ def main():
     args = sys.argv[1:]
     if "-v" in args:
         verbose = True
+        testlib.verbose = True
         args.remove("-v")
     groups = args or GROUPS
     for g in groups:
@@ -429,8 +417,7 @@ def main():
                     globals()[g](d)
             except Exception as e:  # a crashed group is a failure, the others still run
                 check(False, f"{g}: ran to the end", repr(e))
-    print(f"{passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    sys.exit(testlib.summary())
 
 
 if __name__ == "__main__":

@@ -55,6 +55,10 @@ import tempfile
 import time
 import traceback
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import testlib  # noqa: E402
+from testlib import check, first, note  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 BUILD = os.path.join(ROOT, "build", "edge")
@@ -82,30 +86,7 @@ TEXT_FINDING = re.compile(r"shmtrace\[\d+(:\d+)?\] \d+\.\d{6} finding SHM\d{3} (
 TEXT_REPORT_BODY = re.compile(r"shmtrace\[(?P<pid>\d+)\] (?!\d+\.\d{6} ).")
 
 verbose = False
-passed = failed = 0
 HAVE_NS = False
-
-
-def check(ok, what, detail=""):
-    """Counts one check; prints it when it fails (or always with -v)."""
-    global passed, failed
-    if ok:
-        passed += 1
-        if verbose:
-            print(f"ok   {what}")
-    else:
-        failed += 1
-        print(f"FAIL {what}" + (f": {detail}" if detail else ""))
-    return bool(ok)
-
-
-def note(text):
-    print(f"note {text}")
-
-
-def first(problems, n=3):
-    more = f" (and {len(problems) - n} more)" if len(problems) > n else ""
-    return "; ".join(str(p) for p in problems[:n]) + more
 
 
 def read(path):
@@ -823,11 +804,6 @@ def build(make_vars):
     return check(r.returncode == 0, "make -C c_tests/edge", (r.stdout + r.stderr)[-1500:])
 
 
-def summary():
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
-
-
 def main():
     global verbose, BUILD, LIB, LIBDIR, HAVE_NS
     argv, groups, make_vars = sys.argv[1:], [], []
@@ -835,6 +811,7 @@ def main():
         a = argv.pop(0)
         if a == "-v":
             verbose = True
+            testlib.verbose = True
         elif a in ("--libdir", "--build") and argv:
             path = os.path.abspath(argv.pop(0))
             if a == "--libdir":
@@ -850,23 +827,23 @@ def main():
     groups = groups or GROUPS
     start = time.time()
     if not check(os.path.exists(LIB), f"{LIB} exists (make lib)") or not build(make_vars):
-        return summary()
+        return testlib.summary()
     HAVE_NS = subprocess.run(["unshare", "--ipc", "true"], capture_output=True).returncode == 0
     if not HAVE_NS:
         note("unshare --ipc unavailable: SysV leftovers are found by comparing the machine's "
              "tables before and after each run")
     with tempfile.TemporaryDirectory(prefix="shmtrace-edge.") as tmp:
         for group in groups:
-            before, t0 = failed, time.time()
+            before, t0 = testlib.failed, time.time()
             try:
                 globals()[f"group_{group}"](tmp)
             except Exception:
                 check(False, f"{group}: run.py crashed", traceback.format_exc())
-            print(f"-- {group}: {'ok' if failed == before else 'FAILED'} "
+            print(f"-- {group}: {'ok' if testlib.failed == before else 'FAILED'} "
                   f"({time.time() - t0:.1f} s)")
     if verbose:
         print(f"({time.time() - start:.1f} s)")
-    return summary()
+    return testlib.summary()
 
 
 if __name__ == "__main__":

@@ -29,6 +29,10 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import testlib  # noqa: E402
+from testlib import check  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 BUILD = os.path.join(ROOT, "build", "findings")
@@ -51,21 +55,7 @@ CASES = {
     "foreign_creator": ("SHM012", "foreign-creator", "info"),
 }
 
-VERBOSE = "-v" in sys.argv[1:]
-passed = 0
-failed = 0
-
-
-def check(ok, what):
-    global passed, failed
-    if ok:
-        passed += 1
-        if VERBOSE:
-            print(f"ok   {what}")
-    else:
-        failed += 1
-        print(f"FAIL {what}")
-    return ok
+VERBOSE = testlib.verbose = "-v" in sys.argv[1:]
 
 
 def can_unshare():
@@ -274,8 +264,7 @@ def main():
                 part(tmp)
             except Exception as e:
                 check(False, f"{part.__name__}: {type(e).__name__}: {e}")
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return testlib.summary()
 
 
 if __name__ == "__main__":

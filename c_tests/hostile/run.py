@@ -47,6 +47,10 @@ import tempfile
 import time
 import traceback
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import testlib  # noqa: E402
+from testlib import check, first, note  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 BUILD = os.path.join(ROOT, "build", "hostile")
@@ -80,31 +84,6 @@ TEXT_CLEAN = re.compile(r"shmtrace\[(?P<pid>\d+)\] report: clean: no segment, se
 
 verbose = False
 stress = False
-passed = failed = 0
-
-
-def check(ok, what, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        if verbose:
-            print(f"ok   {what}")
-    else:
-        failed += 1
-        print(f"FAIL {what}" + (f": {detail}" if detail else ""))
-    sys.stdout.flush()
-    return ok
-
-
-def first(items, n=3):
-    items = list(items)
-    more = f" (and {len(items) - n} more)" if len(items) > n else ""
-    return "; ".join(str(x) for x in items[:n]) + more
-
-
-def note(text):
-    print(f"note {text}")
-    sys.stdout.flush()
 
 
 # ---- SysV objects ----------------------------------------------------------------------
@@ -799,6 +778,7 @@ def main():
         a = argv.pop(0)
         if a == "-v":
             verbose = True
+            testlib.verbose = True
         elif a == "--stress":
             stress = True
         elif a in ("--libdir", "--build") and argv:
@@ -816,13 +796,11 @@ def main():
     names = names or list(GROUPS)
     start = time.time()
     if not check(os.path.exists(LIB), f"{LIB} exists (make lib)"):
-        print(f"{passed} passed, {failed} failed")
-        return 1
+        return testlib.summary()
     build = subprocess.run(["make", "-C", HERE, *make_vars], capture_output=True, text=True)
     if not check(build.returncode == 0, "make -C c_tests/hostile (-Wall -Wextra -Werror)",
                  build.stderr.strip()[-800:]):
-        print(f"{passed} passed, {failed} failed")
-        return 1
+        return testlib.summary()
     # A tag no live object has: this run's objects are told apart from any other run's.
     global TAG
     taken = set()
@@ -847,18 +825,17 @@ def main():
         os.symlink("libshmtrace.so", os.path.join(snap, "libshmtrace.so.0"))
         LIB = os.path.join(snap, "libshmtrace.so")
         for name in names:
-            t0, before = time.time(), failed
+            t0, before = time.time(), testlib.failed
             try:
                 GROUPS[name](tmp)
             except Exception:
                 check(False, f"{name}: run.py crashed", traceback.format_exc())
-            print(f"-- {name}: {'ok' if failed == before else 'FAILED'} "
+            print(f"-- {name}: {'ok' if testlib.failed == before else 'FAILED'} "
                   f"({time.time() - t0:.0f} s)")
             sys.stdout.flush()
     if verbose:
         print(f"({time.time() - start:.0f} s)")
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return testlib.summary()
 
 
 if __name__ == "__main__":
