@@ -5,6 +5,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -479,7 +480,17 @@ fn interrupt_reaches_the_program_and_the_report_follows() {
     let run_dir = scratch.path("run");
     let waiter = scratch.compile("waiter");
 
-    let mut child = shmtrace_run(&run_dir, &[], &[&waiter])
+    let mut command = shmtrace_run(&run_dir, &[], &[&waiter]);
+    // As from a terminal: a test run started in the background of a shell without job control
+    // inherits SIGINT ignored, which shmtrace rightly passes on to the program.
+    // SAFETY: between fork and exec only `signal`, which is async-signal-safe, runs.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        })
+    };
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
