@@ -330,15 +330,6 @@ def match(what, journal, recs):
 
 # ---- running a scenario ----------------------------------------------------------------
 
-def sysv_ids():
-    ids = set()
-    for kind in ("shm", "sem"):
-        with open(f"/proc/sysvipc/{kind}") as f:
-            next(f)
-            ids |= {(kind, int(line.split()[1])) for line in f if line.strip()}
-    return ids
-
-
 class Run:
     pass
 
@@ -357,7 +348,7 @@ def run(what, binary, preload=False, env=None, tmp=None, args=(), leaks=False):
         full_env["LD_PRELOAD"] = LIB
     full_env.update(env or {})
 
-    before = sysv_ids()
+    before = testlib.sysv_ids()
     r = Run()
     r.t0 = time.time()
     proc = subprocess.Popen([binary, *args], env=full_env, stdout=subprocess.PIPE,
@@ -375,7 +366,7 @@ def run(what, binary, preload=False, env=None, tmp=None, args=(), leaks=False):
         r.journal = Journal(f.read())
     os.unlink(journal_path)
 
-    r.leftovers = leaked = sorted(sysv_ids() - before)
+    r.leftovers = leaked = sorted(testlib.sysv_ids() - before)
     for kind, ident in leaked:
         subprocess.run(["ipcrm", "-m" if kind == "shm" else "-s", str(ident)],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

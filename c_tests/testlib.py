@@ -33,6 +33,16 @@ def note(text):
     sys.stdout.flush()
 
 
+def sysv_ids():
+    """Every shared memory segment and semaphore set this IPC namespace has: {(kind, id)}."""
+    ids = set()
+    for kind in ("shm", "sem"):
+        with open(f"/proc/sysvipc/{kind}") as f:
+            next(f)
+            ids |= {(kind, int(line.split()[1])) for line in f if line.strip()}
+    return ids
+
+
 def summary():
     """Prints the summary line; the exit status: 1 if anything failed."""
     print(f"{passed} passed, {failed} failed")

@@ -112,15 +112,6 @@ if [ -n "$p" ]; then LD_PRELOAD=$p "$@"; else "$@"; fi; rc=$?
 exit $rc'''
 
 
-def sysv_ids():
-    ids = set()
-    for kind in ("shm", "sem"):
-        with open(f"/proc/sysvipc/{kind}") as f:
-            next(f)
-            ids |= {(kind, int(line.split()[1])) for line in f if line.strip()}
-    return ids
-
-
 class Run:
     def __init__(self):
         self.rc, self.stdout, self.stderr = None, "", ""
@@ -171,7 +162,7 @@ def run(what, argv, env=None, preload=False, tmp=None, journal=False, timeout=TI
     if HAVE_NS:
         cmd = ["unshare", "--ipc", "--"] + cmd
     else:
-        before = sysv_ids()
+        before = testlib.sysv_ids()
     proc = subprocess.Popen(cmd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)
     try:
@@ -196,7 +187,7 @@ def run(what, argv, env=None, preload=False, tmp=None, journal=False, timeout=TI
         r.leftovers = [] if r.hung else [l.split()[0] + " " + l.split()[2]
                                          for l in read(dump).splitlines() if l.strip()]
     else:
-        left = sorted(sysv_ids() - before)
+        left = sorted(testlib.sysv_ids() - before)
         r.leftovers = [f"{k} {i}" for k, i in left]
         for kind, ident in left:
             subprocess.run(["ipcrm", "-m" if kind == "shm" else "-s", str(ident)],
