@@ -24,6 +24,12 @@ fn root_pid(doc: &Value) -> i64 {
     doc["run"]["root_pid"].as_i64().expect("run.root_pid")
 }
 
+/// Shows the whole text when the piece is missing.
+#[track_caller]
+fn assert_has(text: &str, piece: impl AsRef<str>) {
+    assert!(text.contains(piece.as_ref()), "{text}");
+}
+
 fn ends_with(v: &Value, suffix: &str) -> bool {
     v.as_str().is_some_and(|s| s.ends_with(suffix))
 }
@@ -42,10 +48,7 @@ fn multi_process_verdict_is_exact() {
     guard.add_from_output(&stdout);
     let stderr = text(&out.stderr);
     assert_eq!(exit_code(&out), 0, "{stderr}");
-    assert!(
-        stderr.contains("shmtrace: 1 leak: 1 semaphore set\n"),
-        "{stderr}"
-    );
+    assert_has(&stderr, "shmtrace: 1 leak: 1 semaphore set\n");
 
     let doc = report_json(&run_dir, &[]);
     let root = root_pid(&doc);
@@ -82,16 +85,11 @@ fn multi_process_verdict_is_exact() {
 
     // The same report in text names the child and the exact line.
     let line = line_of("family", "semget");
-    assert!(
-        stderr.contains(&format!(
-            "created by {child_pid} (family) at make_set (family.c:{line})"
-        )),
-        "{stderr}"
+    assert_has(
+        &stderr,
+        format!("created by {child_pid} (family) at make_set (family.c:{line})"),
     );
-    assert!(
-        stderr.contains(&format!("still exists (ipcrm -s {sem})")),
-        "{stderr}"
-    );
+    assert_has(&stderr, format!("still exists (ipcrm -s {sem})"));
 }
 
 /// A program that execs another: what each image created is attributed to it, symbolized in
@@ -135,12 +133,12 @@ fn exec_chain_attributes_objects_to_each_program() {
     assert_eq!(set["site"]["line"], line_of("chain_second", "semget"));
 
     let stderr = text(&out.stderr);
-    assert!(
-        stderr.contains(&format!(
+    assert_has(
+        &stderr,
+        format!(
             "created by {root} (chain_second) at main (chain_second.c:{})",
             line_of("chain_second", "semget")
-        )),
-        "{stderr}"
+        ),
     );
 }
 
@@ -262,20 +260,17 @@ fn sigsegv_is_reported_and_propagated() {
     guard.add_from_output(&stdout);
     let stderr = text(&out.stderr);
     assert_eq!(exit_code(&out), 128 + 11, "{stderr}");
-    assert!(stderr.contains("killed by SIGSEGV"), "{stderr}");
+    assert_has(&stderr, "killed by SIGSEGV");
     let shm: i64 = stdout
         .lines()
         .find_map(|l| l.strip_prefix("shm ")?.parse().ok())
         .expect("segv prints its segment");
-    assert!(
-        stderr.contains(&format!("segment shmid={shm} key=IPC_PRIVATE size=4096")),
-        "{stderr}"
+    assert_has(
+        &stderr,
+        format!("segment shmid={shm} key=IPC_PRIVATE size=4096"),
     );
-    assert!(
-        stderr.contains(&format!("still exists (ipcrm -m {shm})")),
-        "{stderr}"
-    );
-    assert!(stderr.contains("shmtrace: 1 leak: 1 segment\n"), "{stderr}");
+    assert_has(&stderr, format!("still exists (ipcrm -m {shm})"));
+    assert_has(&stderr, "shmtrace: 1 leak: 1 segment\n");
 
     let doc = report_json(&run_dir, &[]);
     let root = root_pid(&doc);
@@ -516,7 +511,7 @@ fn interrupt_reaches_the_program_and_the_report_follows() {
     let out = child.wait_with_output().unwrap();
     let stderr = text(&out.stderr);
     assert_eq!(exit_code(&out), 128 + 2, "{stderr}");
-    assert!(stderr.contains("killed by SIGINT"), "{stderr}");
+    assert_has(&stderr, "killed by SIGINT");
 }
 
 /// The records of every process of a run directory, as `shmtrace decode --format json` prints
@@ -599,9 +594,9 @@ fn deeper_stacks_tell_two_call_chains_apart() {
     guard.add_from_output(&stdout);
     let stderr = text(&out.stderr);
     assert_eq!(exit_code(&out), 0, "{stderr}");
-    assert!(
-        stderr.contains("shmtrace: 6 leaks: 2 segments, 2 attachments, 2 mappings (8192 bytes)\n"),
-        "{stderr}"
+    assert_has(
+        &stderr,
+        "shmtrace: 6 leaks: 2 segments, 2 attachments, 2 mappings (8192 bytes)\n",
     );
     let shm: Vec<i64> = stdout
         .lines()
@@ -676,16 +671,11 @@ fn deeper_stacks_tell_two_call_chains_apart() {
         assert_eq!(chains, [1, 2], "{site:?} in:\n{stderr}");
     }
     for id in &shm {
-        assert!(
-            stderr.contains(&format!(
-                "created by {root} (stacks) at leak_here (stacks.c:{shmget})"
-            )),
-            "{stderr}"
+        assert_has(
+            &stderr,
+            format!("created by {root} (stacks) at leak_here (stacks.c:{shmget})"),
         );
-        assert!(
-            stderr.contains(&format!("still exists (ipcrm -m {id})")),
-            "{stderr}"
-        );
+        assert_has(&stderr, format!("still exists (ipcrm -m {id})"));
     }
 
     // JSON: the same frames, as site objects next to each site.
