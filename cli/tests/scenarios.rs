@@ -521,13 +521,8 @@ fn log_records(run_dir: &Path) -> Vec<Value> {
     for entry in std::fs::read_dir(run_dir).unwrap().flatten() {
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "bin") {
-            let out = Command::new(env!("CARGO_BIN_EXE_shmtrace"))
-                .args(["decode", "--format", "json"])
-                .arg(&path)
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{}", text(&out.stderr));
-            for line in text(&out.stdout).lines() {
+            let text = log_text(&path).unwrap_or_else(|| panic!("{} decodes", path.display()));
+            for line in text.lines() {
                 records.push(serde_json::from_str(line).expect("a JSON log line"));
             }
         }

@@ -132,7 +132,7 @@ impl IpcGuard {
                 continue;
             };
             for entry in entries.flatten() {
-                let Ok(text) = fs::read_to_string(entry.path()) else {
+                let Some(text) = log_text(&entry.path()) else {
                     continue;
                 };
                 for line in text.lines() {
@@ -188,6 +188,21 @@ pub fn shmtrace_run(dir: &Path, args: &[&str], program: &[&Path]) -> Command {
         .env_remove("NO_COLOR")
         .env_remove("LD_PRELOAD");
     cmd
+}
+
+/// A log's records as JSON lines: binary logs (`*.bin`, what `shmtrace` run writes) through
+/// `shmtrace decode`, other files as they are; `None` if unreadable.
+pub fn log_text(path: &Path) -> Option<String> {
+    if path.extension().is_some_and(|e| e == "bin") {
+        let out = Command::new(SHMTRACE)
+            .args(["decode", "--format", "json"])
+            .arg(path)
+            .output()
+            .ok()?;
+        out.status.success().then(|| text(&out.stdout))
+    } else {
+        fs::read_to_string(path).ok()
+    }
 }
 
 pub fn text(bytes: &[u8]) -> String {
