@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
+use std::time::Duration;
 
 pub const HELP: &str = "\
 shmtrace: run a program (and every process it forks or execs) under libshmtrace.so, then
@@ -17,9 +18,11 @@ USAGE
 
   The first form runs PROGRAM with libshmtrace.so preloaded, one binary log per process in
   a run directory (durable even if the program is killed), and prints the merged report on stderr (the program's stdout stays its
-  own). shmtrace exits with the program's exit status (128+N if a signal N killed it).
-  SIGINT and SIGQUIT are ignored by shmtrace while the program runs, so Ctrl-C reaches the
-  program and the report is still printed. Options go before PROGRAM: every argument from
+  own). shmtrace waits for every process of the tree, also those that outlive PROGRAM
+  (see --wait), and exits with PROGRAM's exit status (128+N if a signal N killed it).
+  Signals the program's processes send to their process group never stop shmtrace; SIGTERM,
+  SIGHUP, SIGUSR1 and SIGUSR2 sent to shmtrace reach PROGRAM; Ctrl-C reaches PROGRAM through
+  the terminal. The report is printed in every case. Options go before PROGRAM: every argument from
   PROGRAM on is the program's. Write `--` before a PROGRAM whose name starts with '-' or is
   `report`.
 
@@ -42,6 +45,9 @@ OPTIONS (running a program)
                          default: none, or SHMTRACE_STACK as already set). The report then
                          shows under each site the functions that led there, as
                          `called from function (file:line)` lines
+    --wait SECONDS       after PROGRAM ended, wait at most SECONDS for the processes it
+                         left running (a daemon) before reporting; 0: do not wait.
+                         Default: until the last one ends (Ctrl-C reports at once)
 
 OPTIONS (both forms)
     --error-exitcode N   exit with N (1..255) when the merged verdict finds leaks
@@ -56,6 +62,8 @@ OPTIONS (both forms)
     --pid N              show only process N (repeatable); leaks, attachments, mappings,
                          calls and statistics of other processes are left out, the verdict
                          still covers the whole tree
+    --all-processes      list every process, also those that made no tracked call
+                         (folded into one line by default)
     --color WHEN         auto (default: colour on a terminal unless NO_COLOR is set),
                          always, or never
     -h, --help           this help
@@ -96,6 +104,8 @@ pub struct ViewOptions {
     pub pids: BTreeSet<i32>,
     pub color: ColorChoice,
     pub error_exitcode: Option<u8>,
+    /// `--all-processes`: list processes that made no tracked call too.
+    pub all_processes: bool,
 }
 
 impl Default for ViewOptions {
@@ -107,6 +117,7 @@ impl Default for ViewOptions {
             pids: BTreeSet::new(),
             color: ColorChoice::Auto,
             error_exitcode: None,
+            all_processes: false,
         }
     }
 }
@@ -130,6 +141,9 @@ pub struct RunOptions {
     pub out: Option<PathBuf>,
     /// `--stack N`: `SHMTRACE_STACK` for the program; `None` leaves the environment's.
     pub stack: Option<u8>,
+    /// `--wait SECONDS`: how long to wait for descendants after the program ended; `None`:
+    /// until the last one ends.
+    pub wait: Option<Duration>,
     pub view: ViewOptions,
     /// PROGRAM and its arguments; never empty.
     pub program: Vec<OsString>,
@@ -170,6 +184,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
     let mut lib = None;
     let mut out = None;
     let mut stack = None;
+    let mut wait = None;
     let mut positional: Vec<OsString> = Vec::new();
 
     while let Some(arg) = args.next() {
@@ -256,7 +271,17 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
                     .ok_or_else(|| format!("--stack: expected 0..{STACK_MAX}, not {v}"))?;
                 stack = Some(depth);
             }
-            "--lib" | "--out" | "--stack" => {
+            "--all-processes" => view.all_processes = true,
+            "--wait" if !report => {
+                let v = value("a number of seconds")?;
+                let secs = v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| s.is_finite() && *s >= 0.0)
+                    .ok_or_else(|| format!("--wait: expected a number of seconds, not {v}"))?;
+                wait = Some(Duration::from_secs_f64(secs.min(1e9)));
+            }
+            "--lib" | "--out" | "--stack" | "--wait" => {
                 return Err(format!("{name} is for running a program"));
             }
             _ => return Err(format!("unknown option {name}")),
@@ -277,6 +302,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
             lib,
             out,
             stack,
+            wait,
             view,
             program: positional,
         }))

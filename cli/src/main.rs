@@ -12,6 +12,7 @@ mod merge;
 mod render;
 mod run;
 mod runinfo;
+mod supervise;
 mod symbols;
 // The shim's pure modules (events, argument decoding, the text and JSON formats, the binary
 // layout), compiled in so that `shmtrace decode` prints exactly what the shim would have
