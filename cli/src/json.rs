@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use crate::args::ViewOptions;
 use crate::kernel::Presence;
 use crate::logs::Micros;
-use crate::merge::{Kind, ParentSource, Report};
+use crate::merge::{Kind, ParentSource, Report, SysvLeak};
 use crate::symbols::Symbol;
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -47,6 +47,26 @@ fn presence(p: Presence) -> &'static str {
     }
 }
 
+/// A SysV object left behind (a leak, or in use).
+fn sysv_object(l: &SysvLeak) -> Value {
+    let size_key = match l.kind {
+        Kind::Segment => "size",
+        Kind::SemaphoreSet => "nsems",
+    };
+    let mut obj = serde_json::Map::new();
+    obj.insert("kind".into(), json!(l.kind.name()));
+    obj.insert("id".into(), json!(l.id));
+    obj.insert("key".into(), json!(l.key));
+    obj.insert(size_key.into(), json!(l.size));
+    obj.insert("pid".into(), json!(l.pid));
+    obj.insert("exe".into(), json!(l.exe));
+    obj.insert("site".into(), site(&l.site));
+    obj.insert("stack".into(), stack(&l.stack));
+    obj.insert("ts".into(), seconds(l.ts));
+    obj.insert("kernel".into(), json!(presence(l.presence)));
+    Value::Object(obj)
+}
+
 pub fn document(report: &Report, view: &ViewOptions) -> Value {
     let v = &report.verdict;
     let run = report.run.as_ref().map(|r| {
@@ -74,29 +94,34 @@ pub fn document(report: &Report, view: &ViewOptions) -> Value {
                 "exit_code": p.status.map(|s| s.exit_code()),
                 "depth": p.depth,
                 "records": p.records,
+                "calls": p.calls,
             })
         })
         .collect();
-    let leaks: Vec<Value> = report
-        .leaks
+    let leaks: Vec<Value> = report.leaks.iter().map(sysv_object).collect();
+    let in_use: Vec<Value> = report
+        .in_use
         .iter()
         .map(|l| {
-            let size_key = match l.kind {
-                Kind::Segment => "size",
-                Kind::SemaphoreSet => "nsems",
-            };
-            let mut obj = serde_json::Map::new();
-            obj.insert("kind".into(), json!(l.kind.name()));
-            obj.insert("id".into(), json!(l.id));
-            obj.insert("key".into(), json!(l.key));
-            obj.insert(size_key.into(), json!(l.size));
-            obj.insert("pid".into(), json!(l.pid));
-            obj.insert("exe".into(), json!(l.exe));
-            obj.insert("site".into(), site(&l.site));
-            obj.insert("stack".into(), stack(&l.stack));
-            obj.insert("ts".into(), seconds(l.ts));
-            obj.insert("kernel".into(), json!(presence(l.presence)));
-            Value::Object(obj)
+            let mut obj = sysv_object(l);
+            let users: Vec<Value> = l
+                .users
+                .iter()
+                .map(|u| json!({"pid": u.pid, "exe": u.exe}))
+                .collect();
+            obj["in_use_by"] = json!(users);
+            obj
+        })
+        .collect();
+    let not_seen: Vec<Value> = report
+        .not_seen
+        .iter()
+        .map(|u| {
+            json!({
+                "kind": u.what.name(), "id": u.id,
+                "key": u.key.map(crate::kernel::key_text),
+                "size": u.size, "pid": u.pid,
+            })
         })
         .collect();
     let attachments: Vec<Value> = report
@@ -174,6 +199,9 @@ pub fn document(report: &Report, view: &ViewOptions) -> Value {
             "retained_mappings": v.retained_mappings,
             "retained_bytes": v.retained_bytes,
             "processes_without_exit_report": v.unreported,
+            "still_running": v.still_running,
+            "in_use": v.in_use,
+            "not_seen": v.not_seen,
             "findings": {
                 "error": v.findings.errors,
                 "warning": v.findings.warnings,
@@ -189,6 +217,8 @@ pub fn document(report: &Report, view: &ViewOptions) -> Value {
             "removed_by_another_process": report.sysv.removed_elsewhere,
         },
         "leaks": leaks,
+        "in_use": in_use,
+        "not_seen": not_seen,
         "attachments": attachments,
         "mappings": mappings,
         "retained": retained,

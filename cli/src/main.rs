@@ -82,12 +82,12 @@ fn run_program(opts: &RunOptions) -> ExitCode {
     };
     let mut program_status = finished.status.exit_code();
     if inputs.files.is_empty() {
+        // The kernel's tables still tell what it left behind.
         eprintln!(
             "shmtrace: {} wrote no log: it is statically linked or setuid (the loader ignores \
              LD_PRELOAD for those), or the library could not be loaded",
             args::display(&opts.program[0])
         );
-        return exit_code(program_status);
     }
     let sources = Sources {
         inputs: &inputs,

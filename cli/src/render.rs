@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::args::ViewOptions;
 use crate::kernel::Presence;
 use crate::logs::Micros;
-use crate::merge::{Ending, Kind, ParentSource, Report, Verdict};
+use crate::merge::{Ending, Kind, ParentSource, Process, Report, UnseenKind, Verdict};
 use crate::runinfo::Status;
 use crate::symbols::Symbol;
 
@@ -206,7 +206,9 @@ pub fn presence_text(p: Presence) -> &'static str {
         Presence::Exists => "still exists",
         Presence::MarkedForRemoval => "marked for removal, still attached somewhere",
         Presence::Gone => "no longer exists (removed outside the traced processes)",
-        Presence::Reused => "no longer exists (its id now names another segment)",
+        Presence::Reused => {
+            "no longer exists (removed outside the traced processes; its id now names another object)"
+        }
         Presence::Unknown => "existence unknown (/proc/sysvipc unreadable)",
     }
 }
@@ -223,7 +225,21 @@ fn findings_text(v: &Verdict) -> String {
 }
 
 pub fn verdict_text(v: &Verdict) -> String {
-    let text = verdict_leaks_text(v);
+    let mut text = verdict_leaks_text(v);
+    if v.in_use > 0 {
+        let _ = write!(
+            text,
+            "; in use, not leaks: {}",
+            plural(v.in_use, "SysV object", "SysV objects")
+        );
+    }
+    if v.still_running > 0 {
+        let _ = write!(
+            text,
+            "; {} still running",
+            plural(v.still_running, "process", "processes")
+        );
+    }
     if v.retained_mappings == 0 {
         return text;
     }
@@ -263,6 +279,9 @@ fn leaks_text(v: &Verdict) -> String {
     if v.attachments > 0 {
         parts.push(plural(v.attachments, "attachment", "attachments"));
     }
+    if v.not_seen > 0 {
+        parts.push(format!("{} not seen by the shim", v.not_seen));
+    }
     if v.mappings > 0 {
         parts.push(format!(
             "{} ({} bytes)",
@@ -275,6 +294,127 @@ fn leaks_text(v: &Verdict) -> String {
         plural(v.leaks(), "leak", "leaks"),
         parts.join(", ")
     )
+}
+
+/// Pids in a row: the first few, then how many more.
+fn pid_list(pids: &[i32]) -> String {
+    const SHOWN: usize = 6;
+    let mut text: Vec<String> = pids.iter().take(SHOWN).map(i32::to_string).collect();
+    if pids.len() > SHOWN {
+        text.push(format!("+{} more", pids.len() - SHOWN));
+    }
+    text.join(",")
+}
+
+/// The processes the table lists, and how many it folds into one line: those that made no
+/// tracked call and exited normally (a script's helpers), unless `--all-processes`.
+fn fold_idle<'a>(
+    report: &Report,
+    shown: &[&'a Process],
+    view: &ViewOptions,
+) -> (Vec<&'a Process>, usize) {
+    let root = report.run.as_ref().and_then(|r| r.root_pid);
+    let idle = |p: &Process| p.calls == 0 && p.ending == Ending::Exited && Some(p.pid) != root;
+    if view.all_processes {
+        return (shown.to_vec(), 0);
+    }
+    let listed: Vec<&Process> = shown.iter().copied().filter(|p| !idle(p)).collect();
+    let folded = shown.len() - listed.len();
+    (listed, folded)
+}
+
+/// SysV objects left behind that running processes of the tree still use: not leaks.
+fn in_use_section(out: &mut String, report: &Report, style: Style) {
+    if report.in_use.is_empty() {
+        return;
+    }
+    out.push('\n');
+    let _ = writeln!(
+        out,
+        "{}",
+        style.heading("SysV objects in use by running processes (not leaks)")
+    );
+    for o in &report.in_use {
+        let (id_name, size_name) = match o.kind {
+            Kind::Segment => ("shmid", "size"),
+            Kind::SemaphoreSet => ("semid", "nsems"),
+        };
+        let _ = writeln!(
+            out,
+            "  {} {id_name}={} key={} {size_name}={}",
+            o.kind.name(),
+            o.id,
+            o.key,
+            o.size
+        );
+        let exe = o
+            .exe
+            .as_deref()
+            .map_or(String::new(), |e| format!(" ({})", base_name(e)));
+        let _ = writeln!(
+            out,
+            "      created by {}{exe} at {}",
+            o.pid,
+            site_text(style, Some(&o.site)),
+        );
+        let users: Vec<String> = o
+            .users
+            .iter()
+            .map(|u| match &u.exe {
+                Some(exe) => format!("pid {} ({})", u.pid, base_name(exe)),
+                None => format!("pid {}", u.pid),
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "      {}",
+            style.good(&format!("in use by {}", users.join(", ")))
+        );
+    }
+}
+
+/// What the kernel holds that no log recorded: made by the tree out of the shim's sight.
+fn not_seen_section(out: &mut String, report: &Report, style: Style) {
+    if report.not_seen.is_empty() {
+        return;
+    }
+    out.push('\n');
+    let _ = writeln!(
+        out,
+        "{}",
+        style.heading(
+            "in the kernel, not seen by the shim (static binary, setuid program or raw system call)"
+        )
+    );
+    for u in &report.not_seen {
+        let key = u.key.map_or(String::new(), |k| {
+            format!(" key={}", crate::kernel::key_text(k))
+        });
+        let line = match u.what {
+            UnseenKind::Segment => format!(
+                "segment shmid={}{key} size={}, created by {} (ipcrm -m {})",
+                u.id,
+                u.size,
+                u.pid.map_or("?".into(), |p| p.to_string()),
+                u.id
+            ),
+            UnseenKind::SemaphoreSet => format!(
+                "semaphore set semid={}{key} nsems={}, created during the run{} (ipcrm -s {})",
+                u.id,
+                u.size,
+                u.pid
+                    .map_or(String::new(), |p| format!(", last used by {p}")),
+                u.id
+            ),
+            UnseenKind::Attachment => format!(
+                "attachment of shmid={} (size {}) in running process {}",
+                u.id,
+                u.size,
+                u.pid.map_or("?".into(), |p| p.to_string())
+            ),
+        };
+        let _ = writeln!(out, "  {}", style.bad(&line));
+    }
 }
 
 pub fn text(report: &Report, view: &ViewOptions, style: Style) -> String {
@@ -319,7 +459,8 @@ pub fn text(report: &Report, view: &ViewOptions, style: Style) -> String {
         style.dim("PROGRAM"),
     ]);
     let mut inferred = false;
-    for p in &shown {
+    let (listed, folded) = fold_idle(report, &shown, view);
+    for p in &listed {
         let parent = match (p.ppid, p.parent_source) {
             (Some(pp), ParentSource::Inferred) => {
                 inferred = true;
@@ -358,6 +499,13 @@ pub fn text(report: &Report, view: &ViewOptions, style: Style) -> String {
         ]);
     }
     table.write(&mut out, "  ");
+    if folded > 0 {
+        let _ = writeln!(
+            out,
+            "  {} made no tracked calls (--all-processes lists them)",
+            plural(folded as u64, "more process", "more processes")
+        );
+    }
     if inferred {
         out.push_str(
             "  (PARENT?: not recorded; the process whose program the child inherited at fork: its parent, or an ancestor)\n",
@@ -428,6 +576,8 @@ pub fn text(report: &Report, view: &ViewOptions, style: Style) -> String {
             _ => writeln!(out, "      {presence}"),
         };
     }
+    in_use_section(&mut out, report, style);
+    not_seen_section(&mut out, report, style);
 
     // Attachments and mappings, per process.
     if !report.attachments.is_empty() {
@@ -579,13 +729,13 @@ pub fn text(report: &Report, view: &ViewOptions, style: Style) -> String {
                 "warning" => style.warn(&f.severity),
                 _ => f.severity.clone(),
             };
-            let pids: Vec<String> = f.pids.iter().map(i32::to_string).collect();
+            let pids = pid_list(&f.pids);
             table.row_with_notes(
                 vec![
                     format!("{} {}", f.code, style.dim(&f.name)),
                     severity,
                     f.count.to_string(),
-                    pids.join(","),
+                    pids,
                     format!("{}: {}", f.func, site_text(style, f.site.as_ref())),
                 ],
                 vec![f.message.clone()],

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 
 use crate::args::{RunOptions, display};
+use crate::kernel;
 use crate::runinfo::{RunInfo, Status, now_micros};
 use crate::supervise::{self, Signals};
 
@@ -191,6 +192,16 @@ pub fn run(opts: &RunOptions) -> Result<Finished, Failure> {
         command.env("SHMTRACE_STACK", depth.to_string());
     }
 
+    let mut kernel_start = kernel::Start::now(info.started.unwrap_or_default());
+    let write_kernel_start = |start: &kernel::Start| {
+        if let Err(e) = start.write(&run_dir) {
+            eprintln!(
+                "shmtrace: warning: cannot write {}: {e}",
+                run_dir.join(kernel::START_FILE).display()
+            );
+        }
+    };
+    write_kernel_start(&kernel_start);
     // Before the spawn: a signal the tree sends its group right away must find the handlers.
     let signals = Signals::install().map_err(|e| Failure {
         message: format!("cannot set up signal handling: {e}"),
@@ -208,6 +219,7 @@ pub fn run(opts: &RunOptions) -> Result<Finished, Failure> {
             drop(signals);
             if created {
                 let _ = fs::remove_file(run_dir.join(crate::runinfo::FILE_NAME));
+                let _ = fs::remove_file(run_dir.join(kernel::START_FILE));
                 let _ = fs::remove_dir(&run_dir);
             }
             let status = if e.kind() == io::ErrorKind::NotFound {
@@ -225,9 +237,11 @@ pub fn run(opts: &RunOptions) -> Result<Finished, Failure> {
     info.root_pid = Some(root);
     write_info(&info);
     let program = display(&opts.program[0]);
-    let root_status = supervise::wait_for_tree(&signals, root, opts.wait, &run_dir, &program);
+    let ended = supervise::wait_for_tree(&signals, root, opts.wait, &run_dir, &program);
     drop(signals);
-    let status = status_of(ExitStatus::from_raw(root_status));
+    kernel_start.reaped = ended.reaped;
+    write_kernel_start(&kernel_start);
+    let status = status_of(ExitStatus::from_raw(ended.root_status));
     info.ended = Some(now_micros());
     info.status = Some(status);
     write_info(&info);

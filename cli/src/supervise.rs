@@ -7,7 +7,7 @@
 //! wait loop polls: the decisions (whose signal it is, whom to pass it to) are taken there, out
 //! of the handler.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -143,7 +143,15 @@ pub fn become_subreaper() -> io::Result<()> {
     Ok(())
 }
 
-/// The root program's wait status, once shmtrace waited for it, passing it the signals sent to shmtrace from outside, then
+/// How the run ended, as shmtrace saw it.
+pub struct Ended {
+    /// The root program's raw wait status.
+    pub root_status: c_int,
+    /// Every process shmtrace reaped: the root and the descendants reparented to it.
+    pub reaped: BTreeSet<i32>,
+}
+
+/// Waits for the root program, passing it the signals sent to shmtrace from outside, then
 /// for its descendants: until none is left, `wait` has passed (`None`: no limit), or a
 /// signal from outside the tree asks for the report now.
 pub fn wait_for_tree(
@@ -152,7 +160,7 @@ pub fn wait_for_tree(
     wait: Option<Duration>,
     run_dir: &Path,
     program: &str,
-) -> c_int {
+) -> Ended {
     let mut tree: HashSet<i32> = HashSet::from([root]);
     let mut root_status = None;
     let mut root_ended_at = Instant::now();
@@ -180,7 +188,10 @@ pub fn wait_for_tree(
         if let Some(status) = root_status {
             let waited = root_ended_at.elapsed();
             if no_children || report_now || wait.is_some_and(|w| waited >= w) {
-                return status;
+                return Ended {
+                    root_status: status,
+                    reaped: tree.into_iter().collect(),
+                };
             }
             if !noticed && waited >= NOTICE_AFTER {
                 noticed = true;

@@ -2,7 +2,7 @@
 //! blocking calls, SysV creations and removals, call statistics, and a few early call sites
 //! per process (to recognise the program image a forked child inherited).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::CallStat;
 use super::sysv::Kind;
@@ -54,6 +54,8 @@ pub(super) struct Collector {
     pub(super) stats: BTreeMap<(i32, String), CallStat>,
     pub(super) seen: HashMap<i32, Seen>,
     pub(super) findings: Vec<(Pos, Finding)>,
+    /// Every process that got, attached, operated on or controlled each SysV id.
+    pub(super) users: HashMap<(Kind, i64), BTreeSet<i32>>,
 }
 
 impl Collector {
@@ -115,6 +117,18 @@ impl Collector {
         stat.max_ns = stat.max_ns.max(c.dur_ns);
         if !c.succeeded() {
             return;
+        }
+        let used = match c.func.as_str() {
+            "shmget" => c.ret_i64().map(|id| (Kind::Segment, id)),
+            "semget" => c.ret_i64().map(|id| (Kind::SemaphoreSet, id)),
+            "shmat" | "shmctl" => c.arg_i64("shmid").map(|id| (Kind::Segment, id)),
+            "semop" | "semtimedop" | "semctl" => {
+                c.arg_i64("semid").map(|id| (Kind::SemaphoreSet, id))
+            }
+            _ => None,
+        };
+        if let Some(key) = used {
+            self.users.entry(key).or_default().insert(c.pid);
         }
         match c.func.as_str() {
             "shmget" | "semget" => {

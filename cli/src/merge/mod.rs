@@ -8,24 +8,26 @@
 mod allocators;
 mod collect;
 mod findings;
+mod live;
 mod sysv;
 #[cfg(test)]
 mod tests;
 mod tree;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use serde_json::{Map, Value};
 
 use crate::args::ViewOptions;
-use crate::kernel::{Kernel, LiveCheck};
+use crate::kernel::{Kernel, LiveCheck, Start};
 use crate::logs::{self, Call, Inputs, Micros, Module, Pos};
 use crate::runinfo::{RunInfo, Status};
 use crate::symbols::{Symbol, Symbolizer};
 use allocators::Allocators;
 use collect::Collector;
 pub use findings::{FindingTotals, MergedFinding, Rules};
+pub use live::{Unseen, UnseenKind};
 use sysv::sysv_leaks;
 pub use sysv::{Kind, SysvLeak, SysvSummary};
 use tree::Tree;
@@ -78,6 +80,8 @@ pub struct Process {
     /// Depth in the tree (0 for a root), for display.
     pub depth: usize,
     pub records: u64,
+    /// Tracked calls it made (returned or not).
+    pub calls: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -150,11 +154,17 @@ pub struct Verdict {
     pub unreported: u64,
     /// Audit findings after `SHMTRACE_SUPPRESS`.
     pub findings: FindingTotals,
+    /// Objects left behind but still used by a running process of the tree: not leaks.
+    pub in_use: u64,
+    /// Processes of the tree still running when the report was made.
+    pub still_running: u64,
+    /// Objects and attachments the kernel holds that no log recorded (leaks).
+    pub not_seen: u64,
 }
 
 impl Verdict {
     pub fn leaks(&self) -> u64 {
-        self.segments + self.semaphore_sets + self.attachments + self.mappings
+        self.segments + self.semaphore_sets + self.attachments + self.mappings + self.not_seen
     }
 
     /// What `--error-exitcode` fails on: a leak, or a finding of severity error.
@@ -171,6 +181,10 @@ pub struct Report {
     /// All processes of the tree (the `--pid` filter applies to the lists below, not here).
     pub processes: Vec<Process>,
     pub leaks: Vec<SysvLeak>,
+    /// Objects left behind that running processes of the tree still use.
+    pub in_use: Vec<SysvLeak>,
+    /// What the kernel holds that no log recorded.
+    pub not_seen: Vec<Unseen>,
     pub attachments: Vec<Attachment>,
     pub mappings: Vec<Mappings>,
     /// By process (tree order), then module.
@@ -232,8 +246,29 @@ pub fn build(sources: Sources<'_>, view: &ViewOptions) -> Result<Report, String>
         .filter(|p| p.ending != Ending::Exited)
         .count() as u64;
 
-    let (leaks, summary) = sysv_leaks(&collector, &tree, &Kernel::read(), &mut symbolizer);
+    report.verdict.still_running = report
+        .processes
+        .iter()
+        .filter(|p| p.ending == Ending::StillRunning)
+        .count() as u64;
+    let kernel = Kernel::read();
+    let (leaks, summary) = sysv_leaks(&collector, &tree, &kernel, &mut symbolizer);
     report.sysv = summary;
+    let running = live::Running::read(&report.processes);
+    if let Some(start) = report.run_dir.as_deref().and_then(Start::read) {
+        let mut pids: BTreeSet<i32> = tree.nodes.keys().copied().collect();
+        pids.extend(&start.reaped);
+        pids.extend(report.run.as_ref().and_then(|r| r.root_pid));
+        let ended = report.run.as_ref().and_then(|r| r.ended);
+        report.not_seen = live::unseen(&collector, &kernel, &start, &pids, &running, ended, &leaks);
+        report.verdict.not_seen = report.not_seen.len() as u64;
+    }
+    let (leaks, in_use) = live::split_in_use(&collector, &running, leaks);
+    report.verdict.in_use = in_use.len() as u64;
+    report.in_use = in_use
+        .into_iter()
+        .filter(|l| view.shows_pid(l.pid))
+        .collect();
     for leak in &leaks {
         match leak.kind {
             Kind::Segment => report.verdict.segments += 1,
@@ -336,6 +371,18 @@ fn processes(collector: &Collector, tree: &Tree, report: &Report, inputs: &Input
                 status,
                 depth: node.depth,
                 records: collector.seen.get(&pid).map_or(0, |s| s.records),
+                calls: collector
+                    .stats
+                    .range((pid, String::new())..)
+                    .take_while(|((p, _), _)| *p == pid)
+                    .map(|(_, s)| s.calls)
+                    .sum::<u64>()
+                    + collector
+                        .pending
+                        .iter()
+                        .filter(|((_, p, _), _)| *p == pid)
+                        .map(|(_, v)| v.len() as u64)
+                        .sum::<u64>(),
             }
         })
         .collect()

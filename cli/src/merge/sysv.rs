@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use super::collect::{Collector, Creation, Removal};
 use super::tree::Tree;
-use crate::kernel::{Kernel, Presence};
+use crate::kernel::{Identity, Kernel, Presence};
 use crate::logs::{Micros, Pos};
 use crate::symbols::{Symbol, Symbolizer};
 
@@ -38,6 +38,17 @@ pub struct SysvLeak {
     pub stack: Vec<Symbol>,
     pub ts: Micros,
     pub presence: Presence,
+    /// Processes of the tree still running that have it attached (a segment) or have used it
+    /// (a set): an object in use, not a leak. Empty for a leak.
+    pub users: Vec<User>,
+}
+
+/// A running process that holds an object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub pid: i32,
+    /// Its current program.
+    pub exe: Option<String>,
 }
 
 /// SysV objects over the whole tree.
@@ -100,9 +111,15 @@ pub(super) fn sysv_leaks(
             let exe = tree
                 .image_at(cr.pid, cr.pos, cr.ts)
                 .and_then(|i| i.exe.clone());
+            let who = Identity {
+                key: &cr.key,
+                size: cr.size,
+                creator: cr.pid,
+                created: cr.ts,
+            };
             let presence = match kind {
-                Kind::Segment => kernel.segment(id, cr.pid),
-                Kind::SemaphoreSet => kernel.semaphore_set(id),
+                Kind::Segment => kernel.segment(id, &who),
+                Kind::SemaphoreSet => kernel.semaphore_set(id, &who),
             };
             leaks.push(SysvLeak {
                 kind,
@@ -117,6 +134,7 @@ pub(super) fn sysv_leaks(
                 stack: symbolizer.symbolize_all(&cr.stack, modules),
                 ts: cr.ts,
                 presence,
+                users: Vec::new(),
             });
         };
         for (_, _, _, ev) in &events {
