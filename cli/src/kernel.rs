@@ -156,11 +156,44 @@ fn rows(text: &str) -> impl Iterator<Item = Vec<&str>> {
         .map(|l| l.split_whitespace().collect::<Vec<_>>())
 }
 
-/// The IPC namespace shmtrace runs in, e.g. `ipc:[4026531839]`.
+/// The IPC namespace of a process, e.g. `ipc:[4026531839]`.
 fn ipc_namespace(pid: &str) -> Option<String> {
     fs::read_link(format!("/proc/{pid}/ns/ipc"))
         .ok()
         .map(|p| p.to_string_lossy().into_owned())
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Whether no process but shmtrace and its ancestors (`unshare --ipc shmtrace ...`) is in
+/// shmtrace's IPC namespace: then every object that appears in it during a run is the tree's.
+fn ipc_namespace_is_ours() -> bool {
+    let Some(ours) = ipc_namespace("self") else {
+        return false;
+    };
+    let mut ancestors = HashSet::new();
+    let mut pid = std::process::id();
+    while pid > 1 && ancestors.insert(pid) {
+        match parent_of(pid) {
+            Some(p) => pid = p,
+            None => break,
+        }
+    }
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return false;
+    };
+    !dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| !ancestors.contains(pid))
+        .any(|pid| ipc_namespace(&pid.to_string()).as_ref() == Some(&ours))
 }
 
 /// The kernel's SysV tables when a run started (ids and creation times), and the pids
@@ -188,7 +221,7 @@ impl Start {
             segments: ids(k.segments),
             sets: ids(k.sets),
             started_s: started.div_euclid(1_000_000),
-            private_ipc: ipc_namespace("self").is_some_and(|ns| Some(ns) != ipc_namespace("1")),
+            private_ipc: ipc_namespace_is_ours(),
             reaped: BTreeSet::new(),
         }
     }
@@ -345,15 +378,15 @@ mod tests {
             Presence::Reused
         );
         assert_eq!(k.segment(1, &private), Presence::Gone);
-        // -383728207 is 0xe920a0b1.
-        let set = who("0xe920a0b1", 1, 13481);
+        // -383728207 is 0xe920c5b1.
+        let set = who("0xe920c5b1", 1, 13481);
         assert_eq!(k.semaphore_set(5, &set), Presence::Exists);
         assert_eq!(
-            k.semaphore_set(5, &who("0xe920a0b2", 1, 13481)),
+            k.semaphore_set(5, &who("0xe920c5b2", 1, 13481)),
             Presence::Reused
         );
         assert_eq!(
-            k.semaphore_set(5, &who("0xe920a0b1", 3, 13481)),
+            k.semaphore_set(5, &who("0xe920c5b1", 3, 13481)),
             Presence::Reused
         );
         // Created after the kernel's object: not the same one.
