@@ -415,38 +415,107 @@ fn a_reused_semaphore_id_is_not_still_existing() {
     assert_eq!(unseen[0]["size"], 3);
 }
 
-/// A call site in a stripped shared library is named by the library's dynamic symbols.
-#[test]
-fn a_stripped_librarys_site_has_its_dynamic_symbol_name() {
-    let scratch = Scratch::new("stripped");
+/// Builds `tests/programs/SOURCE` into `libstripped.so` with `compiler`, runs `finish` on it
+/// (strip, split the debug information...), links `stripped_main` to it, runs that under
+/// shmtrace, and returns the site of its one leak.
+fn stripped_site(test: &str, compiler: &str, source: &str, finish: &[&[&str]]) -> Value {
+    let scratch = Scratch::new(test);
     let run_dir = scratch.path("run");
     let mut guard = IpcGuard::new(&[&run_dir]);
-    let lib = scratch.compile_with("stripped_lib", "libstripped.so", &["-shared", "-fPIC"]);
-    let status = Command::new("strip").arg("--strip-all").arg(&lib).status();
-    assert!(status.is_ok_and(|s| s.success()), "strip failed");
-    let main = scratch.path("stripped_main");
-    let dir = scratch.dir.display();
-    let status = Command::new("gcc")
-        .args(["-g", "-Wall", "-Wextra", "-Werror", "-o"])
-        .arg(&main)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/stripped_main.c"))
-        .arg(format!("-L{dir}"))
-        .arg(format!("-Wl,-rpath,{dir}"))
-        .arg("-lstripped")
-        .status();
-    assert!(
-        status.is_ok_and(|s| s.success()),
-        "gcc failed on stripped_main.c"
+    let programs = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs");
+    let dir = scratch.dir.display().to_string();
+    let run = |program: &str, args: &[&str]| {
+        let status = Command::new(program)
+            .args(args)
+            .current_dir(&scratch.dir)
+            .status();
+        assert!(
+            status.is_ok_and(|s| s.success()),
+            "{program} {args:?} failed"
+        );
+    };
+    let source = programs.join(source).display().to_string();
+    let flags = [
+        "-g", "-O0", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC",
+    ];
+    run(
+        compiler,
+        &[&flags[..], &["-o", "libstripped.so", &source]].concat(),
     );
+    for step in finish {
+        run(step[0], &step[1..]);
+    }
+    let main_source = programs.join("stripped_main.c").display().to_string();
+    run(
+        "gcc",
+        &[
+            "-g",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-o",
+            "stripped_main",
+            &main_source,
+            &format!("-L{dir}"),
+            &format!("-Wl,-rpath,{dir}"),
+            "-lstripped",
+        ],
+    );
+    let main = scratch.path("stripped_main");
     let (out, doc) = json_run(&run_dir, &[], &[&main], Duration::from_secs(30));
     guard.add_from_output(&text(&out.stdout));
     let leaks = items(&doc, "leaks");
     assert_eq!(leaks.len(), 1, "{doc}");
-    assert_eq!(
-        leaks[0]["site"]["function"], "stripped_make_segment",
-        "{doc}"
-    );
-    assert!(leaks[0]["site"]["file"].is_null());
+    leaks[0]["site"].clone()
+}
+
+/// A call site in a stripped shared library is named by the library's dynamic symbols.
+#[test]
+fn a_stripped_librarys_site_has_its_dynamic_symbol_name() {
+    let strip: &[&str] = &["strip", "--strip-all", "libstripped.so"];
+    let site = stripped_site("stripped", "gcc", "stripped_lib.c", &[strip]);
+    assert_eq!(site["function"], "stripped_make_segment", "{site}");
+    assert!(site["file"].is_null(), "{site}");
+}
+
+/// A C++ name from the dynamic symbols is demangled.
+#[test]
+fn a_cxx_site_is_demangled() {
+    if Command::new("g++").arg("--version").output().is_err() {
+        eprintln!("skipped: no g++");
+        return;
+    }
+    let strip: &[&str] = &["strip", "--strip-all", "libstripped.so"];
+    let site = stripped_site("stripped-cxx", "g++", "stripped_lib.cpp", &[strip]);
+    assert_eq!(site["function"], "store::make_segment(int)", "{site}");
+}
+
+/// A stripped library whose debug information was split off with a debug link: the site has
+/// its file and line again.
+#[test]
+fn a_debug_link_gives_file_and_line() {
+    let steps: &[&[&str]] = &[
+        &[
+            "objcopy",
+            "--only-keep-debug",
+            "libstripped.so",
+            "libstripped.so.debug",
+        ],
+        &["strip", "--strip-all", "libstripped.so"],
+        &[
+            "objcopy",
+            "--add-gnu-debuglink=libstripped.so.debug",
+            "libstripped.so",
+        ],
+    ];
+    let site = stripped_site("debuglink", "gcc", "stripped_lib.c", steps);
+    assert_eq!(site["function"], "stripped_make_segment", "{site}");
+    assert!(ends_with_str(&site["file"], "stripped_lib.c"), "{site}");
+    assert_eq!(site["line"], line_of("stripped_lib", "shmget"), "{site}");
+}
+
+fn ends_with_str(v: &Value, suffix: &str) -> bool {
+    v.as_str().is_some_and(|s| s.ends_with(suffix))
 }
 
 /// 200 shell processes that make no tracked call and one leaking program: the report fits on

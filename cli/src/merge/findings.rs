@@ -120,6 +120,20 @@ fn severity_rank(severity: &str) -> u8 {
     }
 }
 
+/// The same call site in every process: by module and offset (its address differs from one
+/// process to the next with address randomisation), else by the text.
+fn site_key(site: Option<&Symbol>) -> String {
+    match site {
+        Some(Symbol {
+            module: Some(module),
+            module_offset: Some(offset),
+            ..
+        }) => format!("{module}+{offset:#x}"),
+        Some(s) => s.text(),
+        None => String::new(),
+    }
+}
+
 /// Every finding of the tree (totals over all processes; the list over those shown).
 pub(super) fn merge(
     collector: &Collector,
@@ -145,8 +159,11 @@ pub(super) fn merge(
         if !view.shows_pid(f.pid) {
             continue;
         }
-        let site_text = site.as_ref().map(Symbol::text).unwrap_or_default();
-        let key = (severity_rank(&f.severity), f.code.clone(), site_text);
+        let key = (
+            severity_rank(&f.severity),
+            f.code.clone(),
+            site_key(site.as_ref()),
+        );
         let entry = by_key.entry(key).or_insert_with(|| MergedFinding {
             code: f.code.clone(),
             name: f.name.clone(),
@@ -177,6 +194,23 @@ mod tests {
             line: Some(line),
             ..Symbol::raw(0x1234)
         }
+    }
+
+    #[test]
+    fn one_site_in_two_processes_is_one_key() {
+        let at = |addr: u64, base: u64| Symbol {
+            module: Some("/usr/lib/libXext.so.6".into()),
+            module_offset: Some(addr - base),
+            ..Symbol::raw(addr)
+        };
+        let first = at(0x7f00_0000_1234, 0x7f00_0000_0000);
+        let second = at(0x7e11_0000_1234, 0x7e11_0000_0000);
+        assert_ne!(first.text(), second.text());
+        assert_eq!(site_key(Some(&first)), site_key(Some(&second)));
+        assert_ne!(
+            site_key(Some(&first)),
+            site_key(Some(&at(0x7f00_0000_1238, 0x7f00_0000_0000)))
+        );
     }
 
     #[test]

@@ -5,5 +5,5 @@
 
 int stripped_make_segment(void)
 {
-    return shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
+    return shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600); /* LINE:shmget */
 }
