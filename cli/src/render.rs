@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::args::ViewOptions;
 use crate::kernel::Presence;
 use crate::logs::Micros;
+use crate::merge::stacks;
 use crate::merge::{Ending, Kind, ParentSource, Process, Report, UnseenKind, Verdict};
 use crate::runinfo::Status;
 use crate::symbols::Symbol;
@@ -199,6 +200,36 @@ fn stack_lines(style: Style, stack: &[Symbol]) -> Vec<String> {
         .iter()
         .map(|s| format!("{} {}", style.dim("called from"), style.site(&s.text())))
         .collect()
+}
+
+/// The distinct stacks that reached one site, the most common first: all of them when there is
+/// one, else each with its count, at most `STACKS_SHOWN` (the JSON report has every one).
+fn grouped_stack_lines(style: Style, stacks: &[(u64, &[Symbol])]) -> Vec<String> {
+    const STACKS_SHOWN: usize = 3;
+    if let [(_, only)] = stacks {
+        return stack_lines(style, only);
+    }
+    let mut lines = Vec::new();
+    for (count, stack) in stacks.iter().take(STACKS_SHOWN) {
+        lines.push(style.dim(&format!(
+            "{} through:",
+            plural(*count, "mapping", "mappings")
+        )));
+        lines.extend(
+            stack_lines(style, stack)
+                .into_iter()
+                .map(|l| format!("  {l}")),
+        );
+    }
+    if stacks.len() > STACKS_SHOWN {
+        let rest: u64 = stacks[STACKS_SHOWN..].iter().map(|(n, _)| n).sum();
+        lines.push(style.dim(&format!(
+            "{} through {} other stacks (--json lists every stack)",
+            plural(rest, "mapping", "mappings"),
+            stacks.len() - STACKS_SHOWN
+        )));
+    }
+    lines
 }
 
 pub fn presence_text(p: Presence) -> &'static str {
@@ -626,15 +657,15 @@ pub fn text(report: &Report, view: &ViewOptions, style: Style) -> String {
                 .map(|h| style.dim(h))
                 .to_vec(),
         );
-        for m in &report.mappings {
+        for g in stacks::by_site(&report.mappings) {
             table.row_with_notes(
                 vec![
-                    m.pid.to_string(),
-                    m.count.to_string(),
-                    m.bytes.to_string(),
-                    site_text(style, m.site.as_ref()),
+                    g.pid.to_string(),
+                    g.count.to_string(),
+                    g.bytes.to_string(),
+                    site_text(style, g.site),
                 ],
-                stack_lines(style, &m.stack),
+                grouped_stack_lines(style, &g.stacks),
             );
         }
         table.write(&mut out, "  ");

@@ -638,7 +638,6 @@ fn deeper_stacks_tell_two_call_chains_apart() {
             format!("  leak_here (stacks.c:{shmat})"),
             Some("ATTACHED AT"),
         ),
-        (format!("  leak_here (stacks.c:{mmap})"), Some("MAPPED AT")),
     ] {
         let found = under(&site);
         assert_eq!(found.len(), 2, "{site:?} twice in:\n{stderr}");
@@ -665,6 +664,30 @@ fn deeper_stacks_tell_two_call_chains_apart() {
         chains.sort_unstable();
         assert_eq!(chains, [1, 2], "{site:?} in:\n{stderr}");
     }
+    // The mappings: one row for the site, then each stack that reached it with its count.
+    let mmap_site = format!("  leak_here (stacks.c:{mmap})");
+    let rows: Vec<usize> = (0..lines.len())
+        .filter(|i| lines[*i].ends_with(&mmap_site))
+        .collect();
+    assert_eq!(rows.len(), 1, "{mmap_site:?} once in:\n{stderr}");
+    let under_row: Vec<String> = lines[rows[0] + 1..(rows[0] + 9).min(lines.len())]
+        .iter()
+        .map(|l| l.trim().to_string())
+        .collect();
+    let grouped = |first: usize, second: usize| -> Vec<String> {
+        let through = || "1 mapping through:".to_string();
+        [
+            vec![through()],
+            called_from(first),
+            vec![through()],
+            called_from(second),
+        ]
+        .concat()
+    };
+    assert!(
+        under_row == grouped(1, 2) || under_row == grouped(2, 1),
+        "{under_row:?} in:\n{stderr}"
+    );
     for id in &shm {
         assert_has(
             &stderr,

@@ -9,6 +9,7 @@ mod allocators;
 mod collect;
 mod findings;
 mod live;
+pub mod stacks;
 mod sysv;
 #[cfg(test)]
 mod tests;
