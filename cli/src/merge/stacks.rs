@@ -48,7 +48,7 @@ pub fn by_site(mappings: &[Mappings]) -> Vec<SiteGroup<'_>> {
     }
     for g in &mut groups {
         // Stable: equal counts keep their first-seen order.
-        g.stacks.sort_by(|a, b| b.0.cmp(&a.0));
+        g.stacks.sort_by_key(|s| std::cmp::Reverse(s.0));
     }
     groups
 }
