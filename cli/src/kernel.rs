@@ -163,8 +163,10 @@ fn ipc_namespace(pid: &str) -> Option<String> {
         .map(|p| p.to_string_lossy().into_owned())
 }
 
-fn parent_of(pid: u32) -> Option<u32> {
+/// A process's parent, from `/proc/PID/stat`.
+pub fn parent_of(pid: i32) -> Option<i32> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) S ppid ...`: the fields after the last ')'.
     stat.rsplit(')')
         .next()?
         .split_whitespace()
@@ -180,7 +182,7 @@ fn ipc_namespace_is_ours() -> bool {
         return false;
     };
     let mut ancestors = HashSet::new();
-    let mut pid = std::process::id();
+    let mut pid = std::process::id() as i32;
     while pid > 1 && ancestors.insert(pid) {
         match parent_of(pid) {
             Some(p) => pid = p,
@@ -191,7 +193,7 @@ fn ipc_namespace_is_ours() -> bool {
         return false;
     };
     !dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| !ancestors.contains(pid))
         .any(|pid| ipc_namespace(&pid.to_string()).as_ref() == Some(&ours))
 }

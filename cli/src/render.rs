@@ -10,7 +10,7 @@ use crate::args::ViewOptions;
 use crate::kernel::Presence;
 use crate::logs::Micros;
 use crate::merge::stacks;
-use crate::merge::{Ending, Kind, ParentSource, Process, Report, UnseenKind, Verdict};
+use crate::merge::{Ending, Kind, ParentSource, Process, Report, SysvLeak, UnseenKind, Verdict};
 use crate::runinfo::Status;
 use crate::symbols::Symbol;
 
@@ -354,6 +354,33 @@ fn fold_idle<'a>(
     (listed, folded)
 }
 
+/// A SysV object's first lines: kind (as painted), id, key and size; who created it, where,
+/// and the stack above.
+fn object_head(out: &mut String, o: &SysvLeak, style: Style, kind: String) {
+    let (id_name, size_name) = match o.kind {
+        Kind::Segment => ("shmid", "size"),
+        Kind::SemaphoreSet => ("semid", "nsems"),
+    };
+    let _ = writeln!(
+        out,
+        "  {kind} {id_name}={} key={} {size_name}={}",
+        o.id, o.key, o.size
+    );
+    let exe = o
+        .exe
+        .as_deref()
+        .map_or(String::new(), |e| format!(" ({})", base_name(e)));
+    let _ = writeln!(
+        out,
+        "      created by {}{exe} at {}",
+        o.pid,
+        site_text(style, Some(&o.site)),
+    );
+    for line in stack_lines(style, &o.stack) {
+        let _ = writeln!(out, "          {line}");
+    }
+}
+
 /// SysV objects left behind that running processes of the tree still use: not leaks.
 fn in_use_section(out: &mut String, report: &Report, style: Style) {
     if report.in_use.is_empty() {
@@ -366,28 +393,7 @@ fn in_use_section(out: &mut String, report: &Report, style: Style) {
         style.heading("SysV objects in use by running processes (not leaks)")
     );
     for o in &report.in_use {
-        let (id_name, size_name) = match o.kind {
-            Kind::Segment => ("shmid", "size"),
-            Kind::SemaphoreSet => ("semid", "nsems"),
-        };
-        let _ = writeln!(
-            out,
-            "  {} {id_name}={} key={} {size_name}={}",
-            o.kind.name(),
-            o.id,
-            o.key,
-            o.size
-        );
-        let exe = o
-            .exe
-            .as_deref()
-            .map_or(String::new(), |e| format!(" ({})", base_name(e)));
-        let _ = writeln!(
-            out,
-            "      created by {}{exe} at {}",
-            o.pid,
-            site_text(style, Some(&o.site)),
-        );
+        object_head(out, o, style, o.kind.name().to_string());
         let users: Vec<String> = o
             .users
             .iter()
@@ -571,31 +577,11 @@ pub fn text(report: &Report, view: &ViewOptions, style: Style) -> String {
         out.push_str("  none\n");
     }
     for leak in &report.leaks {
-        let (id_name, size_name, flag) = match leak.kind {
-            Kind::Segment => ("shmid", "size", "-m"),
-            Kind::SemaphoreSet => ("semid", "nsems", "-s"),
+        object_head(&mut out, leak, style, style.bad(leak.kind.name()));
+        let flag = match leak.kind {
+            Kind::Segment => "-m",
+            Kind::SemaphoreSet => "-s",
         };
-        let _ = writeln!(
-            out,
-            "  {} {id_name}={} key={} {size_name}={}",
-            style.bad(leak.kind.name()),
-            leak.id,
-            leak.key,
-            leak.size
-        );
-        let exe = leak
-            .exe
-            .as_deref()
-            .map_or(String::new(), |e| format!(" ({})", base_name(e)));
-        let _ = writeln!(
-            out,
-            "      created by {}{exe} at {}",
-            leak.pid,
-            site_text(style, Some(&leak.site)),
-        );
-        for line in stack_lines(style, &leak.stack) {
-            let _ = writeln!(out, "          {line}");
-        }
         let presence = presence_text(leak.presence);
         let _ = match leak.presence {
             Presence::Exists => writeln!(

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use libc::c_int;
 
+use crate::kernel::parent_of;
+
 /// The write end of the signal pipe, for the handler (-1: none).
 static PIPE_WRITE: AtomicI32 = AtomicI32::new(-1);
 
@@ -247,17 +249,6 @@ fn from_tree(code: c_int, sender: i32, tree: &HashSet<i32>, run_dir: &Path) -> b
     tree.contains(&sender)
         || descends_from_us(sender)
         || run_dir.join(format!("{sender}.bin")).exists()
-}
-
-fn parent_of(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // `pid (comm) S ppid ...`: the fields after the last ')'.
-    stat.rsplit(')')
-        .next()?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 fn descends_from_us(pid: i32) -> bool {
