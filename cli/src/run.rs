@@ -34,6 +34,9 @@ pub struct Finished {
     pub run_dir_shown: PathBuf,
     pub info: RunInfo,
     pub status: Status,
+    /// Still installed while the report is made: a signal that processes the tree left
+    /// running send their group must not cut it short.
+    pub _signals: Signals,
 }
 
 /// `--lib`, else `DIR_OF_EXE/libshmtrace.so`, else `DIR_OF_EXE/../lib/libshmtrace.so.0`.
@@ -238,7 +241,6 @@ pub fn run(opts: &RunOptions) -> Result<Finished, Failure> {
     write_info(&info);
     let program = display(&opts.program[0]);
     let ended = supervise::wait_for_tree(&signals, root, opts.wait, &run_dir, &program);
-    drop(signals);
     kernel_start.reaped = ended.reaped;
     write_kernel_start(&kernel_start);
     let status = status_of(ExitStatus::from_raw(ended.root_status));
@@ -250,5 +252,6 @@ pub fn run(opts: &RunOptions) -> Result<Finished, Failure> {
         run_dir_shown: shown,
         info,
         status,
+        _signals: signals,
     })
 }

@@ -82,8 +82,8 @@ impl Signals {
             // SAFETY: as above.
             let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
             action.sa_sigaction = on_signal as *const () as usize;
-            // No SA_RESTART needed: the loop never blocks but in poll, which it retries.
-            action.sa_flags = libc::SA_SIGINFO;
+            // poll(2) is interrupted all the same; other calls go on.
+            action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
             // SAFETY: valid signal number and initialised structs; the handler is
             // async-signal-safe.
             unsafe { libc::sigaction(sig, &action, std::ptr::null_mut()) };
