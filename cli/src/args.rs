@@ -431,6 +431,28 @@ mod tests {
     }
 
     #[test]
+    fn wait_and_all_processes() {
+        let run = |args: &[&str]| match parse_strs(args) {
+            Ok(Command::Run(run)) => run,
+            other => panic!("not a run: {other:?}"),
+        };
+        assert_eq!(run(&["ls"]).wait, None);
+        assert_eq!(run(&["--wait", "0", "ls"]).wait, Some(Duration::ZERO));
+        assert_eq!(
+            run(&["--wait=1.5", "ls"]).wait,
+            Some(Duration::from_millis(1500))
+        );
+        assert!(run(&["--all-processes", "ls"]).view.all_processes);
+        assert!(parse_strs(&["--wait", "-1", "ls"]).is_err());
+        assert!(parse_strs(&["--wait", "soon", "ls"]).is_err());
+        assert!(parse_strs(&["report", "--wait", "1", "d"]).is_err());
+        let Ok(Command::Report(r)) = parse_strs(&["report", "--all-processes", "d"]) else {
+            panic!("not a report");
+        };
+        assert!(r.view.all_processes);
+    }
+
+    #[test]
     fn stack_depth_for_the_program() {
         let depth = |args: &[&str]| match parse_strs(args) {
             Ok(Command::Run(run)) => run.stack,

@@ -956,4 +956,28 @@ mod tests {
         );
         assert_eq!(v.leaks(), 3, "retained mappings are not leaks");
     }
+
+    #[test]
+    fn objects_in_use_and_running_processes_are_not_leaks() {
+        let mut v = Verdict {
+            in_use: 2,
+            still_running: 1,
+            ..Verdict::default()
+        };
+        assert_eq!(
+            verdict_text(&v),
+            "clean: no SysV object, attachment or mapping left behind; in use, not leaks: \
+             2 SysV objects; 1 process still running"
+        );
+        v.not_seen = 1;
+        assert_eq!(v.leaks(), 1);
+        assert!(verdict_text(&v).starts_with("1 leak: 1 not seen by the shim; in use"));
+    }
+
+    #[test]
+    fn long_pid_lists_are_cut() {
+        assert_eq!(pid_list(&[1, 2]), "1,2");
+        let many: Vec<i32> = (1..=1000).collect();
+        assert_eq!(pid_list(&many), "1,2,3,4,5,6,+994 more");
+    }
 }
