@@ -156,13 +156,6 @@ fn rows(text: &str) -> impl Iterator<Item = Vec<&str>> {
         .map(|l| l.split_whitespace().collect::<Vec<_>>())
 }
 
-/// The IPC namespace of a process, e.g. `ipc:[4026531839]`.
-fn ipc_namespace(pid: &str) -> Option<String> {
-    fs::read_link(format!("/proc/{pid}/ns/ipc"))
-        .ok()
-        .map(|p| p.to_string_lossy().into_owned())
-}
-
 /// A process's parent, from `/proc/PID/stat`.
 pub fn parent_of(pid: i32) -> Option<i32> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -175,29 +168,6 @@ pub fn parent_of(pid: i32) -> Option<i32> {
         .ok()
 }
 
-/// Whether no process but shmtrace and its ancestors (`unshare --ipc shmtrace ...`) is in
-/// shmtrace's IPC namespace: then every object that appears in it during a run is the tree's.
-fn ipc_namespace_is_ours() -> bool {
-    let Some(ours) = ipc_namespace("self") else {
-        return false;
-    };
-    let mut ancestors = HashSet::new();
-    let mut pid = std::process::id() as i32;
-    while pid > 1 && ancestors.insert(pid) {
-        match parent_of(pid) {
-            Some(p) => pid = p,
-            None => break,
-        }
-    }
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return false;
-    };
-    !dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| !ancestors.contains(pid))
-        .any(|pid| ipc_namespace(&pid.to_string()).as_ref() == Some(&ours))
-}
-
 /// The kernel's SysV tables when a run started (ids and creation times), and the pids
 /// shmtrace reaped during it (processes of the tree, logged or not).
 #[derive(Debug, Default)]
@@ -205,8 +175,6 @@ pub struct Start {
     pub segments: HashSet<(i64, i64)>,
     pub sets: HashSet<(i64, i64)>,
     pub started_s: i64,
-    /// The run had an IPC namespace of its own: every object that appeared in it is the tree's.
-    pub private_ipc: bool,
     pub reaped: BTreeSet<i32>,
 }
 
@@ -223,7 +191,6 @@ impl Start {
             segments: ids(k.segments),
             sets: ids(k.sets),
             started_s: started.div_euclid(1_000_000),
-            private_ipc: ipc_namespace_is_ours(),
             reaped: BTreeSet::new(),
         }
     }
@@ -235,7 +202,6 @@ impl Start {
             "segments": pairs(&self.segments),
             "sets": pairs(&self.sets),
             "started_s": self.started_s,
-            "private_ipc": self.private_ipc,
             "reaped": self.reaped,
         });
         fs::write(dir.join(START_FILE), format!("{doc}\n"))
@@ -257,7 +223,6 @@ impl Start {
             segments: pairs("segments"),
             sets: pairs("sets"),
             started_s: doc["started_s"].as_i64()?,
-            private_ipc: doc["private_ipc"].as_bool().unwrap_or(false),
             reaped: doc["reaped"]
                 .as_array()
                 .into_iter()

@@ -2,7 +2,7 @@
 //! still in use by a running process of the tree (not leaks), and which objects and attachments
 //! the tree made that no log recorded (a static binary, a setuid program, a raw system call).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use super::collect::Collector;
 use super::sysv::{Kind, SysvLeak, User};
@@ -114,7 +114,7 @@ pub(super) fn unseen(
                 .any(|l| l.kind == kind && l.id == id && l.presence == Presence::Reused)
     };
     let ended_s = ended.map(|e| e.div_euclid(1_000_000));
-    let during_run = |o: &Object, before: &std::collections::HashSet<(i64, i64)>| {
+    let during_run = |o: &Object, before: &HashSet<(i64, i64)>| {
         !before.contains(&(o.id, o.ctime))
             && o.ctime >= start.started_s
             && ended_s.is_none_or(|e| o.ctime <= e)
@@ -136,16 +136,18 @@ pub(super) fn unseen(
         if !during_run(o, &start.sets) || recorded(Kind::SemaphoreSet, o.id) {
             continue;
         }
-        // Sets name no creator: the tree's when the run had the IPC namespace to itself, or
-        // when a process of the tree was the last to operate on one of its semaphores.
-        let operators = kernel::set_operators(o.id, o.size);
-        if start.private_ipc || operators.iter().any(|p| tree.contains(p)) {
+        // Sets name no creator: the tree's when a process of the tree was the last to operate
+        // on one of its semaphores (another program's set, made meanwhile, is not blamed).
+        let operator = kernel::set_operators(o.id, o.size)
+            .into_iter()
+            .find(|p| tree.contains(p));
+        if operator.is_some() {
             found.push(Unseen {
                 what: UnseenKind::SemaphoreSet,
                 id: o.id,
                 key: Some(o.key),
                 size: o.size,
-                pid: operators.into_iter().find(|p| tree.contains(p)),
+                pid: operator,
             });
         }
     }

@@ -1,7 +1,7 @@
 /* reuse: creates a semaphore set (logged), then, out of the shim's sight (raw system calls),
- * removes it and creates another set with another key and size that the kernel gives the
- * same id (kernel.sem_next_id: run it in an IPC namespace of its own, as root). Prints
- * "sem ID" for both, and "reused" when the ids are equal. */
+ * removes it, creates another set with another key and size that the kernel gives the same
+ * id (kernel.sem_next_id: run it in an IPC namespace of its own, as root), and operates on
+ * it. Prints "sem ID" for both, and "reused" when the ids are equal. */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <sys/ipc.h>
@@ -34,6 +34,11 @@ int main(void)
         return 1;
     }
     printf("sem %d\n", second);
+    struct sembuf up = {0, 1, 0};
+    if (syscall(SYS_semop, second, &up, 1) != 0) {
+        perror("reuse: raw semop");
+        return 1;
+    }
     if (second == first) {
         printf("reused\n");
     }
