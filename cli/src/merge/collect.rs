@@ -104,6 +104,23 @@ impl Collector {
         }
     }
 
+    /// The tracked calls a process made: those that returned, and those that never did.
+    pub(super) fn calls_of(&self, pid: i32) -> u64 {
+        let returned: u64 = self
+            .stats
+            .range((pid, String::new())..)
+            .take_while(|((p, _), _)| *p == pid)
+            .map(|(_, s)| s.calls)
+            .sum();
+        let pending: usize = self
+            .pending
+            .iter()
+            .filter(|((_, p, _), _)| *p == pid)
+            .map(|(_, v)| v.len())
+            .sum();
+        returned + pending as u64
+    }
+
     pub(super) fn call(&mut self, pos: Pos, c: Call) {
         if let Some(stack) = self.pending.get_mut(&(pos.file, c.pid, c.tid))
             && let Some(i) = stack.iter().rposition(|(_, e)| e.func == c.func)

@@ -372,18 +372,7 @@ fn processes(collector: &Collector, tree: &Tree, report: &Report, inputs: &Input
                 status,
                 depth: node.depth,
                 records: collector.seen.get(&pid).map_or(0, |s| s.records),
-                calls: collector
-                    .stats
-                    .range((pid, String::new())..)
-                    .take_while(|((p, _), _)| *p == pid)
-                    .map(|(_, s)| s.calls)
-                    .sum::<u64>()
-                    + collector
-                        .pending
-                        .iter()
-                        .filter(|((_, p, _), _)| *p == pid)
-                        .map(|(_, v)| v.len() as u64)
-                        .sum::<u64>(),
+                calls: collector.calls_of(pid),
             }
         })
         .collect()
