@@ -99,6 +99,16 @@ fn json_run(dir: &Path, args: &[&str], program: &[&Path], limit: Duration) -> (O
     (out, doc)
 }
 
+/// The number a program printed after `word` (`daemon 1234`).
+#[track_caller]
+fn printed(stdout: &str, word: &str) -> i64 {
+    let prefix = format!("{word} ");
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix)?.parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix:?} line in {stdout:?}"))
+}
+
 #[track_caller]
 fn assert_has(text: &str, piece: impl AsRef<str>) {
     assert!(text.contains(piece.as_ref()), "{text}");
@@ -176,19 +186,15 @@ fn a_running_daemons_objects_are_in_use_not_leaks() {
     );
     let stdout = text(&out.stdout);
     guard.add_from_output(&stdout);
-    let daemon: Vec<i32> = stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("daemon ")?.parse().ok())
-        .collect();
-    let _kill = KillOnDrop(daemon.clone());
-    assert_eq!(daemon.len(), 1, "{stdout}");
+    let daemon = printed(&stdout, "daemon");
+    let _kill = KillOnDrop(vec![daemon as i32]);
     let stderr = text(&out.stderr);
     assert_eq!(exit_code(&out), 0, "{stderr}");
     assert_has(
         &stderr,
         "SysV objects in use by running processes (not leaks)",
     );
-    assert_has(&stderr, format!("in use by pid {} (daemon)", daemon[0]));
+    assert_has(&stderr, format!("in use by pid {daemon} (daemon)"));
     assert!(!stderr.contains("ipcrm"), "{stderr}");
     assert_has(&stderr, "shmtrace: clean: ");
     assert_has(
@@ -201,7 +207,7 @@ fn a_running_daemons_objects_are_in_use_not_leaks() {
     let in_use = items(&doc, "in_use");
     assert_eq!(in_use.len(), 2, "{doc}");
     for o in in_use {
-        assert_eq!(o["in_use_by"][0]["pid"], daemon[0], "{doc}");
+        assert_eq!(o["in_use_by"][0]["pid"], daemon, "{doc}");
     }
 }
 
@@ -221,10 +227,7 @@ fn wait_zero_lists_the_daemon_as_still_running() {
     );
     let stdout = text(&out.stdout);
     guard.add_from_output(&stdout);
-    let daemon: i64 = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("daemon ")?.parse().ok())
-        .expect("the daemon's pid");
+    let daemon = printed(&stdout, "daemon");
     let _kill = KillOnDrop(vec![daemon as i32]);
     assert!(
         ended(&doc).contains(&(daemon, "still running".to_string())),
@@ -356,10 +359,7 @@ fn a_static_binarys_segment_is_caught_from_the_kernel() {
     );
     let stdout = text(&out.stdout);
     guard.add_from_output(&stdout);
-    let shm: i64 = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("shm ")?.parse().ok())
-        .expect("the program's segment");
+    let shm = printed(&stdout, "shm");
     assert_eq!(exit_code(&out), 9, "{}", text(&out.stderr));
     let unseen = items(&doc, "not_seen");
     assert_eq!(unseen.len(), 1, "{doc}");
