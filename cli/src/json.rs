@@ -19,7 +19,7 @@ fn seconds(ts: Micros) -> Value {
     serde_json::Number::from_f64(ts as f64 / 1e6).map_or(Value::Null, Value::Number)
 }
 
-fn site(s: &Symbol) -> Value {
+pub fn site(s: &Symbol) -> Value {
     json!({
         "addr": hex(s.addr),
         "text": s.text(),
@@ -174,6 +174,7 @@ pub fn document(report: &Report, view: &ViewOptions) -> Value {
             "retained_mappings": v.retained_mappings,
             "retained_bytes": v.retained_bytes,
             "processes_without_exit_report": v.unreported,
+            "deadlocks": v.deadlocks,
             "findings": {
                 "error": v.findings.errors,
                 "warning": v.findings.warnings,
@@ -193,6 +194,7 @@ pub fn document(report: &Report, view: &ViewOptions) -> Value {
         "mappings": mappings,
         "retained": retained,
         "never_returned": blocked,
+        "waits": crate::render_hangs::json(&report.hangs),
         "findings": findings,
         "calls": calls,
         "filters": {

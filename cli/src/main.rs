@@ -10,8 +10,10 @@ mod kernel;
 mod logs;
 mod merge;
 mod render;
+mod render_hangs;
 mod run;
 mod runinfo;
+mod semaphores;
 mod symbols;
 // The shim's pure modules (events, argument decoding, the text and JSON formats, the binary
 // layout), compiled in so that `shmtrace decode` prints exactly what the shim would have

@@ -27,22 +27,22 @@ impl Style {
             text.to_string()
         }
     }
-    fn heading(self, t: &str) -> String {
+    pub fn heading(self, t: &str) -> String {
         self.paint("1", t)
     }
-    fn bad(self, t: &str) -> String {
+    pub fn bad(self, t: &str) -> String {
         self.paint("1;31", t)
     }
-    fn warn(self, t: &str) -> String {
+    pub fn warn(self, t: &str) -> String {
         self.paint("33", t)
     }
-    fn good(self, t: &str) -> String {
+    pub fn good(self, t: &str) -> String {
         self.paint("1;32", t)
     }
-    fn site(self, t: &str) -> String {
+    pub fn site(self, t: &str) -> String {
         self.paint("36", t)
     }
-    fn dim(self, t: &str) -> String {
+    pub fn dim(self, t: &str) -> String {
         self.paint("2", t)
     }
 }
@@ -188,7 +188,7 @@ pub fn call_text(func: &str, args: &serde_json::Map<String, Value>) -> String {
     format!("{func}({})", values.join(", "))
 }
 
-fn site_text(style: Style, site: Option<&Symbol>) -> String {
+pub fn site_text(style: Style, site: Option<&Symbol>) -> String {
     site.map_or_else(|| style.dim("?"), |s| style.site(&s.text()))
 }
 
@@ -223,7 +223,10 @@ fn findings_text(v: &Verdict) -> String {
 }
 
 pub fn verdict_text(v: &Verdict) -> String {
-    let text = verdict_leaks_text(v);
+    let mut text = verdict_leaks_text(v);
+    if v.deadlocks > 0 {
+        text = format!("{}; {text}", plural(v.deadlocks, "deadlock", "deadlocks"));
+    }
     if v.retained_mappings == 0 {
         return text;
     }
@@ -236,7 +239,8 @@ pub fn verdict_text(v: &Verdict) -> String {
 
 fn verdict_leaks_text(v: &Verdict) -> String {
     if v.leaks() == 0 && !v.findings.any() {
-        return "clean: no SysV object, attachment or mapping left behind".to_string();
+        let clean = if v.deadlocks == 0 { "clean: " } else { "" };
+        return format!("{clean}no SysV object, attachment or mapping left behind");
     }
     if v.leaks() == 0 {
         return format!(
@@ -555,6 +559,8 @@ pub fn text(report: &Report, view: &ViewOptions, style: Style) -> String {
             let _ = writeln!(out, "      waiting since {}; {state}", since(b.since));
         }
     }
+
+    out.push_str(&crate::render_hangs::text(&report.hangs, style));
 
     // Audit findings.
     if !report.findings.is_empty() || report.verdict.findings.suppressed > 0 {

@@ -8,10 +8,13 @@
 mod allocators;
 mod collect;
 mod findings;
+mod hangs;
+mod holdings;
 mod sysv;
 #[cfg(test)]
 mod tests;
 mod tree;
+mod waits;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -26,6 +29,8 @@ use crate::symbols::{Symbol, Symbolizer};
 use allocators::Allocators;
 use collect::Collector;
 pub use findings::{FindingTotals, MergedFinding, Rules};
+pub use hangs::{Deadlock, Hangs, HolderState, HolderView, Party, WaitView};
+pub use holdings::SemOp;
 use sysv::sysv_leaks;
 pub use sysv::{Kind, SysvLeak, SysvSummary};
 use tree::Tree;
@@ -150,6 +155,8 @@ pub struct Verdict {
     pub unreported: u64,
     /// Audit findings after `SHMTRACE_SUPPRESS`.
     pub findings: FindingTotals,
+    /// Cycles of processes blocked in semop, each waiting for what the next holds.
+    pub deadlocks: u64,
 }
 
 impl Verdict {
@@ -159,7 +166,7 @@ impl Verdict {
 
     /// What `--error-exitcode` fails on: a leak, or a finding of severity error.
     pub fn fails(&self) -> bool {
-        self.leaks() > 0 || self.findings.errors > 0
+        self.leaks() > 0 || self.findings.errors > 0 || self.deadlocks > 0
     }
 }
 
@@ -176,6 +183,8 @@ pub struct Report {
     /// By process (tree order), then module.
     pub retained: Vec<Retained>,
     pub blocked: Vec<Blocked>,
+    /// Who the blocked semops wait for, and the deadlocks (over the whole tree).
+    pub hangs: Hangs,
     pub findings: Vec<MergedFinding>,
     pub calls: Vec<CallStat>,
     pub sysv: SysvSummary,
@@ -255,6 +264,8 @@ pub fn build(sources: Sources<'_>, view: &ViewOptions) -> Result<Report, String>
         &mut report,
     );
     report.blocked = blocked_calls(&collector, &tree, view, &mut symbolizer, &report.processes);
+    report.hangs = hangs::hangs(&collector, &tree, &report.processes, &mut symbolizer);
+    report.verdict.deadlocks = report.hangs.deadlocks.len() as u64;
     let rules = Rules::from_env(&mut report.warnings);
     (report.findings, report.verdict.findings) =
         findings::merge(&collector, &tree, view, &mut symbolizer, &rules);
