@@ -1,4 +1,4 @@
-//! The report as one JSON document (schema in cli/README.md, "JSON report").
+//! The report as one JSON document (schema in docs/command.md, "JSON report").
 
 use serde_json::{Value, json};
 
