@@ -5,6 +5,7 @@
 
 mod args;
 mod binlog;
+mod hooked;
 mod json;
 mod kernel;
 mod logs;

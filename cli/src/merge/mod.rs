@@ -355,7 +355,7 @@ fn call_stats(collector: &Collector, view: &ViewOptions) -> Vec<CallStat> {
         total.max_ns = total.max_ns.max(stat.max_ns);
     }
     let order = |f: &str| {
-        crate::args::GROUPS
+        crate::hooked::GROUPS
             .iter()
             .flat_map(|(_, fns)| fns.iter())
             .position(|g| *g == f)
