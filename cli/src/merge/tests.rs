@@ -1,10 +1,11 @@
 //! The merge on small hand-written logs.
 
 use super::collect::Collector;
-use super::sysv::{Kind, sysv_leaks};
+use super::sysv::sysv_leaks;
 use super::tree::Tree;
 use super::*;
 use crate::logs::parse_line;
+use crate::symbols::Symbol;
 
 fn report_from(lines: &[&str]) -> Report {
     let mut c = Collector::default();
