@@ -17,12 +17,15 @@ libdir      ?= $(PREFIX)/lib
 includedir  ?= $(PREFIX)/include
 docdir      ?= $(PREFIX)/share/doc/shmtrace
 man7dir     ?= $(PREFIX)/share/man/man7
+# The user documentation installed beside the README (docs/command.md goes in as
+# shmtrace-command.md, the name `shmtrace --help` gives).
+USERDOCS    := docs/library.md docs/log-format.md docs/findings.md docs/allocators.md docs/limits.md
 VERSION     := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 MAJOR       := $(firstword $(subst ., ,$(VERSION)))
 SONAME      := libshmtrace.so.$(MAJOR)
 INSTALLED   := $(bindir)/shmtrace $(libdir)/libshmtrace.so.$(VERSION) $(libdir)/$(SONAME) $(libdir)/libshmtrace.so \
                $(includedir)/shmtrace.h $(libdir)/pkgconfig/shmtrace.pc \
-               $(docdir)/README.md $(docdir)/log-format.md $(docdir)/findings.md \
+               $(docdir)/README.md $(addprefix $(docdir)/,$(notdir $(USERDOCS))) \
                $(docdir)/shmtrace-command.md \
                $(man7dir)/shmtrace.7
 
@@ -48,8 +51,8 @@ install: lib
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(libdir)|' -e 's|@INCLUDEDIR@|$(includedir)|' \
 	  -e 's|@VERSION@|$(VERSION)|' -e 's|@MAJOR@|$(MAJOR)|' shmtrace.pc.in \
 	  > $(DESTDIR)$(libdir)/pkgconfig/shmtrace.pc
-	install -m 0644 README.md docs/log-format.md docs/findings.md $(DESTDIR)$(docdir)/
-	install -m 0644 cli/README.md $(DESTDIR)$(docdir)/shmtrace-command.md
+	install -m 0644 README.md $(USERDOCS) $(DESTDIR)$(docdir)/
+	install -m 0644 docs/command.md $(DESTDIR)$(docdir)/shmtrace-command.md
 	sed -e 's|@VERSION@|$(VERSION)|' docs/shmtrace.7 > $(DESTDIR)$(man7dir)/shmtrace.7
 
 # Removes exactly the files `install` puts in place (and the doc directory it created).

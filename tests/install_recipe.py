@@ -48,8 +48,10 @@ def staged_install(tmp, version):
         "usr/bin/shmtrace",
         "usr/include/shmtrace.h", "usr/lib/libshmtrace.so", "usr/lib/libshmtrace.so.0",
         f"usr/lib/libshmtrace.so.{version}", "usr/lib/pkgconfig/shmtrace.pc",
-        "usr/share/doc/shmtrace/README.md", "usr/share/doc/shmtrace/log-format.md",
-        "usr/share/doc/shmtrace/findings.md", "usr/share/doc/shmtrace/shmtrace-command.md",
+        "usr/share/doc/shmtrace/README.md", "usr/share/doc/shmtrace/library.md",
+        "usr/share/doc/shmtrace/log-format.md", "usr/share/doc/shmtrace/findings.md",
+        "usr/share/doc/shmtrace/allocators.md", "usr/share/doc/shmtrace/limits.md",
+        "usr/share/doc/shmtrace/shmtrace-command.md",
         "usr/share/man/man7/shmtrace.7"])
     check(files_under(stage) == want, "install puts exactly the expected files in place",
           str(files_under(stage)))

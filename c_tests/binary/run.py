@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The binary log (SHMTRACE_FORMAT=binary, issue 5 item 3): durable, complete, decodable.
+"""The binary log (SHMTRACE_FORMAT=binary): durable, complete, decodable.
 
     python3 c_tests/binary/run.py [-v] [GROUP ...]
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Edge cases for shmtrace (issue 4, items 4-7): signals, bad input, secure execution and log
+"""Edge cases for shmtrace: signals, bad input, secure execution and log
 files, late calls.
 
     python3 c_tests/edge/run.py [-v] [--libdir DIR] [--build DIR] [GROUP ...]
@@ -532,7 +532,7 @@ def resync(text, fmt):
     can leave its record cut: the kernel stops a file write at a page boundary when a fatal
     signal arrives. The cut record is then the file's unterminated tail, or, in a log shared
     by several processes, the next record follows it on the same line. Readers resynchronise
-    at record starts (README, "The log")."""
+    at record starts (docs/library.md, "Log files")."""
     marker = "shmtrace[" if fmt == "text" else '{"event":'
     lines = text.split("\n")
     whole, cuts = [], 0

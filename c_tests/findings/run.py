@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Audit findings (issue 7): every finding's triggering program and its corrected version,
+"""Audit findings: every finding's triggering program and its corrected version,
 suppressions by code and by site, and the exit status with and without error findings.
 
     python3 c_tests/findings/run.py [-v]

@@ -1,6 +1,6 @@
 /*
- * hostile.h - shared by the hostile-host programs (issue 4: foreign allocators, threads, fork,
- * long runs). Include it first. Each program is built once without the library (run with
+ * hostile.h - shared by the hostile-host programs (foreign allocators, threads, fork, long
+ * runs). Include it first. Each program is built once without the library (run with
  * LD_PRELOAD) and, where run.py needs it, once linked with -lshmtrace; the C API is looked up
  * at run time (dlsym), so one source serves both.
  *

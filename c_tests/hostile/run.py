@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The hostile-host suite of issue 4: foreign allocators, threads, fork, long runs.
+"""The hostile-host suite: foreign allocators, threads, fork, long runs.
 
     python3 c_tests/hostile/run.py [--stress] [-v] [--libdir DIR] [--build DIR] [GROUP ...]
 
@@ -9,7 +9,7 @@ GROUP is any of: alloc threads fork longrun (default: all). Builds the programs 
   alloc    a program with threads allocating and freeing large blocks while others call every
            hook, with jemalloc and with tcmalloc preloaded before the shim, after it, and with
            the program linked with -lshmtrace; the same with the program's own malloc (over
-           mmap); natively first (baseline: the load itself is sound). Then issue 4's
+           mmap); natively first (baseline: the load itself is sound). Then the
            verdict: a program that releases everything itself, run with jemalloc before and
            after the shim, gets a clean report and exit status 0 under SHMTRACE_EXITCODE, its
            report naming libjemalloc's mappings retained (also the `shmtrace` command's

@@ -4,13 +4,13 @@
 //! the program it runs.
 
 mod args;
-mod decode;
+mod binlog;
+mod hooked;
 mod json;
 mod kernel;
 mod logs;
 mod merge;
 mod render;
-mod render_hangs;
 mod run;
 mod runinfo;
 mod semaphores;
@@ -47,7 +47,7 @@ fn main() -> ExitCode {
         }
         Ok(Command::Run(opts)) => run_program(&opts),
         Ok(Command::Report(opts)) => report_logs(&opts),
-        Ok(Command::Decode(opts)) => match decode::run(&opts.path, opts.json) {
+        Ok(Command::Decode(opts)) => match binlog::print(&opts.path, opts.json) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("shmtrace: {e}");

@@ -144,6 +144,8 @@ fn check_ring(hung: &Hung, doc: &Value) {
         assert_eq!(holders[0]["holder"]["pid"], next);
         assert_eq!(holders[0]["net"], -1);
         assert_eq!(holders[0]["site"]["line"], line("take"), "{w}");
+        assert_eq!(w["reset"]["value"], 1, "{w}");
+        assert_eq!(w["reset"]["site"]["line"], line("setval"), "{w}");
     }
     let found = deadlocks(doc);
     assert_eq!(found.len(), 1, "{doc}");
@@ -254,6 +256,33 @@ fn a_wait_for_zero_names_who_raised_the_value() {
         text.contains(&format!("raised by pid {raiser} (hang)")),
         "{text}"
     );
+}
+
+#[test]
+fn a_wait_ended_by_the_removal_of_its_set_is_shown() {
+    let scratch = Scratch::new("hang-removed");
+    let run_dir = scratch.path("run");
+    let _guard = IpcGuard::new(&[&run_dir]);
+    let hang = scratch.compile("hang");
+    let out = shmtrace_run(&run_dir, &[], &[&hang])
+        .arg("removed")
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(exit_code(&out), 0, "{stderr}");
+    assert!(
+        stderr.contains("waits ended by removal (EIDRM)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("at wait_for (hang.c:{}): semid ", line("wait"))),
+        "{stderr}"
+    );
+    let doc = report_json(&run_dir, &[]);
+    let woken = doc["waits"]["woken_by_removal"].as_array().unwrap();
+    assert_eq!(woken.len(), 1, "{doc}");
+    assert_eq!(woken[0]["site"]["line"], line("wait"));
+    assert!(waits(&doc).is_empty(), "{doc}");
 }
 
 /// A busy pattern looked at repeatedly while it runs, then at its end: never a deadlock.

@@ -4,9 +4,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::CallStat;
 use super::holdings::Holdings;
-use super::sysv::Kind;
+use super::model::{CallStat, Kind};
 use crate::logs::{Call, ExitReport, Finding, Micros, Pos, Record, Start};
 
 /// How many early call sites of a process are kept to recognise the image it inherited.

@@ -5,7 +5,7 @@
 //! (`semaphores::blocked_ops`); the holdings come from the logs, the values from the kernel.
 
 use super::collect::Collector;
-use super::holdings::Site;
+use super::holdings::{Holdings, Reset, Site};
 use super::tree::Tree;
 use super::waits::{self, Graph, Liveness, Waiter, World};
 use super::{Ending, Process};
@@ -62,6 +62,25 @@ pub struct WaitView {
     pub op: i16,
     pub value: Option<i64>,
     pub holders: Vec<HolderView>,
+    /// The last `SETVAL`/`SETALL` of this semaphore: holdings count from there.
+    pub reset: Option<ResetView>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ResetView {
+    pub by: Party,
+    /// `SETVAL`'s value; `None` for `SETALL`.
+    pub value: Option<i64>,
+    pub site: Option<Symbol>,
+}
+
+/// A semop woken with `EIDRM`: its set was removed while it waited.
+#[derive(Clone, Debug)]
+pub struct WokenView {
+    pub waiter: Party,
+    pub tid: i32,
+    pub semid: i64,
+    pub site: Option<Symbol>,
 }
 
 /// A cycle of processes, each waiting for the next: `steps[i]` is the wait of the i-th process
@@ -83,6 +102,7 @@ pub struct DeadlockStep {
 pub struct Hangs {
     pub waits: Vec<WaitView>,
     pub deadlocks: Vec<Deadlock>,
+    pub woken: Vec<WokenView>,
 }
 
 struct Live<'a> {
@@ -133,10 +153,16 @@ pub(super) fn hangs(
         })
         .collect();
     let graph = waits::build(waiters, &collector.holdings.settle(), &world);
-    view(&graph, tree, processes, symbolizer)
+    view(&graph, &collector.holdings, tree, processes, symbolizer)
 }
 
-fn view(graph: &Graph, tree: &Tree, processes: &[Process], symbolizer: &mut Symbolizer) -> Hangs {
+fn view(
+    graph: &Graph,
+    holdings: &Holdings,
+    tree: &Tree,
+    processes: &[Process],
+    symbolizer: &mut Symbolizer,
+) -> Hangs {
     let party = |pid: i32| Party {
         pid,
         program: processes
@@ -164,6 +190,7 @@ fn view(graph: &Graph, tree: &Tree, processes: &[Process], symbolizer: &mut Symb
                 op: 0,
                 value: None,
                 holders: Vec::new(),
+                reset: None,
             });
             continue;
         }
@@ -195,6 +222,11 @@ fn view(graph: &Graph, tree: &Tree, processes: &[Process], symbolizer: &mut Symb
                 op: n.op,
                 value: n.value,
                 holders,
+                reset: last_reset(holdings, n.semid, n.num).map(|r| ResetView {
+                    by: party(r.pid),
+                    value: r.value,
+                    site: site(r.pid, &r.site),
+                }),
             });
         }
     }
@@ -203,7 +235,30 @@ fn view(graph: &Graph, tree: &Tree, processes: &[Process], symbolizer: &mut Symb
         .iter()
         .filter_map(|cycle| deadlock(cycle, &waits))
         .collect();
-    Hangs { waits, deadlocks }
+    let woken = holdings
+        .woken
+        .iter()
+        .map(|w| WokenView {
+            waiter: party(w.pid),
+            tid: w.tid,
+            semid: w.semid,
+            site: site(w.pid, &w.site),
+        })
+        .collect();
+    Hangs {
+        waits,
+        deadlocks,
+        woken,
+    }
+}
+
+/// The latest `SETVAL` of this semaphore or `SETALL` of its set.
+fn last_reset(holdings: &Holdings, semid: i64, num: u16) -> Option<&Reset> {
+    holdings
+        .resets
+        .iter()
+        .filter(|r| r.semid == semid && r.num.is_none_or(|n| n == num))
+        .max_by_key(|r| (r.site.ts, r.site.pos.file, r.site.pos.line))
 }
 
 fn holder_state(gone: bool, waiting: bool) -> HolderState {

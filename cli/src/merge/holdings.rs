@@ -83,12 +83,22 @@ impl Held {
 /// The holdings of one semaphore since it was created or last set.
 #[derive(Debug, Default)]
 pub struct Semaphore {
+    /// Its value when it was created (0) or set with `SETVAL`; `None` when not known (made
+    /// outside the logs, or set with `SETALL`, whose values are not logged).
+    start: Option<i64>,
     /// When anyone first decremented it.
     first_take: Option<Micros>,
     pub by_pid: BTreeMap<i32, Held>,
 }
 
 impl Semaphore {
+    fn starting_at(start: Option<i64>) -> Semaphore {
+        Semaphore {
+            start,
+            ..Semaphore::default()
+        }
+    }
+
     /// Operations must come in the order they were made.
     fn apply(&mut self, pid: i32, op: SemOp, site: Site) {
         if op.op < 0 && self.first_take.is_none() {
@@ -119,6 +129,16 @@ impl Semaphore {
                 .last_raise
                 .zip(self.first_take)
                 .is_some_and(|(raise, take)| raise >= take)
+    }
+
+    /// Whether the logs lag the kernel: the value they account for (its starting value plus
+    /// every net) is not the value it has. Another process's operation has happened but is
+    /// not logged yet; holdings say nothing reliable until it is.
+    pub fn in_motion(&self, value: i64, effective: impl Fn(i32, &Held) -> i64) -> bool {
+        self.start.is_some_and(|start| {
+            let accounted: i64 = self.by_pid.iter().map(|(pid, h)| effective(*pid, h)).sum();
+            start + accounted != value
+        })
     }
 
     /// Units taken and not given back, beyond what producers supplied; `effective` is a
@@ -169,8 +189,14 @@ enum Change {
         semid: i64,
         op: SemOp,
     },
-    /// `SETVAL` (one semaphore) or `SETALL` (`None`: all of them).
+    /// `semget` made it: every semaphore starts at 0.
+    Created {
+        semid: i64,
+        nsems: u16,
+    },
+    /// `SETVAL` (one semaphore, its value) or `SETALL` (`None`: all of them).
     Set {
+        value: Option<i64>,
         semid: i64,
         num: Option<u16>,
     },
@@ -195,6 +221,14 @@ impl Holdings {
             ts: call.ts,
             caller: call.caller,
         };
+        if call.func == "semget" && call.created == Some(true) {
+            let semid = call.ret_i64();
+            let nsems = call.arg_i64("nsems").and_then(|n| u16::try_from(n).ok());
+            if let (Some(semid), Some(nsems)) = (semid, nsems) {
+                self.changes.push((site, Change::Created { semid, nsems }));
+            }
+            return;
+        }
         let Some(semid) = call.arg_i64("semid") else {
             return;
         };
@@ -205,15 +239,13 @@ impl Holdings {
                     self.changes.push((site, Change::Op { pid, semid, op }));
                 }
             }
-            "semop" | "semtimedop" => {
-                if call.errno.as_deref() == Some("EIDRM") {
-                    self.woken.push(Woken {
-                        pid: call.pid,
-                        tid: call.tid,
-                        semid,
-                        site,
-                    });
-                }
+            "semop" | "semtimedop" if call.errno.as_deref() == Some("EIDRM") => {
+                self.woken.push(Woken {
+                    pid: call.pid,
+                    tid: call.tid,
+                    semid,
+                    site,
+                });
             }
             "semctl" if call.succeeded() => {
                 let cmd = call.arg_str("cmd").unwrap_or("");
@@ -230,7 +262,7 @@ impl Holdings {
                     }
                     _ => return,
                 };
-                self.changes.push((site, Change::Set { semid, num }));
+                self.changes.push((site, Change::Set { value, semid, num }));
                 self.resets.push(Reset {
                     pid: call.pid,
                     semid,
@@ -255,13 +287,26 @@ impl Holdings {
                     .entry((semid, op.num))
                     .or_default()
                     .apply(pid, op, *site),
+                Change::Created { semid, nsems } => {
+                    for num in 0..nsems {
+                        settled
+                            .held
+                            .insert((semid, num), Semaphore::starting_at(Some(0)));
+                    }
+                }
                 Change::Set {
+                    value,
                     semid,
                     num: Some(num),
                 } => {
-                    settled.held.remove(&(semid, num));
+                    settled
+                        .held
+                        .insert((semid, num), Semaphore::starting_at(value));
                 }
-                Change::Set { semid, num: None } | Change::Removed { semid } => {
+                Change::Set {
+                    semid, num: None, ..
+                }
+                | Change::Removed { semid } => {
                     settled.held.retain(|(id, _), _| *id != semid);
                 }
             }
@@ -390,6 +435,32 @@ mod tests {
         assert_eq!(nets(&h, 3, 0), vec![(10, 2, 0), (11, -2, 0)]);
         assert_eq!(excess(&h, 3), 0);
         assert_eq!(h.settle().of(3, 0).unwrap().by_pid[&11].last.ts, 7);
+    }
+
+    #[test]
+    fn a_semaphore_whose_logged_operations_do_not_add_up_to_its_value_is_in_motion() {
+        let mut h = Holdings::default();
+        let mut created = call(
+            10,
+            "semget",
+            json!({"key": "IPC_PRIVATE", "nsems": 2}),
+            None,
+        );
+        created.ret = Some(json!(3));
+        created.created = Some(true);
+        h.record(pos(1), &created);
+        h.record(pos(2), &at(semop(10, 3, &[(0, 2, "0")]), 2));
+        h.record(pos(3), &at(semop(11, 3, &[(0, -1, "0")]), 3));
+        h.record(pos(4), &at(semop(12, 3, &[(0, -1, "0")]), 4));
+        let settled = h.settle();
+        let sem = settled.of(3, 0).unwrap();
+        let net = |_: i32, held: &Held| held.net;
+        assert!(!sem.in_motion(0, net));
+        // The kernel's value says one more post happened than the logs show so far.
+        assert!(sem.in_motion(1, net));
+        // Semaphore 1 was created too: it starts at 0 with no holdings.
+        assert!(!settled.of(3, 1).unwrap().in_motion(0, net));
+        assert!(settled.of(3, 1).unwrap().in_motion(1, net));
     }
 
     #[test]

@@ -135,7 +135,10 @@ fn holders(
         Liveness::Running => held.net,
         Liveness::Gone => held.after_exit(),
     };
-    if op.op < 0 && sem.held_excess(effective) <= 0 {
+    let value = world.value(semid, op.num);
+    if value.is_some_and(|v| sem.in_motion(v, effective))
+        || (op.op < 0 && sem.held_excess(effective) <= 0)
+    {
         return Vec::new();
     }
     sem.by_pid
@@ -404,6 +407,48 @@ mod tests {
         );
         assert!(g.cycles.is_empty(), "{:?}", g.cycles);
         assert!(g.needs.iter().all(|n| n.holders.is_empty()));
+    }
+
+    #[test]
+    fn consumers_seen_while_the_producers_post_is_not_logged_yet_are_no_deadlock() {
+        let mut h = Holdings::default();
+        // A set made in the logs (starts at 0): the producer's third post has happened (the
+        // value shows it taken already) but is not logged yet.
+        let Value::Object(args) = json!({"key": "IPC_PRIVATE", "nsems": 1, "semflg": "IPC_CREAT"})
+        else {
+            unreachable!()
+        };
+        let created = Call {
+            pid: 30,
+            tid: 30,
+            ts: 0,
+            func: "semget".into(),
+            args,
+            ret: Some(json!(3)),
+            errno: None,
+            dur_ns: 0,
+            caller: None,
+            stack: vec![],
+            created: Some(true),
+        };
+        h.record(Pos { file: 0, line: 0 }, &created);
+        done(&mut h, 30, 1, 3, &[op(0, 2, false)]);
+        done(&mut h, 31, 2, 3, &[op(0, -2, false)]);
+        done(&mut h, 32, 3, 3, &[op(0, -1, false)]);
+        let world = Fake {
+            values: HashMap::from([((3, 0), 0)]),
+            ..Fake::default()
+        };
+        let g = build(
+            vec![
+                waiting(31, 3, &[op(0, -1, false)]),
+                waiting(32, 3, &[op(0, -1, false)]),
+            ],
+            &h.settle(),
+            &world,
+        );
+        assert!(g.needs.iter().all(|n| n.holders.is_empty()));
+        assert!(g.cycles.is_empty());
     }
 
     #[test]

@@ -7,6 +7,8 @@
  *                     When A is killed, the kernel gives the unit back, B gets it and exits 0,
  *                     and the parent exits 0 once both children are gone.
  *   hang zero         child A raises semaphore 0 to 1 and sleeps; child B waits for zero.
+ *   hang removed      child B waits for semaphore 0; the parent removes the set: B's semop
+ *                     fails with EIDRM and B exits 2; the parent exits 0.
  *   hang pingpong S   two children pass a token back and forth for S seconds, then exit 0.
  *   hang prodcons S   a producer and two consumers over a 4-slot buffer for S seconds.
  *
@@ -239,6 +241,15 @@ int main(int argc, char **argv)
         report_ready(kids, 2);
         return reap(2);
     }
+    if (strcmp(mode, "removed") == 0) {
+        kids[0] = child(waiter, 0);
+        if (!sleepers(0, 1, 0))
+            return 1;
+        semctl(set, 0, IPC_RMID); /* LINE:rmid */
+        int status;
+        waitpid(kids[0], &status, 0);
+        return WIFEXITED(status) && WEXITSTATUS(status) == 2 ? 0 : 1;
+    }
     if ((strcmp(mode, "pingpong") == 0 || strcmp(mode, "prodcons") == 0) && arg > 0) {
         until = now() + arg;
         printf("running %d\n", set);
@@ -259,7 +270,7 @@ int main(int argc, char **argv)
         semctl(set, 0, IPC_RMID);
         return failed;
     }
-    fprintf(stderr, "usage: hang cycle 2|3 | slow | undo | zero | pingpong S | prodcons S\n");
+    fprintf(stderr, "usage: hang cycle 2|3 | slow | undo | zero | removed | pingpong S | prodcons S\n");
     semctl(set, 0, IPC_RMID);
     return 1;
 }
