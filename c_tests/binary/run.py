@@ -41,14 +41,13 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import testlib  # noqa: E402
-from testlib import check, note  # noqa: E402
+from testlib import check  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 BUILD = os.path.join(ROOT, "build", "binary")
-LIBDIR = os.path.join(ROOT, "target", "release")
-LIB = os.path.join(LIBDIR, "libshmtrace.so")
-CLI = os.path.join(LIBDIR, "shmtrace")
+LIB = testlib.LIB
+CLI = testlib.COMMAND
 PROG = os.path.join(BUILD, "binlog")
 PAGE = 4096
 LEN_BUSY = 3 * PAGE
@@ -56,22 +55,15 @@ PAIRS = 100
 GROUPS = ["kill", "threads", "fork", "exec", "disk", "config", "decode"]
 WARNING = "shmtrace: warning:"
 
-verbose = False
-
-
 def build():
     os.makedirs(BUILD, exist_ok=True)
-    subprocess.run(["cc", "-Wall", "-Wextra", "-Werror", "-O2", "-g", "-pthread", "-o", PROG,
-                    os.path.join(HERE, "binlog.c")], check=True)
+    r = subprocess.run(["cc", "-Wall", "-Wextra", "-Werror", "-O2", "-g", "-pthread", "-o", PROG,
+                        os.path.join(HERE, "binlog.c")], capture_output=True, text=True)
+    return check(r.returncode == 0, "binlog.c builds (-Wall -Wextra -Werror)", r.stderr[-1500:])
 
 
 def env(log, fmt="binary", preload=True):
-    e = dict(os.environ)
-    for k in list(e):
-        if k.startswith("SHMTRACE_") or k == "LD_PRELOAD":
-            del e[k]
-    if preload:
-        e["LD_PRELOAD"] = LIB
+    e = testlib.clean_env(preload)
     if log is not None:
         e["SHMTRACE_LOG"] = log
     if fmt is not None:
@@ -305,8 +297,7 @@ def disk(tmp):
     m = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", mnt],
                        capture_output=True, text=True)
     if m.returncode != 0:
-        note(f"disk: skipped, cannot mount a tmpfs ({m.stderr.strip() or 'not permitted'})")
-        return
+        return testlib.skip("disk", f"cannot mount a tmpfs ({m.stderr.strip() or 'not permitted'})")
     try:
         n = 20_000
         native = subprocess.run([PROG, "many", str(n)], env=env(None, None, preload=False),
@@ -386,19 +377,15 @@ def decode_like_text(tmp):
 
 
 def main():
-    global verbose
-    args = sys.argv[1:]
-    if "-v" in args:
-        verbose = True
-        testlib.verbose = True
-        args.remove("-v")
-    groups = args or GROUPS
-    for g in groups:
-        if g not in GROUPS:
-            sys.exit(f"unknown group {g} (groups: {' '.join(GROUPS)})")
-    build()
+    global BUILD, PROG, LIB, CLI
+    opts = testlib.parse_args(__doc__, "binary", GROUPS)
+    BUILD, LIB, CLI = opts.build, testlib.LIB, testlib.COMMAND
+    PROG = os.path.join(BUILD, "binlog")
+    testlib.isolate_ipc()
+    if not build():
+        sys.exit(testlib.summary())
     with tempfile.TemporaryDirectory(prefix="shmtrace-binary.") as tmp:
-        for g in groups:
+        for g in opts.names:
             d = os.path.join(tmp, g)
             os.mkdir(d)
             try:
