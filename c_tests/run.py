@@ -19,7 +19,8 @@ whatever it leaves, even after a crash, dies with the namespace.
 Then checks the SHMTRACE_LOG / SHMTRACE_FORMAT behaviour, the exit report and
 SHMTRACE_EXITCODE on the examples, and runs the ledger_* programs (the ledger against the
 kernel's own view, case by case, and their exit reports; `run.py ledger` runs only those).
-Prints `FAIL ...` for every failed check and ends with exactly one line `N passed, N failed`;
+Prints `FAIL ...` for every failed check and ends with exactly one line
+`N passed, M failed, K skipped`;
 exits 1 if anything failed.
 Standard library only.
 """
@@ -363,9 +364,7 @@ def run(what, binary, preload=False, env=None, tmp=None, args=(), leaks=False):
     os.unlink(journal_path)
 
     r.leftovers = leaked = sorted(testlib.sysv_ids() - before)
-    for kind, ident in leaked:
-        subprocess.run(["ipcrm", "-m" if kind == "shm" else "-s", str(ident)],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    testlib.remove_sysv(leaked)
     if not leaks:
         check(not leaked, f"{what}: no SysV object left behind",
               "removed " + ", ".join(f"{k} {i}" for k, i in leaked))

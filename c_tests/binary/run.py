@@ -18,15 +18,15 @@ GROUPs (default: all), each running build/binary/binlog (binlog.c) under the shi
   exec     an exec'd image continues its process's log (two start records, all calls).
   disk     a log on a 256 KiB tmpfs that fills up: the program's stdout and exit status are
            as without the shim, stderr has exactly one warning line, and the log decodes to
-           what fitted (skipped with a note when tmpfs cannot be mounted, e.g. not root).
+           what fitted (skipped when tmpfs cannot be mounted, e.g. not root).
   config   SHMTRACE_FORMAT=binary without a file, or with a file that is not a binary log, or
            that cannot be created: exactly one warning line, text records on stderr, and a
            pre-existing file left untouched.
   decode   a decoded binary log has the same records as a text log of the same program
            (pids, times and addresses aside).
 
-Prints `FAIL ...` for every failed check and ends with `N passed, N failed`; exits 1 if
-anything failed. Every semaphore set a program creates is removed by its id afterwards.
+Prints `FAIL ...` for every failed check and ends with `N passed, M failed, K skipped`;
+exits 1 if anything failed. Every semaphore set a program creates is removed by its id afterwards.
 """
 
 import json

@@ -22,8 +22,10 @@ GROUPs: badinput signals kill secure logfile late (default: all). Builds with
             driver, and whole programs killed from here, also during start-up): once
             resynchronised at record starts every record parses, and records are cut only
             where a killed process was writing (no more cuts than kills).
-  secure    a copy of secure.linked with a file capability (setcap), run as uid 65534 (root
-            gets no AT_SECURE from file capabilities), and a setuid copy run by root: the
+  secure    secure.linked, linked against a copy of the library in a private 0755 directory
+            (uid 65534 may not enter the checkout): a copy with a file capability (setcap),
+            run as uid 65534 (root gets no AT_SECURE from file capabilities), and a setuid
+            copy run by root: the
             program sees AT_SECURE=1, SHMTRACE_LOG's file is not created (nor a pre-existing
             one written), the log goes to stderr with exactly one warning line. A copy
             without the capability, run the same way, does create the file (control).
@@ -38,8 +40,9 @@ GROUPs: badinput signals kill secure logfile late (default: all). Builds with
 Every program runs in its own IPC namespace (unshare --ipc) inside a shell that lists
 /proc/sysvipc when it ends: a SysV object left behind is a failure, and can never leak into
 the machine (without unshare, the global tables are compared before and after instead).
-Prints `FAIL ...` for every failed check and ends with exactly one line `N passed, N failed`;
-exits 1 if anything failed. Standard library only.
+Prints `FAIL ...` for every failed check and ends with exactly one line
+`N passed, M failed, K skipped` (a group that cannot run here, e.g. secure when not root, is
+one skip); exits 1 if anything failed. Standard library only.
 """
 
 import json
@@ -187,9 +190,7 @@ def run(what, argv, env=None, preload=False, tmp=None, journal=False, timeout=TI
     else:
         left = sorted(testlib.sysv_ids() - before)
         r.leftovers = [f"{k} {i}" for k, i in left]
-        for kind, ident in left:
-            subprocess.run(["ipcrm", "-m" if kind == "shm" else "-s", str(ident)],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        testlib.remove_sysv(left)
     os.unlink(dump)
     if r.hung:
         check(False, f"{what}: finishes within {timeout} s (hung: gdb backtrace follows, "

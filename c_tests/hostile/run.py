@@ -31,7 +31,8 @@ and a key whose top byte is this invocation's tag (so concurrent runs never touc
 other's); any left in /proc/sysvipc after a run is removed and counted as a failure.
 
 Prints `FAIL ...` for every failed check (with -v every check) and ends with exactly one line
-`N passed, N failed`; exits 1 if anything failed. Python standard library only.
+`N passed, M failed, K skipped` (an allocator not installed is a skip); exits 1 if anything
+failed. Python standard library only.
 """
 
 import collections
@@ -102,12 +103,6 @@ def marked_sysv(tag=None):
                         (tag is False or (int(cols[0]) & 0xffffffff) >> 24 == tag):
                     ids.add((kind, int(cols[1])))
     return ids
-
-
-def remove_sysv(objs):
-    for kind, ident in objs:
-        subprocess.run(["ipcrm", "-m" if kind == "shm" else "-s", str(ident)],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 # ---- hangs: who is stuck where -----------------------------------------------------------
@@ -268,7 +263,7 @@ def run(what, argv, tmp, preload=None, env=None, timeout=30, log=None, fmt="json
               "remove it?")
     time.sleep(0.05)
     leftovers = marked_sysv() - before
-    remove_sysv(leftovers)
+    testlib.remove_sysv(leftovers)
     removed = ", ".join(f"{k} {i}" for k, i in sorted(leftovers))
     if r.hung:  # killed here: its cleanup never ran, and the hang is the failure
         if leftovers:
