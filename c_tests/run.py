@@ -1145,6 +1145,9 @@ def main():
     start = time.time()
     have_linked, have_lib = build(make_vars)
     check(have_lib, f"{LIB} exists")
+    hooks = set(testlib.hooks())
+    check(set(ARG_KEYS) == hooks, "run.py knows the arguments of exactly the header's hooks",
+          str(sorted(set(ARG_KEYS) ^ hooks)))
     check_nm()
     check_exports()
     with tempfile.TemporaryDirectory(prefix="shmtrace-c-tests.") as tmp:

@@ -33,7 +33,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable
 SUITES = {
     "lint": [["cargo", "fmt", "--all", "--check"],
-             ["cargo", "clippy", "--release", "--all-targets", "--", "-D", "warnings"]],
+             ["cargo", "clippy", "-q", "--release", "--all-targets", "--", "-D", "warnings"]],
     "rust": [["cargo", "test", "--release", "-q"]],
     "install": [[PY, "tests/install_recipe.py"]],
     "transparency": [[PY, "c_tests/run.py"]],

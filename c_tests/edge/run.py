@@ -428,10 +428,12 @@ def group_badinput(tmp):
     sections = listing.stdout.split()
     if not check(listing.returncode == 0 and sections, "badinput --list names its sections"):
         return
+    logged = set()
     for section in sections:
         what = f"badinput {section}"
         results = three_runs(what, "badinput", [section], tmp, strict=True, text_run=True)
         for mode, (r, records) in results.items():
+            logged |= {o.get("fn") for o in records if o.get("event") == "call"}
             if records:
                 check_sops_decoding(f"{what} {mode}", records)
                 failed_calls = [o for o in records if o.get("event") == "call"
@@ -441,6 +443,9 @@ def group_badinput(tmp):
                           for o in failed_calls),
                       f"{what} {mode}: each of the {len(failed_calls)} failed calls is logged "
                       "with its errno name and failure result")
+    hooks = testlib.hooks()
+    check(set(hooks) <= logged, f"badinput: all {len(hooks)} hooks of include/shmtrace.h are "
+          "called (and logged) with bad input", str(sorted(set(hooks) - logged)))
 
 
 def group_signals(tmp):
