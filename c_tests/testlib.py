@@ -70,7 +70,7 @@ def parse_args(doc, build, names=None, flags=()):
     """The runners' common command line: [-v] [--libdir DIR] [--build DIR] [flags] [NAME ...].
 
     `build` names the suite's directory under build/; `names` are the groups a run may be
-    limited to (None: any name, checked by the runner); `flags` extra boolean options.
+    limited to (None: the runner has no groups); `flags` extra boolean options.
     Sets LIBDIR, LIB and COMMAND here; returns the options with `.build`, `.names` (all
     groups when none given) and `.make_vars` (LIBDIR=/BUILD= for the suite's Makefile)."""
     global verbose, LIBDIR, LIB, COMMAND
@@ -80,10 +80,11 @@ def parse_args(doc, build, names=None, flags=()):
     p.add_argument("--build", help=f"where the test programs go (build/{build})")
     for flag in flags:
         p.add_argument(flag, action="store_true")
-    p.add_argument("names", nargs="*", metavar="NAME",
-                   help="only these groups" + (f": {' '.join(names)}" if names else ""))
+    if names is not None:
+        p.add_argument("names", nargs="*", metavar="NAME",
+                       help=f"only these groups: {' '.join(names)}")
     opts = p.parse_args()
-    unknown = [n for n in opts.names if names is not None and n not in names]
+    unknown = [n for n in getattr(opts, "names", []) if n not in names]
     if unknown:
         p.error(f"unknown {' '.join(unknown)} (known: {' '.join(names)})")
     verbose = opts.v
@@ -95,7 +96,7 @@ def parse_args(doc, build, names=None, flags=()):
     if opts.build:
         opts.make_vars.append(f"BUILD={os.path.abspath(opts.build)}")
     opts.build = os.path.abspath(opts.build or os.path.join(ROOT, "build", build))
-    opts.names = opts.names or list(names or [])
+    opts.names = getattr(opts, "names", None) or list(names or [])
     return opts
 
 

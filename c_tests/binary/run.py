@@ -26,7 +26,8 @@ GROUPs (default: all), each running build/binary/binlog (binlog.c) under the shi
            (pids, times and addresses aside).
 
 Prints `FAIL ...` for every failed check and ends with `N passed, M failed, K skipped`;
-exits 1 if anything failed. Every semaphore set a program creates is removed by its id afterwards.
+exits 1 if anything failed. Every semaphore set a program creates is removed by its id
+afterwards; as root the suite runs in a private IPC namespace.
 """
 
 import json

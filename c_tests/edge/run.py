@@ -22,13 +22,13 @@ GROUPs: badinput signals kill secure logfile late (default: all). Builds with
             driver, and whole programs killed from here, also during start-up): once
             resynchronised at record starts every record parses, and records are cut only
             where a killed process was writing (no more cuts than kills).
-  secure    secure.linked, linked against a copy of the library in a private 0755 directory
-            (uid 65534 may not enter the checkout): a copy with a file capability (setcap),
-            run as uid 65534 (root gets no AT_SECURE from file capabilities), and a setuid
-            copy run by root: the
-            program sees AT_SECURE=1, SHMTRACE_LOG's file is not created (nor a pre-existing
-            one written), the log goes to stderr with exactly one warning line. A copy
-            without the capability, run the same way, does create the file (control).
+  secure    secure.c linked against a copy of the library in a private 0755 directory (uid
+            65534 may not enter the checkout); a copy with a file capability (setcap), run
+            as uid 65534 (root gets no AT_SECURE from file capabilities), and a setuid copy
+            run by root: the program sees AT_SECURE=1, SHMTRACE_LOG's file is not created
+            (nor a pre-existing one written), the log goes to stderr with exactly one
+            warning line. A copy without the capability, run the same way, does create the
+            file (control).
   logfile   log files are created with mode 0600 (umask 0), never follow a symlink (one
             warning, log on stderr, the target untouched), are appended to and never
             truncated, and an unopenable path gives exactly one warning and the log on stderr.

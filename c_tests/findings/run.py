@@ -18,7 +18,8 @@ a suppressed error.
 
 Each program runs in its own IPC namespace (unshare --ipc) when possible; the programs also
 remove every object they create (findings.h), so nothing is left behind either way. Prints
-`FAIL ...` per failed check and ends with `N passed, M failed, K skipped`; exits 1 on any failure.
+`FAIL ...` per failed check and ends with `N passed, M failed, K skipped`; exits 1 on any
+failure.
 """
 
 import json
