@@ -34,7 +34,7 @@ PY = sys.executable
 SUITES = {
     "lint": [["cargo", "fmt", "--all", "--check"],
              ["cargo", "clippy", "-q", "--release", "--all-targets", "--", "-D", "warnings"]],
-    "rust": [["cargo", "test", "--release", "-q"]],
+    "rust": [["cargo", "test", "--release", "-q", "--no-fail-fast"]],
     "install": [[PY, "tests/install_recipe.py"]],
     "transparency": [[PY, "c_tests/run.py"]],
     "bad-input": [[PY, "c_tests/edge/run.py"]],
