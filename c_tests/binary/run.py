@@ -298,7 +298,8 @@ def disk(tmp):
     m = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", mnt],
                        capture_output=True, text=True)
     if m.returncode != 0:
-        return testlib.skip("disk", f"cannot mount a tmpfs ({m.stderr.strip() or 'not permitted'})")
+        why = (m.stderr.strip() or "not permitted").splitlines()[0]
+        return testlib.skip("disk", f"cannot mount a tmpfs ({why})")
     try:
         n = 20_000
         native = subprocess.run([PROG, "many", str(n)], env=env(None, None, preload=False),
