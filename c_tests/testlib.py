@@ -140,12 +140,12 @@ def missing(*tools):
 
 
 @contextlib.contextmanager
-def reachable_copies(paths, soname_links=True):
+def private_copies(paths):
     """Copies of `paths` (the library, test programs) in a private temporary directory of mode
-    0755, for a user with dropped privileges who cannot enter the checkout (a clone under a
-    0700 home); yields {basename: copy}; removed afterwards. A copied libshmtrace.so also gets
-    its soname link (libshmtrace.so.0)."""
-    d = tempfile.mkdtemp(prefix="shmtrace-reachable.")
+    0755: a snapshot a rebuild cannot change, which a user with dropped privileges can reach
+    even when they cannot enter the checkout (a clone under a 0700 home). Yields (directory,
+    {basename: copy}); removed afterwards. A copied libshmtrace.so gets its soname link."""
+    d = tempfile.mkdtemp(prefix="shmtrace-copies.")
     try:
         os.chmod(d, 0o755)
         copies = {}
@@ -154,7 +154,7 @@ def reachable_copies(paths, soname_links=True):
             shutil.copy2(path, dest)
             os.chmod(dest, 0o755)
             copies[os.path.basename(path)] = dest
-            if soname_links and os.path.basename(path) == "libshmtrace.so":
+            if os.path.basename(path) == "libshmtrace.so":
                 os.symlink("libshmtrace.so", os.path.join(d, "libshmtrace.so.0"))
         yield d, copies
     finally:

@@ -595,7 +595,7 @@ def group_secure(tmp):
                             "util-linux)")
     # uid 65534 may not be able to enter the checkout (a clone under a 0700 home): the program
     # is linked against a copy of the library in a directory it can reach.
-    with testlib.reachable_copies([LIB]) as (base, _):
+    with testlib.private_copies([LIB]) as (base, _):
         if testlib.make(HERE, [f"LIBDIR={base}", f"BUILD={base}", f"{base}/secure.linked"],
                         "secure.linked linked against a copy of the library uid 65534 reaches"):
             secure_copies(tmp, base, os.path.join(base, "secure.linked"))

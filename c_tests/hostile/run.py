@@ -790,14 +790,11 @@ def main():
     if stale:
         note(f"SysV objects with mode 0{MARK} already exist (an earlier run killed, or another "
              f"run of this suite now): left alone: {sorted(stale)}")
-    with tempfile.TemporaryDirectory(prefix="shmtrace-hostile.") as tmp:
-        # Every run uses one snapshot of the library: a rebuild meanwhile (others work in
-        # this tree) neither mixes versions nor garbles the backtraces gdb reads from it.
-        snap = os.path.join(tmp, "lib")
-        os.mkdir(snap)
-        shutil.copy2(LIB, os.path.join(snap, "libshmtrace.so"))
-        os.symlink("libshmtrace.so", os.path.join(snap, "libshmtrace.so.0"))
-        LIB = os.path.join(snap, "libshmtrace.so")
+    # Every run uses one snapshot of the library: a rebuild meanwhile (others work in this
+    # tree) neither mixes versions nor garbles the backtraces gdb reads from it.
+    with tempfile.TemporaryDirectory(prefix="shmtrace-hostile.") as tmp, \
+            testlib.private_copies([LIB]) as (_, copies):
+        LIB = copies["libshmtrace.so"]
         for name in opts.names:
             t0, before = time.time(), testlib.failed
             try:
