@@ -20,9 +20,7 @@ Then checks the SHMTRACE_LOG / SHMTRACE_FORMAT behaviour, the exit report and
 SHMTRACE_EXITCODE on the examples, and runs the ledger_* programs (the ledger against the
 kernel's own view, case by case, and their exit reports; `run.py ledger` runs only those).
 Prints `FAIL ...` for every failed check and ends with exactly one line
-`N passed, M failed, K skipped`;
-exits 1 if anything failed.
-Standard library only.
+`N passed, M failed, K skipped`; exits 1 if anything failed. Standard library only.
 """
 
 import errno
