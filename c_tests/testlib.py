@@ -100,10 +100,10 @@ def parse_args(doc, build, names=None, flags=()):
     return opts
 
 
-def make(directory, make_vars, what=None, target=()):
-    """Builds a suite's programs (make -C); counts it as a check; returns whether it built."""
-    r = subprocess.run(["make", "-C", directory, *make_vars, *target], capture_output=True,
-                       text=True)
+def make(directory, args, what=None):
+    """Builds a suite's programs (make -C directory ARGS: variables, targets); counts it as a
+    check; returns whether it built."""
+    r = subprocess.run(["make", "-C", directory, *args], capture_output=True, text=True)
     what = what or f"make -C {os.path.relpath(directory, ROOT)} (-Wall -Wextra -Werror)"
     return check(r.returncode == 0, what, (r.stdout + r.stderr).strip()[-1500:])
 
