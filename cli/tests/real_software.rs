@@ -85,13 +85,25 @@ impl Drop for KillOnDrop {
     }
 }
 
-fn json_run(dir: &Path, args: &[&str], program: &[&Path], limit: Duration) -> (Output, Value) {
-    let mut all = vec!["--json", "-o"];
-    let report = dir.with_extension("json");
+/// `shmtrace ... -- PROGRAM` in the scenario's run directory, bounded; the SysV ids the program
+/// prints (`shm ID`, `sem ID`) join the guard.
+fn run_bounded(s: &mut Scenario, args: &[&str], program: &[&Path], limit: Duration) -> Output {
+    let out = bounded(&mut s.command(args, program), limit);
+    s.guard.add_from_output(&text(&out.stdout));
+    out
+}
+
+/// The same with `--json -o FILE`, and the JSON report.
+fn json_run(
+    s: &mut Scenario,
+    args: &[&str],
+    program: &[&Path],
+    limit: Duration,
+) -> (Output, Value) {
+    let report = s.scratch.path("report.json");
     let report_text = report.to_string_lossy().into_owned();
-    all.push(&report_text);
-    all.extend_from_slice(args);
-    let out = bounded(&mut shmtrace_run(dir, &all, program), limit);
+    let all = [&["--json", "-o", &report_text], args].concat();
+    let out = run_bounded(s, &all, program, limit);
     let doc = std::fs::read(&report)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
@@ -107,11 +119,6 @@ fn printed(stdout: &str, word: &str) -> i64 {
         .lines()
         .find_map(|l| l.strip_prefix(&prefix)?.parse().ok())
         .unwrap_or_else(|| panic!("no {prefix:?} line in {stdout:?}"))
-}
-
-#[track_caller]
-fn assert_has(text: &str, piece: impl AsRef<str>) {
-    assert!(text.contains(piece.as_ref()), "{text}");
 }
 
 fn ended(doc: &Value) -> Vec<(i64, String)> {
@@ -130,14 +137,11 @@ fn ended(doc: &Value) -> Vec<(i64, String)> {
 /// report (not a call the report never saw).
 #[test]
 fn a_child_that_outlives_the_program_is_waited_for() {
-    let scratch = Scratch::new("outlive");
-    let run_dir = scratch.path("run");
-    let mut guard = IpcGuard::new(&[&run_dir]);
-    let program = scratch.compile("outlive");
+    let mut s = Scenario::new("outlive");
+    let program = s.compile("outlive");
 
     let started = Instant::now();
-    let (out, doc) = json_run(&run_dir, &[], &[&program], Duration::from_secs(30));
-    guard.add_from_output(&text(&out.stdout));
+    let (out, doc) = json_run(&mut s, &[], &[&program], Duration::from_secs(30));
     assert!(started.elapsed() >= Duration::from_secs(1));
     assert_eq!(exit_code(&out), 0, "{}", text(&out.stderr));
     assert_eq!(ended(&doc).len(), 2, "{doc}");
@@ -151,18 +155,15 @@ fn a_child_that_outlives_the_program_is_waited_for() {
 /// With --wait 0 the same child is not waited for: it is listed as still running.
 #[test]
 fn wait_zero_reports_at_once() {
-    let scratch = Scratch::new("outlive-nowait");
-    let run_dir = scratch.path("run");
-    let mut guard = IpcGuard::new(&[&run_dir]);
-    let program = scratch.compile("outlive");
+    let mut s = Scenario::new("outlive-nowait");
+    let program = s.compile("outlive");
 
-    let (out, doc) = json_run(
-        &run_dir,
+    let (_, doc) = json_run(
+        &mut s,
         &["--wait", "0"],
         &[&program],
         Duration::from_secs(30),
     );
-    guard.add_from_output(&text(&out.stdout));
     let states: Vec<String> = ended(&doc).into_iter().map(|(_, e)| e).collect();
     assert!(states.contains(&"still running".to_string()), "{doc}");
     assert_eq!(doc["verdict"]["still_running"], 1, "{doc}");
@@ -175,17 +176,16 @@ fn wait_zero_reports_at_once() {
 /// with no ipcrm advice.
 #[test]
 fn a_running_daemons_objects_are_in_use_not_leaks() {
-    let scratch = Scratch::new("daemon");
-    let run_dir = scratch.path("run");
-    let mut guard = IpcGuard::new(&[&run_dir]);
-    let program = scratch.compile("daemon");
+    let mut s = Scenario::new("daemon");
+    let program = s.compile("daemon");
 
-    let out = bounded(
-        &mut shmtrace_run(&run_dir, &["--wait", "1", "--color", "never"], &[&program]),
+    let out = run_bounded(
+        &mut s,
+        &["--wait", "1", "--color", "never"],
+        &[&program],
         Duration::from_secs(30),
     );
     let stdout = text(&out.stdout);
-    guard.add_from_output(&stdout);
     let daemon = printed(&stdout, "daemon");
     let _kill = KillOnDrop(vec![daemon as i32]);
     let stderr = text(&out.stderr);
@@ -202,7 +202,7 @@ fn a_running_daemons_objects_are_in_use_not_leaks() {
         "in use, not leaks: 2 SysV objects; 1 process still running",
     );
 
-    let doc = report_json(&run_dir, &[]);
+    let doc = report_json(&s.run_dir, &[]);
     assert_eq!(items(&doc, "leaks").len(), 0, "{doc}");
     let in_use = items(&doc, "in_use");
     assert_eq!(in_use.len(), 2, "{doc}");
@@ -214,19 +214,16 @@ fn a_running_daemons_objects_are_in_use_not_leaks() {
 /// With --wait 0 the daemon is listed as still running.
 #[test]
 fn wait_zero_lists_the_daemon_as_still_running() {
-    let scratch = Scratch::new("daemon-nowait");
-    let run_dir = scratch.path("run");
-    let mut guard = IpcGuard::new(&[&run_dir]);
-    let program = scratch.compile("daemon");
+    let mut s = Scenario::new("daemon-nowait");
+    let program = s.compile("daemon");
 
     let (out, doc) = json_run(
-        &run_dir,
+        &mut s,
         &["--wait", "0"],
         &[&program],
         Duration::from_secs(30),
     );
     let stdout = text(&out.stdout);
-    guard.add_from_output(&stdout);
     let daemon = printed(&stdout, "daemon");
     let _kill = KillOnDrop(vec![daemon as i32]);
     assert!(
@@ -240,18 +237,15 @@ fn wait_zero_lists_the_daemon_as_still_running() {
 /// stop shmtrace: the program goes on, the report follows, the status is the program's.
 #[test]
 fn a_signal_to_the_programs_own_group_spares_shmtrace() {
-    let scratch = Scratch::new("group-signal");
-    let run_dir = scratch.path("run");
-    let out = bounded(
-        &mut shmtrace_run(
-            &run_dir,
-            &[],
-            &[
-                Path::new("sh"),
-                Path::new("-c"),
-                Path::new("trap '' TERM; kill -TERM 0; echo alive"),
-            ],
-        ),
+    let mut s = Scenario::new("group-signal");
+    let out = run_bounded(
+        &mut s,
+        &[],
+        &[
+            Path::new("sh"),
+            Path::new("-c"),
+            Path::new("trap '' TERM; kill -TERM 0; echo alive"),
+        ],
         Duration::from_secs(30),
     );
     assert_eq!(text(&out.stdout), "alive\n");
@@ -264,22 +258,23 @@ fn a_signal_to_the_programs_own_group_spares_shmtrace() {
 /// A SIGTERM sent to shmtrace from outside reaches the program, and the report follows.
 #[test]
 fn sigterm_from_outside_is_passed_to_the_program() {
-    let scratch = Scratch::new("outside-term");
-    let run_dir = scratch.path("run");
-    let mut child = shmtrace_run(
-        &run_dir,
-        &[],
-        &[
-            Path::new("sh"),
-            Path::new("-c"),
-            Path::new("trap 'echo got TERM; exit 3' TERM; echo ready; while :; do sleep 0.1; done"),
-        ],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .process_group(0)
-    .spawn()
-    .unwrap();
+    let s = Scenario::new("outside-term");
+    let mut child = s
+        .command(
+            &[],
+            &[
+                Path::new("sh"),
+                Path::new("-c"),
+                Path::new(
+                    "trap 'echo got TERM; exit 3' TERM; echo ready; while :; do sleep 0.1; done",
+                ),
+            ],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
     let mut stdout = child.stdout.take().unwrap();
     let mut first = [0u8; 6];
     stdout.read_exact(&mut first).expect("the program starts");
@@ -303,9 +298,8 @@ fn python_multiprocessing_is_fully_waited_for() {
         eprintln!("skipped: no python3");
         return;
     }
-    let scratch = Scratch::new("python-mp");
-    let run_dir = scratch.path("run");
-    let script = scratch.path("mp.py");
+    let mut s = Scenario::new("python-mp");
+    let script = s.scratch.path("mp.py");
     std::fs::write(
         &script,
         "import multiprocessing as mp\n\
@@ -320,12 +314,10 @@ fn python_multiprocessing_is_fully_waited_for() {
          \x20   shm.close()  # never unlinked: the resource tracker warns and unlinks it\n",
     )
     .unwrap();
-    let out = bounded(
-        &mut shmtrace_run(
-            &run_dir,
-            &["--color", "never", "--all-processes"],
-            &[Path::new("python3"), &script],
-        ),
+    let out = run_bounded(
+        &mut s,
+        &["--color", "never", "--all-processes"],
+        &[Path::new("python3"), &script],
         Duration::from_secs(60),
     );
     let stderr = text(&out.stderr);
@@ -337,7 +329,7 @@ fn python_multiprocessing_is_fully_waited_for() {
         .expect("the tracker's warning");
     assert!(warning_at < report_at, "{stderr}");
     assert!(!stderr.contains("still running"), "{stderr}");
-    let doc = report_json(&run_dir, &[]);
+    let doc = report_json(&s.run_dir, &[]);
     assert!(ended(&doc).len() >= 3, "main, worker, tracker: {doc}");
     assert!(ended(&doc).iter().all(|(_, e)| e == "exited"), "{doc}");
 }
@@ -346,20 +338,18 @@ fn python_multiprocessing_is_fully_waited_for() {
 /// its size and creator, as a leak.
 #[test]
 fn a_static_binarys_segment_is_caught_from_the_kernel() {
-    let scratch = Scratch::new("static");
-    let run_dir = scratch.path("run");
-    let mut guard = IpcGuard::new(&[&run_dir]);
-    let program = scratch.compile_with("static_leak", "static_leak", &["-static"]);
+    let mut s = Scenario::new("static");
+    let program = s
+        .scratch
+        .compile_with("static_leak", "static_leak", &["-static"]);
 
     let (out, doc) = json_run(
-        &run_dir,
+        &mut s,
         &["--error-exitcode", "9"],
         &[&program],
         Duration::from_secs(30),
     );
-    let stdout = text(&out.stdout);
-    guard.add_from_output(&stdout);
-    let shm = printed(&stdout, "shm");
+    let shm = printed(&text(&out.stdout), "shm");
     assert_eq!(exit_code(&out), 9, "{}", text(&out.stderr));
     let unseen = items(&doc, "not_seen");
     assert_eq!(unseen.len(), 1, "{doc}");
@@ -382,6 +372,7 @@ fn a_reused_semaphore_id_is_not_still_existing() {
         eprintln!("skipped: unshare --ipc is not permitted here");
         return;
     }
+    // No guard: the ids are the namespace's, and it removes its objects when the run ends.
     let scratch = Scratch::new("reuse");
     let run_dir = scratch.path("run");
     let program = scratch.compile("reuse");
@@ -419,15 +410,13 @@ fn a_reused_semaphore_id_is_not_still_existing() {
 /// (strip, split the debug information...), links `stripped_main` to it, runs that under
 /// shmtrace, and returns the site of its one leak.
 fn stripped_site(test: &str, compiler: &str, source: &str, finish: &[&[&str]]) -> Value {
-    let scratch = Scratch::new(test);
-    let run_dir = scratch.path("run");
-    let mut guard = IpcGuard::new(&[&run_dir]);
+    let mut s = Scenario::new(test);
     let programs = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs");
-    let dir = scratch.dir.display().to_string();
+    let dir = s.scratch.dir.display().to_string();
     let run = |program: &str, args: &[&str]| {
         let status = Command::new(program)
             .args(args)
-            .current_dir(&scratch.dir)
+            .current_dir(&s.scratch.dir)
             .status();
         assert!(
             status.is_ok_and(|s| s.success()),
@@ -461,9 +450,8 @@ fn stripped_site(test: &str, compiler: &str, source: &str, finish: &[&[&str]]) -
             "-lstripped",
         ],
     );
-    let main = scratch.path("stripped_main");
-    let (out, doc) = json_run(&run_dir, &[], &[&main], Duration::from_secs(30));
-    guard.add_from_output(&text(&out.stdout));
+    let main = s.scratch.path("stripped_main");
+    let (_, doc) = json_run(&mut s, &[], &[&main], Duration::from_secs(30));
     let leaks = items(&doc, "leaks");
     assert_eq!(leaks.len(), 1, "{doc}");
     leaks[0]["site"].clone()
@@ -510,40 +498,31 @@ fn a_debug_link_gives_file_and_line() {
     ];
     let site = stripped_site("debuglink", "gcc", "stripped_lib.c", steps);
     assert_eq!(site["function"], "stripped_make_segment", "{site}");
-    assert!(ends_with_str(&site["file"], "stripped_lib.c"), "{site}");
+    assert!(ends_with(&site["file"], "stripped_lib.c"), "{site}");
     assert_eq!(site["line"], line_of("stripped_lib", "shmget"), "{site}");
-}
-
-fn ends_with_str(v: &Value, suffix: &str) -> bool {
-    v.as_str().is_some_and(|s| s.ends_with(suffix))
 }
 
 /// 1,000 shell processes that make no tracked call and one leaking program: the report fits
 /// on one screen (the idle ones folded into one line) and names the leak.
 #[test]
 fn a_big_tree_report_fits_on_one_screen() {
-    let scratch = Scratch::new("big-tree");
-    let run_dir = scratch.path("run");
-    let mut guard = IpcGuard::new(&[&run_dir]);
-    let leaker = scratch.compile("static_leak");
+    let mut s = Scenario::new("big-tree");
+    let leaker = s.compile("static_leak");
     let script = format!(
         "i=0; while [ $i -lt 1000 ]; do sh -c 'exit 0'; i=$((i+1)); done; {}",
         leaker.display()
     );
-    let out = bounded(
-        &mut shmtrace_run(
-            &run_dir,
-            &["--color", "never"],
-            &[Path::new("sh"), Path::new("-c"), Path::new(&script)],
-        ),
+    let out = run_bounded(
+        &mut s,
+        &["--color", "never"],
+        &[Path::new("sh"), Path::new("-c"), Path::new(&script)],
         Duration::from_secs(300),
     );
-    guard.add_from_output(&text(&out.stdout));
     let stderr = text(&out.stderr);
     assert_eq!(exit_code(&out), 0, "{stderr}");
     assert!(stderr.lines().count() <= 40, "{stderr}");
     assert_has(&stderr, "more processes made no tracked calls");
     assert_has(&stderr, "shmtrace: 1 leak: 1 segment");
-    let doc = report_json(&run_dir, &[]);
+    let doc = report_json(&s.run_dir, &[]);
     assert!(items(&doc, "processes").len() >= 1001, "{doc}");
 }

@@ -4,8 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::CallStat;
-use super::sysv::Kind;
+use super::holdings::Holdings;
+use super::model::{CallStat, Kind};
 use crate::logs::{Call, ExitReport, Finding, Micros, Pos, Record, Start};
 
 /// How many early call sites of a process are kept to recognise the image it inherited.
@@ -56,6 +56,7 @@ pub(super) struct Collector {
     pub(super) findings: Vec<(Pos, Finding)>,
     /// Every process that got, attached, operated on or controlled each SysV id.
     pub(super) users: HashMap<(Kind, i64), BTreeSet<i32>>,
+    pub(super) holdings: Holdings,
 }
 
 impl Collector {
@@ -132,6 +133,7 @@ impl Collector {
         stat.failed += u64::from(!c.succeeded());
         stat.total_ns = stat.total_ns.saturating_add(c.dur_ns);
         stat.max_ns = stat.max_ns.max(c.dur_ns);
+        self.holdings.record(pos, &c);
         if !c.succeeded() {
             return;
         }

@@ -5,40 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use super::collect::Collector;
-use super::sysv::{Kind, SysvLeak, User};
-use super::{Ending, Process};
+use super::model::{Ending, Kind, Process, SysvLeak, Unseen, UnseenKind, User};
 use crate::kernel::{self, Kernel, Object, Presence, Start};
 use crate::logs::Micros;
-
-/// Something the kernel holds that no log recorded.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Unseen {
-    pub what: UnseenKind,
-    pub id: i64,
-    /// The key's 32 bits (objects).
-    pub key: Option<u32>,
-    /// Bytes for a segment, semaphores for a set.
-    pub size: u64,
-    /// The creator (a segment), or the process that has it attached (an attachment).
-    pub pid: Option<i32>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum UnseenKind {
-    Segment,
-    SemaphoreSet,
-    Attachment,
-}
-
-impl UnseenKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            UnseenKind::Segment => "segment",
-            UnseenKind::SemaphoreSet => "semaphore set",
-            UnseenKind::Attachment => "attachment",
-        }
-    }
-}
 
 /// The running processes of the tree and the SysV segments each has mapped now.
 pub(super) struct Running {

@@ -1,7 +1,7 @@
 //! One call site reached through many stacks (`--stack`): the mappings of a process made at one
 //! site, grouped, with their distinct stacks counted, the most common first.
 
-use super::Mappings;
+use super::model::Mappings;
 use crate::symbols::Symbol;
 
 /// The mappings one process made at one call site.
