@@ -9,7 +9,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use crate::ledger::RegionKind;
 use crate::platform::{alloc, guard::Guard, sink};
 use crate::recorder;
-use crate::trace::format::Format;
+use shmtrace_core::trace::format::Format;
 
 /// Result codes of the `shmtrace_*` functions. The numbers are stable.
 #[repr(C)]
@@ -303,7 +303,7 @@ mod tests {
 
     #[test]
     fn call_indexes_follow_the_hook_order() {
-        use crate::trace::event::Func;
+        use shmtrace_core::trace::event::Func;
         let indexes = [
             (Func::Shmget, super::SHMTRACE_CALL_SHMGET),
             (Func::Shmat, super::SHMTRACE_CALL_SHMAT),

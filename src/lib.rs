@@ -18,7 +18,6 @@ pub mod ledger;
 mod lifecycle;
 pub mod platform;
 pub mod recorder;
-pub mod trace;
 
 /// Every allocation of this library, std's included, comes from its private heap.
 #[cfg(not(test))]

@@ -7,11 +7,11 @@ use crate::deferred;
 use crate::ledger::{Facts, Ledger, ObjectKind, Report};
 use crate::platform::spinlock::{SpinGuard, SpinLock};
 use crate::platform::{clock, config, kernel, modules, process, sink};
-use crate::trace::binary;
-use crate::trace::event::Event;
-use crate::trace::format::{self, Format};
-use crate::trace::linebuf::LineBuf;
-use crate::trace::start::{self, Fork, ModuleInfo, Start};
+use shmtrace_core::trace::binary;
+use shmtrace_core::trace::event::Event;
+use shmtrace_core::trace::format::{self, Format};
+use shmtrace_core::trace::linebuf::LineBuf;
+use shmtrace_core::trace::start::{self, Fork, ModuleInfo, Start};
 
 static LEDGER: SpinLock<Ledger> = SpinLock::new(Ledger::new());
 static PAGE_SIZE: AtomicU64 = AtomicU64::new(4096);
@@ -235,7 +235,7 @@ pub fn report_now() -> Report {
 /// out of the leaks. Here, at report time, never in a hook (where looking an address up with
 /// the loader, `dladdr`, could wait for the loader's lock held by our own caller).
 fn set_aside_allocators(report: &mut Report) {
-    use crate::ledger::allocators::Allocators;
+    use shmtrace_core::allocators::Allocators;
     if report.mappings.is_empty() {
         return;
     }

@@ -13,12 +13,6 @@ mod render;
 mod run;
 mod runinfo;
 mod symbols;
-// The shim's pure modules (events, argument decoding, the text and JSON formats, the binary
-// layout), compiled in so that `shmtrace decode` prints exactly what the shim would have
-// written; nothing of the hooks comes with them.
-#[allow(dead_code)]
-#[path = "../../src/trace/mod.rs"]
-mod trace;
 
 use std::fs::File;
 use std::io::{self, IsTerminal, Write};

@@ -3,9 +3,9 @@
 
 use core::fmt::{self, Write};
 
-use super::suppress::{CODES, code_index};
-use crate::trace::decode;
-use crate::trace::event::Func;
+use shmtrace_core::suppress::{CODES, code_index};
+use shmtrace_core::trace::decode;
+use shmtrace_core::trace::event::Func;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {

@@ -4,7 +4,7 @@
 
 use super::codes::{Code, Finding, what};
 use super::state::State;
-use crate::trace::event::{Event, Func, Phase};
+use shmtrace_core::trace::event::{Event, Func, Phase};
 
 /// What the ledger said before a call that can replace or release address space (it is held
 /// across those calls, so this is the state the kernel acted on).
@@ -270,7 +270,7 @@ pub fn at_exit<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::event::SemOp;
+    use shmtrace_core::trace::event::SemOp;
 
     fn call(func: Func, args: &[u64], ret: i64) -> Event {
         let mut ev = Event::new(Phase::Exit, func);

@@ -17,7 +17,6 @@ pub mod detect;
 mod probe;
 pub mod record;
 pub mod state;
-pub mod suppress;
 
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
@@ -25,10 +24,11 @@ use crate::ledger::{Ledger, RegionKind};
 use crate::platform::config::{self, Lossy};
 use crate::platform::spinlock::SpinLock;
 use crate::platform::{clock, process, sink};
-use crate::trace::binary::KIND_FINDING;
-use crate::trace::event::{Event, Func, Phase};
+use shmtrace_core::suppress;
+use shmtrace_core::trace::binary::KIND_FINDING;
+use shmtrace_core::trace::event::{Event, Func, Phase};
+use shmtrace_core::trace::linebuf::LineBuf;
 
-use crate::trace::linebuf::LineBuf;
 pub use codes::{Code, Finding, Severity};
 pub use detect::Pre;
 use state::State;

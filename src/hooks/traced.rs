@@ -8,7 +8,7 @@ use crate::audit;
 use crate::ledger::Facts;
 use crate::platform::{backtrace, clock, config, errno, guard::Guard, process, sink};
 use crate::recorder;
-use crate::trace::event::{Event, Func, Phase};
+use shmtrace_core::trace::event::{Event, Func, Phase};
 
 /// Runs `call` (the real function, returning its result widened to i64, pointers included) and
 /// records it. `after` may read caller memory the kernel has validated into the event, and ask

@@ -26,7 +26,6 @@
 //! of a `SHM_HUGETLB` segment another process created (its attachments are rounded to the base
 //! page).
 
-pub mod allocators;
 mod attachments;
 mod ipc;
 mod memory;
@@ -47,7 +46,8 @@ pub use report::{
     AttachmentLeak, FindingEntry, MappingLeak, Report, Retained, SegmentLeak, SemaphoreLeak,
 };
 
-use crate::trace::event::{Event, Func, Phase};
+use shmtrace_core::trace::event::{Event, Func, Phase};
+
 use attachments::Attachments;
 use objects::Objects;
 use regions::Regions;

@@ -8,9 +8,9 @@ use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 
 use crate::platform::sink;
-use crate::trace::event::STACK_MAX;
-use crate::trace::format::Format;
-use crate::trace::linebuf::LineBuf;
+use shmtrace_core::trace::event::STACK_MAX;
+use shmtrace_core::trace::format::Format;
+use shmtrace_core::trace::linebuf::LineBuf;
 
 /// Where the log goes, as parsed from `SHMTRACE_LOG`.
 #[derive(Debug, PartialEq, Eq)]
@@ -255,7 +255,7 @@ fn configure() {
             if let Err(errno) = sink::use_binary_path(path) {
                 let why = match errno {
                     libc::EILSEQ => "it is not a shmtrace binary log",
-                    e => crate::trace::errnos::message(e).unwrap_or("unknown error"),
+                    e => shmtrace_core::trace::errnos::message(e).unwrap_or("unknown error"),
                 };
                 warn_line(format_args!(
                     "cannot open SHMTRACE_LOG={} as a binary log ({why}); logging text to stderr",
@@ -269,7 +269,7 @@ fn configure() {
                 warn_line(format_args!(
                     "cannot open SHMTRACE_LOG={} ({}); logging to stderr",
                     Lossy(path),
-                    crate::trace::errnos::message(errno).unwrap_or("unknown error")
+                    shmtrace_core::trace::errnos::message(errno).unwrap_or("unknown error")
                 ));
                 sink::use_stderr();
             }
@@ -284,7 +284,7 @@ static ALLOCATORS_PTR: core::sync::atomic::AtomicPtr<u8> =
 static ALLOCATORS_LEN: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
 
 fn allocators_configure(value: Option<&'static [u8]>) {
-    use crate::ledger::allocators::{Allocators, MALFORMED};
+    use shmtrace_core::allocators::{Allocators, MALFORMED};
     let Some(value) = value else { return };
     if Allocators::parse(Some(value)).is_err() {
         warn_line(format_args!(

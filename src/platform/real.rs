@@ -10,7 +10,7 @@
 use core::ffi::{c_int, c_long, c_ulong, c_void};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::trace::event::Func;
+use shmtrace_core::trace::event::Func;
 
 /// Resolved addresses, indexed by `Func as usize`; 0 = not resolved (use the syscall).
 static NEXT: [AtomicUsize; Func::ALL.len()] = [const { AtomicUsize::new(0) }; Func::ALL.len()];

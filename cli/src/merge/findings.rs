@@ -5,17 +5,13 @@
 
 use std::collections::BTreeMap;
 
+use shmtrace_core::suppress;
+
 use super::Collector;
 use super::tree::Tree;
 use crate::args::ViewOptions;
 use crate::logs::Micros;
 use crate::symbols::{Symbol, Symbolizer};
-
-// The suppression format is the shim's own file, compiled here too, so that both read it the
-// same way (it is pure: nothing else of the shim comes with it).
-#[allow(dead_code)]
-#[path = "../../../src/audit/suppress.rs"]
-mod suppress;
 
 /// One finding, by code and call site, over every process that hit it.
 #[derive(Clone, Debug)]

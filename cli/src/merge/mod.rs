@@ -3,9 +3,6 @@
 //! exit reports gathered, blocked calls found, call statistics summed, and every call site
 //! symbolized in the image that made the call.
 
-// The shim's own classification, compiled here too so that both set aside the same mappings.
-#[path = "../../../src/ledger/allocators.rs"]
-mod allocators;
 mod collect;
 mod findings;
 mod sysv;
@@ -17,13 +14,13 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde_json::{Map, Value};
+use shmtrace_core::allocators::{self, Allocators};
 
 use crate::args::ViewOptions;
 use crate::kernel::{Kernel, LiveCheck};
 use crate::logs::{self, Call, Inputs, Micros, Module, Pos};
 use crate::runinfo::{RunInfo, Status};
 use crate::symbols::{Symbol, Symbolizer};
-use allocators::Allocators;
 use collect::Collector;
 pub use findings::{FindingTotals, MergedFinding, Rules};
 use sysv::sysv_leaks;
