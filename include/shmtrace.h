@@ -11,39 +11,28 @@
 #define SHMTRACE_VERSION_MINOR 1
 #define SHMTRACE_VERSION_PATCH 0
 
+// Indexes into `shmtrace_stats.calls`, one per hooked function.
+#define SHMTRACE_CALL_SHMGET 0
+#define SHMTRACE_CALL_SHMAT 1
+#define SHMTRACE_CALL_SHMDT 2
+#define SHMTRACE_CALL_SHMCTL 3
+#define SHMTRACE_CALL_SEMGET 4
+#define SHMTRACE_CALL_SEMOP 5
+#define SHMTRACE_CALL_SEMTIMEDOP 6
+#define SHMTRACE_CALL_SEMCTL 7
+#define SHMTRACE_CALL_MMAP 8
+#define SHMTRACE_CALL_MMAP64 9
+#define SHMTRACE_CALL_MUNMAP 10
+#define SHMTRACE_CALL_MREMAP 11
+
+// The number of hooked functions (the length of `shmtrace_stats.calls`).
+#define SHMTRACE_FUNCTIONS 12
+
 
 // `format` values for `shmtrace_write_report`.
 #define SHMTRACE_FORMAT_TEXT 0
 
 #define SHMTRACE_FORMAT_JSON 1
-
-// Indexes into `shmtrace_stats.calls`.
-#define SHMTRACE_CALL_SHMGET 0
-
-#define SHMTRACE_CALL_SHMAT 1
-
-#define SHMTRACE_CALL_SHMDT 2
-
-#define SHMTRACE_CALL_SHMCTL 3
-
-#define SHMTRACE_CALL_SEMGET 4
-
-#define SHMTRACE_CALL_SEMOP 5
-
-#define SHMTRACE_CALL_SEMTIMEDOP 6
-
-#define SHMTRACE_CALL_SEMCTL 7
-
-#define SHMTRACE_CALL_MMAP 8
-
-#define SHMTRACE_CALL_MMAP64 9
-
-#define SHMTRACE_CALL_MUNMAP 10
-
-#define SHMTRACE_CALL_MREMAP 11
-
-// The number of hooked functions (the length of `shmtrace_stats.calls`).
-#define SHMTRACE_FUNCTIONS 12
 
 // `shmtrace_mapping.kind` values.
 #define SHMTRACE_MAPPING_ANONYMOUS 0

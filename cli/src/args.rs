@@ -6,6 +6,8 @@ use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 
+use shmtrace_core::trace::event::{Func, Group};
+
 pub const HELP: &str = "\
 shmtrace: run a program (and every process it forks or execs) under libshmtrace.so, then
 explain its System V shared memory, semaphores and mappings in one merged report.
@@ -49,10 +51,9 @@ OPTIONS (both forms)
     --json               the report as one JSON document (schema: cli/README.md,
                          installed as share/doc/shmtrace/shmtrace-command.md)
     -o, --output FILE    write the report to FILE instead of stderr (run) or stdout (report)
-    --calls LIST         comma-separated groups (shm, sem, mmap) or function names
-                         (shmget shmat shmdt shmctl semget semop semtimedop semctl mmap
-                         mmap64 munmap mremap): limits the call statistics and the calls
-                         that never returned
+    --calls LIST         comma-separated groups (shm, sem, mmap) or names of hooked
+                         functions (e.g. shmat,semop): limits the call statistics and the
+                         calls that never returned
     --pid N              show only process N (repeatable); leaks, attachments, mappings,
                          calls and statistics of other processes are left out, the verdict
                          still covers the whole tree
@@ -70,13 +71,6 @@ EXIT STATUS
     the program's status (run), 0 (report), or the --error-exitcode value when there are
     leaks; 2 for a usage error or unreadable input; 126/127 when PROGRAM cannot be started.
 ";
-
-/// The function names the shim hooks, by group.
-pub const GROUPS: [(&str, &[&str]); 3] = [
-    ("shm", &["shmget", "shmat", "shmdt", "shmctl"]),
-    ("sem", &["semget", "semop", "semtimedop", "semctl"]),
-    ("mmap", &["mmap", "mmap64", "munmap", "mremap"]),
-];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ColorChoice {
@@ -315,15 +309,22 @@ fn parse_decode(args: &[OsString]) -> Result<Command, String> {
 fn parse_calls(list: &str) -> Result<BTreeSet<String>, String> {
     let mut set = BTreeSet::new();
     for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        if let Some((_, fns)) = GROUPS.iter().find(|(g, _)| *g == item) {
-            set.extend(fns.iter().map(|f| f.to_string()));
-        } else if GROUPS.iter().any(|(_, fns)| fns.contains(&item)) {
-            set.insert(item.to_string());
-        } else {
+        let selects = |f: &&Func| f.group().name() == item || f.name() == item;
+        if !Func::ALL.iter().any(|f| selects(&f)) {
+            let groups: Vec<_> = Group::ALL.iter().map(|g| g.name()).collect();
+            let funcs: Vec<_> = Func::ALL.iter().map(|f| f.name()).collect();
             return Err(format!(
-                "--calls: unknown group or function {item:?} (groups: shm, sem, mmap)"
+                "--calls: unknown group or function {item:?} (groups: {}; functions: {})",
+                groups.join(", "),
+                funcs.join(", ")
             ));
         }
+        set.extend(
+            Func::ALL
+                .iter()
+                .filter(selects)
+                .map(|f| f.name().to_string()),
+        );
     }
     if set.is_empty() {
         return Err("--calls: empty list".into());
@@ -373,6 +374,22 @@ mod tests {
         assert_eq!(r.paths.len(), 2);
         let calls = r.view.calls.unwrap();
         assert!(calls.contains("semop") && calls.contains("mremap") && !calls.contains("shmat"));
+    }
+
+    #[test]
+    fn calls_take_function_names_and_list_them_when_unknown() {
+        let calls = parse_calls("shmat, sem").unwrap();
+        let expected = ["semctl", "semget", "semop", "semtimedop", "shmat"];
+        assert_eq!(calls.iter().collect::<Vec<_>>(), expected);
+        let err = parse_calls("shmat,msgsnd").unwrap_err();
+        assert!(
+            err.contains("\"msgsnd\"") && err.contains("shm, sem, mmap"),
+            "{err}"
+        );
+        assert!(
+            err.contains("shmget, shmat") && err.contains("munmap, mremap"),
+            "{err}"
+        );
     }
 
     #[test]

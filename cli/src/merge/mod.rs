@@ -15,6 +15,7 @@ use std::path::PathBuf;
 
 use serde_json::{Map, Value};
 use shmtrace_core::allocators::{self, Allocators};
+use shmtrace_core::trace::event::Func;
 
 use crate::args::ViewOptions;
 use crate::kernel::{Kernel, LiveCheck};
@@ -518,10 +519,9 @@ fn call_stats(collector: &Collector, view: &ViewOptions) -> Vec<CallStat> {
         total.max_ns = total.max_ns.max(stat.max_ns);
     }
     let order = |f: &str| {
-        crate::args::GROUPS
+        Func::ALL
             .iter()
-            .flat_map(|(_, fns)| fns.iter())
-            .position(|g| *g == f)
+            .position(|g| g.name() == f)
             .unwrap_or(usize::MAX)
     };
     let mut calls: Vec<CallStat> = by_fn.into_values().collect();
