@@ -194,7 +194,16 @@ impl Finding {
                 match self.func {
                     Func::Shmat => "SHM_REMAP",
                     Func::Mremap => "MREMAP_FIXED",
-                    _ => "MAP_FIXED",
+                    Func::Mmap | Func::Mmap64 => "MAP_FIXED",
+                    // Only the three above replace address space.
+                    Func::Shmget
+                    | Func::Shmdt
+                    | Func::Shmctl
+                    | Func::Semget
+                    | Func::Semop
+                    | Func::Semtimedop
+                    | Func::Semctl
+                    | Func::Munmap => "a fixed address",
                 },
                 if c == 1 { "attachment" } else { "mapping" },
                 if matches!(self.func, Func::Mmap | Func::Mmap64) {

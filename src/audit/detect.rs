@@ -215,7 +215,8 @@ pub fn after_call(state: &mut State, ev: &Event, pre: &Pre, asked: &Asked) -> Ou
                 ));
             }
         }
-        _ => {}
+        // Failed gets and mappings, and munmaps of known memory: nothing to find.
+        Func::Shmget | Func::Semget | Func::Mmap | Func::Mmap64 | Func::Munmap | Func::Mremap => {}
     }
     out
 }

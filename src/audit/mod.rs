@@ -206,7 +206,13 @@ pub fn before(ev: &Event, ledger: &Ledger, page: u64) -> Pre {
                 pre.inside_attachment = att.addr;
             }
         }
-        _ => {}
+        Func::Shmat
+        | Func::Shmget
+        | Func::Shmctl
+        | Func::Semget
+        | Func::Semop
+        | Func::Semtimedop
+        | Func::Semctl => {}
     }
     pre
 }
@@ -227,7 +233,9 @@ fn nothing_to_do(ev: &Event, pre: &Pre) -> bool {
                         .iter()
                         .all(|op| op.op == 0 || op.flg & libc::SEM_UNDO as i16 != 0))
         }
-        _ => false,
+        Func::Shmget | Func::Shmat | Func::Shmdt | Func::Shmctl | Func::Semget | Func::Semctl => {
+            false
+        }
     }
 }
 

@@ -77,7 +77,12 @@ fn releases_address_space(func: Func, args: &[u64; 6]) -> bool {
         Func::Munmap | Func::Mremap | Func::Shmdt => true,
         Func::Mmap | Func::Mmap64 => args[3] as i32 & libc::MAP_FIXED != 0,
         Func::Shmat => args[2] as i32 & libc::SHM_REMAP != 0,
-        _ => false,
+        Func::Shmget
+        | Func::Shmctl
+        | Func::Semget
+        | Func::Semop
+        | Func::Semtimedop
+        | Func::Semctl => false,
     }
 }
 
