@@ -79,7 +79,8 @@ typedef struct shmtrace_stats {
   // Successful calls the ledger could not model (e.g. shmat of a segment of unknown size), or
   // could not keep while another thread was forking (more than 262144 during one fork).
   uint64_t untracked;
-  // Calls whose bookkeeping failed inside the shim (they were still forwarded).
+  // Failures inside the shim (a hooked call's bookkeeping: the call was still forwarded; or
+  // an API call, the lifecycle's work at start, fork or exit).
   uint64_t internal_failures;
   // Memory the shim itself holds from the kernel, in bytes.
   uint64_t shim_heap_bytes;

@@ -4,9 +4,9 @@
 //! signal handler (they take the ledger's lock).
 
 use core::ffi::{c_char, c_int, c_void};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::ledger::RegionKind;
+use crate::platform::shield::{self, shield};
 use crate::platform::{alloc, guard::Guard, sink};
 use crate::recorder;
 use shmtrace_core::trace::event::Func;
@@ -70,7 +70,8 @@ pub struct shmtrace_stats {
     /// Successful calls the ledger could not model (e.g. shmat of a segment of unknown size), or
     /// could not keep while another thread was forking (more than 262144 during one fork).
     pub untracked: u64,
-    /// Calls whose bookkeeping failed inside the shim (they were still forwarded).
+    /// Failures inside the shim (a hooked call's bookkeeping: the call was still forwarded; or
+    /// an API call, the lifecycle's work at start, fork or exit).
     pub internal_failures: u64,
     /// Memory the shim itself holds from the kernel, in bytes.
     pub shim_heap_bytes: u64,
@@ -98,10 +99,10 @@ pub struct shmtrace_mapping {
     pub site: usize,
 }
 
-/// Runs `work` with the re-entrancy guard held and a panic boundary.
+/// Runs `work` with the re-entrancy guard held, inside the panic boundary.
 fn boundary<T>(on_panic: T, work: impl FnOnce() -> T) -> T {
     let _guard = Guard::enter();
-    catch_unwind(AssertUnwindSafe(work)).unwrap_or(on_panic)
+    shield(work).unwrap_or(on_panic)
 }
 
 /// The library's version, `MAJOR.MINOR.PATCH`, as a static NUL-terminated string.
@@ -135,7 +136,7 @@ pub unsafe extern "C" fn shmtrace_get_stats(out: *mut shmtrace_stats) -> shmtrac
             calls: s.calls,
             unknown_unmaps: s.unknown_unmaps,
             untracked: s.untracked + crate::deferred::overflowed(),
-            internal_failures: recorder::internal_failures(),
+            internal_failures: shield::failures(),
             shim_heap_bytes: alloc::mapped_bytes(),
         };
         // SAFETY: `out` is non-NULL and, per the header, points to a writable shmtrace_stats.

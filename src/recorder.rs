@@ -19,12 +19,12 @@ static REPORTED: AtomicBool = AtomicBool::new(false);
 /// `shmtrace_pause`: calls are forwarded untracked and unlogged until `shmtrace_resume`.
 static PAUSED: AtomicBool = AtomicBool::new(false);
 
-/// Calls whose bookkeeping panicked (caught) in the hooks.
-pub fn internal_failures() -> u64 {
-    INTERNAL_FAILURES.load(Ordering::Relaxed)
+/// True once the settings are in force (see `config::ensure`); the audit has its part of them
+/// before any call is tracked.
+#[inline(always)]
+pub fn configured() -> bool {
+    config::ensure(crate::audit::configure)
 }
-
-pub static INTERNAL_FAILURES: AtomicU64 = AtomicU64::new(0);
 
 pub fn set_paused(paused: bool) {
     PAUSED.store(paused, Ordering::Relaxed);

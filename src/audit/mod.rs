@@ -21,7 +21,7 @@ pub mod state;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use crate::ledger::{Ledger, RegionKind};
-use crate::platform::config::{self, Lossy};
+use crate::platform::config::{self, AuditEnv, Lossy};
 use crate::platform::spinlock::SpinLock;
 use crate::platform::{clock, process, sink};
 use shmtrace_core::suppress;
@@ -44,8 +44,13 @@ static ANY_REMOVED: AtomicBool = AtomicBool::new(false);
 /// The longest suppression file read (a longer one is read up to this).
 const SUPPRESS_MAX: usize = 64 * 1024;
 
-/// Reads `SHMTRACE_BLOCK_WARN_MS` and `SHMTRACE_SUPPRESS` (from the configuration step).
-pub fn configure(block_warn_ms: Option<&[u8]>, suppress: Option<&[u8]>, secure: bool) {
+/// Takes `SHMTRACE_BLOCK_WARN_MS` and `SHMTRACE_SUPPRESS` from the configuration step.
+pub fn configure(env: AuditEnv) {
+    let AuditEnv {
+        block_warn_ms,
+        suppress,
+        secure,
+    } = env;
     match block_warn_ms {
         None | Some(b"") => {}
         Some(v) => match core::str::from_utf8(v)

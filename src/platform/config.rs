@@ -184,9 +184,20 @@ static FORMAT: AtomicU8 = AtomicU8::new(0);
 static EXIT_CODE: AtomicI32 = AtomicI32::new(0);
 static STACK: AtomicU8 = AtomicU8::new(0);
 
-/// True once settings are in force. The first caller configures; concurrent callers get false
-/// and forward untracked meanwhile (configuration takes microseconds and never blocks).
-pub fn ensure() -> bool {
+/// What the audit reads from the environment, handed to the layer above by [`ensure`] (the
+/// audit checks the values itself).
+pub struct AuditEnv {
+    pub block_warn_ms: Option<&'static [u8]>,
+    pub suppress: Option<&'static [u8]>,
+    /// A setuid/setcap program: files named by the environment are not read.
+    pub secure: bool,
+}
+
+/// True once settings are in force. The first caller configures, and hands the audit's
+/// settings to `audit` before any other caller sees them in force; concurrent callers get
+/// false and forward untracked meanwhile (configuration takes microseconds and never blocks).
+#[inline(always)]
+pub fn ensure(audit: impl FnOnce(AuditEnv)) -> bool {
     match STATE.load(Ordering::Acquire) {
         READY => true,
         CONFIGURING => false,
@@ -202,7 +213,7 @@ pub fn ensure() -> bool {
             {
                 return STATE.load(Ordering::Acquire) == READY;
             }
-            configure();
+            audit(configure());
             STATE.store(READY, Ordering::Release);
             true
         }
@@ -228,7 +239,7 @@ pub fn format() -> Format {
     }
 }
 
-fn configure() {
+fn configure() -> AuditEnv {
     let secure = {
         // SAFETY: getauxval only reads the auxiliary vector the kernel gave the process.
         unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
@@ -245,9 +256,6 @@ fn configure() {
     EXIT_CODE.store(settings.exit_code, Ordering::Relaxed);
     STACK.store(settings.stack, Ordering::Relaxed);
     allocators_configure(env(c"SHMTRACE_ALLOCATORS"));
-    // Audit settings are read and checked by the audit itself.
-    let audit_env = (env(c"SHMTRACE_BLOCK_WARN_MS"), env(c"SHMTRACE_SUPPRESS"));
-    crate::audit::configure(audit_env.0, audit_env.1, secure);
     match settings.log {
         Log::Stderr => sink::use_stderr(),
         Log::Off => sink::disable(),
@@ -274,6 +282,11 @@ fn configure() {
                 sink::use_stderr();
             }
         }
+    }
+    AuditEnv {
+        block_warn_ms: env(c"SHMTRACE_BLOCK_WARN_MS"),
+        suppress: env(c"SHMTRACE_SUPPRESS"),
+        secure,
     }
 }
 
