@@ -4,7 +4,7 @@
 //! the program it runs.
 
 mod args;
-mod decode;
+mod binlog;
 mod json;
 mod kernel;
 mod logs;
@@ -12,6 +12,7 @@ mod merge;
 mod render;
 mod run;
 mod runinfo;
+mod semaphores;
 mod symbols;
 
 use std::fs::File;
@@ -39,7 +40,7 @@ fn main() -> ExitCode {
         }
         Ok(Command::Run(opts)) => run_program(&opts),
         Ok(Command::Report(opts)) => report_logs(&opts),
-        Ok(Command::Decode(opts)) => match decode::run(&opts.path, opts.json) {
+        Ok(Command::Decode(opts)) => match binlog::print(&opts.path, opts.json) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("shmtrace: {e}");

@@ -4,8 +4,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::CallStat;
-use super::sysv::Kind;
+use super::holdings::Holdings;
+use super::model::{CallStat, Kind};
 use crate::logs::{Call, ExitReport, Finding, Micros, Pos, Record, Start};
 
 /// How many early call sites of a process are kept to recognise the image it inherited.
@@ -54,6 +54,7 @@ pub(super) struct Collector {
     pub(super) stats: BTreeMap<(i32, String), CallStat>,
     pub(super) seen: HashMap<i32, Seen>,
     pub(super) findings: Vec<(Pos, Finding)>,
+    pub(super) holdings: Holdings,
 }
 
 impl Collector {
@@ -113,6 +114,7 @@ impl Collector {
         stat.failed += u64::from(!c.succeeded());
         stat.total_ns = stat.total_ns.saturating_add(c.dur_ns);
         stat.max_ns = stat.max_ns.max(c.dur_ns);
+        self.holdings.record(pos, &c);
         if !c.succeeded() {
             return;
         }

@@ -7,41 +7,11 @@ use std::collections::BTreeMap;
 
 use shmtrace_core::suppress;
 
-use super::Collector;
+use super::collect::Collector;
+use super::model::{FindingTotals, MergedFinding};
 use super::tree::Tree;
 use crate::args::ViewOptions;
-use crate::logs::Micros;
 use crate::symbols::{Symbol, Symbolizer};
-
-/// One finding, by code and call site, over every process that hit it.
-#[derive(Clone, Debug)]
-pub struct MergedFinding {
-    pub code: String,
-    pub name: String,
-    pub severity: String,
-    pub func: String,
-    pub site: Option<Symbol>,
-    pub count: u64,
-    pub pids: Vec<i32>,
-    /// The first occurrence's explanation.
-    pub message: String,
-    pub first_ts: Micros,
-}
-
-/// Findings by severity after suppression (each occurrence), and how many were suppressed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FindingTotals {
-    pub errors: u64,
-    pub warnings: u64,
-    pub info: u64,
-    pub suppressed: u64,
-}
-
-impl FindingTotals {
-    pub fn any(&self) -> bool {
-        self.errors + self.warnings + self.info > 0
-    }
-}
 
 /// The rules of a suppression file; malformed lines become warnings naming file and line.
 pub struct Rules {
