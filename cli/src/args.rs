@@ -49,6 +49,10 @@ OPTIONS (both forms)
     --json               the report as one JSON document (schema: cli/README.md,
                          installed as share/doc/shmtrace/shmtrace-command.md)
     -o, --output FILE    write the report to FILE instead of stderr (run) or stdout (report)
+    --html FILE          also write the report as one self-contained HTML page: a timeline
+                         per process, leaks, findings and call statistics (opens offline)
+    --trace-json FILE    also write every call, counter, leak and finding in the Trace Event
+                         Format, for ui.perfetto.dev or chrome://tracing
     --calls LIST         comma-separated groups (shm, sem, mmap) or function names
                          (shmget shmat shmdt shmctl semget semop semtimedop semctl mmap
                          mmap64 munmap mremap): limits the call statistics and the calls
@@ -90,6 +94,8 @@ pub enum ColorChoice {
 pub struct ViewOptions {
     pub json: bool,
     pub output: Option<PathBuf>,
+    pub html: Option<PathBuf>,
+    pub trace_json: Option<PathBuf>,
     /// `None`: every function.
     pub calls: Option<BTreeSet<String>>,
     /// Empty: every process.
@@ -103,6 +109,8 @@ impl Default for ViewOptions {
         ViewOptions {
             json: false,
             output: None,
+            html: None,
+            trace_json: None,
             calls: None,
             pids: BTreeSet::new(),
             color: ColorChoice::Auto,
@@ -210,6 +218,8 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
             "-V" | "--version" => return Ok(Command::Version),
             "--json" => view.json = true,
             "-o" | "--output" => view.output = Some(PathBuf::from(value("a file")?)),
+            "--html" => view.html = Some(PathBuf::from(value("a file")?)),
+            "--trace-json" => view.trace_json = Some(PathBuf::from(value("a file")?)),
             "--calls" => {
                 let list = value("a list")?;
                 let set = view.calls.get_or_insert_with(BTreeSet::new);

@@ -5,14 +5,18 @@
 
 mod args;
 mod decode;
+mod html;
 mod json;
 mod kernel;
 mod logs;
 mod merge;
+mod pictures;
 mod render;
 mod run;
 mod runinfo;
 mod symbols;
+mod timeline;
+mod trace_event;
 // The shim's pure modules (events, argument decoding, the text and JSON formats, the binary
 // layout), compiled in so that `shmtrace decode` prints exactly what the shim would have
 // written; nothing of the hooks comes with them.
@@ -105,6 +109,9 @@ fn run_program(opts: &RunOptions) -> ExitCode {
     if let Err(e) = emit(&report, &opts.view, Box::new(stderr), tty, true) {
         eprintln!("shmtrace: {e}");
     }
+    if let Err(e) = pictures::write(&report, &opts.view, &inputs.files) {
+        eprintln!("shmtrace: {e}");
+    }
     if let Some(code) = opts.view.error_exitcode
         && report.verdict.fails()
     {
@@ -163,6 +170,10 @@ fn report_logs(opts: &ReportOptions) -> ExitCode {
     let stdout = io::stdout();
     let tty = stdout.is_terminal();
     if let Err(e) = emit(&report, &opts.view, Box::new(stdout), tty, false) {
+        eprintln!("shmtrace: {e}");
+        return ExitCode::from(USAGE);
+    }
+    if let Err(e) = pictures::write(&report, &opts.view, &inputs.files) {
         eprintln!("shmtrace: {e}");
         return ExitCode::from(USAGE);
     }
