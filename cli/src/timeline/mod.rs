@@ -60,7 +60,7 @@ pub enum Effect {
 }
 
 impl Effect {
-    /// A SysV object's creation or removal: marked on the timeline.
+    /// A SysV object's creation or removal: always marked on the timeline.
     pub fn is_lifecycle(self) -> bool {
         matches!(self, Effect::Create { .. } | Effect::Remove { .. })
     }
