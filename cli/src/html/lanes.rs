@@ -62,10 +62,11 @@ impl Drawing<'_> {
             .enumerate()
             .map(|(i, p)| (p.pid, AXIS_H + i * LANE_H))
             .collect();
-        self.fork_links(&mut s, &tops);
         for p in lanes {
             self.lane(&mut s, p, tops[&p.pid]);
         }
+        // Over the lanes' bands.
+        self.fork_links(&mut s, &tops);
         s.push_str("</svg>");
         s
     }
@@ -162,38 +163,29 @@ impl Drawing<'_> {
             self.x(first),
             self.x(end)
         );
-        let bytes_scale = mapped.max(attached).max(1);
-        for (class, value) in [
-            ("mapped", (|s: &Sample| s.mapped) as fn(&Sample) -> u64),
-            ("attached", |s: &Sample| s.attached),
+        let bytes = |class, value| Counter {
+            class,
+            value,
+            top: BYTES_TOP,
+            height: BYTES_H,
+            scale: mapped.max(attached),
+            filled: true,
+        };
+        let counts = |class, value| Counter {
+            class,
+            value,
+            top: OBJECTS_TOP,
+            height: OBJECTS_H,
+            scale: sysv.max(shared),
+            filled: false,
+        };
+        for counter in [
+            bytes("mapped", |s| s.mapped),
+            bytes("attached", |s| s.attached),
+            counts("sysv", |s| s.sysv.into()),
+            counts("shared", |s| s.shared_files.into()),
         ] {
-            area(
-                s,
-                class,
-                &columns,
-                value,
-                bytes_scale,
-                BYTES_TOP + BYTES_H,
-                BYTES_H,
-            );
-        }
-        let count_scale = sysv.max(shared).max(1);
-        for (class, value) in [
-            (
-                "sysv",
-                (|s: &Sample| u64::from(s.sysv)) as fn(&Sample) -> u64,
-            ),
-            ("shared", |s: &Sample| u64::from(s.shared_files)),
-        ] {
-            steps(
-                s,
-                class,
-                &columns,
-                value,
-                count_scale,
-                OBJECTS_TOP + OBJECTS_H,
-                OBJECTS_H,
-            );
+            series(s, &columns, &counter);
         }
         self.calls(s, pid);
         self.process_marks(s, p, end);
@@ -362,68 +354,57 @@ impl Drawing<'_> {
     }
 }
 
-/// A filled step area of one counter, broken where the process holds nothing yet.
-fn area(
-    s: &mut String,
-    class: &str,
-    columns: &[Option<Sample>],
+/// One counter as steps, one per pixel column: a filled area (bytes) or a line (counts),
+/// broken where the process did not exist yet; nothing for a counter that stayed at zero.
+/// Both bytes counters share one scale, as do both counts.
+struct Counter {
+    class: &'static str,
     value: fn(&Sample) -> u64,
-    scale: u64,
-    base: usize,
+    top: usize,
     height: usize,
-) {
-    let _ = write!(s, "<path class=\"{class}\" d=\"");
-    let mut open = false;
-    for (c, sample) in columns.iter().enumerate() {
-        let x = PLOT_X0 + c;
-        match sample {
-            Some(v) => {
-                let y = base as f64 - height as f64 * value(v) as f64 / scale as f64;
-                if !open {
-                    let _ = write!(s, "M{x},{base}");
-                    open = true;
-                }
-                let _ = write!(s, "V{y:.1}H{}", x + 1);
-            }
-            None if open => {
-                let _ = write!(s, "V{base}Z");
-                open = false;
-            }
-            None => {}
-        }
-    }
-    if open {
-        let _ = write!(s, "V{base}Z");
-    }
-    s.push_str("\"/>");
+    scale: u64,
+    filled: bool,
 }
 
-/// A step line of one count.
-fn steps(
-    s: &mut String,
-    class: &str,
-    columns: &[Option<Sample>],
-    value: fn(&Sample) -> u64,
-    scale: u64,
-    base: usize,
-    height: usize,
-) {
+fn series(s: &mut String, columns: &[Option<Sample>], counter: &Counter) {
+    let Counter {
+        class,
+        value,
+        top,
+        height,
+        scale,
+        filled,
+    } = *counter;
+    if columns.iter().flatten().all(|v| value(v) == 0) {
+        return;
+    }
+    let base = top + height;
     let _ = write!(s, "<path class=\"{class}\" d=\"");
     let mut open = false;
     for (c, sample) in columns.iter().enumerate() {
         let x = PLOT_X0 + c;
-        match sample {
-            Some(v) => {
-                let y = base as f64 - height as f64 * value(v) as f64 / scale as f64;
-                if open {
-                    let _ = write!(s, "V{y:.1}H{}", x + 1);
-                } else {
-                    let _ = write!(s, "M{x},{y:.1}H{}", x + 1);
-                    open = true;
-                }
+        let Some(v) = sample else {
+            if open && filled {
+                let _ = write!(s, "V{base}Z");
             }
-            None => open = false,
+            open = false;
+            continue;
+        };
+        let y = base as f64 - height as f64 * value(v) as f64 / scale as f64;
+        match (open, filled) {
+            (true, _) => {}
+            (false, true) => {
+                let _ = write!(s, "M{x},{base}");
+            }
+            (false, false) => {
+                let _ = write!(s, "M{x},{y:.1}");
+            }
         }
+        let _ = write!(s, "V{y:.1}H{}", x + 1);
+        open = true;
+    }
+    if open && filled {
+        let _ = write!(s, "V{base}Z");
     }
     s.push_str("\"/>");
 }
