@@ -28,6 +28,7 @@ INSTALLED   := $(bindir)/shmtrace $(libdir)/libshmtrace.so.$(VERSION) $(libdir)/
 
 .PHONY: all lib header demo demo-log demo-leak bench bench-profile install uninstall test \
         test-install test-edge test-hostile stress test-rust test-c test-binary test-findings lint \
+        test-html \
         fmt clean
 
 all: lib
@@ -74,9 +75,10 @@ $(BUILD):
 # and explains the result; the SysV objects it leaves in the kernel are removed afterwards
 # (ipcrm, ids from its stdout).
 demo: lib $(BUILD)/leaky
-	@$(LIBDIR)/shmtrace --out $(BUILD)/leaky.run.$$$$ -- $(BUILD)/leaky | tee $(BUILD)/leaky.out; \
+	@$(LIBDIR)/shmtrace --out $(BUILD)/leaky.run.$$$$ --html $(BUILD)/leaky.html -- $(BUILD)/leaky | tee $(BUILD)/leaky.out; \
 	  set -- $$(sed -n 's/^leaky: created segment \([0-9]*\) and semaphore set \([0-9]*\)$$/\1 \2/p' $(BUILD)/leaky.out); \
-	  [ -n "$$1" ] && ipcrm -m "$$1" -s "$$2"; echo "(leftovers removed with ipcrm -m $$1 -s $$2)"
+	  [ -n "$$1" ] && ipcrm -m "$$1" -s "$$2"; echo "(leftovers removed with ipcrm -m $$1 -s $$2)"; \
+	  echo "HTML report: $(BUILD)/leaky.html"
 
 # The live, strace-like log of a clean program (examples/demo.c), on stderr.
 demo-log: lib $(BUILD)/demo
@@ -134,7 +136,12 @@ test-binary: lib
 test-findings: lib
 	$(PYTHON) c_tests/findings/run.py
 
-test: lint test-rust test-install test-edge test-c test-binary test-findings test-hostile
+# The HTML report and the trace JSON in headless Chromium (tests/html; installs Debian's
+# chromium when missing, else one `skipped:` line).
+test-html: lib
+	$(PYTHON) tests/html/run.py
+
+test: lint test-rust test-install test-edge test-c test-binary test-findings test-hostile test-html
 
 # The command's tests (cli/tests) run programs under the built library.
 test-rust: lib

@@ -435,3 +435,6 @@ fn effect_of(c: &Call) -> Effect {
     };
     effect.unwrap_or(Effect::None)
 }
+
+#[cfg(test)]
+mod tests;
