@@ -5,6 +5,8 @@ library and Debian's chromium is needed. Used by the HTML report's tests and by 
     with Browser() as b:
         page = b.open("file:///tmp/report.html", ready="document.body.dataset.ready")
         page.eval("document.title"); page.errors; page.load_seconds
+
+    python3 tests/html/browser.py PAGE.html SHOT.png    # a screenshot of a report page
 """
 import json
 import os
@@ -178,3 +180,13 @@ class Page:
         data = self.browser.send("Page.captureScreenshot", self.session, **params)["data"]
         with open(path, "wb") as f:
             f.write(base64.b64decode(data))
+
+
+if __name__ == "__main__":
+    import sys
+    if len(sys.argv) != 3:
+        sys.exit("usage: browser.py PAGE.html SHOT.png")
+    with Browser() as b:
+        shot = b.open("file://" + os.path.abspath(sys.argv[1]), "document.body.dataset.ready",
+                      width=1300, height=760)
+        shot.screenshot(sys.argv[2])

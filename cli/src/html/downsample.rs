@@ -148,7 +148,11 @@ mod tests {
             [Some(7); 3],
             "the last value holds until the next change"
         );
-        assert_eq!(mapped[5], Some(7), "held until the change at 55, inside column 5");
+        assert_eq!(
+            mapped[5],
+            Some(7),
+            "held until the change at 55, inside column 5"
+        );
         assert_eq!(mapped[6..9], [Some(1); 3]);
         assert_eq!(mapped[9], None, "after the process ended");
     }

@@ -156,10 +156,10 @@ pub fn write(
         }
         page.push_str("</ul></section>");
     }
-    let _ = write!(
+    let _ = writeln!(
         page,
         "<script type=\"application/json\" id=\"shmtrace-data\">{data}</script>\
-         <script>{SCRIPT}</script></body></html>\n"
+         <script>{SCRIPT}</script></body></html>"
     );
     out.write_all(page.as_bytes())?;
     out.flush()
@@ -167,9 +167,10 @@ pub fn write(
 
 fn summary_line(report: &Report, t: &Timeline) -> String {
     let span = (t.end_ts - t.first_ts).max(0);
+    let n = report.processes.len();
     format!(
-        "<p class=\"summary\">{} processes, {} calls over {}</p>",
-        report.processes.len(),
+        "<p class=\"summary\">{n} process{}, {} calls over {}</p>",
+        if n == 1 { "" } else { "es" },
         t.events.len(),
         offset_text(span).trim_start_matches('+')
     )

@@ -93,7 +93,12 @@ pub fn leak_marks(report: &Report, t: &Timeline) -> Vec<LeakMark> {
         marks.push(LeakMark {
             pid: m.pid,
             ts: end(m.pid),
-            what: format!("{} mapping(s), {} bytes", m.count, m.bytes),
+            what: format!(
+                "{} mapping{}, {} bytes",
+                m.count,
+                if m.count == 1 { "" } else { "s" },
+                m.bytes
+            ),
             site: m.site.clone(),
             stack: m.stack.clone(),
             event: call_before(t, m.pid, Micros::MAX, |e| {

@@ -11,7 +11,6 @@ pub mod marks;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::rc::Rc;
 
 use serde_json::{Map, Value};
 
@@ -125,6 +124,12 @@ pub struct Sample {
     pub shared_files: u32,
 }
 
+/// A program image's module map, from its start record.
+struct Image {
+    start: Micros,
+    modules: Vec<Module>,
+}
+
 #[derive(Default)]
 pub struct Timeline {
     /// Every call, in time order (calls that never returned included).
@@ -138,7 +143,7 @@ pub struct Timeline {
     /// Per process, its last record's time (the end of its lane).
     pub last_ts: HashMap<i32, Micros>,
     /// Per process, its images' module maps by start time (to symbolize its calls).
-    images: HashMap<i32, Vec<(Micros, Rc<Vec<Module>>)>>,
+    images: HashMap<i32, Vec<Image>>,
     /// Per process, the parent a fork record names (a forked child runs its parent's image).
     forked_from: HashMap<i32, i32>,
     pub first_ts: Micros,
@@ -158,7 +163,7 @@ impl Timeline {
         t.marks.sort_by_key(|m| (m.ts, m.pos));
         t.findings.sort_by_key(|f| f.ts);
         for v in t.images.values_mut() {
-            v.sort_by_key(|(ts, _)| *ts);
+            v.sort_by_key(|i| i.start);
         }
         let all_ts = t.last_ts.values().copied();
         t.end_ts = all_ts.max().unwrap_or(0);
@@ -197,7 +202,10 @@ impl Timeline {
                 } else {
                     MarkKind::Exec { exe: s.exe }
                 };
-                images.push((s.ts, Rc::new(s.modules)));
+                images.push(Image {
+                    start: s.ts,
+                    modules: s.modules,
+                });
                 self.marks.push(Mark {
                     pid: s.pid,
                     ts: s.ts,
@@ -324,9 +332,9 @@ impl Timeline {
         let mut ts = ts;
         for _ in 0..64 {
             if let Some(images) = self.images.get(&pid)
-                && let Some((_, m)) = images.iter().rev().find(|(start, _)| *start <= ts)
+                && let Some(image) = images.iter().rev().find(|i| i.start <= ts)
             {
-                return Some(m.as_slice());
+                return Some(image.modules.as_slice());
             }
             let parent = *self.forked_from.get(&pid)?;
             ts = self
