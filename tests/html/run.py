@@ -74,6 +74,16 @@ def run_tree(work, argv_extra=()):
     return run, html, trace, report
 
 
+def check_report_form(run, html, trace):
+    """`shmtrace report --html --trace-json RUNDIR` writes what the run wrote."""
+    again_html, again_trace = html + ".again", trace + ".again"
+    subprocess.run([SHMTRACE, "report", "--html", again_html, "--trace-json", again_trace, run],
+                   stdout=subprocess.DEVNULL, check=True)
+    for first, second in ((html, again_html), (trace, again_trace)):
+        with open(first, "rb") as a, open(second, "rb") as b:
+            assert a.read() == b.read(), f"{second} differs from {first}"
+
+
 def logged_calls(run):
     """Every call record of the run's logs, decoded by the command."""
     calls = []
@@ -253,6 +263,8 @@ def main():
         results.check("trace json: the format's fields", check_trace_format, trace)
         results.check("trace json: calls, counters, leaks, findings", check_trace_content,
                       trace, run, report)
+        results.check("report form: the same files from the run directory",
+                      check_report_form, run, html, trace)
         chromium = browser.ensure_chromium()
         if not chromium:
             print("skipped: chromium is not installed and could not be (apt-get install "

@@ -9,7 +9,7 @@
 mod held;
 pub mod marks;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use serde_json::{Map, Value};
@@ -137,7 +137,7 @@ pub struct Timeline {
     /// Start, exec and fork, in time order.
     pub marks: Vec<Mark>,
     /// Per process, in time order, after every call that changed what it held.
-    pub samples: HashMap<i32, Vec<Sample>>,
+    pub samples: BTreeMap<i32, Vec<Sample>>,
     /// Every finding record, in time order.
     pub findings: Vec<Finding>,
     /// Per process, its last record's time (the end of its lane).
