@@ -5,7 +5,6 @@
 
 mod args;
 mod decode;
-mod html;
 mod json;
 mod kernel;
 mod logs;
@@ -16,7 +15,6 @@ mod run;
 mod runinfo;
 mod symbols;
 mod timeline;
-mod trace_event;
 // The shim's pure modules (events, argument decoding, the text and JSON formats, the binary
 // layout), compiled in so that `shmtrace decode` prints exactly what the shim would have
 // written; nothing of the hooks comes with them.

@@ -10,23 +10,12 @@ use std::io::{self, Write};
 
 use serde_json::{Value, json};
 
+use super::labels::{category, ending_text, program_name, stack_texts};
 use crate::logs::Micros;
 use crate::merge::{Ending, Report};
 use crate::symbols::{Symbol, Symbolizer};
 use crate::timeline::marks::{finding_marks, leak_marks};
 use crate::timeline::{MarkKind, Timeline};
-
-/// The function's group (`shm`, `sem`, `mmap`): the event category.
-pub fn category(func: &str) -> &'static str {
-    crate::args::GROUPS
-        .iter()
-        .find(|(_, fns)| fns.contains(&func))
-        .map_or("other", |(group, _)| group)
-}
-
-fn symbols(stack: &[Symbol]) -> Value {
-    stack.iter().map(Symbol::text).collect()
-}
 
 pub fn write(
     report: &Report,
@@ -51,14 +40,7 @@ pub fn write(
     let mut threads: BTreeSet<(i32, i32)> = t.events.iter().map(|e| (e.pid, e.tid)).collect();
     for (rank, p) in report.processes.iter().enumerate() {
         threads.insert((p.pid, p.pid));
-        let exe = p
-            .exes
-            .iter()
-            .rev()
-            .flatten()
-            .next()
-            .map_or("?", |e| e.as_str());
-        let name = format!("{} [{}]", exe.rsplit('/').next().unwrap_or(exe), p.pid);
+        let name = format!("{} [{}]", program_name(p), p.pid);
         for (kind, args) in [
             ("process_name", json!({"name": name})),
             ("process_sort_index", json!({"sort_index": rank})),
@@ -67,10 +49,7 @@ pub fn write(
             emit(out, &e.to_string())?;
         }
         let end = t.last_ts.get(&p.pid).copied().unwrap_or(t.end_ts);
-        let label = match (&p.ending, p.status) {
-            (_, Some(status)) => status.describe(),
-            (ending, None) => ending.label().to_string(),
-        };
+        let label = ending_text(p);
         if p.ending != Ending::StillRunning {
             let e = json!({"name": format!("end: {label}"), "cat": "process", "ph": "i",
                 "s": "p", "ts": us(end), "pid": p.pid, "tid": p.pid});
@@ -160,7 +139,7 @@ pub fn write(
     for l in leak_marks(report, t) {
         let e = json!({"name": format!("leak: {}", l.what), "cat": "leak", "ph": "i", "s": "p",
             "ts": us(l.ts), "pid": l.pid, "tid": l.pid,
-            "args": {"site": l.site.as_ref().map(Symbol::text), "stack": symbols(&l.stack)}});
+            "args": {"site": l.site.as_ref().map(Symbol::text), "stack": stack_texts(&l.stack)}});
         emit(out, &e.to_string())?;
     }
     for f in finding_marks(report, t, symbolizer) {

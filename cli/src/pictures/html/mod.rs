@@ -13,6 +13,7 @@ use std::io::{self, Write};
 
 use serde_json::{Map, Value, json};
 
+use super::labels::stack_texts;
 use crate::merge::Report;
 use crate::render::{call_text, duration, verdict_text};
 use crate::symbols::{Symbol, Symbolizer};
@@ -54,10 +55,6 @@ pub fn human_bytes(n: u64) -> String {
     } else {
         format!("{value:.1} {}", UNITS[unit])
     }
-}
-
-fn stack_json(stack: &[Symbol]) -> Value {
-    stack.iter().map(Symbol::text).collect()
 }
 
 pub fn write(
@@ -193,7 +190,7 @@ fn event_json(t: &Timeline, s: &Shown, symbolizer: &mut Symbolizer) -> Value {
         "tid": e.tid,
         "at": offset_text((e.ts - t.first_ts).max(0)),
         "site": e.caller.map(|a| symbolizer.symbolize(a, modules).text()),
-        "stack": stack_json(&symbolizer.symbolize_all(&e.stack, modules)),
+        "stack": stack_texts(&symbolizer.symbolize_all(&e.stack, modules)),
         "n": s.stands_for,
     })
 }
@@ -203,7 +200,7 @@ fn leak_json(l: &LeakMark, ids: &HashMap<usize, usize>) -> Value {
         "pid": l.pid,
         "what": l.what,
         "site": l.site.as_ref().map(Symbol::text),
-        "stack": stack_json(&l.stack),
+        "stack": stack_texts(&l.stack),
         "ev": l.event.and_then(|e| ids.get(&e)),
     })
 }

@@ -10,6 +10,7 @@ use super::downsample::{Scale, Shown, peaks};
 use super::{esc, human_bytes};
 use crate::logs::Micros;
 use crate::merge::{Ending, Process, Report};
+use crate::pictures::labels::{category, ending_text, file_name, program_name};
 use crate::timeline::marks::{FindingMark, LeakMark};
 use crate::timeline::{Effect, MarkKind, Sample, Timeline};
 
@@ -125,17 +126,6 @@ impl Drawing<'_> {
         let max = |f: fn(&Sample) -> u64| columns.iter().flatten().map(f).max().unwrap_or(0);
         let (mapped, attached) = (max(|s| s.mapped), max(|s| s.attached));
         let (sysv, shared) = (max(|s| s.sysv.into()), max(|s| s.shared_files.into()));
-        let exe = p
-            .exes
-            .iter()
-            .rev()
-            .flatten()
-            .next()
-            .map_or("?", |e| e.as_str());
-        let ended = match (&p.ending, p.status) {
-            (_, Some(status)) => status.describe(),
-            (ending, None) => ending.label().to_string(),
-        };
         let _ = write!(
             s,
             "<g class=\"lane\" id=\"lane-{pid}\" data-pid=\"{pid}\" data-depth=\"{}\" \
@@ -149,9 +139,9 @@ impl Drawing<'_> {
             p.depth,
             LANE_H - 4,
             4 + p.depth * LABEL_INDENT,
-            esc(base_name(exe)),
+            esc(program_name(p)),
             4 + p.depth * LABEL_INDENT,
-            esc(&ended),
+            esc(&ending_text(p)),
             4 + p.depth * LABEL_INDENT,
             human_bytes(mapped),
             human_bytes(attached),
@@ -208,7 +198,7 @@ impl Drawing<'_> {
             let e = &self.t.events[shown.event];
             let id = self.event_ids[&shown.event];
             let x = self.x(e.ts);
-            let mut class = format!("ev {}", crate::trace_event::category(&e.func));
+            let mut class = format!("ev {}", category(&e.func));
             if e.errno.is_some() {
                 class.push_str(" failed");
             }
@@ -271,7 +261,7 @@ impl Drawing<'_> {
                     "<text class=\"mark-label\" x=\"{:.1}\" y=\"{}\">exec {}</text>",
                     x + 6.0,
                     LIFE_Y - 4,
-                    esc(base_name(exe.as_deref().unwrap_or("?")))
+                    esc(file_name(exe.as_deref().unwrap_or("?")))
                 );
             }
         }
@@ -284,10 +274,7 @@ impl Drawing<'_> {
         } else {
             "vanished"
         };
-        let title = match p.status {
-            Some(status) => status.describe(),
-            None => p.ending.label().to_string(),
-        };
+        let title = ending_text(p);
         let _ = write!(
             s,
             "<g class=\"mark {class}\"><rect x=\"{:.1}\" y=\"{}\" width=\"8\" height=\"8\"/>\
@@ -407,10 +394,6 @@ fn series(s: &mut String, columns: &[Option<Sample>], counter: &Counter) {
         let _ = write!(s, "V{base}Z");
     }
     s.push_str("\"/>");
-}
-
-fn base_name(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
 }
 
 /// `+0`, `+250 µs`, `+1.5 ms`, `+2 s` from the first record.

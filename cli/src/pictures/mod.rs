@@ -1,6 +1,10 @@
 //! `--html FILE` and `--trace-json FILE`: the report drawn over time. Both need every call,
 //! which the text and JSON reports do not keep, so the logs are read again for them.
 
+mod html;
+mod labels;
+mod trace_event;
+
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -19,12 +23,12 @@ pub fn write(report: &Report, view: &ViewOptions, files: &[PathBuf]) -> Result<(
     let mut symbolizer = Symbolizer::new();
     if let Some(path) = &view.trace_json {
         to_file(path, |out| {
-            crate::trace_event::write(report, &timeline, &mut symbolizer, out)
+            trace_event::write(report, &timeline, &mut symbolizer, out)
         })?;
     }
     if let Some(path) = &view.html {
         to_file(path, |out| {
-            crate::html::write(report, &timeline, &mut symbolizer, out)
+            html::write(report, &timeline, &mut symbolizer, out)
         })?;
     }
     Ok(())
