@@ -48,7 +48,7 @@ pub fn write(
             let e = json!({"name": kind, "ph": "M", "pid": p.pid, "tid": p.pid, "args": args});
             emit(out, &e.to_string())?;
         }
-        let end = t.last_ts.get(&p.pid).copied().unwrap_or(t.end_ts);
+        let end = t.end_of(p.pid);
         let label = ending_text(p);
         if p.ending != Ending::StillRunning {
             let e = json!({"name": format!("end: {label}"), "cat": "process", "ph": "i",
@@ -88,10 +88,7 @@ pub fn write(
         let (dur, ret) = match &e.ret {
             Some(ret) => (e.dur_ns as f64 / 1000.0, ret.as_ref()),
             // Never returned: it lasts until the process's last record.
-            None => (
-                (t.last_ts.get(&e.pid).copied().unwrap_or(t.end_ts) - e.ts).max(0) as f64,
-                "\"never returned\"",
-            ),
+            None => ((t.end_of(e.pid) - e.ts).max(0) as f64, "\"never returned\""),
         };
         let _ = write!(
             line,

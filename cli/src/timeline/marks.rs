@@ -44,7 +44,7 @@ fn call_before(
 }
 
 pub fn leak_marks(report: &Report, t: &Timeline) -> Vec<LeakMark> {
-    let end = |pid: i32| t.last_ts.get(&pid).copied().unwrap_or(t.end_ts);
+    let end = |pid: i32| t.end_of(pid);
     let mut marks = Vec::new();
     for l in &report.leaks {
         let what = match l.kind {

@@ -140,12 +140,13 @@ pub struct Timeline {
     pub samples: BTreeMap<i32, Vec<Sample>>,
     /// Every finding record, in time order.
     pub findings: Vec<Finding>,
-    /// Per process, its last record's time (the end of its lane).
-    pub last_ts: HashMap<i32, Micros>,
+    /// Per process, its first and last record's times (its lane).
+    spans: HashMap<i32, (Micros, Micros)>,
     /// Per process, its images' module maps by start time (to symbolize its calls).
     images: HashMap<i32, Vec<Image>>,
-    /// Per process, the parent a fork record names (a forked child runs its parent's image).
-    forked_from: HashMap<i32, i32>,
+    /// Per process, the parent a fork record names and when (a forked child runs its
+    /// parent's image).
+    forked_from: HashMap<i32, (i32, Micros)>,
     pub first_ts: Micros,
     pub end_ts: Micros,
 }
@@ -165,8 +166,7 @@ impl Timeline {
         for v in t.images.values_mut() {
             v.sort_by_key(|i| i.start);
         }
-        let all_ts = t.last_ts.values().copied();
-        t.end_ts = all_ts.max().unwrap_or(0);
+        t.end_ts = t.spans.values().map(|s| s.1).max().unwrap_or(0);
         t.first_ts = t
             .events
             .first()
@@ -192,8 +192,8 @@ impl Timeline {
             Record::Finding(f) => (f.pid, f.ts),
             Record::Report(_) => return,
         };
-        let last = self.last_ts.entry(pid).or_insert(ts);
-        *last = (*last).max(ts);
+        let span = self.spans.entry(pid).or_insert((ts, ts));
+        *span = (span.0.min(ts), span.1.max(ts));
         match record {
             Record::Start(s) => {
                 let images = self.images.entry(s.pid).or_default();
@@ -214,7 +214,7 @@ impl Timeline {
                 });
             }
             Record::Fork(f) => {
-                self.forked_from.insert(f.pid, f.ppid);
+                self.forked_from.insert(f.pid, (f.ppid, f.ts));
                 self.marks.push(Mark {
                     pid: f.pid,
                     ts: f.ts,
@@ -325,6 +325,16 @@ impl Timeline {
         }
     }
 
+    /// When `pid`'s first record was written (the run's start if it has none).
+    pub fn start_of(&self, pid: i32) -> Micros {
+        self.spans.get(&pid).map_or(self.first_ts, |s| s.0)
+    }
+
+    /// When `pid`'s last record was written (the run's end if it has none).
+    pub fn end_of(&self, pid: i32) -> Micros {
+        self.spans.get(&pid).map_or(self.end_ts, |s| s.1)
+    }
+
     /// The module map of the image `pid` ran at `ts`: its latest own image started by then,
     /// else (a forked child before any exec) its parent's at the fork.
     pub fn modules_at(&self, pid: i32, ts: Micros) -> Option<&[Module]> {
@@ -336,12 +346,8 @@ impl Timeline {
             {
                 return Some(image.modules.as_slice());
             }
-            let parent = *self.forked_from.get(&pid)?;
-            ts = self
-                .marks
-                .iter()
-                .find(|m| m.pid == pid && matches!(m.kind, MarkKind::Fork { .. }))
-                .map_or(ts, |m| m.ts);
+            let (parent, fork) = *self.forked_from.get(&pid)?;
+            ts = fork;
             pid = parent;
         }
         None

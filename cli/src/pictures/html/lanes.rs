@@ -119,8 +119,8 @@ impl Drawing<'_> {
 
     fn lane(&self, s: &mut String, p: &Process, top: usize) {
         let pid = p.pid;
-        let first = self.lane_start(pid);
-        let end = self.t.last_ts.get(&pid).copied().unwrap_or(self.t.end_ts);
+        let first = self.t.start_of(pid);
+        let end = self.t.end_of(pid);
         let samples: &[Sample] = self.t.samples.get(&pid).map_or(&[], Vec::as_slice);
         let columns = peaks(samples, self.scale, end);
         let max = |f: fn(&Sample) -> u64| columns.iter().flatten().map(f).max().unwrap_or(0);
@@ -182,15 +182,6 @@ impl Drawing<'_> {
         self.finding_marks(s, pid);
         self.leak_marks(s, pid, end);
         s.push_str("</g>");
-    }
-
-    fn lane_start(&self, pid: i32) -> Micros {
-        let mark = self.t.marks.iter().find(|m| m.pid == pid).map(|m| m.ts);
-        let call = self.t.events.iter().find(|e| e.pid == pid).map(|e| e.ts);
-        mark.into_iter()
-            .chain(call)
-            .min()
-            .unwrap_or(self.scale.first)
     }
 
     fn calls(&self, s: &mut String, pid: i32) {
