@@ -263,7 +263,8 @@ impl Timeline {
             if e.effect == Effect::None || !e.returned() {
                 continue;
             }
-            let mut changed = vec![e.pid];
+            // The caller's lane, or the creator's for a removal; and an id's previous creator.
+            let mut changed = [Some(e.pid), None];
             let h = held.entry(e.pid).or_default();
             match e.effect {
                 Effect::Map {
@@ -289,7 +290,7 @@ impl Timeline {
                     }
                     if let Some(old) = live.insert((kind, id), e.pid) {
                         // The id was reused without a removal seen: the old one is gone.
-                        changed.push(old);
+                        changed[1] = Some(old);
                         *sysv.entry(old).or_default() -= 1;
                     }
                     *sysv.entry(e.pid).or_default() += 1;
@@ -297,12 +298,12 @@ impl Timeline {
                 Effect::Remove { kind, id } => {
                     if let Some(creator) = live.remove(&(kind, id)) {
                         *sysv.entry(creator).or_default() -= 1;
-                        changed[0] = creator;
+                        changed[0] = Some(creator);
                     }
                 }
                 Effect::None => {}
             }
-            for pid in changed {
+            for pid in changed.into_iter().flatten() {
                 let h = held.entry(pid).or_default();
                 let sample = Sample {
                     ts: e.ts,
