@@ -15,7 +15,32 @@ use crate::logs::Micros;
 use crate::merge::{Ending, Report};
 use crate::symbols::{Symbol, Symbolizer};
 use crate::timeline::marks::{finding_marks, leak_marks};
-use crate::timeline::{MarkKind, Timeline};
+use crate::timeline::{MarkKind, Sample, Timeline};
+
+/// Writes the events one per line, the first after the opening bracket.
+struct Events<'a> {
+    out: &'a mut dyn Write,
+    origin: Micros,
+    first: bool,
+}
+
+impl Events<'_> {
+    fn emit(&mut self, event: &str) -> io::Result<()> {
+        self.out
+            .write_all(if self.first { b"\n" } else { b",\n" })?;
+        self.first = false;
+        self.out.write_all(event.as_bytes())
+    }
+
+    fn value(&mut self, event: Value) -> io::Result<()> {
+        self.emit(&event.to_string())
+    }
+
+    /// Microseconds from the run's first record.
+    fn us(&self, ts: Micros) -> Micros {
+        ts.saturating_sub(self.origin).max(0)
+    }
+}
 
 pub fn write(
     report: &Report,
@@ -23,20 +48,27 @@ pub fn write(
     symbolizer: &mut Symbolizer,
     out: &mut dyn Write,
 ) -> io::Result<()> {
-    let origin = t.first_ts;
-    let us = |ts: Micros| ts.saturating_sub(origin).max(0);
-    let mut first = true;
-    let mut emit = |out: &mut dyn Write, event: &str| -> io::Result<()> {
-        out.write_all(if first { b"\n" } else { b",\n" })?;
-        first = false;
-        out.write_all(event.as_bytes())
-    };
     write!(
         out,
         "{{\"displayTimeUnit\":\"ms\",\"otherData\":{},\"traceEvents\":[",
-        json!({"producer": "shmtrace", "epoch_us": origin})
+        json!({"producer": "shmtrace", "epoch_us": t.first_ts})
     )?;
+    let mut events = Events {
+        out,
+        origin: t.first_ts,
+        first: true,
+    };
+    tracks(&mut events, report, t)?;
+    process_marks(&mut events, t)?;
+    calls(&mut events, t)?;
+    counters(&mut events, t)?;
+    leaks_and_findings(&mut events, report, t, symbolizer)?;
+    events.out.write_all(b"\n]}\n")?;
+    events.out.flush()
+}
 
+/// A named track per process (in tree order, with its end) and per thread.
+fn tracks(events: &mut Events, report: &Report, t: &Timeline) -> io::Result<()> {
     let mut threads: BTreeSet<(i32, i32)> = t.events.iter().map(|e| (e.pid, e.tid)).collect();
     for (rank, p) in report.processes.iter().enumerate() {
         threads.insert((p.pid, p.pid));
@@ -45,44 +77,55 @@ pub fn write(
             ("process_name", json!({"name": name})),
             ("process_sort_index", json!({"sort_index": rank})),
         ] {
-            let e = json!({"name": kind, "ph": "M", "pid": p.pid, "tid": p.pid, "args": args});
-            emit(out, &e.to_string())?;
+            events.value(json!({"name": kind, "ph": "M", "pid": p.pid, "tid": p.pid,
+                "args": args}))?;
         }
-        let end = t.end_of(p.pid);
-        let label = ending_text(p);
         if p.ending != Ending::StillRunning {
-            let e = json!({"name": format!("end: {label}"), "cat": "process", "ph": "i",
-                "s": "p", "ts": us(end), "pid": p.pid, "tid": p.pid});
-            emit(out, &e.to_string())?;
+            let ts = events.us(t.end_of(p.pid));
+            events.value(
+                json!({"name": format!("end: {}", ending_text(p)), "cat": "process",
+                "ph": "i", "s": "p", "ts": ts, "pid": p.pid, "tid": p.pid}),
+            )?;
         }
     }
-    for (pid, tid) in &threads {
+    for (pid, tid) in threads {
         let name = if pid == tid {
             "main".to_string()
         } else {
             format!("thread {tid}")
         };
-        let e = json!({"name": "thread_name", "ph": "M", "pid": pid, "tid": tid,
-            "args": {"name": name}});
-        emit(out, &e.to_string())?;
+        events.value(
+            json!({"name": "thread_name", "ph": "M", "pid": pid, "tid": tid,
+            "args": {"name": name}}),
+        )?;
     }
+    Ok(())
+}
 
+fn process_marks(events: &mut Events, t: &Timeline) -> io::Result<()> {
     for m in &t.marks {
         let name = match &m.kind {
             MarkKind::Start { exe } => format!("start {}", exe.as_deref().unwrap_or("?")),
             MarkKind::Exec { exe } => format!("exec {}", exe.as_deref().unwrap_or("?")),
             MarkKind::Fork { parent } => format!("fork from {parent}"),
         };
-        let e = json!({"name": name, "cat": "process", "ph": "i", "s": "p", "ts": us(m.ts),
-            "pid": m.pid, "tid": m.pid});
-        emit(out, &e.to_string())?;
+        let ts = events.us(m.ts);
+        events.value(
+            json!({"name": name, "cat": "process", "ph": "i", "s": "p", "ts": ts,
+            "pid": m.pid, "tid": m.pid}),
+        )?;
     }
+    Ok(())
+}
 
+/// Each call a complete event, written by hand: its arguments are already JSON text, and a
+/// million calls make this the bulk of the file.
+fn calls(events: &mut Events, t: &Timeline) -> io::Result<()> {
+    use std::fmt::Write as _;
     let mut line = String::new();
     for e in &t.events {
-        use std::fmt::Write as _;
         line.clear();
-        // The arguments are already JSON: the result and site are added inside the object.
+        // The result and site go inside the arguments' object.
         let args = e.args.strip_suffix('}').unwrap_or("{");
         let sep = if args.len() > 1 { "," } else { "" };
         let (dur, ret) = match &e.ret {
@@ -96,7 +139,7 @@ pub fn write(
              \"tid\":{},\"args\":{args}{sep}\"ret\":{ret},\"errno\":{}",
             Value::from(e.func.as_ref()),
             category(&e.func),
-            us(e.ts),
+            events.us(e.ts),
             e.pid,
             e.tid,
             e.errno
@@ -111,43 +154,57 @@ pub fn write(
             let _ = write!(line, ",\"stack\":[{}]", frames.join(","));
         }
         line.push_str("}}");
-        emit(out, &line)?;
+        events.emit(&line)?;
     }
+    Ok(())
+}
 
-    // Each counter when it changes (and at its first sample).
+/// Each counter of each process when it changes (and at its first sample).
+fn counters(events: &mut Events, t: &Timeline) -> io::Result<()> {
     for (pid, samples) in &t.samples {
-        let mut before: Option<&crate::timeline::Sample> = None;
+        let mut before: Option<&Sample> = None;
         for s in samples {
-            let bytes = (s.mapped, s.attached);
-            if before.is_none_or(|b| (b.mapped, b.attached) != bytes) {
-                let e = json!({"name": "held bytes", "ph": "C", "ts": us(s.ts), "pid": pid,
-                    "args": {"mapped": s.mapped, "attached": s.attached}});
-                emit(out, &e.to_string())?;
+            let ts = events.us(s.ts);
+            if before.is_none_or(|b| (b.mapped, b.attached) != (s.mapped, s.attached)) {
+                events.value(
+                    json!({"name": "held bytes", "ph": "C", "ts": ts, "pid": pid,
+                    "args": {"mapped": s.mapped, "attached": s.attached}}),
+                )?;
             }
             if before.is_none_or(|b| (b.sysv, b.shared_files) != (s.sysv, s.shared_files)) {
-                let e = json!({"name": "live objects", "ph": "C", "ts": us(s.ts), "pid": pid,
-                    "args": {"SysV": s.sysv, "shared file mappings": s.shared_files}});
-                emit(out, &e.to_string())?;
+                events.value(
+                    json!({"name": "live objects", "ph": "C", "ts": ts, "pid": pid,
+                    "args": {"SysV": s.sysv, "shared file mappings": s.shared_files}}),
+                )?;
             }
             before = Some(s);
         }
     }
+    Ok(())
+}
 
+fn leaks_and_findings(
+    events: &mut Events,
+    report: &Report,
+    t: &Timeline,
+    symbolizer: &mut Symbolizer,
+) -> io::Result<()> {
     for l in leak_marks(report, t) {
-        let e = json!({"name": format!("leak: {}", l.what), "cat": "leak", "ph": "i", "s": "p",
-            "ts": us(l.ts), "pid": l.pid, "tid": l.pid,
-            "args": {"site": l.site.as_ref().map(Symbol::text), "stack": stack_texts(&l.stack)}});
-        emit(out, &e.to_string())?;
+        let ts = events.us(l.ts);
+        events.value(
+            json!({"name": format!("leak: {}", l.what), "cat": "leak", "ph": "i",
+            "s": "p", "ts": ts, "pid": l.pid, "tid": l.pid,
+            "args": {"site": l.site.as_ref().map(Symbol::text), "stack": stack_texts(&l.stack)}}),
+        )?;
     }
     for f in finding_marks(report, t, symbolizer) {
         let finding = &report.findings[f.finding];
         let tid = f.event.map_or(f.pid, |i| t.events[i].tid);
-        let e = json!({"name": format!("{} {}", finding.code, finding.name), "cat": "finding",
-            "ph": "i", "s": "t", "ts": us(f.ts), "pid": f.pid, "tid": tid,
+        let ts = events.us(f.ts);
+        events.value(json!({"name": format!("{} {}", finding.code, finding.name),
+            "cat": "finding", "ph": "i", "s": "t", "ts": ts, "pid": f.pid, "tid": tid,
             "args": {"severity": finding.severity, "function": finding.func,
-                "site": finding.site.as_ref().map(Symbol::text), "message": finding.message}});
-        emit(out, &e.to_string())?;
+                "site": finding.site.as_ref().map(Symbol::text), "message": finding.message}}))?;
     }
-    out.write_all(b"\n]}\n")?;
-    out.flush()
+    Ok(())
 }
