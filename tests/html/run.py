@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """make test-html: the command's pictures checked against the run itself. A small process tree
-(tests/html/tree.c: fork, exec, a finding, SysV and mapping leaks) runs under `shmtrace --html
+(tests/html/tree.c: fork, exec, a process killed, a finding, SysV and mapping leaks) runs under `shmtrace --html
 --trace-json`; the trace JSON is checked against the Trace Event Format's required fields and
 against the decoded logs, and the page is opened in headless Chromium (installed from Debian
 when missing): every process lane, the leak markers with their sites, the findings, the calls
@@ -146,12 +146,16 @@ def check_trace_content(trace, run, report):
         assert e["args"]["ret"] == c["ret"] and e["args"]["errno"] == c["errno"], (e, c)
         assert e["args"]["caller"] == c["caller"], (e, c)
 
-    # What each process held at the end: the bytes its leaked mappings cover.
+    # What each process held at the end: the bytes its leaked mappings cover (those with an
+    # exit report; the killed one ends holding the page it mapped).
     held = {}
     for e in events:
         if e["ph"] == "C" and e["name"] == "held bytes":
             held[e["pid"]] = e["args"]["mapped"]
     for p in report["processes"]:
+        if p["ended"] != "exited":
+            assert held.get(p["pid"]) == 4096, f"{p['pid']} ({p['ended']}): {held.get(p['pid'])}"
+            continue
         left = sum(m["bytes"] for m in report["mappings"] if m["pid"] == p["pid"])
         left += sum(r["bytes"] for r in report["retained"] if r["pid"] == p["pid"])
         assert held.get(p["pid"], 0) == left, \
@@ -187,8 +191,10 @@ def check_page(page, report):
     assert lanes == expected, f"lanes {lanes}, processes {expected}"
     for p in report["processes"]:
         lane = f"document.getElementById('lane-{p['pid']}')"
-        exits = page.eval(f"{lane}.querySelectorAll('.mark.exit').length")
-        assert exits == 1, f"{p['pid']}: {exits} exit marks"
+        ends = page.eval(f"[...{lane}.querySelectorAll('.mark.exit, .mark.vanished')]"
+                         ".map(n => n.classList[1])")
+        expected = ["exit"] if p["ended"] == "exited" else ["vanished"]
+        assert ends == expected, f"{p['pid']} ({p['ended']}): end marks {ends}"
         if p["forked"] or p["depth"] > 0:
             assert page.eval(f"{lane}.querySelectorAll('.mark.fork').length") == 1, p
     execs = page.eval("document.querySelectorAll('.mark.exec').length")

@@ -2,12 +2,13 @@
  * world-accessible segment (finding SHM001) and removes it at the end; a forked child maps
  * ten areas and unmaps nine (one mapping leaked); a second child execs this program again,
  * which attaches and detaches the segment and creates a semaphore set it never removes (the
- * SysV leak). Prints "shm ID" and "sem ID" for cleanup. `tree many N` maps and unmaps a page
+ * SysV leak); a third child kills itself with SIGKILL (no exit report). Prints "shm ID" and "sem ID" for cleanup. `tree many N` maps and unmaps a page
  * N times (2N calls, nothing left): a run longer than the timeline has pixels. */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/ipc.h>
 #include <sys/mman.h>
 #include <sys/sem.h>
@@ -88,10 +89,21 @@ int main(int argc, char **argv)
         perror("tree: exec");
         _exit(127);
     }
+    pid_t killed = fork();
+    if (killed == 0) {
+        mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        raise(SIGKILL);
+        _exit(1);
+    }
     int status;
     int failed = 0;
-    while (wait(&status) > 0)
-        failed |= !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+    pid_t done;
+    while ((done = wait(&status)) > 0) {
+        if (done == killed)
+            failed |= !WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL;
+        else
+            failed |= !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+    }
     /* Some traffic for the counters: maps and unmaps, a few at a time. */
     for (int i = 0; i < 50; i++) {
         void *p = mmap(NULL, 4096 * (i % 5 + 1), PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

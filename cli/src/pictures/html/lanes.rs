@@ -187,7 +187,9 @@ impl Drawing<'_> {
     fn calls(&self, s: &mut String, pid: i32) {
         for shown in self.shown.get(&pid).into_iter().flatten() {
             let e = &self.t.events[shown.event];
-            let id = self.event_ids[&shown.event];
+            let Some(id) = self.event_ids.get(&shown.event) else {
+                continue;
+            };
             let x = self.x(e.ts);
             let mut class = format!("ev {}", category(&e.func));
             if e.errno.is_some() {
