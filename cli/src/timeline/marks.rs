@@ -49,12 +49,13 @@ pub fn leak_marks(report: &Report, t: &Timeline) -> Vec<LeakMark> {
     for l in &report.leaks {
         let what = match l.kind {
             Kind::Segment => format!("segment {} ({} bytes, key {})", l.id, l.size, l.key),
-            Kind::SemaphoreSet => {
-                format!(
-                    "semaphore set {} ({} semaphores, key {})",
-                    l.id, l.size, l.key
-                )
-            }
+            Kind::SemaphoreSet => format!(
+                "semaphore set {} ({} semaphore{}, key {})",
+                l.id,
+                l.size,
+                if l.size == 1 { "" } else { "s" },
+                l.key
+            ),
         };
         marks.push(LeakMark {
             pid: l.pid,
