@@ -222,7 +222,7 @@ def check_page(page, report):
 
 def click(page, selector, event="click"):
     page.eval(f"document.querySelector({json.dumps(selector)}).dispatchEvent("
-              f"new MouseEvent({json.dumps(event)}, {{bubbles: true}}))")
+              f"new MouseEvent({json.dumps(event)}, {{bubbles: true, cancelable: true}}))")
     return page.eval("document.getElementById('detail').textContent")
 
 
@@ -244,6 +244,10 @@ def check_interaction(page, report):
     marked = page.eval("[...document.querySelectorAll('#timeline .ev.marked')]"
                        ".map(n => n.dataset.fn)")
     assert marked and set(marked) == {"munmap"}, marked
+    # A process's number in a table goes to its lane.
+    pid = report["leaks"][0]["pid"]
+    click(page, f"#leaks a[href='#lane-{pid}']")
+    assert page.eval("location.hash") == f"#lane-{pid}", page.eval("location.hash")
     assert page.errors == [], f"console errors: {page.errors}"
 
 

@@ -109,6 +109,8 @@
     if (pinned) pinned();
   });
   document.addEventListener('click', function (e) {
+    // Links to a lane just go there.
+    if (e.target.closest('a[href^="#lane-"]')) return;
     var row = e.target.closest('[data-fn-row]');
     if (row) {
       e.preventDefault();
