@@ -101,34 +101,11 @@ pub fn write(
         "events": events,
         "leaks": leaks.iter().map(|l| leak_json(l, &event_ids)).collect::<Vec<_>>(),
         "findings": findings_json(report, &findings, &event_ids),
-        "calls": t.events.len(),
     });
     // `<` escaped keeps `</script>` in any logged string from ending the data block.
     let data = data.to_string().replace('<', "\\u003c");
 
-    let title = match &report.run {
-        Some(run) => format!("shmtrace: {}", run.program.join(" ")),
-        None => "shmtrace report".to_string(),
-    };
-    let mut page = String::new();
-    let _ = write!(
-        page,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{}</title><style>{STYLE}</style></head><body>\
-         <header><h1>{}</h1><p id=\"verdict\" class=\"{}\">{}</p>{}</header>\
-         <nav><a href=\"#timeline-section\">Timeline</a> <a href=\"#leaks\">Leaks</a> \
-         <a href=\"#findings\">Findings</a> <a href=\"#calls\">Calls</a></nav>",
-        esc(&title),
-        esc(&title),
-        if report.verdict.fails() {
-            "fails"
-        } else {
-            "passes"
-        },
-        esc(&verdict_text(&report.verdict)),
-        summary_line(report, t),
-    );
+    let mut page = head(report, t);
     let _ = write!(
         page,
         "<section id=\"timeline-section\"><h2>Timeline</h2>\
@@ -146,13 +123,7 @@ pub fn write(
     leaks_section(&mut page, &leaks, &event_ids);
     findings_section(&mut page, report);
     calls_section(&mut page, report);
-    if !report.warnings.is_empty() {
-        page.push_str("<section id=\"warnings\"><h2>Warnings</h2><ul>");
-        for w in &report.warnings {
-            let _ = write!(page, "<li>{}</li>", esc(w));
-        }
-        page.push_str("</ul></section>");
-    }
+    warnings_section(&mut page, report);
     let _ = writeln!(
         page,
         "<script type=\"application/json\" id=\"shmtrace-data\">{data}</script>\
@@ -160,6 +131,31 @@ pub fn write(
     );
     out.write_all(page.as_bytes())?;
     out.flush()
+}
+
+/// The document's head, the title and the verdict.
+fn head(report: &Report, t: &Timeline) -> String {
+    let title = match &report.run {
+        Some(run) => format!("shmtrace: {}", run.program.join(" ")),
+        None => "shmtrace report".to_string(),
+    };
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{}</title><style>{STYLE}</style></head><body>\
+         <header><h1>{}</h1><p id=\"verdict\" class=\"{}\">{}</p>{}</header>\
+         <nav><a href=\"#timeline-section\">Timeline</a> <a href=\"#leaks\">Leaks</a> \
+         <a href=\"#findings\">Findings</a> <a href=\"#calls\">Calls</a></nav>",
+        esc(&title),
+        esc(&title),
+        if report.verdict.fails() {
+            "fails"
+        } else {
+            "passes"
+        },
+        esc(&verdict_text(&report.verdict)),
+        summary_line(report, t),
+    )
 }
 
 fn summary_line(report: &Report, t: &Timeline) -> String {
@@ -328,4 +324,15 @@ fn calls_section(page: &mut String, report: &Report) {
         );
     }
     page.push_str("</tbody></table></section>");
+}
+
+fn warnings_section(page: &mut String, report: &Report) {
+    if report.warnings.is_empty() {
+        return;
+    }
+    page.push_str("<section id=\"warnings\"><h2>Warnings</h2><ul>");
+    for w in &report.warnings {
+        let _ = write!(page, "<li>{}</li>", esc(w));
+    }
+    page.push_str("</ul></section>");
 }
