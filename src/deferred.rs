@@ -195,7 +195,7 @@ pub fn close_and_drain(apply: impl FnMut(&Event, &Facts)) {
 /// In the child after fork: the calls kept by the time its memory was copied (fully written)
 /// are handed to `apply`, in order. A place claimed but not filled then belongs to a call
 /// still in progress at the fork: whether the kernel had completed it before the child's
-/// address space was copied is unknown here, so it is left out (the README's limits).
+/// address space was copied is unknown here, so it is left out (docs/limits.md).
 pub fn drain_in_child(apply: impl FnMut(&Event, &Facts)) {
     OPEN.store(false, SeqCst);
     replay(CLAIMED.load(SeqCst), apply);

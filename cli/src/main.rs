@@ -4,7 +4,8 @@
 //! the program it runs.
 
 mod args;
-mod decode;
+mod binlog;
+mod hooked;
 mod json;
 mod kernel;
 mod logs;
@@ -13,6 +14,8 @@ mod pictures;
 mod render;
 mod run;
 mod runinfo;
+mod semaphores;
+mod supervise;
 mod symbols;
 mod timeline;
 // The shim's pure modules (events, argument decoding, the text and JSON formats, the binary
@@ -47,7 +50,7 @@ fn main() -> ExitCode {
         }
         Ok(Command::Run(opts)) => run_program(&opts),
         Ok(Command::Report(opts)) => report_logs(&opts),
-        Ok(Command::Decode(opts)) => match decode::run(&opts.path, opts.json) {
+        Ok(Command::Decode(opts)) => match binlog::print(&opts.path, opts.json) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("shmtrace: {e}");
@@ -83,12 +86,12 @@ fn run_program(opts: &RunOptions) -> ExitCode {
     };
     let mut program_status = finished.status.exit_code();
     if inputs.files.is_empty() {
+        // The kernel's tables still tell what it left behind.
         eprintln!(
             "shmtrace: {} wrote no log: it is statically linked or setuid (the loader ignores \
              LD_PRELOAD for those), or the library could not be loaded",
             args::display(&opts.program[0])
         );
-        return exit_code(program_status);
     }
     let sources = Sources {
         inputs: &inputs,

@@ -29,20 +29,6 @@ def find_chromium():
     return None
 
 
-def ensure_chromium():
-    """The browser's path, installing Debian's chromium when missing; None if that fails."""
-    path = find_chromium()
-    if path or os.geteuid() != 0 or not shutil.which("apt-get"):
-        return path
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for argv in (["apt-get", "install", "-y", "-q", "chromium"],
-                 ["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "chromium"]):
-        if subprocess.run(argv, env=env, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL).returncode == 0 and argv[1] == "install":
-            break
-    return find_chromium()
-
-
 class BrowserError(Exception):
     pass
 

@@ -1,24 +1,28 @@
 #!/usr/bin/env python3
-"""make test-html: the command's pictures checked against the run itself. A small process tree
-(tests/html/tree.c: fork, exec, a process killed, a finding, SysV and mapping leaks) runs under `shmtrace --html
---trace-json`; the trace JSON is checked against the Trace Event Format's required fields and
-against the decoded logs, and the page is opened in headless Chromium (installed from Debian
-when missing): every process lane, the leak markers with their sites, the findings, the calls
-behind them, no console error and no network request. The oracle is the command's own JSON
-report and the logs. Runs in a private IPC namespace when it can (`unshare --ipc`)."""
+"""The command's pictures checked against the run itself (`make test-html`). A small process
+tree (tests/html/tree.c: fork, exec, a process killed, a finding, SysV and mapping leaks) runs
+under `shmtrace --html --trace-json`; the trace JSON is checked against the Trace Event
+Format's required fields and against the decoded logs, and the page is opened in headless
+Chromium (Debian's chromium, which `make test` installs when missing; without it those checks
+are skipped): every process lane, the leak markers with their sites, the findings, the calls
+behind them, no console error and no network request; then the page of a run reported while
+two of its processes are deadlocked (the deadlock and the set in use). The oracle is the
+command's own JSON and text report and the logs. Runs in a private IPC namespace when it can (`unshare --ipc`)."""
 import glob
 import json
 import os
-import shutil
+import select
+import signal
 import subprocess
 import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TOP = os.path.dirname(os.path.dirname(HERE))
-SHMTRACE = os.path.join(TOP, "target", "release", "shmtrace")
+HANG = os.path.join(os.path.dirname(os.path.dirname(HERE)), "cli", "tests", "programs", "hang.c")
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "c_tests"))
 import browser  # noqa: E402
+import testlib  # noqa: E402
 
 # The phases this file's events use, and those the format defines (Trace Event Format doc).
 FORMAT_PHASES = set("BEXiIC" "bnesftPOND" "Mc" "RrV")
@@ -27,32 +31,23 @@ USED_PHASES = {"X", "i", "C", "M"}
 COLUMNS = 900
 
 
-def reexec_in_ipc_namespace():
-    if os.environ.get("SHMTRACE_HTML_NS") or not shutil.which("unshare"):
-        return
-    env = dict(os.environ, SHMTRACE_HTML_NS="1")
-    probe = subprocess.run(["unshare", "--ipc", "true"], capture_output=True)
-    if probe.returncode == 0:
-        os.execvpe("unshare", ["unshare", "--ipc", sys.executable, *sys.argv], env)
+def checked(name, fn, *args):
+    """One counted check: `fn` holds when it raises no AssertionError."""
+    try:
+        fn(*args)
+    except AssertionError as e:
+        testlib.check(False, name, str(e))
+    else:
+        testlib.check(True, name)
 
 
-class Results:
-    def __init__(self):
-        self.passed = self.failed = self.skipped = 0
-
-    def check(self, name, fn, *args):
-        try:
-            fn(*args)
-        except AssertionError as e:
-            self.failed += 1
-            print(f"FAIL {name}: {e}")
-        else:
-            self.passed += 1
-            print(f"ok   {name}")
+def shmtrace(*args, **kwargs):
+    """The command (the build's, or --libdir's) with these arguments."""
+    return subprocess.run([testlib.COMMAND, *args], **kwargs)
 
 
 def run_tree(work, argv_extra=()):
-    """Runs tree.c under shmtrace; returns (run dir, html, trace json, report json, stdout)."""
+    """Runs tree.c under shmtrace; returns (run dir, html, trace json, report json)."""
     exe = os.path.join(work, "tree")
     if not os.path.exists(exe):
         subprocess.run(["gcc", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-o", exe,
@@ -61,24 +56,22 @@ def run_tree(work, argv_extra=()):
     run = os.path.join(work, f"{name}.run")
     html = os.path.join(work, f"{name}.html")
     trace = os.path.join(work, f"{name}.trace.json")
-    out = subprocess.run([SHMTRACE, "--out", run, "--html", html, "--trace-json", trace, "--",
-                          exe, *argv_extra], capture_output=True, text=True)
-    for line in out.stdout.splitlines():
-        kind, _, ident = line.partition(" ")
-        if kind in ("shm", "sem") and ident.isdigit():
-            subprocess.run(["ipcrm", "-m" if kind == "shm" else "-s", ident],
-                           capture_output=True)
+    out = shmtrace("--out", run, "--html", html, "--trace-json", trace, "--", exe, *argv_extra,
+                   capture_output=True, text=True)
+    # What the tree leaves on purpose (it prints `shm ID` and `sem ID`).
+    testlib.remove_sysv((kind, int(ident)) for kind, _, ident in
+                        (line.partition(" ") for line in out.stdout.splitlines())
+                        if kind in ("shm", "sem") and ident.isdigit())
     assert os.path.exists(html) and os.path.exists(trace), out.stderr
-    report = json.loads(subprocess.run([SHMTRACE, "report", "--json", run], capture_output=True,
-                                       text=True, check=False).stdout)
+    report = json.loads(shmtrace("report", "--json", run, capture_output=True, text=True).stdout)
     return run, html, trace, report
 
 
 def check_report_form(run, html, trace):
     """`shmtrace report --html --trace-json RUNDIR` writes what the run wrote."""
     again_html, again_trace = html + ".again", trace + ".again"
-    subprocess.run([SHMTRACE, "report", "--html", again_html, "--trace-json", again_trace, run],
-                   stdout=subprocess.DEVNULL, check=True)
+    shmtrace("report", "--html", again_html, "--trace-json", again_trace, run,
+             stdout=subprocess.DEVNULL, check=True)
     for first, second in ((html, again_html), (trace, again_trace)):
         with open(first, "rb") as a, open(second, "rb") as b:
             assert a.read() == b.read(), f"{second} differs from {first}"
@@ -88,8 +81,8 @@ def logged_calls(run):
     """Every call record of the run's logs, decoded by the command."""
     calls = []
     for path in sorted(glob.glob(os.path.join(run, "*.bin"))):
-        out = subprocess.run([SHMTRACE, "decode", "--format", "json", path],
-                             capture_output=True, text=True, check=True).stdout
+        out = shmtrace("decode", "--format", "json", path, capture_output=True, text=True,
+                       check=True).stdout
         calls += [r for r in map(json.loads, out.splitlines()) if r.get("event") == "call"]
     return calls
 
@@ -261,39 +254,90 @@ def check_downsampled(page, report, calls):
     assert page.errors == [], f"console errors: {page.errors}"
 
 
+def run_deadlock(work):
+    """`hang cycle 2` (two children, each holding the semaphore the other waits for) under
+    shmtrace, reported with `--html` and as text while it hangs; every process killed and the
+    set removed afterwards. Returns (html, report json, report text)."""
+    exe = os.path.join(work, "hang")
+    subprocess.run(["gcc", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-o", exe, HANG],
+                   check=True)
+    run, html = os.path.join(work, "hang.run"), os.path.join(work, "hang.html")
+    proc = subprocess.Popen([testlib.COMMAND, "--out", run, "--", exe, "cycle", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    ready = []
+    try:
+        # "ready SEMID PID PID" once both children sleep in semop.
+        if select.select([proc.stdout], [], [], 30)[0]:
+            ready = proc.stdout.readline().split()
+        assert ready[:1] == ["ready"], f"hang cycle 2 did not get ready: {ready}"
+        shmtrace("report", "--html", html, run, stdout=subprocess.DEVNULL, check=True)
+        report = json.loads(shmtrace("report", "--json", run, capture_output=True,
+                                     text=True).stdout)
+        text = shmtrace("report", "--color", "never", run, capture_output=True,
+                        text=True).stdout
+    finally:
+        for pid in ready[2:]:
+            os.kill(int(pid), signal.SIGKILL)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if ready[1:2]:
+            testlib.remove_sysv([("sem", int(ready[1]))])
+    return html, report, text
+
+
+def check_ongoing(page, report, text):
+    """A run that hangs: the deadlock and the set in use are on the page as the text report
+    words them, beside the verdict and a lane per process."""
+    assert page.errors == [], f"console errors: {page.errors}"
+    assert report["verdict"]["deadlocks"] == 1 and report["verdict"]["in_use"] == 1, \
+        report["verdict"]
+    verdict = page.eval("document.getElementById('verdict').textContent")
+    assert verdict == report["verdict"]["text"], f"{verdict!r} != {report['verdict']['text']!r}"
+    lanes = page.eval("[...document.querySelectorAll('g.lane')].map(g => +g.dataset.pid)")
+    assert lanes == [p["pid"] for p in report["processes"]], lanes
+    ongoing = page.eval("document.querySelector('#ongoing pre')?.textContent ?? ''")
+    assert "deadlock of 2 processes" in ongoing and "in use by" in ongoing, ongoing
+    lines = [line for line in ongoing.splitlines() if line.strip()]
+    missing = [line for line in lines if line not in text.splitlines()]
+    assert not missing, f"not in the text report: {missing}"
+    assert page.eval("document.querySelector('nav a[href=\"#ongoing\"]') !== null"), "no link"
+
+
 def main():
-    reexec_in_ipc_namespace()
-    if not os.path.exists(SHMTRACE):
-        print(f"skipped: {SHMTRACE} not built (make lib)")
-        print("0 passed, 0 failed, 1 skipped")
-        return 0
-    results = Results()
+    testlib.parse_args(__doc__, "html")
+    testlib.isolate_ipc()
+    if not os.path.exists(testlib.COMMAND):
+        testlib.skip("every check", f"{testlib.COMMAND} not built (make lib)", 7)
+        return testlib.summary()
     with tempfile.TemporaryDirectory(prefix="shmtrace-html-") as work:
         run, html, trace, report = run_tree(work)
-        results.check("trace json: the format's fields", check_trace_format, trace)
-        results.check("trace json: calls, counters, leaks, findings", check_trace_content,
-                      trace, run, report)
-        results.check("report form: the same files from the run directory",
-                      check_report_form, run, html, trace)
-        chromium = browser.ensure_chromium()
+        checked("trace json: the format's fields", check_trace_format, trace)
+        checked("trace json: calls, counters, leaks, findings", check_trace_content,
+                trace, run, report)
+        checked("report form: the same files from the run directory",
+                check_report_form, run, html, trace)
+        chromium = browser.find_chromium()
         if not chromium:
-            print("skipped: chromium is not installed and could not be (apt-get install "
-                  "chromium)")
-            results.skipped += 3
-        else:
-            with browser.Browser(chromium) as b:
-                page = b.open("file://" + html, READY)
-                results.check("page: lanes, marks, leaks, findings, calls", check_page,
-                              page, report)
-                results.check("page: pointing and clicking", check_interaction, page, report)
-                n = 5000
-                _, big_html, _, big_report = run_tree(work, ("many", str(n)))
-                big = b.open("file://" + big_html, READY)
-                total = sum(c["calls"] for c in big_report["calls"])
-                results.check("page: a run longer than the timeline is wide",
-                              check_downsampled, big, big_report, total)
-    print(f"{results.passed} passed, {results.failed} failed, {results.skipped} skipped")
-    return 1 if results.failed else 0
+            testlib.skip("the page in headless Chromium", "chromium not installed "
+                         "(Debian: chromium; make test installs it)", 4)
+            return testlib.summary()
+        with browser.Browser(chromium) as b:
+            page = b.open("file://" + html, READY)
+            checked("page: lanes, marks, leaks, findings, calls", check_page, page, report)
+            checked("page: pointing and clicking", check_interaction, page, report)
+            n = 5000
+            _, big_html, _, big_report = run_tree(work, ("many", str(n)))
+            big = b.open("file://" + big_html, READY)
+            total = sum(c["calls"] for c in big_report["calls"])
+            checked("page: a run longer than the timeline is wide", check_downsampled, big,
+                    big_report, total)
+            hang_html, hang_report, hang_text = run_deadlock(work)
+            checked("page: a deadlock and an object in use", check_ongoing,
+                    b.open("file://" + hang_html, READY), hang_report, hang_text)
+    return testlib.summary()
 
 
 if __name__ == "__main__":

@@ -2,25 +2,22 @@
 
 use serde_json::Value;
 
+use crate::hooked::GROUPS;
 use crate::merge::Process;
+use crate::render::base_name;
 use crate::symbols::Symbol;
 
 /// The function's group (`shm`, `sem`, `mmap`): the event category.
 pub fn category(func: &str) -> &'static str {
-    crate::args::GROUPS
+    GROUPS
         .iter()
         .find(|(_, fns)| fns.contains(&func))
         .map_or("other", |(group, _)| group)
 }
 
-/// A path's last component.
-pub fn file_name(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
-}
-
 /// The file name of the program a process ran last (`?` when unknown).
 pub fn program_name(p: &Process) -> &str {
-    file_name(
+    base_name(
         p.exes
             .iter()
             .rev()

@@ -1,6 +1,6 @@
-//! Ledger tests: one per rule of DESIGN.md's semantics (`rules`), a randomized differential test
-//! against a page-level model (`differential`), the report and its rendering (`rendering`), and
-//! the memory cost of a live mapping (`memory`).
+//! Ledger tests: one per rule of the kernel semantics in docs/ARCHITECTURE.md (`rules`), a
+//! randomized differential test against a page-level model (`differential`), the report and
+//! its rendering (`rendering`), and the memory cost of a live mapping (`memory`).
 
 mod differential;
 mod json;

@@ -10,7 +10,8 @@ use super::downsample::{Scale, Shown, peaks};
 use super::{esc, human_bytes};
 use crate::logs::Micros;
 use crate::merge::{Ending, Process, Report};
-use crate::pictures::labels::{category, ending_text, file_name, program_name};
+use crate::pictures::labels::{category, ending_text, program_name};
+use crate::render::base_name;
 use crate::timeline::marks::{FindingMark, LeakMark};
 use crate::timeline::{Effect, MarkKind, Sample, Timeline};
 
@@ -254,7 +255,7 @@ impl Drawing<'_> {
                     "<text class=\"mark-label\" x=\"{:.1}\" y=\"{}\">exec {}</text>",
                     x + 6.0,
                     LIFE_Y - 4,
-                    esc(file_name(exe.as_deref().unwrap_or("?")))
+                    esc(base_name(exe.as_deref().unwrap_or("?")))
                 );
             }
         }

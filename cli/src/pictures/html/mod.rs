@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 
 use super::labels::stack_texts;
 use crate::merge::Report;
-use crate::render::{call_text, duration, verdict_text};
+use crate::render::{call_text, duration, ongoing_text, verdict_text};
 use crate::symbols::{Symbol, Symbolizer};
 use crate::timeline::Timeline;
 use crate::timeline::marks::{FindingMark, LeakMark, finding_marks, leak_marks};
@@ -105,7 +105,8 @@ pub fn write(
     // `<` escaped keeps `</script>` in any logged string from ending the data block.
     let data = data.to_string().replace('<', "\\u003c");
 
-    let mut page = head(report, t);
+    let ongoing = ongoing_text(report);
+    let mut page = head(report, t, !ongoing.is_empty());
     let _ = write!(
         page,
         "<section id=\"timeline-section\"><h2>Timeline</h2>\
@@ -121,6 +122,7 @@ pub fn write(
         drawing.svg()
     );
     leaks_section(&mut page, &leaks, &event_ids);
+    ongoing_section(&mut page, &ongoing);
     findings_section(&mut page, report);
     calls_section(&mut page, report);
     warnings_section(&mut page, report);
@@ -133,8 +135,8 @@ pub fn write(
     out.flush()
 }
 
-/// The document's head, the title and the verdict.
-fn head(report: &Report, t: &Timeline) -> String {
+/// The document's head, the title and the verdict; `ongoing`: the page has that section.
+fn head(report: &Report, t: &Timeline, ongoing: bool) -> String {
     let title = match &report.run {
         Some(run) => format!("shmtrace: {}", run.program.join(" ")),
         None => "shmtrace report".to_string(),
@@ -144,7 +146,7 @@ fn head(report: &Report, t: &Timeline) -> String {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{}</title><style>{STYLE}</style></head><body>\
          <header><h1>{}</h1><p id=\"verdict\" class=\"{}\">{}</p>{}</header>\
-         <nav><a href=\"#timeline-section\">Timeline</a> <a href=\"#leaks\">Leaks</a> \
+         <nav><a href=\"#timeline-section\">Timeline</a> <a href=\"#leaks\">Leaks</a> {}\
          <a href=\"#findings\">Findings</a> <a href=\"#calls\">Calls</a></nav>",
         esc(&title),
         esc(&title),
@@ -155,6 +157,11 @@ fn head(report: &Report, t: &Timeline) -> String {
         },
         esc(&verdict_text(&report.verdict)),
         summary_line(report, t),
+        if ongoing {
+            "<a href=\"#ongoing\">Still going on</a> "
+        } else {
+            ""
+        },
     )
 }
 
@@ -266,6 +273,18 @@ fn leaks_section(page: &mut String, leaks: &[LeakMark], ids: &HashMap<usize, usi
         );
     }
     page.push_str("</tbody></table></section>");
+}
+
+/// Objects in use, what no log recorded, who waits for whom and deadlocks, in the text
+/// report's words.
+fn ongoing_section(page: &mut String, text: &str) {
+    if !text.is_empty() {
+        let _ = write!(
+            page,
+            "<section id=\"ongoing\"><h2>Still going on</h2><pre>{}</pre></section>",
+            esc(text)
+        );
+    }
 }
 
 fn findings_section(page: &mut String, report: &Report) {
