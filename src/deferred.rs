@@ -25,7 +25,7 @@ use core::sync::atomic::{
 
 use crate::ledger::Facts;
 use crate::platform::alloc;
-use crate::trace::event::Event;
+use shmtrace_core::trace::event::Event;
 
 /// Slots per chunk (a chunk is about 1.3 MiB of address space; pages are resident only once
 /// a fork storm writes them).
@@ -211,7 +211,7 @@ pub fn overflowed() -> u64 {
 mod tests {
     use super::*;
     use crate::recorder::{self, Entry};
-    use crate::trace::event::{Func, Phase};
+    use shmtrace_core::trace::event::{Func, Phase};
 
     /// Marks this test's events apart from the hooked calls other tests make meanwhile (the
     /// test binary exports the hooks too, and they queue while the gate is open).

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use lexopt::prelude::*;
 
-use crate::hooked::GROUPS;
+use shmtrace_core::trace::event::{Func, Group};
 
 pub const HELP: &str = "\
 shmtrace: run a program (and every process it forks or execs) under libshmtrace.so, then
@@ -317,16 +317,23 @@ fn expected(option: &str, what: &str, value: &str) -> lexopt::Error {
 fn parse_calls(list: &str) -> Result<BTreeSet<String>, lexopt::Error> {
     let mut set = BTreeSet::new();
     for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        if let Some((_, fns)) = GROUPS.iter().find(|(g, _)| *g == item) {
-            set.extend(fns.iter().map(|f| f.to_string()));
-        } else if GROUPS.iter().any(|(_, fns)| fns.contains(&item)) {
-            set.insert(item.to_string());
-        } else {
+        let selects = |f: &&Func| f.group().name() == item || f.name() == item;
+        if !Func::ALL.iter().any(|f| selects(&f)) {
+            let groups: Vec<_> = Group::ALL.iter().map(|g| g.name()).collect();
+            let funcs: Vec<_> = Func::ALL.iter().map(|f| f.name()).collect();
             return Err(format!(
-                "--calls: unknown group or function {item:?} (groups: shm, sem, mmap)"
+                "--calls: unknown group or function {item:?} (groups: {}; functions: {})",
+                groups.join(", "),
+                funcs.join(", ")
             )
             .into());
         }
+        set.extend(
+            Func::ALL
+                .iter()
+                .filter(selects)
+                .map(|f| f.name().to_string()),
+        );
     }
     if set.is_empty() {
         return Err("--calls: empty list".into());
@@ -379,6 +386,22 @@ mod tests {
     }
 
     #[test]
+    fn calls_take_function_names_and_list_them_when_unknown() {
+        let calls = parse_calls("shmat, sem").unwrap();
+        let expected = ["semctl", "semget", "semop", "semtimedop", "shmat"];
+        assert_eq!(calls.iter().collect::<Vec<_>>(), expected);
+        let err = parse_calls("shmat,msgsnd").unwrap_err().to_string();
+        assert!(
+            err.contains("\"msgsnd\"") && err.contains("shm, sem, mmap"),
+            "{err}"
+        );
+        assert!(
+            err.contains("shmget, shmat") && err.contains("munmap, mremap"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn usage_errors() {
         assert!(parse_strs(&[]).is_err());
         assert!(parse_strs(&["report"]).is_err());
@@ -427,10 +450,9 @@ mod tests {
     #[test]
     fn help_names_every_hooked_function() {
         let words: BTreeSet<&str> = HELP.split(|c: char| !c.is_ascii_alphanumeric()).collect();
-        for (group, fns) in GROUPS {
-            for name in std::iter::once(&group).chain(fns) {
-                assert!(words.contains(name), "--help does not name {name}");
-            }
+        let groups = Group::ALL.iter().map(|g| g.name());
+        for name in groups.chain(Func::ALL.iter().map(|f| f.name())) {
+            assert!(words.contains(name), "--help does not name {name}");
         }
     }
 

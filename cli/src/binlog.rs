@@ -9,9 +9,9 @@
 
 use std::io::{self, Write};
 
-use crate::trace::binary::{self, Item, Reader};
-use crate::trace::format::{self, Format};
-use crate::trace::linebuf::LineBuf;
+use shmtrace_core::trace::binary::{self, Item, Reader};
+use shmtrace_core::trace::format::{self, Format};
+use shmtrace_core::trace::linebuf::LineBuf;
 
 /// What a binary log held besides its records.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -43,7 +43,7 @@ pub fn write_records(data: &[u8], json: bool, out: &mut impl Write) -> io::Resul
         match item {
             Item::Call(ev) => {
                 let (events, n) = binary::as_logged(&ev);
-                if ev.phase == crate::trace::event::Phase::Enter {
+                if ev.phase == shmtrace_core::trace::event::Phase::Enter {
                     summary.in_progress += 1;
                 }
                 for ev in &events[..n] {
@@ -112,8 +112,8 @@ pub fn print(path: &std::path::Path, json: bool) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::binary::*;
-    use crate::trace::event::{Event, Func, Phase};
+    use shmtrace_core::trace::binary::*;
+    use shmtrace_core::trace::event::{Event, Func, Phase};
 
     fn log_with(records: &[(Event, bool)], blob: Option<(&[u8], &[u8])>) -> Vec<u8> {
         let mut data = vec![0u8; HEADER_SIZE];

@@ -5,7 +5,6 @@
 
 mod args;
 mod binlog;
-mod hooked;
 mod json;
 mod kernel;
 mod logs;
@@ -18,12 +17,6 @@ mod semaphores;
 mod supervise;
 mod symbols;
 mod timeline;
-// The shim's pure modules (events, argument decoding, the text and JSON formats, the binary
-// layout), compiled in so that `shmtrace decode` prints exactly what the shim would have
-// written; nothing of the hooks comes with them.
-#[allow(dead_code)]
-#[path = "../../src/trace/mod.rs"]
-mod trace;
 
 use std::fs::File;
 use std::io::{self, IsTerminal, Write};

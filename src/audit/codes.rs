@@ -3,9 +3,9 @@
 
 use core::fmt::{self, Write};
 
-use super::suppress::{CODES, code_index};
-use crate::trace::decode;
-use crate::trace::event::Func;
+use shmtrace_core::suppress::{CODES, code_index};
+use shmtrace_core::trace::decode;
+use shmtrace_core::trace::event::Func;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
@@ -200,7 +200,16 @@ impl Finding {
                 match self.func {
                     Func::Shmat => "SHM_REMAP",
                     Func::Mremap => "MREMAP_FIXED",
-                    _ => "MAP_FIXED",
+                    Func::Mmap | Func::Mmap64 => "MAP_FIXED",
+                    // Only the three above replace address space.
+                    Func::Shmget
+                    | Func::Shmdt
+                    | Func::Shmctl
+                    | Func::Semget
+                    | Func::Semop
+                    | Func::Semtimedop
+                    | Func::Semctl
+                    | Func::Munmap => "a fixed address",
                 },
                 if c == 1 { "attachment" } else { "mapping" },
                 if matches!(self.func, Func::Mmap | Func::Mmap64) {

@@ -5,17 +5,13 @@
 
 use std::collections::BTreeMap;
 
+use shmtrace_core::suppress;
+
 use super::collect::Collector;
 use super::model::{FindingTotals, MergedFinding};
 use super::tree::Tree;
 use crate::args::ViewOptions;
 use crate::symbols::{Symbol, Symbolizer};
-
-// The suppression format is the shim's own file, compiled here too, so that both read it the
-// same way (it is pure: nothing else of the shim comes with it).
-#[allow(dead_code)]
-#[path = "../../../src/audit/suppress.rs"]
-mod suppress;
 
 /// The rules of a suppression file; malformed lines become warnings naming file and line.
 pub struct Rules {

@@ -3,9 +3,6 @@
 //! exit reports gathered, blocked calls found, call statistics summed, and every call site
 //! symbolized in the image that made the call.
 
-// The shim's own classification, compiled here too so that both set aside the same mappings.
-#[path = "../../../src/ledger/allocators.rs"]
-mod allocators;
 mod collect;
 mod findings;
 mod hangs;
@@ -22,12 +19,14 @@ mod waits;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+use shmtrace_core::allocators::{self, Allocators};
+use shmtrace_core::trace::event::Func;
+
 use crate::args::ViewOptions;
 use crate::kernel::{Kernel, LiveCheck, Start};
 use crate::logs::{self, Call, Inputs, Micros, Module, Pos};
 use crate::runinfo::RunInfo;
 use crate::symbols::Symbolizer;
-use allocators::Allocators;
 use collect::Collector;
 use findings::Rules;
 pub use hangs::{Deadlock, Hangs, HolderState, HolderView, Party, WaitView};
@@ -386,10 +385,9 @@ fn call_stats(collector: &Collector, view: &ViewOptions) -> Vec<CallStat> {
         total.max_ns = total.max_ns.max(stat.max_ns);
     }
     let order = |f: &str| {
-        crate::hooked::GROUPS
+        Func::ALL
             .iter()
-            .flat_map(|(_, fns)| fns.iter())
-            .position(|g| *g == f)
+            .position(|g| g.name() == f)
             .unwrap_or(usize::MAX)
     };
     let mut calls: Vec<CallStat> = by_fn.into_values().collect();

@@ -1,18 +1,18 @@
 //! Names and texts both pictures show the same way.
 
 use serde_json::Value;
+use shmtrace_core::trace::event::Func;
 
-use crate::hooked::GROUPS;
 use crate::merge::Process;
 use crate::render::base_name;
 use crate::symbols::Symbol;
 
 /// The function's group (`shm`, `sem`, `mmap`): the event category.
 pub fn category(func: &str) -> &'static str {
-    GROUPS
+    Func::ALL
         .iter()
-        .find(|(_, fns)| fns.contains(&func))
-        .map_or("other", |(group, _)| group)
+        .find(|f| f.name() == func)
+        .map_or("other", |f| f.group().name())
 }
 
 /// The file name of the program a process ran last (`?` when unknown).

@@ -9,7 +9,7 @@ mod rendering;
 mod rules;
 
 use super::{Facts, Ledger, Outcome, RegionKind};
-use crate::trace::event::{Event, Func, Phase};
+use shmtrace_core::trace::event::{Event, Func, Phase};
 
 pub const PAGE: u64 = 4096;
 pub const RW: u64 = (libc::PROT_READ | libc::PROT_WRITE) as u64;
