@@ -74,8 +74,8 @@ $(BUILD):
 	mkdir -p $@
 
 # The main job on a bundled example: `shmtrace` runs a program that leaks (examples/leaky.c)
-# and explains the result, also as an HTML page (build/leaky.html); the SysV objects it leaves in the kernel are removed afterwards
-# (ipcrm, ids from its stdout).
+# and explains the result, also as an HTML page (build/leaky.html); the SysV objects it leaves
+# in the kernel are removed afterwards (ipcrm, ids from its stdout).
 demo: lib $(BUILD)/leaky
 	@$(LIBDIR)/shmtrace --out $(BUILD)/leaky.run.$$$$ --html $(BUILD)/leaky.html -- $(BUILD)/leaky | tee $(BUILD)/leaky.out; \
 	  set -- $$(sed -n 's/^leaky: created segment \([0-9]*\) and semaphore set \([0-9]*\)$$/\1 \2/p' $(BUILD)/leaky.out); \
