@@ -16,6 +16,8 @@ SUITEs (default: all, in this order):
   binary-log    the binary log: durable under SIGKILL, threads, fork, exec, a full disk
   findings      every audit finding's program and its corrected version, suppressions
   allocators    foreign allocators, threads on every hook, fork storms, memory flatness
+  html          the HTML report and the trace JSON against the run's logs and JSON report;
+                the page in headless Chromium (lanes, leaks, findings, clicks)
 
 Each suite's own lines pass through; its count line becomes `-- SUITE: N passed, ...`. A
 suite that ends without its count line (a crash) counts one failure. Exits 1 if anything
@@ -41,6 +43,7 @@ SUITES = {
     "binary-log": [[PY, "c_tests/binary/run.py"]],
     "findings": [[PY, "c_tests/findings/run.py"]],
     "allocators": [[PY, "c_tests/hostile/run.py"]],
+    "html": [[PY, "tests/html/run.py"]],
 }
 
 # Debian packages the suites use beyond Rust, gcc, make and Python: (package, how to tell it
@@ -48,7 +51,7 @@ SUITES = {
 PACKAGES = [
     ("util-linux", ["ipcs", "ipcrm", "unshare", "setpriv"], ["transparency", "bad-input",
                                                              "binary-log", "findings",
-                                                             "allocators", "rust"]),
+                                                             "allocators", "rust", "html"]),
     ("mount", ["mount", "umount"], ["binary-log"]),
     ("binutils", ["nm", "readelf", "strip", "objcopy"], ["transparency", "install",
                                                          "allocators", "rust"]),
@@ -59,6 +62,7 @@ PACKAGES = [
     ("gdb", ["gdb"], ["bad-input", "allocators"]),
     ("libjemalloc2", ["libjemalloc.so.2"], ["allocators"]),
     ("libtcmalloc-minimal4", ["libtcmalloc_minimal.so.4"], ["allocators"]),
+    ("chromium", ["chromium"], ["html"]),
 ]
 LIBDIRS = ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib"]
 COUNTS = re.compile(r"(\d+) passed, (\d+) failed, (\d+) skipped\Z")
