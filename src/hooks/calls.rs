@@ -189,10 +189,15 @@ pub unsafe extern "C" fn semtimedop(
     traced_waiting(Func::Semtimedop, caller, args, call, after) as c_int
 }
 
-/// While calls are logged, a semop is first tried without waiting (a zero timeout): most
-/// complete at once, and that try is then the call itself, one system call and one record.
-/// One that would wait has had all its operations read by the kernel, so its enter record
-/// can carry them, and only then does it wait. `None`: it has to wait (logged as started).
+/// How many operations a semop's try copies; a longer array is logged as started unread.
+const TRY_OPS: usize = 16;
+
+/// While calls are logged, a semop is first tried without waiting: its operations, copied
+/// through the kernel (never a fault on a bad pointer), with `IPC_NOWAIT` on each. The kernel
+/// then never counts it as a waiter: a program watching `GETNCNT`, and a signal sent when it
+/// sees one, meet the real wait only. Most calls complete at once, and that try is then the
+/// call itself; one that would wait is logged as started, with the operations it waits with,
+/// and then waits. `None`: it has still to be made (logged as started where it may wait).
 ///
 /// # Safety
 /// The contract of `semtimedop`: the pointers are the program's own arguments.
@@ -205,21 +210,49 @@ unsafe fn without_waiting(
     if !started.logged() {
         return None;
     }
-    let now = timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: the program's own arguments, with a timeout of ours.
-    let rc = unsafe { real::semtimedop(semid, sops, nsops, &now) };
-    if rc != -1 || errno::get() != libc::EAGAIN {
+    // The kernel takes nsops as an unsigned int.
+    let n = nsops as u32 as usize;
+    let mut ops = [libc::sembuf {
+        sem_num: 0,
+        sem_op: 0,
+        sem_flg: 0,
+    }; TRY_OPS];
+    if n == 0 || n > TRY_OPS {
+        // Refused at once (none), or too long to copy here: made as it is.
+        if n > TRY_OPS {
+            started.waiting(|_| {});
+        }
+        return None;
+    }
+    match process::read_sembufs(sops as usize, &mut ops[..n]) {
+        Ok(()) => {}
+        // Unreadable: the call fails at once with EFAULT, as it will.
+        Err(libc::EFAULT) => return None,
+        Err(_) => {
+            started.waiting(|_| {});
+            return None;
+        }
+    }
+    let asked = ops;
+    for op in &mut ops[..n] {
+        op.sem_flg |= libc::IPC_NOWAIT as i16;
+    }
+    // SAFETY: our copy of the program's operations, for its own set.
+    let rc = unsafe { real::semtimedop(semid, ops.as_mut_ptr(), n, ptr::null()) };
+    let nowait = |op: &libc::sembuf| op.sem_flg & libc::IPC_NOWAIT as i16 != 0;
+    if rc != -1 || errno::get() != libc::EAGAIN || asked[..n].iter().all(nowait) {
         return Some(i64::from(rc));
     }
-    // EAGAIN comes after the kernel copied every operation: they are readable. Operations
-    // that all say IPC_NOWAIT never wait: that answer is the call's.
-    if audit::blocking::all_nowait(sops, nsops) {
-        return Some(i64::from(rc));
-    }
-    started.waiting(|ev| read_sops(ev, sops, nsops));
+    started.waiting(|ev| {
+        for (slot, op) in ev.sops.iter_mut().zip(&asked[..n.min(SOPS_KEPT)]) {
+            *slot = SemOp {
+                num: op.sem_num,
+                op: op.sem_op,
+                flg: op.sem_flg,
+            };
+        }
+        ev.sops_read = n.min(SOPS_KEPT) as u8;
+    });
     None
 }
 
