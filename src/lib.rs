@@ -17,6 +17,7 @@ pub mod ledger;
 #[cfg(not(test))]
 mod lifecycle;
 pub mod platform;
+pub mod reach;
 pub mod recorder;
 pub mod trace;
 

@@ -46,13 +46,17 @@ impl PrivateHeap {
     /// Held across `fork` (see `lifecycle`), so a child never inherits it mid-update.
     pub fn lock_for_fork(&self) {
         self.heap.lock_raw();
+        OWN.lock_raw();
     }
 
     /// # Safety
     /// Only after `lock_for_fork`, once, in the parent or the child.
     pub unsafe fn unlock_after_fork(&self) {
-        // SAFETY: the caller pairs this with `lock_for_fork`.
-        unsafe { self.heap.unlock_raw() };
+        // SAFETY: the caller pairs this with `lock_for_fork`, which took both.
+        unsafe {
+            OWN.unlock_raw();
+            self.heap.unlock_raw();
+        }
     }
 }
 
@@ -96,6 +100,7 @@ pub fn map_pages(len: usize) -> *mut u8 {
         return null_mut();
     }
     MAPPED.fetch_add(len as u64, Ordering::Relaxed);
+    remember(p as usize, len);
     p as *mut u8
 }
 
@@ -105,6 +110,42 @@ pub unsafe fn unmap_pages(p: *mut u8, len: usize) {
     // SAFETY: per the contract, the mapping is ours and unused.
     unsafe { libc::syscall(libc::SYS_munmap, p as usize, len) };
     MAPPED.fetch_sub(len as u64, Ordering::Relaxed);
+    forget(p as usize);
+}
+
+/// Where the shim's pages are, so that the reachability scan never takes them for roots (the
+/// ledger points at everything). A fixed table in the library's data: it must not allocate.
+const OWN_SLOTS: usize = 4096;
+static OWN: SpinLock<[(usize, usize); OWN_SLOTS]> = SpinLock::new([(0, 0); OWN_SLOTS]);
+/// Mappings not in the table because it was full: the scan then sees some of the shim's pages
+/// as roots, which can only make a lost mapping look reachable, never the reverse.
+static OWN_UNLISTED: AtomicU64 = AtomicU64::new(0);
+
+fn remember(start: usize, len: usize) {
+    let mut own = OWN.lock();
+    match own.iter_mut().find(|slot| slot.1 == 0) {
+        Some(slot) => *slot = (start, len),
+        None => {
+            OWN_UNLISTED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn forget(start: usize) {
+    let mut own = OWN.lock();
+    if let Some(slot) = own.iter_mut().find(|slot| slot.1 != 0 && slot.0 == start) {
+        *slot = (0, 0);
+    }
+}
+
+/// The shim's live pages as `(start, len)`, and how many mappings the table could not list.
+pub fn own_pages() -> (Vec<(usize, usize)>, u64) {
+    // Reserved before the lock: growing the vector would map pages, which takes it.
+    let mut out = Vec::with_capacity(OWN_SLOTS);
+    let own = OWN.lock();
+    out.extend(own.iter().copied().filter(|slot| slot.1 != 0));
+    drop(own);
+    (out, OWN_UNLISTED.load(Ordering::Relaxed))
 }
 
 fn large_len(layout: Layout) -> usize {
