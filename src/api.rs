@@ -224,7 +224,8 @@ pub extern "C" fn shmtrace_attachments_of(shmid: c_int) -> i64 {
 #[unsafe(no_mangle)]
 pub extern "C" fn shmtrace_leak_count() -> i64 {
     boundary(-1, || {
-        i64::try_from(recorder::report_now().leaks()).unwrap_or(i64::MAX)
+        i64::try_from(recorder::report_now(crate::scan::StackRoots::FromCaller).leaks())
+            .unwrap_or(i64::MAX)
     })
 }
 

@@ -19,6 +19,7 @@ mod lifecycle;
 pub mod platform;
 pub mod reach;
 pub mod recorder;
+mod scan;
 pub mod trace;
 
 /// Every allocation of this library, std's included, comes from its private heap.

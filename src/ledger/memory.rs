@@ -133,7 +133,7 @@ impl Ledger {
             libc::MAP_SHARED | libc::MAP_SHARED_VALIDATE
         );
         let site = self.site_of(ev);
-        self.place_cleared(start, end, site, Meta::new(kind, prot, shared, 0));
+        self.place_cleared(start, end, site, Meta::new(kind, prot, shared, self.epoch));
         outcome
     }
 
@@ -176,10 +176,15 @@ impl Ledger {
         }
         let site = self.site_of(ev);
         let stack = self.sites.stack_of(site);
-        let Some(slot) =
-            self.attachments
-                .add(shmid, start, end - start, readonly, ev.caller, stack)
-        else {
+        let Some(slot) = self.attachments.add(
+            shmid,
+            start,
+            end - start,
+            readonly,
+            ev.caller,
+            stack,
+            self.epoch,
+        ) else {
             return Outcome::Untracked;
         };
         // Nothing between `clear` and here touches the regions: the range is still empty.

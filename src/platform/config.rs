@@ -245,6 +245,13 @@ fn configure() {
     EXIT_CODE.store(settings.exit_code, Ordering::Relaxed);
     STACK.store(settings.stack, Ordering::Relaxed);
     allocators_configure(env(c"SHMTRACE_ALLOCATORS"));
+    if let Err(value) = leaks_configure(env(c"SHMTRACE_LEAKS")) {
+        warn_line(format_args!(
+            "SHMTRACE_LEAKS={} is not `lost` or `all`; only lost attachments and mappings count \
+             as leaks",
+            Lossy(value)
+        ));
+    }
     // Audit settings are read and checked by the audit itself.
     let audit_env = (env(c"SHMTRACE_BLOCK_WARN_MS"), env(c"SHMTRACE_SUPPRESS"));
     crate::audit::configure(audit_env.0, audit_env.1, secure);
@@ -295,6 +302,25 @@ fn allocators_configure(value: Option<&'static [u8]>) {
     }
     ALLOCATORS_LEN.store(value.len(), Ordering::Relaxed);
     ALLOCATORS_PTR.store(value.as_ptr().cast_mut(), Ordering::Release);
+}
+
+/// `SHMTRACE_LEAKS=all`: still reachable attachments and mappings count as leaks too.
+static COUNT_REACHABLE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// `lost` (or unset, or empty) or `all`; anything else is returned for the warning and leaves
+/// the default.
+fn leaks_configure(value: Option<&[u8]>) -> Result<(), &[u8]> {
+    let all = match value.map(<[u8]>::trim_ascii) {
+        None | Some(b"" | b"lost") => false,
+        Some(b"all") => true,
+        Some(_) => return Err(value.unwrap_or_default()),
+    };
+    COUNT_REACHABLE.store(all, Ordering::Relaxed);
+    Ok(())
+}
+
+pub fn count_reachable() -> bool {
+    COUNT_REACHABLE.load(Ordering::Relaxed)
 }
 
 /// `SHMTRACE_ALLOCATORS` if set and well-formed.
