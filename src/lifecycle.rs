@@ -6,7 +6,7 @@ use core::ffi::c_int;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::platform::guard::{self, Guard};
-use crate::platform::{config, process, real, sink};
+use crate::platform::{address_space, config, process, real, sink};
 use crate::recorder;
 use crate::scan::{self, StackRoots};
 
@@ -106,10 +106,10 @@ fn report_then_exit(status: c_int) -> ! {
         exit_now(status);
     }
     let _guard = Guard::enter();
-    exit_now(
-        recorder::verdict_exit_code(recorder::report_at_exit(StackRoots::FromCaller))
-            .unwrap_or(status),
-    )
+    let clean = address_space::with_registers_on_stack(|low| {
+        recorder::report_at_exit(StackRoots::From(low))
+    });
+    exit_now(recorder::verdict_exit_code(clean).unwrap_or(status))
 }
 
 /// Only notes where the program's frames end (its locals are roots of the exit report's

@@ -312,13 +312,13 @@ fn allocator_modules() -> Vec<(u64, u64, String)> {
 }
 
 /// Renders the report as of now into `out`; returns whether it is clean.
-pub fn write_report(out: &mut String, format: Format) -> bool {
-    let report = report_now(StackRoots::FromCaller);
+pub fn write_report(out: &mut String, format: Format, stack: StackRoots) -> bool {
+    let report = report_now(stack);
     render(&report, format, out);
     report.is_clean()
 }
 
-fn render(report: &Report, format: Format, out: &mut String) {
+pub fn render(report: &Report, format: Format, out: &mut String) {
     let pid = process::pid();
     let _ = match format {
         Format::Text => crate::ledger::write_text(report, pid, out),

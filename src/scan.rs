@@ -13,8 +13,9 @@ use crate::reach::{self, Span};
 /// Which frames of the reporting thread's stack are roots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StackRoots {
-    /// Those of the shim's caller and above (the C API, `_exit`): the caller's locals live on.
-    FromCaller,
+    /// Those from this address up: the shim's caller's and above (the C API, `_exit`), whose
+    /// locals live on; see `address_space::with_registers_on_stack`.
+    From(u64),
     /// At exit, from the shim's destructor: those of the program's `exit` call and above if
     /// it went through the interposer, none when `main` returned (its frames are gone, and
     /// the exit handlers' frames now there still hold stale copies of old call results).
@@ -34,7 +35,12 @@ pub fn exit_called_at(sp: u64) {
 /// The starts of the lost candidates (given in address order, as the ledger lists them), and
 /// what the scan cost; `None` when this process's memory map cannot be read.
 pub fn lost(candidates: &[Candidate], stack: StackRoots) -> Option<(Vec<u64>, Scanned)> {
-    address_space::with_registers_on_stack(|stack_low| {
+    let here = 0u8;
+    let stack_low = match stack {
+        StackRoots::From(low) => low,
+        StackRoots::AtExit => core::hint::black_box(&here) as *const u8 as u64,
+    };
+    {
         let areas = address_space::areas()?;
         let span = |start: u64, end: u64| Span { start, end };
         let (own, _) = address_space::own_memory();
@@ -43,7 +49,7 @@ pub fn lost(candidates: &[Candidate], stack: StackRoots) -> Option<(Vec<u64>, Sc
         if let Some(area) = areas.iter().find(|a| (a.start..a.end).contains(&stack_low)) {
             let exit_sp = EXIT_SP.load(Ordering::Relaxed);
             let roots_from = match stack {
-                StackRoots::FromCaller => stack_low,
+                StackRoots::From(low) => low,
                 StackRoots::AtExit
                     if EXIT_TID.load(Ordering::Relaxed) == process::tid()
                         && (stack_low..area.end).contains(&exit_sp) =>
@@ -87,5 +93,5 @@ pub fn lost(candidates: &[Candidate], stack: StackRoots) -> Option<(Vec<u64>, Sc
                 nanos: cost.nanos,
             },
         ))
-    })
+    }
 }
