@@ -46,6 +46,9 @@ OPTIONS (running a program)
 OPTIONS (both forms)
     --error-exitcode N   exit with N (1..255) when the merged verdict finds leaks
                          or audit findings of severity error
+    --leaks lost|all     which attachments and mappings left at exit are leaks: those
+                         nothing points into any more (lost, the default), or also those
+                         still reachable (all); the verdict and --error-exitcode follow it
     --json               the report as one JSON document (schema: cli/README.md,
                          installed as share/doc/shmtrace/shmtrace-command.md)
     -o, --output FILE    write the report to FILE instead of stderr (run) or stdout (report)
@@ -96,6 +99,8 @@ pub struct ViewOptions {
     pub pids: BTreeSet<i32>,
     pub color: ColorChoice,
     pub error_exitcode: Option<u8>,
+    /// `--leaks all`: still reachable attachments and mappings count as leaks too.
+    pub count_reachable: bool,
 }
 
 impl Default for ViewOptions {
@@ -107,6 +112,7 @@ impl Default for ViewOptions {
             pids: BTreeSet::new(),
             color: ColorChoice::Auto,
             error_exitcode: None,
+            count_reachable: false,
         }
     }
 }
@@ -244,6 +250,13 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
                     .filter(|c| *c > 0)
                     .ok_or_else(|| format!("--error-exitcode: expected 1..255, not {v}"))?;
                 view.error_exitcode = Some(code);
+            }
+            "--leaks" => {
+                view.count_reachable = match value("lost or all")?.as_str() {
+                    "lost" => false,
+                    "all" => true,
+                    other => return Err(format!("--leaks: expected lost or all, not {other}")),
+                }
             }
             "--lib" if !report => lib = Some(PathBuf::from(value("a path")?)),
             "--out" if !report => out = Some(PathBuf::from(value("a directory")?)),

@@ -125,6 +125,7 @@ pub fn document(report: &Report, view: &ViewOptions) -> Value {
         .iter()
         .map(|r| json!({"pid": r.pid, "module": r.module, "count": r.count, "bytes": r.bytes}))
         .collect();
+    let reachable = reachable_json(report);
     let blocked: Vec<Value> = report
         .blocked
         .iter()
@@ -173,6 +174,11 @@ pub fn document(report: &Report, view: &ViewOptions) -> Value {
             "mapping_bytes": v.mapping_bytes,
             "retained_mappings": v.retained_mappings,
             "retained_bytes": v.retained_bytes,
+            "reachable": v.reachable,
+            "reachable_bytes": v.reachable_bytes,
+            "leaks_counted": if v.count_reachable { "all" } else { "lost" },
+            "scanned_bytes": v.scanned_bytes,
+            "scan_ns": v.scan_ns,
             "processes_without_exit_report": v.unreported,
             "findings": {
                 "error": v.findings.errors,
@@ -192,6 +198,7 @@ pub fn document(report: &Report, view: &ViewOptions) -> Value {
         "attachments": attachments,
         "mappings": mappings,
         "retained": retained,
+        "reachable": reachable,
         "never_returned": blocked,
         "findings": findings,
         "calls": calls,
@@ -201,4 +208,18 @@ pub fn document(report: &Report, view: &ViewOptions) -> Value {
         },
         "warnings": report.warnings,
     })
+}
+
+/// Attachments and mappings still pointed into at exit (`shmid` only for attachments).
+fn reachable_json(report: &Report) -> Vec<Value> {
+    report
+        .reachable
+        .iter()
+        .map(|r| {
+            json!({
+                "pid": r.pid, "shmid": r.shmid, "count": r.count, "bytes": r.bytes,
+                "site": r.site.as_ref().map(site), "stack": stack(&r.stack),
+            })
+        })
+        .collect()
 }

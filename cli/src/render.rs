@@ -223,7 +223,14 @@ fn findings_text(v: &Verdict) -> String {
 }
 
 pub fn verdict_text(v: &Verdict) -> String {
-    let text = verdict_leaks_text(v);
+    let mut text = verdict_leaks_text(v);
+    if v.reachable > 0 && !v.count_reachable {
+        let _ = write!(
+            text,
+            "; still reachable, not leaks: {} ({} bytes)",
+            v.reachable, v.reachable_bytes
+        );
+    }
     if v.retained_mappings == 0 {
         return text;
     }
@@ -270,11 +277,71 @@ fn leaks_text(v: &Verdict) -> String {
             v.mapping_bytes
         ));
     }
+    if v.count_reachable && v.reachable > 0 {
+        parts.push(format!(
+            "{} still reachable ({} bytes)",
+            v.reachable, v.reachable_bytes
+        ));
+    }
     format!(
         "{}: {}",
         plural(v.leaks(), "leak", "leaks"),
         parts.join(", ")
     )
+}
+
+/// Attachments and mappings still pointed into at exit, and what finding that out cost.
+fn reachable_section(report: &Report, style: Style, out: &mut String) {
+    let v = &report.verdict;
+    if !report.reachable.is_empty() {
+        out.push('\n');
+        let counted = if v.count_reachable {
+            "counted as leaks (--leaks all)"
+        } else {
+            "not leaks (--leaks all counts them)"
+        };
+        let _ = writeln!(
+            out,
+            "{}",
+            style.heading(&format!(
+                "still reachable at exit, {counted}: something still pointed into them"
+            ))
+        );
+        let mut table = Table::new(&[false, false, true, true, false]);
+        table.row(
+            ["PID", "KIND", "COUNT", "BYTES", "MADE AT"]
+                .map(|h| style.dim(h))
+                .to_vec(),
+        );
+        for r in &report.reachable {
+            let kind = match r.shmid {
+                Some(shmid) => format!("attachment shmid={shmid}"),
+                None => "mapping".to_string(),
+            };
+            table.row_with_notes(
+                vec![
+                    r.pid.to_string(),
+                    kind,
+                    r.count.to_string(),
+                    r.bytes.to_string(),
+                    site_text(style, r.site.as_ref()),
+                ],
+                stack_lines(style, &r.stack),
+            );
+        }
+        table.write(out, "  ");
+    }
+    if v.scanned_bytes > 0 {
+        let _ = writeln!(
+            out,
+            "{}",
+            style.dim(&format!(
+                "pointer scan at exit: {} bytes read in {}",
+                v.scanned_bytes,
+                duration(v.scan_ns)
+            ))
+        );
+    }
 }
 
 pub fn text(report: &Report, view: &ViewOptions, style: Style) -> String {
@@ -489,6 +556,8 @@ pub fn text(report: &Report, view: &ViewOptions, style: Style) -> String {
         }
         table.write(&mut out, "  ");
     }
+
+    reachable_section(report, style, &mut out);
 
     if !report.retained.is_empty() {
         out.push('\n');

@@ -102,6 +102,19 @@ pub struct Mappings {
     pub stack: Vec<Symbol>,
 }
 
+/// Attachments (one each) or mappings (by call site) something in the process still pointed
+/// into at its exit: exit released them and nothing was lost.
+#[derive(Clone, Debug)]
+pub struct Reachable {
+    pub pid: i32,
+    /// The segment of an attachment; `None` for mappings.
+    pub shmid: Option<i64>,
+    pub count: u64,
+    pub bytes: u64,
+    pub site: Option<Symbol>,
+    pub stack: Vec<Symbol>,
+}
+
 /// Mappings a process's allocator made and kept (its call site, or a frame above it, inside a
 /// known allocator's module): address space kept for reuse, not leaks.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,6 +159,14 @@ pub struct Verdict {
     /// Mappings set aside as allocators' (not leaks, not in `mappings`).
     pub retained_mappings: u64,
     pub retained_bytes: u64,
+    /// Attachments and mappings still pointed into at exit (not in `attachments`, `mappings`).
+    pub reachable: u64,
+    pub reachable_bytes: u64,
+    /// `--leaks all`: they count as leaks.
+    pub count_reachable: bool,
+    /// What the processes' pointer scans read, and their nanoseconds, summed.
+    pub scanned_bytes: u64,
+    pub scan_ns: u64,
     /// Processes without an exit report: their attachments and mappings are unknown.
     pub unreported: u64,
     /// Audit findings after `SHMTRACE_SUPPRESS`.
@@ -154,7 +175,12 @@ pub struct Verdict {
 
 impl Verdict {
     pub fn leaks(&self) -> u64 {
-        self.segments + self.semaphore_sets + self.attachments + self.mappings
+        let lost = self.segments + self.semaphore_sets + self.attachments + self.mappings;
+        if self.count_reachable {
+            lost + self.reachable
+        } else {
+            lost
+        }
     }
 
     /// What `--error-exitcode` fails on: a leak, or a finding of severity error.
@@ -175,6 +201,8 @@ pub struct Report {
     pub mappings: Vec<Mappings>,
     /// By process (tree order), then module.
     pub retained: Vec<Retained>,
+    /// By process (tree order), attachments first, then mappings by bytes.
+    pub reachable: Vec<Reachable>,
     pub blocked: Vec<Blocked>,
     pub findings: Vec<MergedFinding>,
     pub calls: Vec<CallStat>,
@@ -254,6 +282,7 @@ pub fn build(sources: Sources<'_>, view: &ViewOptions) -> Result<Report, String>
         &mut symbolizer,
         &mut report,
     );
+    reachable_at_exit(&collector, &tree, view, &mut symbolizer, &mut report);
     report.blocked = blocked_calls(&collector, &tree, view, &mut symbolizer, &report.processes);
     let rules = Rules::from_env(&mut report.warnings);
     (report.findings, report.verdict.findings) =
@@ -468,6 +497,53 @@ fn exit_reports(
                 bytes: m.bytes,
                 site,
                 stack,
+            });
+        }
+    }
+}
+
+/// The still reachable attachments and mappings of each exit report (all counted in the
+/// verdict, those of the processes shown listed), and what the scans cost.
+fn reachable_at_exit(
+    collector: &Collector,
+    tree: &Tree,
+    view: &ViewOptions,
+    symbolizer: &mut Symbolizer,
+    report: &mut Report,
+) {
+    let v = &mut report.verdict;
+    v.count_reachable = view.count_reachable;
+    let mut reports: Vec<_> = collector.reports.iter().collect();
+    reports.sort_by_key(|(pid, _)| tree.rank(**pid));
+    for (&pid, (pos, r)) in reports {
+        v.scanned_bytes += r.scanned.0;
+        v.scan_ns += r.scanned.1;
+        v.reachable += r.reachable_attachments.len() as u64;
+        v.reachable_bytes += r.reachable_attachments.iter().map(|a| a.size).sum::<u64>();
+        for m in &r.reachable {
+            v.reachable += m.count;
+            v.reachable_bytes += m.bytes;
+        }
+        if !view.shows_pid(pid) {
+            continue;
+        }
+        let modules = tree.modules_at(pid, *pos, Micros::MAX);
+        let attachments = r
+            .reachable_attachments
+            .iter()
+            .map(|a| (Some(a.shmid), 1, a.size, a.site, &a.stack));
+        let mappings = r
+            .reachable
+            .iter()
+            .map(|m| (None, m.count, m.bytes, m.site, &m.stack));
+        for (shmid, count, bytes, site, stack) in attachments.chain(mappings) {
+            report.reachable.push(Reachable {
+                pid,
+                shmid,
+                count,
+                bytes,
+                site: site.map(|a| symbolizer.symbolize(a, modules)),
+                stack: symbolizer.symbolize_all(stack, modules),
             });
         }
     }
