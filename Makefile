@@ -92,7 +92,7 @@ demo-leak: lib $(BUILD)/leaky
 
 # Figures, never pass/fail: see BENCHMARKS.md.
 # BENCH_REPS=N pairs of runs per cell (default 3), BENCH_QUICK=1 a smoke test; see bench/run.py.
-bench: lib $(BUILD)/bench/bench
+bench: lib $(BUILD)/bench/bench $(BUILD)/bench/scan
 	$(PYTHON) bench/run.py
 
 # Instructions per hooked call under callgrind, native and per mode (needs valgrind).

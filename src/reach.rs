@@ -36,8 +36,8 @@ pub struct Cost {
     pub nanos: u64,
 }
 
-/// Words read per call of the reader: big enough that the call is cheap next to the search.
-const CHUNK: usize = 64 << 10;
+/// Bytes read per call of the reader: big enough that the call is cheap next to the search.
+const CHUNK: usize = 256 << 10;
 /// Skipped as a whole when the reader cannot read its first byte.
 const PAGE: u64 = 4096;
 
@@ -89,16 +89,22 @@ pub fn reachable(
     let started = now();
     let mut marked = vec![false; candidates.len()];
     let mut cost = Cost::default();
-    if candidates.is_empty() {
-        return (marked, cost);
-    }
-    let mut buf = vec![0u8; CHUNK];
+    let mut words = vec![0u64; CHUNK / 8];
     let mut work: Vec<usize> = Vec::new();
+    let (low, span_len) = match (candidates.first(), candidates.last()) {
+        (Some(f), Some(l)) => (f.span.start, l.span.end - f.span.start),
+        _ => return (marked, cost),
+    };
     let mut search = |span: Span, marked: &mut [bool], work: &mut Vec<usize>, cost: &mut Cost| {
         let mut addr = span.start.next_multiple_of(8);
         while addr < span.end {
             let want = usize::try_from(span.end - addr).unwrap_or(CHUNK).min(CHUNK);
-            let got = read(addr, buf.get_mut(..want).unwrap_or(&mut []));
+            // SAFETY: the byte view covers exactly the words' memory, which any bytes fill
+            // validly; `words` is not otherwise borrowed meanwhile.
+            let bytes = unsafe {
+                core::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), words.len() * 8)
+            };
+            let got = read(addr, bytes.get_mut(..want).unwrap_or(&mut []));
             if got == 0 {
                 let next = (addr / PAGE + 1).saturating_mul(PAGE).min(span.end);
                 cost.unreadable += next - addr;
@@ -106,8 +112,11 @@ pub fn reachable(
                 continue;
             }
             cost.bytes += got as u64;
-            for word in buf.get(..got).unwrap_or(&[]).chunks_exact(8) {
-                let value = u64::from_ne_bytes(word.try_into().unwrap_or([0; 8]));
+            for &value in words.get(..got / 8).unwrap_or(&[]) {
+                // One comparison rules out almost every word: most are not addresses at all.
+                if value.wrapping_sub(low) >= span_len {
+                    continue;
+                }
                 if let Some(i) = hit(candidates, value)
                     && let Some(m) = marked.get_mut(i)
                     && !*m
@@ -134,11 +143,6 @@ pub fn reachable(
 /// The candidate holding `value`, if it points at one of its bytes.
 #[inline]
 fn hit(candidates: &[Candidate], value: u64) -> Option<usize> {
-    let first = candidates.first()?;
-    let last = candidates.last()?;
-    if value < first.span.start || value >= last.span.end {
-        return None;
-    }
     let i = candidates
         .partition_point(|c| c.span.start <= value)
         .checked_sub(1)?;
