@@ -27,7 +27,8 @@ INSTALLED   := $(bindir)/shmtrace $(libdir)/libshmtrace.so.$(VERSION) $(libdir)/
                $(man7dir)/shmtrace.7
 
 .PHONY: all lib header demo demo-log demo-leak bench bench-profile install uninstall test \
-        test-install test-edge test-hostile stress test-rust test-c test-binary test-findings lint \
+        test-install test-edge test-hostile stress test-rust test-c test-binary test-findings \
+        test-verdict lint \
         fmt clean
 
 all: lib
@@ -128,6 +129,12 @@ stress: lib
 # tmpfs: needs root, else skipped with a note), bad settings, decoding (c_tests/binary).
 test-binary: lib
 	$(PYTHON) c_tests/binary/run.py
+
+# The verdict lost or still reachable: C programs for each case, the checkpoint API, and real
+# programs (python3, git, node, apache2-bin: installed with apt-get when missing, else one
+# `skipped:` line) clean under `shmtrace --error-exitcode 1` (c_tests/verdict).
+test-verdict: lib
+	$(PYTHON) c_tests/verdict/run.py
 
 # One program per audit finding and its corrected version, suppressions, exit codes
 # (c_tests/findings).
