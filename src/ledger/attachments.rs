@@ -79,7 +79,6 @@ impl Attachments {
         readonly: bool,
         site: u64,
         stack: u32,
-        epoch: u32,
     ) -> Option<u32> {
         let att = Attachment {
             id: self.next_id,
@@ -92,7 +91,7 @@ impl Attachments {
             inherited: false,
             pieces: 0,
             mapped: 0,
-            epoch,
+            epoch: 0,
         };
         let slot = if self.free != NONE {
             let slot = self.free;
@@ -114,6 +113,13 @@ impl Attachments {
         self.live += 1;
         self.by_addr.insert((addr, slot));
         Some(slot)
+    }
+
+    /// Stamps the checkpoint epoch of a new attachment.
+    pub fn set_epoch(&mut self, slot: u32, epoch: u32) {
+        if let Some(Slot::Used(a)) = self.slots.get_mut(slot as usize) {
+            a.epoch = epoch;
+        }
     }
 
     pub fn get(&self, slot: u32) -> Option<&Attachment> {
@@ -189,14 +195,14 @@ mod tests {
     #[test]
     fn slots_are_reused_ids_are_not() {
         let mut t = Attachments::new();
-        let a = t.add(7, 0x1000, 0x2000, false, 0x55, 0, 0).unwrap();
+        let a = t.add(7, 0x1000, 0x2000, false, 0x55, 0).unwrap();
         assert_eq!(t.account(a, 0x2000, 0, 1), None);
-        let b = t.add(7, 0x9000, 0x1000, true, 0x56, 0, 0).unwrap();
+        let b = t.add(7, 0x9000, 0x1000, true, 0x56, 0).unwrap();
         assert_eq!(t.at_addr(0x1000).collect::<Vec<_>>(), [a]);
         let ended = t.account(a, 0, 0x2000, -1).unwrap();
         assert_eq!((ended.id, ended.mapped, ended.pieces), (1, 0, 0));
         assert_eq!(t.at_addr(0x1000).count(), 0);
-        let c = t.add(8, 0x1000, 0x1000, false, 0x57, 0, 0).unwrap();
+        let c = t.add(8, 0x1000, 0x1000, false, 0x57, 0).unwrap();
         assert_eq!(c, a);
         assert_eq!(t.get(c).unwrap().id, 3);
         assert_eq!(t.live(), 2);

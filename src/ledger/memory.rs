@@ -176,17 +176,13 @@ impl Ledger {
         }
         let site = self.site_of(ev);
         let stack = self.sites.stack_of(site);
-        let Some(slot) = self.attachments.add(
-            shmid,
-            start,
-            end - start,
-            readonly,
-            ev.caller,
-            stack,
-            self.epoch,
-        ) else {
+        let Some(slot) =
+            self.attachments
+                .add(shmid, start, end - start, readonly, ev.caller, stack)
+        else {
             return Outcome::Untracked;
         };
+        self.attachments.set_epoch(slot, self.epoch);
         // Nothing between `clear` and here touches the regions: the range is still empty.
         if !self.place_cleared(start, end, site, Meta::new(Kind::Shm, prot, true, slot)) {
             self.attachments.release(slot);
