@@ -359,7 +359,9 @@ class Log:
                 self.starts.setdefault(obj["pid"], []).append(obj)
             elif event == "fork" and list(obj) == FORK_KEYS:
                 self.forks.setdefault(obj["pid"], []).append(obj["ppid"])
-            elif event == "report" and list(obj) in (REPORT_KEYS, REPORT_KEYS + ["retained"]):
+            elif event == "report" and list(obj)[:len(REPORT_KEYS)] == REPORT_KEYS and all(
+                    k in ("reachable_attachments", "reachable", "scan", "retained")
+                    for k in list(obj)[len(REPORT_KEYS):]):
                 self.reports.setdefault(obj["pid"], []).append(obj["clean"])
                 self.retained[obj["pid"]] = [g["module"] for g in obj.get("retained", [])]
                 self.report_mappings[obj["pid"]] = obj["mappings"]

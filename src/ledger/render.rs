@@ -3,7 +3,7 @@
 
 use core::fmt::{self, Write};
 
-use super::report::Report;
+use super::report::{AttachmentLeak, MappingLeak, Report};
 use crate::trace::decode;
 use crate::trace::event::Stack;
 
@@ -371,33 +371,10 @@ pub fn write_json(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Resul
             JsonStack(&s.stack)
         )?;
     }
-    out.write_str(r#"],"attachments":["#)?;
-    for (i, a) in report.attachments.iter().enumerate() {
-        comma(out, i)?;
-        write!(
-            out,
-            r#"{{"shmid":{},"addr":"{:#x}","size":{},"readonly":{},"site":"{:#x}"{}}}"#,
-            a.shmid,
-            a.addr,
-            a.size,
-            a.readonly,
-            a.site,
-            JsonStack(&a.stack)
-        )?;
-    }
-    out.write_str(r#"],"mappings":["#)?;
-    for (i, m) in report.mappings.iter().enumerate() {
-        comma(out, i)?;
-        write!(
-            out,
-            r#"{{"site":"{:#x}"{},"count":{},"bytes":{}}}"#,
-            m.site,
-            JsonStack(&m.stack),
-            m.count,
-            m.bytes
-        )?;
-    }
-    out.write_char(']')?;
+    out.write_str(r#"],"attachments":"#)?;
+    write_attachments_json(out, &report.attachments)?;
+    out.write_str(r#","mappings":"#)?;
+    write_mappings_json(out, &report.mappings)?;
     write_reachable_json(report, out)?;
     if !report.retained.is_empty() {
         out.write_str(r#","retained":["#)?;
@@ -419,36 +396,12 @@ pub fn write_json(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Resul
 /// not empty (a report without them reads as before scans existed).
 fn write_reachable_json(report: &Report, out: &mut impl Write) -> fmt::Result {
     if !report.reachable_attachments.is_empty() {
-        out.write_str(r#","reachable_attachments":["#)?;
-        for (i, a) in report.reachable_attachments.iter().enumerate() {
-            comma(out, i)?;
-            write!(
-                out,
-                r#"{{"shmid":{},"addr":"{:#x}","size":{},"readonly":{},"site":"{:#x}"{}}}"#,
-                a.shmid,
-                a.addr,
-                a.size,
-                a.readonly,
-                a.site,
-                JsonStack(&a.stack)
-            )?;
-        }
-        out.write_char(']')?;
+        out.write_str(r#","reachable_attachments":"#)?;
+        write_attachments_json(out, &report.reachable_attachments)?;
     }
     if !report.reachable.is_empty() {
-        out.write_str(r#","reachable":["#)?;
-        for (i, m) in report.reachable.iter().enumerate() {
-            comma(out, i)?;
-            write!(
-                out,
-                r#"{{"site":"{:#x}"{},"count":{},"bytes":{}}}"#,
-                m.site,
-                JsonStack(&m.stack),
-                m.count,
-                m.bytes
-            )?;
-        }
-        out.write_char(']')?;
+        out.write_str(r#","reachable":"#)?;
+        write_mappings_json(out, &report.reachable)?;
     }
     match report.scanned {
         Some(s) if s.bytes > 0 => {
@@ -456,6 +409,40 @@ fn write_reachable_json(report: &Report, out: &mut impl Write) -> fmt::Result {
         }
         _ => Ok(()),
     }
+}
+
+fn write_attachments_json(out: &mut impl Write, attachments: &[AttachmentLeak]) -> fmt::Result {
+    out.write_char('[')?;
+    for (i, a) in attachments.iter().enumerate() {
+        comma(out, i)?;
+        write!(
+            out,
+            r#"{{"shmid":{},"addr":"{:#x}","size":{},"readonly":{},"site":"{:#x}"{}}}"#,
+            a.shmid,
+            a.addr,
+            a.size,
+            a.readonly,
+            a.site,
+            JsonStack(&a.stack)
+        )?;
+    }
+    out.write_char(']')
+}
+
+fn write_mappings_json(out: &mut impl Write, mappings: &[MappingLeak]) -> fmt::Result {
+    out.write_char('[')?;
+    for (i, m) in mappings.iter().enumerate() {
+        comma(out, i)?;
+        write!(
+            out,
+            r#"{{"site":"{:#x}"{},"count":{},"bytes":{}}}"#,
+            m.site,
+            JsonStack(&m.stack),
+            m.count,
+            m.bytes
+        )?;
+    }
+    out.write_char(']')
 }
 
 /// `,"findings":[...],"finding_totals":{...}`, only when there are findings (a report without
