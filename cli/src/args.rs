@@ -407,6 +407,15 @@ mod tests {
         assert!(parse_strs(&["--error-exitcode", "0", "ls"]).is_err());
         assert!(parse_strs(&["--error-exitcode", "256", "ls"]).is_err());
         assert!(parse_strs(&["--pid", "x", "ls"]).is_err());
+        assert!(parse_strs(&["--leaks", "some", "ls"]).is_err());
+        let Ok(Command::Run(run)) = parse_strs(&["--leaks", "all", "ls"]) else {
+            panic!("not a run");
+        };
+        assert!(run.view.count_reachable);
+        let Ok(Command::Run(run)) = parse_strs(&["--leaks", "lost", "ls"]) else {
+            panic!("not a run");
+        };
+        assert!(!run.view.count_reachable);
         assert!(parse_strs(&["report", "--lib", "x", "d"]).is_err());
         assert!(parse_strs(&["--frobnicate", "ls"]).is_err());
         assert!(parse_strs(&["--lib"]).is_err());

@@ -505,4 +505,17 @@ mod tests {
         write!(out, "{}", Lossy(b"a\xffb")).unwrap();
         assert_eq!(out, "a?b");
     }
+
+    #[test]
+    fn leaks_is_lost_or_all_else_refused() {
+        assert_eq!(leaks_configure(Some(b"all")), Ok(()));
+        assert!(count_reachable());
+        assert_eq!(leaks_configure(Some(b" lost ")), Ok(()));
+        assert!(!count_reachable());
+        assert_eq!(leaks_configure(Some(b"all")), Ok(()));
+        assert_eq!(leaks_configure(None), Ok(()));
+        assert!(!count_reachable(), "unset is lost");
+        assert_eq!(leaks_configure(Some(b"some")), Err(&b"some"[..]));
+        assert!(!count_reachable());
+    }
 }
