@@ -26,6 +26,16 @@ pub struct Candidate {
     pub scan: bool,
 }
 
+/// What one call of the reader did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Chunk {
+    /// Filled the start of the buffer with this many bytes; 0 when the first byte cannot be
+    /// read (its page is then skipped).
+    Read(usize),
+    /// These bytes from the address hold nothing (pages never touched): no need to read.
+    Empty(u64),
+}
+
 /// What a scan read, for the report and `make bench`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Cost {
@@ -78,12 +88,12 @@ pub fn subtract(ranges: &[Span], holes: &[Span]) -> Vec<Span> {
 }
 
 /// Which candidates are reachable from `roots`, by index into `candidates` (sorted by start,
-/// disjoint). `read(addr, buf)` fills the start of `buf` from memory at `addr` and returns how
-/// many bytes it read, 0 when the first byte is unreadable; `now` is a clock in nanoseconds.
+/// disjoint). `read(addr, buf)` reads memory at `addr` into `buf` (see [`Chunk`]); `now` is a
+/// clock in nanoseconds.
 pub fn reachable(
     candidates: &[Candidate],
     roots: &[Span],
-    mut read: impl FnMut(u64, &mut [u8]) -> usize,
+    mut read: impl FnMut(u64, &mut [u8]) -> Chunk,
     now: impl Fn() -> u64,
 ) -> (Vec<bool>, Cost) {
     let started = now();
@@ -104,7 +114,13 @@ pub fn reachable(
             let bytes = unsafe {
                 core::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), words.len() * 8)
             };
-            let got = read(addr, bytes.get_mut(..want).unwrap_or(&mut []));
+            let got = match read(addr, bytes.get_mut(..want).unwrap_or(&mut [])) {
+                Chunk::Read(n) => n,
+                Chunk::Empty(n) => {
+                    addr = addr.saturating_add(n.max(1)).min(span.end);
+                    continue;
+                }
+            };
             if got == 0 {
                 let next = (addr / PAGE + 1).saturating_mul(PAGE).min(span.end);
                 cost.unreadable += next - addr;
@@ -161,7 +177,11 @@ mod tests {
     struct Memory(Vec<(u64, Vec<u64>)>);
 
     impl Memory {
-        fn read(&self, addr: u64, buf: &mut [u8]) -> usize {
+        fn read(&self, addr: u64, buf: &mut [u8]) -> Chunk {
+            Chunk::Read(self.read_bytes(addr, buf))
+        }
+
+        fn read_bytes(&self, addr: u64, buf: &mut [u8]) -> usize {
             for (base, words) in &self.0 {
                 let end = base + 8 * words.len() as u64;
                 if (*base..end).contains(&addr) {
@@ -249,6 +269,37 @@ mod tests {
         assert_eq!(marked, [true]);
         assert_eq!(cost.unreadable, 0x2000);
         assert_eq!(cost.bytes, 8);
+    }
+
+    #[test]
+    fn empty_stretches_are_skipped_unread() {
+        let cands = [candidate(0x90000, 0x91000)];
+        let mem = Memory(vec![(0x5000, vec![0x90010])]);
+        let mut asked = Vec::new();
+        let (marked, cost) = reachable(
+            &cands,
+            &[span(0x1000, 0x5008)],
+            |a, b| {
+                asked.push(a);
+                if a < 0x5000 {
+                    Chunk::Empty(0x5000 - a)
+                } else {
+                    mem.read(a, b)
+                }
+            },
+            || 0,
+        );
+        assert_eq!(marked, [true]);
+        assert_eq!(
+            asked[..2],
+            [0x1000, 0x5000],
+            "one call for the whole empty stretch"
+        );
+        assert_eq!(
+            (cost.bytes, cost.unreadable),
+            (8, 4096),
+            "the candidate itself is unreadable"
+        );
     }
 
     #[test]

@@ -6,9 +6,9 @@
 use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 use crate::ledger::{Candidate, Scanned};
-use crate::platform::address_space::{self, Reader};
+use crate::platform::address_space::{self, Piece, Reader};
 use crate::platform::{clock, process};
-use crate::reach::{self, Span};
+use crate::reach::{self, Chunk, Span};
 
 /// Which frames of the reporting thread's stack are roots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,8 +79,11 @@ pub fn lost(candidates: &[Candidate], stack: StackRoots) -> Option<(Vec<u64>, Sc
             })
             .collect();
         let mut reader = Reader::new();
-        let (reached, cost) =
-            reach::reachable(&search, &roots, |a, b| reader.read(a, b), clock::now_ns);
+        let read = |addr, buf: &mut [u8]| match reader.read(addr, buf) {
+            Piece::Bytes(n) => Chunk::Read(n),
+            Piece::Untouched(n) => Chunk::Empty(n),
+        };
+        let (reached, cost) = reach::reachable(&search, &roots, read, clock::now_ns);
         let lost = candidates
             .iter()
             .zip(reached)

@@ -43,14 +43,32 @@ fn parse_area(line: &[u8]) -> Option<Area> {
 
 /// Reads this process's memory without ever faulting: `process_vm_readv` on itself (the
 /// kernel returns `EFAULT` for an unmapped page, a `PROT_NONE` one, or one beyond the end of a
-/// truncated file), or `/proc/self/mem` where that system call is refused. Restores `errno`
-/// when dropped.
+/// truncated file), or `/proc/self/mem` where that system call is refused. Pages never touched
+/// (neither present nor swapped out, says `/proc/self/pagemap`) are not read: reading would
+/// populate them, and a reservation of gigabytes would cost seconds. Restores `errno` when
+/// dropped.
 pub struct Reader {
     pid: i32,
     mem: c_int,
+    pagemap: c_int,
+    page: u64,
     vm_refused: bool,
     saved_errno: i32,
 }
+
+/// What one read found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Piece {
+    /// The start of the buffer holds this many bytes; 0 when the first one is unreadable.
+    Bytes(usize),
+    /// This many bytes from the address were never touched: nothing to read.
+    Untouched(u64),
+}
+
+/// Pagemap entries looked at per read (one `pread` of 512 bytes).
+const PAGEMAP_BATCH: usize = 64;
+const PAGE_PRESENT: u64 = 1 << 63;
+const PAGE_SWAPPED: u64 = 1 << 62;
 
 impl Default for Reader {
     fn default() -> Self {
@@ -60,18 +78,76 @@ impl Default for Reader {
 
 impl Reader {
     pub fn new() -> Reader {
+        let saved_errno = errno::get();
+        // SAFETY: a NUL-terminated path; the descriptor is closed on drop.
+        let pagemap = unsafe {
+            libc::open(
+                c"/proc/self/pagemap".as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            )
+        };
+        // SAFETY: sysconf has no preconditions.
+        let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
         Reader {
             // SAFETY: getpid has no preconditions.
             pid: unsafe { libc::getpid() },
             mem: -1,
+            pagemap,
+            page: if page.is_power_of_two() { page } else { 4096 },
             vm_refused: false,
-            saved_errno: errno::get(),
+            saved_errno,
         }
+    }
+
+    /// Reads memory at `addr` into `buf`, never past the pages that hold something.
+    pub fn read(&mut self, addr: u64, buf: &mut [u8]) -> Piece {
+        let mut len = buf.len();
+        if let Some((touched, run)) = self.touched_run(addr, len as u64) {
+            if !touched {
+                return Piece::Untouched(run);
+            }
+            len = len.min(usize::try_from(run).unwrap_or(len));
+        }
+        Piece::Bytes(self.read_bytes(addr, buf.get_mut(..len).unwrap_or(&mut [])))
+    }
+
+    /// Whether the page holding `addr` was ever touched (present or swapped out), and how many
+    /// bytes from `addr`, up to `len`, are in the same state; `None` when the pagemap cannot
+    /// say.
+    fn touched_run(&mut self, addr: u64, len: u64) -> Option<(bool, u64)> {
+        if self.pagemap < 0 {
+            return None;
+        }
+        let first = addr / self.page;
+        let pages = (addr % self.page + len)
+            .div_ceil(self.page)
+            .clamp(1, PAGEMAP_BATCH as u64);
+        let mut entries = [0u64; PAGEMAP_BATCH];
+        let offset = i64::try_from(first.checked_mul(8)?).ok()?;
+        // SAFETY: reads at most `pages * 8` bytes into `entries`, which holds that many.
+        let n = unsafe {
+            libc::pread64(
+                self.pagemap,
+                entries.as_mut_ptr().cast(),
+                usize::try_from(pages).ok()? * 8,
+                offset,
+            )
+        };
+        let got = usize::try_from(n).ok()? / 8;
+        let touched = |e: &u64| e & (PAGE_PRESENT | PAGE_SWAPPED) != 0;
+        let state = touched(entries.first().filter(|_| got > 0)?);
+        let same = entries
+            .get(..got)?
+            .iter()
+            .take_while(|e| touched(e) == state)
+            .count() as u64;
+        let run = ((first + same) * self.page).saturating_sub(addr).min(len);
+        Some((state, run.max(1)))
     }
 
     /// Fills the start of `buf` from `addr`; returns the bytes read, 0 if the first is not
     /// readable.
-    pub fn read(&mut self, addr: u64, buf: &mut [u8]) -> usize {
+    fn read_bytes(&mut self, addr: u64, buf: &mut [u8]) -> usize {
         if !self.vm_refused {
             let local = libc::iovec {
                 iov_base: buf.as_mut_ptr().cast(),
@@ -126,9 +202,11 @@ impl Reader {
 
 impl Drop for Reader {
     fn drop(&mut self) {
-        if self.mem >= 0 {
-            // SAFETY: our descriptor, closed once.
-            unsafe { libc::close(self.mem) };
+        for fd in [self.mem, self.pagemap] {
+            if fd >= 0 {
+                // SAFETY: our descriptor, closed once.
+                unsafe { libc::close(fd) };
+            }
         }
         errno::set(self.saved_errno);
     }
@@ -254,11 +332,11 @@ mod tests {
 
     #[test]
     fn the_reader_returns_short_instead_of_faulting() {
-        // SAFETY: a fresh anonymous mapping, its second page made inaccessible, unmapped below.
+        // SAFETY: a fresh anonymous mapping, unmapped below.
         let p = unsafe {
             libc::mmap(
                 core::ptr::null_mut(),
-                8192,
+                4 * 4096,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
                 -1,
@@ -266,22 +344,30 @@ mod tests {
             )
         };
         assert_ne!(p, libc::MAP_FAILED);
+        let at = |page: u64| p as u64 + page * 4096;
+        // Pages 0 and 1 touched, page 1 then made inaccessible; pages 2 and 3 never touched.
         // SAFETY: within the mapping.
         unsafe {
             p.cast::<u64>().write(0x1234_5678);
+            p.cast::<u8>().add(4096).write(1);
             libc::mprotect(p.cast::<u8>().add(4096).cast(), 4096, libc::PROT_NONE);
         }
         let mut reader = Reader::new();
-        let mut buf = vec![0u8; 8192];
-        assert_eq!(reader.read(p as u64, &mut buf), 4096);
+        let mut buf = vec![0u8; 4 * 4096];
+        assert_eq!(reader.read(at(0), &mut buf), Piece::Bytes(4096));
         assert_eq!(
             u64::from_ne_bytes(buf[..8].try_into().unwrap()),
             0x1234_5678
         );
-        assert_eq!(reader.read(p as u64 + 4096, &mut buf), 0);
+        assert_eq!(reader.read(at(1), &mut buf), Piece::Bytes(0));
+        // The stretch goes on past the mapping's end, as far as the buffer: nothing there.
+        assert!(matches!(reader.read(at(2), &mut buf), Piece::Untouched(n) if n >= 2 * 4096));
         // SAFETY: the mapping made above.
-        unsafe { libc::munmap(p, 8192) };
-        assert_eq!(reader.read(p as u64, &mut buf), 0);
+        unsafe { libc::munmap(p, 4 * 4096) };
+        assert!(matches!(
+            reader.read(at(0), &mut buf),
+            Piece::Bytes(0) | Piece::Untouched(_)
+        ));
     }
 
     #[test]
