@@ -10,7 +10,7 @@
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::platform::spinlock::SpinLock;
 
@@ -46,17 +46,13 @@ impl PrivateHeap {
     /// Held across `fork` (see `lifecycle`), so a child never inherits it mid-update.
     pub fn lock_for_fork(&self) {
         self.heap.lock_raw();
-        OWN.lock_raw();
     }
 
     /// # Safety
     /// Only after `lock_for_fork`, once, in the parent or the child.
     pub unsafe fn unlock_after_fork(&self) {
-        // SAFETY: the caller pairs this with `lock_for_fork`, which took both.
-        unsafe {
-            OWN.unlock_raw();
-            self.heap.unlock_raw();
-        }
+        // SAFETY: the caller pairs this with `lock_for_fork`.
+        unsafe { self.heap.unlock_raw() };
     }
 }
 
@@ -107,24 +103,32 @@ pub fn map_pages(len: usize) -> *mut u8 {
 /// # Safety
 /// `p` and `len` are exactly a mapping `map_pages` returned, no longer used.
 pub unsafe fn unmap_pages(p: *mut u8, len: usize) {
+    // Unlisted first: once unmapped, the address may be mapped again and listed by another
+    // thread.
+    forget(p as usize);
     // SAFETY: per the contract, the mapping is ours and unused.
     unsafe { libc::syscall(libc::SYS_munmap, p as usize, len) };
     MAPPED.fetch_sub(len as u64, Ordering::Relaxed);
-    forget(p as usize);
 }
 
 /// Where the shim's pages are, so that the reachability scan never takes them for roots (the
-/// ledger points at everything). A fixed table in the library's data: it must not allocate.
+/// ledger points at everything). A fixed table in the library's data, without a lock: pages
+/// are mapped while another thread forks (the deferred queue), when no lock may be waited for.
+/// A slot is claimed by its start, then published by its length.
 const OWN_SLOTS: usize = 4096;
-static OWN: SpinLock<[(usize, usize); OWN_SLOTS]> = SpinLock::new([(0, 0); OWN_SLOTS]);
+static OWN_START: [AtomicUsize; OWN_SLOTS] = [const { AtomicUsize::new(0) }; OWN_SLOTS];
+static OWN_LEN: [AtomicUsize; OWN_SLOTS] = [const { AtomicUsize::new(0) }; OWN_SLOTS];
 /// Mappings not in the table because it was full: the scan then sees some of the shim's pages
 /// as roots, which can only make a lost mapping look reachable, never the reverse.
 static OWN_UNLISTED: AtomicU64 = AtomicU64::new(0);
 
 fn remember(start: usize, len: usize) {
-    let mut own = OWN.lock();
-    match own.iter_mut().find(|slot| slot.1 == 0) {
-        Some(slot) => *slot = (start, len),
+    let claimed = OWN_START.iter().zip(&OWN_LEN).find(|(s, _)| {
+        s.compare_exchange(0, start, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    });
+    match claimed {
+        Some((_, l)) => l.store(len, Ordering::Release),
         None => {
             OWN_UNLISTED.fetch_add(1, Ordering::Relaxed);
         }
@@ -132,19 +136,25 @@ fn remember(start: usize, len: usize) {
 }
 
 fn forget(start: usize) {
-    let mut own = OWN.lock();
-    if let Some(slot) = own.iter_mut().find(|slot| slot.1 != 0 && slot.0 == start) {
-        *slot = (0, 0);
+    if let Some((s, l)) = OWN_START
+        .iter()
+        .zip(&OWN_LEN)
+        .find(|(s, _)| s.load(Ordering::Acquire) == start)
+    {
+        l.store(0, Ordering::Release);
+        s.store(0, Ordering::Release);
     }
 }
 
-/// The shim's live pages as `(start, len)`, and how many mappings the table could not list.
+/// The shim's live pages as `(start, len)`, and how many mappings the table could not list
+/// (a mapping being listed or unlisted meanwhile may be missed either way).
 pub fn own_pages() -> (Vec<(usize, usize)>, u64) {
-    // Reserved before the lock: growing the vector would map pages, which takes it.
-    let mut out = Vec::with_capacity(OWN_SLOTS);
-    let own = OWN.lock();
-    out.extend(own.iter().copied().filter(|slot| slot.1 != 0));
-    drop(own);
+    let out = OWN_START
+        .iter()
+        .zip(&OWN_LEN)
+        .map(|(s, l)| (s.load(Ordering::Acquire), l.load(Ordering::Acquire)))
+        .filter(|&(s, l)| s != 0 && l != 0)
+        .collect();
     (out, OWN_UNLISTED.load(Ordering::Relaxed))
 }
 
