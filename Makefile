@@ -9,6 +9,7 @@ WARN    := -Wall -Wextra -Werror
 LIBDIR  := $(CURDIR)/target/release
 LIB     := $(LIBDIR)/libshmtrace.so
 BUILD   := $(CURDIR)/build
+SUITES  := lint rust install transparency bad-input binary-log findings allocators verdict
 
 # Installation (GNU conventions: PREFIX, DESTDIR for staged installs by packagers).
 PREFIX      ?= /usr/local
@@ -17,19 +18,20 @@ libdir      ?= $(PREFIX)/lib
 includedir  ?= $(PREFIX)/include
 docdir      ?= $(PREFIX)/share/doc/shmtrace
 man7dir     ?= $(PREFIX)/share/man/man7
+# The user documentation installed beside the README (docs/command.md goes in as
+# shmtrace-command.md, the name `shmtrace --help` gives).
+USERDOCS    := docs/library.md docs/log-format.md docs/findings.md docs/allocators.md docs/limits.md
 VERSION     := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 MAJOR       := $(firstword $(subst ., ,$(VERSION)))
 SONAME      := libshmtrace.so.$(MAJOR)
 INSTALLED   := $(bindir)/shmtrace $(libdir)/libshmtrace.so.$(VERSION) $(libdir)/$(SONAME) $(libdir)/libshmtrace.so \
                $(includedir)/shmtrace.h $(libdir)/pkgconfig/shmtrace.pc \
-               $(docdir)/README.md $(docdir)/log-format.md $(docdir)/findings.md \
+               $(docdir)/README.md $(addprefix $(docdir)/,$(notdir $(USERDOCS))) \
                $(docdir)/shmtrace-command.md \
                $(man7dir)/shmtrace.7
 
 .PHONY: all lib header demo demo-log demo-leak bench bench-profile install uninstall test \
-        test-install test-edge test-hostile stress test-rust test-c test-binary test-findings \
-        test-verdict lint \
-        fmt clean
+        $(SUITES:%=test-%) test-c test-edge test-hostile test-binary stress lint fmt clean
 
 all: lib
 
@@ -49,8 +51,8 @@ install: lib
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(libdir)|' -e 's|@INCLUDEDIR@|$(includedir)|' \
 	  -e 's|@VERSION@|$(VERSION)|' -e 's|@MAJOR@|$(MAJOR)|' shmtrace.pc.in \
 	  > $(DESTDIR)$(libdir)/pkgconfig/shmtrace.pc
-	install -m 0644 README.md docs/log-format.md docs/findings.md $(DESTDIR)$(docdir)/
-	install -m 0644 cli/README.md $(DESTDIR)$(docdir)/shmtrace-command.md
+	install -m 0644 README.md $(USERDOCS) $(DESTDIR)$(docdir)/
+	install -m 0644 docs/command.md $(DESTDIR)$(docdir)/shmtrace-command.md
 	sed -e 's|@VERSION@|$(VERSION)|' docs/shmtrace.7 > $(DESTDIR)$(man7dir)/shmtrace.7
 
 # Removes exactly the files `install` puts in place (and the doc directory it created).
@@ -104,51 +106,26 @@ $(BUILD)/bench/%: bench/%.c include/shmtrace.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(WARN) -Iinclude -o $@ $< -ldl -lpthread
 
-# Installs into temporary prefixes, checks pkg-config and uninstall, and runs the downstream
-# recipe in examples/downstream (its `make check` must fail on the leak, pass once fixed).
-test-install: lib
-	$(PYTHON) tests/install_recipe.py
+# The test suites, each named after what it proves (tests/run.py describes them; docs/testing.md
+# says what they need). `make test` runs them all, installing the Debian packages they need
+# when missing, and ends with one line `N passed, M failed, K skipped`; `make test-SUITE` runs
+# one the same way.
+test: lib
+	$(PYTHON) tests/run.py
 
-# Hostile input and conditions: bad arguments to every hook, signals, SIGKILL, secure mode,
-# log file safety, late calls (c_tests/edge; needs root for setcap/setuid).
-test-edge: lib
-	$(PYTHON) c_tests/edge/run.py
+$(SUITES:%=test-%): lib
+	$(PYTHON) tests/run.py $(@:test-%=%)
 
-# Foreign allocators (jemalloc, tcmalloc: apt-get install libjemalloc2 libtcmalloc-minimal4),
-# 8 threads on every hook, fork storms, 1M-call memory flatness (c_tests/hostile): about one
-# minute on 2 cores, part of `test`.
-test-hostile: lib
-	$(PYTHON) c_tests/hostile/run.py
+# The names these suites had before.
+test-c: test-transparency
+test-edge: test-bad-input
+test-hostile: test-allocators
+test-binary: test-binary-log
 
-# The long variants (about 5 minutes): 10M calls, 10 s fork storms, 30 s of 8 threads, a
-# bigger process tree, three rounds of every allocator configuration.
+# The allocator suite's long variants (about 5 minutes): 10M calls, 10 s fork storms, 30 s of
+# 8 threads, a bigger process tree, three rounds of every allocator configuration.
 stress: lib
 	$(PYTHON) c_tests/hostile/run.py --stress
-
-# The binary log (SHMTRACE_FORMAT=binary): SIGKILL, threads, fork, exec, a full disk (a tiny
-# tmpfs: needs root, else skipped with a note), bad settings, decoding (c_tests/binary).
-test-binary: lib
-	$(PYTHON) c_tests/binary/run.py
-
-# The verdict lost or still reachable: C programs for each case, the checkpoint API, and real
-# programs (python3, git, node, apache2-bin: installed with apt-get when missing, else one
-# `skipped:` line) clean under `shmtrace --error-exitcode 1` (c_tests/verdict).
-test-verdict: lib
-	$(PYTHON) c_tests/verdict/run.py
-
-# One program per audit finding and its corrected version, suppressions, exit codes
-# (c_tests/findings).
-test-findings: lib
-	$(PYTHON) c_tests/findings/run.py
-
-test: lint test-rust test-install test-edge test-c test-binary test-findings test-hostile
-
-# The command's tests (cli/tests) run programs under the built library.
-test-rust: lib
-	$(CARGO) test --release
-
-test-c: lib
-	$(PYTHON) c_tests/run.py
 
 lint:
 	$(CARGO) fmt --all --check

@@ -2,7 +2,7 @@
 """make bench: runs every workload of bench/bench.c natively and in every mode (the shim with
 the log off, text and JSON logs to a file, the binary recorder when the library has one, and
 strace), alternating native and mode runs so that machine drift cancels, then prints ns per
-call, the median ratio to native with the spread of the per-pair ratios, and the issue #5
+call, the median ratio to native with the spread of the per-pair ratios, and the project's
 targets, each met or not. The last column is the ratio of CPU time (user + system, start-up
 included), which other processes on a busy machine disturb much less than wall time.
 

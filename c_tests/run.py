@@ -19,16 +19,14 @@ whatever it leaves, even after a crash, dies with the namespace.
 Then checks the SHMTRACE_LOG / SHMTRACE_FORMAT behaviour, the exit report and
 SHMTRACE_EXITCODE on the examples, and runs the ledger_* programs (the ledger against the
 kernel's own view, case by case, and their exit reports; `run.py ledger` runs only those).
-Prints `FAIL ...` for every failed check and ends with exactly one line `N passed, N failed`;
-exits 1 if anything failed.
-Standard library only.
+Prints `FAIL ...` for every failed check and ends with exactly one line
+`N passed, M failed, K skipped`; exits 1 if anything failed. Standard library only.
 """
 
 import errno
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -92,9 +90,6 @@ class Records(list):
     def __init__(self):
         super().__init__()
         self.reports = {}
-
-verbose = False
-
 
 # ---- the journal a scenario keeps of its own calls (see harness.h) ----------------------
 
@@ -374,9 +369,7 @@ def run(what, binary, preload=False, env=None, tmp=None, args=(), leaks=False):
     os.unlink(journal_path)
 
     r.leftovers = leaked = sorted(testlib.sysv_ids() - before)
-    for kind, ident in leaked:
-        subprocess.run(["ipcrm", "-m" if kind == "shm" else "-s", str(ident)],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    testlib.remove_sysv(leaked)
     if not leaks:
         check(not leaked, f"{what}: no SysV object left behind",
               "removed " + ", ".join(f"{k} {i}" for k, i in leaked))
@@ -936,6 +929,8 @@ def build(make_vars):
 
 
 def check_nm():
+    if testlib.missing("nm"):
+        return testlib.skip("nm -u on mmap64.*", "nm not installed (Debian: binutils)", 2)
     for kind in ("plain", "linked"):
         exe = binary("mmap64", kind)
         if not os.path.exists(exe):
@@ -947,23 +942,23 @@ def check_nm():
               str(sorted(s for s in syms if s.startswith("mmap"))))
 
 
-HOOKS = {"shmget", "shmat", "shmdt", "shmctl", "semget", "semop", "semtimedop", "semctl",
-         "mmap", "mmap64", "munmap", "mremap"}
-
-
 def check_exports():
-    """The library exports exactly the twelve hooks and the shmtrace_* API, nothing else."""
+    """The library exports exactly the hooks the header lists and the shmtrace_* API, nothing
+    else."""
     if not os.path.exists(LIB):
         return
+    if testlib.missing("nm"):
+        return testlib.skip("libshmtrace.so's exports", "nm not installed (Debian: binutils)", 2)
+    hooks = set(testlib.hooks())
     out = subprocess.run(["nm", "-D", "--defined-only", LIB], capture_output=True,
                          text=True).stdout
     funcs = {line.split()[-1] for line in out.splitlines() if line.split()[1:2] == ["T"]}
-    check(HOOKS <= funcs, "libshmtrace.so exports all twelve hooks (nm -D --defined-only)",
-          str(sorted(HOOKS - funcs)))
+    check(hooks <= funcs, f"libshmtrace.so exports all {len(hooks)} hooks (nm -D --defined-only)",
+          str(sorted(hooks - funcs)))
     # _exit/_Exit are hooked so that a process ending that way still writes its report, exit
     # to note where the program's frames end (roots of the report's pointer scan), and vfork
     # so that a vfork child never updates its parent's ledger.
-    extra = {f for f in funcs - HOOKS - {"_exit", "_Exit", "exit", "vfork"}
+    extra = {f for f in funcs - hooks - {"_exit", "_Exit", "exit", "vfork"}
              if not f.startswith("shmtrace_")}
     check(not extra, "libshmtrace.so exports no other function", str(sorted(extra)))
 
@@ -1146,45 +1141,19 @@ def check_ledger(tmp):
     check_ledger_exit(tmp, "return", "json", status=0)
 
 
-def isolate_ipc():
-    """Re-runs this script in a new IPC namespace, once, where that is permitted."""
-    if os.environ.get("SHMTRACE_TEST_IPCNS") or not shutil.which("unshare"):
-        return
-    if subprocess.run(["unshare", "--ipc", "true"], capture_output=True).returncode != 0:
-        return
-    os.environ["SHMTRACE_TEST_IPCNS"] = "1"
-    sys.stdout.flush()
-    os.execvp("unshare", ["unshare", "--ipc", "--", sys.executable, *sys.argv])
-
-
 def main():
-    global verbose, BUILD, LIB
-    argv, names, make_vars = sys.argv[1:], [], []
-    while argv:
-        a = argv.pop(0)
-        if a == "-v":
-            verbose = True
-            testlib.verbose = True
-        elif a in ("--libdir", "--build") and argv:
-            path = os.path.abspath(argv.pop(0))
-            if a == "--libdir":
-                LIB = os.path.join(path, "libshmtrace.so")
-                make_vars.append(f"LIBDIR={path}")
-            else:
-                BUILD = path
-                make_vars.append(f"BUILD={path}")
-        elif a.startswith("-"):
-            sys.exit(__doc__)
-        else:
-            names.append(a)
-    names = names or SCENARIOS
-    unknown = [n for n in names if n not in SCENARIOS + ["config", "ledger"]]
-    if unknown:
-        sys.exit(f"unknown scenario(s) {unknown}; known: {' '.join(SCENARIOS)} config ledger")
-    isolate_ipc()
+    global BUILD, LIB
+    known = SCENARIOS + ["config", "ledger"]
+    opts = testlib.parse_args(__doc__, "c_tests", known)
+    BUILD, LIB, make_vars = opts.build, testlib.LIB, opts.make_vars
+    names = SCENARIOS if opts.names == known else opts.names
+    testlib.isolate_ipc()
     start = time.time()
     have_linked, have_lib = build(make_vars)
     check(have_lib, f"{LIB} exists")
+    hooks = set(testlib.hooks())
+    check(set(ARG_KEYS) == hooks, "run.py knows the arguments of exactly the header's hooks",
+          str(sorted(set(ARG_KEYS) ^ hooks)))
     check_nm()
     check_exports()
     with tempfile.TemporaryDirectory(prefix="shmtrace-c-tests.") as tmp:
@@ -1210,7 +1179,7 @@ def main():
             before = testlib.failed
             check_ledger(tmp)
             print(f"-- ledger: {'ok' if testlib.failed == before else 'FAILED'}")
-    if verbose:
+    if testlib.verbose:
         print(f"({time.time() - start:.1f} s)")
     return testlib.summary()
 

@@ -8,24 +8,29 @@ use crate::ledger::{Candidate, Facts, Ledger, ObjectKind, Report};
 use crate::platform::spinlock::{SpinGuard, SpinLock};
 use crate::platform::{clock, config, kernel, modules, process, sink};
 use crate::scan::{self, StackRoots};
-use crate::trace::binary;
-use crate::trace::event::Event;
-use crate::trace::format::{self, Format};
-use crate::trace::linebuf::LineBuf;
-use crate::trace::start::{self, Fork, ModuleInfo, Start};
+use shmtrace_core::trace::binary;
+use shmtrace_core::trace::event::Event;
+use shmtrace_core::trace::format::{self, Format};
+use shmtrace_core::trace::linebuf::LineBuf;
+use shmtrace_core::trace::start::{self, Fork, ModuleInfo, Start};
 
 static LEDGER: SpinLock<Ledger> = SpinLock::new(Ledger::new());
 static PAGE_SIZE: AtomicU64 = AtomicU64::new(4096);
 static REPORTED: AtomicBool = AtomicBool::new(false);
 /// `shmtrace_pause`: calls are forwarded untracked and unlogged until `shmtrace_resume`.
 static PAUSED: AtomicBool = AtomicBool::new(false);
+/// `SHMTRACE_LEAKS=all`: still reachable attachments and mappings count as leaks too.
+static COUNT_REACHABLE: AtomicBool = AtomicBool::new(false);
 
-/// Calls whose bookkeeping panicked (caught) in the hooks.
-pub fn internal_failures() -> u64 {
-    INTERNAL_FAILURES.load(Ordering::Relaxed)
+/// True once the settings are in force (see `config::ensure`); the audit and the report have
+/// their part of them before any call is tracked.
+#[inline(always)]
+pub fn configured() -> bool {
+    config::ensure(|above| {
+        COUNT_REACHABLE.store(above.count_reachable, Ordering::Relaxed);
+        crate::audit::configure(above.audit);
+    })
 }
-
-pub static INTERNAL_FAILURES: AtomicU64 = AtomicU64::new(0);
 
 pub fn set_paused(paused: bool) {
     PAUSED.store(paused, Ordering::Relaxed);
@@ -277,7 +282,7 @@ pub fn report_since(since: u32, stack: StackRoots) -> Report {
         )
     });
     report.scanned = scanned;
-    report.count_reachable = config::count_reachable();
+    report.count_reachable = COUNT_REACHABLE.load(Ordering::Relaxed);
     report.set_aside_retained(allocator);
     report
 }
@@ -286,7 +291,7 @@ pub fn report_since(since: u32, stack: StackRoots) -> Report {
 /// path). Here, at report time, never in a hook (where looking an address up with the loader,
 /// `dladdr`, could wait for the loader's lock held by our own caller).
 fn allocator_modules() -> Vec<(u64, u64, String)> {
-    use crate::ledger::allocators::Allocators;
+    use shmtrace_core::allocators::Allocators;
     // A malformed value was warned about at start and is not kept: the built-in list.
     let allocators = Allocators::parse(config::allocators()).unwrap_or_default();
     if !allocators.enabled() {

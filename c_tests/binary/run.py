@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The binary log (SHMTRACE_FORMAT=binary, issue 5 item 3): durable, complete, decodable.
+"""The binary log (SHMTRACE_FORMAT=binary): durable, complete, decodable.
 
     python3 c_tests/binary/run.py [-v] [GROUP ...]
 
@@ -18,15 +18,16 @@ GROUPs (default: all), each running build/binary/binlog (binlog.c) under the shi
   exec     an exec'd image continues its process's log (two start records, all calls).
   disk     a log on a 256 KiB tmpfs that fills up: the program's stdout and exit status are
            as without the shim, stderr has exactly one warning line, and the log decodes to
-           what fitted (skipped with a note when tmpfs cannot be mounted, e.g. not root).
+           what fitted (skipped when tmpfs cannot be mounted, e.g. not root).
   config   SHMTRACE_FORMAT=binary without a file, or with a file that is not a binary log, or
            that cannot be created: exactly one warning line, text records on stderr, and a
            pre-existing file left untouched.
   decode   a decoded binary log has the same records as a text log of the same program
            (pids, times and addresses aside).
 
-Prints `FAIL ...` for every failed check and ends with `N passed, N failed`; exits 1 if
-anything failed. Every semaphore set a program creates is removed by its id afterwards.
+Prints `FAIL ...` for every failed check and ends with `N passed, M failed, K skipped`;
+exits 1 if anything failed. Every semaphore set a program creates is removed by its id
+afterwards; as root the suite runs in a private IPC namespace.
 """
 
 import json
@@ -41,14 +42,13 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import testlib  # noqa: E402
-from testlib import check, note  # noqa: E402
+from testlib import check  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 BUILD = os.path.join(ROOT, "build", "binary")
-LIBDIR = os.path.join(ROOT, "target", "release")
-LIB = os.path.join(LIBDIR, "libshmtrace.so")
-CLI = os.path.join(LIBDIR, "shmtrace")
+LIB = testlib.LIB
+CLI = testlib.COMMAND
 PROG = os.path.join(BUILD, "binlog")
 PAGE = 4096
 LEN_BUSY = 3 * PAGE
@@ -56,22 +56,15 @@ PAIRS = 100
 GROUPS = ["kill", "threads", "fork", "exec", "disk", "config", "decode"]
 WARNING = "shmtrace: warning:"
 
-verbose = False
-
-
 def build():
     os.makedirs(BUILD, exist_ok=True)
-    subprocess.run(["cc", "-Wall", "-Wextra", "-Werror", "-O2", "-g", "-pthread", "-o", PROG,
-                    os.path.join(HERE, "binlog.c")], check=True)
+    r = subprocess.run(["cc", "-Wall", "-Wextra", "-Werror", "-O2", "-g", "-pthread", "-o", PROG,
+                        os.path.join(HERE, "binlog.c")], capture_output=True, text=True)
+    return check(r.returncode == 0, "binlog.c builds (-Wall -Wextra -Werror)", r.stderr[-1500:])
 
 
 def env(log, fmt="binary", preload=True):
-    e = dict(os.environ)
-    for k in list(e):
-        if k.startswith("SHMTRACE_") or k == "LD_PRELOAD":
-            del e[k]
-    if preload:
-        e["LD_PRELOAD"] = LIB
+    e = testlib.clean_env(preload)
     if log is not None:
         e["SHMTRACE_LOG"] = log
     if fmt is not None:
@@ -305,8 +298,8 @@ def disk(tmp):
     m = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", mnt],
                        capture_output=True, text=True)
     if m.returncode != 0:
-        note(f"disk: skipped, cannot mount a tmpfs ({m.stderr.strip() or 'not permitted'})")
-        return
+        why = (m.stderr.strip() or "not permitted").splitlines()[0]
+        return testlib.skip("disk", f"cannot mount a tmpfs ({why})")
     try:
         n = 20_000
         native = subprocess.run([PROG, "many", str(n)], env=env(None, None, preload=False),
@@ -386,19 +379,15 @@ def decode_like_text(tmp):
 
 
 def main():
-    global verbose
-    args = sys.argv[1:]
-    if "-v" in args:
-        verbose = True
-        testlib.verbose = True
-        args.remove("-v")
-    groups = args or GROUPS
-    for g in groups:
-        if g not in GROUPS:
-            sys.exit(f"unknown group {g} (groups: {' '.join(GROUPS)})")
-    build()
+    global BUILD, PROG, LIB, CLI
+    opts = testlib.parse_args(__doc__, "binary", GROUPS)
+    BUILD, LIB, CLI = opts.build, testlib.LIB, testlib.COMMAND
+    PROG = os.path.join(BUILD, "binlog")
+    testlib.isolate_ipc()
+    if not build():
+        sys.exit(testlib.summary())
     with tempfile.TemporaryDirectory(prefix="shmtrace-binary.") as tmp:
-        for g in groups:
+        for g in opts.names:
             d = os.path.join(tmp, g)
             os.mkdir(d)
             try:

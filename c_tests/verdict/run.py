@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""The verdict "lost or still reachable" (make test-verdict).
+"""The verdict "lost or still reachable" (suite `verdict` of tests/run.py; make test-verdict).
 
-    python3 c_tests/verdict/run.py [-v]
+    python3 c_tests/verdict/run.py [-v] [--libdir DIR] [--build DIR]
 
 Builds c_tests/verdict, then:
   - C programs under the library (JSON report) and under `shmtrace`: mappings whose only
@@ -13,11 +13,12 @@ Builds c_tests/verdict, then:
     the checkpoint API fails exactly the test case that leaked;
   - real programs under `shmtrace --error-exitcode 1`: python3 -c pass, git status in a
     repository, node -e 0, and Apache httpd (apache2-bin, prefork, loopback port, a few
-    requests, a clean stop) are clean, with still reachable mappings listed. What is missing is
-    installed with apt-get; a program that still cannot run is one `skipped: <why>` line.
+    requests, a clean stop) are clean, with still reachable mappings listed. tests/run.py
+    installs them (git, nodejs, apache2-bin); a program missing here counts its checks as
+    skipped, with one `skipped: <why>` line.
 
-Each C program runs in its own IPC namespace (unshare --ipc) when possible and removes what it
-creates. Prints `FAIL ...` per failed check and ends with `N passed, N failed`.
+Runs in its own IPC namespace (unshare --ipc) when possible; the C programs remove what they
+create. Prints `FAIL ...` per failed check and ends with `N passed, N failed, N skipped`.
 """
 
 import json
@@ -37,46 +38,41 @@ import testlib  # noqa: E402
 from testlib import check  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-BUILD = os.path.join(ROOT, "build", "verdict")
-LIB = os.path.join(ROOT, "target", "release", "libshmtrace.so")
-COMMAND = os.path.join(ROOT, "target", "release", "shmtrace")
+ROOT = testlib.ROOT
+BUILD = LIB = COMMAND = None  # set by main() from the command line
 CFLAGS = ["-O2", "-g", "-Wall", "-Wextra", "-Werror"]
-PROGRAMS = {
-    "lost_loop": [],
-    "reachable": [],
-    "cycle": [],
-    "sysv_lost": [],
-    "scan_hostile": ["-ldl", "-lpthread"],
-    "checkpoint": ["-I" + os.path.join(ROOT, "include"), "-L" + os.path.dirname(LIB),
-                   "-lshmtrace"],
-}
+PROGRAMS = ["lost_loop", "reachable", "cycle", "sysv_lost", "scan_hostile", "checkpoint"]
 
 
-def unshare():
-    ok = subprocess.run(["unshare", "--ipc", "true"], capture_output=True).returncode == 0
-    return ["unshare", "--ipc"] if ok else []
-
-
-UNSHARE = unshare()
+def libs(name):
+    """What a program links beyond libc."""
+    return {
+        "scan_hostile": ["-ldl", "-lpthread"],
+        "checkpoint": ["-I" + os.path.join(ROOT, "include"), "-L" + os.path.dirname(LIB),
+                       "-lshmtrace"],
+    }.get(name, [])
 
 
 def build():
+    """Compiles the C programs; counts it as one check; returns whether all built."""
     os.makedirs(BUILD, exist_ok=True)
-    for name, libs in PROGRAMS.items():
+    errors = []
+    for name in PROGRAMS:
         src = os.path.join(HERE, name + ".c")
-        subprocess.run(["cc", *CFLAGS, "-o", os.path.join(BUILD, name), src, *libs], check=True)
+        r = subprocess.run(["cc", *CFLAGS, "-o", os.path.join(BUILD, name), src, *libs(name)],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            errors.append(r.stderr.strip()[-800:])
+    return check(not errors, "c_tests/verdict builds (-Wall -Wextra -Werror)", "\n".join(errors))
 
 
 def preloaded(name, **env):
     """Runs a verdict program under the library with a JSON log; (process, exit report)."""
     with tempfile.TemporaryDirectory() as tmp:
         log = os.path.join(tmp, "log.jsonl")
-        e = dict(LD_PRELOAD=LIB, SHMTRACE_LOG=log, SHMTRACE_FORMAT="json",
-                 LD_LIBRARY_PATH=os.path.dirname(LIB), **env)
-        # Through env, so that unshare itself is not traced.
-        p = subprocess.run([*UNSHARE, "env", *(f"{k}={v}" for k, v in e.items()),
-                            os.path.join(BUILD, name)], capture_output=True, text=True,
+        e = testlib.clean_env(True, SHMTRACE_LOG=log, SHMTRACE_FORMAT="json",
+                              LD_LIBRARY_PATH=os.path.dirname(LIB), **env)
+        p = subprocess.run([os.path.join(BUILD, name)], env=e, capture_output=True, text=True,
                            timeout=120)
         reports = [json.loads(line) for line in open(log) if '"event":"report"' in line]
     return p, (reports[-1] if reports else {})
@@ -88,7 +84,7 @@ def traced(argv, *options, cwd=None, timeout=300):
         out = os.path.join(tmp, "report.json")
         p = subprocess.run([COMMAND, "--out", os.path.join(tmp, "run"), "--json", "-o", out,
                             *options, "--", *argv], capture_output=True, text=True, cwd=cwd,
-                           timeout=timeout)
+                           env=testlib.clean_env(), timeout=timeout)
         try:
             doc = json.load(open(out))
         except (OSError, ValueError):
@@ -179,20 +175,9 @@ def c_programs():
 
 # ---- real programs ------------------------------------------------------------------------
 
-def ensure(command, package):
-    """The path of `command`, installing the Debian `package` when missing (None if not)."""
-    found = shutil.which(command) or (os.path.exists(command) and command)
-    if found:
-        return found
-    if shutil.which("apt-get") and os.geteuid() == 0:
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        subprocess.run(["apt-get", "install", "-y", "-q", package], env=env,
-                       capture_output=True, timeout=900)
+def found(command):
+    """The path of `command` if it is installed (tests/run.py installs the suite's packages)."""
     return shutil.which(command) or (os.path.exists(command) and command) or None
-
-
-def skipped(why):
-    print(f"skipped: {why}")
 
 
 def clean_with_reachable(what, status, doc, want_reachable=True):
@@ -205,14 +190,14 @@ def clean_with_reachable(what, status, doc, want_reachable=True):
 
 
 def real_programs():
-    python = ensure("python3", "python3")
+    python = found("python3")
     if python:
         clean_with_reachable("python3 -c pass", *traced([python, "-c", "pass"],
                                                         "--error-exitcode", "1"))
     else:
-        skipped("python3 cannot be installed")
+        testlib.skip("python3 -c pass", "python3 is not installed", 2)
 
-    git = ensure("git", "git")
+    git = found("git")
     if git:
         with tempfile.TemporaryDirectory() as repo:
             g = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
@@ -228,19 +213,19 @@ def real_programs():
             clean_with_reachable("git status --short", *traced([git, "status", "--short"],
                                                                "--error-exitcode", "1", cwd=repo))
     else:
-        skipped("git cannot be installed")
+        testlib.skip("git status", "git is not installed (Debian package git)", 2)
 
-    node = ensure("node", "nodejs")
+    node = found("node")
     if node:
         clean_with_reachable("node -e 0", *traced([node, "-e", "0"], "--error-exitcode", "1"))
     else:
-        skipped("node cannot be installed (Debian package nodejs)")
+        testlib.skip("node -e 0", "node is not installed (Debian package nodejs)", 2)
 
-    apache = ensure("/usr/sbin/apache2", "apache2-bin")
+    apache = found("/usr/sbin/apache2")
     if apache:
         apache_httpd(apache)
     else:
-        skipped("apache2 cannot be installed (Debian package apache2-bin)")
+        testlib.skip("apache2", "not installed (Debian package apache2-bin)", 2)
 
 
 def free_port():
@@ -253,7 +238,7 @@ def apache_httpd(apache):
     """Prefork httpd in the foreground on a loopback port, a few requests, a graceful stop."""
     modules = "/usr/lib/apache2/modules"
     if not os.path.exists(os.path.join(modules, "mod_mpm_prefork.so")):
-        skipped("apache2-bin has no mod_mpm_prefork.so")
+        testlib.skip("apache2", "apache2-bin has no mod_mpm_prefork.so", 2)
         return
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
@@ -284,7 +269,7 @@ Group nogroup
 """)
         out = os.path.join(tmp, "report.json")
         os.chmod(tmp, 0o755)
-        env = dict(os.environ)
+        env = testlib.clean_env()
         # setsid: at its stop httpd signals its whole process group, which must not be ours.
         p = subprocess.Popen([COMMAND, "--out", os.path.join(tmp, "run"), "--json", "-o", out,
                               "--error-exitcode", "1", "--", "setsid", apache, "-D",
@@ -328,12 +313,17 @@ Group nogroup
 
 
 def main():
-    testlib.verbose = "-v" in sys.argv
+    global BUILD, LIB, COMMAND
+    opts = testlib.parse_args(__doc__, "verdict")
+    BUILD, LIB, COMMAND = opts.build, testlib.LIB, testlib.COMMAND
     if not os.path.exists(LIB) or not os.path.exists(COMMAND):
-        print("build first: make lib")
-        return 2
-    build()
-    c_programs()
+        check(False, "the library and the command are built", "build first: make lib")
+        return testlib.summary()
+    testlib.isolate_ipc()
+    if build():
+        c_programs()
+    else:
+        testlib.skip("the C programs", "they did not build", 19)
     real_programs()
     return testlib.summary()
 

@@ -10,7 +10,7 @@ use super::traced::traced;
 use crate::audit::{self, Code, Finding};
 use crate::ledger::Facts;
 use crate::platform::{errno, kernel, process, real};
-use crate::trace::event::{Event, Func, SOPS_KEPT, SemOp, Timeout};
+use shmtrace_core::trace::event::{Event, Func, SOPS_KEPT, SemOp, Timeout};
 
 /// A C `int` argument, sign-extended as `Event::args` expects.
 fn int(v: c_int) -> u64 {

@@ -1,14 +1,12 @@
 //! The one path every tracked call takes: enter the guard, stamp the event, call the real
 //! function with the caller's errno in place, record the outcome, hand back the real errno.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::Ordering;
-
 use crate::audit;
 use crate::ledger::Facts;
+use crate::platform::shield::shield;
 use crate::platform::{backtrace, clock, config, errno, guard::Guard, process, sink};
 use crate::recorder;
-use crate::trace::event::{Event, Func, Phase};
+use shmtrace_core::trace::event::{Event, Func, Phase};
 
 /// Runs `call` (the real function, returning its result widened to i64, pointers included) and
 /// records it. `after` may read caller memory the kernel has validated into the event, and ask
@@ -28,7 +26,7 @@ pub fn traced(
     let vfork_child = process::in_vfork_child();
     // Built in place (an event is a few hundred bytes: moving it costs measurably).
     let mut event = Event::new(Phase::Enter, func);
-    let tracked = shielded(|| begin(&mut event, caller, args, vfork_child)).unwrap_or(false);
+    let tracked = shield(|| begin(&mut event, caller, args, vfork_child)).unwrap_or(false);
     // A call that frees address space takes its entry (the ledger, or a place in the queue
     // while a fork is prepared) before any other thread's call can reuse that space, or the
     // two would be entered in the wrong order.
@@ -41,7 +39,7 @@ pub fn traced(
     // (not while a fork is prepared: the ledger is the forking thread's then).
     let pre = match &entry {
         Some(recorder::Entry::Ledger(held)) => {
-            shielded(|| audit::before(&event, held, recorder::page_size()))
+            shield(|| audit::before(&event, held, recorder::page_size()))
         }
         _ => None,
     }
@@ -50,7 +48,7 @@ pub fn traced(
     let ret = call();
     let call_errno = errno::get();
     if tracked {
-        shielded(|| {
+        shield(|| {
             finish(&mut event, ret, call_errno);
             let mut facts = recorder::facts();
             after(&mut event, &mut facts);
@@ -77,13 +75,18 @@ fn releases_address_space(func: Func, args: &[u64; 6]) -> bool {
         Func::Munmap | Func::Mremap | Func::Shmdt => true,
         Func::Mmap | Func::Mmap64 => args[3] as i32 & libc::MAP_FIXED != 0,
         Func::Shmat => args[2] as i32 & libc::SHM_REMAP != 0,
-        _ => false,
+        Func::Shmget
+        | Func::Shmctl
+        | Func::Semget
+        | Func::Semop
+        | Func::Semtimedop
+        | Func::Semctl => false,
     }
 }
 
 /// Fills in what is known before the call; false if the call is not to be tracked.
 fn begin(event: &mut Event, caller: usize, args: [u64; 6], vfork_child: Option<i32>) -> bool {
-    if !config::ensure() || recorder::paused() {
+    if !recorder::configured() || recorder::paused() {
         return false;
     }
     event.pid = vfork_child.unwrap_or_else(process::pid);
@@ -113,16 +116,5 @@ fn finish(event: &mut Event, ret: i64, call_errno: i32) {
     event.errno = if ret == -1 { call_errno } else { 0 };
     if event.ts_ns != 0 {
         event.dur_ns = clock::now_ns().saturating_sub(event.ts_ns);
-    }
-}
-
-/// A panic must never cross into the host (it would abort it): count it and go on.
-fn shielded<T>(work: impl FnOnce() -> T) -> Option<T> {
-    match catch_unwind(AssertUnwindSafe(work)) {
-        Ok(value) => Some(value),
-        Err(_) => {
-            recorder::INTERNAL_FAILURES.fetch_add(1, Ordering::Relaxed);
-            None
-        }
     }
 }

@@ -4,9 +4,10 @@
 //! Pure: no FFI, no syscalls. The hook layer feeds it each completed call ([`Ledger::apply`])
 //! with the few [`Facts`] only the kernel can tell (did this `shmget` create the segment? how
 //! big is the segment being attached?), and at exit asks it for a [`Report`], answering its
-//! questions about which objects still exist. The semantics follow `DESIGN.md` ("Semantics the
-//! ledger must honour"); where the ledger's view and a successful call disagree, the call wins,
-//! because the kernel is the truth and our view can be stale (raw syscalls, glibc internals).
+//! questions about which objects still exist. The semantics are those of docs/ARCHITECTURE.md
+//! ("Kernel semantics the ledger models"); where the ledger's view and a successful call
+//! disagree, the call wins, because the kernel is the truth and our view can be stale (raw
+//! syscalls, glibc internals).
 //!
 //! Concurrency is the caller's business: the ledger is a plain value behind whatever lock the
 //! hook layer holds.
@@ -26,7 +27,6 @@
 //! of a `SHM_HUGETLB` segment another process created (its attachments are rounded to the base
 //! page).
 
-pub mod allocators;
 mod attachments;
 mod ipc;
 mod memory;
@@ -48,7 +48,8 @@ pub use report::{
     SemaphoreLeak,
 };
 
-use crate::trace::event::{Event, Func, Phase};
+use shmtrace_core::trace::event::{Event, Func, Phase};
+
 use attachments::Attachments;
 use objects::Objects;
 use regions::Regions;
@@ -147,7 +148,7 @@ pub struct Stats {
     pub segments: u64,
     pub semaphore_sets: u64,
     /// Completed calls (failed ones included), indexed by `Func as usize`.
-    pub calls: [u64; FUNCS],
+    pub calls: [u64; Func::COUNT],
     /// `munmap`/`shmdt` calls that released nothing the ledger knew of.
     pub unknown_unmaps: u64,
     /// Bytes dropped because a call showed the ledger's view was stale.
@@ -155,9 +156,6 @@ pub struct Stats {
     /// Successful calls the ledger could not model.
     pub untracked: u64,
 }
-
-/// The number of hooked functions.
-pub const FUNCS: usize = Func::ALL.len();
 
 /// One live region, as the ledger sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -178,7 +176,7 @@ pub struct Ledger {
     attachments: Attachments,
     objects: Objects,
     sites: Sites,
-    calls: [u64; FUNCS],
+    calls: [u64; Func::COUNT],
     unknown_unmaps: u64,
     stale_bytes: u64,
     untracked: u64,
@@ -204,7 +202,7 @@ impl Ledger {
             attachments: Attachments::new(),
             objects: Objects::new(),
             sites: Sites::new(),
-            calls: [0; FUNCS],
+            calls: [0; Func::COUNT],
             unknown_unmaps: 0,
             stale_bytes: 0,
             untracked: 0,
@@ -264,7 +262,7 @@ impl Ledger {
         self.attachments.mark_all_inherited();
         self.objects.mark_all_inherited();
         self.regions.reset_peak();
-        self.calls = [0; FUNCS];
+        self.calls = [0; Func::COUNT];
         self.unknown_unmaps = 0;
         self.stale_bytes = 0;
         self.untracked = 0;

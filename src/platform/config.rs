@@ -8,9 +8,9 @@ use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 
 use crate::platform::sink;
-use crate::trace::event::STACK_MAX;
-use crate::trace::format::Format;
-use crate::trace::linebuf::LineBuf;
+use shmtrace_core::trace::event::STACK_MAX;
+use shmtrace_core::trace::format::Format;
+use shmtrace_core::trace::linebuf::LineBuf;
 
 /// Where the log goes, as parsed from `SHMTRACE_LOG`.
 #[derive(Debug, PartialEq, Eq)]
@@ -184,9 +184,27 @@ static FORMAT: AtomicU8 = AtomicU8::new(0);
 static EXIT_CODE: AtomicI32 = AtomicI32::new(0);
 static STACK: AtomicU8 = AtomicU8::new(0);
 
-/// True once settings are in force. The first caller configures; concurrent callers get false
-/// and forward untracked meanwhile (configuration takes microseconds and never blocks).
-pub fn ensure() -> bool {
+/// What the audit reads from the environment, handed to the layer above by [`ensure`] (the
+/// audit checks the values itself).
+pub struct AuditEnv {
+    pub block_warn_ms: Option<&'static [u8]>,
+    pub suppress: Option<&'static [u8]>,
+    /// A setuid/setcap program: files named by the environment are not read.
+    pub secure: bool,
+}
+
+/// The settings the layers above apply themselves, handed up by [`ensure`].
+pub struct Above {
+    pub audit: AuditEnv,
+    /// `SHMTRACE_LEAKS=all`: still reachable attachments and mappings count as leaks too.
+    pub count_reachable: bool,
+}
+
+/// True once settings are in force. The first caller configures, and hands the settings of the
+/// layers above to `apply` before any other caller sees them in force; concurrent callers get
+/// false and forward untracked meanwhile (configuration takes microseconds and never blocks).
+#[inline(always)]
+pub fn ensure(apply: impl FnOnce(Above)) -> bool {
     match STATE.load(Ordering::Acquire) {
         READY => true,
         CONFIGURING => false,
@@ -202,7 +220,7 @@ pub fn ensure() -> bool {
             {
                 return STATE.load(Ordering::Acquire) == READY;
             }
-            configure();
+            apply(configure());
             STATE.store(READY, Ordering::Release);
             true
         }
@@ -228,7 +246,7 @@ pub fn format() -> Format {
     }
 }
 
-fn configure() {
+fn configure() -> Above {
     let secure = {
         // SAFETY: getauxval only reads the auxiliary vector the kernel gave the process.
         unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
@@ -245,16 +263,6 @@ fn configure() {
     EXIT_CODE.store(settings.exit_code, Ordering::Relaxed);
     STACK.store(settings.stack, Ordering::Relaxed);
     allocators_configure(env(c"SHMTRACE_ALLOCATORS"));
-    if let Err(value) = leaks_configure(env(c"SHMTRACE_LEAKS")) {
-        warn_line(format_args!(
-            "SHMTRACE_LEAKS={} is not `lost` or `all`; only lost attachments and mappings count \
-             as leaks",
-            Lossy(value)
-        ));
-    }
-    // Audit settings are read and checked by the audit itself.
-    let audit_env = (env(c"SHMTRACE_BLOCK_WARN_MS"), env(c"SHMTRACE_SUPPRESS"));
-    crate::audit::configure(audit_env.0, audit_env.1, secure);
     match settings.log {
         Log::Stderr => sink::use_stderr(),
         Log::Off => sink::disable(),
@@ -262,7 +270,7 @@ fn configure() {
             if let Err(errno) = sink::use_binary_path(path) {
                 let why = match errno {
                     libc::EILSEQ => "it is not a shmtrace binary log",
-                    e => crate::trace::errnos::message(e).unwrap_or("unknown error"),
+                    e => shmtrace_core::trace::errnos::message(e).unwrap_or("unknown error"),
                 };
                 warn_line(format_args!(
                     "cannot open SHMTRACE_LOG={} as a binary log ({why}); logging text to stderr",
@@ -276,11 +284,28 @@ fn configure() {
                 warn_line(format_args!(
                     "cannot open SHMTRACE_LOG={} ({}); logging to stderr",
                     Lossy(path),
-                    crate::trace::errnos::message(errno).unwrap_or("unknown error")
+                    shmtrace_core::trace::errnos::message(errno).unwrap_or("unknown error")
                 ));
                 sink::use_stderr();
             }
         }
+    }
+    let leaks = env(c"SHMTRACE_LEAKS");
+    let count_reachable = leaks_all(leaks).unwrap_or_else(|value| {
+        warn_line(format_args!(
+            "SHMTRACE_LEAKS={} is not `lost` or `all`; only lost attachments and mappings count \
+             as leaks",
+            Lossy(value)
+        ));
+        false
+    });
+    Above {
+        audit: AuditEnv {
+            block_warn_ms: env(c"SHMTRACE_BLOCK_WARN_MS"),
+            suppress: env(c"SHMTRACE_SUPPRESS"),
+            secure,
+        },
+        count_reachable,
     }
 }
 
@@ -291,7 +316,7 @@ static ALLOCATORS_PTR: core::sync::atomic::AtomicPtr<u8> =
 static ALLOCATORS_LEN: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
 
 fn allocators_configure(value: Option<&'static [u8]>) {
-    use crate::ledger::allocators::{Allocators, MALFORMED};
+    use shmtrace_core::allocators::{Allocators, MALFORMED};
     let Some(value) = value else { return };
     if Allocators::parse(Some(value)).is_err() {
         warn_line(format_args!(
@@ -304,23 +329,14 @@ fn allocators_configure(value: Option<&'static [u8]>) {
     ALLOCATORS_PTR.store(value.as_ptr().cast_mut(), Ordering::Release);
 }
 
-/// `SHMTRACE_LEAKS=all`: still reachable attachments and mappings count as leaks too.
-static COUNT_REACHABLE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
-
-/// `lost` (or unset, or empty) or `all`; anything else is returned for the warning and leaves
-/// the default.
-fn leaks_configure(value: Option<&[u8]>) -> Result<(), &[u8]> {
-    let all = match value.map(<[u8]>::trim_ascii) {
-        None | Some(b"" | b"lost") => false,
-        Some(b"all") => true,
-        Some(_) => return Err(value.unwrap_or_default()),
-    };
-    COUNT_REACHABLE.store(all, Ordering::Relaxed);
-    Ok(())
-}
-
-pub fn count_reachable() -> bool {
-    COUNT_REACHABLE.load(Ordering::Relaxed)
+/// `SHMTRACE_LEAKS`: true for `all`, false for `lost` (or unset, or empty); anything else is
+/// returned for the warning.
+fn leaks_all(value: Option<&[u8]>) -> Result<bool, &[u8]> {
+    match value.map(<[u8]>::trim_ascii) {
+        None | Some(b"" | b"lost") => Ok(false),
+        Some(b"all") => Ok(true),
+        Some(_) => Err(value.unwrap_or_default()),
+    }
 }
 
 /// `SHMTRACE_ALLOCATORS` if set and well-formed.
@@ -508,14 +524,10 @@ mod tests {
 
     #[test]
     fn leaks_is_lost_or_all_else_refused() {
-        assert_eq!(leaks_configure(Some(b"all")), Ok(()));
-        assert!(count_reachable());
-        assert_eq!(leaks_configure(Some(b" lost ")), Ok(()));
-        assert!(!count_reachable());
-        assert_eq!(leaks_configure(Some(b"all")), Ok(()));
-        assert_eq!(leaks_configure(None), Ok(()));
-        assert!(!count_reachable(), "unset is lost");
-        assert_eq!(leaks_configure(Some(b"some")), Err(&b"some"[..]));
-        assert!(!count_reachable());
+        assert_eq!(leaks_all(Some(b"all")), Ok(true));
+        assert_eq!(leaks_all(Some(b" lost ")), Ok(false));
+        assert_eq!(leaks_all(None), Ok(false), "unset is lost");
+        assert_eq!(leaks_all(Some(b"")), Ok(false));
+        assert_eq!(leaks_all(Some(b"some")), Err(&b"some"[..]));
     }
 }

@@ -25,8 +25,8 @@ use core::sync::atomic::{
 };
 
 use crate::platform::{config, errno};
-use crate::trace::binary::{self, HEADER_SIZE};
-use crate::trace::event::Event;
+use shmtrace_core::trace::binary::{self, HEADER_SIZE};
+use shmtrace_core::trace::event::Event;
 
 /// Address space reserved for the log, tried in this order (under an `RLIMIT_AS`, only sizes
 /// up to a sixteenth of it). Records stop, with one warning, when a file reaches it.
@@ -392,7 +392,7 @@ fn grow(allocated: usize, end: usize, ahead: bool) {
         Err(_) if ahead => AHEAD_FAILED_AT.store(allocated, Ordering::Relaxed),
         Err(e) => stop(format_args!(
             "cannot grow the binary log ({})",
-            crate::trace::errnos::message(e).unwrap_or("unknown error")
+            shmtrace_core::trace::errnos::message(e).unwrap_or("unknown error")
         )),
     }
 }
@@ -540,8 +540,8 @@ pub fn other(kind: u32, text: &[u8], json: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::binary::{Item, Reader};
-    use crate::trace::event::{Func, Phase};
+    use shmtrace_core::trace::binary::{Item, Reader};
+    use shmtrace_core::trace::event::{Func, Phase};
 
     fn event(func: Func, tid: i32, seq: u64) -> Event {
         let mut ev = Event::new(Phase::Enter, func);

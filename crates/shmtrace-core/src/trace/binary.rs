@@ -79,20 +79,40 @@ fn sops_at(_func: Func) -> usize {
 }
 
 fn timeout_at(func: Func) -> usize {
-    CALL_FIXED + if has_sops(func) { SOPS_SIZE } else { 0 }
+    CALL_FIXED + if carries(func).sops { SOPS_SIZE } else { 0 }
 }
 
 fn stack_at(func: Func) -> usize {
     timeout_at(func)
-        + if func == Func::Semtimedop {
+        + if carries(func).timeout {
             TIMEOUT_SIZE
         } else {
             0
         }
 }
 
-fn has_sops(func: Func) -> bool {
-    matches!(func, Func::Semop | Func::Semtimedop)
+/// What a call record carries after its fixed part.
+struct Carries {
+    sops: bool,
+    timeout: bool,
+}
+
+fn carries(func: Func) -> Carries {
+    let (sops, timeout) = match func {
+        Func::Semop => (true, false),
+        Func::Semtimedop => (true, true),
+        Func::Shmget
+        | Func::Shmat
+        | Func::Shmdt
+        | Func::Shmctl
+        | Func::Semget
+        | Func::Semctl
+        | Func::Mmap
+        | Func::Mmap64
+        | Func::Munmap
+        | Func::Mremap => (false, false),
+    };
+    Carries { sops, timeout }
 }
 
 /// Size of the call record for `func` with `stack_len` frames (known when the call starts).
@@ -161,7 +181,7 @@ pub fn write_call_end(rec: &mut [u8], ev: &Event) {
     put(rec, ERRNO, ev.errno.to_ne_bytes());
     put(rec, DUR, ev.dur_ns.to_ne_bytes());
     put(rec, RET, ev.ret.to_ne_bytes());
-    if has_sops(ev.func) {
+    if carries(ev.func).sops {
         let sops = ev.sops();
         rec[SOPS_READ] = sops.len() as u8;
         let at = sops_at(ev.func);
@@ -350,7 +370,7 @@ fn read_call(rec: &[u8], state: u32) -> Option<Event> {
     ev.errno = i32::from_ne_bytes(get(rec, ERRNO));
     ev.dur_ns = get_u64(rec, DUR);
     ev.ret = i64::from_ne_bytes(get(rec, RET));
-    if has_sops(func) {
+    if carries(func).sops {
         let n = usize::from(rec[SOPS_READ]).min(SOPS_KEPT);
         let at = sops_at(func);
         for (i, op) in ev.sops.iter_mut().enumerate().take(n) {
@@ -465,7 +485,7 @@ mod tests {
             if matches!(func, Func::Shmget | Func::Semget) {
                 ev.created = true;
             }
-            if has_sops(func) {
+            if carries(func).sops {
                 ev.sops[0] = SemOp {
                     num: 1,
                     op: -1,

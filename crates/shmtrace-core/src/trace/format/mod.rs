@@ -420,7 +420,7 @@ pub(crate) mod fixtures {
     /// Indented example lines of docs/log-format.md that start with `prefix`, without the
     /// `shmtrace[PID]` templates.
     pub fn doc_lines(prefix: &str) -> Vec<&'static str> {
-        include_str!("../../../docs/log-format.md")
+        include_str!("../../../../../docs/log-format.md")
             .lines()
             .filter_map(|l| l.strip_prefix("    "))
             .filter(|l| l.starts_with(prefix) && !l.starts_with("shmtrace[PID"))
