@@ -18,6 +18,8 @@ SUITEs (default: all, in this order):
   allocators    foreign allocators, threads on every hook, fork storms, memory flatness
   verdict       lost or still reachable: C programs for each case, the checkpoint API, and
                 real programs (python3, git, node, apache2) clean under the command
+  html          the HTML report and the trace JSON against the run's logs and JSON report;
+                the page in headless Chromium (lanes, leaks, findings, clicks)
 
 Each suite's own lines pass through; its count line becomes `-- SUITE: N passed, ...`. A
 suite that ends without its count line (a crash) counts one failure. Exits 1 if anything
@@ -44,6 +46,7 @@ SUITES = {
     "findings": [[PY, "c_tests/findings/run.py"]],
     "allocators": [[PY, "c_tests/hostile/run.py"]],
     "verdict": [[PY, "c_tests/verdict/run.py"]],
+    "html": [[PY, "tests/html/run.py"]],
 }
 
 # Debian packages the suites use beyond Rust, gcc, make and Python: (package, how to tell it
@@ -52,7 +55,7 @@ PACKAGES = [
     ("util-linux", ["ipcs", "ipcrm", "unshare", "setpriv"], ["transparency", "bad-input",
                                                              "binary-log", "findings",
                                                              "allocators", "rust",
-                                                             "verdict"]),
+                                                             "verdict", "html"]),
     ("mount", ["mount", "umount"], ["binary-log"]),
     ("binutils", ["nm", "readelf", "strip", "objcopy"], ["transparency", "install",
                                                          "allocators", "rust"]),
@@ -66,6 +69,7 @@ PACKAGES = [
     ("git", ["git"], ["verdict"]),
     ("nodejs", ["node"], ["verdict"]),
     ("apache2-bin", ["/usr/sbin/apache2"], ["verdict"]),
+    ("chromium", ["chromium"], ["html"]),
 ]
 LIBDIRS = ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib"]
 COUNTS = re.compile(r"(\d+) passed, (\d+) failed, (\d+) skipped\Z")
