@@ -9,7 +9,7 @@ WARN    := -Wall -Wextra -Werror
 LIBDIR  := $(CURDIR)/target/release
 LIB     := $(LIBDIR)/libshmtrace.so
 BUILD   := $(CURDIR)/build
-SUITES  := lint rust install transparency bad-input binary-log findings allocators html
+SUITES  := lint rust install transparency bad-input binary-log findings allocators verdict html
 
 # Installation (GNU conventions: PREFIX, DESTDIR for staged installs by packagers).
 PREFIX      ?= /usr/local
@@ -96,7 +96,7 @@ demo-leak: lib $(BUILD)/leaky
 
 # Figures, never pass/fail: see BENCHMARKS.md.
 # BENCH_REPS=N pairs of runs per cell (default 3), BENCH_QUICK=1 a smoke test; see bench/run.py.
-bench: lib $(BUILD)/bench/bench
+bench: lib $(BUILD)/bench/bench $(BUILD)/bench/scan
 	$(PYTHON) bench/run.py
 
 # Instructions per hooked call under callgrind, native and per mode (needs valgrind).

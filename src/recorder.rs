@@ -4,9 +4,10 @@
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::deferred;
-use crate::ledger::{Facts, Ledger, ObjectKind, Report};
+use crate::ledger::{Candidate, Facts, Ledger, ObjectKind, Report};
 use crate::platform::spinlock::{SpinGuard, SpinLock};
 use crate::platform::{clock, config, kernel, modules, process, sink};
+use crate::scan::{self, StackRoots};
 use shmtrace_core::trace::binary;
 use shmtrace_core::trace::event::Event;
 use shmtrace_core::trace::format::{self, Format};
@@ -18,12 +19,17 @@ static PAGE_SIZE: AtomicU64 = AtomicU64::new(4096);
 static REPORTED: AtomicBool = AtomicBool::new(false);
 /// `shmtrace_pause`: calls are forwarded untracked and unlogged until `shmtrace_resume`.
 static PAUSED: AtomicBool = AtomicBool::new(false);
+/// `SHMTRACE_LEAKS=all`: still reachable attachments and mappings count as leaks too.
+static COUNT_REACHABLE: AtomicBool = AtomicBool::new(false);
 
-/// True once the settings are in force (see `config::ensure`); the audit has its part of them
-/// before any call is tracked.
+/// True once the settings are in force (see `config::ensure`); the audit and the report have
+/// their part of them before any call is tracked.
 #[inline(always)]
 pub fn configured() -> bool {
-    config::ensure(crate::audit::configure)
+    config::ensure(|above| {
+        COUNT_REACHABLE.store(above.count_reachable, Ordering::Relaxed);
+        crate::audit::configure(above.audit);
+    })
 }
 
 pub fn set_paused(paused: bool) {
@@ -200,49 +206,96 @@ pub unsafe fn after_fork_in_child() {
 }
 
 /// Writes the report (once per process) to the log, and returns whether it was clean.
-pub fn report_at_exit() -> bool {
+/// `stack` says which of this thread's frames are roots of the scan.
+pub fn report_at_exit(stack: StackRoots) -> bool {
     if REPORTED.swap(true, Ordering::AcqRel) {
         return true;
     }
     crate::audit::at_exit();
-    let mut text = String::new();
-    let clean = write_report(&mut text, config::format());
+    let report = report_now(stack);
     if sink::binary() {
         sink::write_other(binary::KIND_REPORT, |format, out: &mut String| {
-            write_report(out, format);
+            render(&report, format, out);
         });
     } else if sink::enabled() {
+        let mut text = String::new();
+        render(&report, config::format(), &mut text);
         sink::write_record(text.as_bytes());
     }
-    clean
+    report.is_clean()
 }
 
 /// The report as of now; the kernel says which created objects still exist.
-pub fn report_now() -> Report {
-    let mut report = with_ledger(|ledger| {
-        ledger.report(|kind, id| match kind {
-            // Marked by another process's IPC_RMID: it dies when the last attachment goes.
-            ObjectKind::Segment => kernel::segment_stat(id).is_some_and(|s| !s.marked_for_removal),
-            ObjectKind::SemaphoreSet => kernel::semaphore_count(id).is_some(),
-        })
-    });
+pub fn report_now(stack: StackRoots) -> Report {
+    let mut report = report_since(0, stack);
     (report.findings, report.finding_totals) = crate::audit::summary();
-    set_aside_allocators(&mut report);
     report
 }
 
-/// Moves the mappings a known allocator made (jemalloc keeps its address space until exit)
-/// out of the leaks. Here, at report time, never in a hook (where looking an address up with
-/// the loader, `dladdr`, could wait for the loader's lock held by our own caller).
-fn set_aside_allocators(report: &mut Report) {
+/// Starts a new checkpoint epoch (see `Ledger::checkpoint`).
+pub fn checkpoint() -> u32 {
+    LEDGER.lock().checkpoint()
+}
+
+/// The report of what was acquired in checkpoint epoch `since` or later and is still held,
+/// attachments and mappings classified by a pointer scan of the process; without findings.
+pub fn report_since(since: u32, stack: StackRoots) -> Report {
+    let allocators = allocator_modules();
+    let allocator = |addr: u64| {
+        // A return address is one past its call instruction: the call is in the module when
+        // the byte before the address is.
+        let call = addr.checked_sub(1)?;
+        allocators
+            .iter()
+            .find(|(start, end, _)| (*start..*end).contains(&call))
+            .map(|(_, _, path)| path.as_str())
+    };
+    // An allocator's mappings are its heap: roots of the scan, never candidates.
+    let candidates: Vec<Candidate> = with_ledger(Ledger::leak_candidates)
+        .into_iter()
+        .filter(|c| {
+            core::iter::once(c.site)
+                .chain(c.stack.as_slice().iter().copied())
+                .all(|addr| allocator(addr).is_none())
+        })
+        .collect();
+    // No scan (the memory map is unreadable): everything counts as lost, as before scans.
+    let (lost, scanned) = match scan::lost(&candidates, stack) {
+        Some((lost, scanned)) => (Some(lost), Some(scanned)),
+        None => (None, None),
+    };
+    let mut report = with_ledger(|ledger| {
+        ledger.report_scoped(
+            |kind, id| match kind {
+                // Marked by another process's IPC_RMID: it dies when the last attachment goes.
+                ObjectKind::Segment => {
+                    kernel::segment_stat(id).is_some_and(|s| !s.marked_for_removal)
+                }
+                ObjectKind::SemaphoreSet => kernel::semaphore_count(id).is_some(),
+            },
+            since,
+            // Regions mapped after the scan are not judged: still reachable.
+            |start| {
+                lost.as_ref()
+                    .is_none_or(|l| l.binary_search(&start).is_ok())
+            },
+        )
+    });
+    report.scanned = scanned;
+    report.count_reachable = COUNT_REACHABLE.load(Ordering::Relaxed);
+    report.set_aside_retained(allocator);
+    report
+}
+
+/// The loaded allocator modules (jemalloc keeps its address space until exit) as (start, end,
+/// path). Here, at report time, never in a hook (where looking an address up with the loader,
+/// `dladdr`, could wait for the loader's lock held by our own caller).
+fn allocator_modules() -> Vec<(u64, u64, String)> {
     use shmtrace_core::allocators::Allocators;
-    if report.mappings.is_empty() {
-        return;
-    }
     // A malformed value was warned about at start and is not kept: the built-in list.
     let allocators = Allocators::parse(config::allocators()).unwrap_or_default();
     if !allocators.enabled() {
-        return;
+        return Vec::new();
     }
     // The file mappings rather than the loader's list: the loader's lock may never be free
     // again in a forked child (see `modules::mapped_files`).
@@ -256,34 +309,26 @@ fn set_aside_allocators(report: &mut Report) {
             .map(|m| (m.start, m.end, m.path))
             .collect(),
     };
-    let found: Vec<(u64, u64, String)> = files
+    files
         .into_iter()
         .filter(|(_, _, path)| allocators.is_allocator(path))
         .map(|(start, end, path)| (start, end, String::from_utf8_lossy(&path).into_owned()))
-        .collect();
-    if found.is_empty() {
-        return;
-    }
-    // A return address is one past its call instruction: the call is in the module when the
-    // byte before the address is.
-    report.set_aside_retained(|addr| {
-        let call = addr.checked_sub(1)?;
-        found
-            .iter()
-            .find(|(start, end, _)| (*start..*end).contains(&call))
-            .map(|(_, _, path)| path.as_str())
-    });
+        .collect()
 }
 
 /// Renders the report as of now into `out`; returns whether it is clean.
-pub fn write_report(out: &mut String, format: Format) -> bool {
-    let report = report_now();
+pub fn write_report(out: &mut String, format: Format, stack: StackRoots) -> bool {
+    let report = report_now(stack);
+    render(&report, format, out);
+    report.is_clean()
+}
+
+pub fn render(report: &Report, format: Format, out: &mut String) {
     let pid = process::pid();
     let _ = match format {
-        Format::Text => crate::ledger::write_text(&report, pid, out),
-        Format::Json => crate::ledger::write_json(&report, pid, out),
+        Format::Text => crate::ledger::write_text(report, pid, out),
+        Format::Json => crate::ledger::write_json(report, pid, out),
     };
-    report.is_clean()
 }
 
 /// The exit status to force when the report is not clean, if `SHMTRACE_EXITCODE` asks for one.

@@ -16,6 +16,8 @@ SUITEs (default: all, in this order):
   binary-log    the binary log: durable under SIGKILL, threads, fork, exec, a full disk
   findings      every audit finding's program and its corrected version, suppressions
   allocators    foreign allocators, threads on every hook, fork storms, memory flatness
+  verdict       lost or still reachable: C programs for each case, the checkpoint API, and
+                real programs (python3, git, node, apache2) clean under the command
   html          the HTML report and the trace JSON against the run's logs and JSON report;
                 the page in headless Chromium (lanes, leaks, findings, clicks)
 
@@ -43,6 +45,7 @@ SUITES = {
     "binary-log": [[PY, "c_tests/binary/run.py"]],
     "findings": [[PY, "c_tests/findings/run.py"]],
     "allocators": [[PY, "c_tests/hostile/run.py"]],
+    "verdict": [[PY, "c_tests/verdict/run.py"]],
     "html": [[PY, "tests/html/run.py"]],
 }
 
@@ -51,7 +54,8 @@ SUITES = {
 PACKAGES = [
     ("util-linux", ["ipcs", "ipcrm", "unshare", "setpriv"], ["transparency", "bad-input",
                                                              "binary-log", "findings",
-                                                             "allocators", "rust", "html"]),
+                                                             "allocators", "rust",
+                                                             "verdict", "html"]),
     ("mount", ["mount", "umount"], ["binary-log"]),
     ("binutils", ["nm", "readelf", "strip", "objcopy"], ["transparency", "install",
                                                          "allocators", "rust"]),
@@ -62,6 +66,9 @@ PACKAGES = [
     ("gdb", ["gdb"], ["bad-input", "allocators"]),
     ("libjemalloc2", ["libjemalloc.so.2"], ["allocators"]),
     ("libtcmalloc-minimal4", ["libtcmalloc_minimal.so.4"], ["allocators"]),
+    ("git", ["git"], ["verdict"]),
+    ("nodejs", ["node"], ["verdict"]),
+    ("apache2-bin", ["/usr/sbin/apache2"], ["verdict"]),
     ("chromium", ["chromium"], ["html"]),
 ]
 LIBDIRS = ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib"]
@@ -70,6 +77,8 @@ CARGO_RESULT = re.compile(r"test result: \w+\. (\d+) passed; (\d+) failed; (\d+)
 
 
 def present(probe):
+    if probe.startswith("/"):
+        return os.path.exists(probe)
     if probe.startswith("lib"):
         return any(os.path.exists(os.path.join(d, probe)) for d in LIBDIRS)
     return shutil.which(probe) is not None

@@ -29,6 +29,8 @@ pub struct Attachment {
     pub pieces: u32,
     /// Bytes of it still mapped.
     pub mapped: u64,
+    /// The ledger's checkpoint epoch when it was made (see `Ledger::checkpoint`).
+    pub epoch: u32,
 }
 
 enum Slot {
@@ -89,6 +91,7 @@ impl Attachments {
             inherited: false,
             pieces: 0,
             mapped: 0,
+            epoch: 0,
         };
         let slot = if self.free != NONE {
             let slot = self.free;
@@ -110,6 +113,13 @@ impl Attachments {
         self.live += 1;
         self.by_addr.insert((addr, slot));
         Some(slot)
+    }
+
+    /// Stamps the checkpoint epoch of a new attachment.
+    pub fn set_epoch(&mut self, slot: u32, epoch: u32) {
+        if let Some(Slot::Used(a)) = self.slots.get_mut(slot as usize) {
+            a.epoch = epoch;
+        }
     }
 
     pub fn get(&self, slot: u32) -> Option<&Attachment> {

@@ -32,6 +32,7 @@ impl Ledger {
             inherited: false,
             attached: 0,
             huge_page_size,
+            epoch: self.epoch,
         });
         Outcome::Recorded
     }
@@ -62,6 +63,7 @@ impl Ledger {
             stack,
             created: facts.created,
             inherited: false,
+            epoch: self.epoch,
         });
         Outcome::Recorded
     }

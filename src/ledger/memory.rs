@@ -133,7 +133,7 @@ impl Ledger {
             libc::MAP_SHARED | libc::MAP_SHARED_VALIDATE
         );
         let site = self.site_of(ev);
-        self.place_cleared(start, end, site, Meta::new(kind, prot, shared, 0));
+        self.place_cleared(start, end, site, Meta::new(kind, prot, shared, self.epoch));
         outcome
     }
 
@@ -182,6 +182,7 @@ impl Ledger {
         else {
             return Outcome::Untracked;
         };
+        self.attachments.set_epoch(slot, self.epoch);
         // Nothing between `clear` and here touches the regions: the range is still empty.
         if !self.place_cleared(start, end, site, Meta::new(Kind::Shm, prot, true, slot)) {
             self.attachments.release(slot);

@@ -44,7 +44,8 @@ pub use objects::{ObjectKind, Segment, SemaphoreSet};
 pub use regions::Kind as RegionKind;
 pub use render::{write_json, write_text};
 pub use report::{
-    AttachmentLeak, FindingEntry, MappingLeak, Report, Retained, SegmentLeak, SemaphoreLeak,
+    AttachmentLeak, Candidate, FindingEntry, MappingLeak, Report, Retained, Scanned, SegmentLeak,
+    SemaphoreLeak,
 };
 
 use shmtrace_core::trace::event::{Event, Func, Phase};
@@ -179,7 +180,13 @@ pub struct Ledger {
     unknown_unmaps: u64,
     stale_bytes: u64,
     untracked: u64,
+    /// Stamped on everything acquired, so a report can be limited to what came after a
+    /// checkpoint.
+    epoch: u32,
 }
+
+/// Epochs share 24 bits of a region's metadata with attachment slots.
+const MAX_EPOCH: u32 = regions::MAX_SLOTS - 1;
 
 impl Default for Ledger {
     fn default() -> Self {
@@ -199,7 +206,16 @@ impl Ledger {
             unknown_unmaps: 0,
             stale_bytes: 0,
             untracked: 0,
+            epoch: 0,
         }
+    }
+
+    /// Starts a new epoch and returns it: [`Ledger::report_scoped`] with it as `since` speaks
+    /// only of what is acquired from now on. After 2^24 - 1 checkpoints the epoch stays at its
+    /// maximum, and later checkpoints include what the last ones did.
+    pub fn checkpoint(&mut self) -> u32 {
+        self.epoch = (self.epoch + 1).min(MAX_EPOCH);
+        self.epoch
     }
 
     /// Updates the model from one completed call. Enter records and failed calls (`ret == -1`,

@@ -22,7 +22,8 @@ pub enum Kind {
 /// Protection, sharing, origin, inheritance and attachment slot in one word.
 ///
 /// Bits 0-2 `PROT_READ|PROT_WRITE|PROT_EXEC`, bit 3 shared, bits 4-5 kind, bit 6 inherited,
-/// bits 8-31 the attachment slot (meaningful only for `Kind::Shm`).
+/// bits 8-31 the attachment slot for `Kind::Shm`, the checkpoint epoch for the other kinds
+/// (an attachment keeps its epoch in its record).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Meta(u32);
 
@@ -83,6 +84,15 @@ impl Meta {
     /// The attachment slot of a `Kind::Shm` region.
     pub fn slot(self) -> Option<u32> {
         (self.kind() == Kind::Shm).then_some(self.0 >> SLOT_SHIFT)
+    }
+
+    /// The checkpoint epoch a region other than an attachment's piece was mapped in.
+    pub fn epoch(self) -> u32 {
+        if self.kind() == Kind::Shm {
+            0
+        } else {
+            self.0 >> SLOT_SHIFT
+        }
     }
 }
 

@@ -97,7 +97,7 @@ pub fn mapped_files() -> Option<Vec<MappedFile>> {
     )
 }
 
-fn read_proc_maps() -> Option<Vec<u8>> {
+pub fn read_proc_maps() -> Option<Vec<u8>> {
     // SAFETY: a NUL-terminated path; the descriptor is closed below.
     let fd = unsafe {
         libc::open(

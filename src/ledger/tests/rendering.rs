@@ -120,9 +120,7 @@ fn report_holds_own_leaks_in_order() {
                     bytes: 8192
                 }
             ],
-            retained: Vec::new(),
-            findings: Vec::new(),
-            finding_totals: [0; 3],
+            ..Report::default()
         }
     );
     assert!(!report.is_clean());
