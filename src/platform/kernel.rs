@@ -8,7 +8,6 @@ use crate::platform::real;
 /// What `IPC_STAT` says of a segment.
 pub struct SegmentStat {
     pub size: u64,
-    pub creator_pid: i32,
     /// `IPC_RMID` was called (by anyone): the segment dies at its last detach.
     pub marked_for_removal: bool,
 }
@@ -27,7 +26,6 @@ pub fn segment_stat(shmid: i32) -> Option<SegmentStat> {
     let ds = unsafe { ds.assume_init() };
     Some(SegmentStat {
         size: ds.shm_segsz as u64,
-        creator_pid: ds.shm_cpid,
         marked_for_removal: u32::from(ds.shm_perm.mode) & SHM_DEST != 0,
     })
 }
@@ -51,6 +49,15 @@ pub fn semaphore_count(semid: i32) -> Option<u32> {
 pub fn semaphore_key_exists(key: libc::key_t) -> bool {
     // SAFETY: semget with nsems 0 and no flags only looks the key up.
     let found = unsafe { real::semget(key, 0, 0) >= 0 };
+    // EACCES and the like mean it exists but is not ours to open.
+    found || crate::platform::errno::get() != libc::ENOENT
+}
+
+/// Whether a segment with this key exists now (asked just before an `IPC_CREAT` without
+/// `IPC_EXCL`, to tell creating from opening). Clobbers errno; the hooks restore the caller's.
+pub fn segment_key_exists(key: libc::key_t) -> bool {
+    // SAFETY: shmget with size 0 and no flags only looks the key up.
+    let found = unsafe { real::shmget(key, 0, 0) >= 0 };
     // EACCES and the like mean it exists but is not ours to open.
     found || crate::platform::errno::get() != libc::ENOENT
 }

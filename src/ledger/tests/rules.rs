@@ -458,6 +458,45 @@ fn segments_created_opened_and_removed() {
     assert_eq!(l.apply(&ev, &facts()), Outcome::NoEffect);
 }
 
+/// Class 1 of the kernel-exactness fuzzing: re-opening a segment (with flags of its own, here
+/// `SHM_HUGETLB`) neither makes it created nor rewrites what its creation said.
+#[test]
+fn reopening_a_segment_keeps_its_record_and_page_size() {
+    let mut l = Ledger::new();
+    let open = |l: &mut Ledger, shmid: i32, created: bool, size: u64| {
+        let flags = (libc::IPC_CREAT | libc::SHM_HUGETLB | 0o600) as u64;
+        let ev = call(Func::Shmget, &[0x4d2, 0, flags], i64::from(shmid), S2);
+        let facts = Facts {
+            created,
+            segment_size: size,
+            ..facts()
+        };
+        l.apply(&ev, &facts)
+    };
+    l.shmget(7, 0x4d2, p(3), true, S1);
+    assert_eq!(open(&mut l, 7, false, p(3)), Outcome::Recorded);
+    // A segment first met through an opener's SHM_HUGETLB: its pages are not known to be huge.
+    assert_eq!(open(&mut l, 8, false, p(2)), Outcome::Recorded);
+    let segs: Vec<_> = l
+        .segments()
+        .map(|s| (s.shmid, s.created, s.size, s.site, s.huge_page_size))
+        .collect();
+    assert_eq!(segs, [(7, true, p(3), S1, 0), (8, false, p(2), S2, 0)]);
+    // Its attachment spans its 3 pages, not a huge page: the neighbour stays.
+    l.mmap(A + p(3), p(1), PRIV_ANON, S3);
+    assert_eq!(l.shmat(7, A, 0, 0, S1), Outcome::Recorded);
+    assert_eq!(l.shmat(8, A + p(8), 0, 0, S1), Outcome::Recorded);
+    assert_eq!(
+        spans(&l),
+        [
+            (A, A + p(3), Shm, S1),
+            (A + p(3), A + p(4), Anon, S3),
+            (A + p(8), A + p(10), Shm, S1)
+        ]
+    );
+    check_invariants(&l);
+}
+
 #[test]
 fn a_reused_id_is_a_new_object() {
     let mut l = Ledger::new();
