@@ -52,15 +52,36 @@ impl Ledger {
             regions,
             attachments,
             objects,
+            origins,
             ..
         } = self;
-        regions.remove(start, end, |cut| {
+        let removed = regions.remove(start, end, |cut| {
             if let Some(slot) = cut.meta.slot()
                 && let Some(ended) = attachments.account(slot, 0, cut.bytes, cut.pieces)
             {
                 objects.segment_detached(ended.shmid);
             }
-        })
+        });
+        if removed > 0 && !origins.is_empty() {
+            origins.remove(start, end);
+        }
+        removed
+    }
+
+    /// Where offset 0 of the segment would lie in the attachment piece starting at `start`.
+    pub(super) fn origin_of(&self, start: u64, meta: Meta) -> Option<u64> {
+        let att = self.attachments.get(meta.slot()?)?;
+        Some(self.origins.get(start).unwrap_or(att.addr))
+    }
+
+    /// Records the origin of an attachment piece just placed at `[start, end)` as a copy of the
+    /// piece at `from` (a move or a duplicate keeps the offsets in the segment).
+    fn copy_origin(&mut self, from: u64, start: u64, end: u64, meta: Meta) {
+        let Some(origin) = self.origin_of(from, meta) else {
+            return;
+        };
+        let origin = origin.wrapping_add(start.wrapping_sub(from));
+        self.origins.insert(start, end, origin);
     }
 
     /// Clears the range a successful call now occupies. `replaces`: the call is allowed to
@@ -102,9 +123,17 @@ impl Ledger {
 
     /// Grows the region starting at `start` to `new_end` over a cleared range.
     fn extend(&mut self, start: u64, meta: Meta, new_end: u64) {
+        let old_end = self.regions.containing(start).map_or(start, |(_, v)| v.end);
         let added = self.regions.extend(start, new_end);
         if let Some(slot) = meta.slot() {
             self.attachments.account(slot, added, 0, 0);
+            // Grown past its window, a piece can be split into pieces `shmdt` must find
+            // outside it: recorded like a moved one.
+            if added > 0
+                && let Some(origin) = self.origin_of(start, meta)
+            {
+                self.origins.insert(old_end, new_end, origin);
+            }
         }
     }
 
@@ -191,51 +220,57 @@ impl Ledger {
         outcome
     }
 
-    /// `shmdt(addr)` detaches the attachment `shmat` placed at `addr`: every piece of it still
-    /// within its original range, however munmap split it (pieces `mremap` moved elsewhere stay,
-    /// as in the kernel, which matches pieces by their offset). Like the kernel, when several
-    /// attachments were placed at `addr` (the first partly unmapped, another attached in the
-    /// hole), the one with the lowest remaining piece goes.
+    /// `shmdt(addr)` follows the kernel's walk: the lowest attachment piece at or above `addr`
+    /// whose origin is `addr` goes whole, then every later piece of the same attachment with
+    /// that origin, until the first region that ends past `addr` plus the segment's size (a
+    /// piece `mremap` grew in place there stays attached). Pieces are found wherever `mremap`
+    /// moved or copied them.
     pub(super) fn on_shmdt(&mut self, ev: &Event) -> Outcome {
         let addr = ev.args[0];
-        let mut chosen: Option<(u64, u32)> = None;
-        for slot in self.attachments.at_addr(addr) {
-            let Some(att) = self.attachments.get(slot) else {
-                continue;
-            };
-            let lim = addr.saturating_add(att.size);
-            if let Some(first) = self.first_piece(slot, addr, lim)
-                && chosen.is_none_or(|(best, _)| first < best)
-            {
-                chosen = Some((first, slot));
-            }
-        }
-        let Some((_, slot)) = chosen else {
+        let Some((first, slot)) = self.first_detached(addr) else {
             return Outcome::UnmappedUnknown;
         };
-        let lim = self
-            .attachments
-            .get(slot)
-            .map_or(addr, |a| addr.saturating_add(a.size));
-        let mut pos = addr;
-        while self.attachments.get(slot).is_some() {
-            let Some((s, v)) = self.regions.first_overlap(pos, lim) else {
+        let Some(size) = self.attachments.get(slot).map(|a| a.size) else {
+            return Outcome::UnmappedUnknown;
+        };
+        let lim = addr.saturating_add(size);
+        let mut pos = first;
+        while let Some((s, v)) = self.regions.first_overlap(pos, u64::MAX) {
+            if s != first && v.end > lim {
                 break;
-            };
-            if v.meta.slot() == Some(slot) {
-                self.unmap(s.max(addr), v.end.min(lim));
+            }
+            if v.meta.slot() == Some(slot) && self.origin_of(s, v.meta) == Some(addr) {
+                self.unmap(s, v.end);
             }
             pos = v.end;
         }
         Outcome::Recorded
     }
 
-    /// The start of the lowest piece of attachment `slot` overlapping `[from, to)`.
-    fn first_piece(&self, slot: u32, from: u64, to: u64) -> Option<u64> {
+    /// The piece `shmdt(addr)` starts with, and its attachment's slot.
+    fn first_detached(&self, addr: u64) -> Option<(u64, u32)> {
+        let placed = self.attachments.at_addr(addr).filter_map(|slot| {
+            let lim = addr.saturating_add(self.attachments.get(slot)?.size);
+            self.first_piece(slot, addr, lim)
+                .map(|(start, meta)| (start, meta, slot))
+        });
+        let moved = self.origins.with_origin(addr).filter_map(|start| {
+            let (s, v) = self.regions.containing(start)?;
+            Some((s, v.meta, v.meta.slot()?))
+        });
+        placed
+            .chain(moved)
+            .filter(|&(start, meta, _)| start >= addr && self.origin_of(start, meta) == Some(addr))
+            .min_by_key(|&(start, _, _)| start)
+            .map(|(start, _, slot)| (start, slot))
+    }
+
+    /// The lowest piece of attachment `slot` overlapping `[from, to)` whose origin is `from`.
+    fn first_piece(&self, slot: u32, from: u64, to: u64) -> Option<(u64, Meta)> {
         let mut pos = from;
         while let Some((s, v)) = self.regions.first_overlap(pos, to) {
-            if v.meta.slot() == Some(slot) {
-                return Some(s);
+            if v.meta.slot() == Some(slot) && self.origin_of(s, v.meta) == Some(from) {
+                return Some((s, v.meta));
             }
             pos = v.end;
         }
@@ -311,7 +346,9 @@ impl Ledger {
             if piece_end > piece_start {
                 let a = dest.saturating_add(piece_start - from);
                 let b = dest.saturating_add(piece_end - from);
-                self.place(a, b, site, meta);
+                if self.place(a, b, site, meta) {
+                    self.copy_origin(piece_start, a, b, meta);
+                }
             }
             pos = piece_end;
         }
@@ -356,7 +393,9 @@ impl Ledger {
                 } else {
                     v.meta.with_inherited(false)
                 };
-                self.place(new, new_end, site, meta);
+                if self.place(new, new_end, site, meta) {
+                    self.copy_origin(old, new, new_end, meta);
+                }
                 Outcome::Recorded
             }
             None => {

@@ -31,6 +31,7 @@ mod attachments;
 mod ipc;
 mod memory;
 mod objects;
+mod origins;
 mod queries;
 mod regions;
 mod render;
@@ -50,6 +51,7 @@ pub use report::{
 use crate::trace::event::{Event, Func, Phase};
 use attachments::Attachments;
 use objects::Objects;
+use origins::Origins;
 use regions::Regions;
 use sites::Sites;
 
@@ -170,11 +172,16 @@ pub struct RegionInfo {
     pub inherited: bool,
     /// For a `RegionKind::Shm` piece, the [`Attachment::id`] it belongs to.
     pub attachment: Option<u64>,
+    /// For a `RegionKind::Shm` piece, where offset 0 of its segment would lie: the address
+    /// `shmdt` must be given to detach it (the attachment's address unless `mremap` moved it).
+    pub origin: Option<u64>,
 }
 
 pub struct Ledger {
     regions: Regions,
     attachments: Attachments,
+    /// Origins of attachment pieces `mremap` moved or duplicated (empty otherwise).
+    origins: Origins,
     objects: Objects,
     sites: Sites,
     calls: [u64; FUNCS],
@@ -195,6 +202,7 @@ impl Ledger {
         Ledger {
             regions: Regions::new(),
             attachments: Attachments::new(),
+            origins: Origins::new(),
             objects: Objects::new(),
             sites: Sites::new(),
             calls: [0; FUNCS],
@@ -311,6 +319,7 @@ impl Ledger {
                 .slot()
                 .and_then(|slot| self.attachments.get(slot))
                 .map(|a| a.id),
+            origin: self.origin_of(start, v.meta),
         }
     }
 

@@ -45,6 +45,10 @@ struct Owner {
     site: u64,
     inherited: bool,
     attachment: Option<u64>,
+    origin: Option<u64>,
+    /// The kernel VMA an attachment page is part of (pages of one piece are contiguous):
+    /// not part of the ledger's view, ignored in comparisons.
+    piece: u64,
 }
 
 #[derive(Default)]
@@ -52,6 +56,9 @@ struct Model {
     pages: BTreeMap<u64, Owner>,
     /// Attachment id -> (first page, pages), for every attachment ever made.
     attachments: BTreeMap<u64, (u64, u64)>,
+    pieces: u64,
+    /// During one mremap: the piece each source piece became.
+    moved: BTreeMap<u64, u64>,
 }
 
 impl Model {
@@ -77,6 +84,62 @@ impl Model {
         for q in p..p + n {
             self.pages.insert(q, owner);
         }
+    }
+
+    fn new_piece(&mut self) -> u64 {
+        self.pieces += 1;
+        self.pieces
+    }
+
+    /// An attachment page copied `delta` pages away by mremap: a new piece, the same offset.
+    fn relocate(&mut self, o: Owner, delta: u64) -> Owner {
+        if o.attachment.is_none() {
+            return o;
+        }
+        let piece = match self.moved.get(&o.piece) {
+            Some(&p) => p,
+            None => {
+                let p = self.new_piece();
+                self.moved.insert(o.piece, p);
+                p
+            }
+        };
+        Owner {
+            origin: o.origin.map(|a| a.wrapping_add(delta.wrapping_mul(PAGE))),
+            piece,
+            ..o
+        }
+    }
+
+    /// The kernel's shmdt walk (see `Ledger::on_shmdt`), over pieces as runs of pages.
+    fn shmdt(&mut self, p: u64) -> bool {
+        let origin = Some(addr(p));
+        let first = self
+            .pages
+            .range(p..)
+            .find(|(_, o)| o.attachment.is_some() && o.origin == origin)
+            .map(|(&q, &o)| (q, o));
+        let Some((q, first)) = first else {
+            return false;
+        };
+        let id = first.attachment;
+        let lim = p + self.attachments[&id.unwrap()].1;
+        let mut runs: Vec<(u64, u64, u64)> = Vec::new();
+        for (&page, o) in self.pages.range(q..) {
+            if o.attachment != id || o.origin != origin {
+                continue;
+            }
+            match runs.last_mut() {
+                Some((piece, _, end)) if *piece == o.piece && *end == page => *end += 1,
+                _ => runs.push((o.piece, page, page + 1)),
+            }
+        }
+        for (i, (_, start, end)) in runs.into_iter().enumerate() {
+            if i == 0 || end <= lim {
+                self.clear(start, end - start);
+            }
+        }
+        true
     }
 
     fn live_attachments(&self) -> BTreeMap<u64, u64> {
@@ -111,6 +174,8 @@ fn unknown(site: u64, shared: bool) -> Owner {
         site,
         inherited: false,
         attachment: None,
+        origin: None,
+        piece: 0,
     }
 }
 
@@ -124,6 +189,8 @@ fn compare(l: &Ledger, m: &Model, step: usize, what: &str) {
             site: r.site,
             inherited: r.inherited,
             attachment: r.attachment,
+            origin: r.origin,
+            piece: 0,
         };
         let mut a = r.start;
         while a < r.end {
@@ -135,10 +202,15 @@ fn compare(l: &Ledger, m: &Model, step: usize, what: &str) {
             a += PAGE;
         }
     }
-    if pages != m.pages {
+    let model: BTreeMap<u64, Owner> = m
+        .pages
+        .iter()
+        .map(|(&k, &o)| (k, Owner { piece: 0, ..o }))
+        .collect();
+    if pages != model {
         let keys: BTreeSet<_> = pages.keys().chain(m.pages.keys()).collect();
         for k in keys {
-            let (got, want) = (pages.get(k), m.pages.get(k));
+            let (got, want) = (pages.get(k), model.get(k));
             assert_eq!(got, want, "step {step} ({what}): page {k}");
         }
     }
@@ -182,6 +254,8 @@ fn run(seed: u64, steps: usize, seen: &mut BTreeMap<&'static str, usize>) {
                     site,
                     inherited: false,
                     attachment: None,
+                    origin: None,
+                    piece: 0,
                 };
                 m.set(p, n, owner);
                 "mmap"
@@ -209,6 +283,8 @@ fn run(seed: u64, steps: usize, seen: &mut BTreeMap<&'static str, usize>) {
                         site,
                         inherited: false,
                         attachment: None,
+                        origin: None,
+                        piece: 0,
                     };
                     m.clear(p, n);
                     m.set(p, n, owner);
@@ -269,6 +345,8 @@ fn run(seed: u64, steps: usize, seen: &mut BTreeMap<&'static str, usize>) {
                     site,
                     inherited: false,
                     attachment: Some(id),
+                    origin: Some(addr(p)),
+                    piece: m.new_piece(),
                 };
                 m.clear(p, n);
                 m.set(p, n, owner);
@@ -276,43 +354,30 @@ fn run(seed: u64, steps: usize, seen: &mut BTreeMap<&'static str, usize>) {
                 "shmat"
             }
             82..=93 => {
-                // shmdt of a live attachment's address, or of any page.
+                // shmdt of a live attachment's address, of a moved piece's origin, or of any
+                // page.
                 let live = m.live_attachments();
-                let p = if !live.is_empty() && rng.chance(80) {
+                let origins: Vec<u64> = m.pages.values().filter_map(|o| o.origin).collect();
+                let p = if !live.is_empty() && rng.chance(60) {
                     let i = rng.below(live.len() as u64) as usize;
                     let id = *live.keys().nth(i).unwrap();
                     m.attachments[&id].0
+                } else if !origins.is_empty() && rng.chance(50) {
+                    let a = origins[rng.below(origins.len() as u64) as usize];
+                    match a.checked_sub(BASE) {
+                        Some(off) if off / PAGE < PAGES => off / PAGE,
+                        _ => continue,
+                    }
                 } else {
                     rng.below(PAGES)
                 };
-                // The attachment placed at p whose piece comes first within its range.
-                let chosen = live
-                    .keys()
-                    .filter_map(|id| {
-                        let (start, n) = m.attachments[id];
-                        (start == p)
-                            .then(|| {
-                                (p..(p + n).min(PAGES))
-                                    .find(|q| {
-                                        m.pages.get(q).and_then(|o| o.attachment) == Some(*id)
-                                    })
-                                    .map(|q| (q, *id, n))
-                            })
-                            .flatten()
-                    })
-                    .min();
                 let got = l.shmdt(addr(p));
-                match chosen {
-                    Some((_, id, n)) => {
-                        assert_eq!(got, Outcome::Recorded, "step {step}");
-                        for q in p..(p + n).min(PAGES) {
-                            if m.pages.get(&q).and_then(|o| o.attachment) == Some(id) {
-                                m.pages.remove(&q);
-                            }
-                        }
-                    }
-                    None => assert_eq!(got, Outcome::UnmappedUnknown, "step {step}"),
-                }
+                let want = if m.shmdt(p) {
+                    Outcome::Recorded
+                } else {
+                    Outcome::UnmappedUnknown
+                };
+                assert_eq!(got, want, "step {step}");
                 "shmdt"
             }
             94..=95 => {
@@ -352,6 +417,7 @@ fn mremap(rng: &mut Rng, l: &mut Ledger, m: &mut Model, site: u64) -> &'static s
     };
     let src: Vec<Option<Owner>> = (p..p + k).map(|q| m.pages.get(&q).copied()).collect();
     let src_owner = |i: u64| src[i as usize].unwrap_or(unknown(site, false));
+    m.moved.clear();
     let mode = rng.below(6);
     let maymove = libc::MREMAP_MAYMOVE;
     match mode {
@@ -406,7 +472,8 @@ fn mremap(rng: &mut Rng, l: &mut Ledger, m: &mut Model, site: u64) -> &'static s
             l.mremap(addr(p), bytes(rng, k), n * PAGE, flags, addr(dest), site);
             m.clear(dest, n);
             for i in 0..k.min(n) {
-                m.pages.insert(dest + i, src_owner(i));
+                let o = m.relocate(src_owner(i), dest.wrapping_sub(p));
+                m.pages.insert(dest + i, o);
             }
             m.clear(p, k);
             if n > k {
@@ -427,7 +494,8 @@ fn mremap(rng: &mut Rng, l: &mut Ledger, m: &mut Model, site: u64) -> &'static s
             let flags = maymove | libc::MREMAP_DONTUNMAP;
             l.mremap(addr(p), k * PAGE, k * PAGE, flags, addr(dest), site);
             for i in 0..k {
-                m.pages.insert(dest + i, src_owner(i));
+                let o = m.relocate(src_owner(i), dest.wrapping_sub(p));
+                m.pages.insert(dest + i, o);
             }
             "mremap dontunmap"
         }
@@ -443,7 +511,10 @@ fn mremap(rng: &mut Rng, l: &mut Ledger, m: &mut Model, site: u64) -> &'static s
             };
             l.mremap(addr(p), 0, n * PAGE, maymove, addr(dest), site);
             let owner = match src[0] {
-                Some(o) if o.kind == RegionKind::Shm => Owner { site, ..o },
+                Some(o) if o.kind == RegionKind::Shm => Owner {
+                    site,
+                    ..m.relocate(o, dest.wrapping_sub(p))
+                },
                 Some(o) => Owner {
                     site,
                     inherited: false,

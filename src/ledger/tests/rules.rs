@@ -386,6 +386,65 @@ fn shmdt_picks_the_attachment_whose_piece_comes_first() {
     assert!(spans(&l).is_empty());
 }
 
+/// Class 2 of the kernel-exactness fuzzing: `shmdt` finds the pieces `mremap` moved, kept
+/// (`MREMAP_DONTUNMAP`) or duplicated (`old_size` 0) by their offset in the segment, not by the
+/// address `shmat` returned.
+#[test]
+fn shmdt_finds_pieces_mremap_moved_kept_or_duplicated() {
+    let b = A + p(100);
+    let c = A + p(200);
+    let mut l = Ledger::new();
+    // Moved whole: its origin moved with it.
+    l.shmat(7, A, 0, p(3), S1);
+    l.mremap(A, p(3), p(3), libc::MREMAP_MAYMOVE, b, S2);
+    assert_eq!(l.shmdt(A), Outcome::UnmappedUnknown);
+    assert_eq!(l.shmdt(b), Outcome::Recorded);
+    assert!(spans(&l).is_empty());
+    // MREMAP_DONTUNMAP of the middle page: the copy's origin is one page before it.
+    l.shmat(7, A, 0, p(3), S1);
+    let dontunmap = libc::MREMAP_MAYMOVE | libc::MREMAP_DONTUNMAP;
+    l.mremap(A + p(1), p(1), p(1), dontunmap, b + p(1), S2);
+    let copy = l.region_at(b + p(1)).unwrap();
+    assert_eq!(copy.origin, Some(b));
+    assert_eq!(l.shmdt(A), Outcome::Recorded);
+    assert_eq!(spans(&l), [(b + p(1), b + p(2), Shm, S1)]);
+    assert_eq!(l.shmdt(b), Outcome::Recorded);
+    // A duplicate of its last page, placed by the kernel: offset 2, so origin 2 pages before.
+    l.shmat(7, A, 0, p(3), S1);
+    l.mremap(A + p(2), 0, p(1), libc::MREMAP_MAYMOVE, c, S2);
+    assert_eq!(l.attachments().next().map(|a| a.pieces), Some(2));
+    assert_eq!(l.shmdt(A), Outcome::Recorded);
+    assert_eq!(spans(&l), [(c, c + p(1), Shm, S2)]);
+    assert_eq!(l.shmdt(c), Outcome::UnmappedUnknown);
+    assert_eq!(l.shmdt(c - p(2)), Outcome::Recorded);
+    assert!(spans(&l).is_empty());
+    assert_eq!(l.attachments().count(), 0);
+    check_invariants(&l);
+}
+
+/// Class 7 of the kernel-exactness fuzzing: after its first piece, `shmdt` stops at the first
+/// region ending past the address plus the segment's size, and leaves a piece `mremap` grew
+/// there attached, whole.
+#[test]
+fn shmdt_stops_at_a_piece_reaching_past_the_segment() {
+    let mut l = Ledger::new();
+    l.shmat(7, A, 0, p(4), S1);
+    l.munmap(A + p(1), p(1));
+    // The piece at A+2 grows in place to A+6, past A+4.
+    l.mremap(A + p(2), p(2), p(4), 0, A + p(2), S2);
+    assert_eq!(l.shmdt(A), Outcome::Recorded);
+    assert_eq!(spans(&l), [(A + p(2), A + p(6), Shm, S1)]);
+    assert_eq!(l.attachments().next().map(|a| a.mapped), Some(p(4)));
+    // Its first piece goes whole, even past the window, and the grown part, split off by a
+    // munmap, is still found outside the window.
+    l.munmap(A + p(4), p(1));
+    assert_eq!(l.shmdt(A), Outcome::Recorded);
+    assert_eq!(spans(&l), [(A + p(5), A + p(6), Shm, S1)]);
+    assert_eq!(l.shmdt(A), Outcome::Recorded);
+    assert!(spans(&l).is_empty());
+    check_invariants(&l);
+}
+
 #[test]
 fn munmap_over_an_attachment_detaches_what_it_covers() {
     let mut l = Ledger::new();
