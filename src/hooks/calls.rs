@@ -221,7 +221,17 @@ unsafe fn mmap_any(
     ];
     // SAFETY: the program's own arguments, forwarded unchanged to the real function.
     let call = || unsafe { real::mmap(func, addr, length, prot, flags, fd, offset) } as i64;
-    traced(func, caller, args, call, nothing_to_read) as *mut c_void
+    let after = |ev: &mut Event, facts: &mut Facts| {
+        // A file on hugetlbfs has huge pages without MAP_HUGETLB. The kernel places such a
+        // mapping on a huge page boundary: only then is the file worth a system call.
+        if !ev.failed()
+            && flags & libc::MAP_ANONYMOUS == 0
+            && ev.ret as u64 % kernel::MIN_HUGE_PAGE == 0
+        {
+            facts.file_page_size = kernel::hugetlbfs_page_size(fd).unwrap_or(0);
+        }
+    };
+    traced(func, caller, args, call, after) as *mut c_void
 }
 
 pub unsafe extern "C" fn mmap(

@@ -19,6 +19,8 @@ pub struct Attachment {
     pub addr: u64,
     /// The attached length, rounded up to the page size.
     pub size: u64,
+    /// Its page size: the base page, or the huge page of a `SHM_HUGETLB` segment.
+    pub page: u64,
     pub readonly: bool,
     pub site: u64,
     /// The stack above `site` (a stack id of the ledger's site table; 0: none recorded).
@@ -74,6 +76,7 @@ impl Attachments {
         shmid: i32,
         addr: u64,
         size: u64,
+        page: u64,
         readonly: bool,
         site: u64,
         stack: u32,
@@ -83,6 +86,7 @@ impl Attachments {
             shmid,
             addr,
             size,
+            page,
             readonly,
             site,
             stack,
@@ -185,14 +189,14 @@ mod tests {
     #[test]
     fn slots_are_reused_ids_are_not() {
         let mut t = Attachments::new();
-        let a = t.add(7, 0x1000, 0x2000, false, 0x55, 0).unwrap();
+        let a = t.add(7, 0x1000, 0x2000, 0x1000, false, 0x55, 0).unwrap();
         assert_eq!(t.account(a, 0x2000, 0, 1), None);
-        let b = t.add(7, 0x9000, 0x1000, true, 0x56, 0).unwrap();
+        let b = t.add(7, 0x9000, 0x1000, 0x1000, true, 0x56, 0).unwrap();
         assert_eq!(t.at_addr(0x1000).collect::<Vec<_>>(), [a]);
         let ended = t.account(a, 0, 0x2000, -1).unwrap();
         assert_eq!((ended.id, ended.mapped, ended.pieces), (1, 0, 0));
         assert_eq!(t.at_addr(0x1000).count(), 0);
-        let c = t.add(8, 0x1000, 0x1000, false, 0x57, 0).unwrap();
+        let c = t.add(8, 0x1000, 0x1000, 0x1000, false, 0x57, 0).unwrap();
         assert_eq!(c, a);
         assert_eq!(t.get(c).unwrap().id, 3);
         assert_eq!(t.live(), 2);

@@ -68,6 +68,15 @@ impl Ledger {
         removed
     }
 
+    /// The page size of a region: a huge page for hugetlb mappings and attachments.
+    fn page_of(&self, meta: Meta, facts: &Facts) -> u64 {
+        match meta.slot() {
+            Some(slot) => self.attachments.get(slot).map_or(facts.page(), |a| a.page),
+            None if meta.page_shift() > 0 => 1u64 << meta.page_shift(),
+            None => facts.page(),
+        }
+    }
+
     /// Where offset 0 of the segment would lie in the attachment piece starting at `start`.
     pub(super) fn origin_of(&self, start: u64, meta: Meta) -> Option<u64> {
         let att = self.attachments.get(meta.slot()?)?;
@@ -147,7 +156,13 @@ impl Ledger {
         let start = align_down(ev.ret as u64, facts.page());
         let prot = ev.arg_int(2);
         let flags = ev.arg_int(3);
-        let end = end_of(start, ev.args[1], granule(flags, libc::MAP_HUGETLB, facts));
+        let granule =
+            if facts.file_page_size > facts.page() && facts.file_page_size.is_power_of_two() {
+                facts.file_page_size
+            } else {
+                granule(flags, libc::MAP_HUGETLB, facts)
+            };
+        let end = end_of(start, ev.args[1], granule);
         // MAP_FIXED_NOREPLACE succeeds only over free space; a kernel older than 4.17 takes
         // it as a hint. Either way nothing was replaced.
         let replaces = flags & libc::MAP_FIXED != 0 && flags & libc::MAP_FIXED_NOREPLACE == 0;
@@ -162,7 +177,13 @@ impl Ledger {
             libc::MAP_SHARED | libc::MAP_SHARED_VALIDATE
         );
         let site = self.site_of(ev);
-        self.place_cleared(start, end, site, Meta::new(kind, prot, shared, 0));
+        let meta = Meta::new(kind, prot, shared, 0);
+        let meta = if granule > facts.page() {
+            meta.with_page_shift(granule.trailing_zeros())
+        } else {
+            meta
+        };
+        self.place_cleared(start, end, site, meta);
         outcome
     }
 
@@ -205,10 +226,15 @@ impl Ledger {
         }
         let site = self.site_of(ev);
         let stack = self.sites.stack_of(site);
-        let Some(slot) =
-            self.attachments
-                .add(shmid, start, end - start, readonly, ev.caller, stack)
-        else {
+        let Some(slot) = self.attachments.add(
+            shmid,
+            start,
+            end - start,
+            granule,
+            readonly,
+            ev.caller,
+            stack,
+        ) else {
             return Outcome::Untracked;
         };
         // Nothing between `clear` and here touches the regions: the range is still empty.
@@ -281,8 +307,13 @@ impl Ledger {
     pub(super) fn on_mremap(&mut self, ev: &Event, facts: &Facts) -> Outcome {
         let page = facts.page();
         let old = align_down(ev.args[0], page);
-        let old_len = round_up(ev.args[1], page);
-        let new_len = round_up(ev.args[2], page);
+        // The kernel rounds the lengths of a hugetlb mapping to its huge page.
+        let granule = self
+            .regions
+            .containing(old)
+            .map_or(page, |(_, v)| self.page_of(v.meta, facts));
+        let old_len = round_up(ev.args[1], granule);
+        let new_len = round_up(ev.args[2], granule);
         let flags = ev.arg_int(3);
         let new = align_down(ev.ret as u64, page);
         let fixed = flags & libc::MREMAP_FIXED != 0;

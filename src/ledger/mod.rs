@@ -77,6 +77,8 @@ pub struct Facts {
     /// `semget`: the set's real number of semaphores (`sem_nsems` from `IPC_STAT`), which the
     /// caller may pass as 0 when opening; 0 means "use the requested number".
     pub nsems: u32,
+    /// `mmap` of a file on hugetlbfs: its page size (`f_bsize` from `fstatfs`); 0 otherwise.
+    pub file_page_size: u64,
 }
 
 impl Facts {
@@ -89,6 +91,7 @@ impl Facts {
             created: false,
             segment_size: 0,
             nsems: 0,
+            file_page_size: 0,
         }
     }
 

@@ -22,7 +22,8 @@ pub enum Kind {
 /// Protection, sharing, origin, inheritance and attachment slot in one word.
 ///
 /// Bits 0-2 `PROT_READ|PROT_WRITE|PROT_EXEC`, bit 3 shared, bits 4-5 kind, bit 6 inherited,
-/// bits 8-31 the attachment slot (meaningful only for `Kind::Shm`).
+/// bits 8-31 the attachment slot for `Kind::Shm`, and for the other kinds bits 8-13 the log2 of
+/// a hugetlb region's page size (0: base pages).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Meta(u32);
 
@@ -34,6 +35,7 @@ const SHARED: u32 = 1 << 3;
 const KIND_SHIFT: u32 = 4;
 const INHERITED: u32 = 1 << 6;
 const SLOT_SHIFT: u32 = 8;
+const PAGE_SHIFT_MASK: u32 = 0x3f;
 
 impl Meta {
     pub fn new(kind: Kind, prot: i32, shared: bool, slot: u32) -> Meta {
@@ -77,6 +79,24 @@ impl Meta {
             Meta(self.0 | INHERITED)
         } else {
             Meta(self.0 & !INHERITED)
+        }
+    }
+
+    /// A hugetlb region of `2^shift`-byte pages (not for `Kind::Shm`: its attachment knows).
+    pub fn with_page_shift(self, shift: u32) -> Meta {
+        if self.kind() == Kind::Shm {
+            return self;
+        }
+        let bits = self.0 & !(PAGE_SHIFT_MASK << SLOT_SHIFT);
+        Meta(bits | ((shift & PAGE_SHIFT_MASK) << SLOT_SHIFT))
+    }
+
+    /// log2 of a hugetlb region's page size, 0 for base pages and attachments.
+    pub fn page_shift(self) -> u32 {
+        if self.kind() == Kind::Shm {
+            0
+        } else {
+            (self.0 >> SLOT_SHIFT) & PAGE_SHIFT_MASK
         }
     }
 
@@ -341,6 +361,13 @@ mod tests {
         assert_eq!(i.slot(), Some(MAX_SLOTS - 1));
         assert_eq!(Meta::new(Kind::File, -1, false, 7).prot(), 7);
         assert_eq!(Meta::new(Kind::File, 0, false, 7).slot(), None);
+        let huge = Meta::new(Kind::Anon, 3, true, 0).with_page_shift(21);
+        assert_eq!(
+            (huge.page_shift(), huge.prot(), huge.kind()),
+            (21, 3, Kind::Anon)
+        );
+        assert_eq!(huge.with_page_shift(0).page_shift(), 0);
+        assert_eq!(m.with_page_shift(21).page_shift(), 0);
     }
 
     #[test]

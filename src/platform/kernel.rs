@@ -62,6 +62,31 @@ pub fn segment_key_exists(key: libc::key_t) -> bool {
     found || crate::platform::errno::get() != libc::ENOENT
 }
 
+/// The smallest huge page of this architecture: a hugetlb mapping always starts on a multiple of
+/// it (2 MiB on x86-64; 64 KiB covers arm64's contiguous-PTE sizes and the others).
+#[cfg(target_arch = "x86_64")]
+pub const MIN_HUGE_PAGE: u64 = 2 << 20;
+#[cfg(not(target_arch = "x86_64"))]
+pub const MIN_HUGE_PAGE: u64 = 64 << 10;
+
+/// `HUGETLBFS_MAGIC` (linux/magic.h).
+const HUGETLBFS_MAGIC: i64 = 0x9584_58f6;
+
+/// The page size of the file `fd` when it lives on hugetlbfs. Preserves errno.
+pub fn hugetlbfs_page_size(fd: i32) -> Option<u64> {
+    let saved = crate::platform::errno::get();
+    let mut st = MaybeUninit::<libc::statfs>::zeroed();
+    // SAFETY: `st` is a writable statfs owned by this frame; a bad fd is an error return.
+    let rc = unsafe { libc::fstatfs(fd, st.as_mut_ptr()) };
+    crate::platform::errno::set(saved);
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: fstatfs succeeded and filled the structure.
+    let st = unsafe { st.assume_init() };
+    (st.f_type as i64 == HUGETLBFS_MAGIC).then_some(st.f_bsize as u64)
+}
+
 pub fn page_size() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
