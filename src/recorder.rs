@@ -4,9 +4,9 @@
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::deferred;
-use crate::ledger::{Facts, Ledger, ObjectKind, Report};
+use crate::ledger::{Facts, KernelView, Ledger, ObjectKind, Report, Unsure};
 use crate::platform::spinlock::{SpinGuard, SpinLock};
-use crate::platform::{clock, config, kernel, modules, process, sink};
+use crate::platform::{clock, config, kernel, maps, modules, process, sink};
 use crate::trace::binary;
 use crate::trace::event::Event;
 use crate::trace::format::{self, Format};
@@ -130,12 +130,36 @@ pub fn completed(event: &Event, facts: &Facts) {
 pub fn completed_into(entry: Entry, event: &Event, facts: &Facts) {
     match entry {
         Entry::Ledger(mut ledger) => {
-            ledger.apply(event, facts);
+            enter(&mut ledger, event, facts);
             drop(ledger);
         }
         Entry::Deferred(place) => place.fill(event, facts),
     }
     emit(event);
+}
+
+/// A completed call into the ledger, and the kernel's word for what it could not predict. A
+/// call kept aside during a fork is resynchronised when the queue is drained, from the address
+/// space as it is then.
+fn enter(ledger: &mut Ledger, event: &Event, facts: &Facts) {
+    ledger.apply(event, facts);
+    if let Some(unsure) = ledger.take_unsure() {
+        resync(ledger, &unsure, event);
+    }
+}
+
+#[cold]
+fn resync(ledger: &mut Ledger, unsure: &Unsure, event: &Event) {
+    let read = unsure.ranges.map(|(start, end)| maps::mapped(start, end));
+    let [Some(first), Some(second)] = &read else {
+        return;
+    };
+    let views = [first, second].map(|m| KernelView {
+        start: m.start,
+        end: m.end,
+        mapped: m.spans(),
+    });
+    ledger.resync(unsure, &views, event);
 }
 
 /// A record into the log, if logging is on.
@@ -172,9 +196,7 @@ pub fn lock_for_fork() {
 pub unsafe fn unlock_after_fork_in_parent() {
     // SAFETY: we hold the lock (taken in `lock_for_fork`).
     let ledger = unsafe { &mut *LEDGER.data_ptr() };
-    deferred::close_and_drain(|event, facts| {
-        ledger.apply(event, facts);
-    });
+    deferred::close_and_drain(|event, facts| enter(ledger, event, facts));
     // SAFETY: paired with `lock_for_fork`.
     unsafe { LEDGER.unlock_raw() };
 }
@@ -189,9 +211,7 @@ pub unsafe fn after_fork_in_child() {
     // SAFETY: we hold the lock (taken in `lock_for_fork`), and the child has one thread.
     unsafe {
         let ledger = &mut *LEDGER.data_ptr();
-        deferred::drain_in_child(|event, facts| {
-            ledger.apply(event, facts);
-        });
+        deferred::drain_in_child(|event, facts| enter(ledger, event, facts));
         ledger.after_fork_in_child();
         LEDGER.unlock_raw();
         crate::audit::after_fork_in_child();

@@ -7,13 +7,14 @@
 //! have been.
 
 use super::regions::{Kind, Meta, Val};
+use super::resync::Unsure;
 use super::{Facts, Ledger, Outcome};
 use crate::trace::event::Event;
 
 /// `MAP_HUGE_*`/`SHM_HUGE_*`: log2 of the huge page size, in 6 bits at `MAP_HUGE_SHIFT`.
 const MAP_HUGE_MASK: i32 = 0x3f;
 
-fn round_up(len: u64, granule: u64) -> u64 {
+pub(super) fn round_up(len: u64, granule: u64) -> u64 {
     let mask = granule.wrapping_sub(1);
     len.saturating_add(mask) & !mask
 }
@@ -85,7 +86,7 @@ impl Ledger {
 
     /// Records the origin of an attachment piece just placed at `[start, end)` as a copy of the
     /// piece at `from` (a move or a duplicate keeps the offsets in the segment).
-    fn copy_origin(&mut self, from: u64, start: u64, end: u64, meta: Meta) {
+    pub(super) fn copy_origin(&mut self, from: u64, start: u64, end: u64, meta: Meta) {
         let Some(origin) = self.origin_of(from, meta) else {
             return;
         };
@@ -106,7 +107,7 @@ impl Ledger {
     }
 
     /// Inserts a region over a cleared range, accounting for attachment pieces.
-    fn place(&mut self, start: u64, end: u64, site: u32, meta: Meta) -> bool {
+    pub(super) fn place(&mut self, start: u64, end: u64, site: u32, meta: Meta) -> bool {
         let placed = self.regions.insert(start, Val { end, site, meta });
         if placed {
             self.account_piece(start, end, meta);
@@ -336,6 +337,21 @@ impl Ledger {
             let outcome = self.clear(old_end, new_end, false);
             let grown = self.grow(old, old_end, new_end, ev);
             return grown.or(outcome);
+        }
+
+        if fixed && old_len == new_len && !dontunmap {
+            // Since Linux 6.17 such a move may span several VMAs: each replaces its own part of
+            // the target, and the target facing a hole stays as it was. Whether a gap in the
+            // ledger is a hole or a mapping it never saw, only the kernel can say.
+            if self.move_pieces(old, old_end, new) {
+                self.unsure = Some(Unsure {
+                    ranges: [(new, new_end), (old, old_end)],
+                    target_first: true,
+                    moved: None,
+                });
+            }
+            self.unmap(old, old_end);
+            return Outcome::Recorded;
         }
 
         // Moved: the destination is the kernel's choice, or with MREMAP_FIXED the caller's,

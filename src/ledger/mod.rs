@@ -36,6 +36,7 @@ mod queries;
 mod regions;
 mod render;
 mod report;
+mod resync;
 mod sites;
 #[cfg(test)]
 mod tests;
@@ -47,6 +48,7 @@ pub use render::{write_json, write_text};
 pub use report::{
     AttachmentLeak, FindingEntry, MappingLeak, Report, Retained, SegmentLeak, SemaphoreLeak,
 };
+pub use resync::{KernelView, Unsure};
 
 use crate::trace::event::{Event, Func, Phase};
 use attachments::Attachments;
@@ -187,6 +189,8 @@ pub struct Ledger {
     origins: Origins,
     objects: Objects,
     sites: Sites,
+    /// What the last call left for the kernel to say (see `resync`).
+    unsure: Option<Unsure>,
     calls: [u64; FUNCS],
     unknown_unmaps: u64,
     stale_bytes: u64,
@@ -208,6 +212,7 @@ impl Ledger {
             origins: Origins::new(),
             objects: Objects::new(),
             sites: Sites::new(),
+            unsure: None,
             calls: [0; FUNCS],
             unknown_unmaps: 0,
             stale_bytes: 0,
@@ -225,6 +230,7 @@ impl Ledger {
             *n = n.saturating_add(1);
         }
         if ev.ret == -1 {
+            self.note_failure(ev, facts);
             return Outcome::NoEffect;
         }
         let outcome = match ev.func {

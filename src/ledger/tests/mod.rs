@@ -6,6 +6,7 @@ mod differential;
 mod json;
 mod memory;
 mod rendering;
+mod resync;
 mod rules;
 
 use super::{Facts, Ledger, Outcome, RegionKind};
