@@ -28,7 +28,7 @@ INSTALLED   := $(bindir)/shmtrace $(libdir)/libshmtrace.so.$(VERSION) $(libdir)/
 
 .PHONY: all lib header demo demo-log demo-leak bench bench-profile install uninstall test \
         test-install test-edge test-hostile stress test-rust test-c test-binary test-findings lint \
-        fmt clean
+        fmt clean fuzz test-fuzz-short
 
 all: lib
 
@@ -133,6 +133,17 @@ test-binary: lib
 # (c_tests/findings).
 test-findings: lib
 	$(PYTHON) c_tests/findings/run.py
+
+# The differential fuzzer (fuzz/): random sequences of every hooked call, native against under
+# the shim (results, errno, what calls wrote), the ledger against the kernel, the log against the
+# calls; each run in a private IPC namespace (unshare, root). Reserves 8 huge pages for the run
+# and restores vm.nr_hugepages. FUZZ_ARGS passes options to fuzz/run.py (--seeds, --calls...).
+fuzz: lib
+	$(PYTHON) fuzz/run.py --seeds 10 --calls 20000 $(FUZZ_ARGS)
+
+# A short fixed-seed run of the same (about a minute), for `make test`.
+test-fuzz-short: lib
+	$(PYTHON) fuzz/run.py --seeds 3 --calls 4000
 
 test: lint test-rust test-install test-edge test-c test-binary test-findings test-hostile
 

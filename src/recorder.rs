@@ -151,15 +151,20 @@ fn enter(ledger: &mut Ledger, event: &Event, facts: &Facts) {
 #[cold]
 fn resync(ledger: &mut Ledger, unsure: &Unsure, event: &Event) {
     let read = unsure.ranges.map(|(start, end)| maps::mapped(start, end));
-    let [Some(first), Some(second)] = &read else {
+    let [Some(target), Some(source)] = &read else {
         return;
     };
-    let views = [first, second].map(|m| KernelView {
+    let mut copied = [(0, 0); maps::MAX_SPANS];
+    let n = match unsure.moved {
+        Some((old, new, _)) => source.copied_to(target, old, new, &mut copied),
+        None => 0,
+    };
+    let views = [target, source].map(|m| KernelView {
         start: m.start,
         end: m.end,
         mapped: m.spans(),
     });
-    ledger.resync(unsure, &views, event);
+    ledger.resync(unsure, &views, &copied[..n], event);
 }
 
 /// A record into the log, if logging is on.

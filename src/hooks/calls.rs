@@ -226,7 +226,7 @@ unsafe fn mmap_any(
         // mapping on a huge page boundary: only then is the file worth a system call.
         if !ev.failed()
             && flags & libc::MAP_ANONYMOUS == 0
-            && ev.ret as u64 % kernel::MIN_HUGE_PAGE == 0
+            && (ev.ret as u64).is_multiple_of(kernel::MIN_HUGE_PAGE)
         {
             facts.file_page_size = kernel::hugetlbfs_page_size(fd).unwrap_or(0);
         }

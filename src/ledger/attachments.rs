@@ -19,7 +19,7 @@ pub struct Attachment {
     pub addr: u64,
     /// The attached length, rounded up to the page size.
     pub size: u64,
-    /// Its page size: the base page, or the huge page of a `SHM_HUGETLB` segment.
+    /// The huge page of a `SHM_HUGETLB` segment; 0 for the base page.
     pub page: u64,
     pub readonly: bool,
     pub site: u64,
@@ -76,7 +76,6 @@ impl Attachments {
         shmid: i32,
         addr: u64,
         size: u64,
-        page: u64,
         readonly: bool,
         site: u64,
         stack: u32,
@@ -86,7 +85,7 @@ impl Attachments {
             shmid,
             addr,
             size,
-            page,
+            page: 0,
             readonly,
             site,
             stack,
@@ -114,6 +113,13 @@ impl Attachments {
         self.live += 1;
         self.by_addr.insert((addr, slot));
         Some(slot)
+    }
+
+    /// Sets the page size of a `SHM_HUGETLB` attachment (0 until then: the base page).
+    pub fn set_page(&mut self, slot: u32, page: u64) {
+        if let Some(Slot::Used(a)) = self.slots.get_mut(slot as usize) {
+            a.page = page;
+        }
     }
 
     pub fn get(&self, slot: u32) -> Option<&Attachment> {
@@ -189,14 +195,14 @@ mod tests {
     #[test]
     fn slots_are_reused_ids_are_not() {
         let mut t = Attachments::new();
-        let a = t.add(7, 0x1000, 0x2000, 0x1000, false, 0x55, 0).unwrap();
+        let a = t.add(7, 0x1000, 0x2000, false, 0x55, 0).unwrap();
         assert_eq!(t.account(a, 0x2000, 0, 1), None);
-        let b = t.add(7, 0x9000, 0x1000, 0x1000, true, 0x56, 0).unwrap();
+        let b = t.add(7, 0x9000, 0x1000, true, 0x56, 0).unwrap();
         assert_eq!(t.at_addr(0x1000).collect::<Vec<_>>(), [a]);
         let ended = t.account(a, 0, 0x2000, -1).unwrap();
         assert_eq!((ended.id, ended.mapped, ended.pieces), (1, 0, 0));
         assert_eq!(t.at_addr(0x1000).count(), 0);
-        let c = t.add(8, 0x1000, 0x1000, 0x1000, false, 0x57, 0).unwrap();
+        let c = t.add(8, 0x1000, 0x1000, false, 0x57, 0).unwrap();
         assert_eq!(c, a);
         assert_eq!(t.get(c).unwrap().id, 3);
         assert_eq!(t.live(), 2);

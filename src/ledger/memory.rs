@@ -72,7 +72,10 @@ impl Ledger {
     /// The page size of a region: a huge page for hugetlb mappings and attachments.
     fn page_of(&self, meta: Meta, facts: &Facts) -> u64 {
         match meta.slot() {
-            Some(slot) => self.attachments.get(slot).map_or(facts.page(), |a| a.page),
+            Some(slot) => match self.attachments.get(slot) {
+                Some(a) if a.page > 0 => a.page,
+                _ => facts.page(),
+            },
             None if meta.page_shift() > 0 => 1u64 << meta.page_shift(),
             None => facts.page(),
         }
@@ -227,17 +230,15 @@ impl Ledger {
         }
         let site = self.site_of(ev);
         let stack = self.sites.stack_of(site);
-        let Some(slot) = self.attachments.add(
-            shmid,
-            start,
-            end - start,
-            granule,
-            readonly,
-            ev.caller,
-            stack,
-        ) else {
+        let Some(slot) =
+            self.attachments
+                .add(shmid, start, end - start, readonly, ev.caller, stack)
+        else {
             return Outcome::Untracked;
         };
+        if granule > facts.page() {
+            self.attachments.set_page(slot, granule);
+        }
         // Nothing between `clear` and here touches the regions: the range is still empty.
         if !self.place_cleared(start, end, site, Meta::new(Kind::Shm, prot, true, slot)) {
             self.attachments.release(slot);
@@ -339,7 +340,7 @@ impl Ledger {
             return grown.or(outcome);
         }
 
-        if fixed && old_len == new_len && !dontunmap {
+        if fixed && old_len == new_len {
             // Since Linux 6.17 such a move may span several VMAs: each replaces its own part of
             // the target, and the target facing a hole stays as it was. Whether a gap in the
             // ledger is a hole or a mapping it never saw, only the kernel can say.
@@ -350,7 +351,9 @@ impl Ledger {
                     moved: None,
                 });
             }
-            self.unmap(old, old_end);
+            if !dontunmap {
+                self.unmap(old, old_end);
+            }
             return Outcome::Recorded;
         }
 

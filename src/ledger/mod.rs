@@ -4,9 +4,11 @@
 //! Pure: no FFI, no syscalls. The hook layer feeds it each completed call ([`Ledger::apply`])
 //! with the few [`Facts`] only the kernel can tell (did this `shmget` create the segment? how
 //! big is the segment being attached?), and at exit asks it for a [`Report`], answering its
-//! questions about which objects still exist. The semantics follow `DESIGN.md` ("Semantics the
-//! ledger must honour"); where the ledger's view and a successful call disagree, the call wins,
-//! because the kernel is the truth and our view can be stale (raw syscalls, glibc internals).
+//! questions about which objects still exist. The kernel's rules it follows, with the versions
+//! that have them, are in `docs/kernel-semantics.md`; where the ledger's view and a successful
+//! call disagree, the call wins, because the kernel is the truth and our view can be stale (raw
+//! syscalls, glibc internals). Calls that change the address space in ways their result does not
+//! tell leave an [`Unsure`] for the hook layer to resolve from the kernel ([`Ledger::resync`]).
 //!
 //! Concurrency is the caller's business: the ledger is a plain value behind whatever lock the
 //! hook layer holds.

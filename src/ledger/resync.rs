@@ -15,6 +15,9 @@ use super::regions::{Kind, Meta};
 use super::{Facts, Ledger};
 use crate::trace::event::{Event, Func};
 
+/// Above every user address space Linux offers (57-bit with 5-level page tables).
+const MAX_USER_ADDRESS: u64 = 1 << 57;
+
 /// Ranges whose state after a call only the kernel knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Unsure {
@@ -80,7 +83,9 @@ impl Ledger {
         let flags = ev.arg_int(3);
         self.unsure = match ev.func {
             Func::Mmap | Func::Mmap64
-                if flags & libc::MAP_FIXED != 0 && flags & libc::MAP_FIXED_NOREPLACE == 0 =>
+                if flags & libc::MAP_FIXED != 0
+                    && flags & libc::MAP_FIXED_NOREPLACE == 0
+                    && ev.args[0].saturating_add(ev.args[1]) <= MAX_USER_ADDRESS =>
             {
                 let granule = super::memory::granule(flags, libc::MAP_HUGETLB, facts);
                 let start = ev.args[0] & !(granule - 1);
@@ -91,7 +96,14 @@ impl Ledger {
                     moved: None,
                 })
             }
-            Func::Mremap if flags & libc::MREMAP_FIXED != 0 => {
+            // Refused before anything: a target reaching past any user address space, and
+            // MREMAP_DONTUNMAP with two sizes.
+            Func::Mremap
+                if flags & libc::MREMAP_FIXED != 0
+                    && ev.args[4].saturating_add(ev.args[2]) <= MAX_USER_ADDRESS
+                    && (flags & libc::MREMAP_DONTUNMAP == 0
+                        || round_up(ev.args[1], page) == round_up(ev.args[2], page)) =>
+            {
                 let old = ev.args[0] & !(page - 1);
                 let new = ev.args[4] & !(page - 1);
                 let len = round_up(ev.args[1].min(ev.args[2]), page);
@@ -144,11 +156,24 @@ impl Ledger {
     }
 
     /// Takes the kernel's word for the ranges of `unsure`: `views` are what it has mapped there
-    /// now, in the order of `unsure.ranges`. Pages the ledger has and it does not are dropped;
-    /// in the target of a move, pages it has and the ledger does not become unknown regions at
-    /// `ev`'s site.
-    pub fn resync(&mut self, unsure: &Unsure, views: &[KernelView<'_>], ev: &Event) {
+    /// now, in the order of `unsure.ranges`; `copied` are the parts of a failed move's source
+    /// the kernel shows copied to the target (a move that keeps its source,
+    /// `MREMAP_DONTUNMAP`). Pages the ledger has and the kernel does not are dropped; in the
+    /// target of a move, pages the kernel has and the ledger does not become unknown regions
+    /// at `ev`'s site.
+    pub fn resync(
+        &mut self,
+        unsure: &Unsure,
+        views: &[KernelView<'_>],
+        copied: &[(u64, u64)],
+        ev: &Event,
+    ) {
         if let (Some((old, new, len)), [dst, src, ..]) = (unsure.moved, views) {
+            for &(a, b) in copied {
+                if a >= old && b <= old.saturating_add(len) {
+                    self.move_pieces(a, b, new.saturating_add(a - old));
+                }
+            }
             // Source pieces gone while their target is mapped moved before the failure.
             for (a, b) in src.unmapped_in(old, old.saturating_add(len)) {
                 let (ta, tb) = (new.saturating_add(a - old), new.saturating_add(b - old));

@@ -84,7 +84,10 @@ pub fn hugetlbfs_page_size(fd: i32) -> Option<u64> {
     }
     // SAFETY: fstatfs succeeded and filled the structure.
     let st = unsafe { st.assume_init() };
-    (st.f_type as i64 == HUGETLBFS_MAGIC).then_some(st.f_bsize as u64)
+    // `f_type`'s integer type differs between architectures.
+    #[allow(clippy::unnecessary_cast)]
+    let f_type = st.f_type as i64;
+    (f_type == HUGETLBFS_MAGIC).then_some(st.f_bsize as u64)
 }
 
 pub fn page_size() -> u64 {

@@ -3,57 +3,120 @@
 
 use core::ffi::c_void;
 
+const PAGE: u64 = 4096;
+
 /// At most this many mapped spans per range; beyond, the range read is cut short.
 pub const MAX_SPANS: usize = 64;
 
-/// The mapped spans of `[start, end)`, sorted, disjoint, adjacent ones merged. `end` is where
-/// the reading stopped: the range's end, or earlier when the spans ran out of room.
+/// One VMA, clipped to the range read: what tells a moved copy from other contents.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+pub struct Vma {
+    pub start: u64,
+    pub end: u64,
+    /// The file offset (or anonymous page offset) of `start`, in pages.
+    pub pgoff: u64,
+    pub inode: u64,
+    pub dev: u64,
+    /// The `rwxp`/`rwxs` field, packed.
+    pub perms: u32,
+}
+
+/// The mapped spans of `[start, end)`, sorted, disjoint, adjacent ones merged, and the VMAs
+/// they are made of. `end` is where the reading stopped: the range's end, or earlier when the
+/// VMAs ran out of room.
 pub struct Mapped {
     pub start: u64,
     pub end: u64,
     pub spans: [(u64, u64); MAX_SPANS],
     pub len: usize,
+    pub vmas: [Vma; MAX_SPANS],
+    pub nvmas: usize,
 }
 
 impl Mapped {
+    fn empty(start: u64, end: u64) -> Mapped {
+        Mapped {
+            start,
+            end,
+            spans: [(0, 0); MAX_SPANS],
+            len: 0,
+            vmas: [Vma::default(); MAX_SPANS],
+            nvmas: 0,
+        }
+    }
+
     pub fn spans(&self) -> &[(u64, u64)] {
         &self.spans[..self.len]
     }
 
-    /// Adds the VMA `[s, e)` (VMAs come in address order). False once nothing more is needed.
-    fn add(&mut self, s: u64, e: u64) -> bool {
-        if s >= self.end {
+    pub fn vmas(&self) -> &[Vma] {
+        &self.vmas[..self.nvmas]
+    }
+
+    /// Adds a VMA (they come in address order). False once nothing more is needed.
+    fn add(&mut self, vma: Vma) -> bool {
+        if vma.start >= self.end {
             return false;
         }
-        let (s, e) = (s.max(self.start), e.min(self.end));
+        let (s, e) = (vma.start.max(self.start), vma.end.min(self.end));
         if s >= e {
             return true;
         }
-        if let Some(last) = self.spans[..self.len].last_mut()
-            && last.1 == s
-        {
-            last.1 = e;
-            return true;
-        }
-        if self.len == MAX_SPANS {
+        if self.nvmas == MAX_SPANS {
             self.end = s;
             return false;
         }
-        self.spans[self.len] = (s, e);
-        self.len += 1;
+        self.vmas[self.nvmas] = Vma {
+            start: s,
+            end: e,
+            pgoff: vma.pgoff.wrapping_add((s - vma.start) / PAGE),
+            ..vma
+        };
+        self.nvmas += 1;
+        match self.spans[..self.len].last_mut() {
+            Some(last) if last.1 == s => last.1 = e,
+            _ => {
+                self.spans[self.len] = (s, e);
+                self.len += 1;
+            }
+        }
         true
+    }
+
+    /// The parts of the source `[old, old + len)` (in `self`) whose VMA now also lies at the
+    /// same distance from `new` (in `target`): the same file at the same offset, or private
+    /// anonymous memory, with the same permissions, as a move that keeps its source leaves it.
+    /// Returns how many parts were written to `out`.
+    pub fn copied_to(&self, target: &Mapped, old: u64, new: u64, out: &mut [(u64, u64)]) -> usize {
+        let mut n = 0;
+        for t in target.vmas() {
+            for s in self.vmas() {
+                let a = s.start.max(old.wrapping_add(t.start.wrapping_sub(new)));
+                let b = s.end.min(old.wrapping_add(t.end.wrapping_sub(new)));
+                if a >= b || n == out.len() {
+                    continue;
+                }
+                let pgoff_s = s.pgoff.wrapping_add((a - s.start) / PAGE);
+                let at_t = new.wrapping_add(a - old);
+                let pgoff_t = t.pgoff.wrapping_add(at_t.wrapping_sub(t.start) / PAGE);
+                // Private anonymous memory shows no offset: its permissions must do.
+                let anonymous = s.inode == 0;
+                if (anonymous || pgoff_s == pgoff_t)
+                    && (s.inode, s.dev, s.perms) == (t.inode, t.dev, t.perms)
+                {
+                    out[n] = (a, b);
+                    n += 1;
+                }
+            }
+        }
+        n
     }
 }
 
 /// Reads what is mapped in `[start, end)` now; `None` if `/proc/self/maps` cannot be read.
 /// Clobbers errno; the hooks restore it.
 pub fn mapped(start: u64, end: u64) -> Option<Mapped> {
-    let mut out = Mapped {
-        start,
-        end,
-        spans: [(0, 0); MAX_SPANS],
-        len: 0,
-    };
+    let mut out = Mapped::empty(start, end);
     if start >= end {
         return Some(out);
     }
@@ -90,41 +153,48 @@ pub fn mapped(start: u64, end: u64) -> Option<Mapped> {
     ok.then_some(out)
 }
 
-/// Reads the leading `start-end` of each line, a byte at a time across reads.
+/// Reads the fields of each line up to the inode, a byte at a time across reads.
 #[derive(Default)]
 struct Parser {
-    /// 0: the start, 1: the end, 2: the rest of the line.
+    /// 0 start, 1 end, 2 perms, 3 offset, 4 device, 5 inode, 6 the rest of the line.
     field: u8,
-    start: u64,
-    end: u64,
+    vma: Vma,
+    offset: u64,
 }
 
 impl Parser {
     /// Returns false once the VMAs are past the range.
     fn feed(&mut self, bytes: &[u8], out: &mut Mapped) -> bool {
         for &b in bytes {
-            match (self.field, b) {
-                (_, b'\n') => {
-                    if self.field == 2 && !out.add(self.start, self.end) {
-                        return false;
-                    }
-                    *self = Parser::default();
+            if b == b'\n' {
+                let vma = Vma {
+                    pgoff: self.offset / PAGE,
+                    ..self.vma
+                };
+                if self.field >= 5 && !out.add(vma) {
+                    return false;
                 }
-                (0, b'-') => self.field = 1,
-                (1, b' ') => self.field = 2,
-                (0 | 1, _) => {
-                    let digit = match b {
-                        b'0'..=b'9' => b - b'0',
-                        b'a'..=b'f' => b - b'a' + 10,
-                        _ => 0,
-                    };
-                    let v = if self.field == 0 {
-                        &mut self.start
-                    } else {
-                        &mut self.end
-                    };
-                    *v = (*v << 4) | u64::from(digit);
+                *self = Parser::default();
+                continue;
+            }
+            if matches!((self.field, b), (0, b'-') | (1..=5, b' ')) {
+                if self.field < 6 {
+                    self.field += 1;
                 }
+                continue;
+            }
+            let hex = match b {
+                b'0'..=b'9' => u64::from(b - b'0'),
+                b'a'..=b'f' => u64::from(b - b'a' + 10),
+                _ => 0,
+            };
+            match self.field {
+                0 => self.vma.start = (self.vma.start << 4) | hex,
+                1 => self.vma.end = (self.vma.end << 4) | hex,
+                2 => self.vma.perms = (self.vma.perms << 8) | u32::from(b),
+                3 => self.offset = (self.offset << 4) | hex,
+                4 if b != b':' => self.vma.dev = (self.vma.dev << 4) | hex,
+                5 => self.vma.inode = self.vma.inode * 10 + hex,
                 _ => {}
             }
         }
@@ -137,12 +207,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str, start: u64, end: u64) -> Vec<(u64, u64)> {
-        let mut out = Mapped {
-            start,
-            end,
-            spans: [(0, 0); MAX_SPANS],
-            len: 0,
-        };
+        let mut out = Mapped::empty(start, end);
         let mut p = Parser::default();
         // Fed in odd pieces, as reads may cut lines anywhere.
         for chunk in text.as_bytes().chunks(7) {
@@ -178,15 +243,31 @@ mod tests {
                 )
             })
             .collect();
-        let mut out = Mapped {
-            start: 0,
-            end: u64::MAX,
-            spans: [(0, 0); MAX_SPANS],
-            len: 0,
-        };
+        let mut out = Mapped::empty(0, u64::MAX);
         Parser::default().feed(maps.as_bytes(), &mut out);
-        assert_eq!(out.len, MAX_SPANS);
+        assert_eq!(out.nvmas, MAX_SPANS);
         assert_eq!(out.end, MAX_SPANS as u64 * 0x2000);
+    }
+
+    #[test]
+    fn a_copy_is_the_same_vma_at_the_same_distance() {
+        let maps = "1000-3000 rw-s 00002000 00:01 7 /SYSV00000000 (deleted)\n\
+                    9000-a000 rw-s 00003000 00:01 7 /SYSV00000000 (deleted)\n\
+                    a000-b000 rw-s 00002000 00:01 7 /SYSV00000000 (deleted)\n\
+                    b000-c000 rw-p 0000000b 00:00 0\n";
+        let read = |start, end| {
+            let mut out = Mapped::empty(start, end);
+            Parser::default().feed(maps.as_bytes(), &mut out);
+            out
+        };
+        let (src, dst) = (read(0x1000, 0x4000), read(0x8000, 0xb000));
+        assert_eq!(src.vmas()[0].pgoff, 2);
+        assert_eq!(src.vmas()[0].perms, u32::from_be_bytes(*b"rw-s"));
+        let mut out = [(0, 0); 4];
+        // Page 0x2000 (offset 3) is at 0x9000 with offset 3; page 0x1000 (offset 2) would be
+        // at 0x8000, which is unmapped; 0xa000 has offset 2 where offset 4 would be a copy.
+        assert_eq!(src.copied_to(&dst, 0x1000, 0x8000, &mut out), 1);
+        assert_eq!(out[0], (0x2000, 0x3000));
     }
 
     #[test]

@@ -248,7 +248,7 @@ fn settle(l: &mut Ledger, m: &Model, site: u64) {
         end: unsure.ranges[i].1,
         mapped: &mapped[i],
     });
-    l.resync(&unsure, &views, &call(Func::Mremap, &[], 0, site));
+    l.resync(&unsure, &views, &[], &call(Func::Mremap, &[], 0, site));
 }
 
 /// Runs `steps` random calls and counts how often each kind of call was compared.

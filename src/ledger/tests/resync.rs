@@ -25,7 +25,7 @@ fn apply_with_kernel(l: &mut Ledger, ev: &Event, mapped: [&[(u64, u64)]; 2]) -> 
         end: unsure.ranges[i].1,
         mapped: mapped[i],
     });
-    l.resync(&unsure, &views, ev);
+    l.resync(&unsure, &views, &[], ev);
     check_invariants(l);
     Some(unsure)
 }

@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""Differential fuzzer: runs fuzz/driver.c natively and under libshmtrace.so for each seed, each
+run in a private IPC namespace, and compares
+
+  - transparency: the two transcripts (arguments, results, errno after every call, what calls
+    wrote), which the driver normalises only where the kernel chooses (addresses, ids, pids);
+  - the ledger against the kernel, which the driver checks under the shim every CHECK_EVERY
+    calls and at the end (after cleaning up through the hooked calls);
+  - the log: one record per call made, same function, same success or failure, same errno.
+
+On a difference it prints the seed and the shortest failing prefix of calls (for the ledger,
+found by re-running with a check after every call).
+
+Before fuzzing it runs fuzz/regress.c: one scenario per class of divergence found so far.
+
+usage: run.py [--seeds N] [--first SEED] [--calls N] [--check-every N] [--huge-pages N]
+"""
+
+import argparse
+import errno
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LIB = os.path.join(ROOT, "target", "release", "libshmtrace.so")
+HEADER = os.path.join(ROOT, "include", "shmtrace.h")
+NR_HUGEPAGES = "/proc/sys/vm/nr_hugepages"
+
+
+def hooked_functions():
+    """The hooked functions, from the header's SHMTRACE_CALL_* defines (the hook table)."""
+    with open(HEADER) as f:
+        calls = re.findall(r"#define SHMTRACE_CALL_(\w+) (\d+)", f.read())
+    return [name.lower() for name, _ in sorted(calls, key=lambda c: int(c[1]))]
+
+
+def build(work, name):
+    exe = os.path.join(work, name)
+    subprocess.run(
+        ["gcc", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-I" + os.path.join(ROOT, "include"),
+         "-o", exe, os.path.join(ROOT, "fuzz", name + ".c"), "-ldl"],
+        check=True)
+    return exe
+
+
+def regressions(work):
+    """fuzz/regress.c under the shim, in a private IPC namespace; returns the failed lines."""
+    env = dict(os.environ, LD_PRELOAD=LIB, SHMTRACE_LOG=os.devnull)
+    proc = subprocess.run(["unshare", "--ipc", build(work, "regress")], env=env,
+                          stdout=subprocess.PIPE, text=True, timeout=120)
+    for line in proc.stdout.splitlines():
+        print("fuzz: regression " + line)
+    failed = [l for l in proc.stdout.splitlines() if l.startswith("FAIL")]
+    if proc.returncode != 0 and not failed:
+        failed.append(f"regress exited {proc.returncode}")
+    return failed
+
+
+def run(driver, work, seed, calls, every, shim, stop=False):
+    """One run; returns (transcript lines, divergence lines, log path or None)."""
+    tag = "shim" if shim else "native"
+    tx = os.path.join(work, f"{seed}.{tag}.tx")
+    log = os.path.join(work, f"{seed}.{every}.log") if shim else None
+    if log and os.path.exists(log):
+        os.unlink(log)
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)
+    cmd = ["unshare", "--ipc", driver, str(seed), str(calls), str(every), tx]
+    if stop:
+        cmd.append("stop")
+    if shim:
+        env.update(LD_PRELOAD=LIB, SHMTRACE_FORMAT="json", SHMTRACE_LOG=log)
+    proc = subprocess.run(cmd, env=env, stderr=subprocess.PIPE, text=True, timeout=600)
+    if proc.returncode not in (0, 3):
+        raise RuntimeError(f"seed {seed} ({tag}): driver exited {proc.returncode}: "
+                           f"{proc.stderr[-2000:]}")
+    with open(tx) as f:
+        lines = f.read().splitlines()
+    diverged = [l for l in proc.stderr.splitlines() if l.startswith("DIVERGE")]
+    return lines, diverged, log
+
+
+RESULT = re.compile(r"-> (\S+)(?: errno=(\d+))?")
+
+
+def compare_log(lines, log):
+    """The log's call records against the calls the transcript says were made."""
+    records = []
+    with open(log) as f:
+        for raw in f:
+            rec = json.loads(raw)
+            if rec.get("event") == "call" and "ret" in rec:
+                records.append(rec)
+    made = [l.split(" ", 1)[1] for l in lines]
+    if len(records) != len(made):
+        return f"{len(made)} calls made, {len(records)} logged"
+    for i, (line, rec) in enumerate(zip(made, records)):
+        words = line.split()
+        name = words[1] if words[0] == "cleanup" else words[0]
+        if rec["fn"] != name:
+            return f"call {i}: made {name}, logged {rec['fn']}"
+        m = RESULT.search(line)
+        failed = m.group(1) in ("-1", "FAILED")
+        logged_failed = rec["ret"] in (-1, "MAP_FAILED", "(void *) -1")
+        if failed != logged_failed:
+            return f"call {i} ({line}): logged ret {rec['ret']}"
+        if failed and m.group(2) and getattr(errno, rec["errno"] or "", None) != int(m.group(2)):
+            return f"call {i} ({line}): logged errno {rec['errno']}"
+    return None
+
+
+def narrow(driver, work, seed, calls):
+    """The shortest failing prefix of a ledger divergence: a check after every call."""
+    lines, diverged, _ = run(driver, work, seed, calls, 1, True, stop=True)
+    if not diverged:
+        return "(not reproduced with a check after every call)"
+    n = int(re.search(r"after call (\d+)", diverged[0]).group(1)) + 1
+    tail = "\n    ".join(lines[max(0, n - 8):n])
+    return f"{diverged[0]}\n  shortest failing prefix: {n} calls; the last ones:\n    {tail}"
+
+
+def fuzz_seed(driver, work, seed, calls, every):
+    problems = []
+    native, _, _ = run(driver, work, seed, calls, every, False)
+    shim, diverged, log = run(driver, work, seed, calls, every, True)
+    for i, (a, b) in enumerate(zip(native, shim)):
+        if a != b:
+            problems.append(f"transparency: seed {seed}, shortest failing prefix {i + 1} calls:\n"
+                            f"    native: {a}\n    shim:   {b}")
+            break
+    else:
+        if len(native) != len(shim):
+            problems.append(f"transparency: seed {seed}: {len(native)} vs {len(shim)} lines")
+    if diverged:
+        problems.append(f"ledger: seed {seed}: " + narrow(driver, work, seed, calls))
+    why = compare_log(shim, log)
+    if why:
+        problems.append(f"log: seed {seed}: {why}")
+    return len(native), problems
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--first", type=int, default=1)
+    ap.add_argument("--calls", type=int, default=20000)
+    ap.add_argument("--check-every", type=int, default=100)
+    ap.add_argument("--huge-pages", type=int, default=8,
+                    help="huge pages to reserve for the run (restored after); 0 for none")
+    args = ap.parse_args()
+    funcs = hooked_functions()
+    print(f"fuzz: {len(funcs)} hooked functions from shmtrace.h: {' '.join(funcs)}")
+    saved = None
+    if args.huge_pages and os.access(NR_HUGEPAGES, os.W_OK):
+        with open(NR_HUGEPAGES) as f:
+            saved = f.read().strip()
+        with open(NR_HUGEPAGES, "w") as f:
+            f.write(str(args.huge_pages))
+    elif args.huge_pages:
+        print(f"fuzz: skipped: huge page reservation ({NR_HUGEPAGES} not writable); "
+              "MAP_HUGETLB and SHM_HUGETLB calls fail with ENOMEM")
+    total, failures = 0, []
+    try:
+        with tempfile.TemporaryDirectory(prefix="shmtrace-fuzz.") as work:
+            failures += regressions(work)
+            driver = build(work, "driver")
+            for seed in range(args.first, args.first + args.seeds):
+                n, problems = fuzz_seed(driver, work, seed, args.calls, args.check_every)
+                total += n
+                failures += problems
+                print(f"fuzz: seed {seed}: {n} calls, {'ok' if not problems else 'DIFFERENT'}",
+                      flush=True)
+                for p in problems:
+                    print("  " + p)
+    finally:
+        if saved is not None:
+            with open(NR_HUGEPAGES, "w") as f:
+                f.write(saved)
+    print(f"fuzz: {total} calls over {args.seeds} seeds, {len(failures)} divergences")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
