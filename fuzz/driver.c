@@ -552,6 +552,13 @@ static void dump_zone(const char *when)
         if (vmas[i].start >= ZONE && vmas[i].start < ZONE + ZONE_SIZE)
             fprintf(stderr, "Z+%#lx-Z+%#lx prot=%d shmid=%d\n", (unsigned long)(vmas[i].start - ZONE),
                     (unsigned long)(vmas[i].end - ZONE), vmas[i].prot, vmas[i].shmid);
+    struct shmtrace_mapping m;
+    for (uintptr_t a = ZONE; ledger_mapping_at() && a < ZONE + ZONE_SIZE; a += PAGE)
+        if (ledger_mapping_at()((void *)a, &m) == SHMTRACE_OK) {
+            fprintf(stderr, "ledger Z+%#lx-Z+%#lx prot=%d kind=%d shmid=%d\n", (unsigned long)(m.start - ZONE),
+                    (unsigned long)(m.end - ZONE), m.prot, m.kind, m.shmid);
+            a = m.end - PAGE;
+        }
 }
 
 int main(int argc, char **argv)

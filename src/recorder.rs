@@ -159,10 +159,18 @@ fn resync(ledger: &mut Ledger, unsure: &Unsure, event: &Event) {
         Some((old, new, _)) => source.copied_to(target, old, new, &mut copied),
         None => 0,
     };
-    let views = [target, source].map(|m| KernelView {
+    let mut starts = [([0u64; maps::MAX_SPANS], 0); 2];
+    for ((out, n), m) in starts.iter_mut().zip([target, source]) {
+        for vma in m.vmas().iter().filter(|v| v.begins) {
+            out[*n] = vma.start;
+            *n += 1;
+        }
+    }
+    let views = [(target, &starts[0]), (source, &starts[1])].map(|(m, (s, n))| KernelView {
         start: m.start,
         end: m.end,
         mapped: m.spans(),
+        vma_starts: &s[..*n],
     });
     ledger.resync(unsure, &views, &copied[..n], event);
 }

@@ -308,6 +308,20 @@ impl Regions {
         true
     }
 
+    /// Splits the region containing `at` in two there; false if none starts before it.
+    pub fn split(&mut self, at: u64) -> bool {
+        let Some((_, v)) = self.map.range_mut(..at).next_back() else {
+            return false;
+        };
+        if v.end <= at {
+            return false;
+        }
+        let right = Val { ..*v };
+        v.end = at;
+        self.map.insert(at, right);
+        true
+    }
+
     /// Moves the end of the region starting at `start` to `new_end`, over a range the caller
     /// has cleared (refused otherwise, as for `insert`). Returns the bytes added.
     pub fn extend(&mut self, start: u64, new_end: u64) -> u64 {

@@ -38,6 +38,10 @@ pub struct KernelView<'a> {
     pub start: u64,
     pub end: u64,
     pub mapped: &'a [(u64, u64)],
+    /// Where the kernel's VMAs start in the range: a failed call may have split a VMA there
+    /// without unmapping anything (a `MAP_FIXED` that cannot split a hugetlb VMA at its other
+    /// end), and a split attachment is one piece more.
+    pub vma_starts: &'a [u64],
 }
 
 impl KernelView<'_> {
@@ -117,9 +121,21 @@ impl Ledger {
                     moved: Some((old, new, len)),
                 })
             }
+            // A munmap that cannot split a hugetlb VMA at one end may have split another at the
+            // other end first.
+            Func::Munmap if ev.args[0].saturating_add(ev.args[1]) <= MAX_USER_ADDRESS => {
+                let start = ev.args[0] & !(page - 1);
+                let end = round_up(ev.args[0].saturating_add(ev.args[1]), page);
+                Some(Unsure {
+                    ranges: [(start, end.max(start)), (0, 0)],
+                    target_first: false,
+                    moved: None,
+                })
+            }
             Func::Mmap
             | Func::Mmap64
             | Func::Mremap
+            | Func::Munmap
             | Func::Shmget
             | Func::Shmat
             | Func::Shmdt
@@ -127,8 +143,7 @@ impl Ledger {
             | Func::Semget
             | Func::Semop
             | Func::Semtimedop
-            | Func::Semctl
-            | Func::Munmap => None,
+            | Func::Semctl => None,
         };
     }
 
@@ -184,6 +199,9 @@ impl Ledger {
             }
         }
         for (i, view) in views.iter().enumerate() {
+            for &at in view.vma_starts {
+                self.split_piece(at);
+            }
             for (a, b) in view.unmapped_in(view.start, view.end) {
                 self.unmap(a, b);
             }
@@ -192,6 +210,17 @@ impl Ledger {
                     self.fill_unknown(a, b, ev);
                 }
             }
+        }
+    }
+
+    /// Splits the attachment piece containing `at` there, as the kernel split its VMA.
+    fn split_piece(&mut self, at: u64) {
+        if let Some((s, v)) = self.regions.containing(at)
+            && s < at
+            && let Some(slot) = v.meta.slot()
+            && self.regions.split(at)
+        {
+            self.attachments.account(slot, 0, 0, 1);
         }
     }
 

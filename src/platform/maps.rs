@@ -19,6 +19,8 @@ pub struct Vma {
     pub dev: u64,
     /// The `rwxp`/`rwxs` field, packed.
     pub perms: u32,
+    /// The VMA starts within the range read (it was not clipped at the range's start).
+    pub begins: bool,
 }
 
 /// The mapped spans of `[start, end)`, sorted, disjoint, adjacent ones merged, and the VMAs
@@ -69,6 +71,7 @@ impl Mapped {
         self.vmas[self.nvmas] = Vma {
             start: s,
             end: e,
+            begins: vma.start == s,
             pgoff: vma.pgoff.wrapping_add((s - vma.start) / PAGE),
             ..vma
         };
