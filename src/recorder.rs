@@ -4,7 +4,7 @@
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::deferred;
-use crate::ledger::{Facts, KernelView, Ledger, ObjectKind, Report, Unsure};
+use crate::ledger::{Facts, KernelView, KernelVma, Ledger, ObjectKind, Report, Unsure};
 use crate::platform::spinlock::{SpinGuard, SpinLock};
 use crate::platform::{clock, config, kernel, maps, modules, process, sink};
 use crate::trace::binary;
@@ -159,18 +159,23 @@ fn resync(ledger: &mut Ledger, unsure: &Unsure, event: &Event) {
         Some((old, new, _)) => source.copied_to(target, old, new, &mut copied),
         None => 0,
     };
-    let mut starts = [([0u64; maps::MAX_SPANS], 0); 2];
-    for ((out, n), m) in starts.iter_mut().zip([target, source]) {
-        for vma in m.vmas().iter().filter(|v| v.begins) {
-            out[*n] = vma.start;
-            *n += 1;
+    let mut vmas = [[KernelVma::default(); maps::MAX_SPANS]; 2];
+    for (out, m) in vmas.iter_mut().zip([target, source]) {
+        for (slot, v) in out.iter_mut().zip(m.vmas()) {
+            *slot = KernelVma {
+                start: v.start,
+                end: v.end,
+                begins: v.begins,
+                prot: v.prot(),
+                shmid: v.sysv.then_some(v.inode as i32),
+            };
         }
     }
-    let views = [(target, &starts[0]), (source, &starts[1])].map(|(m, (s, n))| KernelView {
+    let views = [(target, &vmas[0]), (source, &vmas[1])].map(|(m, v)| KernelView {
         start: m.start,
         end: m.end,
         mapped: m.spans(),
-        vma_starts: &s[..*n],
+        vmas: &v[..m.vmas().len()],
     });
     ledger.resync(unsure, &views, &copied[..n], event);
 }

@@ -50,7 +50,7 @@ pub use render::{write_json, write_text};
 pub use report::{
     AttachmentLeak, FindingEntry, MappingLeak, Report, Retained, SegmentLeak, SemaphoreLeak,
 };
-pub use resync::{KernelView, Unsure};
+pub use resync::{KernelView, KernelVma, Unsure};
 
 use crate::trace::event::{Event, Func, Phase};
 use attachments::Attachments;

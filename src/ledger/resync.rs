@@ -38,10 +38,22 @@ pub struct KernelView<'a> {
     pub start: u64,
     pub end: u64,
     pub mapped: &'a [(u64, u64)],
-    /// Where the kernel's VMAs start in the range: a failed call may have split a VMA there
+    /// The kernel's VMAs there, clipped to the range.
+    pub vmas: &'a [KernelVma],
+}
+
+/// What the ledger can check of one VMA the kernel has.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelVma {
+    pub start: u64,
+    pub end: u64,
+    /// It starts at `start` (it was not clipped there): a failed call may have split a VMA
     /// without unmapping anything (a `MAP_FIXED` that cannot split a hugetlb VMA at its other
     /// end), and a split attachment is one piece more.
-    pub vma_starts: &'a [u64],
+    pub begins: bool,
+    pub prot: i32,
+    /// The segment, for a System V attachment.
+    pub shmid: Option<i32>,
 }
 
 impl KernelView<'_> {
@@ -199,8 +211,8 @@ impl Ledger {
             }
         }
         for (i, view) in views.iter().enumerate() {
-            for &at in view.vma_starts {
-                self.split_piece(at);
+            for vma in view.vmas.iter().filter(|v| v.begins) {
+                self.split_piece(vma.start);
             }
             for (a, b) in view.unmapped_in(view.start, view.end) {
                 self.unmap(a, b);
@@ -210,6 +222,30 @@ impl Ledger {
                     self.fill_unknown(a, b, ev);
                 }
             }
+            for vma in view.vmas {
+                self.forget_replaced(vma, ev);
+            }
+        }
+    }
+
+    /// Regions in `vma` that the kernel shows are something else now (another segment or
+    /// none, other permissions) were replaced by what the call did before failing: what took
+    /// their place is unknown.
+    fn forget_replaced(&mut self, vma: &KernelVma, ev: &Event) {
+        let mut pos = vma.start;
+        while let Some((s, v)) = self.regions.first_overlap(pos, vma.end) {
+            let (a, b) = (s.max(pos), v.end.min(vma.end));
+            let shmid = v
+                .meta
+                .slot()
+                .and_then(|slot| self.attachments.get(slot))
+                .map(|att| att.shmid);
+            let kind = v.meta.kind();
+            if kind != Kind::Unknown && (shmid != vma.shmid || v.meta.prot() != vma.prot) {
+                self.unmap(a, b);
+                self.fill_unknown(a, b, ev);
+            }
+            pos = b;
         }
     }
 

@@ -4,6 +4,7 @@
 use core::ffi::c_void;
 
 const PAGE: u64 = 4096;
+const SYSV: &[u8] = b"/SYSV";
 
 /// At most this many mapped spans per range; beyond, the range read is cut short.
 pub const MAX_SPANS: usize = 64;
@@ -21,6 +22,8 @@ pub struct Vma {
     pub perms: u32,
     /// The VMA starts within the range read (it was not clipped at the range's start).
     pub begins: bool,
+    /// A System V attachment (`/SYSV<key>`; its inode is the shmid).
+    pub sysv: bool,
 }
 
 /// The mapped spans of `[start, end)`, sorted, disjoint, adjacent ones merged, and the VMAs
@@ -33,6 +36,16 @@ pub struct Mapped {
     pub len: usize,
     pub vmas: [Vma; MAX_SPANS],
     pub nvmas: usize,
+}
+
+impl Vma {
+    /// Its `PROT_*` bits.
+    pub fn prot(&self) -> i32 {
+        let [r, w, x, _] = self.perms.to_be_bytes();
+        (if r == b'r' { libc::PROT_READ } else { 0 })
+            | (if w == b'w' { libc::PROT_WRITE } else { 0 })
+            | (if x == b'x' { libc::PROT_EXEC } else { 0 })
+    }
 }
 
 impl Mapped {
@@ -163,6 +176,8 @@ struct Parser {
     field: u8,
     vma: Vma,
     offset: u64,
+    /// How much of the path matched "/SYSV" so far (`u8::MAX`: it does not).
+    sysv: u8,
 }
 
 impl Parser {
@@ -172,6 +187,7 @@ impl Parser {
             if b == b'\n' {
                 let vma = Vma {
                     pgoff: self.offset / PAGE,
+                    sysv: usize::from(self.sysv) == SYSV.len(),
                     ..self.vma
                 };
                 if self.field >= 5 && !out.add(vma) {
@@ -198,6 +214,13 @@ impl Parser {
                 3 => self.offset = (self.offset << 4) | hex,
                 4 if b != b':' => self.vma.dev = (self.vma.dev << 4) | hex,
                 5 => self.vma.inode = self.vma.inode * 10 + hex,
+                6 if b != b' ' => {
+                    self.sysv = match SYSV.get(usize::from(self.sysv)) {
+                        Some(&want) if want == b => self.sysv + 1,
+                        Some(_) => u8::MAX,
+                        None => self.sysv,
+                    }
+                }
                 _ => {}
             }
         }
@@ -265,6 +288,7 @@ mod tests {
         };
         let (src, dst) = (read(0x1000, 0x4000), read(0x8000, 0xb000));
         assert_eq!(src.vmas()[0].pgoff, 2);
+        assert!(src.vmas()[0].sysv && src.vmas()[0].begins);
         assert_eq!(src.vmas()[0].perms, u32::from_be_bytes(*b"rw-s"));
         let mut out = [(0, 0); 4];
         // Page 0x2000 (offset 3) is at 0x9000 with offset 3; page 0x1000 (offset 2) would be

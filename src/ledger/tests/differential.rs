@@ -247,7 +247,7 @@ fn settle(l: &mut Ledger, m: &Model, site: u64) {
         start: unsure.ranges[i].0,
         end: unsure.ranges[i].1,
         mapped: &mapped[i],
-        vma_starts: &[],
+        vmas: &[],
     });
     l.resync(&unsure, &views, &[], &call(Func::Mremap, &[], 0, site));
 }

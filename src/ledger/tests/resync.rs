@@ -24,7 +24,7 @@ fn apply_with_kernel(l: &mut Ledger, ev: &Event, mapped: [&[(u64, u64)]; 2]) -> 
         start: unsure.ranges[i].0,
         end: unsure.ranges[i].1,
         mapped: mapped[i],
-        vma_starts: &[],
+        vmas: &[],
     });
     l.resync(&unsure, &views, &[], ev);
     check_invariants(l);
