@@ -154,7 +154,11 @@ def main():
     args = ap.parse_args()
     funcs = hooked_functions()
     print(f"fuzz: {len(funcs)} hooked functions from shmtrace.h: {' '.join(funcs)}")
+    total, failures = 0, []
     saved = None
+    with tempfile.TemporaryDirectory(prefix="shmtrace-fuzz.") as work:
+        # Once as the machine is (no huge pages, usually), once with some reserved below.
+        failures += regressions(work)
     if args.huge_pages and os.access(NR_HUGEPAGES, os.W_OK):
         with open(NR_HUGEPAGES) as f:
             saved = f.read().strip()
@@ -163,7 +167,6 @@ def main():
     elif args.huge_pages:
         print(f"fuzz: skipped: huge page reservation ({NR_HUGEPAGES} not writable); "
               "MAP_HUGETLB and SHM_HUGETLB calls fail with ENOMEM")
-    total, failures = 0, []
     try:
         with tempfile.TemporaryDirectory(prefix="shmtrace-fuzz.") as work:
             failures += regressions(work)

@@ -299,7 +299,13 @@ fn run(seed: u64, steps: usize, seen: &mut BTreeMap<&'static str, usize>) {
                 } else {
                     libc::MAP_SHARED | libc::MAP_FIXED
                 } as u64;
-                if noreplace && !m.free(p, n) {
+                if !noreplace && rng.chance(10) {
+                    // It fails after discarding its range (MAP_HUGETLB without huge pages).
+                    let ev = call(Func::Mmap, &[addr(p), n * PAGE, RW, flags, 3, 0], -1, site);
+                    assert_eq!(l.apply(&ev, &facts()), Outcome::NoEffect);
+                    m.clear(p, n);
+                    "failed MAP_FIXED"
+                } else if noreplace && !m.free(p, n) {
                     let ev = call(Func::Mmap, &[addr(p), n * PAGE, RW, flags, 3, 0], -1, site);
                     assert_eq!(l.apply(&ev, &facts()), Outcome::NoEffect);
                     "failed MAP_FIXED_NOREPLACE"
@@ -593,6 +599,7 @@ fn ledger_matches_a_page_model_over_random_calls() {
         "mmap",
         "mmap fixed",
         "failed MAP_FIXED_NOREPLACE",
+        "failed MAP_FIXED",
         "munmap",
         "mremap shrink",
         "mremap grow",
