@@ -45,8 +45,13 @@ static uint64_t rnd(void)
 static uint64_t below(uint64_t n) { return n ? rnd() % n : 0; }
 static int chance(int pct) { return (int)below(100) < pct; }
 
-/* Mappings the kernel placed outside the zone for us. */
-static struct { uintptr_t addr, len; } out[MAX_OUT];
+/* Mappings the kernel placed outside the zone for us. `attach`: a whole attachment (offset 0
+ * at its start), the only kind shmdt is given: for anything else the kernel's walk goes on to
+ * whatever lies above, which depends on the layout, not on the sequence. */
+static struct {
+    uintptr_t addr, len;
+    int attach;
+} out[MAX_OUT];
 static int nout;
 /* Ids in order of first appearance, for normalised transcripts and for reuse (stale ones
  * included: removed objects stay in the pool). */
@@ -130,8 +135,10 @@ static uintptr_t own_addr(uintptr_t *limit, int whole)
 {
     if (whole && nout && chance(20)) {
         int i = (int)below((uint64_t)nout);
-        *limit = out[i].addr + out[i].len;
-        return out[i].addr;
+        if (whole == 1 || out[i].attach) {
+            *limit = out[i].addr + out[i].len;
+            return out[i].addr;
+        }
     }
     *limit = ZONE + ZONE_SIZE;
     uintptr_t a = zone_page();
@@ -157,13 +164,14 @@ static size_t pick_len(uintptr_t room)
     return len == BIG || len <= room ? len : room;
 }
 
-static void track(uintptr_t a, size_t len, int huge)
+static void track(uintptr_t a, size_t len, int huge, int attach)
 {
     if (a == (uintptr_t)MAP_FAILED || (a >= ZONE && a < ZONE + ZONE_SIZE) || nout == MAX_OUT)
         return;
     size_t g = huge ? HUGE : PAGE;
     out[nout].addr = a;
     out[nout].len = (len + g - 1) & ~(g - 1);
+    out[nout].attach = attach;
     nout++;
 }
 
@@ -249,7 +257,7 @@ static void gen_shmat(void)
     say_addr((uintptr_t)r);
     say(" errno=%d", e);
     if (r != (void *)-1)
-        track((uintptr_t)r, segment_size(shmid), segment_huge(shmid));
+        track((uintptr_t)r, segment_size(shmid), segment_huge(shmid), 1);
 }
 
 static void gen_shmdt(void)
@@ -258,7 +266,7 @@ static void gen_shmdt(void)
     if (chance(5))
         a = 0;
     else
-        a = own_addr(&limit, 1);
+        a = own_addr(&limit, 2);
     say("shmdt");
     say_addr(a);
     say(" ->");
@@ -412,7 +420,7 @@ static void gen_mmap_any(int is64)
     void *r = is64 ? mmap64((void *)a, len, prot, flags, fd, off) : mmap((void *)a, len, prot, flags, fd, off);
     int e = errno;
     if (r != MAP_FAILED)
-        track((uintptr_t)r, len, flags & MAP_HUGETLB);
+        track((uintptr_t)r, len, flags & MAP_HUGETLB, 0);
     say_addr((uintptr_t)r);
     say(" errno=%d", e);
 }
@@ -490,7 +498,7 @@ static void gen_mremap(void)
                 out[from_out].len = (new_len + PAGE - 1) & ~(PAGE - 1);
             }
         } else if ((uintptr_t)r != a) {
-            track((uintptr_t)r, new_len, 0);
+            track((uintptr_t)r, new_len, 0, from_out >= 0 && !old_len ? out[from_out].attach : 0);
         }
     }
     say_addr((uintptr_t)r);

@@ -123,8 +123,9 @@ static void hugetlb_mremap_rounding(void)
     verdict("hugetlb_mremap_rounding");
 }
 
-/* A failed MAP_FIXED or munmap that cannot split a hugetlb VMA at its end has already split an
- * attachment at its start: one piece more, nothing unmapped. */
+/* A failed MAP_FIXED, munmap, shmat(SHM_REMAP) or shrinking mremap that cannot split a hugetlb
+ * VMA at its end has already split an attachment at its start: one piece more each, nothing
+ * unmapped. */
 static void failed_calls_split_an_attachment(void)
 {
     int id = shmget(IPC_PRIVATE, HUGE, 0600);
@@ -136,8 +137,13 @@ static void failed_calls_split_an_attachment(void)
         char why[256];
         void *r = mmap(ZONE + HUGE - 31 * PAGE, HUGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
         int m = munmap(ZONE + HUGE - 63 * PAGE, HUGE);
+        int other = shmget(IPC_PRIVATE, HUGE, 0600);
+        void *s = shmat(other, ZONE + HUGE - 95 * PAGE, SHM_REMAP);
+        /* A shrink unmaps its tail first: here from inside the attachment into the huge page. */
+        void *q = mremap(ZONE + HUGE - 127 * PAGE, 200 * PAGE, 8 * PAGE, 0);
+        shmctl(other, IPC_RMID, NULL);
         read_maps();
-        if (r != MAP_FAILED || m == 0)
+        if (r != MAP_FAILED || m == 0 || s != (void *)-1 || q != MAP_FAILED)
             printf("skipped: failed_calls_split_an_attachment: the calls succeeded\n");
         else if (!check_nattch(id, why, sizeof why))
             printf("FAIL failed_calls_split_an_attachment: %s\n", why), failures++;

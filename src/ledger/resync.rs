@@ -87,6 +87,11 @@ impl KernelView<'_> {
     }
 }
 
+/// Whether two `[start, end)` ranges share an address.
+fn overlap(a: (u64, u64), b: (u64, u64)) -> bool {
+    a.0 < b.1 && b.0 < a.1
+}
+
 impl Ledger {
     /// What the last [`Ledger::apply`] could not predict, if anything (taken: asked once).
     pub fn take_unsure(&mut self) -> Option<Unsure> {
@@ -112,11 +117,15 @@ impl Ledger {
                     moved: None,
                 })
             }
-            // Refused before anything: a target reaching past any user address space, and
-            // MREMAP_DONTUNMAP with two sizes.
+            // Refused before anything: a target reaching past any user address space, a target
+            // overlapping the source, and MREMAP_DONTUNMAP with two sizes.
             Func::Mremap
                 if flags & libc::MREMAP_FIXED != 0
                     && ev.args[4].saturating_add(ev.args[2]) <= MAX_USER_ADDRESS
+                    && !overlap(
+                        (ev.args[0], ev.args[0].saturating_add(ev.args[1])),
+                        (ev.args[4], ev.args[4].saturating_add(ev.args[2])),
+                    )
                     && (flags & libc::MREMAP_DONTUNMAP == 0
                         || round_up(ev.args[1], page) == round_up(ev.args[2], page)) =>
             {
@@ -144,12 +153,37 @@ impl Ledger {
                     moved: None,
                 })
             }
+            // A shrink unmaps the tail first; one that cannot split a hugetlb VMA at its end
+            // may have split another at its start.
+            Func::Mremap
+                if round_up(ev.args[1], page) > round_up(ev.args[2], page)
+                    && ev.args[0].saturating_add(ev.args[1]) <= MAX_USER_ADDRESS =>
+            {
+                let old = ev.args[0] & !(page - 1);
+                let start = old.saturating_add(round_up(ev.args[2], page));
+                let end = old.saturating_add(round_up(ev.args[1], page));
+                Some(Unsure {
+                    ranges: [(start, end), (0, 0)],
+                    target_first: false,
+                    moved: None,
+                })
+            }
+            // SHM_REMAP, like MAP_FIXED, may split what it would have replaced before failing.
+            Func::Shmat if ev.arg_int(2) & libc::SHM_REMAP != 0 => {
+                let start = ev.args[1] & !(page - 1);
+                let size = self.objects.segment(ev.arg_int(0)).map_or(page, |s| s.size);
+                Some(Unsure {
+                    ranges: [(start, start.saturating_add(round_up(size, page))), (0, 0)],
+                    target_first: false,
+                    moved: None,
+                })
+            }
             Func::Mmap
             | Func::Mmap64
             | Func::Mremap
             | Func::Munmap
-            | Func::Shmget
             | Func::Shmat
+            | Func::Shmget
             | Func::Shmdt
             | Func::Shmctl
             | Func::Semget

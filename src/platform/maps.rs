@@ -7,7 +7,7 @@ const PAGE: u64 = 4096;
 const SYSV: &[u8] = b"/SYSV";
 
 /// At most this many mapped spans per range; beyond, the range read is cut short.
-pub const MAX_SPANS: usize = 64;
+pub const MAX_SPANS: usize = 32;
 
 /// One VMA, clipped to the range read: what tells a moved copy from other contents.
 #[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
