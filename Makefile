@@ -141,9 +141,9 @@ test-findings: lib
 fuzz: lib
 	$(PYTHON) fuzz/run.py --seeds 10 --calls 20000 $(FUZZ_ARGS)
 
-# A short fixed-seed run of the same (about a minute), for `make test`.
+# A short fixed-seed run of the same (seconds), for `make test`.
 test-fuzz-short: lib
-	$(PYTHON) fuzz/run.py --seeds 3 --calls 4000
+	$(PYTHON) fuzz/run.py --seeds 5 --calls 10000
 
 test: lint test-rust test-install test-edge test-c test-binary test-findings test-hostile
 

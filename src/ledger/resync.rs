@@ -117,15 +117,11 @@ impl Ledger {
                     moved: None,
                 })
             }
-            // Refused before anything: a target reaching past any user address space, a target
-            // overlapping the source, and MREMAP_DONTUNMAP with two sizes.
+            // Refused before anything: a target reaching past any user address space, and
+            // MREMAP_DONTUNMAP with two sizes.
             Func::Mremap
                 if flags & libc::MREMAP_FIXED != 0
                     && ev.args[4].saturating_add(ev.args[2]) <= MAX_USER_ADDRESS
-                    && !overlap(
-                        (ev.args[0], ev.args[0].saturating_add(ev.args[1])),
-                        (ev.args[4], ev.args[4].saturating_add(ev.args[2])),
-                    )
                     && (flags & libc::MREMAP_DONTUNMAP == 0
                         || round_up(ev.args[1], page) == round_up(ev.args[2], page)) =>
             {
@@ -229,7 +225,12 @@ impl Ledger {
         copied: &[(u64, u64)],
         ev: &Event,
     ) {
-        if let (Some((old, new, len)), [dst, src, ..]) = (unsure.moved, views) {
+        // A target overlapping its source moved nothing: the kernel refuses it (before or after
+        // unmapping the target, depending on the version: the views show which).
+        let moved = unsure
+            .moved
+            .filter(|&(old, _, len)| !overlap((old, old.saturating_add(len)), unsure.ranges[0]));
+        if let (Some((old, new, len)), [dst, src, ..]) = (moved, views) {
             for &(a, b) in copied {
                 if a >= old && b <= old.saturating_add(len) {
                     self.move_pieces(a, b, new.saturating_add(a - old));
