@@ -24,6 +24,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIB = os.path.join(ROOT, "target", "release", "libshmtrace.so")
@@ -60,8 +61,21 @@ def regressions(work):
     return failed
 
 
+def huge_pages_settled():
+    """Waits (up to 5 s) until every huge page is free again: a private IPC namespace's
+    segments are destroyed after its last process exits, not with it, and the next run must
+    start with the same pool."""
+    for _ in range(500):
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        if int(info["HugePages_Free"]) == int(info["HugePages_Total"]):
+            return
+        time.sleep(0.01)
+
+
 def run(driver, work, seed, calls, every, shim, stop=False):
     """One run; returns (transcript lines, divergence lines, log path or None)."""
+    huge_pages_settled()
     tag = "shim" if shim else "native"
     tx = os.path.join(work, f"{seed}.{tag}.tx")
     log = os.path.join(work, f"{seed}.{every}.log") if shim else None

@@ -70,7 +70,7 @@ impl Ledger {
     }
 
     /// The page size of a region: a huge page for hugetlb mappings and attachments.
-    fn page_of(&self, meta: Meta, facts: &Facts) -> u64 {
+    pub(super) fn page_of(&self, meta: Meta, facts: &Facts) -> u64 {
         match meta.slot() {
             Some(slot) => match self.attachments.get(slot) {
                 Some(a) if a.page > 0 => a.page,

@@ -127,8 +127,13 @@ impl Ledger {
             {
                 let old = ev.args[0] & !(page - 1);
                 let new = ev.args[4] & !(page - 1);
-                let len = round_up(ev.args[1].min(ev.args[2]), page);
-                let new_len = round_up(ev.args[2], page);
+                // A hugetlb source has its lengths rounded to its huge page, the target's too.
+                let granule = self
+                    .regions
+                    .containing(old)
+                    .map_or(page, |(_, v)| self.page_of(v.meta, facts));
+                let len = round_up(ev.args[1].min(ev.args[2]), granule);
+                let new_len = round_up(ev.args[2], granule);
                 Some(Unsure {
                     ranges: [
                         (new, new.saturating_add(new_len)),
