@@ -87,6 +87,17 @@ impl KernelView<'_> {
     }
 }
 
+impl Unsure {
+    /// One range in which the kernel may have taken pages away or split VMAs.
+    fn range(start: u64, end: u64) -> Unsure {
+        Unsure {
+            ranges: [(start, end.max(start)), (0, 0)],
+            target_first: false,
+            moved: None,
+        }
+    }
+}
+
 /// Whether two `[start, end)` ranges share an address.
 fn overlap(a: (u64, u64), b: (u64, u64)) -> bool {
     a.0 < b.1 && b.0 < a.1
@@ -111,11 +122,7 @@ impl Ledger {
                 let granule = super::memory::granule(flags, libc::MAP_HUGETLB, facts);
                 let start = ev.args[0] & !(granule - 1);
                 let end = round_up(ev.args[0].saturating_add(ev.args[1]), granule);
-                Some(Unsure {
-                    ranges: [(start, end.max(start)), (0, 0)],
-                    target_first: false,
-                    moved: None,
-                })
+                Some(Unsure::range(start, end))
             }
             // Refused before anything: a target reaching past any user address space, and
             // MREMAP_DONTUNMAP with two sizes.
@@ -148,11 +155,7 @@ impl Ledger {
             Func::Munmap if ev.args[0].saturating_add(ev.args[1]) <= MAX_USER_ADDRESS => {
                 let start = ev.args[0] & !(page - 1);
                 let end = round_up(ev.args[0].saturating_add(ev.args[1]), page);
-                Some(Unsure {
-                    ranges: [(start, end.max(start)), (0, 0)],
-                    target_first: false,
-                    moved: None,
-                })
+                Some(Unsure::range(start, end))
             }
             // A shrink unmaps the tail first; one that cannot split a hugetlb VMA at its end
             // may have split another at its start.
@@ -163,21 +166,16 @@ impl Ledger {
                 let old = ev.args[0] & !(page - 1);
                 let start = old.saturating_add(round_up(ev.args[2], page));
                 let end = old.saturating_add(round_up(ev.args[1], page));
-                Some(Unsure {
-                    ranges: [(start, end), (0, 0)],
-                    target_first: false,
-                    moved: None,
-                })
+                Some(Unsure::range(start, end))
             }
             // SHM_REMAP, like MAP_FIXED, may split what it would have replaced before failing.
             Func::Shmat if ev.arg_int(2) & libc::SHM_REMAP != 0 => {
                 let start = ev.args[1] & !(page - 1);
                 let size = self.objects.segment(ev.arg_int(0)).map_or(page, |s| s.size);
-                Some(Unsure {
-                    ranges: [(start, start.saturating_add(round_up(size, page))), (0, 0)],
-                    target_first: false,
-                    moved: None,
-                })
+                Some(Unsure::range(
+                    start,
+                    start.saturating_add(round_up(size, page)),
+                ))
             }
             Func::Mmap
             | Func::Mmap64

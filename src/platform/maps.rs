@@ -136,6 +136,14 @@ pub fn mapped(start: u64, end: u64) -> Option<Mapped> {
     if start >= end {
         return Some(out);
     }
+    let mut parser = Parser::default();
+    let mut buf = [0u8; 1024];
+    read_chunks(&mut buf, |chunk| parser.feed(chunk, &mut out)).then_some(out)
+}
+
+/// Reads `/proc/self/maps` through `buf` with plain system calls, handing each chunk to `take`
+/// until it returns false or the file ends. False if the file could not be read.
+pub fn read_chunks(buf: &mut [u8], mut take: impl FnMut(&[u8]) -> bool) -> bool {
     // SAFETY: a NUL-terminated path; the descriptor is closed below.
     let fd = unsafe {
         libc::open(
@@ -144,29 +152,25 @@ pub fn mapped(start: u64, end: u64) -> Option<Mapped> {
         )
     };
     if fd < 0 {
-        return None;
+        return false;
     }
-    let mut parser = Parser::default();
-    let mut buf = [0u8; 1024];
     let ok = loop {
         // SAFETY: `buf` is writable for its length.
         let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast::<c_void>(), buf.len()) };
-        if n < 0 {
-            if crate::platform::errno::get() == libc::EINTR {
-                continue;
+        match usize::try_from(n) {
+            Ok(0) => break true,
+            Ok(n) => {
+                if !take(buf.get(..n).unwrap_or(&[])) {
+                    break true;
+                }
             }
-            break false;
-        }
-        if n == 0 {
-            break true;
-        }
-        if !parser.feed(&buf[..n as usize], &mut out) {
-            break true;
+            Err(_) if crate::platform::errno::get() == libc::EINTR => {}
+            Err(_) => break false,
         }
     };
-    // SAFETY: the descriptor opened above.
+    // SAFETY: the descriptor opened above, closed once.
     unsafe { libc::close(fd) };
-    ok.then_some(out)
+    ok
 }
 
 /// Reads the fields of each line up to the inode, a byte at a time across reads.
