@@ -156,8 +156,8 @@ fn resync(ledger: &mut Ledger, unsure: &Unsure, event: &Event) {
     };
     let mut copied = [(0, 0); maps::MAX_SPANS];
     let n = match unsure.moved {
-        Some((old, new, _)) => source.copied_to(target, old, new, &mut copied),
-        None => 0,
+        Some((old, new, _)) if unsure.copies => source.copied_to(target, old, new, &mut copied),
+        _ => 0,
     };
     let mut vmas = [[KernelVma::default(); maps::MAX_SPANS]; 2];
     for (out, m) in vmas.iter_mut().zip([target, source]) {

@@ -349,6 +349,7 @@ impl Ledger {
                     ranges: [(new, new_end), (old, old_end)],
                     target_first: true,
                     moved: None,
+                    copies: false,
                 });
             }
             if !dontunmap {

@@ -30,6 +30,9 @@ pub struct Unsure {
     /// place in the target is mapped were moved before the failure, and keep what the ledger
     /// knew of them. `ranges` are then the target and the source.
     pub moved: Option<(u64, u64, u64)>,
+    /// The failed move keeps its source (`MREMAP_DONTUNMAP`): what it moved is a copy, to be
+    /// recognised in the target (see [`Ledger::resync`]).
+    pub copies: bool,
 }
 
 /// What the kernel has mapped in part of an [`Unsure`] range: `start..end` (within the range;
@@ -94,6 +97,7 @@ impl Unsure {
             ranges: [(start, end.max(start)), (0, 0)],
             target_first: false,
             moved: None,
+            copies: false,
         }
     }
 }
@@ -148,6 +152,7 @@ impl Ledger {
                     ],
                     target_first: true,
                     moved: Some((old, new, len)),
+                    copies: flags & libc::MREMAP_DONTUNMAP != 0,
                 })
             }
             // A munmap that cannot split a hugetlb VMA at one end may have split another at the
