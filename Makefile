@@ -9,6 +9,7 @@ WARN    := -Wall -Wextra -Werror
 LIBDIR  := $(CURDIR)/target/release
 LIB     := $(LIBDIR)/libshmtrace.so
 BUILD   := $(CURDIR)/build
+SUITES  := lint rust install transparency bad-input binary-log findings allocators html fuzz
 
 # Installation (GNU conventions: PREFIX, DESTDIR for staged installs by packagers).
 PREFIX      ?= /usr/local
@@ -17,18 +18,20 @@ libdir      ?= $(PREFIX)/lib
 includedir  ?= $(PREFIX)/include
 docdir      ?= $(PREFIX)/share/doc/shmtrace
 man7dir     ?= $(PREFIX)/share/man/man7
+# The user documentation installed beside the README (docs/command.md goes in as
+# shmtrace-command.md, the name `shmtrace --help` gives).
+USERDOCS    := docs/library.md docs/log-format.md docs/findings.md docs/allocators.md docs/limits.md
 VERSION     := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 MAJOR       := $(firstword $(subst ., ,$(VERSION)))
 SONAME      := libshmtrace.so.$(MAJOR)
 INSTALLED   := $(bindir)/shmtrace $(libdir)/libshmtrace.so.$(VERSION) $(libdir)/$(SONAME) $(libdir)/libshmtrace.so \
                $(includedir)/shmtrace.h $(libdir)/pkgconfig/shmtrace.pc \
-               $(docdir)/README.md $(docdir)/log-format.md $(docdir)/findings.md \
+               $(docdir)/README.md $(addprefix $(docdir)/,$(notdir $(USERDOCS))) \
                $(docdir)/shmtrace-command.md \
                $(man7dir)/shmtrace.7
 
 .PHONY: all lib header demo demo-log demo-leak bench bench-profile install uninstall test \
-        test-install test-edge test-hostile stress test-rust test-c test-binary test-findings lint \
-        fmt clean fuzz test-fuzz-short
+        $(SUITES:%=test-%) test-c test-edge test-hostile test-binary stress fuzz lint fmt clean
 
 all: lib
 
@@ -48,8 +51,8 @@ install: lib
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(libdir)|' -e 's|@INCLUDEDIR@|$(includedir)|' \
 	  -e 's|@VERSION@|$(VERSION)|' -e 's|@MAJOR@|$(MAJOR)|' shmtrace.pc.in \
 	  > $(DESTDIR)$(libdir)/pkgconfig/shmtrace.pc
-	install -m 0644 README.md docs/log-format.md docs/findings.md $(DESTDIR)$(docdir)/
-	install -m 0644 cli/README.md $(DESTDIR)$(docdir)/shmtrace-command.md
+	install -m 0644 README.md $(USERDOCS) $(DESTDIR)$(docdir)/
+	install -m 0644 docs/command.md $(DESTDIR)$(docdir)/shmtrace-command.md
 	sed -e 's|@VERSION@|$(VERSION)|' docs/shmtrace.7 > $(DESTDIR)$(man7dir)/shmtrace.7
 
 # Removes exactly the files `install` puts in place (and the doc directory it created).
@@ -71,12 +74,13 @@ $(BUILD):
 	mkdir -p $@
 
 # The main job on a bundled example: `shmtrace` runs a program that leaks (examples/leaky.c)
-# and explains the result; the SysV objects it leaves in the kernel are removed afterwards
-# (ipcrm, ids from its stdout).
+# and explains the result, also as an HTML page (build/leaky.html); the SysV objects it leaves
+# in the kernel are removed afterwards (ipcrm, ids from its stdout).
 demo: lib $(BUILD)/leaky
-	@$(LIBDIR)/shmtrace --out $(BUILD)/leaky.run.$$$$ -- $(BUILD)/leaky | tee $(BUILD)/leaky.out; \
+	@$(LIBDIR)/shmtrace --out $(BUILD)/leaky.run.$$$$ --html $(BUILD)/leaky.html -- $(BUILD)/leaky | tee $(BUILD)/leaky.out; \
 	  set -- $$(sed -n 's/^leaky: created segment \([0-9]*\) and semaphore set \([0-9]*\)$$/\1 \2/p' $(BUILD)/leaky.out); \
-	  [ -n "$$1" ] && ipcrm -m "$$1" -s "$$2"; echo "(leftovers removed with ipcrm -m $$1 -s $$2)"
+	  [ -n "$$1" ] && ipcrm -m "$$1" -s "$$2"; echo "(leftovers removed with ipcrm -m $$1 -s $$2)"; \
+	  echo "HTML report: $(BUILD)/leaky.html"
 
 # The live, strace-like log of a clean program (examples/demo.c), on stderr.
 demo-log: lib $(BUILD)/demo
@@ -103,56 +107,34 @@ $(BUILD)/bench/%: bench/%.c include/shmtrace.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(WARN) -Iinclude -o $@ $< -ldl -lpthread
 
-# Installs into temporary prefixes, checks pkg-config and uninstall, and runs the downstream
-# recipe in examples/downstream (its `make check` must fail on the leak, pass once fixed).
-test-install: lib
-	$(PYTHON) tests/install_recipe.py
+# The test suites, each named after what it proves (tests/run.py describes them; docs/testing.md
+# says what they need). `make test` runs them all, installing the Debian packages they need
+# when missing, and ends with one line `N passed, M failed, K skipped`; `make test-SUITE` runs
+# one the same way.
+test: lib
+	$(PYTHON) tests/run.py
 
-# Hostile input and conditions: bad arguments to every hook, signals, SIGKILL, secure mode,
-# log file safety, late calls (c_tests/edge; needs root for setcap/setuid).
-test-edge: lib
-	$(PYTHON) c_tests/edge/run.py
+$(SUITES:%=test-%): lib
+	$(PYTHON) tests/run.py $(@:test-%=%)
 
-# Foreign allocators (jemalloc, tcmalloc: apt-get install libjemalloc2 libtcmalloc-minimal4),
-# 8 threads on every hook, fork storms, 1M-call memory flatness (c_tests/hostile): about one
-# minute on 2 cores, part of `test`.
-test-hostile: lib
-	$(PYTHON) c_tests/hostile/run.py
+# The names these suites had before.
+test-c: test-transparency
+test-edge: test-bad-input
+test-hostile: test-allocators
+test-binary: test-binary-log
 
-# The long variants (about 5 minutes): 10M calls, 10 s fork storms, 30 s of 8 threads, a
-# bigger process tree, three rounds of every allocator configuration.
+# The allocator suite's long variants (about 5 minutes): 10M calls, 10 s fork storms, 30 s of
+# 8 threads, a bigger process tree, three rounds of every allocator configuration.
 stress: lib
 	$(PYTHON) c_tests/hostile/run.py --stress
 
-# The binary log (SHMTRACE_FORMAT=binary): SIGKILL, threads, fork, exec, a full disk (a tiny
-# tmpfs: needs root, else skipped with a note), bad settings, decoding (c_tests/binary).
-test-binary: lib
-	$(PYTHON) c_tests/binary/run.py
-
-# One program per audit finding and its corrected version, suppressions, exit codes
-# (c_tests/findings).
-test-findings: lib
-	$(PYTHON) c_tests/findings/run.py
-
-# The differential fuzzer (fuzz/): random sequences of every hooked call, native against under
-# the shim (results, errno, what calls wrote), the ledger against the kernel, the log against the
-# calls; each run in a private IPC namespace (unshare, root). Reserves 8 huge pages for the run
-# and restores vm.nr_hugepages. FUZZ_ARGS passes options to fuzz/run.py (--seeds, --calls...).
+# The differential fuzzer (fuzz/) at length: random sequences of every hooked call, native
+# against under the shim (results, errno, what calls wrote), the ledger against the kernel, the
+# log against the calls; each run in a private IPC namespace (unshare, root). Reserves 8 huge
+# pages for the run and restores vm.nr_hugepages. FUZZ_ARGS passes options to fuzz/run.py
+# (--seeds, --calls...). Its short fixed-seed run is the `fuzz` suite (`make test-fuzz`).
 fuzz: lib
 	$(PYTHON) fuzz/run.py --seeds 10 --calls 20000 $(FUZZ_ARGS)
-
-# A short fixed-seed run of the same (seconds), for `make test`.
-test-fuzz-short: lib
-	$(PYTHON) fuzz/run.py --seeds 5 --calls 10000
-
-test: lint test-rust test-install test-edge test-c test-binary test-findings test-hostile
-
-# The command's tests (cli/tests) run programs under the built library.
-test-rust: lib
-	$(CARGO) test --release
-
-test-c: lib
-	$(PYTHON) c_tests/run.py
 
 lint:
 	$(CARGO) fmt --all --check

@@ -22,6 +22,8 @@
 
 #include <shmtrace.h>
 
+#include "mapview.h"
+
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
 #endif
@@ -99,118 +101,23 @@ static inline long leaks(void)
                   (long)(now_.bytes_mapped - (before).bytes_mapped) / pg, (pages));         \
     } while (0)
 
-/* ---- mappings: the kernel's view against the ledger's, page by page ----------------- */
-
-struct view {
-    int mapped;
-    uintptr_t start, end; /* the kernel's VMA, or the ledger's mapping */
-    int prot;             /* PROT_READ | PROT_WRITE | PROT_EXEC */
-    int shared;
-    int kind;  /* SHMTRACE_MAPPING_* */
-    int shmid; /* -1 unless kind is SHMTRACE_MAPPING_SHM */
-};
+/* ---- mappings: the kernel's view against the ledger's, page by page (mapview.h) ------- */
 
 static char lg_buf[1 << 20];
-static struct view lg_maps[16384];
-static int lg_nmaps;
 
 /* Reads a whole /proc file into lg_buf (NUL-terminated). */
 static inline void lg_slurp(const char *path)
 {
-    size_t n = 0;
-    ssize_t r;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    MUST(fd >= 0);
-    while ((r = read(fd, lg_buf + n, sizeof lg_buf - 1 - n)) > 0)
-        n += (size_t)r;
-    close(fd);
-    MUST(r == 0 && n < sizeof lg_buf - 1);
-    lg_buf[n] = '\0';
-}
-
-/* Parses /proc/self/maps into lg_maps. */
-static inline void kernel_load(void)
-{
-    lg_slurp("/proc/self/maps");
-    lg_nmaps = 0;
-    for (char *line = lg_buf, *next; *line; line = next) {
-        char *p, *path;
-        unsigned long inode;
-        struct view *v = &lg_maps[lg_nmaps];
-        next = strchr(line, '\n');
-        next = next ? (*next = '\0', next + 1) : line + strlen(line);
-        MUST(lg_nmaps < (int)(sizeof lg_maps / sizeof lg_maps[0]));
-        v->mapped = 1;
-        v->start = strtoul(line, &p, 16);
-        v->end = strtoul(p + 1, &p, 16);
-        p++; /* "rw-s" */
-        v->prot = (p[0] == 'r' ? PROT_READ : 0) | (p[1] == 'w' ? PROT_WRITE : 0) |
-                  (p[2] == 'x' ? PROT_EXEC : 0);
-        v->shared = p[3] == 's';
-        strtoul(p + 4, &p, 16);  /* offset */
-        p = strchr(p + 1, ' ');  /* after the device */
-        inode = strtoul(p, &p, 10);
-        path = p + strspn(p, " ");
-        if (strncmp(path, "/SYSV", 5) == 0) /* a SysV attachment: the inode is the shmid */
-            v->kind = SHMTRACE_MAPPING_SHM;
-        else if (!*path || strcmp(path, "/dev/zero (deleted)") == 0) /* MAP_SHARED anon */
-            v->kind = SHMTRACE_MAPPING_ANONYMOUS;
-        else
-            v->kind = SHMTRACE_MAPPING_FILE;
-        v->shmid = v->kind == SHMTRACE_MAPPING_SHM ? (int)inode : -1;
-        lg_nmaps++;
-    }
-}
-
-/* What the kernel maps at `addr`, as of the last kernel_load(). */
-static inline struct view kernel_at(uintptr_t addr)
-{
-    struct view none = {0, 0, 0, 0, 0, 0, -1};
-    for (int i = 0; i < lg_nmaps; i++)
-        if (addr >= lg_maps[i].start && addr < lg_maps[i].end)
-            return lg_maps[i];
-    return none;
+    MUST(mapview_slurp(path, lg_buf, sizeof lg_buf) >= 0);
 }
 
 /* What the ledger says is mapped at `addr`. */
-static inline struct view ledger_at(uintptr_t addr)
+static inline struct mapview ledger_at(uintptr_t addr)
 {
-    struct view v = {0, 0, 0, 0, 0, 0, -1};
-    shmtrace_mapping m;
-    shmtrace_result r = shmtrace_mapping_at((const void *)addr, &m);
-    if (r == SHMTRACE_NOT_FOUND)
-        return v;
-    MUST(r == SHMTRACE_OK);
-    v.mapped = 1;
-    v.start = m.start;
-    v.end = m.end;
-    v.prot = m.prot & (PROT_READ | PROT_WRITE | PROT_EXEC);
-    v.shared = m.shared;
-    v.kind = m.kind;
-    v.shmid = m.kind == SHMTRACE_MAPPING_SHM ? m.shmid : -1;
+    shmtrace_result r;
+    struct mapview v = mapview_ledger_at(shmtrace_mapping_at, addr, &r);
+    MUST(r == SHMTRACE_OK || r == SHMTRACE_NOT_FOUND);
     return v;
-}
-
-static inline int view_eq(struct view a, struct view b)
-{
-    if (!a.mapped || !b.mapped)
-        return a.mapped == b.mapped;
-    return a.prot == b.prot && a.shared == b.shared && a.kind == b.kind && a.shmid == b.shmid;
-}
-
-static inline const char *describe(struct view v, char *buf, size_t size)
-{
-    static const char *const kinds[] = {"anon", "file", "shm", "unknown"};
-    if (!v.mapped)
-        return "unmapped";
-    snprintf(buf, size, "%c%c%c%c %s", v.prot & PROT_READ ? 'r' : '-',
-             v.prot & PROT_WRITE ? 'w' : '-', v.prot & PROT_EXEC ? 'x' : '-',
-             v.shared ? 's' : 'p', v.kind >= 0 && v.kind < 4 ? kinds[v.kind] : "kind?");
-    if (v.kind == SHMTRACE_MAPPING_SHM)
-        snprintf(buf + strlen(buf), size - strlen(buf), " shmid=%d", v.shmid);
-    snprintf(buf + strlen(buf), size - strlen(buf), " [%#lx-%#lx)", (unsigned long)v.start,
-             (unsigned long)v.end);
-    return buf;
 }
 
 /* NULL if the kernel and the ledger agree on every page of [start, start + len) (mapped or
@@ -218,20 +125,8 @@ static inline const char *describe(struct view v, char *buf, size_t size)
  * else the first disagreement with both views. */
 static inline const char *disagreement(const void *start, size_t len)
 {
-    static char msg[512];
-    char k[160], l[160];
-    kernel_load();
-    for (size_t off = 0; off < len; off += (size_t)pg) {
-        uintptr_t a = (uintptr_t)start + off;
-        struct view kv = kernel_at(a), lv = ledger_at(a);
-        if (!view_eq(kv, lv)) {
-            snprintf(msg, sizeof msg, "page %zu (%#lx): kernel %s, ledger %s",
-                     off / (size_t)pg, (unsigned long)a, describe(kv, k, sizeof k),
-                     describe(lv, l, sizeof l));
-            return msg;
-        }
-    }
-    return NULL;
+    MUST(mapview_load() == 0);
+    return mapview_disagreement(shmtrace_mapping_at, start, len, -1);
 }
 
 /* /proc/self/maps and the ledger agree on the `pages` pages at `start`. */
@@ -249,7 +144,7 @@ static inline long ledger_pieces(const void *start, size_t len, int shmid)
     long n = 0;
     uintptr_t last = 0;
     for (size_t off = 0; off < len; off += (size_t)pg) {
-        struct view v = ledger_at((uintptr_t)start + off);
+        struct mapview v = ledger_at((uintptr_t)start + off);
         if (v.mapped && v.shmid == shmid && v.start != last) {
             n++;
             last = v.start;

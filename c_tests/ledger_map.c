@@ -1,5 +1,6 @@
 /* ledger_map: the ledger's mappings against /proc/self/maps, page by page, for every
- * munmap, MAP_FIXED and mremap rule of DESIGN.md ("Semantics the ledger must honour"). */
+ * munmap, MAP_FIXED and mremap rule of docs/ARCHITECTURE.md ("Kernel semantics the ledger
+ * models"). */
 #include "harness.h"
 #include "ledger.h"
 

@@ -19,16 +19,14 @@ whatever it leaves, even after a crash, dies with the namespace.
 Then checks the SHMTRACE_LOG / SHMTRACE_FORMAT behaviour, the exit report and
 SHMTRACE_EXITCODE on the examples, and runs the ledger_* programs (the ledger against the
 kernel's own view, case by case, and their exit reports; `run.py ledger` runs only those).
-Prints `FAIL ...` for every failed check and ends with exactly one line `N passed, N failed`;
-exits 1 if anything failed.
-Standard library only.
+Prints `FAIL ...` for every failed check and ends with exactly one line
+`N passed, M failed, K skipped`; exits 1 if anything failed. Standard library only.
 """
 
 import errno
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -90,9 +88,6 @@ class Records(list):
     def __init__(self):
         super().__init__()
         self.reports = {}
-
-verbose = False
-
 
 # ---- the journal a scenario keeps of its own calls (see harness.h) ----------------------
 
@@ -236,8 +231,8 @@ def json_problems(obj, line, t0, t1):
     if event == "enter":
         if fn not in ("semop", "semtimedop"):
             p.append("enter record for a call that cannot block")
-        if not (args.get("sops") is None or isinstance(args.get("sops"), str)):
-            p.append("sops decoded in an enter record")
+        if fn == "semtimedop" and isinstance(args.get("sops"), list) and args.get("timeout"):
+            p.append("sops decoded in the enter record of a semtimedop with a timeout")
         if isinstance(args.get("timeout"), dict):
             p.append("timeout decoded in an enter record")
         return p
@@ -295,6 +290,15 @@ def parse_text_log(lines, t0, t1):
     return recs, problems
 
 
+def enters_in_place(thread, recs):
+    """An enter record is directly followed by its call's record, or ends the thread's log."""
+    for i, r in enumerate(recs[:-1]):
+        if r.event == "enter" and (recs[i + 1].event, recs[i + 1].fn) != ("call", r.fn):
+            return [f"thread {thread[0]}:{thread[1]} record {i + 1}: enter record of {r.fn} "
+                    f"not followed by its call record"]
+    return []
+
+
 def match(what, journal, recs):
     """Checks the log against the journal, record by record per thread; returns
     {tag: [(entry, record), ...]} for the records that matched, or None if some did not."""
@@ -308,6 +312,11 @@ def match(what, journal, recs):
     problems, pairs, callers = [], {}, []
     for thread in sorted(set(want) | set(got)):
         w, g = want.get(thread, []), got.get(thread, [])
+        problems += enters_in_place(thread, g)
+        # Whether a semop waits (and so has an enter record) is the kernel's to say: enter
+        # records are compared only where the thread stopped, in the call in progress.
+        w = [e for i, e in enumerate(w) if e.event == "call" or i == len(w) - 1]
+        g = [r for i, r in enumerate(g) if r.event == "call" or i == len(g) - 1]
         for i in range(max(len(w), len(g))):
             e = w[i] if i < len(w) else None
             r = g[i] if i < len(g) else None
@@ -367,9 +376,7 @@ def run(what, binary, preload=False, env=None, tmp=None, args=(), leaks=False):
     os.unlink(journal_path)
 
     r.leftovers = leaked = sorted(testlib.sysv_ids() - before)
-    for kind, ident in leaked:
-        subprocess.run(["ipcrm", "-m" if kind == "shm" else "-s", str(ident)],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    testlib.remove_sysv(leaked)
     if not leaks:
         check(not leaked, f"{what}: no SysV object left behind",
               "removed " + ", ".join(f"{k} {i}" for k, i in leaked))
@@ -697,8 +704,12 @@ def check_block(what, r, recs):
           f"{len(enters)} enter, {len(calls)} call records for pid {pid}")
     if enters and isinstance(enters[0].args, dict):
         a = enters[0].args
-        check(a == {"semid": r.journal.ret("semget"), "sops": ANY_PTR, "nsops": 1},
-              f"{what}: enter record shows semid, the sops pointer, nsops", json.dumps(a))
+        # It waits: the kernel read its operations first, so the record carries them.
+        wanted = {"semid": r.journal.ret("semget"),
+                  "sops": [{"sem_num": 0, "sem_op": -1, "sem_flg": "SEM_UNDO"}], "nsops": 1}
+        check(a == wanted,
+              f"{what}: enter record shows semid, the operations it waits with, nsops",
+              json.dumps(a))
 
 
 def check_processes(what, r, recs, scenario):
@@ -719,11 +730,12 @@ def check_processes(what, r, recs, scenario):
               f"{what}: the last call before _exit/_Exit is logged in both processes",
               f"logged for {sorted(got)} of {sorted(e.pid for e in lasts)}")
     if scenario == "threads":
-        n = len(r.journal.entries)
+        n = sum(1 for e in r.journal.entries if e.event == "call")
+        calls = [x for x in recs if x.event == "call"]
         tids = {x.tid for x in recs}
-        check(len(recs) == n and len(tids) == 7,
-              f"{what}: exactly {n} records from 7 threads",
-              f"{len(recs)} records from {len(tids)} threads")
+        check(len(calls) == n and len(tids) == 7,
+              f"{what}: exactly {n} call records from 7 threads",
+              f"{len(calls)} call records from {len(tids)} threads")
     if scenario == "early":
         early = matched(r, "early_")
         check(len(early) == 4, f"{what}: the 4 calls from libearly's constructor are logged",
@@ -929,6 +941,8 @@ def build(make_vars):
 
 
 def check_nm():
+    if testlib.missing("nm"):
+        return testlib.skip("nm -u on mmap64.*", "nm not installed (Debian: binutils)", 2)
     for kind in ("plain", "linked"):
         exe = binary("mmap64", kind)
         if not os.path.exists(exe):
@@ -940,22 +954,22 @@ def check_nm():
               str(sorted(s for s in syms if s.startswith("mmap"))))
 
 
-HOOKS = {"shmget", "shmat", "shmdt", "shmctl", "semget", "semop", "semtimedop", "semctl",
-         "mmap", "mmap64", "munmap", "mremap"}
-
-
 def check_exports():
-    """The library exports exactly the twelve hooks and the shmtrace_* API, nothing else."""
+    """The library exports exactly the hooks the header lists and the shmtrace_* API, nothing
+    else."""
     if not os.path.exists(LIB):
         return
+    if testlib.missing("nm"):
+        return testlib.skip("libshmtrace.so's exports", "nm not installed (Debian: binutils)", 2)
+    hooks = set(testlib.hooks())
     out = subprocess.run(["nm", "-D", "--defined-only", LIB], capture_output=True,
                          text=True).stdout
     funcs = {line.split()[-1] for line in out.splitlines() if line.split()[1:2] == ["T"]}
-    check(HOOKS <= funcs, "libshmtrace.so exports all twelve hooks (nm -D --defined-only)",
-          str(sorted(HOOKS - funcs)))
+    check(hooks <= funcs, f"libshmtrace.so exports all {len(hooks)} hooks (nm -D --defined-only)",
+          str(sorted(hooks - funcs)))
     # _exit/_Exit are hooked so that a process ending that way still writes its report, and
     # vfork so that a vfork child never updates its parent's ledger.
-    extra = {f for f in funcs - HOOKS - {"_exit", "_Exit", "vfork"}
+    extra = {f for f in funcs - hooks - {"_exit", "_Exit", "vfork"}
              if not f.startswith("shmtrace_")}
     check(not extra, "libshmtrace.so exports no other function", str(sorted(extra)))
 
@@ -1138,45 +1152,19 @@ def check_ledger(tmp):
     check_ledger_exit(tmp, "return", "json", status=0)
 
 
-def isolate_ipc():
-    """Re-runs this script in a new IPC namespace, once, where that is permitted."""
-    if os.environ.get("SHMTRACE_TEST_IPCNS") or not shutil.which("unshare"):
-        return
-    if subprocess.run(["unshare", "--ipc", "true"], capture_output=True).returncode != 0:
-        return
-    os.environ["SHMTRACE_TEST_IPCNS"] = "1"
-    sys.stdout.flush()
-    os.execvp("unshare", ["unshare", "--ipc", "--", sys.executable, *sys.argv])
-
-
 def main():
-    global verbose, BUILD, LIB
-    argv, names, make_vars = sys.argv[1:], [], []
-    while argv:
-        a = argv.pop(0)
-        if a == "-v":
-            verbose = True
-            testlib.verbose = True
-        elif a in ("--libdir", "--build") and argv:
-            path = os.path.abspath(argv.pop(0))
-            if a == "--libdir":
-                LIB = os.path.join(path, "libshmtrace.so")
-                make_vars.append(f"LIBDIR={path}")
-            else:
-                BUILD = path
-                make_vars.append(f"BUILD={path}")
-        elif a.startswith("-"):
-            sys.exit(__doc__)
-        else:
-            names.append(a)
-    names = names or SCENARIOS
-    unknown = [n for n in names if n not in SCENARIOS + ["config", "ledger"]]
-    if unknown:
-        sys.exit(f"unknown scenario(s) {unknown}; known: {' '.join(SCENARIOS)} config ledger")
-    isolate_ipc()
+    global BUILD, LIB
+    known = SCENARIOS + ["config", "ledger"]
+    opts = testlib.parse_args(__doc__, "c_tests", known)
+    BUILD, LIB, make_vars = opts.build, testlib.LIB, opts.make_vars
+    names = SCENARIOS if opts.names == known else opts.names
+    testlib.isolate_ipc()
     start = time.time()
     have_linked, have_lib = build(make_vars)
     check(have_lib, f"{LIB} exists")
+    hooks = set(testlib.hooks())
+    check(set(ARG_KEYS) == hooks, "run.py knows the arguments of exactly the header's hooks",
+          str(sorted(set(ARG_KEYS) ^ hooks)))
     check_nm()
     check_exports()
     with tempfile.TemporaryDirectory(prefix="shmtrace-c-tests.") as tmp:
@@ -1202,7 +1190,7 @@ def main():
             before = testlib.failed
             check_ledger(tmp)
             print(f"-- ledger: {'ok' if testlib.failed == before else 'FAILED'}")
-    if verbose:
+    if testlib.verbose:
         print(f"({time.time() - start:.1f} s)")
     return testlib.summary()
 

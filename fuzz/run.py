@@ -13,6 +13,10 @@ found by re-running with a check after every call).
 
 Before fuzzing it runs fuzz/regress.c: one scenario per class of divergence found so far.
 
+Every regression scenario and, for each seed, transparency, the ledger and the log are counted
+checks (c_tests/testlib.py), ending with `N passed, M failed, K skipped`: the short default run
+is the `fuzz` suite of tests/run.py (`make test-fuzz`); `make fuzz` runs it at length.
+
 usage: run.py [--seeds N] [--first SEED] [--calls N] [--check-every N] [--huge-pages N]
 """
 
@@ -27,16 +31,10 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LIB = os.path.join(ROOT, "target", "release", "libshmtrace.so")
-HEADER = os.path.join(ROOT, "include", "shmtrace.h")
+sys.path.insert(0, os.path.join(ROOT, "c_tests"))
+import testlib as t  # noqa: E402
+
 NR_HUGEPAGES = "/proc/sys/vm/nr_hugepages"
-
-
-def hooked_functions():
-    """The hooked functions, from the header's SHMTRACE_CALL_* defines (the hook table)."""
-    with open(HEADER) as f:
-        calls = re.findall(r"#define SHMTRACE_CALL_(\w+) (\d+)", f.read())
-    return [name.lower() for name, _ in sorted(calls, key=lambda c: int(c[1]))]
 
 
 def build(work, name):
@@ -48,17 +46,23 @@ def build(work, name):
     return exe
 
 
-def regressions(work):
-    """fuzz/regress.c under the shim, in a private IPC namespace; returns the failed lines."""
-    env = dict(os.environ, LD_PRELOAD=LIB, SHMTRACE_LOG=os.devnull)
-    proc = subprocess.run(["unshare", "--ipc", build(work, "regress")], env=env,
+def regressions(work, when):
+    """fuzz/regress.c under the shim, in a private IPC namespace: one check per scenario
+    (`ok NAME` / `FAIL NAME: why` / `skipped: NAME: why`), and one for its exit status."""
+    env = t.clean_env(preload=True, SHMTRACE_LOG=os.devnull)
+    proc = subprocess.run([*t.UNSHARE_IPC, build(work, "regress")], env=env,
                           stdout=subprocess.PIPE, text=True, timeout=120)
     for line in proc.stdout.splitlines():
-        print("fuzz: regression " + line)
-    failed = [l for l in proc.stdout.splitlines() if l.startswith("FAIL")]
-    if proc.returncode != 0 and not failed:
-        failed.append(f"regress exited {proc.returncode}")
-    return failed
+        if line.startswith("ok "):
+            t.check(True, f"regression {line[3:]} ({when})")
+        elif line.startswith("FAIL "):
+            t.check(False, f"regression {line[5:]} ({when})")
+        elif line.startswith("skipped: "):
+            name, _, why = line[len("skipped: "):].partition(": ")
+            t.skip(f"regression {name} ({when})", why)
+        else:
+            print("fuzz: regression " + line)
+    t.check(proc.returncode == 0, f"regress exits 0 ({when})", f"exit status {proc.returncode}")
 
 
 def huge_pages_settled():
@@ -81,13 +85,11 @@ def run(driver, work, seed, calls, every, shim, stop=False):
     log = os.path.join(work, f"{seed}.{every}.log") if shim else None
     if log and os.path.exists(log):
         os.unlink(log)
-    env = dict(os.environ)
-    env.pop("LD_PRELOAD", None)
-    cmd = ["unshare", "--ipc", driver, str(seed), str(calls), str(every), tx]
+    cmd = [*t.UNSHARE_IPC, driver, str(seed), str(calls), str(every), tx]
     if stop:
         cmd.append("stop")
-    if shim:
-        env.update(LD_PRELOAD=LIB, SHMTRACE_FORMAT="json", SHMTRACE_LOG=log)
+    env = (t.clean_env(preload=True, SHMTRACE_FORMAT="json", SHMTRACE_LOG=log) if shim
+           else t.clean_env())
     proc = subprocess.run(cmd, env=env, stderr=subprocess.PIPE, text=True, timeout=600)
     if proc.returncode not in (0, 3):
         raise RuntimeError(f"seed {seed} ({tag}): driver exited {proc.returncode}: "
@@ -138,67 +140,71 @@ def narrow(driver, work, seed, calls):
 
 
 def fuzz_seed(driver, work, seed, calls, every):
-    problems = []
+    """One seed natively and under the shim: three checks (transparency, ledger, log)."""
     native, _, _ = run(driver, work, seed, calls, every, False)
     shim, diverged, log = run(driver, work, seed, calls, every, True)
-    for i, (a, b) in enumerate(zip(native, shim)):
-        if a != b:
-            problems.append(f"transparency: seed {seed}, shortest failing prefix {i + 1} calls:\n"
-                            f"    native: {a}\n    shim:   {b}")
-            break
+    first = next((i for i, (a, b) in enumerate(zip(native, shim)) if a != b), None)
+    if first is not None:
+        why = (f"shortest failing prefix {first + 1} calls:\n"
+               f"    native: {native[first]}\n    shim:   {shim[first]}")
     else:
-        if len(native) != len(shim):
-            problems.append(f"transparency: seed {seed}: {len(native)} vs {len(shim)} lines")
-    if diverged:
-        problems.append(f"ledger: seed {seed}: " + narrow(driver, work, seed, calls))
+        why = f"{len(native)} vs {len(shim)} lines"
+    t.check(first is None and len(native) == len(shim),
+            f"transparency: seed {seed} ({len(native)} calls)", why)
+    t.check(not diverged, f"ledger against the kernel: seed {seed}",
+            diverged and narrow(driver, work, seed, calls))
     why = compare_log(shim, log)
-    if why:
-        problems.append(f"log: seed {seed}: {why}")
-    return len(native), problems
+    t.check(why is None, f"log against the calls: seed {seed}", why)
+    return len(native)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("-v", action="store_true", help="print every check")
+    ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--first", type=int, default=1)
-    ap.add_argument("--calls", type=int, default=20000)
+    ap.add_argument("--calls", type=int, default=10000)
     ap.add_argument("--check-every", type=int, default=100)
     ap.add_argument("--huge-pages", type=int, default=8,
                     help="huge pages to reserve for the run (restored after); 0 for none")
     args = ap.parse_args()
-    funcs = hooked_functions()
+    t.verbose = args.v
+    if not os.path.exists(t.LIB):
+        t.check(False, "libshmtrace.so is built", f"{t.LIB} missing (make lib)")
+        return t.summary()
+    if not t.can_unshare():
+        t.skip("the differential fuzzer", "needs a private IPC namespace (unshare --ipc: root)",
+               count=1 + 3 * args.seeds)
+        return t.summary()
+    funcs = t.hooks()
     print(f"fuzz: {len(funcs)} hooked functions from shmtrace.h: {' '.join(funcs)}")
-    total, failures = 0, []
-    saved = None
+    total, saved = 0, None
     with tempfile.TemporaryDirectory(prefix="shmtrace-fuzz.") as work:
         # Once as the machine is (no huge pages, usually), once with some reserved below.
-        failures += regressions(work)
+        regressions(work, "as configured")
     if args.huge_pages and os.access(NR_HUGEPAGES, os.W_OK):
         with open(NR_HUGEPAGES) as f:
             saved = f.read().strip()
         with open(NR_HUGEPAGES, "w") as f:
             f.write(str(args.huge_pages))
     elif args.huge_pages:
-        print(f"fuzz: skipped: huge page reservation ({NR_HUGEPAGES} not writable); "
-              "MAP_HUGETLB and SHM_HUGETLB calls fail with ENOMEM")
+        t.skip("huge page reservation", f"{NR_HUGEPAGES} not writable; MAP_HUGETLB and "
+               "SHM_HUGETLB calls fail with ENOMEM")
     try:
         with tempfile.TemporaryDirectory(prefix="shmtrace-fuzz.") as work:
-            failures += regressions(work)
+            regressions(work, f"{args.huge_pages} huge pages")
             driver = build(work, "driver")
             for seed in range(args.first, args.first + args.seeds):
-                n, problems = fuzz_seed(driver, work, seed, args.calls, args.check_every)
-                total += n
-                failures += problems
-                print(f"fuzz: seed {seed}: {n} calls, {'ok' if not problems else 'DIFFERENT'}",
-                      flush=True)
-                for p in problems:
-                    print("  " + p)
+                try:
+                    total += fuzz_seed(driver, work, seed, args.calls, args.check_every)
+                except (RuntimeError, subprocess.TimeoutExpired) as e:
+                    t.check(False, f"seed {seed} runs", str(e))
     finally:
         if saved is not None:
             with open(NR_HUGEPAGES, "w") as f:
                 f.write(saved)
-    print(f"fuzz: {total} calls over {args.seeds} seeds, {len(failures)} divergences")
-    return 1 if failures else 0
+    print(f"fuzz: {total} calls over {args.seeds} seeds")
+    return t.summary()
 
 
 if __name__ == "__main__":

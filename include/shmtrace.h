@@ -11,39 +11,28 @@
 #define SHMTRACE_VERSION_MINOR 1
 #define SHMTRACE_VERSION_PATCH 0
 
+// Indexes into `shmtrace_stats.calls`, one per hooked function.
+#define SHMTRACE_CALL_SHMGET 0
+#define SHMTRACE_CALL_SHMAT 1
+#define SHMTRACE_CALL_SHMDT 2
+#define SHMTRACE_CALL_SHMCTL 3
+#define SHMTRACE_CALL_SEMGET 4
+#define SHMTRACE_CALL_SEMOP 5
+#define SHMTRACE_CALL_SEMTIMEDOP 6
+#define SHMTRACE_CALL_SEMCTL 7
+#define SHMTRACE_CALL_MMAP 8
+#define SHMTRACE_CALL_MMAP64 9
+#define SHMTRACE_CALL_MUNMAP 10
+#define SHMTRACE_CALL_MREMAP 11
+
+// The number of hooked functions (the length of `shmtrace_stats.calls`).
+#define SHMTRACE_FUNCTIONS 12
+
 
 // `format` values for `shmtrace_write_report`.
 #define SHMTRACE_FORMAT_TEXT 0
 
 #define SHMTRACE_FORMAT_JSON 1
-
-// Indexes into `shmtrace_stats.calls`.
-#define SHMTRACE_CALL_SHMGET 0
-
-#define SHMTRACE_CALL_SHMAT 1
-
-#define SHMTRACE_CALL_SHMDT 2
-
-#define SHMTRACE_CALL_SHMCTL 3
-
-#define SHMTRACE_CALL_SEMGET 4
-
-#define SHMTRACE_CALL_SEMOP 5
-
-#define SHMTRACE_CALL_SEMTIMEDOP 6
-
-#define SHMTRACE_CALL_SEMCTL 7
-
-#define SHMTRACE_CALL_MMAP 8
-
-#define SHMTRACE_CALL_MMAP64 9
-
-#define SHMTRACE_CALL_MUNMAP 10
-
-#define SHMTRACE_CALL_MREMAP 11
-
-// The number of hooked functions (the length of `shmtrace_stats.calls`).
-#define SHMTRACE_FUNCTIONS 12
 
 // `shmtrace_mapping.kind` values.
 #define SHMTRACE_MAPPING_ANONYMOUS 0
@@ -90,7 +79,8 @@ typedef struct shmtrace_stats {
   // Successful calls the ledger could not model (e.g. shmat of a segment of unknown size), or
   // could not keep while another thread was forking (more than 262144 during one fork).
   uint64_t untracked;
-  // Calls whose bookkeeping failed inside the shim (they were still forwarded).
+  // Failures inside the shim (a hooked call's bookkeeping: the call was still forwarded; or
+  // an API call, the lifecycle's work at start, fork or exit).
   uint64_t internal_failures;
   // Memory the shim itself holds from the kernel, in bytes.
   uint64_t shim_heap_bytes;

@@ -4,12 +4,13 @@
 //! signal handler (they take the ledger's lock).
 
 use core::ffi::{c_char, c_int, c_void};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::ledger::RegionKind;
+use crate::platform::shield::{self, shield};
 use crate::platform::{alloc, guard::Guard, sink};
 use crate::recorder;
-use crate::trace::format::Format;
+use shmtrace_core::trace::event::Func;
+use shmtrace_core::trace::format::Format;
 
 /// Result codes of the `shmtrace_*` functions. The numbers are stable.
 #[repr(C)]
@@ -35,21 +36,9 @@ use shmtrace_result::*;
 pub const SHMTRACE_FORMAT_TEXT: c_int = 0;
 pub const SHMTRACE_FORMAT_JSON: c_int = 1;
 
-/// Indexes into `shmtrace_stats.calls`.
-pub const SHMTRACE_CALL_SHMGET: usize = 0;
-pub const SHMTRACE_CALL_SHMAT: usize = 1;
-pub const SHMTRACE_CALL_SHMDT: usize = 2;
-pub const SHMTRACE_CALL_SHMCTL: usize = 3;
-pub const SHMTRACE_CALL_SEMGET: usize = 4;
-pub const SHMTRACE_CALL_SEMOP: usize = 5;
-pub const SHMTRACE_CALL_SEMTIMEDOP: usize = 6;
-pub const SHMTRACE_CALL_SEMCTL: usize = 7;
-pub const SHMTRACE_CALL_MMAP: usize = 8;
-pub const SHMTRACE_CALL_MMAP64: usize = 9;
-pub const SHMTRACE_CALL_MUNMAP: usize = 10;
-pub const SHMTRACE_CALL_MREMAP: usize = 11;
-/// The number of hooked functions (the length of `shmtrace_stats.calls`).
-pub const SHMTRACE_FUNCTIONS: usize = 12;
+/// The number of hooked functions. The header's `#define` (and the `SHMTRACE_CALL_*` indexes
+/// into `shmtrace_stats.calls`) are written by build.rs from the hook table.
+pub const SHMTRACE_FUNCTIONS: usize = Func::COUNT;
 
 /// `shmtrace_mapping.kind` values.
 pub const SHMTRACE_MAPPING_ANONYMOUS: c_int = 0;
@@ -81,7 +70,8 @@ pub struct shmtrace_stats {
     /// Successful calls the ledger could not model (e.g. shmat of a segment of unknown size), or
     /// could not keep while another thread was forking (more than 262144 during one fork).
     pub untracked: u64,
-    /// Calls whose bookkeeping failed inside the shim (they were still forwarded).
+    /// Failures inside the shim (a hooked call's bookkeeping: the call was still forwarded; or
+    /// an API call, the lifecycle's work at start, fork or exit).
     pub internal_failures: u64,
     /// Memory the shim itself holds from the kernel, in bytes.
     pub shim_heap_bytes: u64,
@@ -109,10 +99,10 @@ pub struct shmtrace_mapping {
     pub site: usize,
 }
 
-/// Runs `work` with the re-entrancy guard held and a panic boundary.
+/// Runs `work` with the re-entrancy guard held, inside the panic boundary.
 fn boundary<T>(on_panic: T, work: impl FnOnce() -> T) -> T {
     let _guard = Guard::enter();
-    catch_unwind(AssertUnwindSafe(work)).unwrap_or(on_panic)
+    shield(work).unwrap_or(on_panic)
 }
 
 /// The library's version, `MAJOR.MINOR.PATCH`, as a static NUL-terminated string.
@@ -146,7 +136,7 @@ pub unsafe extern "C" fn shmtrace_get_stats(out: *mut shmtrace_stats) -> shmtrac
             calls: s.calls,
             unknown_unmaps: s.unknown_unmaps,
             untracked: s.untracked + crate::deferred::overflowed(),
-            internal_failures: recorder::internal_failures(),
+            internal_failures: shield::failures(),
             shim_heap_bytes: alloc::mapped_bytes(),
         };
         // SAFETY: `out` is non-NULL and, per the header, points to a writable shmtrace_stats.
@@ -269,6 +259,8 @@ pub extern "C" fn shmtrace_resume() {
 mod tests {
     use core::ffi::CStr;
 
+    use shmtrace_core::trace::event::Func;
+
     #[test]
     fn header_is_current() {
         let generated = include_str!(concat!(env!("OUT_DIR"), "/shmtrace.h"));
@@ -282,46 +274,37 @@ mod tests {
     #[test]
     fn header_declares_no_libc_prototype() {
         let header = include_str!("../include/shmtrace.h");
-        for name in [
-            "shmget",
-            "shmat",
-            "shmdt",
-            "shmctl",
-            "semget",
-            "semop",
-            "semtimedop",
-            "semctl",
-            "mmap",
-            "mmap64",
-            "munmap",
-            "mremap",
-        ] {
+        for func in Func::ALL {
+            let name = func.name();
             assert!(!header.contains(&format!(" {name}(")), "{name} declared");
             assert!(!header.contains(&format!("*{name}(")), "{name} declared");
         }
     }
 
+    /// C programs (and the C test runners) learn the hook list from these lines.
     #[test]
-    fn call_indexes_follow_the_hook_order() {
-        use crate::trace::event::Func;
-        let indexes = [
-            (Func::Shmget, super::SHMTRACE_CALL_SHMGET),
-            (Func::Shmat, super::SHMTRACE_CALL_SHMAT),
-            (Func::Shmdt, super::SHMTRACE_CALL_SHMDT),
-            (Func::Shmctl, super::SHMTRACE_CALL_SHMCTL),
-            (Func::Semget, super::SHMTRACE_CALL_SEMGET),
-            (Func::Semop, super::SHMTRACE_CALL_SEMOP),
-            (Func::Semtimedop, super::SHMTRACE_CALL_SEMTIMEDOP),
-            (Func::Semctl, super::SHMTRACE_CALL_SEMCTL),
-            (Func::Mmap, super::SHMTRACE_CALL_MMAP),
-            (Func::Mmap64, super::SHMTRACE_CALL_MMAP64),
-            (Func::Munmap, super::SHMTRACE_CALL_MUNMAP),
-            (Func::Mremap, super::SHMTRACE_CALL_MREMAP),
-        ];
-        for (func, index) in indexes {
-            assert_eq!(func as usize, index, "{func:?}");
-        }
-        assert_eq!(super::SHMTRACE_FUNCTIONS, crate::ledger::FUNCS);
+    fn header_indexes_every_hook_in_table_order() {
+        let header = include_str!("../include/shmtrace.h");
+        let defines: Vec<(&str, &str)> = header
+            .lines()
+            .filter_map(|line| line.strip_prefix("#define SHMTRACE_"))
+            .filter_map(|rest| rest.split_once(' '))
+            .collect();
+        let calls: Vec<String> = defines
+            .iter()
+            .filter_map(|(name, value)| Some(format!("{}={value}", name.strip_prefix("CALL_")?)))
+            .collect();
+        let expected: Vec<String> = Func::ALL
+            .iter()
+            .map(|f| format!("{}={}", f.name().to_uppercase(), *f as usize))
+            .collect();
+        assert_eq!(calls, expected);
+        let count = Func::COUNT.to_string();
+        assert!(
+            defines.contains(&("FUNCTIONS", count.as_str())),
+            "{defines:?}"
+        );
+        assert!(header.contains("uint64_t calls[SHMTRACE_FUNCTIONS];"));
     }
 
     #[test]

@@ -25,7 +25,7 @@ use core::sync::atomic::{
 
 use crate::ledger::Facts;
 use crate::platform::alloc;
-use crate::trace::event::Event;
+use shmtrace_core::trace::event::Event;
 
 /// Slots per chunk (a chunk is about 1.3 MiB of address space; pages are resident only once
 /// a fork storm writes them).
@@ -195,7 +195,7 @@ pub fn close_and_drain(apply: impl FnMut(&Event, &Facts)) {
 /// In the child after fork: the calls kept by the time its memory was copied (fully written)
 /// are handed to `apply`, in order. A place claimed but not filled then belongs to a call
 /// still in progress at the fork: whether the kernel had completed it before the child's
-/// address space was copied is unknown here, so it is left out (the README's limits).
+/// address space was copied is unknown here, so it is left out (docs/limits.md).
 pub fn drain_in_child(apply: impl FnMut(&Event, &Facts)) {
     OPEN.store(false, SeqCst);
     replay(CLAIMED.load(SeqCst), apply);
@@ -211,7 +211,7 @@ pub fn overflowed() -> u64 {
 mod tests {
     use super::*;
     use crate::recorder::{self, Entry};
-    use crate::trace::event::{Func, Phase};
+    use shmtrace_core::trace::event::{Func, Phase};
 
     /// Marks this test's events apart from the hooked calls other tests make meanwhile (the
     /// test binary exports the hooks too, and they queue while the gate is open).

@@ -1,10 +1,12 @@
 //! shmtrace: an LD_PRELOAD shim that logs and audits System V shared memory, semaphores and
 //! memory mappings. See README.md for use and `docs/log-format.md` for the log.
 //!
-//! Layers, each calling only downwards: `hooks` (the export list and the tracked calls) and
-//! `lifecycle` (constructor, fork, exit) → `recorder` (the process's ledger, the log, the exit
-//! report) → `ledger` and `trace` (pure: the model, events, decoding, formatting) and
-//! `platform` (real symbols, syscalls, errno, environment, log sink). `api` is the C API.
+//! Layers, each calling only downwards: `hooks` (the export list and the tracked calls),
+//! `lifecycle` (constructor, fork, exit) and `api` (the C API) → `recorder` (the process's
+//! ledger, the log, the exit report; it hands the configuration to `audit`) → `audit` and
+//! `ledger` (the model) → `platform` (real symbols, syscalls, errno, environment, log sink,
+//! the one panic boundary `platform::shield`) → the `shmtrace-core` crate (pure, shared with
+//! the command: the hook table, events, decoding, formatting).
 
 pub mod api;
 pub mod audit;
@@ -18,7 +20,6 @@ pub mod ledger;
 mod lifecycle;
 pub mod platform;
 pub mod recorder;
-pub mod trace;
 
 /// Every allocation of this library, std's included, comes from its private heap.
 #[cfg(not(test))]

@@ -6,7 +6,8 @@ use core::ffi::c_int;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::platform::guard::{self, Guard};
-use crate::platform::{config, process, real, sink};
+use crate::platform::shield::shield;
+use crate::platform::{process, real, sink};
 use crate::recorder;
 
 // Runs when the library is loaded (preloaded or linked), after libc is initialised but possibly
@@ -27,67 +28,80 @@ static NEXT_EXIT: AtomicUsize = AtomicUsize::new(0);
 extern "C" fn constructor() {
     // Whatever dlsym or an allocator maps while we resolve is theirs, not the program's.
     let _guard = Guard::enter();
-    process::remember_pid();
-    real::resolve_all();
-    real::resolve_vfork();
-    // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name.
-    let next_exit = unsafe { libc::dlsym(libc::RTLD_NEXT, c"_exit".as_ptr()) };
-    NEXT_EXIT.store(next_exit as usize, Ordering::Release);
-    config::ensure();
-    recorder::init();
-    recorder::announce_start();
-    // SAFETY: registering handlers with static lifetime; pthread_atfork has no other
-    // precondition.
-    unsafe {
-        libc::pthread_atfork(
-            Some(before_fork),
-            Some(in_parent_after_fork),
-            Some(in_child_after_fork),
-        )
-    };
+    shield(|| {
+        process::remember_pid();
+        real::resolve_all();
+        real::resolve_vfork();
+        // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name.
+        let next_exit = unsafe { libc::dlsym(libc::RTLD_NEXT, c"_exit".as_ptr()) };
+        NEXT_EXIT.store(next_exit as usize, Ordering::Release);
+        recorder::configured();
+        recorder::init();
+        recorder::announce_start();
+        // SAFETY: registering handlers with static lifetime; pthread_atfork has no other
+        // precondition.
+        unsafe {
+            libc::pthread_atfork(
+                Some(before_fork),
+                Some(in_parent_after_fork),
+                Some(in_child_after_fork),
+            )
+        };
+    });
 }
 
 /// The child must inherit the ledger and the private heap consistent, so both are held across
 /// `fork` (ledger first, the order calls take them). Hooks running meanwhile never wait for
 /// them (see `recorder::entry`): another library's fork handler may be waiting for one.
 extern "C" fn before_fork() {
-    guard::hold();
-    recorder::lock_for_fork();
-    crate::HEAP.lock_for_fork();
+    shield(|| {
+        guard::hold();
+        recorder::lock_for_fork();
+        crate::HEAP.lock_for_fork();
+    });
 }
 
 extern "C" fn in_parent_after_fork() {
-    // SAFETY: each paired with `before_fork` in this process; the heap first, since entering
-    // the calls kept aside during the fork may allocate.
-    unsafe {
-        crate::HEAP.unlock_after_fork();
-        recorder::unlock_after_fork_in_parent();
-    }
-    guard::release();
+    shield(|| {
+        // SAFETY: each paired with `before_fork` in this process; the heap first, since
+        // entering the calls kept aside during the fork may allocate.
+        unsafe {
+            crate::HEAP.unlock_after_fork();
+            recorder::unlock_after_fork_in_parent();
+        }
+        guard::release();
+    });
 }
 
 /// Only async-signal-safe work: the child of a multithreaded parent may run nothing else.
 extern "C" fn in_child_after_fork() {
-    // SAFETY: each paired with `before_fork`, whose locks the child inherited.
-    unsafe {
-        crate::HEAP.unlock_after_fork();
-        recorder::after_fork_in_child();
-    }
-    let parent = process::pid();
-    process::remember_pid();
-    sink::reopen_after_fork();
-    recorder::announce_fork(parent);
-    guard::release();
+    shield(|| {
+        // SAFETY: each paired with `before_fork`, whose locks the child inherited.
+        unsafe {
+            crate::HEAP.unlock_after_fork();
+            recorder::after_fork_in_child();
+        }
+        let parent = process::pid();
+        process::remember_pid();
+        sink::reopen_after_fork();
+        recorder::announce_fork(parent);
+        guard::release();
+    });
 }
 
 extern "C" fn destructor() {
     let _guard = Guard::enter();
-    if let Some(code) = recorder::verdict_exit_code(recorder::report_at_exit()) {
+    if let Some(code) = shield(report).flatten() {
         // The program's exit continues no further: flush its stdio as exit would have.
         // SAFETY: fflush(NULL) flushes every open output stream; nothing else is running.
         unsafe { libc::fflush(core::ptr::null_mut()) };
         exit_now(code);
     }
+}
+
+/// The exit report; the status to exit with instead of the program's, if any.
+fn report() -> Option<c_int> {
+    recorder::verdict_exit_code(recorder::report_at_exit())
 }
 
 /// Reports (unless this is a vfork child, which shares its parent's memory and ledger), then
@@ -100,7 +114,7 @@ fn report_then_exit(status: c_int) -> ! {
         exit_now(status);
     }
     let _guard = Guard::enter();
-    exit_now(recorder::verdict_exit_code(recorder::report_at_exit()).unwrap_or(status))
+    exit_now(shield(report).flatten().unwrap_or(status))
 }
 
 fn exit_now(status: c_int) -> ! {

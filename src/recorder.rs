@@ -7,11 +7,11 @@ use crate::deferred;
 use crate::ledger::{Facts, KernelView, KernelVma, Ledger, ObjectKind, Report, Unsure};
 use crate::platform::spinlock::{SpinGuard, SpinLock};
 use crate::platform::{clock, config, kernel, maps, modules, process, sink};
-use crate::trace::binary;
-use crate::trace::event::Event;
-use crate::trace::format::{self, Format};
-use crate::trace::linebuf::LineBuf;
-use crate::trace::start::{self, Fork, ModuleInfo, Start};
+use shmtrace_core::trace::binary;
+use shmtrace_core::trace::event::Event;
+use shmtrace_core::trace::format::{self, Format};
+use shmtrace_core::trace::linebuf::LineBuf;
+use shmtrace_core::trace::start::{self, Fork, ModuleInfo, Start};
 
 static LEDGER: SpinLock<Ledger> = SpinLock::new(Ledger::new());
 static PAGE_SIZE: AtomicU64 = AtomicU64::new(4096);
@@ -19,12 +19,12 @@ static REPORTED: AtomicBool = AtomicBool::new(false);
 /// `shmtrace_pause`: calls are forwarded untracked and unlogged until `shmtrace_resume`.
 static PAUSED: AtomicBool = AtomicBool::new(false);
 
-/// Calls whose bookkeeping panicked (caught) in the hooks.
-pub fn internal_failures() -> u64 {
-    INTERNAL_FAILURES.load(Ordering::Relaxed)
+/// True once the settings are in force (see `config::ensure`); the audit has its part of them
+/// before any call is tracked.
+#[inline(always)]
+pub fn configured() -> bool {
+    config::ensure(crate::audit::configure)
 }
-
-pub static INTERNAL_FAILURES: AtomicU64 = AtomicU64::new(0);
 
 pub fn set_paused(paused: bool) {
     PAUSED.store(paused, Ordering::Relaxed);
@@ -273,7 +273,7 @@ pub fn report_now() -> Report {
 /// out of the leaks. Here, at report time, never in a hook (where looking an address up with
 /// the loader, `dladdr`, could wait for the loader's lock held by our own caller).
 fn set_aside_allocators(report: &mut Report) {
-    use crate::ledger::allocators::Allocators;
+    use shmtrace_core::allocators::Allocators;
     if report.mappings.is_empty() {
         return;
     }

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """make test-install: `make install`/`uninstall` into temporary prefixes (staged with DESTDIR
 and direct), pkg-config, and the downstream recipe in examples/downstream, whose `make check`
-must fail on its deliberate leak, naming it, and pass once fixed. Ends with `N passed, N failed`.
+must fail on its deliberate leak, naming it, and pass once fixed. Ends with
+`N passed, M failed, K skipped`.
 """
 import os
 import re
@@ -11,17 +12,9 @@ import sys
 import tempfile
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-passed = failed = 0
-
-
-def check(ok, what, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAIL {what}" + (f": {detail}" if detail else ""))
-    return ok
+sys.path.insert(0, os.path.join(TOP, "c_tests"))
+import testlib  # noqa: E402
+from testlib import check  # noqa: E402
 
 
 def sh(*args, env=None, cwd=TOP):
@@ -48,8 +41,10 @@ def staged_install(tmp, version):
         "usr/bin/shmtrace",
         "usr/include/shmtrace.h", "usr/lib/libshmtrace.so", "usr/lib/libshmtrace.so.0",
         f"usr/lib/libshmtrace.so.{version}", "usr/lib/pkgconfig/shmtrace.pc",
-        "usr/share/doc/shmtrace/README.md", "usr/share/doc/shmtrace/log-format.md",
-        "usr/share/doc/shmtrace/findings.md", "usr/share/doc/shmtrace/shmtrace-command.md",
+        "usr/share/doc/shmtrace/README.md", "usr/share/doc/shmtrace/library.md",
+        "usr/share/doc/shmtrace/log-format.md", "usr/share/doc/shmtrace/findings.md",
+        "usr/share/doc/shmtrace/allocators.md", "usr/share/doc/shmtrace/limits.md",
+        "usr/share/doc/shmtrace/shmtrace-command.md",
         "usr/share/man/man7/shmtrace.7"])
     check(files_under(stage) == want, "install puts exactly the expected files in place",
           str(files_under(stage)))
@@ -70,6 +65,8 @@ def staged_install(tmp, version):
 
 def downstream(tmp, version):
     """Install into a prefix; build and check the downstream example with pkg-config alone."""
+    if testlib.missing("pkg-config"):
+        return testlib.skip("downstream recipe", "pkg-config not installed (Debian: pkg-config)")
     prefix = os.path.join(tmp, "prefix")
     r = sh("make", "-s", "install", f"PREFIX={prefix}")
     if not check(r.returncode == 0, "make install PREFIX=tmp", r.stderr[-400:]):
@@ -112,12 +109,13 @@ def downstream(tmp, version):
 
 
 def main():
+    testlib.parse_args(__doc__, "install")
+    testlib.isolate_ipc()
     version = cargo_version()
     with tempfile.TemporaryDirectory(prefix="shmtrace-install.") as tmp:
         staged_install(tmp, version)
         downstream(tmp, version)
-    print(f"install: {passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return testlib.summary()
 
 
 if __name__ == "__main__":

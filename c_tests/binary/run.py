@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The binary log (SHMTRACE_FORMAT=binary, issue 5 item 3): durable, complete, decodable.
+"""The binary log (SHMTRACE_FORMAT=binary): durable, complete, decodable.
 
     python3 c_tests/binary/run.py [-v] [GROUP ...]
 
@@ -8,7 +8,8 @@ GROUPs (default: all), each running build/binary/binlog (binlog.c) under the shi
   kill     SIGKILL at random moments of a busy mmap/munmap loop, and while blocked in a semop:
            `shmtrace decode` shows every call the program counted as returned (its count is in
            a shared mapping, so it survives the kill) and at most one more, in program order,
-           and the call in progress as started (an enter record), the blocked semop always.
+           and the call in progress as started (an enter record), the blocked semop always,
+           with the operation it waits with.
   threads  8 threads: each thread's calls are all there, once, in its order (each munmap
            follows the mmap it undoes).
   fork     children with a per-pid log (%p) each get a complete log of their own (fork record,
@@ -18,15 +19,16 @@ GROUPs (default: all), each running build/binary/binlog (binlog.c) under the shi
   exec     an exec'd image continues its process's log (two start records, all calls).
   disk     a log on a 256 KiB tmpfs that fills up: the program's stdout and exit status are
            as without the shim, stderr has exactly one warning line, and the log decodes to
-           what fitted (skipped with a note when tmpfs cannot be mounted, e.g. not root).
+           what fitted (skipped when tmpfs cannot be mounted, e.g. not root).
   config   SHMTRACE_FORMAT=binary without a file, or with a file that is not a binary log, or
            that cannot be created: exactly one warning line, text records on stderr, and a
            pre-existing file left untouched.
   decode   a decoded binary log has the same records as a text log of the same program
            (pids, times and addresses aside).
 
-Prints `FAIL ...` for every failed check and ends with `N passed, N failed`; exits 1 if
-anything failed. Every semaphore set a program creates is removed by its id afterwards.
+Prints `FAIL ...` for every failed check and ends with `N passed, M failed, K skipped`;
+exits 1 if anything failed. Every semaphore set a program creates is removed by its id
+afterwards; as root the suite runs in a private IPC namespace.
 """
 
 import json
@@ -41,14 +43,13 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import testlib  # noqa: E402
-from testlib import check, note  # noqa: E402
+from testlib import check  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 BUILD = os.path.join(ROOT, "build", "binary")
-LIBDIR = os.path.join(ROOT, "target", "release")
-LIB = os.path.join(LIBDIR, "libshmtrace.so")
-CLI = os.path.join(LIBDIR, "shmtrace")
+LIB = testlib.LIB
+CLI = testlib.COMMAND
 PROG = os.path.join(BUILD, "binlog")
 PAGE = 4096
 LEN_BUSY = 3 * PAGE
@@ -56,22 +57,15 @@ PAIRS = 100
 GROUPS = ["kill", "threads", "fork", "exec", "disk", "config", "decode"]
 WARNING = "shmtrace: warning:"
 
-verbose = False
-
-
 def build():
     os.makedirs(BUILD, exist_ok=True)
-    subprocess.run(["cc", "-Wall", "-Wextra", "-Werror", "-O2", "-g", "-pthread", "-o", PROG,
-                    os.path.join(HERE, "binlog.c")], check=True)
+    r = subprocess.run(["cc", "-Wall", "-Wextra", "-Werror", "-O2", "-g", "-pthread", "-o", PROG,
+                        os.path.join(HERE, "binlog.c")], capture_output=True, text=True)
+    return check(r.returncode == 0, "binlog.c builds (-Wall -Wextra -Werror)", r.stderr[-1500:])
 
 
 def env(log, fmt="binary", preload=True):
-    e = dict(os.environ)
-    for k in list(e):
-        if k.startswith("SHMTRACE_") or k == "LD_PRELOAD":
-            del e[k]
-    if preload:
-        e["LD_PRELOAD"] = LIB
+    e = testlib.clean_env(preload)
     if log is not None:
         e["SHMTRACE_LOG"] = log
     if fmt is not None:
@@ -190,11 +184,14 @@ def kill_block(tmp):
     check(counted == 2 * PAIRS, "kill block: the program made every P/V", f"{counted}")
     check(len(returned) == counted and all(r["ret"] == 0 for r in returned),
           "kill block: every returned semop is in the log", f"{len(returned)} of {counted}")
-    # Each returned semop has its enter record; the blocked one has only that.
-    check(len(entered) == counted + 1, "kill block: enter records", f"{len(entered)}")
+    # The P/V pairs never wait, so only the semop that waits forever is logged as started,
+    # with the operation it waits with (the kernel read it before the wait).
+    check(len(entered) == 1, "kill block: one enter record, the waiting semop's",
+          f"{len(entered)}")
     check(bool(semops) and semops[-1]["event"] == "enter"
-          and semops[-1]["args"]["semid"] == semid,
-          "kill block: the blocked semop is the last record, as started",
+          and semops[-1]["args"]["semid"] == semid
+          and semops[-1]["args"]["sops"] == [{"sem_num": 1, "sem_op": -1, "sem_flg": "0"}],
+          "kill block: the blocked semop is the last record, as started, with its operation",
           json.dumps(semops[-1]) if semops else "no semop")
 
 
@@ -305,8 +302,8 @@ def disk(tmp):
     m = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", mnt],
                        capture_output=True, text=True)
     if m.returncode != 0:
-        note(f"disk: skipped, cannot mount a tmpfs ({m.stderr.strip() or 'not permitted'})")
-        return
+        why = (m.stderr.strip() or "not permitted").splitlines()[0]
+        return testlib.skip("disk", f"cannot mount a tmpfs ({why})")
     try:
         n = 20_000
         native = subprocess.run([PROG, "many", str(n)], env=env(None, None, preload=False),
@@ -386,19 +383,15 @@ def decode_like_text(tmp):
 
 
 def main():
-    global verbose
-    args = sys.argv[1:]
-    if "-v" in args:
-        verbose = True
-        testlib.verbose = True
-        args.remove("-v")
-    groups = args or GROUPS
-    for g in groups:
-        if g not in GROUPS:
-            sys.exit(f"unknown group {g} (groups: {' '.join(GROUPS)})")
-    build()
+    global BUILD, PROG, LIB, CLI
+    opts = testlib.parse_args(__doc__, "binary", GROUPS)
+    BUILD, LIB, CLI = opts.build, testlib.LIB, testlib.COMMAND
+    PROG = os.path.join(BUILD, "binlog")
+    testlib.isolate_ipc()
+    if not build():
+        sys.exit(testlib.summary())
     with tempfile.TemporaryDirectory(prefix="shmtrace-binary.") as tmp:
-        for g in groups:
+        for g in opts.names:
             d = os.path.join(tmp, g)
             os.mkdir(d)
             try:

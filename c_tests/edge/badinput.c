@@ -1,5 +1,5 @@
 /*
- * badinput: every hook with bad input (issue 4, item 5).
+ * badinput: every hook with bad input.
  *
  * Invalid ids, NULL and wild pointers ((void *)1, an unmapped page, a PROT_NONE page, a
  * read-only page, an array or timespec running into an unmapped page) for sops, buf, array,

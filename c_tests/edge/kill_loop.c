@@ -1,6 +1,6 @@
 /*
- * kill_loop: processes killed with SIGKILL at random moments while they are inside the hooks
- * (issue 4, item 4). run.py then checks that every line of their logs is whole.
+ * kill_loop: processes killed with SIGKILL at random moments while they are inside the hooks.
+ * run.py then checks that every line of their logs is whole.
  *
  *   kill_loop driver N SEED   creates a segment and a semaphore set, then N times forks a child
  *                             that loops on every hook (on the inherited objects; it creates

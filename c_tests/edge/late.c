@@ -1,5 +1,5 @@
 /*
- * late: hooked calls made late in the process's life (issue 4, item 7). Every caller runs
+ * late: hooked calls made late in the process's life. Every caller runs
  * late_calls (liblate.so), which calls every hook and prints each outcome; run.py compares the
  * output and exit status of the native, linked and preloaded runs, and checks in the JSON log
  * that the shim's report came before the calls made after its teardown.

@@ -1,4 +1,4 @@
-/* liblate.so: hooked calls made late in a process's life (issue 4, item 7); see late.c. */
+/* liblate.so: hooked calls made late in a process's life; see late.c. */
 #ifndef LATE_H
 #define LATE_H
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Edge cases for shmtrace (issue 4, items 4-7): signals, bad input, secure execution and log
+"""Edge cases for shmtrace: signals, bad input, secure execution and log
 files, late calls.
 
     python3 c_tests/edge/run.py [-v] [--libdir DIR] [--build DIR] [GROUP ...]
@@ -22,11 +22,13 @@ GROUPs: badinput signals kill secure logfile late (default: all). Builds with
             driver, and whole programs killed from here, also during start-up): once
             resynchronised at record starts every record parses, and records are cut only
             where a killed process was writing (no more cuts than kills).
-  secure    a copy of secure.linked with a file capability (setcap), run as uid 65534 (root
-            gets no AT_SECURE from file capabilities), and a setuid copy run by root: the
-            program sees AT_SECURE=1, SHMTRACE_LOG's file is not created (nor a pre-existing
-            one written), the log goes to stderr with exactly one warning line. A copy
-            without the capability, run the same way, does create the file (control).
+  secure    secure.c linked against a copy of the library in a private 0755 directory (uid
+            65534 may not enter the checkout); a copy with a file capability (setcap), run
+            as uid 65534 (root gets no AT_SECURE from file capabilities), and a setuid copy
+            run by root: the program sees AT_SECURE=1, SHMTRACE_LOG's file is not created
+            (nor a pre-existing one written), the log goes to stderr with exactly one
+            warning line. A copy without the capability, run the same way, does create the
+            file (control).
   logfile   log files are created with mode 0600 (umask 0), never follow a symlink (one
             warning, log on stderr, the target untouched), are appended to and never
             truncated, and an unopenable path gives exactly one warning and the log on stderr.
@@ -38,8 +40,9 @@ GROUPs: badinput signals kill secure logfile late (default: all). Builds with
 Every program runs in its own IPC namespace (unshare --ipc) inside a shell that lists
 /proc/sysvipc when it ends: a SysV object left behind is a failure, and can never leak into
 the machine (without unshare, the global tables are compared before and after instead).
-Prints `FAIL ...` for every failed check and ends with exactly one line `N passed, N failed`;
-exits 1 if anything failed. Standard library only.
+Prints `FAIL ...` for every failed check and ends with exactly one line
+`N passed, M failed, K skipped` (a group that cannot run here, e.g. secure when not root, is
+one skip); exits 1 if anything failed. Standard library only.
 """
 
 import json
@@ -62,8 +65,7 @@ from testlib import check, first, note  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 BUILD = os.path.join(ROOT, "build", "edge")
-LIBDIR = os.path.join(ROOT, "target", "release")
-LIB = os.path.join(LIBDIR, "libshmtrace.so")
+LIB = testlib.LIB
 TIMEOUT = 10  # seconds per run; programs die after 20 (harness.h alarm), gdb needs them alive
 NOBODY = 65534
 GROUPS = ["badinput", "signals", "kill", "secure", "logfile", "late"]
@@ -85,7 +87,6 @@ TEXT_FINDING = re.compile(r"shmtrace\[\d+(:\d+)?\] \d+\.\d{6} finding SHM\d{3} (
                           r"\([a-z-]+\) in \w+: .+ site=0x[0-9a-f]+\Z")
 TEXT_REPORT_BODY = re.compile(r"shmtrace\[(?P<pid>\d+)\] (?!\d+\.\d{6} ).")
 
-verbose = False
 HAVE_NS = False
 
 
@@ -189,9 +190,7 @@ def run(what, argv, env=None, preload=False, tmp=None, journal=False, timeout=TI
     else:
         left = sorted(testlib.sysv_ids() - before)
         r.leftovers = [f"{k} {i}" for k, i in left]
-        for kind, ident in left:
-            subprocess.run(["ipcrm", "-m" if kind == "shm" else "-s", str(ident)],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        testlib.remove_sysv(left)
     os.unlink(dump)
     if r.hung:
         check(False, f"{what}: finishes within {timeout} s (hung: gdb backtrace follows, "
@@ -337,6 +336,10 @@ def match_journal(what, entries, records, strict):
     problems, pairs = [], []
     for thread in sorted(set(want) | (set(got) if strict else set())):
         w, g = want.get(thread, []), got.get(thread, [])
+        # Whether a semop waits (and so has an enter record) is the kernel's to say: enter
+        # records are compared only where a thread stopped, in the call in progress.
+        w = [e for i, e in enumerate(w) if e.event == "call" or i == len(w) - 1]
+        g = [o for i, o in enumerate(g) if o["event"] == "call" or i == len(g) - 1]
         if strict:
             for i in range(max(len(w), len(g))):
                 e = w[i] if i < len(w) else None
@@ -371,7 +374,10 @@ def check_sops_decoding(what, records):
             continue
         a, err = o["args"], o.get("errno")
         sops = a.get("sops")
-        if o["event"] == "enter" and (isinstance(sops, list) or isinstance(a.get("timeout"), dict)):
+        # An enter record shows the operations a call waits with (read by the kernel first),
+        # never a timeout, and never operations of a semtimedop with a timeout (not tried).
+        if o["event"] == "enter" and (isinstance(a.get("timeout"), dict)
+                                      or isinstance(sops, list) and a.get("timeout")):
             bad.append(f"enter record decodes caller memory: {json.dumps(a)[:160]}")
         if o["event"] != "call":
             continue
@@ -429,10 +435,12 @@ def group_badinput(tmp):
     sections = listing.stdout.split()
     if not check(listing.returncode == 0 and sections, "badinput --list names its sections"):
         return
+    logged = set()
     for section in sections:
         what = f"badinput {section}"
         results = three_runs(what, "badinput", [section], tmp, strict=True, text_run=True)
         for mode, (r, records) in results.items():
+            logged |= {o.get("fn") for o in records if o.get("event") == "call"}
             if records:
                 check_sops_decoding(f"{what} {mode}", records)
                 failed_calls = [o for o in records if o.get("event") == "call"
@@ -442,6 +450,9 @@ def group_badinput(tmp):
                           for o in failed_calls),
                       f"{what} {mode}: each of the {len(failed_calls)} failed calls is logged "
                       "with its errno name and failure result")
+    hooks = testlib.hooks()
+    check(set(hooks) <= logged, f"badinput: all {len(hooks)} hooks of include/shmtrace.h are "
+          "called (and logged) with bad input", str(sorted(set(hooks) - logged)))
 
 
 def group_signals(tmp):
@@ -532,7 +543,7 @@ def resync(text, fmt):
     can leave its record cut: the kernel stops a file write at a page boundary when a fatal
     signal arrives. The cut record is then the file's unterminated tail, or, in a log shared
     by several processes, the next record follows it on the same line. Readers resynchronise
-    at record starts (README, "The log")."""
+    at record starts (docs/library.md, "Log files")."""
     marker = "shmtrace[" if fmt == "text" else '{"event":'
     lines = text.split("\n")
     whole, cuts = [], 0
@@ -582,23 +593,25 @@ def check_log_dir(label, d, fmt, max_files, want_files=None, killed=0):
     return torn
 
 
-def have_setcap():
-    return shutil.which("setcap") and shutil.which("getcap") and shutil.which("setpriv")
-
-
 def group_secure(tmp):
-    if not check(os.geteuid() == 0, "secure: run.py runs as root (setcap, chown, setpriv)"):
-        return
-    if not check(have_setcap(), "setcap, getcap and setpriv are installed (Debian: "
-                 "apt-get install libcap2-bin util-linux)"):
-        return
-    base = tempfile.mkdtemp(prefix="secure.", dir=tmp)
-    os.chmod(base, 0o755)
-    os.chmod(tmp, 0o755)  # uid 65534 must reach the copies
+    if os.geteuid() != 0:
+        return testlib.skip("secure", "needs root (setcap, chown, setpriv)")
+    tools = testlib.missing("setcap", "getcap", "setpriv")
+    if tools:
+        return testlib.skip("secure", f"{', '.join(tools)} not installed (Debian: libcap2-bin, "
+                            "util-linux)")
+    # uid 65534 may not be able to enter the checkout (a clone under a 0700 home): the program
+    # is linked against a copy of the library in a directory it can reach.
+    with testlib.private_copies([LIB]) as (base, _):
+        if testlib.make(HERE, [f"LIBDIR={base}", f"BUILD={base}", f"{base}/secure.linked"],
+                        "secure.linked linked against a copy of the library uid 65534 reaches"):
+            secure_copies(tmp, base, os.path.join(base, "secure.linked"))
+
+
+def secure_copies(tmp, base, src):
     logs = os.path.join(base, "logs")
     os.mkdir(logs)
     os.chmod(logs, 0o1777)  # anyone may create a file here: only the shim's policy stops it
-    src = binary("secure", "linked")
     copies = {}
     for name in ("cap", "nocap", "suid"):
         copies[name] = os.path.join(base, f"secure.{name}")
@@ -790,41 +803,20 @@ def group_late(tmp):
                      + ", ".join(LATE_WHO[k] for k in LATE_WHO if not late[k]))
 
 
-def build(make_vars):
-    r = subprocess.run(["make", "-C", HERE, *make_vars], capture_output=True, text=True)
-    return check(r.returncode == 0, "make -C c_tests/edge", (r.stdout + r.stderr)[-1500:])
-
-
 def main():
-    global verbose, BUILD, LIB, LIBDIR, HAVE_NS
-    argv, groups, make_vars = sys.argv[1:], [], []
-    while argv:
-        a = argv.pop(0)
-        if a == "-v":
-            verbose = True
-            testlib.verbose = True
-        elif a in ("--libdir", "--build") and argv:
-            path = os.path.abspath(argv.pop(0))
-            if a == "--libdir":
-                LIBDIR, LIB = path, os.path.join(path, "libshmtrace.so")
-                make_vars.append(f"LIBDIR={path}")
-            else:
-                BUILD = path
-                make_vars.append(f"BUILD={path}")
-        elif a in GROUPS:
-            groups.append(a)
-        else:
-            sys.exit(__doc__)
-    groups = groups or GROUPS
+    global BUILD, LIB, HAVE_NS
+    opts = testlib.parse_args(__doc__, "edge", GROUPS)
+    BUILD, LIB = opts.build, testlib.LIB
     start = time.time()
-    if not check(os.path.exists(LIB), f"{LIB} exists (make lib)") or not build(make_vars):
+    if not check(os.path.exists(LIB), f"{LIB} exists (make lib)") or \
+            not testlib.make(HERE, opts.make_vars):
         return testlib.summary()
-    HAVE_NS = subprocess.run(["unshare", "--ipc", "true"], capture_output=True).returncode == 0
+    HAVE_NS = testlib.can_unshare()
     if not HAVE_NS:
         note("unshare --ipc unavailable: SysV leftovers are found by comparing the machine's "
              "tables before and after each run")
     with tempfile.TemporaryDirectory(prefix="shmtrace-edge.") as tmp:
-        for group in groups:
+        for group in opts.names:
             before, t0 = testlib.failed, time.time()
             try:
                 globals()[f"group_{group}"](tmp)
@@ -832,7 +824,7 @@ def main():
                 check(False, f"{group}: run.py crashed", traceback.format_exc())
             print(f"-- {group}: {'ok' if testlib.failed == before else 'FAILED'} "
                   f"({time.time() - t0:.1f} s)")
-    if verbose:
+    if testlib.verbose:
         print(f"({time.time() - start:.1f} s)")
     return testlib.summary()
 

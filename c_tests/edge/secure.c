@@ -1,5 +1,5 @@
 /*
- * secure: a small program for the log-destination checks (issue 4, item 6). It says whether the
+ * secure: a small program for the log-destination checks. It says whether the
  * kernel put it in secure-execution mode (AT_SECURE: setuid/setgid, or file capabilities gained
  * by a non-root user), then makes a few hooked calls so that there is something to log.
  * run.py runs copies of secure.linked with a file capability, setuid, or plain, with

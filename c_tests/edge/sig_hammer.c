@@ -1,6 +1,6 @@
 /*
  * sig_hammer: a timer signal hammers threads that are busy inside the hooks, and its handler
- * calls mmap/mremap/munmap itself (issue 4, item 4). No deadlock, no crash, every call in the
+ * calls mmap/mremap/munmap itself. No deadlock, no crash, every call in the
  * handler and in the loop succeeds as natively.
  *
  *   sig_hammer thread    one worker loops on every hook; a POSIX timer sends SIGUSR2 to that

@@ -1,6 +1,5 @@
 /*
- * sig_semop: semop/semtimedop interrupted by a signal whose handler maps and unmaps (issue 4,
- * item 4).
+ * sig_semop: semop/semtimedop interrupted by a signal whose handler maps and unmaps.
  *
  * A thread blocks in semop (then semtimedop, 10 s timeout) on a semaphore that is 0. Once the
  * kernel counts it as a waiter (GETNCNT), the main thread sends it SIGUSR1. The handler, which

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Audit findings (issue 7): every finding's triggering program and its corrected version,
+"""Audit findings: every finding's triggering program and its corrected version,
 suppressions by code and by site, and the exit status with and without error findings.
 
     python3 c_tests/findings/run.py [-v]
@@ -18,7 +18,8 @@ a suppressed error.
 
 Each program runs in its own IPC namespace (unshare --ipc) when possible; the programs also
 remove every object they create (findings.h), so nothing is left behind either way. Prints
-`FAIL ...` per failed check and ends with `N passed, N failed`; exits 1 on any failure.
+`FAIL ...` per failed check and ends with `N passed, M failed, K skipped`; exits 1 on any
+failure.
 """
 
 import json
@@ -36,8 +37,8 @@ from testlib import check  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 BUILD = os.path.join(ROOT, "build", "findings")
-LIB = os.path.join(ROOT, "target", "release", "libshmtrace.so")
-COMMAND = os.path.join(ROOT, "target", "release", "shmtrace")
+LIB = testlib.LIB
+COMMAND = testlib.COMMAND
 
 # program: (code, name, severity)
 CASES = {
@@ -55,23 +56,11 @@ CASES = {
     "foreign_creator": ("SHM012", "foreign-creator", "info"),
 }
 
-VERBOSE = testlib.verbose = "-v" in sys.argv[1:]
-
-
-def can_unshare():
-    try:
-        return subprocess.run(["unshare", "--ipc", "true"], capture_output=True).returncode == 0
-    except OSError:
-        return False
-
-
-UNSHARE = ["unshare", "--ipc"] if can_unshare() else []
-CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("SHMTRACE_") and k != "LD_PRELOAD"}
+UNSHARE = []
 
 
 def run(argv, env_extra=None, preload=False, timeout=120):
-    env = dict(CLEAN_ENV)
-    env["SHMTRACE_BLOCK_WARN_MS"] = "100"
+    env = testlib.clean_env(SHMTRACE_BLOCK_WARN_MS="100")
     env.update(env_extra or {})
     prefix = list(UNSHARE)
     if preload:
@@ -121,7 +110,7 @@ def run_case(tmp, prog, variant):
         f"{label}: same exit status and stdout preloaded ({traced.returncode} {traced.stdout!r} vs {native.stdout!r})",
     )
     if native.stdout.strip() == "skip":
-        return
+        return testlib.skip(f"{label}: its finding", "the program needs root")
     recs = records(log)
     found = [r for r in recs if r["event"] == "finding"]
     if variant == "fixed":
@@ -242,13 +231,18 @@ def exit_codes(tmp):
 
 
 def main():
-    subprocess.run(["make", "-s", "-C", HERE, f"BUILD={BUILD}"], check=True)
+    global BUILD, LIB, COMMAND, UNSHARE
+    opts = testlib.parse_args(__doc__, "findings")
+    BUILD, LIB, COMMAND = opts.build, testlib.LIB, testlib.COMMAND
+    if not testlib.make(HERE, [f"BUILD={BUILD}"]):
+        return testlib.summary()
     for path in (LIB, COMMAND):
-        if not os.path.exists(path):
-            print(f"FAIL {path} missing (make lib; cargo build --release)")
-            return 1
-    if not UNSHARE:
-        print("note: unshare --ipc unavailable: programs run in the global IPC namespace")
+        if not check(os.path.exists(path), f"{path} exists (make lib)"):
+            return testlib.summary()
+    if testlib.can_unshare():
+        UNSHARE = testlib.UNSHARE_IPC
+    else:
+        testlib.note("unshare --ipc unavailable: programs run in the global IPC namespace")
     with tempfile.TemporaryDirectory(prefix="shmtrace-findings-") as tmp:
         for prog in CASES:
             for variant in ("bad", "fixed"):

@@ -125,8 +125,8 @@ static void storm_child(void)
                     char kv[192], lv[192];
                     FAIL("thread %d slot %d, unmapped when the parent forked (%zu pages): "
                          "kernel %s, ledger %s", k, i, arena[k].slot[i].pages,
-                         hz_describe(hz_kernel_at((uintptr_t)at), kv, sizeof kv),
-                         hz_describe(hz_ledger_at((uintptr_t)at), lv, sizeof lv));
+                         mapview_describe(mapview_kernel_at((uintptr_t)at), kv, sizeof kv),
+                         mapview_describe(hz_ledger_at((uintptr_t)at), lv, sizeof lv));
                 }
             }
     }

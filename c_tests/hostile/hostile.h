@@ -1,6 +1,6 @@
 /*
- * hostile.h - shared by the hostile-host programs (issue 4: foreign allocators, threads, fork,
- * long runs). Include it first. Each program is built once without the library (run with
+ * hostile.h - shared by the hostile-host programs (foreign allocators, threads, fork, long
+ * runs). Include it first. Each program is built once without the library (run with
  * LD_PRELOAD) and, where run.py needs it, once linked with -lshmtrace; the C API is looked up
  * at run time (dlsym), so one source serves both.
  *
@@ -11,7 +11,7 @@
  * 2. Journal ($HOSTILE_JOURNAL, O_APPEND, one write(2) per line): every thread counts the
  *    hooked calls it makes itself (hz_calls / hz_enters, indexed like SHMTRACE_CALL_*) and
  *    publishes them once:
- *        COUNT <pid> <tid> <calls x12> <enters x12>
+ *        COUNT <pid> <tid> <calls x SHMTRACE_FUNCTIONS> <enters x SHMTRACE_FUNCTIONS>
  *    plus free lines `NOTE <pid> <text>`. run.py compares the shim's log with these counts,
  *    per process and thread, exactly.
  *
@@ -23,8 +23,7 @@
  *    made it. run.py removes whatever a killed process left, and fails the run.
  *
  * 4. The ledger against the kernel: hz_disagreement() compares, page by page, the shim's view
- *    (shmtrace_mapping_at) with /proc/self/maps (read with open/read into static buffers, so
- *    reading it maps nothing), like c_tests/ledger.h.
+ *    (shmtrace_mapping_at) with /proc/self/maps through c_tests/mapview.h, as ledger.h does.
  */
 #ifndef HOSTILE_H
 #define HOSTILE_H
@@ -54,6 +53,8 @@
 
 #include <shmtrace.h> /* types and constants only: the functions are found with dlsym */
 
+#include "../mapview.h"
+
 #define HZ_MODE 0610
 #define NFN SHMTRACE_FUNCTIONS
 
@@ -64,9 +65,14 @@ union semun {
     struct seminfo *__buf;
 };
 
+/* Indexed by the header's SHMTRACE_CALL_*, for messages. */
 static const char *const hz_fn_names[NFN] = {
-    "shmget", "shmat", "shmdt", "shmctl", "semget", "semop",
-    "semtimedop", "semctl", "mmap", "mmap64", "munmap", "mremap"};
+    [SHMTRACE_CALL_SHMGET] = "shmget",         [SHMTRACE_CALL_SHMAT] = "shmat",
+    [SHMTRACE_CALL_SHMDT] = "shmdt",           [SHMTRACE_CALL_SHMCTL] = "shmctl",
+    [SHMTRACE_CALL_SEMGET] = "semget",         [SHMTRACE_CALL_SEMOP] = "semop",
+    [SHMTRACE_CALL_SEMTIMEDOP] = "semtimedop", [SHMTRACE_CALL_SEMCTL] = "semctl",
+    [SHMTRACE_CALL_MMAP] = "mmap",             [SHMTRACE_CALL_MMAP64] = "mmap64",
+    [SHMTRACE_CALL_MUNMAP] = "munmap",         [SHMTRACE_CALL_MREMAP] = "mremap"};
 
 static long hz_pg; /* page size */
 #define PG(n) ((size_t)(n) * (size_t)hz_pg)
@@ -442,146 +448,30 @@ static inline int hz_status(void)
     return atomic_load(&hz_failures) ? 1 : 0;
 }
 
-/* ---- the ledger against /proc/self/maps --------------------------------------------- */
-
-struct hz_view {
-    int mapped;
-    uintptr_t start, end;
-    int prot, shared, kind, shmid, inherited;
-};
-
-static char hz_maps_buf[4 << 20];
-static struct hz_view hz_kmaps[65536];
-static int hz_nkmaps;
+/* ---- the ledger against /proc/self/maps (mapview.h) -------------------------------- */
 
 static inline int hz_slurp(const char *path, char *buf, size_t size)
 {
-    size_t n = 0;
-    ssize_t r;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    while ((r = read(fd, buf + n, size - 1 - n)) > 0)
-        n += (size_t)r;
-    close(fd);
-    if (r < 0 || n >= size - 1)
-        return -1;
-    buf[n] = '\0';
-    return (int)n;
+    return mapview_slurp(path, buf, size);
 }
 
 static inline void hz_kernel_load(void)
 {
-    MUST(hz_slurp("/proc/self/maps", hz_maps_buf, sizeof hz_maps_buf) >= 0);
-    hz_nkmaps = 0;
-    for (char *line = hz_maps_buf, *next; *line; line = next) {
-        char *p, *path;
-        unsigned long inode;
-        struct hz_view *v = &hz_kmaps[hz_nkmaps];
-        next = strchr(line, '\n');
-        next = next ? (*next = '\0', next + 1) : line + strlen(line);
-        MUST(hz_nkmaps < (int)(sizeof hz_kmaps / sizeof hz_kmaps[0]));
-        v->mapped = 1;
-        v->inherited = -1;
-        v->start = strtoul(line, &p, 16);
-        v->end = strtoul(p + 1, &p, 16);
-        p++;
-        v->prot = (p[0] == 'r' ? PROT_READ : 0) | (p[1] == 'w' ? PROT_WRITE : 0) |
-                  (p[2] == 'x' ? PROT_EXEC : 0);
-        v->shared = p[3] == 's';
-        strtoul(p + 4, &p, 16);
-        p = strchr(p + 1, ' ');
-        inode = strtoul(p, &p, 10);
-        path = p + strspn(p, " ");
-        if (strncmp(path, "/SYSV", 5) == 0)
-            v->kind = SHMTRACE_MAPPING_SHM;
-        else if (!*path || strcmp(path, "/dev/zero (deleted)") == 0)
-            v->kind = SHMTRACE_MAPPING_ANONYMOUS;
-        else
-            v->kind = SHMTRACE_MAPPING_FILE;
-        v->shmid = v->kind == SHMTRACE_MAPPING_SHM ? (int)inode : -1;
-        hz_nkmaps++;
-    }
+    MUST(mapview_load() == 0);
 }
 
-static inline struct hz_view hz_kernel_at(uintptr_t a)
+static inline struct mapview hz_ledger_at(uintptr_t a)
 {
-    struct hz_view none = {0, 0, 0, 0, 0, 0, -1, -1};
-    int lo = 0, hi = hz_nkmaps - 1; /* /proc/self/maps is sorted */
-    while (lo <= hi) {
-        int mid = (lo + hi) / 2;
-        if (a < hz_kmaps[mid].start)
-            hi = mid - 1;
-        else if (a >= hz_kmaps[mid].end)
-            lo = mid + 1;
-        else
-            return hz_kmaps[mid];
-    }
-    return none;
-}
-
-static inline struct hz_view hz_ledger_at(uintptr_t a)
-{
-    struct hz_view v = {0, 0, 0, 0, 0, 0, -1, -1};
-    shmtrace_mapping m;
-    shmtrace_result r = hz_api.mapping_at((const void *)a, &m);
-    if (r == SHMTRACE_NOT_FOUND)
-        return v;
-    MUST(r == SHMTRACE_OK);
-    v.mapped = 1;
-    v.start = m.start;
-    v.end = m.end;
-    v.prot = m.prot & (PROT_READ | PROT_WRITE | PROT_EXEC);
-    v.shared = m.shared;
-    v.kind = m.kind;
-    v.shmid = m.kind == SHMTRACE_MAPPING_SHM ? m.shmid : -1;
-    v.inherited = m.inherited;
+    shmtrace_result r;
+    struct mapview v = mapview_ledger_at(hz_api.mapping_at, a, &r);
+    MUST(r == SHMTRACE_OK || r == SHMTRACE_NOT_FOUND);
     return v;
 }
 
-static inline const char *hz_describe(struct hz_view v, char *buf, size_t size)
-{
-    static const char *const kinds[] = {"anon", "file", "shm", "unknown"};
-    if (!v.mapped)
-        return "unmapped";
-    snprintf(buf, size, "%c%c%c%c %s", v.prot & PROT_READ ? 'r' : '-',
-             v.prot & PROT_WRITE ? 'w' : '-', v.prot & PROT_EXEC ? 'x' : '-',
-             v.shared ? 's' : 'p', v.kind >= 0 && v.kind < 4 ? kinds[v.kind] : "kind?");
-    if (v.kind == SHMTRACE_MAPPING_SHM)
-        snprintf(buf + strlen(buf), size - strlen(buf), " shmid=%d", v.shmid);
-    if (v.inherited >= 0)
-        snprintf(buf + strlen(buf), size - strlen(buf), "%s",
-                 v.inherited ? " inherited" : " own");
-    snprintf(buf + strlen(buf), size - strlen(buf), " [%#lx-%#lx)", (unsigned long)v.start,
-             (unsigned long)v.end);
-    return buf;
-}
-
-/* NULL if, on every page of [start, start + len), the kernel (as of the last
- * hz_kernel_load) and the ledger agree: mapped or not, and if mapped its protection, shared
- * or private, kind and shmid; and, when `inherited` is 0 or 1, the ledger's inherited flag.
- * Else the first disagreement, both views described (static buffer). */
+/* See mapview_disagreement (as of the last hz_kernel_load). */
 static inline const char *hz_disagreement_loaded(const void *start, size_t len, int inherited)
 {
-    static char msg[512];
-    char k[192], l[192];
-    for (size_t off = 0; off < len; off += (size_t)hz_pg) {
-        uintptr_t a = (uintptr_t)start + off;
-        struct hz_view kv = hz_kernel_at(a), lv = hz_ledger_at(a);
-        int same = kv.mapped == lv.mapped;
-        if (same && kv.mapped)
-            same = kv.prot == lv.prot && kv.shared == lv.shared && kv.kind == lv.kind &&
-                   kv.shmid == lv.shmid && (inherited < 0 || lv.inherited == inherited);
-        if (!same) {
-            snprintf(msg, sizeof msg, "page %zu (%#lx): kernel %s, ledger %s%s",
-                     off / (size_t)hz_pg, (unsigned long)a, hz_describe(kv, k, sizeof k),
-                     hz_describe(lv, l, sizeof l),
-                     inherited < 0 ? "" : inherited ? " (expected inherited)"
-                                                    : " (expected own)");
-            return msg;
-        }
-    }
-    return NULL;
+    return mapview_disagreement(hz_api.mapping_at, start, len, inherited);
 }
 
 static inline const char *hz_disagreement(const void *start, size_t len, int inherited)

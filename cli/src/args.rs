@@ -1,10 +1,16 @@
-//! The command line: `shmtrace [OPTIONS] [--] PROGRAM [ARGS...]` and
-//! `shmtrace report [OPTIONS] PATH...`. Hand-written: there are few options, and the program's
-//! own arguments must pass through untouched (as `OsString`, never re-encoded).
+//! The command line: `shmtrace [OPTIONS] [--] PROGRAM [ARGS...]`, `shmtrace report [OPTIONS]
+//! PATH...` and `shmtrace decode FILE`. Options are split by `lexopt` (which leaves the
+//! program's own arguments untouched, as `OsString`); the help is written by hand.
 
 use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use lexopt::prelude::*;
+
+use shmtrace_core::trace::event::{Func, Group};
 
 pub const HELP: &str = "\
 shmtrace: run a program (and every process it forks or execs) under libshmtrace.so, then
@@ -17,9 +23,11 @@ USAGE
 
   The first form runs PROGRAM with libshmtrace.so preloaded, one binary log per process in
   a run directory (durable even if the program is killed), and prints the merged report on stderr (the program's stdout stays its
-  own). shmtrace exits with the program's exit status (128+N if a signal N killed it).
-  SIGINT and SIGQUIT are ignored by shmtrace while the program runs, so Ctrl-C reaches the
-  program and the report is still printed. Options go before PROGRAM: every argument from
+  own). shmtrace waits for every process of the tree, also those that outlive PROGRAM
+  (see --wait), and exits with PROGRAM's exit status (128+N if a signal N killed it).
+  Signals the program's processes send to their process group never stop shmtrace; SIGTERM,
+  SIGHUP, SIGUSR1 and SIGUSR2 sent to shmtrace reach PROGRAM; Ctrl-C reaches PROGRAM through
+  the terminal. The report is printed in every case. Options go before PROGRAM: every argument from
   PROGRAM on is the program's. Write `--` before a PROGRAM whose name starts with '-' or is
   `report`.
 
@@ -42,13 +50,20 @@ OPTIONS (running a program)
                          default: none, or SHMTRACE_STACK as already set). The report then
                          shows under each site the functions that led there, as
                          `called from function (file:line)` lines
+    --wait SECONDS       after PROGRAM ended, wait at most SECONDS for the processes it
+                         left running (a daemon) before reporting; 0: do not wait.
+                         Default: until the last one ends (Ctrl-C reports at once)
 
 OPTIONS (both forms)
     --error-exitcode N   exit with N (1..255) when the merged verdict finds leaks
                          or audit findings of severity error
-    --json               the report as one JSON document (schema: cli/README.md,
+    --json               the report as one JSON document (schema: docs/command.md,
                          installed as share/doc/shmtrace/shmtrace-command.md)
     -o, --output FILE    write the report to FILE instead of stderr (run) or stdout (report)
+    --html FILE          also write the report as one self-contained HTML page: a timeline
+                         per process, leaks, findings and call statistics (opens offline)
+    --trace-json FILE    also write every call, counter, leak and finding in the Trace Event
+                         Format, for ui.perfetto.dev or chrome://tracing
     --calls LIST         comma-separated groups (shm, sem, mmap) or function names
                          (shmget shmat shmdt shmctl semget semop semtimedop semctl mmap
                          mmap64 munmap mremap): limits the call statistics and the calls
@@ -56,6 +71,8 @@ OPTIONS (both forms)
     --pid N              show only process N (repeatable); leaks, attachments, mappings,
                          calls and statistics of other processes are left out, the verdict
                          still covers the whole tree
+    --all-processes      list every process, also those that made no tracked call
+                         (folded into one line by default)
     --color WHEN         auto (default: colour on a terminal unless NO_COLOR is set),
                          always, or never
     -h, --help           this help
@@ -71,13 +88,6 @@ EXIT STATUS
     leaks; 2 for a usage error or unreadable input; 126/127 when PROGRAM cannot be started.
 ";
 
-/// The function names the shim hooks, by group.
-pub const GROUPS: [(&str, &[&str]); 3] = [
-    ("shm", &["shmget", "shmat", "shmdt", "shmctl"]),
-    ("sem", &["semget", "semop", "semtimedop", "semctl"]),
-    ("mmap", &["mmap", "mmap64", "munmap", "mremap"]),
-];
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ColorChoice {
     Auto,
@@ -90,12 +100,16 @@ pub enum ColorChoice {
 pub struct ViewOptions {
     pub json: bool,
     pub output: Option<PathBuf>,
+    pub html: Option<PathBuf>,
+    pub trace_json: Option<PathBuf>,
     /// `None`: every function.
     pub calls: Option<BTreeSet<String>>,
     /// Empty: every process.
     pub pids: BTreeSet<i32>,
     pub color: ColorChoice,
     pub error_exitcode: Option<u8>,
+    /// `--all-processes`: list processes that made no tracked call too.
+    pub all_processes: bool,
 }
 
 impl Default for ViewOptions {
@@ -103,10 +117,13 @@ impl Default for ViewOptions {
         ViewOptions {
             json: false,
             output: None,
+            html: None,
+            trace_json: None,
             calls: None,
             pids: BTreeSet::new(),
             color: ColorChoice::Auto,
             error_exitcode: None,
+            all_processes: false,
         }
     }
 }
@@ -130,6 +147,9 @@ pub struct RunOptions {
     pub out: Option<PathBuf>,
     /// `--stack N`: `SHMTRACE_STACK` for the program; `None` leaves the environment's.
     pub stack: Option<u8>,
+    /// `--wait SECONDS`: how long to wait for descendants after the program ended; `None`:
+    /// until the last one ends.
+    pub wait: Option<Duration>,
     pub view: ViewOptions,
     /// PROGRAM and its arguments; never empty.
     pub program: Vec<OsString>,
@@ -157,109 +177,77 @@ pub enum Command {
 }
 
 /// Parses the arguments after the command name. `Err` is a usage error message.
-pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
-    if args.first().is_some_and(|a| a == "decode") {
-        return parse_decode(&args[1..]);
+pub fn parse(mut args: Vec<OsString>) -> Result<Command, String> {
+    let first = args.first().and_then(|a| a.to_str());
+    let (report, decode) = (first == Some("report"), first == Some("decode"));
+    if report || decode {
+        args.remove(0);
     }
-    let mut args = args.into_iter().peekable();
-    let report = args.peek().is_some_and(|a| a == "report");
-    if report {
-        args.next();
-    }
-    let mut view = ViewOptions::default();
-    let mut lib = None;
-    let mut out = None;
-    let mut stack = None;
-    let mut positional: Vec<OsString> = Vec::new();
+    let parser = lexopt::Parser::from_args(args);
+    let parsed = if decode {
+        parse_decode(parser)
+    } else {
+        parse_main(parser, report)
+    };
+    parsed.map_err(|e| e.to_string())
+}
 
-    while let Some(arg) = args.next() {
-        if arg == "--" {
-            positional.extend(args.by_ref());
-            break;
-        }
-        let is_option = arg.as_encoded_bytes().first() == Some(&b'-') && arg.len() > 1;
-        if !is_option {
-            positional.push(arg);
-            if !report {
-                // The program starts here: everything after it is its own.
-                positional.extend(args.by_ref());
-                break;
-            }
-            continue;
-        }
-        let Some(text) = arg.to_str() else {
-            return Err(format!("unknown option {}", arg.to_string_lossy()));
-        };
-        let (name, inline) = match text.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
-            _ => (text.to_string(), None),
-        };
-        let mut value = |what: &str| -> Result<String, String> {
-            if let Some(v) = inline.clone() {
-                return Ok(v);
-            }
-            match args.next() {
-                Some(v) => v
-                    .into_string()
-                    .map_err(|v| format!("{name}: {what} is not valid UTF-8: {v:?}")),
-                None => Err(format!("{name} needs {what}")),
-            }
-        };
-        match name.as_str() {
-            "-h" | "--help" => return Ok(Command::Help),
-            "-V" | "--version" => return Ok(Command::Version),
-            "--json" => view.json = true,
-            "-o" | "--output" => view.output = Some(PathBuf::from(value("a file")?)),
-            "--calls" => {
-                let list = value("a list")?;
+/// Running a program, or `report` (then `--lib`, `--out`, `--stack` and `--wait` are refused,
+/// and options may follow the paths).
+fn parse_main(mut parser: lexopt::Parser, report: bool) -> Result<Command, lexopt::Error> {
+    let mut view = ViewOptions::default();
+    let (mut lib, mut out, mut stack, mut wait) = (None, None, None, None);
+    let mut positional: Vec<OsString> = Vec::new();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help),
+            Short('V') | Long("version") => return Ok(Command::Version),
+            Long("json") => view.json = true,
+            Short('o') | Long("output") => view.output = Some(parser.value()?.into()),
+            Long("html") => view.html = Some(parser.value()?.into()),
+            Long("trace-json") => view.trace_json = Some(parser.value()?.into()),
+            Long("calls") => {
                 let set = view.calls.get_or_insert_with(BTreeSet::new);
-                set.extend(parse_calls(&list)?);
+                set.extend(parse_calls(&parser.value()?.string()?)?);
             }
-            "--pid" => {
-                let v = value("a process id")?;
-                let pid = v
-                    .parse::<i32>()
-                    .ok()
-                    .filter(|p| *p > 0)
-                    .ok_or_else(|| format!("--pid: not a process id: {v}"))?;
+            Long("pid") => {
+                let pid = number(&mut parser, "--pid", "a process id", |p| *p > 0)?;
                 view.pids.insert(pid);
             }
-            "--color" | "--colour" => {
-                view.color = match value("auto, always or never")?.as_str() {
+            Long("color" | "colour") => {
+                view.color = match parser.value()?.string()?.as_str() {
                     "auto" => ColorChoice::Auto,
                     "always" => ColorChoice::Always,
                     "never" => ColorChoice::Never,
-                    other => {
-                        return Err(format!(
-                            "--color: expected auto, always or never, not {other}"
-                        ));
-                    }
+                    other => return Err(expected("--color", "auto, always or never", other)),
                 }
             }
-            "--error-exitcode" => {
-                let v = value("a number")?;
-                let code = v
-                    .parse::<u8>()
-                    .ok()
-                    .filter(|c| *c > 0)
-                    .ok_or_else(|| format!("--error-exitcode: expected 1..255, not {v}"))?;
+            Long("error-exitcode") => {
+                let code = number(&mut parser, "--error-exitcode", "1..255", |c| *c > 0)?;
                 view.error_exitcode = Some(code);
             }
-            "--lib" if !report => lib = Some(PathBuf::from(value("a path")?)),
-            "--out" if !report => out = Some(PathBuf::from(value("a directory")?)),
-            "--stack" if !report => {
-                let v = value("a number of frames")?;
-                let depth = v
-                    .parse::<u8>()
-                    .ok()
-                    .filter(|n| *n <= STACK_MAX)
-                    .ok_or_else(|| format!("--stack: expected 0..{STACK_MAX}, not {v}"))?;
-                stack = Some(depth);
+            Long("all-processes") => view.all_processes = true,
+            Long(name @ ("lib" | "out" | "stack" | "wait")) if report => {
+                return Err(format!("--{name} is for running a program").into());
             }
-            "--lib" | "--out" | "--stack" => {
-                return Err(format!("{name} is for running a program"));
+            Long("lib") => lib = Some(parser.value()?.into()),
+            Long("out") => out = Some(parser.value()?.into()),
+            Long("stack") => {
+                let range = format!("0..{STACK_MAX}");
+                stack = Some(number(&mut parser, "--stack", &range, |n| *n <= STACK_MAX)?);
             }
-            _ => return Err(format!("unknown option {name}")),
+            Long("wait") => {
+                let valid = |s: &f64| s.is_finite() && *s >= 0.0;
+                let secs = number(&mut parser, "--wait", "a number of seconds", valid)?;
+                wait = Some(Duration::from_secs_f64(secs.min(1e9)));
+            }
+            Value(path) if report => positional.push(path),
+            Value(program) => {
+                // The program starts here: everything after it is its own.
+                positional.push(program);
+                positional.extend(parser.raw_args()?);
+            }
+            _ => return Err(arg.unexpected()),
         }
     }
 
@@ -277,6 +265,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
             lib,
             out,
             stack,
+            wait,
             view,
             program: positional,
         }))
@@ -284,46 +273,67 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
 }
 
 /// `decode FILE [--format text|json]` (the options anywhere).
-fn parse_decode(args: &[OsString]) -> Result<Command, String> {
+fn parse_decode(mut parser: lexopt::Parser) -> Result<Command, lexopt::Error> {
     let mut path = None;
     let mut json = false;
-    let mut rest = args.iter();
-    while let Some(arg) = rest.next() {
-        let text = arg.to_str().unwrap_or("");
-        let format = if text == "--format" {
-            Some(rest.next().and_then(|v| v.to_str()).unwrap_or(""))
-        } else {
-            text.strip_prefix("--format=")
-        };
-        match format {
-            Some("text") => json = false,
-            Some("json") => json = true,
-            Some(other) => return Err(format!("--format: expected text or json, not {other:?}")),
-            None if text == "-h" || text == "--help" => return Ok(Command::Help),
-            None if text.starts_with('-') && text != "-" => {
-                return Err(format!("decode: unknown option {text}"));
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help),
+            Long("format") => {
+                json = match parser.value()?.string()?.as_str() {
+                    "text" => false,
+                    "json" => true,
+                    other => return Err(expected("--format", "text or json", other)),
+                }
             }
-            None if path.is_some() => return Err("decode takes one file".into()),
-            None => path = Some(PathBuf::from(arg)),
+            Value(file) if path.is_none() => path = Some(PathBuf::from(file)),
+            Value(_) => return Err("decode takes one file".into()),
+            _ => return Err(arg.unexpected()),
         }
     }
     let path = path.ok_or("decode needs a binary log file")?;
     Ok(Command::Decode(DecodeOptions { path, json }))
 }
 
+/// The option's value as a number that `valid` accepts.
+fn number<T: FromStr>(
+    parser: &mut lexopt::Parser,
+    option: &str,
+    what: &str,
+    valid: impl Fn(&T) -> bool,
+) -> Result<T, lexopt::Error> {
+    let value = parser.value()?.string()?;
+    match value.parse::<T>() {
+        Ok(n) if valid(&n) => Ok(n),
+        _ => Err(expected(option, what, &value)),
+    }
+}
+
+fn expected(option: &str, what: &str, value: &str) -> lexopt::Error {
+    format!("{option}: expected {what}, not {value:?}").into()
+}
+
 /// `shm,semop` to the set of function names.
-fn parse_calls(list: &str) -> Result<BTreeSet<String>, String> {
+fn parse_calls(list: &str) -> Result<BTreeSet<String>, lexopt::Error> {
     let mut set = BTreeSet::new();
     for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        if let Some((_, fns)) = GROUPS.iter().find(|(g, _)| *g == item) {
-            set.extend(fns.iter().map(|f| f.to_string()));
-        } else if GROUPS.iter().any(|(_, fns)| fns.contains(&item)) {
-            set.insert(item.to_string());
-        } else {
+        let selects = |f: &&Func| f.group().name() == item || f.name() == item;
+        if !Func::ALL.iter().any(|f| selects(&f)) {
+            let groups: Vec<_> = Group::ALL.iter().map(|g| g.name()).collect();
+            let funcs: Vec<_> = Func::ALL.iter().map(|f| f.name()).collect();
             return Err(format!(
-                "--calls: unknown group or function {item:?} (groups: shm, sem, mmap)"
-            ));
+                "--calls: unknown group or function {item:?} (groups: {}; functions: {})",
+                groups.join(", "),
+                funcs.join(", ")
+            )
+            .into());
         }
+        set.extend(
+            Func::ALL
+                .iter()
+                .filter(selects)
+                .map(|f| f.name().to_string()),
+        );
     }
     if set.is_empty() {
         return Err("--calls: empty list".into());
@@ -376,6 +386,22 @@ mod tests {
     }
 
     #[test]
+    fn calls_take_function_names_and_list_them_when_unknown() {
+        let calls = parse_calls("shmat, sem").unwrap();
+        let expected = ["semctl", "semget", "semop", "semtimedop", "shmat"];
+        assert_eq!(calls.iter().collect::<Vec<_>>(), expected);
+        let err = parse_calls("shmat,msgsnd").unwrap_err().to_string();
+        assert!(
+            err.contains("\"msgsnd\"") && err.contains("shm, sem, mmap"),
+            "{err}"
+        );
+        assert!(
+            err.contains("shmget, shmat") && err.contains("munmap, mremap"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn usage_errors() {
         assert!(parse_strs(&[]).is_err());
         assert!(parse_strs(&["report"]).is_err());
@@ -402,6 +428,73 @@ mod tests {
         assert!(parse_strs(&["--stack", "x", "ls"]).is_err());
         assert!(parse_strs(&["--stack"]).is_err());
         assert!(parse_strs(&["report", "--stack", "3", "d"]).is_err());
+        assert!(parse_strs(&["--json=yes", "ls"]).is_err());
+        assert!(parse_strs(&["-prog"]).is_err());
+    }
+
+    #[test]
+    fn usage_messages_name_the_option_and_the_value() {
+        let message = |args: &[&str]| parse_strs(args).unwrap_err();
+        assert_eq!(
+            message(&["--pid", "x", "ls"]),
+            "--pid: expected a process id, not \"x\""
+        );
+        assert_eq!(
+            message(&["report", "--lib", "x", "d"]),
+            "--lib is for running a program"
+        );
+        assert_eq!(message(&["--bogus", "ls"]), "invalid option '--bogus'");
+        assert_eq!(message(&["--out"]), "missing argument for option '--out'");
+    }
+
+    #[test]
+    fn help_names_every_hooked_function() {
+        let words: BTreeSet<&str> = HELP.split(|c: char| !c.is_ascii_alphanumeric()).collect();
+        let groups = Group::ALL.iter().map(|g| g.name());
+        for name in groups.chain(Func::ALL.iter().map(|f| f.name())) {
+            assert!(words.contains(name), "--help does not name {name}");
+        }
+    }
+
+    #[test]
+    fn wait_and_all_processes() {
+        let run = |args: &[&str]| match parse_strs(args) {
+            Ok(Command::Run(run)) => run,
+            other => panic!("not a run: {other:?}"),
+        };
+        assert_eq!(run(&["ls"]).wait, None);
+        assert_eq!(run(&["--wait", "0", "ls"]).wait, Some(Duration::ZERO));
+        assert_eq!(
+            run(&["--wait=1.5", "ls"]).wait,
+            Some(Duration::from_millis(1500))
+        );
+        assert!(run(&["--all-processes", "ls"]).view.all_processes);
+        assert!(parse_strs(&["--wait", "-1", "ls"]).is_err());
+        assert!(parse_strs(&["--wait", "soon", "ls"]).is_err());
+        assert!(parse_strs(&["--wait", "inf", "ls"]).is_err());
+        assert!(parse_strs(&["report", "--wait", "1", "d"]).is_err());
+        let Ok(Command::Report(r)) = parse_strs(&["report", "--all-processes", "d"]) else {
+            panic!("not a report");
+        };
+        assert!(r.view.all_processes);
+    }
+
+    #[test]
+    fn html_and_trace_json_in_both_forms() {
+        let Ok(Command::Run(run)) = parse_strs(&["--html", "a.html", "--trace-json=t.json", "ls"])
+        else {
+            panic!("not a run");
+        };
+        assert_eq!(run.view.html, Some(PathBuf::from("a.html")));
+        assert_eq!(run.view.trace_json, Some(PathBuf::from("t.json")));
+        let Ok(Command::Report(r)) = parse_strs(&["report", "d", "--html=p.html"]) else {
+            panic!("not a report");
+        };
+        assert_eq!(
+            (r.view.html, r.view.trace_json),
+            (Some(PathBuf::from("p.html")), None)
+        );
+        assert!(parse_strs(&["report", "d", "--html"]).is_err());
     }
 
     #[test]

@@ -218,11 +218,11 @@ pub fn read_file(
 ) -> io::Result<FileSummary> {
     let mut opened = BufReader::new(File::open(path)?);
     let decoded;
-    let reader: &mut dyn BufRead = if crate::decode::is_binary(opened.fill_buf()?) {
+    let reader: &mut dyn BufRead = if crate::binlog::is_binary(opened.fill_buf()?) {
         let mut data = Vec::new();
         opened.read_to_end(&mut data)?;
         let mut lines = Vec::new();
-        crate::decode::write_records(&data, true, &mut lines)?;
+        crate::binlog::write_records(&data, true, &mut lines)?;
         decoded = lines;
         &mut decoded.as_slice()
     } else {

@@ -4,21 +4,19 @@
 //! the program it runs.
 
 mod args;
-mod decode;
+mod binlog;
 mod json;
 mod kernel;
 mod logs;
 mod merge;
+mod pictures;
 mod render;
 mod run;
 mod runinfo;
+mod semaphores;
+mod supervise;
 mod symbols;
-// The shim's pure modules (events, argument decoding, the text and JSON formats, the binary
-// layout), compiled in so that `shmtrace decode` prints exactly what the shim would have
-// written; nothing of the hooks comes with them.
-#[allow(dead_code)]
-#[path = "../../src/trace/mod.rs"]
-mod trace;
+mod timeline;
 
 use std::fs::File;
 use std::io::{self, IsTerminal, Write};
@@ -45,7 +43,7 @@ fn main() -> ExitCode {
         }
         Ok(Command::Run(opts)) => run_program(&opts),
         Ok(Command::Report(opts)) => report_logs(&opts),
-        Ok(Command::Decode(opts)) => match decode::run(&opts.path, opts.json) {
+        Ok(Command::Decode(opts)) => match binlog::print(&opts.path, opts.json) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("shmtrace: {e}");
@@ -81,12 +79,12 @@ fn run_program(opts: &RunOptions) -> ExitCode {
     };
     let mut program_status = finished.status.exit_code();
     if inputs.files.is_empty() {
+        // The kernel's tables still tell what it left behind.
         eprintln!(
             "shmtrace: {} wrote no log: it is statically linked or setuid (the loader ignores \
              LD_PRELOAD for those), or the library could not be loaded",
             args::display(&opts.program[0])
         );
-        return exit_code(program_status);
     }
     let sources = Sources {
         inputs: &inputs,
@@ -103,6 +101,9 @@ fn run_program(opts: &RunOptions) -> ExitCode {
     let stderr = io::stderr();
     let tty = stderr.is_terminal();
     if let Err(e) = emit(&report, &opts.view, Box::new(stderr), tty, true) {
+        eprintln!("shmtrace: {e}");
+    }
+    if let Err(e) = pictures::write(&report, &opts.view, &inputs.files) {
         eprintln!("shmtrace: {e}");
     }
     if let Some(code) = opts.view.error_exitcode
@@ -163,6 +164,10 @@ fn report_logs(opts: &ReportOptions) -> ExitCode {
     let stdout = io::stdout();
     let tty = stdout.is_terminal();
     if let Err(e) = emit(&report, &opts.view, Box::new(stdout), tty, false) {
+        eprintln!("shmtrace: {e}");
+        return ExitCode::from(USAGE);
+    }
+    if let Err(e) = pictures::write(&report, &opts.view, &inputs.files) {
         eprintln!("shmtrace: {e}");
         return ExitCode::from(USAGE);
     }

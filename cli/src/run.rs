@@ -1,17 +1,18 @@
 //! Running a program under the shim: find the library, make the run directory, start the
-//! program with the shim's environment, wait for it like system(3) does (SIGINT and SIGQUIT
-//! ignored here, so that a Ctrl-C reaches the program and the report still follows).
+//! program with the shim's environment, and wait for its whole tree (`supervise`).
 
 use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::os::unix::fs::DirBuilderExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 
 use crate::args::{RunOptions, display};
+use crate::kernel;
 use crate::runinfo::{RunInfo, Status, now_micros};
+use crate::supervise::{self, Signals};
 
 /// A failure before the program ran, with the exit status it warrants.
 #[derive(Debug)]
@@ -33,6 +34,9 @@ pub struct Finished {
     pub run_dir_shown: PathBuf,
     pub info: RunInfo,
     pub status: Status,
+    /// Still installed while the report is made: a signal that processes the tree left
+    /// running send their group must not cut it short.
+    pub _signals: Signals,
 }
 
 /// `--lib`, else `DIR_OF_EXE/libshmtrace.so`, else `DIR_OF_EXE/../lib/libshmtrace.so.0`.
@@ -134,47 +138,6 @@ fn make_run_dir(out: Option<&Path>) -> Result<(PathBuf, PathBuf, bool), Failure>
     Ok((abs, shown, created))
 }
 
-/// SIGINT and SIGQUIT ignored in shmtrace while the program runs; restored on drop.
-struct IgnoreInterrupts {
-    saved: [(libc::c_int, libc::sigaction); 2],
-}
-
-impl IgnoreInterrupts {
-    fn new() -> IgnoreInterrupts {
-        let mut saved = [libc::SIGINT, libc::SIGQUIT].map(|sig| {
-            // SAFETY: an all-zero sigaction is a valid value to be overwritten.
-            (sig, unsafe { std::mem::zeroed::<libc::sigaction>() })
-        });
-        for (sig, old) in &mut saved {
-            // SAFETY: as above.
-            let mut ignore: libc::sigaction = unsafe { std::mem::zeroed() };
-            ignore.sa_sigaction = libc::SIG_IGN;
-            // SAFETY: valid signal number and pointers to initialised sigaction structs.
-            unsafe { libc::sigaction(*sig, &ignore, old) };
-        }
-        IgnoreInterrupts { saved }
-    }
-
-    /// The signals the program must get with their default action (not those shmtrace itself
-    /// was started with ignored: those stay ignored, as they would without shmtrace).
-    fn to_reset_in_child(&self) -> Vec<libc::c_int> {
-        self.saved
-            .iter()
-            .filter(|(_, old)| old.sa_sigaction != libc::SIG_IGN)
-            .map(|(sig, _)| *sig)
-            .collect()
-    }
-}
-
-impl Drop for IgnoreInterrupts {
-    fn drop(&mut self) {
-        for (sig, old) in &self.saved {
-            // SAFETY: restores the disposition saved by `new` for the same signal.
-            unsafe { libc::sigaction(*sig, old, std::ptr::null_mut()) };
-        }
-    }
-}
-
 fn preload_value(lib: &Path) -> OsString {
     let mut value = lib.as_os_str().to_os_string();
     if let Some(existing) = std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
@@ -232,29 +195,34 @@ pub fn run(opts: &RunOptions) -> Result<Finished, Failure> {
         command.env("SHMTRACE_STACK", depth.to_string());
     }
 
-    let interrupts = IgnoreInterrupts::new();
-    let reset = interrupts.to_reset_in_child();
-    // SAFETY: the closure runs in the child between fork and exec and only calls sigaction,
-    // which is async-signal-safe; it allocates nothing (`reset` was built before the fork).
-    unsafe {
-        command.pre_exec(move || {
-            for &sig in &reset {
-                // SAFETY: an all-zero sigaction (empty mask, no flags) is valid; SIG_DFL
-                // makes it the default action.
-                let mut dfl: libc::sigaction = std::mem::zeroed();
-                dfl.sa_sigaction = libc::SIG_DFL;
-                // SAFETY: valid signal number and pointer; async-signal-safe.
-                libc::sigaction(sig, &dfl, std::ptr::null_mut());
-            }
-            Ok(())
-        });
+    let mut kernel_start = kernel::Start::now(info.started.unwrap_or_default());
+    let write_kernel_start = |start: &kernel::Start| {
+        if let Err(e) = start.write(&run_dir) {
+            eprintln!(
+                "shmtrace: warning: cannot write {}: {e}",
+                run_dir.join(kernel::START_FILE).display()
+            );
+        }
+    };
+    write_kernel_start(&kernel_start);
+    // Before the spawn: a signal the tree sends its group right away must find the handlers.
+    let signals = Signals::install().map_err(|e| Failure {
+        message: format!("cannot set up signal handling: {e}"),
+        status: 2,
+    })?;
+    if let Err(e) = supervise::become_subreaper() {
+        eprintln!(
+            "shmtrace: warning: cannot become the subreaper of the run ({e}): descendants \
+             that outlive their parents are not waited for"
+        );
     }
-    let mut child = match command.spawn() {
+    let child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
-            drop(interrupts);
+            drop(signals);
             if created {
                 let _ = fs::remove_file(run_dir.join(crate::runinfo::FILE_NAME));
+                let _ = fs::remove_file(run_dir.join(kernel::START_FILE));
                 let _ = fs::remove_dir(&run_dir);
             }
             let status = if e.kind() == io::ErrorKind::NotFound {
@@ -268,19 +236,14 @@ pub fn run(opts: &RunOptions) -> Result<Finished, Failure> {
             });
         }
     };
-    info.root_pid = Some(child.id() as i32);
+    let root = child.id() as i32;
+    info.root_pid = Some(root);
     write_info(&info);
-    let waited = child.wait();
-    drop(interrupts);
-    let status = match waited {
-        Ok(status) => status_of(status),
-        Err(e) => {
-            return Err(Failure {
-                message: format!("waiting for {}: {e}", display(&opts.program[0])),
-                status: 2,
-            });
-        }
-    };
+    let program = display(&opts.program[0]);
+    let ended = supervise::wait_for_tree(&signals, root, opts.wait, &run_dir, &program);
+    kernel_start.reaped = ended.reaped;
+    write_kernel_start(&kernel_start);
+    let status = status_of(ExitStatus::from_raw(ended.root_status));
     info.ended = Some(now_micros());
     info.status = Some(status);
     write_info(&info);
@@ -289,5 +252,6 @@ pub fn run(opts: &RunOptions) -> Result<Finished, Failure> {
         run_dir_shown: shown,
         info,
         status,
+        _signals: signals,
     })
 }

@@ -1,10 +1,12 @@
 //! Call sites symbolized offline: a recorded return address, the module map of the process
 //! image that made the call (its `start` record), and the module's file on disk give
-//! `function (file:line)` with debug information, else `function+0xoff (module)`, else the
-//! raw address. One loader per module file, kept for the whole report.
+//! `function (file:line)` with debug information (the file's own, or a separate debug file
+//! found by build id or debug link), else `function+0xoff (module)` from the symbol table (the
+//! dynamic one of a stripped file), else the raw address. C++ and Rust names are demangled.
+//! One loader per module file, kept for the whole report.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::logs::Module;
 
@@ -130,8 +132,45 @@ fn load(path: &str) -> Option<addr2line::Loader> {
     if !path.starts_with('/') {
         return None;
     }
-    addr2line::Loader::new(path).ok()
+    separate_debug_file(Path::new(path))
+        .and_then(|debug| addr2line::Loader::new(debug).ok())
+        .or_else(|| addr2line::Loader::new(path).ok())
 }
+
+/// Where the debug information of a file without any lives, when it is installed: by build id
+/// (`/usr/lib/debug/.build-id/ab/cdef....debug`), else by `.gnu_debuglink` (beside the file,
+/// in `.debug/` beside it, or under `/usr/lib/debug` + its directory), as gdb looks.
+fn separate_debug_file(path: &Path) -> Option<PathBuf> {
+    use object::{Object, ObjectSection};
+    let file = std::fs::File::open(path).ok()?;
+    let cache = object::ReadCache::new(file);
+    let elf = object::File::parse(&cache).ok()?;
+    if elf
+        .section_by_name(".debug_info")
+        .is_some_and(|s| s.size() > 0)
+    {
+        return None;
+    }
+    let root = Path::new(DEBUG_ROOT);
+    let by_id = elf.build_id().ok().flatten().and_then(|id| {
+        let (first, rest) = id.split_first()?;
+        let hex: String = rest.iter().map(|b| format!("{b:02x}")).collect();
+        Some(root.join(format!(".build-id/{first:02x}/{hex}.debug")))
+    });
+    let by_link = elf.gnu_debuglink().ok().flatten().and_then(|(name, _crc)| {
+        let name = Path::new(std::str::from_utf8(name).ok()?);
+        let dir = path.parent()?;
+        let under_root = root.join(dir.strip_prefix("/").ok()?).join(name);
+        Some([dir.join(name), dir.join(".debug").join(name), under_root])
+    });
+    by_id
+        .into_iter()
+        .chain(by_link.into_iter().flatten())
+        .find(|candidate| candidate.is_file() && candidate != path)
+}
+
+/// Where distributions install separate debug files.
+const DEBUG_ROOT: &str = "/usr/lib/debug";
 
 /// The call instruction ends at the return address: look up the byte before it, so that the
 /// line is the call's, not the next statement's.

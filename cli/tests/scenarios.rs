@@ -24,33 +24,20 @@ fn root_pid(doc: &Value) -> i64 {
     doc["run"]["root_pid"].as_i64().expect("run.root_pid")
 }
 
-/// Shows the whole text when the piece is missing.
-#[track_caller]
-fn assert_has(text: &str, piece: impl AsRef<str>) {
-    assert!(text.contains(piece.as_ref()), "{text}");
-}
-
-fn ends_with(v: &Value, suffix: &str) -> bool {
-    v.as_str().is_some_and(|s| s.ends_with(suffix))
-}
-
 /// The parent creates a segment, the child removes it and creates a semaphore set nobody
 /// removes: exactly the set is a leak, the child's.
 #[test]
 fn multi_process_verdict_is_exact() {
-    let scratch = Scratch::new("family");
-    let run_dir = scratch.path("run");
-    let mut guard = IpcGuard::new(&[&run_dir]);
-    let family = scratch.compile("family");
+    let mut s = Scenario::new("family");
+    let family = s.compile("family");
 
-    let out = shmtrace_run(&run_dir, &[], &[&family]).output().unwrap();
+    let out = s.run(&[], &[&family]);
     let stdout = text(&out.stdout);
-    guard.add_from_output(&stdout);
     let stderr = text(&out.stderr);
     assert_eq!(exit_code(&out), 0, "{stderr}");
     assert_has(&stderr, "shmtrace: 1 leak: 1 semaphore set\n");
 
-    let doc = report_json(&run_dir, &[]);
+    let doc = report_json(&s.run_dir, &[]);
     let root = root_pid(&doc);
     let processes = items(&doc, "processes");
     assert_eq!(processes.len(), 2, "{doc}");
@@ -96,19 +83,14 @@ fn multi_process_verdict_is_exact() {
 /// its own executable.
 #[test]
 fn exec_chain_attributes_objects_to_each_program() {
-    let scratch = Scratch::new("chain");
-    let run_dir = scratch.path("run");
-    let mut guard = IpcGuard::new(&[&run_dir]);
-    let first = scratch.compile("chain_first");
-    let second = scratch.compile("chain_second");
+    let mut s = Scenario::new("chain");
+    let first = s.compile("chain_first");
+    let second = s.compile("chain_second");
 
-    let out = shmtrace_run(&run_dir, &[], &[&first, &second])
-        .output()
-        .unwrap();
-    guard.add_from_output(&text(&out.stdout));
+    let out = s.run(&[], &[&first, &second]);
     assert_eq!(exit_code(&out), 0, "{}", text(&out.stderr));
 
-    let doc = report_json(&run_dir, &[]);
+    let doc = report_json(&s.run_dir, &[]);
     let root = root_pid(&doc);
     let processes = items(&doc, "processes");
     assert_eq!(processes.len(), 1, "exec keeps the pid: {doc}");
@@ -173,12 +155,11 @@ fn wait_dead(pid: i32) {
 /// which call never returned, where, and that the processes did not exit normally.
 #[test]
 fn sigkill_while_a_child_blocks_in_semop() {
-    let scratch = Scratch::new("blocker");
-    let run_dir = scratch.path("run");
-    let mut guard = IpcGuard::new(&[&run_dir]);
-    let blocker = scratch.compile("blocker");
+    let mut s = Scenario::new("blocker");
+    let blocker = s.compile("blocker");
 
-    let mut child = shmtrace_run(&run_dir, &[], &[&blocker])
+    let mut child = s
+        .command(&[], &[&blocker])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -196,7 +177,7 @@ fn sigkill_while_a_child_blocks_in_semop() {
         let _ = child.kill();
         panic!("blocker did not get ready: {line:?}");
     };
-    guard.add_set(i64::from(sem));
+    s.guard.add_set(i64::from(sem));
     kill(blocked, libc::SIGKILL);
     wait_dead(blocked);
     kill(parent, libc::SIGKILL);
@@ -218,7 +199,7 @@ fn sigkill_while_a_child_blocks_in_semop() {
     }
 
     // The saved logs tell the same story.
-    let doc = report_json(&run_dir, &[]);
+    let doc = report_json(&s.run_dir, &[]);
     assert_eq!(
         process(&doc, i64::from(parent))["status"],
         "killed by SIGKILL"
@@ -247,17 +228,11 @@ fn sigkill_while_a_child_blocks_in_semop() {
 /// reported from its partial log.
 #[test]
 fn sigsegv_is_reported_and_propagated() {
-    let scratch = Scratch::new("segv");
-    let run_dir = scratch.path("run");
-    let mut guard = IpcGuard::new(&[&run_dir]);
-    let segv = scratch.compile("segv");
+    let mut s = Scenario::new("segv");
+    let segv = s.compile("segv");
 
-    let out = shmtrace_run(&run_dir, &[], &[&segv])
-        .current_dir(&scratch.dir)
-        .output()
-        .unwrap();
+    let out = s.output(s.command(&[], &[&segv]).current_dir(&s.scratch.dir));
     let stdout = text(&out.stdout);
-    guard.add_from_output(&stdout);
     let stderr = text(&out.stderr);
     assert_eq!(exit_code(&out), 128 + 11, "{stderr}");
     assert_has(&stderr, "killed by SIGSEGV");
@@ -272,7 +247,7 @@ fn sigsegv_is_reported_and_propagated() {
     assert_has(&stderr, format!("still exists (ipcrm -m {shm})"));
     assert_has(&stderr, "shmtrace: 1 leak: 1 segment\n");
 
-    let doc = report_json(&run_dir, &[]);
+    let doc = report_json(&s.run_dir, &[]);
     let root = root_pid(&doc);
     assert_eq!(process(&doc, root)["status"], "killed by SIGSEGV");
     assert_eq!(process(&doc, root)["ended"], "did not exit normally");
@@ -282,29 +257,21 @@ fn sigsegv_is_reported_and_propagated() {
 /// The program's status is shmtrace's; --error-exitcode replaces it only when there are leaks.
 #[test]
 fn exit_status_and_error_exitcode() {
-    let scratch = Scratch::new("status");
-    let clean = scratch.compile("clean");
-    let family = scratch.compile("family");
-    let dirs: Vec<_> = (0..4).map(|i| scratch.path(&format!("run{i}"))).collect();
-    let mut guard = IpcGuard::new(&dirs.iter().map(|d| d.as_path()).collect::<Vec<_>>());
+    let mut s = Scenario::new("status");
+    let clean = s.compile("clean");
+    let family = s.compile("family");
 
-    let run = |dir: &Path, args: &[&str], program: &[&Path]| {
-        shmtrace_run(dir, args, program).output().unwrap()
-    };
-    let three = Path::new("3");
-    let out = run(&dirs[0], &[], &[&clean, three]);
+    let (clean_dir, out) = s.run_in("run0", &[], &[&clean, Path::new("3")]);
     assert_eq!(exit_code(&out), 3, "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("shmtrace: clean: "));
 
-    let out = run(&dirs[1], &["--error-exitcode", "42"], &[&clean]);
+    let (_, out) = s.run_in("run1", &["--error-exitcode", "42"], &[&clean]);
     assert_eq!(exit_code(&out), 0, "clean run keeps its status");
 
-    let out = run(&dirs[2], &["--error-exitcode=42"], &[&family]);
-    guard.add_from_output(&text(&out.stdout));
+    let (_, out) = s.run_in("run2", &["--error-exitcode=42"], &[&family]);
     assert_eq!(exit_code(&out), 42, "{}", text(&out.stderr));
 
-    let out = run(&dirs[3], &[], &[&family]);
-    guard.add_from_output(&text(&out.stdout));
+    let (leaky_dir, out) = s.run_in("run3", &[], &[&family]);
     assert_eq!(exit_code(&out), 0, "leaks alone do not change the status");
 
     // `report` exits 0, or the --error-exitcode value when there are leaks.
@@ -316,35 +283,35 @@ fn exit_status_and_error_exitcode() {
             .output()
             .unwrap()
     };
-    assert_eq!(exit_code(&report(&[], &dirs[3])), 0);
-    assert_eq!(exit_code(&report(&["--error-exitcode", "9"], &dirs[3])), 9);
-    assert_eq!(exit_code(&report(&["--error-exitcode", "9"], &dirs[0])), 0);
+    assert_eq!(exit_code(&report(&[], &leaky_dir)), 0);
+    assert_eq!(
+        exit_code(&report(&["--error-exitcode", "9"], &leaky_dir)),
+        9
+    );
+    assert_eq!(
+        exit_code(&report(&["--error-exitcode", "9"], &clean_dir)),
+        0
+    );
 }
 
 /// `shmtrace report DIR` reproduces the run's report from the saved run directory.
 #[test]
 fn report_reproduces_the_run() {
-    let scratch = Scratch::new("reproduce");
-    let run_dir = scratch.path("run");
-    let mut guard = IpcGuard::new(&[&run_dir]);
-    let family = scratch.compile("family");
-    let json_out = scratch.path("run.json.out");
+    let mut s = Scenario::new("reproduce");
+    let family = s.compile("family");
+    let json_out = s.scratch.path("run.json.out");
 
-    let out = shmtrace_run(
-        &run_dir,
+    let out = s.run(
         &["--json", "--output", json_out.to_str().unwrap()],
         &[&family],
-    )
-    .output()
-    .unwrap();
-    guard.add_from_output(&text(&out.stdout));
+    );
     assert_eq!(exit_code(&out), 0, "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).is_empty(),
         "--output takes the report off stderr"
     );
     let during: Value = serde_json::from_str(&std::fs::read_to_string(&json_out).unwrap()).unwrap();
-    let after = report_json(&run_dir, &[]);
+    let after = report_json(&s.run_dir, &[]);
     for key in [
         "verdict",
         "processes",
@@ -362,7 +329,7 @@ fn report_reproduces_the_run() {
     // And in text: the same verdict line.
     let text_report = Command::new(SHMTRACE)
         .arg("report")
-        .arg(&run_dir)
+        .arg(&s.run_dir)
         .output()
         .unwrap();
     assert!(text(&text_report.stdout).contains("shmtrace: 1 leak: 1 semaphore set\n"));
@@ -372,13 +339,10 @@ fn report_reproduces_the_run() {
 /// SysV objects and for the attachments and mappings of the exit report.
 #[test]
 fn call_sites_are_symbolized_to_file_and_line() {
-    let scratch = Scratch::new("sites");
-    let run_dir = scratch.path("run");
-    let mut guard = IpcGuard::new(&[&run_dir]);
-    let sites = scratch.compile("sites");
+    let mut s = Scenario::new("sites");
+    let sites = s.compile("sites");
 
-    let out = shmtrace_run(&run_dir, &[], &[&sites]).output().unwrap();
-    guard.add_from_output(&text(&out.stdout));
+    let out = s.run(&[], &[&sites]);
     let stderr = text(&out.stderr);
     assert_eq!(exit_code(&out), 3, "{stderr}");
     let (shmget, shmat, mmap) = (
@@ -395,7 +359,7 @@ fn call_sites_are_symbolized_to_file_and_line() {
         assert!(stderr.contains(&expected), "{expected:?} not in:\n{stderr}");
     }
 
-    let doc = report_json(&run_dir, &[]);
+    let doc = report_json(&s.run_dir, &[]);
     let site = &items(&doc, "leaks")[0]["site"];
     assert_eq!(site["function"], "make_segment");
     assert_eq!(site["line"], shmget);
@@ -406,13 +370,8 @@ fn call_sites_are_symbolized_to_file_and_line() {
     assert_eq!(items(&doc, "mappings")[0]["bytes"], 8192);
 
     // Without debug information: the function from the symbol table, with its offset.
-    let stripped = scratch.compile_with("sites", "sites_stripped", &["-g0"]);
-    let run2 = scratch.path("run2");
-    let mut guard2 = IpcGuard::new(&[&run2]);
-    let out = shmtrace_run(&run2, &["--json"], &[&stripped])
-        .output()
-        .unwrap();
-    guard2.add_from_output(&text(&out.stdout));
+    let stripped = s.scratch.compile_with("sites", "sites_stripped", &["-g0"]);
+    let (_, out) = s.run_in("run2", &["--json"], &[&stripped]);
     let doc: Value = serde_json::from_slice(&out.stderr).expect("JSON report on stderr");
     let site = &items(&doc, "leaks")[0]["site"];
     assert_eq!(site["line"], Value::Null);
@@ -435,21 +394,22 @@ fn call_sites_are_symbolized_to_file_and_line() {
 /// variables are set, SHMTRACE_EXITCODE is removed, everything else passes through.
 #[test]
 fn environment_given_to_the_program() {
-    let scratch = Scratch::new("env");
-    let run_dir = scratch.path("run");
-    let envprint = scratch.compile("envprint");
-    let extra = scratch.compile_with("preload_extra", "libextra.so", &["-shared", "-fPIC"]);
+    let mut s = Scenario::new("env");
+    let envprint = s.compile("envprint");
+    let extra = s
+        .scratch
+        .compile_with("preload_extra", "libextra.so", &["-shared", "-fPIC"]);
 
-    let out = shmtrace_run(&run_dir, &[], &[&envprint])
-        .env("LD_PRELOAD", &extra)
-        .env("SHMTRACE_EXITCODE", "99")
-        .env("SHMTRACE_TEST_MARK", "kept")
-        .output()
-        .unwrap();
+    let out = s.output(
+        s.command(&[], &[&envprint])
+            .env("LD_PRELOAD", &extra)
+            .env("SHMTRACE_EXITCODE", "99")
+            .env("SHMTRACE_TEST_MARK", "kept"),
+    );
     assert_eq!(exit_code(&out), 0, "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     let lib = lib().canonicalize().unwrap();
-    let log = run_dir.canonicalize().unwrap().join("%p.bin");
+    let log = s.run_dir.canonicalize().unwrap().join("%p.bin");
     for expected in [
         format!("LD_PRELOAD={} {}", lib.display(), extra.display()),
         format!("SHMTRACE_LOG={}", log.display()),
@@ -471,11 +431,10 @@ fn environment_given_to_the_program() {
 /// it, and shmtrace still reports and exits 128+2.
 #[test]
 fn interrupt_reaches_the_program_and_the_report_follows() {
-    let scratch = Scratch::new("sigint");
-    let run_dir = scratch.path("run");
-    let waiter = scratch.compile("waiter");
+    let s = Scenario::new("sigint");
+    let waiter = s.compile("waiter");
 
-    let mut command = shmtrace_run(&run_dir, &[], &[&waiter]);
+    let mut command = s.command(&[], &[&waiter]);
     // As from a terminal: a test run started in the background of a shell without job control
     // inherits SIGINT ignored, which shmtrace rightly passes on to the program.
     // SAFETY: between fork and exec only `signal`, which is async-signal-safe, runs.
@@ -576,17 +535,14 @@ fn owned(frames: &[(&str, u64)]) -> Vec<(String, u64)> {
 /// report, in the JSON report, and from the saved logs.
 #[test]
 fn deeper_stacks_tell_two_call_chains_apart() {
-    let scratch = Scratch::new("stacks");
-    let run_dir = scratch.path("run");
-    let mut guard = IpcGuard::new(&[&run_dir]);
-    let stacks = scratch.compile("stacks");
+    let mut s = Scenario::new("stacks");
+    let stacks = s.compile("stacks");
 
-    let out = shmtrace_run(&run_dir, &["--stack", "3"], &[&stacks])
-        .env_remove("SHMTRACE_STACK")
-        .output()
-        .unwrap();
+    let out = s.output(
+        s.command(&["--stack", "3"], &[&stacks])
+            .env_remove("SHMTRACE_STACK"),
+    );
     let stdout = text(&out.stdout);
-    guard.add_from_output(&stdout);
     let stderr = text(&out.stderr);
     assert_eq!(exit_code(&out), 0, "{stderr}");
     assert_has(
@@ -606,7 +562,7 @@ fn deeper_stacks_tell_two_call_chains_apart() {
         line_of("stacks", "shmat"),
         line_of("stacks", "mmap"),
     );
-    let doc = report_json(&run_dir, &[]);
+    let doc = report_json(&s.run_dir, &[]);
     let root = root_pid(&doc);
     let called_from = |chain: usize| -> Vec<String> {
         stacks_frames(chain)
@@ -638,7 +594,6 @@ fn deeper_stacks_tell_two_call_chains_apart() {
             format!("  leak_here (stacks.c:{shmat})"),
             Some("ATTACHED AT"),
         ),
-        (format!("  leak_here (stacks.c:{mmap})"), Some("MAPPED AT")),
     ] {
         let found = under(&site);
         assert_eq!(found.len(), 2, "{site:?} twice in:\n{stderr}");
@@ -665,6 +620,30 @@ fn deeper_stacks_tell_two_call_chains_apart() {
         chains.sort_unstable();
         assert_eq!(chains, [1, 2], "{site:?} in:\n{stderr}");
     }
+    // The mappings: one row for the site, then each stack that reached it with its count.
+    let mmap_site = format!("  leak_here (stacks.c:{mmap})");
+    let rows: Vec<usize> = (0..lines.len())
+        .filter(|i| lines[*i].ends_with(&mmap_site))
+        .collect();
+    assert_eq!(rows.len(), 1, "{mmap_site:?} once in:\n{stderr}");
+    let under_row: Vec<String> = lines[rows[0] + 1..(rows[0] + 9).min(lines.len())]
+        .iter()
+        .map(|l| l.trim().to_string())
+        .collect();
+    let grouped = |first: usize, second: usize| -> Vec<String> {
+        let through = || "1 mapping through:".to_string();
+        [
+            vec![through()],
+            called_from(first),
+            vec![through()],
+            called_from(second),
+        ]
+        .concat()
+    };
+    assert!(
+        under_row == grouped(1, 2) || under_row == grouped(2, 1),
+        "{under_row:?} in:\n{stderr}"
+    );
     for id in &shm {
         assert_has(
             &stderr,
@@ -704,7 +683,7 @@ fn deeper_stacks_tell_two_call_chains_apart() {
     }
 
     // The log holds them raw: three return addresses after `caller` in every call record.
-    let calls: Vec<Value> = log_records(&run_dir)
+    let calls: Vec<Value> = log_records(&s.run_dir)
         .into_iter()
         .filter(|r| r["event"] == "call")
         .collect();
@@ -720,27 +699,21 @@ fn deeper_stacks_tell_two_call_chains_apart() {
 /// the JSON report, no `called from` line.
 #[test]
 fn without_stack_the_log_has_no_stack_key() {
-    let scratch = Scratch::new("nostack");
-    let run_dir = scratch.path("run");
-    let mut guard = IpcGuard::new(&[&run_dir]);
-    let stacks = scratch.compile("stacks");
+    let mut s = Scenario::new("nostack");
+    let stacks = s.compile("stacks");
 
-    let out = shmtrace_run(&run_dir, &[], &[&stacks])
-        .env_remove("SHMTRACE_STACK")
-        .output()
-        .unwrap();
-    guard.add_from_output(&text(&out.stdout));
+    let out = s.output(s.command(&[], &[&stacks]).env_remove("SHMTRACE_STACK"));
     let stderr = text(&out.stderr);
     assert_eq!(exit_code(&out), 0, "{stderr}");
     assert!(!stderr.contains("called from"), "{stderr}");
 
-    let records = log_records(&run_dir);
+    let records = log_records(&s.run_dir);
     assert!(records.iter().any(|r| r["event"] == "report"));
     for record in &records {
         let line = record.to_string();
         assert!(!line.contains("\"stack\""), "{line}");
     }
-    let doc = report_json(&run_dir, &[]);
+    let doc = report_json(&s.run_dir, &[]);
     for key in ["leaks", "attachments", "mappings"] {
         for entry in items(&doc, key) {
             assert_eq!(entry["stack"], Value::Array(vec![]), "{entry}");

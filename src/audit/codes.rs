@@ -3,9 +3,9 @@
 
 use core::fmt::{self, Write};
 
-use super::suppress::{CODES, code_index};
-use crate::trace::decode;
-use crate::trace::event::Func;
+use shmtrace_core::suppress::{CODES, code_index};
+use shmtrace_core::trace::decode;
+use shmtrace_core::trace::event::Func;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
@@ -165,11 +165,17 @@ impl Finding {
         match self.code {
             Code::WorldAccessible => write!(
                 out,
-                "{}={} was created with mode 0{:03o}, so any local user can read or corrupt it; \
+                "{}={} was created with mode 0{:03o}, so any local user can {} it; \
                  create it with mode 0600 (or 0660 to share it with a group)",
                 Kind(a),
                 b as i32,
-                c & 0o777
+                c & 0o777,
+                // What the others bits allow, and nothing more.
+                match (c & 0o004 != 0, c & 0o002 != 0) {
+                    (true, true) => "read or corrupt",
+                    (false, true) => "corrupt",
+                    _ => "read",
+                }
             ),
             Code::CreateWithoutExcl => write!(
                 out,
@@ -194,7 +200,16 @@ impl Finding {
                 match self.func {
                     Func::Shmat => "SHM_REMAP",
                     Func::Mremap => "MREMAP_FIXED",
-                    _ => "MAP_FIXED",
+                    Func::Mmap | Func::Mmap64 => "MAP_FIXED",
+                    // Only the three above replace address space.
+                    Func::Shmget
+                    | Func::Shmdt
+                    | Func::Shmctl
+                    | Func::Semget
+                    | Func::Semop
+                    | Func::Semtimedop
+                    | Func::Semctl
+                    | Func::Munmap => "a fixed address",
                 },
                 if c == 1 { "attachment" } else { "mapping" },
                 if matches!(self.func, Func::Mmap | Func::Mmap64) {
@@ -305,6 +320,25 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn world_access_says_what_others_may_do() {
+        let message = |mode: u64| {
+            let mut s = String::new();
+            Finding::new(
+                Code::WorldAccessible,
+                Func::Shmget,
+                1,
+                [what::SEGMENT, 7, mode],
+            )
+            .write_message(&mut s)
+            .unwrap();
+            s
+        };
+        assert!(message(0o644).contains("any local user can read it;"));
+        assert!(message(0o622).contains("any local user can corrupt it;"));
+        assert!(message(0o777).contains("any local user can read or corrupt it;"));
     }
 
     #[test]

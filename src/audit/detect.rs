@@ -4,7 +4,7 @@
 
 use super::codes::{Code, Finding, what};
 use super::state::State;
-use crate::trace::event::{Event, Func, Phase};
+use shmtrace_core::trace::event::{Event, Func, Phase};
 
 /// What the ledger said before a call that can replace or release address space (it is held
 /// across those calls, so this is the state the kernel acted on).
@@ -215,7 +215,8 @@ pub fn after_call(state: &mut State, ev: &Event, pre: &Pre, asked: &Asked) -> Ou
                 ));
             }
         }
-        _ => {}
+        // Failed gets and mappings, and munmaps of known memory: nothing to find.
+        Func::Shmget | Func::Semget | Func::Mmap | Func::Mmap64 | Func::Munmap | Func::Mremap => {}
     }
     out
 }
@@ -270,7 +271,7 @@ pub fn at_exit<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::event::SemOp;
+    use shmtrace_core::trace::event::SemOp;
 
     fn call(func: Func, args: &[u64], ret: i64) -> Event {
         let mut ev = Event::new(Phase::Exit, func);

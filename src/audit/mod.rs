@@ -17,18 +17,18 @@ pub mod detect;
 mod probe;
 pub mod record;
 pub mod state;
-pub mod suppress;
 
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use crate::ledger::{Ledger, RegionKind};
-use crate::platform::config::{self, Lossy};
+use crate::platform::config::{self, AuditEnv, Lossy};
 use crate::platform::spinlock::SpinLock;
 use crate::platform::{clock, process, sink};
-use crate::trace::binary::KIND_FINDING;
-use crate::trace::event::{Event, Func, Phase};
+use shmtrace_core::suppress;
+use shmtrace_core::trace::binary::KIND_FINDING;
+use shmtrace_core::trace::event::{Event, Func, Phase};
+use shmtrace_core::trace::linebuf::LineBuf;
 
-use crate::trace::linebuf::LineBuf;
 pub use codes::{Code, Finding, Severity};
 pub use detect::Pre;
 use state::State;
@@ -44,8 +44,13 @@ static ANY_REMOVED: AtomicBool = AtomicBool::new(false);
 /// The longest suppression file read (a longer one is read up to this).
 const SUPPRESS_MAX: usize = 64 * 1024;
 
-/// Reads `SHMTRACE_BLOCK_WARN_MS` and `SHMTRACE_SUPPRESS` (from the configuration step).
-pub fn configure(block_warn_ms: Option<&[u8]>, suppress: Option<&[u8]>, secure: bool) {
+/// Takes `SHMTRACE_BLOCK_WARN_MS` and `SHMTRACE_SUPPRESS` from the configuration step.
+pub fn configure(env: AuditEnv) {
+    let AuditEnv {
+        block_warn_ms,
+        suppress,
+        secure,
+    } = env;
     match block_warn_ms {
         None | Some(b"") => {}
         Some(v) => match core::str::from_utf8(v)
@@ -206,7 +211,13 @@ pub fn before(ev: &Event, ledger: &Ledger, page: u64) -> Pre {
                 pre.inside_attachment = att.addr;
             }
         }
-        _ => {}
+        Func::Shmat
+        | Func::Shmget
+        | Func::Shmctl
+        | Func::Semget
+        | Func::Semop
+        | Func::Semtimedop
+        | Func::Semctl => {}
     }
     pre
 }
@@ -227,7 +238,9 @@ fn nothing_to_do(ev: &Event, pre: &Pre) -> bool {
                         .iter()
                         .all(|op| op.op == 0 || op.flg & libc::SEM_UNDO as i16 != 0))
         }
-        _ => false,
+        Func::Shmget | Func::Shmat | Func::Shmdt | Func::Shmctl | Func::Semget | Func::Semctl => {
+            false
+        }
     }
 }
 

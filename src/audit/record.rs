@@ -8,8 +8,8 @@
 use core::fmt::{self, Write};
 
 use super::codes::Finding;
-use crate::trace::format::{Format, write_timestamp};
-use crate::trace::linebuf::LineBuf;
+use shmtrace_core::trace::format::{Format, write_timestamp};
+use shmtrace_core::trace::linebuf::LineBuf;
 
 /// A finding and who found it when.
 pub struct Record<'a> {
@@ -73,7 +73,7 @@ fn write_json(rec: &Record<'_>, out: &mut impl Write) -> fmt::Result {
 mod tests {
     use super::*;
     use crate::audit::codes::{Code, what};
-    use crate::trace::event::Func;
+    use shmtrace_core::trace::event::Func;
 
     fn rec(format: Format, tid: i32) -> String {
         let finding = Finding::new(

@@ -243,7 +243,7 @@ impl<const N: usize> Recent<N> {
 mod tests {
     use super::*;
     use crate::audit::codes::Code;
-    use crate::trace::event::Func;
+    use shmtrace_core::trace::event::Func;
 
     #[test]
     fn removed_ids_are_forgotten_when_reused_and_when_old() {

@@ -1,14 +1,12 @@
 //! The one path every tracked call takes: enter the guard, stamp the event, call the real
 //! function with the caller's errno in place, record the outcome, hand back the real errno.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::Ordering;
-
 use crate::audit;
 use crate::ledger::Facts;
+use crate::platform::shield::shield;
 use crate::platform::{backtrace, clock, config, errno, guard::Guard, process, sink};
 use crate::recorder;
-use crate::trace::event::{Event, Func, Phase};
+use shmtrace_core::trace::event::{Event, Func, Phase};
 
 /// Runs `call` (the real function, returning its result widened to i64, pointers included) and
 /// records it. `after` may read caller memory the kernel has validated into the event, and ask
@@ -21,14 +19,58 @@ pub fn traced(
     call: impl FnOnce() -> i64,
     after: impl FnOnce(&mut Event, &mut Facts),
 ) -> i64 {
+    traced_waiting(func, caller, args, |_| call(), after)
+}
+
+/// What a call that may wait is handed: the way to log it as started, once it knows it waits.
+pub struct Started<'a> {
+    /// The call's event while records are written; `None` once logged, or when untracked.
+    event: Option<&'a Event>,
+    caller_errno: i32,
+}
+
+impl Started<'_> {
+    /// Whether the call is logged (then it should find out whether it waits before waiting).
+    pub fn logged(&self) -> bool {
+        self.event.is_some()
+    }
+
+    /// The call is about to wait: its enter record, with what `describe` adds (memory the
+    /// kernel has read by now), so that a process that hangs or dies here shows where. The
+    /// caller's errno is back in place afterwards.
+    pub fn waiting(&mut self, describe: impl FnOnce(&mut Event)) {
+        if let Some(event) = self.event.take() {
+            shield(|| {
+                let mut enter = *event;
+                describe(&mut enter);
+                recorder::emit(&enter);
+            });
+        }
+        errno::set(self.caller_errno);
+    }
+}
+
+/// [`traced`] for a call that may wait: `call` logs it as started ([`Started::waiting`]) when
+/// it finds it has to wait, not before, so a call that never waits writes one record.
+#[inline(always)]
+pub fn traced_waiting(
+    func: Func,
+    caller: usize,
+    args: [u64; 6],
+    call: impl FnOnce(&mut Started) -> i64,
+    after: impl FnOnce(&mut Event, &mut Facts),
+) -> i64 {
     let caller_errno = errno::get();
     let Some(_guard) = Guard::enter() else {
-        return call();
+        return call(&mut Started {
+            event: None,
+            caller_errno,
+        });
     };
     let vfork_child = process::in_vfork_child();
     // Built in place (an event is a few hundred bytes: moving it costs measurably).
     let mut event = Event::new(Phase::Enter, func);
-    let tracked = shielded(|| begin(&mut event, caller, args, vfork_child)).unwrap_or(false);
+    let tracked = shield(|| begin(&mut event, caller, args, vfork_child)).unwrap_or(false);
     // A call that frees address space takes its entry (the ledger, or a place in the queue
     // while a fork is prepared) before any other thread's call can reuse that space, or the
     // two would be entered in the wrong order.
@@ -41,16 +83,20 @@ pub fn traced(
     // (not while a fork is prepared: the ledger is the forking thread's then).
     let pre = match &entry {
         Some(recorder::Entry::Ledger(held)) => {
-            shielded(|| audit::before(&event, held, recorder::page_size()))
+            shield(|| audit::before(&event, held, recorder::page_size()))
         }
         _ => None,
     }
     .unwrap_or_default();
     errno::set(caller_errno);
-    let ret = call();
+    let mut started = Started {
+        event: (tracked && sink::enabled() && func.may_block()).then_some(&event),
+        caller_errno,
+    };
+    let ret = call(&mut started);
     let call_errno = errno::get();
     if tracked {
-        shielded(|| {
+        shield(|| {
             finish(&mut event, ret, call_errno);
             let mut facts = recorder::facts();
             after(&mut event, &mut facts);
@@ -77,13 +123,18 @@ fn releases_address_space(func: Func, args: &[u64; 6]) -> bool {
         Func::Munmap | Func::Mremap | Func::Shmdt => true,
         Func::Mmap | Func::Mmap64 => args[3] as i32 & libc::MAP_FIXED != 0,
         Func::Shmat => args[2] as i32 & libc::SHM_REMAP != 0,
-        _ => false,
+        Func::Shmget
+        | Func::Shmctl
+        | Func::Semget
+        | Func::Semop
+        | Func::Semtimedop
+        | Func::Semctl => false,
     }
 }
 
 /// Fills in what is known before the call; false if the call is not to be tracked.
 fn begin(event: &mut Event, caller: usize, args: [u64; 6], vfork_child: Option<i32>) -> bool {
-    if !config::ensure() || recorder::paused() {
+    if !recorder::configured() || recorder::paused() {
         return false;
     }
     event.pid = vfork_child.unwrap_or_else(process::pid);
@@ -99,8 +150,9 @@ fn begin(event: &mut Event, caller: usize, args: [u64; 6], vfork_child: Option<i
     if sink::enabled() {
         event.tid = process::tid();
         event.ts_ns = clock::now_ns();
-        // The binary log records every call as it starts (durable if the process dies in it).
-        if event.func.may_block() || sink::binary() {
+        // The binary log records every call as it starts (durable if the process dies in
+        // it); a call that may wait does so itself when it finds it waits (`Started`).
+        if sink::binary() && !event.func.may_block() {
             recorder::emit(event);
         }
     }
@@ -113,16 +165,5 @@ fn finish(event: &mut Event, ret: i64, call_errno: i32) {
     event.errno = if ret == -1 { call_errno } else { 0 };
     if event.ts_ns != 0 {
         event.dur_ns = clock::now_ns().saturating_sub(event.ts_ns);
-    }
-}
-
-/// A panic must never cross into the host (it would abort it): count it and go on.
-fn shielded<T>(work: impl FnOnce() -> T) -> Option<T> {
-    match catch_unwind(AssertUnwindSafe(work)) {
-        Ok(value) => Some(value),
-        Err(_) => {
-            recorder::INTERNAL_FAILURES.fetch_add(1, Ordering::Relaxed);
-            None
-        }
     }
 }

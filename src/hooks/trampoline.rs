@@ -11,20 +11,28 @@
 //! on as variadic arguments again. No C shim, no unstable feature, no instruction that depends
 //! on what the arguments mean.
 
-/// `trampoline!(N, impl)`: the hook takes N integer-class arguments; `impl` takes them plus the
-/// return address.
+/// `trampoline!(args; impl)`: the hook takes these integer-class arguments; `impl` takes them
+/// plus the return address.
 #[cfg(target_arch = "x86_64")]
 macro_rules! trampoline {
-    (0, $imp:path) => { core::arch::naked_asm!("mov rdi, [rsp]", "jmp {}", sym $imp) };
-    (1, $imp:path) => { core::arch::naked_asm!("mov rsi, [rsp]", "jmp {}", sym $imp) };
-    (2, $imp:path) => { core::arch::naked_asm!("mov rdx, [rsp]", "jmp {}", sym $imp) };
-    (3, $imp:path) => { core::arch::naked_asm!("mov rcx, [rsp]", "jmp {}", sym $imp) };
-    (4, $imp:path) => { core::arch::naked_asm!("mov r8, [rsp]", "jmp {}", sym $imp) };
-    (5, $imp:path) => { core::arch::naked_asm!("mov r9, [rsp]", "jmp {}", sym $imp) };
+    (; $imp:path) => { core::arch::naked_asm!("mov rdi, [rsp]", "jmp {}", sym $imp) };
+    ($a:ident; $imp:path) => { core::arch::naked_asm!("mov rsi, [rsp]", "jmp {}", sym $imp) };
+    ($a:ident, $b:ident; $imp:path) => {
+        core::arch::naked_asm!("mov rdx, [rsp]", "jmp {}", sym $imp)
+    };
+    ($a:ident, $b:ident, $c:ident; $imp:path) => {
+        core::arch::naked_asm!("mov rcx, [rsp]", "jmp {}", sym $imp)
+    };
+    ($a:ident, $b:ident, $c:ident, $d:ident; $imp:path) => {
+        core::arch::naked_asm!("mov r8, [rsp]", "jmp {}", sym $imp)
+    };
+    ($a:ident, $b:ident, $c:ident, $d:ident, $e:ident; $imp:path) => {
+        core::arch::naked_asm!("mov r9, [rsp]", "jmp {}", sym $imp)
+    };
     // Six register arguments are all taken: pass the seventh on the stack. The push also
     // restores the 16-byte alignment the call instruction expects; the CFI lets debuggers and
     // unwinders walk through the extra slot.
-    (6, $imp:path) => {
+    ($a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $f:ident; $imp:path) => {
         core::arch::naked_asm!(
             ".cfi_startproc",
             "push qword ptr [rsp]",
@@ -41,26 +49,34 @@ macro_rules! trampoline {
 
 #[cfg(target_arch = "aarch64")]
 macro_rules! trampoline {
-    (0, $imp:path) => { core::arch::naked_asm!("mov x0, x30", "b {}", sym $imp) };
-    (1, $imp:path) => { core::arch::naked_asm!("mov x1, x30", "b {}", sym $imp) };
-    (2, $imp:path) => { core::arch::naked_asm!("mov x2, x30", "b {}", sym $imp) };
-    (3, $imp:path) => { core::arch::naked_asm!("mov x3, x30", "b {}", sym $imp) };
-    (4, $imp:path) => { core::arch::naked_asm!("mov x4, x30", "b {}", sym $imp) };
-    (5, $imp:path) => { core::arch::naked_asm!("mov x5, x30", "b {}", sym $imp) };
-    (6, $imp:path) => { core::arch::naked_asm!("mov x6, x30", "b {}", sym $imp) };
+    (; $imp:path) => { core::arch::naked_asm!("mov x0, x30", "b {}", sym $imp) };
+    ($a:ident; $imp:path) => { core::arch::naked_asm!("mov x1, x30", "b {}", sym $imp) };
+    ($a:ident, $b:ident; $imp:path) => { core::arch::naked_asm!("mov x2, x30", "b {}", sym $imp) };
+    ($a:ident, $b:ident, $c:ident; $imp:path) => {
+        core::arch::naked_asm!("mov x3, x30", "b {}", sym $imp)
+    };
+    ($a:ident, $b:ident, $c:ident, $d:ident; $imp:path) => {
+        core::arch::naked_asm!("mov x4, x30", "b {}", sym $imp)
+    };
+    ($a:ident, $b:ident, $c:ident, $d:ident, $e:ident; $imp:path) => {
+        core::arch::naked_asm!("mov x5, x30", "b {}", sym $imp)
+    };
+    ($a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $f:ident; $imp:path) => {
+        core::arch::naked_asm!("mov x6, x30", "b {}", sym $imp)
+    };
 }
 
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 compile_error!("shmtrace supports Linux on x86_64 and aarch64");
 
-/// Declares exported hooks: `fn name(args) -> ret => implementation [argument count];`.
+/// Exports the hook table's functions, each a trampoline to its namesake in `calls`.
 macro_rules! export_hooks {
-    ($(fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty => $imp:path [$n:tt];)*) => {$(
+    ($($variant:ident $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty { $($property:tt)* })*) => {$(
         #[unsafe(no_mangle)]
         #[unsafe(naked)]
         #[allow(unused_variables)]
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
-            trampoline!($n, $imp)
+            trampoline!($($arg),*; calls::$name)
         }
     )*};
 }

@@ -2,7 +2,7 @@
 
 use super::objects::{Segment, SemaphoreSet};
 use super::{Facts, Ledger, Outcome};
-use crate::trace::event::Event;
+use shmtrace_core::trace::event::Event;
 
 /// glibc ORs `IPC_64` into `cmd` before the syscall and the kernel strips it
 /// (`ipc_parse_version`), so a caller passing it still means the plain command.

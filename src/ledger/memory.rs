@@ -9,7 +9,7 @@
 use super::regions::{Kind, Meta, Val};
 use super::resync::Unsure;
 use super::{Facts, Ledger, Outcome};
-use crate::trace::event::Event;
+use shmtrace_core::trace::event::Event;
 
 /// `MAP_HUGE_*`/`SHM_HUGE_*`: log2 of the huge page size, in 6 bits at `MAP_HUGE_SHIFT`.
 const MAP_HUGE_MASK: i32 = 0x3f;

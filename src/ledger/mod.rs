@@ -28,7 +28,6 @@
 //! of a `SHM_HUGETLB` segment another process created (its attachments are rounded to the base
 //! page).
 
-pub mod allocators;
 mod attachments;
 mod ipc;
 mod memory;
@@ -52,7 +51,8 @@ pub use report::{
 };
 pub use resync::{KernelView, KernelVma, Unsure};
 
-use crate::trace::event::{Event, Func, Phase};
+use shmtrace_core::trace::event::{Event, Func, Phase};
+
 use attachments::Attachments;
 use objects::Objects;
 use origins::Origins;
@@ -155,7 +155,7 @@ pub struct Stats {
     pub segments: u64,
     pub semaphore_sets: u64,
     /// Completed calls (failed ones included), indexed by `Func as usize`.
-    pub calls: [u64; FUNCS],
+    pub calls: [u64; Func::COUNT],
     /// `munmap`/`shmdt` calls that released nothing the ledger knew of.
     pub unknown_unmaps: u64,
     /// Bytes dropped because a call showed the ledger's view was stale.
@@ -163,9 +163,6 @@ pub struct Stats {
     /// Successful calls the ledger could not model.
     pub untracked: u64,
 }
-
-/// The number of hooked functions.
-pub const FUNCS: usize = Func::ALL.len();
 
 /// One live region, as the ledger sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,7 +190,7 @@ pub struct Ledger {
     sites: Sites,
     /// What the last call left for the kernel to say (see `resync`).
     unsure: Option<Unsure>,
-    calls: [u64; FUNCS],
+    calls: [u64; Func::COUNT],
     unknown_unmaps: u64,
     stale_bytes: u64,
     untracked: u64,
@@ -215,7 +212,7 @@ impl Ledger {
             objects: Objects::new(),
             sites: Sites::new(),
             unsure: None,
-            calls: [0; FUNCS],
+            calls: [0; Func::COUNT],
             unknown_unmaps: 0,
             stale_bytes: 0,
             untracked: 0,
@@ -267,7 +264,7 @@ impl Ledger {
         self.attachments.mark_all_inherited();
         self.objects.mark_all_inherited();
         self.regions.reset_peak();
-        self.calls = [0; FUNCS];
+        self.calls = [0; Func::COUNT];
         self.unknown_unmaps = 0;
         self.stale_bytes = 0;
         self.untracked = 0;

@@ -31,7 +31,7 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use crate::ledger::{Facts, Ledger};
-    use crate::trace::event::{Event, Func, Phase};
+    use shmtrace_core::trace::event::{Event, Func, Phase};
 
     fn mmap(l: &mut Ledger, addr: u64, len: u64, prot: i32) {
         let mut ev = Event::new(Phase::Exit, Func::Mmap);

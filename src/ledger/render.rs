@@ -4,8 +4,8 @@
 use core::fmt::{self, Write};
 
 use super::report::Report;
-use crate::trace::decode;
-use crate::trace::event::Stack;
+use shmtrace_core::trace::decode;
+use shmtrace_core::trace::event::Stack;
 
 struct Key(i32);
 

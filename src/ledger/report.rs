@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use super::regions::Kind;
 use super::{Ledger, ObjectKind};
-use crate::trace::event::Stack;
+use shmtrace_core::trace::event::Stack;
 
 /// A segment this process created, never removed, and the kernel still has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

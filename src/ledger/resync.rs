@@ -13,7 +13,7 @@
 use super::memory::round_up;
 use super::regions::{Kind, Meta};
 use super::{Facts, Ledger};
-use crate::trace::event::{Event, Func};
+use shmtrace_core::trace::event::{Event, Func};
 
 /// Above every user address space Linux offers (57-bit with 5-level page tables).
 const MAX_USER_ADDRESS: u64 = 1 << 57;

@@ -2,8 +2,8 @@
 //! the raw `mmap` system call, never from the host's allocator.
 //!
 //! jemalloc, tcmalloc and mimalloc call `mmap` through the PLT, sometimes holding their own
-//! locks; a hook that called back into them could deadlock (jemalloc#329, #443, #2505). The
-//! heap is size-classed free lists (16-byte steps up to 1 KiB, enough for the ledger's tree
+//! locks; a hook that called back into them could deadlock (docs/ARCHITECTURE.md: hot path).
+//! The heap is size-classed free lists (16-byte steps up to 1 KiB, enough for the ledger's tree
 //! nodes) carved from 256 KiB chunks; larger blocks are mapped one by one. Memory of freed
 //! small blocks is reused, never returned: the shim's footprint follows its peak of live
 //! objects, not the number of calls.

@@ -20,7 +20,7 @@
 
 use core::ffi::{c_int, c_void};
 
-use crate::trace::event::Stack;
+use shmtrace_core::trace::event::Stack;
 
 /// `struct _Unwind_Context`, opaque.
 #[repr(C)]
@@ -165,7 +165,7 @@ mod tests {
             let frames = all_frames();
             let mut stack = Stack::new();
             capture(frames[2], 100, &mut stack);
-            assert_eq!(stack.len(), crate::trace::event::STACK_MAX);
+            assert_eq!(stack.len(), shmtrace_core::trace::event::STACK_MAX);
             assert_eq!(stack.as_slice(), &frames[3..3 + stack.len()]);
         });
     }

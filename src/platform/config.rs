@@ -8,9 +8,9 @@ use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 
 use crate::platform::sink;
-use crate::trace::event::STACK_MAX;
-use crate::trace::format::Format;
-use crate::trace::linebuf::LineBuf;
+use shmtrace_core::trace::event::STACK_MAX;
+use shmtrace_core::trace::format::Format;
+use shmtrace_core::trace::linebuf::LineBuf;
 
 /// Where the log goes, as parsed from `SHMTRACE_LOG`.
 #[derive(Debug, PartialEq, Eq)]
@@ -184,9 +184,20 @@ static FORMAT: AtomicU8 = AtomicU8::new(0);
 static EXIT_CODE: AtomicI32 = AtomicI32::new(0);
 static STACK: AtomicU8 = AtomicU8::new(0);
 
-/// True once settings are in force. The first caller configures; concurrent callers get false
-/// and forward untracked meanwhile (configuration takes microseconds and never blocks).
-pub fn ensure() -> bool {
+/// What the audit reads from the environment, handed to the layer above by [`ensure`] (the
+/// audit checks the values itself).
+pub struct AuditEnv {
+    pub block_warn_ms: Option<&'static [u8]>,
+    pub suppress: Option<&'static [u8]>,
+    /// A setuid/setcap program: files named by the environment are not read.
+    pub secure: bool,
+}
+
+/// True once settings are in force. The first caller configures, and hands the audit's
+/// settings to `audit` before any other caller sees them in force; concurrent callers get
+/// false and forward untracked meanwhile (configuration takes microseconds and never blocks).
+#[inline(always)]
+pub fn ensure(audit: impl FnOnce(AuditEnv)) -> bool {
     match STATE.load(Ordering::Acquire) {
         READY => true,
         CONFIGURING => false,
@@ -202,7 +213,7 @@ pub fn ensure() -> bool {
             {
                 return STATE.load(Ordering::Acquire) == READY;
             }
-            configure();
+            audit(configure());
             STATE.store(READY, Ordering::Release);
             true
         }
@@ -228,7 +239,7 @@ pub fn format() -> Format {
     }
 }
 
-fn configure() {
+fn configure() -> AuditEnv {
     let secure = {
         // SAFETY: getauxval only reads the auxiliary vector the kernel gave the process.
         unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
@@ -245,9 +256,6 @@ fn configure() {
     EXIT_CODE.store(settings.exit_code, Ordering::Relaxed);
     STACK.store(settings.stack, Ordering::Relaxed);
     allocators_configure(env(c"SHMTRACE_ALLOCATORS"));
-    // Audit settings are read and checked by the audit itself.
-    let audit_env = (env(c"SHMTRACE_BLOCK_WARN_MS"), env(c"SHMTRACE_SUPPRESS"));
-    crate::audit::configure(audit_env.0, audit_env.1, secure);
     match settings.log {
         Log::Stderr => sink::use_stderr(),
         Log::Off => sink::disable(),
@@ -255,7 +263,7 @@ fn configure() {
             if let Err(errno) = sink::use_binary_path(path) {
                 let why = match errno {
                     libc::EILSEQ => "it is not a shmtrace binary log",
-                    e => crate::trace::errnos::message(e).unwrap_or("unknown error"),
+                    e => shmtrace_core::trace::errnos::message(e).unwrap_or("unknown error"),
                 };
                 warn_line(format_args!(
                     "cannot open SHMTRACE_LOG={} as a binary log ({why}); logging text to stderr",
@@ -269,11 +277,16 @@ fn configure() {
                 warn_line(format_args!(
                     "cannot open SHMTRACE_LOG={} ({}); logging to stderr",
                     Lossy(path),
-                    crate::trace::errnos::message(errno).unwrap_or("unknown error")
+                    shmtrace_core::trace::errnos::message(errno).unwrap_or("unknown error")
                 ));
                 sink::use_stderr();
             }
         }
+    }
+    AuditEnv {
+        block_warn_ms: env(c"SHMTRACE_BLOCK_WARN_MS"),
+        suppress: env(c"SHMTRACE_SUPPRESS"),
+        secure,
     }
 }
 
@@ -284,7 +297,7 @@ static ALLOCATORS_PTR: core::sync::atomic::AtomicPtr<u8> =
 static ALLOCATORS_LEN: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
 
 fn allocators_configure(value: Option<&'static [u8]>) {
-    use crate::ledger::allocators::{Allocators, MALFORMED};
+    use shmtrace_core::allocators::{Allocators, MALFORMED};
     let Some(value) = value else { return };
     if Allocators::parse(Some(value)).is_err() {
         warn_line(format_args!(

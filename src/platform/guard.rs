@@ -5,7 +5,7 @@ use std::cell::Cell;
 
 thread_local! {
     // `const` and `Cell<bool>` (no `Drop`): accessing it never allocates and never registers a
-    // TLS destructor, which would call `calloc` (redhook#15).
+    // TLS destructor, which would call `calloc`.
     static IN_HOOK: Cell<bool> = const { Cell::new(false) };
 }
 

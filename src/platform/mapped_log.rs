@@ -25,8 +25,8 @@ use core::sync::atomic::{
 };
 
 use crate::platform::{config, errno};
-use crate::trace::binary::{self, HEADER_SIZE};
-use crate::trace::event::Event;
+use shmtrace_core::trace::binary::{self, HEADER_SIZE};
+use shmtrace_core::trace::event::Event;
 
 /// Address space reserved for the log, tried in this order (under an `RLIMIT_AS`, only sizes
 /// up to a sixteenth of it). Records stop, with one warning, when a file reaches it.
@@ -386,7 +386,7 @@ fn grow(allocated: usize, end: usize, ahead: bool) {
         Err(_) if ahead => AHEAD_FAILED_AT.store(allocated, Ordering::Relaxed),
         Err(e) => stop(format_args!(
             "cannot grow the binary log ({})",
-            crate::trace::errnos::message(e).unwrap_or("unknown error")
+            shmtrace_core::trace::errnos::message(e).unwrap_or("unknown error")
         )),
     }
 }
@@ -534,8 +534,8 @@ pub fn other(kind: u32, text: &[u8], json: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::binary::{Item, Reader};
-    use crate::trace::event::{Func, Phase};
+    use shmtrace_core::trace::binary::{Item, Reader};
+    use shmtrace_core::trace::event::{Func, Phase};
 
     fn event(func: Func, tid: i32, seq: u64) -> Event {
         let mut ev = Event::new(Phase::Enter, func);
@@ -585,12 +585,12 @@ mod tests {
         let mut blobs = 0;
         for item in reader.by_ref() {
             match item {
-                Item::Call(ev) if ev.phase == Phase::Exit => {
+                Item::Call(ev) | Item::Waited(ev) if ev.phase == Phase::Exit => {
                     let t = (ev.tid - 100) as usize;
                     assert_eq!((ev.args[1], ev.ret), (next[t], next[t] as i64));
                     next[t] += 1;
                 }
-                Item::Call(ev) => {
+                Item::Call(ev) | Item::Waited(ev) => {
                     assert_eq!((ev.func, ev.ts_ns), (Func::Mmap, CALLS));
                     in_progress += 1;
                 }

@@ -13,5 +13,6 @@ pub mod maps;
 pub mod modules;
 pub mod process;
 pub mod real;
+pub mod shield;
 pub mod sink;
 pub mod spinlock;

@@ -4,33 +4,16 @@
 //! Everything the shim itself needs of these calls goes through here too: our `.so` exports
 //! `mmap`, so `libc::mmap` from inside the shim would bind back to our own hook.
 
-// The safety contract of every forwarder is stated once, below, rather than twelve times.
+// The safety contract of every forwarder is stated once, below, rather than at each.
 #![allow(clippy::missing_safety_doc)]
 
 use core::ffi::{c_int, c_long, c_ulong, c_void};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::trace::event::Func;
+use shmtrace_core::trace::event::Func;
 
 /// Resolved addresses, indexed by `Func as usize`; 0 = not resolved (use the syscall).
-static NEXT: [AtomicUsize; Func::ALL.len()] = [const { AtomicUsize::new(0) }; Func::ALL.len()];
-
-fn symbol(func: Func) -> &'static core::ffi::CStr {
-    match func {
-        Func::Shmget => c"shmget",
-        Func::Shmat => c"shmat",
-        Func::Shmdt => c"shmdt",
-        Func::Shmctl => c"shmctl",
-        Func::Semget => c"semget",
-        Func::Semop => c"semop",
-        Func::Semtimedop => c"semtimedop",
-        Func::Semctl => c"semctl",
-        Func::Mmap => c"mmap",
-        Func::Mmap64 => c"mmap64",
-        Func::Munmap => c"munmap",
-        Func::Mremap => c"mremap",
-    }
-}
+static NEXT: [AtomicUsize; Func::COUNT] = [const { AtomicUsize::new(0) }; Func::COUNT];
 
 /// Looks up every next definition. Hooks that run meanwhile (dlsym may allocate, and an
 /// allocator may map memory) still see 0 and take the syscall path.
@@ -38,7 +21,7 @@ pub fn resolve_all() {
     for func in Func::ALL {
         // SAFETY: RTLD_NEXT with a NUL-terminated name is dlsym's documented use; the result is
         // either NULL or the address of a function with this name's libc prototype.
-        let addr = unsafe { libc::dlsym(libc::RTLD_NEXT, symbol(func).as_ptr()) } as usize;
+        let addr = unsafe { libc::dlsym(libc::RTLD_NEXT, func.symbol().as_ptr()) } as usize;
         // Never store our own definition: that would make a hook call itself forever.
         if addr != 0 && !is_ours(addr) {
             NEXT[func as usize].store(addr, Ordering::Release);

@@ -8,9 +8,9 @@ use core::ffi::c_int;
 use core::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
 use crate::platform::{errno, mapped_log};
-use crate::trace::event::{Event, Phase};
-use crate::trace::format::Format;
-use crate::trace::linebuf::LineBuf;
+use shmtrace_core::trace::event::{Event, Phase};
+use shmtrace_core::trace::format::Format;
+use shmtrace_core::trace::linebuf::LineBuf;
 
 /// Longest `SHMTRACE_LOG` path accepted, NUL excluded.
 pub const PATH_MAX: usize = 4096;
@@ -200,11 +200,11 @@ fn decimal(value: i32, buf: &mut [u8; 12]) -> &[u8] {
 }
 
 /// Writes one record to the configured log, if any. The binary log keeps it as a record of
-/// kind [`KIND_OTHER`](crate::trace::binary::KIND_OTHER) shown as it is in both formats;
+/// kind [`KIND_OTHER`](shmtrace_core::trace::binary::KIND_OTHER) shown as it is in both formats;
 /// [`write_other`] gives it its proper rendering in each.
 pub fn write_record(bytes: &[u8]) {
     if mapped_log::active() {
-        mapped_log::other(crate::trace::binary::KIND_OTHER, bytes, bytes);
+        mapped_log::other(shmtrace_core::trace::binary::KIND_OTHER, bytes, bytes);
         return;
     }
     let fd = FD.load(Ordering::Acquire);

@@ -2,10 +2,10 @@
 //! blocking calls, SysV creations and removals, call statistics, and a few early call sites
 //! per process (to recognise the program image a forked child inherited).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::CallStat;
-use super::sysv::Kind;
+use super::holdings::Holdings;
+use super::model::{CallStat, Kind};
 use crate::logs::{Call, ExitReport, Finding, Micros, Pos, Record, Start};
 
 /// How many early call sites of a process are kept to recognise the image it inherited.
@@ -54,6 +54,9 @@ pub(super) struct Collector {
     pub(super) stats: BTreeMap<(i32, String), CallStat>,
     pub(super) seen: HashMap<i32, Seen>,
     pub(super) findings: Vec<(Pos, Finding)>,
+    /// Every process that got, attached, operated on or controlled each SysV id.
+    pub(super) users: HashMap<(Kind, i64), BTreeSet<i32>>,
+    pub(super) holdings: Holdings,
 }
 
 impl Collector {
@@ -102,6 +105,23 @@ impl Collector {
         }
     }
 
+    /// The tracked calls a process made: those that returned, and those that never did.
+    pub(super) fn calls_of(&self, pid: i32) -> u64 {
+        let returned: u64 = self
+            .stats
+            .range((pid, String::new())..)
+            .take_while(|((p, _), _)| *p == pid)
+            .map(|(_, s)| s.calls)
+            .sum();
+        let pending: usize = self
+            .pending
+            .iter()
+            .filter(|((_, p, _), _)| *p == pid)
+            .map(|(_, v)| v.len())
+            .sum();
+        returned + pending as u64
+    }
+
     pub(super) fn call(&mut self, pos: Pos, c: Call) {
         if let Some(stack) = self.pending.get_mut(&(pos.file, c.pid, c.tid))
             && let Some(i) = stack.iter().rposition(|(_, e)| e.func == c.func)
@@ -113,8 +133,21 @@ impl Collector {
         stat.failed += u64::from(!c.succeeded());
         stat.total_ns = stat.total_ns.saturating_add(c.dur_ns);
         stat.max_ns = stat.max_ns.max(c.dur_ns);
+        self.holdings.record(pos, &c);
         if !c.succeeded() {
             return;
+        }
+        let used = match c.func.as_str() {
+            "shmget" => c.ret_i64().map(|id| (Kind::Segment, id)),
+            "semget" => c.ret_i64().map(|id| (Kind::SemaphoreSet, id)),
+            "shmat" | "shmctl" => c.arg_i64("shmid").map(|id| (Kind::Segment, id)),
+            "semop" | "semtimedop" | "semctl" => {
+                c.arg_i64("semid").map(|id| (Kind::SemaphoreSet, id))
+            }
+            _ => None,
+        };
+        if let Some(key) = used {
+            self.users.entry(key).or_default().insert(c.pid);
         }
         match c.func.as_str() {
             "shmget" | "semget" => {

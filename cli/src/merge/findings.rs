@@ -5,47 +5,13 @@
 
 use std::collections::BTreeMap;
 
-use super::Collector;
+use shmtrace_core::suppress;
+
+use super::collect::Collector;
+use super::model::{FindingTotals, MergedFinding};
 use super::tree::Tree;
 use crate::args::ViewOptions;
-use crate::logs::Micros;
 use crate::symbols::{Symbol, Symbolizer};
-
-// The suppression format is the shim's own file, compiled here too, so that both read it the
-// same way (it is pure: nothing else of the shim comes with it).
-#[allow(dead_code)]
-#[path = "../../../src/audit/suppress.rs"]
-mod suppress;
-
-/// One finding, by code and call site, over every process that hit it.
-#[derive(Clone, Debug)]
-pub struct MergedFinding {
-    pub code: String,
-    pub name: String,
-    pub severity: String,
-    pub func: String,
-    pub site: Option<Symbol>,
-    pub count: u64,
-    pub pids: Vec<i32>,
-    /// The first occurrence's explanation.
-    pub message: String,
-    pub first_ts: Micros,
-}
-
-/// Findings by severity after suppression (each occurrence), and how many were suppressed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FindingTotals {
-    pub errors: u64,
-    pub warnings: u64,
-    pub info: u64,
-    pub suppressed: u64,
-}
-
-impl FindingTotals {
-    pub fn any(&self) -> bool {
-        self.errors + self.warnings + self.info > 0
-    }
-}
 
 /// The rules of a suppression file; malformed lines become warnings naming file and line.
 pub struct Rules {
@@ -120,6 +86,20 @@ fn severity_rank(severity: &str) -> u8 {
     }
 }
 
+/// The same call site in every process: by module and offset (its address differs from one
+/// process to the next with address randomisation), else by the text.
+fn site_key(site: Option<&Symbol>) -> String {
+    match site {
+        Some(Symbol {
+            module: Some(module),
+            module_offset: Some(offset),
+            ..
+        }) => format!("{module}+{offset:#x}"),
+        Some(s) => s.text(),
+        None => String::new(),
+    }
+}
+
 /// Every finding of the tree (totals over all processes; the list over those shown).
 pub(super) fn merge(
     collector: &Collector,
@@ -145,8 +125,11 @@ pub(super) fn merge(
         if !view.shows_pid(f.pid) {
             continue;
         }
-        let site_text = site.as_ref().map(Symbol::text).unwrap_or_default();
-        let key = (severity_rank(&f.severity), f.code.clone(), site_text);
+        let key = (
+            severity_rank(&f.severity),
+            f.code.clone(),
+            site_key(site.as_ref()),
+        );
         let entry = by_key.entry(key).or_insert_with(|| MergedFinding {
             code: f.code.clone(),
             name: f.name.clone(),
@@ -177,6 +160,23 @@ mod tests {
             line: Some(line),
             ..Symbol::raw(0x1234)
         }
+    }
+
+    #[test]
+    fn one_site_in_two_processes_is_one_key() {
+        let at = |addr: u64, base: u64| Symbol {
+            module: Some("/usr/lib/libXext.so.6".into()),
+            module_offset: Some(addr - base),
+            ..Symbol::raw(addr)
+        };
+        let first = at(0x7f00_0000_1234, 0x7f00_0000_0000);
+        let second = at(0x7e11_0000_1234, 0x7e11_0000_0000);
+        assert_ne!(first.text(), second.text());
+        assert_eq!(site_key(Some(&first)), site_key(Some(&second)));
+        assert_ne!(
+            site_key(Some(&first)),
+            site_key(Some(&at(0x7f00_0000_1238, 0x7f00_0000_0000)))
+        );
     }
 
     #[test]

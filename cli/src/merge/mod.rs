@@ -3,200 +3,40 @@
 //! exit reports gathered, blocked calls found, call statistics summed, and every call site
 //! symbolized in the image that made the call.
 
-// The shim's own classification, compiled here too so that both set aside the same mappings.
-#[path = "../../../src/ledger/allocators.rs"]
-mod allocators;
 mod collect;
 mod findings;
+mod hangs;
+mod holdings;
+mod live;
+mod model;
+pub mod stacks;
 mod sysv;
 #[cfg(test)]
 mod tests;
 mod tree;
+mod waits;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use serde_json::{Map, Value};
+use shmtrace_core::allocators::{self, Allocators};
+use shmtrace_core::trace::event::Func;
 
 use crate::args::ViewOptions;
-use crate::kernel::{Kernel, LiveCheck};
+use crate::kernel::{Kernel, LiveCheck, Start};
 use crate::logs::{self, Call, Inputs, Micros, Module, Pos};
-use crate::runinfo::{RunInfo, Status};
-use crate::symbols::{Symbol, Symbolizer};
-use allocators::Allocators;
+use crate::runinfo::RunInfo;
+use crate::symbols::Symbolizer;
 use collect::Collector;
-pub use findings::{FindingTotals, MergedFinding, Rules};
+use findings::Rules;
+pub use hangs::{Deadlock, Hangs, HolderState, HolderView, Party, WaitView};
+pub use holdings::SemOp;
+pub use model::*;
 use sysv::sysv_leaks;
-pub use sysv::{Kind, SysvLeak, SysvSummary};
 use tree::Tree;
 
 /// Malformed lines listed per file (the rest are counted).
 const MALFORMED_SHOWN: usize = 3;
-
-/// How a process ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Ending {
-    /// It wrote its exit report.
-    Exited,
-    /// No exit report, and it is gone: killed or crashed (or it exec'd an untraced program).
-    NotNormally,
-    /// No exit report yet: it is still running (it outlived the root process).
-    StillRunning,
-}
-
-impl Ending {
-    pub fn label(&self) -> &'static str {
-        match self {
-            Ending::Exited => "exited",
-            Ending::NotNormally => "did not exit normally",
-            Ending::StillRunning => "still running",
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ParentSource {
-    /// Written by the shim (start or fork record), or the command that ran it.
-    Recorded,
-    /// Recognised from the code addresses it inherited (no record says it).
-    Inferred,
-}
-
-#[derive(Clone, Debug)]
-pub struct Process {
-    pub pid: i32,
-    pub ppid: Option<i32>,
-    pub parent_source: ParentSource,
-    /// Programs in order: what it inherited at fork (if it made calls before any exec), then
-    /// one per exec.
-    pub exes: Vec<Option<String>>,
-    /// The first program was inherited from the parent at fork.
-    pub forked: bool,
-    pub ending: Ending,
-    /// The root process of a run: how `wait` said it ended.
-    pub status: Option<Status>,
-    /// Depth in the tree (0 for a root), for display.
-    pub depth: usize,
-    pub records: u64,
-}
-
-#[derive(Clone, Debug)]
-pub struct Attachment {
-    pub pid: i32,
-    pub shmid: i64,
-    pub addr: u64,
-    pub size: u64,
-    pub readonly: bool,
-    pub site: Option<Symbol>,
-    /// The frames above `site`, innermost first (`--stack`); empty when not recorded.
-    pub stack: Vec<Symbol>,
-}
-
-#[derive(Clone, Debug)]
-pub struct Mappings {
-    pub pid: i32,
-    pub count: u64,
-    pub bytes: u64,
-    pub site: Option<Symbol>,
-    /// With `--stack`, one site reached through different stacks is that many entries.
-    pub stack: Vec<Symbol>,
-}
-
-/// Mappings a process's allocator made and kept (its call site, or a frame above it, inside a
-/// known allocator's module): address space kept for reuse, not leaks.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Retained {
-    pub pid: i32,
-    /// The allocator's file, as the process's module map names it.
-    pub module: String,
-    pub count: u64,
-    pub bytes: u64,
-}
-
-#[derive(Clone, Debug)]
-pub struct Blocked {
-    pub pid: i32,
-    pub tid: i32,
-    pub func: String,
-    pub args: Map<String, Value>,
-    pub site: Option<Symbol>,
-    pub stack: Vec<Symbol>,
-    pub since: Micros,
-    /// The process is still running: the call may still return.
-    pub still_waiting: bool,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CallStat {
-    pub func: String,
-    pub calls: u64,
-    pub failed: u64,
-    pub total_ns: u64,
-    pub max_ns: u64,
-}
-
-/// The verdict, always over the whole tree (filters do not change it).
-#[derive(Clone, Debug, Default)]
-pub struct Verdict {
-    pub segments: u64,
-    pub semaphore_sets: u64,
-    pub attachments: u64,
-    pub mappings: u64,
-    pub mapping_bytes: u64,
-    /// Mappings set aside as allocators' (not leaks, not in `mappings`).
-    pub retained_mappings: u64,
-    pub retained_bytes: u64,
-    /// Processes without an exit report: their attachments and mappings are unknown.
-    pub unreported: u64,
-    /// Audit findings after `SHMTRACE_SUPPRESS`.
-    pub findings: FindingTotals,
-}
-
-impl Verdict {
-    pub fn leaks(&self) -> u64 {
-        self.segments + self.semaphore_sets + self.attachments + self.mappings
-    }
-
-    /// What `--error-exitcode` fails on: a leak, or a finding of severity error.
-    pub fn fails(&self) -> bool {
-        self.leaks() > 0 || self.findings.errors > 0
-    }
-}
-
-#[derive(Clone, Debug, Default)]
-pub struct Report {
-    pub run: Option<RunInfo>,
-    pub run_dir: Option<PathBuf>,
-    pub files: Vec<PathBuf>,
-    /// All processes of the tree (the `--pid` filter applies to the lists below, not here).
-    pub processes: Vec<Process>,
-    pub leaks: Vec<SysvLeak>,
-    pub attachments: Vec<Attachment>,
-    pub mappings: Vec<Mappings>,
-    /// By process (tree order), then module.
-    pub retained: Vec<Retained>,
-    pub blocked: Vec<Blocked>,
-    pub findings: Vec<MergedFinding>,
-    pub calls: Vec<CallStat>,
-    pub sysv: SysvSummary,
-    pub verdict: Verdict,
-    /// The earliest record (or the run's start): "since" times are shown relative to it.
-    pub first_ts: Option<Micros>,
-    pub warnings: Vec<String>,
-    /// Filters in effect, for the footer.
-    pub filtered_pids: Vec<i32>,
-    pub filtered_calls: Option<Vec<String>>,
-}
-
-impl Report {
-    /// The processes the `--pid` filter shows.
-    pub fn shown_processes<'a>(
-        &'a self,
-        view: &'a ViewOptions,
-    ) -> impl Iterator<Item = &'a Process> {
-        self.processes.iter().filter(|p| view.shows_pid(p.pid))
-    }
-}
 
 /// Where the merge gets its input and what it knows about the run.
 pub struct Sources<'a> {
@@ -232,8 +72,29 @@ pub fn build(sources: Sources<'_>, view: &ViewOptions) -> Result<Report, String>
         .filter(|p| p.ending != Ending::Exited)
         .count() as u64;
 
-    let (leaks, summary) = sysv_leaks(&collector, &tree, &Kernel::read(), &mut symbolizer);
+    report.verdict.still_running = report
+        .processes
+        .iter()
+        .filter(|p| p.ending == Ending::StillRunning)
+        .count() as u64;
+    let kernel = Kernel::read();
+    let (leaks, summary) = sysv_leaks(&collector, &tree, &kernel, &mut symbolizer);
     report.sysv = summary;
+    let running = live::Running::read(&report.processes);
+    if let Some(start) = report.run_dir.as_deref().and_then(Start::read) {
+        let mut pids: BTreeSet<i32> = tree.nodes.keys().copied().collect();
+        pids.extend(&start.reaped);
+        pids.extend(report.run.as_ref().and_then(|r| r.root_pid));
+        let ended = report.run.as_ref().and_then(|r| r.ended);
+        report.not_seen = live::unseen(&collector, &kernel, &start, &pids, &running, ended, &leaks);
+        report.verdict.not_seen = report.not_seen.len() as u64;
+    }
+    let (leaks, in_use) = live::split_in_use(&collector, &running, leaks);
+    report.verdict.in_use = in_use.len() as u64;
+    report.in_use = in_use
+        .into_iter()
+        .filter(|l| view.shows_pid(l.pid))
+        .collect();
     for leak in &leaks {
         match leak.kind {
             Kind::Segment => report.verdict.segments += 1,
@@ -255,6 +116,8 @@ pub fn build(sources: Sources<'_>, view: &ViewOptions) -> Result<Report, String>
         &mut report,
     );
     report.blocked = blocked_calls(&collector, &tree, view, &mut symbolizer, &report.processes);
+    report.hangs = hangs::hangs(&collector, &tree, &report.processes, &mut symbolizer);
+    report.verdict.deadlocks = report.hangs.deadlocks.len() as u64;
     let rules = Rules::from_env(&mut report.warnings);
     (report.findings, report.verdict.findings) =
         findings::merge(&collector, &tree, view, &mut symbolizer, &rules);
@@ -336,6 +199,7 @@ fn processes(collector: &Collector, tree: &Tree, report: &Report, inputs: &Input
                 status,
                 depth: node.depth,
                 records: collector.seen.get(&pid).map_or(0, |s| s.records),
+                calls: collector.calls_of(pid),
             }
         })
         .collect()
@@ -521,10 +385,9 @@ fn call_stats(collector: &Collector, view: &ViewOptions) -> Vec<CallStat> {
         total.max_ns = total.max_ns.max(stat.max_ns);
     }
     let order = |f: &str| {
-        crate::args::GROUPS
+        Func::ALL
             .iter()
-            .flat_map(|(_, fns)| fns.iter())
-            .position(|g| *g == f)
+            .position(|g| g.name() == f)
             .unwrap_or(usize::MAX)
     };
     let mut calls: Vec<CallStat> = by_fn.into_values().collect();

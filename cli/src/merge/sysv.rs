@@ -4,50 +4,11 @@
 use std::collections::{BTreeMap, HashSet};
 
 use super::collect::{Collector, Creation, Removal};
+use super::model::{Kind, SysvLeak, SysvSummary};
 use super::tree::Tree;
-use crate::kernel::{Kernel, Presence};
+use crate::kernel::{Identity, Kernel};
 use crate::logs::{Micros, Pos};
 use crate::symbols::{Symbol, Symbolizer};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Kind {
-    Segment,
-    SemaphoreSet,
-}
-
-impl Kind {
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Segment => "segment",
-            Kind::SemaphoreSet => "semaphore set",
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct SysvLeak {
-    pub kind: Kind,
-    pub id: i64,
-    pub key: String,
-    /// Bytes for a segment, semaphores for a set.
-    pub size: u64,
-    pub pid: i32,
-    pub exe: Option<String>,
-    pub site: Symbol,
-    /// The frames above `site`, innermost first (`--stack`); empty when not recorded.
-    pub stack: Vec<Symbol>,
-    pub ts: Micros,
-    pub presence: Presence,
-}
-
-/// SysV objects over the whole tree.
-#[derive(Clone, Debug, Default)]
-pub struct SysvSummary {
-    pub created: u64,
-    pub removed: u64,
-    /// Removed by another process than the one that created it.
-    pub removed_elsewhere: u64,
-}
 
 /// Objects created in the tree and never removed afterwards by any process of it.
 pub(super) fn sysv_leaks(
@@ -100,9 +61,15 @@ pub(super) fn sysv_leaks(
             let exe = tree
                 .image_at(cr.pid, cr.pos, cr.ts)
                 .and_then(|i| i.exe.clone());
+            let who = Identity {
+                key: &cr.key,
+                size: cr.size,
+                creator: cr.pid,
+                created: cr.ts,
+            };
             let presence = match kind {
-                Kind::Segment => kernel.segment(id, cr.pid),
-                Kind::SemaphoreSet => kernel.semaphore_set(id),
+                Kind::Segment => kernel.segment(id, &who),
+                Kind::SemaphoreSet => kernel.semaphore_set(id, &who),
             };
             leaks.push(SysvLeak {
                 kind,
@@ -117,6 +84,7 @@ pub(super) fn sysv_leaks(
                 stack: symbolizer.symbolize_all(&cr.stack, modules),
                 ts: cr.ts,
                 presence,
+                users: Vec::new(),
             });
         };
         for (_, _, _, ev) in &events {

@@ -1,10 +1,11 @@
 //! The merge on small hand-written logs.
 
 use super::collect::Collector;
-use super::sysv::{Kind, sysv_leaks};
+use super::sysv::sysv_leaks;
 use super::tree::Tree;
 use super::*;
 use crate::logs::parse_line;
+use crate::symbols::Symbol;
 
 fn report_from(lines: &[&str]) -> Report {
     let mut c = Collector::default();
@@ -280,7 +281,7 @@ fn collected(lines: &[String]) -> (Collector, Tree) {
     (c, tree)
 }
 
-/// Issue #4: jemalloc's mappings (site, or a frame above it, in libjemalloc.so.2) are
+/// jemalloc's mappings (site, or a frame above it, in libjemalloc.so.2) are
 /// retained, not leaks, whether the shim set them aside (`"retained"`) or an older shim (or a
 /// run with `SHMTRACE_ALLOCATORS=none`) listed them among the mappings; the program's own
 /// mapping is still a leak; `SHMTRACE_ALLOCATORS=none` here counts the listed ones again.

@@ -6,8 +6,8 @@
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
-use super::ParentSource;
 use super::collect::Collector;
+use super::model::ParentSource;
 use crate::logs::{Micros, Module, Pos, Start};
 use crate::runinfo::RunInfo;
 

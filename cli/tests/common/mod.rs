@@ -126,6 +126,11 @@ impl IpcGuard {
         self.sets.push(id);
     }
 
+    /// Also reads the logs of this run directory when dropped.
+    pub fn watch(&mut self, dir: &Path) {
+        self.dirs.push(dir.to_path_buf());
+    }
+
     fn add_from_logs(&mut self) {
         for dir in &self.dirs {
             let Ok(entries) = fs::read_dir(dir) else {
@@ -172,6 +177,56 @@ impl Drop for IpcGuard {
                     .status();
             }
         }
+    }
+}
+
+/// What a scenario test sets up: a scratch directory, its run directory (`run`, for
+/// `shmtrace --out`) and a guard removing every SysV object the runs create.
+pub struct Scenario {
+    // Dropped first: the guard reads the runs' logs before the scratch directory goes.
+    pub guard: IpcGuard,
+    pub scratch: Scratch,
+    pub run_dir: PathBuf,
+}
+
+impl Scenario {
+    pub fn new(test: &str) -> Scenario {
+        let scratch = Scratch::new(test);
+        let run_dir = scratch.path("run");
+        Scenario {
+            guard: IpcGuard::new(&[&run_dir]),
+            scratch,
+            run_dir,
+        }
+    }
+
+    pub fn compile(&self, name: &str) -> PathBuf {
+        self.scratch.compile(name)
+    }
+
+    /// `shmtrace --lib LIB --out RUN_DIR ARGS... -- PROGRAM...`, to adjust before `output`.
+    pub fn command(&self, args: &[&str], program: &[&Path]) -> Command {
+        shmtrace_run(&self.run_dir, args, program)
+    }
+
+    /// Runs `command` to the end; the SysV ids it prints (`shm ID`, `sem ID`) join the guard.
+    pub fn output(&mut self, command: &mut Command) -> Output {
+        let out = command.output().expect("running shmtrace");
+        self.guard.add_from_output(&text(&out.stdout));
+        out
+    }
+
+    /// `shmtrace ... -- PROGRAM` in the run directory, to the end.
+    pub fn run(&mut self, args: &[&str], program: &[&Path]) -> Output {
+        self.output(&mut self.command(args, program))
+    }
+
+    /// The same in another run directory (under the scratch directory), guarded too.
+    pub fn run_in(&mut self, dir: &str, args: &[&str], program: &[&Path]) -> (PathBuf, Output) {
+        let dir = self.scratch.path(dir);
+        self.guard.watch(&dir);
+        let out = self.output(&mut shmtrace_run(&dir, args, program));
+        (dir, out)
     }
 }
 
@@ -228,6 +283,17 @@ pub fn report_json(path: &Path, extra: &[&str]) -> Value {
 
 pub fn exit_code(out: &Output) -> i32 {
     out.status.code().expect("shmtrace exited (not killed)")
+}
+
+/// Shows the whole text when the piece is missing.
+#[track_caller]
+pub fn assert_has(text: &str, piece: impl AsRef<str>) {
+    assert!(text.contains(piece.as_ref()), "{text}");
+}
+
+/// A JSON string that ends with `suffix`.
+pub fn ends_with(v: &Value, suffix: &str) -> bool {
+    v.as_str().is_some_and(|s| s.ends_with(suffix))
 }
 
 /// Entries of a JSON array field.

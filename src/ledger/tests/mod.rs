@@ -1,6 +1,6 @@
-//! Ledger tests: one per rule of DESIGN.md's semantics (`rules`), a randomized differential test
-//! against a page-level model (`differential`), the report and its rendering (`rendering`), and
-//! the memory cost of a live mapping (`memory`).
+//! Ledger tests: one per rule of the kernel semantics in docs/kernel-semantics.md (`rules`), a
+//! randomized differential test against a page-level model (`differential`), the report and
+//! its rendering (`rendering`), and the memory cost of a live mapping (`memory`).
 
 mod differential;
 mod json;
@@ -10,7 +10,7 @@ mod resync;
 mod rules;
 
 use super::{Facts, Ledger, Outcome, RegionKind};
-use crate::trace::event::{Event, Func, Phase};
+use shmtrace_core::trace::event::{Event, Func, Phase};
 
 pub const PAGE: u64 = 4096;
 pub const RW: u64 = (libc::PROT_READ | libc::PROT_WRITE) as u64;

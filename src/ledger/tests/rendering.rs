@@ -6,7 +6,7 @@ use crate::ledger::{
     AttachmentLeak, MappingLeak, ObjectKind, Report, SegmentLeak, SemaphoreLeak, write_json,
     write_text,
 };
-use crate::trace::event::Stack;
+use shmtrace_core::trace::event::Stack;
 
 const A: u64 = 0x7f3a_2c00_0000;
 

@@ -1,8 +1,8 @@
 //! Which loaded modules are memory allocators, whose mappings left at exit are address space
 //! they keep for reuse (jemalloc never unmaps), not leaks of the program.
 //!
-//! Pure and std-only: the `shmtrace` command compiles this file too (`#[path]`), so that the
-//! shim and the command classify the same mappings the same way.
+//! The shim and the `shmtrace` command both use this, so that they classify the same mappings
+//! the same way.
 
 /// Built-in allocators by file name: a prefix, and whether the name must also contain `.so`
 /// after it (the `libtcmalloc*.so*` kind of pattern).

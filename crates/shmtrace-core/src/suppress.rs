@@ -1,13 +1,15 @@
 //! The suppression file (`SHMTRACE_SUPPRESS=FILE`): one rule per line, `#` starts a comment.
 //!
-//!     code SHM002                  every finding with this code (or its name)
-//!     site queue.c:42              every finding at this source line
-//!     site make_segment            every finding in this function
-//!     code SHM002 at site queue.c:42   this code at this site only
+//! ```text
+//! code SHM002                  every finding with this code (or its name)
+//! site queue.c:42              every finding at this source line
+//! site make_segment            every finding in this function
+//! code SHM002 at site queue.c:42   this code at this site only
+//! ```
 //!
-//! Pure and self-contained (no other module of the crate): the `shmtrace` command compiles this
-//! same file, so the shim and the command read the format identically. The shim applies the
-//! rules without a site (it cannot symbolize); the command applies all of them.
+//! The shim and the `shmtrace` command both use this module, so they read the format
+//! identically. The shim applies the rules without a site (it cannot symbolize); the command
+//! applies all of them.
 
 /// Every finding code and its name, in code order (`Code` in the shim follows this table).
 pub const CODES: [(&str, &str); 12] = [

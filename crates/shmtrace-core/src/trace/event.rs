@@ -4,69 +4,89 @@
 //! turns it into text happens later from this value alone, so formatting can be tested without
 //! FFI and a recorder can store events verbatim.
 
+use core::ffi::CStr;
 use core::mem::MaybeUninit;
 
-/// The hooked functions, in the order of the export list.
-#[repr(u8)]
+/// The families of hooked functions (`shmtrace --calls` selects calls by them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Func {
-    Shmget,
-    Shmat,
-    Shmdt,
-    Shmctl,
-    Semget,
-    Semop,
-    Semtimedop,
-    Semctl,
+pub enum Group {
+    Shm,
+    Sem,
     Mmap,
-    Mmap64,
-    Munmap,
-    Mremap,
 }
 
-impl Func {
-    pub const ALL: [Func; 12] = [
-        Func::Shmget,
-        Func::Shmat,
-        Func::Shmdt,
-        Func::Shmctl,
-        Func::Semget,
-        Func::Semop,
-        Func::Semtimedop,
-        Func::Semctl,
-        Func::Mmap,
-        Func::Mmap64,
-        Func::Munmap,
-        Func::Mremap,
-    ];
+impl Group {
+    pub const ALL: [Group; 3] = [Group::Shm, Group::Sem, Group::Mmap];
 
     pub fn name(self) -> &'static str {
         match self {
-            Func::Shmget => "shmget",
-            Func::Shmat => "shmat",
-            Func::Shmdt => "shmdt",
-            Func::Shmctl => "shmctl",
-            Func::Semget => "semget",
-            Func::Semop => "semop",
-            Func::Semtimedop => "semtimedop",
-            Func::Semctl => "semctl",
-            Func::Mmap => "mmap",
-            Func::Mmap64 => "mmap64",
-            Func::Munmap => "munmap",
-            Func::Mremap => "mremap",
+            Group::Shm => "shm",
+            Group::Sem => "sem",
+            Group::Mmap => "mmap",
         }
     }
-
-    /// Calls that can wait indefinitely get an enter record before they start.
-    pub fn may_block(self) -> bool {
-        matches!(self, Func::Semop | Func::Semtimedop)
-    }
-
-    /// Functions returning a pointer report failure as `(void *) -1` rather than `-1`.
-    pub fn returns_pointer(self) -> bool {
-        matches!(self, Func::Shmat | Func::Mmap | Func::Mmap64 | Func::Mremap)
-    }
 }
+
+macro_rules! define_func {
+    ($($variant:ident $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty
+        { group: $group:ident, pointer: $pointer:literal, blocks: $blocks:literal })*) => {
+        /// The hooked functions, in the order of the hook table.
+        #[repr(u8)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Func {
+            $($variant),*
+        }
+
+        impl Func {
+            /// How many functions the shim hooks.
+            pub const COUNT: usize = [$(Func::$variant),*].len();
+
+            pub const ALL: [Func; Func::COUNT] = [$(Func::$variant),*];
+
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Func::$variant => stringify!($name)),*
+                }
+            }
+
+            /// The C symbol, NUL-terminated for `dlsym`.
+            pub fn symbol(self) -> &'static CStr {
+                match self {
+                    $(Func::$variant => const {
+                        match CStr::from_bytes_with_nul(concat!(stringify!($name), "\0").as_bytes()) {
+                            Ok(symbol) => symbol,
+                            Err(_) => panic!("a C identifier holds no NUL"),
+                        }
+                    }),*
+                }
+            }
+
+            pub fn group(self) -> Group {
+                match self {
+                    $(Func::$variant => Group::$group),*
+                }
+            }
+
+            /// Calls that can wait indefinitely get an enter record before they start.
+            #[inline]
+            pub fn may_block(self) -> bool {
+                match self {
+                    $(Func::$variant => $blocks),*
+                }
+            }
+
+            /// Functions returning a pointer report failure as `(void *) -1` rather than `-1`.
+            #[inline]
+            pub fn returns_pointer(self) -> bool {
+                match self {
+                    $(Func::$variant => $pointer),*
+                }
+            }
+        }
+    };
+}
+
+crate::hook_table!(define_func);
 
 /// Whether the record was written before the real call (it may block) or after it returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -233,8 +253,8 @@ pub struct Event {
     /// The semtimedop timeout, when non-NULL and accepted by the kernel.
     pub timeout: Option<Timeout>,
     /// The first `min(nsops, SOPS_KEPT)` operations (how many: `sops_read`), or none when they
-    /// were not read (the call failed before the kernel accepted the array, or this is a
-    /// `Phase::Enter`).
+    /// were not read (the call failed before the kernel accepted the array, or it is logged as
+    /// started before the kernel read them).
     pub sops: [SemOp; SOPS_KEPT],
     /// With `SHMTRACE_STACK=N`, up to N return addresses above `caller` (empty by default).
     pub stack: Stack,
@@ -291,6 +311,23 @@ impl Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `Func as usize` indexes `ALL` (the binary log and the C API store it), and each
+    /// function's `dlsym` name is its name.
+    #[test]
+    fn the_hook_table_numbers_and_names_each_function_once() {
+        for (i, func) in Func::ALL.into_iter().enumerate() {
+            assert_eq!(func as usize, i);
+            assert_eq!(func.symbol().to_str(), Ok(func.name()));
+            let same = Func::ALL.iter().filter(|f| f.name() == func.name()).count();
+            assert_eq!(same, 1, "{func:?}");
+        }
+        assert!(
+            Group::ALL
+                .iter()
+                .all(|g| Func::ALL.iter().any(|f| f.group() == *g))
+        );
+    }
 
     #[test]
     fn stacks_keep_what_was_pushed_up_to_the_limit() {

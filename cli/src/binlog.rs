@@ -1,6 +1,6 @@
-//! `shmtrace decode FILE [--format text|json]`: a binary log (`SHMTRACE_FORMAT=binary`) as the
-//! records a text or JSON log would have held, printed by the shim's own formatting code (the
-//! `trace` modules are compiled into this command; the hooks are not).
+//! Binary logs (`SHMTRACE_FORMAT=binary`) as the lines a text or JSON log would have held, for
+//! `shmtrace decode FILE [--format text|json]` and for the merge, printed by the shim's own
+//! formatting code (the `trace` modules are compiled into this command; the hooks are not).
 //!
 //! Records come in the order they were reserved: a call by when it started. A call that may
 //! block gets its enter record then its call record, as in a text log; a call that was still in
@@ -9,11 +9,11 @@
 
 use std::io::{self, Write};
 
-use crate::trace::binary::{self, Item, Reader};
-use crate::trace::format::{self, Format};
-use crate::trace::linebuf::LineBuf;
+use shmtrace_core::trace::binary::{self, Item, Reader};
+use shmtrace_core::trace::format::{self, Format};
+use shmtrace_core::trace::linebuf::LineBuf;
 
-/// What a decoded log held besides its records.
+/// What a binary log held besides its records.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Summary {
     pub records: u64,
@@ -41,9 +41,9 @@ pub fn write_records(data: &[u8], json: bool, out: &mut impl Write) -> io::Resul
     let mut line = LineBuf::new();
     for item in reader.by_ref() {
         match item {
-            Item::Call(ev) => {
-                let (events, n) = binary::as_logged(&ev);
-                if ev.phase == crate::trace::event::Phase::Enter {
+            Item::Call(ev) | Item::Waited(ev) => {
+                let (events, n) = binary::as_logged(&ev, matches!(item, Item::Waited(_)));
+                if ev.phase == shmtrace_core::trace::event::Phase::Enter {
                     summary.in_progress += 1;
                 }
                 for ev in &events[..n] {
@@ -65,7 +65,7 @@ pub fn write_records(data: &[u8], json: bool, out: &mut impl Write) -> io::Resul
     Ok(summary)
 }
 
-/// The notes a decoded log deserves on stderr (nothing for a complete log).
+/// The notes a binary log deserves on stderr (nothing for a complete log).
 pub fn notes(summary: &Summary) -> Vec<String> {
     let mut notes = Vec::new();
     if summary.lost > 0 {
@@ -87,7 +87,7 @@ pub fn notes(summary: &Summary) -> Vec<String> {
 }
 
 /// `shmtrace decode`: the records on stdout, notes on stderr.
-pub fn run(path: &std::path::Path, json: bool) -> Result<(), String> {
+pub fn print(path: &std::path::Path, json: bool) -> Result<(), String> {
     let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if !is_binary(&data) {
         return Err(format!(
@@ -112,8 +112,8 @@ pub fn run(path: &std::path::Path, json: bool) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::binary::*;
-    use crate::trace::event::{Event, Func, Phase};
+    use shmtrace_core::trace::binary::*;
+    use shmtrace_core::trace::event::{Event, Func, Phase};
 
     fn log_with(records: &[(Event, bool)], blob: Option<(&[u8], &[u8])>) -> Vec<u8> {
         let mut data = vec![0u8; HEADER_SIZE];
@@ -133,7 +133,12 @@ mod tests {
             data.resize(at + size, 0);
             let rec = &mut data[at..at + size];
             write_head(rec, TAG_CALL);
-            write_call_start(rec, ev);
+            // A call that may wait is written as started only when it waits (here: always).
+            let mut start = *ev;
+            if ev.func.may_block() {
+                start.phase = Phase::Enter;
+            }
+            write_call_start(rec, &start);
             let state = if *done { STATE_DONE } else { STATE_STARTED };
             if *done {
                 write_call_end(rec, ev);
@@ -157,7 +162,7 @@ mod tests {
         ev
     }
 
-    fn decoded(data: &[u8], json: bool) -> (String, Summary) {
+    fn lines_of(data: &[u8], json: bool) -> (String, Summary) {
         let mut out = Vec::new();
         let summary = write_records(data, json, &mut out).unwrap();
         (String::from_utf8(out).unwrap(), summary)
@@ -177,7 +182,7 @@ mod tests {
                 b"{\"event\":\"start\"}\n",
             )),
         );
-        let (text, summary) = decoded(&data, false);
+        let (text, summary) = lines_of(&data, false);
         assert_eq!(
             text,
             "shmtrace[4242] start: /bin/x (parent 1)\n\
@@ -185,7 +190,7 @@ mod tests {
              MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7f3a2bffe000 <0.000002> caller=0x55d0c0a01290\n"
         );
         assert_eq!(summary.records, 2);
-        let (json, _) = decoded(&data, true);
+        let (json, _) = lines_of(&data, true);
         let mut lines = json.lines();
         assert_eq!(lines.next(), Some("{\"event\":\"start\"}"));
         assert_eq!(
@@ -205,7 +210,7 @@ mod tests {
         let semop = event(Func::Semop, &[3, 0x7ffd_1c2e_3a50, 1], 0);
         let munmap = event(Func::Munmap, &[0x7f3a_2bff_e000, 8192], 0);
         let data = log_with(&[(semop, true), (semop, false), (munmap, false)], None);
-        let (text, summary) = decoded(&data, false);
+        let (text, summary) = lines_of(&data, false);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 4, "{text}");
         assert!(lines[0].contains("semop(3, 0x7ffd1c2e3a50, 1) <unfinished ...>"));
@@ -213,7 +218,7 @@ mod tests {
         assert!(lines[2].contains("semop(3, 0x7ffd1c2e3a50, 1) <unfinished ...>"));
         assert!(lines[3].contains("munmap(0x7f3a2bffe000, 8192) <unfinished ...>"));
         assert_eq!(summary.in_progress, 2);
-        let (json, _) = decoded(&data, true);
+        let (json, _) = lines_of(&data, true);
         let events: Vec<&str> = json
             .lines()
             .map(|l| {

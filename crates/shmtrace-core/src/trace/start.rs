@@ -141,7 +141,7 @@ mod tests {
 
     #[test]
     fn the_examples_in_the_log_format_doc_are_what_we_write() {
-        let doc = include_str!("../../docs/log-format.md");
+        let doc = include_str!("../../../../docs/log-format.md");
         let modules = [
             ModuleInfo {
                 path: b"/usr/local/bin/app",
@@ -186,7 +186,7 @@ mod tests {
         write_fork_text(&fork, &mut text).unwrap();
         write_fork_json(&fork, &mut json).unwrap();
         assert_eq!(text, "shmtrace[43] fork: parent 42\n");
-        let doc = include_str!("../../docs/log-format.md");
+        let doc = include_str!("../../../../docs/log-format.md");
         let example = Fork {
             pid: 4243,
             ppid: 4242,
