@@ -4,9 +4,9 @@
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::deferred;
-use crate::ledger::{Candidate, Facts, Ledger, ObjectKind, Report};
+use crate::ledger::{Candidate, Facts, KernelView, KernelVma, Ledger, ObjectKind, Report, Unsure};
 use crate::platform::spinlock::{SpinGuard, SpinLock};
-use crate::platform::{clock, config, kernel, modules, process, sink};
+use crate::platform::{clock, config, kernel, maps, modules, process, sink};
 use crate::scan::{self, StackRoots};
 use shmtrace_core::trace::binary;
 use shmtrace_core::trace::event::Event;
@@ -136,12 +136,54 @@ pub fn completed(event: &Event, facts: &Facts) {
 pub fn completed_into(entry: Entry, event: &Event, facts: &Facts) {
     match entry {
         Entry::Ledger(mut ledger) => {
-            ledger.apply(event, facts);
+            enter(&mut ledger, event, facts);
             drop(ledger);
         }
         Entry::Deferred(place) => place.fill(event, facts),
     }
     emit(event);
+}
+
+/// A completed call into the ledger, and the kernel's word for what it could not predict. A
+/// call kept aside during a fork is resynchronised when the queue is drained, from the address
+/// space as it is then.
+fn enter(ledger: &mut Ledger, event: &Event, facts: &Facts) {
+    ledger.apply(event, facts);
+    if let Some(unsure) = ledger.take_unsure() {
+        resync(ledger, &unsure, event);
+    }
+}
+
+#[cold]
+fn resync(ledger: &mut Ledger, unsure: &Unsure, event: &Event) {
+    let read = unsure.ranges.map(|(start, end)| maps::mapped(start, end));
+    let [Some(target), Some(source)] = &read else {
+        return;
+    };
+    let mut copied = [(0, 0); maps::MAX_SPANS];
+    let n = match unsure.moved {
+        Some((old, new, _)) if unsure.copies => source.copied_to(target, old, new, &mut copied),
+        _ => 0,
+    };
+    let mut vmas = [[KernelVma::default(); maps::MAX_SPANS]; 2];
+    for (out, m) in vmas.iter_mut().zip([target, source]) {
+        for (slot, v) in out.iter_mut().zip(m.vmas()) {
+            *slot = KernelVma {
+                start: v.start,
+                end: v.end,
+                begins: v.begins,
+                prot: v.prot(),
+                shmid: v.sysv.then_some(v.inode as i32),
+            };
+        }
+    }
+    let views = [(target, &vmas[0]), (source, &vmas[1])].map(|(m, v)| KernelView {
+        start: m.start,
+        end: m.end,
+        mapped: m.spans(),
+        vmas: &v[..m.vmas().len()],
+    });
+    ledger.resync(unsure, &views, &copied[..n], event);
 }
 
 /// A record into the log, if logging is on.
@@ -178,9 +220,7 @@ pub fn lock_for_fork() {
 pub unsafe fn unlock_after_fork_in_parent() {
     // SAFETY: we hold the lock (taken in `lock_for_fork`).
     let ledger = unsafe { &mut *LEDGER.data_ptr() };
-    deferred::close_and_drain(|event, facts| {
-        ledger.apply(event, facts);
-    });
+    deferred::close_and_drain(|event, facts| enter(ledger, event, facts));
     // SAFETY: paired with `lock_for_fork`.
     unsafe { LEDGER.unlock_raw() };
 }
@@ -195,9 +235,7 @@ pub unsafe fn after_fork_in_child() {
     // SAFETY: we hold the lock (taken in `lock_for_fork`), and the child has one thread.
     unsafe {
         let ledger = &mut *LEDGER.data_ptr();
-        deferred::drain_in_child(|event, facts| {
-            ledger.apply(event, facts);
-        });
+        deferred::drain_in_child(|event, facts| enter(ledger, event, facts));
         ledger.after_fork_in_child();
         LEDGER.unlock_raw();
         crate::audit::after_fork_in_child();

@@ -20,6 +20,9 @@ SUITEs (default: all, in this order):
                 real programs (python3, git, node, apache2) clean under the command
   html          the HTML report and the trace JSON against the run's logs and JSON report;
                 the page in headless Chromium (lanes, leaks, findings, clicks)
+  fuzz          the differential fuzzer's short fixed-seed run (fuzz/run.py; `make fuzz`
+                runs it at length): random call sequences natively and under the shim, the
+                ledger against the kernel, the log against the calls; its regression scenarios
 
 Each suite's own lines pass through; its count line becomes `-- SUITE: N passed, ...`. A
 suite that ends without its count line (a crash) counts one failure. Exits 1 if anything
@@ -47,6 +50,7 @@ SUITES = {
     "allocators": [[PY, "c_tests/hostile/run.py"]],
     "verdict": [[PY, "c_tests/verdict/run.py"]],
     "html": [[PY, "tests/html/run.py"]],
+    "fuzz": [[PY, "fuzz/run.py"]],
 }
 
 # Debian packages the suites use beyond Rust, gcc, make and Python: (package, how to tell it
@@ -55,7 +59,8 @@ PACKAGES = [
     ("util-linux", ["ipcs", "ipcrm", "unshare", "setpriv"], ["transparency", "bad-input",
                                                              "binary-log", "findings",
                                                              "allocators", "rust",
-                                                             "verdict", "html"]),
+                                                             "verdict", "html",
+                                                             "fuzz"]),
     ("mount", ["mount", "umount"], ["binary-log"]),
     ("binutils", ["nm", "readelf", "strip", "objcopy"], ["transparency", "install",
                                                          "allocators", "rust"]),

@@ -29,25 +29,35 @@ fn always_creates(key: key_t, flags: c_int) -> bool {
     key == libc::IPC_PRIVATE || flags & both == both
 }
 
+/// Whether a successful get may have created the object or opened an existing one: only the
+/// kernel's state before the call can tell.
+fn may_create(key: key_t, flags: c_int) -> bool {
+    !always_creates(key, flags) && flags & libc::IPC_CREAT != 0
+}
+
 pub unsafe extern "C" fn shmget(key: key_t, size: usize, shmflg: c_int, caller: usize) -> c_int {
     let args = [int(key), size as u64, int(shmflg), 0, 0, 0];
     // SAFETY: the program's own arguments, forwarded unchanged to the real function.
     let call = || i64::from(unsafe { real::shmget(key, size, shmflg) });
+    // Creation is whether the key was free just before the call: the creator pid cannot tell,
+    // since this process may be re-opening a segment it created itself.
+    let key_was_free = may_create(key, shmflg) && {
+        let saved = errno::get();
+        let free = !kernel::segment_key_exists(key);
+        errno::set(saved);
+        free
+    };
     let after = |ev: &mut Event, facts: &mut Facts| {
         if ev.failed() {
             return;
         }
-        if always_creates(key, shmflg) {
+        facts.created = always_creates(key, shmflg) || key_was_free;
+        facts.segment_size = if facts.created {
             // A new segment's size is exactly the size asked for: no need to ask the kernel.
-            facts.segment_size = size as u64;
-            facts.created = true;
+            size as u64
         } else {
-            let stat = kernel::segment_stat(ev.ret as c_int);
-            facts.segment_size = stat.as_ref().map_or(0, |s| s.size);
-            // With IPC_CREAT alone, the kernel's creator pid says whether the key was new.
-            facts.created = shmflg & libc::IPC_CREAT != 0
-                && stat.is_some_and(|s| s.creator_pid == process::pid());
-        }
+            kernel::segment_stat(ev.ret as c_int).map_or(0, |s| s.size)
+        };
         ev.created = facts.created;
     };
     traced(Func::Shmget, caller, args, call, after) as c_int
@@ -94,10 +104,12 @@ pub unsafe extern "C" fn semget(key: key_t, nsems: c_int, semflg: c_int, caller:
     // SAFETY: the program's own arguments, forwarded unchanged to the real function.
     let call = || i64::from(unsafe { real::semget(key, nsems, semflg) });
     // Sets record no creator pid: whether IPC_CREAT alone creates is asked before the call.
-    let may_create = !always_creates(key, semflg) && semflg & libc::IPC_CREAT != 0;
-    let saved = errno::get();
-    let key_was_free = may_create && !kernel::semaphore_key_exists(key);
-    errno::set(saved);
+    let key_was_free = may_create(key, semflg) && {
+        let saved = errno::get();
+        let free = !kernel::semaphore_key_exists(key);
+        errno::set(saved);
+        free
+    };
     let after = |ev: &mut Event, facts: &mut Facts| {
         if !ev.failed() {
             facts.created = always_creates(key, semflg) || key_was_free;
@@ -290,7 +302,17 @@ unsafe fn mmap_any(
     ];
     // SAFETY: the program's own arguments, forwarded unchanged to the real function.
     let call = || unsafe { real::mmap(func, addr, length, prot, flags, fd, offset) } as i64;
-    traced(func, caller, args, call, nothing_to_read) as *mut c_void
+    let after = |ev: &mut Event, facts: &mut Facts| {
+        // A file on hugetlbfs has huge pages without MAP_HUGETLB. The kernel places such a
+        // mapping on a huge page boundary: only then is the file worth a system call.
+        if !ev.failed()
+            && flags & libc::MAP_ANONYMOUS == 0
+            && (ev.ret as u64).is_multiple_of(kernel::MIN_HUGE_PAGE)
+        {
+            facts.file_page_size = kernel::hugetlbfs_page_size(fd).unwrap_or(0);
+        }
+    };
+    traced(func, caller, args, call, after) as *mut c_void
 }
 
 pub unsafe extern "C" fn mmap(

@@ -19,6 +19,8 @@ pub struct Attachment {
     pub addr: u64,
     /// The attached length, rounded up to the page size.
     pub size: u64,
+    /// The huge page of a `SHM_HUGETLB` segment; 0 for the base page.
+    pub page: u64,
     pub readonly: bool,
     pub site: u64,
     /// The stack above `site` (a stack id of the ledger's site table; 0: none recorded).
@@ -85,6 +87,7 @@ impl Attachments {
             shmid,
             addr,
             size,
+            page: 0,
             readonly,
             site,
             stack,
@@ -119,6 +122,13 @@ impl Attachments {
     pub fn set_epoch(&mut self, slot: u32, epoch: u32) {
         if let Some(Slot::Used(a)) = self.slots.get_mut(slot as usize) {
             a.epoch = epoch;
+        }
+    }
+
+    /// Sets the page size of a `SHM_HUGETLB` attachment (0 until then: the base page).
+    pub fn set_page(&mut self, slot: u32, page: u64) {
+        if let Some(Slot::Used(a)) = self.slots.get_mut(slot as usize) {
+            a.page = page;
         }
     }
 

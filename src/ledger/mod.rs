@@ -4,10 +4,11 @@
 //! Pure: no FFI, no syscalls. The hook layer feeds it each completed call ([`Ledger::apply`])
 //! with the few [`Facts`] only the kernel can tell (did this `shmget` create the segment? how
 //! big is the segment being attached?), and at exit asks it for a [`Report`], answering its
-//! questions about which objects still exist. The semantics are those of docs/ARCHITECTURE.md
-//! ("Kernel semantics the ledger models"); where the ledger's view and a successful call
-//! disagree, the call wins, because the kernel is the truth and our view can be stale (raw
-//! syscalls, glibc internals).
+//! questions about which objects still exist. The kernel's rules it follows, with the versions
+//! that have them, are in `docs/kernel-semantics.md`; where the ledger's view and a successful
+//! call disagree, the call wins, because the kernel is the truth and our view can be stale (raw
+//! syscalls, glibc internals). Calls that change the address space in ways their result does not
+//! tell leave an [`Unsure`] for the hook layer to resolve from the kernel ([`Ledger::resync`]).
 //!
 //! Concurrency is the caller's business: the ledger is a plain value behind whatever lock the
 //! hook layer holds.
@@ -31,10 +32,12 @@ mod attachments;
 mod ipc;
 mod memory;
 mod objects;
+mod origins;
 mod queries;
 mod regions;
 mod render;
 mod report;
+mod resync;
 mod sites;
 #[cfg(test)]
 mod tests;
@@ -47,12 +50,14 @@ pub use report::{
     AttachmentLeak, Candidate, FindingEntry, MappingLeak, Report, Retained, Scanned, SegmentLeak,
     SemaphoreLeak,
 };
+pub use resync::{KernelView, KernelVma, Unsure};
 
 use shmtrace_core::trace::event::{Event, Func, Phase};
 
 use attachments::Attachments;
 use objects::Objects;
-use regions::Regions;
+use origins::Origins;
+use regions::{MAX_EPOCH, Regions};
 use sites::Sites;
 
 /// What the hook layer learnt from the kernel about one call, beyond the call's own arguments
@@ -77,6 +82,8 @@ pub struct Facts {
     /// `semget`: the set's real number of semaphores (`sem_nsems` from `IPC_STAT`), which the
     /// caller may pass as 0 when opening; 0 means "use the requested number".
     pub nsems: u32,
+    /// `mmap` of a file on hugetlbfs: its page size (`f_bsize` from `fstatfs`); 0 otherwise.
+    pub file_page_size: u64,
 }
 
 impl Facts {
@@ -89,6 +96,7 @@ impl Facts {
             created: false,
             segment_size: 0,
             nsems: 0,
+            file_page_size: 0,
         }
     }
 
@@ -169,13 +177,20 @@ pub struct RegionInfo {
     pub inherited: bool,
     /// For a `RegionKind::Shm` piece, the [`Attachment::id`] it belongs to.
     pub attachment: Option<u64>,
+    /// For a `RegionKind::Shm` piece, where offset 0 of its segment would lie: the address
+    /// `shmdt` must be given to detach it (the attachment's address unless `mremap` moved it).
+    pub origin: Option<u64>,
 }
 
 pub struct Ledger {
     regions: Regions,
     attachments: Attachments,
+    /// Origins of attachment pieces `mremap` moved or duplicated (empty otherwise).
+    origins: Origins,
     objects: Objects,
     sites: Sites,
+    /// What the last call left for the kernel to say (see `resync`).
+    unsure: Option<Unsure>,
     calls: [u64; Func::COUNT],
     unknown_unmaps: u64,
     stale_bytes: u64,
@@ -184,9 +199,6 @@ pub struct Ledger {
     /// checkpoint.
     epoch: u32,
 }
-
-/// Epochs share 24 bits of a region's metadata with attachment slots.
-const MAX_EPOCH: u32 = regions::MAX_SLOTS - 1;
 
 impl Default for Ledger {
     fn default() -> Self {
@@ -200,8 +212,10 @@ impl Ledger {
         Ledger {
             regions: Regions::new(),
             attachments: Attachments::new(),
+            origins: Origins::new(),
             objects: Objects::new(),
             sites: Sites::new(),
+            unsure: None,
             calls: [0; Func::COUNT],
             unknown_unmaps: 0,
             stale_bytes: 0,
@@ -211,7 +225,7 @@ impl Ledger {
     }
 
     /// Starts a new epoch and returns it: [`Ledger::report_scoped`] with it as `since` speaks
-    /// only of what is acquired from now on. After 2^24 - 1 checkpoints the epoch stays at its
+    /// only of what is acquired from now on. After 2^18 - 1 checkpoints the epoch stays at its
     /// maximum, and later checkpoints include what the last ones did.
     pub fn checkpoint(&mut self) -> u32 {
         self.epoch = (self.epoch + 1).min(MAX_EPOCH);
@@ -228,6 +242,7 @@ impl Ledger {
             *n = n.saturating_add(1);
         }
         if ev.ret == -1 {
+            self.note_failure(ev, facts);
             return Outcome::NoEffect;
         }
         let outcome = match ev.func {
@@ -325,6 +340,7 @@ impl Ledger {
                 .slot()
                 .and_then(|slot| self.attachments.get(slot))
                 .map(|a| a.id),
+            origin: self.origin_of(start, v.meta),
         }
     }
 

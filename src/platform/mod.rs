@@ -10,6 +10,7 @@ pub mod errno;
 pub mod guard;
 pub mod kernel;
 pub mod mapped_log;
+pub mod maps;
 pub mod modules;
 pub mod process;
 pub mod real;
