@@ -94,7 +94,8 @@ pub fn build(waiters: Vec<Waiter>, holdings: &Settled, world: &dyn World) -> Gra
     graph
 }
 
-/// The operations of a blocked call that wait: decrements and waits-for-zero that the current
+/// The operations of a blocked call that wait: decrements and waits-for-zero (without
+/// `IPC_NOWAIT`) that the current
 /// value does not allow (all of them when the value is unknown, or when each alone would be
 /// allowed: then it is their combination that waits).
 fn blocking_ops(w: &Waiter, world: &dyn World) -> Vec<SemOp> {
@@ -103,7 +104,8 @@ fn blocking_ops(w: &Waiter, world: &dyn World) -> Vec<SemOp> {
         .iter()
         .flatten()
         .copied()
-        .filter(|op| op.op <= 0)
+        // An operation that may not wait would have failed the call rather than block it.
+        .filter(|op| op.op <= 0 && !op.nowait)
         .collect();
     let blocked: Vec<SemOp> = candidates
         .iter()
@@ -466,6 +468,20 @@ mod tests {
         );
         assert!(g.needs.iter().all(|n| n.holders.is_empty()));
         assert!(g.cycles.is_empty());
+    }
+
+    #[test]
+    fn operations_that_may_not_wait_are_not_waited_for() {
+        let h = Holdings::default();
+        let mut nowait = op(0, -1, false);
+        nowait.nowait = true;
+        let g = build(
+            vec![waiting(12, 3, &[nowait, op(1, -1, false)])],
+            &h.settle(),
+            &Fake::default(),
+        );
+        assert_eq!(g.needs.len(), 1);
+        assert_eq!(g.needs[0].num, 1);
     }
 
     #[test]
