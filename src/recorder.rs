@@ -220,11 +220,13 @@ pub fn report_at_exit() -> bool {
 /// The report as of now; the kernel says which created objects still exist.
 pub fn report_now() -> Report {
     let mut report = with_ledger(|ledger| {
-        ledger.report(|kind, id| match kind {
+        let mut report = ledger.report(|kind, id| match kind {
             // Marked by another process's IPC_RMID: it dies when the last attachment goes.
             ObjectKind::Segment => kernel::segment_stat(id).is_some_and(|s| !s.marked_for_removal),
             ObjectKind::SemaphoreSet => kernel::semaphore_count(id).is_some(),
-        })
+        });
+        report.names = ledger.names_left(crate::platform::shm_name::inode_of_name);
+        report
     });
     (report.findings, report.finding_totals) = crate::audit::summary();
     set_aside_allocators(&mut report);

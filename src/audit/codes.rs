@@ -209,7 +209,9 @@ impl Finding {
                     | Func::Semop
                     | Func::Semtimedop
                     | Func::Semctl
-                    | Func::Munmap => "a fixed address",
+                    | Func::Munmap
+                    | Func::ShmOpen
+                    | Func::ShmUnlink => "a fixed address",
                 },
                 if c == 1 { "attachment" } else { "mapping" },
                 if matches!(self.func, Func::Mmap | Func::Mmap64) {

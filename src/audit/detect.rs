@@ -217,6 +217,7 @@ pub fn after_call(state: &mut State, ev: &Event, pre: &Pre, asked: &Asked) -> Ou
         }
         // Failed gets and mappings, and munmaps of known memory: nothing to find.
         Func::Shmget | Func::Semget | Func::Mmap | Func::Mmap64 | Func::Munmap | Func::Mremap => {}
+        Func::ShmOpen | Func::ShmUnlink => {}
     }
     out
 }

@@ -30,6 +30,7 @@
 mod attachments;
 mod ipc;
 mod memory;
+mod names;
 mod objects;
 mod queries;
 mod regions;
@@ -44,12 +45,14 @@ pub use objects::{ObjectKind, Segment, SemaphoreSet};
 pub use regions::Kind as RegionKind;
 pub use render::{write_json, write_text};
 pub use report::{
-    AttachmentLeak, FindingEntry, MappingLeak, Report, Retained, SegmentLeak, SemaphoreLeak,
+    AttachmentLeak, FindingEntry, MappingLeak, NameLeak, Report, Retained, SegmentLeak,
+    SemaphoreLeak,
 };
 
 use shmtrace_core::trace::event::{Event, Func, Phase};
 
 use attachments::Attachments;
+use names::Names;
 use objects::Objects;
 use regions::Regions;
 use sites::Sites;
@@ -76,6 +79,9 @@ pub struct Facts {
     /// `semget`: the set's real number of semaphores (`sem_nsems` from `IPC_STAT`), which the
     /// caller may pass as 0 when opening; 0 means "use the requested number".
     pub nsems: u32,
+    /// `shm_open`: the inode of the object opened (`fstat`), to tell at exit whether the name
+    /// still refers to it; 0 when unknown.
+    pub inode: u64,
 }
 
 impl Facts {
@@ -88,6 +94,7 @@ impl Facts {
             created: false,
             segment_size: 0,
             nsems: 0,
+            inode: 0,
         }
     }
 
@@ -174,6 +181,7 @@ pub struct Ledger {
     regions: Regions,
     attachments: Attachments,
     objects: Objects,
+    names: Names,
     sites: Sites,
     calls: [u64; Func::COUNT],
     unknown_unmaps: u64,
@@ -194,6 +202,7 @@ impl Ledger {
             regions: Regions::new(),
             attachments: Attachments::new(),
             objects: Objects::new(),
+            names: Names::new(),
             sites: Sites::new(),
             calls: [0; Func::COUNT],
             unknown_unmaps: 0,
@@ -225,6 +234,8 @@ impl Ledger {
             Func::Semget => self.on_semget(ev, facts),
             Func::Semctl => self.on_semctl(ev),
             Func::Semop | Func::Semtimedop => Outcome::NoEffect,
+            Func::ShmOpen => self.on_shm_open(ev, facts),
+            Func::ShmUnlink => self.on_shm_unlink(ev),
         };
         match outcome {
             Outcome::UnmappedUnknown => self.unknown_unmaps = self.unknown_unmaps.saturating_add(1),
@@ -245,6 +256,7 @@ impl Ledger {
         self.regions.mark_all_inherited();
         self.attachments.mark_all_inherited();
         self.objects.mark_all_inherited();
+        self.names.mark_all_inherited();
         self.regions.reset_peak();
         self.calls = [0; Func::COUNT];
         self.unknown_unmaps = 0;

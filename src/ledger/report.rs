@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use super::regions::Kind;
 use super::{Ledger, ObjectKind};
-use shmtrace_core::trace::event::Stack;
+use shmtrace_core::trace::event::{Name, Stack};
 
 /// A segment this process created, never removed, and the kernel still has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,6 +27,16 @@ pub struct SemaphoreLeak {
     pub semid: i32,
     pub key: i32,
     pub nsems: u32,
+    pub site: u64,
+    pub stack: Stack,
+}
+
+/// A POSIX shared memory name this process created, never unlinked, and `/dev/shm` still
+/// has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NameLeak {
+    /// As `shm_open` was given it (`/NAME`).
+    pub name: Name,
     pub site: u64,
     pub stack: Stack,
 }
@@ -94,6 +104,8 @@ pub struct FindingEntry {
 pub struct Report {
     pub segments: Vec<SegmentLeak>,
     pub semaphores: Vec<SemaphoreLeak>,
+    /// Filled by the caller of [`Ledger::report`] from [`Ledger::names_left`].
+    pub names: Vec<NameLeak>,
     pub attachments: Vec<AttachmentLeak>,
     pub mappings: Vec<MappingLeak>,
     /// Mappings set aside as an allocator's (largest first); not in `mappings`, not leaks.
@@ -119,6 +131,7 @@ impl Report {
         let n = |len: usize| u64::try_from(len).unwrap_or(u64::MAX);
         n(self.segments.len())
             .saturating_add(n(self.semaphores.len()))
+            .saturating_add(n(self.names.len()))
             .saturating_add(n(self.attachments.len()))
             .saturating_add(self.mapping_count())
     }
@@ -183,7 +196,7 @@ impl Report {
 }
 
 impl Ledger {
-    fn stack(&self, id: u32) -> Stack {
+    pub(super) fn stack(&self, id: u32) -> Stack {
         Stack::from_slice(self.sites.stack(id))
     }
 
@@ -260,6 +273,7 @@ impl Ledger {
         Report {
             segments,
             semaphores,
+            names: Vec::new(),
             attachments,
             mappings,
             retained: Vec::new(),

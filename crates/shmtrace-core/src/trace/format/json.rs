@@ -103,6 +103,8 @@ fn write_value(out: &mut impl Write, value: Value<'_>) -> fmt::Result {
         }
         Value::Sops { ops, .. } => write_sops(out, ops),
         Value::Timeout(t) => write_timeout(out, t),
+        // A cut name reads as cut in text; JSON has `name` only, as it was kept.
+        Value::Name { bytes, .. } => crate::trace::start::json_string(out, bytes),
     }
 }
 

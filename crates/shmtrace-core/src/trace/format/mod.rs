@@ -10,7 +10,7 @@ pub mod text;
 use core::fmt::{self, Write};
 
 use super::decode::{self, SemctlArg};
-use super::event::{Event, Func, Phase, SemOp, Timeout};
+use super::event::{Event, Func, NAME_KEPT, Phase, SemOp, Timeout};
 use super::linebuf::LineBuf;
 
 /// The record syntax, chosen by `SHMTRACE_FORMAT`.
@@ -41,6 +41,8 @@ enum Decoded {
     Prot(i32),
     MmapFlags(i32),
     MremapFlags(i32),
+    OpenFlags(i32),
+    Mode(u32),
 }
 
 impl Decoded {
@@ -55,6 +57,8 @@ impl Decoded {
             Decoded::Prot(v) => decode::prot(out, v),
             Decoded::MmapFlags(v) => decode::mmap_flags(out, v),
             Decoded::MremapFlags(v) => decode::mremap_flags(out, v),
+            Decoded::OpenFlags(v) => decode::open_flags(out, v),
+            Decoded::Mode(v) => decode::mode(out, v),
         }
     }
 }
@@ -76,6 +80,11 @@ enum Value<'a> {
         nsops: u64,
     },
     Timeout(Timeout),
+    /// A name read after the call (`truncated` when it was longer than was kept).
+    Name {
+        bytes: &'a [u8],
+        truncated: bool,
+    },
 }
 
 /// One argument: the man page's parameter name (the JSON key) and its value.
@@ -201,6 +210,12 @@ fn args(ev: &Event) -> Args<'_> {
             arg("flags", Value::Decoded(MremapFlags(int(3)))),
         ])
         .and(decode::mremap_uses_new_address(int(3)).then(|| arg("new_address", Ptr(raw(4))))),
+        Func::ShmOpen => Args::of(&[
+            arg("name", name(ev)),
+            arg("oflag", Value::Decoded(OpenFlags(int(1)))),
+            arg("mode", Value::Decoded(Mode(raw(2) as u32))),
+        ]),
+        Func::ShmUnlink => Args::of(&[arg("name", name(ev))]),
     }
 }
 
@@ -218,6 +233,18 @@ fn sops(ev: &Event) -> Value<'_> {
         }
     } else {
         Value::Ptr(raw_arg(ev, 1))
+    }
+}
+
+/// The name when it was read after the call, else the pointer.
+fn name(ev: &Event) -> Value<'_> {
+    if ev.phase == Phase::Exit && !ev.name().is_empty() {
+        Value::Name {
+            bytes: ev.name(),
+            truncated: ev.name().len() >= NAME_KEPT,
+        }
+    } else {
+        Value::Ptr(raw_arg(ev, 0))
     }
 }
 
