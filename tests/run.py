@@ -41,6 +41,7 @@ SUITES = {
     "binary-log": [[PY, "c_tests/binary/run.py"]],
     "findings": [[PY, "c_tests/findings/run.py"]],
     "allocators": [[PY, "c_tests/hostile/run.py"]],
+    "posix": [[PY, "c_tests/posix/run.py"]],
 }
 
 # Debian packages the suites use beyond Rust, gcc, make and Python: (package, how to tell it
@@ -48,7 +49,8 @@ SUITES = {
 PACKAGES = [
     ("util-linux", ["ipcs", "ipcrm", "unshare", "setpriv"], ["transparency", "bad-input",
                                                              "binary-log", "findings",
-                                                             "allocators", "rust"]),
+                                                             "allocators", "rust",
+                                                             "posix"]),
     ("mount", ["mount", "umount"], ["binary-log"]),
     ("binutils", ["nm", "readelf", "strip", "objcopy"], ["transparency", "install",
                                                          "allocators", "rust"]),

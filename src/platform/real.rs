@@ -329,8 +329,9 @@ pub unsafe fn shm_unlink(name: *const c_char) -> c_int {
                 }
                 rc
             }
-            Err(e) => {
-                errno::set(e);
+            // glibc's shm_unlink answers an invalid name as one that does not exist.
+            Err(_) => {
+                errno::set(libc::ENOENT);
                 -1
             }
         }

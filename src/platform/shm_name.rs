@@ -16,8 +16,8 @@ pub struct ShmPath {
 
 impl ShmPath {
     /// The path of `name` as glibc's `shm_open` and `shm_unlink` form it, or the errno they
-    /// answer an invalid name with (`EINVAL`: empty, or a `/` after the leading ones;
-    /// `ENAMETOOLONG`).
+    /// answer an invalid name with (`EINVAL`: empty, too long, or a `/` after the leading
+    /// ones).
     ///
     /// # Safety
     /// `name` is a readable NUL-terminated string (libc reads it the same way).
@@ -28,11 +28,9 @@ impl ShmPath {
         // SAFETY: the caller's contract.
         let bytes = unsafe { CStr::from_ptr(name) }.to_bytes();
         let rest = &bytes[bytes.iter().take_while(|&&b| b == b'/').count()..];
-        if rest.is_empty() || rest.contains(&b'/') {
+        // glibc counts the terminating NUL against NAME_MAX.
+        if rest.is_empty() || rest.len() + 1 >= NAME_MAX || rest.contains(&b'/') {
             return Err(libc::EINVAL);
-        }
-        if rest.len() >= NAME_MAX {
-            return Err(libc::ENAMETOOLONG);
         }
         let mut path = ShmPath {
             buf: [0; DIR.len() + NAME_MAX + 1],
