@@ -16,6 +16,8 @@ SUITEs (default: all, in this order):
   binary-log    the binary log: durable under SIGKILL, threads, fork, exec, a full disk
   findings      every audit finding's program and its corrected version, suppressions
   allocators    foreign allocators, threads on every hook, fork storms, memory flatness
+  posix         POSIX shared memory: shm_open/shm_unlink transparent and logged, names left
+                in /dev/shm reported by the shim and the command, Python's shared_memory
 
 Each suite's own lines pass through; its count line becomes `-- SUITE: N passed, ...`. A
 suite that ends without its count line (a crash) counts one failure. Exits 1 if anything
