@@ -369,8 +369,19 @@ pub(crate) mod tests {
 
     #[test]
     fn every_doc_example_line() {
-        let [shmget, _, _, semop, _, mmap_failed, _, with_stack] = doc_examples();
-        let made: Vec<String> = [shmget, semop, mmap_failed, with_stack]
+        let [
+            shmget,
+            _,
+            _,
+            semop,
+            _,
+            mmap_failed,
+            _,
+            with_stack,
+            shm_open,
+            shm_unlink,
+        ] = doc_examples();
+        let made: Vec<String> = [shmget, semop, mmap_failed, with_stack, shm_open, shm_unlink]
             .iter()
             .map(json)
             .collect();

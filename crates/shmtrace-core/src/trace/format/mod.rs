@@ -289,7 +289,7 @@ fn write_duration(out: &mut impl Write, dur_ns: u64) -> fmt::Result {
 pub(crate) mod fixtures {
     //! Events shared by the text and JSON tests.
 
-    use crate::trace::event::{Event, Func, Phase, SemOp, Stack, Timeout};
+    use crate::trace::event::{Event, Func, Name, Phase, SemOp, Stack, Timeout};
 
     pub const PID: i32 = 4242;
     pub const TS_NS: u64 = 1_764_168_062_123_456_789;
@@ -351,7 +351,7 @@ pub(crate) mod fixtures {
     /// The events behind every example line of docs/log-format.md, in the order they appear:
     /// the seven text examples (the first six are also the JSON examples' events), then the
     /// record with a stack (`SHMTRACE_STACK=3`) shown in both formats.
-    pub fn doc_examples() -> [Event; 8] {
+    pub fn doc_examples() -> [Event; 10] {
         let at = |mut ev: Event, micros: u64, dur_ns: u64, caller: u64| {
             ev.ts_ns = 1_764_168_062_000_000_000 + micros * 1_000;
             ev.dur_ns = dur_ns;
@@ -373,6 +373,17 @@ pub(crate) mod fixtures {
         ));
         with_stack.stack =
             Stack::from_slice(&[0x55d0_c0a0_1400, 0x55d0_c0a0_1588, 0x7f3a_2bc2_9d90]);
+        let named = |mut ev: Event| {
+            ev.name = Name::from_bytes(b"/psm_5b1f2c");
+            ev
+        };
+        let oflag = int(libc::O_RDWR | libc::O_CREAT | libc::O_EXCL);
+        let shm_open = named(created(call(
+            Func::ShmOpen,
+            &[0x7f3a_2c40_1010, oflag, 0o600],
+            3,
+        )));
+        let shm_unlink = named(failed(Func::ShmUnlink, &[0x7f3a_2c40_1010], libc::ENOENT));
         [
             at(
                 created(call(
@@ -441,6 +452,8 @@ pub(crate) mod fixtures {
             ),
             semop_enter,
             at(with_stack, 123_530, 9_120, 0x55d0_c0a0_1234),
+            at(shm_open, 123_540, 21_500, 0x7f3a_2c40_0d5e),
+            at(shm_unlink, 123_550, 6_020, 0x7f3a_2c40_0e12),
         ]
     }
 
