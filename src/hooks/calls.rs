@@ -290,7 +290,9 @@ pub unsafe extern "C" fn shm_open(
         if !ev.failed() {
             facts.created = oflag & both == both || name_was_free;
             ev.created = facts.created;
-            facts.inode = shm_name::inode_of_fd(ev.ret as c_int).unwrap_or(0);
+            if facts.created {
+                facts.inode = shm_name::inode_of_fd(ev.ret as c_int).unwrap_or(0);
+            }
         }
     };
     traced(Func::ShmOpen, caller, args, call, after) as c_int
