@@ -243,7 +243,8 @@ fn nothing_to_do(ev: &Event, pre: &Pre) -> bool {
         Func::Shmget | Func::Shmat | Func::Shmdt | Func::Shmctl | Func::Semget | Func::Semctl => {
             false
         }
-        Func::ShmOpen | Func::ShmUnlink => true,
+        Func::ShmOpen => ev.failed(),
+        Func::ShmUnlink => true,
     }
 }
 
