@@ -220,7 +220,10 @@ pub fn after_call(state: &mut State, ev: &Event, pre: &Pre, asked: &Asked) -> Ou
         Func::ShmOpen if ok => {
             let (oflag, mode) = (ev.arg_int(1), ev.args[2]);
             if ev.created && mode & 0o006 != 0 {
-                out.push(f(Code::WorldAccessible, [what::SHM_NAME, ret, mode & 0o777]));
+                out.push(f(
+                    Code::WorldAccessible,
+                    [what::SHM_NAME, ret, mode & 0o777],
+                ));
             }
             if oflag & (libc::O_CREAT | libc::O_EXCL) == libc::O_CREAT {
                 out.push(f(Code::CreateWithoutExcl, [what::SHM_NAME, 0, ret]));
