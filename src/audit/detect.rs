@@ -347,6 +347,27 @@ mod tests {
     }
 
     #[test]
+    fn shm_open_creation_mode_and_excl() {
+        let mut s = State::new();
+        let creat = int(libc::O_RDWR | libc::O_CREAT);
+        let excl = int(libc::O_RDWR | libc::O_CREAT | libc::O_EXCL);
+        let mut ev = call(Func::ShmOpen, &[0x1000, creat, 0o666], 3);
+        ev.created = true;
+        assert_eq!(
+            codes(&mut s, &ev, &Pre::default()),
+            [Code::WorldAccessible, Code::CreateWithoutExcl]
+        );
+        let mut fixed = call(Func::ShmOpen, &[0x1000, excl, 0o600], 3);
+        fixed.created = true;
+        assert!(codes(&mut s, &fixed, &Pre::default()).is_empty());
+        // Opening an existing 0666 name is not creating it; without O_CREAT nothing is squatted.
+        let opened = call(Func::ShmOpen, &[0x1000, int(libc::O_RDWR), 0o666], 3);
+        assert!(codes(&mut s, &opened, &Pre::default()).is_empty());
+        let refused = failed(Func::ShmOpen, &[0x1000, creat, 0o666], libc::EACCES);
+        assert!(codes(&mut s, &refused, &Pre::default()).is_empty());
+    }
+
+    #[test]
     fn size_and_foreign_creator_are_info() {
         let mut s = State::new();
         let mut ev = call(Func::Shmget, &[0, 100, int(libc::IPC_CREAT | 0o600)], 7);
