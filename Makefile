@@ -9,7 +9,7 @@ WARN    := -Wall -Wextra -Werror
 LIBDIR  := $(CURDIR)/target/release
 LIB     := $(LIBDIR)/libshmtrace.so
 BUILD   := $(CURDIR)/build
-SUITES  := lint rust install transparency bad-input binary-log findings allocators posix
+SUITES  := lint rust install transparency bad-input binary-log findings allocators html posix
 
 # Installation (GNU conventions: PREFIX, DESTDIR for staged installs by packagers).
 PREFIX      ?= /usr/local
@@ -74,12 +74,13 @@ $(BUILD):
 	mkdir -p $@
 
 # The main job on a bundled example: `shmtrace` runs a program that leaks (examples/leaky.c)
-# and explains the result; the SysV objects it leaves in the kernel are removed afterwards
-# (ipcrm, ids from its stdout).
+# and explains the result, also as an HTML page (build/leaky.html); the SysV objects it leaves
+# in the kernel are removed afterwards (ipcrm, ids from its stdout).
 demo: lib $(BUILD)/leaky
-	@$(LIBDIR)/shmtrace --out $(BUILD)/leaky.run.$$$$ -- $(BUILD)/leaky | tee $(BUILD)/leaky.out; \
+	@$(LIBDIR)/shmtrace --out $(BUILD)/leaky.run.$$$$ --html $(BUILD)/leaky.html -- $(BUILD)/leaky | tee $(BUILD)/leaky.out; \
 	  set -- $$(sed -n 's/^leaky: created segment \([0-9]*\) and semaphore set \([0-9]*\)$$/\1 \2/p' $(BUILD)/leaky.out); \
-	  [ -n "$$1" ] && ipcrm -m "$$1" -s "$$2"; echo "(leftovers removed with ipcrm -m $$1 -s $$2)"
+	  [ -n "$$1" ] && ipcrm -m "$$1" -s "$$2"; echo "(leftovers removed with ipcrm -m $$1 -s $$2)"; \
+	  echo "HTML report: $(BUILD)/leaky.html"
 
 # The live, strace-like log of a clean program (examples/demo.c), on stderr.
 demo-log: lib $(BUILD)/demo

@@ -22,6 +22,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
 EXE = os.path.join(TOP, "build", "bench", "bench")
 LIB = os.path.join(TOP, "target", "release", "libshmtrace.so")
+SHMTRACE = os.path.join(TOP, "target", "release", "shmtrace")
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
 REPS = int(os.environ.get("BENCH_REPS", "1" if QUICK else "3"))
 # strace stops the tracee twice per call (20-100 us): its runs are cut to this fraction.
@@ -227,6 +228,29 @@ class Targets:
             print(f"{what:<{width}}  {measured:<34} {verdict}")
 
 
+def html_report_figures(calls):
+    """`shmtrace report --html` of a run of about `calls` calls (bench mmap: 2.2 calls per
+    iteration with its warm-up): the page's size, the time to write it, and the time headless
+    Chromium takes from navigation to the page's script having run (None without chromium)."""
+    sys.path.insert(0, os.path.join(TOP, "tests", "html"))
+    import browser
+    with tempfile.TemporaryDirectory(prefix="shmtrace-bench-html-") as d:
+        run_dir, html = os.path.join(d, "run"), os.path.join(d, "report.html")
+        subprocess.run([SHMTRACE, "--out", run_dir, "--", EXE, "mmap", str(int(calls / 2.2))],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        started = time.monotonic()
+        subprocess.run([SHMTRACE, "report", "--html", html, run_dir], stdout=subprocess.DEVNULL,
+                       check=True)
+        written = time.monotonic() - started
+        size = os.path.getsize(html)
+        chromium = browser.find_chromium()
+        if not chromium:
+            return size, written, None
+        with browser.Browser(chromium) as b:
+            page = b.open("file://" + html, "document.body && document.body.dataset.ready")
+            return size, written, page.load_seconds
+
+
 def main():
     if not os.path.exists(EXE) or not os.path.exists(LIB):
         print("build first: make bench", file=sys.stderr)
@@ -321,6 +345,14 @@ def main():
             r2, r8 = ratio(results["threads2"], mode), ratio(results["threads8"], mode)
             t.add(f"{mode}: 8 threads <= 2 threads + 10% (ratio)", f"{r8:.2f}x vs {r2:.2f}x",
                   r8 <= r2 * 1.10)
+    html_calls = 100_000 if QUICK else 1_000_000
+    size, written, render = html_report_figures(html_calls)
+    print(f"HTML report of a {html_calls // 1000}k-call run: {size / 1024:.0f} KiB, written in "
+          f"{written:.1f} s, ready in headless Chromium in "
+          + (f"{render:.2f} s" if render is not None else "- (chromium not installed)"))
+    if render is not None:
+        t.add(f"HTML of a {html_calls // 1000}k-call run ready in Chromium <= 5 s",
+              f"{render:.2f} s", render <= 5)
     t.add("resident memory added, no hooked call <= 2 MiB", f"{rss_added:.0f} KiB",
           rss_added <= 2048)
     for name, v in heap.items():

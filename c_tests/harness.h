@@ -143,7 +143,9 @@ static inline void h_note_enter(const char *tag, const char *fn)
     ({ int r_ = (fn)(__VA_ARGS__); h_note_int((tag), (name), r_, errno); })
 #define CALL_PTR_AS(tag, name, fn, ...) \
     ({ void *r_ = (fn)(__VA_ARGS__); h_note_ptr((tag), (name), r_, errno); })
-/* For semop/semtimedop: the shim writes an "enter" record before the call. */
+/* For semop/semtimedop: the shim writes an "enter" record when the call waits (the journal
+ * has one before every such call; the runner compares only a thread's last one, the call in
+ * progress where a scenario is killed). */
 #define CALL_BLOCKING_AS(tag, name, fn, ...) \
     ({ h_note_enter((tag), (name)); CALL_INT_AS(tag, name, fn, __VA_ARGS__); })
 

@@ -16,6 +16,8 @@ SUITEs (default: all, in this order):
   binary-log    the binary log: durable under SIGKILL, threads, fork, exec, a full disk
   findings      every audit finding's program and its corrected version, suppressions
   allocators    foreign allocators, threads on every hook, fork storms, memory flatness
+  html          the HTML report and the trace JSON against the run's logs and JSON report;
+                the page in headless Chromium (lanes, leaks, findings, clicks)
   posix         POSIX shared memory: shm_open/shm_unlink transparent and logged, names left
                 in /dev/shm reported by the shim and the command, Python's shared_memory
 
@@ -43,6 +45,7 @@ SUITES = {
     "binary-log": [[PY, "c_tests/binary/run.py"]],
     "findings": [[PY, "c_tests/findings/run.py"]],
     "allocators": [[PY, "c_tests/hostile/run.py"]],
+    "html": [[PY, "tests/html/run.py"]],
     "posix": [[PY, "c_tests/posix/run.py"]],
 }
 
@@ -51,7 +54,7 @@ SUITES = {
 PACKAGES = [
     ("util-linux", ["ipcs", "ipcrm", "unshare", "setpriv"], ["transparency", "bad-input",
                                                              "binary-log", "findings",
-                                                             "allocators", "rust",
+                                                             "allocators", "rust", "html",
                                                              "posix"]),
     ("mount", ["mount", "umount"], ["binary-log"]),
     ("binutils", ["nm", "readelf", "strip", "objcopy"], ["transparency", "install",
@@ -63,6 +66,7 @@ PACKAGES = [
     ("gdb", ["gdb"], ["bad-input", "allocators"]),
     ("libjemalloc2", ["libjemalloc.so.2"], ["allocators"]),
     ("libtcmalloc-minimal4", ["libtcmalloc_minimal.so.4"], ["allocators"]),
+    ("chromium", ["chromium"], ["html"]),
 ]
 LIBDIRS = ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib"]
 COUNTS = re.compile(r"(\d+) passed, (\d+) failed, (\d+) skipped\Z")

@@ -60,6 +60,10 @@ OPTIONS (both forms)
     --json               the report as one JSON document (schema: docs/command.md,
                          installed as share/doc/shmtrace/shmtrace-command.md)
     -o, --output FILE    write the report to FILE instead of stderr (run) or stdout (report)
+    --html FILE          also write the report as one self-contained HTML page: a timeline
+                         per process, leaks, findings and call statistics (opens offline)
+    --trace-json FILE    also write every call, counter, leak and finding in the Trace Event
+                         Format, for ui.perfetto.dev or chrome://tracing
     --calls LIST         comma-separated groups (shm, sem, mmap) or function names
                          (shmget shmat shmdt shmctl semget semop semtimedop semctl mmap
                          mmap64 munmap mremap shm_open shm_unlink): limits the call
@@ -96,6 +100,8 @@ pub enum ColorChoice {
 pub struct ViewOptions {
     pub json: bool,
     pub output: Option<PathBuf>,
+    pub html: Option<PathBuf>,
+    pub trace_json: Option<PathBuf>,
     /// `None`: every function.
     pub calls: Option<BTreeSet<String>>,
     /// Empty: every process.
@@ -111,6 +117,8 @@ impl Default for ViewOptions {
         ViewOptions {
             json: false,
             output: None,
+            html: None,
+            trace_json: None,
             calls: None,
             pids: BTreeSet::new(),
             color: ColorChoice::Auto,
@@ -196,6 +204,8 @@ fn parse_main(mut parser: lexopt::Parser, report: bool) -> Result<Command, lexop
             Short('V') | Long("version") => return Ok(Command::Version),
             Long("json") => view.json = true,
             Short('o') | Long("output") => view.output = Some(parser.value()?.into()),
+            Long("html") => view.html = Some(parser.value()?.into()),
+            Long("trace-json") => view.trace_json = Some(parser.value()?.into()),
             Long("calls") => {
                 let set = view.calls.get_or_insert_with(BTreeSet::new);
                 set.extend(parse_calls(&parser.value()?.string()?)?);
@@ -469,6 +479,24 @@ mod tests {
             panic!("not a report");
         };
         assert!(r.view.all_processes);
+    }
+
+    #[test]
+    fn html_and_trace_json_in_both_forms() {
+        let Ok(Command::Run(run)) = parse_strs(&["--html", "a.html", "--trace-json=t.json", "ls"])
+        else {
+            panic!("not a run");
+        };
+        assert_eq!(run.view.html, Some(PathBuf::from("a.html")));
+        assert_eq!(run.view.trace_json, Some(PathBuf::from("t.json")));
+        let Ok(Command::Report(r)) = parse_strs(&["report", "d", "--html=p.html"]) else {
+            panic!("not a report");
+        };
+        assert_eq!(
+            (r.view.html, r.view.trace_json),
+            (Some(PathBuf::from("p.html")), None)
+        );
+        assert!(parse_strs(&["report", "d", "--html"]).is_err());
     }
 
     #[test]

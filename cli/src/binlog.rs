@@ -41,8 +41,8 @@ pub fn write_records(data: &[u8], json: bool, out: &mut impl Write) -> io::Resul
     let mut line = LineBuf::new();
     for item in reader.by_ref() {
         match item {
-            Item::Call(ev) => {
-                let (events, n) = binary::as_logged(&ev);
+            Item::Call(ev) | Item::Waited(ev) => {
+                let (events, n) = binary::as_logged(&ev, matches!(item, Item::Waited(_)));
                 if ev.phase == shmtrace_core::trace::event::Phase::Enter {
                     summary.in_progress += 1;
                 }

@@ -9,12 +9,14 @@ mod json;
 mod kernel;
 mod logs;
 mod merge;
+mod pictures;
 mod render;
 mod run;
 mod runinfo;
 mod semaphores;
 mod supervise;
 mod symbols;
+mod timeline;
 
 use std::fs::File;
 use std::io::{self, IsTerminal, Write};
@@ -101,6 +103,9 @@ fn run_program(opts: &RunOptions) -> ExitCode {
     if let Err(e) = emit(&report, &opts.view, Box::new(stderr), tty, true) {
         eprintln!("shmtrace: {e}");
     }
+    if let Err(e) = pictures::write(&report, &opts.view, &inputs.files) {
+        eprintln!("shmtrace: {e}");
+    }
     if let Some(code) = opts.view.error_exitcode
         && report.verdict.fails()
     {
@@ -159,6 +164,10 @@ fn report_logs(opts: &ReportOptions) -> ExitCode {
     let stdout = io::stdout();
     let tty = stdout.is_terminal();
     if let Err(e) = emit(&report, &opts.view, Box::new(stdout), tty, false) {
+        eprintln!("shmtrace: {e}");
+        return ExitCode::from(USAGE);
+    }
+    if let Err(e) = pictures::write(&report, &opts.view, &inputs.files) {
         eprintln!("shmtrace: {e}");
         return ExitCode::from(USAGE);
     }

@@ -180,6 +180,19 @@ fn ring(members: &str) {
         "{text}"
     );
     assert!(text.contains("who waits for whom"), "{text}");
+    // Killed: the end-of-run report still names it, from the operations the enter records
+    // carry (the processes, and their /proc, are gone).
+    let run_dir = hung.run_dir.clone();
+    for &pid in &hung.pids {
+        kill(pid, libc::SIGKILL);
+    }
+    let (_, stderr) = hung.finish();
+    assert!(
+        stderr.contains(&format!("deadlock of {members} processes:")),
+        "{stderr}"
+    );
+    let after = report_json(&run_dir, &[]);
+    assert_eq!(deadlocks(&after).len(), 1, "{after}");
 }
 
 #[test]

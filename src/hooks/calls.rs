@@ -6,7 +6,7 @@ use libc::{key_t, mode_t, sembuf, shmid_ds, timespec};
 
 use core::ptr;
 
-use super::traced::traced;
+use super::traced::{Started, traced, traced_waiting};
 use crate::audit::{self, Code, Finding};
 use crate::ledger::Facts;
 use crate::platform::shm_name::{self, ShmPath};
@@ -117,7 +117,11 @@ pub unsafe extern "C" fn semop(
 ) -> c_int {
     let args = [int(semid), ptr(sops), nsops as u64, 0, 0, 0];
     let warn_ms = audit::block_warn_ms();
-    let call = || {
+    let call = |started: &mut Started| {
+        // SAFETY: the program's own arguments, as the hook received them.
+        if let Some(done) = unsafe { without_waiting(started, semid, sops, nsops) } {
+            return done;
+        }
         i64::from(if warn_ms == 0 {
             // SAFETY: the program's own arguments, forwarded unchanged to the real function.
             unsafe { real::semop(semid, sops, nsops) }
@@ -136,7 +140,7 @@ pub unsafe extern "C" fn semop(
             }
         })
     };
-    traced(Func::Semop, caller, args, call, |ev, _| {
+    traced_waiting(Func::Semop, caller, args, call, |ev, _| {
         read_sops(ev, sops, nsops)
     }) as c_int
 }
@@ -150,7 +154,17 @@ pub unsafe extern "C" fn semtimedop(
 ) -> c_int {
     let args = [int(semid), ptr(sops), nsops as u64, ptr(timeout), 0, 0];
     let warn_ms = audit::block_warn_ms();
-    let call = || {
+    let call = |started: &mut Started| {
+        if timeout.is_null() {
+            // SAFETY: the program's own arguments, as the hook received them.
+            if let Some(done) = unsafe { without_waiting(started, semid, sops, nsops) } {
+                return done;
+            }
+        } else {
+            // A try with a timeout of ours would skip the kernel's checks of the caller's
+            // timeout: logged as started, operations unread.
+            started.waiting(|_| {});
+        }
         i64::from(if warn_ms == 0 {
             // SAFETY: the program's own arguments, forwarded unchanged to the real function.
             unsafe { real::semtimedop(semid, sops, nsops, timeout) }
@@ -173,7 +187,41 @@ pub unsafe extern "C" fn semtimedop(
         read_sops(ev, sops, nsops);
         read_timeout(ev, timeout);
     };
-    traced(Func::Semtimedop, caller, args, call, after) as c_int
+    traced_waiting(Func::Semtimedop, caller, args, call, after) as c_int
+}
+
+/// While calls are logged, a semop is first tried without waiting (a zero timeout): most
+/// complete at once, and that try is then the call itself, one system call and one record.
+/// One that would wait has had all its operations read by the kernel, so its enter record
+/// can carry them, and only then does it wait. `None`: it has to wait (logged as started).
+///
+/// # Safety
+/// The contract of `semtimedop`: the pointers are the program's own arguments.
+unsafe fn without_waiting(
+    started: &mut Started,
+    semid: c_int,
+    sops: *mut sembuf,
+    nsops: usize,
+) -> Option<i64> {
+    if !started.logged() {
+        return None;
+    }
+    let now = timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: the program's own arguments, with a timeout of ours.
+    let rc = unsafe { real::semtimedop(semid, sops, nsops, &now) };
+    if rc != -1 || errno::get() != libc::EAGAIN {
+        return Some(i64::from(rc));
+    }
+    // EAGAIN comes after the kernel copied every operation: they are readable. Operations
+    // that all say IPC_NOWAIT never wait: that answer is the call's.
+    if audit::blocking::all_nowait(sops, nsops) {
+        return Some(i64::from(rc));
+    }
+    started.waiting(|ev| read_sops(ev, sops, nsops));
+    None
 }
 
 pub unsafe extern "C" fn semctl(

@@ -19,9 +19,53 @@ pub fn traced(
     call: impl FnOnce() -> i64,
     after: impl FnOnce(&mut Event, &mut Facts),
 ) -> i64 {
+    traced_waiting(func, caller, args, |_| call(), after)
+}
+
+/// What a call that may wait is handed: the way to log it as started, once it knows it waits.
+pub struct Started<'a> {
+    /// The call's event while records are written; `None` once logged, or when untracked.
+    event: Option<&'a Event>,
+    caller_errno: i32,
+}
+
+impl Started<'_> {
+    /// Whether the call is logged (then it should find out whether it waits before waiting).
+    pub fn logged(&self) -> bool {
+        self.event.is_some()
+    }
+
+    /// The call is about to wait: its enter record, with what `describe` adds (memory the
+    /// kernel has read by now), so that a process that hangs or dies here shows where. The
+    /// caller's errno is back in place afterwards.
+    pub fn waiting(&mut self, describe: impl FnOnce(&mut Event)) {
+        if let Some(event) = self.event.take() {
+            shield(|| {
+                let mut enter = *event;
+                describe(&mut enter);
+                recorder::emit(&enter);
+            });
+        }
+        errno::set(self.caller_errno);
+    }
+}
+
+/// [`traced`] for a call that may wait: `call` logs it as started ([`Started::waiting`]) when
+/// it finds it has to wait, not before, so a call that never waits writes one record.
+#[inline(always)]
+pub fn traced_waiting(
+    func: Func,
+    caller: usize,
+    args: [u64; 6],
+    call: impl FnOnce(&mut Started) -> i64,
+    after: impl FnOnce(&mut Event, &mut Facts),
+) -> i64 {
     let caller_errno = errno::get();
     let Some(_guard) = Guard::enter() else {
-        return call();
+        return call(&mut Started {
+            event: None,
+            caller_errno,
+        });
     };
     let vfork_child = process::in_vfork_child();
     // Built in place (an event is a few hundred bytes: moving it costs measurably).
@@ -45,7 +89,11 @@ pub fn traced(
     }
     .unwrap_or_default();
     errno::set(caller_errno);
-    let ret = call();
+    let mut started = Started {
+        event: (tracked && sink::enabled() && func.may_block()).then_some(&event),
+        caller_errno,
+    };
+    let ret = call(&mut started);
     let call_errno = errno::get();
     if tracked {
         shield(|| {
@@ -104,8 +152,9 @@ fn begin(event: &mut Event, caller: usize, args: [u64; 6], vfork_child: Option<i
     if sink::enabled() {
         event.tid = process::tid();
         event.ts_ns = clock::now_ns();
-        // The binary log records every call as it starts (durable if the process dies in it).
-        if event.func.may_block() || sink::binary() {
+        // The binary log records every call as it starts (durable if the process dies in
+        // it); a call that may wait does so itself when it finds it waits (`Started`).
+        if sink::binary() && !event.func.may_block() {
             recorder::emit(event);
         }
     }

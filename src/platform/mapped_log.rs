@@ -585,12 +585,12 @@ mod tests {
         let mut blobs = 0;
         for item in reader.by_ref() {
             match item {
-                Item::Call(ev) if ev.phase == Phase::Exit => {
+                Item::Call(ev) | Item::Waited(ev) if ev.phase == Phase::Exit => {
                     let t = (ev.tid - 100) as usize;
                     assert_eq!((ev.args[1], ev.ret), (next[t], next[t] as i64));
                     next[t] += 1;
                 }
-                Item::Call(ev) => {
+                Item::Call(ev) | Item::Waited(ev) => {
                     assert_eq!((ev.func, ev.ts_ns), (Func::Mmap, CALLS));
                     in_progress += 1;
                 }

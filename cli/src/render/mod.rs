@@ -25,6 +25,7 @@ use leftovers::{attachments, in_use, mappings, name_leaks, not_seen, retained, s
 use processes::processes;
 use verdict::footer;
 pub use verdict::verdict_text;
+pub use words::{base_name, call_text, duration};
 
 /// ANSI styles, or nothing.
 #[derive(Clone, Copy)]
@@ -81,6 +82,20 @@ pub fn text(report: &Report, view: &ViewOptions, style: Style) -> String {
     warnings(&mut out, report, style);
     footer(&mut out, report, style);
     out
+}
+
+/// The sections about what still goes on, as the text report words them (without colour):
+/// objects in use, what no log recorded, who waits for whom, wakeups, deadlocks. Empty when
+/// there is none. The HTML page shows them as they are: they have no place on a timeline.
+pub fn ongoing_text(report: &Report) -> String {
+    let style = Style { color: false };
+    let mut out = String::new();
+    in_use(&mut out, report, style);
+    not_seen(&mut out, report, style);
+    waits(&mut out, report, style);
+    woken(&mut out, report, style);
+    deadlocks(&mut out, report, style);
+    out.trim_start_matches('\n').to_string()
 }
 
 /// `shmtrace report: PROGRAM ARGS`.

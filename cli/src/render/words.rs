@@ -9,7 +9,7 @@ use crate::kernel::Presence;
 use crate::logs::Micros;
 use crate::symbols::Symbol;
 
-pub(super) fn base_name(path: &str) -> &str {
+pub fn base_name(path: &str) -> &str {
     Path::new(path)
         .file_name()
         .and_then(|n| n.to_str())
@@ -21,7 +21,7 @@ pub(super) fn plural(n: u64, one: &str, many: &str) -> String {
 }
 
 /// `12 ns`, `3.4 µs`, `1.234 ms`, `2.500 s`.
-pub(super) fn duration(ns: u64) -> String {
+pub fn duration(ns: u64) -> String {
     match ns {
         0..1_000 => format!("{ns} ns"),
         1_000..1_000_000 => format!("{:.1} µs", ns as f64 / 1e3),
@@ -51,7 +51,7 @@ pub(super) fn clock_time(ts: Micros) -> String {
 }
 
 /// `semop(3, 0x7ffd1c2e3a40, 1)` from a record's args.
-pub(super) fn call_text(func: &str, args: &serde_json::Map<String, Value>) -> String {
+pub fn call_text(func: &str, args: &serde_json::Map<String, Value>) -> String {
     let values: Vec<String> = args
         .values()
         .map(|v| match v {

@@ -69,6 +69,9 @@ const NAME_SIZE: usize = (1 + NAME_KEPT).next_multiple_of(8);
 
 const FLAG_CREATED: u8 = 1;
 const FLAG_TIMEOUT: u8 = 2;
+/// The record was written when the call started, before it returned: for a call that may
+/// wait, that it waited (it is logged as started only then).
+const FLAG_STARTED: u8 = 4;
 
 // A blob record: a record that is not a call (start, fork, report, ...), kept as rendered in
 // both formats, so a new kind of record needs no new layout and the reader no new code.
@@ -170,6 +173,7 @@ pub fn write_head(rec: &mut [u8], tag: u32) {
 }
 
 /// What is known when the call starts (`rec` is `call_size` bytes, head already written).
+/// An enter event also carries the operations it waits with, when they were read.
 pub fn write_call_start(rec: &mut [u8], ev: &Event) {
     rec[FUNC] = ev.func as u8;
     let stack = ev.stack();
@@ -185,28 +189,22 @@ pub fn write_call_start(rec: &mut [u8], ev: &Event) {
     for (i, frame) in stack.iter().enumerate() {
         put(rec, at + 8 * i, frame.to_ne_bytes());
     }
+    if ev.phase == Phase::Enter {
+        rec[FLAGS] = FLAG_STARTED;
+        put_sops(rec, ev);
+    }
 }
 
 /// What the call returned (the record's start already written).
 pub fn write_call_end(rec: &mut [u8], ev: &Event) {
-    let mut flags = 0;
+    let mut flags = rec[FLAGS] & FLAG_STARTED;
     if ev.created {
         flags |= FLAG_CREATED;
     }
     put(rec, ERRNO, ev.errno.to_ne_bytes());
     put(rec, DUR, ev.dur_ns.to_ne_bytes());
     put(rec, RET, ev.ret.to_ne_bytes());
-    if carries(ev.func).sops {
-        let sops = ev.sops();
-        rec[SOPS_READ] = sops.len() as u8;
-        let at = sops_at(ev.func);
-        for (i, op) in sops.iter().enumerate() {
-            let base = at + SOP_SIZE * i;
-            put(rec, base, op.num.to_ne_bytes());
-            put(rec, base + 2, op.op.to_ne_bytes());
-            put(rec, base + 4, op.flg.to_ne_bytes());
-        }
-    }
+    put_sops(rec, ev);
     if let (Func::Semtimedop, Some(t)) = (ev.func, ev.timeout) {
         flags |= FLAG_TIMEOUT;
         let at = timeout_at(ev.func);
@@ -222,6 +220,21 @@ pub fn write_call_end(rec: &mut [u8], ev: &Event) {
         }
     }
     rec[FLAGS] = flags;
+}
+
+fn put_sops(rec: &mut [u8], ev: &Event) {
+    if !carries(ev.func).sops {
+        return;
+    }
+    let sops = ev.sops();
+    rec[SOPS_READ] = sops.len() as u8;
+    let at = sops_at(ev.func);
+    for (i, op) in sops.iter().enumerate() {
+        let base = at + SOP_SIZE * i;
+        put(rec, base, op.num.to_ne_bytes());
+        put(rec, base + 2, op.op.to_ne_bytes());
+        put(rec, base + 4, op.flg.to_ne_bytes());
+    }
 }
 
 /// Fills a blob record (`blob_size` bytes, head already written).
@@ -257,6 +270,9 @@ pub enum Item<'a> {
     /// A call: `Phase::Exit` when it returned, `Phase::Enter` when it was still in progress
     /// (the process was killed, or exec'd from another thread, meanwhile).
     Call(Event),
+    /// A call that may wait and did: it returned (`Phase::Exit`), and was logged as started
+    /// when it began to wait (text and JSON logs have its enter record).
+    Waited(Event),
     /// Any other record, as rendered in each format (each ends with a newline).
     Blob {
         kind: u32,
@@ -336,7 +352,8 @@ impl<'a> Iterator for Reader<'a> {
             }
             match tag {
                 TAG_CALL => match read_call(rec, state) {
-                    Some(ev) => return Some(Item::Call(ev)),
+                    Some((ev, true)) if ev.phase == Phase::Exit => return Some(Item::Waited(ev)),
+                    Some((ev, _)) => return Some(Item::Call(ev)),
                     None => {
                         self.damaged = true;
                         return None;
@@ -367,7 +384,8 @@ impl<'a> Iterator for Reader<'a> {
     }
 }
 
-fn read_call(rec: &[u8], state: u32) -> Option<Event> {
+/// The call, and whether it is one that may wait logged as started (it waited).
+fn read_call(rec: &[u8], state: u32) -> Option<(Event, bool)> {
     let func = *Func::ALL.get(usize::from(rec[FUNC]))?;
     let stack_len = usize::from(rec[STACK_LEN]);
     if stack_len > STACK_MAX || rec.len() < call_size(func, stack_len) {
@@ -385,14 +403,8 @@ fn read_call(rec: &[u8], state: u32) -> Option<Event> {
     let at = stack_at(func);
     let frames: [u64; STACK_MAX] = core::array::from_fn(|i| get_u64(rec, at + 8 * i));
     ev.stack = Stack::from_slice(&frames[..stack_len]);
-    if !done {
-        return Some(ev);
-    }
     let flags = rec[FLAGS];
-    ev.created = flags & FLAG_CREATED != 0;
-    ev.errno = i32::from_ne_bytes(get(rec, ERRNO));
-    ev.dur_ns = get_u64(rec, DUR);
-    ev.ret = i64::from_ne_bytes(get(rec, RET));
+    let waited = flags & FLAG_STARTED != 0 && func.may_block();
     if carries(func).sops {
         let n = usize::from(rec[SOPS_READ]).min(SOPS_KEPT);
         let at = sops_at(func);
@@ -406,6 +418,13 @@ fn read_call(rec: &[u8], state: u32) -> Option<Event> {
         }
         ev.sops_read = n as u8;
     }
+    if !done {
+        return Some((ev, waited));
+    }
+    ev.created = flags & FLAG_CREATED != 0;
+    ev.errno = i32::from_ne_bytes(get(rec, ERRNO));
+    ev.dur_ns = get_u64(rec, DUR);
+    ev.ret = i64::from_ne_bytes(get(rec, RET));
     if flags & FLAG_TIMEOUT != 0 {
         let at = timeout_at(func);
         ev.timeout = Some(Timeout {
@@ -418,20 +437,16 @@ fn read_call(rec: &[u8], state: u32) -> Option<Event> {
         let len = usize::from(rec[at]).min(NAME_KEPT);
         ev.name = Name::from_bytes(rec.get(at + 1..at + 1 + len)?);
     }
-    Some(ev)
+    Some((ev, waited))
 }
 
-/// What a text or JSON log would have held for a call read back: a call that may block had
-/// its enter record written before it started, so it gets one here too.
-pub fn as_logged(ev: &Event) -> ([Event; 2], usize) {
-    let mut enter = Event::new(Phase::Enter, ev.func);
-    enter.pid = ev.pid;
-    enter.tid = ev.tid;
-    enter.ts_ns = ev.ts_ns;
-    enter.caller = ev.caller;
-    enter.args = ev.args;
-    enter.stack = ev.stack;
-    if ev.phase == Phase::Exit && ev.func.may_block() {
+/// What a text or JSON log would have held for a call read back: a call that waited had its
+/// enter record (with the operations it waited with) written when it started waiting, so it
+/// gets one here too.
+pub fn as_logged(ev: &Event, waited: bool) -> ([Event; 2], usize) {
+    let mut enter = *ev;
+    enter.phase = Phase::Enter;
+    if ev.phase == Phase::Exit && waited {
         ([enter, *ev], 2)
     } else {
         ([*ev, enter], 1)
@@ -562,7 +577,46 @@ mod tests {
         enter.caller = ev.caller;
         enter.args = ev.args;
         assert_eq!(log.items(), vec![Item::Call(enter)]);
-        assert_eq!(as_logged(&enter).1, 1, "an enter record stays one record");
+        assert_eq!(
+            as_logged(&enter, false).1,
+            1,
+            "an enter record stays one record"
+        );
+    }
+
+    /// A semop that waited: its start was written, with its operations, when it began to wait.
+    fn waited(finished: bool) -> (Log, Event, Event) {
+        let mut ev = sample(Func::Semop);
+        ev.sops[0] = SemOp {
+            num: 2,
+            op: -1,
+            flg: 0,
+        };
+        ev.sops_read = 1;
+        let mut enter = ev;
+        enter.phase = Phase::Enter;
+        enter.ret = 0;
+        enter.dur_ns = 0;
+        let mut log = Log::new();
+        let size = call_size(Func::Semop, 0);
+        let at = log.reserve(size);
+        let rec = log.rec(at, size);
+        write_head(rec, TAG_CALL);
+        write_call_start(rec, &enter);
+        put(rec, STATE, STATE_STARTED.to_ne_bytes());
+        if finished {
+            write_call_end(rec, &ev);
+            put(rec, STATE, STATE_DONE.to_ne_bytes());
+        }
+        (log, enter, ev)
+    }
+
+    #[test]
+    fn a_call_that_waits_carries_its_operations_from_the_start() {
+        let (log, enter, _) = waited(false);
+        assert_eq!(log.items(), vec![Item::Call(enter)]);
+        let (log, _, ev) = waited(true);
+        assert_eq!(log.items(), vec![Item::Waited(ev)]);
     }
 
     #[test]
@@ -615,13 +669,14 @@ mod tests {
     }
 
     #[test]
-    fn blocking_calls_that_returned_read_as_enter_then_call() {
-        let ev = sample(Func::Semtimedop);
-        let (pair, n) = as_logged(&ev);
+    fn calls_that_waited_read_as_enter_then_call_and_others_as_the_call() {
+        let (_, _, ev) = waited(true);
+        let (pair, n) = as_logged(&ev, true);
         assert_eq!(n, 2);
         assert_eq!(pair[0].phase, Phase::Enter);
+        assert_eq!(pair[0].sops(), ev.sops());
         assert_eq!(pair[1], ev);
-        let (one, n) = as_logged(&sample(Func::Mmap));
-        assert_eq!((n, one[0]), (1, sample(Func::Mmap)));
+        let (one, n) = as_logged(&ev, false);
+        assert_eq!((n, one[0]), (1, ev));
     }
 }

@@ -316,8 +316,8 @@ pub struct Event {
     /// The semtimedop timeout, when non-NULL and accepted by the kernel.
     pub timeout: Option<Timeout>,
     /// The first `min(nsops, SOPS_KEPT)` operations (how many: `sops_read`), or none when they
-    /// were not read (the call failed before the kernel accepted the array, or this is a
-    /// `Phase::Enter`).
+    /// were not read (the call failed before the kernel accepted the array, or it is logged as
+    /// started before the kernel read them).
     pub sops: [SemOp; SOPS_KEPT],
     /// `shm_open`, `shm_unlink`: the name, read after libc had read it (empty otherwise).
     pub name: Name,

@@ -508,7 +508,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn enter_records_have_no_result_and_show_pointers() {
+    fn enter_records_have_no_result_show_the_operations_read_and_the_timeout_pointer() {
         let args = [3, 0x10, 1, 0x20];
         let ev = with_timeout(
             with_sops(enter(Func::Semtimedop, &args), &[(0, 0, 0)]),
@@ -518,9 +518,11 @@ pub(crate) mod tests {
         assert_eq!(
             json(&ev),
             "{\"event\":\"enter\",\"pid\":4242,\"tid\":4242,\"ts\":1764168062.123456,\
-             \"fn\":\"semtimedop\",\"args\":{\"semid\":3,\"sops\":\"0x10\",\"nsops\":1,\
-             \"timeout\":\"0x20\"},\"caller\":\"0x55d0c0a01234\"}"
+             \"fn\":\"semtimedop\",\"args\":{\"semid\":3,\"sops\":[{\"sem_num\":0,\
+             \"sem_op\":0,\"sem_flg\":\"0\"}],\"nsops\":1,\"timeout\":\"0x20\"},\
+             \"caller\":\"0x55d0c0a01234\"}"
         );
+        assert!(json(&enter(Func::Semtimedop, &args)).contains("\"sops\":\"0x10\""));
     }
 
     #[test]

@@ -224,9 +224,10 @@ fn raw_arg(ev: &Event, i: usize) -> u64 {
     ev.args.get(i).copied().unwrap_or(0)
 }
 
-/// semop's and semtimedop's `sembuf`s when they were read after the call, else the pointer.
+/// semop's and semtimedop's `sembuf`s when they were read (once the kernel had read them: after
+/// the call, or when it started to wait), else the pointer.
 fn sops(ev: &Event) -> Value<'_> {
-    if ev.phase == Phase::Exit && ev.sops_read > 0 {
+    if ev.sops_read > 0 {
         Value::Sops {
             ops: ev.sops(),
             nsops: raw_arg(ev, 2),
@@ -363,7 +364,8 @@ pub(crate) mod fixtures {
             &[(0, -1, libc::SEM_UNDO as i16)],
         );
         semop.tid = 4243;
-        let mut semop_enter = enter(Func::Semop, &[3, 0x7ffd_1c2e_3a50, 1]);
+        let mut semop_enter =
+            with_sops(enter(Func::Semop, &[3, 0x7ffd_1c2e_3a50, 1]), &[(1, -1, 0)]);
         semop_enter.ts_ns = 1_764_168_062_123_520_000;
         semop_enter.caller = 0x55d0_c0a0_1330;
         let mut with_stack = created(call(

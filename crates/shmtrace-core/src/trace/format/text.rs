@@ -262,9 +262,15 @@ mod tests {
                 "semop(3, [{{0, -1, IPC_NOWAIT}}, {{1, 0, 0}}], 2) = -1 EAGAIN (Resource temporarily unavailable){TAIL}"
             )
         );
+        // A call that waits is logged with the operations the kernel read before it waited;
+        // one logged before they were read shows the pointer.
         let entering = with_sops(enter(Func::Semop, &args), &[(0, -1, 0)]);
         assert_eq!(
             body(&entering),
+            "semop(3, [{0, -1, 0}, ...], 2) <unfinished ...> caller=0x55d0c0a01234"
+        );
+        assert_eq!(
+            body(&enter(Func::Semop, &args)),
             "semop(3, 0x7ffd00000010, 2) <unfinished ...> caller=0x55d0c0a01234"
         );
     }
@@ -318,7 +324,7 @@ mod tests {
         );
         assert_eq!(
             body(&entering),
-            "semtimedop(3, 0x10, 1, 0x7ffd00000020) <unfinished ...> caller=0x55d0c0a01234"
+            "semtimedop(3, [{0, 0, 0}], 1, 0x7ffd00000020) <unfinished ...> caller=0x55d0c0a01234"
         );
     }
 
