@@ -9,7 +9,7 @@ WARN    := -Wall -Wextra -Werror
 LIBDIR  := $(CURDIR)/target/release
 LIB     := $(LIBDIR)/libshmtrace.so
 BUILD   := $(CURDIR)/build
-SUITES  := lint rust install transparency bad-input binary-log findings allocators html posix
+SUITES  := lint rust install transparency bad-input binary-log findings allocators verdict html fuzz posix
 
 # Installation (GNU conventions: PREFIX, DESTDIR for staged installs by packagers).
 PREFIX      ?= /usr/local
@@ -31,7 +31,7 @@ INSTALLED   := $(bindir)/shmtrace $(libdir)/libshmtrace.so.$(VERSION) $(libdir)/
                $(man7dir)/shmtrace.7
 
 .PHONY: all lib header demo demo-log demo-leak bench bench-profile install uninstall test \
-        $(SUITES:%=test-%) test-c test-edge test-hostile test-binary stress lint fmt clean
+        $(SUITES:%=test-%) test-c test-edge test-hostile test-binary stress fuzz lint fmt clean
 
 all: lib
 
@@ -96,7 +96,7 @@ demo-leak: lib $(BUILD)/leaky
 
 # Figures, never pass/fail: see BENCHMARKS.md.
 # BENCH_REPS=N pairs of runs per cell (default 3), BENCH_QUICK=1 a smoke test; see bench/run.py.
-bench: lib $(BUILD)/bench/bench
+bench: lib $(BUILD)/bench/bench $(BUILD)/bench/scan
 	$(PYTHON) bench/run.py
 
 # Instructions per hooked call under callgrind, native and per mode (needs valgrind).
@@ -127,6 +127,14 @@ test-binary: test-binary-log
 # 8 threads, a bigger process tree, three rounds of every allocator configuration.
 stress: lib
 	$(PYTHON) c_tests/hostile/run.py --stress
+
+# The differential fuzzer (fuzz/) at length: random sequences of every hooked call, native
+# against under the shim (results, errno, what calls wrote), the ledger against the kernel, the
+# log against the calls; each run in a private IPC namespace (unshare, root). Reserves 8 huge
+# pages for the run and restores vm.nr_hugepages. FUZZ_ARGS passes options to fuzz/run.py
+# (--seeds, --calls...). Its short fixed-seed run is the `fuzz` suite (`make test-fuzz`).
+fuzz: lib
+	$(PYTHON) fuzz/run.py --seeds 10 --calls 20000 $(FUZZ_ARGS)
 
 lint:
 	$(CARGO) fmt --all --check

@@ -10,6 +10,7 @@ Knobs (environment): BENCH_REPS (pairs per cell, default 3), BENCH_QUICK=1 (one 
 1M live mappings: a smoke test), BENCH_WORKLOADS / BENCH_MODES (comma-separated names to keep),
 BENCH_WAIT_QUIET=SECONDS (first wait up to that long for a 1-minute load below 0.7)."""
 import os
+import re
 import resource
 import shutil
 import statistics
@@ -21,6 +22,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
 EXE = os.path.join(TOP, "build", "bench", "bench")
+SCAN_EXE = os.path.join(TOP, "build", "bench", "scan")
 LIB = os.path.join(TOP, "target", "release", "libshmtrace.so")
 SHMTRACE = os.path.join(TOP, "target", "release", "shmtrace")
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
@@ -228,6 +230,28 @@ class Targets:
             print(f"{what:<{width}}  {measured:<34} {verdict}")
 
 
+def scan_cost(t):
+    """The pointer scan at report time over a process of 1 GiB (bench/scan.c): wall time from
+    the report's scan line, CPU time of the report call, per GiB read (median of 3)."""
+    if not os.path.exists(SCAN_EXE):
+        return
+    runs = []
+    for _ in range(1 if QUICK else 3):
+        env = dict(os.environ, LD_PRELOAD=LIB, SHMTRACE_LOG="/dev/null")
+        out = subprocess.run([SCAN_EXE], env=env, capture_output=True, text=True).stdout
+        scanned = re.search(r"scanned (\d+) bytes for pointers in ([\d.]+) ms", out)
+        cpu = re.search(r"report cpu ([\d.]+) ms", out)
+        if scanned and cpu:
+            runs.append((int(scanned.group(1)), float(scanned.group(2)), float(cpu.group(1))))
+    if not runs:
+        print("\npointer scan: no scan line in bench/scan's report")
+        return
+    size, wall, cpu = (statistics.median(r[i] for r in runs) for i in range(3))
+    gib = size / (1 << 30)
+    print(f"\npointer scan at report time: {size} bytes in {wall:.0f} ms wall, {cpu:.0f} ms CPU "
+          f"({wall / gib:.0f} ms wall, {cpu / gib:.0f} ms CPU per GiB scanned)")
+    t.add("pointer scan of a 1 GiB process < 1 s", f"{wall:.0f} ms wall, {cpu:.0f} ms CPU",
+          wall < 1000)
 def html_report_figures(calls):
     """`shmtrace report --html` of a run of about `calls` calls (bench mmap: 2.2 calls per
     iteration with its warm-up): the page's size, the time to write it, and the time headless
@@ -345,6 +369,7 @@ def main():
             r2, r8 = ratio(results["threads2"], mode), ratio(results["threads8"], mode)
             t.add(f"{mode}: 8 threads <= 2 threads + 10% (ratio)", f"{r8:.2f}x vs {r2:.2f}x",
                   r8 <= r2 * 1.10)
+    scan_cost(t)
     html_calls = 100_000 if QUICK else 1_000_000
     size, written, render = html_report_figures(html_calls)
     print(f"HTML report of a {html_calls // 1000}k-call run: {size / 1024:.0f} KiB, written in "

@@ -82,6 +82,8 @@ TEXT_REPORT_HEAD = re.compile(r"shmtrace\[(?P<pid>\d+)\] report: (?P<verdict>cle
 TEXT_REPORT_BODY = re.compile(r"shmtrace\[(?P<pid>\d+)\] (?!\d+\.\d{6} ).")
 TEXT_START = re.compile(r"shmtrace\[\d+\] (start: .* \(parent \d+\)|fork: parent \d+)\Z")
 REPORT_KEYS = ["event", "pid", "clean", "segments", "semaphores", "attachments", "mappings"]
+# After those, each only when not empty, in this order (docs/log-format.md).
+REPORT_OPTIONAL_KEYS = ["reachable_attachments", "reachable", "scan", "retained"]
 WARNING = "shmtrace: warning:"
 
 
@@ -163,7 +165,9 @@ def parse_json_log(text, t0, t1):
             problems.append(f"line {n} is not JSON ({e}): {line[:120]!r}")
             continue
         if isinstance(obj, dict) and obj.get("event") == "report":
-            if list(obj) != REPORT_KEYS or not isinstance(obj["clean"], bool):
+            rest = list(obj)[len(REPORT_KEYS):]
+            if (list(obj)[:len(REPORT_KEYS)] != REPORT_KEYS or not isinstance(obj["clean"], bool)
+                    or rest != [k for k in REPORT_OPTIONAL_KEYS if k in rest]):
                 problems.append(f"line {n}: report keys/types wrong: {line[:160]}")
             else:
                 recs.reports.setdefault(obj["pid"], []).append(obj["clean"])
@@ -355,6 +359,9 @@ def run(what, binary, preload=False, env=None, tmp=None, args=(), leaks=False):
     full_env["SHMTRACE_TEST_JOURNAL"] = journal_path
     # The scenarios misuse the calls on purpose; findings are c_tests/findings' business.
     full_env["SHMTRACE_SUPPRESS"] = os.path.join(HERE, "findings", "all.supp")
+    # The scenarios check the ledger against the kernel: every attachment and mapping held
+    # counts, reachable or not (lost or still reachable is c_tests/verdict's business).
+    full_env["SHMTRACE_LEAKS"] = "all"
     if preload:
         full_env["LD_PRELOAD"] = LIB
     full_env.update(env or {})
@@ -969,9 +976,10 @@ def check_exports():
     funcs = {line.split()[-1] for line in out.splitlines() if line.split()[1:2] == ["T"]}
     check(hooks <= funcs, f"libshmtrace.so exports all {len(hooks)} hooks (nm -D --defined-only)",
           str(sorted(hooks - funcs)))
-    # _exit/_Exit are hooked so that a process ending that way still writes its report, and
-    # vfork so that a vfork child never updates its parent's ledger.
-    extra = {f for f in funcs - hooks - {"_exit", "_Exit", "vfork"}
+    # _exit/_Exit are hooked so that a process ending that way still writes its report, exit
+    # to note where the program's frames end (roots of the report's pointer scan), and vfork
+    # so that a vfork child never updates its parent's ledger.
+    extra = {f for f in funcs - hooks - {"_exit", "_Exit", "exit", "vfork"}
              if not f.startswith("shmtrace_")}
     check(not extra, "libshmtrace.so exports no other function", str(sorted(extra)))
 

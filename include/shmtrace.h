@@ -47,6 +47,9 @@
 // Pages an `mremap` brought in from a range the shim never saw mapped.
 #define SHMTRACE_MAPPING_UNKNOWN 3
 
+// Call sites `shmtrace_leak_summary` names at most.
+#define SHMTRACE_SUMMARY_SITES 8
+
 // Result codes of the `shmtrace_*` functions. The numbers are stable.
 typedef enum shmtrace_result {
   SHMTRACE_OK = 0,
@@ -107,6 +110,28 @@ typedef struct shmtrace_mapping {
   uintptr_t site;
 } shmtrace_mapping;
 
+// What was acquired after a checkpoint and is still held (see `shmtrace_leaks_since`).
+typedef struct shmtrace_leak_summary {
+  // The leaks as the exit verdict counts them: segments and semaphore sets still in the
+  // kernel, lost attachments and mappings, and with SHMTRACE_LEAKS=all the still
+  // reachable ones too.
+  uint64_t leaks;
+  uint64_t segments;
+  uint64_t semaphore_sets;
+  // Attachments and mappings nothing in the process points into any more.
+  uint64_t lost_attachments;
+  uint64_t lost_mappings;
+  uint64_t lost_bytes;
+  // Attachments and mappings something still points into.
+  uint64_t reachable_attachments;
+  uint64_t reachable_mappings;
+  uint64_t reachable_bytes;
+  // Return addresses of the calls that acquired the leaks counted, in report order (at
+  // most `SHMTRACE_SUMMARY_SITES`; `dladdr` or addr2line names them).
+  uintptr_t sites[SHMTRACE_SUMMARY_SITES];
+  uint32_t site_count;
+} shmtrace_leak_summary;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -141,8 +166,9 @@ enum shmtrace_result shmtrace_mapping_at(const void *addr, struct shmtrace_mappi
 int64_t shmtrace_attachments_of(int shmid);
 
 // The number of leaks the exit report would name if the process ended now: segments and
-// semaphore sets created here, never removed and still in the kernel, attachments never
-// detached, and mappings never unmapped. -1 on an internal failure.
+// semaphore sets created here, never removed and still in the kernel, and attachments never
+// detached and mappings never unmapped that nothing points into any more (with
+// SHMTRACE_LEAKS=all, those still pointed into too). -1 on an internal failure.
 int64_t shmtrace_leak_count(void);
 
 // Writes the report as of now to file descriptor `fd`, in `SHMTRACE_FORMAT_TEXT` or
@@ -151,6 +177,28 @@ int64_t shmtrace_leak_count(void);
 // Returns SHMTRACE_INVALID_ARGUMENT for another format, SHMTRACE_IO_ERROR if the write
 // failed.
 enum shmtrace_result shmtrace_write_report(int fd, int format);
+
+// Starts a checkpoint and returns it: `shmtrace_leaks_since` with it speaks only of what the
+// process acquires from now on (0 on an internal failure, which is "since the start"). For a
+// test harness: take one before each test case, ask after it.
+uint64_t shmtrace_checkpoint(void);
+
+// Fills `*out` with what was acquired after `checkpoint` (from `shmtrace_checkpoint`; 0 means
+// since the start) and is still held, attachments and mappings told lost or still reachable
+// by a scan of the process's memory (the caller's locals count as references).
+//
+// Returns SHMTRACE_NULL_ARGUMENT if `out` is NULL.
+//
+// # Safety
+// `out` is NULL or points to writable memory for one `shmtrace_leak_summary`.
+enum shmtrace_result shmtrace_leaks_since(uint64_t checkpoint, struct shmtrace_leak_summary *out);
+
+// Writes the report of what was acquired after `checkpoint` and is still held to file
+// descriptor `fd`, as `shmtrace_write_report` does for the whole process (findings aside).
+//
+// Returns SHMTRACE_INVALID_ARGUMENT for an unknown format, SHMTRACE_IO_ERROR if the write
+// failed.
+enum shmtrace_result shmtrace_write_leaks_since(uint64_t checkpoint, int fd, int format);
 
 // Stops recording in this process: calls are still forwarded, but neither logged nor entered
 // in the ledger, until `shmtrace_resume`. Releasing while paused what was acquired before

@@ -7,8 +7,9 @@ use core::ffi::{c_char, c_int, c_void};
 
 use crate::ledger::RegionKind;
 use crate::platform::shield::{self, shield};
-use crate::platform::{alloc, guard::Guard, sink};
+use crate::platform::{address_space, alloc, guard::Guard, sink};
 use crate::recorder;
+use crate::scan::StackRoots;
 use shmtrace_core::trace::event::Func;
 use shmtrace_core::trace::format::Format;
 
@@ -103,6 +104,12 @@ pub struct shmtrace_mapping {
 fn boundary<T>(on_panic: T, work: impl FnOnce() -> T) -> T {
     let _guard = Guard::enter();
     shield(work).unwrap_or(on_panic)
+}
+
+/// `boundary` for the functions that scan memory for pointers: the caller's registers and
+/// frames are roots of the scan, the shim's own frames below them are not.
+fn scanning_boundary<T>(on_panic: T, work: impl FnOnce(StackRoots) -> T) -> T {
+    address_space::with_registers_on_stack(|low| boundary(on_panic, || work(StackRoots::From(low))))
 }
 
 /// The library's version, `MAJOR.MINOR.PATCH`, as a static NUL-terminated string.
@@ -209,12 +216,13 @@ pub extern "C" fn shmtrace_attachments_of(shmid: c_int) -> i64 {
 }
 
 /// The number of leaks the exit report would name if the process ended now: segments and
-/// semaphore sets created here, never removed and still in the kernel, attachments never
-/// detached, and mappings never unmapped. -1 on an internal failure.
+/// semaphore sets created here, never removed and still in the kernel, and attachments never
+/// detached and mappings never unmapped that nothing points into any more (with
+/// SHMTRACE_LEAKS=all, those still pointed into too). -1 on an internal failure.
 #[unsafe(no_mangle)]
 pub extern "C" fn shmtrace_leak_count() -> i64 {
-    boundary(-1, || {
-        i64::try_from(recorder::report_now().leaks()).unwrap_or(i64::MAX)
+    scanning_boundary(-1, |stack| {
+        i64::try_from(recorder::report_now(stack).leaks()).unwrap_or(i64::MAX)
     })
 }
 
@@ -230,9 +238,128 @@ pub extern "C" fn shmtrace_write_report(fd: c_int, format: c_int) -> shmtrace_re
         SHMTRACE_FORMAT_JSON => Format::Json,
         _ => return SHMTRACE_INVALID_ARGUMENT,
     };
-    boundary(SHMTRACE_INTERNAL_ERROR, || {
+    scanning_boundary(SHMTRACE_INTERNAL_ERROR, |stack| {
         let mut text = String::new();
-        recorder::write_report(&mut text, format);
+        recorder::write_report(&mut text, format, stack);
+        if sink::write_fd(fd, text.as_bytes()) {
+            SHMTRACE_OK
+        } else {
+            SHMTRACE_IO_ERROR
+        }
+    })
+}
+
+/// Call sites `shmtrace_leak_summary` names at most.
+pub const SHMTRACE_SUMMARY_SITES: usize = 8;
+
+/// What was acquired after a checkpoint and is still held (see `shmtrace_leaks_since`).
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct shmtrace_leak_summary {
+    /// The leaks as the exit verdict counts them: segments and semaphore sets still in the
+    /// kernel, lost attachments and mappings, and with SHMTRACE_LEAKS=all the still
+    /// reachable ones too.
+    pub leaks: u64,
+    pub segments: u64,
+    pub semaphore_sets: u64,
+    /// Attachments and mappings nothing in the process points into any more.
+    pub lost_attachments: u64,
+    pub lost_mappings: u64,
+    pub lost_bytes: u64,
+    /// Attachments and mappings something still points into.
+    pub reachable_attachments: u64,
+    pub reachable_mappings: u64,
+    pub reachable_bytes: u64,
+    /// Return addresses of the calls that acquired the leaks counted, in report order (at
+    /// most `SHMTRACE_SUMMARY_SITES`; `dladdr` or addr2line names them).
+    pub sites: [usize; SHMTRACE_SUMMARY_SITES],
+    pub site_count: u32,
+}
+
+/// Starts a checkpoint and returns it: `shmtrace_leaks_since` with it speaks only of what the
+/// process acquires from now on (0 on an internal failure, which is "since the start"). For a
+/// test harness: take one before each test case, ask after it.
+#[unsafe(no_mangle)]
+pub extern "C" fn shmtrace_checkpoint() -> u64 {
+    boundary(0, || u64::from(recorder::checkpoint()))
+}
+
+/// Fills `*out` with what was acquired after `checkpoint` (from `shmtrace_checkpoint`; 0 means
+/// since the start) and is still held, attachments and mappings told lost or still reachable
+/// by a scan of the process's memory (the caller's locals count as references).
+///
+/// Returns SHMTRACE_NULL_ARGUMENT if `out` is NULL.
+///
+/// # Safety
+/// `out` is NULL or points to writable memory for one `shmtrace_leak_summary`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmtrace_leaks_since(
+    checkpoint: u64,
+    out: *mut shmtrace_leak_summary,
+) -> shmtrace_result {
+    if out.is_null() {
+        return SHMTRACE_NULL_ARGUMENT;
+    }
+    scanning_boundary(SHMTRACE_INTERNAL_ERROR, |stack| {
+        let since = u32::try_from(checkpoint).unwrap_or(u32::MAX);
+        let r = recorder::report_since(since, stack);
+        let n = |len: usize| u64::try_from(len).unwrap_or(u64::MAX);
+        let mut summary = shmtrace_leak_summary {
+            leaks: r.leaks(),
+            segments: n(r.segments.len()),
+            semaphore_sets: n(r.semaphores.len()),
+            lost_attachments: n(r.attachments.len()),
+            lost_mappings: r.mapping_count(),
+            lost_bytes: r
+                .attachments
+                .iter()
+                .fold(r.mapping_bytes(), |b, a| b.saturating_add(a.mapped)),
+            reachable_attachments: n(r.reachable_attachments.len()),
+            reachable_mappings: r.reachable_count() - n(r.reachable_attachments.len()),
+            reachable_bytes: r.reachable_bytes(),
+            ..shmtrace_leak_summary::default()
+        };
+        let mut sites: Vec<u64> = r.segments.iter().map(|s| s.site).collect();
+        sites.extend(r.semaphores.iter().map(|s| s.site));
+        sites.extend(r.attachments.iter().map(|a| a.site));
+        sites.extend(r.mappings.iter().map(|m| m.site));
+        if r.count_reachable {
+            sites.extend(r.reachable_attachments.iter().map(|a| a.site));
+            sites.extend(r.reachable.iter().map(|m| m.site));
+        }
+        for (slot, site) in summary.sites.iter_mut().zip(sites) {
+            *slot = site as usize;
+            summary.site_count += 1;
+        }
+        // SAFETY: `out` is non-NULL and, per the header, points to a writable
+        // shmtrace_leak_summary.
+        unsafe { out.write(summary) };
+        SHMTRACE_OK
+    })
+}
+
+/// Writes the report of what was acquired after `checkpoint` and is still held to file
+/// descriptor `fd`, as `shmtrace_write_report` does for the whole process (findings aside).
+///
+/// Returns SHMTRACE_INVALID_ARGUMENT for an unknown format, SHMTRACE_IO_ERROR if the write
+/// failed.
+#[unsafe(no_mangle)]
+pub extern "C" fn shmtrace_write_leaks_since(
+    checkpoint: u64,
+    fd: c_int,
+    format: c_int,
+) -> shmtrace_result {
+    let format = match format {
+        SHMTRACE_FORMAT_TEXT => Format::Text,
+        SHMTRACE_FORMAT_JSON => Format::Json,
+        _ => return SHMTRACE_INVALID_ARGUMENT,
+    };
+    scanning_boundary(SHMTRACE_INTERNAL_ERROR, |stack| {
+        let since = u32::try_from(checkpoint).unwrap_or(u32::MAX);
+        let report = recorder::report_since(since, stack);
+        let mut text = String::new();
+        recorder::render(&report, format, &mut text);
         if sink::write_fd(fd, text.as_bytes()) {
             SHMTRACE_OK
         } else {

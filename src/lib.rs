@@ -19,7 +19,9 @@ pub mod ledger;
 #[cfg(not(test))]
 mod lifecycle;
 pub mod platform;
+pub mod reach;
 pub mod recorder;
+mod scan;
 
 /// Every allocation of this library, std's included, comes from its private heap.
 #[cfg(not(test))]

@@ -7,8 +7,9 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::platform::guard::{self, Guard};
 use crate::platform::shield::shield;
-use crate::platform::{process, real, sink};
+use crate::platform::{address_space, process, real, sink};
 use crate::recorder;
+use crate::scan::{self, StackRoots};
 
 // Runs when the library is loaded (preloaded or linked), after libc is initialised but possibly
 // after another library's constructor already called a hook.
@@ -24,6 +25,8 @@ static DESTRUCTOR: extern "C" fn() = destructor;
 
 /// The next `_exit` (glibc's `_Exit` is the same function); 0 until resolved.
 static NEXT_EXIT: AtomicUsize = AtomicUsize::new(0);
+/// The next `exit`; 0 until resolved.
+static NEXT_EXIT_FULL: AtomicUsize = AtomicUsize::new(0);
 
 extern "C" fn constructor() {
     // Whatever dlsym or an allocator maps while we resolve is theirs, not the program's.
@@ -35,6 +38,9 @@ extern "C" fn constructor() {
         // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name.
         let next_exit = unsafe { libc::dlsym(libc::RTLD_NEXT, c"_exit".as_ptr()) };
         NEXT_EXIT.store(next_exit as usize, Ordering::Release);
+        // SAFETY: as above.
+        let next_exit_full = unsafe { libc::dlsym(libc::RTLD_NEXT, c"exit".as_ptr()) };
+        NEXT_EXIT_FULL.store(next_exit_full as usize, Ordering::Release);
         recorder::configured();
         recorder::init();
         recorder::announce_start();
@@ -91,7 +97,7 @@ extern "C" fn in_child_after_fork() {
 
 extern "C" fn destructor() {
     let _guard = Guard::enter();
-    if let Some(code) = shield(report).flatten() {
+    if let Some(code) = shield(|| report(StackRoots::AtExit)).flatten() {
         // The program's exit continues no further: flush its stdio as exit would have.
         // SAFETY: fflush(NULL) flushes every open output stream; nothing else is running.
         unsafe { libc::fflush(core::ptr::null_mut()) };
@@ -100,8 +106,8 @@ extern "C" fn destructor() {
 }
 
 /// The exit report; the status to exit with instead of the program's, if any.
-fn report() -> Option<c_int> {
-    recorder::verdict_exit_code(recorder::report_at_exit())
+fn report(stack: StackRoots) -> Option<c_int> {
+    recorder::verdict_exit_code(recorder::report_at_exit(stack))
 }
 
 /// Reports (unless this is a vfork child, which shares its parent's memory and ledger), then
@@ -114,7 +120,34 @@ fn report_then_exit(status: c_int) -> ! {
         exit_now(status);
     }
     let _guard = Guard::enter();
-    exit_now(shield(report).flatten().unwrap_or(status))
+    let code = address_space::with_registers_on_stack(|low| {
+        shield(|| report(StackRoots::From(low))).flatten()
+    });
+    exit_now(code.unwrap_or(status))
+}
+
+/// Only notes where the program's frames end (its locals are roots of the exit report's
+/// scan; see `scan::StackRoots::AtExit`), then exits as usual.
+#[unsafe(no_mangle)]
+pub extern "C" fn exit(status: c_int) -> ! {
+    let frame = 0u8;
+    let sp = core::hint::black_box(&frame) as *const u8 as u64;
+    let next = shield(|| {
+        scan::exit_called_at(sp);
+        match NEXT_EXIT_FULL.load(Ordering::Acquire) {
+            // Called before our constructor (from another library's): resolve it now.
+            // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name.
+            0 => unsafe { libc::dlsym(libc::RTLD_NEXT, c"exit".as_ptr()) as usize },
+            next => next,
+        }
+    })
+    .unwrap_or(0);
+    if next == 0 {
+        report_then_exit(status);
+    }
+    // SAFETY: dlsym gave the address of `exit`, whose prototype this is.
+    let real_exit: extern "C" fn(c_int) -> ! = unsafe { core::mem::transmute(next) };
+    real_exit(status)
 }
 
 fn exit_now(status: c_int) -> ! {

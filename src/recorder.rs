@@ -4,9 +4,10 @@
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::deferred;
-use crate::ledger::{Facts, Ledger, ObjectKind, Report};
+use crate::ledger::{Candidate, Facts, KernelView, KernelVma, Ledger, ObjectKind, Report, Unsure};
 use crate::platform::spinlock::{SpinGuard, SpinLock};
-use crate::platform::{clock, config, kernel, modules, process, sink};
+use crate::platform::{clock, config, kernel, maps, modules, process, sink};
+use crate::scan::{self, StackRoots};
 use shmtrace_core::trace::binary;
 use shmtrace_core::trace::event::Event;
 use shmtrace_core::trace::format::{self, Format};
@@ -18,12 +19,17 @@ static PAGE_SIZE: AtomicU64 = AtomicU64::new(4096);
 static REPORTED: AtomicBool = AtomicBool::new(false);
 /// `shmtrace_pause`: calls are forwarded untracked and unlogged until `shmtrace_resume`.
 static PAUSED: AtomicBool = AtomicBool::new(false);
+/// `SHMTRACE_LEAKS=all`: still reachable attachments and mappings count as leaks too.
+static COUNT_REACHABLE: AtomicBool = AtomicBool::new(false);
 
-/// True once the settings are in force (see `config::ensure`); the audit has its part of them
-/// before any call is tracked.
+/// True once the settings are in force (see `config::ensure`); the audit and the report have
+/// their part of them before any call is tracked.
 #[inline(always)]
 pub fn configured() -> bool {
-    config::ensure(crate::audit::configure)
+    config::ensure(|above| {
+        COUNT_REACHABLE.store(above.count_reachable, Ordering::Relaxed);
+        crate::audit::configure(above.audit);
+    })
 }
 
 pub fn set_paused(paused: bool) {
@@ -130,12 +136,54 @@ pub fn completed(event: &Event, facts: &Facts) {
 pub fn completed_into(entry: Entry, event: &Event, facts: &Facts) {
     match entry {
         Entry::Ledger(mut ledger) => {
-            ledger.apply(event, facts);
+            enter(&mut ledger, event, facts);
             drop(ledger);
         }
         Entry::Deferred(place) => place.fill(event, facts),
     }
     emit(event);
+}
+
+/// A completed call into the ledger, and the kernel's word for what it could not predict. A
+/// call kept aside during a fork is resynchronised when the queue is drained, from the address
+/// space as it is then.
+fn enter(ledger: &mut Ledger, event: &Event, facts: &Facts) {
+    ledger.apply(event, facts);
+    if let Some(unsure) = ledger.take_unsure() {
+        resync(ledger, &unsure, event);
+    }
+}
+
+#[cold]
+fn resync(ledger: &mut Ledger, unsure: &Unsure, event: &Event) {
+    let read = unsure.ranges.map(|(start, end)| maps::mapped(start, end));
+    let [Some(target), Some(source)] = &read else {
+        return;
+    };
+    let mut copied = [(0, 0); maps::MAX_SPANS];
+    let n = match unsure.moved {
+        Some((old, new, _)) if unsure.copies => source.copied_to(target, old, new, &mut copied),
+        _ => 0,
+    };
+    let mut vmas = [[KernelVma::default(); maps::MAX_SPANS]; 2];
+    for (out, m) in vmas.iter_mut().zip([target, source]) {
+        for (slot, v) in out.iter_mut().zip(m.vmas()) {
+            *slot = KernelVma {
+                start: v.start,
+                end: v.end,
+                begins: v.begins,
+                prot: v.prot(),
+                shmid: v.sysv.then_some(v.inode as i32),
+            };
+        }
+    }
+    let views = [(target, &vmas[0]), (source, &vmas[1])].map(|(m, v)| KernelView {
+        start: m.start,
+        end: m.end,
+        mapped: m.spans(),
+        vmas: &v[..m.vmas().len()],
+    });
+    ledger.resync(unsure, &views, &copied[..n], event);
 }
 
 /// A record into the log, if logging is on.
@@ -172,9 +220,7 @@ pub fn lock_for_fork() {
 pub unsafe fn unlock_after_fork_in_parent() {
     // SAFETY: we hold the lock (taken in `lock_for_fork`).
     let ledger = unsafe { &mut *LEDGER.data_ptr() };
-    deferred::close_and_drain(|event, facts| {
-        ledger.apply(event, facts);
-    });
+    deferred::close_and_drain(|event, facts| enter(ledger, event, facts));
     // SAFETY: paired with `lock_for_fork`.
     unsafe { LEDGER.unlock_raw() };
 }
@@ -189,9 +235,7 @@ pub unsafe fn after_fork_in_child() {
     // SAFETY: we hold the lock (taken in `lock_for_fork`), and the child has one thread.
     unsafe {
         let ledger = &mut *LEDGER.data_ptr();
-        deferred::drain_in_child(|event, facts| {
-            ledger.apply(event, facts);
-        });
+        deferred::drain_in_child(|event, facts| enter(ledger, event, facts));
         ledger.after_fork_in_child();
         LEDGER.unlock_raw();
         crate::audit::after_fork_in_child();
@@ -200,51 +244,99 @@ pub unsafe fn after_fork_in_child() {
 }
 
 /// Writes the report (once per process) to the log, and returns whether it was clean.
-pub fn report_at_exit() -> bool {
+/// `stack` says which of this thread's frames are roots of the scan.
+pub fn report_at_exit(stack: StackRoots) -> bool {
     if REPORTED.swap(true, Ordering::AcqRel) {
         return true;
     }
     crate::audit::at_exit();
-    let mut text = String::new();
-    let clean = write_report(&mut text, config::format());
+    let report = report_now(stack);
     if sink::binary() {
         sink::write_other(binary::KIND_REPORT, |format, out: &mut String| {
-            write_report(out, format);
+            render(&report, format, out);
         });
     } else if sink::enabled() {
+        let mut text = String::new();
+        render(&report, config::format(), &mut text);
         sink::write_record(text.as_bytes());
     }
-    clean
+    report.is_clean()
 }
 
 /// The report as of now; the kernel says which created objects still exist.
-pub fn report_now() -> Report {
-    let mut report = with_ledger(|ledger| {
-        let mut report = ledger.report(|kind, id| match kind {
-            // Marked by another process's IPC_RMID: it dies when the last attachment goes.
-            ObjectKind::Segment => kernel::segment_stat(id).is_some_and(|s| !s.marked_for_removal),
-            ObjectKind::SemaphoreSet => kernel::semaphore_count(id).is_some(),
-        });
-        report.names = ledger.names_left(crate::platform::shm_name::inode_of_name);
-        report
-    });
+pub fn report_now(stack: StackRoots) -> Report {
+    let mut report = report_since(0, stack);
+    // POSIX names carry no checkpoint epoch: only the whole-run report holds them.
+    report.names =
+        with_ledger(|ledger| ledger.names_left(crate::platform::shm_name::inode_of_name));
     (report.findings, report.finding_totals) = crate::audit::summary();
-    set_aside_allocators(&mut report);
     report
 }
 
-/// Moves the mappings a known allocator made (jemalloc keeps its address space until exit)
-/// out of the leaks. Here, at report time, never in a hook (where looking an address up with
-/// the loader, `dladdr`, could wait for the loader's lock held by our own caller).
-fn set_aside_allocators(report: &mut Report) {
+/// Starts a new checkpoint epoch (see `Ledger::checkpoint`).
+pub fn checkpoint() -> u32 {
+    LEDGER.lock().checkpoint()
+}
+
+/// The report of what was acquired in checkpoint epoch `since` or later and is still held,
+/// attachments and mappings classified by a pointer scan of the process; without findings.
+pub fn report_since(since: u32, stack: StackRoots) -> Report {
+    let allocators = allocator_modules();
+    let allocator = |addr: u64| {
+        // A return address is one past its call instruction: the call is in the module when
+        // the byte before the address is.
+        let call = addr.checked_sub(1)?;
+        allocators
+            .iter()
+            .find(|(start, end, _)| (*start..*end).contains(&call))
+            .map(|(_, _, path)| path.as_str())
+    };
+    // An allocator's mappings are its heap: roots of the scan, never candidates.
+    let candidates: Vec<Candidate> = with_ledger(Ledger::leak_candidates)
+        .into_iter()
+        .filter(|c| {
+            core::iter::once(c.site)
+                .chain(c.stack.as_slice().iter().copied())
+                .all(|addr| allocator(addr).is_none())
+        })
+        .collect();
+    // No scan (the memory map is unreadable): everything counts as lost, as before scans.
+    let (lost, scanned) = match scan::lost(&candidates, stack) {
+        Some((lost, scanned)) => (Some(lost), Some(scanned)),
+        None => (None, None),
+    };
+    let mut report = with_ledger(|ledger| {
+        ledger.report_scoped(
+            |kind, id| match kind {
+                // Marked by another process's IPC_RMID: it dies when the last attachment goes.
+                ObjectKind::Segment => {
+                    kernel::segment_stat(id).is_some_and(|s| !s.marked_for_removal)
+                }
+                ObjectKind::SemaphoreSet => kernel::semaphore_count(id).is_some(),
+            },
+            since,
+            // Regions mapped after the scan are not judged: still reachable.
+            |start| {
+                lost.as_ref()
+                    .is_none_or(|l| l.binary_search(&start).is_ok())
+            },
+        )
+    });
+    report.scanned = scanned;
+    report.count_reachable = COUNT_REACHABLE.load(Ordering::Relaxed);
+    report.set_aside_retained(allocator);
+    report
+}
+
+/// The loaded allocator modules (jemalloc keeps its address space until exit) as (start, end,
+/// path). Here, at report time, never in a hook (where looking an address up with the loader,
+/// `dladdr`, could wait for the loader's lock held by our own caller).
+fn allocator_modules() -> Vec<(u64, u64, String)> {
     use shmtrace_core::allocators::Allocators;
-    if report.mappings.is_empty() {
-        return;
-    }
     // A malformed value was warned about at start and is not kept: the built-in list.
     let allocators = Allocators::parse(config::allocators()).unwrap_or_default();
     if !allocators.enabled() {
-        return;
+        return Vec::new();
     }
     // The file mappings rather than the loader's list: the loader's lock may never be free
     // again in a forked child (see `modules::mapped_files`).
@@ -258,34 +350,26 @@ fn set_aside_allocators(report: &mut Report) {
             .map(|m| (m.start, m.end, m.path))
             .collect(),
     };
-    let found: Vec<(u64, u64, String)> = files
+    files
         .into_iter()
         .filter(|(_, _, path)| allocators.is_allocator(path))
         .map(|(start, end, path)| (start, end, String::from_utf8_lossy(&path).into_owned()))
-        .collect();
-    if found.is_empty() {
-        return;
-    }
-    // A return address is one past its call instruction: the call is in the module when the
-    // byte before the address is.
-    report.set_aside_retained(|addr| {
-        let call = addr.checked_sub(1)?;
-        found
-            .iter()
-            .find(|(start, end, _)| (*start..*end).contains(&call))
-            .map(|(_, _, path)| path.as_str())
-    });
+        .collect()
 }
 
 /// Renders the report as of now into `out`; returns whether it is clean.
-pub fn write_report(out: &mut String, format: Format) -> bool {
-    let report = report_now();
+pub fn write_report(out: &mut String, format: Format, stack: StackRoots) -> bool {
+    let report = report_now(stack);
+    render(&report, format, out);
+    report.is_clean()
+}
+
+pub fn render(report: &Report, format: Format, out: &mut String) {
     let pid = process::pid();
     let _ = match format {
-        Format::Text => crate::ledger::write_text(&report, pid, out),
-        Format::Json => crate::ledger::write_json(&report, pid, out),
+        Format::Text => crate::ledger::write_text(report, pid, out),
+        Format::Json => crate::ledger::write_json(report, pid, out),
     };
-    report.is_clean()
 }
 
 /// The exit status to force when the report is not clean, if `SHMTRACE_EXITCODE` asks for one.

@@ -16,8 +16,13 @@ SUITEs (default: all, in this order):
   binary-log    the binary log: durable under SIGKILL, threads, fork, exec, a full disk
   findings      every audit finding's program and its corrected version, suppressions
   allocators    foreign allocators, threads on every hook, fork storms, memory flatness
+  verdict       lost or still reachable: C programs for each case, the checkpoint API, and
+                real programs (python3, git, node, apache2) clean under the command
   html          the HTML report and the trace JSON against the run's logs and JSON report;
                 the page in headless Chromium (lanes, leaks, findings, clicks)
+  fuzz          the differential fuzzer's short fixed-seed run (fuzz/run.py; `make fuzz`
+                runs it at length): random call sequences natively and under the shim, the
+                ledger against the kernel, the log against the calls; its regression scenarios
   posix         POSIX shared memory: shm_open/shm_unlink transparent and logged, names left
                 in /dev/shm reported by the shim and the command, Python's shared_memory
 
@@ -45,7 +50,9 @@ SUITES = {
     "binary-log": [[PY, "c_tests/binary/run.py"]],
     "findings": [[PY, "c_tests/findings/run.py"]],
     "allocators": [[PY, "c_tests/hostile/run.py"]],
+    "verdict": [[PY, "c_tests/verdict/run.py"]],
     "html": [[PY, "tests/html/run.py"]],
+    "fuzz": [[PY, "fuzz/run.py"]],
     "posix": [[PY, "c_tests/posix/run.py"]],
 }
 
@@ -54,8 +61,9 @@ SUITES = {
 PACKAGES = [
     ("util-linux", ["ipcs", "ipcrm", "unshare", "setpriv"], ["transparency", "bad-input",
                                                              "binary-log", "findings",
-                                                             "allocators", "rust", "html",
-                                                             "posix"]),
+                                                             "allocators", "rust",
+                                                             "verdict", "html",
+                                                             "fuzz", "posix"]),
     ("mount", ["mount", "umount"], ["binary-log"]),
     ("binutils", ["nm", "readelf", "strip", "objcopy"], ["transparency", "install",
                                                          "allocators", "rust"]),
@@ -66,6 +74,9 @@ PACKAGES = [
     ("gdb", ["gdb"], ["bad-input", "allocators"]),
     ("libjemalloc2", ["libjemalloc.so.2"], ["allocators"]),
     ("libtcmalloc-minimal4", ["libtcmalloc_minimal.so.4"], ["allocators"]),
+    ("git", ["git"], ["verdict"]),
+    ("nodejs", ["node"], ["verdict"]),
+    ("apache2-bin", ["/usr/sbin/apache2"], ["verdict"]),
     ("chromium", ["chromium"], ["html"]),
 ]
 LIBDIRS = ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib"]
@@ -74,6 +85,8 @@ CARGO_RESULT = re.compile(r"test result: \w+\. (\d+) passed; (\d+) failed; (\d+)
 
 
 def present(probe):
+    if probe.startswith("/"):
+        return os.path.exists(probe)
     if probe.startswith("lib"):
         return any(os.path.exists(os.path.join(d, probe)) for d in LIBDIRS)
     return shutil.which(probe) is not None

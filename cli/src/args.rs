@@ -57,6 +57,9 @@ OPTIONS (running a program)
 OPTIONS (both forms)
     --error-exitcode N   exit with N (1..255) when the merged verdict finds leaks
                          or audit findings of severity error
+    --leaks lost|all     which attachments and mappings left at exit are leaks: those
+                         nothing points into any more (lost, the default), or also those
+                         still reachable (all); the verdict and --error-exitcode follow it
     --json               the report as one JSON document (schema: docs/command.md,
                          installed as share/doc/shmtrace/shmtrace-command.md)
     -o, --output FILE    write the report to FILE instead of stderr (run) or stdout (report)
@@ -108,6 +111,8 @@ pub struct ViewOptions {
     pub pids: BTreeSet<i32>,
     pub color: ColorChoice,
     pub error_exitcode: Option<u8>,
+    /// `--leaks all`: still reachable attachments and mappings count as leaks too.
+    pub count_reachable: bool,
     /// `--all-processes`: list processes that made no tracked call too.
     pub all_processes: bool,
 }
@@ -123,6 +128,7 @@ impl Default for ViewOptions {
             pids: BTreeSet::new(),
             color: ColorChoice::Auto,
             error_exitcode: None,
+            count_reachable: false,
             all_processes: false,
         }
     }
@@ -225,6 +231,13 @@ fn parse_main(mut parser: lexopt::Parser, report: bool) -> Result<Command, lexop
             Long("error-exitcode") => {
                 let code = number(&mut parser, "--error-exitcode", "1..255", |c| *c > 0)?;
                 view.error_exitcode = Some(code);
+            }
+            Long("leaks") => {
+                view.count_reachable = match parser.value()?.string()?.as_str() {
+                    "lost" => false,
+                    "all" => true,
+                    other => return Err(expected("--leaks", "lost or all", other)),
+                }
             }
             Long("all-processes") => view.all_processes = true,
             Long(name @ ("lib" | "out" | "stack" | "wait")) if report => {
@@ -420,6 +433,15 @@ mod tests {
         assert!(parse_strs(&["--error-exitcode", "0", "ls"]).is_err());
         assert!(parse_strs(&["--error-exitcode", "256", "ls"]).is_err());
         assert!(parse_strs(&["--pid", "x", "ls"]).is_err());
+        assert!(parse_strs(&["--leaks", "some", "ls"]).is_err());
+        let Ok(Command::Run(run)) = parse_strs(&["--leaks", "all", "ls"]) else {
+            panic!("not a run");
+        };
+        assert!(run.view.count_reachable);
+        let Ok(Command::Run(run)) = parse_strs(&["--leaks", "lost", "ls"]) else {
+            panic!("not a run");
+        };
+        assert!(!run.view.count_reachable);
         assert!(parse_strs(&["report", "--lib", "x", "d"]).is_err());
         assert!(parse_strs(&["--frobnicate", "ls"]).is_err());
         assert!(parse_strs(&["--lib"]).is_err());

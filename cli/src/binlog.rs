@@ -133,10 +133,17 @@ mod tests {
             data.resize(at + size, 0);
             let rec = &mut data[at..at + size];
             write_head(rec, TAG_CALL);
-            write_call_start(rec, ev);
+            // A call in progress was written as it started, as the shim writes one that waits.
+            let mut start = *ev;
+            if !*done || ev.phase == Phase::Enter {
+                start.phase = Phase::Enter;
+            }
+            write_call_start(rec, &start);
             let state = if *done { STATE_DONE } else { STATE_STARTED };
             if *done {
-                write_call_end(rec, ev);
+                let mut end = *ev;
+                end.phase = Phase::Exit;
+                write_call_end(rec, &end);
             }
             rec[STATE..STATE + 4].copy_from_slice(&state.to_ne_bytes());
         }
@@ -201,17 +208,29 @@ mod tests {
     }
 
     #[test]
-    fn blocking_calls_get_enter_then_call_and_calls_in_progress_enter_only() {
+    fn calls_that_waited_get_enter_then_call_and_calls_in_progress_enter_only() {
         let semop = event(Func::Semop, &[3, 0x7ffd_1c2e_3a50, 1], 0);
+        // Written as started (it waited), then completed.
+        let mut waited = semop;
+        waited.phase = Phase::Enter;
         let munmap = event(Func::Munmap, &[0x7f3a_2bff_e000, 8192], 0);
-        let data = log_with(&[(semop, true), (semop, false), (munmap, false)], None);
+        let data = log_with(
+            &[
+                (semop, true),
+                (waited, true),
+                (semop, false),
+                (munmap, false),
+            ],
+            None,
+        );
         let (text, summary) = lines_of(&data, false);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 4, "{text}");
-        assert!(lines[0].contains("semop(3, 0x7ffd1c2e3a50, 1) <unfinished ...>"));
-        assert!(lines[1].contains("semop(3, 0x7ffd1c2e3a50, 1) = 0 <0.000002>"));
-        assert!(lines[2].contains("semop(3, 0x7ffd1c2e3a50, 1) <unfinished ...>"));
-        assert!(lines[3].contains("munmap(0x7f3a2bffe000, 8192) <unfinished ...>"));
+        assert_eq!(lines.len(), 5, "{text}");
+        assert!(lines[0].contains("semop(3, 0x7ffd1c2e3a50, 1) = 0 <0.000002>"));
+        assert!(lines[1].contains("semop(3, 0x7ffd1c2e3a50, 1) <unfinished ...>"));
+        assert!(lines[2].contains("semop(3, 0x7ffd1c2e3a50, 1) = 0 <0.000002>"));
+        assert!(lines[3].contains("semop(3, 0x7ffd1c2e3a50, 1) <unfinished ...>"));
+        assert!(lines[4].contains("munmap(0x7f3a2bffe000, 8192) <unfinished ...>"));
         assert_eq!(summary.in_progress, 2);
         let (json, _) = lines_of(&data, true);
         let events: Vec<&str> = json
@@ -224,7 +243,7 @@ mod tests {
                 }
             })
             .collect();
-        assert_eq!(events, ["enter", "call", "enter", "enter"]);
+        assert_eq!(events, ["call", "enter", "call", "enter", "enter"]);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::kernel::Presence;
 use crate::logs::Micros;
 use crate::merge::{
     Attachment, Blocked, CallStat, Hangs, Kind, Mappings, MergedFinding, NameLeak, ParentSource,
-    Party, Process, Report, Retained, SysvLeak, SysvSummary, Unseen, Verdict,
+    Party, Process, Reachable, Report, Retained, SysvLeak, SysvSummary, Unseen, Verdict,
 };
 use crate::symbols::Symbol;
 
@@ -67,6 +67,7 @@ pub fn document(report: &Report, view: &ViewOptions) -> Value {
         "attachments": list(&report.attachments, attachment),
         "mappings": list(&report.mappings, mappings),
         "retained": list(&report.retained, retained),
+        "reachable": list(&report.reachable, reachable),
         "never_returned": list(&report.blocked, blocked),
         "waits": waits(&report.hangs),
         "findings": list(&report.findings, finding),
@@ -111,6 +112,11 @@ fn verdict(v: &Verdict) -> Value {
         "mapping_bytes": v.mapping_bytes,
         "retained_mappings": v.retained_mappings,
         "retained_bytes": v.retained_bytes,
+        "reachable": v.reachable,
+        "reachable_bytes": v.reachable_bytes,
+        "leaks_counted": if v.count_reachable { "all" } else { "lost" },
+        "scanned_bytes": v.scanned_bytes,
+        "scan_ns": v.scan_ns,
         "processes_without_exit_report": v.unreported,
         "still_running": v.still_running,
         "in_use": v.in_use,
@@ -220,6 +226,14 @@ fn mappings(m: &Mappings) -> Value {
 
 fn retained(r: &Retained) -> Value {
     json!({"pid": r.pid, "module": r.module, "count": r.count, "bytes": r.bytes})
+}
+
+/// Attachments and mappings still pointed into at exit (`shmid` only for attachments).
+fn reachable(r: &Reachable) -> Value {
+    json!({
+        "pid": r.pid, "shmid": r.shmid, "count": r.count, "bytes": r.bytes,
+        "site": r.site.as_ref().map(site), "stack": stack(&r.stack),
+    })
 }
 
 fn blocked(b: &Blocked) -> Value {

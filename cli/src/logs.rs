@@ -122,6 +122,12 @@ pub struct ExitReport {
     pub attachments: Vec<ReportAttachment>,
     pub mappings: Vec<ReportMappings>,
     pub retained: Vec<ReportRetained>,
+    /// Attachments and mappings something still pointed into (`"reachable_attachments"`,
+    /// `"reachable"`; shims before the pointer scan count all as lost).
+    pub reachable_attachments: Vec<ReportAttachment>,
+    pub reachable: Vec<ReportMappings>,
+    /// Bytes the pointer scan read, and its nanoseconds (`"scan"`).
+    pub scanned: (u64, u64),
 }
 
 /// An audit finding, as logged when it happened (docs/log-format.md, "Findings").
@@ -404,11 +410,8 @@ fn finding_of(obj: &Map<String, Value>) -> Result<Finding, String> {
 
 fn report_of(obj: &Map<String, Value>) -> Result<ExitReport, String> {
     let id = |o: &Map<String, Value>, k: &str| o.get(k).and_then(Value::as_i64).unwrap_or(-1);
-    Ok(ExitReport {
-        pid: pid_of(obj, "pid")?,
-        segments: items(obj, "segments").map(|o| id(o, "shmid")).collect(),
-        semaphores: items(obj, "semaphores").map(|o| id(o, "semid")).collect(),
-        attachments: items(obj, "attachments")
+    let attachments = |key: &str| {
+        items(obj, key)
             .map(|o| ReportAttachment {
                 shmid: id(o, "shmid"),
                 addr: hex(o.get("addr")).unwrap_or(0),
@@ -417,15 +420,28 @@ fn report_of(obj: &Map<String, Value>) -> Result<ExitReport, String> {
                 site: hex(o.get("site")),
                 stack: stack_of(o.get("stack")),
             })
-            .collect(),
-        mappings: items(obj, "mappings")
+            .collect()
+    };
+    let mappings = |key: &str| {
+        items(obj, key)
             .map(|o| ReportMappings {
                 site: hex(o.get("site")),
                 stack: stack_of(o.get("stack")),
                 count: num(o, "count"),
                 bytes: num(o, "bytes"),
             })
-            .collect(),
+            .collect()
+    };
+    let scan = obj.get("scan").and_then(Value::as_object);
+    Ok(ExitReport {
+        pid: pid_of(obj, "pid")?,
+        segments: items(obj, "segments").map(|o| id(o, "shmid")).collect(),
+        semaphores: items(obj, "semaphores").map(|o| id(o, "semid")).collect(),
+        attachments: attachments("attachments"),
+        mappings: mappings("mappings"),
+        reachable_attachments: attachments("reachable_attachments"),
+        reachable: mappings("reachable"),
+        scanned: scan.map_or((0, 0), |s| (num(s, "bytes"), num(s, "ns"))),
         retained: items(obj, "retained")
             .map(|o| ReportRetained {
                 module: o

@@ -30,25 +30,35 @@ fn always_creates(key: key_t, flags: c_int) -> bool {
     key == libc::IPC_PRIVATE || flags & both == both
 }
 
+/// Whether a successful get may have created the object or opened an existing one: only the
+/// kernel's state before the call can tell.
+fn may_create(key: key_t, flags: c_int) -> bool {
+    !always_creates(key, flags) && flags & libc::IPC_CREAT != 0
+}
+
 pub unsafe extern "C" fn shmget(key: key_t, size: usize, shmflg: c_int, caller: usize) -> c_int {
     let args = [int(key), size as u64, int(shmflg), 0, 0, 0];
     // SAFETY: the program's own arguments, forwarded unchanged to the real function.
     let call = || i64::from(unsafe { real::shmget(key, size, shmflg) });
+    // Creation is whether the key was free just before the call: the creator pid cannot tell,
+    // since this process may be re-opening a segment it created itself.
+    let key_was_free = may_create(key, shmflg) && {
+        let saved = errno::get();
+        let free = !kernel::segment_key_exists(key);
+        errno::set(saved);
+        free
+    };
     let after = |ev: &mut Event, facts: &mut Facts| {
         if ev.failed() {
             return;
         }
-        if always_creates(key, shmflg) {
+        facts.created = always_creates(key, shmflg) || key_was_free;
+        facts.segment_size = if facts.created {
             // A new segment's size is exactly the size asked for: no need to ask the kernel.
-            facts.segment_size = size as u64;
-            facts.created = true;
+            size as u64
         } else {
-            let stat = kernel::segment_stat(ev.ret as c_int);
-            facts.segment_size = stat.as_ref().map_or(0, |s| s.size);
-            // With IPC_CREAT alone, the kernel's creator pid says whether the key was new.
-            facts.created = shmflg & libc::IPC_CREAT != 0
-                && stat.is_some_and(|s| s.creator_pid == process::pid());
-        }
+            kernel::segment_stat(ev.ret as c_int).map_or(0, |s| s.size)
+        };
         ev.created = facts.created;
     };
     traced(Func::Shmget, caller, args, call, after) as c_int
@@ -95,10 +105,12 @@ pub unsafe extern "C" fn semget(key: key_t, nsems: c_int, semflg: c_int, caller:
     // SAFETY: the program's own arguments, forwarded unchanged to the real function.
     let call = || i64::from(unsafe { real::semget(key, nsems, semflg) });
     // Sets record no creator pid: whether IPC_CREAT alone creates is asked before the call.
-    let may_create = !always_creates(key, semflg) && semflg & libc::IPC_CREAT != 0;
-    let saved = errno::get();
-    let key_was_free = may_create && !kernel::semaphore_key_exists(key);
-    errno::set(saved);
+    let key_was_free = may_create(key, semflg) && {
+        let saved = errno::get();
+        let free = !kernel::semaphore_key_exists(key);
+        errno::set(saved);
+        free
+    };
     let after = |ev: &mut Event, facts: &mut Facts| {
         if !ev.failed() {
             facts.created = always_creates(key, semflg) || key_was_free;
@@ -190,10 +202,15 @@ pub unsafe extern "C" fn semtimedop(
     traced_waiting(Func::Semtimedop, caller, args, call, after) as c_int
 }
 
-/// While calls are logged, a semop is first tried without waiting (a zero timeout): most
-/// complete at once, and that try is then the call itself, one system call and one record.
-/// One that would wait has had all its operations read by the kernel, so its enter record
-/// can carry them, and only then does it wait. `None`: it has to wait (logged as started).
+/// How many operations a semop's try copies; a longer array is logged as started unread.
+const TRY_OPS: usize = 16;
+
+/// While calls are logged, a semop is first tried without waiting: its operations, copied
+/// through the kernel (never a fault on a bad pointer), with `IPC_NOWAIT` on each. The kernel
+/// then never counts it as a waiter: a program watching `GETNCNT`, and a signal sent when it
+/// sees one, meet the real wait only. Most calls complete at once, and that try is then the
+/// call itself; one that would wait is logged as started, with the operations it waits with,
+/// and then waits. `None`: it has still to be made (logged as started where it may wait).
 ///
 /// # Safety
 /// The contract of `semtimedop`: the pointers are the program's own arguments.
@@ -206,21 +223,49 @@ unsafe fn without_waiting(
     if !started.logged() {
         return None;
     }
-    let now = timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: the program's own arguments, with a timeout of ours.
-    let rc = unsafe { real::semtimedop(semid, sops, nsops, &now) };
-    if rc != -1 || errno::get() != libc::EAGAIN {
+    // The kernel takes nsops as an unsigned int.
+    let n = nsops as u32 as usize;
+    let mut ops = [libc::sembuf {
+        sem_num: 0,
+        sem_op: 0,
+        sem_flg: 0,
+    }; TRY_OPS];
+    if n == 0 || n > TRY_OPS {
+        // Refused at once (none), or too long to copy here: made as it is.
+        if n > TRY_OPS {
+            started.waiting(|_| {});
+        }
+        return None;
+    }
+    match process::read_sembufs(sops as usize, &mut ops[..n]) {
+        Ok(()) => {}
+        // Unreadable: the call fails at once with EFAULT, as it will.
+        Err(libc::EFAULT) => return None,
+        Err(_) => {
+            started.waiting(|_| {});
+            return None;
+        }
+    }
+    let asked = ops;
+    for op in &mut ops[..n] {
+        op.sem_flg |= libc::IPC_NOWAIT as i16;
+    }
+    // SAFETY: our copy of the program's operations, for its own set.
+    let rc = unsafe { real::semtimedop(semid, ops.as_mut_ptr(), n, ptr::null()) };
+    let nowait = |op: &libc::sembuf| op.sem_flg & libc::IPC_NOWAIT as i16 != 0;
+    if rc != -1 || errno::get() != libc::EAGAIN || asked[..n].iter().all(nowait) {
         return Some(i64::from(rc));
     }
-    // EAGAIN comes after the kernel copied every operation: they are readable. Operations
-    // that all say IPC_NOWAIT never wait: that answer is the call's.
-    if audit::blocking::all_nowait(sops, nsops) {
-        return Some(i64::from(rc));
-    }
-    started.waiting(|ev| read_sops(ev, sops, nsops));
+    started.waiting(|ev| {
+        for (slot, op) in ev.sops.iter_mut().zip(&asked[..n.min(SOPS_KEPT)]) {
+            *slot = SemOp {
+                num: op.sem_num,
+                op: op.sem_op,
+                flg: op.sem_flg,
+            };
+        }
+        ev.sops_read = n.min(SOPS_KEPT) as u8;
+    });
     None
 }
 
@@ -258,7 +303,17 @@ unsafe fn mmap_any(
     ];
     // SAFETY: the program's own arguments, forwarded unchanged to the real function.
     let call = || unsafe { real::mmap(func, addr, length, prot, flags, fd, offset) } as i64;
-    traced(func, caller, args, call, nothing_to_read) as *mut c_void
+    let after = |ev: &mut Event, facts: &mut Facts| {
+        // A file on hugetlbfs has huge pages without MAP_HUGETLB. The kernel places such a
+        // mapping on a huge page boundary: only then is the file worth a system call.
+        if !ev.failed()
+            && flags & libc::MAP_ANONYMOUS == 0
+            && (ev.ret as u64).is_multiple_of(kernel::MIN_HUGE_PAGE)
+        {
+            facts.file_page_size = kernel::hugetlbfs_page_size(fd).unwrap_or(0);
+        }
+    };
+    traced(func, caller, args, call, after) as *mut c_void
 }
 
 pub unsafe extern "C" fn mmap(

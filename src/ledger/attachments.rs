@@ -19,6 +19,8 @@ pub struct Attachment {
     pub addr: u64,
     /// The attached length, rounded up to the page size.
     pub size: u64,
+    /// The huge page of a `SHM_HUGETLB` segment; 0 for the base page.
+    pub page: u64,
     pub readonly: bool,
     pub site: u64,
     /// The stack above `site` (a stack id of the ledger's site table; 0: none recorded).
@@ -29,6 +31,8 @@ pub struct Attachment {
     pub pieces: u32,
     /// Bytes of it still mapped.
     pub mapped: u64,
+    /// The ledger's checkpoint epoch when it was made (see `Ledger::checkpoint`).
+    pub epoch: u32,
 }
 
 enum Slot {
@@ -83,12 +87,14 @@ impl Attachments {
             shmid,
             addr,
             size,
+            page: 0,
             readonly,
             site,
             stack,
             inherited: false,
             pieces: 0,
             mapped: 0,
+            epoch: 0,
         };
         let slot = if self.free != NONE {
             let slot = self.free;
@@ -110,6 +116,20 @@ impl Attachments {
         self.live += 1;
         self.by_addr.insert((addr, slot));
         Some(slot)
+    }
+
+    /// Stamps the checkpoint epoch of a new attachment.
+    pub fn set_epoch(&mut self, slot: u32, epoch: u32) {
+        if let Some(Slot::Used(a)) = self.slots.get_mut(slot as usize) {
+            a.epoch = epoch;
+        }
+    }
+
+    /// Sets the page size of a `SHM_HUGETLB` attachment (0 until then: the base page).
+    pub fn set_page(&mut self, slot: u32, page: u64) {
+        if let Some(Slot::Used(a)) = self.slots.get_mut(slot as usize) {
+            a.page = page;
+        }
     }
 
     pub fn get(&self, slot: u32) -> Option<&Attachment> {

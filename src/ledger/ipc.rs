@@ -11,7 +11,8 @@ const IPC_64: i32 = 0x100;
 impl Ledger {
     pub(super) fn on_shmget(&mut self, ev: &Event, facts: &Facts) -> Outcome {
         let flags = ev.arg_int(2);
-        let huge_page_size = if flags & libc::SHM_HUGETLB != 0 {
+        // The kernel ignores an opener's SHM_HUGETLB: only a creation says what pages it has.
+        let huge_page_size = if facts.created && flags & libc::SHM_HUGETLB != 0 {
             super::memory::granule(flags, libc::SHM_HUGETLB, facts)
         } else {
             0
@@ -32,6 +33,7 @@ impl Ledger {
             inherited: false,
             attached: 0,
             huge_page_size,
+            epoch: self.epoch,
         });
         Outcome::Recorded
     }
@@ -62,6 +64,7 @@ impl Ledger {
             stack,
             created: facts.created,
             inherited: false,
+            epoch: self.epoch,
         });
         Outcome::Recorded
     }

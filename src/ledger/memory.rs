@@ -7,13 +7,14 @@
 //! have been.
 
 use super::regions::{Kind, Meta, Val};
+use super::resync::Unsure;
 use super::{Facts, Ledger, Outcome};
 use shmtrace_core::trace::event::Event;
 
 /// `MAP_HUGE_*`/`SHM_HUGE_*`: log2 of the huge page size, in 6 bits at `MAP_HUGE_SHIFT`.
 const MAP_HUGE_MASK: i32 = 0x3f;
 
-fn round_up(len: u64, granule: u64) -> u64 {
+pub(super) fn round_up(len: u64, granule: u64) -> u64 {
     let mask = granule.wrapping_sub(1);
     len.saturating_add(mask) & !mask
 }
@@ -52,15 +53,48 @@ impl Ledger {
             regions,
             attachments,
             objects,
+            origins,
             ..
         } = self;
-        regions.remove(start, end, |cut| {
+        let removed = regions.remove(start, end, |cut| {
             if let Some(slot) = cut.meta.slot()
                 && let Some(ended) = attachments.account(slot, 0, cut.bytes, cut.pieces)
             {
                 objects.segment_detached(ended.shmid);
             }
-        })
+        });
+        if removed > 0 && !origins.is_empty() {
+            origins.remove(start, end);
+        }
+        removed
+    }
+
+    /// The page size of a region: a huge page for hugetlb mappings and attachments.
+    pub(super) fn page_of(&self, meta: Meta, facts: &Facts) -> u64 {
+        match meta.slot() {
+            Some(slot) => match self.attachments.get(slot) {
+                Some(a) if a.page > 0 => a.page,
+                _ => facts.page(),
+            },
+            None if meta.page_shift() > 0 => 1u64 << meta.page_shift(),
+            None => facts.page(),
+        }
+    }
+
+    /// Where offset 0 of the segment would lie in the attachment piece starting at `start`.
+    pub(super) fn origin_of(&self, start: u64, meta: Meta) -> Option<u64> {
+        let att = self.attachments.get(meta.slot()?)?;
+        Some(self.origins.get(start).unwrap_or(att.addr))
+    }
+
+    /// Records the origin of an attachment piece just placed at `[start, end)` as a copy of the
+    /// piece at `from` (a move or a duplicate keeps the offsets in the segment).
+    pub(super) fn copy_origin(&mut self, from: u64, start: u64, end: u64, meta: Meta) {
+        let Some(origin) = self.origin_of(from, meta) else {
+            return;
+        };
+        let origin = origin.wrapping_add(start.wrapping_sub(from));
+        self.origins.insert(start, end, origin);
     }
 
     /// Clears the range a successful call now occupies. `replaces`: the call is allowed to
@@ -76,7 +110,7 @@ impl Ledger {
     }
 
     /// Inserts a region over a cleared range, accounting for attachment pieces.
-    fn place(&mut self, start: u64, end: u64, site: u32, meta: Meta) -> bool {
+    pub(super) fn place(&mut self, start: u64, end: u64, site: u32, meta: Meta) -> bool {
         let placed = self.regions.insert(start, Val { end, site, meta });
         if placed {
             self.account_piece(start, end, meta);
@@ -102,9 +136,17 @@ impl Ledger {
 
     /// Grows the region starting at `start` to `new_end` over a cleared range.
     fn extend(&mut self, start: u64, meta: Meta, new_end: u64) {
+        let old_end = self.regions.containing(start).map_or(start, |(_, v)| v.end);
         let added = self.regions.extend(start, new_end);
         if let Some(slot) = meta.slot() {
             self.attachments.account(slot, added, 0, 0);
+            // Grown past its window, a piece can be split into pieces `shmdt` must find
+            // outside it: recorded like a moved one.
+            if added > 0
+                && let Some(origin) = self.origin_of(start, meta)
+            {
+                self.origins.insert(old_end, new_end, origin);
+            }
         }
     }
 
@@ -118,7 +160,13 @@ impl Ledger {
         let start = align_down(ev.ret as u64, facts.page());
         let prot = ev.arg_int(2);
         let flags = ev.arg_int(3);
-        let end = end_of(start, ev.args[1], granule(flags, libc::MAP_HUGETLB, facts));
+        let granule =
+            if facts.file_page_size > facts.page() && facts.file_page_size.is_power_of_two() {
+                facts.file_page_size
+            } else {
+                granule(flags, libc::MAP_HUGETLB, facts)
+            };
+        let end = end_of(start, ev.args[1], granule);
         // MAP_FIXED_NOREPLACE succeeds only over free space; a kernel older than 4.17 takes
         // it as a hint. Either way nothing was replaced.
         let replaces = flags & libc::MAP_FIXED != 0 && flags & libc::MAP_FIXED_NOREPLACE == 0;
@@ -133,7 +181,13 @@ impl Ledger {
             libc::MAP_SHARED | libc::MAP_SHARED_VALIDATE
         );
         let site = self.site_of(ev);
-        self.place_cleared(start, end, site, Meta::new(kind, prot, shared, 0));
+        let meta = Meta::new(kind, prot, shared, self.epoch);
+        let meta = if granule > facts.page() {
+            meta.with_page_shift(granule.trailing_zeros())
+        } else {
+            meta
+        };
+        self.place_cleared(start, end, site, meta);
         outcome
     }
 
@@ -182,6 +236,10 @@ impl Ledger {
         else {
             return Outcome::Untracked;
         };
+        self.attachments.set_epoch(slot, self.epoch);
+        if granule > facts.page() {
+            self.attachments.set_page(slot, granule);
+        }
         // Nothing between `clear` and here touches the regions: the range is still empty.
         if !self.place_cleared(start, end, site, Meta::new(Kind::Shm, prot, true, slot)) {
             self.attachments.release(slot);
@@ -191,51 +249,57 @@ impl Ledger {
         outcome
     }
 
-    /// `shmdt(addr)` detaches the attachment `shmat` placed at `addr`: every piece of it still
-    /// within its original range, however munmap split it (pieces `mremap` moved elsewhere stay,
-    /// as in the kernel, which matches pieces by their offset). Like the kernel, when several
-    /// attachments were placed at `addr` (the first partly unmapped, another attached in the
-    /// hole), the one with the lowest remaining piece goes.
+    /// `shmdt(addr)` follows the kernel's walk: the lowest attachment piece at or above `addr`
+    /// whose origin is `addr` goes whole, then every later piece of the same attachment with
+    /// that origin, until the first region that ends past `addr` plus the segment's size (a
+    /// piece `mremap` grew in place there stays attached). Pieces are found wherever `mremap`
+    /// moved or copied them.
     pub(super) fn on_shmdt(&mut self, ev: &Event) -> Outcome {
         let addr = ev.args[0];
-        let mut chosen: Option<(u64, u32)> = None;
-        for slot in self.attachments.at_addr(addr) {
-            let Some(att) = self.attachments.get(slot) else {
-                continue;
-            };
-            let lim = addr.saturating_add(att.size);
-            if let Some(first) = self.first_piece(slot, addr, lim)
-                && chosen.is_none_or(|(best, _)| first < best)
-            {
-                chosen = Some((first, slot));
-            }
-        }
-        let Some((_, slot)) = chosen else {
+        let Some((first, slot)) = self.first_detached(addr) else {
             return Outcome::UnmappedUnknown;
         };
-        let lim = self
-            .attachments
-            .get(slot)
-            .map_or(addr, |a| addr.saturating_add(a.size));
-        let mut pos = addr;
-        while self.attachments.get(slot).is_some() {
-            let Some((s, v)) = self.regions.first_overlap(pos, lim) else {
+        let Some(size) = self.attachments.get(slot).map(|a| a.size) else {
+            return Outcome::UnmappedUnknown;
+        };
+        let lim = addr.saturating_add(size);
+        let mut pos = first;
+        while let Some((s, v)) = self.regions.first_overlap(pos, u64::MAX) {
+            if s != first && v.end > lim {
                 break;
-            };
-            if v.meta.slot() == Some(slot) {
-                self.unmap(s.max(addr), v.end.min(lim));
+            }
+            if v.meta.slot() == Some(slot) && self.origin_of(s, v.meta) == Some(addr) {
+                self.unmap(s, v.end);
             }
             pos = v.end;
         }
         Outcome::Recorded
     }
 
-    /// The start of the lowest piece of attachment `slot` overlapping `[from, to)`.
-    fn first_piece(&self, slot: u32, from: u64, to: u64) -> Option<u64> {
+    /// The piece `shmdt(addr)` starts with, and its attachment's slot.
+    fn first_detached(&self, addr: u64) -> Option<(u64, u32)> {
+        let placed = self.attachments.at_addr(addr).filter_map(|slot| {
+            let lim = addr.saturating_add(self.attachments.get(slot)?.size);
+            self.first_piece(slot, addr, lim)
+                .map(|(start, meta)| (start, meta, slot))
+        });
+        let moved = self.origins.with_origin(addr).filter_map(|start| {
+            let (s, v) = self.regions.containing(start)?;
+            Some((s, v.meta, v.meta.slot()?))
+        });
+        placed
+            .chain(moved)
+            .filter(|&(start, meta, _)| start >= addr && self.origin_of(start, meta) == Some(addr))
+            .min_by_key(|&(start, _, _)| start)
+            .map(|(start, _, slot)| (start, slot))
+    }
+
+    /// The lowest piece of attachment `slot` overlapping `[from, to)` whose origin is `from`.
+    fn first_piece(&self, slot: u32, from: u64, to: u64) -> Option<(u64, Meta)> {
         let mut pos = from;
         while let Some((s, v)) = self.regions.first_overlap(pos, to) {
-            if v.meta.slot() == Some(slot) {
-                return Some(s);
+            if v.meta.slot() == Some(slot) && self.origin_of(s, v.meta) == Some(from) {
+                return Some((s, v.meta));
             }
             pos = v.end;
         }
@@ -246,8 +310,13 @@ impl Ledger {
     pub(super) fn on_mremap(&mut self, ev: &Event, facts: &Facts) -> Outcome {
         let page = facts.page();
         let old = align_down(ev.args[0], page);
-        let old_len = round_up(ev.args[1], page);
-        let new_len = round_up(ev.args[2], page);
+        // The kernel rounds the lengths of a hugetlb mapping to its huge page.
+        let granule = self
+            .regions
+            .containing(old)
+            .map_or(page, |(_, v)| self.page_of(v.meta, facts));
+        let old_len = round_up(ev.args[1], granule);
+        let new_len = round_up(ev.args[2], granule);
         let flags = ev.arg_int(3);
         let new = align_down(ev.ret as u64, page);
         let fixed = flags & libc::MREMAP_FIXED != 0;
@@ -270,6 +339,24 @@ impl Ledger {
             let outcome = self.clear(old_end, new_end, false);
             let grown = self.grow(old, old_end, new_end, ev);
             return grown.or(outcome);
+        }
+
+        if fixed && old_len == new_len {
+            // Since Linux 6.17 such a move may span several VMAs: each replaces its own part of
+            // the target, and the target facing a hole stays as it was. Whether a gap in the
+            // ledger is a hole or a mapping it never saw, only the kernel can say.
+            if self.move_pieces(old, old_end, new) {
+                self.unsure = Some(Unsure {
+                    ranges: [(new, new_end), (old, old_end)],
+                    target_first: true,
+                    moved: None,
+                    copies: false,
+                });
+            }
+            if !dontunmap {
+                self.unmap(old, old_end);
+            }
+            return Outcome::Recorded;
         }
 
         // Moved: the destination is the kernel's choice, or with MREMAP_FIXED the caller's,
@@ -311,7 +398,9 @@ impl Ledger {
             if piece_end > piece_start {
                 let a = dest.saturating_add(piece_start - from);
                 let b = dest.saturating_add(piece_end - from);
-                self.place(a, b, site, meta);
+                if self.place(a, b, site, meta) {
+                    self.copy_origin(piece_start, a, b, meta);
+                }
             }
             pos = piece_end;
         }
@@ -356,7 +445,9 @@ impl Ledger {
                 } else {
                     v.meta.with_inherited(false)
                 };
-                self.place(new, new_end, site, meta);
+                if self.place(new, new_end, site, meta) {
+                    self.copy_origin(old, new, new_end, meta);
+                }
                 Outcome::Recorded
             }
             None => {

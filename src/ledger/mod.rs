@@ -4,10 +4,11 @@
 //! Pure: no FFI, no syscalls. The hook layer feeds it each completed call ([`Ledger::apply`])
 //! with the few [`Facts`] only the kernel can tell (did this `shmget` create the segment? how
 //! big is the segment being attached?), and at exit asks it for a [`Report`], answering its
-//! questions about which objects still exist. The semantics are those of docs/ARCHITECTURE.md
-//! ("Kernel semantics the ledger models"); where the ledger's view and a successful call
-//! disagree, the call wins, because the kernel is the truth and our view can be stale (raw
-//! syscalls, glibc internals).
+//! questions about which objects still exist. The kernel's rules it follows, with the versions
+//! that have them, are in `docs/kernel-semantics.md`; where the ledger's view and a successful
+//! call disagree, the call wins, because the kernel is the truth and our view can be stale (raw
+//! syscalls, glibc internals). Calls that change the address space in ways their result does not
+//! tell leave an [`Unsure`] for the hook layer to resolve from the kernel ([`Ledger::resync`]).
 //!
 //! Concurrency is the caller's business: the ledger is a plain value behind whatever lock the
 //! hook layer holds.
@@ -32,10 +33,12 @@ mod ipc;
 mod memory;
 mod names;
 mod objects;
+mod origins;
 mod queries;
 mod regions;
 mod render;
 mod report;
+mod resync;
 mod sites;
 #[cfg(test)]
 mod tests;
@@ -45,16 +48,18 @@ pub use objects::{ObjectKind, Segment, SemaphoreSet};
 pub use regions::Kind as RegionKind;
 pub use render::{write_json, write_text};
 pub use report::{
-    AttachmentLeak, FindingEntry, MappingLeak, NameLeak, Report, Retained, SegmentLeak,
-    SemaphoreLeak,
+    AttachmentLeak, Candidate, FindingEntry, MappingLeak, NameLeak, Report, Retained, Scanned,
+    SegmentLeak, SemaphoreLeak,
 };
+pub use resync::{KernelView, KernelVma, Unsure};
 
 use shmtrace_core::trace::event::{Event, Func, Phase};
 
 use attachments::Attachments;
 use names::Names;
 use objects::Objects;
-use regions::Regions;
+use origins::Origins;
+use regions::{MAX_EPOCH, Regions};
 use sites::Sites;
 
 /// What the hook layer learnt from the kernel about one call, beyond the call's own arguments
@@ -82,6 +87,8 @@ pub struct Facts {
     /// `shm_open`: the inode of the object opened (`fstat`), to tell at exit whether the name
     /// still refers to it; 0 when unknown.
     pub inode: u64,
+    /// `mmap` of a file on hugetlbfs: its page size (`f_bsize` from `fstatfs`); 0 otherwise.
+    pub file_page_size: u64,
 }
 
 impl Facts {
@@ -95,6 +102,7 @@ impl Facts {
             segment_size: 0,
             nsems: 0,
             inode: 0,
+            file_page_size: 0,
         }
     }
 
@@ -175,18 +183,28 @@ pub struct RegionInfo {
     pub inherited: bool,
     /// For a `RegionKind::Shm` piece, the [`Attachment::id`] it belongs to.
     pub attachment: Option<u64>,
+    /// For a `RegionKind::Shm` piece, where offset 0 of its segment would lie: the address
+    /// `shmdt` must be given to detach it (the attachment's address unless `mremap` moved it).
+    pub origin: Option<u64>,
 }
 
 pub struct Ledger {
     regions: Regions,
     attachments: Attachments,
+    /// Origins of attachment pieces `mremap` moved or duplicated (empty otherwise).
+    origins: Origins,
     objects: Objects,
     names: Names,
     sites: Sites,
+    /// What the last call left for the kernel to say (see `resync`).
+    unsure: Option<Unsure>,
     calls: [u64; Func::COUNT],
     unknown_unmaps: u64,
     stale_bytes: u64,
     untracked: u64,
+    /// Stamped on everything acquired, so a report can be limited to what came after a
+    /// checkpoint.
+    epoch: u32,
 }
 
 impl Default for Ledger {
@@ -201,14 +219,25 @@ impl Ledger {
         Ledger {
             regions: Regions::new(),
             attachments: Attachments::new(),
+            origins: Origins::new(),
             objects: Objects::new(),
             names: Names::new(),
             sites: Sites::new(),
+            unsure: None,
             calls: [0; Func::COUNT],
             unknown_unmaps: 0,
             stale_bytes: 0,
             untracked: 0,
+            epoch: 0,
         }
+    }
+
+    /// Starts a new epoch and returns it: [`Ledger::report_scoped`] with it as `since` speaks
+    /// only of what is acquired from now on. After 2^18 - 1 checkpoints the epoch stays at its
+    /// maximum, and later checkpoints include what the last ones did.
+    pub fn checkpoint(&mut self) -> u32 {
+        self.epoch = (self.epoch + 1).min(MAX_EPOCH);
+        self.epoch
     }
 
     /// Updates the model from one completed call. Enter records and failed calls (`ret == -1`,
@@ -221,6 +250,7 @@ impl Ledger {
             *n = n.saturating_add(1);
         }
         if ev.ret == -1 {
+            self.note_failure(ev, facts);
             return Outcome::NoEffect;
         }
         let outcome = match ev.func {
@@ -321,6 +351,7 @@ impl Ledger {
                 .slot()
                 .and_then(|slot| self.attachments.get(slot))
                 .map(|a| a.id),
+            origin: self.origin_of(start, v.meta),
         }
     }
 

@@ -34,6 +34,8 @@ pub struct Segment {
     pub attached: u32,
     /// The huge page size its attachments are rounded to (`SHM_HUGETLB`), 0 for normal pages.
     pub huge_page_size: u64,
+    /// The ledger's checkpoint epoch when it was got (see `Ledger::checkpoint`).
+    pub epoch: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +48,8 @@ pub struct SemaphoreSet {
     pub stack: u32,
     pub created: bool,
     pub inherited: bool,
+    /// The ledger's checkpoint epoch when it was got (see `Ledger::checkpoint`).
+    pub epoch: u32,
 }
 
 #[derive(Default)]

@@ -22,7 +22,9 @@ pub enum Kind {
 /// Protection, sharing, origin, inheritance and attachment slot in one word.
 ///
 /// Bits 0-2 `PROT_READ|PROT_WRITE|PROT_EXEC`, bit 3 shared, bits 4-5 kind, bit 6 inherited,
-/// bits 8-31 the attachment slot (meaningful only for `Kind::Shm`).
+/// bits 8-31 the attachment slot for `Kind::Shm`; for the other kinds bits 8-13 the log2 of a
+/// hugetlb region's page size (0: base pages) and bits 14-31 the checkpoint epoch (an
+/// attachment keeps its epoch in its record).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Meta(u32);
 
@@ -34,8 +36,13 @@ const SHARED: u32 = 1 << 3;
 const KIND_SHIFT: u32 = 4;
 const INHERITED: u32 = 1 << 6;
 const SLOT_SHIFT: u32 = 8;
+const PAGE_SHIFT_MASK: u32 = 0x3f;
+const EPOCH_SHIFT: u32 = 14;
+/// Checkpoint epochs must fit the 18 bits above a region's page size.
+pub const MAX_EPOCH: u32 = (1 << 18) - 1;
 
 impl Meta {
+    /// `slot`: the attachment slot for `Kind::Shm`, the checkpoint epoch for the other kinds.
     pub fn new(kind: Kind, prot: i32, shared: bool, slot: u32) -> Meta {
         let kind_bits = match kind {
             Kind::Anon => 0,
@@ -47,7 +54,10 @@ impl Meta {
         if shared {
             bits |= SHARED;
         }
-        bits |= (slot & (MAX_SLOTS - 1)) << SLOT_SHIFT;
+        bits |= match kind {
+            Kind::Shm => (slot & (MAX_SLOTS - 1)) << SLOT_SHIFT,
+            Kind::Anon | Kind::File | Kind::Unknown => (slot & MAX_EPOCH) << EPOCH_SHIFT,
+        };
         Meta(bits)
     }
 
@@ -80,9 +90,36 @@ impl Meta {
         }
     }
 
+    /// A hugetlb region of `2^shift`-byte pages (not for `Kind::Shm`: its attachment knows).
+    pub fn with_page_shift(self, shift: u32) -> Meta {
+        if self.kind() == Kind::Shm {
+            return self;
+        }
+        let bits = self.0 & !(PAGE_SHIFT_MASK << SLOT_SHIFT);
+        Meta(bits | ((shift & PAGE_SHIFT_MASK) << SLOT_SHIFT))
+    }
+
+    /// log2 of a hugetlb region's page size, 0 for base pages and attachments.
+    pub fn page_shift(self) -> u32 {
+        if self.kind() == Kind::Shm {
+            0
+        } else {
+            (self.0 >> SLOT_SHIFT) & PAGE_SHIFT_MASK
+        }
+    }
+
     /// The attachment slot of a `Kind::Shm` region.
     pub fn slot(self) -> Option<u32> {
         (self.kind() == Kind::Shm).then_some(self.0 >> SLOT_SHIFT)
+    }
+
+    /// The checkpoint epoch a region other than an attachment's piece was mapped in.
+    pub fn epoch(self) -> u32 {
+        if self.kind() == Kind::Shm {
+            0
+        } else {
+            self.0 >> EPOCH_SHIFT
+        }
     }
 }
 
@@ -288,6 +325,20 @@ impl Regions {
         true
     }
 
+    /// Splits the region containing `at` in two there; false if none starts before it.
+    pub fn split(&mut self, at: u64) -> bool {
+        let Some((_, v)) = self.map.range_mut(..at).next_back() else {
+            return false;
+        };
+        if v.end <= at {
+            return false;
+        }
+        let right = Val { ..*v };
+        v.end = at;
+        self.map.insert(at, right);
+        true
+    }
+
     /// Moves the end of the region starting at `start` to `new_end`, over a range the caller
     /// has cleared (refused otherwise, as for `insert`). Returns the bytes added.
     pub fn extend(&mut self, start: u64, new_end: u64) -> u64 {
@@ -341,6 +392,13 @@ mod tests {
         assert_eq!(i.slot(), Some(MAX_SLOTS - 1));
         assert_eq!(Meta::new(Kind::File, -1, false, 7).prot(), 7);
         assert_eq!(Meta::new(Kind::File, 0, false, 7).slot(), None);
+        let huge = Meta::new(Kind::Anon, 3, true, 0).with_page_shift(21);
+        assert_eq!(
+            (huge.page_shift(), huge.prot(), huge.kind()),
+            (21, 3, Kind::Anon)
+        );
+        assert_eq!(huge.with_page_shift(0).page_shift(), 0);
+        assert_eq!(m.with_page_shift(21).page_shift(), 0);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use core::fmt::{self, Write};
 
-use super::report::Report;
+use super::report::{AttachmentLeak, MappingLeak, Report};
 use shmtrace_core::trace::decode;
 use shmtrace_core::trace::event::Stack;
 
@@ -91,12 +91,14 @@ pub fn write_text(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Resul
                 out,
                 "shmtrace[{pid}] report: clean: no segment, semaphore set, attachment or mapping left behind"
             )?;
+            write_reachable_text(report, pid, out)?;
             return write_retained_text(report, pid, out);
         }
         writeln!(
             out,
             "shmtrace[{pid}] report: no segment, semaphore set, attachment or mapping left behind"
         )?;
+        write_reachable_text(report, pid, out)?;
         write_retained_text(report, pid, out)?;
         return write_findings_text(report, pid, out);
     }
@@ -130,6 +132,13 @@ pub fn write_text(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Resul
             "{maps} {} ({} bytes)",
             plural(maps, "mapping", "mappings"),
             report.mapping_bytes()
+        ));
+    }
+    let reachable = report.reachable_count();
+    if report.count_reachable && reachable > 0 {
+        parts.push(format!(
+            "{reachable} still reachable ({} bytes)",
+            report.reachable_bytes()
         ));
     }
     let leaks = report.leaks();
@@ -240,8 +249,55 @@ pub fn write_text(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Resul
             .collect();
         write_rows(out, pid, &rows)?;
     }
+    write_reachable_text(report, pid, out)?;
     write_retained_text(report, pid, out)?;
     write_findings_text(report, pid, out)
+}
+
+/// Attachments and mappings something still points into, then what the scan cost (nothing
+/// when there was nothing to scan for).
+fn write_reachable_text(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Result {
+    if report.reachable_count() > 0 {
+        let counted = if report.count_reachable {
+            "counted as leaks (SHMTRACE_LEAKS=all)"
+        } else {
+            "not leaks (SHMTRACE_LEAKS=all counts them)"
+        };
+        writeln!(
+            out,
+            "shmtrace[{pid}] still reachable, {counted}: something still points into them, exit releases them:"
+        )?;
+        let mut rows: Vec<Vec<String>> = report
+            .reachable_attachments
+            .iter()
+            .map(|a| {
+                vec![
+                    format!("attached at {}:", Site(a.site, &a.stack)),
+                    format!("shmid={}", a.shmid),
+                    format!("addr={:#x},", a.addr),
+                    format!("{} bytes", a.mapped),
+                ]
+            })
+            .collect();
+        rows.extend(report.reachable.iter().map(|m| {
+            vec![
+                format!("{}:", Site(m.site, &m.stack)),
+                format!("{} {},", m.count, plural(m.count, "mapping", "mappings")),
+                format!("{} bytes", m.bytes),
+            ]
+        }));
+        write_rows(out, pid, &rows)?;
+    }
+    match report.scanned {
+        Some(s) if s.bytes > 0 => writeln!(
+            out,
+            "shmtrace[{pid}] scanned {} bytes for pointers in {}.{:03} ms",
+            s.bytes,
+            s.nanos / 1_000_000,
+            s.nanos / 1_000 % 1_000
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// The mappings set aside as allocators', one line per module (nothing when there are none).
@@ -342,33 +398,11 @@ pub fn write_json(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Resul
         }
         out.write_char(']')?;
     }
-    out.write_str(r#","attachments":["#)?;
-    for (i, a) in report.attachments.iter().enumerate() {
-        comma(out, i)?;
-        write!(
-            out,
-            r#"{{"shmid":{},"addr":"{:#x}","size":{},"readonly":{},"site":"{:#x}"{}}}"#,
-            a.shmid,
-            a.addr,
-            a.size,
-            a.readonly,
-            a.site,
-            JsonStack(&a.stack)
-        )?;
-    }
-    out.write_str(r#"],"mappings":["#)?;
-    for (i, m) in report.mappings.iter().enumerate() {
-        comma(out, i)?;
-        write!(
-            out,
-            r#"{{"site":"{:#x}"{},"count":{},"bytes":{}}}"#,
-            m.site,
-            JsonStack(&m.stack),
-            m.count,
-            m.bytes
-        )?;
-    }
-    out.write_char(']')?;
+    out.write_str(r#","attachments":"#)?;
+    write_attachments_json(out, &report.attachments)?;
+    out.write_str(r#","mappings":"#)?;
+    write_mappings_json(out, &report.mappings)?;
+    write_reachable_json(report, out)?;
     if !report.retained.is_empty() {
         out.write_str(r#","retained":["#)?;
         for (i, r) in report.retained.iter().enumerate() {
@@ -383,6 +417,59 @@ pub fn write_json(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Resul
         write_findings_json(report, out)?;
     }
     out.write_str("}\n")
+}
+
+/// `,"reachable_attachments":[...]`, `,"reachable":[...]` and `,"scan":{...}`, each only when
+/// not empty (a report without them reads as before scans existed).
+fn write_reachable_json(report: &Report, out: &mut impl Write) -> fmt::Result {
+    if !report.reachable_attachments.is_empty() {
+        out.write_str(r#","reachable_attachments":"#)?;
+        write_attachments_json(out, &report.reachable_attachments)?;
+    }
+    if !report.reachable.is_empty() {
+        out.write_str(r#","reachable":"#)?;
+        write_mappings_json(out, &report.reachable)?;
+    }
+    match report.scanned {
+        Some(s) if s.bytes > 0 => {
+            write!(out, r#","scan":{{"bytes":{},"ns":{}}}"#, s.bytes, s.nanos)
+        }
+        _ => Ok(()),
+    }
+}
+
+fn write_attachments_json(out: &mut impl Write, attachments: &[AttachmentLeak]) -> fmt::Result {
+    out.write_char('[')?;
+    for (i, a) in attachments.iter().enumerate() {
+        comma(out, i)?;
+        write!(
+            out,
+            r#"{{"shmid":{},"addr":"{:#x}","size":{},"readonly":{},"site":"{:#x}"{}}}"#,
+            a.shmid,
+            a.addr,
+            a.size,
+            a.readonly,
+            a.site,
+            JsonStack(&a.stack)
+        )?;
+    }
+    out.write_char(']')
+}
+
+fn write_mappings_json(out: &mut impl Write, mappings: &[MappingLeak]) -> fmt::Result {
+    out.write_char('[')?;
+    for (i, m) in mappings.iter().enumerate() {
+        comma(out, i)?;
+        write!(
+            out,
+            r#"{{"site":"{:#x}"{},"count":{},"bytes":{}}}"#,
+            m.site,
+            JsonStack(&m.stack),
+            m.count,
+            m.bytes
+        )?;
+    }
+    out.write_char(']')
 }
 
 /// `,"findings":[...],"finding_totals":{...}`, only when there are findings (a report without

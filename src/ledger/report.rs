@@ -2,7 +2,9 @@
 //!
 //! Built at exit (or on demand through the C API), so it may allocate. Sections come in order
 //! of harm: objects that outlive the process in the kernel, then attachments and mappings,
-//! which exit releases silently but which show a missing cleanup.
+//! which exit releases silently but which show a missing cleanup. Attachments and mappings are
+//! lost (nothing points at them any more) or still reachable (listed apart, leaks only when the
+//! user asks), as the caller's pointer scan decides.
 
 use std::collections::BTreeMap;
 
@@ -98,6 +100,22 @@ pub struct FindingEntry {
     pub message: String,
 }
 
+/// A live region the report would list, for the pointer scan to classify.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    pub start: u64,
+    pub end: u64,
+    pub site: u64,
+    pub stack: Stack,
+}
+
+/// What the pointer scan read and how long it took.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Scanned {
+    pub bytes: u64,
+    pub nanos: u64,
+}
+
 /// Segments and sets by id, attachments by address, mappings by bytes (largest first, then
 /// by site); findings errors first.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -106,8 +124,18 @@ pub struct Report {
     pub semaphores: Vec<SemaphoreLeak>,
     /// Filled by the caller of [`Ledger::report`] from [`Ledger::names_left`].
     pub names: Vec<NameLeak>,
+    /// Lost attachments: nothing in the process points into them.
     pub attachments: Vec<AttachmentLeak>,
+    /// Lost mappings.
     pub mappings: Vec<MappingLeak>,
+    /// Attachments and mappings something still points into: exit releases them and nothing
+    /// is lost, so they count only with `count_reachable`.
+    pub reachable_attachments: Vec<AttachmentLeak>,
+    pub reachable: Vec<MappingLeak>,
+    /// `SHMTRACE_LEAKS=all`: still reachable ones are leaks too.
+    pub count_reachable: bool,
+    /// The scan that told lost from reachable; `None` when none ran (everything is lost).
+    pub scanned: Option<Scanned>,
     /// Mappings set aside as an allocator's (largest first); not in `mappings`, not leaks.
     pub retained: Vec<Retained>,
     pub findings: Vec<FindingEntry>,
@@ -126,26 +154,40 @@ impl Report {
         self.finding_totals.iter().any(|&n| n > 0)
     }
 
-    /// Leaked things: each segment, set and attachment, and each mapping (not each site).
+    /// Leaked things: each segment, set and lost attachment, and each lost mapping (not each
+    /// site); the still reachable ones too with `count_reachable`.
     pub fn leaks(&self) -> u64 {
         let n = |len: usize| u64::try_from(len).unwrap_or(u64::MAX);
-        n(self.segments.len())
+        let lost = n(self.segments.len())
             .saturating_add(n(self.semaphores.len()))
             .saturating_add(n(self.names.len()))
             .saturating_add(n(self.attachments.len()))
-            .saturating_add(self.mapping_count())
+            .saturating_add(self.mapping_count());
+        if self.count_reachable {
+            lost.saturating_add(self.reachable_count())
+        } else {
+            lost
+        }
     }
 
     pub fn mapping_count(&self) -> u64 {
-        self.mappings
-            .iter()
-            .fold(0u64, |n, m| n.saturating_add(m.count))
+        count(&self.mappings)
     }
 
     pub fn mapping_bytes(&self) -> u64 {
-        self.mappings
+        bytes(&self.mappings)
+    }
+
+    /// Still reachable attachments and mappings (each mapping, not each site).
+    pub fn reachable_count(&self) -> u64 {
+        let n = u64::try_from(self.reachable_attachments.len()).unwrap_or(u64::MAX);
+        n.saturating_add(count(&self.reachable))
+    }
+
+    pub fn reachable_bytes(&self) -> u64 {
+        self.reachable_attachments
             .iter()
-            .fold(0u64, |n, m| n.saturating_add(m.bytes))
+            .fold(bytes(&self.reachable), |n, a| n.saturating_add(a.mapped))
     }
 
     /// Moves the mappings an allocator made out of the leaks, grouped by module. `allocator`
@@ -153,7 +195,7 @@ impl Report {
     /// site is asked first, then the recorded frames innermost first.
     pub fn set_aside_retained<'a>(&mut self, allocator: impl Fn(u64) -> Option<&'a str>) {
         let mut groups: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-        self.mappings.retain(|m| {
+        let mut set_aside = |m: &MappingLeak| {
             let owner = core::iter::once(m.site)
                 .chain(m.stack.as_slice().iter().copied())
                 .find_map(&allocator);
@@ -164,7 +206,9 @@ impl Report {
             g.0 = g.0.saturating_add(m.count);
             g.1 = g.1.saturating_add(m.bytes);
             false
-        });
+        };
+        self.mappings.retain(&mut set_aside);
+        self.reachable.retain(&mut set_aside);
         for (module, (count, bytes)) in groups {
             match self.retained.iter_mut().find(|r| r.module == module) {
                 Some(r) => {
@@ -195,20 +239,70 @@ impl Report {
     }
 }
 
+fn count(mappings: &[MappingLeak]) -> u64 {
+    mappings.iter().fold(0u64, |n, m| n.saturating_add(m.count))
+}
+
+fn bytes(mappings: &[MappingLeak]) -> u64 {
+    mappings.iter().fold(0u64, |n, m| n.saturating_add(m.bytes))
+}
+
 impl Ledger {
     pub(super) fn stack(&self, id: u32) -> Stack {
         Stack::from_slice(self.sites.stack(id))
     }
 
-    /// The report of what this process acquired and still holds. `alive` is the kernel oracle:
-    /// asked only about objects this process created and never removed, it says whether the
-    /// object still exists (`IPC_STAT` succeeds and, for a segment, `SHM_DEST` is not set,
-    /// since another process may have removed it while this one still has it attached).
+    /// The report of what this process acquired and still holds, every attachment and mapping
+    /// counted as lost. `alive` is the kernel oracle: asked only about objects this process
+    /// created and never removed, it says whether the object still exists (`IPC_STAT` succeeds
+    /// and, for a segment, `SHM_DEST` is not set, since another process may have removed it
+    /// while this one still has it attached).
     pub fn report(&self, alive: impl Fn(ObjectKind, i32) -> bool) -> Report {
+        self.report_scoped(alive, 0, |_| true)
+    }
+
+    /// The regions the report would list as attachments or mappings, in address order: what
+    /// a pointer scan must classify.
+    pub fn leak_candidates(&self) -> Vec<Candidate> {
+        self.regions
+            .iter()
+            .filter(|(_, v)| self.is_candidate(v))
+            .map(|(start, v)| Candidate {
+                start,
+                end: v.end,
+                site: self.sites.addr(v.site),
+                stack: self.stack(self.sites.stack_of(v.site)),
+            })
+            .collect()
+    }
+
+    fn is_candidate(&self, v: &super::regions::Val) -> bool {
+        match v.meta.kind() {
+            Kind::Unknown => false,
+            Kind::Shm => v
+                .meta
+                .slot()
+                .and_then(|slot| self.attachments.get(slot))
+                .is_some_and(|a| !a.inherited),
+            Kind::Anon | Kind::File => !v.meta.inherited(),
+        }
+    }
+
+    /// [`Ledger::report`] limited to what was acquired in epoch `since` or later (see
+    /// [`Ledger::checkpoint`]; 0 is everything), with attachments and mappings split by `lost`:
+    /// asked about the start of each live region, it says whether the scan found nothing
+    /// pointing into it. An attachment is lost when all its pieces are.
+    pub fn report_scoped(
+        &self,
+        alive: impl Fn(ObjectKind, i32) -> bool,
+        since: u32,
+        lost: impl Fn(u64) -> bool,
+    ) -> Report {
         let segments = self
             .objects
             .segments()
-            .filter(|s| s.is_leak_candidate() && alive(ObjectKind::Segment, s.shmid))
+            .filter(|s| s.epoch >= since && s.is_leak_candidate())
+            .filter(|s| alive(ObjectKind::Segment, s.shmid))
             .map(|s| SegmentLeak {
                 shmid: s.shmid,
                 key: s.key,
@@ -220,7 +314,8 @@ impl Ledger {
         let semaphores = self
             .objects
             .sets()
-            .filter(|s| s.is_leak_candidate() && alive(ObjectKind::SemaphoreSet, s.semid))
+            .filter(|s| s.epoch >= since && s.is_leak_candidate())
+            .filter(|s| alive(ObjectKind::SemaphoreSet, s.semid))
             .map(|s| SemaphoreLeak {
                 semid: s.semid,
                 key: s.key,
@@ -229,11 +324,36 @@ impl Ledger {
                 stack: self.stack(s.stack),
             })
             .collect();
-        let mut attachments: Vec<AttachmentLeak> = self
-            .attachments
-            .iter()
-            .filter(|a| !a.inherited)
-            .map(|a| AttachmentLeak {
+
+        // Attachment ids with a piece something points into.
+        let mut reached: Vec<u64> = Vec::new();
+        // Per site: (count, bytes) lost, then still reachable.
+        let mut by_site: BTreeMap<u32, [(u64, u64); 2]> = BTreeMap::new();
+        for (start, v) in self.regions.iter() {
+            if !self.is_candidate(&v) {
+                continue;
+            }
+            let is_lost = lost(start);
+            if let Some(a) = v.meta.slot().and_then(|slot| self.attachments.get(slot)) {
+                if !is_lost {
+                    reached.push(a.id);
+                }
+                continue;
+            }
+            if v.meta.epoch() < since {
+                continue;
+            }
+            let e = &mut by_site.entry(v.site).or_default()[usize::from(!is_lost)];
+            e.0 = e.0.saturating_add(1);
+            e.1 = e.1.saturating_add(v.end.saturating_sub(start));
+        }
+
+        let (mut attachments, mut reachable_attachments) = (Vec::new(), Vec::new());
+        for a in self.attachments.iter() {
+            if a.inherited || a.epoch < since {
+                continue;
+            }
+            let leak = AttachmentLeak {
                 shmid: a.shmid,
                 addr: a.addr,
                 size: a.size,
@@ -241,44 +361,46 @@ impl Ledger {
                 readonly: a.readonly,
                 site: a.site,
                 stack: self.stack(a.stack),
-            })
-            .collect();
-        attachments.sort_by_key(|a| (a.addr, a.shmid));
-
-        let mut by_site: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
-        for (start, v) in self.regions.iter() {
-            if v.meta.inherited() || matches!(v.meta.kind(), Kind::Shm | Kind::Unknown) {
-                continue;
+            };
+            if reached.contains(&a.id) {
+                reachable_attachments.push(leak);
+            } else {
+                attachments.push(leak);
             }
-            let e = by_site.entry(v.site).or_default();
-            e.0 = e.0.saturating_add(1);
-            e.1 = e.1.saturating_add(v.end.saturating_sub(start));
         }
-        let mut mappings: Vec<MappingLeak> = by_site
-            .into_iter()
-            .map(|(site, (count, bytes))| MappingLeak {
-                site: self.sites.addr(site),
-                stack: self.stack(self.sites.stack_of(site)),
-                count,
-                bytes,
-            })
-            .collect();
-        mappings.sort_by(|a, b| {
-            b.bytes
-                .cmp(&a.bytes)
-                .then(a.site.cmp(&b.site))
-                .then_with(|| a.stack.as_slice().cmp(b.stack.as_slice()))
-        });
+        attachments.sort_by_key(|a| (a.addr, a.shmid));
+        reachable_attachments.sort_by_key(|a| (a.addr, a.shmid));
+
+        let group = |which: usize| -> Vec<MappingLeak> {
+            let mut out: Vec<MappingLeak> = by_site
+                .iter()
+                .map(|(&site, groups)| (site, groups[which]))
+                .filter(|(_, (count, _))| *count > 0)
+                .map(|(site, (count, bytes))| MappingLeak {
+                    site: self.sites.addr(site),
+                    stack: self.stack(self.sites.stack_of(site)),
+                    count,
+                    bytes,
+                })
+                .collect();
+            out.sort_by(|a, b| {
+                b.bytes
+                    .cmp(&a.bytes)
+                    .then(a.site.cmp(&b.site))
+                    .then_with(|| a.stack.as_slice().cmp(b.stack.as_slice()))
+            });
+            out
+        };
 
         Report {
             segments,
             semaphores,
             names: Vec::new(),
             attachments,
-            mappings,
-            retained: Vec::new(),
-            findings: Vec::new(),
-            finding_totals: [0; 3],
+            mappings: group(0),
+            reachable_attachments,
+            reachable: group(1),
+            ..Report::default()
         }
     }
 }

@@ -10,7 +10,7 @@
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::platform::spinlock::SpinLock;
 
@@ -96,15 +96,66 @@ pub fn map_pages(len: usize) -> *mut u8 {
         return null_mut();
     }
     MAPPED.fetch_add(len as u64, Ordering::Relaxed);
+    remember(p as usize, len);
     p as *mut u8
 }
 
 /// # Safety
 /// `p` and `len` are exactly a mapping `map_pages` returned, no longer used.
 pub unsafe fn unmap_pages(p: *mut u8, len: usize) {
+    // Unlisted first: once unmapped, the address may be mapped again and listed by another
+    // thread.
+    forget(p as usize);
     // SAFETY: per the contract, the mapping is ours and unused.
     unsafe { libc::syscall(libc::SYS_munmap, p as usize, len) };
     MAPPED.fetch_sub(len as u64, Ordering::Relaxed);
+}
+
+/// Where the shim's pages are, so that the reachability scan never takes them for roots (the
+/// ledger points at everything). A fixed table in the library's data, without a lock: pages
+/// are mapped while another thread forks (the deferred queue), when no lock may be waited for.
+/// A slot is claimed by its start, then published by its length.
+const OWN_SLOTS: usize = 4096;
+static OWN_START: [AtomicUsize; OWN_SLOTS] = [const { AtomicUsize::new(0) }; OWN_SLOTS];
+static OWN_LEN: [AtomicUsize; OWN_SLOTS] = [const { AtomicUsize::new(0) }; OWN_SLOTS];
+/// Mappings not in the table because it was full: the scan then sees some of the shim's pages
+/// as roots, which can only make a lost mapping look reachable, never the reverse.
+static OWN_UNLISTED: AtomicU64 = AtomicU64::new(0);
+
+fn remember(start: usize, len: usize) {
+    let claimed = OWN_START.iter().zip(&OWN_LEN).find(|(s, _)| {
+        s.compare_exchange(0, start, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    });
+    match claimed {
+        Some((_, l)) => l.store(len, Ordering::Release),
+        None => {
+            OWN_UNLISTED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn forget(start: usize) {
+    if let Some((s, l)) = OWN_START
+        .iter()
+        .zip(&OWN_LEN)
+        .find(|(s, _)| s.load(Ordering::Acquire) == start)
+    {
+        l.store(0, Ordering::Release);
+        s.store(0, Ordering::Release);
+    }
+}
+
+/// The shim's live pages as `(start, len)`, and how many mappings the table could not list
+/// (a mapping being listed or unlisted meanwhile may be missed either way).
+pub fn own_pages() -> (Vec<(usize, usize)>, u64) {
+    let out = OWN_START
+        .iter()
+        .zip(&OWN_LEN)
+        .map(|(s, l)| (s.load(Ordering::Acquire), l.load(Ordering::Acquire)))
+        .filter(|&(s, l)| s != 0 && l != 0)
+        .collect();
+    (out, OWN_UNLISTED.load(Ordering::Relaxed))
 }
 
 fn large_len(layout: Layout) -> usize {

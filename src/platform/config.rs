@@ -193,11 +193,18 @@ pub struct AuditEnv {
     pub secure: bool,
 }
 
-/// True once settings are in force. The first caller configures, and hands the audit's
-/// settings to `audit` before any other caller sees them in force; concurrent callers get
+/// The settings the layers above apply themselves, handed up by [`ensure`].
+pub struct Above {
+    pub audit: AuditEnv,
+    /// `SHMTRACE_LEAKS=all`: still reachable attachments and mappings count as leaks too.
+    pub count_reachable: bool,
+}
+
+/// True once settings are in force. The first caller configures, and hands the settings of the
+/// layers above to `apply` before any other caller sees them in force; concurrent callers get
 /// false and forward untracked meanwhile (configuration takes microseconds and never blocks).
 #[inline(always)]
-pub fn ensure(audit: impl FnOnce(AuditEnv)) -> bool {
+pub fn ensure(apply: impl FnOnce(Above)) -> bool {
     match STATE.load(Ordering::Acquire) {
         READY => true,
         CONFIGURING => false,
@@ -213,7 +220,7 @@ pub fn ensure(audit: impl FnOnce(AuditEnv)) -> bool {
             {
                 return STATE.load(Ordering::Acquire) == READY;
             }
-            audit(configure());
+            apply(configure());
             STATE.store(READY, Ordering::Release);
             true
         }
@@ -239,7 +246,7 @@ pub fn format() -> Format {
     }
 }
 
-fn configure() -> AuditEnv {
+fn configure() -> Above {
     let secure = {
         // SAFETY: getauxval only reads the auxiliary vector the kernel gave the process.
         unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
@@ -283,10 +290,22 @@ fn configure() -> AuditEnv {
             }
         }
     }
-    AuditEnv {
-        block_warn_ms: env(c"SHMTRACE_BLOCK_WARN_MS"),
-        suppress: env(c"SHMTRACE_SUPPRESS"),
-        secure,
+    let leaks = env(c"SHMTRACE_LEAKS");
+    let count_reachable = leaks_all(leaks).unwrap_or_else(|value| {
+        warn_line(format_args!(
+            "SHMTRACE_LEAKS={} is not `lost` or `all`; only lost attachments and mappings count \
+             as leaks",
+            Lossy(value)
+        ));
+        false
+    });
+    Above {
+        audit: AuditEnv {
+            block_warn_ms: env(c"SHMTRACE_BLOCK_WARN_MS"),
+            suppress: env(c"SHMTRACE_SUPPRESS"),
+            secure,
+        },
+        count_reachable,
     }
 }
 
@@ -308,6 +327,16 @@ fn allocators_configure(value: Option<&'static [u8]>) {
     }
     ALLOCATORS_LEN.store(value.len(), Ordering::Relaxed);
     ALLOCATORS_PTR.store(value.as_ptr().cast_mut(), Ordering::Release);
+}
+
+/// `SHMTRACE_LEAKS`: true for `all`, false for `lost` (or unset, or empty); anything else is
+/// returned for the warning.
+fn leaks_all(value: Option<&[u8]>) -> Result<bool, &[u8]> {
+    match value.map(<[u8]>::trim_ascii) {
+        None | Some(b"" | b"lost") => Ok(false),
+        Some(b"all") => Ok(true),
+        Some(_) => Err(value.unwrap_or_default()),
+    }
 }
 
 /// `SHMTRACE_ALLOCATORS` if set and well-formed.
@@ -491,5 +520,14 @@ mod tests {
         let mut out = String::new();
         write!(out, "{}", Lossy(b"a\xffb")).unwrap();
         assert_eq!(out, "a?b");
+    }
+
+    #[test]
+    fn leaks_is_lost_or_all_else_refused() {
+        assert_eq!(leaks_all(Some(b"all")), Ok(true));
+        assert_eq!(leaks_all(Some(b" lost ")), Ok(false));
+        assert_eq!(leaks_all(None), Ok(false), "unset is lost");
+        assert_eq!(leaks_all(Some(b"")), Ok(false));
+        assert_eq!(leaks_all(Some(b"some")), Err(&b"some"[..]));
     }
 }

@@ -8,7 +8,6 @@ use crate::platform::real;
 /// What `IPC_STAT` says of a segment.
 pub struct SegmentStat {
     pub size: u64,
-    pub creator_pid: i32,
     /// `IPC_RMID` was called (by anyone): the segment dies at its last detach.
     pub marked_for_removal: bool,
 }
@@ -27,7 +26,6 @@ pub fn segment_stat(shmid: i32) -> Option<SegmentStat> {
     let ds = unsafe { ds.assume_init() };
     Some(SegmentStat {
         size: ds.shm_segsz as u64,
-        creator_pid: ds.shm_cpid,
         marked_for_removal: u32::from(ds.shm_perm.mode) & SHM_DEST != 0,
     })
 }
@@ -53,6 +51,43 @@ pub fn semaphore_key_exists(key: libc::key_t) -> bool {
     let found = unsafe { real::semget(key, 0, 0) >= 0 };
     // EACCES and the like mean it exists but is not ours to open.
     found || crate::platform::errno::get() != libc::ENOENT
+}
+
+/// Whether a segment with this key exists now (asked just before an `IPC_CREAT` without
+/// `IPC_EXCL`, to tell creating from opening). Clobbers errno; the hooks restore the caller's.
+pub fn segment_key_exists(key: libc::key_t) -> bool {
+    // SAFETY: shmget with size 0 and no flags only looks the key up.
+    let found = unsafe { real::shmget(key, 0, 0) >= 0 };
+    // EACCES and the like mean it exists but is not ours to open.
+    found || crate::platform::errno::get() != libc::ENOENT
+}
+
+/// The smallest huge page of this architecture: a hugetlb mapping always starts on a multiple of
+/// it (2 MiB on x86-64; 64 KiB covers arm64's contiguous-PTE sizes and the others).
+#[cfg(target_arch = "x86_64")]
+pub const MIN_HUGE_PAGE: u64 = 2 << 20;
+#[cfg(not(target_arch = "x86_64"))]
+pub const MIN_HUGE_PAGE: u64 = 64 << 10;
+
+/// `HUGETLBFS_MAGIC` (linux/magic.h).
+const HUGETLBFS_MAGIC: i64 = 0x9584_58f6;
+
+/// The page size of the file `fd` when it lives on hugetlbfs. Preserves errno.
+pub fn hugetlbfs_page_size(fd: i32) -> Option<u64> {
+    let saved = crate::platform::errno::get();
+    let mut st = MaybeUninit::<libc::statfs>::zeroed();
+    // SAFETY: `st` is a writable statfs owned by this frame; a bad fd is an error return.
+    let rc = unsafe { libc::fstatfs(fd, st.as_mut_ptr()) };
+    crate::platform::errno::set(saved);
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: fstatfs succeeded and filled the structure.
+    let st = unsafe { st.assume_init() };
+    // `f_type`'s integer type differs between architectures.
+    #[allow(clippy::unnecessary_cast)]
+    let f_type = st.f_type as i64;
+    (f_type == HUGETLBFS_MAGIC).then_some(st.f_bsize as u64)
 }
 
 pub fn page_size() -> u64 {

@@ -67,6 +67,12 @@ pub fn active() -> bool {
     !BASE.load(Ordering::Relaxed).is_null()
 }
 
+/// The log's mapping as `(start, len)`, if one is open: the shim's own memory.
+pub fn mapping() -> Option<(usize, usize)> {
+    let base = BASE.load(Ordering::Acquire);
+    (!base.is_null()).then(|| (base as usize, REGION.load(Ordering::Relaxed)))
+}
+
 /// Opens (or continues: after an `exec`, or when another process writes the same file) the
 /// binary log at `path` (NUL-terminated). On failure returns the errno and changes nothing.
 pub fn open(path: &[u8]) -> Result<(), i32> {

@@ -1,6 +1,7 @@
 //! Everything that touches the process: real symbols, raw syscalls, errno, clocks, the
 //! environment, the log descriptor, and the library's lifecycle.
 
+pub mod address_space;
 pub mod alloc;
 pub mod backtrace;
 pub mod clock;
@@ -9,6 +10,7 @@ pub mod errno;
 pub mod guard;
 pub mod kernel;
 pub mod mapped_log;
+pub mod maps;
 pub mod modules;
 pub mod process;
 pub mod real;

@@ -97,31 +97,13 @@ pub fn mapped_files() -> Option<Vec<MappedFile>> {
     )
 }
 
-fn read_proc_maps() -> Option<Vec<u8>> {
-    // SAFETY: a NUL-terminated path; the descriptor is closed below.
-    let fd = unsafe {
-        libc::open(
-            c"/proc/self/maps".as_ptr(),
-            libc::O_RDONLY | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return None;
-    }
+pub fn read_proc_maps() -> Option<Vec<u8>> {
     let mut text = Vec::new();
     let mut chunk = [0u8; 8192];
-    let ok = loop {
-        // SAFETY: reads at most chunk.len() bytes into chunk.
-        let n = unsafe { libc::read(fd, chunk.as_mut_ptr().cast(), chunk.len()) };
-        match usize::try_from(n) {
-            Ok(0) => break true,
-            Ok(n) => text.extend_from_slice(chunk.get(..n).unwrap_or(&[])),
-            Err(_) if crate::platform::errno::get() == libc::EINTR => {}
-            Err(_) => break false,
-        }
-    };
-    // SAFETY: fd is ours, closed once.
-    unsafe { libc::close(fd) };
+    let ok = crate::platform::maps::read_chunks(&mut chunk, |bytes| {
+        text.extend_from_slice(bytes);
+        true
+    });
     ok.then_some(text)
 }
 

@@ -80,3 +80,26 @@ pub fn in_vfork_child() -> Option<i32> {
         Some(now)
     }
 }
+
+/// Copies `out.len()` `sembuf`s from `src` in this process's own memory through the kernel
+/// (`process_vm_readv`), so an unmapped or unreadable address is an error (`EFAULT`), never a
+/// fault. `Err(errno)` also when the call is not allowed (a seccomp filter, say).
+pub fn read_sembufs(src: usize, out: &mut [libc::sembuf]) -> Result<(), i32> {
+    let len = core::mem::size_of_val(out);
+    let local = libc::iovec {
+        iov_base: out.as_mut_ptr().cast(),
+        iov_len: len,
+    };
+    let remote = libc::iovec {
+        iov_base: src as *mut libc::c_void,
+        iov_len: len,
+    };
+    // SAFETY: `local` is `out`, writable for `len` bytes, and any bytes are a valid `sembuf`
+    // (three integers); the kernel checks `remote` itself.
+    let got = unsafe { libc::process_vm_readv(pid(), &local, 1, &remote, 1, 0) };
+    match got {
+        -1 => Err(super::errno::get()),
+        n if n as usize == len => Ok(()),
+        _ => Err(libc::EFAULT),
+    }
+}

@@ -1,6 +1,7 @@
 //! The one panic boundary. A panic must never unwind into the host (through an `extern "C"`
 //! function it aborts the program), so every way in from outside (the hooks, the C API, the
-//! constructor, the fork handlers, the destructor and `_exit`) runs its work inside [`shield`].
+//! constructor, the fork handlers, the destructor, `exit` and `_exit`) runs its work inside
+//! [`shield`].
 
 use core::sync::atomic::{AtomicU64, Ordering};
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -139,8 +139,9 @@ def check_trace_content(trace, run, report):
         assert e["args"]["ret"] == c["ret"] and e["args"]["errno"] == c["errno"], (e, c)
         assert e["args"]["caller"] == c["caller"], (e, c)
 
-    # What each process held at the end: the bytes its leaked mappings cover (those with an
-    # exit report; the killed one ends holding the page it mapped).
+    # What each process held at the end: the bytes its mappings left at exit cover, lost,
+    # still reachable or retained (those with an exit report; the killed one ends holding the
+    # page it mapped).
     held = {}
     for e in events:
         if e["ph"] == "C" and e["name"] == "held bytes":
@@ -151,6 +152,8 @@ def check_trace_content(trace, run, report):
             continue
         left = sum(m["bytes"] for m in report["mappings"] if m["pid"] == p["pid"])
         left += sum(r["bytes"] for r in report["retained"] if r["pid"] == p["pid"])
+        left += sum(r["bytes"] for r in report["reachable"]
+                    if r["pid"] == p["pid"] and r["shmid"] is None)
         assert held.get(p["pid"], 0) == left, \
             f"{p['pid']} ends holding {held.get(p['pid'])} mapped bytes, its report {left}"
     objects = [e for e in events if e["ph"] == "C" and e["name"] == "live objects"]

@@ -122,6 +122,7 @@ pub fn build(sources: Sources<'_>, view: &ViewOptions) -> Result<Report, String>
         &mut symbolizer,
         &mut report,
     );
+    reachable_at_exit(&collector, &tree, view, &mut symbolizer, &mut report);
     report.blocked = blocked_calls(&collector, &tree, view, &mut symbolizer, &report.processes);
     report.hangs = hangs::hangs(&collector, &tree, &report.processes, &mut symbolizer);
     report.verdict.deadlocks = report.hangs.deadlocks.len() as u64;
@@ -339,6 +340,53 @@ fn exit_reports(
                 bytes: m.bytes,
                 site,
                 stack,
+            });
+        }
+    }
+}
+
+/// The still reachable attachments and mappings of each exit report (all counted in the
+/// verdict, those of the processes shown listed), and what the scans cost.
+fn reachable_at_exit(
+    collector: &Collector,
+    tree: &Tree,
+    view: &ViewOptions,
+    symbolizer: &mut Symbolizer,
+    report: &mut Report,
+) {
+    let v = &mut report.verdict;
+    v.count_reachable = view.count_reachable;
+    let mut reports: Vec<_> = collector.reports.iter().collect();
+    reports.sort_by_key(|(pid, _)| tree.rank(**pid));
+    for (&pid, (pos, r)) in reports {
+        v.scanned_bytes += r.scanned.0;
+        v.scan_ns += r.scanned.1;
+        v.reachable += r.reachable_attachments.len() as u64;
+        v.reachable_bytes += r.reachable_attachments.iter().map(|a| a.size).sum::<u64>();
+        for m in &r.reachable {
+            v.reachable += m.count;
+            v.reachable_bytes += m.bytes;
+        }
+        if !view.shows_pid(pid) {
+            continue;
+        }
+        let modules = tree.modules_at(pid, *pos, Micros::MAX);
+        let attachments = r
+            .reachable_attachments
+            .iter()
+            .map(|a| (Some(a.shmid), 1, a.size, a.site, &a.stack));
+        let mappings = r
+            .reachable
+            .iter()
+            .map(|m| (None, m.count, m.bytes, m.site, &m.stack));
+        for (shmid, count, bytes, site, stack) in attachments.chain(mappings) {
+            report.reachable.push(Reachable {
+                pid,
+                shmid,
+                count,
+                bytes,
+                site: site.map(|a| symbolizer.symbolize(a, modules)),
+                stack: symbolizer.symbolize_all(stack, modules),
             });
         }
     }

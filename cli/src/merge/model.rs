@@ -83,6 +83,19 @@ pub struct Mappings {
     pub stack: Vec<Symbol>,
 }
 
+/// Attachments (one each) or mappings (by call site) something in the process still pointed
+/// into at its exit: exit released them and nothing was lost.
+#[derive(Clone, Debug)]
+pub struct Reachable {
+    pub pid: i32,
+    /// The segment of an attachment; `None` for mappings.
+    pub shmid: Option<i64>,
+    pub count: u64,
+    pub bytes: u64,
+    pub site: Option<Symbol>,
+    pub stack: Vec<Symbol>,
+}
+
 /// Mappings a process's allocator made and kept (its call site, or a frame above it, inside a
 /// known allocator's module): address space kept for reuse, not leaks.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -129,6 +142,14 @@ pub struct Verdict {
     /// Mappings set aside as allocators' (not leaks, not in `mappings`).
     pub retained_mappings: u64,
     pub retained_bytes: u64,
+    /// Attachments and mappings still pointed into at exit (not in `attachments`, `mappings`).
+    pub reachable: u64,
+    pub reachable_bytes: u64,
+    /// `--leaks all`: they count as leaks.
+    pub count_reachable: bool,
+    /// What the processes' pointer scans read, and their nanoseconds, summed.
+    pub scanned_bytes: u64,
+    pub scan_ns: u64,
     /// Processes without an exit report: their attachments and mappings are unknown.
     pub unreported: u64,
     /// Audit findings after `SHMTRACE_SUPPRESS`.
@@ -145,12 +166,17 @@ pub struct Verdict {
 
 impl Verdict {
     pub fn leaks(&self) -> u64 {
-        self.segments
+        let lost = self.segments
             + self.semaphore_sets
             + self.names
             + self.attachments
             + self.mappings
-            + self.not_seen
+            + self.not_seen;
+        if self.count_reachable {
+            lost + self.reachable
+        } else {
+            lost
+        }
     }
 
     /// What `--error-exitcode` fails on: a leak, or a finding of severity error.
@@ -177,6 +203,8 @@ pub struct Report {
     pub mappings: Vec<Mappings>,
     /// By process (tree order), then module.
     pub retained: Vec<Retained>,
+    /// By process (tree order), attachments first, then mappings by bytes.
+    pub reachable: Vec<Reachable>,
     pub blocked: Vec<Blocked>,
     /// Who the blocked semops wait for, and the deadlocks (over the whole tree).
     pub hangs: super::Hangs,

@@ -19,6 +19,13 @@ pub(super) fn findings_text(v: &Verdict) -> String {
 
 pub fn verdict_text(v: &Verdict) -> String {
     let mut text = verdict_leaks_text(v);
+    if v.reachable > 0 && !v.count_reachable {
+        let _ = write!(
+            text,
+            "; still reachable, not leaks: {} ({} bytes)",
+            v.reachable, v.reachable_bytes
+        );
+    }
     if v.in_use > 0 {
         let _ = write!(
             text,
@@ -87,6 +94,12 @@ fn leaks_text(v: &Verdict) -> String {
             "{} ({} bytes)",
             plural(v.mappings, "mapping", "mappings"),
             v.mapping_bytes
+        ));
+    }
+    if v.count_reachable && v.reachable > 0 {
+        parts.push(format!(
+            "{} still reachable ({} bytes)",
+            v.reachable, v.reachable_bytes
         ));
     }
     format!(
@@ -171,5 +184,25 @@ mod tests {
         v.not_seen = 1;
         assert_eq!(v.leaks(), 1);
         assert!(verdict_text(&v).starts_with("1 leak: 1 not seen by the shim; in use"));
+    }
+
+    #[test]
+    fn still_reachable_counts_only_with_leaks_all() {
+        let mut v = Verdict {
+            reachable: 2,
+            reachable_bytes: 8192,
+            ..Verdict::default()
+        };
+        assert_eq!(v.leaks(), 0);
+        assert!(!v.fails());
+        assert_eq!(
+            verdict_text(&v),
+            "clean: no SysV object, attachment or mapping left behind; still reachable, not \
+             leaks: 2 (8192 bytes)"
+        );
+        v.count_reachable = true;
+        assert_eq!(v.leaks(), 2);
+        assert!(v.fails());
+        assert_eq!(verdict_text(&v), "2 leaks: 2 still reachable (8192 bytes)");
     }
 }

@@ -1,4 +1,4 @@
-//! Ledger tests: one per rule of the kernel semantics in docs/ARCHITECTURE.md (`rules`), a
+//! Ledger tests: one per rule of the kernel semantics in docs/kernel-semantics.md (`rules`), a
 //! randomized differential test against a page-level model (`differential`), the report and
 //! its rendering (`rendering`), and the memory cost of a live mapping (`memory`).
 
@@ -6,7 +6,9 @@ mod differential;
 mod json;
 mod memory;
 mod names;
+mod reachability;
 mod rendering;
+mod resync;
 mod rules;
 
 use super::{Facts, Ledger, Outcome, RegionKind};

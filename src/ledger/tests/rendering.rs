@@ -120,10 +120,7 @@ fn report_holds_own_leaks_in_order() {
                     bytes: 8192
                 }
             ],
-            names: Vec::new(),
-            retained: Vec::new(),
-            findings: Vec::new(),
-            finding_totals: [0; 3],
+            ..Report::default()
         }
     );
     assert!(!report.is_clean());

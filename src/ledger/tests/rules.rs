@@ -78,6 +78,45 @@ fn mmap_hugetlb_rounds_to_the_huge_page() {
     );
 }
 
+/// Class 6 of the kernel-exactness fuzzing: the kernel rounds `mremap` lengths of a hugetlb
+/// mapping (`MAP_HUGETLB`, a hugetlbfs file, a `SHM_HUGETLB` attachment) to its huge page
+/// (since Linux 5.16; it refuses to grow one).
+#[test]
+fn hugetlb_mremap_rounds_lengths_to_the_huge_page() {
+    const H: u64 = 2 << 20;
+    let mut l = Ledger::new();
+    let check = |l: &mut Ledger, a: u64, site: u64| {
+        assert_eq!(l.region_at(a).map(|r| r.end), Some(a + 2 * H));
+        // Shrinking by 8 small pages changes nothing; by a page more than a huge page, one.
+        l.mremap(a, 2 * H, 2 * H - p(8), 0, a, site);
+        assert_eq!(l.region_at(a).map(|r| r.end), Some(a + 2 * H));
+        l.mremap(a, H + p(1), H, 0, a, site);
+        assert_eq!(l.region_at(a).map(|r| r.end), Some(a + H));
+    };
+    l.mmap(A, 2 * H - p(1), PRIV_ANON | libc::MAP_HUGETLB as u64, S1);
+    check(&mut l, A, S1);
+    let args = [0, H + p(1), RW, libc::MAP_SHARED as u64, 3, 0];
+    let file = call(Func::Mmap, &args, (A + 8 * H) as i64, S2);
+    let hugetlbfs = Facts {
+        file_page_size: H,
+        ..facts()
+    };
+    l.apply(&file, &hugetlbfs);
+    check(&mut l, A + 8 * H, S2);
+    let flags = (libc::IPC_CREAT | libc::SHM_HUGETLB | 0o600) as u64;
+    let ev = call(Func::Shmget, &[0, H + p(3), flags], 9, S3);
+    l.apply(
+        &ev,
+        &Facts {
+            created: true,
+            ..facts()
+        },
+    );
+    l.shmat(9, A + 16 * H, 0, H + p(3), S3);
+    check(&mut l, A + 16 * H, S3);
+    check_invariants(&l);
+}
+
 #[test]
 fn munmap_anywhere_leaves_zero_one_or_two_remnants() {
     let mut l = Ledger::new();
@@ -386,6 +425,65 @@ fn shmdt_picks_the_attachment_whose_piece_comes_first() {
     assert!(spans(&l).is_empty());
 }
 
+/// Class 2 of the kernel-exactness fuzzing: `shmdt` finds the pieces `mremap` moved, kept
+/// (`MREMAP_DONTUNMAP`) or duplicated (`old_size` 0) by their offset in the segment, not by the
+/// address `shmat` returned.
+#[test]
+fn shmdt_finds_pieces_mremap_moved_kept_or_duplicated() {
+    let b = A + p(100);
+    let c = A + p(200);
+    let mut l = Ledger::new();
+    // Moved whole: its origin moved with it.
+    l.shmat(7, A, 0, p(3), S1);
+    l.mremap(A, p(3), p(3), libc::MREMAP_MAYMOVE, b, S2);
+    assert_eq!(l.shmdt(A), Outcome::UnmappedUnknown);
+    assert_eq!(l.shmdt(b), Outcome::Recorded);
+    assert!(spans(&l).is_empty());
+    // MREMAP_DONTUNMAP of the middle page: the copy's origin is one page before it.
+    l.shmat(7, A, 0, p(3), S1);
+    let dontunmap = libc::MREMAP_MAYMOVE | libc::MREMAP_DONTUNMAP;
+    l.mremap(A + p(1), p(1), p(1), dontunmap, b + p(1), S2);
+    let copy = l.region_at(b + p(1)).unwrap();
+    assert_eq!(copy.origin, Some(b));
+    assert_eq!(l.shmdt(A), Outcome::Recorded);
+    assert_eq!(spans(&l), [(b + p(1), b + p(2), Shm, S1)]);
+    assert_eq!(l.shmdt(b), Outcome::Recorded);
+    // A duplicate of its last page, placed by the kernel: offset 2, so origin 2 pages before.
+    l.shmat(7, A, 0, p(3), S1);
+    l.mremap(A + p(2), 0, p(1), libc::MREMAP_MAYMOVE, c, S2);
+    assert_eq!(l.attachments().next().map(|a| a.pieces), Some(2));
+    assert_eq!(l.shmdt(A), Outcome::Recorded);
+    assert_eq!(spans(&l), [(c, c + p(1), Shm, S2)]);
+    assert_eq!(l.shmdt(c), Outcome::UnmappedUnknown);
+    assert_eq!(l.shmdt(c - p(2)), Outcome::Recorded);
+    assert!(spans(&l).is_empty());
+    assert_eq!(l.attachments().count(), 0);
+    check_invariants(&l);
+}
+
+/// Class 7 of the kernel-exactness fuzzing: after its first piece, `shmdt` stops at the first
+/// region ending past the address plus the segment's size, and leaves a piece `mremap` grew
+/// there attached, whole.
+#[test]
+fn shmdt_stops_at_a_piece_reaching_past_the_segment() {
+    let mut l = Ledger::new();
+    l.shmat(7, A, 0, p(4), S1);
+    l.munmap(A + p(1), p(1));
+    // The piece at A+2 grows in place to A+6, past A+4.
+    l.mremap(A + p(2), p(2), p(4), 0, A + p(2), S2);
+    assert_eq!(l.shmdt(A), Outcome::Recorded);
+    assert_eq!(spans(&l), [(A + p(2), A + p(6), Shm, S1)]);
+    assert_eq!(l.attachments().next().map(|a| a.mapped), Some(p(4)));
+    // Its first piece goes whole, even past the window, and the grown part, split off by a
+    // munmap, is still found outside the window.
+    l.munmap(A + p(4), p(1));
+    assert_eq!(l.shmdt(A), Outcome::Recorded);
+    assert_eq!(spans(&l), [(A + p(5), A + p(6), Shm, S1)]);
+    assert_eq!(l.shmdt(A), Outcome::Recorded);
+    assert!(spans(&l).is_empty());
+    check_invariants(&l);
+}
+
 #[test]
 fn munmap_over_an_attachment_detaches_what_it_covers() {
     let mut l = Ledger::new();
@@ -456,6 +554,45 @@ fn segments_created_opened_and_removed() {
     // Other shmctl commands change nothing.
     let ev = call(Func::Shmctl, &[2, libc::IPC_STAT as u64, 0x1000], 0, S1);
     assert_eq!(l.apply(&ev, &facts()), Outcome::NoEffect);
+}
+
+/// Class 1 of the kernel-exactness fuzzing: re-opening a segment (with flags of its own, here
+/// `SHM_HUGETLB`) neither makes it created nor rewrites what its creation said.
+#[test]
+fn reopening_a_segment_keeps_its_record_and_page_size() {
+    let mut l = Ledger::new();
+    let open = |l: &mut Ledger, shmid: i32, created: bool, size: u64| {
+        let flags = (libc::IPC_CREAT | libc::SHM_HUGETLB | 0o600) as u64;
+        let ev = call(Func::Shmget, &[0x4d2, 0, flags], i64::from(shmid), S2);
+        let facts = Facts {
+            created,
+            segment_size: size,
+            ..facts()
+        };
+        l.apply(&ev, &facts)
+    };
+    l.shmget(7, 0x4d2, p(3), true, S1);
+    assert_eq!(open(&mut l, 7, false, p(3)), Outcome::Recorded);
+    // A segment first met through an opener's SHM_HUGETLB: its pages are not known to be huge.
+    assert_eq!(open(&mut l, 8, false, p(2)), Outcome::Recorded);
+    let segs: Vec<_> = l
+        .segments()
+        .map(|s| (s.shmid, s.created, s.size, s.site, s.huge_page_size))
+        .collect();
+    assert_eq!(segs, [(7, true, p(3), S1, 0), (8, false, p(2), S2, 0)]);
+    // Its attachment spans its 3 pages, not a huge page: the neighbour stays.
+    l.mmap(A + p(3), p(1), PRIV_ANON, S3);
+    assert_eq!(l.shmat(7, A, 0, 0, S1), Outcome::Recorded);
+    assert_eq!(l.shmat(8, A + p(8), 0, 0, S1), Outcome::Recorded);
+    assert_eq!(
+        spans(&l),
+        [
+            (A, A + p(3), Shm, S1),
+            (A + p(3), A + p(4), Anon, S3),
+            (A + p(8), A + p(10), Shm, S1)
+        ]
+    );
+    check_invariants(&l);
 }
 
 #[test]
