@@ -53,6 +53,8 @@ static void die(const char *what)
 
 static volatile sig_atomic_t sem_id = -1;
 static volatile sig_atomic_t shm_id = -1;
+/* The POSIX shared memory name of the posix workload ("" when none). */
+static char shm_name[64];
 static pid_t owner;
 
 static void remove_objects(void)
@@ -64,6 +66,8 @@ static void remove_objects(void)
         semctl(sem_id, 0, IPC_RMID);
     if (shm_id >= 0)
         shmctl(shm_id, IPC_RMID, NULL);
+    if (shm_name[0])
+        shm_unlink(shm_name);
     sem_id = shm_id = -1;
 }
 
@@ -167,6 +171,31 @@ static void bench_shm(long iters)
     shm_cycles(iters / 10);
     double t0 = now_ns();
     shm_cycles(iters);
+    report((now_ns() - t0) / iters, 4);
+}
+
+/* One POSIX shared memory object's whole life: five calls, three of them hooked (shm_open,
+ * mmap, munmap, shm_unlink; ftruncate and close are not). */
+static void posix_cycles(long n, void *hole)
+{
+    char *name = shm_name;
+    snprintf(shm_name, sizeof shm_name, "/shmtrace-bench-%d", (int)getpid());
+    for (long i = 0; i < n; i++) {
+        int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+        if (fd < 0 || ftruncate(fd, PAGE) != 0)
+            die("shm_open/ftruncate");
+        void *p = mmap(hole, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (p == MAP_FAILED || munmap(p, PAGE) != 0 || close(fd) != 0 || shm_unlink(name) != 0)
+            die("posix cycle");
+    }
+}
+
+static void bench_posix(long iters)
+{
+    void *hole = make_hole();
+    posix_cycles(iters / 10, hole);
+    double t0 = now_ns();
+    posix_cycles(iters, hole);
     report((now_ns() - t0) / iters, 4);
 }
 
@@ -419,7 +448,7 @@ static void bench_idle(void)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: bench mmap|shm|semop|pingpong|mix ITERS | threads N ITERS | "
+        fprintf(stderr, "usage: bench mmap|shm|posix|semop|pingpong|mix ITERS | threads N ITERS | "
                         "scale N PAIRS | idle\n");
         return 2;
     }
@@ -433,6 +462,8 @@ int main(int argc, char **argv)
         bench_shm(a);
     else if (!strcmp(w, "semop"))
         bench_semop(a);
+    else if (!strcmp(w, "posix"))
+        bench_posix(a);
     else if (!strcmp(w, "pingpong"))
         bench_pingpong(a);
     else if (!strcmp(w, "threads"))

@@ -59,6 +59,8 @@ ARG_KEYS = {
     "mmap64": ["addr", "length", "prot", "flags", "fd", "offset"],
     "munmap": ["addr", "length"],
     "mremap": ["old_address", "old_size", "new_size", "flags"],
+    "shm_open": ["name", "oflag", "mode"],
+    "shm_unlink": ["name"],
 }
 SEMCTL_4TH = {"SETVAL": "val", "GETALL": "array", "SETALL": "array"}
 SEMCTL_4TH.update(dict.fromkeys(

@@ -505,6 +505,46 @@ static void gen_mremap(void)
     say(" errno=%d", e);
 }
 
+/* POSIX names: three of this process's own (the pid keeps concurrent runs apart; the transcript
+ * shows the index only) and two libc refuses (a slash inside, empty). */
+#define NAMES 5
+static char names[NAMES][64];
+
+static void make_names(void)
+{
+    for (int i = 0; i < 3; i++)
+        snprintf(names[i], sizeof names[i], "/shmtrace-fuzz-%d-%d", (int)getpid(), i);
+    snprintf(names[3], sizeof names[3], "/shmtrace/fuzz");
+    names[4][0] = 0;
+}
+
+static void gen_shm_open(void)
+{
+    int n = (int)below(NAMES);
+    static const int oflags[] = {O_RDONLY, O_RDWR, O_RDWR | O_CREAT, O_RDWR | O_CREAT | O_EXCL,
+                                 O_RDONLY | O_CREAT, O_RDWR | O_TRUNC, O_WRONLY};
+    int oflag = oflags[below(7)];
+    mode_t mode = chance(50) ? 0600 : 0400;
+    say("shm_open N%d %#x %#o ->", n, oflag, mode);
+    errno = SENTINEL;
+    int r = shm_open(names[n], oflag, mode);
+    int e = errno;
+    /* The number the kernel picks depends on the shim's own descriptors: only success shows. */
+    say(" %s errno=%d", r >= 0 ? "fd" : "-1", e);
+    if (r >= 0)
+        close(r);
+}
+
+static void gen_shm_unlink(void)
+{
+    int n = (int)below(NAMES);
+    say("shm_unlink N%d ->", n);
+    errno = SENTINEL;
+    int r = shm_unlink(names[n]);
+    int e = errno;
+    say(" %d errno=%d", r, e);
+}
+
 static generator generators[SHMTRACE_FUNCTIONS] = {
     [SHMTRACE_CALL_SHMGET] = gen_shmget,   [SHMTRACE_CALL_SHMAT] = gen_shmat,
     [SHMTRACE_CALL_SHMDT] = gen_shmdt,     [SHMTRACE_CALL_SHMCTL] = gen_shmctl,
@@ -512,6 +552,7 @@ static generator generators[SHMTRACE_FUNCTIONS] = {
     [SHMTRACE_CALL_SEMTIMEDOP] = gen_semtimedop, [SHMTRACE_CALL_SEMCTL] = gen_semctl,
     [SHMTRACE_CALL_MMAP] = gen_mmap,       [SHMTRACE_CALL_MMAP64] = gen_mmap64,
     [SHMTRACE_CALL_MUNMAP] = gen_munmap,   [SHMTRACE_CALL_MREMAP] = gen_mremap,
+    [SHMTRACE_CALL_SHM_OPEN] = gen_shm_open, [SHMTRACE_CALL_SHM_UNLINK] = gen_shm_unlink,
 };
 
 /* How often each function is drawn (the address-space calls are where the ledger works). */
@@ -593,6 +634,7 @@ int main(int argc, char **argv)
         return 2;
     }
     unlink(path);
+    make_names();
     int total = 0;
     for (int f = 0; f < SHMTRACE_FUNCTIONS; f++)
         total += weight(f);
@@ -634,6 +676,10 @@ int main(int argc, char **argv)
         say("cleanup semctl");
         say_id("M", semids, &nsem, semids[i]);
         say(" IPC_RMID -> %d", semctl(semids[i], 0, IPC_RMID) == 0 ? 0 : -1);
+        end_line();
+    }
+    for (int i = 0; i < 3; i++) {
+        say("cleanup shm_unlink N%d -> %d", i, shm_unlink(names[i]) == 0 ? 0 : -1);
         end_line();
     }
     if (!diverged && !checkpoint(stderr))

@@ -66,13 +66,14 @@ def regressions(work, when):
 
 
 def huge_pages_settled():
-    """Waits (up to 5 s) until every huge page is free again: a private IPC namespace's
-    segments are destroyed after its last process exits, not with it, and the next run must
-    start with the same pool."""
+    """Waits (up to 5 s) until every huge page is free and unreserved again: a private IPC
+    namespace's segments are destroyed after its last process exits, not with it, and the next
+    run must start with the same pool (a segment never faulted in holds a reservation only)."""
     for _ in range(500):
         with open("/proc/meminfo") as f:
             info = dict(line.split(":", 1) for line in f)
-        if int(info["HugePages_Free"]) == int(info["HugePages_Total"]):
+        if (int(info["HugePages_Free"]) == int(info["HugePages_Total"])
+                and int(info["HugePages_Rsvd"]) == 0):
             return
         time.sleep(0.01)
 

@@ -24,9 +24,11 @@
 #define SHMTRACE_CALL_MMAP64 9
 #define SHMTRACE_CALL_MUNMAP 10
 #define SHMTRACE_CALL_MREMAP 11
+#define SHMTRACE_CALL_SHM_OPEN 12
+#define SHMTRACE_CALL_SHM_UNLINK 13
 
 // The number of hooked functions (the length of `shmtrace_stats.calls`).
-#define SHMTRACE_FUNCTIONS 12
+#define SHMTRACE_FUNCTIONS 14
 
 
 // `format` values for `shmtrace_write_report`.

@@ -266,6 +266,9 @@ pub fn report_at_exit(stack: StackRoots) -> bool {
 /// The report as of now; the kernel says which created objects still exist.
 pub fn report_now(stack: StackRoots) -> Report {
     let mut report = report_since(0, stack);
+    // POSIX names carry no checkpoint epoch: only the whole-run report holds them.
+    report.names =
+        with_ledger(|ledger| ledger.names_left(crate::platform::shm_name::inode_of_name));
     (report.findings, report.finding_totals) = crate::audit::summary();
     report
 }

@@ -23,6 +23,8 @@ SUITEs (default: all, in this order):
   fuzz          the differential fuzzer's short fixed-seed run (fuzz/run.py; `make fuzz`
                 runs it at length): random call sequences natively and under the shim, the
                 ledger against the kernel, the log against the calls; its regression scenarios
+  posix         POSIX shared memory: shm_open/shm_unlink transparent and logged, names left
+                in /dev/shm reported by the shim and the command, Python's shared_memory
 
 Each suite's own lines pass through; its count line becomes `-- SUITE: N passed, ...`. A
 suite that ends without its count line (a crash) counts one failure. Exits 1 if anything
@@ -51,6 +53,7 @@ SUITES = {
     "verdict": [[PY, "c_tests/verdict/run.py"]],
     "html": [[PY, "tests/html/run.py"]],
     "fuzz": [[PY, "fuzz/run.py"]],
+    "posix": [[PY, "c_tests/posix/run.py"]],
 }
 
 # Debian packages the suites use beyond Rust, gcc, make and Python: (package, how to tell it
@@ -60,7 +63,7 @@ PACKAGES = [
                                                              "binary-log", "findings",
                                                              "allocators", "rust",
                                                              "verdict", "html",
-                                                             "fuzz"]),
+                                                             "fuzz", "posix"]),
     ("mount", ["mount", "umount"], ["binary-log"]),
     ("binutils", ["nm", "readelf", "strip", "objcopy"], ["transparency", "install",
                                                          "allocators", "rust"]),

@@ -404,6 +404,31 @@ static void mmap_cases(void)
     close(fd);
 }
 
+/* shm_open and shm_unlink with names libc refuses or cannot find, and flags the kernel
+ * refuses: nothing is created (a NULL name faults inside libc itself, so it is left out). */
+static void posix_cases(void)
+{
+    static char longname[300];
+    memset(longname, 'a', sizeof longname - 1);
+    longname[0] = '/';
+    puts("-- shm_open, shm_unlink");
+    T_INT("shm_open_empty", shm_open, "", O_RDWR, 0);
+    T_INT("shm_open_slash", shm_open, "/", O_RDWR | O_CREAT, 0600);
+    T_INT("shm_open_slashes", shm_open, "///", O_RDWR, 0);
+    T_INT("shm_open_inner_slash", shm_open, "/a/b", O_RDWR | O_CREAT, 0600);
+    T_INT("shm_open_too_long", shm_open, longname, O_RDWR | O_CREAT, 0600);
+    T_INT("shm_open_254", shm_open, longname + sizeof longname - 256, O_RDWR, 0);
+    T_INT("shm_open_missing", shm_open, "/shmtrace-badinput-missing", O_RDWR, 0);
+    T_INT("shm_open_directory", shm_open, "/shmtrace-badinput-missing", O_RDWR | O_CREAT | O_DIRECTORY, 0600);
+    T_INT("shm_open_accmode_3", shm_open, "/shmtrace-badinput-missing", O_ACCMODE, 0);
+    T_INT("shm_open_all_flags", shm_open, "/shmtrace-badinput-missing", -1 & ~O_CREAT, 07777);
+    T_INT("shm_unlink_empty", shm_unlink, "");
+    T_INT("shm_unlink_slash", shm_unlink, "/");
+    T_INT("shm_unlink_inner_slash", shm_unlink, "/a/b");
+    T_INT("shm_unlink_too_long", shm_unlink, longname);
+    T_INT("shm_unlink_missing", shm_unlink, "/shmtrace-badinput-missing");
+}
+
 /* _exit and _Exit (hooked: they write the report) with out-of-range statuses, in fork and
  * vfork children: the parent sees the status the kernel keeps (its low 8 bits). */
 static void exit_cases(void)
@@ -434,7 +459,7 @@ static const struct {
 } sections[] = {{"shm", shm_cases}, {"sem", sem_cases}, {"nsops32", nsops32_cases},
                 {"nsops32_readable", nsops32_readable_cases},
                 {"nsops32_plus1", nsops32_plus1_cases}, {"mmap", mmap_cases},
-                {"exit", exit_cases}};
+                {"posix", posix_cases}, {"exit", exit_cases}};
 
 /* badinput SECTION...: runs those sections (each run.py run takes one, so a crash in one
  * section hides nothing of the others); --list names them. */

@@ -1,10 +1,13 @@
-/* SHM002 create-without-excl: IPC_CREAT alone on a fixed key. Fixed: IPC_CREAT|IPC_EXCL. */
+/* SHM002 create-without-excl: IPC_CREAT alone on a fixed key, O_CREAT alone on a fixed
+ * POSIX shared memory name. Fixed: IPC_CREAT|IPC_EXCL, O_CREAT|O_EXCL. */
 #include "findings.h"
 
 #ifdef FIXED
 #define FLAGS (IPC_CREAT | IPC_EXCL | 0600)
+#define OFLAG (O_RDWR | O_CREAT | O_EXCL)
 #else
 #define FLAGS (IPC_CREAT | 0600)
+#define OFLAG (O_RDWR | O_CREAT)
 #endif
 
 int main(void)
@@ -16,5 +19,9 @@ int main(void)
     check(semid >= 0, "semget");
     check(shmctl(shmid, IPC_RMID, NULL) == 0, "shmctl IPC_RMID");
     check(semctl(semid, 0, IPC_RMID) == 0, "semctl IPC_RMID");
+    const char *name = tracked_shm_name();
+    int fd = shm_open(name, OFLAG, 0600);
+    check(fd >= 0, "shm_open");
+    check(close(fd) == 0 && shm_unlink(name) == 0, "shm_unlink");
     return 0;
 }

@@ -14,6 +14,7 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +38,8 @@ union semun {
 static int tracked_shm[MAX_TRACKED], tracked_sem[MAX_TRACKED];
 static int n_shm, n_sem;
 static pid_t tracking_pid;
+/* A POSIX shared memory name (/dev/shm/...) this program creates, "" when none. */
+static char tracked_name[64];
 
 static inline void remove_tracked(void)
 {
@@ -47,6 +50,13 @@ static inline void remove_tracked(void)
     for (int i = 0; i < n_sem; i++)
         syscall(SYS_semctl, tracked_sem[i], 0, IPC_RMID, 0);
     n_shm = n_sem = 0;
+    if (tracked_name[0]) {
+        /* The raw system call: clean-up must not appear in the log. */
+        char path[80];
+        snprintf(path, sizeof path, "/dev/shm%s", tracked_name);
+        syscall(SYS_unlink, path);
+        tracked_name[0] = 0;
+    }
 }
 
 static inline void on_signal(int sig)
@@ -69,6 +79,13 @@ static inline int track_shm(int id)
     if (id >= 0 && n_shm < MAX_TRACKED)
         tracked_shm[n_shm++] = id;
     return id;
+}
+
+/* A name unique to this process, removed on every way out. */
+static inline const char *tracked_shm_name(void)
+{
+    snprintf(tracked_name, sizeof tracked_name, "/shmtrace-finding-%d", (int)getpid());
+    return tracked_name;
 }
 
 static inline int track_sem(int id)

@@ -7,8 +7,8 @@ use crate::args::ViewOptions;
 use crate::kernel::Presence;
 use crate::logs::Micros;
 use crate::merge::{
-    Attachment, Blocked, CallStat, Hangs, Kind, Mappings, MergedFinding, ParentSource, Party,
-    Process, Reachable, Report, Retained, SysvLeak, SysvSummary, Unseen, Verdict,
+    Attachment, Blocked, CallStat, Hangs, Kind, Mappings, MergedFinding, NameLeak, ParentSource,
+    Party, Process, Reachable, Report, Retained, SysvLeak, SysvSummary, Unseen, Verdict,
 };
 use crate::symbols::Symbol;
 
@@ -61,6 +61,7 @@ pub fn document(report: &Report, view: &ViewOptions) -> Value {
         "processes": report.shown_processes(view).map(process).collect::<Value>(),
         "sysv": sysv(&report.sysv),
         "leaks": list(&report.leaks, leak),
+        "names": list(&report.names, name_leak),
         "in_use": list(&report.in_use, in_use),
         "not_seen": list(&report.not_seen, unseen),
         "attachments": list(&report.attachments, attachment),
@@ -105,6 +106,7 @@ fn verdict(v: &Verdict) -> Value {
         "leaks": v.leaks(),
         "segments": v.segments,
         "semaphore_sets": v.semaphore_sets,
+        "names": v.names,
         "attachments": v.attachments,
         "mappings": v.mappings,
         "mapping_bytes": v.mapping_bytes,
@@ -171,6 +173,18 @@ fn leak(l: &SysvLeak) -> Value {
     obj.insert("ts".into(), seconds(l.ts));
     obj.insert("kernel".into(), json!(presence(l.presence)));
     Value::Object(obj)
+}
+
+fn name_leak(l: &NameLeak) -> Value {
+    json!({
+        "name": l.name,
+        "path": l.path,
+        "pid": l.pid,
+        "exe": l.exe,
+        "site": site(&l.site),
+        "stack": stack(&l.stack),
+        "ts": seconds(l.ts),
+    })
 }
 
 /// An object left behind that running processes of the tree still use: a leak's fields and

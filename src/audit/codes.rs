@@ -109,6 +109,8 @@ pub mod what {
     pub const SEMAPHORE_SET: u64 = 1;
     /// `DoubleRelease` of an attachment (`shmdt`).
     pub const ATTACHMENT: u64 = 2;
+    /// A POSIX shared memory object (`shm_open`), by the descriptor it returned.
+    pub const SHM_NAME: u64 = 3;
 }
 
 /// One finding: enough to write its message again later (the exit report repeats it), and
@@ -130,6 +132,7 @@ impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self.0 {
             what::SEGMENT => "segment shmid",
+            what::SHM_NAME => "shared memory object fd",
             _ => "semaphore set semid",
         })
     }
@@ -177,6 +180,13 @@ impl Finding {
                     _ => "read",
                 }
             ),
+            Code::CreateWithoutExcl if self.func == Func::ShmOpen => write!(
+                out,
+                "shm_open used O_CREAT without O_EXCL on a fixed name, so it silently uses an \
+                 object another process may have created first (fd={}); add O_EXCL and handle \
+                 EEXIST, or use a name nobody can predict",
+                c as i32
+            ),
             Code::CreateWithoutExcl => write!(
                 out,
                 "{}({}, ...) used IPC_CREAT without IPC_EXCL on a fixed key, so it silently \
@@ -209,7 +219,9 @@ impl Finding {
                     | Func::Semop
                     | Func::Semtimedop
                     | Func::Semctl
-                    | Func::Munmap => "a fixed address",
+                    | Func::Munmap
+                    | Func::ShmOpen
+                    | Func::ShmUnlink => "a fixed address",
                 },
                 if c == 1 { "attachment" } else { "mapping" },
                 if matches!(self.func, Func::Mmap | Func::Mmap64) {

@@ -217,6 +217,19 @@ pub fn after_call(state: &mut State, ev: &Event, pre: &Pre, asked: &Asked) -> Ou
         }
         // Failed gets and mappings, and munmaps of known memory: nothing to find.
         Func::Shmget | Func::Semget | Func::Mmap | Func::Mmap64 | Func::Munmap | Func::Mremap => {}
+        Func::ShmOpen if ok => {
+            let (oflag, mode) = (ev.arg_int(1), ev.args[2]);
+            if ev.created && mode & 0o006 != 0 {
+                out.push(f(
+                    Code::WorldAccessible,
+                    [what::SHM_NAME, ret, mode & 0o777],
+                ));
+            }
+            if oflag & (libc::O_CREAT | libc::O_EXCL) == libc::O_CREAT {
+                out.push(f(Code::CreateWithoutExcl, [what::SHM_NAME, 0, ret]));
+            }
+        }
+        Func::ShmOpen | Func::ShmUnlink => {}
     }
     out
 }
@@ -331,6 +344,27 @@ mod tests {
         let mut private = call(Func::Semget, &[0, 1, int(libc::IPC_CREAT | 0o600)], 9);
         private.created = true;
         assert!(codes(&mut s, &private, &Pre::default()).is_empty());
+    }
+
+    #[test]
+    fn shm_open_creation_mode_and_excl() {
+        let mut s = State::new();
+        let creat = int(libc::O_RDWR | libc::O_CREAT);
+        let excl = int(libc::O_RDWR | libc::O_CREAT | libc::O_EXCL);
+        let mut ev = call(Func::ShmOpen, &[0x1000, creat, 0o666], 3);
+        ev.created = true;
+        assert_eq!(
+            codes(&mut s, &ev, &Pre::default()),
+            [Code::WorldAccessible, Code::CreateWithoutExcl]
+        );
+        let mut fixed = call(Func::ShmOpen, &[0x1000, excl, 0o600], 3);
+        fixed.created = true;
+        assert!(codes(&mut s, &fixed, &Pre::default()).is_empty());
+        // Opening an existing 0666 name is not creating it; without O_CREAT nothing is squatted.
+        let opened = call(Func::ShmOpen, &[0x1000, int(libc::O_RDWR), 0o666], 3);
+        assert!(codes(&mut s, &opened, &Pre::default()).is_empty());
+        let refused = failed(Func::ShmOpen, &[0x1000, creat, 0o666], libc::EACCES);
+        assert!(codes(&mut s, &refused, &Pre::default()).is_empty());
     }
 
     #[test]

@@ -217,7 +217,9 @@ pub fn before(ev: &Event, ledger: &Ledger, page: u64) -> Pre {
         | Func::Semget
         | Func::Semop
         | Func::Semtimedop
-        | Func::Semctl => {}
+        | Func::Semctl
+        | Func::ShmOpen
+        | Func::ShmUnlink => {}
     }
     pre
 }
@@ -241,6 +243,8 @@ fn nothing_to_do(ev: &Event, pre: &Pre) -> bool {
         Func::Shmget | Func::Shmat | Func::Shmdt | Func::Shmctl | Func::Semget | Func::Semctl => {
             false
         }
+        Func::ShmOpen => ev.failed(),
+        Func::ShmUnlink => true,
     }
 }
 

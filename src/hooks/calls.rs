@@ -1,16 +1,17 @@
 //! The tracked implementations behind the trampolines: each packs its arguments into an event,
 //! forwards to `real`, and says which caller memory may be read once the call returned.
 
-use core::ffi::{c_int, c_ulong, c_void};
-use libc::{key_t, sembuf, shmid_ds, timespec};
+use core::ffi::{CStr, c_char, c_int, c_ulong, c_void};
+use libc::{key_t, mode_t, sembuf, shmid_ds, timespec};
 
 use core::ptr;
 
 use super::traced::{Started, traced, traced_waiting};
 use crate::audit::{self, Code, Finding};
 use crate::ledger::Facts;
+use crate::platform::shm_name::{self, ShmPath};
 use crate::platform::{errno, kernel, process, real};
-use shmtrace_core::trace::event::{Event, Func, SOPS_KEPT, SemOp, Timeout};
+use shmtrace_core::trace::event::{Event, Func, NAME_KEPT, Name, SOPS_KEPT, SemOp, Timeout};
 
 /// A C `int` argument, sign-extended as `Event::args` expects.
 fn int(v: c_int) -> u64 {
@@ -368,6 +369,56 @@ pub unsafe extern "C" fn mremap(
     let call =
         || unsafe { real::mremap(old_address, old_size, new_size, flags, new_address) } as i64;
     traced(Func::Mremap, caller, args, call, nothing_to_read) as *mut c_void
+}
+
+pub unsafe extern "C" fn shm_open(
+    name: *const c_char,
+    oflag: c_int,
+    mode: mode_t,
+    caller: usize,
+) -> c_int {
+    let args = [ptr(name), int(oflag), u64::from(mode), 0, 0, 0];
+    let both = libc::O_CREAT | libc::O_EXCL;
+    // Whether O_CREAT alone creates is asked before the call, as for semget. Only then is the
+    // name read first; a name libc cannot read faults here as it would in libc.
+    let may_create = oflag & both == libc::O_CREAT;
+    let saved = errno::get();
+    // SAFETY: shm_open reads `name` as a string whatever the flags; so do we.
+    let name_was_free = may_create && unsafe { ShmPath::of(name) }.is_ok_and(|p| !p.exists());
+    errno::set(saved);
+    // SAFETY: the program's own arguments, forwarded unchanged to the real function.
+    let call = || i64::from(unsafe { real::shm_open(name, oflag, mode) });
+    let after = |ev: &mut Event, facts: &mut Facts| {
+        read_name(ev, name);
+        if !ev.failed() {
+            facts.created = oflag & both == both || name_was_free;
+            ev.created = facts.created;
+            if facts.created {
+                facts.inode = shm_name::inode_of_fd(ev.ret as c_int).unwrap_or(0);
+            }
+        }
+    };
+    traced(Func::ShmOpen, caller, args, call, after) as c_int
+}
+
+pub unsafe extern "C" fn shm_unlink(name: *const c_char, caller: usize) -> c_int {
+    let args = [ptr(name), 0, 0, 0, 0, 0];
+    // SAFETY: the program's own arguments, forwarded unchanged to the real function.
+    let call = || i64::from(unsafe { real::shm_unlink(name) });
+    traced(Func::ShmUnlink, caller, args, call, |ev, _| {
+        read_name(ev, name)
+    }) as c_int
+}
+
+/// Copies the name once libc has read it: having returned at all, it read the whole string
+/// (libc faults on an unreadable one; only NULL is answered without reading, by our fallback).
+fn read_name(ev: &mut Event, name: *const c_char) {
+    if name.is_null() {
+        return;
+    }
+    // SAFETY: libc read this NUL-terminated string during the call (see above).
+    let bytes = unsafe { CStr::from_ptr(name) }.to_bytes();
+    ev.name = Name::from_bytes(&bytes[..bytes.len().min(NAME_KEPT)]);
 }
 
 /// `SHMTRACE_BLOCK_WARN_MS`: the call, reporting `SemopBlocked` while it is still blocked.

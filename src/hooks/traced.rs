@@ -128,7 +128,9 @@ fn releases_address_space(func: Func, args: &[u64; 6]) -> bool {
         | Func::Semget
         | Func::Semop
         | Func::Semtimedop
-        | Func::Semctl => false,
+        | Func::Semctl
+        | Func::ShmOpen
+        | Func::ShmUnlink => false,
     }
 }
 

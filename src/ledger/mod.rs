@@ -31,6 +31,7 @@
 mod attachments;
 mod ipc;
 mod memory;
+mod names;
 mod objects;
 mod origins;
 mod queries;
@@ -47,14 +48,15 @@ pub use objects::{ObjectKind, Segment, SemaphoreSet};
 pub use regions::Kind as RegionKind;
 pub use render::{write_json, write_text};
 pub use report::{
-    AttachmentLeak, Candidate, FindingEntry, MappingLeak, Report, Retained, Scanned, SegmentLeak,
-    SemaphoreLeak,
+    AttachmentLeak, Candidate, FindingEntry, MappingLeak, NameLeak, Report, Retained, Scanned,
+    SegmentLeak, SemaphoreLeak,
 };
 pub use resync::{KernelView, KernelVma, Unsure};
 
 use shmtrace_core::trace::event::{Event, Func, Phase};
 
 use attachments::Attachments;
+use names::Names;
 use objects::Objects;
 use origins::Origins;
 use regions::{MAX_EPOCH, Regions};
@@ -82,6 +84,9 @@ pub struct Facts {
     /// `semget`: the set's real number of semaphores (`sem_nsems` from `IPC_STAT`), which the
     /// caller may pass as 0 when opening; 0 means "use the requested number".
     pub nsems: u32,
+    /// `shm_open`: the inode of the object opened (`fstat`), to tell at exit whether the name
+    /// still refers to it; 0 when unknown.
+    pub inode: u64,
     /// `mmap` of a file on hugetlbfs: its page size (`f_bsize` from `fstatfs`); 0 otherwise.
     pub file_page_size: u64,
 }
@@ -96,6 +101,7 @@ impl Facts {
             created: false,
             segment_size: 0,
             nsems: 0,
+            inode: 0,
             file_page_size: 0,
         }
     }
@@ -188,6 +194,7 @@ pub struct Ledger {
     /// Origins of attachment pieces `mremap` moved or duplicated (empty otherwise).
     origins: Origins,
     objects: Objects,
+    names: Names,
     sites: Sites,
     /// What the last call left for the kernel to say (see `resync`).
     unsure: Option<Unsure>,
@@ -214,6 +221,7 @@ impl Ledger {
             attachments: Attachments::new(),
             origins: Origins::new(),
             objects: Objects::new(),
+            names: Names::new(),
             sites: Sites::new(),
             unsure: None,
             calls: [0; Func::COUNT],
@@ -256,6 +264,8 @@ impl Ledger {
             Func::Semget => self.on_semget(ev, facts),
             Func::Semctl => self.on_semctl(ev),
             Func::Semop | Func::Semtimedop => Outcome::NoEffect,
+            Func::ShmOpen => self.on_shm_open(ev, facts),
+            Func::ShmUnlink => self.on_shm_unlink(ev),
         };
         match outcome {
             Outcome::UnmappedUnknown => self.unknown_unmaps = self.unknown_unmaps.saturating_add(1),
@@ -276,6 +286,7 @@ impl Ledger {
         self.regions.mark_all_inherited();
         self.attachments.mark_all_inherited();
         self.objects.mark_all_inherited();
+        self.names.mark_all_inherited();
         self.regions.reset_peak();
         self.calls = [0; Func::COUNT];
         self.unknown_unmaps = 0;

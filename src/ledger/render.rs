@@ -115,6 +115,10 @@ pub fn write_text(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Resul
             plural(sets, "semaphore set", "semaphore sets")
         ));
     }
+    let names = n(report.names.len());
+    if names > 0 {
+        parts.push(format!("{names} {}", plural(names, "name", "names")));
+    }
     let atts = n(report.attachments.len());
     if atts > 0 {
         parts.push(format!(
@@ -145,7 +149,7 @@ pub fn write_text(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Resul
         parts.join(", ")
     )?;
 
-    if segs > 0 || sets > 0 {
+    if segs > 0 || sets > 0 || names > 0 {
         writeln!(
             out,
             "shmtrace[{pid}] outlive the process (created here, never removed: the kernel keeps them after exit):"
@@ -174,6 +178,18 @@ pub fn write_text(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Resul
                     "created at {}: never removed, still exists (ipcrm -s {})",
                     Site(s.site, &s.stack),
                     s.semid
+                ),
+            ]);
+        }
+        for s in &report.names {
+            let name = s.name.as_bytes().escape_ascii().to_string();
+            let path = format!("/dev/shm/{}", name.trim_start_matches('/'));
+            rows.push(vec![
+                "shm name".to_string(),
+                path.clone(),
+                format!(
+                    "created at {}: never unlinked, still exists (rm {path})",
+                    Site(s.site, &s.stack),
                 ),
             ]);
         }
@@ -371,7 +387,18 @@ pub fn write_json(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Resul
             JsonStack(&s.stack)
         )?;
     }
-    out.write_str(r#"],"attachments":"#)?;
+    out.write_char(']')?;
+    if !report.names.is_empty() {
+        out.write_str(r#","names":["#)?;
+        for (i, s) in report.names.iter().enumerate() {
+            comma(out, i)?;
+            out.write_str(r#"{"name":""#)?;
+            json_escaped(out, &String::from_utf8_lossy(s.name.as_bytes()))?;
+            write!(out, r#"","site":"{:#x}"{}}}"#, s.site, JsonStack(&s.stack))?;
+        }
+        out.write_char(']')?;
+    }
+    out.write_str(r#","attachments":"#)?;
     write_attachments_json(out, &report.attachments)?;
     out.write_str(r#","mappings":"#)?;
     write_mappings_json(out, &report.mappings)?;

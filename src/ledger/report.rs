@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use super::regions::Kind;
 use super::{Ledger, ObjectKind};
-use shmtrace_core::trace::event::Stack;
+use shmtrace_core::trace::event::{Name, Stack};
 
 /// A segment this process created, never removed, and the kernel still has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +29,16 @@ pub struct SemaphoreLeak {
     pub semid: i32,
     pub key: i32,
     pub nsems: u32,
+    pub site: u64,
+    pub stack: Stack,
+}
+
+/// A POSIX shared memory name this process created, never unlinked, and `/dev/shm` still
+/// has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NameLeak {
+    /// As `shm_open` was given it (`/NAME`).
+    pub name: Name,
     pub site: u64,
     pub stack: Stack,
 }
@@ -112,6 +122,8 @@ pub struct Scanned {
 pub struct Report {
     pub segments: Vec<SegmentLeak>,
     pub semaphores: Vec<SemaphoreLeak>,
+    /// Filled by the caller of [`Ledger::report`] from [`Ledger::names_left`].
+    pub names: Vec<NameLeak>,
     /// Lost attachments: nothing in the process points into them.
     pub attachments: Vec<AttachmentLeak>,
     /// Lost mappings.
@@ -148,6 +160,7 @@ impl Report {
         let n = |len: usize| u64::try_from(len).unwrap_or(u64::MAX);
         let lost = n(self.segments.len())
             .saturating_add(n(self.semaphores.len()))
+            .saturating_add(n(self.names.len()))
             .saturating_add(n(self.attachments.len()))
             .saturating_add(self.mapping_count());
         if self.count_reachable {
@@ -235,7 +248,7 @@ fn bytes(mappings: &[MappingLeak]) -> u64 {
 }
 
 impl Ledger {
-    fn stack(&self, id: u32) -> Stack {
+    pub(super) fn stack(&self, id: u32) -> Stack {
         Stack::from_slice(self.sites.stack(id))
     }
 
@@ -382,6 +395,7 @@ impl Ledger {
         Report {
             segments,
             semaphores,
+            names: Vec::new(),
             attachments,
             mappings: group(0),
             reachable_attachments,

@@ -193,7 +193,9 @@ impl Ledger {
             | Func::Semget
             | Func::Semop
             | Func::Semtimedop
-            | Func::Semctl => None,
+            | Func::Semctl
+            | Func::ShmOpen
+            | Func::ShmUnlink => None,
         };
     }
 

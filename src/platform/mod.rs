@@ -15,5 +15,6 @@ pub mod modules;
 pub mod process;
 pub mod real;
 pub mod shield;
+pub mod shm_name;
 pub mod sink;
 pub mod spinlock;

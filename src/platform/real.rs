@@ -7,10 +7,13 @@
 // The safety contract of every forwarder is stated once, below, rather than at each.
 #![allow(clippy::missing_safety_doc)]
 
-use core::ffi::{c_int, c_long, c_ulong, c_void};
+use core::ffi::{c_char, c_int, c_long, c_ulong, c_void};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use shmtrace_core::trace::event::Func;
+
+use super::errno;
+use super::shm_name::ShmPath;
 
 /// Resolved addresses, indexed by `Func as usize`; 0 = not resolved (use the syscall).
 static NEXT: [AtomicUsize; Func::COUNT] = [const { AtomicUsize::new(0) }; Func::COUNT];
@@ -270,5 +273,67 @@ pub unsafe fn mremap(
             [old as c_long, old_size as c_long, new_size as c_long, flags as c_long,
              new_address as c_long, 0]
         ) as *mut c_void
+    )
+}
+
+/// Before `shm_open` is resolved, what glibc's does: open `/dev/shm/NAME`.
+pub unsafe fn shm_open(name: *const c_char, oflag: c_int, mode: libc::mode_t) -> c_int {
+    forward!(
+        Func::ShmOpen,
+        fn(*const c_char, c_int, libc::mode_t) -> c_int,
+        (name, oflag, mode),
+        // SAFETY: the caller's string, read as libc would read it.
+        match unsafe { ShmPath::of(name) } {
+            Ok(path) => sys(
+                libc::SYS_openat,
+                [
+                    libc::AT_FDCWD as c_long,
+                    path.as_ptr() as c_long,
+                    (oflag | libc::O_NOFOLLOW | libc::O_CLOEXEC) as c_long,
+                    mode as c_long,
+                    0,
+                    0
+                ]
+            ) as c_int,
+            Err(e) => {
+                errno::set(e);
+                -1
+            }
+        }
+    )
+}
+
+/// Before `shm_unlink` is resolved, what glibc's does: unlink `/dev/shm/NAME`.
+pub unsafe fn shm_unlink(name: *const c_char) -> c_int {
+    forward!(
+        Func::ShmUnlink,
+        fn(*const c_char) -> c_int,
+        (name),
+        // SAFETY: the caller's string, read as libc would read it.
+        match unsafe { ShmPath::of(name) } {
+            Ok(path) => {
+                let rc = sys(
+                    libc::SYS_unlinkat,
+                    [
+                        libc::AT_FDCWD as c_long,
+                        path.as_ptr() as c_long,
+                        0,
+                        0,
+                        0,
+                        0,
+                    ],
+                ) as c_int;
+                // glibc answers EPERM as EACCES, as POSIX specifies for shm_unlink.
+                if rc == -1 && errno::get() == libc::EPERM {
+                    errno::set(libc::EACCES);
+                }
+                rc
+            }
+            // glibc's shm_unlink answers an invalid name as one that does not exist.
+            Err(_) => {
+                errno::set(libc::ENOENT);
+                -1
+            }
+        }
     )
 }

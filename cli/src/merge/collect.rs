@@ -27,6 +27,17 @@ pub(super) struct Creation {
     pub(super) stack: Vec<u64>,
 }
 
+/// A POSIX shared memory name created (`shm_open` that created it) or unlinked.
+pub(super) struct NameEvent {
+    pub(super) name: String,
+    pub(super) created: bool,
+    pub(super) pid: i32,
+    pub(super) ts: Micros,
+    pub(super) pos: Pos,
+    pub(super) caller: Option<u64>,
+    pub(super) stack: Vec<u64>,
+}
+
 pub(super) struct Removal {
     pub(super) kind: Kind,
     pub(super) id: i64,
@@ -51,6 +62,7 @@ pub(super) struct Collector {
     pub(super) pending: HashMap<(usize, i32, i32), Vec<(Pos, Call)>>,
     pub(super) creations: Vec<Creation>,
     pub(super) removals: Vec<Removal>,
+    pub(super) names: Vec<NameEvent>,
     pub(super) stats: BTreeMap<(i32, String), CallStat>,
     pub(super) seen: HashMap<i32, Seen>,
     pub(super) findings: Vec<(Pos, Finding)>,
@@ -150,6 +162,24 @@ impl Collector {
             self.users.entry(key).or_default().insert(c.pid);
         }
         match c.func.as_str() {
+            "shm_open" | "shm_unlink" => {
+                let created = c.func == "shm_open";
+                // Only a creation or an unlink changes what outlives the run.
+                if created && c.created != Some(true) {
+                    return;
+                }
+                if let Some(name) = c.arg_str("name") {
+                    self.names.push(NameEvent {
+                        name: name.to_string(),
+                        created,
+                        pid: c.pid,
+                        ts: c.ts,
+                        pos,
+                        caller: c.caller,
+                        stack: c.stack,
+                    });
+                }
+            }
             "shmget" | "semget" => {
                 let Some(id) = c.ret_i64().filter(|id| *id >= 0) else {
                     return;

@@ -9,6 +9,7 @@ mod hangs;
 mod holdings;
 mod live;
 mod model;
+mod names;
 pub mod stacks;
 mod sysv;
 #[cfg(test)]
@@ -102,6 +103,12 @@ pub fn build(sources: Sources<'_>, view: &ViewOptions) -> Result<Report, String>
         }
     }
     report.leaks = leaks
+        .into_iter()
+        .filter(|l| view.shows_pid(l.pid))
+        .collect();
+    let names = names::name_leaks(&collector, &tree, &mut symbolizer, |p| p.exists());
+    report.verdict.names = names.len() as u64;
+    report.names = names
         .into_iter()
         .filter(|l| view.shows_pid(l.pid))
         .collect();

@@ -134,6 +134,8 @@ pub struct CallStat {
 pub struct Verdict {
     pub segments: u64,
     pub semaphore_sets: u64,
+    /// POSIX shared memory names left in `/dev/shm`.
+    pub names: u64,
     pub attachments: u64,
     pub mappings: u64,
     pub mapping_bytes: u64,
@@ -164,8 +166,12 @@ pub struct Verdict {
 
 impl Verdict {
     pub fn leaks(&self) -> u64 {
-        let lost =
-            self.segments + self.semaphore_sets + self.attachments + self.mappings + self.not_seen;
+        let lost = self.segments
+            + self.semaphore_sets
+            + self.names
+            + self.attachments
+            + self.mappings
+            + self.not_seen;
         if self.count_reachable {
             lost + self.reachable
         } else {
@@ -187,6 +193,8 @@ pub struct Report {
     /// All processes of the tree (the `--pid` filter applies to the lists below, not here).
     pub processes: Vec<Process>,
     pub leaks: Vec<SysvLeak>,
+    /// POSIX shared memory names created and never unlinked, still in `/dev/shm`.
+    pub names: Vec<NameLeak>,
     /// Objects left behind that running processes of the tree still use.
     pub in_use: Vec<SysvLeak>,
     /// What the kernel holds that no log recorded.
@@ -254,6 +262,21 @@ pub struct SysvLeak {
     /// Processes of the tree still running that have it attached (a segment) or have used it
     /// (a set): an object in use, not a leak. Empty for a leak.
     pub users: Vec<User>,
+}
+
+/// A POSIX shared memory name created in the tree and never unlinked by it.
+#[derive(Clone, Debug)]
+pub struct NameLeak {
+    /// As `shm_open` was given it.
+    pub name: String,
+    /// Its file, `/dev/shm/NAME`.
+    pub path: String,
+    /// The process that created it last.
+    pub pid: i32,
+    pub exe: Option<String>,
+    pub site: Symbol,
+    pub stack: Vec<Symbol>,
+    pub ts: Micros,
 }
 
 /// A running process that holds an object.

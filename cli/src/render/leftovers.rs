@@ -47,6 +47,36 @@ pub(super) fn sysv_leaks(out: &mut String, report: &Report, style: Style) {
     }
 }
 
+/// POSIX shared memory names created and never unlinked, still in `/dev/shm`.
+pub(super) fn name_leaks(out: &mut String, report: &Report, style: Style) {
+    if report.names.is_empty() {
+        return;
+    }
+    section(out, style, "shared memory names created and never unlinked");
+    for leak in &report.names {
+        let _ = writeln!(out, "  {} {}", style.bad("shm name"), leak.name);
+        let exe = leak
+            .exe
+            .as_deref()
+            .map_or(String::new(), |e| format!(" ({})", base_name(e)));
+        let _ = writeln!(
+            out,
+            "      created by {}{exe} at {}",
+            leak.pid,
+            site_text(style, Some(&leak.site)),
+        );
+        for line in stack_lines(style, &leak.stack) {
+            let _ = writeln!(out, "          {line}");
+        }
+        let _ = writeln!(
+            out,
+            "      {} (rm {})",
+            style.bad("never unlinked, still exists"),
+            leak.path
+        );
+    }
+}
+
 /// A SysV object's first lines: kind (as painted), id, key and size; who created it, where,
 /// and the stack above.
 fn object_head(out: &mut String, o: &SysvLeak, style: Style, kind: String) {

@@ -22,7 +22,7 @@ use calls::{call_statistics, never_returned};
 use findings::findings;
 pub use hangs::deadlock_steps;
 use hangs::{deadlocks, waits, woken};
-use leftovers::{attachments, in_use, mappings, not_seen, retained, sysv_leaks};
+use leftovers::{attachments, in_use, mappings, name_leaks, not_seen, retained, sysv_leaks};
 use processes::processes;
 use reachable::reachable;
 use verdict::footer;
@@ -69,6 +69,7 @@ pub fn text(report: &Report, view: &ViewOptions, style: Style) -> String {
     title(&mut out, report, style);
     processes(&mut out, report, view, style);
     sysv_leaks(&mut out, report, style);
+    name_leaks(&mut out, report, style);
     in_use(&mut out, report, style);
     not_seen(&mut out, report, style);
     attachments(&mut out, report, style);

@@ -80,6 +80,9 @@ fn leaks_text(v: &Verdict) -> String {
     if v.semaphore_sets > 0 {
         parts.push(plural(v.semaphore_sets, "semaphore set", "semaphore sets"));
     }
+    if v.names > 0 {
+        parts.push(plural(v.names, "shm name", "shm names"));
+    }
     if v.attachments > 0 {
         parts.push(plural(v.attachments, "attachment", "attachments"));
     }

@@ -47,6 +47,10 @@ macro_rules! hook_table {
             Mremap mremap(old_address: *mut c_void, old_size: usize, new_size: usize,
                 flags: c_int, new_address: *mut c_void) -> *mut c_void
                 { group: Mmap, pointer: true, blocks: false }
+            ShmOpen shm_open(name: *const c_char, oflag: c_int, mode: mode_t) -> c_int
+                { group: Shm, pointer: false, blocks: false }
+            ShmUnlink shm_unlink(name: *const c_char) -> c_int
+                { group: Shm, pointer: false, blocks: false }
         }
     };
 }

@@ -5,6 +5,7 @@
 mod differential;
 mod json;
 mod memory;
+mod names;
 mod reachability;
 mod rendering;
 mod resync;

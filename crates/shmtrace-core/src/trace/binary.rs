@@ -11,7 +11,9 @@
 //! Numbers are in the byte order of the machine that wrote them: a log is decoded on the
 //! machine (or at least the architecture) that produced it.
 
-use super::event::{Event, Func, Phase, SOPS_KEPT, STACK_MAX, SemOp, Stack, Timeout};
+use super::event::{
+    Event, Func, NAME_KEPT, Name, Phase, SOPS_KEPT, STACK_MAX, SemOp, Stack, Timeout,
+};
 
 /// The file's first 8 bytes; the last two digits are the layout version.
 pub const MAGIC: [u8; 8] = *b"SHMTRB01";
@@ -62,6 +64,8 @@ pub const CALL_FIXED: usize = ARGS + 6 * 8;
 const SOP_SIZE: usize = 6;
 const SOPS_SIZE: usize = (SOPS_KEPT * SOP_SIZE).next_multiple_of(8);
 const TIMEOUT_SIZE: usize = 16;
+/// A name: its length byte, then the bytes kept.
+const NAME_SIZE: usize = (1 + NAME_KEPT).next_multiple_of(8);
 
 const FLAG_CREATED: u8 = 1;
 const FLAG_TIMEOUT: u8 = 2;
@@ -85,7 +89,7 @@ fn timeout_at(func: Func) -> usize {
     CALL_FIXED + if carries(func).sops { SOPS_SIZE } else { 0 }
 }
 
-fn stack_at(func: Func) -> usize {
+fn name_at(func: Func) -> usize {
     timeout_at(func)
         + if carries(func).timeout {
             TIMEOUT_SIZE
@@ -94,16 +98,23 @@ fn stack_at(func: Func) -> usize {
         }
 }
 
+fn stack_at(func: Func) -> usize {
+    name_at(func) + if carries(func).name { NAME_SIZE } else { 0 }
+}
+
 /// What a call record carries after its fixed part.
 struct Carries {
     sops: bool,
     timeout: bool,
+    name: bool,
 }
 
 fn carries(func: Func) -> Carries {
+    let name = matches!(func, Func::ShmOpen | Func::ShmUnlink);
     let (sops, timeout) = match func {
         Func::Semop => (true, false),
         Func::Semtimedop => (true, true),
+        Func::ShmOpen | Func::ShmUnlink => (false, false),
         Func::Shmget
         | Func::Shmat
         | Func::Shmdt
@@ -115,7 +126,11 @@ fn carries(func: Func) -> Carries {
         | Func::Munmap
         | Func::Mremap => (false, false),
     };
-    Carries { sops, timeout }
+    Carries {
+        sops,
+        timeout,
+        name,
+    }
 }
 
 /// Size of the call record for `func` with `stack_len` frames (known when the call starts).
@@ -195,6 +210,14 @@ pub fn write_call_end(rec: &mut [u8], ev: &Event) {
         let at = timeout_at(ev.func);
         put(rec, at, t.sec.to_ne_bytes());
         put(rec, at + 8, t.nsec.to_ne_bytes());
+    }
+    if carries(ev.func).name {
+        let name = ev.name();
+        let at = name_at(ev.func);
+        rec[at] = name.len() as u8;
+        if let Some(dst) = rec.get_mut(at + 1..at + 1 + name.len()) {
+            dst.copy_from_slice(name);
+        }
     }
     rec[FLAGS] = flags;
 }
@@ -409,6 +432,11 @@ fn read_call(rec: &[u8], state: u32) -> Option<(Event, bool)> {
             nsec: i64::from_ne_bytes(get(rec, at + 8)),
         });
     }
+    if carries(func).name {
+        let at = name_at(func);
+        let len = usize::from(rec[at]).min(NAME_KEPT);
+        ev.name = Name::from_bytes(rec.get(at + 1..at + 1 + len)?);
+    }
     Some((ev, waited))
 }
 
@@ -497,8 +525,11 @@ mod tests {
         for func in Func::ALL {
             let mut ev = sample(func);
             ev.stack = Stack::from_slice(&[0x1, 0x2, 0x3]);
-            if matches!(func, Func::Shmget | Func::Semget) {
+            if matches!(func, Func::Shmget | Func::Semget | Func::ShmOpen) {
                 ev.created = true;
+            }
+            if carries(func).name {
+                ev.name = Name::from_bytes(b"/shmtrace-\"name\"");
             }
             if carries(func).sops {
                 ev.sops[0] = SemOp {

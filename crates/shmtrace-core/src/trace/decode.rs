@@ -116,6 +116,23 @@ const SEM_FLAGS: &[Flag] = &[
     (libc::SEM_UNDO, "SEM_UNDO"),
 ];
 
+/// The flags of `open(2)` that `shm_open` passes on (the access mode is a number, not bits).
+const OPEN_FLAGS: &[Flag] = &[
+    (libc::O_CREAT, "O_CREAT"),
+    (libc::O_EXCL, "O_EXCL"),
+    (libc::O_NOCTTY, "O_NOCTTY"),
+    (libc::O_TRUNC, "O_TRUNC"),
+    (libc::O_APPEND, "O_APPEND"),
+    (libc::O_NONBLOCK, "O_NONBLOCK"),
+    (libc::O_CLOEXEC, "O_CLOEXEC"),
+];
+
+const OPEN_ACCESS: &[Flag] = &[
+    (libc::O_RDONLY, "O_RDONLY"),
+    (libc::O_WRONLY, "O_WRONLY"),
+    (libc::O_RDWR, "O_RDWR"),
+];
+
 /// A ctl command and its name.
 type Cmd = (i32, &'static str);
 
@@ -288,6 +305,24 @@ pub fn shmget_flags(out: &mut impl Write, shmflg: i32) -> fmt::Result {
 /// semget's `semflg`: `IPC_CREAT|0600`.
 pub fn semget_flags(out: &mut impl Write, semflg: i32) -> fmt::Result {
     get_flags(out, semflg, SEMGET_FLAGS, None)
+}
+
+/// shm_open's `oflag`: `O_RDWR|O_CREAT|O_EXCL`, the access mode first as strace prints it.
+pub fn open_flags(out: &mut impl Write, oflag: i32) -> fmt::Result {
+    let bits = oflag as u32;
+    let access = oflag & libc::O_ACCMODE;
+    let mut terms = Terms::new(out);
+    match OPEN_ACCESS.iter().find(|f| f.0 == access) {
+        Some((_, name)) => terms.term(format_args!("{name}"))?,
+        None => terms.term(format_args!("{access:#x}"))?,
+    }
+    let unnamed = terms.named_bits(bits & !(libc::O_ACCMODE as u32), OPEN_FLAGS)?;
+    terms.unknown(unnamed)
+}
+
+/// A file mode (`shm_open`'s `mode`), in octal as `%#03o` prints it.
+pub fn mode(out: &mut impl Write, mode: u32) -> fmt::Result {
+    write!(out, "0{:02o}", mode)
 }
 
 /// shmat's `shmflg`: `SHM_RDONLY|SHM_RND`, `0` when none.

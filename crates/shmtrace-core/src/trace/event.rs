@@ -115,6 +115,67 @@ pub struct Timeout {
     pub nsec: i64,
 }
 
+/// How many bytes of a name (`shm_open`, `shm_unlink`) a record keeps; longer names are cut,
+/// like strace's strings. `NAME_MAX` is 255, but real names are short.
+pub const NAME_KEPT: usize = 63;
+
+/// The name argument of a call, copied once libc had read it. Only the first `len` bytes are
+/// ever written or read, so an event without a name pays one byte store for it, as for
+/// [`Stack`].
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct Name {
+    len: u8,
+    bytes: [MaybeUninit<u8>; NAME_KEPT],
+}
+
+impl Name {
+    pub const fn new() -> Name {
+        Name {
+            len: 0,
+            bytes: [MaybeUninit::uninit(); NAME_KEPT],
+        }
+    }
+
+    /// The first `NAME_KEPT` bytes of `bytes`.
+    pub fn from_bytes(bytes: &[u8]) -> Name {
+        let mut name = Name::new();
+        let n = bytes.len().min(NAME_KEPT);
+        for (slot, &b) in name.bytes.iter_mut().zip(&bytes[..n]) {
+            *slot = MaybeUninit::new(b);
+        }
+        name.len = n as u8;
+        name
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        let len = usize::from(self.len).min(NAME_KEPT);
+        // SAFETY: `from_bytes` is the only writer: it initialises the first `len` slots
+        // (never more than `NAME_KEPT`), and `MaybeUninit<u8>` has the layout of `u8`.
+        unsafe { core::slice::from_raw_parts(self.bytes.as_ptr().cast::<u8>(), len) }
+    }
+}
+
+impl Default for Name {
+    fn default() -> Name {
+        Name::new()
+    }
+}
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Name) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Name {}
+
+impl core::fmt::Debug for Name {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "\"{}\"", self.as_bytes().escape_ascii())
+    }
+}
+
 /// The most return addresses a record keeps above its caller (`SHMTRACE_STACK`).
 pub const STACK_MAX: usize = 16;
 
@@ -223,19 +284,21 @@ impl core::fmt::Debug for Stack {
 /// | mmap, mmap64 | addr, length, prot, flags, fd, offset |
 /// | munmap | addr, length |
 /// | mremap | old_address, old_size, new_size, flags, new_address (whatever the caller passed) |
+/// | shm_open | name (the pointer; the string is in `name`), oflag, mode |
+/// | shm_unlink | name (the pointer; the string is in `name`) |
 ///
 /// `repr(C)`, small fields first and the stack last: an event is built in place on the hook's
 /// stack, and the compiler zeroes its fields with a few wide stores; with the stack's unused
 /// slots at the end rather than between zeroed fields, those stores never cover them, so a
-/// hook recording no stack pays nothing for the array. Same size (304 bytes) as the
-/// compiler's own field order.
+/// hook recording no stack pays nothing for the array; the name's bytes likewise.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
 pub struct Event {
     pub phase: Phase,
     pub func: Func,
     pub sops_read: u8,
-    /// `shmget`/`semget`: whether this call created the object (rather than opened it).
+    /// `shmget`/`semget`/`shm_open`: whether this call created the object (rather than opened
+    /// it).
     pub created: bool,
     pub pid: i32,
     pub tid: i32,
@@ -256,6 +319,8 @@ pub struct Event {
     /// were not read (the call failed before the kernel accepted the array, or it is logged as
     /// started before the kernel read them).
     pub sops: [SemOp; SOPS_KEPT],
+    /// `shm_open`, `shm_unlink`: the name, read after libc had read it (empty otherwise).
+    pub name: Name,
     /// With `SHMTRACE_STACK=N`, up to N return addresses above `caller` (empty by default).
     pub stack: Stack,
 }
@@ -277,6 +342,7 @@ impl Event {
             sops_read: 0,
             timeout: None,
             created: false,
+            name: Name::new(),
             stack: Stack::new(),
         }
     }
@@ -287,7 +353,7 @@ impl Event {
 
     /// For a successful `shmget`/`semget`: whether it created the object.
     pub fn created(&self) -> Option<bool> {
-        let get = matches!(self.func, Func::Shmget | Func::Semget);
+        let get = matches!(self.func, Func::Shmget | Func::Semget | Func::ShmOpen);
         (get && self.phase == Phase::Exit && !self.failed()).then_some(self.created)
     }
 
@@ -299,6 +365,10 @@ impl Event {
     /// The frames above the caller, innermost first; empty unless `SHMTRACE_STACK` asked.
     pub fn stack(&self) -> &[u64] {
         self.stack.as_slice()
+    }
+
+    pub fn name(&self) -> &[u8] {
+        self.name.as_bytes()
     }
 
     /// The operations that were read, in order.
@@ -350,11 +420,19 @@ mod tests {
     #[test]
     fn the_stack_frames_end_the_event() {
         // See `Event`: the frames must be its last bytes, and it must stay this size.
-        assert_eq!(size_of::<Event>(), 304);
+        assert_eq!(size_of::<Event>(), 368);
         assert_eq!(
             core::mem::offset_of!(Event, stack) + core::mem::offset_of!(Stack, frames),
             size_of::<Event>() - STACK_MAX * size_of::<u64>()
         );
+    }
+
+    #[test]
+    fn names_are_kept_up_to_the_limit() {
+        assert_eq!(Name::new().as_bytes(), b"");
+        assert_eq!(Name::from_bytes(b"/x").as_bytes(), b"/x");
+        let long = [b'a'; 100];
+        assert_eq!(Name::from_bytes(&long).as_bytes(), &long[..NAME_KEPT]);
     }
 
     #[test]

@@ -80,7 +80,7 @@ pub fn write_fork_json(fork: &Fork, out: &mut impl Write) -> fmt::Result {
 }
 
 /// A JSON string from raw bytes (paths need not be UTF-8: other bytes become U+FFFD).
-fn json_string(out: &mut impl Write, bytes: &[u8]) -> fmt::Result {
+pub(crate) fn json_string(out: &mut impl Write, bytes: &[u8]) -> fmt::Result {
     out.write_char('"')?;
     for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {

@@ -103,6 +103,8 @@ fn write_value(out: &mut impl Write, value: Value<'_>) -> fmt::Result {
         }
         Value::Sops { ops, .. } => write_sops(out, ops),
         Value::Timeout(t) => write_timeout(out, t),
+        // A cut name reads as cut in text; JSON has `name` only, as it was kept.
+        Value::Name { bytes, .. } => crate::trace::start::json_string(out, bytes),
     }
 }
 
@@ -367,8 +369,19 @@ pub(crate) mod tests {
 
     #[test]
     fn every_doc_example_line() {
-        let [shmget, _, _, semop, _, mmap_failed, _, with_stack] = doc_examples();
-        let made: Vec<String> = [shmget, semop, mmap_failed, with_stack]
+        let [
+            shmget,
+            _,
+            _,
+            semop,
+            _,
+            mmap_failed,
+            _,
+            with_stack,
+            shm_open,
+            shm_unlink,
+        ] = doc_examples();
+        let made: Vec<String> = [shmget, semop, mmap_failed, with_stack, shm_open, shm_unlink]
             .iter()
             .map(json)
             .collect();

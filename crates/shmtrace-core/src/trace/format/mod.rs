@@ -10,7 +10,7 @@ pub mod text;
 use core::fmt::{self, Write};
 
 use super::decode::{self, SemctlArg};
-use super::event::{Event, Func, Phase, SemOp, Timeout};
+use super::event::{Event, Func, NAME_KEPT, Phase, SemOp, Timeout};
 use super::linebuf::LineBuf;
 
 /// The record syntax, chosen by `SHMTRACE_FORMAT`.
@@ -41,6 +41,8 @@ enum Decoded {
     Prot(i32),
     MmapFlags(i32),
     MremapFlags(i32),
+    OpenFlags(i32),
+    Mode(u32),
 }
 
 impl Decoded {
@@ -55,6 +57,8 @@ impl Decoded {
             Decoded::Prot(v) => decode::prot(out, v),
             Decoded::MmapFlags(v) => decode::mmap_flags(out, v),
             Decoded::MremapFlags(v) => decode::mremap_flags(out, v),
+            Decoded::OpenFlags(v) => decode::open_flags(out, v),
+            Decoded::Mode(v) => decode::mode(out, v),
         }
     }
 }
@@ -76,6 +80,11 @@ enum Value<'a> {
         nsops: u64,
     },
     Timeout(Timeout),
+    /// A name read after the call (`truncated` when it was longer than was kept).
+    Name {
+        bytes: &'a [u8],
+        truncated: bool,
+    },
 }
 
 /// One argument: the man page's parameter name (the JSON key) and its value.
@@ -201,6 +210,12 @@ fn args(ev: &Event) -> Args<'_> {
             arg("flags", Value::Decoded(MremapFlags(int(3)))),
         ])
         .and(decode::mremap_uses_new_address(int(3)).then(|| arg("new_address", Ptr(raw(4))))),
+        Func::ShmOpen => Args::of(&[
+            arg("name", name(ev)),
+            arg("oflag", Value::Decoded(OpenFlags(int(1)))),
+            arg("mode", Value::Decoded(Mode(raw(2) as u32))),
+        ]),
+        Func::ShmUnlink => Args::of(&[arg("name", name(ev))]),
     }
 }
 
@@ -219,6 +234,18 @@ fn sops(ev: &Event) -> Value<'_> {
         }
     } else {
         Value::Ptr(raw_arg(ev, 1))
+    }
+}
+
+/// The name when it was read after the call, else the pointer.
+fn name(ev: &Event) -> Value<'_> {
+    if ev.phase == Phase::Exit && !ev.name().is_empty() {
+        Value::Name {
+            bytes: ev.name(),
+            truncated: ev.name().len() >= NAME_KEPT,
+        }
+    } else {
+        Value::Ptr(raw_arg(ev, 0))
     }
 }
 
@@ -263,7 +290,7 @@ fn write_duration(out: &mut impl Write, dur_ns: u64) -> fmt::Result {
 pub(crate) mod fixtures {
     //! Events shared by the text and JSON tests.
 
-    use crate::trace::event::{Event, Func, Phase, SemOp, Stack, Timeout};
+    use crate::trace::event::{Event, Func, Name, Phase, SemOp, Stack, Timeout};
 
     pub const PID: i32 = 4242;
     pub const TS_NS: u64 = 1_764_168_062_123_456_789;
@@ -325,7 +352,7 @@ pub(crate) mod fixtures {
     /// The events behind every example line of docs/log-format.md, in the order they appear:
     /// the seven text examples (the first six are also the JSON examples' events), then the
     /// record with a stack (`SHMTRACE_STACK=3`) shown in both formats.
-    pub fn doc_examples() -> [Event; 8] {
+    pub fn doc_examples() -> [Event; 10] {
         let at = |mut ev: Event, micros: u64, dur_ns: u64, caller: u64| {
             ev.ts_ns = 1_764_168_062_000_000_000 + micros * 1_000;
             ev.dur_ns = dur_ns;
@@ -348,6 +375,17 @@ pub(crate) mod fixtures {
         ));
         with_stack.stack =
             Stack::from_slice(&[0x55d0_c0a0_1400, 0x55d0_c0a0_1588, 0x7f3a_2bc2_9d90]);
+        let named = |mut ev: Event| {
+            ev.name = Name::from_bytes(b"/psm_5b1f2c");
+            ev
+        };
+        let oflag = int(libc::O_RDWR | libc::O_CREAT | libc::O_EXCL);
+        let shm_open = named(created(call(
+            Func::ShmOpen,
+            &[0x7f3a_2c40_1010, oflag, 0o600],
+            3,
+        )));
+        let shm_unlink = named(failed(Func::ShmUnlink, &[0x7f3a_2c40_1010], libc::ENOENT));
         [
             at(
                 created(call(
@@ -416,6 +454,8 @@ pub(crate) mod fixtures {
             ),
             semop_enter,
             at(with_stack, 123_530, 9_120, 0x55d0_c0a0_1234),
+            at(shm_open, 123_540, 21_500, 0x7f3a_2c40_0d5e),
+            at(shm_unlink, 123_550, 6_020, 0x7f3a_2c40_0e12),
         ]
     }
 

@@ -82,6 +82,13 @@ fn write_value(out: &mut impl Write, value: Value<'_>) -> fmt::Result {
         Value::Decoded(d) => d.write(out),
         Value::Sops { ops, nsops } => write_sops(out, ops, nsops),
         Value::Timeout(t) => write_timeout(out, t),
+        Value::Name { bytes, truncated } => {
+            write!(out, "\"{}\"", bytes.escape_ascii())?;
+            if truncated {
+                out.write_str("...")?;
+            }
+            Ok(())
+        }
     }
 }
 

@@ -1,0 +1,92 @@
+//! Where glibc keeps a POSIX shared memory object: `/dev/shm/` followed by the name without
+//! its leading slashes. Built on the stack, so the hooks can ask about a name without
+//! allocating.
+
+use core::ffi::{CStr, c_char, c_int};
+
+const DIR: &[u8] = b"/dev/shm/";
+/// `NAME_MAX`: glibc refuses longer names before any system call.
+const NAME_MAX: usize = 255;
+
+/// A NUL-terminated `/dev/shm/NAME`.
+pub struct ShmPath {
+    buf: [u8; DIR.len() + NAME_MAX + 1],
+    len: usize,
+}
+
+impl ShmPath {
+    /// The path of `name` as glibc's `shm_open` and `shm_unlink` form it, or the errno they
+    /// answer an invalid name with (`EINVAL`: empty, too long, or a `/` after the leading
+    /// ones).
+    ///
+    /// # Safety
+    /// `name` is a readable NUL-terminated string (libc reads it the same way).
+    pub unsafe fn of(name: *const c_char) -> Result<ShmPath, c_int> {
+        if name.is_null() {
+            return Err(libc::EINVAL);
+        }
+        // SAFETY: the caller's contract.
+        let bytes = unsafe { CStr::from_ptr(name) }.to_bytes();
+        let rest = &bytes[bytes.iter().take_while(|&&b| b == b'/').count()..];
+        // glibc counts the terminating NUL against NAME_MAX.
+        if rest.is_empty() || rest.len() + 1 >= NAME_MAX || rest.contains(&b'/') {
+            return Err(libc::EINVAL);
+        }
+        let mut path = ShmPath {
+            buf: [0; DIR.len() + NAME_MAX + 1],
+            len: DIR.len() + rest.len(),
+        };
+        path.buf[..DIR.len()].copy_from_slice(DIR);
+        path.buf[DIR.len()..path.len].copy_from_slice(rest);
+        Ok(path)
+    }
+
+    pub fn as_ptr(&self) -> *const c_char {
+        self.buf.as_ptr().cast()
+    }
+
+    /// Whether the name exists now (raw `faccessat`: neither hooked nor allocating).
+    pub fn exists(&self) -> bool {
+        // SAFETY: a NUL-terminated path in our own buffer.
+        unsafe {
+            libc::syscall(
+                libc::SYS_faccessat,
+                libc::AT_FDCWD,
+                self.as_ptr(),
+                libc::F_OK,
+                0,
+            ) == 0
+        }
+    }
+}
+
+/// The inode the name refers to now, if it exists.
+pub fn inode_of_fd(fd: c_int) -> Option<u64> {
+    let mut st = core::mem::MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: `st` is a writable stat owned by this frame; the kernel validates `fd`.
+    let rc = unsafe { libc::syscall(libc::SYS_fstat, fd, st.as_mut_ptr()) };
+    // SAFETY: fstat succeeded and filled the structure (zeroed besides).
+    (rc == 0).then(|| unsafe { st.assume_init() }.st_ino)
+}
+
+/// The inode `/dev/shm/NAME` (the name as `shm_open` was given it) refers to now, if any.
+pub fn inode_of_name(name: &[u8]) -> Option<u64> {
+    let mut cstr = [0u8; NAME_MAX + 2];
+    let n = name.len().min(NAME_MAX);
+    cstr[..n].copy_from_slice(&name[..n]);
+    // SAFETY: a NUL-terminated string in our own buffer.
+    let path = unsafe { ShmPath::of(cstr.as_ptr().cast()) }.ok()?;
+    let mut st = core::mem::MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: our own path and stat buffer.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_newfstatat,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            st.as_mut_ptr(),
+            0,
+        )
+    };
+    // SAFETY: the call succeeded and filled the structure (zeroed besides).
+    (rc == 0).then(|| unsafe { st.assume_init() }.st_ino)
+}
