@@ -130,8 +130,10 @@ pub unsafe extern "C" fn semop(
     let args = [int(semid), ptr(sops), nsops as u64, 0, 0, 0];
     let warn_ms = audit::block_warn_ms();
     let call = |started: &mut Started| {
-        // SAFETY: the program's own arguments, as the hook received them.
-        if let Some(done) = unsafe { without_waiting(started, semid, sops, nsops) } {
+        if started.logged()
+            // SAFETY: the program's own arguments, as the hook received them.
+            && let Some(done) = unsafe { without_waiting(started, semid, sops, nsops) }
+        {
             return done;
         }
         i64::from(if warn_ms == 0 {
@@ -168,8 +170,10 @@ pub unsafe extern "C" fn semtimedop(
     let warn_ms = audit::block_warn_ms();
     let call = |started: &mut Started| {
         if timeout.is_null() {
-            // SAFETY: the program's own arguments, as the hook received them.
-            if let Some(done) = unsafe { without_waiting(started, semid, sops, nsops) } {
+            if started.logged()
+                // SAFETY: the program's own arguments, as the hook received them.
+                && let Some(done) = unsafe { without_waiting(started, semid, sops, nsops) }
+            {
                 return done;
             }
         } else {
@@ -211,18 +215,18 @@ const TRY_OPS: usize = 16;
 /// sees one, meet the real wait only. Most calls complete at once, and that try is then the
 /// call itself; one that would wait is logged as started, with the operations it waits with,
 /// and then waits. `None`: it has still to be made (logged as started where it may wait).
+/// Called only while the call is logged; kept out of line, so that its copy of the operations
+/// costs nothing when calls are not logged.
 ///
 /// # Safety
 /// The contract of `semtimedop`: the pointers are the program's own arguments.
+#[inline(never)]
 unsafe fn without_waiting(
     started: &mut Started,
     semid: c_int,
     sops: *mut sembuf,
     nsops: usize,
 ) -> Option<i64> {
-    if !started.logged() {
-        return None;
-    }
     // The kernel takes nsops as an unsigned int.
     let n = nsops as u32 as usize;
     let mut ops = [libc::sembuf {
