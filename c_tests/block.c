@@ -18,13 +18,12 @@ int main(void)
         _exit(3);
     }
 
-    /* wait until the child is asleep in the kernel (at most ~5 s): counted as a waiter for
-     * 20 ms on end, since its first try without waiting is counted for an instant too */
-    int waiting = 0, steady = 0;
-    for (int i = 0; i < 5000 && steady < 20; i++) {
+    /* wait until the child is asleep in the kernel (at most ~5 s) */
+    int waiting = 0;
+    for (int i = 0; i < 5000 && waiting != 1; i++) {
         waiting = CALL_INT(NULL, semctl, sem, 0, GETNCNT);
-        steady = waiting == 1 ? steady + 1 : 0;
-        nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+        if (waiting != 1)
+            nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
     }
     expect_eq("processes waiting on the semaphore", waiting, 1);
 

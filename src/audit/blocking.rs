@@ -54,21 +54,14 @@ fn caller_timeout(semid: i32, sops: *mut sembuf, timeout: *const timespec) -> Op
     )
 }
 
-fn nowait(sops: *const sembuf, i: usize) -> bool {
-    // SAFETY: callers read only after the kernel copied all `nsops` entries (see below).
-    let op = unsafe { sops.add(i).read_unaligned() };
-    op.sem_flg & libc::IPC_NOWAIT as i16 != 0
-}
-
 /// Whether any of the operations asked not to wait. Read only after the kernel accepted the
 /// array (it returned EAGAIN, which it does only after copying every entry).
 fn any_nowait(sops: *const sembuf, nsops: usize) -> bool {
-    (0..nsops as u32 as usize).any(|i| nowait(sops, i))
-}
-
-/// Whether every operation asked not to wait; read only as `any_nowait` is.
-pub fn all_nowait(sops: *const sembuf, nsops: usize) -> bool {
-    (0..nsops as u32 as usize).all(|i| nowait(sops, i))
+    (0..nsops as u32 as usize).any(|i| {
+        // SAFETY: see above: the kernel copied all `nsops` entries during the call.
+        let op = unsafe { sops.add(i).read_unaligned() };
+        op.sem_flg & libc::IPC_NOWAIT as i16 != 0
+    })
 }
 
 /// `semop` (`timeout` NULL) or `semtimedop`, waiting in slices of `threshold_ms`; `warn` is

@@ -62,13 +62,11 @@ static void nap_ms(long ms)
     nanosleep(&(struct timespec){.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000}, NULL);
 }
 
-/* Waits (up to 10 s) until `n` processes sleep on semaphore `num` (decrement, or zero if
- * `zero`): counted for 20 ms on end, since a try without waiting is counted for an instant. */
+/* Waits (up to 10 s) until `n` processes sleep on semaphore `num` (decrement, or zero if `zero`). */
 static int sleepers(unsigned short num, int n, int zero)
 {
-    for (int i = 0, steady = 0; i < 10000; i++) {
-        steady = semctl(set, num, zero ? GETZCNT : GETNCNT) == n ? steady + 1 : 0;
-        if (steady == 20)
+    for (int i = 0; i < 10000; i++) {
+        if (semctl(set, num, zero ? GETZCNT : GETNCNT) == n)
             return 1;
         nap_ms(1);
     }
