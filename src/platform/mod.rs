@@ -12,6 +12,7 @@ pub mod kernel;
 pub mod mapped_log;
 pub mod maps;
 pub mod modules;
+pub mod own_stack;
 pub mod process;
 pub mod real;
 pub mod shield;
