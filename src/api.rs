@@ -132,7 +132,7 @@ pub unsafe extern "C" fn shmtrace_get_stats(out: *mut shmtrace_stats) -> shmtrac
         return SHMTRACE_NULL_ARGUMENT;
     }
     boundary(SHMTRACE_INTERNAL_ERROR, || {
-        let s = recorder::with_ledger(|ledger| ledger.stats());
+        let s = recorder::stats();
         let stats = shmtrace_stats {
             mappings: s.mappings,
             bytes_mapped: s.bytes_mapped,

@@ -4,7 +4,7 @@
 
 use super::codes::{Code, Finding, what};
 use super::state::State;
-use shmtrace_core::trace::event::{Event, Func, Phase};
+use shmtrace_core::trace::event::{Event, Func, Phase, SemOp};
 
 /// What the ledger said before a call that can replace or release address space (it is held
 /// across those calls, so this is the state the kernel acted on).
@@ -182,11 +182,7 @@ pub fn after_call(state: &mut State, ev: &Event, pre: &Pre, asked: &Asked) -> Ou
                 ));
             }
             if ok {
-                for op in ev.sops() {
-                    if op.flg & libc::SEM_UNDO as i16 == 0 {
-                        state.adjusted(semid, op.num, op.op, ev.caller);
-                    }
-                }
+                holdings(state, ev);
             }
         }
         Func::Mmap | Func::Mmap64 if ok => {
@@ -232,6 +228,20 @@ pub fn after_call(state: &mut State, ev: &Event, pre: &Pre, asked: &Asked) -> Ou
         Func::ShmOpen | Func::ShmUnlink => {}
     }
     out
+}
+
+/// Whether a successful operation changes what this process holds (`SEM_UNDO` ones the kernel
+/// undoes at exit itself).
+pub fn changes_holdings(op: &SemOp) -> bool {
+    op.op != 0 && op.flg & libc::SEM_UNDO as i16 == 0
+}
+
+/// A successful `semop`: what it took or gave back without `SEM_UNDO`.
+pub fn holdings(state: &mut State, ev: &Event) {
+    let semid = ev.arg_int(0);
+    for op in ev.sops().iter().filter(|op| changes_holdings(op)) {
+        state.adjusted(semid, op.num, op.op, ev.caller);
+    }
 }
 
 /// `shmctl`/`semctl`: a second `IPC_RMID`, or any other use of a removed id.

@@ -20,7 +20,7 @@ pub mod state;
 
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-use crate::ledger::{Ledger, RegionKind};
+use crate::ledger::Ledger;
 use crate::platform::config::{self, AuditEnv, Lossy};
 use crate::platform::spinlock::SpinLock;
 use crate::platform::{clock, process, sink};
@@ -203,9 +203,7 @@ pub fn before(ev: &Event, ledger: &Ledger, page: u64) -> Pre {
         }
         Func::Shmdt => {
             let addr = ev.args[0];
-            if let Some(r) = ledger.region_at(addr)
-                && r.kind == RegionKind::Shm
-                && let Some(att) = r.attachment.and_then(|id| ledger.attachment(id))
+            if let Some(att) = ledger.attachment_containing(addr)
                 && att.addr != addr
             {
                 pre.inside_attachment = att.addr;
@@ -224,35 +222,64 @@ pub fn before(ev: &Event, ledger: &Ledger, page: u64) -> Pre {
     pre
 }
 
-/// Whether [`after`] can find anything in this call without its lock (the common case).
-fn nothing_to_do(ev: &Event, pre: &Pre) -> bool {
+/// What [`after`] has to do for a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Work {
+    /// Nothing can be found in it, and there is nothing to remember (the common case: no lock).
+    Nothing,
+    /// A `semop` that can show no finding now (no id was removed yet), whose operations without
+    /// `SEM_UNDO` change what this process holds: only the holdings to update.
+    Holdings,
+    /// Detection in full.
+    Detect,
+}
+
+#[inline(always)]
+fn work(ev: &Event, pre: &Pre) -> Work {
     match ev.func {
         Func::Mmap | Func::Mmap64 | Func::Munmap | Func::Mremap => {
             let both = libc::PROT_WRITE | libc::PROT_EXEC;
             let wx = matches!(ev.func, Func::Mmap | Func::Mmap64) && ev.arg_int(2) & both == both;
-            !wx && *pre == Pre::default()
+            if !wx && *pre == Pre::default() {
+                Work::Nothing
+            } else {
+                Work::Detect
+            }
         }
         Func::Semop | Func::Semtimedop => {
-            !ANY_REMOVED.load(Ordering::Relaxed)
-                && (ev.failed()
-                    || ev
-                        .sops()
-                        .iter()
-                        .all(|op| op.op == 0 || op.flg & libc::SEM_UNDO as i16 != 0))
+            if ANY_REMOVED.load(Ordering::Relaxed) {
+                Work::Detect
+            } else if ev.failed() || !ev.sops().iter().any(detect::changes_holdings) {
+                Work::Nothing
+            } else {
+                Work::Holdings
+            }
         }
         Func::Shmget | Func::Shmat | Func::Shmdt | Func::Shmctl | Func::Semget | Func::Semctl => {
-            false
+            Work::Detect
         }
-        Func::ShmOpen => ev.failed(),
-        Func::ShmUnlink => true,
+        Func::ShmOpen if ev.failed() => Work::Nothing,
+        Func::ShmOpen => Work::Detect,
+        Func::ShmUnlink => Work::Nothing,
     }
 }
 
-/// After a completed call (not in a vfork child): its findings, reported.
+/// After a completed call (not in a vfork child): its findings, reported. The common cases
+/// are decided inline, in the hook; detection in full has its own frame.
+#[inline(always)]
 pub fn after(ev: &Event, pre: &Pre, page: u64) {
-    if ev.phase != Phase::Exit || nothing_to_do(ev, pre) {
+    if ev.phase != Phase::Exit {
         return;
     }
+    match work(ev, pre) {
+        Work::Nothing => {}
+        Work::Holdings => detect::holdings(&mut STATE.lock(), ev),
+        Work::Detect => detect_after(ev, pre, page),
+    }
+}
+
+#[inline(never)]
+fn detect_after(ev: &Event, pre: &Pre, page: u64) {
     let mut asked = detect::Asked {
         creator_uid: None,
         my_uid: 0,
@@ -355,18 +382,25 @@ mod tests {
     }
 
     #[test]
-    fn the_common_calls_need_no_lock() {
+    fn the_common_calls_need_no_lock_and_a_semop_only_its_holdings() {
         let mut ev = Event::new(Phase::Exit, Func::Mmap);
         ev.args[2] = (libc::PROT_READ | libc::PROT_WRITE) as u64;
-        assert!(nothing_to_do(&ev, &Pre::default()));
+        assert_eq!(work(&ev, &Pre::default()), Work::Nothing);
         ev.args[2] = (libc::PROT_WRITE | libc::PROT_EXEC) as u64;
-        assert!(!nothing_to_do(&ev, &Pre::default()));
+        assert_eq!(work(&ev, &Pre::default()), Work::Detect);
         let mut op = Event::new(Phase::Exit, Func::Semop);
         op.sops[0].op = -1;
         op.sops[0].flg = libc::SEM_UNDO as i16;
         op.sops_read = 1;
-        assert!(nothing_to_do(&op, &Pre::default()));
+        assert_eq!(work(&op, &Pre::default()), Work::Nothing);
         op.sops[0].flg = 0;
-        assert!(!nothing_to_do(&op, &Pre::default()));
+        assert_eq!(work(&op, &Pre::default()), Work::Holdings);
+        op.ret = -1;
+        assert_eq!(work(&op, &Pre::default()), Work::Nothing);
+        op.ret = 0;
+        ANY_REMOVED.store(true, Ordering::Relaxed);
+        let after_a_removal = work(&op, &Pre::default());
+        ANY_REMOVED.store(false, Ordering::Relaxed);
+        assert_eq!(after_a_removal, Work::Detect, "a use after remove may show");
     }
 }

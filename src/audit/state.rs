@@ -226,15 +226,14 @@ impl<const N: usize> Recent<N> {
     }
 
     fn forget(&mut self, key: u64) {
-        if !self.contains(key) {
+        if key == 0 || self.counts[Self::slot(key)] == 0 {
             return;
         }
-        for k in &mut self.keys {
-            if *k == key {
-                *k = 0;
-                self.len -= 1;
-                self.counts[Self::slot(key)] -= 1;
-            }
+        // Keys are distinct (`insert` adds none twice): the first one found is the only one.
+        if let Some(k) = self.keys.iter_mut().find(|k| **k == key) {
+            *k = 0;
+            self.len -= 1;
+            self.counts[Self::slot(key)] -= 1;
         }
     }
 }

@@ -60,7 +60,8 @@ pub fn traced_waiting(
     call: impl FnOnce(&mut Started) -> i64,
     after: impl FnOnce(&mut Event, &mut Facts),
 ) -> i64 {
-    let caller_errno = errno::get();
+    let errno_at = errno::Slot::here();
+    let caller_errno = errno_at.get();
     let Some(_guard) = Guard::enter() else {
         return call(&mut Started {
             event: None,
@@ -88,13 +89,13 @@ pub fn traced_waiting(
         _ => None,
     }
     .unwrap_or_default();
-    errno::set(caller_errno);
+    errno_at.set(caller_errno);
     let mut started = Started {
         event: (tracked && sink::enabled() && func.may_block()).then_some(&event),
         caller_errno,
     };
     let ret = call(&mut started);
-    let call_errno = errno::get();
+    let call_errno = errno_at.get();
     if tracked {
         shield(|| {
             finish(&mut event, ret, call_errno);
@@ -113,7 +114,7 @@ pub fn traced_waiting(
         });
     }
     drop(entry);
-    errno::set(call_errno);
+    errno_at.set(call_errno);
     ret
 }
 

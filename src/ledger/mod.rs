@@ -240,6 +240,27 @@ impl Ledger {
         self.epoch
     }
 
+    /// Calls the model holds nothing for: [`Ledger::apply`] would only count them, so the hook
+    /// layer may count them itself without taking the ledger (whatever their outcome: a failed
+    /// one leaves nothing to resynchronise either).
+    pub fn counts_only(func: Func) -> bool {
+        match func {
+            Func::Semop | Func::Semtimedop => true,
+            Func::Mmap
+            | Func::Mmap64
+            | Func::Munmap
+            | Func::Mremap
+            | Func::Shmat
+            | Func::Shmdt
+            | Func::Shmget
+            | Func::Shmctl
+            | Func::Semget
+            | Func::Semctl
+            | Func::ShmOpen
+            | Func::ShmUnlink => false,
+        }
+    }
+
     /// Updates the model from one completed call. Enter records and failed calls (`ret == -1`,
     /// which is also `MAP_FAILED`) change nothing but the call count.
     pub fn apply(&mut self, ev: &Event, facts: &Facts) -> Outcome {

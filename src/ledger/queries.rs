@@ -2,8 +2,8 @@
 //! across calls that replace or release address space, so the answer is the state the kernel
 //! acts on).
 
-use super::Ledger;
 use super::regions::Kind;
+use super::{Attachment, Ledger};
 
 impl Ledger {
     /// The first live region in `[from, to)` the program mapped and uses: its start, and
@@ -20,6 +20,15 @@ impl Ledger {
             at = v.end;
         }
         None
+    }
+
+    /// The attachment the live region containing `addr` is a piece of, if it is one.
+    pub fn attachment_containing(&self, addr: u64) -> Option<&Attachment> {
+        let (_, v) = self.regions.containing(addr)?;
+        if v.meta.kind() != Kind::Shm {
+            return None;
+        }
+        self.attachments.get(v.meta.slot()?)
     }
 
     /// Whether any live region overlaps `[from, to)`.

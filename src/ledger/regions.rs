@@ -202,7 +202,7 @@ impl Regions {
 
     /// Whether any region overlaps `[start, end)`: one descent of the tree (the last region
     /// starting before `end` is the only candidate, the regions being disjoint).
-    fn overlaps(&self, start: u64, end: u64) -> bool {
+    pub fn overlaps(&self, start: u64, end: u64) -> bool {
         start < end
             && self
                 .map

@@ -18,6 +18,10 @@ pub struct Sites {
     /// Stack id `n` (from 1) is `stacks[n - 1]`.
     stacks: Vec<Box<[u64]>>,
     stack_index: BTreeMap<Box<[u64]>, u32>,
+    /// The last site interned, `(addr, stack, index)`: a program maps from a few call sites,
+    /// most often from the same one as just before. Indexes never change, so it never goes
+    /// stale.
+    last: Option<(u64, u32, u32)>,
 }
 
 /// The index given when the table is full; it reads back as site 0 ("unknown").
@@ -33,6 +37,7 @@ impl Sites {
             index: BTreeMap::new(),
             stacks: Vec::new(),
             stack_index: BTreeMap::new(),
+            last: None,
         }
     }
 
@@ -66,6 +71,19 @@ impl Sites {
     /// The index of the site `addr` reached through stack `stack` (an id from
     /// [`Sites::intern_stack`]).
     pub fn intern(&mut self, addr: u64, stack: u32) -> u32 {
+        if let Some((a, s, i)) = self.last
+            && (a, s) == (addr, stack)
+        {
+            return i;
+        }
+        let i = self.intern_new(addr, stack);
+        if i != OVERFLOW {
+            self.last = Some((addr, stack, i));
+        }
+        i
+    }
+
+    fn intern_new(&mut self, addr: u64, stack: u32) -> u32 {
         if let Some(&i) = self.index.get(&(addr, stack)) {
             return i;
         }
@@ -101,6 +119,17 @@ mod tests {
         let b = s.intern(0x55d0_c0a0_1248, NO_STACK);
         assert_ne!(a, b);
         assert_eq!(s.intern(0x55d0_c0a0_1234, NO_STACK), a);
+        assert_eq!(
+            s.intern(0x55d0_c0a0_1234, NO_STACK),
+            a,
+            "the same site again"
+        );
+        assert_eq!(s.intern(0x55d0_c0a0_1234, 1), s.intern(0x55d0_c0a0_1234, 1));
+        assert_ne!(
+            s.intern(0x55d0_c0a0_1234, 1),
+            a,
+            "the same caller, another stack"
+        );
         assert_eq!(s.addr(a), 0x55d0_c0a0_1234);
         assert_eq!(s.addr(b), 0x55d0_c0a0_1248);
         assert_eq!(s.addr(OVERFLOW), 0);

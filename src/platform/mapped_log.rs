@@ -63,6 +63,7 @@ thread_local! {
 /// `CURRENT` for a call whose start could not be stored (the log is full).
 const NOT_STORED: usize = usize::MAX;
 
+#[inline]
 pub fn active() -> bool {
     !BASE.load(Ordering::Relaxed).is_null()
 }

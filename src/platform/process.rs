@@ -82,16 +82,15 @@ pub fn in_vfork_child() -> Option<i32> {
 }
 
 /// Copies `out.len()` `sembuf`s from `src` in this process's own memory: with plain loads when
-/// they lie on this thread's own stack above the stack pointer (where nearly every program
-/// keeps them), through the kernel (`process_vm_readv`) otherwise, so an unmapped or unreadable
-/// address is an error (`EFAULT`), never a fault. `Err(errno)` also when the call is not
+/// they lie where memory is known to be readable (this thread's live stack, the executable's
+/// static data: where nearly every program keeps them), through the kernel (`process_vm_readv`)
+/// otherwise, so an unmapped or unreadable address is an error (`EFAULT`), never a fault. `Err(errno)` also when the call is not
 /// allowed (a seccomp filter, say).
 pub fn read_sembufs(src: usize, out: &mut [libc::sembuf]) -> Result<(), i32> {
     let len = core::mem::size_of_val(out);
-    if super::own_stack::holds(src, len) {
+    if super::readable::holds(src, len) {
         for (i, slot) in out.iter_mut().enumerate() {
-            // SAFETY: `[src, src + len)` is live stack memory of this thread (`holds`), so
-            // mapped and readable; any bytes are a valid `sembuf`.
+            // SAFETY: `[src, src + len)` is mapped and readable (`readable::holds`); any bytes are a valid `sembuf`.
             *slot = unsafe { (src as *const libc::sembuf).add(i).read_unaligned() };
         }
         return Ok(());

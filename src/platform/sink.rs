@@ -41,6 +41,7 @@ pub fn disable() {
     FD.store(-1, Ordering::Release);
 }
 
+#[inline]
 pub fn enabled() -> bool {
     FD.load(Ordering::Relaxed) >= 0 || mapped_log::active()
 }

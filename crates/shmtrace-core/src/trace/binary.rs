@@ -86,30 +86,26 @@ fn sops_at(_func: Func) -> usize {
 }
 
 fn timeout_at(func: Func) -> usize {
-    CALL_FIXED + if carries(func).sops { SOPS_SIZE } else { 0 }
+    usize::from(layout(func).timeout_at)
 }
 
 fn name_at(func: Func) -> usize {
-    timeout_at(func)
-        + if carries(func).timeout {
-            TIMEOUT_SIZE
-        } else {
-            0
-        }
+    usize::from(layout(func).name_at)
 }
 
 fn stack_at(func: Func) -> usize {
-    name_at(func) + if carries(func).name { NAME_SIZE } else { 0 }
+    usize::from(layout(func).stack_at)
 }
 
 /// What a call record carries after its fixed part.
+#[derive(Clone, Copy)]
 struct Carries {
     sops: bool,
     timeout: bool,
     name: bool,
 }
 
-fn carries(func: Func) -> Carries {
+const fn carries(func: Func) -> Carries {
     let name = matches!(func, Func::ShmOpen | Func::ShmUnlink);
     let (sops, timeout) = match func {
         Func::Semop => (true, false),
@@ -131,6 +127,45 @@ fn carries(func: Func) -> Carries {
         timeout,
         name,
     }
+}
+
+/// What a call record of one function carries, and where: worked out once, at compile time,
+/// since the writer asks on every call.
+#[derive(Clone, Copy)]
+struct Layout {
+    carries: Carries,
+    timeout_at: u16,
+    name_at: u16,
+    stack_at: u16,
+}
+
+const fn layout_of(func: Func) -> Layout {
+    let carries = carries(func);
+    let timeout_at = CALL_FIXED + if carries.sops { SOPS_SIZE } else { 0 };
+    let name_at = timeout_at + if carries.timeout { TIMEOUT_SIZE } else { 0 };
+    let stack_at = name_at + if carries.name { NAME_SIZE } else { 0 };
+    Layout {
+        carries,
+        timeout_at: timeout_at as u16,
+        name_at: name_at as u16,
+        stack_at: stack_at as u16,
+    }
+}
+
+const LAYOUTS: [Layout; Func::COUNT] = {
+    let mut table = [layout_of(Func::ALL[0]); Func::COUNT];
+    let mut i = 0;
+    while i < Func::COUNT {
+        table[i] = layout_of(Func::ALL[i]);
+        i += 1;
+    }
+    table
+};
+
+#[inline]
+fn layout(func: Func) -> &'static Layout {
+    // `Func as usize` indexes `Func::ALL`, which `LAYOUTS` follows.
+    &LAYOUTS[func as usize]
 }
 
 /// Size of the call record for `func` with `stack_len` frames (known when the call starts).
@@ -211,7 +246,7 @@ pub fn write_call_end(rec: &mut [u8], ev: &Event) {
         put(rec, at, t.sec.to_ne_bytes());
         put(rec, at + 8, t.nsec.to_ne_bytes());
     }
-    if carries(ev.func).name {
+    if layout(ev.func).carries.name {
         let name = ev.name();
         let at = name_at(ev.func);
         rec[at] = name.len() as u8;
@@ -223,7 +258,7 @@ pub fn write_call_end(rec: &mut [u8], ev: &Event) {
 }
 
 fn put_sops(rec: &mut [u8], ev: &Event) {
-    if !carries(ev.func).sops {
+    if !layout(ev.func).carries.sops {
         return;
     }
     let sops = ev.sops();
@@ -405,7 +440,7 @@ fn read_call(rec: &[u8], state: u32) -> Option<(Event, bool)> {
     ev.stack = Stack::from_slice(&frames[..stack_len]);
     let flags = rec[FLAGS];
     let waited = flags & FLAG_STARTED != 0 && func.may_block();
-    if carries(func).sops {
+    if layout(func).carries.sops {
         let n = usize::from(rec[SOPS_READ]).min(SOPS_KEPT);
         let at = sops_at(func);
         for (i, op) in ev.sops.iter_mut().enumerate().take(n) {
@@ -432,7 +467,7 @@ fn read_call(rec: &[u8], state: u32) -> Option<(Event, bool)> {
             nsec: i64::from_ne_bytes(get(rec, at + 8)),
         });
     }
-    if carries(func).name {
+    if layout(func).carries.name {
         let at = name_at(func);
         let len = usize::from(rec[at]).min(NAME_KEPT);
         ev.name = Name::from_bytes(rec.get(at + 1..at + 1 + len)?);
@@ -528,10 +563,10 @@ mod tests {
             if matches!(func, Func::Shmget | Func::Semget | Func::ShmOpen) {
                 ev.created = true;
             }
-            if carries(func).name {
+            if layout(func).carries.name {
                 ev.name = Name::from_bytes(b"/shmtrace-\"name\"");
             }
-            if carries(func).sops {
+            if layout(func).carries.sops {
                 ev.sops[0] = SemOp {
                     num: 1,
                     op: -1,
