@@ -207,54 +207,75 @@ pub fn write_head(rec: &mut [u8], tag: u32) {
     put(rec, SIZE, size.to_ne_bytes());
 }
 
+/// The fixed part of a call record, as an array: stores at constant offsets into it need no
+/// bounds check each (the writer runs on every call).
+fn fixed(rec: &mut [u8]) -> Option<&mut [u8; CALL_FIXED]> {
+    rec.get_mut(..CALL_FIXED)?.try_into().ok()
+}
+
 /// What is known when the call starts (`rec` is `call_size` bytes, head already written).
 /// An enter event also carries the operations it waits with, when they were read.
 pub fn write_call_start(rec: &mut [u8], ev: &Event) {
-    rec[FUNC] = ev.func as u8;
     let stack = ev.stack();
-    rec[STACK_LEN] = stack.len() as u8;
-    put(rec, PID, ev.pid.to_ne_bytes());
-    put(rec, TID, ev.tid.to_ne_bytes());
-    put(rec, TS, ev.ts_ns.to_ne_bytes());
-    put(rec, CALLER, ev.caller.to_ne_bytes());
+    let Some(head) = fixed(rec) else {
+        return;
+    };
+    head[FUNC] = ev.func as u8;
+    head[STACK_LEN] = stack.len() as u8;
+    put(head, PID, ev.pid.to_ne_bytes());
+    put(head, TID, ev.tid.to_ne_bytes());
+    put(head, TS, ev.ts_ns.to_ne_bytes());
+    put(head, CALLER, ev.caller.to_ne_bytes());
     for (i, arg) in ev.args.iter().enumerate() {
-        put(rec, ARGS + 8 * i, arg.to_ne_bytes());
-    }
-    let at = stack_at(ev.func);
-    for (i, frame) in stack.iter().enumerate() {
-        put(rec, at + 8 * i, frame.to_ne_bytes());
+        put(head, ARGS + 8 * i, arg.to_ne_bytes());
     }
     if ev.phase == Phase::Enter {
-        rec[FLAGS] = FLAG_STARTED;
+        head[FLAGS] = FLAG_STARTED;
         put_sops(rec, ev);
+    }
+    if !stack.is_empty() {
+        let at = stack_at(ev.func);
+        for (i, frame) in stack.iter().enumerate() {
+            put(rec, at + 8 * i, frame.to_ne_bytes());
+        }
     }
 }
 
 /// What the call returned (the record's start already written).
 pub fn write_call_end(rec: &mut [u8], ev: &Event) {
-    let mut flags = rec[FLAGS] & FLAG_STARTED;
+    let Some(head) = fixed(rec) else {
+        return;
+    };
+    let mut flags = head[FLAGS] & FLAG_STARTED;
     if ev.created {
         flags |= FLAG_CREATED;
     }
-    put(rec, ERRNO, ev.errno.to_ne_bytes());
-    put(rec, DUR, ev.dur_ns.to_ne_bytes());
-    put(rec, RET, ev.ret.to_ne_bytes());
-    put_sops(rec, ev);
-    if let (Func::Semtimedop, Some(t)) = (ev.func, ev.timeout) {
+    put(head, ERRNO, ev.errno.to_ne_bytes());
+    put(head, DUR, ev.dur_ns.to_ne_bytes());
+    put(head, RET, ev.ret.to_ne_bytes());
+    let carries = layout(ev.func).carries;
+    if carries.sops {
+        put_sops(rec, ev);
+    }
+    if let (true, Some(t)) = (carries.timeout, ev.timeout) {
         flags |= FLAG_TIMEOUT;
         let at = timeout_at(ev.func);
         put(rec, at, t.sec.to_ne_bytes());
         put(rec, at + 8, t.nsec.to_ne_bytes());
     }
-    if layout(ev.func).carries.name {
+    if carries.name {
         let name = ev.name();
         let at = name_at(ev.func);
-        rec[at] = name.len() as u8;
+        if let Some(len) = rec.get_mut(at) {
+            *len = name.len() as u8;
+        }
         if let Some(dst) = rec.get_mut(at + 1..at + 1 + name.len()) {
             dst.copy_from_slice(name);
         }
     }
-    rec[FLAGS] = flags;
+    if let Some(f) = rec.get_mut(FLAGS) {
+        *f = flags;
+    }
 }
 
 fn put_sops(rec: &mut [u8], ev: &Event) {
@@ -262,7 +283,9 @@ fn put_sops(rec: &mut [u8], ev: &Event) {
         return;
     }
     let sops = ev.sops();
-    rec[SOPS_READ] = sops.len() as u8;
+    if let Some(n) = rec.get_mut(SOPS_READ) {
+        *n = sops.len() as u8;
+    }
     let at = sops_at(ev.func);
     for (i, op) in sops.iter().enumerate() {
         let base = at + SOP_SIZE * i;
