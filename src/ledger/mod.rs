@@ -161,7 +161,8 @@ pub struct Stats {
     /// only known when the report asks the kernel).
     pub segments: u64,
     pub semaphore_sets: u64,
-    /// Completed calls (failed ones included), indexed by `Func as usize`.
+    /// Completed calls (failed ones included), indexed by `Func as usize`: those applied to
+    /// this ledger (the shim counts the calls of [`Ledger::counts_only`] itself).
     pub calls: [u64; Func::COUNT],
     /// `munmap`/`shmdt` calls that released nothing the ledger knew of.
     pub unknown_unmaps: u64,
