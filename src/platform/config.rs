@@ -269,7 +269,7 @@ fn configure() -> Above {
         Log::Path(path) if settings.binary => {
             if let Err(errno) = sink::use_binary_path(path) {
                 let why = match errno {
-                    libc::EILSEQ => "it is not a shmtrace binary log",
+                    libc::EILSEQ => "it is not a shmtrace binary log of this version",
                     e => shmtrace_core::trace::errnos::message(e).unwrap_or("unknown error"),
                 };
                 warn_line(format_args!(

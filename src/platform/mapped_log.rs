@@ -564,7 +564,7 @@ mod tests {
         cpath.push(0);
         open(&cpath).unwrap();
         const THREADS: i32 = 4;
-        const CALLS: u64 = 3000; // 4 x 3000 x 112 bytes: several chunks
+        const CALLS: u64 = 3000; // 4 x 3000 x 80 bytes: several chunks
         let workers: Vec<_> = (0..THREADS)
             .map(|t| {
                 std::thread::spawn(move || {

@@ -15,8 +15,11 @@ use super::event::{
     Event, Func, NAME_KEPT, Name, Phase, SOPS_KEPT, STACK_MAX, SemOp, Stack, Timeout,
 };
 
-/// The file's first 8 bytes; the last two digits are the layout version.
-pub const MAGIC: [u8; 8] = *b"SHMTRB01";
+/// The file's first 8 bytes; the last two digits are the layout version. The shim writes
+/// version 2; the reader also reads version 1 (each call record kept all six argument words).
+pub const MAGIC: [u8; 8] = *b"SHMTRB02";
+/// The magic of a version 1 log.
+pub const MAGIC_V1: [u8; 8] = *b"SHMTRB01";
 pub const HEADER_SIZE: usize = 64;
 /// Header: bytes reserved for records after the header (u64, advanced atomically).
 pub const CURSOR_OFFSET: usize = 8;
@@ -45,22 +48,59 @@ pub const TAG: usize = 0;
 pub const SIZE: usize = 4;
 pub const STATE: usize = 8;
 
-// A call record: what is known when the call starts, then what it returned.
+// A call record: its head, the same in every version.
 const FUNC: usize = 12;
 const FLAGS: usize = 13;
 const SOPS_READ: usize = 14;
 const STACK_LEN: usize = 15;
 const PID: usize = 16;
 const TID: usize = 20;
-const ERRNO: usize = 24;
-const TS: usize = 32;
-const DUR: usize = 40;
-const CALLER: usize = 48;
-const RET: usize = 56;
-const ARGS: usize = 64;
-/// The fixed part of a call record; the sembufs (semop, semtimedop), the timeout
-/// (semtimedop) and the stack follow, in that order, when the function has them.
-pub const CALL_FIXED: usize = ARGS + 6 * 8;
+
+/// Where the other fields of a call record lie, in one layout version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Fields {
+    ts: usize,
+    caller: usize,
+    dur: usize,
+    ret: usize,
+    errno: usize,
+    args: usize,
+    /// Every record keeps all six argument words (version 1), or only as many as its function
+    /// has parameters (version 2).
+    all_args: bool,
+}
+
+const V1: Fields = Fields {
+    errno: 24,
+    ts: 32,
+    dur: 40,
+    caller: 48,
+    ret: 56,
+    args: 64,
+    all_args: true,
+};
+
+const V2: Fields = Fields {
+    ts: 24,
+    caller: 32,
+    dur: 40,
+    ret: 48,
+    errno: 56,
+    args: 64,
+    all_args: false,
+};
+
+// The fields of the version written.
+const TS: usize = V2.ts;
+const CALLER: usize = V2.caller;
+const DUR: usize = V2.dur;
+const RET: usize = V2.ret;
+const ERRNO: usize = V2.errno;
+const ARGS: usize = V2.args;
+/// The fixed part of a call record (version 2); the function's arguments follow, then the
+/// sembufs (semop, semtimedop), the timeout (semtimedop), the name (shm_open, shm_unlink)
+/// and the stack, in that order, when the function has them.
+pub const CALL_FIXED: usize = ARGS;
 const SOP_SIZE: usize = 6;
 const SOPS_SIZE: usize = (SOPS_KEPT * SOP_SIZE).next_multiple_of(8);
 const TIMEOUT_SIZE: usize = 16;
@@ -80,9 +120,10 @@ const BLOB_TEXT_LEN: usize = 16;
 const BLOB_JSON_LEN: usize = 20;
 pub const BLOB_FIXED: usize = 24;
 
-/// Where the sembufs, the timeout and the stack of a call record of `func` start.
-fn sops_at(_func: Func) -> usize {
-    CALL_FIXED
+/// Where the sembufs, the timeout, the name and the stack of a call record of `func` start
+/// (in the version written).
+fn sops_at(func: Func) -> usize {
+    usize::from(layout(func).sops_at)
 }
 
 fn timeout_at(func: Func) -> usize {
@@ -134,29 +175,37 @@ const fn carries(func: Func) -> Carries {
 #[derive(Clone, Copy)]
 struct Layout {
     carries: Carries,
+    /// Argument words kept.
+    args: u16,
+    sops_at: u16,
     timeout_at: u16,
     name_at: u16,
     stack_at: u16,
 }
 
-const fn layout_of(func: Func) -> Layout {
+const fn layout_of(func: Func, fields: Fields) -> Layout {
     let carries = carries(func);
-    let timeout_at = CALL_FIXED + if carries.sops { SOPS_SIZE } else { 0 };
+    let args = if fields.all_args { 6 } else { func.arg_count() };
+    let sops_at = fields.args + 8 * args;
+    let timeout_at = sops_at + if carries.sops { SOPS_SIZE } else { 0 };
     let name_at = timeout_at + if carries.timeout { TIMEOUT_SIZE } else { 0 };
     let stack_at = name_at + if carries.name { NAME_SIZE } else { 0 };
     Layout {
         carries,
+        args: args as u16,
+        sops_at: sops_at as u16,
         timeout_at: timeout_at as u16,
         name_at: name_at as u16,
         stack_at: stack_at as u16,
     }
 }
 
+/// The layouts of the version written.
 const LAYOUTS: [Layout; Func::COUNT] = {
-    let mut table = [layout_of(Func::ALL[0]); Func::COUNT];
+    let mut table = [layout_of(Func::ALL[0], V2); Func::COUNT];
     let mut i = 0;
     while i < Func::COUNT {
-        table[i] = layout_of(Func::ALL[i]);
+        table[i] = layout_of(Func::ALL[i], V2);
         i += 1;
     }
     table
@@ -226,12 +275,16 @@ pub fn write_call_start(rec: &mut [u8], ev: &Event) {
     put(head, TID, ev.tid.to_ne_bytes());
     put(head, TS, ev.ts_ns.to_ne_bytes());
     put(head, CALLER, ev.caller.to_ne_bytes());
-    for (i, arg) in ev.args.iter().enumerate() {
-        put(head, ARGS + 8 * i, arg.to_ne_bytes());
-    }
     if ev.phase == Phase::Enter {
         head[FLAGS] = FLAG_STARTED;
         put_sops(rec, ev);
+    }
+    // Only the function's own parameters: the other words of `args` are always 0.
+    let n = usize::from(layout(ev.func).args);
+    if let Some(words) = rec.get_mut(ARGS..ARGS + 8 * n) {
+        for (word, arg) in words.chunks_exact_mut(8).zip(&ev.args) {
+            word.copy_from_slice(&arg.to_ne_bytes());
+        }
     }
     if !stack.is_empty() {
         let at = stack_at(ev.func);
@@ -345,14 +398,26 @@ pub enum NotALog {
     Magic,
 }
 
-/// Whether `data` starts like a binary log.
+/// Whether `data` starts like a binary log (of a version this reader knows).
 pub fn is_binary_log(data: &[u8]) -> bool {
-    data.starts_with(&MAGIC)
+    fields_of(data).is_some()
+}
+
+/// The call record layout of the log `data`, from its magic.
+fn fields_of(data: &[u8]) -> Option<Fields> {
+    if data.starts_with(&MAGIC) {
+        Some(V2)
+    } else if data.starts_with(&MAGIC_V1) {
+        Some(V1)
+    } else {
+        None
+    }
 }
 
 /// The records of a binary log, in the order they were reserved (calls by start time).
 pub struct Reader<'a> {
     data: &'a [u8],
+    fields: Fields,
     pos: usize,
     end: usize,
     /// Records the writing process had not finished writing (killed meanwhile).
@@ -363,14 +428,15 @@ pub struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     pub fn new(data: &'a [u8]) -> Result<Reader<'a>, NotALog> {
-        if !is_binary_log(data) || data.len() < HEADER_SIZE {
+        let Some(fields) = fields_of(data).filter(|_| data.len() >= HEADER_SIZE) else {
             return Err(NotALog::Magic);
-        }
+        };
         let used = get_u64(data, CURSOR_OFFSET) as usize;
         // Space reserved after the file stopped growing (a full disk) was never there.
         let end = HEADER_SIZE.saturating_add(used).min(data.len());
         Ok(Reader {
             data,
+            fields,
             pos: HEADER_SIZE,
             end,
             unfinished: 0,
@@ -409,7 +475,7 @@ impl<'a> Iterator for Reader<'a> {
                 continue;
             }
             match tag {
-                TAG_CALL => match read_call(rec, state) {
+                TAG_CALL => match read_call(rec, state, self.fields) {
                     Some((ev, true)) if ev.phase == Phase::Exit => return Some(Item::Waited(ev)),
                     Some((ev, _)) => return Some(Item::Call(ev)),
                     None => {
@@ -443,29 +509,35 @@ impl<'a> Iterator for Reader<'a> {
 }
 
 /// The call, and whether it is one that may wait logged as started (it waited).
-fn read_call(rec: &[u8], state: u32) -> Option<(Event, bool)> {
+fn read_call(rec: &[u8], state: u32, fields: Fields) -> Option<(Event, bool)> {
     let func = *Func::ALL.get(usize::from(rec[FUNC]))?;
+    let layout = layout_of(func, fields);
     let stack_len = usize::from(rec[STACK_LEN]);
-    if stack_len > STACK_MAX || rec.len() < call_size(func, stack_len) {
+    if stack_len > STACK_MAX || rec.len() < usize::from(layout.stack_at) + 8 * stack_len {
         return None;
     }
     let done = state == STATE_DONE;
     let mut ev = Event::new(if done { Phase::Exit } else { Phase::Enter }, func);
     ev.pid = i32::from_ne_bytes(get(rec, PID));
     ev.tid = i32::from_ne_bytes(get(rec, TID));
-    ev.ts_ns = get_u64(rec, TS);
-    ev.caller = get_u64(rec, CALLER);
-    for (i, arg) in ev.args.iter_mut().enumerate() {
-        *arg = get_u64(rec, ARGS + 8 * i);
+    ev.ts_ns = get_u64(rec, fields.ts);
+    ev.caller = get_u64(rec, fields.caller);
+    for (i, arg) in ev
+        .args
+        .iter_mut()
+        .enumerate()
+        .take(usize::from(layout.args))
+    {
+        *arg = get_u64(rec, fields.args + 8 * i);
     }
-    let at = stack_at(func);
+    let at = usize::from(layout.stack_at);
     let frames: [u64; STACK_MAX] = core::array::from_fn(|i| get_u64(rec, at + 8 * i));
     ev.stack = Stack::from_slice(&frames[..stack_len]);
     let flags = rec[FLAGS];
     let waited = flags & FLAG_STARTED != 0 && func.may_block();
-    if layout(func).carries.sops {
+    if layout.carries.sops {
         let n = usize::from(rec[SOPS_READ]).min(SOPS_KEPT);
-        let at = sops_at(func);
+        let at = usize::from(layout.sops_at);
         for (i, op) in ev.sops.iter_mut().enumerate().take(n) {
             let base = at + SOP_SIZE * i;
             *op = SemOp {
@@ -480,19 +552,19 @@ fn read_call(rec: &[u8], state: u32) -> Option<(Event, bool)> {
         return Some((ev, waited));
     }
     ev.created = flags & FLAG_CREATED != 0;
-    ev.errno = i32::from_ne_bytes(get(rec, ERRNO));
-    ev.dur_ns = get_u64(rec, DUR);
-    ev.ret = i64::from_ne_bytes(get(rec, RET));
+    ev.errno = i32::from_ne_bytes(get(rec, fields.errno));
+    ev.dur_ns = get_u64(rec, fields.dur);
+    ev.ret = i64::from_ne_bytes(get(rec, fields.ret));
     if flags & FLAG_TIMEOUT != 0 {
-        let at = timeout_at(func);
+        let at = usize::from(layout.timeout_at);
         ev.timeout = Some(Timeout {
             sec: i64::from_ne_bytes(get(rec, at)),
             nsec: i64::from_ne_bytes(get(rec, at + 8)),
         });
     }
-    if layout(func).carries.name {
-        let at = name_at(func);
-        let len = usize::from(rec[at]).min(NAME_KEPT);
+    if layout.carries.name {
+        let at = usize::from(layout.name_at);
+        let len = usize::from(*rec.get(at)?).min(NAME_KEPT);
         ev.name = Name::from_bytes(rec.get(at + 1..at + 1 + len)?);
     }
     Some((ev, waited))
@@ -574,6 +646,10 @@ mod tests {
         ev.dur_ns = 812;
         ev.caller = 0x55d0_c0a0_1234;
         ev.args = [3, 0x7ffd_0000_1000, 2, 0x7ffd_0000_2000, u64::MAX, 0x1000];
+        // A hook leaves the words past the function's parameters 0.
+        for arg in ev.args.iter_mut().skip(func.arg_count()) {
+            *arg = 0;
+        }
         ev.ret = 0;
         ev
     }
@@ -621,6 +697,82 @@ mod tests {
                 "{func:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_record_keeps_only_its_functions_parameters() {
+        assert_eq!(call_size(Func::Shmdt, 0), 64 + 8);
+        assert_eq!(call_size(Func::Munmap, 0), 64 + 2 * 8);
+        assert_eq!(call_size(Func::Mmap, 2), 64 + 6 * 8 + 2 * 8);
+        assert_eq!(call_size(Func::Semop, 0), 64 + 3 * 8 + SOPS_SIZE);
+        assert_eq!(
+            call_size(Func::Semtimedop, 0),
+            64 + 4 * 8 + SOPS_SIZE + TIMEOUT_SIZE
+        );
+        assert_eq!(call_size(Func::ShmOpen, 0), 64 + 3 * 8 + NAME_SIZE);
+    }
+
+    /// A call record as version 1 wrote it: all six argument words, the fields elsewhere.
+    fn version_1_record(ev: &Event) -> Vec<u8> {
+        let layout = layout_of(ev.func, V1);
+        let mut rec = vec![0u8; usize::from(layout.stack_at)];
+        let size = rec.len();
+        write_head(&mut rec, TAG_CALL);
+        assert_eq!(get_u32(&rec, SIZE) as usize, size);
+        rec[FUNC] = ev.func as u8;
+        rec[FLAGS] = u8::from(ev.created) * FLAG_CREATED;
+        put(&mut rec, PID, ev.pid.to_ne_bytes());
+        put(&mut rec, TID, ev.tid.to_ne_bytes());
+        put(&mut rec, V1.errno, ev.errno.to_ne_bytes());
+        put(&mut rec, V1.ts, ev.ts_ns.to_ne_bytes());
+        put(&mut rec, V1.dur, ev.dur_ns.to_ne_bytes());
+        put(&mut rec, V1.caller, ev.caller.to_ne_bytes());
+        put(&mut rec, V1.ret, ev.ret.to_ne_bytes());
+        for (i, arg) in ev.args.iter().enumerate() {
+            put(&mut rec, V1.args + 8 * i, arg.to_ne_bytes());
+        }
+        let sops = ev.sops();
+        rec[SOPS_READ] = sops.len() as u8;
+        for (i, op) in sops.iter().enumerate() {
+            let at = usize::from(layout.sops_at) + SOP_SIZE * i;
+            put(&mut rec, at, op.num.to_ne_bytes());
+            put(&mut rec, at + 2, op.op.to_ne_bytes());
+            put(&mut rec, at + 4, op.flg.to_ne_bytes());
+        }
+        put(&mut rec, STATE, STATE_DONE.to_ne_bytes());
+        rec
+    }
+
+    #[test]
+    fn a_version_1_log_reads_as_it_did() {
+        let mut data = vec![0u8; HEADER_SIZE];
+        data[..8].copy_from_slice(&MAGIC_V1);
+        let mut mmap = sample(Func::Mmap);
+        mmap.ret = 0x7f00_0000_0000;
+        let mut semop = sample(Func::Semop);
+        semop.sops[0] = SemOp {
+            num: 1,
+            op: -1,
+            flg: 0x1000,
+        };
+        semop.sops_read = 1;
+        let mut shmget = sample(Func::Shmget);
+        shmget.created = true;
+        for ev in [&mmap, &semop, &shmget] {
+            data.extend(version_1_record(ev));
+        }
+        let used = (data.len() - HEADER_SIZE) as u64;
+        data[CURSOR_OFFSET..CURSOR_OFFSET + 8].copy_from_slice(&used.to_ne_bytes());
+        assert!(is_binary_log(&data));
+        let items: Vec<Item<'_>> = Reader::new(&data).unwrap().collect();
+        assert_eq!(
+            items,
+            vec![Item::Call(mmap), Item::Call(semop), Item::Call(shmget)]
+        );
+        assert!(
+            !is_binary_log(b"SHMTRB03"),
+            "a version this reader does not know"
+        );
     }
 
     #[test]

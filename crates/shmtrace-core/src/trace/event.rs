@@ -67,6 +67,14 @@ macro_rules! define_func {
                 }
             }
 
+            /// How many parameters the C function has: the words of `Event::args` it uses (the
+            /// others stay 0).
+            pub const fn arg_count(self) -> usize {
+                match self {
+                    $(Func::$variant => 0 $(+ { let _ = stringify!($arg); 1 })*),*
+                }
+            }
+
             /// Calls that can wait indefinitely get an enter record before they start.
             #[inline]
             pub fn may_block(self) -> bool {
@@ -397,6 +405,15 @@ mod tests {
                 .iter()
                 .all(|g| Func::ALL.iter().any(|f| f.group() == *g))
         );
+    }
+
+    #[test]
+    fn argument_counts_follow_the_prototypes() {
+        assert_eq!(Func::Shmdt.arg_count(), 1);
+        assert_eq!(Func::Munmap.arg_count(), 2);
+        assert_eq!(Func::Semtimedop.arg_count(), 4);
+        assert_eq!(Func::Mmap.arg_count(), 6);
+        assert!(Func::ALL.iter().all(|f| (1..=6).contains(&f.arg_count())));
     }
 
     #[test]
