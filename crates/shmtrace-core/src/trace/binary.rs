@@ -280,11 +280,13 @@ pub fn write_call_start(rec: &mut [u8], ev: &Event) {
         put_sops(rec, ev);
     }
     // Only the function's own parameters: the other words of `args` are always 0.
-    let n = usize::from(layout(ev.func).args);
-    if let Some(words) = rec.get_mut(ARGS..ARGS + 8 * n) {
-        for (word, arg) in words.chunks_exact_mut(8).zip(&ev.args) {
-            word.copy_from_slice(&arg.to_ne_bytes());
-        }
+    match layout(ev.func).args {
+        1 => put_args::<1>(rec, &ev.args),
+        2 => put_args::<2>(rec, &ev.args),
+        3 => put_args::<3>(rec, &ev.args),
+        4 => put_args::<4>(rec, &ev.args),
+        5 => put_args::<5>(rec, &ev.args),
+        _ => put_args::<6>(rec, &ev.args),
     }
     if !stack.is_empty() {
         let at = stack_at(ev.func);
@@ -328,6 +330,20 @@ pub fn write_call_end(rec: &mut [u8], ev: &Event) {
     }
     if let Some(f) = rec.get_mut(FLAGS) {
         *f = flags;
+    }
+}
+
+/// The first `N` argument words, through an array of `N` words: plain stores, with one bounds
+/// check for them all (a loop over a count known only at run time checks every word).
+fn put_args<const N: usize>(rec: &mut [u8], args: &[u64; 6]) {
+    let Some(words) = rec.get_mut(ARGS..ARGS + 8 * N) else {
+        return;
+    };
+    let Ok(words): Result<&mut [[u8; 8]; N], _> = words.as_chunks_mut::<8>().0.try_into() else {
+        return;
+    };
+    for (word, arg) in words.iter_mut().zip(args) {
+        *word = arg.to_ne_bytes();
     }
 }
 
