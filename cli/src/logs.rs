@@ -99,6 +99,8 @@ pub struct ReportAttachment {
 pub struct ReportMappings {
     pub site: Option<u64>,
     pub stack: Vec<u64>,
+    /// The shared memory object mapped (`/dev/shm/NAME`, `memfd:NAME`), when named.
+    pub object: Option<String>,
     pub count: u64,
     pub bytes: u64,
 }
@@ -427,6 +429,7 @@ fn report_of(obj: &Map<String, Value>) -> Result<ExitReport, String> {
             .map(|o| ReportMappings {
                 site: hex(o.get("site")),
                 stack: stack_of(o.get("stack")),
+                object: o.get("object").and_then(Value::as_str).map(str::to_string),
                 count: num(o, "count"),
                 bytes: num(o, "bytes"),
             })

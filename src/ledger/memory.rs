@@ -9,7 +9,8 @@
 use super::regions::{Kind, Meta, Val};
 use super::resync::Unsure;
 use super::{Facts, Ledger, Outcome};
-use shmtrace_core::trace::event::Event;
+use super::sites;
+use shmtrace_core::trace::event::{Event, Func};
 
 /// `MAP_HUGE_*`/`SHM_HUGE_*`: log2 of the huge page size, in 6 bits at `MAP_HUGE_SHIFT`.
 const MAP_HUGE_MASK: i32 = 0x3f;
@@ -150,10 +151,15 @@ impl Ledger {
         }
     }
 
-    /// The site of `ev`'s call: its caller, and the stack above it when one was recorded.
+    /// The site of `ev`'s call: its caller, and the stack above it when one was recorded;
+    /// for a mapping, the shared memory object it maps when the hook named one.
     pub(super) fn site_of(&mut self, ev: &Event) -> u32 {
         let stack = self.sites.intern_stack(ev.stack());
-        self.sites.intern(ev.caller, stack)
+        let object = match ev.func {
+            Func::Mmap | Func::Mmap64 => self.sites.intern_object(ev.name()),
+            _ => sites::NO_OBJECT,
+        };
+        self.sites.intern(ev.caller, stack, object)
     }
 
     pub(super) fn on_mmap(&mut self, ev: &Event, facts: &Facts) -> Outcome {

@@ -195,7 +195,8 @@ impl Ledger {
             | Func::Semtimedop
             | Func::Semctl
             | Func::ShmOpen
-            | Func::ShmUnlink => None,
+            | Func::ShmUnlink
+            | Func::MemfdCreate => None,
         };
     }
 

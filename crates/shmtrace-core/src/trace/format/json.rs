@@ -1,11 +1,12 @@
 //! The JSON Lines record: one object per call, keys in the order docs/log-format.md lists.
 //!
 //! Every string written here is ASCII made by this crate (function names, flag names, hex,
-//! digits, `|`, `<`, `(`, `*`, space), never bytes from the host, so nothing needs escaping.
+//! digits, `|`, `<`, `(`, `*`, space), except the names of shared memory objects, which come
+//! from the host and go through `json_string`.
 
 use core::fmt::{self, Write};
 
-use super::{Value, args, failure_word, write_timestamp};
+use super::{Value, args, failure_word, object, write_timestamp};
 use crate::trace::decode;
 use crate::trace::event::{Event, Phase, SemOp, Timeout};
 use crate::trace::linebuf::LineBuf;
@@ -47,6 +48,10 @@ fn write_record(ev: &Event, out: &mut impl Write) -> fmt::Result {
     write_stack(ev, out)?;
     if let Some(created) = ev.created() {
         write!(out, ",\"created\":{created}")?;
+    }
+    if let Some((bytes, _)) = object(ev) {
+        out.write_str(",\"object\":")?;
+        crate::trace::start::json_string(out, bytes)?;
     }
     out.write_char('}')
 }

@@ -43,6 +43,7 @@ enum Decoded {
     MremapFlags(i32),
     OpenFlags(i32),
     Mode(u32),
+    MemfdFlags(u32),
 }
 
 impl Decoded {
@@ -59,6 +60,7 @@ impl Decoded {
             Decoded::MremapFlags(v) => decode::mremap_flags(out, v),
             Decoded::OpenFlags(v) => decode::open_flags(out, v),
             Decoded::Mode(v) => decode::mode(out, v),
+            Decoded::MemfdFlags(v) => decode::memfd_flags(out, v),
         }
     }
 }
@@ -216,6 +218,10 @@ fn args(ev: &Event) -> Args<'_> {
             arg("mode", Value::Decoded(Mode(raw(2) as u32))),
         ]),
         Func::ShmUnlink => Args::of(&[arg("name", name(ev))]),
+        Func::MemfdCreate => Args::of(&[
+            arg("name", name(ev)),
+            arg("flags", Value::Decoded(MemfdFlags(raw(1) as u32))),
+        ]),
     }
 }
 
@@ -247,6 +253,15 @@ fn name(ev: &Event) -> Value<'_> {
     } else {
         Value::Ptr(raw_arg(ev, 0))
     }
+}
+
+/// The shared memory object a successful `mmap` mapped (`/dev/shm/NAME`, `memfd:NAME`), when
+/// the hook named it; `true` when it was longer than was kept.
+fn object(ev: &Event) -> Option<(&[u8], bool)> {
+    let maps = matches!(ev.func, Func::Mmap | Func::Mmap64);
+    let bytes = ev.name();
+    (maps && ev.phase == Phase::Exit && !ev.failed() && !bytes.is_empty())
+        .then_some((bytes, bytes.len() >= NAME_KEPT))
 }
 
 /// semtimedop's timeout when it was read after the call, else the pointer.
