@@ -28,6 +28,24 @@ pub struct Module {
     pub end: u64,
 }
 
+/// Adds to `modules` those of `more` it lacks (the same file at the same place).
+pub fn add_modules(modules: &mut Vec<Module>, more: &[Module]) {
+    for m in more {
+        if !modules.iter().any(|k| k.start == m.start && k.path == m.path) {
+            modules.push(m.clone());
+        }
+    }
+}
+
+/// What was loaded when a process image ended, written only when it loaded modules after its
+/// start (`dlopen`): call sites inside them are symbolized with these.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub pid: i32,
+    pub ts: Micros,
+    pub modules: Vec<Module>,
+}
+
 /// A process image starts (program start, or after an exec).
 #[derive(Clone, Debug)]
 pub struct Start {
@@ -153,6 +171,7 @@ pub enum Record {
     Call(Call),
     Report(ExitReport),
     Finding(Finding),
+    Modules(Loaded),
 }
 
 /// What reading one file found besides its records.
@@ -302,6 +321,14 @@ pub fn parse_line(text: &str) -> Result<Option<Record>, String> {
         "call" => Record::Call(call_of(obj)?),
         "report" => Record::Report(report_of(&obj)?),
         "finding" => Record::Finding(finding_of(&obj)?),
+        "modules" => Record::Modules(Loaded {
+            pid: pid_of(&obj, "pid")?,
+            ts: ts_of(&obj)?,
+            modules: match obj.get("modules") {
+                Some(Value::Array(items)) => items.iter().filter_map(module_of).collect(),
+                _ => Vec::new(),
+            },
+        }),
         _ => return Ok(None),
     };
     Ok(Some(record))

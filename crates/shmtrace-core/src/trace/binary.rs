@@ -30,6 +30,7 @@ pub const KIND_START: u32 = 1;
 pub const KIND_FORK: u32 = 2;
 pub const KIND_REPORT: u32 = 3;
 pub const KIND_FINDING: u32 = 4;
+pub const KIND_MODULES: u32 = 5;
 
 /// Record tags (never 0: a zero word is unwritten space).
 pub const TAG_CALL: u32 = 0x4c43_5453; // "STCL"
