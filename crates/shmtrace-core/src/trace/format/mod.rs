@@ -243,9 +243,11 @@ fn sops(ev: &Event) -> Value<'_> {
     }
 }
 
-/// The name when it was read after the call, else the pointer.
+/// The name when it was read after the call, else the pointer. memfd_create's is read after a
+/// success only, and may be empty.
 fn name(ev: &Event) -> Value<'_> {
-    if ev.phase == Phase::Exit && !ev.name().is_empty() {
+    let memfd_read = ev.func == Func::MemfdCreate && !ev.failed();
+    if ev.phase == Phase::Exit && (memfd_read || !ev.name().is_empty()) {
         Value::Name {
             bytes: ev.name(),
             truncated: ev.name().len() >= NAME_KEPT,
