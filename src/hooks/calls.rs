@@ -309,7 +309,15 @@ unsafe fn mmap_any(
     // SAFETY: the program's own arguments, forwarded unchanged to the real function.
     let call = || unsafe { real::mmap(func, addr, length, prot, flags, fd, offset) } as i64;
     let after = |ev: &mut Event, facts: &mut Facts| {
-        if ev.failed() || flags & libc::MAP_ANONYMOUS != 0 {
+        if flags & libc::MAP_ANONYMOUS != 0 {
+            return;
+        }
+        if ev.failed() {
+            // A MAP_FIXED call that failed may have unmapped its range first, rounded to the
+            // file's page: a hugetlbfs file's (a MFD_HUGETLB memfd's) huge page.
+            if flags & libc::MAP_FIXED != 0 {
+                facts.file_page_size = kernel::hugetlbfs_page_size(fd).unwrap_or(0);
+            }
             return;
         }
         // A file on hugetlbfs has huge pages without MAP_HUGETLB. The kernel places such a

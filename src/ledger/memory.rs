@@ -38,6 +38,16 @@ pub(super) fn granule(flags: i32, huge_flag: i32, facts: &Facts) -> u64 {
     }
 }
 
+/// The page size an `mmap`'s length is rounded to: a hugetlbfs file's page, else as
+/// [`granule`] says for its flags.
+pub(super) fn file_granule(flags: i32, facts: &Facts) -> u64 {
+    if facts.file_page_size > facts.page() && facts.file_page_size.is_power_of_two() {
+        facts.file_page_size
+    } else {
+        granule(flags, libc::MAP_HUGETLB, facts)
+    }
+}
+
 /// The end of `len` bytes from `start`, the length rounded up to `granule`.
 fn end_of(start: u64, len: u64, granule: u64) -> u64 {
     match start.checked_add(round_up(len, granule)) {
@@ -166,12 +176,7 @@ impl Ledger {
         let start = align_down(ev.ret as u64, facts.page());
         let prot = ev.arg_int(2);
         let flags = ev.arg_int(3);
-        let granule =
-            if facts.file_page_size > facts.page() && facts.file_page_size.is_power_of_two() {
-                facts.file_page_size
-            } else {
-                granule(flags, libc::MAP_HUGETLB, facts)
-            };
+        let granule = file_granule(flags, facts);
         let end = end_of(start, ev.args[1], granule);
         // MAP_FIXED_NOREPLACE succeeds only over free space; a kernel older than 4.17 takes
         // it as a hint. Either way nothing was replaced.
