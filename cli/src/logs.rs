@@ -31,7 +31,10 @@ pub struct Module {
 /// Adds to `modules` those of `more` it lacks (the same file at the same place).
 pub fn add_modules(modules: &mut Vec<Module>, more: &[Module]) {
     for m in more {
-        if !modules.iter().any(|k| k.start == m.start && k.path == m.path) {
+        if !modules
+            .iter()
+            .any(|k| k.start == m.start && k.path == m.path)
+        {
             modules.push(m.clone());
         }
     }

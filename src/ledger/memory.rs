@@ -8,8 +8,8 @@
 
 use super::regions::{Kind, Meta, Val};
 use super::resync::Unsure;
-use super::{Facts, Ledger, Outcome};
 use super::sites;
+use super::{Facts, Ledger, Outcome};
 use shmtrace_core::trace::event::{Event, Func};
 
 /// `MAP_HUGE_*`/`SHM_HUGE_*`: log2 of the huge page size, in 6 bits at `MAP_HUGE_SHIFT`.

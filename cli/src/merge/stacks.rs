@@ -85,7 +85,8 @@ mod tests {
         ring.object = Some("memfd:ring".into());
         let mut psm = ring.clone();
         psm.object = Some("/dev/shm/psm".into());
-        let groups = by_site(&[ring.clone(), psm, ring]);
+        let mappings = [ring.clone(), psm, ring];
+        let groups = by_site(&mappings);
         let objects: Vec<_> = groups.iter().map(|g| (g.object, g.count)).collect();
         assert_eq!(
             objects,

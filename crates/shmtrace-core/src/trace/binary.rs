@@ -87,7 +87,12 @@ fn sops_at(_func: Func) -> usize {
 }
 
 fn timeout_at(func: Func, args: &[u64; 6]) -> usize {
-    CALL_FIXED + if carries(func, args).sops { SOPS_SIZE } else { 0 }
+    CALL_FIXED
+        + if carries(func, args).sops {
+            SOPS_SIZE
+        } else {
+            0
+        }
 }
 
 fn name_at(func: Func, args: &[u64; 6]) -> usize {

@@ -228,7 +228,8 @@ mod tests {
                 end: 0x7f3a_2bdf_1000,
             },
             ModuleInfo {
-                path: b"/usr/lib/python3.11/lib-dynload/_posixshmem.cpython-311-x86_64-linux-gnu.so",
+                path:
+                    b"/usr/lib/python3.11/lib-dynload/_posixshmem.cpython-311-x86_64-linux-gnu.so",
                 base: 0x7f3a_2c40_0000,
                 start: 0x7f3a_2c40_0000,
                 end: 0x7f3a_2c40_5010,

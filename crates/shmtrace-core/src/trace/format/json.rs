@@ -385,11 +385,22 @@ pub(crate) mod tests {
             with_stack,
             shm_open,
             shm_unlink,
+            memfd_create,
+            mmap_memfd,
         ] = doc_examples();
-        let made: Vec<String> = [shmget, semop, mmap_failed, with_stack, shm_open, shm_unlink]
-            .iter()
-            .map(json)
-            .collect();
+        let made: Vec<String> = [
+            shmget,
+            semop,
+            mmap_failed,
+            with_stack,
+            shm_open,
+            shm_unlink,
+            memfd_create,
+            mmap_memfd,
+        ]
+        .iter()
+        .map(json)
+        .collect();
         assert_eq!(made, doc_lines("{\"event\""));
     }
 

@@ -369,7 +369,7 @@ pub(crate) mod fixtures {
     /// The events behind every example line of docs/log-format.md, in the order they appear:
     /// the seven text examples (the first six are also the JSON examples' events), then the
     /// record with a stack (`SHMTRACE_STACK=3`) shown in both formats.
-    pub fn doc_examples() -> [Event; 10] {
+    pub fn doc_examples() -> [Event; 12] {
         let at = |mut ev: Event, micros: u64, dur_ns: u64, caller: u64| {
             ev.ts_ns = 1_764_168_062_000_000_000 + micros * 1_000;
             ev.dur_ns = dur_ns;
@@ -403,6 +403,28 @@ pub(crate) mod fixtures {
             3,
         )));
         let shm_unlink = named(failed(Func::ShmUnlink, &[0x7f3a_2c40_1010], libc::ENOENT));
+        let mut memfd_create = call(
+            Func::MemfdCreate,
+            &[
+                0x55d0_c0a0_3004,
+                u64::from(libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING),
+            ],
+            4,
+        );
+        memfd_create.name = Name::from_bytes(b"ring");
+        let mut mmap_memfd = call(
+            Func::Mmap,
+            &[
+                0,
+                65536,
+                int(libc::PROT_READ | libc::PROT_WRITE),
+                int(libc::MAP_SHARED),
+                4,
+                0,
+            ],
+            0x7f3a_2bfe_0000,
+        );
+        mmap_memfd.name = Name::from_bytes(b"memfd:ring");
         [
             at(
                 created(call(
@@ -473,6 +495,8 @@ pub(crate) mod fixtures {
             at(with_stack, 123_530, 9_120, 0x55d0_c0a0_1234),
             at(shm_open, 123_540, 21_500, 0x7f3a_2c40_0d5e),
             at(shm_unlink, 123_550, 6_020, 0x7f3a_2c40_0e12),
+            at(memfd_create, 123_560, 4_410, 0x55d0_c0a0_1350),
+            at(mmap_memfd, 123_570, 3_120, 0x55d0_c0a0_1370),
         ]
     }
 
@@ -488,6 +512,8 @@ pub(crate) mod fixtures {
             .filter(|l| !l.contains(" fork: ") && !l.contains(r#""event":"fork""#))
             // So has the report (ledger::tests::rendering).
             .filter(|l| !l.contains(r#""event":"report""#))
+            // So have the modules at exit (trace::start).
+            .filter(|l| !l.contains(" modules: ") && !l.contains(r#""event":"modules""#))
             // So have findings and the report's findings (audit::record, ledger::render).
             .filter(|l| !l.contains(" finding ") && !l.contains(r#""event":"finding""#))
             .filter(|l| !l.contains("] report: ") && !l.contains("] findings: "))
