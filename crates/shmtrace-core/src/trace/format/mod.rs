@@ -368,7 +368,8 @@ pub(crate) mod fixtures {
 
     /// The events behind every example line of docs/log-format.md, in the order they appear:
     /// the seven text examples (the first six are also the JSON examples' events), then the
-    /// record with a stack (`SHMTRACE_STACK=3`) shown in both formats.
+    /// record with a stack (`SHMTRACE_STACK=3`), `shm_open` and `shm_unlink`, `memfd_create`
+    /// and an `mmap` of its memfd, each shown in both formats.
     pub fn doc_examples() -> [Event; 12] {
         let at = |mut ev: Event, micros: u64, dur_ns: u64, caller: u64| {
             ev.ts_ns = 1_764_168_062_000_000_000 + micros * 1_000;
