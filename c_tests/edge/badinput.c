@@ -294,7 +294,7 @@ static void nsops32_plus1_cases(void)
 
 static void mmap_cases(void)
 {
-    int fd = memfd_create("edge", 0);
+    int fd = CALL_INT("mmap_memfd", memfd_create, "edge", 0);
     CHECK(fd >= 0 && ftruncate(fd, 2 * PG) == 0);
     const int rw = PROT_READ | PROT_WRITE, pa = MAP_PRIVATE | MAP_ANONYMOUS;
     void *p;
