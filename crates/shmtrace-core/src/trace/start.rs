@@ -176,45 +176,10 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn the_examples_in_the_log_format_doc_are_what_we_write() {
-        let doc = include_str!("../../../../docs/log-format.md");
-        let modules = [
-            ModuleInfo {
-                path: b"/usr/local/bin/app",
-                base: 0x55d0_c0a0_0000,
-                start: 0x55d0_c0a0_0000,
-                end: 0x55d0_c0a0_5078,
-            },
-            ModuleInfo {
-                path: b"/lib/x86_64-linux-gnu/libc.so.6",
-                base: 0x7f3a_2bc0_0000,
-                start: 0x7f3a_2bc0_0000,
-                end: 0x7f3a_2bdf_1000,
-            },
-        ];
-        let start = Start {
-            pid: 4242,
-            ppid: 4100,
-            ts_ns: 1_764_168_062_120_001_000,
-            exe: b"/usr/local/bin/app",
-            modules: &modules,
-        };
-        let (mut text, mut json) = (String::new(), String::new());
-        write_text(&start, &mut text).unwrap();
-        write_json(&start, &mut json).unwrap();
-        for line in [text, json] {
-            let line = line.trim_end();
-            assert!(
-                doc.contains(&format!("    {line}\n")),
-                "not in the doc: {line}"
-            );
-        }
-    }
-
-    #[test]
-    fn the_modules_record_at_exit_is_documented() {
-        let modules = [
+    /// The modules of the documented examples: the program, libc, and (loaded later) Python's
+    /// `_posixshmem`.
+    fn doc_modules() -> [ModuleInfo<'static>; 3] {
+        [
             ModuleInfo {
                 path: b"/usr/local/bin/app",
                 base: 0x55d0_c0a0_0000,
@@ -234,22 +199,47 @@ mod tests {
                 start: 0x7f3a_2c40_0000,
                 end: 0x7f3a_2c40_5010,
             },
-        ];
+        ]
+    }
+
+    fn assert_documented(lines: [String; 2]) {
+        let doc = include_str!("../../../../docs/log-format.md");
+        for line in lines {
+            let line = line.trim_end();
+            assert!(
+                doc.contains(&format!("    {line}\n")),
+                "not in the doc: {line}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_examples_in_the_log_format_doc_are_what_we_write() {
+        let modules = doc_modules();
+        let start = Start {
+            pid: 4242,
+            ppid: 4100,
+            ts_ns: 1_764_168_062_120_001_000,
+            exe: b"/usr/local/bin/app",
+            modules: &modules[..2],
+        };
+        let (mut text, mut json) = (String::new(), String::new());
+        write_text(&start, &mut text).unwrap();
+        write_json(&start, &mut json).unwrap();
+        assert_documented([text, json]);
+    }
+
+    #[test]
+    fn the_modules_record_at_exit_is_documented() {
         let loaded = Loaded {
             pid: 4242,
             ts_ns: 1_764_168_062_990_001_000,
-            modules: &modules,
+            modules: &doc_modules(),
         };
         let (mut text, mut json) = (String::new(), String::new());
         write_loaded_text(&loaded, &mut text).unwrap();
         write_loaded_json(&loaded, &mut json).unwrap();
-        let doc = include_str!("../../../../docs/log-format.md");
-        for line in [text, json] {
-            assert!(
-                doc.contains(&format!("    {line}")),
-                "not in the doc: {line}"
-            );
-        }
+        assert_documented([text, json]);
     }
 
     #[test]
