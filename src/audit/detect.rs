@@ -3,6 +3,7 @@
 //! ([`State`]). Pure: the hook layer gathers the inputs.
 
 use super::codes::{Code, Finding, what};
+use crate::ledger::OpenSemaphore;
 use super::state::State;
 use shmtrace_core::trace::event::{Event, Func, Phase};
 
@@ -229,9 +230,27 @@ pub fn after_call(state: &mut State, ev: &Event, pre: &Pre, asked: &Asked) -> Ou
                 out.push(f(Code::CreateWithoutExcl, [what::SHM_NAME, 0, ret]));
             }
         }
-        Func::ShmOpen | Func::ShmUnlink => {}
+        Func::SemOpen if ok => {
+            let (oflag, mode) = (ev.arg_int(1), ev.args[2]);
+            if ev.created && mode & 0o006 != 0 {
+                out.push(f(
+                    Code::WorldAccessible,
+                    [what::SEM_NAME, ret, mode & 0o777],
+                ));
+            }
+            if oflag & (libc::O_CREAT | libc::O_EXCL) == libc::O_CREAT {
+                out.push(f(Code::CreateWithoutExcl, [what::SEM_NAME, 0, ret]));
+            }
+        }
+        Func::ShmOpen | Func::ShmUnlink | Func::SemOpen | Func::SemClose | Func::SemUnlink => {}
     }
     out
+}
+
+/// At exit: each named semaphore still open, at its first `sem_open`.
+pub fn not_closed(open: &[OpenSemaphore]) -> impl Iterator<Item = Finding> + '_ {
+    open.iter()
+        .map(|o| Finding::new(Code::SemNotClosed, Func::SemOpen, o.site, [o.addr, o.opens, 0]))
 }
 
 /// `shmctl`/`semctl`: a second `IPC_RMID`, or any other use of a removed id.

@@ -3,6 +3,7 @@
 
 use core::fmt::{self, Write};
 
+use super::NameKind;
 use super::report::{AttachmentLeak, MappingLeak, Report};
 use shmtrace_core::trace::decode;
 use shmtrace_core::trace::event::Stack;
@@ -182,10 +183,13 @@ pub fn write_text(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Resul
             ]);
         }
         for s in &report.names {
-            let name = s.name.as_bytes().escape_ascii().to_string();
-            let path = format!("/dev/shm/{}", name.trim_start_matches('/'));
+            let path = s.path();
+            let kind = match s.kind {
+                NameKind::Shm => "shm name",
+                NameKind::Sem => "semaphore name",
+            };
             rows.push(vec![
-                "shm name".to_string(),
+                kind.to_string(),
                 path.clone(),
                 format!(
                     "created at {}: never unlinked, still exists (rm {path})",
@@ -394,7 +398,16 @@ pub fn write_json(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Resul
             comma(out, i)?;
             out.write_str(r#"{"name":""#)?;
             json_escaped(out, &String::from_utf8_lossy(s.name.as_bytes()))?;
-            write!(out, r#"","site":"{:#x}"{}}}"#, s.site, JsonStack(&s.stack))?;
+            let kind = match s.kind {
+                NameKind::Shm => "shm",
+                NameKind::Sem => "sem",
+            };
+            write!(
+                out,
+                r#"","kind":"{kind}","site":"{:#x}"{}}}"#,
+                s.site,
+                JsonStack(&s.stack)
+            )?;
         }
         out.write_char(']')?;
     }

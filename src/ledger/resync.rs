@@ -195,7 +195,10 @@ impl Ledger {
             | Func::Semtimedop
             | Func::Semctl
             | Func::ShmOpen
-            | Func::ShmUnlink => None,
+            | Func::ShmUnlink
+            | Func::SemOpen
+            | Func::SemClose
+            | Func::SemUnlink => None,
         };
     }
 

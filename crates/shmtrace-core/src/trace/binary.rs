@@ -110,11 +110,10 @@ struct Carries {
 }
 
 fn carries(func: Func) -> Carries {
-    let name = matches!(func, Func::ShmOpen | Func::ShmUnlink);
-    let (sops, timeout) = match func {
-        Func::Semop => (true, false),
-        Func::Semtimedop => (true, true),
-        Func::ShmOpen | Func::ShmUnlink => (false, false),
+    let (sops, timeout, name) = match func {
+        Func::Semop => (true, false, false),
+        Func::Semtimedop => (true, true, false),
+        Func::ShmOpen | Func::ShmUnlink | Func::SemOpen | Func::SemUnlink => (false, false, true),
         Func::Shmget
         | Func::Shmat
         | Func::Shmdt
@@ -124,7 +123,8 @@ fn carries(func: Func) -> Carries {
         | Func::Mmap
         | Func::Mmap64
         | Func::Munmap
-        | Func::Mremap => (false, false),
+        | Func::Mremap
+        | Func::SemClose => (false, false, false),
     };
     Carries {
         sops,
@@ -525,7 +525,10 @@ mod tests {
         for func in Func::ALL {
             let mut ev = sample(func);
             ev.stack = Stack::from_slice(&[0x1, 0x2, 0x3]);
-            if matches!(func, Func::Shmget | Func::Semget | Func::ShmOpen) {
+            if matches!(
+                func,
+                Func::Shmget | Func::Semget | Func::ShmOpen | Func::SemOpen
+            ) {
                 ev.created = true;
             }
             if carries(func).name {

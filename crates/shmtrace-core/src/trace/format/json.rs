@@ -380,11 +380,17 @@ pub(crate) mod tests {
             with_stack,
             shm_open,
             shm_unlink,
+            sem_open,
+            sem_close,
+            sem_unlink,
         ] = doc_examples();
-        let made: Vec<String> = [shmget, semop, mmap_failed, with_stack, shm_open, shm_unlink]
-            .iter()
-            .map(json)
-            .collect();
+        let made: Vec<String> = [
+            shmget, semop, mmap_failed, with_stack, shm_open, shm_unlink, sem_open, sem_close,
+            sem_unlink,
+        ]
+        .iter()
+        .map(json)
+        .collect();
         assert_eq!(made, doc_lines("{\"event\""));
     }
 

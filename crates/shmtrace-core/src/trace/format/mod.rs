@@ -42,6 +42,7 @@ enum Decoded {
     MmapFlags(i32),
     MremapFlags(i32),
     OpenFlags(i32),
+    SemOpenFlags(i32),
     Mode(u32),
 }
 
@@ -58,6 +59,7 @@ impl Decoded {
             Decoded::MmapFlags(v) => decode::mmap_flags(out, v),
             Decoded::MremapFlags(v) => decode::mremap_flags(out, v),
             Decoded::OpenFlags(v) => decode::open_flags(out, v),
+            Decoded::SemOpenFlags(v) => decode::sem_open_flags(out, v),
             Decoded::Mode(v) => decode::mode(out, v),
         }
     }
@@ -215,7 +217,15 @@ fn args(ev: &Event) -> Args<'_> {
             arg("oflag", Value::Decoded(OpenFlags(int(1)))),
             arg("mode", Value::Decoded(Mode(raw(2) as u32))),
         ]),
-        Func::ShmUnlink => Args::of(&[arg("name", name(ev))]),
+        Func::ShmUnlink | Func::SemUnlink => Args::of(&[arg("name", name(ev))]),
+        // `mode` and `value` are read only with O_CREAT, as sem_open reads them.
+        Func::SemOpen => Args::of(&[
+            arg("name", name(ev)),
+            arg("oflag", Value::Decoded(SemOpenFlags(int(1)))),
+        ])
+        .and((int(1) & libc::O_CREAT != 0).then(|| arg("mode", Value::Decoded(Mode(raw(2) as u32)))))
+        .and((int(1) & libc::O_CREAT != 0).then(|| arg("value", Size(u64::from(raw(3) as u32))))),
+        Func::SemClose => Args::of(&[arg("sem", Ptr(raw(0)))]),
     }
 }
 
@@ -262,6 +272,7 @@ fn failure_word(func: Func) -> &'static str {
     match func {
         Func::Shmat => "(void *) -1",
         Func::Mmap | Func::Mmap64 | Func::Mremap => "MAP_FAILED",
+        Func::SemOpen => "SEM_FAILED",
         _ => "-1",
     }
 }
@@ -313,7 +324,7 @@ pub(crate) mod fixtures {
 
     /// A call that failed with `errno`.
     pub fn failed(func: Func, args: &[u64], errno: i32) -> Event {
-        let mut ev = call(func, args, -1);
+        let mut ev = call(func, args, func.failure_value());
         ev.errno = errno;
         ev
     }
@@ -352,7 +363,7 @@ pub(crate) mod fixtures {
     /// The events behind every example line of docs/log-format.md, in the order they appear:
     /// the seven text examples (the first six are also the JSON examples' events), then the
     /// record with a stack (`SHMTRACE_STACK=3`) shown in both formats.
-    pub fn doc_examples() -> [Event; 10] {
+    pub fn doc_examples() -> [Event; 13] {
         let at = |mut ev: Event, micros: u64, dur_ns: u64, caller: u64| {
             ev.ts_ns = 1_764_168_062_000_000_000 + micros * 1_000;
             ev.dur_ns = dur_ns;
@@ -386,6 +397,16 @@ pub(crate) mod fixtures {
             3,
         )));
         let shm_unlink = named(failed(Func::ShmUnlink, &[0x7f3a_2c40_1010], libc::ENOENT));
+        let sem_named = |mut ev: Event| {
+            ev.name = Name::from_bytes(b"/jobs");
+            ev
+        };
+        let sem_open = sem_named(created(call(
+            Func::SemOpen,
+            &[0x5604_1c2e_2004, int(libc::O_CREAT | libc::O_EXCL), 0o600, 1],
+            0x7f3a_2c7f_e000,
+        )));
+        let sem_unlink = sem_named(call(Func::SemUnlink, &[0x5604_1c2e_2004], 0));
         [
             at(
                 created(call(
@@ -456,6 +477,14 @@ pub(crate) mod fixtures {
             at(with_stack, 123_530, 9_120, 0x55d0_c0a0_1234),
             at(shm_open, 123_540, 21_500, 0x7f3a_2c40_0d5e),
             at(shm_unlink, 123_550, 6_020, 0x7f3a_2c40_0e12),
+            at(sem_open, 123_560, 38_200, 0x55d0_c0a0_1360),
+            at(
+                call(Func::SemClose, &[0x7f3a_2c7f_e000], 0),
+                123_570,
+                2_900,
+                0x55d0_c0a0_1390,
+            ),
+            at(sem_unlink, 123_580, 7_450, 0x55d0_c0a0_13b0),
         ]
     }
 
