@@ -171,7 +171,7 @@ def command(opts):
             last = [l for l in out.splitlines() if l.startswith("shmtrace: ")]
             if leaks:
                 check(rc == 3 and any("1 leak: 1 shm name" in l for l in last)
-                      and "shared memory names created and never unlinked" in out and left,
+                      and "POSIX names created and never unlinked" in out and left,
                       f"command, {mode}: the name left in /dev/shm is a leak", out[-1500:])
             else:
                 check(rc == 0 and any("clean" in l for l in last) and not left,
