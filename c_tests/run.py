@@ -44,8 +44,10 @@ BUILD = os.path.join(ROOT, "build", "c_tests")
 LIB = os.path.join(ROOT, "target", "release", "libshmtrace.so")
 TIMEOUT = 30  # seconds per run; the scenarios themselves die after 20 (alarm)
 
-POINTER_FNS = {"shmat", "mmap", "mmap64", "mremap"}
+POINTER_FNS = {"shmat", "mmap", "mmap64", "mremap", "sem_open"}
 MMAP_FAMILY = {"mmap", "mmap64", "mremap"}
+# Pointer functions whose failure is NULL rather than (void *) -1, and its name.
+NULL_FAILURE = {"sem_open": "SEM_FAILED"}
 ARG_KEYS = {
     "shmget": ["key", "size", "shmflg"],
     "shmat": ["shmid", "shmaddr", "shmflg"],
@@ -61,13 +63,16 @@ ARG_KEYS = {
     "mremap": ["old_address", "old_size", "new_size", "flags"],
     "shm_open": ["name", "oflag", "mode"],
     "shm_unlink": ["name"],
+    "sem_open": ["name", "oflag"],
+    "sem_close": ["sem"],
+    "sem_unlink": ["name"],
 }
 SEMCTL_4TH = {"SETVAL": "val", "GETALL": "array", "SETALL": "array"}
 SEMCTL_4TH.update(dict.fromkeys(
     ["IPC_STAT", "IPC_SET", "SEM_STAT", "SEM_STAT_ANY", "IPC_INFO", "SEM_INFO"], "buf"))
 NUMBER_ARGS = {"size", "nsems", "nsops", "semnum", "length", "old_size", "new_size", "shmid",
-               "semid", "fd", "val", "offset"}
-POINTER_ARGS = {"shmaddr", "buf", "addr", "old_address", "new_address", "array"}
+               "semid", "fd", "val", "offset", "value"}
+POINTER_ARGS = {"shmaddr", "buf", "addr", "old_address", "new_address", "array", "sem"}
 CALL_KEYS = ["event", "pid", "tid", "ts", "fn", "args", "ret", "errno", "dur_ns", "caller"]
 ENTER_KEYS = ["event", "pid", "tid", "ts", "fn", "args", "caller"]
 HEX = re.compile(r"0x[0-9a-f]+\Z")
@@ -106,7 +111,9 @@ class Entry:
         if self.event == "call":
             if fn in POINTER_FNS:
                 value = int(ret, 16)
-                if value == 2**64 - 1:
+                if fn in NULL_FAILURE:
+                    self.ret = NULL_FAILURE[fn] if value == 0 else hex(value)
+                elif value == 2**64 - 1:
                     self.ret = "MAP_FAILED" if fn in MMAP_FAMILY else "(void *) -1"
                 else:
                     self.ret = hex(value)
@@ -225,6 +232,8 @@ def json_problems(obj, line, t0, t1):
         keys.append(SEMCTL_4TH[args["cmd"]])
     if fn == "mremap" and "MREMAP_FIXED" in str(args.get("flags", "")).split("|"):
         keys.append("new_address")
+    if fn == "sem_open" and "O_CREAT" in str(args.get("oflag", "")).split("|"):
+        keys += ["mode", "value"]
     if list(args) != keys:
         p.append(f"args keys {list(args)} != {keys}")
     for k, v in args.items():
