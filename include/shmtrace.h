@@ -26,9 +26,12 @@
 #define SHMTRACE_CALL_MREMAP 11
 #define SHMTRACE_CALL_SHM_OPEN 12
 #define SHMTRACE_CALL_SHM_UNLINK 13
+#define SHMTRACE_CALL_SEM_OPEN 14
+#define SHMTRACE_CALL_SEM_CLOSE 15
+#define SHMTRACE_CALL_SEM_UNLINK 16
 
 // The number of hooked functions (the length of `shmtrace_stats.calls`).
-#define SHMTRACE_FUNCTIONS 14
+#define SHMTRACE_FUNCTIONS 17
 
 
 // `format` values for `shmtrace_write_report`.

@@ -16,6 +16,7 @@
 #include "../harness.h"
 #include "edge.h"
 
+#include <limits.h>
 #include <semaphore.h>
 #include <sys/wait.h>
 

@@ -78,7 +78,7 @@ UNREAD_SOPS = {"EFAULT", "E2BIG", "ENOMEM"}  # the kernel did not (fully) read s
 WARNING = "shmtrace: warning:"
 TEXT_LINE = re.compile(
     r"shmtrace\[(?P<pid>\d+)(?::(?P<tid>\d+))?\] (?P<ts>\d+\.\d{6}) (?P<fn>\w+)\((?P<args>.*)\)"
-    r"(?: = (?P<ret>MAP_FAILED|\(void \*\) -1|NULL|0x[0-9a-f]+|-?\d+)"
+    r"(?: = (?P<ret>MAP_FAILED|SEM_FAILED|\(void \*\) -1|NULL|0x[0-9a-f]+|-?\d+)"
     r"(?: (?P<errno>E[A-Z0-9]+) \((?P<msg>[^()]*)\))? <(?P<dur>\d+\.\d{6})>"
     r"| (?P<unfinished><unfinished \.\.\.>)) caller=(?P<caller>0x[0-9a-f]+)\Z")
 TEXT_START = re.compile(r"shmtrace\[\d+\] start: .* \(parent \d+\)\Z")
