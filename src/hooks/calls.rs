@@ -421,7 +421,14 @@ pub unsafe extern "C" fn sem_open(
     value: c_uint,
     caller: usize,
 ) -> *mut sem_t {
-    let args = [ptr(name), int(oflag), u64::from(mode), u64::from(value), 0, 0];
+    let args = [
+        ptr(name),
+        int(oflag),
+        u64::from(mode),
+        u64::from(value),
+        0,
+        0,
+    ];
     let both = libc::O_CREAT | libc::O_EXCL;
     // As for shm_open: whether O_CREAT alone creates is asked before the call.
     let may_create = oflag & both == libc::O_CREAT;

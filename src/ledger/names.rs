@@ -35,11 +35,12 @@ struct Open {
     addr: u64,
     name: Name,
     opens: u64,
-    /// The first `sem_open` of this mapping.
+    /// Of `opens`, those made before a fork, by the parent: the child inherited glibc's
+    /// table with its counts, and they are not the child's to close.
+    inherited: u64,
+    /// The first `sem_open` of this mapping by this process.
     site: u64,
     stack: u32,
-    /// Opened before a fork, by the parent: the child inherited glibc's table.
-    inherited: bool,
 }
 
 /// Few names live at once in practice: lists, searched linearly.
@@ -62,7 +63,7 @@ impl Names {
             c.inherited = true;
         }
         for o in &mut self.open {
-            o.inherited = true;
+            o.inherited = o.opens;
         }
     }
 }
@@ -111,20 +112,28 @@ impl Ledger {
     pub(super) fn on_sem_open(&mut self, ev: &Event, facts: &Facts) -> Outcome {
         self.on_name_created(NameKind::Sem, ev, facts);
         let addr = ev.ret as u64;
-        match self.names.open.iter_mut().find(|o| o.addr == addr) {
-            Some(open) => open.opens = open.opens.saturating_add(1),
+        let i = match self.names.open.iter().position(|o| o.addr == addr) {
+            Some(i) => i,
             None => {
-                let stack = self.sites.intern_stack(ev.stack());
                 self.names.open.push(Open {
                     addr,
                     name: ev.name,
-                    opens: 1,
-                    site: ev.caller,
-                    stack,
-                    inherited: false,
+                    opens: 0,
+                    inherited: 0,
+                    site: 0,
+                    stack: 0,
                 });
+                self.names.open.len() - 1
             }
+        };
+        if self.names.open[i].opens == self.names.open[i].inherited {
+            // This process's first open of it.
+            let stack = self.sites.intern_stack(ev.stack());
+            let open = &mut self.names.open[i];
+            (open.site, open.stack) = (ev.caller, stack);
         }
+        let open = &mut self.names.open[i];
+        open.opens = open.opens.saturating_add(1);
         Outcome::Recorded
     }
 
@@ -136,6 +145,8 @@ impl Ledger {
         };
         let open = &mut self.names.open[i];
         open.opens -= 1;
+        // Closing more than it opened itself closes what its parent opened.
+        open.inherited = open.inherited.min(open.opens);
         if open.opens == 0 {
             self.names.open.swap_remove(i);
         }
@@ -163,16 +174,16 @@ impl Ledger {
     }
 
     /// Named semaphores this process opened and has not closed as often as it opened them
-    /// (not those its parent opened before a fork).
+    /// (its parent's opens before a fork are not counted).
     pub fn semaphores_open(&self) -> Vec<OpenSemaphore> {
         self.names
             .open
             .iter()
-            .filter(|o| !o.inherited)
+            .filter(|o| o.opens > o.inherited)
             .map(|o| OpenSemaphore {
                 addr: o.addr,
                 name: o.name,
-                opens: o.opens,
+                opens: o.opens - o.inherited,
                 site: o.site,
             })
             .collect()

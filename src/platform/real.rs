@@ -395,7 +395,14 @@ pub unsafe fn sem_unlink(name: *const c_char) -> c_int {
 fn unlink_as_glibc(path: &ShmPath) -> c_int {
     let rc = sys(
         libc::SYS_unlinkat,
-        [libc::AT_FDCWD as c_long, path.as_ptr() as c_long, 0, 0, 0, 0],
+        [
+            libc::AT_FDCWD as c_long,
+            path.as_ptr() as c_long,
+            0,
+            0,
+            0,
+            0,
+        ],
     ) as c_int;
     if rc == -1 && errno::get() == libc::EPERM {
         errno::set(libc::EACCES);

@@ -426,6 +426,22 @@ mod tests {
         );
     }
 
+    /// `sem_open` fails with `SEM_FAILED` (NULL in glibc); every other function with -1
+    /// (`(void *) -1`, `MAP_FAILED` for the pointer ones).
+    #[test]
+    fn each_function_fails_with_its_own_value() {
+        for func in Func::ALL {
+            let want = if func == Func::SemOpen { 0 } else { -1 };
+            assert_eq!(func.failure_value(), want, "{func:?}");
+            let mut ev = Event::new(Phase::Exit, func);
+            ev.ret = want;
+            assert!(ev.failed(), "{func:?}");
+            ev.ret = if want == 0 { -1 } else { 0 };
+            assert!(!ev.failed(), "{func:?}");
+        }
+        assert!(Func::SemOpen.returns_pointer());
+    }
+
     #[test]
     fn stacks_keep_what_was_pushed_up_to_the_limit() {
         let mut s = Stack::new();

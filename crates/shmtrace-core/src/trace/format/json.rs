@@ -385,7 +385,14 @@ pub(crate) mod tests {
             sem_unlink,
         ] = doc_examples();
         let made: Vec<String> = [
-            shmget, semop, mmap_failed, with_stack, shm_open, shm_unlink, sem_open, sem_close,
+            shmget,
+            semop,
+            mmap_failed,
+            with_stack,
+            shm_open,
+            shm_unlink,
+            sem_open,
+            sem_close,
             sem_unlink,
         ]
         .iter()

@@ -223,7 +223,9 @@ fn args(ev: &Event) -> Args<'_> {
             arg("name", name(ev)),
             arg("oflag", Value::Decoded(SemOpenFlags(int(1)))),
         ])
-        .and((int(1) & libc::O_CREAT != 0).then(|| arg("mode", Value::Decoded(Mode(raw(2) as u32)))))
+        .and(
+            (int(1) & libc::O_CREAT != 0).then(|| arg("mode", Value::Decoded(Mode(raw(2) as u32)))),
+        )
         .and((int(1) & libc::O_CREAT != 0).then(|| arg("value", Size(u64::from(raw(3) as u32))))),
         Func::SemClose => Args::of(&[arg("sem", Ptr(raw(0)))]),
     }
@@ -403,7 +405,12 @@ pub(crate) mod fixtures {
         };
         let sem_open = sem_named(created(call(
             Func::SemOpen,
-            &[0x5604_1c2e_2004, int(libc::O_CREAT | libc::O_EXCL), 0o600, 1],
+            &[
+                0x5604_1c2e_2004,
+                int(libc::O_CREAT | libc::O_EXCL),
+                0o600,
+                1,
+            ],
             0x7f3a_2c7f_e000,
         )));
         let sem_unlink = sem_named(call(Func::SemUnlink, &[0x5604_1c2e_2004], 0));
