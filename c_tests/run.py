@@ -207,7 +207,7 @@ def json_problems(obj, line, t0, t1):
     want = CALL_KEYS if event == "call" else ENTER_KEYS if event == "enter" else None
     if want is None:
         return [f"bad event {event!r}"]
-    if event == "call" and obj.get("fn") in ("shmget", "semget") and obj.get("errno") is None:
+    if event == "call" and obj.get("fn") in ("shmget", "semget", "shm_open", "sem_open") and obj.get("errno") is None:
         want = want + ["created"]  # a successful get says whether it created the object
         if not isinstance(obj.get("created"), bool):
             return [f"created is not a boolean"]
@@ -651,6 +651,7 @@ def early_expect():
             args={"addr": None, "length": 4096, "prot": "PROT_READ|PROT_WRITE",
                   "flags": "MAP_PRIVATE|MAP_ANONYMOUS", "fd": -1, "offset": 0}),
         "early_munmap": lambda j: dict(args={"addr": j.ret("early_mmap"), "length": 4096}),
+        "early_sem_close": lambda j: dict(args={"sem": j.ret("early_sem_open")}),
         "main_shmget": lambda j: dict(
             args={"key": PRIVATE, "size": 4096, "shmflg": "IPC_CREAT|0600"}),
     }
@@ -756,7 +757,7 @@ def check_processes(what, r, recs, scenario):
               f"{len(calls)} call records from {len(tids)} threads")
     if scenario == "early":
         early = matched(r, "early_")
-        check(len(early) == 4, f"{what}: the 4 calls from libearly's constructor are logged",
+        check(len(early) == 7, f"{what}: the 7 calls from libearly's constructor are logged",
               f"{len(early)} logged")
 
 
