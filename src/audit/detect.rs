@@ -436,13 +436,11 @@ mod tests {
         let open = [
             OpenSemaphore {
                 addr: 0x7f00_0000,
-                name: shmtrace_core::trace::event::Name::from_bytes(b"/a"),
                 opens: 2,
                 site: 0x100,
             },
             OpenSemaphore {
                 addr: 0x7f00_1000,
-                name: shmtrace_core::trace::event::Name::from_bytes(b"/b"),
                 opens: 1,
                 site: 0x200,
             },

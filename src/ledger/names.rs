@@ -14,6 +14,32 @@ pub enum NameKind {
     Sem,
 }
 
+impl NameKind {
+    /// What glibc puts between `/dev/shm/` and the name.
+    pub fn file_prefix(self) -> &'static str {
+        match self {
+            NameKind::Shm => "",
+            NameKind::Sem => "sem.",
+        }
+    }
+
+    /// The exit report's word for it, in text.
+    pub fn label(self) -> &'static str {
+        match self {
+            NameKind::Shm => "shm name",
+            NameKind::Sem => "semaphore name",
+        }
+    }
+
+    /// Its `"kind"` in the JSON report.
+    pub fn key(self) -> &'static str {
+        match self {
+            NameKind::Shm => "shm",
+            NameKind::Sem => "sem",
+        }
+    }
+}
+
 /// A name this process created.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Created {
@@ -33,7 +59,6 @@ pub struct Created {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Open {
     addr: u64,
-    name: Name,
     opens: u64,
     /// Of `opens`, those made before a fork, by the parent: the child inherited glibc's
     /// table with its counts, and they are not the child's to close.
@@ -117,7 +142,6 @@ impl Ledger {
             None => {
                 self.names.open.push(Open {
                     addr,
-                    name: ev.name,
                     opens: 0,
                     inherited: 0,
                     site: 0,
@@ -182,7 +206,6 @@ impl Ledger {
             .filter(|o| o.opens > o.inherited)
             .map(|o| OpenSemaphore {
                 addr: o.addr,
-                name: o.name,
                 opens: o.opens - o.inherited,
                 site: o.site,
             })

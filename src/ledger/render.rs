@@ -3,7 +3,6 @@
 
 use core::fmt::{self, Write};
 
-use super::NameKind;
 use super::report::{AttachmentLeak, MappingLeak, Report};
 use shmtrace_core::trace::decode;
 use shmtrace_core::trace::event::Stack;
@@ -184,12 +183,8 @@ pub fn write_text(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Resul
         }
         for s in &report.names {
             let path = s.path();
-            let kind = match s.kind {
-                NameKind::Shm => "shm name",
-                NameKind::Sem => "semaphore name",
-            };
             rows.push(vec![
-                kind.to_string(),
+                s.kind.label().to_string(),
                 path.clone(),
                 format!(
                     "created at {}: never unlinked, still exists (rm {path})",
@@ -398,13 +393,10 @@ pub fn write_json(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Resul
             comma(out, i)?;
             out.write_str(r#"{"name":""#)?;
             json_escaped(out, &String::from_utf8_lossy(s.name.as_bytes()))?;
-            let kind = match s.kind {
-                NameKind::Shm => "shm",
-                NameKind::Sem => "sem",
-            };
             write!(
                 out,
-                r#"","kind":"{kind}","site":"{:#x}"{}}}"#,
+                r#"","kind":"{}","site":"{:#x}"{}}}"#,
+                s.kind.key(),
                 s.site,
                 JsonStack(&s.stack)
             )?;

@@ -49,10 +49,7 @@ impl NameLeak {
     /// outside printable ASCII escaped).
     pub fn path(&self) -> String {
         let name = self.name.as_bytes().escape_ascii().to_string();
-        let prefix = match self.kind {
-            NameKind::Shm => "",
-            NameKind::Sem => "sem.",
-        };
+        let prefix = self.kind.file_prefix();
         format!("/dev/shm/{prefix}{}", name.trim_start_matches('/'))
     }
 }
@@ -62,7 +59,6 @@ impl NameLeak {
 pub struct OpenSemaphore {
     /// The address `sem_open` returned.
     pub addr: u64,
-    pub name: Name,
     /// `sem_open` calls not matched by a `sem_close`.
     pub opens: u64,
     /// The first `sem_open`.
