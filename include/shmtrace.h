@@ -26,9 +26,13 @@
 #define SHMTRACE_CALL_MREMAP 11
 #define SHMTRACE_CALL_SHM_OPEN 12
 #define SHMTRACE_CALL_SHM_UNLINK 13
+#define SHMTRACE_CALL_MSGGET 14
+#define SHMTRACE_CALL_MSGSND 15
+#define SHMTRACE_CALL_MSGRCV 16
+#define SHMTRACE_CALL_MSGCTL 17
 
 // The number of hooked functions (the length of `shmtrace_stats.calls`).
-#define SHMTRACE_FUNCTIONS 14
+#define SHMTRACE_FUNCTIONS 18
 
 
 // `format` values for `shmtrace_write_report`.

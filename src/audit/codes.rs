@@ -39,10 +39,12 @@ pub enum Code {
     SemopBlocked = 10,
     SizeNotPageMultiple = 11,
     ForeignCreator = 12,
+    QueueRemovedWithMessages = 15,
+    MsgBlocked = 16,
 }
 
 impl Code {
-    pub const ALL: [Code; 12] = [
+    pub const ALL: [Code; 14] = [
         Code::WorldAccessible,
         Code::CreateWithoutExcl,
         Code::WriteExecMapping,
@@ -55,6 +57,8 @@ impl Code {
         Code::SemopBlocked,
         Code::SizeNotPageMultiple,
         Code::ForeignCreator,
+        Code::QueueRemovedWithMessages,
+        Code::MsgBlocked,
     ];
 
     /// `SHM001`..: what logs, reports and suppression files use.
@@ -68,9 +72,11 @@ impl Code {
     }
 
     fn entry(self) -> (&'static str, &'static str) {
-        // Codes are numbered from 1 in table order (a test checks every one).
-        CODES
-            .get((self as usize).saturating_sub(1))
+        // `ALL` follows the table's order (a test checks every one).
+        Code::ALL
+            .iter()
+            .position(|&c| c == self)
+            .and_then(|i| CODES.get(i))
             .copied()
             .unwrap_or(("SHM000", "unknown"))
     }
@@ -86,7 +92,9 @@ impl Code {
             | Code::WriteExecMapping
             | Code::MunmapNeverMapped
             | Code::ExitHoldingSemaphore
-            | Code::SemopBlocked => Severity::Warning,
+            | Code::SemopBlocked
+            | Code::QueueRemovedWithMessages
+            | Code::MsgBlocked => Severity::Warning,
             Code::SizeNotPageMultiple | Code::ForeignCreator => Severity::Info,
         }
     }
@@ -111,6 +119,7 @@ pub mod what {
     pub const ATTACHMENT: u64 = 2;
     /// A POSIX shared memory object (`shm_open`), by the descriptor it returned.
     pub const SHM_NAME: u64 = 3;
+    pub const MESSAGE_QUEUE: u64 = 4;
 }
 
 /// One finding: enough to write its message again later (the exit report repeats it), and
@@ -133,6 +142,7 @@ impl fmt::Display for Kind {
         f.write_str(match self.0 {
             what::SEGMENT => "segment shmid",
             what::SHM_NAME => "shared memory object fd",
+            what::MESSAGE_QUEUE => "message queue msqid",
             _ => "semaphore set semid",
         })
     }
@@ -221,7 +231,11 @@ impl Finding {
                     | Func::Semctl
                     | Func::Munmap
                     | Func::ShmOpen
-                    | Func::ShmUnlink => "a fixed address",
+                    | Func::ShmUnlink
+                    | Func::Msgget
+                    | Func::Msgsnd
+                    | Func::Msgrcv
+                    | Func::Msgctl => "a fixed address",
                 },
                 if c == 1 { "attachment" } else { "mapping" },
                 if matches!(self.func, Func::Mmap | Func::Mmap64) {
@@ -282,6 +296,20 @@ impl Finding {
                  semtimedop with a timeout",
                 self.func.name()
             ),
+            Code::QueueRemovedWithMessages => write!(
+                out,
+                "IPC_RMID of message queue msqid={id} discarded {b} unread message{} ({c} \
+                 bytes): whatever was still to be received is lost; drain the queue (msgrcv \
+                 with IPC_NOWAIT until ENOMSG) or stop its senders before removing it",
+                if b == 1 { "" } else { "s" }
+            ),
+            Code::MsgBlocked => write!(
+                out,
+                "{} on msqid={id} was blocked for {c} ms, more than {b} ms: a possible \
+                 deadlock or a stalled peer; check that the other side sends or receives, or \
+                 poll with IPC_NOWAIT",
+                self.func.name()
+            ),
             Code::SizeNotPageMultiple => write!(
                 out,
                 "segment shmid={id} was created with size {b}, not a multiple of the page size \
@@ -306,14 +334,15 @@ mod tests {
     #[test]
     fn codes_are_unique_and_parse_back() {
         for (i, c) in Code::ALL.iter().enumerate() {
-            assert_eq!(c.code(), format!("SHM{:03}", i + 1));
+            assert_eq!(c.code(), format!("SHM{:03}", *c as u8));
+            assert_eq!(CODES[i].0, c.code());
             assert_eq!(Code::parse(c.code()), Some(*c));
             assert_eq!(Code::parse(&c.code().to_lowercase()), Some(*c));
             assert_eq!(Code::parse(c.name()), Some(*c));
         }
         assert_eq!(Code::ALL.len(), CODES.len());
         assert_eq!(Code::parse("SHM000"), None);
-        assert_eq!(Code::parse("SHM013"), None);
+        assert_eq!(Code::parse("SHM099"), None);
     }
 
     #[test]

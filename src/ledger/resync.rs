@@ -195,7 +195,11 @@ impl Ledger {
             | Func::Semtimedop
             | Func::Semctl
             | Func::ShmOpen
-            | Func::ShmUnlink => None,
+            | Func::ShmUnlink
+            | Func::Msgget
+            | Func::Msgsnd
+            | Func::Msgrcv
+            | Func::Msgctl => None,
         };
     }
 

@@ -6,6 +6,7 @@ mod differential;
 mod json;
 mod memory;
 mod names;
+mod queues;
 mod reachability;
 mod rendering;
 mod resync;

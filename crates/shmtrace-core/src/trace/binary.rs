@@ -124,7 +124,11 @@ fn carries(func: Func) -> Carries {
         | Func::Mmap
         | Func::Mmap64
         | Func::Munmap
-        | Func::Mremap => (false, false),
+        | Func::Mremap
+        | Func::Msgget
+        | Func::Msgsnd
+        | Func::Msgrcv
+        | Func::Msgctl => (false, false),
     };
     Carries {
         sops,
@@ -525,7 +529,10 @@ mod tests {
         for func in Func::ALL {
             let mut ev = sample(func);
             ev.stack = Stack::from_slice(&[0x1, 0x2, 0x3]);
-            if matches!(func, Func::Shmget | Func::Semget | Func::ShmOpen) {
+            if matches!(
+                func,
+                Func::Shmget | Func::Semget | Func::Msgget | Func::ShmOpen
+            ) {
                 ev.created = true;
             }
             if carries(func).name {

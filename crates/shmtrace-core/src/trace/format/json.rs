@@ -91,6 +91,7 @@ fn write_errno(ev: &Event, out: &mut impl Write) -> fmt::Result {
 fn write_value(out: &mut impl Write, value: Value<'_>) -> fmt::Result {
     match value {
         Value::Int(v) => write!(out, "{v}"),
+        Value::Long(v) => write!(out, "{v}"),
         Value::Size(v) => write!(out, "{v}"),
         Value::Ptr(0) => out.write_str("null"),
         Value::Ptr(p) => write!(out, "\"{p:#x}\""),

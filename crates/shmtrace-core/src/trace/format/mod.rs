@@ -43,6 +43,9 @@ enum Decoded {
     MremapFlags(i32),
     OpenFlags(i32),
     Mode(u32),
+    MsggetFlags(i32),
+    MsgFlags(i32),
+    MsgctlCmd(i32),
 }
 
 impl Decoded {
@@ -59,6 +62,9 @@ impl Decoded {
             Decoded::MremapFlags(v) => decode::mremap_flags(out, v),
             Decoded::OpenFlags(v) => decode::open_flags(out, v),
             Decoded::Mode(v) => decode::mode(out, v),
+            Decoded::MsggetFlags(v) => decode::msgget_flags(out, v),
+            Decoded::MsgFlags(v) => decode::msg_flags(out, v),
+            Decoded::MsgctlCmd(v) => decode::msgctl_cmd(out, v),
         }
     }
 }
@@ -68,6 +74,8 @@ impl Decoded {
 enum Value<'a> {
     /// A C `int`: ids, fds, `semnum`, semctl's `val`.
     Int(i32),
+    /// A C `long`: msgrcv's `msgtyp`.
+    Long(i64),
     /// A `size_t`: sizes and counts.
     Size(u64),
     Ptr(u64),
@@ -216,6 +224,28 @@ fn args(ev: &Event) -> Args<'_> {
             arg("mode", Value::Decoded(Mode(raw(2) as u32))),
         ]),
         Func::ShmUnlink => Args::of(&[arg("name", name(ev))]),
+        Func::Msgget => Args::of(&[
+            arg("key", Value::Decoded(Key(int(0)))),
+            arg("msgflg", Value::Decoded(MsggetFlags(int(1)))),
+        ]),
+        Func::Msgsnd => Args::of(&[
+            arg("msqid", Int(int(0))),
+            arg("msgp", Ptr(raw(1))),
+            arg("msgsz", Size(raw(2))),
+            arg("msgflg", Value::Decoded(MsgFlags(int(3)))),
+        ]),
+        Func::Msgrcv => Args::of(&[
+            arg("msqid", Int(int(0))),
+            arg("msgp", Ptr(raw(1))),
+            arg("msgsz", Size(raw(2))),
+            arg("msgtyp", Value::Long(raw(3) as i64)),
+            arg("msgflg", Value::Decoded(MsgFlags(int(4)))),
+        ]),
+        Func::Msgctl => Args::of(&[
+            arg("msqid", Int(int(0))),
+            arg("cmd", Value::Decoded(MsgctlCmd(int(1)))),
+            arg("buf", Ptr(raw(2))),
+        ]),
     }
 }
 
