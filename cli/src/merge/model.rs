@@ -134,6 +134,7 @@ pub struct CallStat {
 pub struct Verdict {
     pub segments: u64,
     pub semaphore_sets: u64,
+    pub message_queues: u64,
     /// POSIX shared memory names left in `/dev/shm`.
     pub names: u64,
     pub attachments: u64,
@@ -168,6 +169,7 @@ impl Verdict {
     pub fn leaks(&self) -> u64 {
         let lost = self.segments
             + self.semaphore_sets
+            + self.message_queues
             + self.names
             + self.attachments
             + self.mappings
@@ -234,6 +236,7 @@ impl Report {
 pub enum Kind {
     Segment,
     SemaphoreSet,
+    MessageQueue,
 }
 
 impl Kind {
@@ -241,6 +244,7 @@ impl Kind {
         match self {
             Kind::Segment => "segment",
             Kind::SemaphoreSet => "semaphore set",
+            Kind::MessageQueue => "message queue",
         }
     }
 }
@@ -250,8 +254,10 @@ pub struct SysvLeak {
     pub kind: Kind,
     pub id: i64,
     pub key: String,
-    /// Bytes for a segment, semaphores for a set.
+    /// Bytes for a segment, semaphores for a set (0 for a queue).
     pub size: u64,
+    /// A message queue the kernel still has: the messages and bytes it holds now.
+    pub queued: Option<(u64, u64)>,
     pub pid: i32,
     pub exe: Option<String>,
     pub site: Symbol,
@@ -294,9 +300,10 @@ pub struct Unseen {
     pub id: i64,
     /// The key's 32 bits (objects).
     pub key: Option<u32>,
-    /// Bytes for a segment, semaphores for a set.
+    /// Bytes for a segment, semaphores for a set, bytes queued in a message queue.
     pub size: u64,
-    /// The creator (a segment), or the process that has it attached (an attachment).
+    /// The creator (a segment), the last process of the tree that operated on it (a set, a
+    /// queue), or the process that has it attached (an attachment).
     pub pid: Option<i32>,
 }
 
@@ -304,6 +311,7 @@ pub struct Unseen {
 pub enum UnseenKind {
     Segment,
     SemaphoreSet,
+    MessageQueue,
     Attachment,
 }
 
@@ -312,6 +320,7 @@ impl UnseenKind {
         match self {
             UnseenKind::Segment => "segment",
             UnseenKind::SemaphoreSet => "semaphore set",
+            UnseenKind::MessageQueue => "message queue",
             UnseenKind::Attachment => "attachment",
         }
     }
