@@ -3,7 +3,7 @@
  *   msgq MODE [ARG]
  *
  * MODE is a whole life of a queue ("clean"), one with a release step left out ("skip-rmid":
- * three messages left in it; "skip-rmid-empty"), or a process shape ("blocked": a child's
+ * three messages left in it; "skip-rmid-empty"), careless uses ("misuse"), or a process shape ("blocked": a child's
  * msgrcv waits until the parent sends; "signal": EINTR; "removed": EIDRM; "threads"; "fork";
  * "exec", which re-runs itself as "rmid ID"; "blocked-long": a receive that waits 300 ms).
  * Prints every result, errno and received text, and nothing that differs between runs (ids
@@ -110,16 +110,23 @@ static void life(const char *skip) {
     id_said("msgget key excl again", msgget(key, IPC_CREAT | IPC_EXCL | 0600));
     id_said("msgget key open", msgget(key, 0));
     say("msgctl IPC_RMID key", msgctl(k, IPC_RMID, NULL));
-    id_said("msgget key creat", msgget(key, IPC_CREAT | 0600));
-    say("msgctl IPC_RMID key again", msgctl(msgget(key, 0), IPC_RMID, NULL));
     struct msginfo info;
     say("msgctl IPC_INFO", msgctl(0, IPC_INFO, (struct msqid_ds *)&info) >= 0 ? 0 : -1);
-
     if (strcmp(skip, "rmid-empty") == 0)
         return;
     say("msgctl IPC_RMID", msgctl(q, IPC_RMID, NULL));
-    say("msgctl IPC_RMID again", msgctl(q, IPC_RMID, NULL));
-    send(q, 1, "late", IPC_NOWAIT);
+}
+
+/* What a careless program does: IPC_CREAT alone on a fixed key (creates, then opens), IPC_RMID
+ * twice, a send to the removed queue, a removal that discards a message. */
+static void misuse(void) {
+    key_t key = 0x4d540000 + (getpid() & 0xffff);
+    int k = id_said("msgget key creat", msgget(key, IPC_CREAT | 0600));
+    id_said("msgget key creat existing", msgget(key, IPC_CREAT | 0600));
+    send(k, 1, "lost", 0);
+    say("msgctl IPC_RMID", msgctl(k, IPC_RMID, NULL));
+    say("msgctl IPC_RMID again", msgctl(k, IPC_RMID, NULL));
+    send(k, 1, "late", IPC_NOWAIT);
 }
 
 static void on_signal(int sig) {
@@ -229,6 +236,8 @@ int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "clean";
     if (strcmp(mode, "clean") == 0)
         life("");
+    else if (strcmp(mode, "misuse") == 0)
+        misuse();
     else if (strcmp(mode, "skip-rmid") == 0)
         life("rmid");
     else if (strcmp(mode, "skip-rmid-empty") == 0)
