@@ -381,8 +381,21 @@ pub(crate) mod tests {
             with_stack,
             shm_open,
             shm_unlink,
+            msgget,
+            _,
+            msgrcv,
+            _,
         ] = doc_examples();
-        let made: Vec<String> = [shmget, semop, mmap_failed, with_stack, shm_open, shm_unlink]
+        let made: Vec<String> = [
+            shmget,
+            semop,
+            mmap_failed,
+            with_stack,
+            shm_open,
+            shm_unlink,
+            msgget,
+            msgrcv,
+        ]
             .iter()
             .map(json)
             .collect();

@@ -381,8 +381,9 @@ pub(crate) mod fixtures {
 
     /// The events behind every example line of docs/log-format.md, in the order they appear:
     /// the seven text examples (the first six are also the JSON examples' events), then the
-    /// record with a stack (`SHMTRACE_STACK=3`) shown in both formats.
-    pub fn doc_examples() -> [Event; 10] {
+    /// record with a stack (`SHMTRACE_STACK=3`) shown in both formats, the POSIX names' and
+    /// the message queues' examples.
+    pub fn doc_examples() -> [Event; 14] {
         let at = |mut ev: Event, micros: u64, dur_ns: u64, caller: u64| {
             ev.ts_ns = 1_764_168_062_000_000_000 + micros * 1_000;
             ev.dur_ns = dur_ns;
@@ -416,6 +417,30 @@ pub(crate) mod fixtures {
             3,
         )));
         let shm_unlink = named(failed(Func::ShmUnlink, &[0x7f3a_2c40_1010], libc::ENOENT));
+        let msgget = at(
+            created(call(
+                Func::Msgget,
+                &[0, int(libc::IPC_CREAT | libc::IPC_EXCL | 0o600)],
+                7,
+            )),
+            123_560,
+            8_410,
+            0x55d0_c0a0_1400,
+        );
+        let receive = [7, 0x7ffd_1c2e_3b00, 64, 0, 0];
+        let msgrcv_enter = at(
+            enter(Func::Msgrcv, &receive),
+            123_570,
+            0,
+            0x55d0_c0a0_1420,
+        );
+        let msgrcv = at(call(Func::Msgrcv, &receive, 12), 123_570, 250_031_207, 0x55d0_c0a0_1420);
+        let msgctl = at(
+            call(Func::Msgctl, &[7, int(libc::IPC_RMID), 0], 0),
+            123_580,
+            3_020,
+            0x55d0_c0a0_1440,
+        );
         [
             at(
                 created(call(
@@ -486,6 +511,10 @@ pub(crate) mod fixtures {
             at(with_stack, 123_530, 9_120, 0x55d0_c0a0_1234),
             at(shm_open, 123_540, 21_500, 0x7f3a_2c40_0d5e),
             at(shm_unlink, 123_550, 6_020, 0x7f3a_2c40_0e12),
+            msgget,
+            msgrcv_enter,
+            msgrcv,
+            msgctl,
         ]
     }
 
