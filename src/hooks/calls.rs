@@ -11,6 +11,7 @@ use crate::audit::{self, Code, Finding};
 use crate::ledger::Facts;
 use crate::platform::shm_name::{self, ShmPath};
 use crate::platform::{errno, kernel, process, real};
+use shmtrace_core::trace::decode;
 use shmtrace_core::trace::event::{Event, Func, NAME_KEPT, Name, SOPS_KEPT, SemOp, Timeout};
 
 /// A C `int` argument, sign-extended as `Event::args` expects.
@@ -517,7 +518,7 @@ pub unsafe extern "C" fn msgctl(
 ) -> c_int {
     let args = [int(msqid), int(cmd), ptr(buf), 0, 0, 0];
     // What a removal discards, asked just before it (the kernel keeps no trace after).
-    let queued = if cmd & !IPC_64 == libc::IPC_RMID {
+    let queued = if cmd & !decode::IPC_64 == libc::IPC_RMID {
         kernel::queue_stat(msqid).map(|q| (q.messages, q.bytes))
     } else {
         None
@@ -527,9 +528,6 @@ pub unsafe extern "C" fn msgctl(
     let after = |_: &mut Event, facts: &mut Facts| facts.queued = queued;
     traced(Func::Msgctl, caller, args, call, after) as c_int
 }
-
-/// glibc's "new layout" bit, which the kernel strips from a ctl command.
-const IPC_64: c_int = 0x100;
 
 /// Copies the name once libc has read it: having returned at all, it read the whole string
 /// (libc faults on an unreadable one; only NULL is answered without reading, by our fallback).

@@ -10,7 +10,7 @@ use core::fmt::{self, Write};
 use super::errnos;
 
 /// The "new layout" bit glibc ORs into ctl commands (`include/uapi/linux/ipc.h`); not in `libc`.
-const IPC_64: i32 = 0x100;
+pub const IPC_64: i32 = 0x100;
 
 // `include/uapi/linux/shm.h`; not in `libc`.
 const SHM_STAT: i32 = 13;
