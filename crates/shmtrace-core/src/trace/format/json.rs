@@ -396,9 +396,9 @@ pub(crate) mod tests {
             msgget,
             msgrcv,
         ]
-            .iter()
-            .map(json)
-            .collect();
+        .iter()
+        .map(json)
+        .collect();
         assert_eq!(made, doc_lines("{\"event\""));
     }
 

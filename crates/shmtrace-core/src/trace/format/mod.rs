@@ -428,13 +428,13 @@ pub(crate) mod fixtures {
             0x55d0_c0a0_1400,
         );
         let receive = [7, 0x7ffd_1c2e_3b00, 64, 0, 0];
-        let msgrcv_enter = at(
-            enter(Func::Msgrcv, &receive),
+        let msgrcv_enter = at(enter(Func::Msgrcv, &receive), 123_570, 0, 0x55d0_c0a0_1420);
+        let msgrcv = at(
+            call(Func::Msgrcv, &receive, 12),
             123_570,
-            0,
+            250_031_207,
             0x55d0_c0a0_1420,
         );
-        let msgrcv = at(call(Func::Msgrcv, &receive, 12), 123_570, 250_031_207, 0x55d0_c0a0_1420);
         let msgctl = at(
             call(Func::Msgctl, &[7, int(libc::IPC_RMID), 0], 0),
             123_580,
