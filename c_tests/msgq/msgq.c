@@ -5,7 +5,8 @@
  * MODE is a whole life of a queue ("clean"), one with a release step left out ("skip-rmid":
  * three messages left in it; "skip-rmid-empty"), careless uses ("misuse"), or a process shape ("blocked": a child's
  * msgrcv waits until the parent sends; "signal": EINTR; "removed": EIDRM; "threads"; "fork";
- * "exec", which re-runs itself as "rmid ID"; "blocked-long": a receive that waits 300 ms).
+ * "exec", which re-runs itself as "rmid ID"; "blocked-long": a receive that waits 300 ms;
+ * "raw-leak": a queue made and filled with raw system calls, which the shim cannot see).
  * Prints every result, errno and received text, and nothing that differs between runs (ids
  * are never printed), so native, linked and preloaded runs print the same. Queues are
  * IPC_PRIVATE or keyed by the pid; the runner removes what a run leaves. */
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/msg.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -231,6 +233,14 @@ static void blocked_long(void) {
     say("msgctl IPC_RMID", msgctl(q, IPC_RMID, NULL));
 }
 
+/* A queue made and filled with raw system calls, out of the shim's sight, and left. */
+static void raw_leak(void) {
+    struct msg m = {1, "unseen"};
+    long q = syscall(SYS_msgget, IPC_PRIVATE, IPC_CREAT | 0600);
+    say("raw msgget", q < 0 ? q : 1);
+    say("raw msgsnd", syscall(SYS_msgsnd, q, &m, 6, 0));
+}
+
 int main(int argc, char **argv) {
     alarm(20);
     const char *mode = argc > 1 ? argv[1] : "clean";
@@ -255,6 +265,8 @@ int main(int argc, char **argv) {
         say("msgctl IPC_RMID after exec", msgctl(q, IPC_RMID, NULL));
     } else if (strcmp(mode, "blocked-long") == 0)
         blocked_long();
+    else if (strcmp(mode, "raw-leak") == 0)
+        raw_leak();
     else
         return 2;
     return 0;

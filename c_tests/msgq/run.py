@@ -14,6 +14,8 @@ same (results, errno, the text every msgrcv received) and exit 0. Then checks, w
     reported, with the messages and bytes the kernel says it still holds (3 and 12, or 0);
   * the command across fork, exec and threads: a queue a child or an exec'd image removes is
     no leak, one never removed is, with its messages and bytes, in the text and JSON reports;
+  * a queue made with raw system calls (out of the shim's sight) is found in the kernel by the
+    command, by its last sender;
   * SHMTRACE_BLOCK_WARN_MS: a msgrcv that waited longer is reported once it returned (SHM016).
 As root the suite runs in its own IPC namespace; every queue a run leaves is removed
 afterwards (ipcrm), even when a check fails. Ends with `N passed, M failed, K skipped`.
@@ -32,7 +34,7 @@ from testlib import check  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODES = ["clean", "misuse", "skip-rmid", "skip-rmid-empty", "blocked", "signal", "removed", "threads",
-         "fork", "exec", "blocked-long"]
+         "fork", "exec", "blocked-long", "raw-leak"]
 MSG_FNS = ("msgget", "msgsnd", "msgrcv", "msgctl")
 
 
@@ -278,6 +280,30 @@ def command(opts):
                 check(False, f"command, {mode}: the JSON report", f"{e}: {js.stdout[:300]}")
 
 
+def unseen(opts):
+    """A queue the tree made with raw system calls: the command finds it in the kernel."""
+    with tempfile.TemporaryDirectory() as d:
+        out_dir = os.path.join(d, "raw")
+        argv = [testlib.COMMAND, "--error-exitcode", "3", "--out", out_dir,
+                "--", program(opts, "plain"), "raw-leak"]
+        json_report = [testlib.COMMAND, "report", "--json", out_dir]
+        _, out, rc, left, js = run(argv, testlib.clean_env(), then=lambda: subprocess.run(
+            json_report, capture_output=True, text=True))
+        msqid = next(iter(left), None)
+        check(rc == 3 and list(left.values()) == [(1, 6)]
+              and f"message queue msqid={msqid} key=IPC_PRIVATE holding 6 bytes, created during "
+                  f"the run" in out and f"(ipcrm -q {msqid})" in out,
+              "command: a queue made with raw system calls is found in the kernel, a leak",
+              out[-1200:])
+        try:
+            doc = json.loads(js.stdout)
+            check([(u["kind"], u["id"], u["size"]) for u in doc["not_seen"]]
+                  == [("message queue", msqid, 6)] and doc["verdict"]["not_seen"] == 1,
+                  "command: the JSON report lists it under not_seen", doc.get("not_seen"))
+        except (ValueError, KeyError) as e:
+            check(False, "command: the JSON report lists it under not_seen", f"{e}")
+
+
 def blocked_finding(opts):
     for warn, expect in [("100", True), (None, False)]:
         extra = {"SHMTRACE_FORMAT": "json"}
@@ -305,7 +331,7 @@ def main():
         return testlib.summary()
     before = set(queues())
     try:
-        for group in (transparency, logs, waits, reports, command, blocked_finding):
+        for group in (transparency, logs, waits, reports, command, unseen, blocked_finding):
             group(opts)
     finally:
         testlib.remove_sysv(("msg", q) for q in set(queues()) - before)
