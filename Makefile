@@ -9,7 +9,7 @@ WARN    := -Wall -Wextra -Werror
 LIBDIR  := $(CURDIR)/target/release
 LIB     := $(LIBDIR)/libshmtrace.so
 BUILD   := $(CURDIR)/build
-SUITES  := lint rust install transparency bad-input binary-log findings allocators verdict html fuzz posix
+SUITES  := lint rust install transparency bad-input binary-log findings allocators verdict html fuzz posix msgq
 
 # Installation (GNU conventions: PREFIX, DESTDIR for staged installs by packagers).
 PREFIX      ?= /usr/local

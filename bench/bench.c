@@ -4,6 +4,7 @@
  *   bench mmap ITERS          anonymous mmap+munmap of one page            (2 calls/cycle)
  *   bench shm ITERS           shmget(IPC_PRIVATE)+shmat+shmdt+IPC_RMID     (4 calls/cycle)
  *   bench semop ITERS         uncontended semop P then V                   (2 calls/cycle)
+ *   bench msg ITERS           msgsnd then msgrcv of a 16-byte message      (2 calls/cycle)
  *   bench pingpong ITERS      two processes passing a token on semaphores  (4 calls/round)
  *   bench threads N ITERS     N threads sharing ITERS mmap+munmap cycles   (2 calls/cycle)
  *   bench scale N PAIRS       N live pages, PAIRS mmap+munmap, then N munmaps in random order
@@ -26,6 +27,7 @@
 #include <string.h>
 #include <sys/ipc.h>
 #include <sys/mman.h>
+#include <sys/msg.h>
 #include <sys/sem.h>
 #include <sys/shm.h>
 #include <sys/wait.h>
@@ -53,6 +55,7 @@ static void die(const char *what)
 
 static volatile sig_atomic_t sem_id = -1;
 static volatile sig_atomic_t shm_id = -1;
+static volatile sig_atomic_t msg_id = -1;
 /* The POSIX shared memory name of the posix workload ("" when none). */
 static char shm_name[64];
 static pid_t owner;
@@ -66,9 +69,11 @@ static void remove_objects(void)
         semctl(sem_id, 0, IPC_RMID);
     if (shm_id >= 0)
         shmctl(shm_id, IPC_RMID, NULL);
+    if (msg_id >= 0)
+        msgctl(msg_id, IPC_RMID, NULL);
     if (shm_name[0])
         shm_unlink(shm_name);
-    sem_id = shm_id = -1;
+    sem_id = shm_id = msg_id = -1;
 }
 
 static void on_signal(int sig)
@@ -237,6 +242,34 @@ static void bench_semop(long iters)
     }
     double ns = (now_ns() - t0) / iters;
     drop_semaphores();
+    report(ns, 2);
+}
+
+/* A message through a private queue and back out: neither call waits. */
+static void msg_cycles(int id, long n)
+{
+    struct {
+        long mtype;
+        char text[16];
+    } m = {1, "0123456789abcde"};
+    for (long i = 0; i < n; i++)
+        if (msgsnd(id, &m, sizeof m.text, 0) != 0 || msgrcv(id, &m, sizeof m.text, 0, 0) < 0)
+            die("msgsnd/msgrcv");
+}
+
+static void bench_msg(long iters)
+{
+    int id = msgget(IPC_PRIVATE, IPC_CREAT | 0600);
+    if (id < 0)
+        die("msgget");
+    msg_id = id;
+    msg_cycles(id, iters / 10);
+    double t0 = now_ns();
+    msg_cycles(id, iters);
+    double ns = (now_ns() - t0) / iters;
+    if (msgctl(id, IPC_RMID, NULL) != 0)
+        die("msgctl IPC_RMID");
+    msg_id = -1;
     report(ns, 2);
 }
 
@@ -472,7 +505,7 @@ static void bench_idle(void)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: bench mmap|filemap|shm|posix|semop|pingpong|mix ITERS | threads N ITERS | "
+        fprintf(stderr, "usage: bench mmap|filemap|shm|posix|semop|msg|pingpong|mix ITERS | threads N ITERS | "
                         "scale N PAIRS | idle\n");
         return 2;
     }
@@ -490,6 +523,8 @@ int main(int argc, char **argv)
         bench_semop(a);
     else if (!strcmp(w, "posix"))
         bench_posix(a);
+    else if (!strcmp(w, "msg"))
+        bench_msg(a);
     else if (!strcmp(w, "pingpong"))
         bench_pingpong(a);
     else if (!strcmp(w, "threads"))

@@ -93,6 +93,7 @@ def workloads():
         cycles("shm", 10_000),
         cycles("posix", 10_000),
         cycles("semop", 200_000),
+        cycles("msg", 200_000),
         cycles("pingpong", 20_000),
         threads(1, 60_000),
         threads(2, 60_000),

@@ -67,13 +67,17 @@ ARG_KEYS = {
     "sem_open": ["name", "oflag"],
     "sem_close": ["sem"],
     "sem_unlink": ["name"],
+    "msgget": ["key", "msgflg"],
+    "msgsnd": ["msqid", "msgp", "msgsz", "msgflg"],
+    "msgrcv": ["msqid", "msgp", "msgsz", "msgtyp", "msgflg"],
+    "msgctl": ["msqid", "cmd", "buf"],
 }
 SEMCTL_4TH = {"SETVAL": "val", "GETALL": "array", "SETALL": "array"}
 SEMCTL_4TH.update(dict.fromkeys(
     ["IPC_STAT", "IPC_SET", "SEM_STAT", "SEM_STAT_ANY", "IPC_INFO", "SEM_INFO"], "buf"))
 NUMBER_ARGS = {"size", "nsems", "nsops", "semnum", "length", "old_size", "new_size", "shmid",
-               "semid", "fd", "val", "offset", "value"}
-POINTER_ARGS = {"shmaddr", "buf", "addr", "old_address", "new_address", "array", "sem"}
+               "semid", "fd", "val", "offset", "value", "msqid", "msgsz", "msgtyp"}
+POINTER_ARGS = {"shmaddr", "buf", "addr", "old_address", "new_address", "array", "sem", "msgp"}
 CALL_KEYS = ["event", "pid", "tid", "ts", "fn", "args", "ret", "errno", "dur_ns", "caller"]
 ENTER_KEYS = ["event", "pid", "tid", "ts", "fn", "args", "caller"]
 HEX = re.compile(r"0x[0-9a-f]+\Z")
@@ -245,7 +249,7 @@ def json_problems(obj, line, t0, t1):
             p.append(f"{k} is not a number")
         if k in POINTER_ARGS and not (v is None or isinstance(v, str) and HEX.match(v)):
             p.append(f"{k} is not a pointer")
-        if k in ("key", "shmflg", "semflg", "cmd", "prot", "flags") and not isinstance(v, str):
+        if k in ("key", "shmflg", "semflg", "msgflg", "cmd", "prot", "flags") and not isinstance(v, str):
             p.append(f"{k} is not a string")
     if event == "enter":
         if fn not in ("semop", "semtimedop"):

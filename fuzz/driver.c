@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <semaphore.h>
+#include <sys/msg.h>
 #include <sys/sem.h>
 #include <time.h>
 
@@ -57,7 +58,7 @@ static struct {
 static int nout;
 /* Ids in order of first appearance, for normalised transcripts and for reuse (stale ones
  * included: removed objects stay in the pool). */
-static int shmids[MAX_IDS], nshm, semids[MAX_IDS], nsem;
+static int shmids[MAX_IDS], nshm, semids[MAX_IDS], nsem, msqids[MAX_IDS], nmsq;
 static int file_fd = -1;
 /* The last memfd memfd_create made (-1 before the first): mmap maps it as well. */
 static int memfd_fd = -1;
@@ -651,6 +652,107 @@ static void gen_sem_unlink(void)
     say(" %d errno=%d", r, e);
 }
 
+/* Message queues: ids tagged Q. Nothing waits: every send and receive has IPC_NOWAIT, except
+ * MSG_COPY alone, which the kernel refuses at once. A receive prints the text it got. */
+static void gen_msgget(void)
+{
+    key_t key = pick_key();
+    int flags = chance(20) ? 0666 : 0600;
+    if (chance(70))
+        flags |= IPC_CREAT;
+    if (chance(30))
+        flags |= IPC_EXCL;
+    say("msgget %#x %#o ->", key, flags);
+    errno = SENTINEL;
+    int r = msgget(key, flags);
+    int e = errno;
+    say_id("Q", msqids, &nmsq, r);
+    say(" errno=%d", e);
+}
+
+struct fuzz_msg {
+    long mtype;
+    char text[96];
+};
+
+static void gen_msgsnd(void)
+{
+    int q = pick_id(msqids, nmsq);
+    static const size_t sizes[] = {0, 5, 64, 96, 9000, (size_t)-1};
+    size_t size = sizes[below(6)];
+    struct fuzz_msg m;
+    m.mtype = (long)below(4) - (chance(5) ? 2 : 0);
+    char first = (char)('a' + below(26));
+    for (int i = 0; i < (int)sizeof m.text; i++)
+        m.text[i] = (char)(first + i % 3);
+    const void *p = chance(5) ? (void *)16 : chance(3) ? NULL : (void *)&m;
+    int flags = IPC_NOWAIT | (chance(10) ? MSG_NOERROR : 0);
+    say("msgsnd");
+    say_id("Q", msqids, &nmsq, q);
+    say(" %s type=%ld %zu %#x ->", p == &m ? "buf" : p ? "wild" : "NULL", m.mtype, size, flags);
+    errno = SENTINEL;
+    /* 9000 is above the default MSGMAX (each run has its own IPC namespace): refused unread. */
+    int r = msgsnd(q, p, size, flags);
+    int e = errno;
+    say(" %d errno=%d", r, e);
+}
+
+static void gen_msgrcv(void)
+{
+    int q = pick_id(msqids, nmsq);
+    static const size_t sizes[] = {0, 4, 64, 96, (size_t)-1};
+    size_t size = sizes[below(5)];
+    static const long types[] = {0, 1, 2, -2, 3};
+    long type = types[below(5)];
+    int flags = chance(5) ? MSG_COPY : IPC_NOWAIT;
+    if (chance(30))
+        flags |= MSG_NOERROR;
+    if (chance(15))
+        flags |= MSG_EXCEPT;
+    if (flags & IPC_NOWAIT && chance(10))
+        flags |= MSG_COPY;
+    struct fuzz_msg m;
+    memset(&m, 0x5a, sizeof m);
+    void *p = chance(5) ? (void *)16 : chance(3) ? NULL : (void *)&m;
+    say("msgrcv");
+    say_id("Q", msqids, &nmsq, q);
+    say(" %s %zu %ld %#x ->", p == &m ? "buf" : p ? "wild" : "NULL", size, type, flags);
+    errno = SENTINEL;
+    ssize_t r = msgrcv(q, p, size, type, flags);
+    int e = errno;
+    say(" %zd errno=%d", r, e);
+    if (r >= 0 && p == &m)
+        say(" [type=%ld %.*s]", m.mtype, (int)r, m.text);
+}
+
+static void gen_msgctl(void)
+{
+    int q = pick_id(msqids, nmsq);
+    static const int cmds[] = {IPC_STAT, IPC_RMID, IPC_SET, IPC_INFO, MSG_INFO, MSG_STAT, 99};
+    int cmd = cmds[below(7)];
+    struct msqid_ds ds;
+    memset(&ds, 0, sizeof ds);
+    struct msqid_ds *buf = chance(5) ? (struct msqid_ds *)16 : chance(5) ? NULL : &ds;
+    if (cmd == IPC_SET && buf == &ds) {
+        /* A copy of the queue's own settings, through the raw call (not in the transcript). */
+        if (syscall(SYS_msgctl, q, IPC_STAT, &ds) != 0)
+            memset(&ds, 0, sizeof ds);
+    }
+    say("msgctl");
+    say_id("Q", msqids, &nmsq, q);
+    say(" %d %s ->", cmd, buf == &ds ? "buf" : buf ? "wild" : "NULL");
+    errno = SENTINEL;
+    int r = msgctl(q, cmd, buf);
+    int e = errno;
+    if (cmd == IPC_INFO || cmd == MSG_INFO || cmd == MSG_STAT)
+        say(" %s", r >= 0 ? "ok" : "-1"); /* indexes and ids: kernel-wide */
+    else
+        say(" %d", r);
+    say(" errno=%d", e);
+    if (r == 0 && cmd == IPC_STAT && buf == &ds)
+        say(" [qnum=%lu cbytes=%lu]", (unsigned long)ds.msg_qnum, (unsigned long)ds.__msg_cbytes);
+}
+
 static generator generators[SHMTRACE_FUNCTIONS] = {
     [SHMTRACE_CALL_SHMGET] = gen_shmget,   [SHMTRACE_CALL_SHMAT] = gen_shmat,
     [SHMTRACE_CALL_SHMDT] = gen_shmdt,     [SHMTRACE_CALL_SHMCTL] = gen_shmctl,
@@ -662,6 +764,8 @@ static generator generators[SHMTRACE_FUNCTIONS] = {
     [SHMTRACE_CALL_MEMFD_CREATE] = gen_memfd_create,
     [SHMTRACE_CALL_SEM_OPEN] = gen_sem_open, [SHMTRACE_CALL_SEM_CLOSE] = gen_sem_close,
     [SHMTRACE_CALL_SEM_UNLINK] = gen_sem_unlink,
+    [SHMTRACE_CALL_MSGGET] = gen_msgget,   [SHMTRACE_CALL_MSGSND] = gen_msgsnd,
+    [SHMTRACE_CALL_MSGRCV] = gen_msgrcv,   [SHMTRACE_CALL_MSGCTL] = gen_msgctl,
 };
 
 /* How often each function is drawn (the address-space calls are where the ledger works). */
@@ -785,6 +889,12 @@ int main(int argc, char **argv)
         say("cleanup semctl");
         say_id("M", semids, &nsem, semids[i]);
         say(" IPC_RMID -> %d", semctl(semids[i], 0, IPC_RMID) == 0 ? 0 : -1);
+        end_line();
+    }
+    for (int i = 0; i < nmsq; i++) {
+        say("cleanup msgctl");
+        say_id("Q", msqids, &nmsq, msqids[i]);
+        say(" IPC_RMID -> %d", msgctl(msqids[i], IPC_RMID, NULL) == 0 ? 0 : -1);
         end_line();
     }
     for (int i = 0; i < 3; i++) {

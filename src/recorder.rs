@@ -370,6 +370,11 @@ pub fn report_since(since: u32, stack: StackRoots) -> Report {
             },
         )
     });
+    report.queues = with_ledger(|ledger| {
+        ledger.queues_left(since, |id| {
+            kernel::queue_stat(id).map(|q| (q.messages, q.bytes))
+        })
+    });
     report.scanned = scanned;
     report.count_reachable = COUNT_REACHABLE.load(Ordering::Relaxed);
     report.set_aside_retained(allocator);

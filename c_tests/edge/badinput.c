@@ -496,6 +496,101 @@ static void named_sem_cases(void)
     T_INT("sem_unlink_missing", sem_unlink, "/shmtrace-badinput-missing");
 }
 
+/* msgget, msgsnd, msgrcv, msgctl with bad ids, NULL, wild and half-mapped buffers, negative
+ * sizes and types, flags the kernel refuses (MSG_COPY without IPC_NOWAIT), unknown commands;
+ * a queue whose limit is lowered to fill it. */
+struct msg16 {
+    long mtype;
+    char text[16];
+};
+
+static void msg_cases(void)
+{
+    key_t key = test_key(3);
+    struct msqid_ds ds;
+    struct msg16 m = {1, "abcdefghijklmno"}, r;
+    struct msg16 zero = {0, "x"}, negative = {-5, "x"};
+    /* a message whose text runs into the unmapped page */
+    struct msg16 *edge_msg = (struct msg16 *)(U - sizeof(long) - 4);
+    edge_msg->mtype = 1;
+
+    puts("-- msgget");
+    T_ID("msgget_nokey", msgget, key, 0600);
+    int id = T_ID("msgget_key", msgget, key, IPC_CREAT | IPC_EXCL | 0600);
+    CHECK(id >= 0);
+    T_ID("msgget_excl_exists", msgget, key, IPC_CREAT | IPC_EXCL | 0600);
+    T_ID("msgget_existing", msgget, key, 0);
+    int odd = T_ID("msgget_unknown_flags", msgget, IPC_PRIVATE, IPC_CREAT | 0600 | 0x7ff00000);
+    if (odd >= 0) {
+        syscall(SYS_msgctl, odd, IPC_RMID, NULL);
+        untrack(H_MSG, odd);
+    }
+
+    puts("-- msgsnd");
+    T_BLOCKING("msgsnd_bad_id", msgsnd, -1, &m, 4, IPC_NOWAIT);
+    T_BLOCKING("msgsnd_unknown_id", msgsnd, 0x7ffffffe, &m, 4, IPC_NOWAIT);
+    T_BLOCKING("msgsnd_null", msgsnd, id, NULL, 4, 0);
+    T_BLOCKING("msgsnd_wild", msgsnd, id, WILD, 4, 0);
+    T_BLOCKING("msgsnd_unmapped", msgsnd, id, U, 4, 0);
+    T_BLOCKING("msgsnd_prot_none", msgsnd, id, PN, 4, 0);
+    T_BLOCKING("msgsnd_straddle", msgsnd, id, edge_msg, 16, 0);
+    T_BLOCKING("msgsnd_size_negative", msgsnd, id, &m, (size_t)-1, 0);
+    T_BLOCKING("msgsnd_size_huge", msgsnd, id, &m, 1 << 20, 0);
+    T_BLOCKING("msgsnd_mtype0", msgsnd, id, &zero, 1, 0);
+    T_BLOCKING("msgsnd_mtype_negative", msgsnd, id, &negative, 1, 0);
+    T_BLOCKING("msgsnd_unknown_flags", msgsnd, id, &m, 4, IPC_NOWAIT | 0x7ff00000);
+    T_BLOCKING("msgsnd_ok", msgsnd, id, &m, 16, 0);
+    T_BLOCKING("msgsnd_size0", msgsnd, id, &m, 0, 0);
+
+    puts("-- msgrcv");
+    T_BLOCKING("msgrcv_bad_id", msgrcv, -1, &r, 16, 0, IPC_NOWAIT);
+    T_BLOCKING("msgrcv_size_negative", msgrcv, id, &r, (size_t)-1, 0, IPC_NOWAIT);
+    T_BLOCKING("msgrcv_unknown_flags", msgrcv, id, &r, 16, 0, IPC_NOWAIT | 0x7ff00000);
+    T_BLOCKING("msgrcv_e2big", msgrcv, id, &r, 2, 0, IPC_NOWAIT);
+    T_BLOCKING("msgrcv_other_type", msgrcv, id, &r, 16, 7, IPC_NOWAIT);
+    T_BLOCKING("msgrcv_except_nowait", msgrcv, id, &r, 16, 1, IPC_NOWAIT | MSG_EXCEPT);
+    T_BLOCKING("msgrcv_copy_without_nowait", msgrcv, id, &r, 16, 0, MSG_COPY);
+    T_BLOCKING("msgrcv_copy_except", msgrcv, id, &r, 16, 0, MSG_COPY | MSG_EXCEPT | IPC_NOWAIT);
+    T_BLOCKING("msgrcv_copy_index9", msgrcv, id, &r, 16, 9, MSG_COPY | IPC_NOWAIT);
+    T_BLOCKING("msgrcv_noerror", msgrcv, id, &r, 2, 0, MSG_NOERROR);
+    printf("msgrcv_noerror text: %.2s\n", r.text);
+    T_BLOCKING("msgrcv_size0_message", msgrcv, id, &r, 0, 0, IPC_NOWAIT);
+    T_BLOCKING("msgrcv_empty_nowait", msgrcv, id, &r, 16, 0, IPC_NOWAIT);
+    T_BLOCKING("msgsnd_for_null", msgsnd, id, &m, 4, 0);
+    /* The kernel takes the message off the queue, then fails to copy it: it is lost. */
+    T_BLOCKING("msgrcv_null", msgrcv, id, NULL, 16, 0, IPC_NOWAIT);
+    T_BLOCKING("msgrcv_null_then_empty", msgrcv, id, &r, 16, 0, IPC_NOWAIT);
+    T_BLOCKING("msgsnd_for_readonly", msgsnd, id, &m, 4, 0);
+    T_BLOCKING("msgrcv_readonly", msgrcv, id, RO, 16, 0, IPC_NOWAIT);
+    T_BLOCKING("msgrcv_type_min", msgrcv, id, &r, 16, LONG_MIN, IPC_NOWAIT);
+
+    puts("-- msgctl");
+    T_INT("msgctl_stat_bad_id", msgctl, -1, IPC_STAT, &ds);
+    T_INT("msgctl_stat_unknown_id", msgctl, 0x7ffffffe, IPC_STAT, &ds);
+    T_INT("msgctl_stat_null", msgctl, id, IPC_STAT, NULL);
+    T_INT("msgctl_stat_wild", msgctl, id, IPC_STAT, WILD);
+    T_INT("msgctl_stat_readonly", msgctl, id, IPC_STAT, (struct msqid_ds *)RO);
+    T_INT("msgctl_stat_straddle", msgctl, id, IPC_STAT, (struct msqid_ds *)(U - 16));
+    T_INT("msgctl_set_null", msgctl, id, IPC_SET, NULL);
+    T_INT("msgctl_set_prot_none", msgctl, id, IPC_SET, (struct msqid_ds *)PN);
+    T_INT("msgctl_info_unmapped", msgctl, 0, IPC_INFO, (struct msqid_ds *)U);
+    T_INT("msgctl_msginfo_readonly", msgctl, 0, MSG_INFO, (struct msqid_ds *)RO);
+    T_INT("msgctl_msgstat_bad_index", msgctl, 0x7ffffffe, MSG_STAT, &ds);
+    T_INT("msgctl_cmd99", msgctl, id, 99, &ds);
+    T_INT("msgctl_cmd_minus1", msgctl, id, -1, NULL);
+    T_INT("msgctl_stat_ok", msgctl, id, IPC_STAT, &ds);
+    /* A queue limited to 16 bytes is full after one message: IPC_NOWAIT answers EAGAIN. */
+    ds.msg_qbytes = 16;
+    T_INT("msgctl_set_qbytes", msgctl, id, IPC_SET, &ds);
+    T_BLOCKING("msgsnd_fills", msgsnd, id, &m, 16, IPC_NOWAIT);
+    T_BLOCKING("msgsnd_full_nowait", msgsnd, id, &m, 1, IPC_NOWAIT);
+    T_INT("msgctl_rmid_wild_buf", msgctl, id, IPC_RMID, WILD);
+    untrack(H_MSG, id);
+    T_INT("msgctl_rmid_again", msgctl, id, IPC_RMID, NULL);
+    T_BLOCKING("msgsnd_removed", msgsnd, id, &m, 4, IPC_NOWAIT);
+    T_BLOCKING("msgrcv_removed", msgrcv, id, &r, 16, 0, IPC_NOWAIT);
+}
+
 /* _exit and _Exit (hooked: they write the report) with out-of-range statuses, in fork and
  * vfork children: the parent sees the status the kernel keeps (its low 8 bits). */
 static void exit_cases(void)
@@ -527,7 +622,7 @@ static const struct {
                 {"nsops32_readable", nsops32_readable_cases},
                 {"nsops32_plus1", nsops32_plus1_cases}, {"mmap", mmap_cases},
                 {"posix", posix_cases}, {"memfd", memfd_cases}, {"named_sem", named_sem_cases},
-                {"exit", exit_cases}};
+                {"msg", msg_cases}, {"exit", exit_cases}};
 
 /* badinput SECTION...: runs those sections (each run.py run takes one, so a crash in one
  * section hides nothing of the others); --list names them. */

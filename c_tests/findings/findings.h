@@ -2,7 +2,8 @@
  * findings.h - helpers for the audit-finding programs (c_tests/findings). Each NAME.c is built
  * twice: NAME.bad triggers its finding, NAME.fixed (-DFIXED) is the corrected code.
  *
- * Every SysV object a program creates goes through track_shm / track_sem and is removed at
+ * Every SysV object a program creates goes through track_shm / track_sem / track_msg and is
+ * removed at
  * exit (also after a failed check, and on SIGINT/SIGTERM) with raw syscalls, so the cleanup
  * never appears in the log nor causes findings of its own. Only the creating process removes.
  * check() prints "FAIL ..." and exits 1 when the native behaviour is not what C promises.
@@ -22,6 +23,7 @@
 #include <string.h>
 #include <sys/ipc.h>
 #include <sys/mman.h>
+#include <sys/msg.h>
 #include <sys/sem.h>
 #include <sys/shm.h>
 #include <sys/syscall.h>
@@ -36,8 +38,8 @@ union semun {
 };
 
 #define MAX_TRACKED 16
-static int tracked_shm[MAX_TRACKED], tracked_sem[MAX_TRACKED];
-static int n_shm, n_sem;
+static int tracked_shm[MAX_TRACKED], tracked_sem[MAX_TRACKED], tracked_msg[MAX_TRACKED];
+static int n_shm, n_sem, n_msg;
 static pid_t tracking_pid;
 /* A POSIX shared memory name (/dev/shm/...) this program creates, "" when none; and a named
  * semaphore's (/dev/shm/sem....). */
@@ -51,7 +53,9 @@ static inline void remove_tracked(void)
         syscall(SYS_shmctl, tracked_shm[i], IPC_RMID, 0);
     for (int i = 0; i < n_sem; i++)
         syscall(SYS_semctl, tracked_sem[i], 0, IPC_RMID, 0);
-    n_shm = n_sem = 0;
+    for (int i = 0; i < n_msg; i++)
+        syscall(SYS_msgctl, tracked_msg[i], IPC_RMID, 0);
+    n_shm = n_sem = n_msg = 0;
     if (tracked_name[0]) {
         /* The raw system call: clean-up must not appear in the log. */
         char path[80];
@@ -108,6 +112,13 @@ static inline int track_sem(int id)
 {
     if (id >= 0 && n_sem < MAX_TRACKED)
         tracked_sem[n_sem++] = id;
+    return id;
+}
+
+static inline int track_msg(int id)
+{
+    if (id >= 0 && n_msg < MAX_TRACKED)
+        tracked_msg[n_msg++] = id;
     return id;
 }
 

@@ -40,10 +40,12 @@ pub enum Code {
     SizeNotPageMultiple = 11,
     ForeignCreator = 12,
     SemNotClosed = 14,
+    QueueRemovedWithMessages = 15,
+    MsgBlocked = 16,
 }
 
 impl Code {
-    pub const ALL: [Code; 13] = [
+    pub const ALL: [Code; 15] = [
         Code::WorldAccessible,
         Code::CreateWithoutExcl,
         Code::WriteExecMapping,
@@ -57,6 +59,8 @@ impl Code {
         Code::SizeNotPageMultiple,
         Code::ForeignCreator,
         Code::SemNotClosed,
+        Code::QueueRemovedWithMessages,
+        Code::MsgBlocked,
     ];
 
     /// `SHM001`..: what logs, reports and suppression files use.
@@ -92,7 +96,9 @@ impl Code {
             | Code::MunmapNeverMapped
             | Code::ExitHoldingSemaphore
             | Code::SemopBlocked
-            | Code::SemNotClosed => Severity::Warning,
+            | Code::SemNotClosed
+            | Code::QueueRemovedWithMessages
+            | Code::MsgBlocked => Severity::Warning,
             Code::SizeNotPageMultiple | Code::ForeignCreator => Severity::Info,
         }
     }
@@ -119,6 +125,8 @@ pub mod what {
     pub const SHM_NAME: u64 = 3;
     /// A named semaphore (`sem_open`), by the address it returned.
     pub const SEM_NAME: u64 = 4;
+    /// A System V message queue (`msgget`), by its id.
+    pub const MESSAGE_QUEUE: u64 = 5;
 }
 
 /// One finding: enough to write its message again later (the exit report repeats it), and
@@ -141,6 +149,7 @@ impl fmt::Display for Kind {
         f.write_str(match self.0 {
             what::SEGMENT => "segment shmid",
             what::SHM_NAME => "shared memory object fd",
+            what::MESSAGE_QUEUE => "message queue msqid",
             _ => "semaphore set semid",
         })
     }
@@ -251,7 +260,11 @@ impl Finding {
                     | Func::MemfdCreate
                     | Func::SemOpen
                     | Func::SemClose
-                    | Func::SemUnlink => "a fixed address",
+                    | Func::SemUnlink
+                    | Func::Msgget
+                    | Func::Msgsnd
+                    | Func::Msgrcv
+                    | Func::Msgctl => "a fixed address",
                 },
                 if c == 1 { "attachment" } else { "mapping" },
                 if matches!(self.func, Func::Mmap | Func::Mmap64) {
@@ -312,6 +325,20 @@ impl Finding {
                  semtimedop with a timeout",
                 self.func.name()
             ),
+            Code::QueueRemovedWithMessages => write!(
+                out,
+                "IPC_RMID of message queue msqid={id} discarded {b} unread message{} ({c} \
+                 bytes): whatever was still to be received is lost; drain the queue (msgrcv \
+                 with IPC_NOWAIT until ENOMSG) or stop its senders before removing it",
+                if b == 1 { "" } else { "s" }
+            ),
+            Code::MsgBlocked => write!(
+                out,
+                "{} on msqid={id} was blocked for {c} ms, more than {b} ms: a possible \
+                 deadlock or a stalled peer; check that the other side sends or receives, or \
+                 poll with IPC_NOWAIT",
+                self.func.name()
+            ),
             Code::SizeNotPageMultiple => write!(
                 out,
                 "segment shmid={id} was created with size {b}, not a multiple of the page size \
@@ -342,15 +369,16 @@ mod tests {
 
     #[test]
     fn codes_are_unique_and_parse_back() {
-        for c in Code::ALL {
-            assert_eq!(c.code(), format!("SHM{:03}", c as u8));
-            assert_eq!(Code::parse(c.code()), Some(c));
-            assert_eq!(Code::parse(&c.code().to_lowercase()), Some(c));
-            assert_eq!(Code::parse(c.name()), Some(c));
+        for (i, c) in Code::ALL.iter().enumerate() {
+            assert_eq!(c.code(), format!("SHM{:03}", *c as u8));
+            assert_eq!(CODES[i].0, c.code());
+            assert_eq!(Code::parse(c.code()), Some(*c));
+            assert_eq!(Code::parse(&c.code().to_lowercase()), Some(*c));
+            assert_eq!(Code::parse(c.name()), Some(*c));
         }
         assert_eq!(Code::ALL.len(), CODES.len());
         assert_eq!(Code::parse("SHM000"), None);
-        assert_eq!(Code::parse("SHM013"), None);
+        assert_eq!(Code::parse("SHM099"), None);
     }
 
     #[test]

@@ -59,7 +59,7 @@ pub fn configure(env: AuditEnv) {
         {
             Some(ms) => BLOCK_WARN_MS.store(ms, Ordering::Relaxed),
             None => config::warn_line(format_args!(
-                "SHMTRACE_BLOCK_WARN_MS={} is not a number of milliseconds; blocked semops are not reported",
+                "SHMTRACE_BLOCK_WARN_MS={} is not a number of milliseconds; blocked semops and message queue calls are not reported",
                 Lossy(v)
             )),
         },
@@ -136,9 +136,20 @@ pub fn suppressed(code: Code) -> bool {
 /// `SHMTRACE_BLOCK_WARN_MS`, or 0 when off or the finding is suppressed.
 #[inline(always)]
 pub fn block_warn_ms() -> u64 {
+    warn_ms_unless(Code::SemopBlocked)
+}
+
+/// `SHMTRACE_BLOCK_WARN_MS` for `msgsnd`/`msgrcv` (`MsgBlocked`), or 0.
+#[inline(always)]
+pub fn msg_block_warn_ms() -> u64 {
+    warn_ms_unless(Code::MsgBlocked)
+}
+
+#[inline(always)]
+fn warn_ms_unless(code: Code) -> u64 {
     match BLOCK_WARN_MS.load(Ordering::Relaxed) {
         0 => 0,
-        _ if suppressed(Code::SemopBlocked) => 0,
+        _ if suppressed(code) => 0,
         ms => ms,
     }
 }
@@ -223,7 +234,11 @@ pub fn before(ev: &Event, ledger: &Ledger, page: u64) -> Pre {
         | Func::MemfdCreate
         | Func::SemOpen
         | Func::SemClose
-        | Func::SemUnlink => {}
+        | Func::SemUnlink
+        | Func::Msgget
+        | Func::Msgsnd
+        | Func::Msgrcv
+        | Func::Msgctl => {}
     }
     pre
 }
@@ -249,11 +264,14 @@ fn nothing_to_do(ev: &Event, pre: &Pre) -> bool {
         }
         Func::ShmOpen | Func::SemOpen => ev.failed(),
         Func::ShmUnlink | Func::MemfdCreate | Func::SemClose | Func::SemUnlink => true,
+        Func::Msgget | Func::Msgctl => false,
+        Func::Msgsnd | Func::Msgrcv => !ANY_REMOVED.load(Ordering::Relaxed),
     }
 }
 
-/// After a completed call (not in a vfork child): its findings, reported.
-pub fn after(ev: &Event, pre: &Pre, page: u64) {
+/// After a completed call (not in a vfork child): its findings, reported. `queued` is what
+/// `msgctl(IPC_RMID)` found in the queue just before the call.
+pub fn after(ev: &Event, pre: &Pre, page: u64, queued: Option<(u64, u64)>) {
     if ev.phase != Phase::Exit || nothing_to_do(ev, pre) {
         return;
     }
@@ -261,20 +279,17 @@ pub fn after(ev: &Event, pre: &Pre, page: u64) {
         creator_uid: None,
         my_uid: 0,
         page_size: page,
+        queued,
     };
     if detect::opened_by_key(ev) {
-        let kind = if ev.func == Func::Shmget {
-            codes::what::SEGMENT
-        } else {
-            codes::what::SEMAPHORE_SET
-        };
+        let kind = detect::get_kind(ev.func);
         asked.creator_uid = probe::creator_uid(kind, ev.ret as i32);
         asked.my_uid = probe::effective_uid();
     }
     let found = {
         let mut state = STATE.lock();
         let found = detect::after_call(&mut state, ev, pre, &asked);
-        if matches!(ev.func, Func::Shmctl | Func::Semctl) && state.any_removed() {
+        if matches!(ev.func, Func::Shmctl | Func::Semctl | Func::Msgctl) && state.any_removed() {
             ANY_REMOVED.store(true, Ordering::Relaxed);
         }
         found

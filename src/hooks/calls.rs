@@ -1,8 +1,8 @@
 //! The tracked implementations behind the trampolines: each packs its arguments into an event,
 //! forwards to `real`, and says which caller memory may be read once the call returned.
 
-use core::ffi::{CStr, c_char, c_int, c_uint, c_ulong, c_void};
-use libc::{key_t, mode_t, sem_t, sembuf, shmid_ds, timespec};
+use core::ffi::{CStr, c_char, c_int, c_long, c_uint, c_ulong, c_void};
+use libc::{key_t, mode_t, msqid_ds, sem_t, sembuf, shmid_ds, timespec};
 
 use core::ptr;
 
@@ -12,6 +12,7 @@ use crate::ledger::Facts;
 use crate::platform::shm_fds;
 use crate::platform::shm_name::{self, ShmPath};
 use crate::platform::{errno, kernel, process, real};
+use shmtrace_core::trace::decode;
 use shmtrace_core::trace::event::{Event, Func, NAME_KEPT, Name, SOPS_KEPT, SemOp, Timeout};
 
 /// A C `int` argument, sign-extended as `Event::args` expects.
@@ -507,6 +508,120 @@ pub unsafe extern "C" fn sem_unlink(name: *const c_char, caller: usize) -> c_int
     traced(Func::SemUnlink, caller, args, call, |ev, _| {
         read_name(ev, name)
     }) as c_int
+}
+
+pub unsafe extern "C" fn msgget(key: key_t, msgflg: c_int, caller: usize) -> c_int {
+    let args = [int(key), int(msgflg), 0, 0, 0, 0];
+    // SAFETY: the program's own arguments, forwarded unchanged to the real function.
+    let call = || i64::from(unsafe { real::msgget(key, msgflg) });
+    // Queues record no creator pid: whether IPC_CREAT alone creates is asked before the call.
+    let key_was_free = may_create(key, msgflg) && {
+        let saved = errno::get();
+        let free = !kernel::queue_key_exists(key);
+        errno::set(saved);
+        free
+    };
+    let after = |ev: &mut Event, facts: &mut Facts| {
+        if !ev.failed() {
+            facts.created = always_creates(key, msgflg) || key_was_free;
+            ev.created = facts.created;
+        }
+    };
+    traced(Func::Msgget, caller, args, call, after) as c_int
+}
+
+pub unsafe extern "C" fn msgsnd(
+    msqid: c_int,
+    msgp: *const c_void,
+    msgsz: usize,
+    msgflg: c_int,
+    caller: usize,
+) -> c_int {
+    let args = [int(msqid), ptr(msgp), msgsz as u64, int(msgflg), 0, 0];
+    let warn_ms = audit::msg_block_warn_ms();
+    let call = |started: &mut Started| {
+        // SAFETY: the program's own arguments; the try adds only IPC_NOWAIT.
+        let send = |flags| i64::from(unsafe { real::msgsnd(msqid, msgp, msgsz, flags) });
+        if started.logged() && msgflg & libc::IPC_NOWAIT == 0 {
+            // A full queue is the only reason to wait, and the try's EAGAIN says so: a try
+            // that fails otherwise or succeeds is the call itself.
+            let done = send(msgflg | libc::IPC_NOWAIT);
+            if done != -1 || errno::get() != libc::EAGAIN {
+                return done;
+            }
+            started.waiting(|_| {});
+        }
+        timed(Func::Msgsnd, msqid, warn_ms, caller, || send(msgflg))
+    };
+    traced_waiting(Func::Msgsnd, caller, args, call, nothing_to_read) as c_int
+}
+
+/// `MSG_COPY` (linux/msg.h; not in `libc`): without `IPC_NOWAIT` the kernel refuses it, so it
+/// must never be tried with one.
+const MSG_COPY: c_int = 0o40000;
+
+pub unsafe extern "C" fn msgrcv(
+    msqid: c_int,
+    msgp: *mut c_void,
+    msgsz: usize,
+    msgtyp: c_long,
+    msgflg: c_int,
+    caller: usize,
+) -> isize {
+    let args = [
+        int(msqid),
+        ptr(msgp),
+        msgsz as u64,
+        msgtyp as u64,
+        int(msgflg),
+        0,
+    ];
+    let warn_ms = audit::msg_block_warn_ms();
+    let call = |started: &mut Started| {
+        // SAFETY: the program's own arguments; the try adds only IPC_NOWAIT.
+        let receive = |flags| unsafe { real::msgrcv(msqid, msgp, msgsz, msgtyp, flags) } as i64;
+        if started.logged() && msgflg & (libc::IPC_NOWAIT | MSG_COPY) == 0 {
+            // No message of the type asked for is the only reason to wait (ENOMSG to a try).
+            let done = receive(msgflg | libc::IPC_NOWAIT);
+            if done != -1 || errno::get() != libc::ENOMSG {
+                return done;
+            }
+            started.waiting(|_| {});
+        }
+        timed(Func::Msgrcv, msqid, warn_ms, caller, || receive(msgflg))
+    };
+    traced_waiting(Func::Msgrcv, caller, args, call, nothing_to_read) as isize
+}
+
+/// `SHMTRACE_BLOCK_WARN_MS` for msgsnd/msgrcv (`MsgBlocked`), which have no timed form to wait
+/// in slices with: made as they are, and reported once returned if blocked longer.
+fn timed(func: Func, msqid: c_int, warn_ms: u64, caller: usize, call: impl FnOnce() -> i64) -> i64 {
+    if warn_ms == 0 {
+        return call();
+    }
+    audit::blocking::reporting_after(warn_ms, call, |took_ms| {
+        let detail = [int(msqid), warn_ms, took_ms];
+        audit::report_finding(Finding::new(Code::MsgBlocked, func, caller as u64, detail));
+    })
+}
+
+pub unsafe extern "C" fn msgctl(
+    msqid: c_int,
+    cmd: c_int,
+    buf: *mut msqid_ds,
+    caller: usize,
+) -> c_int {
+    let args = [int(msqid), int(cmd), ptr(buf), 0, 0, 0];
+    // What a removal discards, asked just before it (the kernel keeps no trace after).
+    let queued = if cmd & !decode::IPC_64 == libc::IPC_RMID {
+        kernel::queue_stat(msqid).map(|q| (q.messages, q.bytes))
+    } else {
+        None
+    };
+    // SAFETY: the program's own arguments, forwarded unchanged to the real function.
+    let call = || i64::from(unsafe { real::msgctl(msqid, cmd, buf) });
+    let after = |_: &mut Event, facts: &mut Facts| facts.queued = queued;
+    traced(Func::Msgctl, caller, args, call, after) as c_int
 }
 
 /// Copies the name once libc has read it: having returned at all, it read the whole string

@@ -109,7 +109,7 @@ pub fn traced_waiting(
                 Some(taken) => recorder::completed_into(taken, &event, &facts),
                 None => recorder::completed(&event, &facts),
             }
-            audit::after(&event, &pre, facts.page_size);
+            audit::after(&event, &pre, facts.page_size, facts.queued);
         });
     }
     drop(entry);
@@ -134,7 +134,11 @@ fn releases_address_space(func: Func, args: &[u64; 6]) -> bool {
         | Func::MemfdCreate
         | Func::SemOpen
         | Func::SemClose
-        | Func::SemUnlink => false,
+        | Func::SemUnlink
+        | Func::Msgget
+        | Func::Msgsnd
+        | Func::Msgrcv
+        | Func::Msgctl => false,
     }
 }
 

@@ -44,12 +44,12 @@ mod sites;
 mod tests;
 
 pub use attachments::Attachment;
-pub use objects::{ObjectKind, Segment, SemaphoreSet};
+pub use objects::{MessageQueue, ObjectKind, Segment, SemaphoreSet};
 pub use regions::Kind as RegionKind;
 pub use render::{write_json, write_text};
 pub use report::{
-    AttachmentLeak, Candidate, FindingEntry, MappingLeak, NameLeak, OpenSemaphore, Report,
-    Retained, Scanned, SegmentLeak, SemaphoreLeak,
+    AttachmentLeak, Candidate, FindingEntry, MappingLeak, NameLeak, OpenSemaphore, QueueLeak,
+    Report, Retained, Scanned, SegmentLeak, SemaphoreLeak,
 };
 pub use resync::{KernelView, KernelVma, Unsure};
 
@@ -90,6 +90,9 @@ pub struct Facts {
     pub inode: u64,
     /// `mmap` of a file on hugetlbfs: its page size (`f_bsize` from `fstatfs`); 0 otherwise.
     pub file_page_size: u64,
+    /// `msgctl(IPC_RMID)`: the messages and bytes the queue held just before the call
+    /// (`IPC_STAT`), for the audit; `None` otherwise.
+    pub queued: Option<(u64, u64)>,
 }
 
 impl Facts {
@@ -104,6 +107,7 @@ impl Facts {
             nsems: 0,
             inode: 0,
             file_page_size: 0,
+            queued: None,
         }
     }
 
@@ -142,7 +146,7 @@ pub enum Outcome {
     /// `mremap` moved or grew pages the ledger never saw mapped: they are tracked from now on
     /// as [`RegionKind::Unknown`], which is never reported as a leak.
     UnknownSource { bytes: u64 },
-    /// `shmctl`/`semctl(IPC_RMID)` on an object this process never got from `shmget`/`semget`.
+    /// `shmctl`/`semctl`/`msgctl(IPC_RMID)` on an object this process never got from a get.
     UnknownObject,
     /// The call succeeded but cannot be modelled: `shmat` of a segment of unknown size, or
     /// more live attachments than the ledger can index (2^24).
@@ -273,6 +277,9 @@ impl Ledger {
             Func::SemUnlink => self.on_name_unlinked(NameKind::Sem, ev),
             // A memfd has no name that outlives the process; its mappings are mappings.
             Func::MemfdCreate => Outcome::NoEffect,
+            Func::Msgget => self.on_msgget(ev, facts),
+            Func::Msgctl => self.on_msgctl(ev),
+            Func::Msgsnd | Func::Msgrcv => Outcome::NoEffect,
         };
         match outcome {
             Outcome::UnmappedUnknown => self.unknown_unmaps = self.unknown_unmaps.saturating_add(1),
@@ -375,5 +382,10 @@ impl Ledger {
     /// Semaphore sets this process got and has not removed, by semid.
     pub fn semaphore_sets(&self) -> impl Iterator<Item = &SemaphoreSet> + '_ {
         self.objects.sets()
+    }
+
+    /// Message queues this process got and has not removed, by msqid.
+    pub fn message_queues(&self) -> impl Iterator<Item = &MessageQueue> + '_ {
+        self.objects.queues()
     }
 }

@@ -115,6 +115,13 @@ pub fn write_text(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Resul
             plural(sets, "semaphore set", "semaphore sets")
         ));
     }
+    let queues = n(report.queues.len());
+    if queues > 0 {
+        parts.push(format!(
+            "{queues} {}",
+            plural(queues, "message queue", "message queues")
+        ));
+    }
     let names = n(report.names.len());
     if names > 0 {
         parts.push(format!("{names} {}", plural(names, "name", "names")));
@@ -149,7 +156,7 @@ pub fn write_text(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Resul
         parts.join(", ")
     )?;
 
-    if segs > 0 || sets > 0 || names > 0 {
+    if segs > 0 || sets > 0 || queues > 0 || names > 0 {
         writeln!(
             out,
             "shmtrace[{pid}] outlive the process (created here, never removed: the kernel keeps them after exit):"
@@ -178,6 +185,24 @@ pub fn write_text(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Resul
                     "created at {}: never removed, still exists (ipcrm -s {})",
                     Site(s.site, &s.stack),
                     s.semid
+                ),
+            ]);
+        }
+        for q in &report.queues {
+            rows.push(vec![
+                "message queue".to_string(),
+                format!("msqid={}", q.msqid),
+                format!("key={}", Key(q.key)),
+                format!(
+                    "{} {}, {} bytes",
+                    q.messages,
+                    plural(q.messages, "message", "messages"),
+                    q.bytes
+                ),
+                format!(
+                    "created at {}: never removed, still exists (ipcrm -q {})",
+                    Site(q.site, &q.stack),
+                    q.msqid
                 ),
             ]);
         }
@@ -387,6 +412,23 @@ pub fn write_json(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Resul
         )?;
     }
     out.write_char(']')?;
+    if !report.queues.is_empty() {
+        out.write_str(r#","queues":["#)?;
+        for (i, q) in report.queues.iter().enumerate() {
+            comma(out, i)?;
+            write!(
+                out,
+                r#"{{"msqid":{},"key":"{}","messages":{},"bytes":{},"site":"{:#x}"{}}}"#,
+                q.msqid,
+                Key(q.key),
+                q.messages,
+                q.bytes,
+                q.site,
+                JsonStack(&q.stack)
+            )?;
+        }
+        out.write_char(']')?;
+    }
     if !report.names.is_empty() {
         out.write_str(r#","names":["#)?;
         for (i, s) in report.names.iter().enumerate() {

@@ -33,6 +33,20 @@ pub struct SemaphoreLeak {
     pub stack: Stack,
 }
 
+/// A message queue this process created, never removed, and the kernel still has, with what
+/// it still holds (`IPC_STAT` at report time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueLeak {
+    pub msqid: i32,
+    pub key: i32,
+    /// Messages still queued (`msg_qnum`).
+    pub messages: u64,
+    /// Bytes of message text still queued (`msg_cbytes`).
+    pub bytes: u64,
+    pub site: u64,
+    pub stack: Stack,
+}
+
 /// A POSIX shared memory or semaphore name this process created, never unlinked, and
 /// `/dev/shm` still has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,6 +161,8 @@ pub struct Scanned {
 pub struct Report {
     pub segments: Vec<SegmentLeak>,
     pub semaphores: Vec<SemaphoreLeak>,
+    /// Filled by the caller of [`Ledger::report`] from [`Ledger::queues_left`].
+    pub queues: Vec<QueueLeak>,
     /// Filled by the caller of [`Ledger::report`] from [`Ledger::names_left`].
     pub names: Vec<NameLeak>,
     /// Lost attachments: nothing in the process points into them.
@@ -185,6 +201,7 @@ impl Report {
         let n = |len: usize| u64::try_from(len).unwrap_or(u64::MAX);
         let lost = n(self.segments.len())
             .saturating_add(n(self.semaphores.len()))
+            .saturating_add(n(self.queues.len()))
             .saturating_add(n(self.names.len()))
             .saturating_add(n(self.attachments.len()))
             .saturating_add(self.mapping_count());
@@ -284,6 +301,31 @@ impl Ledger {
     /// while this one still has it attached).
     pub fn report(&self, alive: impl Fn(ObjectKind, i32) -> bool) -> Report {
         self.report_scoped(alive, 0, |_| true)
+    }
+
+    /// The message queues this process created in epoch `since` or later and never removed
+    /// that the kernel still has, by msqid. `stat` asks the kernel (`IPC_STAT`): `None` when
+    /// the queue is gone, else the messages and bytes it still holds.
+    pub fn queues_left(
+        &self,
+        since: u32,
+        stat: impl Fn(i32) -> Option<(u64, u64)>,
+    ) -> Vec<QueueLeak> {
+        self.objects
+            .queues()
+            .filter(|q| q.epoch >= since && q.is_leak_candidate())
+            .filter_map(|q| {
+                let (messages, bytes) = stat(q.msqid)?;
+                Some(QueueLeak {
+                    msqid: q.msqid,
+                    key: q.key,
+                    messages,
+                    bytes,
+                    site: q.site,
+                    stack: self.stack(q.stack),
+                })
+            })
+            .collect()
     }
 
     /// The regions the report would list as attachments or mappings, in address order: what

@@ -199,7 +199,11 @@ impl Ledger {
             | Func::MemfdCreate
             | Func::SemOpen
             | Func::SemClose
-            | Func::SemUnlink => None,
+            | Func::SemUnlink
+            | Func::Msgget
+            | Func::Msgsnd
+            | Func::Msgrcv
+            | Func::Msgctl => None,
         };
     }
 

@@ -334,6 +334,18 @@ pub unsafe fn memfd_create(name: *const c_char, flags: libc::c_uint) -> c_int {
     )
 }
 
+pub unsafe fn msgget(key: libc::key_t, msgflg: c_int) -> c_int {
+    forward!(
+        Func::Msgget,
+        fn(libc::key_t, c_int) -> c_int,
+        (key, msgflg),
+        sys(
+            libc::SYS_msgget,
+            [key as c_long, msgflg as c_long, 0, 0, 0, 0]
+        ) as c_int
+    )
+}
+
 /// `sem_open` and `sem_close` make no one system call: glibc keeps the process's semaphores
 /// in a table of its own (one mapping per name, with a count of opens) that only its
 /// functions know, so a stand-in would leave glibc's `sem_close` unable to close what it
@@ -421,4 +433,60 @@ fn unlink_as_glibc(path: &ShmPath) -> c_int {
         errno::set(libc::EACCES);
     }
     rc
+}
+
+pub unsafe fn msgsnd(msqid: c_int, msgp: *const c_void, msgsz: usize, msgflg: c_int) -> c_int {
+    forward!(
+        Func::Msgsnd,
+        fn(c_int, *const c_void, usize, c_int) -> c_int,
+        (msqid, msgp, msgsz, msgflg),
+        sys(
+            libc::SYS_msgsnd,
+            [
+                msqid as c_long,
+                msgp as c_long,
+                msgsz as c_long,
+                msgflg as c_long,
+                0,
+                0
+            ]
+        ) as c_int
+    )
+}
+
+pub unsafe fn msgrcv(
+    msqid: c_int,
+    msgp: *mut c_void,
+    msgsz: usize,
+    msgtyp: c_long,
+    msgflg: c_int,
+) -> isize {
+    forward!(
+        Func::Msgrcv,
+        fn(c_int, *mut c_void, usize, c_long, c_int) -> isize,
+        (msqid, msgp, msgsz, msgtyp, msgflg),
+        sys(
+            libc::SYS_msgrcv,
+            [
+                msqid as c_long,
+                msgp as c_long,
+                msgsz as c_long,
+                msgtyp,
+                msgflg as c_long,
+                0
+            ]
+        ) as isize
+    )
+}
+
+pub unsafe fn msgctl(msqid: c_int, cmd: c_int, buf: *mut libc::msqid_ds) -> c_int {
+    forward!(
+        Func::Msgctl,
+        fn(c_int, c_int, *mut libc::msqid_ds) -> c_int,
+        (msqid, cmd, buf),
+        sys(
+            libc::SYS_msgctl,
+            [msqid as c_long, cmd as c_long, buf as c_long, 0, 0, 0]
+        ) as c_int
+    )
 }

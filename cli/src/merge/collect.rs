@@ -11,7 +11,7 @@ use crate::logs::{Call, ExitReport, Finding, Loaded, Micros, Pos, Record, Start}
 /// How many early call sites of a process are kept to recognise the image it inherited.
 const EARLY_SITES: usize = 16;
 
-/// A SysV object created by a successful shmget/semget.
+/// A SysV object created by a successful shmget/semget/msgget.
 pub(super) struct Creation {
     pub(super) kind: Kind,
     pub(super) id: i64,
@@ -162,6 +162,8 @@ impl Collector {
             "semop" | "semtimedop" | "semctl" => {
                 c.arg_i64("semid").map(|id| (Kind::SemaphoreSet, id))
             }
+            "msgget" => c.ret_i64().map(|id| (Kind::MessageQueue, id)),
+            "msgsnd" | "msgrcv" | "msgctl" => c.arg_i64("msqid").map(|id| (Kind::MessageQueue, id)),
             _ => None,
         };
         if let Some(key) = used {
@@ -192,14 +194,15 @@ impl Collector {
                     });
                 }
             }
-            "shmget" | "semget" => {
+            "shmget" | "semget" | "msgget" => {
                 let Some(id) = c.ret_i64().filter(|id| *id >= 0) else {
                     return;
                 };
-                let (kind, size_key, flags_key) = if c.func == "shmget" {
-                    (Kind::Segment, "size", "shmflg")
-                } else {
-                    (Kind::SemaphoreSet, "nsems", "semflg")
+                let (kind, size_key, flags_key) = match c.func.as_str() {
+                    "shmget" => (Kind::Segment, "size", "shmflg"),
+                    "semget" => (Kind::SemaphoreSet, "nsems", "semflg"),
+                    // A queue has no size; what it holds is the kernel's at report time.
+                    _ => (Kind::MessageQueue, "", "msgflg"),
                 };
                 self.creations.push(Creation {
                     kind,
@@ -218,15 +221,15 @@ impl Collector {
                     stack: c.stack,
                 });
             }
-            "shmctl" | "semctl" => {
+            "shmctl" | "semctl" | "msgctl" => {
                 let cmd = c.arg_str("cmd").unwrap_or("");
                 if cmd.strip_prefix("IPC_64|").unwrap_or(cmd) != "IPC_RMID" {
                     return;
                 }
-                let (kind, id_key) = if c.func == "shmctl" {
-                    (Kind::Segment, "shmid")
-                } else {
-                    (Kind::SemaphoreSet, "semid")
+                let (kind, id_key) = match c.func.as_str() {
+                    "shmctl" => (Kind::Segment, "shmid"),
+                    "semctl" => (Kind::SemaphoreSet, "semid"),
+                    _ => (Kind::MessageQueue, "msqid"),
                 };
                 if let Some(id) = c.arg_i64(id_key) {
                     self.removals.push(Removal {

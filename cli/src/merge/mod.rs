@@ -100,6 +100,7 @@ pub fn build(sources: Sources<'_>, view: &ViewOptions) -> Result<Report, String>
         match leak.kind {
             Kind::Segment => report.verdict.segments += 1,
             Kind::SemaphoreSet => report.verdict.semaphore_sets += 1,
+            Kind::MessageQueue => report.verdict.message_queues += 1,
         }
     }
     report.leaks = leaks

@@ -138,6 +138,7 @@ pub struct CallStat {
 pub struct Verdict {
     pub segments: u64,
     pub semaphore_sets: u64,
+    pub message_queues: u64,
     /// POSIX shared memory and semaphore names created and never unlinked.
     pub names: u64,
     pub attachments: u64,
@@ -172,6 +173,7 @@ impl Verdict {
     pub fn leaks(&self) -> u64 {
         let lost = self.segments
             + self.semaphore_sets
+            + self.message_queues
             + self.names
             + self.attachments
             + self.mappings
@@ -239,6 +241,7 @@ impl Report {
 pub enum Kind {
     Segment,
     SemaphoreSet,
+    MessageQueue,
 }
 
 impl Kind {
@@ -246,6 +249,7 @@ impl Kind {
         match self {
             Kind::Segment => "segment",
             Kind::SemaphoreSet => "semaphore set",
+            Kind::MessageQueue => "message queue",
         }
     }
 }
@@ -255,8 +259,10 @@ pub struct SysvLeak {
     pub kind: Kind,
     pub id: i64,
     pub key: String,
-    /// Bytes for a segment, semaphores for a set.
+    /// Bytes for a segment, semaphores for a set (0 for a queue).
     pub size: u64,
+    /// A message queue the kernel still has: the messages and bytes it holds now.
+    pub queued: Option<(u64, u64)>,
     pub pid: i32,
     pub exe: Option<String>,
     pub site: Symbol,
@@ -330,9 +336,10 @@ pub struct Unseen {
     pub id: i64,
     /// The key's 32 bits (objects).
     pub key: Option<u32>,
-    /// Bytes for a segment, semaphores for a set.
+    /// Bytes for a segment, semaphores for a set, bytes queued in a message queue.
     pub size: u64,
-    /// The creator (a segment), or the process that has it attached (an attachment).
+    /// The creator (a segment), the last process of the tree that operated on it (a set, a
+    /// queue), or the process that has it attached (an attachment).
     pub pid: Option<i32>,
 }
 
@@ -340,6 +347,7 @@ pub struct Unseen {
 pub enum UnseenKind {
     Segment,
     SemaphoreSet,
+    MessageQueue,
     Attachment,
 }
 
@@ -348,6 +356,7 @@ impl UnseenKind {
         match self {
             UnseenKind::Segment => "segment",
             UnseenKind::SemaphoreSet => "semaphore set",
+            UnseenKind::MessageQueue => "message queue",
             UnseenKind::Attachment => "attachment",
         }
     }

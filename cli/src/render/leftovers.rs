@@ -35,6 +35,7 @@ pub(super) fn sysv_leaks(out: &mut String, report: &Report, style: Style) {
         let flag = match leak.kind {
             Kind::Segment => "-m",
             Kind::SemaphoreSet => "-s",
+            Kind::MessageQueue => "-q",
         };
         let presence = presence_text(leak.presence);
         let _ = match leak.presence {
@@ -90,15 +91,25 @@ pub(super) fn name_leaks(out: &mut String, report: &Report, style: Style) {
 /// A SysV object's first lines: kind (as painted), id, key and size; who created it, where,
 /// and the stack above.
 fn object_head(out: &mut String, o: &SysvLeak, style: Style, kind: String) {
-    let (id_name, size_name) = match o.kind {
-        Kind::Segment => ("shmid", "size"),
-        Kind::SemaphoreSet => ("semid", "nsems"),
+    let _ = match o.kind {
+        Kind::Segment => writeln!(out, "  {kind} shmid={} key={} size={}", o.id, o.key, o.size),
+        Kind::SemaphoreSet => {
+            writeln!(
+                out,
+                "  {kind} semid={} key={} nsems={}",
+                o.id, o.key, o.size
+            )
+        }
+        Kind::MessageQueue => {
+            let held = o.queued.map_or(String::new(), |(messages, bytes)| {
+                format!(
+                    " holding {messages} {} ({bytes} bytes)",
+                    if messages == 1 { "message" } else { "messages" }
+                )
+            });
+            writeln!(out, "  {kind} msqid={} key={}{held}", o.id, o.key)
+        }
     };
-    let _ = writeln!(
-        out,
-        "  {kind} {id_name}={} key={} {size_name}={}",
-        o.id, o.key, o.size
-    );
     let exe = o
         .exe
         .as_deref()
@@ -164,6 +175,14 @@ pub(super) fn not_seen(out: &mut String, report: &Report, style: Style) {
             ),
             UnseenKind::SemaphoreSet => format!(
                 "semaphore set semid={}{key} nsems={}, created during the run{} (ipcrm -s {})",
+                u.id,
+                u.size,
+                u.pid
+                    .map_or(String::new(), |p| format!(", last used by {p}")),
+                u.id
+            ),
+            UnseenKind::MessageQueue => format!(
+                "message queue msqid={}{key} holding {} bytes, created during the run{} (ipcrm -q {})",
                 u.id,
                 u.size,
                 u.pid

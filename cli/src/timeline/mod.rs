@@ -432,21 +432,27 @@ fn effect_of(c: &Call) -> Effect {
                 keep_old: has_flag(a, "flags", "MREMAP_DONTUNMAP"),
             })
         })(),
-        "shmget" | "semget" if c.created != Some(false) => c.ret_i64().map(|id| Effect::Create {
-            kind: if c.func == "shmget" {
-                Kind::Segment
-            } else {
-                Kind::SemaphoreSet
-            },
-            id,
-            size: num(a, "size").unwrap_or(0),
-        }),
+        "shmget" | "semget" | "msgget" if c.created != Some(false) => {
+            c.ret_i64().map(|id| Effect::Create {
+                kind: match c.func.as_str() {
+                    "shmget" => Kind::Segment,
+                    "semget" => Kind::SemaphoreSet,
+                    _ => Kind::MessageQueue,
+                },
+                id,
+                size: num(a, "size").unwrap_or(0),
+            })
+        }
         "shmctl" if removal() => id("shmid").map(|id| Effect::Remove {
             kind: Kind::Segment,
             id,
         }),
         "semctl" if removal() => id("semid").map(|id| Effect::Remove {
             kind: Kind::SemaphoreSet,
+            id,
+        }),
+        "msgctl" if removal() => id("msqid").map(|id| Effect::Remove {
+            kind: Kind::MessageQueue,
             id,
         }),
         "shmat" => id("shmid")

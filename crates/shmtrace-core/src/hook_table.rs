@@ -62,6 +62,15 @@ macro_rules! hook_table {
                 { group: Sem, pointer: false, blocks: false }
             SemUnlink sem_unlink(name: *const c_char) -> c_int
                 { group: Sem, pointer: false, blocks: false }
+            Msgget msgget(key: key_t, msgflg: c_int) -> c_int
+                { group: Msg, pointer: false, blocks: false }
+            Msgsnd msgsnd(msqid: c_int, msgp: *const c_void, msgsz: usize, msgflg: c_int) -> c_int
+                { group: Msg, pointer: false, blocks: true }
+            Msgrcv msgrcv(msqid: c_int, msgp: *mut c_void, msgsz: usize, msgtyp: c_long,
+                msgflg: c_int) -> isize
+                { group: Msg, pointer: false, blocks: true }
+            Msgctl msgctl(msqid: c_int, cmd: c_int, buf: *mut msqid_ds) -> c_int
+                { group: Msg, pointer: false, blocks: false }
         }
     };
 }

@@ -7,6 +7,7 @@ mod json;
 mod memory;
 mod names;
 mod objects;
+mod queues;
 mod reachability;
 mod rendering;
 mod resync;

@@ -138,7 +138,11 @@ fn carries(func: Func, args: &[u64; 6]) -> Carries {
         | Func::Semctl
         | Func::Munmap
         | Func::Mremap
-        | Func::SemClose => (false, false, false),
+        | Func::SemClose
+        | Func::Msgget
+        | Func::Msgsnd
+        | Func::Msgrcv
+        | Func::Msgctl => (false, false, false),
     };
     Carries {
         sops,
@@ -541,7 +545,7 @@ mod tests {
             ev.stack = Stack::from_slice(&[0x1, 0x2, 0x3]);
             if matches!(
                 func,
-                Func::Shmget | Func::Semget | Func::ShmOpen | Func::SemOpen
+                Func::Shmget | Func::Semget | Func::Msgget | Func::ShmOpen | Func::SemOpen
             ) {
                 ev.created = true;
             }

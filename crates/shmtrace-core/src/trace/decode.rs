@@ -10,7 +10,7 @@ use core::fmt::{self, Write};
 use super::errnos;
 
 /// The "new layout" bit glibc ORs into ctl commands (`include/uapi/linux/ipc.h`); not in `libc`.
-const IPC_64: i32 = 0x100;
+pub const IPC_64: i32 = 0x100;
 
 // `include/uapi/linux/shm.h`; not in `libc`.
 const SHM_STAT: i32 = 13;
@@ -111,6 +111,25 @@ const MREMAP_FLAGS: &[Flag] = &[
     (libc::MREMAP_DONTUNMAP, "MREMAP_DONTUNMAP"),
 ];
 
+/// msgget's flags: the kernel ignores `IPC_NOWAIT` there, as for semget, but callers pass it.
+const MSGGET_FLAGS: &[Flag] = SEMGET_FLAGS;
+
+// `include/uapi/linux/msg.h`; not all in `libc`.
+const MSG_NOERROR: i32 = 0o10000;
+const MSG_EXCEPT: i32 = 0o20000;
+const MSG_COPY: i32 = 0o40000;
+const MSG_STAT: i32 = 11;
+const MSG_INFO: i32 = 12;
+const MSG_STAT_ANY: i32 = 13;
+
+/// msgsnd's and msgrcv's `msgflg` (msgsnd uses `IPC_NOWAIT` only; strace names them all).
+const MSG_FLAGS: &[Flag] = &[
+    (libc::IPC_NOWAIT, "IPC_NOWAIT"),
+    (MSG_NOERROR, "MSG_NOERROR"),
+    (MSG_EXCEPT, "MSG_EXCEPT"),
+    (MSG_COPY, "MSG_COPY"),
+];
+
 const SEM_FLAGS: &[Flag] = &[
     (libc::IPC_NOWAIT, "IPC_NOWAIT"),
     (libc::SEM_UNDO, "SEM_UNDO"),
@@ -177,6 +196,12 @@ const SEM_CMDS: &[Cmd] = &[
     (base_cmd(libc::SEM_STAT), "SEM_STAT"),
     (libc::SEM_INFO, "SEM_INFO"),
     (base_cmd(libc::SEM_STAT_ANY), "SEM_STAT_ANY"),
+];
+
+const MSG_CMDS: &[Cmd] = &[
+    (MSG_STAT, "MSG_STAT"),
+    (MSG_INFO, "MSG_INFO"),
+    (MSG_STAT_ANY, "MSG_STAT_ANY"),
 ];
 
 /// Writes `|`-separated terms, so each decoder only has to say which terms it has.
@@ -316,6 +341,16 @@ pub fn semget_flags(out: &mut impl Write, semflg: i32) -> fmt::Result {
     get_flags(out, semflg, SEMGET_FLAGS, None)
 }
 
+/// msgget's `msgflg`: `IPC_CREAT|IPC_EXCL|0600`.
+pub fn msgget_flags(out: &mut impl Write, msgflg: i32) -> fmt::Result {
+    get_flags(out, msgflg, MSGGET_FLAGS, None)
+}
+
+/// msgsnd's and msgrcv's `msgflg`: `IPC_NOWAIT|MSG_NOERROR`, `0` when none.
+pub fn msg_flags(out: &mut impl Write, msgflg: i32) -> fmt::Result {
+    flags(out, msgflg as u32, MSG_FLAGS, "0")
+}
+
 /// shm_open's `oflag`: `O_RDWR|O_CREAT|O_EXCL`, the access mode first as strace prints it.
 pub fn open_flags(out: &mut impl Write, oflag: i32) -> fmt::Result {
     let bits = oflag as u32;
@@ -384,6 +419,11 @@ pub fn shmctl_cmd(out: &mut impl Write, cmd: i32) -> fmt::Result {
 /// semctl's `cmd`: `IPC_RMID`, `SETVAL`, `IPC_64|SEM_STAT`, or a decimal number.
 pub fn semctl_cmd(out: &mut impl Write, cmd: i32) -> fmt::Result {
     ctl_cmd(out, cmd, SEM_CMDS)
+}
+
+/// msgctl's `cmd`: `IPC_RMID`, `IPC_64|MSG_STAT`, or a decimal number.
+pub fn msgctl_cmd(out: &mut impl Write, cmd: i32) -> fmt::Result {
+    ctl_cmd(out, cmd, MSG_CMDS)
 }
 
 /// `prot`: `PROT_READ|PROT_WRITE`, `PROT_NONE` when 0.
@@ -637,6 +677,40 @@ mod tests {
             assert_eq!(f(cmd | IPC_64), format!("IPC_64|{name}"));
         }
         assert_eq!(f(21), "21");
+    }
+
+    #[test]
+    fn msg_flags_and_commands() {
+        let get = |v: i32| show(|o| msgget_flags(o, v));
+        assert_eq!(
+            get(libc::IPC_CREAT | libc::IPC_EXCL | 0o600),
+            "IPC_CREAT|IPC_EXCL|0600"
+        );
+        assert_eq!(get(0), "000");
+        let f = |v: i32| show(|o| msg_flags(o, v));
+        assert_eq!(f(0), "0");
+        assert_eq!(f(libc::IPC_NOWAIT), "IPC_NOWAIT");
+        assert_eq!(
+            f(libc::IPC_NOWAIT | MSG_NOERROR | MSG_EXCEPT | MSG_COPY),
+            "IPC_NOWAIT|MSG_NOERROR|MSG_EXCEPT|MSG_COPY"
+        );
+        assert_eq!(f(MSG_NOERROR | 0x1), "MSG_NOERROR|0x1");
+        let cmd = |v: i32| show(|o| msgctl_cmd(o, v));
+        let names = [
+            (0, "IPC_RMID"),
+            (1, "IPC_SET"),
+            (2, "IPC_STAT"),
+            (3, "IPC_INFO"),
+            (11, "MSG_STAT"),
+            (12, "MSG_INFO"),
+            (13, "MSG_STAT_ANY"),
+        ];
+        for (c, name) in names {
+            assert_eq!(cmd(c), name);
+            assert_eq!(cmd(c | IPC_64), format!("IPC_64|{name}"));
+        }
+        assert_eq!(cmd(14), "14");
+        assert_eq!(cmd(-1), "-1");
     }
 
     #[test]

@@ -13,16 +13,18 @@ pub enum Group {
     Shm,
     Sem,
     Mmap,
+    Msg,
 }
 
 impl Group {
-    pub const ALL: [Group; 3] = [Group::Shm, Group::Sem, Group::Mmap];
+    pub const ALL: [Group; 4] = [Group::Shm, Group::Sem, Group::Mmap, Group::Msg];
 
     pub fn name(self) -> &'static str {
         match self {
             Group::Shm => "shm",
             Group::Sem => "sem",
             Group::Mmap => "mmap",
+            Group::Msg => "msg",
         }
     }
 }
@@ -311,6 +313,10 @@ impl core::fmt::Debug for Stack {
 /// | sem_open | name (the pointer; the string is in `name`), oflag, mode, value (the last two whatever the caller passed) |
 /// | sem_close | sem |
 /// | sem_unlink | name (the pointer; the string is in `name`) |
+/// | msgget | key, msgflg |
+/// | msgsnd | msqid, msgp, msgsz, msgflg |
+/// | msgrcv | msqid, msgp, msgsz, msgtyp, msgflg |
+/// | msgctl | msqid, cmd, buf |
 ///
 /// `repr(C)`, small fields first and the stack last: an event is built in place on the hook's
 /// stack, and the compiler zeroes its fields with a few wide stores; with the stack's unused
@@ -322,8 +328,8 @@ pub struct Event {
     pub phase: Phase,
     pub func: Func,
     pub sops_read: u8,
-    /// `shmget`/`semget`/`shm_open`/`sem_open`: whether this call created the object (rather
-    /// than opened it).
+    /// `shmget`/`semget`/`msgget`/`shm_open`/`sem_open`: whether this call created the object
+    /// (rather than opened it).
     pub created: bool,
     pub pid: i32,
     pub tid: i32,
@@ -379,11 +385,11 @@ impl Event {
         self.phase == Phase::Exit && self.ret == self.func.failure_value()
     }
 
-    /// For a successful `shmget`/`semget`: whether it created the object.
+    /// For a successful `shmget`/`semget`/`msgget`/`shm_open`/`sem_open`: whether it created the object.
     pub fn created(&self) -> Option<bool> {
         let get = matches!(
             self.func,
-            Func::Shmget | Func::Semget | Func::ShmOpen | Func::SemOpen
+            Func::Shmget | Func::Semget | Func::Msgget | Func::ShmOpen | Func::SemOpen
         );
         (get && self.phase == Phase::Exit && !self.failed()).then_some(self.created)
     }

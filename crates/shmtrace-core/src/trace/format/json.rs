@@ -96,6 +96,7 @@ fn write_errno(ev: &Event, out: &mut impl Write) -> fmt::Result {
 fn write_value(out: &mut impl Write, value: Value<'_>) -> fmt::Result {
     match value {
         Value::Int(v) => write!(out, "{v}"),
+        Value::Long(v) => write!(out, "{v}"),
         Value::Size(v) => write!(out, "{v}"),
         Value::Ptr(0) => out.write_str("null"),
         Value::Ptr(p) => write!(out, "\"{p:#x}\""),
@@ -377,7 +378,7 @@ pub(crate) mod tests {
         // The JSON examples are those of the text examples but the shmat, the first mmap, the
         // shmctl and the semop enter record.
         let events = doc_examples();
-        let made: Vec<String> = [0, 3, 5, 7, 8, 9, 10, 11, 12, 13, 14]
+        let made: Vec<String> = [0, 3, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17]
             .iter()
             .map(|&i| json(&events[i]))
             .collect();

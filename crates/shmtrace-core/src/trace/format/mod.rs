@@ -45,6 +45,9 @@ enum Decoded {
     SemOpenFlags(i32),
     Mode(u32),
     MemfdFlags(u32),
+    MsggetFlags(i32),
+    MsgFlags(i32),
+    MsgctlCmd(i32),
 }
 
 impl Decoded {
@@ -63,6 +66,9 @@ impl Decoded {
             Decoded::SemOpenFlags(v) => decode::sem_open_flags(out, v),
             Decoded::Mode(v) => decode::mode(out, v),
             Decoded::MemfdFlags(v) => decode::memfd_flags(out, v),
+            Decoded::MsggetFlags(v) => decode::msgget_flags(out, v),
+            Decoded::MsgFlags(v) => decode::msg_flags(out, v),
+            Decoded::MsgctlCmd(v) => decode::msgctl_cmd(out, v),
         }
     }
 }
@@ -72,6 +78,8 @@ impl Decoded {
 enum Value<'a> {
     /// A C `int`: ids, fds, `semnum`, semctl's `val`.
     Int(i32),
+    /// A C `long`: msgrcv's `msgtyp`.
+    Long(i64),
     /// A `size_t`: sizes and counts.
     Size(u64),
     Ptr(u64),
@@ -234,6 +242,28 @@ fn args(ev: &Event) -> Args<'_> {
         )
         .and((int(1) & libc::O_CREAT != 0).then(|| arg("value", Size(u64::from(raw(3) as u32))))),
         Func::SemClose => Args::of(&[arg("sem", Ptr(raw(0)))]),
+        Func::Msgget => Args::of(&[
+            arg("key", Value::Decoded(Key(int(0)))),
+            arg("msgflg", Value::Decoded(MsggetFlags(int(1)))),
+        ]),
+        Func::Msgsnd => Args::of(&[
+            arg("msqid", Int(int(0))),
+            arg("msgp", Ptr(raw(1))),
+            arg("msgsz", Size(raw(2))),
+            arg("msgflg", Value::Decoded(MsgFlags(int(3)))),
+        ]),
+        Func::Msgrcv => Args::of(&[
+            arg("msqid", Int(int(0))),
+            arg("msgp", Ptr(raw(1))),
+            arg("msgsz", Size(raw(2))),
+            arg("msgtyp", Value::Long(raw(3) as i64)),
+            arg("msgflg", Value::Decoded(MsgFlags(int(4)))),
+        ]),
+        Func::Msgctl => Args::of(&[
+            arg("msqid", Int(int(0))),
+            arg("cmd", Value::Decoded(MsgctlCmd(int(1)))),
+            arg("buf", Ptr(raw(2))),
+        ]),
     }
 }
 
@@ -382,9 +412,9 @@ pub(crate) mod fixtures {
     /// The events behind every example line of docs/log-format.md, in the order they appear:
     /// the seven text examples (the first six are also the JSON examples' events), then the
     /// record with a stack (`SHMTRACE_STACK=3`), `shm_open` and `shm_unlink`, `memfd_create`
-    /// and an `mmap` of its memfd, `sem_open`, `sem_close` and `sem_unlink`, each shown in both
-    /// formats.
-    pub fn doc_examples() -> [Event; 15] {
+    /// and an `mmap` of its memfd, `sem_open`, `sem_close` and `sem_unlink`, then the message
+    /// queues' examples, each shown in both formats.
+    pub fn doc_examples() -> [Event; 19] {
         let at = |mut ev: Event, micros: u64, dur_ns: u64, caller: u64| {
             ev.ts_ns = 1_764_168_062_000_000_000 + micros * 1_000;
             ev.dur_ns = dur_ns;
@@ -455,6 +485,30 @@ pub(crate) mod fixtures {
             0x7f3a_2c7f_e000,
         )));
         let sem_unlink = sem_named(call(Func::SemUnlink, &[0x5604_1c2e_2004], 0));
+        let msgget = at(
+            created(call(
+                Func::Msgget,
+                &[0, int(libc::IPC_CREAT | libc::IPC_EXCL | 0o600)],
+                7,
+            )),
+            123_610,
+            8_410,
+            0x55d0_c0a0_1400,
+        );
+        let receive = [7, 0x7ffd_1c2e_3b00, 64, 0, 0];
+        let msgrcv_enter = at(enter(Func::Msgrcv, &receive), 123_620, 0, 0x55d0_c0a0_1420);
+        let msgrcv = at(
+            call(Func::Msgrcv, &receive, 12),
+            123_620,
+            250_031_207,
+            0x55d0_c0a0_1420,
+        );
+        let msgctl = at(
+            call(Func::Msgctl, &[7, int(libc::IPC_RMID), 0], 0),
+            123_630,
+            3_020,
+            0x55d0_c0a0_1440,
+        );
         [
             at(
                 created(call(
@@ -535,6 +589,10 @@ pub(crate) mod fixtures {
                 0x55d0_c0a0_1390,
             ),
             at(sem_unlink, 123_600, 7_450, 0x55d0_c0a0_13b0),
+            msgget,
+            msgrcv_enter,
+            msgrcv,
+            msgctl,
         ]
     }
 

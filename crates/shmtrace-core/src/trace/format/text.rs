@@ -82,6 +82,7 @@ fn write_result(ev: &Event, out: &mut impl Write) -> fmt::Result {
 fn write_value(out: &mut impl Write, value: Value<'_>) -> fmt::Result {
     match value {
         Value::Int(v) => write!(out, "{v}"),
+        Value::Long(v) => write!(out, "{v}"),
         Value::Size(v) => write!(out, "{v}"),
         Value::Ptr(p) => decode::pointer(out, p),
         Value::Offset(o) => decode::offset(out, o),
