@@ -164,6 +164,31 @@ static size_t pick_len(uintptr_t room)
     return len == BIG || len <= room ? len : room;
 }
 
+/* FUZZ_PERTURB=1: other neighbours for what the kernel places (raw system calls; the pages
+ * are never given to any call): before each call one to three PROT_NONE pages where the kernel
+ * chooses, and above each new kernel-placed mapping, where free, a private page of its
+ * permissions, which the kernel merges into it when it can (as it may merge a page the shim
+ * allocated). The transcript must not change: a call whose outcome depends on what lies next to
+ * a kernel-placed mapping is a generator that is not the same call in every run, and shows up
+ * here, natively, rather than as a transparency divergence under the shim that does not
+ * reproduce. */
+static int perturb;
+static long call_no;
+
+static void perturb_layout(void)
+{
+    size_t len = (size_t)(1 + call_no % 3) * PAGE;
+    syscall(SYS_mmap, 0UL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0L);
+}
+
+static void perturb_neighbour(uintptr_t end)
+{
+    read_maps();
+    const struct vma *v = kernel_at(end - 1);
+    if (v)
+        syscall(SYS_mmap, end, PAGE, v->prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0L);
+}
+
 static void track(uintptr_t a, size_t len, int huge, int attach)
 {
     if (a == (uintptr_t)MAP_FAILED || (a >= ZONE && a < ZONE + ZONE_SIZE) || nout == MAX_OUT)
@@ -172,6 +197,8 @@ static void track(uintptr_t a, size_t len, int huge, int attach)
     out[nout].addr = a;
     out[nout].len = (len + g - 1) & ~(g - 1);
     out[nout].attach = attach;
+    if (perturb)
+        perturb_neighbour(out[nout].addr + out[nout].len);
     nout++;
 }
 
@@ -479,6 +506,11 @@ static void gen_mremap(void)
         new_len = pick_len(flags & MREMAP_FIXED ? tlimit - target : HUGE + 16 * PAGE);
     if (new_len == BIG && !(flags & MREMAP_FIXED) && chance(50))
         new_len = PAGE;
+    /* An old_len past the mapping's end is a shrink to new_len, which the kernel checks against
+     * the end of the VMA there: for a kernel-placed mapping, that end depends on whether the
+     * kernel merged it with what it placed next (the shim's memory included). */
+    if (from_out >= 0 && old_len == BIG && new_len != BIG && new_len > out[from_out].len)
+        new_len = out[from_out].len;
     say("mremap");
     say_addr(a);
     say(" %#zx %#zx %#x", old_len, new_len, flags);
@@ -565,8 +597,6 @@ static int weight(int f)
     }
 }
 
-static long call_no;
-
 static void end_line(void)
 {
     fprintf(tx, "%ld %s\n", call_no, line);
@@ -612,6 +642,7 @@ static void dump_zone(const char *when)
 
 int main(int argc, char **argv)
 {
+    perturb = getenv("FUZZ_PERTURB") != NULL;
     if (getenv("FUZZ_DUMP_AT"))
         dump_at = strtol(getenv("FUZZ_DUMP_AT"), NULL, 0);
     if (argc < 5) {
@@ -643,6 +674,8 @@ int main(int argc, char **argv)
         int pick = (int)below((uint64_t)total), f = 0;
         while (pick >= weight(f))
             pick -= weight(f++);
+        if (perturb)
+            perturb_layout();
         if (call_no == dump_at)
             dump_zone("before");
         generators[f]();

@@ -78,10 +78,11 @@ def huge_pages_settled():
         time.sleep(0.01)
 
 
-def run(driver, work, seed, calls, every, shim, stop=False):
-    """One run; returns (transcript lines, divergence lines, log path or None)."""
+def run(driver, work, seed, calls, every, shim, stop=False, perturb=False):
+    """One run; returns (transcript lines, divergence lines, log path or None). `perturb`: with
+    other neighbours for what the kernel places (FUZZ_PERTURB, natively only)."""
     huge_pages_settled()
-    tag = "shim" if shim else "native"
+    tag = "shim" if shim else "perturbed" if perturb else "native"
     tx = os.path.join(work, f"{seed}.{tag}.tx")
     log = os.path.join(work, f"{seed}.{every}.log") if shim else None
     if log and os.path.exists(log):
@@ -90,7 +91,7 @@ def run(driver, work, seed, calls, every, shim, stop=False):
     if stop:
         cmd.append("stop")
     env = (t.clean_env(preload=True, SHMTRACE_FORMAT="json", SHMTRACE_LOG=log) if shim
-           else t.clean_env())
+           else t.clean_env(FUZZ_PERTURB="1") if perturb else t.clean_env())
     proc = subprocess.run(cmd, env=env, stderr=subprocess.PIPE, text=True, timeout=600)
     if proc.returncode not in (0, 3):
         raise RuntimeError(f"seed {seed} ({tag}): driver exited {proc.returncode}: "
@@ -140,18 +141,28 @@ def narrow(driver, work, seed, calls):
     return f"{diverged[0]}\n  shortest failing prefix: {n} calls; the last ones:\n    {tail}"
 
 
-def fuzz_seed(driver, work, seed, calls, every):
-    """One seed natively and under the shim: three checks (transparency, ledger, log)."""
-    native, _, _ = run(driver, work, seed, calls, every, False)
-    shim, diverged, log = run(driver, work, seed, calls, every, True)
-    first = next((i for i, (a, b) in enumerate(zip(native, shim)) if a != b), None)
+def same_transcripts(name, a, b, a_tag, b_tag):
+    """One check: transcripts `a` and `b` are identical; else the first difference."""
+    first = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
     if first is not None:
         why = (f"shortest failing prefix {first + 1} calls:\n"
-               f"    native: {native[first]}\n    shim:   {shim[first]}")
+               f"    {a_tag}: {a[first]}\n    {b_tag}: {b[first]}")
     else:
-        why = f"{len(native)} vs {len(shim)} lines"
-    t.check(first is None and len(native) == len(shim),
-            f"transparency: seed {seed} ({len(native)} calls)", why)
+        why = f"{len(a)} vs {len(b)} lines"
+    t.check(first is None and len(a) == len(b), name, why)
+
+
+def fuzz_seed(driver, work, seed, calls, every):
+    """One seed natively, natively with another layout, and under the shim: four checks
+    (layout independence of the generated calls, transparency, ledger, log)."""
+    native, _, _ = run(driver, work, seed, calls, every, False)
+    perturbed, _, _ = run(driver, work, seed, calls, every, False, perturb=True)
+    same_transcripts(f"layout independence: seed {seed} (a generator's call depends on what "
+                     "the kernel placed next to a mapping)", native, perturbed,
+                     "native", "perturbed")
+    shim, diverged, log = run(driver, work, seed, calls, every, True)
+    same_transcripts(f"transparency: seed {seed} ({len(native)} calls)", native, shim,
+                     "native", "shim")
     t.check(not diverged, f"ledger against the kernel: seed {seed}",
             diverged and narrow(driver, work, seed, calls))
     why = compare_log(shim, log)
@@ -175,7 +186,7 @@ def main():
         return t.summary()
     if not t.can_unshare():
         t.skip("the differential fuzzer", "needs a private IPC namespace (unshare --ipc: root)",
-               count=1 + 3 * args.seeds)
+               count=1 + 4 * args.seeds)
         return t.summary()
     funcs = t.hooks()
     print(f"fuzz: {len(funcs)} hooked functions from shmtrace.h: {' '.join(funcs)}")
