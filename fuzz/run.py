@@ -22,6 +22,7 @@ usage: run.py [--seeds N] [--first SEED] [--calls N] [--check-every N] [--huge-p
 
 import argparse
 import errno
+import fcntl
 import json
 import os
 import re
@@ -65,23 +66,50 @@ def regressions(work, when):
     t.check(proc.returncode == 0, f"regress exits 0 ({when})", f"exit status {proc.returncode}")
 
 
+def huge_pool():
+    """(total, free, reserved) huge pages of the default size."""
+    with open("/proc/meminfo") as f:
+        info = dict(line.split(":", 1) for line in f)
+    return tuple(int(info[k]) for k in ("HugePages_Total", "HugePages_Free", "HugePages_Rsvd"))
+
+
 def huge_pages_settled():
     """Waits (up to 5 s) until every huge page is free and unreserved again: a private IPC
     namespace's segments are destroyed after its last process exits, not with it, and the next
-    run must start with the same pool (a segment never faulted in holds a reservation only)."""
+    run must start with the same pool (a segment never faulted in holds a reservation only).
+    Returns the pool's size, or None if it did not settle."""
     for _ in range(500):
-        with open("/proc/meminfo") as f:
-            info = dict(line.split(":", 1) for line in f)
-        if (int(info["HugePages_Free"]) == int(info["HugePages_Total"])
-                and int(info["HugePages_Rsvd"]) == 0):
-            return
+        total, free, rsvd = huge_pool()
+        if free == total and rsvd == 0:
+            return total
         time.sleep(0.01)
+    return None
+
+
+class Disturbed(Exception):
+    """The huge page pool is machine-wide: a run during which another program resized it, or
+    that started while another program held pages of it, may see MAP_HUGETLB and SHM_HUGETLB
+    calls fail that would succeed alone. Such a run proves nothing and is repeated."""
+
+
+def exclusive():
+    """Holds a machine-wide lock (until exit) so that two fuzz runs, whose transcripts both
+    depend on the huge page pool, do not run at once."""
+    lock = open(os.path.join(tempfile.gettempdir(), "shmtrace-fuzz.lock"), "a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print("fuzz: waiting for another fuzz run on this machine to end", flush=True)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+    return lock
 
 
 def run(driver, work, seed, calls, every, shim, stop=False, perturb=False):
     """One run; returns (transcript lines, divergence lines, log path or None). `perturb`: with
     other neighbours for what the kernel places (FUZZ_PERTURB, natively only)."""
-    huge_pages_settled()
+    pool = huge_pages_settled()
+    if pool is None:
+        raise Disturbed(f"huge pages held by another program: {huge_pool()}")
     tag = "shim" if shim else "perturbed" if perturb else "native"
     tx = os.path.join(work, f"{seed}.{tag}.tx")
     log = os.path.join(work, f"{seed}.{every}.log") if shim else None
@@ -96,6 +124,8 @@ def run(driver, work, seed, calls, every, shim, stop=False, perturb=False):
     if proc.returncode not in (0, 3):
         raise RuntimeError(f"seed {seed} ({tag}): driver exited {proc.returncode}: "
                            f"{proc.stderr[-2000:]}")
+    if huge_pool()[0] != pool:
+        raise Disturbed(f"the huge page pool was resized during the run: {pool} -> {huge_pool()[0]}")
     with open(tx) as f:
         lines = f.read().splitlines()
     diverged = [l for l in proc.stderr.splitlines() if l.startswith("DIVERGE")]
@@ -133,7 +163,10 @@ def compare_log(lines, log):
 
 def narrow(driver, work, seed, calls):
     """The shortest failing prefix of a ledger divergence: a check after every call."""
-    lines, diverged, _ = run(driver, work, seed, calls, 1, True, stop=True)
+    try:
+        lines, diverged, _ = run(driver, work, seed, calls, 1, True, stop=True)
+    except Disturbed as e:
+        return f"(not narrowed: {e})"
     if not diverged:
         return "(not reproduced with a check after every call)"
     n = int(re.search(r"after call (\d+)", diverged[0]).group(1)) + 1
@@ -157,10 +190,10 @@ def fuzz_seed(driver, work, seed, calls, every):
     (layout independence of the generated calls, transparency, ledger, log)."""
     native, _, _ = run(driver, work, seed, calls, every, False)
     perturbed, _, _ = run(driver, work, seed, calls, every, False, perturb=True)
+    shim, diverged, log = run(driver, work, seed, calls, every, True)
     same_transcripts(f"layout independence: seed {seed} (a generator's call depends on what "
                      "the kernel placed next to a mapping)", native, perturbed,
                      "native", "perturbed")
-    shim, diverged, log = run(driver, work, seed, calls, every, True)
     same_transcripts(f"transparency: seed {seed} ({len(native)} calls)", native, shim,
                      "native", "shim")
     t.check(not diverged, f"ledger against the kernel: seed {seed}",
@@ -188,6 +221,7 @@ def main():
         t.skip("the differential fuzzer", "needs a private IPC namespace (unshare --ipc: root)",
                count=1 + 4 * args.seeds)
         return t.summary()
+    lock = exclusive()  # noqa: F841 (held until exit)
     funcs = t.hooks()
     print(f"fuzz: {len(funcs)} hooked functions from shmtrace.h: {' '.join(funcs)}")
     total, saved = 0, None
@@ -207,10 +241,17 @@ def main():
             regressions(work, f"{args.huge_pages} huge pages")
             driver = build(work, "driver")
             for seed in range(args.first, args.first + args.seeds):
-                try:
-                    total += fuzz_seed(driver, work, seed, args.calls, args.check_every)
-                except (RuntimeError, subprocess.TimeoutExpired) as e:
-                    t.check(False, f"seed {seed} runs", str(e))
+                for attempt in range(3):
+                    try:
+                        total += fuzz_seed(driver, work, seed, args.calls, args.check_every)
+                    except Disturbed as e:
+                        print(f"fuzz: seed {seed} repeated: {e}")
+                        if attempt == 2:
+                            t.check(False, f"seed {seed} runs undisturbed", str(e))
+                        continue
+                    except (RuntimeError, subprocess.TimeoutExpired) as e:
+                        t.check(False, f"seed {seed} runs", str(e))
+                    break
     finally:
         if saved is not None:
             with open(NR_HUGEPAGES, "w") as f:
