@@ -4,12 +4,14 @@
  * with the kernel every CHECK_EVERY calls (check.h).
  *
  * usage: driver SEED CALLS CHECK_EVERY TRANSCRIPT [STOP_AT_DIVERGENCE]
+ *        driver --missing    (the SHMTRACE_CALL_* numbers without a generator, one a line)
  *
  * Everything destructive stays in memory the driver owns: a private zone at a fixed address the
  * kernel never picks on its own, and the mappings the kernel placed for it elsewhere (tracked,
  * used whole). Huge lengths are beyond TASK_SIZE, which every call rejects before acting. The
  * list of functions comes from shmtrace.h: a new SHMTRACE_CALL_* without a generator here is an
- * error at start. */
+ * error at start, and a failed check of the fuzz suite even where it cannot run (--missing).
+ * docs/testing.md says how to add one. */
 #include "check.h"
 
 #include <errno.h>
@@ -642,6 +644,15 @@ static void dump_zone(const char *when)
 
 int main(int argc, char **argv)
 {
+#ifdef FUZZ_DROP_GENERATOR
+    generators[FUZZ_DROP_GENERATOR] = NULL; /* the suite's proof that a missing one is seen */
+#endif
+    if (argc == 2 && strcmp(argv[1], "--missing") == 0) {
+        for (int f = 0; f < SHMTRACE_FUNCTIONS; f++)
+            if (!generators[f])
+                printf("%d\n", f);
+        return 0;
+    }
     perturb = getenv("FUZZ_PERTURB") != NULL;
     if (getenv("FUZZ_DUMP_AT"))
         dump_at = strtol(getenv("FUZZ_DUMP_AT"), NULL, 0);

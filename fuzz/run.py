@@ -38,13 +38,35 @@ import testlib as t  # noqa: E402
 NR_HUGEPAGES = "/proc/sys/vm/nr_hugepages"
 
 
-def build(work, name):
-    exe = os.path.join(work, name)
+def build(work, name, *defines):
+    exe = os.path.join(work, "-".join([name, *defines]))
     subprocess.run(
         ["gcc", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-I" + os.path.join(ROOT, "include"),
-         "-o", exe, os.path.join(ROOT, "fuzz", name + ".c"), "-ldl"],
+         *("-D" + d for d in defines), "-o", exe, os.path.join(ROOT, "fuzz", name + ".c"),
+         "-ldl"],
         check=True)
     return exe
+
+
+def generators(work, funcs):
+    """The hooked functions (names from shmtrace.h) the driver has no generator for: a function
+    added to the hook table without one fails here on any machine, also where the fuzzing
+    itself cannot run. And the proof that this sees a missing one: a build without the last
+    function's generator must name exactly that function."""
+    def missing(*defines):
+        out = subprocess.run([build(work, "driver", *defines), "--missing"],
+                             stdout=subprocess.PIPE, text=True, check=True).stdout
+        return [funcs[int(n)] for n in out.split()]
+    try:
+        none = missing()
+    except subprocess.CalledProcessError as e:
+        t.check(False, "every hooked function has a generator in fuzz/driver.c", str(e))
+        return
+    t.check(not none, "every hooked function has a generator in fuzz/driver.c",
+            f"none for {' '.join(none)} (docs/testing.md: adding a hooked function to the fuzzer)")
+    dropped = missing(f"FUZZ_DROP_GENERATOR={len(funcs) - 1}")
+    t.check(dropped == funcs[-1:], "a function without a generator is reported",
+            f"a driver without the generator of {funcs[-1]} reports {dropped}")
 
 
 def regressions(work, when):
@@ -217,13 +239,15 @@ def main():
     if not os.path.exists(t.LIB):
         t.check(False, "libshmtrace.so is built", f"{t.LIB} missing (make lib)")
         return t.summary()
+    funcs = t.hooks()
+    print(f"fuzz: {len(funcs)} hooked functions from shmtrace.h: {' '.join(funcs)}")
+    with tempfile.TemporaryDirectory(prefix="shmtrace-fuzz.") as work:
+        generators(work, funcs)
     if not t.can_unshare():
         t.skip("the differential fuzzer", "needs a private IPC namespace (unshare --ipc: root)",
                count=1 + 4 * args.seeds)
         return t.summary()
     lock = exclusive()  # noqa: F841 (held until exit)
-    funcs = t.hooks()
-    print(f"fuzz: {len(funcs)} hooked functions from shmtrace.h: {' '.join(funcs)}")
     total, saved = 0, None
     with tempfile.TemporaryDirectory(prefix="shmtrace-fuzz.") as work:
         # Once as the machine is (no huge pages, usually), once with some reserved below.
