@@ -177,7 +177,8 @@ fn a_failed_dontunmap_move_copies_only_a_prefix() {
         vma(A + p(8), A + p(9), None),
     ];
     // (source start, length, target, what the kernel shows copied, expected copy at T)
-    let cases: [(u64, u64, u64, &[(u64, u64)], bool); 3] = [
+    type Case<'a> = (u64, u64, u64, &'a [(u64, u64)], bool);
+    let cases: [Case; 3] = [
         // Stopped at the attachment of segment 7, after copying the first page.
         (A, p(8), T, &[(A, A + p(1)), (A + p(5), A + p(8))], true),
         // Begins in a hole.
