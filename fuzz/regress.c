@@ -207,6 +207,30 @@ static void failed_fixed_shrink_splits_an_attachment(void)
     munmap(ZONE, ZONE_SIZE);
 }
 
+/* Class 10: a same-length MREMAP_FIXED move rounds each VMA's part to that VMA's page size: a
+ * huge attachment followed by a hole moves its 2 MiB and nothing past the range's end, while a
+ * hugetlb VMA that the range's end cuts moves whole huge pages. */
+static void fixed_move_rounds_each_vma(void)
+{
+    int id = shmget(IPC_PRIVATE, HUGE, SHM_HUGETLB | 0600);
+    void *at = id < 0 ? (void *)-1 : shmat(id, ZONE, 0);
+    char *h = mmap(ZONE + 8 * HUGE, 2 * HUGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_HUGETLB, -1, 0);
+    if (at == (void *)-1 || h == MAP_FAILED) {
+        printf("skipped: fixed_move_rounds_each_vma: no huge pages (vm.nr_hugepages)\n");
+    } else {
+        anon(ZONE + 2 * HUGE - 16 * PAGE, 8 * PAGE, PROT_NONE); /* past the range, within its huge rounding */
+        void *a = mremap(ZONE, HUGE + 8 * PAGE, HUGE + 8 * PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, ZONE + 4 * HUGE);
+        void *b = mremap(h, HUGE + 8 * PAGE, HUGE + 8 * PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, ZONE + 12 * HUGE);
+        if (a == MAP_FAILED || b == MAP_FAILED)
+            printf("skipped: fixed_move_rounds_each_vma: this kernel moves one VMA at a time only (before 6.17)\n");
+        else
+            verdict("fixed_move_rounds_each_vma");
+    }
+    if (id >= 0)
+        shmctl(id, IPC_RMID, NULL);
+    munmap(ZONE, ZONE_SIZE);
+}
+
 int main(void)
 {
     if (!ledger_mapping_at()) {
@@ -222,5 +246,6 @@ int main(void)
     failed_calls_split_an_attachment();
     failed_dontunmap_onto_the_same_segment();
     failed_fixed_shrink_splits_an_attachment();
+    fixed_move_rounds_each_vma();
     return failures != 0;
 }
