@@ -289,10 +289,11 @@ impl Ledger {
 
     /// Where the kernel stopped copying a failed move that keeps its source
     /// (`MREMAP_DONTUNMAP`, source `[old, end)` as `src` shows it). It moves the source's VMAs
-    /// one by one in address order and stops at the first it cannot move; before touching
-    /// anything it refuses a source that begins in a hole, and a System V attachment (other than
-    /// `SHM_HUGETLB`) that is not the only VMA of the range. So the copies are a prefix: a
-    /// target that already held the same segment at the same offsets beyond it is no copy.
+    /// one by one in address order and stops at the first it cannot move: a System V attachment
+    /// that is not the only VMA of the range, and any hugetlb VMA (which cannot be kept), are
+    /// refused before their part of the target is touched; so is a source that begins in a
+    /// hole. The copies are a prefix: a target that already held the same segment at the same
+    /// offsets beyond it is no copy.
     fn copies_end(&self, src: &KernelView<'_>, copied: &[(u64, u64)], old: u64, end: u64) -> u64 {
         let covered = |a: u64, b: u64| {
             let mut pos = a;
@@ -304,23 +305,34 @@ impl Ledger {
             }
             false
         };
-        let vmas = src.vmas.iter().filter(|v| v.end > old && v.start < end);
+        let mut vmas = src
+            .vmas
+            .iter()
+            .filter(|v| v.end > old && v.start < end)
+            .peekable();
+        if vmas.peek().is_none_or(|v| v.start > old) {
+            return old;
+        }
         for (i, vma) in vmas.enumerate() {
-            if i == 0 && vma.start > old {
-                return old;
-            }
-            let huge = self
-                .regions
-                .containing(vma.start)
-                .and_then(|(_, v)| v.meta.slot())
-                .and_then(|slot| self.attachments.get(slot))
-                .is_some_and(|a| a.page > 0);
             let alone = i == 0 && vma.end >= end;
-            if (vma.shmid.is_some() && !huge && !alone) || !covered(vma.start, vma.end.min(end)) {
+            if (vma.shmid.is_some() && !alone)
+                || self.hugetlb_at(vma.start)
+                || !covered(vma.start, vma.end.min(end))
+            {
                 return vma.start.max(old);
             }
         }
         end.min(src.end)
+    }
+
+    /// Whether the ledger knows `addr` as part of a hugetlb mapping.
+    fn hugetlb_at(&self, addr: u64) -> bool {
+        self.regions
+            .containing(addr)
+            .is_some_and(|(_, v)| match v.meta.slot() {
+                Some(slot) => self.attachments.get(slot).is_some_and(|a| a.page > 0),
+                None => v.meta.page_shift() > 0,
+            })
     }
 
     /// Regions in `vma` that the kernel shows are something else now (another segment or
