@@ -221,7 +221,8 @@ impl Finding {
                     | Func::Semctl
                     | Func::Munmap
                     | Func::ShmOpen
-                    | Func::ShmUnlink => "a fixed address",
+                    | Func::ShmUnlink
+                    | Func::MemfdCreate => "a fixed address",
                 },
                 if c == 1 { "attachment" } else { "mapping" },
                 if matches!(self.func, Func::Mmap | Func::Mmap64) {

@@ -229,7 +229,7 @@ pub fn after_call(state: &mut State, ev: &Event, pre: &Pre, asked: &Asked) -> Ou
                 out.push(f(Code::CreateWithoutExcl, [what::SHM_NAME, 0, ret]));
             }
         }
-        Func::ShmOpen | Func::ShmUnlink => {}
+        Func::ShmOpen | Func::ShmUnlink | Func::MemfdCreate => {}
     }
     out
 }

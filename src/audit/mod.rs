@@ -219,7 +219,8 @@ pub fn before(ev: &Event, ledger: &Ledger, page: u64) -> Pre {
         | Func::Semtimedop
         | Func::Semctl
         | Func::ShmOpen
-        | Func::ShmUnlink => {}
+        | Func::ShmUnlink
+        | Func::MemfdCreate => {}
     }
     pre
 }
@@ -244,7 +245,7 @@ fn nothing_to_do(ev: &Event, pre: &Pre) -> bool {
             false
         }
         Func::ShmOpen => ev.failed(),
-        Func::ShmUnlink => true,
+        Func::ShmUnlink | Func::MemfdCreate => true,
     }
 }
 

@@ -7,7 +7,7 @@ mod calls;
 mod traced;
 mod vfork;
 
-use core::ffi::{c_char, c_int, c_ulong, c_void};
+use core::ffi::{c_char, c_int, c_uint, c_ulong, c_void};
 use libc::{key_t, mode_t, sembuf, shmid_ds, timespec};
 
 shmtrace_core::hook_table!(export_hooks);

@@ -130,7 +130,8 @@ fn releases_address_space(func: Func, args: &[u64; 6]) -> bool {
         | Func::Semtimedop
         | Func::Semctl
         | Func::ShmOpen
-        | Func::ShmUnlink => false,
+        | Func::ShmUnlink
+        | Func::MemfdCreate => false,
     }
 }
 

@@ -266,6 +266,8 @@ impl Ledger {
             Func::Semop | Func::Semtimedop => Outcome::NoEffect,
             Func::ShmOpen => self.on_shm_open(ev, facts),
             Func::ShmUnlink => self.on_shm_unlink(ev),
+            // A memfd has no name that outlives the process; its mappings are mappings.
+            Func::MemfdCreate => Outcome::NoEffect,
         };
         match outcome {
             Outcome::UnmappedUnknown => self.unknown_unmaps = self.unknown_unmaps.saturating_add(1),

@@ -337,3 +337,16 @@ pub unsafe fn shm_unlink(name: *const c_char) -> c_int {
         }
     )
 }
+
+/// glibc's `memfd_create` is the system call itself, so the fallback is exact.
+pub unsafe fn memfd_create(name: *const c_char, flags: libc::c_uint) -> c_int {
+    forward!(
+        Func::MemfdCreate,
+        fn(*const c_char, libc::c_uint) -> c_int,
+        (name, flags),
+        sys(
+            libc::SYS_memfd_create,
+            [name as c_long, flags as c_long, 0, 0, 0, 0]
+        ) as c_int
+    )
+}

@@ -51,6 +51,8 @@ macro_rules! hook_table {
                 { group: Shm, pointer: false, blocks: false }
             ShmUnlink shm_unlink(name: *const c_char) -> c_int
                 { group: Shm, pointer: false, blocks: false }
+            MemfdCreate memfd_create(name: *const c_char, flags: c_uint) -> c_int
+                { group: Shm, pointer: false, blocks: false }
         }
     };
 }
