@@ -27,6 +27,7 @@ import fcntl
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -270,6 +271,8 @@ def main():
     with tempfile.TemporaryDirectory(prefix="shmtrace-fuzz.") as work:
         # Once as the machine is (no huge pages, usually), once with some reserved below.
         regressions(work, "as configured")
+    # A run stopped (a timeout's SIGTERM) still gives the machine its huge pages back.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     if args.huge_pages and os.access(NR_HUGEPAGES, os.W_OK):
         with open(NR_HUGEPAGES) as f:
             saved = f.read().strip()
