@@ -4,12 +4,14 @@
  * with the kernel every CHECK_EVERY calls (check.h).
  *
  * usage: driver SEED CALLS CHECK_EVERY TRANSCRIPT [STOP_AT_DIVERGENCE]
+ *        driver --missing    (the SHMTRACE_CALL_* numbers without a generator, one a line)
  *
  * Everything destructive stays in memory the driver owns: a private zone at a fixed address the
  * kernel never picks on its own, and the mappings the kernel placed for it elsewhere (tracked,
  * used whole). Huge lengths are beyond TASK_SIZE, which every call rejects before acting. The
  * list of functions comes from shmtrace.h: a new SHMTRACE_CALL_* without a generator here is an
- * error at start. */
+ * error at start, and a failed check of the fuzz suite even where it cannot run (--missing).
+ * docs/testing.md says how to add one. */
 #include "check.h"
 
 #include <errno.h>
@@ -169,6 +171,31 @@ static size_t pick_len(uintptr_t room)
     return len == BIG || len <= room ? len : room;
 }
 
+/* FUZZ_PERTURB=1: other neighbours for what the kernel places (raw system calls; the pages
+ * are never given to any call): before each call one to three PROT_NONE pages where the kernel
+ * chooses, and above each new kernel-placed mapping, where free, a private page of its
+ * permissions, which the kernel merges into it when it can (as it may merge a page the shim
+ * allocated). The transcript must not change: a call whose outcome depends on what lies next to
+ * a kernel-placed mapping is a generator that is not the same call in every run, and shows up
+ * here, natively, rather than as a transparency divergence under the shim that does not
+ * reproduce. */
+static int perturb;
+static long call_no;
+
+static void perturb_layout(void)
+{
+    size_t len = (size_t)(1 + call_no % 3) * PAGE;
+    syscall(SYS_mmap, 0UL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0L);
+}
+
+static void perturb_neighbour(uintptr_t end)
+{
+    read_maps();
+    const struct vma *v = kernel_at(end - 1);
+    if (v)
+        syscall(SYS_mmap, end, PAGE, v->prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0L);
+}
+
 static void track(uintptr_t a, size_t len, int huge, int attach)
 {
     if (a == (uintptr_t)MAP_FAILED || (a >= ZONE && a < ZONE + ZONE_SIZE) || nout == MAX_OUT)
@@ -177,6 +204,8 @@ static void track(uintptr_t a, size_t len, int huge, int attach)
     out[nout].addr = a;
     out[nout].len = (len + g - 1) & ~(g - 1);
     out[nout].attach = attach;
+    if (perturb)
+        perturb_neighbour(out[nout].addr + out[nout].len);
     nout++;
 }
 
@@ -487,6 +516,11 @@ static void gen_mremap(void)
         new_len = pick_len(flags & MREMAP_FIXED ? tlimit - target : HUGE + 16 * PAGE);
     if (new_len == BIG && !(flags & MREMAP_FIXED) && chance(50))
         new_len = PAGE;
+    /* An old_len past the mapping's end is a shrink to new_len, which the kernel checks against
+     * the end of the VMA there: for a kernel-placed mapping, that end depends on whether the
+     * kernel merged it with what it placed next (the shim's memory included). */
+    if (from_out >= 0 && old_len == BIG && new_len != BIG && new_len > out[from_out].len)
+        new_len = out[from_out].len;
     say("mremap");
     say_addr(a);
     say(" %#zx %#zx %#x", old_len, new_len, flags);
@@ -778,8 +812,6 @@ static int weight(int f)
     }
 }
 
-static long call_no;
-
 static void end_line(void)
 {
     fprintf(tx, "%ld %s\n", call_no, line);
@@ -825,6 +857,16 @@ static void dump_zone(const char *when)
 
 int main(int argc, char **argv)
 {
+#ifdef FUZZ_DROP_GENERATOR
+    generators[FUZZ_DROP_GENERATOR] = NULL; /* the suite's proof that a missing one is seen */
+#endif
+    if (argc == 2 && strcmp(argv[1], "--missing") == 0) {
+        for (int f = 0; f < SHMTRACE_FUNCTIONS; f++)
+            if (!generators[f])
+                printf("%d\n", f);
+        return 0;
+    }
+    perturb = getenv("FUZZ_PERTURB") != NULL;
     if (getenv("FUZZ_DUMP_AT"))
         dump_at = strtol(getenv("FUZZ_DUMP_AT"), NULL, 0);
     if (argc < 5) {
@@ -856,6 +898,8 @@ int main(int argc, char **argv)
         int pick = (int)below((uint64_t)total), f = 0;
         while (pick >= weight(f))
             pick -= weight(f++);
+        if (perturb)
+            perturb_layout();
         if (call_no == dump_at)
             dump_zone("before");
         generators[f]();

@@ -352,10 +352,17 @@ impl Ledger {
             return grown.or(outcome);
         }
 
-        if fixed && old_len == new_len {
-            // Since Linux 6.17 such a move may span several VMAs: each replaces its own part of
-            // the target, and the target facing a hole stays as it was. Whether a gap in the
-            // ledger is a hole or a mapping it never saw, only the kernel can say.
+        if fixed && round_up(ev.args[1], page) == round_up(ev.args[2], page) {
+            // Since Linux 6.17 such a move (the same length to the page) may span several VMAs:
+            // each replaces its own part of the target, and the target facing a hole stays as
+            // it was. Whether a gap in the ledger is a hole or a mapping it never saw, only the
+            // kernel can say. Each VMA's part is rounded to its own page size, so only a
+            // hugetlb VMA that the range's end cuts moves more than the range.
+            let end = end_of(old, ev.args[1], page);
+            let old_end = self.regions.containing(end - 1).map_or(end, |(_, v)| {
+                round_up(end, self.page_of(v.meta, facts)).max(end)
+            });
+            let new_end = new.saturating_add(old_end - old);
             if self.move_pieces(old, old_end, new) {
                 self.unsure = Some(Unsure {
                     ranges: [(new, new_end), (old, old_end)],
