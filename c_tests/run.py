@@ -63,6 +63,7 @@ ARG_KEYS = {
     "mremap": ["old_address", "old_size", "new_size", "flags"],
     "shm_open": ["name", "oflag", "mode"],
     "shm_unlink": ["name"],
+    "memfd_create": ["name", "flags"],
     "sem_open": ["name", "oflag"],
     "sem_close": ["sem"],
     "sem_unlink": ["name"],
@@ -80,7 +81,8 @@ ERRNO_NAME = re.compile(r"E[A-Z0-9]+\Z")
 TEXT_LINE = re.compile(
     r"shmtrace\[(?P<pid>\d+)(?::(?P<tid>\d+))?\] (?P<ts>\d+\.\d{6}) (?P<fn>\w+)\((?P<args>.*)\)"
     r"(?: = (?P<ret>MAP_FAILED|SEM_FAILED|\(void \*\) -1|NULL|0x[0-9a-f]+|-?\d+)"
-    r"(?: (?P<errno>E[A-Z0-9]+) \((?P<msg>[^()]*)\))? <(?P<dur>\d+\.\d{6})>"
+    r"(?: (?P<errno>E[A-Z0-9]+) \((?P<msg>[^()]*)\))?(?: of (?P<object>\S.*?))?"
+    r" <(?P<dur>\d+\.\d{6})>"
     r"| (?P<unfinished><unfinished \.\.\.>)) caller=(?P<caller>0x[0-9a-f]+)\Z")
 # The exit report (one write): a header line, then its section and entry lines.
 TEXT_REPORT_HEAD = re.compile(r"shmtrace\[(?P<pid>\d+)\] report: (?P<verdict>clean|\d+ leaks?)[: ]")
@@ -211,6 +213,8 @@ def json_problems(obj, line, t0, t1):
         want = want + ["created"]  # a successful get says whether it created the object
         if not isinstance(obj.get("created"), bool):
             return [f"created is not a boolean"]
+    if obj.get("fn") in ("mmap", "mmap64") and "object" in obj:
+        want = want + ["object"]  # the shared memory object mapped, when named
     if list(obj) != want:
         p.append(f"keys {list(obj)} != {want}")
     for k in ("pid", "tid"):

@@ -59,6 +59,8 @@ static int nout;
  * included: removed objects stay in the pool). */
 static int shmids[MAX_IDS], nshm, semids[MAX_IDS], nsem;
 static int file_fd = -1;
+/* The last memfd memfd_create made (-1 before the first): mmap maps it as well. */
+static int memfd_fd = -1;
 static FILE *tx;
 static char line[8192];
 static size_t len_line;
@@ -414,10 +416,13 @@ static void gen_mmap_any(int is64)
         a = 0;
     size_t len = pick_len(limit - a);
     int fd = flags & MAP_ANONYMOUS ? -1 : chance(90) ? file_fd : 999;
+    if (fd == file_fd && memfd_fd >= 0 && chance(30))
+        fd = memfd_fd;
     off_t off = chance(80) ? 0 : chance(50) ? (off_t)PAGE : 100;
     say("%s", is64 ? "mmap64" : "mmap");
     say_addr(a);
-    say(" %#zx %d %#x %s %ld ->", len, prot, flags, fd == file_fd ? "file" : fd < 0 ? "-1" : "bad", (long)off);
+    say(" %#zx %d %#x %s %ld ->", len, prot, flags,
+        fd < 0 ? "-1" : fd == file_fd ? "file" : fd == memfd_fd ? "memfd" : "bad", (long)off);
     errno = SENTINEL;
     void *r = is64 ? mmap64((void *)a, len, prot, flags, fd, off) : mmap((void *)a, len, prot, flags, fd, off);
     int e = errno;
@@ -547,6 +552,31 @@ static void gen_shm_unlink(void)
     say(" %d errno=%d", r, e);
 }
 
+/* memfd_create with good and refused names and flags; a new memfd replaces the last one (sized
+ * for mmap: whole huge pages for MFD_HUGETLB). */
+static void gen_memfd_create(void)
+{
+    static char longname[300];
+    memset(longname, 'm', sizeof longname - 1);
+    const char *names_[] = {"shmtrace-fuzz", "", NULL, (const char *)1, longname};
+    int n = (int)below(5);
+    static const unsigned flags_[] = {0, MFD_CLOEXEC, MFD_ALLOW_SEALING, MFD_HUGETLB,
+                                      MFD_HUGETLB | (21U << 26), 0x100, 21U << 26};
+    unsigned flags = flags_[below(7)];
+    say("memfd_create M%d %#x ->", n, flags);
+    errno = SENTINEL;
+    int r = memfd_create(names_[n], flags);
+    int e = errno;
+    say(" %s errno=%d", r >= 0 ? "fd" : "-1", e);
+    if (r < 0)
+        return;
+    if (memfd_fd >= 0)
+        close(memfd_fd);
+    memfd_fd = r;
+    off_t size = flags & MFD_HUGETLB ? 2 * (off_t)HUGE : 64 * (off_t)PAGE;
+    say(" ftruncate %d", ftruncate(memfd_fd, size) == 0 ? 0 : -1);
+}
+
 /* Named semaphores on the same names (their files are /dev/shm/sem.NAME). glibc maps a name
  * once and counts its opens, so a semaphore is a slot numbered in order of first appearance
  * with its count of opens; the transcript shows slots, never addresses. sem_close is given
@@ -629,6 +659,7 @@ static generator generators[SHMTRACE_FUNCTIONS] = {
     [SHMTRACE_CALL_MMAP] = gen_mmap,       [SHMTRACE_CALL_MMAP64] = gen_mmap64,
     [SHMTRACE_CALL_MUNMAP] = gen_munmap,   [SHMTRACE_CALL_MREMAP] = gen_mremap,
     [SHMTRACE_CALL_SHM_OPEN] = gen_shm_open, [SHMTRACE_CALL_SHM_UNLINK] = gen_shm_unlink,
+    [SHMTRACE_CALL_MEMFD_CREATE] = gen_memfd_create,
     [SHMTRACE_CALL_SEM_OPEN] = gen_sem_open, [SHMTRACE_CALL_SEM_CLOSE] = gen_sem_close,
     [SHMTRACE_CALL_SEM_UNLINK] = gen_sem_unlink,
 };

@@ -6,7 +6,8 @@
  * shmaddr and timeout; nsops 0, huge (1<<20, SIZE_MAX) and above 32 bits (the kernel takes
  * nsops as an unsigned int: 1<<32 reaches it as 0, (1<<32)+1 as 1); misaligned and zero-length
  * munmap; unknown flags and commands; IPC_STAT/GETALL/IPC_INFO into unmapped or read-only
- * memory; _exit/_Exit with out-of-range statuses, in fork and vfork children. Each call
+ * memory; memfd_create with NULL, unmapped and too long names and refused flags;
+ * _exit/_Exit with out-of-range statuses, in fork and vfork children. Each call
  * prints its outcome (edge.h): run.py compares the lines of the native, linked and preloaded
  * runs, and checks the JSON log against the journal. `badinput SECTION` runs one section.
  *
@@ -295,7 +296,7 @@ static void nsops32_plus1_cases(void)
 
 static void mmap_cases(void)
 {
-    int fd = memfd_create("edge", 0);
+    int fd = CALL_INT("mmap_memfd", memfd_create, "edge", 0);
     CHECK(fd >= 0 && ftruncate(fd, 2 * PG) == 0);
     const int rw = PROT_READ | PROT_WRITE, pa = MAP_PRIVATE | MAP_ANONYMOUS;
     void *p;
@@ -330,8 +331,9 @@ static void mmap_cases(void)
     unmap_if(p, PG);
     p = T_PTR("mmap_noreplace_taken", mmap, P0, PG, rw, pa | MAP_FIXED_NOREPLACE, -1, 0);
     unmap_if(p, PG);
+    /* Succeeds only while huge pages are reserved; its length is then a whole huge page. */
     p = T_PTR("mmap_hugetlb", mmap, NULL, PG, rw, pa | MAP_HUGETLB, -1, 0);
-    unmap_if(p, PG);
+    unmap_if(p, 2UL << 20);
     p = T_PTR("mmap_fd_7fff", mmap, NULL, PG, rw, MAP_SHARED, 0x7fff, 0);
     unmap_if(p, PG);
     p = T_PTR("mmap_prot_ff", mmap, NULL, PG, 0xff, pa, -1, 0);
@@ -431,6 +433,24 @@ static void posix_cases(void)
     T_INT("shm_unlink_missing", shm_unlink, "/shmtrace-badinput-missing");
 }
 
+/* memfd_create with names and flags the kernel refuses (glibc's wrapper is the system call):
+ * a NULL or unmapped name, one longer than 249 bytes, unknown flags, a huge page size without
+ * MFD_HUGETLB, MFD_EXEC with MFD_NOEXEC_SEAL. */
+static void memfd_cases(void)
+{
+    static char longname[300];
+    memset(longname, 'a', sizeof longname - 1);
+    puts("-- memfd_create");
+    T_INT("memfd_create_null", memfd_create, NULL, 0);
+    T_INT("memfd_create_wild", memfd_create, (const char *)WILD, 0);
+    T_INT("memfd_create_unmapped", memfd_create, (const char *)U, MFD_CLOEXEC);
+    T_INT("memfd_create_too_long", memfd_create, longname, 0);
+    T_INT("memfd_create_flags_unknown", memfd_create, "shmtrace-badinput", 0x100);
+    T_INT("memfd_create_flags_all", memfd_create, "shmtrace-badinput", ~0U);
+    T_INT("memfd_create_huge_size_alone", memfd_create, "shmtrace-badinput", 21U << 26);
+    T_INT("memfd_create_exec_and_noexec", memfd_create, "shmtrace-badinput", 0x8 | 0x10);
+}
+
 /* sem_open, sem_close and sem_unlink with names libc refuses or cannot find, a value above
  * SEM_VALUE_MAX, and addresses sem_open never returned. glibc's sem_close only compares its
  * argument with the semaphores it opened, so NULL, wild and unmapped pointers get EINVAL
@@ -506,7 +526,8 @@ static const struct {
 } sections[] = {{"shm", shm_cases}, {"sem", sem_cases}, {"nsops32", nsops32_cases},
                 {"nsops32_readable", nsops32_readable_cases},
                 {"nsops32_plus1", nsops32_plus1_cases}, {"mmap", mmap_cases},
-                {"posix", posix_cases}, {"named_sem", named_sem_cases}, {"exit", exit_cases}};
+                {"posix", posix_cases}, {"memfd", memfd_cases}, {"named_sem", named_sem_cases},
+                {"exit", exit_cases}};
 
 /* badinput SECTION...: runs those sections (each run.py run takes one, so a crash in one
  * section hides nothing of the others); --list names them. */

@@ -79,7 +79,8 @@ WARNING = "shmtrace: warning:"
 TEXT_LINE = re.compile(
     r"shmtrace\[(?P<pid>\d+)(?::(?P<tid>\d+))?\] (?P<ts>\d+\.\d{6}) (?P<fn>\w+)\((?P<args>.*)\)"
     r"(?: = (?P<ret>MAP_FAILED|SEM_FAILED|\(void \*\) -1|NULL|0x[0-9a-f]+|-?\d+)"
-    r"(?: (?P<errno>E[A-Z0-9]+) \((?P<msg>[^()]*)\))? <(?P<dur>\d+\.\d{6})>"
+    r"(?: (?P<errno>E[A-Z0-9]+) \((?P<msg>[^()]*)\))?(?: of (?P<object>\S.*?))?"
+    r" <(?P<dur>\d+\.\d{6})>"
     r"| (?P<unfinished><unfinished \.\.\.>)) caller=(?P<caller>0x[0-9a-f]+)\Z")
 TEXT_START = re.compile(r"shmtrace\[\d+\] start: .* \(parent \d+\)\Z")
 TEXT_FORK = re.compile(r"shmtrace\[\d+\] fork: parent \d+\Z")

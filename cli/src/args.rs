@@ -69,9 +69,9 @@ OPTIONS (both forms)
                          Format, for ui.perfetto.dev or chrome://tracing
     --calls LIST         comma-separated groups (shm, sem, mmap) or function names
                          (shmget shmat shmdt shmctl semget semop semtimedop semctl mmap
-                         mmap64 munmap mremap shm_open shm_unlink sem_open sem_close
-                         sem_unlink): limits the call statistics and the calls that never
-                         returned
+                         mmap64 munmap mremap shm_open shm_unlink memfd_create sem_open
+                         sem_close sem_unlink): limits the call statistics and the calls that
+                         never returned
     --pid N              show only process N (repeatable); leaks, attachments, mappings,
                          calls and statistics of other processes are left out, the verdict
                          still covers the whole tree

@@ -248,6 +248,7 @@ impl Finding {
                     | Func::Munmap
                     | Func::ShmOpen
                     | Func::ShmUnlink
+                    | Func::MemfdCreate
                     | Func::SemOpen
                     | Func::SemClose
                     | Func::SemUnlink => "a fixed address",

@@ -220,7 +220,12 @@ pub fn after_call(state: &mut State, ev: &Event, pre: &Pre, asked: &Asked) -> Ou
         Func::Shmget | Func::Semget | Func::Mmap | Func::Mmap64 | Func::Munmap | Func::Mremap => {}
         Func::ShmOpen if ok => name_opened(&mut out, ev, what::SHM_NAME),
         Func::SemOpen if ok => name_opened(&mut out, ev, what::SEM_NAME),
-        Func::ShmOpen | Func::ShmUnlink | Func::SemOpen | Func::SemClose | Func::SemUnlink => {}
+        Func::ShmOpen
+        | Func::ShmUnlink
+        | Func::MemfdCreate
+        | Func::SemOpen
+        | Func::SemClose
+        | Func::SemUnlink => {}
     }
     out
 }

@@ -220,6 +220,7 @@ pub fn before(ev: &Event, ledger: &Ledger, page: u64) -> Pre {
         | Func::Semctl
         | Func::ShmOpen
         | Func::ShmUnlink
+        | Func::MemfdCreate
         | Func::SemOpen
         | Func::SemClose
         | Func::SemUnlink => {}
@@ -247,7 +248,7 @@ fn nothing_to_do(ev: &Event, pre: &Pre) -> bool {
             false
         }
         Func::ShmOpen | Func::SemOpen => ev.failed(),
-        Func::ShmUnlink | Func::SemClose | Func::SemUnlink => true,
+        Func::ShmUnlink | Func::MemfdCreate | Func::SemClose | Func::SemUnlink => true,
     }
 }
 

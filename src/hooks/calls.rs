@@ -9,6 +9,7 @@ use core::ptr;
 use super::traced::{Started, traced, traced_waiting};
 use crate::audit::{self, Code, Finding};
 use crate::ledger::Facts;
+use crate::platform::shm_fds;
 use crate::platform::shm_name::{self, ShmPath};
 use crate::platform::{errno, kernel, process, real};
 use shmtrace_core::trace::event::{Event, Func, NAME_KEPT, Name, SOPS_KEPT, SemOp, Timeout};
@@ -308,16 +309,36 @@ unsafe fn mmap_any(
     // SAFETY: the program's own arguments, forwarded unchanged to the real function.
     let call = || unsafe { real::mmap(func, addr, length, prot, flags, fd, offset) } as i64;
     let after = |ev: &mut Event, facts: &mut Facts| {
+        if flags & libc::MAP_ANONYMOUS != 0 {
+            return;
+        }
+        if ev.failed() {
+            // A MAP_FIXED call that failed may have unmapped its range first, rounded to the
+            // file's page: a hugetlbfs file's (a MFD_HUGETLB memfd's) huge page.
+            if flags & libc::MAP_FIXED != 0 {
+                facts.file_page_size = kernel::hugetlbfs_page_size(fd).unwrap_or(0);
+            }
+            return;
+        }
         // A file on hugetlbfs has huge pages without MAP_HUGETLB. The kernel places such a
         // mapping on a huge page boundary: only then is the file worth a system call.
-        if !ev.failed()
-            && flags & libc::MAP_ANONYMOUS == 0
-            && (ev.ret as u64).is_multiple_of(kernel::MIN_HUGE_PAGE)
-        {
+        if (ev.ret as u64).is_multiple_of(kernel::MIN_HUGE_PAGE) {
             facts.file_page_size = kernel::hugetlbfs_page_size(fd).unwrap_or(0);
+        }
+        // Only a descriptor shm_open or memfd_create returned is worth asking about.
+        if shm_fds::marked(fd) {
+            name_object(ev, fd);
         }
     };
     traced(func, caller, args, call, after) as *mut c_void
+}
+
+/// The shared memory object a mapping maps, out of line: most mappings never get here.
+#[inline(never)]
+fn name_object(ev: &mut Event, fd: c_int) {
+    if let Some(object) = shm_fds::object_of(fd) {
+        ev.name = object;
+    }
 }
 
 pub unsafe extern "C" fn mmap(
@@ -394,6 +415,7 @@ pub unsafe extern "C" fn shm_open(
             if facts.created {
                 facts.inode = shm_name::inode_of_fd(ev.ret as c_int).unwrap_or(0);
             }
+            shm_fds::mark(ev.ret as c_int);
         }
     };
     traced(Func::ShmOpen, caller, args, call, after) as c_int
@@ -406,6 +428,21 @@ pub unsafe extern "C" fn shm_unlink(name: *const c_char, caller: usize) -> c_int
     traced(Func::ShmUnlink, caller, args, call, |ev, _| {
         read_name(ev, name)
     }) as c_int
+}
+
+pub unsafe extern "C" fn memfd_create(name: *const c_char, flags: c_uint, caller: usize) -> c_int {
+    let args = [ptr(name), u64::from(flags), 0, 0, 0, 0];
+    // SAFETY: the program's own arguments, forwarded unchanged to the real function.
+    let call = || i64::from(unsafe { real::memfd_create(name, flags) });
+    let after = |ev: &mut Event, _: &mut Facts| {
+        // The kernel checks the flags before it reads the name: only a success says it read
+        // the whole string (249 bytes at most).
+        if !ev.failed() {
+            read_name(ev, name);
+            shm_fds::mark(ev.ret as c_int);
+        }
+    };
+    traced(Func::MemfdCreate, caller, args, call, after) as c_int
 }
 
 pub unsafe extern "C" fn sem_open(

@@ -131,6 +131,7 @@ fn releases_address_space(func: Func, args: &[u64; 6]) -> bool {
         | Func::Semctl
         | Func::ShmOpen
         | Func::ShmUnlink
+        | Func::MemfdCreate
         | Func::SemOpen
         | Func::SemClose
         | Func::SemUnlink => false,

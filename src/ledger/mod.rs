@@ -271,6 +271,8 @@ impl Ledger {
             Func::SemOpen => self.on_sem_open(ev, facts),
             Func::SemClose => self.on_sem_close(ev),
             Func::SemUnlink => self.on_name_unlinked(NameKind::Sem, ev),
+            // A memfd has no name that outlives the process; its mappings are mappings.
+            Func::MemfdCreate => Outcome::NoEffect,
         };
         match outcome {
             Outcome::UnmappedUnknown => self.unknown_unmaps = self.unknown_unmaps.saturating_add(1),

@@ -86,6 +86,9 @@ pub struct AttachmentLeak {
 pub struct MappingLeak {
     pub site: u64,
     pub stack: Stack,
+    /// The shared memory object mapped (`/dev/shm/NAME`, `memfd:NAME`); empty for anonymous
+    /// memory and other files. One site mapping two objects is two entries.
+    pub object: Name,
     /// Live regions: a mapping split by a partial `munmap` counts as two, as in
     /// `/proc/self/maps`.
     pub count: u64,
@@ -401,6 +404,7 @@ impl Ledger {
                 .map(|(site, (count, bytes))| MappingLeak {
                     site: self.sites.addr(site),
                     stack: self.stack(self.sites.stack_of(site)),
+                    object: Name::from_bytes(self.sites.object_of(site)),
                     count,
                     bytes,
                 })
@@ -410,6 +414,7 @@ impl Ledger {
                     .cmp(&a.bytes)
                     .then(a.site.cmp(&b.site))
                     .then_with(|| a.stack.as_slice().cmp(b.stack.as_slice()))
+                    .then_with(|| a.object.as_bytes().cmp(b.object.as_bytes()))
             });
             out
         };
@@ -435,6 +440,7 @@ mod tests {
         MappingLeak {
             site,
             stack: Stack::from_slice(stack),
+            object: Name::new(),
             count,
             bytes,
         }

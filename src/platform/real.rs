@@ -321,6 +321,19 @@ pub unsafe fn shm_unlink(name: *const c_char) -> c_int {
     )
 }
 
+/// glibc's `memfd_create` is the system call itself, so the fallback is exact.
+pub unsafe fn memfd_create(name: *const c_char, flags: libc::c_uint) -> c_int {
+    forward!(
+        Func::MemfdCreate,
+        fn(*const c_char, libc::c_uint) -> c_int,
+        (name, flags),
+        sys(
+            libc::SYS_memfd_create,
+            [name as c_long, flags as c_long, 0, 0, 0, 0]
+        ) as c_int
+    )
+}
+
 /// `sem_open` and `sem_close` make no one system call: glibc keeps the process's semaphores
 /// in a table of its own (one mapping per name, with a count of opens) that only its
 /// functions know, so a stand-in would leave glibc's `sem_close` unable to close what it

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::holdings::Holdings;
 use super::model::{CallStat, Kind, NameKind};
-use crate::logs::{Call, ExitReport, Finding, Micros, Pos, Record, Start};
+use crate::logs::{Call, ExitReport, Finding, Loaded, Micros, Pos, Record, Start};
 
 /// How many early call sites of a process are kept to recognise the image it inherited.
 const EARLY_SITES: usize = 16;
@@ -68,6 +68,8 @@ pub(super) struct Collector {
     pub(super) stats: BTreeMap<(i32, String), CallStat>,
     pub(super) seen: HashMap<i32, Seen>,
     pub(super) findings: Vec<(Pos, Finding)>,
+    /// Modules loaded after a start record, listed when the image ended.
+    pub(super) loaded: Vec<(Pos, Loaded)>,
     /// Every process that got, attached, operated on or controlled each SysV id.
     pub(super) users: HashMap<(Kind, i64), BTreeSet<i32>>,
     pub(super) holdings: Holdings,
@@ -81,6 +83,7 @@ impl Collector {
             Record::Enter(c) | Record::Call(c) => (c.pid, c.ts),
             Record::Report(r) => (r.pid, Micros::MAX),
             Record::Finding(f) => (f.pid, f.ts),
+            Record::Modules(l) => (l.pid, l.ts),
         };
         let seen = self.seen.entry(pid).or_insert_with(|| Seen {
             first_ts: Micros::MAX,
@@ -116,6 +119,7 @@ impl Collector {
                 self.reports.insert(r.pid, (pos, r));
             }
             Record::Finding(f) => self.findings.push((pos, f)),
+            Record::Modules(l) => self.loaded.push((pos, l)),
         }
     }
 

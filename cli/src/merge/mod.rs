@@ -338,6 +338,7 @@ fn exit_reports(
                 pid,
                 count: m.count,
                 bytes: m.bytes,
+                object: m.object.clone(),
                 site,
                 stack,
             });
@@ -374,15 +375,16 @@ fn reachable_at_exit(
         let attachments = r
             .reachable_attachments
             .iter()
-            .map(|a| (Some(a.shmid), 1, a.size, a.site, &a.stack));
+            .map(|a| (Some(a.shmid), None, 1, a.size, a.site, &a.stack));
         let mappings = r
             .reachable
             .iter()
-            .map(|m| (None, m.count, m.bytes, m.site, &m.stack));
-        for (shmid, count, bytes, site, stack) in attachments.chain(mappings) {
+            .map(|m| (None, m.object.clone(), m.count, m.bytes, m.site, &m.stack));
+        for (shmid, object, count, bytes, site, stack) in attachments.chain(mappings) {
             report.reachable.push(Reachable {
                 pid,
                 shmid,
+                object,
                 count,
                 bytes,
                 site: site.map(|a| symbolizer.symbolize(a, modules)),

@@ -78,6 +78,8 @@ pub struct Mappings {
     pub pid: i32,
     pub count: u64,
     pub bytes: u64,
+    /// The shared memory object mapped (`/dev/shm/NAME`, `memfd:NAME`), when named.
+    pub object: Option<String>,
     pub site: Option<Symbol>,
     /// With `--stack`, one site reached through different stacks is that many entries.
     pub stack: Vec<Symbol>,
@@ -90,6 +92,8 @@ pub struct Reachable {
     pub pid: i32,
     /// The segment of an attachment; `None` for mappings.
     pub shmid: Option<i64>,
+    /// The shared memory object a mapping maps, when named.
+    pub object: Option<String>,
     pub count: u64,
     pub bytes: u64,
     pub site: Option<Symbol>,

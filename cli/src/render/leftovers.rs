@@ -226,18 +226,28 @@ pub(super) fn mappings(out: &mut String, report: &Report, style: Style) {
         style,
         "mappings never unmapped, by call site (exit unmaps them silently)",
     );
-    let mut table = Table::new(&[false, true, true, false]);
-    table.header(style, &["PID", "MAPPINGS", "BYTES", "MAPPED AT"]);
+    // The column of shared memory objects only when a mapping maps one.
+    let objects = report.mappings.iter().any(|m| m.object.is_some());
+    let (align, header): (&[bool], &[&str]) = if objects {
+        (
+            &[false, true, true, false, false],
+            &["PID", "MAPPINGS", "BYTES", "OBJECT", "MAPPED AT"],
+        )
+    } else {
+        (
+            &[false, true, true, false],
+            &["PID", "MAPPINGS", "BYTES", "MAPPED AT"],
+        )
+    };
+    let mut table = Table::new(align);
+    table.header(style, header);
     for g in stacks::by_site(&report.mappings) {
-        table.row_with_notes(
-            vec![
-                g.pid.to_string(),
-                g.count.to_string(),
-                g.bytes.to_string(),
-                site_text(style, g.site),
-            ],
-            grouped_stack_lines(style, &g.stacks),
-        );
+        let mut row = vec![g.pid.to_string(), g.count.to_string(), g.bytes.to_string()];
+        if objects {
+            row.push(g.object.unwrap_or("-").to_string());
+        }
+        row.push(site_text(style, g.site));
+        table.row_with_notes(row, grouped_stack_lines(style, &g.stacks));
     }
     table.write(out, "  ");
 }

@@ -53,6 +53,8 @@ macro_rules! hook_table {
                 { group: Shm, pointer: false, blocks: false }
             ShmUnlink shm_unlink(name: *const c_char) -> c_int
                 { group: Shm, pointer: false, blocks: false }
+            MemfdCreate memfd_create(name: *const c_char, flags: c_uint) -> c_int
+                { group: Shm, pointer: false, blocks: false }
             SemOpen sem_open(name: *const c_char, oflag: c_int, mode: mode_t, value: c_uint)
                 -> *mut sem_t
                 { group: Sem, pointer: true, blocks: false, failure: 0 }

@@ -6,7 +6,7 @@ use crate::ledger::{
     AttachmentLeak, MappingLeak, ObjectKind, Report, SegmentLeak, SemaphoreLeak, write_json,
     write_text,
 };
-use shmtrace_core::trace::event::Stack;
+use shmtrace_core::trace::event::{Name, Stack};
 
 const A: u64 = 0x7f3a_2c00_0000;
 
@@ -110,12 +110,14 @@ fn report_holds_own_leaks_in_order() {
                 MappingLeak {
                     site: 0x55d0_c0a0_1310,
                     stack: Stack::new(),
+                    object: Name::new(),
                     count: 1,
                     bytes: 16384
                 },
                 MappingLeak {
                     site: 0x55d0_c0a0_1300,
                     stack: Stack::new(),
+                    object: Name::new(),
                     count: 2,
                     bytes: 8192
                 }

@@ -135,7 +135,8 @@ pub struct Timeout {
     pub nsec: i64,
 }
 
-/// How many bytes of a name (`shm_open`, `shm_unlink`) a record keeps; longer names are cut,
+/// How many bytes of a name (`shm_open`, `shm_unlink`, `memfd_create`, the object an `mmap`
+/// maps) a record keeps; longer names are cut,
 /// like strace's strings. `NAME_MAX` is 255, but real names are short.
 pub const NAME_KEPT: usize = 63;
 
@@ -306,6 +307,7 @@ impl core::fmt::Debug for Stack {
 /// | mremap | old_address, old_size, new_size, flags, new_address (whatever the caller passed) |
 /// | shm_open | name (the pointer; the string is in `name`), oflag, mode |
 /// | shm_unlink | name (the pointer; the string is in `name`) |
+/// | memfd_create | name (the pointer; the string is in `name`), flags |
 /// | sem_open | name (the pointer; the string is in `name`), oflag, mode, value (the last two whatever the caller passed) |
 /// | sem_close | sem |
 /// | sem_unlink | name (the pointer; the string is in `name`) |
@@ -342,8 +344,10 @@ pub struct Event {
     /// were not read (the call failed before the kernel accepted the array, or it is logged as
     /// started before the kernel read them).
     pub sops: [SemOp; SOPS_KEPT],
-    /// `shm_open`, `shm_unlink`, `sem_open`, `sem_unlink`: the name, read after libc had read
-    /// it (empty otherwise).
+    /// `shm_open`, `shm_unlink`, `memfd_create`, `sem_open`, `sem_unlink`: the name, read after
+    /// libc (or the kernel) had read it. `mmap`, `mmap64` of a descriptor `shm_open` or
+    /// `memfd_create` returned: the object mapped, `/dev/shm/NAME` or `memfd:NAME`. Empty
+    /// otherwise.
     pub name: Name,
     /// With `SHMTRACE_STACK=N`, up to N return addresses above `caller` (empty by default).
     pub stack: Stack,
