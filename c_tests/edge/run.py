@@ -448,8 +448,10 @@ def group_badinput(tmp):
             results = three_runs(what, "badinput", [section], tmp, strict=True, text_run=True)
         finally:
             # The named_sem section unlinks the semaphore it makes; a run that died did not.
+            # /dev/shm is shared: only names of processes gone are removed.
             for path in glob.glob("/dev/shm/sem.shmtrace-badinput-sem-*"):
-                os.unlink(path)
+                if not os.path.exists(f"/proc/{path.rsplit('-', 1)[1]}"):
+                    os.unlink(path)
         for mode, (r, records) in results.items():
             logged |= {o.get("fn") for o in records if o.get("event") == "call"}
             if records:
