@@ -231,9 +231,7 @@ pub fn after_call(state: &mut State, ev: &Event, pre: &Pre, asked: &Asked) -> Ou
 }
 
 /// A successful `shm_open` or `sem_open` (`kind`, named by its result): the mode it created
-/// the name with, and `O_CREAT` without `O_EXCL`. Out of line: the address-space calls'
-/// path through `after_call` must not grow.
-#[inline(never)]
+/// the name with, and `O_CREAT` without `O_EXCL`.
 fn name_opened(out: &mut Out, ev: &Event, kind: u64) {
     let f = |code, detail| Finding::new(code, ev.func, ev.caller, detail);
     let (oflag, mode, ret) = (ev.arg_int(1), ev.args[2], ev.ret as u64);

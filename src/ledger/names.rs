@@ -93,10 +93,7 @@ impl Names {
     }
 }
 
-// Out of line: names are rare next to the address-space calls, whose path through
-// `Ledger::apply` must not grow (make bench-profile).
 impl Ledger {
-    #[inline(never)]
     pub(super) fn on_name_created(&mut self, kind: NameKind, ev: &Event, facts: &Facts) -> Outcome {
         if !facts.created {
             return Outcome::NoEffect;
@@ -123,7 +120,6 @@ impl Ledger {
         Outcome::Recorded
     }
 
-    #[inline(never)]
     pub(super) fn on_name_unlinked(&mut self, kind: NameKind, ev: &Event) -> Outcome {
         let before = self.names.created.len();
         self.names
@@ -138,7 +134,6 @@ impl Ledger {
 
     /// A successful `sem_open`: the name if it created it, and one more open of the semaphore
     /// at the address it returned.
-    #[inline(never)]
     pub(super) fn on_sem_open(&mut self, ev: &Event, facts: &Facts) -> Outcome {
         self.on_name_created(NameKind::Sem, ev, facts);
         let addr = ev.ret as u64;
@@ -167,7 +162,6 @@ impl Ledger {
     }
 
     /// A successful `sem_close`: one open fewer; the last one closes the semaphore.
-    #[inline(never)]
     pub(super) fn on_sem_close(&mut self, ev: &Event) -> Outcome {
         let addr = ev.args[0];
         let Some(i) = self.names.open.iter().position(|o| o.addr == addr) else {
