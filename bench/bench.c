@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -56,8 +57,9 @@ static void die(const char *what)
 static volatile sig_atomic_t sem_id = -1;
 static volatile sig_atomic_t shm_id = -1;
 static volatile sig_atomic_t msg_id = -1;
-/* The POSIX shared memory name of the posix workload ("" when none). */
-static char shm_name[64];
+/* The POSIX shared memory name of the posix workload, the semaphore name of the semname
+ * workload ("" when none). */
+static char shm_name[64], sem_name[64];
 static pid_t owner;
 
 static void remove_objects(void)
@@ -73,6 +75,8 @@ static void remove_objects(void)
         msgctl(msg_id, IPC_RMID, NULL);
     if (shm_name[0])
         shm_unlink(shm_name);
+    if (sem_name[0])
+        sem_unlink(sem_name);
     sem_id = shm_id = msg_id = -1;
 }
 
@@ -226,6 +230,28 @@ static void bench_posix(long iters)
     double t0 = now_ns();
     posix_cycles(iters, hole);
     report((now_ns() - t0) / iters, 4);
+}
+
+/* One named semaphore's whole life: sem_open(O_CREAT|O_EXCL), sem_post, sem_wait, sem_close,
+ * sem_unlink [3 hooked: sem_post and sem_wait are not]. */
+static void semname_cycles(long n)
+{
+    char *name = sem_name;
+    snprintf(sem_name, sizeof sem_name, "/shmtrace-bench-sem-%d", (int)getpid());
+    for (long i = 0; i < n; i++) {
+        sem_t *s = sem_open(name, O_CREAT | O_EXCL, 0600, 0);
+        if (s == SEM_FAILED || sem_post(s) != 0 || sem_wait(s) != 0 || sem_close(s) != 0 ||
+            sem_unlink(name) != 0)
+            die("semname cycle");
+    }
+}
+
+static void bench_semname(long iters)
+{
+    semname_cycles(iters / 10);
+    double t0 = now_ns();
+    semname_cycles(iters);
+    report((now_ns() - t0) / iters, 3);
 }
 
 static void bench_semop(long iters)
@@ -505,7 +531,7 @@ static void bench_idle(void)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: bench mmap|filemap|shm|posix|semop|msg|pingpong|mix ITERS | threads N ITERS | "
+        fprintf(stderr, "usage: bench mmap|filemap|shm|posix|semname|semop|msg|pingpong|mix ITERS | threads N ITERS | "
                         "scale N PAIRS | idle\n");
         return 2;
     }
@@ -525,6 +551,8 @@ int main(int argc, char **argv)
         bench_posix(a);
     else if (!strcmp(w, "msg"))
         bench_msg(a);
+    else if (!strcmp(w, "semname"))
+        bench_semname(a);
     else if (!strcmp(w, "pingpong"))
         bench_pingpong(a);
     else if (!strcmp(w, "threads"))

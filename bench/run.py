@@ -92,6 +92,7 @@ def workloads():
         cycles("mmap", 60_000),
         cycles("shm", 10_000),
         cycles("posix", 10_000),
+        cycles("semname", 10_000),
         cycles("semop", 200_000),
         cycles("msg", 200_000),
         cycles("pingpong", 20_000),

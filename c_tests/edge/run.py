@@ -45,6 +45,7 @@ Prints `FAIL ...` for every failed check and ends with exactly one line
 one skip); exits 1 if anything failed. Standard library only.
 """
 
+import glob
 import json
 import os
 import random
@@ -443,7 +444,14 @@ def group_badinput(tmp):
     logged = set()
     for section in sections:
         what = f"badinput {section}"
-        results = three_runs(what, "badinput", [section], tmp, strict=True, text_run=True)
+        try:
+            results = three_runs(what, "badinput", [section], tmp, strict=True, text_run=True)
+        finally:
+            # The named_sem section unlinks the semaphore it makes; a run that died did not.
+            # /dev/shm is shared: only names of processes gone are removed.
+            for path in glob.glob("/dev/shm/sem.shmtrace-badinput-sem-*"):
+                if not os.path.exists(f"/proc/{path.rsplit('-', 1)[1]}"):
+                    os.unlink(path)
         for mode, (r, records) in results.items():
             logged |= {o.get("fn") for o in records if o.get("event") == "call"}
             if records:

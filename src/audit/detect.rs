@@ -257,30 +257,8 @@ pub fn after_call(state: &mut State, ev: &Event, pre: &Pre, asked: &Asked) -> Ou
         | Func::Mmap64
         | Func::Munmap
         | Func::Mremap => {}
-        Func::ShmOpen if ok => {
-            let (oflag, mode) = (ev.arg_int(1), ev.args[2]);
-            if ev.created && mode & 0o006 != 0 {
-                out.push(f(
-                    Code::WorldAccessible,
-                    [what::SHM_NAME, ret, mode & 0o777],
-                ));
-            }
-            if oflag & (libc::O_CREAT | libc::O_EXCL) == libc::O_CREAT {
-                out.push(f(Code::CreateWithoutExcl, [what::SHM_NAME, 0, ret]));
-            }
-        }
-        Func::SemOpen if ok => {
-            let (oflag, mode) = (ev.arg_int(1), ev.args[2]);
-            if ev.created && mode & 0o006 != 0 {
-                out.push(f(
-                    Code::WorldAccessible,
-                    [what::SEM_NAME, ret, mode & 0o777],
-                ));
-            }
-            if oflag & (libc::O_CREAT | libc::O_EXCL) == libc::O_CREAT {
-                out.push(f(Code::CreateWithoutExcl, [what::SEM_NAME, 0, ret]));
-            }
-        }
+        Func::ShmOpen if ok => name_opened(&mut out, ev, what::SHM_NAME),
+        Func::SemOpen if ok => name_opened(&mut out, ev, what::SEM_NAME),
         Func::ShmOpen
         | Func::ShmUnlink
         | Func::MemfdCreate
@@ -289,6 +267,19 @@ pub fn after_call(state: &mut State, ev: &Event, pre: &Pre, asked: &Asked) -> Ou
         | Func::SemUnlink => {}
     }
     out
+}
+
+/// A successful `shm_open` or `sem_open` (`kind`, named by its result): the mode it created
+/// the name with, and `O_CREAT` without `O_EXCL`.
+fn name_opened(out: &mut Out, ev: &Event, kind: u64) {
+    let f = |code, detail| Finding::new(code, ev.func, ev.caller, detail);
+    let (oflag, mode, ret) = (ev.arg_int(1), ev.args[2], ev.ret as u64);
+    if ev.created && mode & 0o006 != 0 {
+        out.push(f(Code::WorldAccessible, [kind, ret, mode & 0o777]));
+    }
+    if oflag & (libc::O_CREAT | libc::O_EXCL) == libc::O_CREAT {
+        out.push(f(Code::CreateWithoutExcl, [kind, 0, ret]));
+    }
 }
 
 /// At exit: each named semaphore still open, at its first `sem_open`.

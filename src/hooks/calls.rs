@@ -404,20 +404,14 @@ pub unsafe extern "C" fn shm_open(
     caller: usize,
 ) -> c_int {
     let args = [ptr(name), int(oflag), u64::from(mode), 0, 0, 0];
-    let both = libc::O_CREAT | libc::O_EXCL;
-    // Whether O_CREAT alone creates is asked before the call, as for semget. Only then is the
-    // name read first; a name libc cannot read faults here as it would in libc.
-    let may_create = oflag & both == libc::O_CREAT;
-    let saved = errno::get();
     // SAFETY: shm_open reads `name` as a string whatever the flags; so do we.
-    let name_was_free = may_create && unsafe { ShmPath::of(name) }.is_ok_and(|p| !p.exists());
-    errno::set(saved);
+    let name_was_free = free_before(oflag, || unsafe { ShmPath::of(name) });
     // SAFETY: the program's own arguments, forwarded unchanged to the real function.
     let call = || i64::from(unsafe { real::shm_open(name, oflag, mode) });
     let after = |ev: &mut Event, facts: &mut Facts| {
         read_name(ev, name);
         if !ev.failed() {
-            facts.created = oflag & both == both || name_was_free;
+            facts.created = created(oflag, name_was_free);
             ev.created = facts.created;
             if facts.created {
                 facts.inode = shm_name::inode_of_fd(ev.ret as c_int).unwrap_or(0);
@@ -467,20 +461,15 @@ pub unsafe extern "C" fn sem_open(
         0,
         0,
     ];
-    let both = libc::O_CREAT | libc::O_EXCL;
-    // As for shm_open: whether O_CREAT alone creates is asked before the call.
-    let may_create = oflag & both == libc::O_CREAT;
-    let saved = errno::get();
     // SAFETY: sem_open reads `name` as a string whatever the flags; so do we.
-    let name_was_free = may_create && unsafe { ShmPath::of_sem(name) }.is_ok_and(|p| !p.exists());
-    errno::set(saved);
+    let name_was_free = free_before(oflag, || unsafe { ShmPath::of_sem(name) });
     // SAFETY: the program's own arguments, forwarded unchanged to the real function (`mode`
     // and `value` as the variadic arguments they were).
     let call = || unsafe { real::sem_open(name, oflag, mode, value) } as i64;
     let after = |ev: &mut Event, facts: &mut Facts| {
         read_name(ev, name);
         if !ev.failed() {
-            facts.created = oflag & both == both || name_was_free;
+            facts.created = created(oflag, name_was_free);
             ev.created = facts.created;
             // sem_open gives no descriptor: the file is asked by name, just after the call.
             if facts.created {
@@ -622,6 +611,26 @@ pub unsafe extern "C" fn msgctl(
     let call = || i64::from(unsafe { real::msgctl(msqid, cmd, buf) });
     let after = |_: &mut Event, facts: &mut Facts| facts.queued = queued;
     traced(Func::Msgctl, caller, args, call, after) as c_int
+}
+
+/// `shm_open`, `sem_open`: with `O_CREAT` alone, whether the name's file did not exist just
+/// before the call (asked then, as for semget, since only the answer before tells whether
+/// the call created it); with other flags the flags say it, and nothing is asked. Only then
+/// is the name read first; a name libc cannot read faults here as it would in libc.
+fn free_before(oflag: c_int, path: impl FnOnce() -> Result<ShmPath, c_int>) -> bool {
+    if oflag & (libc::O_CREAT | libc::O_EXCL) != libc::O_CREAT {
+        return false;
+    }
+    let saved = errno::get();
+    let free = path().is_ok_and(|p| !p.exists());
+    errno::set(saved);
+    free
+}
+
+/// Whether a successful `shm_open` or `sem_open` created its name.
+fn created(oflag: c_int, free_before: bool) -> bool {
+    let both = libc::O_CREAT | libc::O_EXCL;
+    oflag & both == both || free_before
 }
 
 /// Copies the name once libc has read it: having returned at all, it read the whole string
