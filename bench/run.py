@@ -25,6 +25,7 @@ EXE = os.path.join(TOP, "build", "bench", "bench")
 SCAN_EXE = os.path.join(TOP, "build", "bench", "scan")
 LIB = os.path.join(TOP, "target", "release", "libshmtrace.so")
 SHMTRACE = os.path.join(TOP, "target", "release", "shmtrace")
+STANDIN = os.path.join(TOP, "build", "bench", "standin.so")
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
 REPS = int(os.environ.get("BENCH_REPS", "1" if QUICK else "3"))
 # strace stops the tracee twice per call (20-100 us): its runs are cut to this fraction.
@@ -58,6 +59,10 @@ MODES = [
     Mode("json", shim_env(SHMTRACE_LOG="{dir}/log.%p", SHMTRACE_FORMAT="json"), records=True),
     Mode("binary", shim_env(SHMTRACE_LOG="{dir}/log.%p", SHMTRACE_FORMAT="binary"), records=True,
          probe=lambda: library_accepts_format("binary")),
+    # The C stand-in (bench/standin.c): snprintf one line per call, write(2) it. The bar the text
+    # and JSON logs are held to.
+    Mode("standin", lambda d: dict(LD_PRELOAD=STANDIN, STANDIN_LOG=os.path.join(d, "standin")),
+         records=True, probe=lambda: os.path.exists(STANDIN)),
     Mode("strace", prefix=lambda d: ["strace", "-f", "-e", "trace=%ipc,%memory", "-o",
                                      os.path.join(d, "strace.out")],
          share=STRACE_SHARE, probe=lambda: shutil.which("strace") is not None),
@@ -138,7 +143,7 @@ def run_once(argv, mode=None):
     logdir = tempfile.mkdtemp(prefix="shmtrace-bench-")
     try:
         env = dict(os.environ)
-        for k in ("LD_PRELOAD", "SHMTRACE_LOG", "SHMTRACE_FORMAT", "SHMTRACE_STACK"):
+        for k in ("LD_PRELOAD", "SHMTRACE_LOG", "SHMTRACE_FORMAT", "SHMTRACE_STACK", "STANDIN_LOG"):
             env.pop(k, None)
         prefix = []
         if mode:
