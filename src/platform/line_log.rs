@@ -60,6 +60,9 @@ static CHUNKS: [Chunk; 4] = [const {
 /// Held by the thread claiming a chunk or giving its rest back.
 static CLAIMING: AtomicBool = AtomicBool::new(false);
 static NEXT_SIZE: AtomicU64 = AtomicU64::new(CHUNK_MIN);
+/// Set once the process has given its rest back at exit: a record written after that (a
+/// thread still running, a late destructor) is one `write(2)`, so that it leaves no padding.
+static FINISHED: AtomicBool = AtomicBool::new(false);
 
 pub fn active() -> bool {
     !BASE.load(Ordering::Relaxed).is_null()
@@ -112,6 +115,7 @@ fn no_chunk() {
     slot.size.store(0, Ordering::Relaxed);
     STATE.store(next << USED_BITS, Ordering::Release);
     NEXT_SIZE.store(CHUNK_MIN, Ordering::Relaxed);
+    FINISHED.store(false, Ordering::Relaxed);
     CLAIMING.store(false, Ordering::Release);
 }
 
@@ -148,6 +152,9 @@ pub fn append(bytes: &[u8]) {
                 return;
             }
             continue;
+        }
+        if FINISHED.load(Ordering::Relaxed) {
+            return write_locked(bytes);
         }
         match claim(generation, len) {
             Claim::Done | Claim::Busy => continue,
@@ -236,8 +243,8 @@ fn claim(generation: u64, need: u64) -> Claim {
 }
 
 /// At exit: the current chunk is closed, and its unused rest given back when it is the end of
-/// the file, so that a log that ran to completion has no trailing blank lines. A record
-/// written later (another thread still running) claims a new chunk.
+/// the file, so that a log that ran to completion has no trailing blank line. A record
+/// written later (another thread still running) is written with `write(2)`.
 pub fn give_back_rest() {
     if !active() {
         return;
@@ -260,8 +267,8 @@ pub fn give_back_rest() {
     slot.start.store(0, Ordering::Relaxed);
     slot.size.store(0, Ordering::Relaxed);
     // From here no record is reserved in the old chunk: those reserved are below `used`.
+    FINISHED.store(true, Ordering::Relaxed);
     let used = STATE.swap(next << USED_BITS, Ordering::AcqRel) & USED_MASK;
-    NEXT_SIZE.store(CHUNK_MIN, Ordering::Relaxed);
     if used < size {
         let fd = FD.load(Ordering::Relaxed);
         with_file_locked(fd, |eof| {
