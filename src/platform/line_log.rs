@@ -31,7 +31,7 @@ use crate::platform::mapped_log;
 
 /// The first chunk a process claims, and the largest: each claim doubles the size, so a busy
 /// process makes few claims and a short one leaves a small rest.
-const CHUNK_MIN: u64 = 64 << 10;
+const CHUNK_MIN: u64 = 4 << 10;
 const CHUNK_MAX: u64 = 1 << 20;
 
 /// The file's mapping; null when records are written with `write(2)`.

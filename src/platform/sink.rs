@@ -158,7 +158,8 @@ fn open_template() -> Result<(c_int, bool), i32> {
     expanded_path(&mut path)?;
     // O_NONBLOCK only for the open: a FIFO nobody reads would otherwise block the program
     // forever (it fails with ENXIO instead, and the log falls back to stderr).
-    let flags = libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK;
+    let flags =
+        libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK;
     // A regular file is opened for reading and writing, to be mapped; anything else (a FIFO,
     // which O_RDWR would open without a reader, a device, a file we may only write) as before.
     let fd = open_log(&path, flags | libc::O_RDWR);
