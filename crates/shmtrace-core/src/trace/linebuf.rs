@@ -67,7 +67,13 @@ impl LineBuf {
         }
         // SAFETY: `end <= LINE_MAX`, so the destination lies within `buf`, which `bytes`
         // (a shared borrow) cannot overlap.
-        unsafe { copy(bytes, self.buf.as_mut_ptr().add(self.len).cast::<u8>()) };
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                self.buf.as_mut_ptr().add(self.len).cast::<u8>(),
+                bytes.len(),
+            );
+        }
         self.len = end;
     }
 
@@ -88,42 +94,6 @@ impl LineBuf {
     pub fn clear(&mut self) {
         self.len = 0;
         self.truncated = false;
-    }
-}
-
-/// Copies `src` to `dst`. A record is built from pieces of a few bytes each (names, digits,
-/// punctuation): those are copied inline, with two overlapping loads and stores, rather than
-/// through a call to `memcpy` each.
-///
-/// # Safety
-/// `dst` is valid for `src.len()` bytes of writes and does not overlap `src`.
-#[inline(always)]
-unsafe fn copy(src: &[u8], dst: *mut u8) {
-    use core::ptr::{read_unaligned, write_unaligned};
-    let (n, s) = (src.len(), src.as_ptr());
-    // SAFETY (each branch): the loads lie within `src` and the stores within `dst[..n]`.
-    unsafe {
-        if n > 16 {
-            core::ptr::copy_nonoverlapping(s, dst, n);
-        } else if n >= 8 {
-            let (a, b) = (
-                read_unaligned(s.cast::<u64>()),
-                read_unaligned(s.add(n - 8).cast::<u64>()),
-            );
-            write_unaligned(dst.cast::<u64>(), a);
-            write_unaligned(dst.add(n - 8).cast::<u64>(), b);
-        } else if n >= 4 {
-            let (a, b) = (
-                read_unaligned(s.cast::<u32>()),
-                read_unaligned(s.add(n - 4).cast::<u32>()),
-            );
-            write_unaligned(dst.cast::<u32>(), a);
-            write_unaligned(dst.add(n - 4).cast::<u32>(), b);
-        } else {
-            for i in 0..n {
-                *dst.add(i) = *s.add(i);
-            }
-        }
     }
 }
 
