@@ -127,6 +127,7 @@ pub fn append(bytes: &[u8]) {
     if base.is_null() || len == 0 {
         return;
     }
+    let mut busy = 0u32;
     loop {
         let state = STATE.load(Ordering::Acquire);
         let generation = state >> USED_BITS;
@@ -157,11 +158,18 @@ pub fn append(bytes: &[u8]) {
             return write_locked(bytes);
         }
         match claim(generation, len) {
-            Claim::Done | Claim::Busy => continue,
-            Claim::Failed => return write_locked(bytes),
+            Claim::Done => continue,
+            // A claim takes well under a millisecond. One that never ends is this very
+            // thread's, interrupted by a signal handler that writes (`_exit` there): the
+            // record goes with write(2) (the file lock is this process's own already).
+            Claim::Busy if busy < BUSY_MAX => busy += 1,
+            Claim::Busy | Claim::Failed => return write_locked(bytes),
         }
     }
 }
+
+/// How often a writer finds another thread claiming before it writes with `write(2)`.
+const BUSY_MAX: u32 = 100_000;
 
 enum Claim {
     /// A new chunk is current.
@@ -249,10 +257,16 @@ pub fn give_back_rest() {
     if !active() {
         return;
     }
+    let mut busy = 0;
     while CLAIMING
         .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
         .is_err()
     {
+        if busy == BUSY_MAX {
+            // Interrupted in a claim of its own (see `append`): the rest stays as padding.
+            return;
+        }
+        busy += 1;
         // SAFETY: sched_yield has no preconditions.
         unsafe { libc::sched_yield() };
     }
