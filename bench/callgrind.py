@@ -21,6 +21,8 @@ STANDIN = os.path.join(TOP, "build", "bench", "standin.so")
 # workload argv prefix, iteration counts (small, large), calls per iteration
 WORKLOADS = [
     (["mmap"], 2000, 4000, 2),
+    (["filemap"], 2000, 4000, 2),
+    (["posix"], 1000, 2000, 4),
     (["semop"], 4000, 8000, 2),
     (["shm"], 1000, 2000, 4),
 ]

@@ -6,7 +6,8 @@ run in a private IPC namespace, and compares
     wrote), which the driver normalises only where the kernel chooses (addresses, ids, pids);
   - the ledger against the kernel, which the driver checks under the shim every CHECK_EVERY
     calls and at the end (after cleaning up through the hooked calls);
-  - the log: one record per call made, same function, same success or failure, same errno.
+  - the log: one record per call made, same function, same success or failure, same errno;
+    a mapping of the memfd names it (`"object":"memfd:..."`), one of the plain file nothing.
 
 On a difference it prints the seed and the shortest failing prefix of calls (for the ledger,
 found by re-running with a check after every call).
@@ -122,11 +123,16 @@ def compare_log(lines, log):
             return f"call {i}: made {name}, logged {rec['fn']}"
         m = RESULT.search(line)
         failed = m.group(1) in ("-1", "FAILED")
-        logged_failed = rec["ret"] in (-1, "MAP_FAILED", "(void *) -1")
+        logged_failed = rec["ret"] in (-1, "MAP_FAILED", "(void *) -1", "SEM_FAILED")
         if failed != logged_failed:
             return f"call {i} ({line}): logged ret {rec['ret']}"
         if failed and m.group(2) and getattr(errno, rec["errno"] or "", None) != int(m.group(2)):
             return f"call {i} ({line}): logged errno {rec['errno']}"
+        # A mapping of the memfd names it; one of the plain file names nothing.
+        if not failed and name in ("mmap", "mmap64"):
+            memfd, got = " memfd " in line, rec.get("object")
+            if memfd != (got is not None) or (memfd and not got.startswith("memfd:")):
+                return f"call {i} ({line}): logged object {got!r}"
     return None
 
 

@@ -177,6 +177,7 @@ fn leak(l: &SysvLeak) -> Value {
 
 fn name_leak(l: &NameLeak) -> Value {
     json!({
+        "kind": l.kind.key(),
         "name": l.name,
         "path": l.path,
         "pid": l.pid,
@@ -184,6 +185,7 @@ fn name_leak(l: &NameLeak) -> Value {
         "site": site(&l.site),
         "stack": stack(&l.stack),
         "ts": seconds(l.ts),
+        "kernel": presence(l.presence),
     })
 }
 
@@ -219,7 +221,7 @@ fn attachment(a: &Attachment) -> Value {
 
 fn mappings(m: &Mappings) -> Value {
     json!({
-        "pid": m.pid, "count": m.count, "bytes": m.bytes,
+        "pid": m.pid, "count": m.count, "bytes": m.bytes, "object": m.object,
         "site": m.site.as_ref().map(site), "stack": stack(&m.stack),
     })
 }
@@ -231,7 +233,8 @@ fn retained(r: &Retained) -> Value {
 /// Attachments and mappings still pointed into at exit (`shmid` only for attachments).
 fn reachable(r: &Reachable) -> Value {
     json!({
-        "pid": r.pid, "shmid": r.shmid, "count": r.count, "bytes": r.bytes,
+        "pid": r.pid, "shmid": r.shmid, "object": r.object, "count": r.count,
+        "bytes": r.bytes,
         "site": r.site.as_ref().map(site), "stack": stack(&r.stack),
     })
 }

@@ -1,14 +1,15 @@
 //! The tracked implementations behind the trampolines: each packs its arguments into an event,
 //! forwards to `real`, and says which caller memory may be read once the call returned.
 
-use core::ffi::{CStr, c_char, c_int, c_ulong, c_void};
-use libc::{key_t, mode_t, sembuf, shmid_ds, timespec};
+use core::ffi::{CStr, c_char, c_int, c_uint, c_ulong, c_void};
+use libc::{key_t, mode_t, sem_t, sembuf, shmid_ds, timespec};
 
 use core::ptr;
 
 use super::traced::{Started, traced, traced_waiting};
 use crate::audit::{self, Code, Finding};
 use crate::ledger::Facts;
+use crate::platform::shm_fds;
 use crate::platform::shm_name::{self, ShmPath};
 use crate::platform::{errno, kernel, process, real};
 use shmtrace_core::trace::event::{Event, Func, NAME_KEPT, Name, SOPS_KEPT, SemOp, Timeout};
@@ -308,16 +309,36 @@ unsafe fn mmap_any(
     // SAFETY: the program's own arguments, forwarded unchanged to the real function.
     let call = || unsafe { real::mmap(func, addr, length, prot, flags, fd, offset) } as i64;
     let after = |ev: &mut Event, facts: &mut Facts| {
+        if flags & libc::MAP_ANONYMOUS != 0 {
+            return;
+        }
+        if ev.failed() {
+            // A MAP_FIXED call that failed may have unmapped its range first, rounded to the
+            // file's page: a hugetlbfs file's (a MFD_HUGETLB memfd's) huge page.
+            if flags & libc::MAP_FIXED != 0 {
+                facts.file_page_size = kernel::hugetlbfs_page_size(fd).unwrap_or(0);
+            }
+            return;
+        }
         // A file on hugetlbfs has huge pages without MAP_HUGETLB. The kernel places such a
         // mapping on a huge page boundary: only then is the file worth a system call.
-        if !ev.failed()
-            && flags & libc::MAP_ANONYMOUS == 0
-            && (ev.ret as u64).is_multiple_of(kernel::MIN_HUGE_PAGE)
-        {
+        if (ev.ret as u64).is_multiple_of(kernel::MIN_HUGE_PAGE) {
             facts.file_page_size = kernel::hugetlbfs_page_size(fd).unwrap_or(0);
+        }
+        // Only a descriptor shm_open or memfd_create returned is worth asking about.
+        if shm_fds::marked(fd) {
+            name_object(ev, fd);
         }
     };
     traced(func, caller, args, call, after) as *mut c_void
+}
+
+/// The shared memory object a mapping maps, out of line: most mappings never get here.
+#[inline(never)]
+fn name_object(ev: &mut Event, fd: c_int) {
+    if let Some(object) = shm_fds::object_of(fd) {
+        ev.name = object;
+    }
 }
 
 pub unsafe extern "C" fn mmap(
@@ -400,6 +421,7 @@ pub unsafe extern "C" fn shm_open(
             if facts.created {
                 facts.inode = shm_name::inode_of_fd(ev.ret as c_int).unwrap_or(0);
             }
+            shm_fds::mark(ev.ret as c_int);
         }
     };
     traced(Func::ShmOpen, caller, args, call, after) as c_int
@@ -410,6 +432,79 @@ pub unsafe extern "C" fn shm_unlink(name: *const c_char, caller: usize) -> c_int
     // SAFETY: the program's own arguments, forwarded unchanged to the real function.
     let call = || i64::from(unsafe { real::shm_unlink(name) });
     traced(Func::ShmUnlink, caller, args, call, |ev, _| {
+        read_name(ev, name)
+    }) as c_int
+}
+
+pub unsafe extern "C" fn memfd_create(name: *const c_char, flags: c_uint, caller: usize) -> c_int {
+    let args = [ptr(name), u64::from(flags), 0, 0, 0, 0];
+    // SAFETY: the program's own arguments, forwarded unchanged to the real function.
+    let call = || i64::from(unsafe { real::memfd_create(name, flags) });
+    let after = |ev: &mut Event, _: &mut Facts| {
+        // The kernel checks the flags before it reads the name: only a success says it read
+        // the whole string (249 bytes at most).
+        if !ev.failed() {
+            read_name(ev, name);
+            shm_fds::mark(ev.ret as c_int);
+        }
+    };
+    traced(Func::MemfdCreate, caller, args, call, after) as c_int
+}
+
+pub unsafe extern "C" fn sem_open(
+    name: *const c_char,
+    oflag: c_int,
+    mode: mode_t,
+    value: c_uint,
+    caller: usize,
+) -> *mut sem_t {
+    let args = [
+        ptr(name),
+        int(oflag),
+        u64::from(mode),
+        u64::from(value),
+        0,
+        0,
+    ];
+    let both = libc::O_CREAT | libc::O_EXCL;
+    // As for shm_open: whether O_CREAT alone creates is asked before the call.
+    let may_create = oflag & both == libc::O_CREAT;
+    let saved = errno::get();
+    // SAFETY: sem_open reads `name` as a string whatever the flags; so do we.
+    let name_was_free = may_create && unsafe { ShmPath::of_sem(name) }.is_ok_and(|p| !p.exists());
+    errno::set(saved);
+    // SAFETY: the program's own arguments, forwarded unchanged to the real function (`mode`
+    // and `value` as the variadic arguments they were).
+    let call = || unsafe { real::sem_open(name, oflag, mode, value) } as i64;
+    let after = |ev: &mut Event, facts: &mut Facts| {
+        read_name(ev, name);
+        if !ev.failed() {
+            facts.created = oflag & both == both || name_was_free;
+            ev.created = facts.created;
+            // sem_open gives no descriptor: the file is asked by name, just after the call.
+            if facts.created {
+                // SAFETY: libc has read the string (the call succeeded).
+                let path = unsafe { ShmPath::of_sem(name) };
+                facts.inode = path.ok().and_then(|p| p.inode()).unwrap_or(0);
+            }
+        }
+    };
+    traced(Func::SemOpen, caller, args, call, after) as *mut sem_t
+}
+
+pub unsafe extern "C" fn sem_close(sem: *mut sem_t, caller: usize) -> c_int {
+    let args = [ptr(sem), 0, 0, 0, 0, 0];
+    // SAFETY: the program's own argument, forwarded unchanged; glibc only compares it with the
+    // semaphores it opened (an unknown one fails with EINVAL), and so does the shim.
+    let call = || i64::from(unsafe { real::sem_close(sem) });
+    traced(Func::SemClose, caller, args, call, nothing_to_read) as c_int
+}
+
+pub unsafe extern "C" fn sem_unlink(name: *const c_char, caller: usize) -> c_int {
+    let args = [ptr(name), 0, 0, 0, 0, 0];
+    // SAFETY: the program's own arguments, forwarded unchanged to the real function.
+    let call = || i64::from(unsafe { real::sem_unlink(name) });
+    traced(Func::SemUnlink, caller, args, call, |ev, _| {
         read_name(ev, name)
     }) as c_int
 }

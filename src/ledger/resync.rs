@@ -123,7 +123,7 @@ impl Ledger {
                     && flags & libc::MAP_FIXED_NOREPLACE == 0
                     && ev.args[0].saturating_add(ev.args[1]) <= MAX_USER_ADDRESS =>
             {
-                let granule = super::memory::granule(flags, libc::MAP_HUGETLB, facts);
+                let granule = super::memory::file_granule(flags, facts);
                 let start = ev.args[0] & !(granule - 1);
                 let end = round_up(ev.args[0].saturating_add(ev.args[1]), granule);
                 Some(Unsure::range(start, end))
@@ -195,7 +195,11 @@ impl Ledger {
             | Func::Semtimedop
             | Func::Semctl
             | Func::ShmOpen
-            | Func::ShmUnlink => None,
+            | Func::ShmUnlink
+            | Func::MemfdCreate
+            | Func::SemOpen
+            | Func::SemClose
+            | Func::SemUnlink => None,
         };
     }
 

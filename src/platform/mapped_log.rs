@@ -466,7 +466,7 @@ pub fn call_started(ev: &Event) {
     if base.is_null() {
         return;
     }
-    let size = binary::call_size(ev.func, ev.stack().len());
+    let size = binary::call_size(ev.func, &ev.args, ev.stack().len());
     let Some(at) = reserve(base, size) else {
         // Counted as lost once: its return is not to be stored (nor counted) either.
         let _ = CURRENT.try_with(|c| c.set(NOT_STORED));
@@ -489,7 +489,7 @@ pub fn call_returned(ev: &Event) {
     if base.is_null() {
         return;
     }
-    let size = binary::call_size(ev.func, ev.stack().len());
+    let size = binary::call_size(ev.func, &ev.args, ev.stack().len());
     let started = CURRENT.try_with(|c| c.replace(0)).unwrap_or(0);
     if started == NOT_STORED {
         return;

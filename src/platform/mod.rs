@@ -16,6 +16,7 @@ pub mod modules;
 pub mod process;
 pub mod real;
 pub mod shield;
+pub mod shm_fds;
 pub mod shm_name;
 pub mod sink;
 pub mod spinlock;

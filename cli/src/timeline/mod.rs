@@ -191,6 +191,13 @@ impl Timeline {
             Record::Enter(c) | Record::Call(c) => (c.pid, c.ts),
             Record::Finding(f) => (f.pid, f.ts),
             Record::Report(_) => return,
+            Record::Modules(l) => {
+                // Loaded after the image started: its calls from them are symbolized too.
+                if let Some(image) = self.images.get_mut(&l.pid).and_then(|i| i.last_mut()) {
+                    crate::logs::add_modules(&mut image.modules, &l.modules);
+                }
+                return;
+            }
         };
         let span = self.spans.entry(pid).or_insert((ts, ts));
         *span = (span.0.min(ts), span.1.max(ts));
@@ -235,7 +242,7 @@ impl Timeline {
                 self.events.push(event(pos, c, true));
             }
             Record::Finding(f) => self.findings.push(f),
-            Record::Report(_) => {}
+            Record::Report(_) | Record::Modules(_) => {}
         }
     }
 

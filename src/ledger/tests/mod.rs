@@ -6,6 +6,7 @@ mod differential;
 mod json;
 mod memory;
 mod names;
+mod objects;
 mod reachability;
 mod rendering;
 mod resync;

@@ -30,6 +30,7 @@ pub const KIND_START: u32 = 1;
 pub const KIND_FORK: u32 = 2;
 pub const KIND_REPORT: u32 = 3;
 pub const KIND_FINDING: u32 = 4;
+pub const KIND_MODULES: u32 = 5;
 
 /// Record tags (never 0: a zero word is unwritten space).
 pub const TAG_CALL: u32 = 0x4c43_5453; // "STCL"
@@ -85,46 +86,59 @@ fn sops_at(_func: Func) -> usize {
     CALL_FIXED
 }
 
-fn timeout_at(func: Func) -> usize {
-    CALL_FIXED + if carries(func).sops { SOPS_SIZE } else { 0 }
+fn timeout_at(func: Func, args: &[u64; 6]) -> usize {
+    CALL_FIXED
+        + if carries(func, args).sops {
+            SOPS_SIZE
+        } else {
+            0
+        }
 }
 
-fn name_at(func: Func) -> usize {
-    timeout_at(func)
-        + if carries(func).timeout {
+fn name_at(func: Func, args: &[u64; 6]) -> usize {
+    timeout_at(func, args)
+        + if carries(func, args).timeout {
             TIMEOUT_SIZE
         } else {
             0
         }
 }
 
-fn stack_at(func: Func) -> usize {
-    name_at(func) + if carries(func).name { NAME_SIZE } else { 0 }
+fn stack_at(func: Func, args: &[u64; 6]) -> usize {
+    name_at(func, args)
+        + if carries(func, args).name {
+            NAME_SIZE
+        } else {
+            0
+        }
 }
 
 /// What a call record carries after its fixed part.
 struct Carries {
     sops: bool,
     timeout: bool,
+    /// The name argument, or for a file mapping the shared memory object it maps (known only
+    /// once it returned, so every file mapping has the room).
     name: bool,
 }
 
-fn carries(func: Func) -> Carries {
-    let name = matches!(func, Func::ShmOpen | Func::ShmUnlink);
-    let (sops, timeout) = match func {
-        Func::Semop => (true, false),
-        Func::Semtimedop => (true, true),
-        Func::ShmOpen | Func::ShmUnlink => (false, false),
+fn carries(func: Func, args: &[u64; 6]) -> Carries {
+    let (sops, timeout, name) = match func {
+        Func::Semop => (true, false, false),
+        Func::Semtimedop => (true, true, false),
+        Func::ShmOpen | Func::ShmUnlink | Func::MemfdCreate | Func::SemOpen | Func::SemUnlink => {
+            (false, false, true)
+        }
+        Func::Mmap | Func::Mmap64 => (false, false, args[3] as i32 & libc::MAP_ANONYMOUS == 0),
         Func::Shmget
         | Func::Shmat
         | Func::Shmdt
         | Func::Shmctl
         | Func::Semget
         | Func::Semctl
-        | Func::Mmap
-        | Func::Mmap64
         | Func::Munmap
-        | Func::Mremap => (false, false),
+        | Func::Mremap
+        | Func::SemClose => (false, false, false),
     };
     Carries {
         sops,
@@ -133,9 +147,10 @@ fn carries(func: Func) -> Carries {
     }
 }
 
-/// Size of the call record for `func` with `stack_len` frames (known when the call starts).
-pub fn call_size(func: Func, stack_len: usize) -> usize {
-    stack_at(func) + stack_len.min(STACK_MAX) * 8
+/// Size of the call record for `func` with these arguments and `stack_len` frames (known when
+/// the call starts).
+pub fn call_size(func: Func, args: &[u64; 6], stack_len: usize) -> usize {
+    stack_at(func, args) + stack_len.min(STACK_MAX) * 8
 }
 
 /// Size of a blob record with these renderings.
@@ -185,7 +200,7 @@ pub fn write_call_start(rec: &mut [u8], ev: &Event) {
     for (i, arg) in ev.args.iter().enumerate() {
         put(rec, ARGS + 8 * i, arg.to_ne_bytes());
     }
-    let at = stack_at(ev.func);
+    let at = stack_at(ev.func, &ev.args);
     for (i, frame) in stack.iter().enumerate() {
         put(rec, at + 8 * i, frame.to_ne_bytes());
     }
@@ -207,13 +222,13 @@ pub fn write_call_end(rec: &mut [u8], ev: &Event) {
     put_sops(rec, ev);
     if let (Func::Semtimedop, Some(t)) = (ev.func, ev.timeout) {
         flags |= FLAG_TIMEOUT;
-        let at = timeout_at(ev.func);
+        let at = timeout_at(ev.func, &ev.args);
         put(rec, at, t.sec.to_ne_bytes());
         put(rec, at + 8, t.nsec.to_ne_bytes());
     }
-    if carries(ev.func).name {
+    if carries(ev.func, &ev.args).name {
         let name = ev.name();
-        let at = name_at(ev.func);
+        let at = name_at(ev.func, &ev.args);
         rec[at] = name.len() as u8;
         if let Some(dst) = rec.get_mut(at + 1..at + 1 + name.len()) {
             dst.copy_from_slice(name);
@@ -223,7 +238,7 @@ pub fn write_call_end(rec: &mut [u8], ev: &Event) {
 }
 
 fn put_sops(rec: &mut [u8], ev: &Event) {
-    if !carries(ev.func).sops {
+    if !carries(ev.func, &ev.args).sops {
         return;
     }
     let sops = ev.sops();
@@ -388,7 +403,8 @@ impl<'a> Iterator for Reader<'a> {
 fn read_call(rec: &[u8], state: u32) -> Option<(Event, bool)> {
     let func = *Func::ALL.get(usize::from(rec[FUNC]))?;
     let stack_len = usize::from(rec[STACK_LEN]);
-    if stack_len > STACK_MAX || rec.len() < call_size(func, stack_len) {
+    let args: [u64; 6] = core::array::from_fn(|i| get_u64(rec, ARGS + 8 * i));
+    if stack_len > STACK_MAX || rec.len() < call_size(func, &args, stack_len) {
         return None;
     }
     let done = state == STATE_DONE;
@@ -397,15 +413,13 @@ fn read_call(rec: &[u8], state: u32) -> Option<(Event, bool)> {
     ev.tid = i32::from_ne_bytes(get(rec, TID));
     ev.ts_ns = get_u64(rec, TS);
     ev.caller = get_u64(rec, CALLER);
-    for (i, arg) in ev.args.iter_mut().enumerate() {
-        *arg = get_u64(rec, ARGS + 8 * i);
-    }
-    let at = stack_at(func);
+    ev.args = args;
+    let at = stack_at(func, &args);
     let frames: [u64; STACK_MAX] = core::array::from_fn(|i| get_u64(rec, at + 8 * i));
     ev.stack = Stack::from_slice(&frames[..stack_len]);
     let flags = rec[FLAGS];
     let waited = flags & FLAG_STARTED != 0 && func.may_block();
-    if carries(func).sops {
+    if carries(func, &args).sops {
         let n = usize::from(rec[SOPS_READ]).min(SOPS_KEPT);
         let at = sops_at(func);
         for (i, op) in ev.sops.iter_mut().enumerate().take(n) {
@@ -426,14 +440,14 @@ fn read_call(rec: &[u8], state: u32) -> Option<(Event, bool)> {
     ev.dur_ns = get_u64(rec, DUR);
     ev.ret = i64::from_ne_bytes(get(rec, RET));
     if flags & FLAG_TIMEOUT != 0 {
-        let at = timeout_at(func);
+        let at = timeout_at(func, &args);
         ev.timeout = Some(Timeout {
             sec: i64::from_ne_bytes(get(rec, at)),
             nsec: i64::from_ne_bytes(get(rec, at + 8)),
         });
     }
-    if carries(func).name {
-        let at = name_at(func);
+    if carries(func, &args).name {
+        let at = name_at(func, &args);
         let len = usize::from(rec[at]).min(NAME_KEPT);
         ev.name = Name::from_bytes(rec.get(at + 1..at + 1 + len)?);
     }
@@ -482,7 +496,7 @@ mod tests {
         }
 
         fn call(&mut self, ev: &Event, finished: bool) {
-            let size = call_size(ev.func, ev.stack().len());
+            let size = call_size(ev.func, &ev.args, ev.stack().len());
             let at = self.reserve(size);
             let rec = self.rec(at, size);
             write_head(rec, TAG_CALL);
@@ -525,13 +539,16 @@ mod tests {
         for func in Func::ALL {
             let mut ev = sample(func);
             ev.stack = Stack::from_slice(&[0x1, 0x2, 0x3]);
-            if matches!(func, Func::Shmget | Func::Semget | Func::ShmOpen) {
+            if matches!(
+                func,
+                Func::Shmget | Func::Semget | Func::ShmOpen | Func::SemOpen
+            ) {
                 ev.created = true;
             }
-            if carries(func).name {
+            if carries(func, &ev.args).name {
                 ev.name = Name::from_bytes(b"/shmtrace-\"name\"");
             }
-            if carries(func).sops {
+            if carries(func, &ev.args).sops {
                 ev.sops[0] = SemOp {
                     num: 1,
                     op: -1,
@@ -563,6 +580,22 @@ mod tests {
                 "{func:?}"
             );
         }
+    }
+
+    #[test]
+    fn only_a_file_mapping_has_room_for_the_object_it_maps() {
+        let mut anon = sample(Func::Mmap);
+        anon.args[3] = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
+        let mut file = anon;
+        file.args[3] = libc::MAP_SHARED as u64;
+        file.args[4] = 3;
+        file.name = Name::from_bytes(b"memfd:ring");
+        assert_eq!(call_size(Func::Mmap, &anon.args, 0), CALL_FIXED);
+        assert_eq!(call_size(Func::Mmap, &file.args, 0), CALL_FIXED + NAME_SIZE);
+        let mut log = Log::new();
+        log.call(&anon, true);
+        log.call(&file, true);
+        assert_eq!(log.items(), vec![Item::Call(anon), Item::Call(file)]);
     }
 
     #[test]
@@ -598,7 +631,7 @@ mod tests {
         enter.ret = 0;
         enter.dur_ns = 0;
         let mut log = Log::new();
-        let size = call_size(Func::Semop, 0);
+        let size = call_size(Func::Semop, &ev.args, 0);
         let at = log.reserve(size);
         let rec = log.rec(at, size);
         write_head(rec, TAG_CALL);
@@ -625,9 +658,9 @@ mod tests {
         let first = sample(Func::Mmap);
         log.call(&first, true);
         // Reserved, never written (killed right after the cursor moved).
-        log.reserve(call_size(Func::Munmap, 0));
+        log.reserve(call_size(Func::Munmap, &first.args, 0));
         // Head written, state never (killed while writing the start).
-        let size = call_size(Func::Munmap, 0);
+        let size = call_size(Func::Munmap, &first.args, 0);
         let at = log.reserve(size);
         write_head(log.rec(at, size), TAG_CALL);
         log.blob(b"shmtrace[10] fork: parent 9\n", b"{\"event\":\"fork\"}\n");

@@ -127,6 +127,15 @@ const OPEN_FLAGS: &[Flag] = &[
     (libc::O_CLOEXEC, "O_CLOEXEC"),
 ];
 
+/// memfd_create's flags; bits 26..31 are a huge-page size with `MFD_HUGETLB`.
+const MEMFD_FLAGS: &[Flag] = &[
+    (libc::MFD_CLOEXEC as i32, "MFD_CLOEXEC"),
+    (libc::MFD_ALLOW_SEALING as i32, "MFD_ALLOW_SEALING"),
+    (libc::MFD_HUGETLB as i32, "MFD_HUGETLB"),
+    (libc::MFD_NOEXEC_SEAL as i32, "MFD_NOEXEC_SEAL"),
+    (libc::MFD_EXEC as i32, "MFD_EXEC"),
+];
+
 const OPEN_ACCESS: &[Flag] = &[
     (libc::O_RDONLY, "O_RDONLY"),
     (libc::O_WRONLY, "O_WRONLY"),
@@ -318,6 +327,33 @@ pub fn open_flags(out: &mut impl Write, oflag: i32) -> fmt::Result {
     }
     let unnamed = terms.named_bits(bits & !(libc::O_ACCMODE as u32), OPEN_FLAGS)?;
     terms.unknown(unnamed)
+}
+
+/// memfd_create's `flags`: `MFD_CLOEXEC|MFD_HUGETLB|MFD_HUGE_2MB`, `0` when none. As the
+/// kernel reads them, bits 26..31 are a huge-page size only with `MFD_HUGETLB`; without it
+/// they are unknown bits.
+pub fn memfd_flags(out: &mut impl Write, flags: u32) -> fmt::Result {
+    let (huge, rest) = if flags & libc::MFD_HUGETLB != 0 {
+        split_huge(flags)
+    } else {
+        (0, flags)
+    };
+    let mut terms = Terms::new(out);
+    let unnamed = terms.named_bits(rest, MEMFD_FLAGS)?;
+    terms.huge_size(huge, "MFD")?;
+    terms.unknown(unnamed)?;
+    terms.or_none("0")
+}
+
+/// sem_open's `oflag`: `O_CREAT|O_EXCL`, `0` when none. sem_open ignores the access mode (it
+/// always opens read-write), so none is shown.
+pub fn sem_open_flags(out: &mut impl Write, oflag: i32) -> fmt::Result {
+    flags(
+        out,
+        oflag as u32 & !(libc::O_ACCMODE as u32),
+        OPEN_FLAGS,
+        "0",
+    )
 }
 
 /// A file mode (`shm_open`'s `mode`), in octal as `%#03o` prints it.
@@ -721,6 +757,35 @@ mod tests {
             libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED
         ));
         assert!(!mremap_uses_new_address(libc::MREMAP_MAYMOVE));
+    }
+
+    #[test]
+    fn memfd_flags_names_then_huge_size() {
+        let f = |v: u32| show(|o| memfd_flags(o, v));
+        assert_eq!(f(0), "0");
+        assert_eq!(
+            f(libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING),
+            "MFD_CLOEXEC|MFD_ALLOW_SEALING"
+        );
+        assert_eq!(
+            f(libc::MFD_NOEXEC_SEAL | libc::MFD_EXEC),
+            "MFD_NOEXEC_SEAL|MFD_EXEC"
+        );
+        assert_eq!(
+            f(libc::MFD_HUGETLB | libc::MFD_HUGE_2MB),
+            "MFD_HUGETLB|MFD_HUGE_2MB"
+        );
+        assert_eq!(
+            f(libc::MFD_CLOEXEC | libc::MFD_HUGETLB | libc::MFD_HUGE_1GB),
+            "MFD_CLOEXEC|MFD_HUGETLB|MFD_HUGE_1GB"
+        );
+        assert_eq!(
+            f(libc::MFD_HUGETLB | libc::MFD_HUGE_64KB),
+            "MFD_HUGETLB|16<<MFD_HUGE_SHIFT"
+        );
+        // Without MFD_HUGETLB the size bits are bits the kernel refuses.
+        assert_eq!(f(libc::MFD_HUGE_2MB), "0x54000000");
+        assert_eq!(f(libc::MFD_CLOEXEC | 0x100), "MFD_CLOEXEC|0x100");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use core::fmt::{self, Write};
 
-use super::{Value, args, failure_word, num, write_duration, write_timestamp};
+use super::{Value, args, failure_word, num, object, write_duration, write_timestamp};
 use crate::trace::decode;
 use crate::trace::event::{Event, Phase, SemOp, Timeout};
 use crate::trace::linebuf::LineBuf;
@@ -33,6 +33,12 @@ fn write_record(ev: &Event, out: &mut impl Write) -> fmt::Result {
         Phase::Exit => {
             out.write_str(" = ")?;
             write_result(ev, out)?;
+            if let Some((bytes, truncated)) = object(ev) {
+                write!(out, " of {}", bytes.escape_ascii())?;
+                if truncated {
+                    out.write_str("...")?;
+                }
+            }
             out.write_str(" <")?;
             write_duration(out, ev.dur_ns)?;
             out.write_char('>')?;
