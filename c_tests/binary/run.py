@@ -133,19 +133,25 @@ def in_program_order(recs, what):
 
 # ---- kill ------------------------------------------------------------------------------
 
-def kill_busy(tmp, trial):
-    log = os.path.join(tmp, f"busy{trial}.%p.bin")
-    count = os.path.join(tmp, f"busy{trial}.count")
-    p = subprocess.Popen([PROG, "busy", count], env=env(log))
-    threshold = random.randint(1_000, 60_000)
+def busy_then_killed(log, count, fmt, most):
+    """Runs `binlog busy` until it counted a random number of calls (up to `most`), then a
+    little more, and SIGKILLs it; (pid, threshold, calls it counted as returned)."""
+    p = subprocess.Popen([PROG, "busy", count], env=env(log, fmt))
+    threshold = random.randint(1_000, most)
     deadline = time.time() + 10
     while read_counter(count) < threshold and time.time() < deadline and p.poll() is None:
         time.sleep(0.001)
     time.sleep(random.random() * 0.05)
     p.send_signal(signal.SIGKILL)
     p.wait()
-    counted = read_counter(count)
-    records, _ = decode(log.replace("%p", str(p.pid)))
+    return p.pid, threshold, read_counter(count)
+
+
+def kill_busy(tmp, trial):
+    log = os.path.join(tmp, f"busy{trial}.%p.bin")
+    pid, threshold, counted = busy_then_killed(log, os.path.join(tmp, f"busy{trial}.count"),
+                                               "binary", 60_000)
+    records, _ = decode(log.replace("%p", str(pid)))
     recs = calls(records, LEN_BUSY)
     returned = sum(1 for r in recs if r["event"] == "call")
     started = sum(1 for r in recs if r["event"] == "enter")
@@ -162,17 +168,9 @@ def kill_busy_lines(tmp, fmt, trial):
     holds every call the program counted as returned, reads as plain text (no NUL byte), and
     every line but padding (spaces) and at most the record cut by the kill parses."""
     log = os.path.join(tmp, f"busy{trial}.{fmt}.%p.log")
-    count = os.path.join(tmp, f"busy{trial}.{fmt}.count")
-    p = subprocess.Popen([PROG, "busy", count], env=env(log, fmt))
-    threshold = random.randint(1_000, 30_000)
-    deadline = time.time() + 10
-    while read_counter(count) < threshold and time.time() < deadline and p.poll() is None:
-        time.sleep(0.001)
-    time.sleep(random.random() * 0.05)
-    p.send_signal(signal.SIGKILL)
-    p.wait()
-    counted = read_counter(count)
-    with open(log.replace("%p", str(p.pid)), "rb") as f:
+    pid, threshold, counted = busy_then_killed(
+        log, os.path.join(tmp, f"busy{trial}.{fmt}.count"), fmt, 30_000)
+    with open(log.replace("%p", str(pid)), "rb") as f:
         data = f.read()
     what = f"kill busy {fmt} #{trial} ({counted} calls counted)"
     check(b"\0" not in data, f"{what}: the log holds no NUL byte")
