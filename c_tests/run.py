@@ -172,6 +172,8 @@ def parse_json_log(text, t0, t1):
     if text and not text.endswith("\n"):
         problems.append("log does not end with a newline")
     for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip(" "):
+            continue  # padding of a log file written in place (docs/library.md, "Log files")
         try:
             obj = json.loads(line)
         except ValueError as e:
@@ -277,6 +279,8 @@ def parse_text_log(lines, t0, t1):
     recs, problems = Records(), []
     report_pid = None
     for n, line in enumerate(lines, 1):
+        if not line.strip(" "):
+            continue  # padding of a log file written in place
         m = TEXT_LINE.match(line)
         head = TEXT_REPORT_HEAD.match(line)
         if not m and head:
@@ -1071,6 +1075,8 @@ def ledger_reports(text, fmt):
     "mappings": [count per call site]}; "leaks" is the text header's count (None in JSON)."""
     reports, current = {}, None
     for line in text.splitlines():
+        if not line.strip(" "):
+            continue  # padding of a log file written in place
         if fmt == "json":
             obj = json.loads(line)
             if obj["event"] in ("start", "fork", "report"):

@@ -303,6 +303,7 @@ pub fn report_at_exit(stack: StackRoots) -> bool {
         let mut text = String::new();
         render(&report, config::format(), &mut text);
         sink::write_record(text.as_bytes());
+        sink::finish();
     }
     report.is_clean()
 }

@@ -323,7 +323,9 @@ class Log:
         if data and not data.endswith(b"\n"):
             self.problems.append("the log does not end with a newline")
         text = data.decode(errors="replace")
-        (self._json if fmt == "json" else self._text)(text.splitlines())
+        # Lines of spaces: padding of a log file written in place (docs/library.md).
+        (self._json if fmt == "json" else self._text)(
+            [line for line in text.splitlines() if line.strip(" ")])
 
     def bad(self, n, why, line):
         if len(self.problems) < 20:

@@ -185,7 +185,7 @@ fn starts_like_a_log(fd: c_int, size: usize) -> bool {
     head[..want] == binary::MAGIC[..want] || head[..want].iter().all(|&b| b == 0)
 }
 
-fn map_region(fd: c_int) -> Option<(*mut u8, usize)> {
+pub(super) fn map_region(fd: c_int) -> Option<(*mut u8, usize)> {
     // Under an address-space limit, the log takes at most a sixteenth of it: the program's
     // own mappings come first.
     let mut limit = libc::rlimit {
@@ -420,7 +420,7 @@ fn identity(fd: c_int) -> Option<(u64, u64)> {
     Some((st.st_dev, st.st_ino))
 }
 
-fn file_size_limit() -> usize {
+pub(super) fn file_size_limit() -> usize {
     let mut limit = libc::rlimit {
         rlim_cur: libc::RLIM_INFINITY,
         rlim_max: libc::RLIM_INFINITY,

@@ -9,6 +9,7 @@ pub mod config;
 pub mod errno;
 pub mod guard;
 pub mod kernel;
+pub mod line_log;
 pub mod mapped_log;
 pub mod maps;
 pub mod modules;

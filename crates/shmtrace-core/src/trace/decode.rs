@@ -287,7 +287,7 @@ pub fn pointer(out: &mut impl Write, addr: u64) -> fmt::Result {
     if addr == 0 {
         out.write_str("NULL")
     } else {
-        write!(out, "{addr:#x}")
+        crate::trace::format::num::hex(out, addr)
     }
 }
 
@@ -296,7 +296,7 @@ pub fn key(out: &mut impl Write, key: i32) -> fmt::Result {
     if key == libc::IPC_PRIVATE {
         out.write_str("IPC_PRIVATE")
     } else {
-        write!(out, "{:#x}", key as u32)
+        crate::trace::format::num::hex(out, u64::from(key as u32))
     }
 }
 
@@ -305,7 +305,7 @@ pub fn offset(out: &mut impl Write, offset: u64) -> fmt::Result {
     if offset == 0 {
         out.write_char('0')
     } else {
-        write!(out, "{offset:#x}")
+        crate::trace::format::num::hex(out, offset)
     }
 }
 

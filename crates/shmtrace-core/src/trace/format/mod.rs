@@ -5,6 +5,7 @@
 //! value looks.
 
 pub mod json;
+pub mod num;
 pub mod text;
 
 use core::fmt::{self, Write};
@@ -327,11 +328,10 @@ fn failure_word(func: Func) -> &'static str {
 }
 
 const NS_PER_US: u64 = 1_000;
-const US_PER_S: u64 = 1_000_000;
 
 /// `SECONDS.MICROS`.
 fn write_micros(out: &mut impl Write, micros: u64) -> fmt::Result {
-    write!(out, "{}.{:06}", micros / US_PER_S, micros % US_PER_S)
+    num::micros(out, micros)
 }
 
 /// The entry time, truncated to the microsecond like `strace -ttt`, so it never reads later
