@@ -9,7 +9,7 @@ WARN    := -Wall -Wextra -Werror
 LIBDIR  := $(CURDIR)/target/release
 LIB     := $(LIBDIR)/libshmtrace.so
 BUILD   := $(CURDIR)/build
-SUITES  := lint rust install transparency bad-input binary-log findings allocators verdict html fuzz posix
+SUITES  := lint rust install transparency bad-input binary-log findings allocators verdict html fuzz posix msgq
 
 # Installation (GNU conventions: PREFIX, DESTDIR for staged installs by packagers).
 PREFIX      ?= /usr/local
@@ -96,12 +96,17 @@ demo-leak: lib $(BUILD)/leaky
 
 # Figures, never pass/fail: see BENCHMARKS.md.
 # BENCH_REPS=N pairs of runs per cell (default 3), BENCH_QUICK=1 a smoke test; see bench/run.py.
-bench: lib $(BUILD)/bench/bench $(BUILD)/bench/scan
+bench: lib $(BUILD)/bench/bench $(BUILD)/bench/scan $(BUILD)/bench/standin.so
 	$(PYTHON) bench/run.py
 
 # Instructions per hooked call under callgrind, native and per mode (needs valgrind).
-bench-profile: lib $(BUILD)/bench/bench
+bench-profile: lib $(BUILD)/bench/bench $(BUILD)/bench/standin.so
 	$(PYTHON) bench/callgrind.py
+
+# The C stand-in the text and JSON logs are measured against (bench/standin.c).
+$(BUILD)/bench/standin.so: bench/standin.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(WARN) -shared -fPIC -o $@ $< -ldl -lpthread
 
 $(BUILD)/bench/%: bench/%.c include/shmtrace.h
 	@mkdir -p $(dir $@)

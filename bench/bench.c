@@ -4,6 +4,7 @@
  *   bench mmap ITERS          anonymous mmap+munmap of one page            (2 calls/cycle)
  *   bench shm ITERS           shmget(IPC_PRIVATE)+shmat+shmdt+IPC_RMID     (4 calls/cycle)
  *   bench semop ITERS         uncontended semop P then V                   (2 calls/cycle)
+ *   bench msg ITERS           msgsnd then msgrcv of a 16-byte message      (2 calls/cycle)
  *   bench pingpong ITERS      two processes passing a token on semaphores  (4 calls/round)
  *   bench threads N ITERS     N threads sharing ITERS mmap+munmap cycles   (2 calls/cycle)
  *   bench scale N PAIRS       N live pages, PAIRS mmap+munmap, then N munmaps in random order
@@ -19,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -26,6 +28,7 @@
 #include <string.h>
 #include <sys/ipc.h>
 #include <sys/mman.h>
+#include <sys/msg.h>
 #include <sys/sem.h>
 #include <sys/shm.h>
 #include <sys/wait.h>
@@ -53,8 +56,10 @@ static void die(const char *what)
 
 static volatile sig_atomic_t sem_id = -1;
 static volatile sig_atomic_t shm_id = -1;
-/* The POSIX shared memory name of the posix workload ("" when none). */
-static char shm_name[64];
+static volatile sig_atomic_t msg_id = -1;
+/* The POSIX shared memory name of the posix workload, the semaphore name of the semname
+ * workload ("" when none). */
+static char shm_name[64], sem_name[64];
 static pid_t owner;
 
 static void remove_objects(void)
@@ -66,9 +71,13 @@ static void remove_objects(void)
         semctl(sem_id, 0, IPC_RMID);
     if (shm_id >= 0)
         shmctl(shm_id, IPC_RMID, NULL);
+    if (msg_id >= 0)
+        msgctl(msg_id, IPC_RMID, NULL);
     if (shm_name[0])
         shm_unlink(shm_name);
-    sem_id = shm_id = -1;
+    if (sem_name[0])
+        sem_unlink(sem_name);
+    sem_id = shm_id = msg_id = -1;
 }
 
 static void on_signal(int sig)
@@ -166,6 +175,30 @@ static void shm_cycles(long n)
     }
 }
 
+/* mmap and munmap of a regular file's page: the descriptor is no shared memory object, so
+ * the shim must not pay for naming one. */
+static void file_cycles(long n, void *hole, int fd)
+{
+    for (long i = 0; i < n; i++) {
+        void *p = mmap(hole, PAGE, PROT_READ, MAP_SHARED, fd, 0);
+        if (p == MAP_FAILED || munmap(p, PAGE) != 0)
+            die("file mmap cycle");
+    }
+}
+
+static void bench_filemap(long iters)
+{
+    void *hole = make_hole();
+    FILE *f = tmpfile();
+    if (!f || ftruncate(fileno(f), PAGE) != 0)
+        die("tmpfile");
+    file_cycles(iters / 10, hole, fileno(f));
+    double t0 = now_ns();
+    file_cycles(iters, hole, fileno(f));
+    report((now_ns() - t0) / iters, 2);
+    fclose(f);
+}
+
 static void bench_shm(long iters)
 {
     shm_cycles(iters / 10);
@@ -199,6 +232,28 @@ static void bench_posix(long iters)
     report((now_ns() - t0) / iters, 4);
 }
 
+/* One named semaphore's whole life: sem_open(O_CREAT|O_EXCL), sem_post, sem_wait, sem_close,
+ * sem_unlink [3 hooked: sem_post and sem_wait are not]. */
+static void semname_cycles(long n)
+{
+    char *name = sem_name;
+    snprintf(sem_name, sizeof sem_name, "/shmtrace-bench-sem-%d", (int)getpid());
+    for (long i = 0; i < n; i++) {
+        sem_t *s = sem_open(name, O_CREAT | O_EXCL, 0600, 0);
+        if (s == SEM_FAILED || sem_post(s) != 0 || sem_wait(s) != 0 || sem_close(s) != 0 ||
+            sem_unlink(name) != 0)
+            die("semname cycle");
+    }
+}
+
+static void bench_semname(long iters)
+{
+    semname_cycles(iters / 10);
+    double t0 = now_ns();
+    semname_cycles(iters);
+    report((now_ns() - t0) / iters, 3);
+}
+
 static void bench_semop(long iters)
 {
     int id = new_semaphores(1);
@@ -213,6 +268,34 @@ static void bench_semop(long iters)
     }
     double ns = (now_ns() - t0) / iters;
     drop_semaphores();
+    report(ns, 2);
+}
+
+/* A message through a private queue and back out: neither call waits. */
+static void msg_cycles(int id, long n)
+{
+    struct {
+        long mtype;
+        char text[16];
+    } m = {1, "0123456789abcde"};
+    for (long i = 0; i < n; i++)
+        if (msgsnd(id, &m, sizeof m.text, 0) != 0 || msgrcv(id, &m, sizeof m.text, 0, 0) < 0)
+            die("msgsnd/msgrcv");
+}
+
+static void bench_msg(long iters)
+{
+    int id = msgget(IPC_PRIVATE, IPC_CREAT | 0600);
+    if (id < 0)
+        die("msgget");
+    msg_id = id;
+    msg_cycles(id, iters / 10);
+    double t0 = now_ns();
+    msg_cycles(id, iters);
+    double ns = (now_ns() - t0) / iters;
+    if (msgctl(id, IPC_RMID, NULL) != 0)
+        die("msgctl IPC_RMID");
+    msg_id = -1;
     report(ns, 2);
 }
 
@@ -448,7 +531,7 @@ static void bench_idle(void)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: bench mmap|shm|posix|semop|pingpong|mix ITERS | threads N ITERS | "
+        fprintf(stderr, "usage: bench mmap|filemap|shm|posix|semname|semop|msg|pingpong|mix ITERS | threads N ITERS | "
                         "scale N PAIRS | idle\n");
         return 2;
     }
@@ -458,12 +541,18 @@ int main(int argc, char **argv)
     guard_objects();
     if (!strcmp(w, "mmap"))
         bench_mmap(a);
+    else if (!strcmp(w, "filemap"))
+        bench_filemap(a);
     else if (!strcmp(w, "shm"))
         bench_shm(a);
     else if (!strcmp(w, "semop"))
         bench_semop(a);
     else if (!strcmp(w, "posix"))
         bench_posix(a);
+    else if (!strcmp(w, "msg"))
+        bench_msg(a);
+    else if (!strcmp(w, "semname"))
+        bench_semname(a);
     else if (!strcmp(w, "pingpong"))
         bench_pingpong(a);
     else if (!strcmp(w, "threads"))

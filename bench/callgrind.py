@@ -16,12 +16,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
 EXE = os.path.join(TOP, "build", "bench", "bench")
 LIB = os.path.join(TOP, "target", "release", "libshmtrace.so")
+STANDIN = os.path.join(TOP, "build", "bench", "standin.so")
 
 # workload argv prefix, iteration counts (small, large), calls per iteration
 WORKLOADS = [
     (["mmap"], 2000, 4000, 2),
+    (["filemap"], 2000, 4000, 2),
+    (["posix"], 1000, 2000, 4),
     (["semop"], 4000, 8000, 2),
     (["shm"], 1000, 2000, 4),
+    (["msg"], 4000, 8000, 2),
+    (["semname"], 1000, 2000, 3),
 ]
 
 
@@ -39,6 +44,8 @@ def all_modes(logdir):
         ("text", {"LD_PRELOAD": LIB, "SHMTRACE_LOG": log, "SHMTRACE_FORMAT": "text"}),
         ("json", {"LD_PRELOAD": LIB, "SHMTRACE_LOG": log, "SHMTRACE_FORMAT": "json"}),
         ("binary", {"LD_PRELOAD": LIB, "SHMTRACE_LOG": log, "SHMTRACE_FORMAT": "binary"}),
+        # The C stand-in (bench/standin.c): snprintf and write(2), one line per call.
+        ("standin", {"LD_PRELOAD": STANDIN, "STANDIN_LOG": os.path.join(logdir, "standin")}),
     ]
 
 

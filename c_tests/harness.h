@@ -16,8 +16,8 @@
  *    [<lo>, <hi>) is the code range of the module making the call (the expected `caller`).
  *    run.py matches the shim's log against this journal record by record.
  *
- * 2. Cleanup. Every segment / semaphore set created through CALL_INT is remembered until it is
- *    removed with rmid_shm / rmid_sem; anything left is removed at exit and on fatal signals,
+ * 2. Cleanup. Every segment / semaphore set / message queue created through CALL_INT is
+ *    remembered until it is removed with rmid_shm / rmid_sem / rmid_msg; anything left is removed at exit and on fatal signals,
  *    with raw syscalls (so cleanup never shows up in the log). A forked child never removes
  *    its parent's objects.
  *
@@ -42,6 +42,7 @@
 #include <string.h>
 #include <sys/ipc.h>
 #include <sys/mman.h>
+#include <sys/msg.h>
 #include <sys/sem.h>
 #include <sys/shm.h>
 #include <sys/syscall.h>
@@ -112,6 +113,8 @@ static inline void journal_value(const char *name, unsigned long value)
 }
 
 static void h_track(int is_sem, int id);
+/* `is_sem` of a message queue. */
+#define H_MSG 2
 
 static inline int h_note_int(const char *tag, const char *fn, int ret, int err)
 {
@@ -119,6 +122,8 @@ static inline int h_note_int(const char *tag, const char *fn, int ret, int err)
     snprintf(buf, sizeof buf, "%d", ret);
     if (ret >= 0 && (strcmp(fn, "shmget") == 0 || strcmp(fn, "semget") == 0))
         h_track(fn[1] == 'e', ret);
+    if (ret >= 0 && strcmp(fn, "msgget") == 0)
+        h_track(H_MSG, ret);
     h_journal_call('C', tag, fn, buf, ret == -1, err);
     errno = err;
     return ret;
@@ -128,7 +133,9 @@ static inline void *h_note_ptr(const char *tag, const char *fn, void *ret, int e
 {
     char buf[32];
     snprintf(buf, sizeof buf, "0x%lx", (unsigned long)ret);
-    h_journal_call('C', tag, fn, buf, ret == (void *)-1, err);
+    /* sem_open fails with SEM_FAILED (NULL), the others with (void *) -1. */
+    int failed = strcmp(fn, "sem_open") == 0 ? ret == NULL : ret == (void *)-1;
+    h_journal_call('C', tag, fn, buf, failed, err);
     errno = err;
     return ret;
 }
@@ -201,7 +208,9 @@ static void h_cleanup(void)
     for (int i = 0; i < H_MAX_OBJS; i++) {
         if (!h_objs[i].used || h_objs[i].owner != me)
             continue;
-        if (h_objs[i].is_sem)
+        if (h_objs[i].is_sem == H_MSG)
+            syscall(SYS_msgctl, h_objs[i].id, IPC_RMID, NULL);
+        else if (h_objs[i].is_sem)
             syscall(SYS_semctl, h_objs[i].id, 0, IPC_RMID, 0);
         else
             syscall(SYS_shmctl, h_objs[i].id, IPC_RMID, NULL);
@@ -230,6 +239,14 @@ static inline int rmid_sem(const char *tag, int id)
     int r = CALL_INT(tag, semctl, id, 0, IPC_RMID);
     if (r == 0)
         untrack(1, id);
+    return r;
+}
+
+static inline int rmid_msg(const char *tag, int id)
+{
+    int r = CALL_INT(tag, msgctl, id, IPC_RMID, NULL);
+    if (r == 0)
+        untrack(H_MSG, id);
     return r;
 }
 

@@ -164,9 +164,9 @@ def private_copies(paths):
 # ---- SysV objects and the IPC namespace -------------------------------------------------
 
 def sysv_ids():
-    """Every shared memory segment and semaphore set this IPC namespace has: {(kind, id)}."""
+    """Every segment, semaphore set and message queue this IPC namespace has: {(kind, id)}."""
     ids = set()
-    for kind in ("shm", "sem"):
+    for kind in ("shm", "sem", "msg"):
         with open(f"/proc/sysvipc/{kind}") as f:
             next(f)
             ids |= {(kind, int(line.split()[1])) for line in f if line.strip()}
@@ -174,9 +174,11 @@ def sysv_ids():
 
 
 def remove_sysv(objs):
-    """Removes SysV objects given as (kind, id), kind "shm" or "sem"; gone ones are fine."""
+    """Removes SysV objects given as (kind, id), kind "shm", "sem" or "msg"; gone ones are
+    fine."""
+    flags = {"shm": "-m", "sem": "-s", "msg": "-q"}
     for kind, ident in objs:
-        subprocess.run(["ipcrm", "-m" if kind == "shm" else "-s", str(ident)],
+        subprocess.run(["ipcrm", flags[kind], str(ident)],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -4,17 +4,22 @@
  * with the kernel every CHECK_EVERY calls (check.h).
  *
  * usage: driver SEED CALLS CHECK_EVERY TRANSCRIPT [STOP_AT_DIVERGENCE]
+ *        driver --missing    (the SHMTRACE_CALL_* numbers without a generator, one a line)
  *
  * Everything destructive stays in memory the driver owns: a private zone at a fixed address the
  * kernel never picks on its own, and the mappings the kernel placed for it elsewhere (tracked,
  * used whole). Huge lengths are beyond TASK_SIZE, which every call rejects before acting. The
  * list of functions comes from shmtrace.h: a new SHMTRACE_CALL_* without a generator here is an
- * error at start. */
+ * error at start, and a failed check of the fuzz suite even where it cannot run (--missing).
+ * docs/testing.md says how to add one. */
 #include "check.h"
 
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <semaphore.h>
+#include <sys/msg.h>
 #include <sys/sem.h>
 #include <time.h>
 
@@ -55,8 +60,10 @@ static struct {
 static int nout;
 /* Ids in order of first appearance, for normalised transcripts and for reuse (stale ones
  * included: removed objects stay in the pool). */
-static int shmids[MAX_IDS], nshm, semids[MAX_IDS], nsem;
+static int shmids[MAX_IDS], nshm, semids[MAX_IDS], nsem, msqids[MAX_IDS], nmsq;
 static int file_fd = -1;
+/* The last memfd memfd_create made (-1 before the first): mmap maps it as well. */
+static int memfd_fd = -1;
 static FILE *tx;
 static char line[8192];
 static size_t len_line;
@@ -164,6 +171,31 @@ static size_t pick_len(uintptr_t room)
     return len == BIG || len <= room ? len : room;
 }
 
+/* FUZZ_PERTURB=1: other neighbours for what the kernel places (raw system calls; the pages
+ * are never given to any call): before each call one to three PROT_NONE pages where the kernel
+ * chooses, and above each new kernel-placed mapping, where free, a private page of its
+ * permissions, which the kernel merges into it when it can (as it may merge a page the shim
+ * allocated). The transcript must not change: a call whose outcome depends on what lies next to
+ * a kernel-placed mapping is a generator that is not the same call in every run, and shows up
+ * here, natively, rather than as a transparency divergence under the shim that does not
+ * reproduce. */
+static int perturb;
+static long call_no;
+
+static void perturb_layout(void)
+{
+    size_t len = (size_t)(1 + call_no % 3) * PAGE;
+    syscall(SYS_mmap, 0UL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0L);
+}
+
+static void perturb_neighbour(uintptr_t end)
+{
+    read_maps();
+    const struct vma *v = kernel_at(end - 1);
+    if (v)
+        syscall(SYS_mmap, end, PAGE, v->prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0L);
+}
+
 static void track(uintptr_t a, size_t len, int huge, int attach)
 {
     if (a == (uintptr_t)MAP_FAILED || (a >= ZONE && a < ZONE + ZONE_SIZE) || nout == MAX_OUT)
@@ -172,6 +204,8 @@ static void track(uintptr_t a, size_t len, int huge, int attach)
     out[nout].addr = a;
     out[nout].len = (len + g - 1) & ~(g - 1);
     out[nout].attach = attach;
+    if (perturb)
+        perturb_neighbour(out[nout].addr + out[nout].len);
     nout++;
 }
 
@@ -412,10 +446,13 @@ static void gen_mmap_any(int is64)
         a = 0;
     size_t len = pick_len(limit - a);
     int fd = flags & MAP_ANONYMOUS ? -1 : chance(90) ? file_fd : 999;
+    if (fd == file_fd && memfd_fd >= 0 && chance(30))
+        fd = memfd_fd;
     off_t off = chance(80) ? 0 : chance(50) ? (off_t)PAGE : 100;
     say("%s", is64 ? "mmap64" : "mmap");
     say_addr(a);
-    say(" %#zx %d %#x %s %ld ->", len, prot, flags, fd == file_fd ? "file" : fd < 0 ? "-1" : "bad", (long)off);
+    say(" %#zx %d %#x %s %ld ->", len, prot, flags,
+        fd < 0 ? "-1" : fd == file_fd ? "file" : fd == memfd_fd ? "memfd" : "bad", (long)off);
     errno = SENTINEL;
     void *r = is64 ? mmap64((void *)a, len, prot, flags, fd, off) : mmap((void *)a, len, prot, flags, fd, off);
     int e = errno;
@@ -479,6 +516,11 @@ static void gen_mremap(void)
         new_len = pick_len(flags & MREMAP_FIXED ? tlimit - target : HUGE + 16 * PAGE);
     if (new_len == BIG && !(flags & MREMAP_FIXED) && chance(50))
         new_len = PAGE;
+    /* An old_len past the mapping's end is a shrink to new_len, which the kernel checks against
+     * the end of the VMA there: for a kernel-placed mapping, that end depends on whether the
+     * kernel merged it with what it placed next (the shim's memory included). */
+    if (from_out >= 0 && old_len == BIG && new_len != BIG && new_len > out[from_out].len)
+        new_len = out[from_out].len;
     say("mremap");
     say_addr(a);
     say(" %#zx %#zx %#x", old_len, new_len, flags);
@@ -545,6 +587,206 @@ static void gen_shm_unlink(void)
     say(" %d errno=%d", r, e);
 }
 
+/* memfd_create with good and refused names and flags; a new memfd replaces the last one (sized
+ * for mmap: whole huge pages for MFD_HUGETLB). */
+static void gen_memfd_create(void)
+{
+    static char longname[300];
+    memset(longname, 'm', sizeof longname - 1);
+    const char *names_[] = {"shmtrace-fuzz", "", NULL, (const char *)1, longname};
+    int n = (int)below(5);
+    static const unsigned flags_[] = {0, MFD_CLOEXEC, MFD_ALLOW_SEALING, MFD_HUGETLB,
+                                      MFD_HUGETLB | (21U << 26), 0x100, 21U << 26};
+    unsigned flags = flags_[below(7)];
+    say("memfd_create M%d %#x ->", n, flags);
+    errno = SENTINEL;
+    int r = memfd_create(names_[n], flags);
+    int e = errno;
+    say(" %s errno=%d", r >= 0 ? "fd" : "-1", e);
+    if (r < 0)
+        return;
+    if (memfd_fd >= 0)
+        close(memfd_fd);
+    memfd_fd = r;
+    off_t size = flags & MFD_HUGETLB ? 2 * (off_t)HUGE : 64 * (off_t)PAGE;
+    say(" ftruncate %d", ftruncate(memfd_fd, size) == 0 ? 0 : -1);
+}
+
+/* Named semaphores on the same names (their files are /dev/shm/sem.NAME). glibc maps a name
+ * once and counts its opens, so a semaphore is a slot numbered in order of first appearance
+ * with its count of opens; the transcript shows slots, never addresses. sem_close is given
+ * an open semaphore, or an address glibc never returned (NULL, 1, the zone): never one it
+ * unmapped, which it may hand out again in one run and not in the other. */
+#define SEM_SLOTS 64
+static struct { sem_t *sem; int opens, number; } sems[SEM_SLOTS];
+static int nsems_open, sem_numbers;
+
+static void gen_sem_close(void)
+{
+    sem_t *s;
+    int slot = -1;
+    if (nsems_open > 0 && chance(80)) {
+        slot = (int)below((uint64_t)nsems_open);
+        s = sems[slot].sem;
+        say("sem_close P%d ->", sems[slot].number);
+    } else {
+        static const char *const what[] = {"NULL", "wild", "zone"};
+        int k = (int)below(3);
+        s = k == 0 ? NULL : k == 1 ? (sem_t *)1 : (sem_t *)zone_page();
+        say("sem_close %s ->", what[k]);
+    }
+    errno = SENTINEL;
+    sem_t *volatile arg = s; /* past sem_close's nonnull */
+    int r = sem_close(arg);
+    int e = errno;
+    say(" %d errno=%d", r, e);
+    if (r == 0 && slot >= 0 && --sems[slot].opens == 0)
+        sems[slot] = sems[--nsems_open];
+}
+
+static void gen_sem_open(void)
+{
+    if (nsems_open == SEM_SLOTS) { /* never in practice: three names */
+        gen_sem_close();
+        return;
+    }
+    int n = (int)below(NAMES);
+    static const int oflags[] = {0, O_CREAT, O_CREAT | O_EXCL, O_EXCL, O_RDWR | O_CREAT};
+    int oflag = oflags[below(5)];
+    mode_t mode = chance(50) ? 0600 : 0400;
+    unsigned value = chance(10) ? (unsigned)SEM_VALUE_MAX + 1u : (unsigned)below(3);
+    say("sem_open N%d %#x %#o %u ->", n, oflag, mode, value);
+    errno = SENTINEL;
+    sem_t *r = sem_open(names[n], oflag, mode, value);
+    int e = errno;
+    if (r == SEM_FAILED) {
+        say(" FAILED errno=%d", e);
+        return;
+    }
+    int i = 0;
+    while (i < nsems_open && sems[i].sem != r)
+        i++;
+    if (i == nsems_open) {
+        sems[i].sem = r;
+        sems[i].opens = 0;
+        sems[i].number = sem_numbers++;
+        nsems_open++;
+    }
+    sems[i].opens++;
+    say(" P%d errno=%d", sems[i].number, e);
+}
+
+static void gen_sem_unlink(void)
+{
+    int n = (int)below(NAMES);
+    say("sem_unlink N%d ->", n);
+    errno = SENTINEL;
+    int r = sem_unlink(names[n]);
+    int e = errno;
+    say(" %d errno=%d", r, e);
+}
+
+/* Message queues: ids tagged Q. Nothing waits: every send and receive has IPC_NOWAIT, except
+ * MSG_COPY alone, which the kernel refuses at once. A receive prints the text it got. */
+static void gen_msgget(void)
+{
+    key_t key = pick_key();
+    int flags = chance(20) ? 0666 : 0600;
+    if (chance(70))
+        flags |= IPC_CREAT;
+    if (chance(30))
+        flags |= IPC_EXCL;
+    say("msgget %#x %#o ->", key, flags);
+    errno = SENTINEL;
+    int r = msgget(key, flags);
+    int e = errno;
+    say_id("Q", msqids, &nmsq, r);
+    say(" errno=%d", e);
+}
+
+struct fuzz_msg {
+    long mtype;
+    char text[96];
+};
+
+static void gen_msgsnd(void)
+{
+    int q = pick_id(msqids, nmsq);
+    static const size_t sizes[] = {0, 5, 64, 96, 9000, (size_t)-1};
+    size_t size = sizes[below(6)];
+    struct fuzz_msg m;
+    m.mtype = (long)below(4) - (chance(5) ? 2 : 0);
+    char first = (char)('a' + below(26));
+    for (int i = 0; i < (int)sizeof m.text; i++)
+        m.text[i] = (char)(first + i % 3);
+    const void *p = chance(5) ? (void *)16 : chance(3) ? NULL : (void *)&m;
+    int flags = IPC_NOWAIT | (chance(10) ? MSG_NOERROR : 0);
+    say("msgsnd");
+    say_id("Q", msqids, &nmsq, q);
+    say(" %s type=%ld %zu %#x ->", p == &m ? "buf" : p ? "wild" : "NULL", m.mtype, size, flags);
+    errno = SENTINEL;
+    /* 9000 is above the default MSGMAX (each run has its own IPC namespace): refused unread. */
+    int r = msgsnd(q, p, size, flags);
+    int e = errno;
+    say(" %d errno=%d", r, e);
+}
+
+static void gen_msgrcv(void)
+{
+    int q = pick_id(msqids, nmsq);
+    static const size_t sizes[] = {0, 4, 64, 96, (size_t)-1};
+    size_t size = sizes[below(5)];
+    static const long types[] = {0, 1, 2, -2, 3};
+    long type = types[below(5)];
+    int flags = chance(5) ? MSG_COPY : IPC_NOWAIT;
+    if (chance(30))
+        flags |= MSG_NOERROR;
+    if (chance(15))
+        flags |= MSG_EXCEPT;
+    if (flags & IPC_NOWAIT && chance(10))
+        flags |= MSG_COPY;
+    struct fuzz_msg m;
+    memset(&m, 0x5a, sizeof m);
+    void *p = chance(5) ? (void *)16 : chance(3) ? NULL : (void *)&m;
+    say("msgrcv");
+    say_id("Q", msqids, &nmsq, q);
+    say(" %s %zu %ld %#x ->", p == &m ? "buf" : p ? "wild" : "NULL", size, type, flags);
+    errno = SENTINEL;
+    ssize_t r = msgrcv(q, p, size, type, flags);
+    int e = errno;
+    say(" %zd errno=%d", r, e);
+    if (r >= 0 && p == &m)
+        say(" [type=%ld %.*s]", m.mtype, (int)r, m.text);
+}
+
+static void gen_msgctl(void)
+{
+    int q = pick_id(msqids, nmsq);
+    static const int cmds[] = {IPC_STAT, IPC_RMID, IPC_SET, IPC_INFO, MSG_INFO, MSG_STAT, 99};
+    int cmd = cmds[below(7)];
+    struct msqid_ds ds;
+    memset(&ds, 0, sizeof ds);
+    struct msqid_ds *buf = chance(5) ? (struct msqid_ds *)16 : chance(5) ? NULL : &ds;
+    if (cmd == IPC_SET && buf == &ds) {
+        /* A copy of the queue's own settings, through the raw call (not in the transcript). */
+        if (syscall(SYS_msgctl, q, IPC_STAT, &ds) != 0)
+            memset(&ds, 0, sizeof ds);
+    }
+    say("msgctl");
+    say_id("Q", msqids, &nmsq, q);
+    say(" %d %s ->", cmd, buf == &ds ? "buf" : buf ? "wild" : "NULL");
+    errno = SENTINEL;
+    int r = msgctl(q, cmd, buf);
+    int e = errno;
+    if (cmd == IPC_INFO || cmd == MSG_INFO || cmd == MSG_STAT)
+        say(" %s", r >= 0 ? "ok" : "-1"); /* indexes and ids: kernel-wide */
+    else
+        say(" %d", r);
+    say(" errno=%d", e);
+    if (r == 0 && cmd == IPC_STAT && buf == &ds)
+        say(" [qnum=%lu cbytes=%lu]", (unsigned long)ds.msg_qnum, (unsigned long)ds.__msg_cbytes);
+}
+
 static generator generators[SHMTRACE_FUNCTIONS] = {
     [SHMTRACE_CALL_SHMGET] = gen_shmget,   [SHMTRACE_CALL_SHMAT] = gen_shmat,
     [SHMTRACE_CALL_SHMDT] = gen_shmdt,     [SHMTRACE_CALL_SHMCTL] = gen_shmctl,
@@ -553,6 +795,11 @@ static generator generators[SHMTRACE_FUNCTIONS] = {
     [SHMTRACE_CALL_MMAP] = gen_mmap,       [SHMTRACE_CALL_MMAP64] = gen_mmap64,
     [SHMTRACE_CALL_MUNMAP] = gen_munmap,   [SHMTRACE_CALL_MREMAP] = gen_mremap,
     [SHMTRACE_CALL_SHM_OPEN] = gen_shm_open, [SHMTRACE_CALL_SHM_UNLINK] = gen_shm_unlink,
+    [SHMTRACE_CALL_MEMFD_CREATE] = gen_memfd_create,
+    [SHMTRACE_CALL_SEM_OPEN] = gen_sem_open, [SHMTRACE_CALL_SEM_CLOSE] = gen_sem_close,
+    [SHMTRACE_CALL_SEM_UNLINK] = gen_sem_unlink,
+    [SHMTRACE_CALL_MSGGET] = gen_msgget,   [SHMTRACE_CALL_MSGSND] = gen_msgsnd,
+    [SHMTRACE_CALL_MSGRCV] = gen_msgrcv,   [SHMTRACE_CALL_MSGCTL] = gen_msgctl,
 };
 
 /* How often each function is drawn (the address-space calls are where the ledger works). */
@@ -564,8 +811,6 @@ static int weight(int f)
     default: return 1;
     }
 }
-
-static long call_no;
 
 static void end_line(void)
 {
@@ -612,6 +857,16 @@ static void dump_zone(const char *when)
 
 int main(int argc, char **argv)
 {
+#ifdef FUZZ_DROP_GENERATOR
+    generators[FUZZ_DROP_GENERATOR] = NULL; /* the suite's proof that a missing one is seen */
+#endif
+    if (argc == 2 && strcmp(argv[1], "--missing") == 0) {
+        for (int f = 0; f < SHMTRACE_FUNCTIONS; f++)
+            if (!generators[f])
+                printf("%d\n", f);
+        return 0;
+    }
+    perturb = getenv("FUZZ_PERTURB") != NULL;
     if (getenv("FUZZ_DUMP_AT"))
         dump_at = strtol(getenv("FUZZ_DUMP_AT"), NULL, 0);
     if (argc < 5) {
@@ -643,6 +898,8 @@ int main(int argc, char **argv)
         int pick = (int)below((uint64_t)total), f = 0;
         while (pick >= weight(f))
             pick -= weight(f++);
+        if (perturb)
+            perturb_layout();
         if (call_no == dump_at)
             dump_zone("before");
         generators[f]();
@@ -678,8 +935,24 @@ int main(int argc, char **argv)
         say(" IPC_RMID -> %d", semctl(semids[i], 0, IPC_RMID) == 0 ? 0 : -1);
         end_line();
     }
+    for (int i = 0; i < nmsq; i++) {
+        say("cleanup msgctl");
+        say_id("Q", msqids, &nmsq, msqids[i]);
+        say(" IPC_RMID -> %d", msgctl(msqids[i], IPC_RMID, NULL) == 0 ? 0 : -1);
+        end_line();
+    }
     for (int i = 0; i < 3; i++) {
         say("cleanup shm_unlink N%d -> %d", i, shm_unlink(names[i]) == 0 ? 0 : -1);
+        end_line();
+    }
+    while (nsems_open > 0) {
+        say("cleanup sem_close P%d -> %d", sems[0].number, sem_close(sems[0].sem));
+        end_line();
+        if (--sems[0].opens == 0)
+            sems[0] = sems[--nsems_open];
+    }
+    for (int i = 0; i < 3; i++) {
+        say("cleanup sem_unlink N%d -> %d", i, sem_unlink(names[i]) == 0 ? 0 : -1);
         end_line();
     }
     if (!diverged && !checkpoint(stderr))

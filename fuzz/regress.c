@@ -153,6 +153,84 @@ static void failed_calls_split_an_attachment(void)
     munmap(ZONE, ZONE_SIZE);
 }
 
+/* Class 8: a failed MREMAP_DONTUNMAP move copies a prefix of its source's VMAs, and the target
+ * already holds the same segment at the same offsets as a piece past that prefix: no copy. The
+ * kernel stops at an attachment that is not the only VMA of the range (after copying what comes
+ * before it), and refuses a source that begins in a hole or an attachment followed by more. */
+static void failed_dontunmap_onto_the_same_segment(void)
+{
+    const int flags = MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP;
+    int id = shmget(IPC_PRIVATE, 4 * PAGE, 0600), other = shmget(IPC_PRIVATE, PAGE, 0600);
+    char *t = ZONE + HUGE;
+    anon(ZONE, PAGE, PROT_READ | PROT_WRITE);
+    shmat(other, ZONE + 2 * PAGE, 0);
+    shmat(id, ZONE + 4 * PAGE, 0);
+    munmap(ZONE + 4 * PAGE, PAGE); /* the source's piece: offsets 1-3 at ZONE + 5-7 pages */
+    anon(ZONE + 8 * PAGE, PAGE, PROT_READ);
+    shmat(id, t + 4 * PAGE, 0); /* the target's: offsets 0-3 at t + 4-7 pages */
+    void *stopped = mremap(ZONE, 8 * PAGE, 8 * PAGE, flags, t);
+    void *hole = mremap(ZONE + 4 * PAGE, 4 * PAGE, 4 * PAGE, flags, t + 4 * PAGE);
+    void *more = mremap(ZONE + 5 * PAGE, 4 * PAGE, 4 * PAGE, flags, t + 5 * PAGE);
+    char why[256];
+    read_maps();
+    if (id < 0 || other < 0)
+        printf("FAIL failed_dontunmap_onto_the_same_segment: shmget %d %d\n", id, other), failures++;
+    else if (stopped != MAP_FAILED || hole != MAP_FAILED || more != MAP_FAILED)
+        printf("skipped: failed_dontunmap_onto_the_same_segment: the moves succeeded\n");
+    else if (!check_nattch(id, why, sizeof why))
+        printf("FAIL failed_dontunmap_onto_the_same_segment: %s\n", why), failures++;
+    shmctl(id, IPC_RMID, NULL);
+    shmctl(other, IPC_RMID, NULL);
+    verdict("failed_dontunmap_onto_the_same_segment");
+}
+
+/* Class 9: a failed MREMAP_FIXED shrink unmaps its tail before it moves; one that cannot split
+ * a hugetlb VMA at the tail's end has already split an attachment at its start. */
+static void failed_fixed_shrink_splits_an_attachment(void)
+{
+    int id = shmget(IPC_PRIVATE, 8 * PAGE, 0600);
+    shmat(id, ZONE + HUGE - 8 * PAGE, 0);
+    char *h = mmap(ZONE + HUGE, HUGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_HUGETLB, -1, 0);
+    if (h == MAP_FAILED) {
+        printf("skipped: failed_fixed_shrink_splits_an_attachment: no huge pages (vm.nr_hugepages)\n");
+    } else {
+        char why[256];
+        void *q = mremap(ZONE + HUGE - 8 * PAGE, 16 * PAGE, PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, ZONE + 4 * HUGE);
+        read_maps();
+        if (q != MAP_FAILED)
+            printf("skipped: failed_fixed_shrink_splits_an_attachment: the call succeeded\n");
+        else if (!check_nattch(id, why, sizeof why))
+            printf("FAIL failed_fixed_shrink_splits_an_attachment: %s\n", why), failures++;
+        verdict("failed_fixed_shrink_splits_an_attachment");
+    }
+    shmctl(id, IPC_RMID, NULL);
+    munmap(ZONE, ZONE_SIZE);
+}
+
+/* Class 10: a same-length MREMAP_FIXED move rounds each VMA's part to that VMA's page size: a
+ * huge attachment followed by a hole moves its 2 MiB and nothing past the range's end, while a
+ * hugetlb VMA that the range's end cuts moves whole huge pages. */
+static void fixed_move_rounds_each_vma(void)
+{
+    int id = shmget(IPC_PRIVATE, HUGE, SHM_HUGETLB | 0600);
+    void *at = id < 0 ? (void *)-1 : shmat(id, ZONE, 0);
+    char *h = mmap(ZONE + 8 * HUGE, 2 * HUGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_HUGETLB, -1, 0);
+    if (at == (void *)-1 || h == MAP_FAILED) {
+        printf("skipped: fixed_move_rounds_each_vma: no huge pages (vm.nr_hugepages)\n");
+    } else {
+        anon(ZONE + 2 * HUGE - 16 * PAGE, 8 * PAGE, PROT_NONE); /* past the range, within its huge rounding */
+        void *a = mremap(ZONE, HUGE + 8 * PAGE, HUGE + 8 * PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, ZONE + 4 * HUGE);
+        void *b = mremap(h, HUGE + 8 * PAGE, HUGE + 8 * PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, ZONE + 12 * HUGE);
+        if (a == MAP_FAILED || b == MAP_FAILED)
+            printf("skipped: fixed_move_rounds_each_vma: this kernel moves one VMA at a time only (before 6.17)\n");
+        else
+            verdict("fixed_move_rounds_each_vma");
+    }
+    if (id >= 0)
+        shmctl(id, IPC_RMID, NULL);
+    munmap(ZONE, ZONE_SIZE);
+}
+
 int main(void)
 {
     if (!ledger_mapping_at()) {
@@ -166,5 +244,8 @@ int main(void)
     failed_map_fixed_hugetlb();
     hugetlb_mremap_rounding();
     failed_calls_split_an_attachment();
+    failed_dontunmap_onto_the_same_segment();
+    failed_fixed_shrink_splits_an_attachment();
+    fixed_move_rounds_each_vma();
     return failures != 0;
 }

@@ -6,7 +6,8 @@ run in a private IPC namespace, and compares
     wrote), which the driver normalises only where the kernel chooses (addresses, ids, pids);
   - the ledger against the kernel, which the driver checks under the shim every CHECK_EVERY
     calls and at the end (after cleaning up through the hooked calls);
-  - the log: one record per call made, same function, same success or failure, same errno.
+  - the log: one record per call made, same function, same success or failure, same errno;
+    a mapping of the memfd names it (`"object":"memfd:..."`), one of the plain file nothing.
 
 On a difference it prints the seed and the shortest failing prefix of calls (for the ledger,
 found by re-running with a check after every call).
@@ -22,9 +23,11 @@ usage: run.py [--seeds N] [--first SEED] [--calls N] [--check-every N] [--huge-p
 
 import argparse
 import errno
+import fcntl
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -37,13 +40,35 @@ import testlib as t  # noqa: E402
 NR_HUGEPAGES = "/proc/sys/vm/nr_hugepages"
 
 
-def build(work, name):
-    exe = os.path.join(work, name)
+def build(work, name, *defines):
+    exe = os.path.join(work, "-".join([name, *defines]))
     subprocess.run(
         ["gcc", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-I" + os.path.join(ROOT, "include"),
-         "-o", exe, os.path.join(ROOT, "fuzz", name + ".c"), "-ldl"],
+         *("-D" + d for d in defines), "-o", exe, os.path.join(ROOT, "fuzz", name + ".c"),
+         "-ldl"],
         check=True)
     return exe
+
+
+def generators(work, funcs):
+    """The hooked functions (names from shmtrace.h) the driver has no generator for: a function
+    added to the hook table without one fails here on any machine, also where the fuzzing
+    itself cannot run. And the proof that this sees a missing one: a build without the last
+    function's generator must name exactly that function."""
+    def missing(*defines):
+        out = subprocess.run([build(work, "driver", *defines), "--missing"],
+                             stdout=subprocess.PIPE, text=True, check=True).stdout
+        return [funcs[int(n)] for n in out.split()]
+    try:
+        none = missing()
+    except subprocess.CalledProcessError as e:
+        t.check(False, "every hooked function has a generator in fuzz/driver.c", str(e))
+        return
+    t.check(not none, "every hooked function has a generator in fuzz/driver.c",
+            f"none for {' '.join(none)} (docs/testing.md: adding a hooked function to the fuzzer)")
+    dropped = missing(f"FUZZ_DROP_GENERATOR={len(funcs) - 1}")
+    t.check(dropped == funcs[-1:], "a function without a generator is reported",
+            f"a driver without the generator of {funcs[-1]} reports {dropped}")
 
 
 def regressions(work, when):
@@ -65,23 +90,51 @@ def regressions(work, when):
     t.check(proc.returncode == 0, f"regress exits 0 ({when})", f"exit status {proc.returncode}")
 
 
+def huge_pool():
+    """(total, free, reserved) huge pages of the default size."""
+    with open("/proc/meminfo") as f:
+        info = dict(line.split(":", 1) for line in f)
+    return tuple(int(info[k]) for k in ("HugePages_Total", "HugePages_Free", "HugePages_Rsvd"))
+
+
 def huge_pages_settled():
     """Waits (up to 5 s) until every huge page is free and unreserved again: a private IPC
     namespace's segments are destroyed after its last process exits, not with it, and the next
-    run must start with the same pool (a segment never faulted in holds a reservation only)."""
+    run must start with the same pool (a segment never faulted in holds a reservation only).
+    Returns the pool's size, or None if it did not settle."""
     for _ in range(500):
-        with open("/proc/meminfo") as f:
-            info = dict(line.split(":", 1) for line in f)
-        if (int(info["HugePages_Free"]) == int(info["HugePages_Total"])
-                and int(info["HugePages_Rsvd"]) == 0):
-            return
+        total, free, rsvd = huge_pool()
+        if free == total and rsvd == 0:
+            return total
         time.sleep(0.01)
+    return None
 
 
-def run(driver, work, seed, calls, every, shim, stop=False):
-    """One run; returns (transcript lines, divergence lines, log path or None)."""
-    huge_pages_settled()
-    tag = "shim" if shim else "native"
+class Disturbed(Exception):
+    """The huge page pool is machine-wide: a run during which another program resized it, held
+    pages of it, or took some, may see MAP_HUGETLB and SHM_HUGETLB calls fail that would
+    succeed alone. Such a seed proves nothing and is run again (up to three times)."""
+
+
+def exclusive():
+    """Holds a machine-wide lock (until exit) so that two fuzz runs, whose transcripts both
+    depend on the huge page pool, do not run at once."""
+    lock = open(os.path.join(tempfile.gettempdir(), "shmtrace-fuzz.lock"), "a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print("fuzz: waiting for another fuzz run on this machine to end", flush=True)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+    return lock
+
+
+def run(driver, work, seed, calls, every, shim, stop=False, perturb=False):
+    """One run; returns (transcript lines, divergence lines, log path or None). `perturb`: with
+    other neighbours for what the kernel places (FUZZ_PERTURB, natively only)."""
+    pool = huge_pages_settled()
+    if pool is None:
+        raise Disturbed(f"huge pages held by another program: {huge_pool()}")
+    tag = "shim" if shim else "perturbed" if perturb else "native"
     tx = os.path.join(work, f"{seed}.{tag}.tx")
     log = os.path.join(work, f"{seed}.{every}.log") if shim else None
     if log and os.path.exists(log):
@@ -90,11 +143,13 @@ def run(driver, work, seed, calls, every, shim, stop=False):
     if stop:
         cmd.append("stop")
     env = (t.clean_env(preload=True, SHMTRACE_FORMAT="json", SHMTRACE_LOG=log) if shim
-           else t.clean_env())
+           else t.clean_env(FUZZ_PERTURB="1") if perturb else t.clean_env())
     proc = subprocess.run(cmd, env=env, stderr=subprocess.PIPE, text=True, timeout=600)
     if proc.returncode not in (0, 3):
         raise RuntimeError(f"seed {seed} ({tag}): driver exited {proc.returncode}: "
                            f"{proc.stderr[-2000:]}")
+    if huge_pool()[0] != pool:
+        raise Disturbed(f"the huge page pool was resized during the run: {pool} -> {huge_pool()[0]}")
     with open(tx) as f:
         lines = f.read().splitlines()
     diverged = [l for l in proc.stderr.splitlines() if l.startswith("DIVERGE")]
@@ -109,6 +164,10 @@ def compare_log(lines, log):
     records = []
     with open(log) as f:
         for raw in f:
+            # Padding a process left (the shim in `unshare`, which exec'd the driver) reads as
+            # a blank line; readers skip those (docs/log-format.md).
+            if raw.isspace():
+                continue
             rec = json.loads(raw)
             if rec.get("event") == "call" and "ret" in rec:
                 records.append(rec)
@@ -122,17 +181,25 @@ def compare_log(lines, log):
             return f"call {i}: made {name}, logged {rec['fn']}"
         m = RESULT.search(line)
         failed = m.group(1) in ("-1", "FAILED")
-        logged_failed = rec["ret"] in (-1, "MAP_FAILED", "(void *) -1")
+        logged_failed = rec["ret"] in (-1, "MAP_FAILED", "(void *) -1", "SEM_FAILED")
         if failed != logged_failed:
             return f"call {i} ({line}): logged ret {rec['ret']}"
         if failed and m.group(2) and getattr(errno, rec["errno"] or "", None) != int(m.group(2)):
             return f"call {i} ({line}): logged errno {rec['errno']}"
+        # A mapping of the memfd names it; one of the plain file names nothing.
+        if not failed and name in ("mmap", "mmap64"):
+            memfd, got = " memfd " in line, rec.get("object")
+            if memfd != (got is not None) or (memfd and not got.startswith("memfd:")):
+                return f"call {i} ({line}): logged object {got!r}"
     return None
 
 
 def narrow(driver, work, seed, calls):
     """The shortest failing prefix of a ledger divergence: a check after every call."""
-    lines, diverged, _ = run(driver, work, seed, calls, 1, True, stop=True)
+    try:
+        lines, diverged, _ = run(driver, work, seed, calls, 1, True, stop=True)
+    except Disturbed as e:
+        return f"(not narrowed: {e})"
     if not diverged:
         return "(not reproduced with a check after every call)"
     n = int(re.search(r"after call (\d+)", diverged[0]).group(1)) + 1
@@ -140,18 +207,40 @@ def narrow(driver, work, seed, calls):
     return f"{diverged[0]}\n  shortest failing prefix: {n} calls; the last ones:\n    {tail}"
 
 
-def fuzz_seed(driver, work, seed, calls, every):
-    """One seed natively and under the shim: three checks (transparency, ledger, log)."""
-    native, _, _ = run(driver, work, seed, calls, every, False)
-    shim, diverged, log = run(driver, work, seed, calls, every, True)
-    first = next((i for i, (a, b) in enumerate(zip(native, shim)) if a != b), None)
+def first_difference(a, b):
+    """The index of the first line in which transcripts `a` and `b` differ, or None."""
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
+
+
+def same_transcripts(name, a, b, a_tag, b_tag):
+    """One check: transcripts `a` and `b` are identical; else the first difference."""
+    first = first_difference(a, b)
     if first is not None:
         why = (f"shortest failing prefix {first + 1} calls:\n"
-               f"    native: {native[first]}\n    shim:   {shim[first]}")
+               f"    {a_tag}: {a[first]}\n    {b_tag}: {b[first]}")
     else:
-        why = f"{len(native)} vs {len(shim)} lines"
-    t.check(first is None and len(native) == len(shim),
-            f"transparency: seed {seed} ({len(native)} calls)", why)
+        why = f"{len(a)} vs {len(b)} lines"
+    t.check(first is None and len(a) == len(b), name, why)
+
+
+def fuzz_seed(driver, work, seed, calls, every, retry):
+    """One seed natively, natively with another layout, and under the shim: four checks
+    (layout independence of the generated calls, transparency, ledger, log). With `retry`,
+    raises Disturbed instead when the runs first differ in a call that failed with ENOMEM in one
+    of them only: huge pages another program took in the meantime decide that, and a
+    difference the shim makes comes back when the seed is run again."""
+    native, _, _ = run(driver, work, seed, calls, every, False)
+    perturbed, _, _ = run(driver, work, seed, calls, every, False, perturb=True)
+    shim, diverged, log = run(driver, work, seed, calls, every, True)
+    for other in (perturbed, shim) if retry else ():
+        i = first_difference(native, other)
+        if i is not None and ("errno=12" in native[i]) != ("errno=12" in other[i]):
+            raise Disturbed(f"ENOMEM in one run only: {native[i]} | {other[i]}")
+    same_transcripts(f"layout independence: seed {seed} (a generator's call depends on what "
+                     "the kernel placed next to a mapping)", native, perturbed,
+                     "native", "perturbed")
+    same_transcripts(f"transparency: seed {seed} ({len(native)} calls)", native, shim,
+                     "native", "shim")
     t.check(not diverged, f"ledger against the kernel: seed {seed}",
             diverged and narrow(driver, work, seed, calls))
     why = compare_log(shim, log)
@@ -173,16 +262,21 @@ def main():
     if not os.path.exists(t.LIB):
         t.check(False, "libshmtrace.so is built", f"{t.LIB} missing (make lib)")
         return t.summary()
-    if not t.can_unshare():
-        t.skip("the differential fuzzer", "needs a private IPC namespace (unshare --ipc: root)",
-               count=1 + 3 * args.seeds)
-        return t.summary()
     funcs = t.hooks()
     print(f"fuzz: {len(funcs)} hooked functions from shmtrace.h: {' '.join(funcs)}")
+    with tempfile.TemporaryDirectory(prefix="shmtrace-fuzz.") as work:
+        generators(work, funcs)
+    if not t.can_unshare():
+        t.skip("the differential fuzzer", "needs a private IPC namespace (unshare --ipc: root)",
+               count=1 + 4 * args.seeds)
+        return t.summary()
+    lock = exclusive()  # noqa: F841 (held until exit)
     total, saved = 0, None
     with tempfile.TemporaryDirectory(prefix="shmtrace-fuzz.") as work:
         # Once as the machine is (no huge pages, usually), once with some reserved below.
         regressions(work, "as configured")
+    # A run stopped (a timeout's SIGTERM) still gives the machine its huge pages back.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     if args.huge_pages and os.access(NR_HUGEPAGES, os.W_OK):
         with open(NR_HUGEPAGES) as f:
             saved = f.read().strip()
@@ -196,10 +290,18 @@ def main():
             regressions(work, f"{args.huge_pages} huge pages")
             driver = build(work, "driver")
             for seed in range(args.first, args.first + args.seeds):
-                try:
-                    total += fuzz_seed(driver, work, seed, args.calls, args.check_every)
-                except (RuntimeError, subprocess.TimeoutExpired) as e:
-                    t.check(False, f"seed {seed} runs", str(e))
+                for attempt in range(3):
+                    try:
+                        total += fuzz_seed(driver, work, seed, args.calls, args.check_every,
+                                           retry=attempt < 2)
+                    except Disturbed as e:
+                        print(f"fuzz: seed {seed} repeated: {e}")
+                        if attempt == 2:
+                            t.check(False, f"seed {seed} runs undisturbed", str(e))
+                        continue
+                    except (RuntimeError, subprocess.TimeoutExpired) as e:
+                        t.check(False, f"seed {seed} runs", str(e))
+                    break
     finally:
         if saved is not None:
             with open(NR_HUGEPAGES, "w") as f:

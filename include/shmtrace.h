@@ -26,9 +26,17 @@
 #define SHMTRACE_CALL_MREMAP 11
 #define SHMTRACE_CALL_SHM_OPEN 12
 #define SHMTRACE_CALL_SHM_UNLINK 13
+#define SHMTRACE_CALL_MEMFD_CREATE 14
+#define SHMTRACE_CALL_SEM_OPEN 15
+#define SHMTRACE_CALL_SEM_CLOSE 16
+#define SHMTRACE_CALL_SEM_UNLINK 17
+#define SHMTRACE_CALL_MSGGET 18
+#define SHMTRACE_CALL_MSGSND 19
+#define SHMTRACE_CALL_MSGRCV 20
+#define SHMTRACE_CALL_MSGCTL 21
 
 // The number of hooked functions (the length of `shmtrace_stats.calls`).
-#define SHMTRACE_FUNCTIONS 14
+#define SHMTRACE_FUNCTIONS 22
 
 
 // `format` values for `shmtrace_write_report`.

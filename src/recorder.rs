@@ -5,16 +5,16 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::deferred;
 use crate::ledger::{
-    Candidate, Facts, KernelView, KernelVma, Ledger, ObjectKind, Report, Stats, Unsure,
+    Candidate, Facts, KernelView, KernelVma, Ledger, NameKind, ObjectKind, Report, Stats, Unsure,
 };
 use crate::platform::spinlock::{SpinGuard, SpinLock};
-use crate::platform::{clock, config, kernel, maps, modules, process, sink};
+use crate::platform::{clock, config, kernel, maps, modules, process, shm_name, sink};
 use crate::scan::{self, StackRoots};
 use shmtrace_core::trace::binary;
 use shmtrace_core::trace::event::{Event, Func, Phase};
 use shmtrace_core::trace::format::{self, Format};
 use shmtrace_core::trace::linebuf::LineBuf;
-use shmtrace_core::trace::start::{self, Fork, ModuleInfo, Start};
+use shmtrace_core::trace::start::{self, Fork, Loaded, ModuleInfo, Start};
 
 static LEDGER: SpinLock<Ledger> = SpinLock::new(Ledger::new());
 static PAGE_SIZE: AtomicU64 = AtomicU64::new(4096);
@@ -54,14 +54,11 @@ pub fn facts() -> Facts {
     Facts::new(PAGE_SIZE.load(Ordering::Relaxed))
 }
 
-/// Opens this process image's log with who it is and what is loaded where (for symbolizing
-/// call sites after the run). Runs once per image, from the constructor.
-pub fn announce_start() {
-    if !sink::enabled() {
-        return;
-    }
-    let modules = modules::loaded();
-    let infos: Vec<ModuleInfo<'_>> = modules
+/// What the start record listed, to tell at the end whether anything was loaded since.
+static START_MODULES: AtomicU64 = AtomicU64::new(0);
+
+fn infos(modules: &[modules::Module]) -> Vec<ModuleInfo<'_>> {
+    modules
         .iter()
         .map(|m| ModuleInfo {
             path: &m.path,
@@ -69,7 +66,26 @@ pub fn announce_start() {
             start: m.start,
             end: m.end,
         })
-        .collect();
+        .collect()
+}
+
+/// A fingerprint of where the modules are loaded.
+fn fingerprint(modules: &[modules::Module]) -> u64 {
+    modules.iter().fold(modules.len() as u64, |h, m| {
+        (h ^ m.base ^ m.start.rotate_left(17) ^ m.end.rotate_left(31))
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    })
+}
+
+/// Opens this process image's log with who it is and what is loaded where (for symbolizing
+/// call sites after the run). Runs once per image, from the constructor.
+pub fn announce_start() {
+    if !sink::enabled() {
+        return;
+    }
+    let modules = modules::loaded();
+    START_MODULES.store(fingerprint(&modules), Ordering::Relaxed);
+    let infos = infos(&modules);
     let exe = modules::exe_path();
     let start = Start {
         pid: process::pid(),
@@ -83,6 +99,30 @@ pub fn announce_start() {
         let _ = match format {
             Format::Text => start::write_text(&start, out),
             Format::Json => start::write_json(&start, out),
+        };
+    });
+}
+
+/// Before the report: what is loaded now, when it differs from what the start record listed
+/// (modules `dlopen`ed meanwhile), so the call sites inside them can be symbolized.
+fn announce_modules_at_exit() {
+    if !sink::enabled() {
+        return;
+    }
+    let modules = modules::loaded();
+    if fingerprint(&modules) == START_MODULES.load(Ordering::Relaxed) {
+        return;
+    }
+    let infos = infos(&modules);
+    let loaded = Loaded {
+        pid: process::pid(),
+        ts_ns: clock::now_ns(),
+        modules: &infos,
+    };
+    sink::write_other(binary::KIND_MODULES, |format, out: &mut String| {
+        let _ = match format {
+            Format::Text => start::write_loaded_text(&loaded, out),
+            Format::Json => start::write_loaded_json(&loaded, out),
         };
     });
 }
@@ -282,7 +322,9 @@ pub fn report_at_exit(stack: StackRoots) -> bool {
     if REPORTED.swap(true, Ordering::AcqRel) {
         return true;
     }
-    crate::audit::at_exit();
+    let open = with_ledger(|ledger| ledger.semaphores_open());
+    crate::audit::at_exit(&open);
+    announce_modules_at_exit();
     let report = report_now(stack);
     if sink::binary() {
         sink::write_other(binary::KIND_REPORT, |format, out: &mut String| {
@@ -292,6 +334,7 @@ pub fn report_at_exit(stack: StackRoots) -> bool {
         let mut text = String::new();
         render(&report, config::format(), &mut text);
         sink::write_record(text.as_bytes());
+        sink::finish();
     }
     report.is_clean()
 }
@@ -300,8 +343,12 @@ pub fn report_at_exit(stack: StackRoots) -> bool {
 pub fn report_now(stack: StackRoots) -> Report {
     let mut report = report_since(0, stack);
     // POSIX names carry no checkpoint epoch: only the whole-run report holds them.
-    report.names =
-        with_ledger(|ledger| ledger.names_left(crate::platform::shm_name::inode_of_name));
+    report.names = with_ledger(|ledger| {
+        ledger.names_left(|kind, name| match kind {
+            NameKind::Shm => shm_name::inode_of_name(name),
+            NameKind::Sem => shm_name::inode_of_sem_name(name),
+        })
+    });
     (report.findings, report.finding_totals) = crate::audit::summary();
     report
 }
@@ -354,6 +401,11 @@ pub fn report_since(since: u32, stack: StackRoots) -> Report {
                     .is_none_or(|l| l.binary_search(&start).is_ok())
             },
         )
+    });
+    report.queues = with_ledger(|ledger| {
+        ledger.queues_left(since, |id| {
+            kernel::queue_stat(id).map(|q| (q.messages, q.bytes))
+        })
     });
     report.scanned = scanned;
     report.count_reachable = COUNT_REACHABLE.load(Ordering::Relaxed);

@@ -25,6 +25,9 @@ SUITEs (default: all, in this order):
                 ledger against the kernel, the log against the calls; its regression scenarios
   posix         POSIX shared memory: shm_open/shm_unlink transparent and logged, names left
                 in /dev/shm reported by the shim and the command, Python's shared_memory
+  msgq          System V message queues: msgget/msgsnd/msgrcv/msgctl transparent and logged
+                (waits across processes, EINTR, EIDRM), queues left reported with the messages
+                and bytes /proc/sysvipc/msg says they hold, by the shim and the command
 
 Each suite's own lines pass through; its count line becomes `-- SUITE: N passed, ...`. A
 suite that ends without its count line (a crash) counts one failure. Exits 1 if anything
@@ -54,6 +57,7 @@ SUITES = {
     "html": [[PY, "tests/html/run.py"]],
     "fuzz": [[PY, "fuzz/run.py"]],
     "posix": [[PY, "c_tests/posix/run.py"]],
+    "msgq": [[PY, "c_tests/msgq/run.py"]],
 }
 
 # Debian packages the suites use beyond Rust, gcc, make and Python: (package, how to tell it
@@ -63,7 +67,7 @@ PACKAGES = [
                                                              "binary-log", "findings",
                                                              "allocators", "rust",
                                                              "verdict", "html",
-                                                             "fuzz", "posix"]),
+                                                             "fuzz", "posix", "msgq"]),
     ("mount", ["mount", "umount"], ["binary-log"]),
     ("binutils", ["nm", "readelf", "strip", "objcopy"], ["transparency", "install",
                                                          "allocators", "rust"]),

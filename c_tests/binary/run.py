@@ -9,7 +9,9 @@ GROUPs (default: all), each running build/binary/binlog (binlog.c) under the shi
            `shmtrace decode` shows every call the program counted as returned (its count is in
            a shared mapping, so it survives the kill) and at most one more, in program order,
            and the call in progress as started (an enter record), the blocked semop always,
-           with the operation it waits with.
+           with the operation it waits with. Text and JSON log files, written in place the same
+           way, likewise hold every returned call after a SIGKILL, no NUL byte, and parse line
+           by line (lines of spaces are padding; at most the last record is cut).
   threads  8 threads: each thread's calls are all there, once, in its order (each munmap
            follows the mmap it undoes).
   fork     children with a per-pid log (%p) each get a complete log of their own (fork record,
@@ -131,19 +133,25 @@ def in_program_order(recs, what):
 
 # ---- kill ------------------------------------------------------------------------------
 
-def kill_busy(tmp, trial):
-    log = os.path.join(tmp, f"busy{trial}.%p.bin")
-    count = os.path.join(tmp, f"busy{trial}.count")
-    p = subprocess.Popen([PROG, "busy", count], env=env(log))
-    threshold = random.randint(1_000, 60_000)
+def busy_then_killed(log, count, fmt, most):
+    """Runs `binlog busy` until it counted a random number of calls (up to `most`), then a
+    little more, and SIGKILLs it; (pid, threshold, calls it counted as returned)."""
+    p = subprocess.Popen([PROG, "busy", count], env=env(log, fmt))
+    threshold = random.randint(1_000, most)
     deadline = time.time() + 10
     while read_counter(count) < threshold and time.time() < deadline and p.poll() is None:
         time.sleep(0.001)
     time.sleep(random.random() * 0.05)
     p.send_signal(signal.SIGKILL)
     p.wait()
-    counted = read_counter(count)
-    records, _ = decode(log.replace("%p", str(p.pid)))
+    return p.pid, threshold, read_counter(count)
+
+
+def kill_busy(tmp, trial):
+    log = os.path.join(tmp, f"busy{trial}.%p.bin")
+    pid, threshold, counted = busy_then_killed(log, os.path.join(tmp, f"busy{trial}.count"),
+                                               "binary", 60_000)
+    records, _ = decode(log.replace("%p", str(pid)))
     recs = calls(records, LEN_BUSY)
     returned = sum(1 for r in recs if r["event"] == "call")
     started = sum(1 for r in recs if r["event"] == "enter")
@@ -152,6 +160,46 @@ def kill_busy(tmp, trial):
     check(counted <= returned <= counted + 1, f"{what}: every returned call is in the log",
           f"{returned} returned calls in the log")
     check(started <= 1, f"{what}: at most one call in progress", f"{started}")
+    in_program_order(recs, what)
+
+
+def kill_busy_lines(tmp, fmt, trial):
+    """A text or JSON log file is written in place too: after a SIGKILL at a random moment it
+    holds every call the program counted as returned, reads as plain text (no NUL byte), and
+    every line but padding (spaces) and at most the record cut by the kill parses."""
+    log = os.path.join(tmp, f"busy{trial}.{fmt}.%p.log")
+    pid, threshold, counted = busy_then_killed(
+        log, os.path.join(tmp, f"busy{trial}.{fmt}.count"), fmt, 30_000)
+    with open(log.replace("%p", str(pid)), "rb") as f:
+        data = f.read()
+    what = f"kill busy {fmt} #{trial} ({counted} calls counted)"
+    check(b"\0" not in data, f"{what}: the log holds no NUL byte")
+    lines = [l for l in data.decode().split("\n") if l.strip(" ")]
+    records, bad = [], []
+    for n, line in enumerate(lines):
+        if fmt == "json":
+            try:
+                records.append(json.loads(line))
+                continue
+            except ValueError:
+                pass
+        else:
+            m = re.match(r"shmtrace\[\d+\] \d+\.\d{6} (mmap|munmap)\((NULL|0x[0-9a-f]+), "
+                         r"(\d+)(?:, .*)?\) = (0x[0-9a-f]+|0) <\d+\.\d{6}> caller=0x[0-9a-f]+$", line)
+            if m or not line.startswith("shmtrace[") or " start: " in line:
+                if m:
+                    records.append({"event": "call", "fn": m[1], "ret": m[4],
+                                    "args": {"addr": None if m[2] == "NULL" else m[2],
+                                             "length": int(m[3])}})
+                continue
+        bad.append((n, line))
+    check(not bad or (len(bad) == 1 and bad[0][0] == len(lines) - 1),
+          f"{what}: every line parses but padding and the record cut by the kill (the last)",
+          repr(bad[:2])[:300])
+    recs = calls(records, LEN_BUSY)
+    check(counted >= threshold, f"{what}: the program ran", f"counted {counted}")
+    check(counted <= len(recs) <= counted + 1, f"{what}: every returned call is in the log",
+          f"{len(recs)} calls in the log")
     in_program_order(recs, what)
 
 
@@ -368,7 +416,8 @@ def decode_like_text(tmp):
     subprocess.run([PROG, "fork", "1", "3"], env=env(bin_log), check=True, timeout=60)
     decoded, _ = decode(bin_log, "text")
     with open(text_log) as f:
-        logged = f.read().splitlines()
+        # Lines of spaces: padding of a log file shared by the processes (docs/library.md).
+        logged = [l for l in f.read().splitlines() if l.strip(" ")]
 
     def shape(line):
         line = re.sub(r"0x[0-9a-f]+", "ADDR", line)
@@ -399,6 +448,9 @@ def main():
                     kill_block(d)
                     for trial in range(4):
                         kill_busy(d, trial)
+                    for trial in range(2):
+                        for fmt in ("text", "json"):
+                            kill_busy_lines(d, fmt, trial)
                 elif g == "exec":
                     exec_(d)
                 elif g == "fork":

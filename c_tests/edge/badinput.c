@@ -6,7 +6,8 @@
  * shmaddr and timeout; nsops 0, huge (1<<20, SIZE_MAX) and above 32 bits (the kernel takes
  * nsops as an unsigned int: 1<<32 reaches it as 0, (1<<32)+1 as 1); misaligned and zero-length
  * munmap; unknown flags and commands; IPC_STAT/GETALL/IPC_INFO into unmapped or read-only
- * memory; _exit/_Exit with out-of-range statuses, in fork and vfork children. Each call
+ * memory; memfd_create with NULL, unmapped and too long names and refused flags;
+ * _exit/_Exit with out-of-range statuses, in fork and vfork children. Each call
  * prints its outcome (edge.h): run.py compares the lines of the native, linked and preloaded
  * runs, and checks the JSON log against the journal. `badinput SECTION` runs one section.
  *
@@ -16,6 +17,8 @@
 #include "../harness.h"
 #include "edge.h"
 
+#include <limits.h>
+#include <semaphore.h>
 #include <sys/wait.h>
 
 #define PG 4096UL
@@ -293,7 +296,7 @@ static void nsops32_plus1_cases(void)
 
 static void mmap_cases(void)
 {
-    int fd = memfd_create("edge", 0);
+    int fd = CALL_INT("mmap_memfd", memfd_create, "edge", 0);
     CHECK(fd >= 0 && ftruncate(fd, 2 * PG) == 0);
     const int rw = PROT_READ | PROT_WRITE, pa = MAP_PRIVATE | MAP_ANONYMOUS;
     void *p;
@@ -328,8 +331,9 @@ static void mmap_cases(void)
     unmap_if(p, PG);
     p = T_PTR("mmap_noreplace_taken", mmap, P0, PG, rw, pa | MAP_FIXED_NOREPLACE, -1, 0);
     unmap_if(p, PG);
+    /* Succeeds only while huge pages are reserved; its length is then a whole huge page. */
     p = T_PTR("mmap_hugetlb", mmap, NULL, PG, rw, pa | MAP_HUGETLB, -1, 0);
-    unmap_if(p, PG);
+    unmap_if(p, 2UL << 20);
     p = T_PTR("mmap_fd_7fff", mmap, NULL, PG, rw, MAP_SHARED, 0x7fff, 0);
     unmap_if(p, PG);
     p = T_PTR("mmap_prot_ff", mmap, NULL, PG, 0xff, pa, -1, 0);
@@ -429,6 +433,164 @@ static void posix_cases(void)
     T_INT("shm_unlink_missing", shm_unlink, "/shmtrace-badinput-missing");
 }
 
+/* memfd_create with names and flags the kernel refuses (glibc's wrapper is the system call):
+ * a NULL or unmapped name, one longer than 249 bytes, unknown flags, a huge page size without
+ * MFD_HUGETLB, MFD_EXEC with MFD_NOEXEC_SEAL. */
+static void memfd_cases(void)
+{
+    static char longname[300];
+    memset(longname, 'a', sizeof longname - 1);
+    puts("-- memfd_create");
+    T_INT("memfd_create_null", memfd_create, NULL, 0);
+    T_INT("memfd_create_wild", memfd_create, (const char *)WILD, 0);
+    T_INT("memfd_create_unmapped", memfd_create, (const char *)U, MFD_CLOEXEC);
+    T_INT("memfd_create_too_long", memfd_create, longname, 0);
+    T_INT("memfd_create_flags_unknown", memfd_create, "shmtrace-badinput", 0x100);
+    T_INT("memfd_create_flags_all", memfd_create, "shmtrace-badinput", ~0U);
+    T_INT("memfd_create_huge_size_alone", memfd_create, "shmtrace-badinput", 21U << 26);
+    T_INT("memfd_create_exec_and_noexec", memfd_create, "shmtrace-badinput", 0x8 | 0x10);
+}
+
+/* sem_open, sem_close and sem_unlink with names libc refuses or cannot find, a value above
+ * SEM_VALUE_MAX, and addresses sem_open never returned. glibc's sem_close only compares its
+ * argument with the semaphores it opened, so NULL, wild and unmapped pointers get EINVAL
+ * natively too; a NULL name faults inside libc itself and is left out. One semaphore is made
+ * and released to show EEXIST, a second sem_close and a second sem_unlink. */
+static void named_sem_cases(void)
+{
+    static char longname[300];
+    memset(longname, 'a', sizeof longname - 1);
+    longname[0] = '/';
+    const char *n253 = longname + sizeof longname - 254; /* 253 bytes: sem.NAME is too long */
+    sem_t *volatile none = NULL;                         /* past sem_close's nonnull */
+    sem_t local;
+    char name[64];
+    snprintf(name, sizeof name, "/shmtrace-badinput-sem-%d", (int)getpid());
+    puts("-- sem_open, sem_close, sem_unlink");
+    T_PTR("sem_open_empty", sem_open, "", O_CREAT, 0600, 1u);
+    T_PTR("sem_open_slash", sem_open, "/", O_CREAT, 0600, 1u);
+    T_PTR("sem_open_slashes", sem_open, "///", 0);
+    T_PTR("sem_open_inner_slash", sem_open, "/a/b", O_CREAT, 0600, 1u);
+    T_PTR("sem_open_too_long", sem_open, longname, O_CREAT, 0600, 1u);
+    T_PTR("sem_open_253", sem_open, n253, O_CREAT | O_EXCL, 0600, 1u);
+    T_PTR("sem_open_253_existing", sem_open, n253, 0);
+    T_PTR("sem_open_missing", sem_open, "/shmtrace-badinput-missing", 0);
+    T_PTR("sem_open_excl_alone", sem_open, "/shmtrace-badinput-missing", O_EXCL);
+    T_PTR("sem_open_value_too_big", sem_open, "/shmtrace-badinput-missing", O_CREAT | O_EXCL,
+          0600, (unsigned)SEM_VALUE_MAX + 1u);
+    T_INT("sem_close_null", sem_close, none);
+    T_INT("sem_close_wild", sem_close, (sem_t *)WILD);
+    T_INT("sem_close_unmapped", sem_close, (sem_t *)U);
+    T_INT("sem_close_never_opened", sem_close, &local);
+    sem_t *s = T_PTR("sem_open_create", sem_open, name, O_CREAT | O_EXCL, 0600, 0u);
+    T_PTR("sem_open_eexist", sem_open, name, O_CREAT | O_EXCL, 0600, 0u);
+    T_INT("sem_close", sem_close, s);
+    T_INT("sem_close_again", sem_close, s);
+    T_INT("sem_unlink", sem_unlink, name);
+    T_INT("sem_unlink_again", sem_unlink, name);
+    T_INT("sem_unlink_empty", sem_unlink, "");
+    T_INT("sem_unlink_slash", sem_unlink, "/");
+    T_INT("sem_unlink_inner_slash", sem_unlink, "/a/b");
+    T_INT("sem_unlink_too_long", sem_unlink, longname);
+    T_INT("sem_unlink_253", sem_unlink, n253);
+    T_INT("sem_unlink_missing", sem_unlink, "/shmtrace-badinput-missing");
+}
+
+/* msgget, msgsnd, msgrcv, msgctl with bad ids, NULL, wild and half-mapped buffers, negative
+ * sizes and types, flags the kernel refuses (MSG_COPY without IPC_NOWAIT), unknown commands;
+ * a queue whose limit is lowered to fill it. */
+struct msg16 {
+    long mtype;
+    char text[16];
+};
+
+static void msg_cases(void)
+{
+    key_t key = test_key(3);
+    struct msqid_ds ds;
+    struct msg16 m = {1, "abcdefghijklmno"}, r;
+    struct msg16 zero = {0, "x"}, negative = {-5, "x"};
+    /* a message whose text runs into the unmapped page */
+    struct msg16 *edge_msg = (struct msg16 *)(U - sizeof(long) - 4);
+    edge_msg->mtype = 1;
+
+    puts("-- msgget");
+    T_ID("msgget_nokey", msgget, key, 0600);
+    int id = T_ID("msgget_key", msgget, key, IPC_CREAT | IPC_EXCL | 0600);
+    CHECK(id >= 0);
+    T_ID("msgget_excl_exists", msgget, key, IPC_CREAT | IPC_EXCL | 0600);
+    T_ID("msgget_existing", msgget, key, 0);
+    int odd = T_ID("msgget_unknown_flags", msgget, IPC_PRIVATE, IPC_CREAT | 0600 | 0x7ff00000);
+    if (odd >= 0) {
+        syscall(SYS_msgctl, odd, IPC_RMID, NULL);
+        untrack(H_MSG, odd);
+    }
+
+    puts("-- msgsnd");
+    T_BLOCKING("msgsnd_bad_id", msgsnd, -1, &m, 4, IPC_NOWAIT);
+    T_BLOCKING("msgsnd_unknown_id", msgsnd, 0x7ffffffe, &m, 4, IPC_NOWAIT);
+    T_BLOCKING("msgsnd_null", msgsnd, id, NULL, 4, 0);
+    T_BLOCKING("msgsnd_wild", msgsnd, id, WILD, 4, 0);
+    T_BLOCKING("msgsnd_unmapped", msgsnd, id, U, 4, 0);
+    T_BLOCKING("msgsnd_prot_none", msgsnd, id, PN, 4, 0);
+    T_BLOCKING("msgsnd_straddle", msgsnd, id, edge_msg, 16, 0);
+    T_BLOCKING("msgsnd_size_negative", msgsnd, id, &m, (size_t)-1, 0);
+    T_BLOCKING("msgsnd_size_huge", msgsnd, id, &m, 1 << 20, 0);
+    T_BLOCKING("msgsnd_mtype0", msgsnd, id, &zero, 1, 0);
+    T_BLOCKING("msgsnd_mtype_negative", msgsnd, id, &negative, 1, 0);
+    T_BLOCKING("msgsnd_unknown_flags", msgsnd, id, &m, 4, IPC_NOWAIT | 0x7ff00000);
+    T_BLOCKING("msgsnd_ok", msgsnd, id, &m, 16, 0);
+    T_BLOCKING("msgsnd_size0", msgsnd, id, &m, 0, 0);
+
+    puts("-- msgrcv");
+    T_BLOCKING("msgrcv_bad_id", msgrcv, -1, &r, 16, 0, IPC_NOWAIT);
+    T_BLOCKING("msgrcv_size_negative", msgrcv, id, &r, (size_t)-1, 0, IPC_NOWAIT);
+    T_BLOCKING("msgrcv_unknown_flags", msgrcv, id, &r, 16, 0, IPC_NOWAIT | 0x7ff00000);
+    T_BLOCKING("msgrcv_e2big", msgrcv, id, &r, 2, 0, IPC_NOWAIT);
+    T_BLOCKING("msgrcv_other_type", msgrcv, id, &r, 16, 7, IPC_NOWAIT);
+    T_BLOCKING("msgrcv_except_nowait", msgrcv, id, &r, 16, 1, IPC_NOWAIT | MSG_EXCEPT);
+    T_BLOCKING("msgrcv_copy_without_nowait", msgrcv, id, &r, 16, 0, MSG_COPY);
+    T_BLOCKING("msgrcv_copy_except", msgrcv, id, &r, 16, 0, MSG_COPY | MSG_EXCEPT | IPC_NOWAIT);
+    T_BLOCKING("msgrcv_copy_index9", msgrcv, id, &r, 16, 9, MSG_COPY | IPC_NOWAIT);
+    T_BLOCKING("msgrcv_noerror", msgrcv, id, &r, 2, 0, MSG_NOERROR);
+    printf("msgrcv_noerror text: %.2s\n", r.text);
+    T_BLOCKING("msgrcv_size0_message", msgrcv, id, &r, 0, 0, IPC_NOWAIT);
+    T_BLOCKING("msgrcv_empty_nowait", msgrcv, id, &r, 16, 0, IPC_NOWAIT);
+    T_BLOCKING("msgsnd_for_null", msgsnd, id, &m, 4, 0);
+    /* The kernel takes the message off the queue, then fails to copy it: it is lost. */
+    T_BLOCKING("msgrcv_null", msgrcv, id, NULL, 16, 0, IPC_NOWAIT);
+    T_BLOCKING("msgrcv_null_then_empty", msgrcv, id, &r, 16, 0, IPC_NOWAIT);
+    T_BLOCKING("msgsnd_for_readonly", msgsnd, id, &m, 4, 0);
+    T_BLOCKING("msgrcv_readonly", msgrcv, id, RO, 16, 0, IPC_NOWAIT);
+    T_BLOCKING("msgrcv_type_min", msgrcv, id, &r, 16, LONG_MIN, IPC_NOWAIT);
+
+    puts("-- msgctl");
+    T_INT("msgctl_stat_bad_id", msgctl, -1, IPC_STAT, &ds);
+    T_INT("msgctl_stat_unknown_id", msgctl, 0x7ffffffe, IPC_STAT, &ds);
+    T_INT("msgctl_stat_null", msgctl, id, IPC_STAT, NULL);
+    T_INT("msgctl_stat_wild", msgctl, id, IPC_STAT, WILD);
+    T_INT("msgctl_stat_readonly", msgctl, id, IPC_STAT, (struct msqid_ds *)RO);
+    T_INT("msgctl_stat_straddle", msgctl, id, IPC_STAT, (struct msqid_ds *)(U - 16));
+    T_INT("msgctl_set_null", msgctl, id, IPC_SET, NULL);
+    T_INT("msgctl_set_prot_none", msgctl, id, IPC_SET, (struct msqid_ds *)PN);
+    T_INT("msgctl_info_unmapped", msgctl, 0, IPC_INFO, (struct msqid_ds *)U);
+    T_INT("msgctl_msginfo_readonly", msgctl, 0, MSG_INFO, (struct msqid_ds *)RO);
+    T_INT("msgctl_msgstat_bad_index", msgctl, 0x7ffffffe, MSG_STAT, &ds);
+    T_INT("msgctl_cmd99", msgctl, id, 99, &ds);
+    T_INT("msgctl_cmd_minus1", msgctl, id, -1, NULL);
+    T_INT("msgctl_stat_ok", msgctl, id, IPC_STAT, &ds);
+    /* A queue limited to 16 bytes is full after one message: IPC_NOWAIT answers EAGAIN. */
+    ds.msg_qbytes = 16;
+    T_INT("msgctl_set_qbytes", msgctl, id, IPC_SET, &ds);
+    T_BLOCKING("msgsnd_fills", msgsnd, id, &m, 16, IPC_NOWAIT);
+    T_BLOCKING("msgsnd_full_nowait", msgsnd, id, &m, 1, IPC_NOWAIT);
+    T_INT("msgctl_rmid_wild_buf", msgctl, id, IPC_RMID, WILD);
+    untrack(H_MSG, id);
+    T_INT("msgctl_rmid_again", msgctl, id, IPC_RMID, NULL);
+    T_BLOCKING("msgsnd_removed", msgsnd, id, &m, 4, IPC_NOWAIT);
+    T_BLOCKING("msgrcv_removed", msgrcv, id, &r, 16, 0, IPC_NOWAIT);
+}
+
 /* _exit and _Exit (hooked: they write the report) with out-of-range statuses, in fork and
  * vfork children: the parent sees the status the kernel keeps (its low 8 bits). */
 static void exit_cases(void)
@@ -459,7 +621,8 @@ static const struct {
 } sections[] = {{"shm", shm_cases}, {"sem", sem_cases}, {"nsops32", nsops32_cases},
                 {"nsops32_readable", nsops32_readable_cases},
                 {"nsops32_plus1", nsops32_plus1_cases}, {"mmap", mmap_cases},
-                {"posix", posix_cases}, {"exit", exit_cases}};
+                {"posix", posix_cases}, {"memfd", memfd_cases}, {"named_sem", named_sem_cases},
+                {"msg", msg_cases}, {"exit", exit_cases}};
 
 /* badinput SECTION...: runs those sections (each run.py run takes one, so a crash in one
  * section hides nothing of the others); --list names them. */

@@ -45,6 +45,7 @@ Prints `FAIL ...` for every failed check and ends with exactly one line
 one skip); exits 1 if anything failed. Standard library only.
 """
 
+import glob
 import json
 import os
 import random
@@ -70,14 +71,17 @@ TIMEOUT = 10  # seconds per run; programs die after 20 (harness.h alarm), gdb ne
 NOBODY = 65534
 GROUPS = ["badinput", "signals", "kill", "secure", "logfile", "late"]
 
-POINTER_FNS = {"shmat", "mmap", "mmap64", "mremap"}
+POINTER_FNS = {"shmat", "mmap", "mmap64", "mremap", "sem_open"}
 MMAP_FAMILY = {"mmap", "mmap64", "mremap"}
+# Pointer functions whose failure is NULL rather than (void *) -1, and its name.
+NULL_FAILURE = {"sem_open": "SEM_FAILED"}
 UNREAD_SOPS = {"EFAULT", "E2BIG", "ENOMEM"}  # the kernel did not (fully) read sops
 WARNING = "shmtrace: warning:"
 TEXT_LINE = re.compile(
     r"shmtrace\[(?P<pid>\d+)(?::(?P<tid>\d+))?\] (?P<ts>\d+\.\d{6}) (?P<fn>\w+)\((?P<args>.*)\)"
-    r"(?: = (?P<ret>MAP_FAILED|\(void \*\) -1|NULL|0x[0-9a-f]+|-?\d+)"
-    r"(?: (?P<errno>E[A-Z0-9]+) \((?P<msg>[^()]*)\))? <(?P<dur>\d+\.\d{6})>"
+    r"(?: = (?P<ret>MAP_FAILED|SEM_FAILED|\(void \*\) -1|NULL|0x[0-9a-f]+|-?\d+)"
+    r"(?: (?P<errno>E[A-Z0-9]+) \((?P<msg>[^()]*)\))?(?: of (?P<object>\S.*?))?"
+    r" <(?P<dur>\d+\.\d{6})>"
     r"| (?P<unfinished><unfinished \.\.\.>)) caller=(?P<caller>0x[0-9a-f]+)\Z")
 TEXT_START = re.compile(r"shmtrace\[\d+\] start: .* \(parent \d+\)\Z")
 TEXT_FORK = re.compile(r"shmtrace\[\d+\] fork: parent \d+\Z")
@@ -244,11 +248,14 @@ def same_output(what, native, r, require_rc=None):
 # ---- logs ------------------------------------------------------------------------------
 
 def json_lines(text):
-    """(objects, problems): every line must be a JSON object with an event."""
+    """(objects, problems): every line must be a JSON object with an event, or blank (the
+    padding of a log file written in place, docs/library.md "Log files")."""
     objs, problems = [], []
     if text and not text.endswith("\n"):
         problems.append(f"does not end with a newline: last line {text.splitlines()[-1][:100]!r}")
     for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip(" "):
+            continue
         try:
             obj = json.loads(line)
             if not isinstance(obj, dict) or "event" not in obj:
@@ -262,12 +269,15 @@ def json_lines(text):
 
 def text_lines(text, allow_other=False):
     """Problems of a text log: every line a call/enter record, a start record, or a line of
-    a report (after its head line, same pid); warnings allowed; others only if allow_other."""
+    a report (after its head line, same pid); warnings allowed; others only if allow_other.
+    Blank lines are the padding of a log file written in place."""
     problems = []
     if text and not text.endswith("\n"):
         problems.append(f"does not end with a newline: last line {text.splitlines()[-1][:100]!r}")
     report_pid = None
     for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip(" "):
+            continue
         head = TEXT_REPORT_HEAD.match(line)
         if head:
             report_pid = head["pid"]
@@ -307,6 +317,8 @@ def norm_ret(fn, value):
             if not value.startswith("0x"):
                 return value
             value = int(value, 16)
+        if fn in NULL_FAILURE:
+            return NULL_FAILURE[fn] if value == 0 else hex(value)
         if value == 2**64 - 1:
             return "MAP_FAILED" if fn in MMAP_FAMILY else "(void *) -1"
         return hex(value)
@@ -438,7 +450,14 @@ def group_badinput(tmp):
     logged = set()
     for section in sections:
         what = f"badinput {section}"
-        results = three_runs(what, "badinput", [section], tmp, strict=True, text_run=True)
+        try:
+            results = three_runs(what, "badinput", [section], tmp, strict=True, text_run=True)
+        finally:
+            # The named_sem section unlinks the semaphore it makes; a run that died did not.
+            # /dev/shm is shared: only names of processes gone are removed.
+            for path in glob.glob("/dev/shm/sem.shmtrace-badinput-sem-*"):
+                if not os.path.exists(f"/proc/{path.rsplit('-', 1)[1]}"):
+                    os.unlink(path)
         for mode, (r, records) in results.items():
             logged |= {o.get("fn") for o in records if o.get("event") == "call"}
             if records:
@@ -446,7 +465,8 @@ def group_badinput(tmp):
                 failed_calls = [o for o in records if o.get("event") == "call"
                                 and o.get("errno") is not None]
                 check(all(isinstance(o["errno"], str) and o["errno"].startswith("E")
-                          and (o["ret"] == -1 or o["ret"] in ("MAP_FAILED", "(void *) -1"))
+                          and (o["ret"] == -1
+                               or o["ret"] in ("MAP_FAILED", "(void *) -1", "SEM_FAILED"))
                           for o in failed_calls),
                       f"{what} {mode}: each of the {len(failed_calls)} failed calls is logged "
                       "with its errno name and failure result")
@@ -522,41 +542,44 @@ def group_kill(tmp):
         note(f"{len(torn)} record(s) cut short by SIGKILL: " + first(torn, 5))
 
 
+def record_pieces(line, marker):
+    """A line split at record starts, padding (spaces) dropped: [(piece, cut)]. A piece is cut
+    when another record follows it on the line, or padding does."""
+    pieces = [p for p in re.split(f"(?={re.escape(marker)})", line) if p.strip(" ")]
+    return [(p, i < len(pieces) - 1 or p != p.rstrip(" ")) for i, p in enumerate(pieces)]
+
+
 def tears(data, fmt):
-    """Where records were cut: [(file offset of the cut, text around it)]. A cut record is
-    either the unterminated end of the file or a line into which the next record runs."""
-    marker = b"shmtrace[" if fmt == "text" else b'{"event":'
+    """Where records were cut: [(file offset of the line, text around the cut)]."""
+    marker = "shmtrace[" if fmt == "text" else '{"event":'
     out, pos = [], 0
-    for line in data.split(b"\n"):
-        end = pos + len(line)
-        nxt = line.find(marker, 1)
-        if nxt > 0:
-            out.append((pos + nxt, line[max(0, nxt - 40):nxt + 30]))
-        elif end == len(data) and line:
-            out.append((end, line[-60:]))
-        pos = end + 1
+    lines = data.decode("utf-8", "replace").split("\n")
+    for n, line in enumerate(lines):
+        for piece, cut in record_pieces(line, marker):
+            if cut or (n == len(lines) - 1):
+                out.append((pos, piece.rstrip(" ")[-60:]))
+        pos += len(line.encode()) + 1
     return out
 
 
 def resync(text, fmt):
-    """(whole records as text, number of cut records). A process SIGKILLed during a write(2)
-    can leave its record cut: the kernel stops a file write at a page boundary when a fatal
-    signal arrives. The cut record is then the file's unterminated tail, or, in a log shared
-    by several processes, the next record follows it on the same line. Readers resynchronise
-    at record starts (docs/library.md, "Log files")."""
+    """(whole records as text, number of cut records). A log file is written in place, over
+    padding the process appended ahead of its records (spaces, a newline ending each chunk):
+    a line of spaces is padding not written (yet, or ever: a killed process's rest). A process
+    SIGKILLed while copying a record can leave that record cut: padding follows it, and in a
+    log several processes or threads write, possibly the next record on the same line. On a
+    descriptor written with write(2) (stderr, a pipe), a cut record is the unterminated tail.
+    Readers skip blank lines and resynchronise at record starts (docs/library.md, "Log
+    files")."""
     marker = "shmtrace[" if fmt == "text" else '{"event":'
     lines = text.split("\n")
     whole, cuts = [], 0
     for n, line in enumerate(lines):
-        if n == len(lines) - 1 and not line:
-            break  # after the final newline
-        pieces = re.split(f"(?={re.escape(marker)})", line)
-        pieces = [p for p in pieces if p] or [""]
-        cuts += len(pieces) - 1  # all but the last run into the next record
-        if n == len(lines) - 1:
-            cuts += 1  # the unterminated tail
-        else:
-            whole.append(pieces[-1])
+        for piece, cut in record_pieces(line, marker):
+            if cut or n == len(lines) - 1:
+                cuts += 1
+            else:
+                whole.append(piece)
     return "".join(f"{w}\n" for w in whole), cuts
 
 
@@ -576,6 +599,9 @@ def check_log_dir(label, d, fmt, max_files, want_files=None, killed=0):
         problems += [f"{name}: {x}" for x in p]
         with open(os.path.join(d, name), "rb") as f:
             data = f.read()
+        nul = data.find(b"\0")
+        if nul >= 0:
+            problems.append(f"{name}: a NUL byte at file offset {nul} (not plain text)")
         torn += [f"{label}: {name}: cut at file offset {off} (= {off // 4096} * 4096 + "
                  f"{off % 4096}): {around!r}" for off, around in tears(data, fmt)]
     if "all.log" not in files:

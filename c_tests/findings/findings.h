@@ -2,7 +2,8 @@
  * findings.h - helpers for the audit-finding programs (c_tests/findings). Each NAME.c is built
  * twice: NAME.bad triggers its finding, NAME.fixed (-DFIXED) is the corrected code.
  *
- * Every SysV object a program creates goes through track_shm / track_sem and is removed at
+ * Every SysV object a program creates goes through track_shm / track_sem / track_msg and is
+ * removed at
  * exit (also after a failed check, and on SIGINT/SIGTERM) with raw syscalls, so the cleanup
  * never appears in the log nor causes findings of its own. Only the creating process removes.
  * check() prints "FAIL ..." and exits 1 when the native behaviour is not what C promises.
@@ -15,12 +16,14 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ipc.h>
 #include <sys/mman.h>
+#include <sys/msg.h>
 #include <sys/sem.h>
 #include <sys/shm.h>
 #include <sys/syscall.h>
@@ -35,11 +38,12 @@ union semun {
 };
 
 #define MAX_TRACKED 16
-static int tracked_shm[MAX_TRACKED], tracked_sem[MAX_TRACKED];
-static int n_shm, n_sem;
+static int tracked_shm[MAX_TRACKED], tracked_sem[MAX_TRACKED], tracked_msg[MAX_TRACKED];
+static int n_shm, n_sem, n_msg;
 static pid_t tracking_pid;
-/* A POSIX shared memory name (/dev/shm/...) this program creates, "" when none. */
-static char tracked_name[64];
+/* A POSIX shared memory name (/dev/shm/...) this program creates, "" when none; and a named
+ * semaphore's (/dev/shm/sem....). */
+static char tracked_name[64], tracked_sem_name_[64];
 
 static inline void remove_tracked(void)
 {
@@ -49,13 +53,21 @@ static inline void remove_tracked(void)
         syscall(SYS_shmctl, tracked_shm[i], IPC_RMID, 0);
     for (int i = 0; i < n_sem; i++)
         syscall(SYS_semctl, tracked_sem[i], 0, IPC_RMID, 0);
-    n_shm = n_sem = 0;
+    for (int i = 0; i < n_msg; i++)
+        syscall(SYS_msgctl, tracked_msg[i], IPC_RMID, 0);
+    n_shm = n_sem = n_msg = 0;
     if (tracked_name[0]) {
         /* The raw system call: clean-up must not appear in the log. */
         char path[80];
         snprintf(path, sizeof path, "/dev/shm%s", tracked_name);
         syscall(SYS_unlink, path);
         tracked_name[0] = 0;
+    }
+    if (tracked_sem_name_[0]) {
+        char path[80];
+        snprintf(path, sizeof path, "/dev/shm/sem.%s", tracked_sem_name_ + 1);
+        syscall(SYS_unlink, path);
+        tracked_sem_name_[0] = 0;
     }
 }
 
@@ -88,10 +100,25 @@ static inline const char *tracked_shm_name(void)
     return tracked_name;
 }
 
+/* A named semaphore's name this program creates (removed at exit if it is left). */
+static inline const char *tracked_sem_name(void)
+{
+    snprintf(tracked_sem_name_, sizeof tracked_sem_name_, "/shmtrace-finding-sem-%d",
+             (int)getpid());
+    return tracked_sem_name_;
+}
+
 static inline int track_sem(int id)
 {
     if (id >= 0 && n_sem < MAX_TRACKED)
         tracked_sem[n_sem++] = id;
+    return id;
+}
+
+static inline int track_msg(int id)
+{
+    if (id >= 0 && n_msg < MAX_TRACKED)
+        tracked_msg[n_msg++] = id;
     return id;
 }
 

@@ -1,5 +1,5 @@
-/* SHM001 world-accessible: a segment, a set and a POSIX shared memory object created with
- * mode 0666. Fixed: 0600. */
+/* SHM001 world-accessible: a segment, a set, a message queue, a POSIX shared memory object and
+ * a named semaphore created with mode 0666. Fixed: 0600. */
 #include "findings.h"
 
 #ifdef FIXED
@@ -17,9 +17,16 @@ int main(void)
     check(semid >= 0, "semget");
     check(shmctl(shmid, IPC_RMID, NULL) == 0, "shmctl IPC_RMID");
     check(semctl(semid, 0, IPC_RMID) == 0, "semctl IPC_RMID");
+    int msqid = track_msg(msgget(IPC_PRIVATE, IPC_CREAT | MODE));
+    check(msqid >= 0, "msgget");
+    check(msgctl(msqid, IPC_RMID, NULL) == 0, "msgctl IPC_RMID");
     const char *name = tracked_shm_name();
     int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, MODE);
     check(fd >= 0, "shm_open");
     check(close(fd) == 0 && shm_unlink(name) == 0, "shm_unlink");
+    const char *sem_name = tracked_sem_name();
+    sem_t *sem = sem_open(sem_name, O_CREAT | O_EXCL, MODE, 1);
+    check(sem != SEM_FAILED, "sem_open");
+    check(sem_close(sem) == 0 && sem_unlink(sem_name) == 0, "sem_unlink");
     return 0;
 }

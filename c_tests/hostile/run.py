@@ -75,7 +75,7 @@ FORK_KEYS = ["event", "pid", "ppid", "ts"]
 REPORT_KEYS = ["event", "pid", "clean", "segments", "semaphores", "attachments", "mappings"]
 TEXT_CALL = re.compile(
     r"shmtrace\[(?P<pid>\d+)(?::(?P<tid>\d+))?\] \d+\.\d{6} (?P<fn>\w+)\(.*\)"
-    r"(?: = (?:MAP_FAILED|\(void \*\) -1|0x[0-9a-f]+|-?\d+)(?: E[A-Z0-9]+ \([^()]*\))?"
+    r"(?: = (?:MAP_FAILED|SEM_FAILED|\(void \*\) -1|0x[0-9a-f]+|-?\d+)(?: E[A-Z0-9]+ \([^()]*\))?"
     r" <\d+\.\d{6}>| (?P<unfinished><unfinished \.\.\.>)) caller=0x[0-9a-f]+\Z")
 TEXT_START = re.compile(r"shmtrace\[(?P<pid>\d+)\] start: .* \(parent \d+\)\Z")
 TEXT_FORK = re.compile(r"shmtrace\[(?P<pid>\d+)\] fork: parent (?P<ppid>\d+)\Z")
@@ -323,7 +323,9 @@ class Log:
         if data and not data.endswith(b"\n"):
             self.problems.append("the log does not end with a newline")
         text = data.decode(errors="replace")
-        (self._json if fmt == "json" else self._text)(text.splitlines())
+        # Lines of spaces: padding of a log file written in place (docs/library.md).
+        (self._json if fmt == "json" else self._text)(
+            [line for line in text.splitlines() if line.strip(" ")])
 
     def bad(self, n, why, line):
         if len(self.problems) < 20:

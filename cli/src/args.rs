@@ -67,9 +67,10 @@ OPTIONS (both forms)
                          per process, leaks, findings and call statistics (opens offline)
     --trace-json FILE    also write every call, counter, leak and finding in the Trace Event
                          Format, for ui.perfetto.dev or chrome://tracing
-    --calls LIST         comma-separated groups (shm, sem, mmap) or function names
+    --calls LIST         comma-separated groups (shm, sem, mmap, msg) or function names
                          (shmget shmat shmdt shmctl semget semop semtimedop semctl mmap
-                         mmap64 munmap mremap shm_open shm_unlink): limits the call
+                         mmap64 munmap mremap shm_open shm_unlink memfd_create sem_open
+                         sem_close sem_unlink msgget msgsnd msgrcv msgctl): limits the call
                          statistics and the calls that never returned
     --pid N              show only process N (repeatable); leaks, attachments, mappings,
                          calls and statistics of other processes are left out, the verdict
@@ -401,13 +402,25 @@ mod tests {
     #[test]
     fn calls_take_function_names_and_list_them_when_unknown() {
         let calls = parse_calls("shmat, sem").unwrap();
-        let expected = ["semctl", "semget", "semop", "semtimedop", "shmat"];
+        let expected = [
+            "sem_close",
+            "sem_open",
+            "sem_unlink",
+            "semctl",
+            "semget",
+            "semop",
+            "semtimedop",
+            "shmat",
+        ];
         assert_eq!(calls.iter().collect::<Vec<_>>(), expected);
-        let err = parse_calls("shmat,msgsnd").unwrap_err().to_string();
+        let err = parse_calls("shmat,msgsend").unwrap_err().to_string();
         assert!(
-            err.contains("\"msgsnd\"") && err.contains("shm, sem, mmap"),
+            err.contains("\"msgsend\"") && err.contains("shm, sem, mmap, msg"),
             "{err}"
         );
+        let msg = parse_calls("msg").unwrap();
+        let expected = ["msgctl", "msgget", "msgrcv", "msgsnd"];
+        assert_eq!(msg.iter().collect::<Vec<_>>(), expected);
         assert!(
             err.contains("shmget, shmat") && err.contains("munmap, mremap"),
             "{err}"

@@ -128,7 +128,7 @@ mod tests {
             rec[STATE..STATE + 4].copy_from_slice(&STATE_DONE.to_ne_bytes());
         }
         for (ev, done) in records {
-            let size = call_size(ev.func, ev.stack().len());
+            let size = call_size(ev.func, &ev.args, ev.stack().len());
             let at = data.len();
             data.resize(at + size, 0);
             let rec = &mut data[at..at + size];

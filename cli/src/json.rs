@@ -106,6 +106,7 @@ fn verdict(v: &Verdict) -> Value {
         "leaks": v.leaks(),
         "segments": v.segments,
         "semaphore_sets": v.semaphore_sets,
+        "message_queues": v.message_queues,
         "names": v.names,
         "attachments": v.attachments,
         "mappings": v.mappings,
@@ -157,15 +158,19 @@ fn sysv(s: &SysvSummary) -> Value {
 }
 
 fn leak(l: &SysvLeak) -> Value {
-    let size_key = match l.kind {
-        Kind::Segment => "size",
-        Kind::SemaphoreSet => "nsems",
-    };
     let mut obj = serde_json::Map::new();
     obj.insert("kind".into(), json!(l.kind.name()));
     obj.insert("id".into(), json!(l.id));
     obj.insert("key".into(), json!(l.key));
-    obj.insert(size_key.into(), json!(l.size));
+    match l.kind {
+        Kind::Segment => obj.insert("size".into(), json!(l.size)),
+        Kind::SemaphoreSet => obj.insert("nsems".into(), json!(l.size)),
+        // What the kernel says the queue holds now; null when it no longer has it.
+        Kind::MessageQueue => {
+            obj.insert("messages".into(), json!(l.queued.map(|q| q.0)));
+            obj.insert("bytes".into(), json!(l.queued.map(|q| q.1)))
+        }
+    };
     obj.insert("pid".into(), json!(l.pid));
     obj.insert("exe".into(), json!(l.exe));
     obj.insert("site".into(), site(&l.site));
@@ -177,6 +182,7 @@ fn leak(l: &SysvLeak) -> Value {
 
 fn name_leak(l: &NameLeak) -> Value {
     json!({
+        "kind": l.kind.key(),
         "name": l.name,
         "path": l.path,
         "pid": l.pid,
@@ -184,6 +190,7 @@ fn name_leak(l: &NameLeak) -> Value {
         "site": site(&l.site),
         "stack": stack(&l.stack),
         "ts": seconds(l.ts),
+        "kernel": presence(l.presence),
     })
 }
 
@@ -219,7 +226,7 @@ fn attachment(a: &Attachment) -> Value {
 
 fn mappings(m: &Mappings) -> Value {
     json!({
-        "pid": m.pid, "count": m.count, "bytes": m.bytes,
+        "pid": m.pid, "count": m.count, "bytes": m.bytes, "object": m.object,
         "site": m.site.as_ref().map(site), "stack": stack(&m.stack),
     })
 }
@@ -231,7 +238,8 @@ fn retained(r: &Retained) -> Value {
 /// Attachments and mappings still pointed into at exit (`shmid` only for attachments).
 fn reachable(r: &Reachable) -> Value {
     json!({
-        "pid": r.pid, "shmid": r.shmid, "count": r.count, "bytes": r.bytes,
+        "pid": r.pid, "shmid": r.shmid, "object": r.object, "count": r.count,
+        "bytes": r.bytes,
         "site": r.site.as_ref().map(site), "stack": stack(&r.stack),
     })
 }

@@ -1,5 +1,7 @@
-//! What the kernel holds: `/proc/sysvipc/shm` and `/proc/sysvipc/sem` now (each object's key,
-//! size or nsems, creation time, and for segments the creator pid and the `SHM_DEST` bit), the
+//! What the kernel holds: `/proc/sysvipc/shm`, `/proc/sysvipc/sem` and `/proc/sysvipc/msg` now
+//! (each object's key, size or nsems, creation time, for segments the creator pid and the
+//! `SHM_DEST` bit, for queues the messages and bytes they hold and who sent and received last),
+//! the files of POSIX names in `/dev/shm`, the
 //! same tables when a run started (`RUNDIR/kernel.json`, with the pids shmtrace reaped), the
 //! SysV segments a live process has mapped, and which processes of a run are still running.
 
@@ -85,14 +87,29 @@ fn parse_key(text: &str) -> Option<u32> {
     u32::from_str_radix(text.strip_prefix("0x")?, 16).ok()
 }
 
+/// A message queue as the kernel lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Queue {
+    /// Its identity (size 0: a queue has none).
+    pub object: Object,
+    /// Messages queued (`qnum`).
+    pub messages: u64,
+    /// Bytes of message text queued (`cbytes`).
+    pub bytes: u64,
+    /// Who sent (`lspid`) and received (`lrpid`) last; 0 for nobody.
+    pub last_sender: i32,
+    pub last_receiver: i32,
+}
+
 #[derive(Debug, Default)]
 pub struct Kernel {
     pub segments: Option<HashMap<i64, Object>>,
     pub sets: Option<HashMap<i64, Object>>,
+    pub queues: Option<HashMap<i64, Queue>>,
 }
 
 impl Kernel {
-    /// Reads both tables now; a table that cannot be read makes its answers `Unknown`.
+    /// Reads the tables now; a table that cannot be read makes its answers `Unknown`.
     pub fn read() -> Kernel {
         Kernel {
             segments: fs::read_to_string("/proc/sysvipc/shm")
@@ -101,6 +118,19 @@ impl Kernel {
             sets: fs::read_to_string("/proc/sysvipc/sem")
                 .ok()
                 .map(|t| parse_table(&t, false)),
+            queues: fs::read_to_string("/proc/sysvipc/msg")
+                .ok()
+                .map(|t| parse_queues(&t)),
+        }
+    }
+
+    /// A message queue's presence and, while it exists, the messages and bytes it holds.
+    pub fn message_queue(&self, msqid: i64, who: &Identity<'_>) -> (Presence, Option<(u64, u64)>) {
+        match self.queues.as_ref().map(|q| q.get(&msqid)) {
+            None => (Presence::Unknown, None),
+            Some(None) => (Presence::Gone, None),
+            Some(Some(q)) if !q.object.is(who) => (Presence::Reused, None),
+            Some(Some(q)) => (Presence::Exists, Some((q.messages, q.bytes))),
         }
     }
 
@@ -121,6 +151,29 @@ impl Kernel {
             Some(Some(s)) if !s.is(who) => Presence::Reused,
             Some(Some(_)) => Presence::Exists,
         }
+    }
+}
+
+/// Whether `/dev/shm` holds the file of a name the logs say the tree created at `created`:
+/// `Reused` when the file there was born more than a second after that (removed and made again
+/// outside the tree; a file system without birth times never says so), `Unknown` when the
+/// question fails for another reason than its absence.
+pub fn dev_shm_file(path: &str, created: Micros) -> Presence {
+    match fs::symlink_metadata(path) {
+        Ok(meta) => {
+            let born = meta
+                .created()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+            match born {
+                Some(b) if b.as_micros() as i64 > created.saturating_add(1_000_000) => {
+                    Presence::Reused
+                }
+                _ => Presence::Exists,
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Presence::Gone,
+        Err(_) => Presence::Unknown,
     }
 }
 
@@ -145,6 +198,32 @@ fn parse_table(text: &str, segments: bool) -> HashMap<i64, Object> {
                 ctime: cols.get(ctime_col)?.parse().ok()?,
             };
             Some((id, object))
+        })
+        .collect()
+}
+
+/// `key msqid perms cbytes qnum lspid lrpid uid gid cuid cgid stime rtime ctime`.
+fn parse_queues(text: &str) -> HashMap<i64, Queue> {
+    rows(text)
+        .filter_map(|cols| {
+            let num = |i: usize| cols.get(i)?.parse::<i64>().ok();
+            let id = num(1)?;
+            let queue = Queue {
+                object: Object {
+                    id,
+                    // Printed as a signed int.
+                    key: num(0)? as u32,
+                    size: 0,
+                    cpid: None,
+                    mode: u32::from_str_radix(cols.get(2)?, 8).ok()?,
+                    ctime: num(13)?,
+                },
+                bytes: u64::try_from(num(3)?).ok()?,
+                messages: u64::try_from(num(4)?).ok()?,
+                last_sender: i32::try_from(num(5)?).ok()?,
+                last_receiver: i32::try_from(num(6)?).ok()?,
+            };
+            Some((id, queue))
         })
         .collect()
 }
@@ -174,6 +253,7 @@ pub fn parent_of(pid: i32) -> Option<i32> {
 pub struct Start {
     pub segments: HashSet<(i64, i64)>,
     pub sets: HashSet<(i64, i64)>,
+    pub queues: HashSet<(i64, i64)>,
     pub started_s: i64,
     pub reaped: BTreeSet<i32>,
 }
@@ -190,6 +270,11 @@ impl Start {
         Start {
             segments: ids(k.segments),
             sets: ids(k.sets),
+            queues: k
+                .queues
+                .into_iter()
+                .flat_map(|m| m.into_values().map(|q| (q.object.id, q.object.ctime)))
+                .collect(),
             started_s: started.div_euclid(1_000_000),
             reaped: BTreeSet::new(),
         }
@@ -201,6 +286,7 @@ impl Start {
         let doc = json!({
             "segments": pairs(&self.segments),
             "sets": pairs(&self.sets),
+            "queues": pairs(&self.queues),
             "started_s": self.started_s,
             "reaped": self.reaped,
         });
@@ -222,6 +308,7 @@ impl Start {
         Some(Start {
             segments: pairs("segments"),
             sets: pairs("sets"),
+            queues: pairs("queues"),
             started_s: doc["started_s"].as_i64()?,
             reaped: doc["reaped"]
                 .as_array()
@@ -325,6 +412,7 @@ mod tests {
         let k = Kernel {
             segments: Some(parse_table(shm, true)),
             sets: Some(parse_table(sem, false)),
+            queues: None,
         };
         let created = 1_795_707_153_250_000;
         let who = |key, size, creator| Identity {

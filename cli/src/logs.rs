@@ -28,6 +28,27 @@ pub struct Module {
     pub end: u64,
 }
 
+/// Adds to `modules` those of `more` it lacks (the same file at the same place).
+pub fn add_modules(modules: &mut Vec<Module>, more: &[Module]) {
+    for m in more {
+        if !modules
+            .iter()
+            .any(|k| k.start == m.start && k.path == m.path)
+        {
+            modules.push(m.clone());
+        }
+    }
+}
+
+/// What was loaded when a process image ended, written only when it loaded modules after its
+/// start (`dlopen`): call sites inside them are symbolized with these.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub pid: i32,
+    pub ts: Micros,
+    pub modules: Vec<Module>,
+}
+
 /// A process image starts (program start, or after an exec).
 #[derive(Clone, Debug)]
 pub struct Start {
@@ -99,6 +120,8 @@ pub struct ReportAttachment {
 pub struct ReportMappings {
     pub site: Option<u64>,
     pub stack: Vec<u64>,
+    /// The shared memory object mapped (`/dev/shm/NAME`, `memfd:NAME`), when named.
+    pub object: Option<String>,
     pub count: u64,
     pub bytes: u64,
 }
@@ -151,6 +174,7 @@ pub enum Record {
     Call(Call),
     Report(ExitReport),
     Finding(Finding),
+    Modules(Loaded),
 }
 
 /// What reading one file found besides its records.
@@ -300,6 +324,14 @@ pub fn parse_line(text: &str) -> Result<Option<Record>, String> {
         "call" => Record::Call(call_of(obj)?),
         "report" => Record::Report(report_of(&obj)?),
         "finding" => Record::Finding(finding_of(&obj)?),
+        "modules" => Record::Modules(Loaded {
+            pid: pid_of(&obj, "pid")?,
+            ts: ts_of(&obj)?,
+            modules: match obj.get("modules") {
+                Some(Value::Array(items)) => items.iter().filter_map(module_of).collect(),
+                _ => Vec::new(),
+            },
+        }),
         _ => return Ok(None),
     };
     Ok(Some(record))
@@ -427,6 +459,7 @@ fn report_of(obj: &Map<String, Value>) -> Result<ExitReport, String> {
             .map(|o| ReportMappings {
                 site: hex(o.get("site")),
                 stack: stack_of(o.get("stack")),
+                object: o.get("object").and_then(Value::as_str).map(str::to_string),
                 count: num(o, "count"),
                 bytes: num(o, "bytes"),
             })

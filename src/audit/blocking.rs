@@ -1,5 +1,6 @@
 //! `SHMTRACE_BLOCK_WARN_MS`: a `semop` blocked longer than the threshold is reported while it
-//! is still blocked, without a watchdog thread.
+//! is still blocked, without a watchdog thread; a `msgsnd` or `msgrcv`, which has no timed
+//! form, when it returns ([`reporting_after`]).
 //!
 //! The hook waits in slices: it calls the real `semtimedop` with a timeout of the threshold (or
 //! the caller's remaining timeout, if shorter). A `semop` is all or nothing, so a slice that
@@ -62,6 +63,25 @@ fn any_nowait(sops: *const sembuf, nsops: usize) -> bool {
         let op = unsafe { sops.add(i).read_unaligned() };
         op.sem_flg & libc::IPC_NOWAIT as i16 != 0
     })
+}
+
+/// `call` (a `msgsnd` or `msgrcv`) made as it is; `warn` is called with the milliseconds it
+/// took when that is more than `threshold_ms`, once it has returned (errno kept for the
+/// caller).
+pub fn reporting_after(
+    threshold_ms: u64,
+    call: impl FnOnce() -> i64,
+    warn: impl FnOnce(u64),
+) -> i64 {
+    let start = monotonic_ns();
+    let ret = call();
+    let took_ms = monotonic_ns().saturating_sub(start) / 1_000_000;
+    if took_ms > threshold_ms {
+        let saved = errno::get();
+        warn(took_ms);
+        errno::set(saved);
+    }
+    ret
 }
 
 /// `semop` (`timeout` NULL) or `semtimedop`, waiting in slices of `threshold_ms`; `warn` is
@@ -214,6 +234,22 @@ mod tests {
             })
         };
         assert_eq!((rc, errno::get(), warned.get()), (-1, libc::EAGAIN, 1));
+    }
+
+    #[test]
+    fn a_call_longer_than_the_threshold_is_reported_after_with_errno_kept() {
+        let warned = Cell::new(0);
+        let slow = || {
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            errno::set(libc::EINTR);
+            -1
+        };
+        let rc = reporting_after(5, slow, |ms| warned.set(ms));
+        assert_eq!((rc, errno::get()), (-1, libc::EINTR));
+        assert!(warned.get() >= 30, "{}", warned.get());
+        warned.set(0);
+        let rc = reporting_after(60_000, || 7, |ms| warned.set(ms));
+        assert_eq!((rc, warned.get()), (7, 0));
     }
 
     #[test]

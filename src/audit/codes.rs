@@ -39,10 +39,13 @@ pub enum Code {
     SemopBlocked = 10,
     SizeNotPageMultiple = 11,
     ForeignCreator = 12,
+    SemNotClosed = 14,
+    QueueRemovedWithMessages = 15,
+    MsgBlocked = 16,
 }
 
 impl Code {
-    pub const ALL: [Code; 12] = [
+    pub const ALL: [Code; 15] = [
         Code::WorldAccessible,
         Code::CreateWithoutExcl,
         Code::WriteExecMapping,
@@ -55,6 +58,9 @@ impl Code {
         Code::SemopBlocked,
         Code::SizeNotPageMultiple,
         Code::ForeignCreator,
+        Code::SemNotClosed,
+        Code::QueueRemovedWithMessages,
+        Code::MsgBlocked,
     ];
 
     /// `SHM001`..: what logs, reports and suppression files use.
@@ -68,9 +74,12 @@ impl Code {
     }
 
     fn entry(self) -> (&'static str, &'static str) {
-        // Codes are numbered from 1 in table order (a test checks every one).
-        CODES
-            .get((self as usize).saturating_sub(1))
+        // The table lists codes in `ALL`'s order, by number (a test checks every one); a
+        // number may be missing from a build's table, never reused.
+        Code::ALL
+            .iter()
+            .position(|c| *c == self)
+            .and_then(|i| CODES.get(i))
             .copied()
             .unwrap_or(("SHM000", "unknown"))
     }
@@ -86,7 +95,10 @@ impl Code {
             | Code::WriteExecMapping
             | Code::MunmapNeverMapped
             | Code::ExitHoldingSemaphore
-            | Code::SemopBlocked => Severity::Warning,
+            | Code::SemopBlocked
+            | Code::SemNotClosed
+            | Code::QueueRemovedWithMessages
+            | Code::MsgBlocked => Severity::Warning,
             Code::SizeNotPageMultiple | Code::ForeignCreator => Severity::Info,
         }
     }
@@ -111,6 +123,10 @@ pub mod what {
     pub const ATTACHMENT: u64 = 2;
     /// A POSIX shared memory object (`shm_open`), by the descriptor it returned.
     pub const SHM_NAME: u64 = 3;
+    /// A named semaphore (`sem_open`), by the address it returned.
+    pub const SEM_NAME: u64 = 4;
+    /// A System V message queue (`msgget`), by its id.
+    pub const MESSAGE_QUEUE: u64 = 5;
 }
 
 /// One finding: enough to write its message again later (the exit report repeats it), and
@@ -133,8 +149,21 @@ impl fmt::Display for Kind {
         f.write_str(match self.0 {
             what::SEGMENT => "segment shmid",
             what::SHM_NAME => "shared memory object fd",
+            what::MESSAGE_QUEUE => "message queue msqid",
             _ => "semaphore set semid",
         })
+    }
+}
+
+/// The object a finding is about: `segment shmid=5`, `named semaphore at 0x7f..`.
+struct Object(u64, u64);
+
+impl fmt::Display for Object {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            what::SEM_NAME => write!(f, "named semaphore at {:#x}", self.1),
+            kind => write!(f, "{}={}", Kind(kind), self.1 as i32),
+        }
     }
 }
 
@@ -168,10 +197,9 @@ impl Finding {
         match self.code {
             Code::WorldAccessible => write!(
                 out,
-                "{}={} was created with mode 0{:03o}, so any local user can {} it; \
+                "{} was created with mode 0{:03o}, so any local user can {} it; \
                  create it with mode 0600 (or 0660 to share it with a group)",
-                Kind(a),
-                b as i32,
+                Object(a, b),
                 c & 0o777,
                 // What the others bits allow, and nothing more.
                 match (c & 0o004 != 0, c & 0o002 != 0) {
@@ -186,6 +214,13 @@ impl Finding {
                  object another process may have created first (fd={}); add O_EXCL and handle \
                  EEXIST, or use a name nobody can predict",
                 c as i32
+            ),
+            Code::CreateWithoutExcl if self.func == Func::SemOpen => write!(
+                out,
+                "sem_open used O_CREAT without O_EXCL on a fixed name, so it silently opens a \
+                 semaphore another process may have created first, with its value and not the \
+                 one given (at {c:#x}); add O_EXCL and handle EEXIST, or use a name nobody can \
+                 predict"
             ),
             Code::CreateWithoutExcl => write!(
                 out,
@@ -221,7 +256,15 @@ impl Finding {
                     | Func::Semctl
                     | Func::Munmap
                     | Func::ShmOpen
-                    | Func::ShmUnlink => "a fixed address",
+                    | Func::ShmUnlink
+                    | Func::MemfdCreate
+                    | Func::SemOpen
+                    | Func::SemClose
+                    | Func::SemUnlink
+                    | Func::Msgget
+                    | Func::Msgsnd
+                    | Func::Msgrcv
+                    | Func::Msgctl => "a fixed address",
                 },
                 if c == 1 { "attachment" } else { "mapping" },
                 if matches!(self.func, Func::Mmap | Func::Mmap64) {
@@ -282,11 +325,32 @@ impl Finding {
                  semtimedop with a timeout",
                 self.func.name()
             ),
+            Code::QueueRemovedWithMessages => write!(
+                out,
+                "IPC_RMID of message queue msqid={id} discarded {b} unread message{} ({c} \
+                 bytes): whatever was still to be received is lost; drain the queue (msgrcv \
+                 with IPC_NOWAIT until ENOMSG) or stop its senders before removing it",
+                if b == 1 { "" } else { "s" }
+            ),
+            Code::MsgBlocked => write!(
+                out,
+                "{} on msqid={id} was blocked for {c} ms, more than {b} ms: a possible \
+                 deadlock or a stalled peer; check that the other side sends or receives, or \
+                 poll with IPC_NOWAIT",
+                self.func.name()
+            ),
             Code::SizeNotPageMultiple => write!(
                 out,
                 "segment shmid={id} was created with size {b}, not a multiple of the page size \
                  {c}: attachments are rounded up to whole pages; request a multiple of the page \
                  size"
+            ),
+            Code::SemNotClosed => write!(
+                out,
+                "the named semaphore at {a:#x} opened here is still open at exit ({b} sem_open \
+                 not matched by a sem_close): its mapping stays for the life of the process, \
+                 and a program that keeps opening semaphores this way grows without bound; \
+                 call sem_close once for each sem_open when done with it"
             ),
             Code::ForeignCreator => write!(
                 out,
@@ -306,14 +370,15 @@ mod tests {
     #[test]
     fn codes_are_unique_and_parse_back() {
         for (i, c) in Code::ALL.iter().enumerate() {
-            assert_eq!(c.code(), format!("SHM{:03}", i + 1));
+            assert_eq!(c.code(), format!("SHM{:03}", *c as u8));
+            assert_eq!(CODES[i].0, c.code());
             assert_eq!(Code::parse(c.code()), Some(*c));
             assert_eq!(Code::parse(&c.code().to_lowercase()), Some(*c));
             assert_eq!(Code::parse(c.name()), Some(*c));
         }
         assert_eq!(Code::ALL.len(), CODES.len());
         assert_eq!(Code::parse("SHM000"), None);
-        assert_eq!(Code::parse("SHM013"), None);
+        assert_eq!(Code::parse("SHM099"), None);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use super::codes::{Code, Finding, what};
 use super::state::State;
+use crate::ledger::OpenSemaphore;
 use shmtrace_core::trace::event::{Event, Func, Phase, SemOp};
 
 /// What the ledger said before a call that can replace or release address space (it is held
@@ -30,6 +31,9 @@ pub struct Asked {
     /// This process's effective uid.
     pub my_uid: u32,
     pub page_size: u64,
+    /// `msgctl(IPC_RMID)`: the messages and bytes the queue held just before the call (`None`
+    /// when the kernel would not say).
+    pub queued: Option<(u64, u64)>,
 }
 
 /// At most this many findings come from one call.
@@ -73,7 +77,15 @@ fn takes_no_id(cmd: i32) -> bool {
     )
 }
 
-// linux/shm.h and linux/sem.h (not all in the libc crate).
+/// msgctl's commands whose first argument is not an id (linux/msg.h).
+fn msgctl_takes_no_id(cmd: i32) -> bool {
+    matches!(cmd, libc::IPC_INFO | MSG_STAT | MSG_INFO | MSG_STAT_ANY)
+}
+
+// linux/shm.h, linux/sem.h and linux/msg.h (not all in the libc crate).
+const MSG_STAT: i32 = 11;
+const MSG_INFO: i32 = 12;
+const MSG_STAT_ANY: i32 = 13;
 const SHM_STAT: i32 = 13;
 const SHM_INFO: i32 = 14;
 const SHM_STAT_ANY: i32 = 15;
@@ -93,14 +105,12 @@ pub fn after_call(state: &mut State, ev: &Event, pre: &Pre, asked: &Asked) -> Ou
     let ok = !ev.failed();
     let ret = ev.ret as u64;
     match ev.func {
-        Func::Shmget | Func::Semget if ok => {
-            let kind = if ev.func == Func::Shmget {
-                what::SEGMENT
-            } else {
-                what::SEMAPHORE_SET
-            };
+        Func::Shmget | Func::Semget | Func::Msgget if ok => {
+            let kind = get_kind(ev.func);
             let id = ev.ret as i32;
-            let (key, flags) = (ev.arg_int(0), ev.arg_int(2));
+            // msgget has no size argument: its flags are the second.
+            let flags_at = if ev.func == Func::Msgget { 1 } else { 2 };
+            let (key, flags) = (ev.arg_int(0), ev.arg_int(flags_at));
             state.id_reused(kind, id);
             if ev.created && flags & 0o006 != 0 {
                 out.push(f(
@@ -211,21 +221,46 @@ pub fn after_call(state: &mut State, ev: &Event, pre: &Pre, asked: &Asked) -> Ou
                 ));
             }
         }
-        // Failed gets and mappings, and munmaps of known memory: nothing to find.
-        Func::Shmget | Func::Semget | Func::Mmap | Func::Mmap64 | Func::Munmap | Func::Mremap => {}
-        Func::ShmOpen if ok => {
-            let (oflag, mode) = (ev.arg_int(1), ev.args[2]);
-            if ev.created && mode & 0o006 != 0 {
+        Func::Msgctl => {
+            let (id, cmd) = (ev.arg_int(0), ev.arg_int(1) & !IPC_64);
+            if !msgctl_takes_no_id(cmd) {
+                object_command(state, &mut out, ev, what::MESSAGE_QUEUE, id, cmd, ok);
+            }
+            if ok
+                && cmd == libc::IPC_RMID
+                && let Some((messages, bytes)) = asked.queued.filter(|q| q.0 > 0)
+            {
                 out.push(f(
-                    Code::WorldAccessible,
-                    [what::SHM_NAME, ret, mode & 0o777],
+                    Code::QueueRemovedWithMessages,
+                    [id as u64, messages, bytes],
                 ));
             }
-            if oflag & (libc::O_CREAT | libc::O_EXCL) == libc::O_CREAT {
-                out.push(f(Code::CreateWithoutExcl, [what::SHM_NAME, 0, ret]));
+        }
+        Func::Msgsnd | Func::Msgrcv => {
+            let msqid = ev.arg_int(0);
+            if state.was_removed(what::MESSAGE_QUEUE, msqid) {
+                out.push(f(
+                    Code::UseAfterRemove,
+                    [what::MESSAGE_QUEUE, msqid as u64, 0],
+                ));
             }
         }
-        Func::ShmOpen | Func::ShmUnlink => {}
+        // Failed gets and mappings, and munmaps of known memory: nothing to find.
+        Func::Shmget
+        | Func::Semget
+        | Func::Msgget
+        | Func::Mmap
+        | Func::Mmap64
+        | Func::Munmap
+        | Func::Mremap => {}
+        Func::ShmOpen if ok => name_opened(&mut out, ev, what::SHM_NAME),
+        Func::SemOpen if ok => name_opened(&mut out, ev, what::SEM_NAME),
+        Func::ShmOpen
+        | Func::ShmUnlink
+        | Func::MemfdCreate
+        | Func::SemOpen
+        | Func::SemClose
+        | Func::SemUnlink => {}
     }
     out
 }
@@ -244,7 +279,41 @@ pub fn holdings(state: &mut State, ev: &Event) {
     }
 }
 
-/// `shmctl`/`semctl`: a second `IPC_RMID`, or any other use of a removed id.
+/// A successful `shm_open` or `sem_open` (`kind`, named by its result): the mode it created
+/// the name with, and `O_CREAT` without `O_EXCL`.
+fn name_opened(out: &mut Out, ev: &Event, kind: u64) {
+    let f = |code, detail| Finding::new(code, ev.func, ev.caller, detail);
+    let (oflag, mode, ret) = (ev.arg_int(1), ev.args[2], ev.ret as u64);
+    if ev.created && mode & 0o006 != 0 {
+        out.push(f(Code::WorldAccessible, [kind, ret, mode & 0o777]));
+    }
+    if oflag & (libc::O_CREAT | libc::O_EXCL) == libc::O_CREAT {
+        out.push(f(Code::CreateWithoutExcl, [kind, 0, ret]));
+    }
+}
+
+/// At exit: each named semaphore still open, at its first `sem_open`.
+pub fn not_closed(open: &[OpenSemaphore]) -> impl Iterator<Item = Finding> + '_ {
+    open.iter().map(|o| {
+        Finding::new(
+            Code::SemNotClosed,
+            Func::SemOpen,
+            o.site,
+            [o.addr, o.opens, 0],
+        )
+    })
+}
+
+/// What kind of object a get returns.
+pub fn get_kind(func: Func) -> u64 {
+    match func {
+        Func::Shmget => what::SEGMENT,
+        Func::Msgget => what::MESSAGE_QUEUE,
+        _ => what::SEMAPHORE_SET,
+    }
+}
+
+/// `shmctl`/`semctl`/`msgctl`: a second `IPC_RMID`, or any other use of a removed id.
 fn object_command(
     state: &mut State,
     out: &mut Out,
@@ -305,7 +374,7 @@ mod tests {
     }
 
     fn failed(func: Func, args: &[u64], errno: i32) -> Event {
-        let mut ev = call(func, args, -1);
+        let mut ev = call(func, args, func.failure_value());
         ev.errno = errno;
         ev
     }
@@ -315,6 +384,7 @@ mod tests {
             creator_uid: None,
             my_uid: 1000,
             page_size: 4096,
+            queued: None,
         };
         after_call(state, ev, pre, &asked)
             .iter()
@@ -378,6 +448,170 @@ mod tests {
     }
 
     #[test]
+    fn sem_open_creation_mode_and_excl() {
+        let mut s = State::new();
+        let sem = 0x7f3a_2c7f_e000;
+        let mut ev = call(Func::SemOpen, &[0x1000, int(libc::O_CREAT), 0o666, 1], sem);
+        ev.created = true;
+        assert_eq!(
+            codes(&mut s, &ev, &Pre::default()),
+            [Code::WorldAccessible, Code::CreateWithoutExcl]
+        );
+        let excl = int(libc::O_CREAT | libc::O_EXCL);
+        let mut fixed = call(Func::SemOpen, &[0x1000, excl, 0o600, 1], sem);
+        fixed.created = true;
+        assert!(codes(&mut s, &fixed, &Pre::default()).is_empty());
+        // Opening an existing name: no mode chosen, nothing squatted.
+        let opened = call(Func::SemOpen, &[0x1000, 0, 0o666, 1], sem);
+        assert!(codes(&mut s, &opened, &Pre::default()).is_empty());
+        // SEM_FAILED is NULL: a failed sem_open finds nothing.
+        let refused = failed(
+            Func::SemOpen,
+            &[0x1000, int(libc::O_CREAT), 0o666, 1],
+            libc::EACCES,
+        );
+        assert_eq!(refused.ret, 0);
+        assert!(codes(&mut s, &refused, &Pre::default()).is_empty());
+        let mut message = String::new();
+        let world = Finding::new(
+            Code::WorldAccessible,
+            Func::SemOpen,
+            1,
+            [what::SEM_NAME, sem as u64, 0o666],
+        );
+        world.write_message(&mut message).unwrap();
+        assert!(
+            message.starts_with("named semaphore at 0x7f3a2c7fe000 was created with mode 0666"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn every_semaphore_still_open_at_exit_is_one_finding_at_its_sem_open() {
+        let open = [
+            OpenSemaphore {
+                addr: 0x7f00_0000,
+                opens: 2,
+                site: 0x100,
+            },
+            OpenSemaphore {
+                addr: 0x7f00_1000,
+                opens: 1,
+                site: 0x200,
+            },
+        ];
+        let found: Vec<Finding> = not_closed(&open).collect();
+        assert_eq!(
+            found,
+            [
+                Finding::new(
+                    Code::SemNotClosed,
+                    Func::SemOpen,
+                    0x100,
+                    [0x7f00_0000, 2, 0]
+                ),
+                Finding::new(
+                    Code::SemNotClosed,
+                    Func::SemOpen,
+                    0x200,
+                    [0x7f00_1000, 1, 0]
+                ),
+            ]
+        );
+        assert_eq!(Code::SemNotClosed.code(), "SHM014");
+        assert_eq!(
+            Code::SemNotClosed.severity(),
+            crate::audit::Severity::Warning
+        );
+        let mut message = String::new();
+        found[0].write_message(&mut message).unwrap();
+        assert!(
+            message.contains("(2 sem_open not matched by a sem_close)"),
+            "{message}"
+        );
+        assert!(not_closed(&[]).next().is_none());
+    }
+
+    #[test]
+    fn msgget_mode_and_excl_like_the_other_gets() {
+        let mut s = State::new();
+        let mut ev = call(Func::Msgget, &[0x4d2, int(libc::IPC_CREAT | 0o666)], 5);
+        ev.created = true;
+        let got: Vec<_> = after_call(&mut s, &ev, &Pre::default(), &Asked::default())
+            .iter()
+            .map(|f| (f.code, f.detail))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Code::WorldAccessible, [what::MESSAGE_QUEUE, 5, 0o666]),
+                (Code::CreateWithoutExcl, [what::MESSAGE_QUEUE, 0x4d2, 5]),
+            ]
+        );
+        let excl = libc::IPC_CREAT | libc::IPC_EXCL | 0o600;
+        let mut fixed = call(Func::Msgget, &[0x4d2, int(excl)], 5);
+        fixed.created = true;
+        assert!(codes(&mut s, &fixed, &Pre::default()).is_empty());
+        let mut private = call(Func::Msgget, &[0, int(libc::IPC_CREAT | 0o600)], 6);
+        private.created = true;
+        assert!(codes(&mut s, &private, &Pre::default()).is_empty());
+        let refused = failed(
+            Func::Msgget,
+            &[0x4d2, int(libc::IPC_CREAT | 0o666)],
+            libc::ENOSPC,
+        );
+        assert!(codes(&mut s, &refused, &Pre::default()).is_empty());
+    }
+
+    #[test]
+    fn removing_a_queue_that_holds_messages() {
+        let mut s = State::new();
+        let rmid = call(Func::Msgctl, &[5, int(libc::IPC_RMID), 0], 0);
+        let held = |queued| Asked {
+            queued,
+            ..Asked::default()
+        };
+        let got: Vec<_> = after_call(&mut s, &rmid, &Pre::default(), &held(Some((3, 48))))
+            .iter()
+            .map(|f| (f.code, f.detail))
+            .collect();
+        assert_eq!(got, [(Code::QueueRemovedWithMessages, [5, 3, 48])]);
+        // Empty, unknown, or refused: nothing is lost.
+        let mut s = State::new();
+        assert!(after_call(&mut s, &rmid, &Pre::default(), &held(Some((0, 0)))).is_empty());
+        let mut s = State::new();
+        assert!(after_call(&mut s, &rmid, &Pre::default(), &held(None)).is_empty());
+        let refused = failed(Func::Msgctl, &[5, int(libc::IPC_RMID), 0], libc::EPERM);
+        let mut s = State::new();
+        assert!(after_call(&mut s, &refused, &Pre::default(), &held(Some((3, 48)))).is_empty());
+    }
+
+    #[test]
+    fn a_removed_queue_used_again() {
+        let mut s = State::new();
+        let rmid = call(Func::Msgctl, &[5, int(libc::IPC_RMID), 0], 0);
+        assert!(codes(&mut s, &rmid, &Pre::default()).is_empty());
+        let send = failed(Func::Msgsnd, &[5, 0x10, 4, 0], libc::EINVAL);
+        assert_eq!(
+            codes(&mut s, &send, &Pre::default()),
+            [Code::UseAfterRemove]
+        );
+        let again = failed(Func::Msgctl, &[5, int(libc::IPC_RMID), 0], libc::EINVAL);
+        assert_eq!(
+            codes(&mut s, &again, &Pre::default()),
+            [Code::DoubleRelease]
+        );
+        // MSG_STAT and MSG_INFO take an index, not an id.
+        let stat = call(Func::Msgctl, &[5, 11, 0x10], 7);
+        assert!(codes(&mut s, &stat, &Pre::default()).is_empty());
+        // A get that returns the id makes it live again.
+        let got = call(Func::Msgget, &[0, int(libc::IPC_CREAT | 0o600)], 5);
+        assert!(codes(&mut s, &got, &Pre::default()).is_empty());
+        let receive = call(Func::Msgrcv, &[5, 0x10, 4, 0, 0], 4);
+        assert!(codes(&mut s, &receive, &Pre::default()).is_empty());
+    }
+
+    #[test]
     fn size_and_foreign_creator_are_info() {
         let mut s = State::new();
         let mut ev = call(Func::Shmget, &[0, 100, int(libc::IPC_CREAT | 0o600)], 7);
@@ -392,6 +626,7 @@ mod tests {
             creator_uid: Some(0),
             my_uid: 1000,
             page_size: 4096,
+            queued: None,
         };
         let got: Vec<_> = after_call(&mut s, &opened, &Pre::default(), &foreign)
             .iter()

@@ -20,7 +20,7 @@ pub mod state;
 
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, OpenSemaphore};
 use crate::platform::config::{self, AuditEnv, Lossy};
 use crate::platform::spinlock::SpinLock;
 use crate::platform::{clock, process, sink};
@@ -59,7 +59,7 @@ pub fn configure(env: AuditEnv) {
         {
             Some(ms) => BLOCK_WARN_MS.store(ms, Ordering::Relaxed),
             None => config::warn_line(format_args!(
-                "SHMTRACE_BLOCK_WARN_MS={} is not a number of milliseconds; blocked semops are not reported",
+                "SHMTRACE_BLOCK_WARN_MS={} is not a number of milliseconds; blocked semops and message queue calls are not reported",
                 Lossy(v)
             )),
         },
@@ -136,9 +136,20 @@ pub fn suppressed(code: Code) -> bool {
 /// `SHMTRACE_BLOCK_WARN_MS`, or 0 when off or the finding is suppressed.
 #[inline(always)]
 pub fn block_warn_ms() -> u64 {
+    warn_ms_unless(Code::SemopBlocked)
+}
+
+/// `SHMTRACE_BLOCK_WARN_MS` for `msgsnd`/`msgrcv` (`MsgBlocked`), or 0.
+#[inline(always)]
+pub fn msg_block_warn_ms() -> u64 {
+    warn_ms_unless(Code::MsgBlocked)
+}
+
+#[inline(always)]
+fn warn_ms_unless(code: Code) -> u64 {
     match BLOCK_WARN_MS.load(Ordering::Relaxed) {
         0 => 0,
-        _ if suppressed(Code::SemopBlocked) => 0,
+        _ if suppressed(code) => 0,
         ms => ms,
     }
 }
@@ -217,7 +228,15 @@ pub fn before(ev: &Event, ledger: &Ledger, page: u64) -> Pre {
         | Func::Semtimedop
         | Func::Semctl
         | Func::ShmOpen
-        | Func::ShmUnlink => {}
+        | Func::ShmUnlink
+        | Func::MemfdCreate
+        | Func::SemOpen
+        | Func::SemClose
+        | Func::SemUnlink
+        | Func::Msgget
+        | Func::Msgsnd
+        | Func::Msgrcv
+        | Func::Msgctl => {}
     }
     pre
 }
@@ -258,46 +277,48 @@ fn work(ev: &Event, pre: &Pre) -> Work {
         Func::Shmget | Func::Shmat | Func::Shmdt | Func::Shmctl | Func::Semget | Func::Semctl => {
             Work::Detect
         }
-        Func::ShmOpen if ev.failed() => Work::Nothing,
-        Func::ShmOpen => Work::Detect,
-        Func::ShmUnlink => Work::Nothing,
+        Func::ShmOpen | Func::SemOpen if ev.failed() => Work::Nothing,
+        Func::ShmOpen | Func::SemOpen => Work::Detect,
+        Func::ShmUnlink | Func::MemfdCreate | Func::SemClose | Func::SemUnlink => Work::Nothing,
+        Func::Msgget | Func::Msgctl => Work::Detect,
+        // A use of a removed queue is all there is to find in them.
+        Func::Msgsnd | Func::Msgrcv if ANY_REMOVED.load(Ordering::Relaxed) => Work::Detect,
+        Func::Msgsnd | Func::Msgrcv => Work::Nothing,
     }
 }
 
-/// After a completed call (not in a vfork child): its findings, reported. The common cases
-/// are decided inline, in the hook; detection in full has its own frame.
+/// After a completed call (not in a vfork child): its findings, reported. `queued` is what
+/// `msgctl(IPC_RMID)` found in the queue just before the call. The common cases are decided
+/// inline, in the hook; detection in full has its own frame.
 #[inline(always)]
-pub fn after(ev: &Event, pre: &Pre, page: u64) {
+pub fn after(ev: &Event, pre: &Pre, page: u64, queued: Option<(u64, u64)>) {
     if ev.phase != Phase::Exit {
         return;
     }
     match work(ev, pre) {
         Work::Nothing => {}
         Work::Holdings => detect::holdings(&mut STATE.lock(), ev),
-        Work::Detect => detect_after(ev, pre, page),
+        Work::Detect => detect_after(ev, pre, page, queued),
     }
 }
 
 #[inline(never)]
-fn detect_after(ev: &Event, pre: &Pre, page: u64) {
+fn detect_after(ev: &Event, pre: &Pre, page: u64, queued: Option<(u64, u64)>) {
     let mut asked = detect::Asked {
         creator_uid: None,
         my_uid: 0,
         page_size: page,
+        queued,
     };
     if detect::opened_by_key(ev) {
-        let kind = if ev.func == Func::Shmget {
-            codes::what::SEGMENT
-        } else {
-            codes::what::SEMAPHORE_SET
-        };
+        let kind = detect::get_kind(ev.func);
         asked.creator_uid = probe::creator_uid(kind, ev.ret as i32);
         asked.my_uid = probe::effective_uid();
     }
     let found = {
         let mut state = STATE.lock();
         let found = detect::after_call(&mut state, ev, pre, &asked);
-        if matches!(ev.func, Func::Shmctl | Func::Semctl) && state.any_removed() {
+        if matches!(ev.func, Func::Shmctl | Func::Semctl | Func::Msgctl) && state.any_removed() {
             ANY_REMOVED.store(true, Ordering::Relaxed);
         }
         found
@@ -307,13 +328,14 @@ fn detect_after(ev: &Event, pre: &Pre, page: u64) {
     }
 }
 
-/// At exit, before the report: semaphores still held without `SEM_UNDO`.
-pub fn at_exit() {
+/// At exit, before the report: semaphores still held without `SEM_UNDO`, and the named
+/// semaphores the process opened and never closed (`open`, from the ledger).
+pub fn at_exit(open: &[OpenSemaphore]) {
     let held: Vec<Finding> = {
         let state = STATE.lock();
         detect::at_exit(&state, probe::semaphore_value).collect()
     };
-    for finding in held {
+    for finding in held.into_iter().chain(detect::not_closed(open)) {
         report_finding(finding);
     }
 }

@@ -9,7 +9,9 @@ use crate::platform::{errno, real};
 /// The uid that created a segment or semaphore set (`IPC_STAT`'s `cuid`). Keeps errno.
 pub fn creator_uid(kind: u64, id: i32) -> Option<u32> {
     let saved = errno::get();
-    let uid = if kind == what::SEGMENT {
+    let uid = if kind == what::MESSAGE_QUEUE {
+        crate::platform::kernel::queue_stat(id).map(|q| q.creator_uid)
+    } else if kind == what::SEGMENT {
         let mut ds = MaybeUninit::<libc::shmid_ds>::zeroed();
         // SAFETY: `ds` is a writable shmid_ds owned by this frame.
         let rc = unsafe { real::shmctl(id, libc::IPC_STAT, ds.as_mut_ptr()) };

@@ -1,16 +1,18 @@
 //! The tracked implementations behind the trampolines: each packs its arguments into an event,
 //! forwards to `real`, and says which caller memory may be read once the call returned.
 
-use core::ffi::{CStr, c_char, c_int, c_ulong, c_void};
-use libc::{key_t, mode_t, sembuf, shmid_ds, timespec};
+use core::ffi::{CStr, c_char, c_int, c_long, c_uint, c_ulong, c_void};
+use libc::{key_t, mode_t, msqid_ds, sem_t, sembuf, shmid_ds, timespec};
 
 use core::ptr;
 
 use super::traced::{Started, traced, traced_waiting};
 use crate::audit::{self, Code, Finding};
 use crate::ledger::Facts;
+use crate::platform::shm_fds;
 use crate::platform::shm_name::{self, ShmPath};
 use crate::platform::{errno, kernel, process, real};
+use shmtrace_core::trace::decode;
 use shmtrace_core::trace::event::{Event, Func, NAME_KEPT, Name, SOPS_KEPT, SemOp, Timeout};
 
 /// A C `int` argument, sign-extended as `Event::args` expects.
@@ -308,16 +310,36 @@ unsafe fn mmap_any(
     // SAFETY: the program's own arguments, forwarded unchanged to the real function.
     let call = || unsafe { real::mmap(func, addr, length, prot, flags, fd, offset) } as i64;
     let after = |ev: &mut Event, facts: &mut Facts| {
+        if flags & libc::MAP_ANONYMOUS != 0 {
+            return;
+        }
+        if ev.failed() {
+            // A MAP_FIXED call that failed may have unmapped its range first, rounded to the
+            // file's page: a hugetlbfs file's (a MFD_HUGETLB memfd's) huge page.
+            if flags & libc::MAP_FIXED != 0 {
+                facts.file_page_size = kernel::hugetlbfs_page_size(fd).unwrap_or(0);
+            }
+            return;
+        }
         // A file on hugetlbfs has huge pages without MAP_HUGETLB. The kernel places such a
         // mapping on a huge page boundary: only then is the file worth a system call.
-        if !ev.failed()
-            && flags & libc::MAP_ANONYMOUS == 0
-            && (ev.ret as u64).is_multiple_of(kernel::MIN_HUGE_PAGE)
-        {
+        if (ev.ret as u64).is_multiple_of(kernel::MIN_HUGE_PAGE) {
             facts.file_page_size = kernel::hugetlbfs_page_size(fd).unwrap_or(0);
+        }
+        // Only a descriptor shm_open or memfd_create returned is worth asking about.
+        if shm_fds::marked(fd) {
+            name_object(ev, fd);
         }
     };
     traced(func, caller, args, call, after) as *mut c_void
+}
+
+/// The shared memory object a mapping maps, out of line: most mappings never get here.
+#[inline(never)]
+fn name_object(ev: &mut Event, fd: c_int) {
+    if let Some(object) = shm_fds::object_of(fd) {
+        ev.name = object;
+    }
 }
 
 pub unsafe extern "C" fn mmap(
@@ -382,24 +404,19 @@ pub unsafe extern "C" fn shm_open(
     caller: usize,
 ) -> c_int {
     let args = [ptr(name), int(oflag), u64::from(mode), 0, 0, 0];
-    let both = libc::O_CREAT | libc::O_EXCL;
-    // Whether O_CREAT alone creates is asked before the call, as for semget. Only then is the
-    // name read first; a name libc cannot read faults here as it would in libc.
-    let may_create = oflag & both == libc::O_CREAT;
-    let saved = errno::get();
     // SAFETY: shm_open reads `name` as a string whatever the flags; so do we.
-    let name_was_free = may_create && unsafe { ShmPath::of(name) }.is_ok_and(|p| !p.exists());
-    errno::set(saved);
+    let name_was_free = free_before(oflag, || unsafe { ShmPath::of(name) });
     // SAFETY: the program's own arguments, forwarded unchanged to the real function.
     let call = || i64::from(unsafe { real::shm_open(name, oflag, mode) });
     let after = |ev: &mut Event, facts: &mut Facts| {
         read_name(ev, name);
         if !ev.failed() {
-            facts.created = oflag & both == both || name_was_free;
+            facts.created = created(oflag, name_was_free);
             ev.created = facts.created;
             if facts.created {
                 facts.inode = shm_name::inode_of_fd(ev.ret as c_int).unwrap_or(0);
             }
+            shm_fds::mark(ev.ret as c_int);
         }
     };
     traced(Func::ShmOpen, caller, args, call, after) as c_int
@@ -412,6 +429,208 @@ pub unsafe extern "C" fn shm_unlink(name: *const c_char, caller: usize) -> c_int
     traced(Func::ShmUnlink, caller, args, call, |ev, _| {
         read_name(ev, name)
     }) as c_int
+}
+
+pub unsafe extern "C" fn memfd_create(name: *const c_char, flags: c_uint, caller: usize) -> c_int {
+    let args = [ptr(name), u64::from(flags), 0, 0, 0, 0];
+    // SAFETY: the program's own arguments, forwarded unchanged to the real function.
+    let call = || i64::from(unsafe { real::memfd_create(name, flags) });
+    let after = |ev: &mut Event, _: &mut Facts| {
+        // The kernel checks the flags before it reads the name: only a success says it read
+        // the whole string (249 bytes at most).
+        if !ev.failed() {
+            read_name(ev, name);
+            shm_fds::mark(ev.ret as c_int);
+        }
+    };
+    traced(Func::MemfdCreate, caller, args, call, after) as c_int
+}
+
+pub unsafe extern "C" fn sem_open(
+    name: *const c_char,
+    oflag: c_int,
+    mode: mode_t,
+    value: c_uint,
+    caller: usize,
+) -> *mut sem_t {
+    let args = [
+        ptr(name),
+        int(oflag),
+        u64::from(mode),
+        u64::from(value),
+        0,
+        0,
+    ];
+    // SAFETY: sem_open reads `name` as a string whatever the flags; so do we.
+    let name_was_free = free_before(oflag, || unsafe { ShmPath::of_sem(name) });
+    // SAFETY: the program's own arguments, forwarded unchanged to the real function (`mode`
+    // and `value` as the variadic arguments they were).
+    let call = || unsafe { real::sem_open(name, oflag, mode, value) } as i64;
+    let after = |ev: &mut Event, facts: &mut Facts| {
+        read_name(ev, name);
+        if !ev.failed() {
+            facts.created = created(oflag, name_was_free);
+            ev.created = facts.created;
+            // sem_open gives no descriptor: the file is asked by name, just after the call.
+            if facts.created {
+                // SAFETY: libc has read the string (the call succeeded).
+                let path = unsafe { ShmPath::of_sem(name) };
+                facts.inode = path.ok().and_then(|p| p.inode()).unwrap_or(0);
+            }
+        }
+    };
+    traced(Func::SemOpen, caller, args, call, after) as *mut sem_t
+}
+
+pub unsafe extern "C" fn sem_close(sem: *mut sem_t, caller: usize) -> c_int {
+    let args = [ptr(sem), 0, 0, 0, 0, 0];
+    // SAFETY: the program's own argument, forwarded unchanged; glibc only compares it with the
+    // semaphores it opened (an unknown one fails with EINVAL), and so does the shim.
+    let call = || i64::from(unsafe { real::sem_close(sem) });
+    traced(Func::SemClose, caller, args, call, nothing_to_read) as c_int
+}
+
+pub unsafe extern "C" fn sem_unlink(name: *const c_char, caller: usize) -> c_int {
+    let args = [ptr(name), 0, 0, 0, 0, 0];
+    // SAFETY: the program's own arguments, forwarded unchanged to the real function.
+    let call = || i64::from(unsafe { real::sem_unlink(name) });
+    traced(Func::SemUnlink, caller, args, call, |ev, _| {
+        read_name(ev, name)
+    }) as c_int
+}
+
+pub unsafe extern "C" fn msgget(key: key_t, msgflg: c_int, caller: usize) -> c_int {
+    let args = [int(key), int(msgflg), 0, 0, 0, 0];
+    // SAFETY: the program's own arguments, forwarded unchanged to the real function.
+    let call = || i64::from(unsafe { real::msgget(key, msgflg) });
+    // Queues record no creator pid: whether IPC_CREAT alone creates is asked before the call.
+    let key_was_free = may_create(key, msgflg) && {
+        let saved = errno::get();
+        let free = !kernel::queue_key_exists(key);
+        errno::set(saved);
+        free
+    };
+    let after = |ev: &mut Event, facts: &mut Facts| {
+        if !ev.failed() {
+            facts.created = always_creates(key, msgflg) || key_was_free;
+            ev.created = facts.created;
+        }
+    };
+    traced(Func::Msgget, caller, args, call, after) as c_int
+}
+
+pub unsafe extern "C" fn msgsnd(
+    msqid: c_int,
+    msgp: *const c_void,
+    msgsz: usize,
+    msgflg: c_int,
+    caller: usize,
+) -> c_int {
+    let args = [int(msqid), ptr(msgp), msgsz as u64, int(msgflg), 0, 0];
+    let warn_ms = audit::msg_block_warn_ms();
+    let call = |started: &mut Started| {
+        // SAFETY: the program's own arguments; the try adds only IPC_NOWAIT.
+        let send = |flags| i64::from(unsafe { real::msgsnd(msqid, msgp, msgsz, flags) });
+        if started.logged() && msgflg & libc::IPC_NOWAIT == 0 {
+            // A full queue is the only reason to wait, and the try's EAGAIN says so: a try
+            // that fails otherwise or succeeds is the call itself.
+            let done = send(msgflg | libc::IPC_NOWAIT);
+            if done != -1 || errno::get() != libc::EAGAIN {
+                return done;
+            }
+            started.waiting(|_| {});
+        }
+        timed(Func::Msgsnd, msqid, warn_ms, caller, || send(msgflg))
+    };
+    traced_waiting(Func::Msgsnd, caller, args, call, nothing_to_read) as c_int
+}
+
+/// `MSG_COPY` (linux/msg.h; not in `libc`): without `IPC_NOWAIT` the kernel refuses it, so it
+/// must never be tried with one.
+const MSG_COPY: c_int = 0o40000;
+
+pub unsafe extern "C" fn msgrcv(
+    msqid: c_int,
+    msgp: *mut c_void,
+    msgsz: usize,
+    msgtyp: c_long,
+    msgflg: c_int,
+    caller: usize,
+) -> isize {
+    let args = [
+        int(msqid),
+        ptr(msgp),
+        msgsz as u64,
+        msgtyp as u64,
+        int(msgflg),
+        0,
+    ];
+    let warn_ms = audit::msg_block_warn_ms();
+    let call = |started: &mut Started| {
+        // SAFETY: the program's own arguments; the try adds only IPC_NOWAIT.
+        let receive = |flags| unsafe { real::msgrcv(msqid, msgp, msgsz, msgtyp, flags) } as i64;
+        if started.logged() && msgflg & (libc::IPC_NOWAIT | MSG_COPY) == 0 {
+            // No message of the type asked for is the only reason to wait (ENOMSG to a try).
+            let done = receive(msgflg | libc::IPC_NOWAIT);
+            if done != -1 || errno::get() != libc::ENOMSG {
+                return done;
+            }
+            started.waiting(|_| {});
+        }
+        timed(Func::Msgrcv, msqid, warn_ms, caller, || receive(msgflg))
+    };
+    traced_waiting(Func::Msgrcv, caller, args, call, nothing_to_read) as isize
+}
+
+/// `SHMTRACE_BLOCK_WARN_MS` for msgsnd/msgrcv (`MsgBlocked`), which have no timed form to wait
+/// in slices with: made as they are, and reported once returned if blocked longer.
+fn timed(func: Func, msqid: c_int, warn_ms: u64, caller: usize, call: impl FnOnce() -> i64) -> i64 {
+    if warn_ms == 0 {
+        return call();
+    }
+    audit::blocking::reporting_after(warn_ms, call, |took_ms| {
+        let detail = [int(msqid), warn_ms, took_ms];
+        audit::report_finding(Finding::new(Code::MsgBlocked, func, caller as u64, detail));
+    })
+}
+
+pub unsafe extern "C" fn msgctl(
+    msqid: c_int,
+    cmd: c_int,
+    buf: *mut msqid_ds,
+    caller: usize,
+) -> c_int {
+    let args = [int(msqid), int(cmd), ptr(buf), 0, 0, 0];
+    // What a removal discards, asked just before it (the kernel keeps no trace after).
+    let queued = if cmd & !decode::IPC_64 == libc::IPC_RMID {
+        kernel::queue_stat(msqid).map(|q| (q.messages, q.bytes))
+    } else {
+        None
+    };
+    // SAFETY: the program's own arguments, forwarded unchanged to the real function.
+    let call = || i64::from(unsafe { real::msgctl(msqid, cmd, buf) });
+    let after = |_: &mut Event, facts: &mut Facts| facts.queued = queued;
+    traced(Func::Msgctl, caller, args, call, after) as c_int
+}
+
+/// `shm_open`, `sem_open`: with `O_CREAT` alone, whether the name's file did not exist just
+/// before the call (asked then, as for semget, since only the answer before tells whether
+/// the call created it); with other flags the flags say it, and nothing is asked. Only then
+/// is the name read first; a name libc cannot read faults here as it would in libc.
+fn free_before(oflag: c_int, path: impl FnOnce() -> Result<ShmPath, c_int>) -> bool {
+    if oflag & (libc::O_CREAT | libc::O_EXCL) != libc::O_CREAT {
+        return false;
+    }
+    let saved = errno::get();
+    let free = path().is_ok_and(|p| !p.exists());
+    errno::set(saved);
+    free
+}
+
+/// Whether a successful `shm_open` or `sem_open` created its name.
+fn created(oflag: c_int, free_before: bool) -> bool {
+    let both = libc::O_CREAT | libc::O_EXCL;
+    oflag & both == both || free_before
 }
 
 /// Copies the name once libc has read it: having returned at all, it read the whole string

@@ -1,6 +1,6 @@
-//! The System V object calls: `shmget`, `shmctl`, `semget`, `semctl`.
+//! The System V object calls: `shmget`, `shmctl`, `semget`, `semctl`, `msgget`, `msgctl`.
 
-use super::objects::{Segment, SemaphoreSet};
+use super::objects::{MessageQueue, Segment, SemaphoreSet};
 use super::{Facts, Ledger, Outcome};
 use shmtrace_core::trace::event::Event;
 
@@ -74,6 +74,33 @@ impl Ledger {
             return Outcome::NoEffect;
         }
         if self.objects.set_removed(ev.arg_int(0)) {
+            Outcome::Recorded
+        } else {
+            Outcome::UnknownObject
+        }
+    }
+
+    /// `msgget`: a queue holds nothing the ledger models beyond its existence (its messages
+    /// are the kernel's, asked at report time), so sending and receiving cost it nothing.
+    pub(super) fn on_msgget(&mut self, ev: &Event, facts: &Facts) -> Outcome {
+        let stack = self.sites.intern_stack(ev.stack());
+        self.objects.queue_got(MessageQueue {
+            msqid: ev.ret as i32,
+            key: ev.arg_int(0),
+            site: ev.caller,
+            stack,
+            created: facts.created,
+            inherited: false,
+            epoch: self.epoch,
+        });
+        Outcome::Recorded
+    }
+
+    pub(super) fn on_msgctl(&mut self, ev: &Event) -> Outcome {
+        if ev.arg_int(1) & !IPC_64 != libc::IPC_RMID {
+            return Outcome::NoEffect;
+        }
+        if self.objects.queue_removed(ev.arg_int(0)) {
             Outcome::Recorded
         } else {
             Outcome::UnknownObject

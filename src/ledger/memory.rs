@@ -8,8 +8,9 @@
 
 use super::regions::{Kind, Meta, Val};
 use super::resync::Unsure;
+use super::sites;
 use super::{Facts, Ledger, Outcome};
-use shmtrace_core::trace::event::Event;
+use shmtrace_core::trace::event::{Event, Func};
 
 /// `MAP_HUGE_*`/`SHM_HUGE_*`: log2 of the huge page size, in 6 bits at `MAP_HUGE_SHIFT`.
 const MAP_HUGE_MASK: i32 = 0x3f;
@@ -34,6 +35,16 @@ pub(super) fn granule(flags: i32, huge_flag: i32, facts: &Facts) -> u64 {
         facts.huge_page()
     } else {
         1u64.checked_shl(log2 as u32).unwrap_or(facts.huge_page())
+    }
+}
+
+/// The page size an `mmap`'s length is rounded to: a hugetlbfs file's page, else as
+/// [`granule`] says for its flags.
+pub(super) fn file_granule(flags: i32, facts: &Facts) -> u64 {
+    if facts.file_page_size > facts.page() && facts.file_page_size.is_power_of_two() {
+        facts.file_page_size
+    } else {
+        granule(flags, libc::MAP_HUGETLB, facts)
     }
 }
 
@@ -155,22 +166,22 @@ impl Ledger {
         }
     }
 
-    /// The site of `ev`'s call: its caller, and the stack above it when one was recorded.
+    /// The site of `ev`'s call: its caller, and the stack above it when one was recorded;
+    /// for a mapping, the shared memory object it maps when the hook named one.
     pub(super) fn site_of(&mut self, ev: &Event) -> u32 {
         let stack = self.sites.intern_stack(ev.stack());
-        self.sites.intern(ev.caller, stack)
+        let object = match ev.func {
+            Func::Mmap | Func::Mmap64 => self.sites.intern_object(ev.name()),
+            _ => sites::NO_OBJECT,
+        };
+        self.sites.intern(ev.caller, stack, object)
     }
 
     pub(super) fn on_mmap(&mut self, ev: &Event, facts: &Facts) -> Outcome {
         let start = align_down(ev.ret as u64, facts.page());
         let prot = ev.arg_int(2);
         let flags = ev.arg_int(3);
-        let granule =
-            if facts.file_page_size > facts.page() && facts.file_page_size.is_power_of_two() {
-                facts.file_page_size
-            } else {
-                granule(flags, libc::MAP_HUGETLB, facts)
-            };
+        let granule = file_granule(flags, facts);
         let end = end_of(start, ev.args[1], granule);
         // MAP_FIXED_NOREPLACE succeeds only over free space; a kernel older than 4.17 takes
         // it as a hint. Either way nothing was replaced.
@@ -346,10 +357,17 @@ impl Ledger {
             return grown.or(outcome);
         }
 
-        if fixed && old_len == new_len {
-            // Since Linux 6.17 such a move may span several VMAs: each replaces its own part of
-            // the target, and the target facing a hole stays as it was. Whether a gap in the
-            // ledger is a hole or a mapping it never saw, only the kernel can say.
+        if fixed && round_up(ev.args[1], page) == round_up(ev.args[2], page) {
+            // Since Linux 6.17 such a move (the same length to the page) may span several VMAs:
+            // each replaces its own part of the target, and the target facing a hole stays as
+            // it was. Whether a gap in the ledger is a hole or a mapping it never saw, only the
+            // kernel can say. Each VMA's part is rounded to its own page size, so only a
+            // hugetlb VMA that the range's end cuts moves more than the range.
+            let end = end_of(old, ev.args[1], page);
+            let old_end = self.regions.containing(end - 1).map_or(end, |(_, v)| {
+                round_up(end, self.page_of(v.meta, facts)).max(end)
+            });
+            let new_end = new.saturating_add(old_end - old);
             if self.move_pieces(old, old_end, new) {
                 self.unsure = Some(Unsure {
                     ranges: [(new, new_end), (old, old_end)],

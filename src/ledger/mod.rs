@@ -44,18 +44,19 @@ mod sites;
 mod tests;
 
 pub use attachments::Attachment;
-pub use objects::{ObjectKind, Segment, SemaphoreSet};
+pub use objects::{MessageQueue, ObjectKind, Segment, SemaphoreSet};
 pub use regions::Kind as RegionKind;
 pub use render::{write_json, write_text};
 pub use report::{
-    AttachmentLeak, Candidate, FindingEntry, MappingLeak, NameLeak, Report, Retained, Scanned,
-    SegmentLeak, SemaphoreLeak,
+    AttachmentLeak, Candidate, FindingEntry, MappingLeak, NameLeak, OpenSemaphore, QueueLeak,
+    Report, Retained, Scanned, SegmentLeak, SemaphoreLeak,
 };
 pub use resync::{KernelView, KernelVma, Unsure};
 
 use shmtrace_core::trace::event::{Event, Func, Phase};
 
 use attachments::Attachments;
+pub use names::NameKind;
 use names::Names;
 use objects::Objects;
 use origins::Origins;
@@ -89,6 +90,9 @@ pub struct Facts {
     pub inode: u64,
     /// `mmap` of a file on hugetlbfs: its page size (`f_bsize` from `fstatfs`); 0 otherwise.
     pub file_page_size: u64,
+    /// `msgctl(IPC_RMID)`: the messages and bytes the queue held just before the call
+    /// (`IPC_STAT`), for the audit; `None` otherwise.
+    pub queued: Option<(u64, u64)>,
 }
 
 impl Facts {
@@ -103,6 +107,7 @@ impl Facts {
             nsems: 0,
             inode: 0,
             file_page_size: 0,
+            queued: None,
         }
     }
 
@@ -141,7 +146,7 @@ pub enum Outcome {
     /// `mremap` moved or grew pages the ledger never saw mapped: they are tracked from now on
     /// as [`RegionKind::Unknown`], which is never reported as a leak.
     UnknownSource { bytes: u64 },
-    /// `shmctl`/`semctl(IPC_RMID)` on an object this process never got from `shmget`/`semget`.
+    /// `shmctl`/`semctl`/`msgctl(IPC_RMID)` on an object this process never got from a get.
     UnknownObject,
     /// The call succeeded but cannot be modelled: `shmat` of a segment of unknown size, or
     /// more live attachments than the ledger can index (2^24).
@@ -246,7 +251,9 @@ impl Ledger {
     /// one leaves nothing to resynchronise either).
     pub fn counts_only(func: Func) -> bool {
         match func {
-            Func::Semop | Func::Semtimedop => true,
+            Func::Semop | Func::Semtimedop | Func::MemfdCreate | Func::Msgsnd | Func::Msgrcv => {
+                true
+            }
             Func::Mmap
             | Func::Mmap64
             | Func::Munmap
@@ -258,12 +265,18 @@ impl Ledger {
             | Func::Semget
             | Func::Semctl
             | Func::ShmOpen
-            | Func::ShmUnlink => false,
+            | Func::ShmUnlink
+            | Func::SemOpen
+            | Func::SemClose
+            | Func::SemUnlink
+            | Func::Msgget
+            | Func::Msgctl => false,
         }
     }
 
     /// Updates the model from one completed call. Enter records and failed calls (`ret == -1`,
-    /// which is also `MAP_FAILED`) change nothing but the call count.
+    /// which is also `MAP_FAILED`; `SEM_FAILED` for `sem_open`) change nothing but the call
+    /// count.
     pub fn apply(&mut self, ev: &Event, facts: &Facts) -> Outcome {
         if ev.phase != Phase::Exit {
             return Outcome::NoEffect;
@@ -271,7 +284,7 @@ impl Ledger {
         if let Some(n) = self.calls.get_mut(ev.func as usize) {
             *n = n.saturating_add(1);
         }
-        if ev.ret == -1 {
+        if ev.failed() {
             self.note_failure(ev, facts);
             return Outcome::NoEffect;
         }
@@ -286,8 +299,16 @@ impl Ledger {
             Func::Semget => self.on_semget(ev, facts),
             Func::Semctl => self.on_semctl(ev),
             Func::Semop | Func::Semtimedop => Outcome::NoEffect,
-            Func::ShmOpen => self.on_shm_open(ev, facts),
-            Func::ShmUnlink => self.on_shm_unlink(ev),
+            Func::ShmOpen => self.on_name_created(NameKind::Shm, ev, facts),
+            Func::ShmUnlink => self.on_name_unlinked(NameKind::Shm, ev),
+            Func::SemOpen => self.on_sem_open(ev, facts),
+            Func::SemClose => self.on_sem_close(ev),
+            Func::SemUnlink => self.on_name_unlinked(NameKind::Sem, ev),
+            // A memfd has no name that outlives the process; its mappings are mappings.
+            Func::MemfdCreate => Outcome::NoEffect,
+            Func::Msgget => self.on_msgget(ev, facts),
+            Func::Msgctl => self.on_msgctl(ev),
+            Func::Msgsnd | Func::Msgrcv => Outcome::NoEffect,
         };
         match outcome {
             Outcome::UnmappedUnknown => self.unknown_unmaps = self.unknown_unmaps.saturating_add(1),
@@ -390,5 +411,10 @@ impl Ledger {
     /// Semaphore sets this process got and has not removed, by semid.
     pub fn semaphore_sets(&self) -> impl Iterator<Item = &SemaphoreSet> + '_ {
         self.objects.sets()
+    }
+
+    /// Message queues this process got and has not removed, by msqid.
+    pub fn message_queues(&self) -> impl Iterator<Item = &MessageQueue> + '_ {
+        self.objects.queues()
     }
 }

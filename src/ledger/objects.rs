@@ -1,4 +1,5 @@
-//! System V segments and semaphore sets this process got from `shmget`/`semget`.
+//! System V segments, semaphore sets and message queues this process got from
+//! `shmget`/`semget`/`msgget`.
 //!
 //! Only creation is ownership: a record says whether this process created the object (the hook
 //! layer finds out, see `Facts::created`) or merely opened it. Records of opened objects are kept
@@ -11,7 +12,8 @@
 
 use std::collections::BTreeMap;
 
-/// The two kinds of System V object the kernel oracle is asked about.
+/// The two kinds of System V object the kernel oracle is asked about (message queues are
+/// asked what they still hold: `Ledger::queues_left`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ObjectKind {
     Segment,
@@ -52,10 +54,25 @@ pub struct SemaphoreSet {
     pub epoch: u32,
 }
 
+/// A message queue: like a set, gone at once on `IPC_RMID`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MessageQueue {
+    pub msqid: i32,
+    pub key: i32,
+    pub site: u64,
+    /// The stack above `site` (a stack id of the ledger's site table; 0: none recorded).
+    pub stack: u32,
+    pub created: bool,
+    pub inherited: bool,
+    /// The ledger's checkpoint epoch when it was got (see `Ledger::checkpoint`).
+    pub epoch: u32,
+}
+
 #[derive(Default)]
 pub struct Objects {
     segments: BTreeMap<i32, Segment>,
     sets: BTreeMap<i32, SemaphoreSet>,
+    queues: BTreeMap<i32, MessageQueue>,
 }
 
 impl Objects {
@@ -63,6 +80,7 @@ impl Objects {
         Objects {
             segments: BTreeMap::new(),
             sets: BTreeMap::new(),
+            queues: BTreeMap::new(),
         }
     }
 
@@ -146,6 +164,31 @@ impl Objects {
         self.sets.remove(&semid).is_some()
     }
 
+    /// A successful `msgget` (`inherited` of `fresh` is ignored).
+    pub fn queue_got(&mut self, fresh: MessageQueue) {
+        let fresh = MessageQueue {
+            inherited: false,
+            ..fresh
+        };
+        match self.queues.get_mut(&fresh.msqid) {
+            // A creation always makes a new queue; opening keeps what we know.
+            Some(old) if fresh.created => *old = fresh,
+            Some(_) => {}
+            None => {
+                self.queues.insert(fresh.msqid, fresh);
+            }
+        }
+    }
+
+    /// A successful `msgctl(IPC_RMID)`: the queue is gone at once. Returns whether it was known.
+    pub fn queue_removed(&mut self, msqid: i32) -> bool {
+        self.queues.remove(&msqid).is_some()
+    }
+
+    pub fn queues(&self) -> impl Iterator<Item = &MessageQueue> + '_ {
+        self.queues.values()
+    }
+
     pub fn segments(&self) -> impl Iterator<Item = &Segment> + '_ {
         self.segments.values()
     }
@@ -162,6 +205,9 @@ impl Objects {
         for s in self.sets.values_mut() {
             s.inherited = true;
         }
+        for q in self.queues.values_mut() {
+            q.inherited = true;
+        }
     }
 }
 
@@ -175,6 +221,13 @@ impl Segment {
 
 impl SemaphoreSet {
     /// Created here and not inherited (a removed set is no longer in the table).
+    pub fn is_leak_candidate(&self) -> bool {
+        self.created && !self.inherited
+    }
+}
+
+impl MessageQueue {
+    /// Created here and not inherited (a removed queue is no longer in the table).
     pub fn is_leak_candidate(&self) -> bool {
         self.created && !self.inherited
     }

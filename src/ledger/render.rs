@@ -115,6 +115,13 @@ pub fn write_text(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Resul
             plural(sets, "semaphore set", "semaphore sets")
         ));
     }
+    let queues = n(report.queues.len());
+    if queues > 0 {
+        parts.push(format!(
+            "{queues} {}",
+            plural(queues, "message queue", "message queues")
+        ));
+    }
     let names = n(report.names.len());
     if names > 0 {
         parts.push(format!("{names} {}", plural(names, "name", "names")));
@@ -149,7 +156,7 @@ pub fn write_text(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Resul
         parts.join(", ")
     )?;
 
-    if segs > 0 || sets > 0 || names > 0 {
+    if segs > 0 || sets > 0 || queues > 0 || names > 0 {
         writeln!(
             out,
             "shmtrace[{pid}] outlive the process (created here, never removed: the kernel keeps them after exit):"
@@ -181,11 +188,28 @@ pub fn write_text(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Resul
                 ),
             ]);
         }
-        for s in &report.names {
-            let name = s.name.as_bytes().escape_ascii().to_string();
-            let path = format!("/dev/shm/{}", name.trim_start_matches('/'));
+        for q in &report.queues {
             rows.push(vec![
-                "shm name".to_string(),
+                "message queue".to_string(),
+                format!("msqid={}", q.msqid),
+                format!("key={}", Key(q.key)),
+                format!(
+                    "{} {}, {} bytes",
+                    q.messages,
+                    plural(q.messages, "message", "messages"),
+                    q.bytes
+                ),
+                format!(
+                    "created at {}: never removed, still exists (ipcrm -q {})",
+                    Site(q.site, &q.stack),
+                    q.msqid
+                ),
+            ]);
+        }
+        for s in &report.names {
+            let path = s.path();
+            rows.push(vec![
+                s.kind.label().to_string(),
                 path.clone(),
                 format!(
                     "created at {}: never unlinked, still exists (rm {path})",
@@ -236,22 +260,28 @@ pub fn write_text(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Resul
             out,
             "shmtrace[{pid}] mappings never unmapped, by call site (exit unmaps them silently):"
         )?;
-        let rows: Vec<Vec<String>> = report
-            .mappings
-            .iter()
-            .map(|m| {
-                vec![
-                    format!("{}:", Site(m.site, &m.stack)),
-                    format!("{} {},", m.count, plural(m.count, "mapping", "mappings")),
-                    format!("{} bytes", m.bytes),
-                ]
-            })
-            .collect();
+        let rows: Vec<Vec<String>> = report.mappings.iter().map(mapping_row).collect();
         write_rows(out, pid, &rows)?;
     }
     write_reachable_text(report, pid, out)?;
     write_retained_text(report, pid, out)?;
     write_findings_text(report, pid, out)
+}
+
+/// `0x55d0c0a01234: 2 mappings, 8192 bytes`, ending ` of memfd:NAME` for a shared memory
+/// object's.
+fn mapping_row(m: &MappingLeak) -> Vec<String> {
+    let object = m.object.as_bytes();
+    let of = if object.is_empty() {
+        String::new()
+    } else {
+        format!(" of {}", object.escape_ascii())
+    };
+    vec![
+        format!("{}:", Site(m.site, &m.stack)),
+        format!("{} {},", m.count, plural(m.count, "mapping", "mappings")),
+        format!("{} bytes{of}", m.bytes),
+    ]
 }
 
 /// Attachments and mappings something still points into, then what the scan cost (nothing
@@ -279,13 +309,7 @@ fn write_reachable_text(report: &Report, pid: i32, out: &mut impl Write) -> fmt:
                 ]
             })
             .collect();
-        rows.extend(report.reachable.iter().map(|m| {
-            vec![
-                format!("{}:", Site(m.site, &m.stack)),
-                format!("{} {},", m.count, plural(m.count, "mapping", "mappings")),
-                format!("{} bytes", m.bytes),
-            ]
-        }));
+        rows.extend(report.reachable.iter().map(mapping_row));
         write_rows(out, pid, &rows)?;
     }
     match report.scanned {
@@ -388,13 +412,36 @@ pub fn write_json(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Resul
         )?;
     }
     out.write_char(']')?;
+    if !report.queues.is_empty() {
+        out.write_str(r#","queues":["#)?;
+        for (i, q) in report.queues.iter().enumerate() {
+            comma(out, i)?;
+            write!(
+                out,
+                r#"{{"msqid":{},"key":"{}","messages":{},"bytes":{},"site":"{:#x}"{}}}"#,
+                q.msqid,
+                Key(q.key),
+                q.messages,
+                q.bytes,
+                q.site,
+                JsonStack(&q.stack)
+            )?;
+        }
+        out.write_char(']')?;
+    }
     if !report.names.is_empty() {
         out.write_str(r#","names":["#)?;
         for (i, s) in report.names.iter().enumerate() {
             comma(out, i)?;
             out.write_str(r#"{"name":""#)?;
             json_escaped(out, &String::from_utf8_lossy(s.name.as_bytes()))?;
-            write!(out, r#"","site":"{:#x}"{}}}"#, s.site, JsonStack(&s.stack))?;
+            write!(
+                out,
+                r#"","kind":"{}","site":"{:#x}"{}}}"#,
+                s.kind.key(),
+                s.site,
+                JsonStack(&s.stack)
+            )?;
         }
         out.write_char(']')?;
     }
@@ -460,14 +507,13 @@ fn write_mappings_json(out: &mut impl Write, mappings: &[MappingLeak]) -> fmt::R
     out.write_char('[')?;
     for (i, m) in mappings.iter().enumerate() {
         comma(out, i)?;
-        write!(
-            out,
-            r#"{{"site":"{:#x}"{},"count":{},"bytes":{}}}"#,
-            m.site,
-            JsonStack(&m.stack),
-            m.count,
-            m.bytes
-        )?;
+        write!(out, r#"{{"site":"{:#x}"{}"#, m.site, JsonStack(&m.stack))?;
+        if !m.object.as_bytes().is_empty() {
+            out.write_str(r#","object":""#)?;
+            json_escaped(out, &String::from_utf8_lossy(m.object.as_bytes()))?;
+            out.write_char('"')?;
+        }
+        write!(out, r#","count":{},"bytes":{}}}"#, m.count, m.bytes)?;
     }
     out.write_char(']')
 }

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use super::regions::Kind;
-use super::{Ledger, ObjectKind};
+use super::{Ledger, NameKind, ObjectKind};
 use shmtrace_core::trace::event::{Name, Stack};
 
 /// A segment this process created, never removed, and the kernel still has.
@@ -33,14 +33,50 @@ pub struct SemaphoreLeak {
     pub stack: Stack,
 }
 
-/// A POSIX shared memory name this process created, never unlinked, and `/dev/shm` still
-/// has.
+/// A message queue this process created, never removed, and the kernel still has, with what
+/// it still holds (`IPC_STAT` at report time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueLeak {
+    pub msqid: i32,
+    pub key: i32,
+    /// Messages still queued (`msg_qnum`).
+    pub messages: u64,
+    /// Bytes of message text still queued (`msg_cbytes`).
+    pub bytes: u64,
+    pub site: u64,
+    pub stack: Stack,
+}
+
+/// A POSIX shared memory or semaphore name this process created, never unlinked, and
+/// `/dev/shm` still has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NameLeak {
-    /// As `shm_open` was given it (`/NAME`).
+    pub kind: NameKind,
+    /// As `shm_open` or `sem_open` was given it (`/NAME`).
     pub name: Name,
     pub site: u64,
     pub stack: Stack,
+}
+
+impl NameLeak {
+    /// Where glibc keeps it: `/dev/shm/NAME`, or `/dev/shm/sem.NAME` for a semaphore (bytes
+    /// outside printable ASCII escaped).
+    pub fn path(&self) -> String {
+        let name = self.name.as_bytes().escape_ascii().to_string();
+        let prefix = self.kind.file_prefix();
+        format!("/dev/shm/{prefix}{}", name.trim_start_matches('/'))
+    }
+}
+
+/// A named semaphore this process opened and never closed (as often as it opened it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenSemaphore {
+    /// The address `sem_open` returned.
+    pub addr: u64,
+    /// `sem_open` calls not matched by a `sem_close`.
+    pub opens: u64,
+    /// The first `sem_open`.
+    pub site: u64,
 }
 
 /// An attachment this process made and never detached.
@@ -64,6 +100,9 @@ pub struct AttachmentLeak {
 pub struct MappingLeak {
     pub site: u64,
     pub stack: Stack,
+    /// The shared memory object mapped (`/dev/shm/NAME`, `memfd:NAME`); empty for anonymous
+    /// memory and other files. One site mapping two objects is two entries.
+    pub object: Name,
     /// Live regions: a mapping split by a partial `munmap` counts as two, as in
     /// `/proc/self/maps`.
     pub count: u64,
@@ -122,6 +161,8 @@ pub struct Scanned {
 pub struct Report {
     pub segments: Vec<SegmentLeak>,
     pub semaphores: Vec<SemaphoreLeak>,
+    /// Filled by the caller of [`Ledger::report`] from [`Ledger::queues_left`].
+    pub queues: Vec<QueueLeak>,
     /// Filled by the caller of [`Ledger::report`] from [`Ledger::names_left`].
     pub names: Vec<NameLeak>,
     /// Lost attachments: nothing in the process points into them.
@@ -160,6 +201,7 @@ impl Report {
         let n = |len: usize| u64::try_from(len).unwrap_or(u64::MAX);
         let lost = n(self.segments.len())
             .saturating_add(n(self.semaphores.len()))
+            .saturating_add(n(self.queues.len()))
             .saturating_add(n(self.names.len()))
             .saturating_add(n(self.attachments.len()))
             .saturating_add(self.mapping_count());
@@ -259,6 +301,31 @@ impl Ledger {
     /// while this one still has it attached).
     pub fn report(&self, alive: impl Fn(ObjectKind, i32) -> bool) -> Report {
         self.report_scoped(alive, 0, |_| true)
+    }
+
+    /// The message queues this process created in epoch `since` or later and never removed
+    /// that the kernel still has, by msqid. `stat` asks the kernel (`IPC_STAT`): `None` when
+    /// the queue is gone, else the messages and bytes it still holds.
+    pub fn queues_left(
+        &self,
+        since: u32,
+        stat: impl Fn(i32) -> Option<(u64, u64)>,
+    ) -> Vec<QueueLeak> {
+        self.objects
+            .queues()
+            .filter(|q| q.epoch >= since && q.is_leak_candidate())
+            .filter_map(|q| {
+                let (messages, bytes) = stat(q.msqid)?;
+                Some(QueueLeak {
+                    msqid: q.msqid,
+                    key: q.key,
+                    messages,
+                    bytes,
+                    site: q.site,
+                    stack: self.stack(q.stack),
+                })
+            })
+            .collect()
     }
 
     /// The regions the report would list as attachments or mappings, in address order: what
@@ -379,6 +446,7 @@ impl Ledger {
                 .map(|(site, (count, bytes))| MappingLeak {
                     site: self.sites.addr(site),
                     stack: self.stack(self.sites.stack_of(site)),
+                    object: Name::from_bytes(self.sites.object_of(site)),
                     count,
                     bytes,
                 })
@@ -388,6 +456,7 @@ impl Ledger {
                     .cmp(&a.bytes)
                     .then(a.site.cmp(&b.site))
                     .then_with(|| a.stack.as_slice().cmp(b.stack.as_slice()))
+                    .then_with(|| a.object.as_bytes().cmp(b.object.as_bytes()))
             });
             out
         };
@@ -413,6 +482,7 @@ mod tests {
         MappingLeak {
             site,
             stack: Stack::from_slice(stack),
+            object: Name::new(),
             count,
             bytes,
         }

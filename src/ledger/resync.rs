@@ -123,7 +123,7 @@ impl Ledger {
                     && flags & libc::MAP_FIXED_NOREPLACE == 0
                     && ev.args[0].saturating_add(ev.args[1]) <= MAX_USER_ADDRESS =>
             {
-                let granule = super::memory::granule(flags, libc::MAP_HUGETLB, facts);
+                let granule = super::memory::file_granule(flags, facts);
                 let start = ev.args[0] & !(granule - 1);
                 let end = round_up(ev.args[0].saturating_add(ev.args[1]), granule);
                 Some(Unsure::range(start, end))
@@ -145,11 +145,17 @@ impl Ledger {
                     .map_or(page, |(_, v)| self.page_of(v.meta, facts));
                 let len = round_up(ev.args[1].min(ev.args[2]), granule);
                 let new_len = round_up(ev.args[2], granule);
+                // A shrink unmaps its tail before it moves; one that cannot split a hugetlb VMA
+                // at the tail's end may have split another at its start (a tail past any user
+                // address space is refused first).
+                let old_end = old.saturating_add(round_up(ev.args[1], granule));
+                let source_end = if old_end <= MAX_USER_ADDRESS {
+                    old_end.max(old.saturating_add(len))
+                } else {
+                    old.saturating_add(len)
+                };
                 Some(Unsure {
-                    ranges: [
-                        (new, new.saturating_add(new_len)),
-                        (old, old.saturating_add(len)),
-                    ],
+                    ranges: [(new, new.saturating_add(new_len)), (old, source_end)],
                     target_first: true,
                     moved: Some((old, new, len)),
                     copies: flags & libc::MREMAP_DONTUNMAP != 0,
@@ -195,7 +201,15 @@ impl Ledger {
             | Func::Semtimedop
             | Func::Semctl
             | Func::ShmOpen
-            | Func::ShmUnlink => None,
+            | Func::ShmUnlink
+            | Func::MemfdCreate
+            | Func::SemOpen
+            | Func::SemClose
+            | Func::SemUnlink
+            | Func::Msgget
+            | Func::Msgsnd
+            | Func::Msgrcv
+            | Func::Msgctl => None,
         };
     }
 
@@ -241,13 +255,21 @@ impl Ledger {
             .moved
             .filter(|&(old, _, len)| !overlap((old, old.saturating_add(len)), unsure.ranges[0]));
         if let (Some((old, new, len)), [dst, src, ..]) = (moved, views) {
+            let end = old.saturating_add(len);
+            let stop = if unsure.copies {
+                self.copies_end(src, copied, old, end)
+            } else {
+                // What the kernel did not move is still in the source.
+                src.mapped_in(old, end).next().map_or(end, |(s, _)| s)
+            };
             for &(a, b) in copied {
-                if a >= old && b <= old.saturating_add(len) {
+                let (a, b) = (a.max(old), b.min(stop));
+                if a < b {
                     self.move_pieces(a, b, new.saturating_add(a - old));
                 }
             }
             // Source pieces gone while their target is mapped moved before the failure.
-            for (a, b) in src.unmapped_in(old, old.saturating_add(len)) {
+            for (a, b) in src.unmapped_in(old, stop) {
                 let (ta, tb) = (new.saturating_add(a - old), new.saturating_add(b - old));
                 if dst.covers(ta, tb) && self.regions.first_overlap(a, b).is_some() {
                     self.move_pieces(a, b, ta);
@@ -271,6 +293,54 @@ impl Ledger {
                 self.forget_replaced(vma, ev);
             }
         }
+    }
+
+    /// Where the kernel stopped copying a failed move that keeps its source
+    /// (`MREMAP_DONTUNMAP`, source `[old, end)` as `src` shows it). It moves the source's VMAs
+    /// one by one in address order and stops at the first it cannot move: a System V attachment
+    /// that is not the only VMA of the range, and any hugetlb VMA (which cannot be kept), are
+    /// refused before their part of the target is touched; so is a source that begins in a
+    /// hole. The copies are a prefix: a target that already held the same segment at the same
+    /// offsets beyond it is no copy.
+    fn copies_end(&self, src: &KernelView<'_>, copied: &[(u64, u64)], old: u64, end: u64) -> u64 {
+        let covered = |a: u64, b: u64| {
+            let mut pos = a;
+            while let Some(&(_, e)) = copied.iter().find(|&&(s, e)| s <= pos && e > pos) {
+                pos = e;
+                if pos >= b {
+                    return true;
+                }
+            }
+            false
+        };
+        let mut vmas = src
+            .vmas
+            .iter()
+            .filter(|v| v.end > old && v.start < end)
+            .peekable();
+        if vmas.peek().is_none_or(|v| v.start > old) {
+            return old;
+        }
+        for (i, vma) in vmas.enumerate() {
+            let alone = i == 0 && vma.end >= end;
+            if (vma.shmid.is_some() && !alone)
+                || self.hugetlb_at(vma.start)
+                || !covered(vma.start, vma.end.min(end))
+            {
+                return vma.start.max(old);
+            }
+        }
+        end.min(src.end)
+    }
+
+    /// Whether the ledger knows `addr` as part of a hugetlb mapping.
+    fn hugetlb_at(&self, addr: u64) -> bool {
+        self.regions
+            .containing(addr)
+            .is_some_and(|(_, v)| match v.meta.slot() {
+                Some(slot) => self.attachments.get(slot).is_some_and(|a| a.page > 0),
+                None => v.meta.page_shift() > 0,
+            })
     }
 
     /// Regions in `vma` that the kernel shows are something else now (another segment or

@@ -3,7 +3,9 @@
 //! A site is a caller's return address and, with `SHMTRACE_STACK`, the stack above it: the same
 //! call reached through two call chains is two sites, so that the report can tell them apart.
 //! Stacks are interned too (a 4-byte id, 0 for none) for the records that keep their own site
-//! address (SysV objects, attachments).
+//! address (SysV objects, attachments). A mapping of a shared memory object has the object in
+//! its site (`/dev/shm/NAME`, `memfd:NAME`, interned the same way), so the report names it and
+//! one call site mapping two objects is two entries, at no cost to a region.
 //!
 //! `BTreeMap`s rather than `HashMap`s: std's hasher seeds itself with `getrandom`, a syscall
 //! this pure module must not make from inside a hook.
@@ -12,16 +14,19 @@ use std::collections::BTreeMap;
 
 #[derive(Default)]
 pub struct Sites {
-    /// Per site index: its address and stack id.
-    sites: Vec<(u64, u32)>,
-    index: BTreeMap<(u64, u32), u32>,
+    /// Per site index: its address, stack id and object id.
+    sites: Vec<(u64, u32, u32)>,
+    index: BTreeMap<(u64, u32, u32), u32>,
     /// Stack id `n` (from 1) is `stacks[n - 1]`.
     stacks: Vec<Box<[u64]>>,
     stack_index: BTreeMap<Box<[u64]>, u32>,
-    /// The last site interned, `(addr, stack, index)`: a program maps from a few call sites,
-    /// most often from the same one as just before. Indexes never change, so it never goes
-    /// stale.
-    last: Option<(u64, u32, u32)>,
+    /// Object id `n` (from 1) is `objects[n - 1]`.
+    objects: Vec<Box<[u8]>>,
+    object_index: BTreeMap<Box<[u8]>, u32>,
+    /// The last site interned, `((addr, stack, object), index)`: a program maps from a few
+    /// call sites, most often from the same one as just before. Indexes never change, so it
+    /// never goes stale.
+    last: Option<((u64, u32, u32), u32)>,
 }
 
 /// The index given when the table is full; it reads back as site 0 ("unknown").
@@ -30,6 +35,9 @@ const OVERFLOW: u32 = u32::MAX;
 /// The stack id of "no stack" (and of a stack that did not fit in the table).
 pub const NO_STACK: u32 = 0;
 
+/// The object id of a mapping of no shared memory object.
+pub const NO_OBJECT: u32 = 0;
+
 impl Sites {
     pub const fn new() -> Sites {
         Sites {
@@ -37,8 +45,39 @@ impl Sites {
             index: BTreeMap::new(),
             stacks: Vec::new(),
             stack_index: BTreeMap::new(),
+            objects: Vec::new(),
+            object_index: BTreeMap::new(),
             last: None,
         }
+    }
+
+    /// The id of the object named `name`; [`NO_OBJECT`] for none.
+    pub fn intern_object(&mut self, name: &[u8]) -> u32 {
+        if name.is_empty() {
+            return NO_OBJECT;
+        }
+        if let Some(&id) = self.object_index.get(name) {
+            return id;
+        }
+        let Some(id) = u32::try_from(self.objects.len())
+            .ok()
+            .and_then(|n| n.checked_add(1))
+        else {
+            return NO_OBJECT;
+        };
+        let name: Box<[u8]> = name.into();
+        self.objects.push(name.clone());
+        self.object_index.insert(name, id);
+        id
+    }
+
+    /// The object site `index` maps (empty for none).
+    pub fn object_of(&self, index: u32) -> &[u8] {
+        self.sites
+            .get(index as usize)
+            .and_then(|s| s.2.checked_sub(1))
+            .and_then(|i| self.objects.get(i as usize))
+            .map_or(&[][..], |name| &name[..])
     }
 
     /// The id of `frames`; [`NO_STACK`] for none.
@@ -69,22 +108,23 @@ impl Sites {
     }
 
     /// The index of the site `addr` reached through stack `stack` (an id from
-    /// [`Sites::intern_stack`]).
-    pub fn intern(&mut self, addr: u64, stack: u32) -> u32 {
-        if let Some((a, s, i)) = self.last
-            && (a, s) == (addr, stack)
+    /// [`Sites::intern_stack`]) mapping `object` (an id from [`Sites::intern_object`]).
+    pub fn intern(&mut self, addr: u64, stack: u32, object: u32) -> u32 {
+        let key = (addr, stack, object);
+        if let Some((k, i)) = self.last
+            && k == key
         {
             return i;
         }
-        let i = self.intern_new(addr, stack);
+        let i = self.intern_new(key);
         if i != OVERFLOW {
-            self.last = Some((addr, stack, i));
+            self.last = Some((key, i));
         }
         i
     }
 
-    fn intern_new(&mut self, addr: u64, stack: u32) -> u32 {
-        if let Some(&i) = self.index.get(&(addr, stack)) {
+    fn intern_new(&mut self, key: (u64, u32, u32)) -> u32 {
+        if let Some(&i) = self.index.get(&key) {
             return i;
         }
         let Ok(i) = u32::try_from(self.sites.len()) else {
@@ -93,8 +133,8 @@ impl Sites {
         if i == OVERFLOW {
             return OVERFLOW;
         }
-        self.sites.push((addr, stack));
-        self.index.insert((addr, stack), i);
+        self.sites.push(key);
+        self.index.insert(key, i);
         i
     }
 
@@ -115,20 +155,28 @@ mod tests {
     #[test]
     fn interning_dedups() {
         let mut s = Sites::new();
-        let a = s.intern(0x55d0_c0a0_1234, NO_STACK);
-        let b = s.intern(0x55d0_c0a0_1248, NO_STACK);
+        let a = s.intern(0x55d0_c0a0_1234, NO_STACK, NO_OBJECT);
+        let b = s.intern(0x55d0_c0a0_1248, NO_STACK, NO_OBJECT);
         assert_ne!(a, b);
-        assert_eq!(s.intern(0x55d0_c0a0_1234, NO_STACK), a);
+        assert_eq!(s.intern(0x55d0_c0a0_1234, NO_STACK, NO_OBJECT), a);
         assert_eq!(
-            s.intern(0x55d0_c0a0_1234, NO_STACK),
+            s.intern(0x55d0_c0a0_1234, NO_STACK, NO_OBJECT),
             a,
             "the same site again"
         );
-        assert_eq!(s.intern(0x55d0_c0a0_1234, 1), s.intern(0x55d0_c0a0_1234, 1));
+        assert_eq!(
+            s.intern(0x55d0_c0a0_1234, 1, NO_OBJECT),
+            s.intern(0x55d0_c0a0_1234, 1, NO_OBJECT)
+        );
         assert_ne!(
-            s.intern(0x55d0_c0a0_1234, 1),
+            s.intern(0x55d0_c0a0_1234, 1, NO_OBJECT),
             a,
             "the same caller, another stack"
+        );
+        assert_ne!(
+            s.intern(0x55d0_c0a0_1234, 1, 1),
+            s.intern(0x55d0_c0a0_1234, 1, NO_OBJECT),
+            "the same caller and stack, another object"
         );
         assert_eq!(s.addr(a), 0x55d0_c0a0_1234);
         assert_eq!(s.addr(b), 0x55d0_c0a0_1248);
@@ -149,15 +197,35 @@ mod tests {
         assert_eq!(s.stack(NO_STACK), &[] as &[u64]);
         assert_eq!(s.stack(99), &[] as &[u64]);
 
-        let plain = s.intern(0x1234, NO_STACK);
-        let via_x = s.intern(0x1234, x);
-        let via_y = s.intern(0x1234, y);
+        let plain = s.intern(0x1234, NO_STACK, NO_OBJECT);
+        let via_x = s.intern(0x1234, x, NO_OBJECT);
+        let via_y = s.intern(0x1234, y, NO_OBJECT);
         assert!(plain != via_x && via_x != via_y && plain != via_y);
-        assert_eq!(s.intern(0x1234, x), via_x);
+        assert_eq!(s.intern(0x1234, x, NO_OBJECT), via_x);
         for i in [plain, via_x, via_y] {
             assert_eq!(s.addr(i), 0x1234);
         }
         assert_eq!(s.stack_of(via_y), y);
         assert_eq!(s.stack_of(plain), NO_STACK);
+    }
+
+    #[test]
+    fn one_caller_mapping_two_objects_is_two_sites() {
+        let mut s = Sites::new();
+        assert_eq!(s.intern_object(b""), NO_OBJECT);
+        let ring = s.intern_object(b"memfd:ring");
+        let psm = s.intern_object(b"/dev/shm/psm_1");
+        assert!(ring != NO_OBJECT && psm != NO_OBJECT && ring != psm);
+        assert_eq!(s.intern_object(b"memfd:ring"), ring);
+        let plain = s.intern(0x1234, NO_STACK, NO_OBJECT);
+        let of_ring = s.intern(0x1234, NO_STACK, ring);
+        let of_psm = s.intern(0x1234, NO_STACK, psm);
+        assert!(plain != of_ring && of_ring != of_psm && plain != of_psm);
+        assert_eq!(s.intern(0x1234, NO_STACK, ring), of_ring);
+        assert_eq!(s.object_of(of_ring), b"memfd:ring");
+        assert_eq!(s.object_of(of_psm), b"/dev/shm/psm_1");
+        assert_eq!(s.object_of(plain), b"");
+        assert_eq!(s.object_of(OVERFLOW), b"");
+        assert_eq!(s.addr(of_psm), 0x1234);
     }
 }

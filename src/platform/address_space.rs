@@ -4,7 +4,7 @@
 
 use core::ffi::c_int;
 
-use crate::platform::{alloc, errno, mapped_log, modules};
+use crate::platform::{alloc, errno, line_log, mapped_log, modules};
 
 /// One line of `/proc/self/maps`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -220,6 +220,7 @@ pub fn own_memory() -> (Vec<(u64, u64)>, u64) {
     let mut own: Vec<(u64, u64)> = pages
         .into_iter()
         .chain(mapped_log::mapping())
+        .chain(line_log::mapping())
         .map(|(start, len)| (start as u64, start.saturating_add(len) as u64))
         .collect();
     own.extend(module_data());

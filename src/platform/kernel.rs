@@ -62,6 +62,43 @@ pub fn segment_key_exists(key: libc::key_t) -> bool {
     found || crate::platform::errno::get() != libc::ENOENT
 }
 
+/// What `IPC_STAT` says of a message queue.
+pub struct QueueStat {
+    /// Messages in the queue (`msg_qnum`).
+    pub messages: u64,
+    /// Bytes of message text in the queue (`msg_cbytes`).
+    pub bytes: u64,
+    pub creator_uid: u32,
+}
+
+/// `IPC_STAT` of a message queue, if it exists and we may read it. Keeps errno.
+pub fn queue_stat(msqid: i32) -> Option<QueueStat> {
+    let saved = crate::platform::errno::get();
+    let mut ds = MaybeUninit::<libc::msqid_ds>::zeroed();
+    // SAFETY: `ds` is a writable msqid_ds owned by this frame.
+    let rc = unsafe { real::msgctl(msqid, libc::IPC_STAT, ds.as_mut_ptr()) };
+    crate::platform::errno::set(saved);
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: IPC_STAT succeeded and filled the (zeroed) structure.
+    let ds = unsafe { ds.assume_init() };
+    Some(QueueStat {
+        messages: ds.msg_qnum,
+        bytes: ds.__msg_cbytes,
+        creator_uid: ds.msg_perm.cuid,
+    })
+}
+
+/// Whether a message queue with this key exists now (asked just before an `IPC_CREAT` without
+/// `IPC_EXCL`, to tell creating from opening). Clobbers errno; the hooks restore the caller's.
+pub fn queue_key_exists(key: libc::key_t) -> bool {
+    // SAFETY: msgget without flags only looks the key up.
+    let found = unsafe { real::msgget(key, 0) >= 0 };
+    // EACCES and the like mean it exists but is not ours to open.
+    found || crate::platform::errno::get() != libc::ENOENT
+}
+
 /// The smallest huge page of this architecture: a hugetlb mapping always starts on a multiple of
 /// it (2 MiB on x86-64; 64 KiB covers arm64's contiguous-PTE sizes and the others).
 #[cfg(target_arch = "x86_64")]

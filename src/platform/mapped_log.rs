@@ -186,7 +186,7 @@ fn starts_like_a_log(fd: c_int, size: usize) -> bool {
     head[..want] == binary::MAGIC[..want] || head[..want].iter().all(|&b| b == 0)
 }
 
-fn map_region(fd: c_int) -> Option<(*mut u8, usize)> {
+pub(super) fn map_region(fd: c_int) -> Option<(*mut u8, usize)> {
     // Under an address-space limit, the log takes at most a sixteenth of it: the program's
     // own mappings come first.
     let mut limit = libc::rlimit {
@@ -421,7 +421,7 @@ fn identity(fd: c_int) -> Option<(u64, u64)> {
     Some((st.st_dev, st.st_ino))
 }
 
-fn file_size_limit() -> usize {
+pub(super) fn file_size_limit() -> usize {
     let mut limit = libc::rlimit {
         rlim_cur: libc::RLIM_INFINITY,
         rlim_max: libc::RLIM_INFINITY,
@@ -467,7 +467,7 @@ pub fn call_started(ev: &Event) {
     if base.is_null() {
         return;
     }
-    let size = binary::call_size(ev.func, ev.stack().len());
+    let size = binary::call_size(ev.func, &ev.args, ev.stack().len());
     let Some(at) = reserve(base, size) else {
         // Counted as lost once: its return is not to be stored (nor counted) either.
         let _ = CURRENT.try_with(|c| c.set(NOT_STORED));
@@ -490,7 +490,7 @@ pub fn call_returned(ev: &Event) {
     if base.is_null() {
         return;
     }
-    let size = binary::call_size(ev.func, ev.stack().len());
+    let size = binary::call_size(ev.func, &ev.args, ev.stack().len());
     let started = CURRENT.try_with(|c| c.replace(0)).unwrap_or(0);
     if started == NOT_STORED {
         return;

@@ -1,13 +1,15 @@
-//! Where records go: a file descriptor written with one `write(2)` per record, so records from
-//! threads and forked children never interleave (`O_APPEND` makes each write land whole at the
-//! end of a file; a pipe or terminal keeps writes under `PIPE_BUF` whole); or, with
-//! `SHMTRACE_FORMAT=binary`, the binary log mapped into memory (`mapped_log`).
+//! Where records go: a text or JSON log in a regular file is written through a shared mapping
+//! of the file (`line_log`: one copy per record, no system call; records from threads and
+//! processes never interleave, each has its own range of the file); stderr, a pipe or a
+//! terminal gets one `write(2)` per record (a pipe or terminal keeps writes under `PIPE_BUF`
+//! whole; `O_APPEND` keeps a file's whole); or, with `SHMTRACE_FORMAT=binary`, the binary log
+//! mapped into memory (`mapped_log`).
 
 use core::cell::UnsafeCell;
 use core::ffi::c_int;
 use core::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
-use crate::platform::{errno, mapped_log};
+use crate::platform::{errno, line_log, mapped_log};
 use shmtrace_core::trace::event::{Event, Phase};
 use shmtrace_core::trace::format::Format;
 use shmtrace_core::trace::linebuf::LineBuf;
@@ -74,9 +76,16 @@ pub fn use_binary_path(template: &[u8]) -> Result<(), i32> {
 /// Opens the log file named by `template`; on failure returns the errno and changes nothing.
 pub fn use_path(template: &[u8]) -> Result<(), i32> {
     set_template(template)?;
-    let fd = open_template()?;
-    FD.store(fd, Ordering::Release);
+    use_file(open_template()?);
     Ok(())
+}
+
+/// Records go to `fd`: through a mapping when it is a regular file (see `open_template`).
+fn use_file((fd, regular): (c_int, bool)) {
+    if regular {
+        line_log::open(fd);
+    }
+    FD.store(fd, Ordering::Release);
 }
 
 fn set_template(template: &[u8]) -> Result<(), i32> {
@@ -116,11 +125,14 @@ pub fn reopen_after_fork() {
         return;
     }
     if !per_pid {
+        // Parent and child share the file; each writes in chunks of its own.
+        line_log::continue_in_child();
         return;
     }
     let old = FD.load(Ordering::Acquire);
+    line_log::drop_in_child();
     match open_template() {
-        Ok(fd) => FD.store(fd, Ordering::Release),
+        Ok(opened) => use_file(opened),
         Err(_) => use_stderr(),
     }
     if old > libc::STDERR_FILENO {
@@ -140,26 +152,49 @@ fn expanded_path(path: &mut [u8; 2 * PATH_MAX]) -> Result<usize, i32> {
     Ok(len)
 }
 
-fn open_template() -> Result<c_int, i32> {
+/// Opens the log file; the descriptor, and whether it is a regular file opened for reading
+/// too (what a shared mapping needs).
+fn open_template() -> Result<(c_int, bool), i32> {
     let mut path = [0u8; 2 * PATH_MAX];
     expanded_path(&mut path)?;
     // O_NONBLOCK only for the open: a FIFO nobody reads would otherwise block the program
     // forever (it fails with ENXIO instead, and the log falls back to stderr).
-    let flags = libc::O_WRONLY
-        | libc::O_CREAT
-        | libc::O_APPEND
-        | libc::O_CLOEXEC
-        | libc::O_NOFOLLOW
-        | libc::O_NONBLOCK;
-    // SAFETY: `path` is NUL-terminated; mode 0600 because a log may reveal a program's keys,
-    // ids and addresses.
-    let fd = unsafe { libc::open(path.as_ptr().cast(), flags, 0o600 as libc::c_uint) };
+    let flags =
+        libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK;
+    // A regular file is opened for reading and writing, to be mapped; anything else (a FIFO,
+    // which O_RDWR would open without a reader, a device, a file we may only write) as before.
+    let fd = open_log(&path, flags | libc::O_RDWR);
+    if fd >= 0 {
+        if is_regular(fd) {
+            return Ok((fd, true));
+        }
+        // SAFETY: opened just above, not published.
+        unsafe { libc::close(fd) };
+    }
+    let fd = open_log(&path, flags | libc::O_WRONLY);
     if fd < 0 {
         return Err(errno::get());
     }
-    // SAFETY: `fd` was just opened here; F_SETFL only changes its status flags.
-    unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_APPEND) };
-    Ok(fd)
+    Ok((fd, false))
+}
+
+fn open_log(path: &[u8], flags: c_int) -> c_int {
+    // SAFETY: `path` is NUL-terminated; mode 0600 because a log may reveal a program's keys,
+    // ids and addresses.
+    let fd = unsafe { libc::open(path.as_ptr().cast(), flags, 0o600 as libc::c_uint) };
+    if fd >= 0 {
+        // SAFETY: `fd` was just opened here; F_SETFL only changes its status flags (the
+        // non-blocking mode was for the open only).
+        unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_APPEND) };
+    }
+    fd
+}
+
+fn is_regular(fd: c_int) -> bool {
+    // SAFETY: an all-zero `stat` is a valid value to be overwritten.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: `fd` is open and `st` writable.
+    unsafe { libc::fstat(fd, &mut st) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFREG }
 }
 
 /// Writes `template` into `out` with every `%p` replaced by `pid`; `None` if it does not fit.
@@ -208,10 +243,24 @@ pub fn write_record(bytes: &[u8]) {
         mapped_log::other(shmtrace_core::trace::binary::KIND_OTHER, bytes, bytes);
         return;
     }
+    write_line(bytes);
+}
+
+/// One text or JSON record (or report) to the log file or descriptor.
+fn write_line(bytes: &[u8]) {
+    if line_log::active() {
+        line_log::append(bytes);
+        return;
+    }
     let fd = FD.load(Ordering::Acquire);
     if fd >= 0 {
         write_fd(fd, bytes);
     }
+}
+
+/// At exit: a log file is left without blank lines after the last record where it can be.
+pub fn finish() {
+    line_log::give_back_rest();
 }
 
 /// A buffer a record is rendered into: a `String` (any length, private heap) or a `LineBuf`
@@ -253,11 +302,10 @@ pub fn write_other<B: RecordBuf>(kind: u32, mut render: impl FnMut(Format, &mut 
         mapped_log::other(kind, text.bytes(), json.bytes());
         return;
     }
-    let fd = FD.load(Ordering::Acquire);
-    if fd >= 0 {
+    if FD.load(Ordering::Acquire) >= 0 {
         let mut out = B::empty();
         render(crate::platform::config::format(), &mut out);
-        write_fd(fd, out.bytes());
+        write_line(out.bytes());
     }
 }
 

@@ -5,13 +5,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::holdings::Holdings;
-use super::model::{CallStat, Kind};
-use crate::logs::{Call, ExitReport, Finding, Micros, Pos, Record, Start};
+use super::model::{CallStat, Kind, NameKind};
+use crate::logs::{Call, ExitReport, Finding, Loaded, Micros, Pos, Record, Start};
 
 /// How many early call sites of a process are kept to recognise the image it inherited.
 const EARLY_SITES: usize = 16;
 
-/// A SysV object created by a successful shmget/semget.
+/// A SysV object created by a successful shmget/semget/msgget.
 pub(super) struct Creation {
     pub(super) kind: Kind,
     pub(super) id: i64,
@@ -27,8 +27,10 @@ pub(super) struct Creation {
     pub(super) stack: Vec<u64>,
 }
 
-/// A POSIX shared memory name created (`shm_open` that created it) or unlinked.
+/// A POSIX shared memory or semaphore name created (`shm_open`, `sem_open` that created it)
+/// or unlinked.
 pub(super) struct NameEvent {
+    pub(super) kind: NameKind,
     pub(super) name: String,
     pub(super) created: bool,
     pub(super) pid: i32,
@@ -66,6 +68,8 @@ pub(super) struct Collector {
     pub(super) stats: BTreeMap<(i32, String), CallStat>,
     pub(super) seen: HashMap<i32, Seen>,
     pub(super) findings: Vec<(Pos, Finding)>,
+    /// Modules loaded after a start record, listed when the image ended.
+    pub(super) loaded: Vec<(Pos, Loaded)>,
     /// Every process that got, attached, operated on or controlled each SysV id.
     pub(super) users: HashMap<(Kind, i64), BTreeSet<i32>>,
     pub(super) holdings: Holdings,
@@ -79,6 +83,7 @@ impl Collector {
             Record::Enter(c) | Record::Call(c) => (c.pid, c.ts),
             Record::Report(r) => (r.pid, Micros::MAX),
             Record::Finding(f) => (f.pid, f.ts),
+            Record::Modules(l) => (l.pid, l.ts),
         };
         let seen = self.seen.entry(pid).or_insert_with(|| Seen {
             first_ts: Micros::MAX,
@@ -114,6 +119,7 @@ impl Collector {
                 self.reports.insert(r.pid, (pos, r));
             }
             Record::Finding(f) => self.findings.push((pos, f)),
+            Record::Modules(l) => self.loaded.push((pos, l)),
         }
     }
 
@@ -156,20 +162,28 @@ impl Collector {
             "semop" | "semtimedop" | "semctl" => {
                 c.arg_i64("semid").map(|id| (Kind::SemaphoreSet, id))
             }
+            "msgget" => c.ret_i64().map(|id| (Kind::MessageQueue, id)),
+            "msgsnd" | "msgrcv" | "msgctl" => c.arg_i64("msqid").map(|id| (Kind::MessageQueue, id)),
             _ => None,
         };
         if let Some(key) = used {
             self.users.entry(key).or_default().insert(c.pid);
         }
         match c.func.as_str() {
-            "shm_open" | "shm_unlink" => {
-                let created = c.func == "shm_open";
+            "shm_open" | "shm_unlink" | "sem_open" | "sem_unlink" => {
+                let created = c.func.ends_with("_open");
+                let kind = if c.func.starts_with("sem_") {
+                    NameKind::Semaphore
+                } else {
+                    NameKind::Shm
+                };
                 // Only a creation or an unlink changes what outlives the run.
                 if created && c.created != Some(true) {
                     return;
                 }
                 if let Some(name) = c.arg_str("name") {
                     self.names.push(NameEvent {
+                        kind,
                         name: name.to_string(),
                         created,
                         pid: c.pid,
@@ -180,14 +194,15 @@ impl Collector {
                     });
                 }
             }
-            "shmget" | "semget" => {
+            "shmget" | "semget" | "msgget" => {
                 let Some(id) = c.ret_i64().filter(|id| *id >= 0) else {
                     return;
                 };
-                let (kind, size_key, flags_key) = if c.func == "shmget" {
-                    (Kind::Segment, "size", "shmflg")
-                } else {
-                    (Kind::SemaphoreSet, "nsems", "semflg")
+                let (kind, size_key, flags_key) = match c.func.as_str() {
+                    "shmget" => (Kind::Segment, "size", "shmflg"),
+                    "semget" => (Kind::SemaphoreSet, "nsems", "semflg"),
+                    // A queue has no size; what it holds is the kernel's at report time.
+                    _ => (Kind::MessageQueue, "", "msgflg"),
                 };
                 self.creations.push(Creation {
                     kind,
@@ -206,15 +221,15 @@ impl Collector {
                     stack: c.stack,
                 });
             }
-            "shmctl" | "semctl" => {
+            "shmctl" | "semctl" | "msgctl" => {
                 let cmd = c.arg_str("cmd").unwrap_or("");
                 if cmd.strip_prefix("IPC_64|").unwrap_or(cmd) != "IPC_RMID" {
                     return;
                 }
-                let (kind, id_key) = if c.func == "shmctl" {
-                    (Kind::Segment, "shmid")
-                } else {
-                    (Kind::SemaphoreSet, "semid")
+                let (kind, id_key) = match c.func.as_str() {
+                    "shmctl" => (Kind::Segment, "shmid"),
+                    "semctl" => (Kind::SemaphoreSet, "semid"),
+                    _ => (Kind::MessageQueue, "msqid"),
                 };
                 if let Some(id) = c.arg_i64(id_key) {
                     self.removals.push(Removal {

@@ -28,7 +28,8 @@ impl Running {
     }
 
     /// Who holds a leftover object: for a segment, the running processes that have it mapped;
-    /// for a set, those that got or used it (the kernel does not say who has a set "open").
+    /// for a set or a queue, those that got or used it (the kernel does not say who has one
+    /// "open").
     fn users(&self, c: &Collector, leak: &SysvLeak) -> Vec<User> {
         let exists = matches!(leak.presence, Presence::Exists | Presence::MarkedForRemoval);
         if !exists {
@@ -39,7 +40,7 @@ impl Running {
             .iter()
             .filter(|(pid, (_, mapped))| match leak.kind {
                 Kind::Segment => mapped.contains(&leak.id),
-                Kind::SemaphoreSet => logged.is_some_and(|u| u.contains(pid)),
+                Kind::SemaphoreSet | Kind::MessageQueue => logged.is_some_and(|u| u.contains(pid)),
             })
             .map(|(pid, (exe, _))| User {
                 pid: *pid,
@@ -116,6 +117,24 @@ pub(super) fn unseen(
                 id: o.id,
                 key: Some(o.key),
                 size: o.size,
+                pid: operator,
+            });
+        }
+    }
+    for q in kernel.queues.iter().flat_map(|m| m.values()) {
+        if !during_run(&q.object, &start.queues) || recorded(Kind::MessageQueue, q.object.id) {
+            continue;
+        }
+        // Queues name no creator either: the tree's when a process of it sent or received last.
+        let operator = [q.last_sender, q.last_receiver]
+            .into_iter()
+            .find(|p| tree.contains(p));
+        if operator.is_some() {
+            found.push(Unseen {
+                what: UnseenKind::MessageQueue,
+                id: q.object.id,
+                key: Some(q.object.key),
+                size: q.bytes,
                 pid: operator,
             });
         }

@@ -24,7 +24,7 @@ use shmtrace_core::allocators::{self, Allocators};
 use shmtrace_core::trace::event::Func;
 
 use crate::args::ViewOptions;
-use crate::kernel::{Kernel, LiveCheck, Start};
+use crate::kernel::{self, Kernel, LiveCheck, Start};
 use crate::logs::{self, Call, Inputs, Micros, Module, Pos};
 use crate::runinfo::RunInfo;
 use crate::symbols::Symbolizer;
@@ -100,13 +100,14 @@ pub fn build(sources: Sources<'_>, view: &ViewOptions) -> Result<Report, String>
         match leak.kind {
             Kind::Segment => report.verdict.segments += 1,
             Kind::SemaphoreSet => report.verdict.semaphore_sets += 1,
+            Kind::MessageQueue => report.verdict.message_queues += 1,
         }
     }
     report.leaks = leaks
         .into_iter()
         .filter(|l| view.shows_pid(l.pid))
         .collect();
-    let names = names::name_leaks(&collector, &tree, &mut symbolizer, |p| p.exists());
+    let names = names::name_leaks(&collector, &tree, &mut symbolizer, kernel::dev_shm_file);
     report.verdict.names = names.len() as u64;
     report.names = names
         .into_iter()
@@ -338,6 +339,7 @@ fn exit_reports(
                 pid,
                 count: m.count,
                 bytes: m.bytes,
+                object: m.object.clone(),
                 site,
                 stack,
             });
@@ -374,15 +376,16 @@ fn reachable_at_exit(
         let attachments = r
             .reachable_attachments
             .iter()
-            .map(|a| (Some(a.shmid), 1, a.size, a.site, &a.stack));
+            .map(|a| (Some(a.shmid), None, 1, a.size, a.site, &a.stack));
         let mappings = r
             .reachable
             .iter()
-            .map(|m| (None, m.count, m.bytes, m.site, &m.stack));
-        for (shmid, count, bytes, site, stack) in attachments.chain(mappings) {
+            .map(|m| (None, m.object.clone(), m.count, m.bytes, m.site, &m.stack));
+        for (shmid, object, count, bytes, site, stack) in attachments.chain(mappings) {
             report.reachable.push(Reachable {
                 pid,
                 shmid,
+                object,
                 count,
                 bytes,
                 site: site.map(|a| symbolizer.symbolize(a, modules)),

@@ -78,6 +78,8 @@ pub struct Mappings {
     pub pid: i32,
     pub count: u64,
     pub bytes: u64,
+    /// The shared memory object mapped (`/dev/shm/NAME`, `memfd:NAME`), when named.
+    pub object: Option<String>,
     pub site: Option<Symbol>,
     /// With `--stack`, one site reached through different stacks is that many entries.
     pub stack: Vec<Symbol>,
@@ -90,6 +92,8 @@ pub struct Reachable {
     pub pid: i32,
     /// The segment of an attachment; `None` for mappings.
     pub shmid: Option<i64>,
+    /// The shared memory object a mapping maps, when named.
+    pub object: Option<String>,
     pub count: u64,
     pub bytes: u64,
     pub site: Option<Symbol>,
@@ -134,7 +138,8 @@ pub struct CallStat {
 pub struct Verdict {
     pub segments: u64,
     pub semaphore_sets: u64,
-    /// POSIX shared memory names left in `/dev/shm`.
+    pub message_queues: u64,
+    /// POSIX shared memory and semaphore names created and never unlinked.
     pub names: u64,
     pub attachments: u64,
     pub mappings: u64,
@@ -168,6 +173,7 @@ impl Verdict {
     pub fn leaks(&self) -> u64 {
         let lost = self.segments
             + self.semaphore_sets
+            + self.message_queues
             + self.names
             + self.attachments
             + self.mappings
@@ -193,7 +199,8 @@ pub struct Report {
     /// All processes of the tree (the `--pid` filter applies to the lists below, not here).
     pub processes: Vec<Process>,
     pub leaks: Vec<SysvLeak>,
-    /// POSIX shared memory names created and never unlinked, still in `/dev/shm`.
+    /// POSIX shared memory and semaphore names created and never unlinked, and whether
+    /// `/dev/shm` still holds them.
     pub names: Vec<NameLeak>,
     /// Objects left behind that running processes of the tree still use.
     pub in_use: Vec<SysvLeak>,
@@ -234,6 +241,7 @@ impl Report {
 pub enum Kind {
     Segment,
     SemaphoreSet,
+    MessageQueue,
 }
 
 impl Kind {
@@ -241,6 +249,7 @@ impl Kind {
         match self {
             Kind::Segment => "segment",
             Kind::SemaphoreSet => "semaphore set",
+            Kind::MessageQueue => "message queue",
         }
     }
 }
@@ -250,8 +259,10 @@ pub struct SysvLeak {
     pub kind: Kind,
     pub id: i64,
     pub key: String,
-    /// Bytes for a segment, semaphores for a set.
+    /// Bytes for a segment, semaphores for a set (0 for a queue).
     pub size: u64,
+    /// A message queue the kernel still has: the messages and bytes it holds now.
+    pub queued: Option<(u64, u64)>,
     pub pid: i32,
     pub exe: Option<String>,
     pub site: Symbol,
@@ -264,12 +275,39 @@ pub struct SysvLeak {
     pub users: Vec<User>,
 }
 
-/// A POSIX shared memory name created in the tree and never unlinked by it.
+/// Which call made a POSIX name: `shm_open` (`/dev/shm/NAME`) or `sem_open`
+/// (`/dev/shm/sem.NAME`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum NameKind {
+    Shm,
+    Semaphore,
+}
+
+impl NameKind {
+    /// As the report's text names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            NameKind::Shm => "shm name",
+            NameKind::Semaphore => "semaphore name",
+        }
+    }
+
+    /// As the JSON report's `kind` has it.
+    pub fn key(self) -> &'static str {
+        match self {
+            NameKind::Shm => "shm",
+            NameKind::Semaphore => "sem",
+        }
+    }
+}
+
+/// A POSIX shared memory or semaphore name created in the tree and never unlinked by it.
 #[derive(Clone, Debug)]
 pub struct NameLeak {
-    /// As `shm_open` was given it.
+    pub kind: NameKind,
+    /// As `shm_open` or `sem_open` was given it.
     pub name: String,
-    /// Its file, `/dev/shm/NAME`.
+    /// Its file, `/dev/shm/NAME` (`/dev/shm/sem.NAME` for a semaphore).
     pub path: String,
     /// The process that created it last.
     pub pid: i32,
@@ -277,6 +315,10 @@ pub struct NameLeak {
     pub site: Symbol,
     pub stack: Vec<Symbol>,
     pub ts: Micros,
+    /// Whether `/dev/shm` holds it now: `Exists`, `Gone` (removed outside the tree), `Reused`
+    /// (the file there was made after the logged creation: removed and made again outside
+    /// the tree) or `Unknown`.
+    pub presence: Presence,
 }
 
 /// A running process that holds an object.
@@ -294,9 +336,10 @@ pub struct Unseen {
     pub id: i64,
     /// The key's 32 bits (objects).
     pub key: Option<u32>,
-    /// Bytes for a segment, semaphores for a set.
+    /// Bytes for a segment, semaphores for a set, bytes queued in a message queue.
     pub size: u64,
-    /// The creator (a segment), or the process that has it attached (an attachment).
+    /// The creator (a segment), the last process of the tree that operated on it (a set, a
+    /// queue), or the process that has it attached (an attachment).
     pub pid: Option<i32>,
 }
 
@@ -304,6 +347,7 @@ pub struct Unseen {
 pub enum UnseenKind {
     Segment,
     SemaphoreSet,
+    MessageQueue,
     Attachment,
 }
 
@@ -312,6 +356,7 @@ impl UnseenKind {
         match self {
             UnseenKind::Segment => "segment",
             UnseenKind::SemaphoreSet => "semaphore set",
+            UnseenKind::MessageQueue => "message queue",
             UnseenKind::Attachment => "attachment",
         }
     }

@@ -10,6 +10,7 @@ pub struct SiteGroup<'a> {
     pub count: u64,
     pub bytes: u64,
     pub site: Option<&'a Symbol>,
+    pub object: Option<&'a str>,
     /// Each distinct stack above the site with its number of mappings, the most common first.
     pub stacks: Vec<(u64, &'a [Symbol])>,
 }
@@ -19,7 +20,9 @@ pub struct SiteGroup<'a> {
 pub fn by_site(mappings: &[Mappings]) -> Vec<SiteGroup<'_>> {
     let mut groups: Vec<SiteGroup<'_>> = Vec::new();
     for m in mappings {
-        let same = |g: &SiteGroup<'_>| g.pid == m.pid && g.site == m.site.as_ref();
+        let same = |g: &SiteGroup<'_>| {
+            g.pid == m.pid && g.site == m.site.as_ref() && g.object == m.object.as_deref()
+        };
         let group = match groups.iter().position(same) {
             Some(i) => &mut groups[i],
             None => {
@@ -28,6 +31,7 @@ pub fn by_site(mappings: &[Mappings]) -> Vec<SiteGroup<'_>> {
                     count: 0,
                     bytes: 0,
                     site: m.site.as_ref(),
+                    object: m.object.as_deref(),
                     stacks: Vec::new(),
                 });
                 groups.last_mut().expect("just pushed")
@@ -69,9 +73,25 @@ mod tests {
             pid,
             count,
             bytes: count * 4096,
+            object: None,
             site: Some(frame(site)),
             stack: stack.iter().map(|f| frame(f)).collect(),
         }
+    }
+
+    #[test]
+    fn one_site_mapping_two_objects_is_two_groups() {
+        let mut ring = mapping(1, "alloc", 1, &[]);
+        ring.object = Some("memfd:ring".into());
+        let mut psm = ring.clone();
+        psm.object = Some("/dev/shm/psm".into());
+        let mappings = [ring.clone(), psm, ring];
+        let groups = by_site(&mappings);
+        let objects: Vec<_> = groups.iter().map(|g| (g.object, g.count)).collect();
+        assert_eq!(
+            objects,
+            [(Some("memfd:ring"), 2), (Some("/dev/shm/psm"), 1)]
+        );
     }
 
     #[test]

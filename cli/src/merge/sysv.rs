@@ -1,5 +1,5 @@
-//! SysV objects across the tree: created by one process (a successful shmget/semget that
-//! created the object), removed by any (a successful IPC_RMID on that id afterwards).
+//! SysV objects across the tree: created by one process (a successful shmget/semget/msgget
+//! that created the object), removed by any (a successful IPC_RMID on that id afterwards).
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -67,15 +67,17 @@ pub(super) fn sysv_leaks(
                 creator: cr.pid,
                 created: cr.ts,
             };
-            let presence = match kind {
-                Kind::Segment => kernel.segment(id, &who),
-                Kind::SemaphoreSet => kernel.semaphore_set(id, &who),
+            let (presence, queued) = match kind {
+                Kind::Segment => (kernel.segment(id, &who), None),
+                Kind::SemaphoreSet => (kernel.semaphore_set(id, &who), None),
+                Kind::MessageQueue => kernel.message_queue(id, &who),
             };
             leaks.push(SysvLeak {
                 kind,
                 id,
                 key: cr.key.clone(),
                 size: cr.size,
+                queued,
                 pid: cr.pid,
                 exe,
                 site: cr

@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use super::collect::Collector;
 use super::model::ParentSource;
-use crate::logs::{Micros, Module, Pos, Start};
+use crate::logs::{Micros, Module, Pos, Start, add_modules};
 use crate::runinfo::RunInfo;
 
 /// One program image: from a start record, or inherited at fork.
@@ -63,6 +63,19 @@ impl Tree {
                 exe: s.exe.clone(),
                 modules: Rc::new(s.modules.clone()),
             });
+        }
+        // Modules an image loaded after its start (dlopen), listed when it ended: added
+        // before any child inherits the image, so the child's calls from them are placed too.
+        for (pos, loaded) in &c.loaded {
+            let image = own.get_mut(&loaded.pid).and_then(|images| {
+                images
+                    .iter_mut()
+                    .rev()
+                    .find(|i| i.pos.is_some_and(|sp| after(sp, i.ts, *pos, loaded.ts)))
+            });
+            if let Some(image) = image {
+                add_modules(Rc::make_mut(&mut image.modules), &loaded.modules);
+            }
         }
         let first_start_ppid: HashMap<i32, i32> = c
             .starts

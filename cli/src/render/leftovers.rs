@@ -4,7 +4,9 @@
 use std::fmt::Write as _;
 
 use super::table::Table;
-use super::words::{base_name, grouped_stack_lines, presence_text, site_text, stack_lines};
+use super::words::{
+    base_name, grouped_stack_lines, name_presence_text, presence_text, site_text, stack_lines,
+};
 use super::{Style, section};
 use crate::kernel::Presence;
 use crate::merge::{Kind, Report, SysvLeak, UnseenKind, stacks};
@@ -33,6 +35,7 @@ pub(super) fn sysv_leaks(out: &mut String, report: &Report, style: Style) {
         let flag = match leak.kind {
             Kind::Segment => "-m",
             Kind::SemaphoreSet => "-s",
+            Kind::MessageQueue => "-q",
         };
         let presence = presence_text(leak.presence);
         let _ = match leak.presence {
@@ -47,14 +50,15 @@ pub(super) fn sysv_leaks(out: &mut String, report: &Report, style: Style) {
     }
 }
 
-/// POSIX shared memory names created and never unlinked, still in `/dev/shm`.
+/// POSIX shared memory and semaphore names created and never unlinked, and whether
+/// `/dev/shm` still holds them.
 pub(super) fn name_leaks(out: &mut String, report: &Report, style: Style) {
     if report.names.is_empty() {
         return;
     }
-    section(out, style, "shared memory names created and never unlinked");
+    section(out, style, "POSIX names created and never unlinked");
     for leak in &report.names {
-        let _ = writeln!(out, "  {} {}", style.bad("shm name"), leak.name);
+        let _ = writeln!(out, "  {} {}", style.bad(leak.kind.name()), leak.name);
         let exe = leak
             .exe
             .as_deref()
@@ -68,27 +72,44 @@ pub(super) fn name_leaks(out: &mut String, report: &Report, style: Style) {
         for line in stack_lines(style, &leak.stack) {
             let _ = writeln!(out, "          {line}");
         }
-        let _ = writeln!(
-            out,
-            "      {} (rm {})",
-            style.bad("never unlinked, still exists"),
-            leak.path
-        );
+        let _ = match leak.presence {
+            Presence::Exists => writeln!(
+                out,
+                "      {} (rm {})",
+                style.bad("never unlinked, still exists"),
+                leak.path
+            ),
+            _ => writeln!(
+                out,
+                "      never unlinked; {}",
+                name_presence_text(leak.presence, &leak.path)
+            ),
+        };
     }
 }
 
 /// A SysV object's first lines: kind (as painted), id, key and size; who created it, where,
 /// and the stack above.
 fn object_head(out: &mut String, o: &SysvLeak, style: Style, kind: String) {
-    let (id_name, size_name) = match o.kind {
-        Kind::Segment => ("shmid", "size"),
-        Kind::SemaphoreSet => ("semid", "nsems"),
+    let _ = match o.kind {
+        Kind::Segment => writeln!(out, "  {kind} shmid={} key={} size={}", o.id, o.key, o.size),
+        Kind::SemaphoreSet => {
+            writeln!(
+                out,
+                "  {kind} semid={} key={} nsems={}",
+                o.id, o.key, o.size
+            )
+        }
+        Kind::MessageQueue => {
+            let held = o.queued.map_or(String::new(), |(messages, bytes)| {
+                format!(
+                    " holding {messages} {} ({bytes} bytes)",
+                    if messages == 1 { "message" } else { "messages" }
+                )
+            });
+            writeln!(out, "  {kind} msqid={} key={}{held}", o.id, o.key)
+        }
     };
-    let _ = writeln!(
-        out,
-        "  {kind} {id_name}={} key={} {size_name}={}",
-        o.id, o.key, o.size
-    );
     let exe = o
         .exe
         .as_deref()
@@ -160,6 +181,14 @@ pub(super) fn not_seen(out: &mut String, report: &Report, style: Style) {
                     .map_or(String::new(), |p| format!(", last used by {p}")),
                 u.id
             ),
+            UnseenKind::MessageQueue => format!(
+                "message queue msqid={}{key} holding {} bytes, created during the run{} (ipcrm -q {})",
+                u.id,
+                u.size,
+                u.pid
+                    .map_or(String::new(), |p| format!(", last used by {p}")),
+                u.id
+            ),
             UnseenKind::Attachment => format!(
                 "attachment of shmid={} (size {}) in running process {pid}",
                 u.id, u.size
@@ -216,18 +245,28 @@ pub(super) fn mappings(out: &mut String, report: &Report, style: Style) {
         style,
         "mappings never unmapped, by call site (exit unmaps them silently)",
     );
-    let mut table = Table::new(&[false, true, true, false]);
-    table.header(style, &["PID", "MAPPINGS", "BYTES", "MAPPED AT"]);
+    // The column of shared memory objects only when a mapping maps one.
+    let objects = report.mappings.iter().any(|m| m.object.is_some());
+    let (align, header): (&[bool], &[&str]) = if objects {
+        (
+            &[false, true, true, false, false],
+            &["PID", "MAPPINGS", "BYTES", "OBJECT", "MAPPED AT"],
+        )
+    } else {
+        (
+            &[false, true, true, false],
+            &["PID", "MAPPINGS", "BYTES", "MAPPED AT"],
+        )
+    };
+    let mut table = Table::new(align);
+    table.header(style, header);
     for g in stacks::by_site(&report.mappings) {
-        table.row_with_notes(
-            vec![
-                g.pid.to_string(),
-                g.count.to_string(),
-                g.bytes.to_string(),
-                site_text(style, g.site),
-            ],
-            grouped_stack_lines(style, &g.stacks),
-        );
+        let mut row = vec![g.pid.to_string(), g.count.to_string(), g.bytes.to_string()];
+        if objects {
+            row.push(g.object.unwrap_or("-").to_string());
+        }
+        row.push(site_text(style, g.site));
+        table.row_with_notes(row, grouped_stack_lines(style, &g.stacks));
     }
     table.write(out, "  ");
 }

@@ -25,9 +25,10 @@ pub(super) fn reachable(out: &mut String, report: &Report, style: Style) {
         let mut table = Table::new(&[false, false, true, true, false]);
         table.header(style, &["PID", "KIND", "COUNT", "BYTES", "MADE AT"]);
         for r in &report.reachable {
-            let kind = match r.shmid {
-                Some(shmid) => format!("attachment shmid={shmid}"),
-                None => "mapping".to_string(),
+            let kind = match (r.shmid, &r.object) {
+                (Some(shmid), _) => format!("attachment shmid={shmid}"),
+                (None, Some(object)) => format!("mapping of {object}"),
+                (None, None) => "mapping".to_string(),
             };
             table.row_with_notes(
                 vec![

@@ -80,8 +80,11 @@ fn leaks_text(v: &Verdict) -> String {
     if v.semaphore_sets > 0 {
         parts.push(plural(v.semaphore_sets, "semaphore set", "semaphore sets"));
     }
+    if v.message_queues > 0 {
+        parts.push(plural(v.message_queues, "message queue", "message queues"));
+    }
     if v.names > 0 {
-        parts.push(plural(v.names, "shm name", "shm names"));
+        parts.push(plural(v.names, "POSIX name", "POSIX names"));
     }
     if v.attachments > 0 {
         parts.push(plural(v.attachments, "attachment", "attachments"));

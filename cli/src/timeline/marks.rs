@@ -56,6 +56,12 @@ pub fn leak_marks(report: &Report, t: &Timeline) -> Vec<LeakMark> {
                 if l.size == 1 { "" } else { "s" },
                 l.key
             ),
+            Kind::MessageQueue => {
+                let held = l.queued.map_or(String::new(), |(messages, bytes)| {
+                    format!("{messages} messages, {bytes} bytes, ")
+                });
+                format!("message queue {} ({held}key {})", l.id, l.key)
+            }
         };
         marks.push(LeakMark {
             pid: l.pid,

@@ -191,6 +191,13 @@ impl Timeline {
             Record::Enter(c) | Record::Call(c) => (c.pid, c.ts),
             Record::Finding(f) => (f.pid, f.ts),
             Record::Report(_) => return,
+            Record::Modules(l) => {
+                // Loaded after the image started: its calls from them are symbolized too.
+                if let Some(image) = self.images.get_mut(&l.pid).and_then(|i| i.last_mut()) {
+                    crate::logs::add_modules(&mut image.modules, &l.modules);
+                }
+                return;
+            }
         };
         let span = self.spans.entry(pid).or_insert((ts, ts));
         *span = (span.0.min(ts), span.1.max(ts));
@@ -235,7 +242,7 @@ impl Timeline {
                 self.events.push(event(pos, c, true));
             }
             Record::Finding(f) => self.findings.push(f),
-            Record::Report(_) => {}
+            Record::Report(_) | Record::Modules(_) => {}
         }
     }
 
@@ -425,21 +432,27 @@ fn effect_of(c: &Call) -> Effect {
                 keep_old: has_flag(a, "flags", "MREMAP_DONTUNMAP"),
             })
         })(),
-        "shmget" | "semget" if c.created != Some(false) => c.ret_i64().map(|id| Effect::Create {
-            kind: if c.func == "shmget" {
-                Kind::Segment
-            } else {
-                Kind::SemaphoreSet
-            },
-            id,
-            size: num(a, "size").unwrap_or(0),
-        }),
+        "shmget" | "semget" | "msgget" if c.created != Some(false) => {
+            c.ret_i64().map(|id| Effect::Create {
+                kind: match c.func.as_str() {
+                    "shmget" => Kind::Segment,
+                    "semget" => Kind::SemaphoreSet,
+                    _ => Kind::MessageQueue,
+                },
+                id,
+                size: num(a, "size").unwrap_or(0),
+            })
+        }
         "shmctl" if removal() => id("shmid").map(|id| Effect::Remove {
             kind: Kind::Segment,
             id,
         }),
         "semctl" if removal() => id("semid").map(|id| Effect::Remove {
             kind: Kind::SemaphoreSet,
+            id,
+        }),
+        "msgctl" if removal() => id("msqid").map(|id| Effect::Remove {
+            kind: Kind::MessageQueue,
             id,
         }),
         "shmat" => id("shmid")

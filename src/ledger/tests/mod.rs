@@ -6,6 +6,8 @@ mod differential;
 mod json;
 mod memory;
 mod names;
+mod objects;
+mod queues;
 mod reachability;
 mod rendering;
 mod resync;

@@ -117,6 +117,32 @@ fn hugetlb_mremap_rounds_lengths_to_the_huge_page() {
     check_invariants(&l);
 }
 
+/// Class 10: a same-length `MREMAP_FIXED` move (Linux 6.17 and later: across several VMAs)
+/// rounds each VMA's part to that VMA's page size. A hugetlb VMA followed by a hole moves its
+/// huge pages and nothing past the range's end; one that the range's end cuts moves whole.
+#[test]
+fn a_fixed_move_rounds_each_vma_to_its_own_page() {
+    const H: u64 = 2 << 20;
+    let huge = PRIV_ANON | libc::MAP_HUGETLB as u64;
+    let fixed = libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED;
+    let mut l = Ledger::new();
+    l.mmap(A, H, huge, S1);
+    l.mmap(A + 2 * H - p(16), p(8), PRIV_ANON, S2);
+    l.mremap(A, H + p(8), H + p(8), fixed, A + 4 * H, S1);
+    assert_eq!(
+        spans(&l),
+        [
+            (A + 2 * H - p(16), A + 2 * H - p(8), Anon, S2),
+            (A + 4 * H, A + 5 * H, Anon, S1)
+        ]
+    );
+    l.mmap(A + 8 * H, 2 * H, huge, S3);
+    l.mremap(A + 8 * H, H + p(8), H + p(8), fixed, A + 12 * H, S3);
+    assert_eq!(l.region_at(A + 12 * H).map(|r| r.end), Some(A + 14 * H));
+    assert_eq!(l.region_at(A + 8 * H), None);
+    check_invariants(&l);
+}
+
 #[test]
 fn munmap_anywhere_leaves_zero_one_or_two_remnants() {
     let mut l = Ledger::new();

@@ -33,6 +33,7 @@ pub const KIND_START: u32 = 1;
 pub const KIND_FORK: u32 = 2;
 pub const KIND_REPORT: u32 = 3;
 pub const KIND_FINDING: u32 = 4;
+pub const KIND_MODULES: u32 = 5;
 
 /// Record tags (never 0: a zero word is unwritten space).
 pub const TAG_CALL: u32 = 0x4c43_5453; // "STCL"
@@ -68,6 +69,9 @@ struct Fields {
     /// Every record keeps all six argument words (version 1), or only as many as its function
     /// has parameters (version 2).
     all_args: bool,
+    /// A file mapping's record says whether it has a name's room (`FLAG_NAMED`, version 2),
+    /// or its flags argument does (no MAP_ANONYMOUS, version 1).
+    named_by_flag: bool,
 }
 
 const V1: Fields = Fields {
@@ -78,6 +82,7 @@ const V1: Fields = Fields {
     ret: 56,
     args: 64,
     all_args: true,
+    named_by_flag: false,
 };
 
 const V2: Fields = Fields {
@@ -88,6 +93,7 @@ const V2: Fields = Fields {
     errno: 56,
     args: 64,
     all_args: false,
+    named_by_flag: true,
 };
 
 // The fields of the version written.
@@ -98,8 +104,9 @@ const RET: usize = V2.ret;
 const ERRNO: usize = V2.errno;
 const ARGS: usize = V2.args;
 /// The fixed part of a call record (version 2); the function's arguments follow, then the
-/// sembufs (semop, semtimedop), the timeout (semtimedop), the name (shm_open, shm_unlink)
-/// and the stack, in that order, when the function has them.
+/// sembufs (semop, semtimedop), the timeout (semtimedop), the name (shm_open, shm_unlink,
+/// memfd_create, sem_open, sem_unlink; an mmap whose record says `FLAG_NAMED`) and the stack,
+/// in that order, when the function has them.
 pub const CALL_FIXED: usize = ARGS;
 const SOP_SIZE: usize = 6;
 const SOPS_SIZE: usize = (SOPS_KEPT * SOP_SIZE).next_multiple_of(8);
@@ -112,6 +119,10 @@ const FLAG_TIMEOUT: u8 = 2;
 /// The record was written when the call started, before it returned: for a call that may
 /// wait, that it waited (it is logged as started only then).
 const FLAG_STARTED: u8 = 4;
+/// A file mapping (mmap, mmap64 without MAP_ANONYMOUS): the record has room for the name of
+/// the shared memory object it maps (known only once it returned), set when the record is
+/// sized. Version 2 only: a version 1 reader tells a file mapping from its flags argument.
+const FLAG_NAMED: u8 = 8;
 
 // A blob record: a record that is not a call (start, fork, report, ...), kept as rendered in
 // both formats, so a new kind of record needs no new layout and the reader no new code.
@@ -134,8 +145,17 @@ fn name_at(func: Func) -> usize {
     usize::from(layout(func).name_at)
 }
 
-fn stack_at(func: Func) -> usize {
-    usize::from(layout(func).stack_at)
+/// Whether a record of this call has room for the object a file mapping maps.
+fn mapped_name(func: Func, args: &[u64; 6]) -> bool {
+    layout(func).carries.mapped_name && is_file_mapping(args)
+}
+
+fn is_file_mapping(args: &[u64; 6]) -> bool {
+    args[3] as i32 & libc::MAP_ANONYMOUS == 0
+}
+
+fn stack_at(func: Func, mapped_name: bool) -> usize {
+    usize::from(layout(func).stack_at) + if mapped_name { NAME_SIZE } else { 0 }
 }
 
 /// What a call record carries after its fixed part.
@@ -143,15 +163,20 @@ fn stack_at(func: Func) -> usize {
 struct Carries {
     sops: bool,
     timeout: bool,
+    /// The name argument, always.
     name: bool,
+    /// For a file mapping only, the shared memory object it maps: the record says whether it
+    /// has the room (`FLAG_NAMED`), which then comes where `name` would and moves the stack.
+    mapped_name: bool,
 }
 
 const fn carries(func: Func) -> Carries {
-    let name = matches!(func, Func::ShmOpen | Func::ShmUnlink);
-    let (sops, timeout) = match func {
-        Func::Semop => (true, false),
-        Func::Semtimedop => (true, true),
-        Func::ShmOpen | Func::ShmUnlink => (false, false),
+    let (sops, timeout, name) = match func {
+        Func::Semop => (true, false, false),
+        Func::Semtimedop => (true, true, false),
+        Func::ShmOpen | Func::ShmUnlink | Func::MemfdCreate | Func::SemOpen | Func::SemUnlink => {
+            (false, false, true)
+        }
         Func::Shmget
         | Func::Shmat
         | Func::Shmdt
@@ -161,12 +186,18 @@ const fn carries(func: Func) -> Carries {
         | Func::Mmap
         | Func::Mmap64
         | Func::Munmap
-        | Func::Mremap => (false, false),
+        | Func::Mremap
+        | Func::SemClose
+        | Func::Msgget
+        | Func::Msgsnd
+        | Func::Msgrcv
+        | Func::Msgctl => (false, false, false),
     };
     Carries {
         sops,
         timeout,
         name,
+        mapped_name: matches!(func, Func::Mmap | Func::Mmap64),
     }
 }
 
@@ -180,6 +211,7 @@ struct Layout {
     sops_at: u16,
     timeout_at: u16,
     name_at: u16,
+    /// Without a mapped name's room.
     stack_at: u16,
 }
 
@@ -217,9 +249,10 @@ fn layout(func: Func) -> &'static Layout {
     &LAYOUTS[func as usize]
 }
 
-/// Size of the call record for `func` with `stack_len` frames (known when the call starts).
-pub fn call_size(func: Func, stack_len: usize) -> usize {
-    stack_at(func) + stack_len.min(STACK_MAX) * 8
+/// Size of the call record for `func` with these arguments and `stack_len` frames (known when
+/// the call starts).
+pub fn call_size(func: Func, args: &[u64; 6], stack_len: usize) -> usize {
+    stack_at(func, mapped_name(func, args)) + stack_len.min(STACK_MAX) * 8
 }
 
 /// Size of a blob record with these renderings.
@@ -275,12 +308,17 @@ pub fn write_call_start(rec: &mut [u8], ev: &Event) {
     put(head, TID, ev.tid.to_ne_bytes());
     put(head, TS, ev.ts_ns.to_ne_bytes());
     put(head, CALLER, ev.caller.to_ne_bytes());
+    let layout = layout(ev.func);
+    let mapped_name = mapped_name(ev.func, &ev.args);
+    if mapped_name {
+        head[FLAGS] = FLAG_NAMED;
+    }
     if ev.phase == Phase::Enter {
-        head[FLAGS] = FLAG_STARTED;
+        head[FLAGS] |= FLAG_STARTED;
         put_sops(rec, ev);
     }
     // Only the function's own parameters: the other words of `args` are always 0.
-    match layout(ev.func).args {
+    match layout.args {
         1 => put_args::<1>(rec, &ev.args),
         2 => put_args::<2>(rec, &ev.args),
         3 => put_args::<3>(rec, &ev.args),
@@ -289,7 +327,7 @@ pub fn write_call_start(rec: &mut [u8], ev: &Event) {
         _ => put_args::<6>(rec, &ev.args),
     }
     if !stack.is_empty() {
-        let at = stack_at(ev.func);
+        let at = stack_at(ev.func, mapped_name);
         for (i, frame) in stack.iter().enumerate() {
             put(rec, at + 8 * i, frame.to_ne_bytes());
         }
@@ -301,7 +339,7 @@ pub fn write_call_end(rec: &mut [u8], ev: &Event) {
     let Some(head) = fixed(rec) else {
         return;
     };
-    let mut flags = head[FLAGS] & FLAG_STARTED;
+    let mut flags = head[FLAGS] & (FLAG_STARTED | FLAG_NAMED);
     if ev.created {
         flags |= FLAG_CREATED;
     }
@@ -318,7 +356,7 @@ pub fn write_call_end(rec: &mut [u8], ev: &Event) {
         put(rec, at, t.sec.to_ne_bytes());
         put(rec, at + 8, t.nsec.to_ne_bytes());
     }
-    if carries.name {
+    if carries.name || flags & FLAG_NAMED != 0 {
         let name = ev.name();
         let at = name_at(ev.func);
         if let Some(len) = rec.get_mut(at) {
@@ -529,15 +567,8 @@ fn read_call(rec: &[u8], state: u32, fields: Fields) -> Option<(Event, bool)> {
     let func = *Func::ALL.get(usize::from(rec[FUNC]))?;
     let layout = layout_of(func, fields);
     let stack_len = usize::from(rec[STACK_LEN]);
-    if stack_len > STACK_MAX || rec.len() < usize::from(layout.stack_at) + 8 * stack_len {
-        return None;
-    }
     let done = state == STATE_DONE;
     let mut ev = Event::new(if done { Phase::Exit } else { Phase::Enter }, func);
-    ev.pid = i32::from_ne_bytes(get(rec, PID));
-    ev.tid = i32::from_ne_bytes(get(rec, TID));
-    ev.ts_ns = get_u64(rec, fields.ts);
-    ev.caller = get_u64(rec, fields.caller);
     for (i, arg) in ev
         .args
         .iter_mut()
@@ -546,10 +577,23 @@ fn read_call(rec: &[u8], state: u32, fields: Fields) -> Option<(Event, bool)> {
     {
         *arg = get_u64(rec, fields.args + 8 * i);
     }
-    let at = usize::from(layout.stack_at);
+    let flags = rec[FLAGS];
+    let mapped_name = layout.carries.mapped_name
+        && if fields.named_by_flag {
+            flags & FLAG_NAMED != 0
+        } else {
+            is_file_mapping(&ev.args)
+        };
+    let at = usize::from(layout.stack_at) + if mapped_name { NAME_SIZE } else { 0 };
+    if stack_len > STACK_MAX || rec.len() < at + 8 * stack_len {
+        return None;
+    }
+    ev.pid = i32::from_ne_bytes(get(rec, PID));
+    ev.tid = i32::from_ne_bytes(get(rec, TID));
+    ev.ts_ns = get_u64(rec, fields.ts);
+    ev.caller = get_u64(rec, fields.caller);
     let frames: [u64; STACK_MAX] = core::array::from_fn(|i| get_u64(rec, at + 8 * i));
     ev.stack = Stack::from_slice(&frames[..stack_len]);
-    let flags = rec[FLAGS];
     let waited = flags & FLAG_STARTED != 0 && func.may_block();
     if layout.carries.sops {
         let n = usize::from(rec[SOPS_READ]).min(SOPS_KEPT);
@@ -578,7 +622,7 @@ fn read_call(rec: &[u8], state: u32, fields: Fields) -> Option<(Event, bool)> {
             nsec: i64::from_ne_bytes(get(rec, at + 8)),
         });
     }
-    if layout.carries.name {
+    if layout.carries.name || mapped_name {
         let at = usize::from(layout.name_at);
         let len = usize::from(*rec.get(at)?).min(NAME_KEPT);
         ev.name = Name::from_bytes(rec.get(at + 1..at + 1 + len)?);
@@ -628,7 +672,7 @@ mod tests {
         }
 
         fn call(&mut self, ev: &Event, finished: bool) {
-            let size = call_size(ev.func, ev.stack().len());
+            let size = call_size(ev.func, &ev.args, ev.stack().len());
             let at = self.reserve(size);
             let rec = self.rec(at, size);
             write_head(rec, TAG_CALL);
@@ -675,10 +719,14 @@ mod tests {
         for func in Func::ALL {
             let mut ev = sample(func);
             ev.stack = Stack::from_slice(&[0x1, 0x2, 0x3]);
-            if matches!(func, Func::Shmget | Func::Semget | Func::ShmOpen) {
+            if matches!(
+                func,
+                Func::Shmget | Func::Semget | Func::Msgget | Func::ShmOpen | Func::SemOpen
+            ) {
                 ev.created = true;
             }
-            if layout(func).carries.name {
+            // The sample's flags argument has no MAP_ANONYMOUS: an mmap is a file mapping.
+            if layout(func).carries.name || mapped_name(func, &ev.args) {
                 ev.name = Name::from_bytes(b"/shmtrace-\"name\"");
             }
             if layout(func).carries.sops {
@@ -717,21 +765,33 @@ mod tests {
 
     #[test]
     fn a_record_keeps_only_its_functions_parameters() {
-        assert_eq!(call_size(Func::Shmdt, 0), 64 + 8);
-        assert_eq!(call_size(Func::Munmap, 0), 64 + 2 * 8);
-        assert_eq!(call_size(Func::Mmap, 2), 64 + 6 * 8 + 2 * 8);
-        assert_eq!(call_size(Func::Semop, 0), 64 + 3 * 8 + SOPS_SIZE);
+        let args = [0; 6];
+        assert_eq!(call_size(Func::Shmdt, &args, 0), 64 + 8);
+        assert_eq!(call_size(Func::Munmap, &args, 0), 64 + 2 * 8);
+        let anon = [0, 0, 0, libc::MAP_ANONYMOUS as u64, 0, 0];
+        assert_eq!(call_size(Func::Mmap, &anon, 2), 64 + 6 * 8 + 2 * 8);
+        assert_eq!(call_size(Func::Semop, &args, 0), 64 + 3 * 8 + SOPS_SIZE);
         assert_eq!(
-            call_size(Func::Semtimedop, 0),
+            call_size(Func::Semtimedop, &args, 0),
             64 + 4 * 8 + SOPS_SIZE + TIMEOUT_SIZE
         );
-        assert_eq!(call_size(Func::ShmOpen, 0), 64 + 3 * 8 + NAME_SIZE);
+        assert_eq!(call_size(Func::ShmOpen, &args, 0), 64 + 3 * 8 + NAME_SIZE);
+        assert_eq!(call_size(Func::SemClose, &args, 0), 64 + 8);
+        assert_eq!(
+            call_size(Func::MemfdCreate, &args, 0),
+            64 + 2 * 8 + NAME_SIZE
+        );
+        assert_eq!(call_size(Func::SemOpen, &args, 0), 64 + 4 * 8 + NAME_SIZE);
+        assert_eq!(call_size(Func::Msgrcv, &args, 0), 64 + 5 * 8);
     }
 
     /// A call record as version 1 wrote it: all six argument words, the fields elsewhere.
     fn version_1_record(ev: &Event) -> Vec<u8> {
         let layout = layout_of(ev.func, V1);
-        let mut rec = vec![0u8; usize::from(layout.stack_at)];
+        let mapped_name = layout.carries.mapped_name && is_file_mapping(&ev.args);
+        let named = layout.carries.name || mapped_name;
+        let mut rec =
+            vec![0u8; usize::from(layout.stack_at) + if mapped_name { NAME_SIZE } else { 0 }];
         let size = rec.len();
         write_head(&mut rec, TAG_CALL);
         assert_eq!(get_u32(&rec, SIZE) as usize, size);
@@ -755,6 +815,11 @@ mod tests {
             put(&mut rec, at + 2, op.op.to_ne_bytes());
             put(&mut rec, at + 4, op.flg.to_ne_bytes());
         }
+        if named {
+            let at = usize::from(layout.name_at);
+            rec[at] = ev.name().len() as u8;
+            rec[at + 1..at + 1 + ev.name().len()].copy_from_slice(ev.name());
+        }
         put(&mut rec, STATE, STATE_DONE.to_ne_bytes());
         rec
     }
@@ -765,6 +830,11 @@ mod tests {
         data[..8].copy_from_slice(&MAGIC_V1);
         let mut mmap = sample(Func::Mmap);
         mmap.ret = 0x7f00_0000_0000;
+        mmap.args[3] = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
+        // A file mapping as version 1 wrote it, with the object it maps.
+        let mut file = sample(Func::Mmap);
+        file.args[3] = libc::MAP_SHARED as u64;
+        file.name = Name::from_bytes(b"/shmtrace-ring");
         let mut semop = sample(Func::Semop);
         semop.sops[0] = SemOp {
             num: 1,
@@ -774,7 +844,7 @@ mod tests {
         semop.sops_read = 1;
         let mut shmget = sample(Func::Shmget);
         shmget.created = true;
-        for ev in [&mmap, &semop, &shmget] {
+        for ev in [&mmap, &file, &semop, &shmget] {
             data.extend(version_1_record(ev));
         }
         let used = (data.len() - HEADER_SIZE) as u64;
@@ -783,11 +853,44 @@ mod tests {
         let items: Vec<Item<'_>> = Reader::new(&data).unwrap().collect();
         assert_eq!(
             items,
-            vec![Item::Call(mmap), Item::Call(semop), Item::Call(shmget)]
+            vec![
+                Item::Call(mmap),
+                Item::Call(file),
+                Item::Call(semop),
+                Item::Call(shmget)
+            ]
         );
         assert!(
             !is_binary_log(b"SHMTRB03"),
             "a version this reader does not know"
+        );
+    }
+
+    #[test]
+    fn only_a_file_mapping_has_room_for_the_object_it_maps() {
+        let mut anon = sample(Func::Mmap);
+        anon.args[3] = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
+        anon.stack = Stack::from_slice(&[0x1, 0x2]);
+        let mut file = anon;
+        file.args[3] = libc::MAP_SHARED as u64;
+        file.args[4] = 3;
+        file.name = Name::from_bytes(b"memfd:ring");
+        let anon_size = call_size(Func::Mmap, &anon.args, 2);
+        assert_eq!(anon_size, CALL_FIXED + 6 * 8 + 2 * 8);
+        assert_eq!(call_size(Func::Mmap, &file.args, 2), anon_size + NAME_SIZE);
+        let mut log = Log::new();
+        log.call(&anon, true);
+        log.call(&file, true);
+        let mut started = file;
+        started.phase = Phase::Enter;
+        log.call(&started, false);
+        let mut read_started = started;
+        read_started.name = Name::default();
+        read_started.ret = 0;
+        read_started.dur_ns = 0;
+        assert_eq!(
+            log.items(),
+            vec![Item::Call(anon), Item::Call(file), Item::Call(read_started)]
         );
     }
 
@@ -824,7 +927,7 @@ mod tests {
         enter.ret = 0;
         enter.dur_ns = 0;
         let mut log = Log::new();
-        let size = call_size(Func::Semop, 0);
+        let size = call_size(Func::Semop, &ev.args, 0);
         let at = log.reserve(size);
         let rec = log.rec(at, size);
         write_head(rec, TAG_CALL);
@@ -851,9 +954,9 @@ mod tests {
         let first = sample(Func::Mmap);
         log.call(&first, true);
         // Reserved, never written (killed right after the cursor moved).
-        log.reserve(call_size(Func::Munmap, 0));
+        log.reserve(call_size(Func::Munmap, &first.args, 0));
         // Head written, state never (killed while writing the start).
-        let size = call_size(Func::Munmap, 0);
+        let size = call_size(Func::Munmap, &first.args, 0);
         let at = log.reserve(size);
         write_head(log.rec(at, size), TAG_CALL);
         log.blob(b"shmtrace[10] fork: parent 9\n", b"{\"event\":\"fork\"}\n");

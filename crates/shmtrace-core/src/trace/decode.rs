@@ -10,7 +10,7 @@ use core::fmt::{self, Write};
 use super::errnos;
 
 /// The "new layout" bit glibc ORs into ctl commands (`include/uapi/linux/ipc.h`); not in `libc`.
-const IPC_64: i32 = 0x100;
+pub const IPC_64: i32 = 0x100;
 
 // `include/uapi/linux/shm.h`; not in `libc`.
 const SHM_STAT: i32 = 13;
@@ -111,6 +111,25 @@ const MREMAP_FLAGS: &[Flag] = &[
     (libc::MREMAP_DONTUNMAP, "MREMAP_DONTUNMAP"),
 ];
 
+/// msgget's flags: the kernel ignores `IPC_NOWAIT` there, as for semget, but callers pass it.
+const MSGGET_FLAGS: &[Flag] = SEMGET_FLAGS;
+
+// `include/uapi/linux/msg.h`; not all in `libc`.
+const MSG_NOERROR: i32 = 0o10000;
+const MSG_EXCEPT: i32 = 0o20000;
+const MSG_COPY: i32 = 0o40000;
+const MSG_STAT: i32 = 11;
+const MSG_INFO: i32 = 12;
+const MSG_STAT_ANY: i32 = 13;
+
+/// msgsnd's and msgrcv's `msgflg` (msgsnd uses `IPC_NOWAIT` only; strace names them all).
+const MSG_FLAGS: &[Flag] = &[
+    (libc::IPC_NOWAIT, "IPC_NOWAIT"),
+    (MSG_NOERROR, "MSG_NOERROR"),
+    (MSG_EXCEPT, "MSG_EXCEPT"),
+    (MSG_COPY, "MSG_COPY"),
+];
+
 const SEM_FLAGS: &[Flag] = &[
     (libc::IPC_NOWAIT, "IPC_NOWAIT"),
     (libc::SEM_UNDO, "SEM_UNDO"),
@@ -125,6 +144,15 @@ const OPEN_FLAGS: &[Flag] = &[
     (libc::O_APPEND, "O_APPEND"),
     (libc::O_NONBLOCK, "O_NONBLOCK"),
     (libc::O_CLOEXEC, "O_CLOEXEC"),
+];
+
+/// memfd_create's flags; bits 26..31 are a huge-page size with `MFD_HUGETLB`.
+const MEMFD_FLAGS: &[Flag] = &[
+    (libc::MFD_CLOEXEC as i32, "MFD_CLOEXEC"),
+    (libc::MFD_ALLOW_SEALING as i32, "MFD_ALLOW_SEALING"),
+    (libc::MFD_HUGETLB as i32, "MFD_HUGETLB"),
+    (libc::MFD_NOEXEC_SEAL as i32, "MFD_NOEXEC_SEAL"),
+    (libc::MFD_EXEC as i32, "MFD_EXEC"),
 ];
 
 const OPEN_ACCESS: &[Flag] = &[
@@ -168,6 +196,12 @@ const SEM_CMDS: &[Cmd] = &[
     (base_cmd(libc::SEM_STAT), "SEM_STAT"),
     (libc::SEM_INFO, "SEM_INFO"),
     (base_cmd(libc::SEM_STAT_ANY), "SEM_STAT_ANY"),
+];
+
+const MSG_CMDS: &[Cmd] = &[
+    (MSG_STAT, "MSG_STAT"),
+    (MSG_INFO, "MSG_INFO"),
+    (MSG_STAT_ANY, "MSG_STAT_ANY"),
 ];
 
 /// Writes `|`-separated terms, so each decoder only has to say which terms it has.
@@ -253,7 +287,7 @@ pub fn pointer(out: &mut impl Write, addr: u64) -> fmt::Result {
     if addr == 0 {
         out.write_str("NULL")
     } else {
-        write!(out, "{addr:#x}")
+        crate::trace::format::num::hex(out, addr)
     }
 }
 
@@ -262,7 +296,7 @@ pub fn key(out: &mut impl Write, key: i32) -> fmt::Result {
     if key == libc::IPC_PRIVATE {
         out.write_str("IPC_PRIVATE")
     } else {
-        write!(out, "{:#x}", key as u32)
+        crate::trace::format::num::hex(out, u64::from(key as u32))
     }
 }
 
@@ -271,7 +305,7 @@ pub fn offset(out: &mut impl Write, offset: u64) -> fmt::Result {
     if offset == 0 {
         out.write_char('0')
     } else {
-        write!(out, "{offset:#x}")
+        crate::trace::format::num::hex(out, offset)
     }
 }
 
@@ -307,6 +341,16 @@ pub fn semget_flags(out: &mut impl Write, semflg: i32) -> fmt::Result {
     get_flags(out, semflg, SEMGET_FLAGS, None)
 }
 
+/// msgget's `msgflg`: `IPC_CREAT|IPC_EXCL|0600`.
+pub fn msgget_flags(out: &mut impl Write, msgflg: i32) -> fmt::Result {
+    get_flags(out, msgflg, MSGGET_FLAGS, None)
+}
+
+/// msgsnd's and msgrcv's `msgflg`: `IPC_NOWAIT|MSG_NOERROR`, `0` when none.
+pub fn msg_flags(out: &mut impl Write, msgflg: i32) -> fmt::Result {
+    flags(out, msgflg as u32, MSG_FLAGS, "0")
+}
+
 /// shm_open's `oflag`: `O_RDWR|O_CREAT|O_EXCL`, the access mode first as strace prints it.
 pub fn open_flags(out: &mut impl Write, oflag: i32) -> fmt::Result {
     let bits = oflag as u32;
@@ -318,6 +362,33 @@ pub fn open_flags(out: &mut impl Write, oflag: i32) -> fmt::Result {
     }
     let unnamed = terms.named_bits(bits & !(libc::O_ACCMODE as u32), OPEN_FLAGS)?;
     terms.unknown(unnamed)
+}
+
+/// memfd_create's `flags`: `MFD_CLOEXEC|MFD_HUGETLB|MFD_HUGE_2MB`, `0` when none. As the
+/// kernel reads them, bits 26..31 are a huge-page size only with `MFD_HUGETLB`; without it
+/// they are unknown bits.
+pub fn memfd_flags(out: &mut impl Write, flags: u32) -> fmt::Result {
+    let (huge, rest) = if flags & libc::MFD_HUGETLB != 0 {
+        split_huge(flags)
+    } else {
+        (0, flags)
+    };
+    let mut terms = Terms::new(out);
+    let unnamed = terms.named_bits(rest, MEMFD_FLAGS)?;
+    terms.huge_size(huge, "MFD")?;
+    terms.unknown(unnamed)?;
+    terms.or_none("0")
+}
+
+/// sem_open's `oflag`: `O_CREAT|O_EXCL`, `0` when none. sem_open ignores the access mode (it
+/// always opens read-write), so none is shown.
+pub fn sem_open_flags(out: &mut impl Write, oflag: i32) -> fmt::Result {
+    flags(
+        out,
+        oflag as u32 & !(libc::O_ACCMODE as u32),
+        OPEN_FLAGS,
+        "0",
+    )
 }
 
 /// A file mode (`shm_open`'s `mode`), in octal as `%#03o` prints it.
@@ -348,6 +419,11 @@ pub fn shmctl_cmd(out: &mut impl Write, cmd: i32) -> fmt::Result {
 /// semctl's `cmd`: `IPC_RMID`, `SETVAL`, `IPC_64|SEM_STAT`, or a decimal number.
 pub fn semctl_cmd(out: &mut impl Write, cmd: i32) -> fmt::Result {
     ctl_cmd(out, cmd, SEM_CMDS)
+}
+
+/// msgctl's `cmd`: `IPC_RMID`, `IPC_64|MSG_STAT`, or a decimal number.
+pub fn msgctl_cmd(out: &mut impl Write, cmd: i32) -> fmt::Result {
+    ctl_cmd(out, cmd, MSG_CMDS)
 }
 
 /// `prot`: `PROT_READ|PROT_WRITE`, `PROT_NONE` when 0.
@@ -604,6 +680,40 @@ mod tests {
     }
 
     #[test]
+    fn msg_flags_and_commands() {
+        let get = |v: i32| show(|o| msgget_flags(o, v));
+        assert_eq!(
+            get(libc::IPC_CREAT | libc::IPC_EXCL | 0o600),
+            "IPC_CREAT|IPC_EXCL|0600"
+        );
+        assert_eq!(get(0), "000");
+        let f = |v: i32| show(|o| msg_flags(o, v));
+        assert_eq!(f(0), "0");
+        assert_eq!(f(libc::IPC_NOWAIT), "IPC_NOWAIT");
+        assert_eq!(
+            f(libc::IPC_NOWAIT | MSG_NOERROR | MSG_EXCEPT | MSG_COPY),
+            "IPC_NOWAIT|MSG_NOERROR|MSG_EXCEPT|MSG_COPY"
+        );
+        assert_eq!(f(MSG_NOERROR | 0x1), "MSG_NOERROR|0x1");
+        let cmd = |v: i32| show(|o| msgctl_cmd(o, v));
+        let names = [
+            (0, "IPC_RMID"),
+            (1, "IPC_SET"),
+            (2, "IPC_STAT"),
+            (3, "IPC_INFO"),
+            (11, "MSG_STAT"),
+            (12, "MSG_INFO"),
+            (13, "MSG_STAT_ANY"),
+        ];
+        for (c, name) in names {
+            assert_eq!(cmd(c), name);
+            assert_eq!(cmd(c | IPC_64), format!("IPC_64|{name}"));
+        }
+        assert_eq!(cmd(14), "14");
+        assert_eq!(cmd(-1), "-1");
+    }
+
+    #[test]
     fn semctl_fourth_argument_by_command() {
         use SemctlArg::*;
         assert_eq!(semctl_arg(libc::SETVAL), Some(Val));
@@ -721,6 +831,35 @@ mod tests {
             libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED
         ));
         assert!(!mremap_uses_new_address(libc::MREMAP_MAYMOVE));
+    }
+
+    #[test]
+    fn memfd_flags_names_then_huge_size() {
+        let f = |v: u32| show(|o| memfd_flags(o, v));
+        assert_eq!(f(0), "0");
+        assert_eq!(
+            f(libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING),
+            "MFD_CLOEXEC|MFD_ALLOW_SEALING"
+        );
+        assert_eq!(
+            f(libc::MFD_NOEXEC_SEAL | libc::MFD_EXEC),
+            "MFD_NOEXEC_SEAL|MFD_EXEC"
+        );
+        assert_eq!(
+            f(libc::MFD_HUGETLB | libc::MFD_HUGE_2MB),
+            "MFD_HUGETLB|MFD_HUGE_2MB"
+        );
+        assert_eq!(
+            f(libc::MFD_CLOEXEC | libc::MFD_HUGETLB | libc::MFD_HUGE_1GB),
+            "MFD_CLOEXEC|MFD_HUGETLB|MFD_HUGE_1GB"
+        );
+        assert_eq!(
+            f(libc::MFD_HUGETLB | libc::MFD_HUGE_64KB),
+            "MFD_HUGETLB|16<<MFD_HUGE_SHIFT"
+        );
+        // Without MFD_HUGETLB the size bits are bits the kernel refuses.
+        assert_eq!(f(libc::MFD_HUGE_2MB), "0x54000000");
+        assert_eq!(f(libc::MFD_CLOEXEC | 0x100), "MFD_CLOEXEC|0x100");
     }
 
     #[test]

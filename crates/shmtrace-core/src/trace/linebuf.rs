@@ -110,6 +110,18 @@ mod tests {
     use core::fmt::Write;
 
     #[test]
+    fn pieces_of_every_length_are_copied_exactly() {
+        let source: Vec<u8> = (0..64u8).map(|i| b'a' + i % 26).collect();
+        let mut b = LineBuf::new();
+        let mut want = Vec::new();
+        for n in 0..=40 {
+            b.push_bytes(&source[n % 7..n % 7 + n]);
+            want.extend_from_slice(&source[n % 7..n % 7 + n]);
+        }
+        assert_eq!(b.as_bytes(), &want[..]);
+    }
+
+    #[test]
     fn formats_and_ends_with_newline() {
         let mut b = LineBuf::new();
         write!(b, "x={} y={:#x}", 5, 255).unwrap();

@@ -41,8 +41,14 @@ pub fn write_json(start: &Start<'_>, out: &mut impl Write) -> fmt::Result {
         start.ts_ns % 1_000_000_000 / 1_000
     )?;
     json_string(out, start.exe)?;
+    write_modules(out, start.modules)?;
+    out.write_str("}\n")
+}
+
+/// `,"modules":[{"path":...,"base":...,"start":...,"end":...},...]`
+fn write_modules(out: &mut impl Write, modules: &[ModuleInfo<'_>]) -> fmt::Result {
     out.write_str(",\"modules\":[")?;
-    for (i, m) in start.modules.iter().enumerate() {
+    for (i, m) in modules.iter().enumerate() {
         if i > 0 {
             out.write_char(',')?;
         }
@@ -54,7 +60,38 @@ pub fn write_json(start: &Start<'_>, out: &mut impl Write) -> fmt::Result {
             m.base, m.start, m.end
         )?;
     }
-    out.write_str("]}\n")
+    out.write_char(']')
+}
+
+/// What is loaded when a process image ends, written (before its report) only when modules
+/// were loaded after its start (`dlopen`, as Python imports extension modules), so that call
+/// sites inside them can be symbolized too.
+pub struct Loaded<'a> {
+    pub pid: i32,
+    pub ts_ns: u64,
+    pub modules: &'a [ModuleInfo<'a>],
+}
+
+/// `shmtrace[PID] modules: N loaded at exit`: the list is for machines, in the JSON form only.
+pub fn write_loaded_text(loaded: &Loaded<'_>, out: &mut impl Write) -> fmt::Result {
+    writeln!(
+        out,
+        "shmtrace[{}] modules: {} loaded at exit",
+        loaded.pid,
+        loaded.modules.len()
+    )
+}
+
+pub fn write_loaded_json(loaded: &Loaded<'_>, out: &mut impl Write) -> fmt::Result {
+    write!(
+        out,
+        "{{\"event\":\"modules\",\"pid\":{},\"ts\":{}.{:06}",
+        loaded.pid,
+        loaded.ts_ns / 1_000_000_000,
+        loaded.ts_ns % 1_000_000_000 / 1_000
+    )?;
+    write_modules(out, loaded.modules)?;
+    out.write_str("}\n")
 }
 
 /// A forked child's first record. `ts_ns` is when the child began.
@@ -139,10 +176,10 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn the_examples_in_the_log_format_doc_are_what_we_write() {
-        let doc = include_str!("../../../../docs/log-format.md");
-        let modules = [
+    /// The modules of the documented examples: the program, libc, and (loaded later) Python's
+    /// `_posixshmem`.
+    fn doc_modules() -> [ModuleInfo<'static>; 3] {
+        [
             ModuleInfo {
                 path: b"/usr/local/bin/app",
                 base: 0x55d0_c0a0_0000,
@@ -155,24 +192,54 @@ mod tests {
                 start: 0x7f3a_2bc0_0000,
                 end: 0x7f3a_2bdf_1000,
             },
-        ];
-        let start = Start {
-            pid: 4242,
-            ppid: 4100,
-            ts_ns: 1_764_168_062_120_001_000,
-            exe: b"/usr/local/bin/app",
-            modules: &modules,
-        };
-        let (mut text, mut json) = (String::new(), String::new());
-        write_text(&start, &mut text).unwrap();
-        write_json(&start, &mut json).unwrap();
-        for line in [text, json] {
+            ModuleInfo {
+                path:
+                    b"/usr/lib/python3.11/lib-dynload/_posixshmem.cpython-311-x86_64-linux-gnu.so",
+                base: 0x7f3a_2c40_0000,
+                start: 0x7f3a_2c40_0000,
+                end: 0x7f3a_2c40_5010,
+            },
+        ]
+    }
+
+    fn assert_documented(lines: [String; 2]) {
+        let doc = include_str!("../../../../docs/log-format.md");
+        for line in lines {
             let line = line.trim_end();
             assert!(
                 doc.contains(&format!("    {line}\n")),
                 "not in the doc: {line}"
             );
         }
+    }
+
+    #[test]
+    fn the_examples_in_the_log_format_doc_are_what_we_write() {
+        let modules = doc_modules();
+        let start = Start {
+            pid: 4242,
+            ppid: 4100,
+            ts_ns: 1_764_168_062_120_001_000,
+            exe: b"/usr/local/bin/app",
+            modules: &modules[..2],
+        };
+        let (mut text, mut json) = (String::new(), String::new());
+        write_text(&start, &mut text).unwrap();
+        write_json(&start, &mut json).unwrap();
+        assert_documented([text, json]);
+    }
+
+    #[test]
+    fn the_modules_record_at_exit_is_documented() {
+        let loaded = Loaded {
+            pid: 4242,
+            ts_ns: 1_764_168_062_990_001_000,
+            modules: &doc_modules(),
+        };
+        let (mut text, mut json) = (String::new(), String::new());
+        write_loaded_text(&loaded, &mut text).unwrap();
+        write_loaded_json(&loaded, &mut json).unwrap();
+        assert_documented([text, json]);
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! The JSON Lines record: one object per call, keys in the order docs/log-format.md lists.
 //!
 //! Every string written here is ASCII made by this crate (function names, flag names, hex,
-//! digits, `|`, `<`, `(`, `*`, space), never bytes from the host, so nothing needs escaping.
+//! digits, `|`, `<`, `(`, `*`, space), except the names of shared memory objects, which come
+//! from the host and go through `json_string`.
 
 use core::fmt::{self, Write};
 
-use super::{Value, args, failure_word, write_timestamp};
+use super::{Value, args, failure_word, num, object, write_timestamp};
 use crate::trace::decode;
 use crate::trace::event::{Event, Phase, SemOp, Timeout};
 use crate::trace::linebuf::LineBuf;
@@ -21,18 +22,21 @@ fn write_record(ev: &Event, out: &mut impl Write) -> fmt::Result {
         Phase::Enter => "enter",
         Phase::Exit => "call",
     };
-    write!(
-        out,
-        "{{\"event\":\"{event}\",\"pid\":{},\"tid\":{},\"ts\":",
-        ev.pid, ev.tid
-    )?;
+    out.write_str("{\"event\":\"")?;
+    out.write_str(event)?;
+    out.write_str("\",\"pid\":")?;
+    num::signed(out, ev.pid.into())?;
+    out.write_str(",\"tid\":")?;
+    num::signed(out, ev.tid.into())?;
+    out.write_str(",\"ts\":")?;
     write_timestamp(out, ev.ts_ns)?;
-    write!(out, ",\"fn\":\"{}\",\"args\":{{", ev.func.name())?;
+    out.write_str(",\"fn\":\"")?;
+    out.write_str(ev.func.name())?;
+    out.write_str("\",\"args\":{")?;
     for (i, arg) in args(ev).iter().enumerate() {
-        if i > 0 {
-            out.write_char(',')?;
-        }
-        write!(out, "\"{}\":", arg.name)?;
+        out.write_str(if i > 0 { ",\"" } else { "\"" })?;
+        out.write_str(arg.name)?;
+        out.write_str("\":")?;
         write_value(out, arg.value)?;
     }
     out.write_char('}')?;
@@ -41,12 +45,23 @@ fn write_record(ev: &Event, out: &mut impl Write) -> fmt::Result {
         write_ret(ev, out)?;
         out.write_str(",\"errno\":")?;
         write_errno(ev, out)?;
-        write!(out, ",\"dur_ns\":{}", ev.dur_ns)?;
+        out.write_str(",\"dur_ns\":")?;
+        num::dec(out, ev.dur_ns)?;
     }
-    write!(out, ",\"caller\":\"{:#x}\"", ev.caller)?;
+    out.write_str(",\"caller\":\"")?;
+    num::hex(out, ev.caller)?;
+    out.write_char('"')?;
     write_stack(ev, out)?;
     if let Some(created) = ev.created() {
-        write!(out, ",\"created\":{created}")?;
+        out.write_str(if created {
+            ",\"created\":true"
+        } else {
+            ",\"created\":false"
+        })?;
+    }
+    if let Some((bytes, _)) = object(ev) {
+        out.write_str(",\"object\":")?;
+        crate::trace::start::json_string(out, bytes)?;
     }
     out.write_char('}')
 }
@@ -63,7 +78,9 @@ fn write_stack(ev: &Event, out: &mut impl Write) -> fmt::Result {
         if i > 0 {
             out.write_char(',')?;
         }
-        write!(out, "\"{frame:#x}\"")?;
+        out.write_char('"')?;
+        num::hex(out, *frame)?;
+        out.write_char('"')?;
     }
     out.write_char(']')
 }
@@ -71,11 +88,13 @@ fn write_stack(ev: &Event, out: &mut impl Write) -> fmt::Result {
 /// A number for `int` functions (`-1` on failure); a string for pointer-returning ones.
 fn write_ret(ev: &Event, out: &mut impl Write) -> fmt::Result {
     if !ev.func.returns_pointer() {
-        write!(out, "{}", ev.ret)
+        num::signed(out, ev.ret)
     } else if ev.failed() {
         write!(out, "\"{}\"", failure_word(ev.func))
     } else {
-        write!(out, "\"{:#x}\"", ev.ret as u64)
+        out.write_char('"')?;
+        num::hex(out, ev.ret as u64)?;
+        out.write_char('"')
     }
 }
 
@@ -90,12 +109,17 @@ fn write_errno(ev: &Event, out: &mut impl Write) -> fmt::Result {
 
 fn write_value(out: &mut impl Write, value: Value<'_>) -> fmt::Result {
     match value {
-        Value::Int(v) => write!(out, "{v}"),
-        Value::Size(v) => write!(out, "{v}"),
+        Value::Int(v) => num::signed(out, v.into()),
+        Value::Long(v) => num::signed(out, v),
+        Value::Size(v) => num::dec(out, v),
         Value::Ptr(0) => out.write_str("null"),
-        Value::Ptr(p) => write!(out, "\"{p:#x}\""),
+        Value::Ptr(p) => {
+            out.write_char('"')?;
+            num::hex(out, p)?;
+            out.write_char('"')
+        }
         // `off_t` is signed; a JSON reader wants the number the caller passed.
-        Value::Offset(o) => write!(out, "{}", o as i64),
+        Value::Offset(o) => num::signed(out, o as i64),
         Value::Decoded(d) => {
             out.write_char('"')?;
             d.write(out)?;
@@ -115,11 +139,11 @@ fn write_sops(out: &mut impl Write, ops: &[SemOp]) -> fmt::Result {
         if i > 0 {
             out.write_char(',')?;
         }
-        write!(
-            out,
-            "{{\"sem_num\":{},\"sem_op\":{},\"sem_flg\":\"",
-            op.num, op.op
-        )?;
+        out.write_str("{\"sem_num\":")?;
+        num::dec(out, op.num.into())?;
+        out.write_str(",\"sem_op\":")?;
+        num::signed(out, op.op.into())?;
+        out.write_str(",\"sem_flg\":\"")?;
         decode::sem_flg(out, op.flg)?;
         out.write_str("\"}")?;
     }
@@ -369,21 +393,12 @@ pub(crate) mod tests {
 
     #[test]
     fn every_doc_example_line() {
-        let [
-            shmget,
-            _,
-            _,
-            semop,
-            _,
-            mmap_failed,
-            _,
-            with_stack,
-            shm_open,
-            shm_unlink,
-        ] = doc_examples();
-        let made: Vec<String> = [shmget, semop, mmap_failed, with_stack, shm_open, shm_unlink]
+        // The JSON examples are those of the text examples but the shmat, the first mmap, the
+        // shmctl and the semop enter record.
+        let events = doc_examples();
+        let made: Vec<String> = [0, 3, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17]
             .iter()
-            .map(json)
+            .map(|&i| json(&events[i]))
             .collect();
         assert_eq!(made, doc_lines("{\"event\""));
     }

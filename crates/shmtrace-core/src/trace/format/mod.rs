@@ -5,6 +5,7 @@
 //! value looks.
 
 pub mod json;
+pub mod num;
 pub mod text;
 
 use core::fmt::{self, Write};
@@ -42,7 +43,12 @@ enum Decoded {
     MmapFlags(i32),
     MremapFlags(i32),
     OpenFlags(i32),
+    SemOpenFlags(i32),
     Mode(u32),
+    MemfdFlags(u32),
+    MsggetFlags(i32),
+    MsgFlags(i32),
+    MsgctlCmd(i32),
 }
 
 impl Decoded {
@@ -58,7 +64,12 @@ impl Decoded {
             Decoded::MmapFlags(v) => decode::mmap_flags(out, v),
             Decoded::MremapFlags(v) => decode::mremap_flags(out, v),
             Decoded::OpenFlags(v) => decode::open_flags(out, v),
+            Decoded::SemOpenFlags(v) => decode::sem_open_flags(out, v),
             Decoded::Mode(v) => decode::mode(out, v),
+            Decoded::MemfdFlags(v) => decode::memfd_flags(out, v),
+            Decoded::MsggetFlags(v) => decode::msgget_flags(out, v),
+            Decoded::MsgFlags(v) => decode::msg_flags(out, v),
+            Decoded::MsgctlCmd(v) => decode::msgctl_cmd(out, v),
         }
     }
 }
@@ -68,6 +79,8 @@ impl Decoded {
 enum Value<'a> {
     /// A C `int`: ids, fds, `semnum`, semctl's `val`.
     Int(i32),
+    /// A C `long`: msgrcv's `msgtyp`.
+    Long(i64),
     /// A `size_t`: sizes and counts.
     Size(u64),
     Ptr(u64),
@@ -215,7 +228,43 @@ fn args(ev: &Event) -> Args<'_> {
             arg("oflag", Value::Decoded(OpenFlags(int(1)))),
             arg("mode", Value::Decoded(Mode(raw(2) as u32))),
         ]),
-        Func::ShmUnlink => Args::of(&[arg("name", name(ev))]),
+        Func::ShmUnlink | Func::SemUnlink => Args::of(&[arg("name", name(ev))]),
+        Func::MemfdCreate => Args::of(&[
+            arg("name", name(ev)),
+            arg("flags", Value::Decoded(MemfdFlags(raw(1) as u32))),
+        ]),
+        // `mode` and `value` are read only with O_CREAT, as sem_open reads them.
+        Func::SemOpen => Args::of(&[
+            arg("name", name(ev)),
+            arg("oflag", Value::Decoded(SemOpenFlags(int(1)))),
+        ])
+        .and(
+            (int(1) & libc::O_CREAT != 0).then(|| arg("mode", Value::Decoded(Mode(raw(2) as u32)))),
+        )
+        .and((int(1) & libc::O_CREAT != 0).then(|| arg("value", Size(u64::from(raw(3) as u32))))),
+        Func::SemClose => Args::of(&[arg("sem", Ptr(raw(0)))]),
+        Func::Msgget => Args::of(&[
+            arg("key", Value::Decoded(Key(int(0)))),
+            arg("msgflg", Value::Decoded(MsggetFlags(int(1)))),
+        ]),
+        Func::Msgsnd => Args::of(&[
+            arg("msqid", Int(int(0))),
+            arg("msgp", Ptr(raw(1))),
+            arg("msgsz", Size(raw(2))),
+            arg("msgflg", Value::Decoded(MsgFlags(int(3)))),
+        ]),
+        Func::Msgrcv => Args::of(&[
+            arg("msqid", Int(int(0))),
+            arg("msgp", Ptr(raw(1))),
+            arg("msgsz", Size(raw(2))),
+            arg("msgtyp", Value::Long(raw(3) as i64)),
+            arg("msgflg", Value::Decoded(MsgFlags(int(4)))),
+        ]),
+        Func::Msgctl => Args::of(&[
+            arg("msqid", Int(int(0))),
+            arg("cmd", Value::Decoded(MsgctlCmd(int(1)))),
+            arg("buf", Ptr(raw(2))),
+        ]),
     }
 }
 
@@ -237,9 +286,11 @@ fn sops(ev: &Event) -> Value<'_> {
     }
 }
 
-/// The name when it was read after the call, else the pointer.
+/// The name when it was read after the call, else the pointer. memfd_create's is read after a
+/// success only, and may be empty.
 fn name(ev: &Event) -> Value<'_> {
-    if ev.phase == Phase::Exit && !ev.name().is_empty() {
+    let memfd_read = ev.func == Func::MemfdCreate && !ev.failed();
+    if ev.phase == Phase::Exit && (memfd_read || !ev.name().is_empty()) {
         Value::Name {
             bytes: ev.name(),
             truncated: ev.name().len() >= NAME_KEPT,
@@ -247,6 +298,15 @@ fn name(ev: &Event) -> Value<'_> {
     } else {
         Value::Ptr(raw_arg(ev, 0))
     }
+}
+
+/// The shared memory object a successful `mmap` mapped (`/dev/shm/NAME`, `memfd:NAME`), when
+/// the hook named it; `true` when it was longer than was kept.
+fn object(ev: &Event) -> Option<(&[u8], bool)> {
+    let maps = matches!(ev.func, Func::Mmap | Func::Mmap64);
+    let bytes = ev.name();
+    (maps && ev.phase == Phase::Exit && !ev.failed() && !bytes.is_empty())
+        .then_some((bytes, bytes.len() >= NAME_KEPT))
 }
 
 /// semtimedop's timeout when it was read after the call, else the pointer.
@@ -262,16 +322,16 @@ fn failure_word(func: Func) -> &'static str {
     match func {
         Func::Shmat => "(void *) -1",
         Func::Mmap | Func::Mmap64 | Func::Mremap => "MAP_FAILED",
+        Func::SemOpen => "SEM_FAILED",
         _ => "-1",
     }
 }
 
 const NS_PER_US: u64 = 1_000;
-const US_PER_S: u64 = 1_000_000;
 
 /// `SECONDS.MICROS`.
 fn write_micros(out: &mut impl Write, micros: u64) -> fmt::Result {
-    write!(out, "{}.{:06}", micros / US_PER_S, micros % US_PER_S)
+    num::micros(out, micros)
 }
 
 /// The entry time, truncated to the microsecond like `strace -ttt`, so it never reads later
@@ -313,7 +373,7 @@ pub(crate) mod fixtures {
 
     /// A call that failed with `errno`.
     pub fn failed(func: Func, args: &[u64], errno: i32) -> Event {
-        let mut ev = call(func, args, -1);
+        let mut ev = call(func, args, func.failure_value());
         ev.errno = errno;
         ev
     }
@@ -351,8 +411,10 @@ pub(crate) mod fixtures {
 
     /// The events behind every example line of docs/log-format.md, in the order they appear:
     /// the seven text examples (the first six are also the JSON examples' events), then the
-    /// record with a stack (`SHMTRACE_STACK=3`) shown in both formats.
-    pub fn doc_examples() -> [Event; 10] {
+    /// record with a stack (`SHMTRACE_STACK=3`), `shm_open` and `shm_unlink`, `memfd_create`
+    /// and an `mmap` of its memfd, `sem_open`, `sem_close` and `sem_unlink`, then the message
+    /// queues' examples, each shown in both formats.
+    pub fn doc_examples() -> [Event; 19] {
         let at = |mut ev: Event, micros: u64, dur_ns: u64, caller: u64| {
             ev.ts_ns = 1_764_168_062_000_000_000 + micros * 1_000;
             ev.dur_ns = dur_ns;
@@ -386,6 +448,67 @@ pub(crate) mod fixtures {
             3,
         )));
         let shm_unlink = named(failed(Func::ShmUnlink, &[0x7f3a_2c40_1010], libc::ENOENT));
+        let mut memfd_create = call(
+            Func::MemfdCreate,
+            &[
+                0x55d0_c0a0_3004,
+                u64::from(libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING),
+            ],
+            4,
+        );
+        memfd_create.name = Name::from_bytes(b"ring");
+        let mut mmap_memfd = call(
+            Func::Mmap,
+            &[
+                0,
+                65536,
+                int(libc::PROT_READ | libc::PROT_WRITE),
+                int(libc::MAP_SHARED),
+                4,
+                0,
+            ],
+            0x7f3a_2bfe_0000,
+        );
+        mmap_memfd.name = Name::from_bytes(b"memfd:ring");
+        let sem_named = |mut ev: Event| {
+            ev.name = Name::from_bytes(b"/jobs");
+            ev
+        };
+        let sem_open = sem_named(created(call(
+            Func::SemOpen,
+            &[
+                0x5604_1c2e_2004,
+                int(libc::O_CREAT | libc::O_EXCL),
+                0o600,
+                1,
+            ],
+            0x7f3a_2c7f_e000,
+        )));
+        let sem_unlink = sem_named(call(Func::SemUnlink, &[0x5604_1c2e_2004], 0));
+        let msgget = at(
+            created(call(
+                Func::Msgget,
+                &[0, int(libc::IPC_CREAT | libc::IPC_EXCL | 0o600)],
+                7,
+            )),
+            123_610,
+            8_410,
+            0x55d0_c0a0_1400,
+        );
+        let receive = [7, 0x7ffd_1c2e_3b00, 64, 0, 0];
+        let msgrcv_enter = at(enter(Func::Msgrcv, &receive), 123_620, 0, 0x55d0_c0a0_1420);
+        let msgrcv = at(
+            call(Func::Msgrcv, &receive, 12),
+            123_620,
+            250_031_207,
+            0x55d0_c0a0_1420,
+        );
+        let msgctl = at(
+            call(Func::Msgctl, &[7, int(libc::IPC_RMID), 0], 0),
+            123_630,
+            3_020,
+            0x55d0_c0a0_1440,
+        );
         [
             at(
                 created(call(
@@ -456,6 +579,20 @@ pub(crate) mod fixtures {
             at(with_stack, 123_530, 9_120, 0x55d0_c0a0_1234),
             at(shm_open, 123_540, 21_500, 0x7f3a_2c40_0d5e),
             at(shm_unlink, 123_550, 6_020, 0x7f3a_2c40_0e12),
+            at(memfd_create, 123_560, 4_410, 0x55d0_c0a0_1350),
+            at(mmap_memfd, 123_570, 3_120, 0x55d0_c0a0_1370),
+            at(sem_open, 123_580, 38_200, 0x55d0_c0a0_1360),
+            at(
+                call(Func::SemClose, &[0x7f3a_2c7f_e000], 0),
+                123_590,
+                2_900,
+                0x55d0_c0a0_1390,
+            ),
+            at(sem_unlink, 123_600, 7_450, 0x55d0_c0a0_13b0),
+            msgget,
+            msgrcv_enter,
+            msgrcv,
+            msgctl,
         ]
     }
 
@@ -471,6 +608,8 @@ pub(crate) mod fixtures {
             .filter(|l| !l.contains(" fork: ") && !l.contains(r#""event":"fork""#))
             // So has the report (ledger::tests::rendering).
             .filter(|l| !l.contains(r#""event":"report""#))
+            // So have the modules at exit (trace::start).
+            .filter(|l| !l.contains(" modules: ") && !l.contains(r#""event":"modules""#))
             // So have findings and the report's findings (audit::record, ledger::render).
             .filter(|l| !l.contains(" finding ") && !l.contains(r#""event":"finding""#))
             .filter(|l| !l.contains("] report: ") && !l.contains("] findings: "))

@@ -3,7 +3,7 @@
 
 use core::fmt::{self, Write};
 
-use super::{Value, args, failure_word, write_duration, write_timestamp};
+use super::{Value, args, failure_word, num, object, write_duration, write_timestamp};
 use crate::trace::decode;
 use crate::trace::event::{Event, Phase, SemOp, Timeout};
 use crate::trace::linebuf::LineBuf;
@@ -18,7 +18,9 @@ fn write_record(ev: &Event, out: &mut impl Write) -> fmt::Result {
     write_prefix(ev, out)?;
     out.write_char(' ')?;
     write_timestamp(out, ev.ts_ns)?;
-    write!(out, " {}(", ev.func.name())?;
+    out.write_char(' ')?;
+    out.write_str(ev.func.name())?;
+    out.write_char('(')?;
     for (i, arg) in args(ev).iter().enumerate() {
         if i > 0 {
             out.write_str(", ")?;
@@ -31,12 +33,19 @@ fn write_record(ev: &Event, out: &mut impl Write) -> fmt::Result {
         Phase::Exit => {
             out.write_str(" = ")?;
             write_result(ev, out)?;
+            if let Some((bytes, truncated)) = object(ev) {
+                write!(out, " of {}", bytes.escape_ascii())?;
+                if truncated {
+                    out.write_str("...")?;
+                }
+            }
             out.write_str(" <")?;
             write_duration(out, ev.dur_ns)?;
             out.write_char('>')?;
         }
     }
-    write!(out, " caller={:#x}", ev.caller)?;
+    out.write_str(" caller=")?;
+    num::hex(out, ev.caller)?;
     write_stack(ev, out)
 }
 
@@ -44,39 +53,43 @@ fn write_record(ev: &Event, out: &mut impl Write) -> fmt::Result {
 fn write_stack(ev: &Event, out: &mut impl Write) -> fmt::Result {
     for (i, frame) in ev.stack().iter().enumerate() {
         out.write_str(if i == 0 { " stack=" } else { "," })?;
-        write!(out, "{frame:#x}")?;
+        num::hex(out, *frame)?;
     }
     Ok(())
 }
 
 /// `shmtrace[PID]`, or `shmtrace[PID:TID]` from a thread other than the main one.
 fn write_prefix(ev: &Event, out: &mut impl Write) -> fmt::Result {
-    if ev.tid == ev.pid {
-        write!(out, "shmtrace[{}]", ev.pid)
-    } else {
-        write!(out, "shmtrace[{}:{}]", ev.pid, ev.tid)
+    out.write_str("shmtrace[")?;
+    num::signed(out, ev.pid.into())?;
+    if ev.tid != ev.pid {
+        out.write_char(':')?;
+        num::signed(out, ev.tid.into())?;
     }
+    out.write_char(']')
 }
 
 /// `65538`, `0x7f3a2c000000`, or on failure `-1 EINVAL (Invalid argument)`.
 fn write_result(ev: &Event, out: &mut impl Write) -> fmt::Result {
     if ev.failed() {
-        write!(out, "{} ", failure_word(ev.func))?;
+        out.write_str(failure_word(ev.func))?;
+        out.write_char(' ')?;
         decode::errno_name(out, ev.errno)?;
         out.write_str(" (")?;
         decode::errno_message(out, ev.errno)?;
         out.write_char(')')
     } else if ev.func.returns_pointer() {
-        write!(out, "{:#x}", ev.ret as u64)
+        num::hex(out, ev.ret as u64)
     } else {
-        write!(out, "{}", ev.ret)
+        num::signed(out, ev.ret)
     }
 }
 
 fn write_value(out: &mut impl Write, value: Value<'_>) -> fmt::Result {
     match value {
-        Value::Int(v) => write!(out, "{v}"),
-        Value::Size(v) => write!(out, "{v}"),
+        Value::Int(v) => num::signed(out, v.into()),
+        Value::Long(v) => num::signed(out, v),
+        Value::Size(v) => num::dec(out, v),
         Value::Ptr(p) => decode::pointer(out, p),
         Value::Offset(o) => decode::offset(out, o),
         Value::Decoded(d) => d.write(out),
@@ -99,7 +112,11 @@ fn write_sops(out: &mut impl Write, ops: &[SemOp], nsops: u64) -> fmt::Result {
         if i > 0 {
             out.write_str(", ")?;
         }
-        write!(out, "{{{}, {}, ", op.num, op.op)?;
+        out.write_char('{')?;
+        num::dec(out, op.num.into())?;
+        out.write_str(", ")?;
+        num::signed(out, op.op.into())?;
+        out.write_str(", ")?;
         decode::sem_flg(out, op.flg)?;
         out.write_char('}')?;
     }
