@@ -39,10 +39,13 @@ pub enum Code {
     SemopBlocked = 10,
     SizeNotPageMultiple = 11,
     ForeignCreator = 12,
+    /// Raised by the `shmtrace` command, which sees every process of the tree: the shim
+    /// alone never does.
+    Deadlock = 13,
 }
 
 impl Code {
-    pub const ALL: [Code; 12] = [
+    pub const ALL: [Code; 13] = [
         Code::WorldAccessible,
         Code::CreateWithoutExcl,
         Code::WriteExecMapping,
@@ -55,6 +58,7 @@ impl Code {
         Code::SemopBlocked,
         Code::SizeNotPageMultiple,
         Code::ForeignCreator,
+        Code::Deadlock,
     ];
 
     /// `SHM001`..: what logs, reports and suppression files use.
@@ -81,7 +85,8 @@ impl Code {
             | Code::FixedReplacesLive
             | Code::ShmdtNotAttachment
             | Code::DoubleRelease
-            | Code::UseAfterRemove => Severity::Error,
+            | Code::UseAfterRemove
+            | Code::Deadlock => Severity::Error,
             Code::CreateWithoutExcl
             | Code::WriteExecMapping
             | Code::MunmapNeverMapped
@@ -282,6 +287,12 @@ impl Finding {
                  semtimedop with a timeout",
                 self.func.name()
             ),
+            Code::Deadlock => write!(
+                out,
+                "semop on semid={id} waits for what another process holds while that process \
+                 waits for what this one holds: neither can go on; take semaphores in one order \
+                 everywhere, or use semtimedop and give back what you hold when it times out"
+            ),
             Code::SizeNotPageMultiple => write!(
                 out,
                 "segment shmid={id} was created with size {b}, not a multiple of the page size \
@@ -313,7 +324,7 @@ mod tests {
         }
         assert_eq!(Code::ALL.len(), CODES.len());
         assert_eq!(Code::parse("SHM000"), None);
-        assert_eq!(Code::parse("SHM013"), None);
+        assert_eq!(Code::parse("SHM017"), None);
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! applies all of them.
 
 /// Every finding code and its name, in code order (`Code` in the shim follows this table).
-pub const CODES: [(&str, &str); 12] = [
+pub const CODES: [(&str, &str); 13] = [
     ("SHM001", "world-accessible"),
     ("SHM002", "create-without-excl"),
     ("SHM003", "write-exec-mapping"),
@@ -25,6 +25,7 @@ pub const CODES: [(&str, &str); 12] = [
     ("SHM010", "semop-blocked"),
     ("SHM011", "size-not-page-multiple"),
     ("SHM012", "foreign-creator"),
+    ("SHM013", "deadlock"),
 ];
 
 /// The index in [`CODES`] of `word` (a code in any case, or a name).
