@@ -4,35 +4,48 @@
 //! `SEM_UNDO` and never gave back, if the value is 0 then. It cannot tell a lock kept from a
 //! token a partner gave it (ping-pong) or an item a producer posted. The command can: from the
 //! holdings of every process, a process that exited still holds units only beyond what
-//! producers supplied (`Semaphore::held_excess`), judged at the end of each stretch of the
+//! producers supplied (`Semaphore::held_excess`), and as far as the set as a whole is short of
+//! them (a token taken from one semaphore and handed on through another is not held), judged
+//! at the end of each stretch of the
 //! semaphore's holdings (its removal, a `SETVAL`/`SETALL`, or now), so that what another
-//! process gave after the exit counts too. The command's verdict replaces the shim's records
-//! of this code.
+//! process gave after the exit counts too; a process that exited after that end (its set was
+//! removed or reset under it) held nothing anyone could wait for. The command's verdict
+//! replaces the shim's records of this code.
+
+use std::collections::BTreeMap;
 
 use super::holdings::{Held, Settled};
-use crate::logs::{Finding, Pos};
+use crate::logs::{Finding, Micros, Pos};
 
 pub(super) const CODE: &str = "SHM009";
 
 /// One finding per process with an exit report and semaphore it took without `SEM_UNDO` and
-/// nobody made up for, at the site of its last decrement of it.
-pub(super) fn findings(settled: &Settled, exited: impl Fn(i32) -> bool) -> Vec<(Pos, Finding)> {
-    let effective = |pid: i32, held: &Held| {
-        if exited(pid) {
-            held.after_exit()
-        } else {
-            held.net
-        }
+/// nobody made up for, at the site of its last decrement of it. `exited`: when a process that
+/// exited did so (its last record), `None` for the others.
+pub(super) fn findings(
+    settled: &Settled,
+    exited: impl Fn(i32) -> Option<Micros>,
+) -> Vec<(Pos, Finding)> {
+    let effective = |pid: i32, held: &Held| match exited(pid) {
+        Some(_) => held.after_exit(),
+        None => held.net,
     };
+    // Units move from one semaphore of a set to another: ping-pong takes the token from one
+    // and hands it on through the other. What is held is what the set as a whole is short of.
+    let mut set_excess: BTreeMap<(i64, Option<Micros>), i64> = BTreeMap::new();
+    for ((semid, _), sem, end) in settled.epochs() {
+        *set_excess.entry((semid, end)).or_default() += sem.held_excess(effective);
+    }
     let mut out = Vec::new();
-    for (&(semid, num), sem) in settled.epochs() {
-        let excess = sem.held_excess(effective);
+    for ((semid, num), sem, end) in settled.epochs() {
+        let excess = sem.held_excess(effective).min(set_excess[&(semid, end)]);
         if excess <= 0 {
             continue;
         }
         for (&pid, held) in &sem.by_pid {
             let kept = -held.after_exit();
-            let Some(take) = held.last_take.filter(|_| exited(pid) && kept > 0) else {
+            let exited_before_end = exited(pid).is_some_and(|at| end.is_none_or(|end| at < end));
+            let Some(take) = held.last_take.filter(|_| exited_before_end && kept > 0) else {
                 continue;
             };
             let taken = kept.min(excess);
@@ -119,8 +132,9 @@ mod tests {
         );
     }
 
+    /// The findings when `exited` processes exited at time 100 (the others still run).
     fn found(h: &Holdings, exited: &[i32]) -> Vec<(i32, Option<u64>, String)> {
-        findings(&h.settle(), |pid| exited.contains(&pid))
+        findings(&h.settle(), |pid| exited.contains(&pid).then_some(100))
             .into_iter()
             .map(|(_, f)| (f.pid, f.site, f.message))
             .collect()
@@ -131,7 +145,7 @@ mod tests {
         let mut h = Holdings::default();
         setval(&mut h, 1, 0, 1);
         op(&mut h, 10, 2, 0, -1, "0");
-        rmid(&mut h, 3);
+        rmid(&mut h, 300);
         let got = found(&h, &[10]);
         assert_eq!(got.len(), 1, "{got:?}");
         assert_eq!((got[0].0, got[0].1), (10, Some(0x1002)));
@@ -142,6 +156,24 @@ mod tests {
         );
         // Still running: not an exit.
         assert!(found(&h, &[]).is_empty());
+        // Its set removed before it exited: nothing left to wait for.
+        let mut h = Holdings::default();
+        setval(&mut h, 1, 0, 1);
+        op(&mut h, 10, 2, 0, -1, "0");
+        rmid(&mut h, 3);
+        assert!(found(&h, &[10]).is_empty());
+    }
+
+    #[test]
+    fn a_lock_kept_after_posting_what_another_process_took_is_still_held() {
+        let mut h = Holdings::default();
+        setval(&mut h, 1, 0, 1);
+        op(&mut h, 11, 2, 1, -1, "0");
+        op(&mut h, 10, 3, 0, -1, "0");
+        op(&mut h, 10, 4, 1, 1, "0");
+        rmid(&mut h, 300);
+        let got = found(&h, &[10, 11]);
+        assert_eq!(got.iter().map(|f| f.0).collect::<Vec<_>>(), [10], "{got:?}");
     }
 
     #[test]
@@ -169,7 +201,24 @@ mod tests {
         // Each side's last give, then both exit and the parent removes the set.
         op(&mut h, 10, ts, 1, 1, "0");
         op(&mut h, 11, ts + 1, 0, 1, "0");
-        rmid(&mut h, ts + 2);
+        rmid(&mut h, 300);
+        assert!(found(&h, &[10, 11]).is_empty());
+        // 11 ended first: 10's last round took its last give too, and handed it on to
+        // semaphore 1, which nobody takes any more. Semaphore 0 is short of its starting unit,
+        // but the set is not.
+        let mut h = Holdings::default();
+        setval(&mut h, 1, 0, 1);
+        op(&mut h, 10, 2, 0, -1, "0");
+        op(&mut h, 10, 3, 1, 1, "0");
+        op(&mut h, 11, 4, 1, -1, "0");
+        op(&mut h, 11, 5, 0, 1, "0");
+        op(&mut h, 11, 6, 0, 1, "0");
+        op(&mut h, 10, 7, 0, -1, "0");
+        op(&mut h, 10, 8, 1, 1, "0");
+        op(&mut h, 10, 9, 0, -1, "0");
+        op(&mut h, 10, 10, 1, 1, "0");
+        op(&mut h, 10, 11, 1, 1, "0");
+        rmid(&mut h, 300);
         assert!(found(&h, &[10, 11]).is_empty());
     }
 
@@ -178,7 +227,7 @@ mod tests {
         let mut h = Holdings::default();
         setval(&mut h, 1, 0, 1);
         op(&mut h, 10, 2, 0, -1, "0");
-        setval(&mut h, 3, 0, 1);
+        setval(&mut h, 300, 0, 1);
         assert_eq!(found(&h, &[10]).len(), 1);
     }
 }

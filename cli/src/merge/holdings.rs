@@ -291,18 +291,18 @@ impl Holdings {
                     .apply(pid, op, *site),
                 Change::Created { semid, nsems } => {
                     for num in 0..nsems {
-                        settled.start((semid, num), Some(0));
+                        settled.start((semid, num), Some(0), site.ts);
                     }
                 }
                 Change::Set {
                     value,
                     semid,
                     num: Some(num),
-                } => settled.start((semid, num), value),
+                } => settled.start((semid, num), value, site.ts),
                 Change::Set {
                     semid, num: None, ..
                 }
-                | Change::Removed { semid } => settled.end_set(semid),
+                | Change::Removed { semid } => settled.end_set(semid, site.ts),
             }
         }
         settled
@@ -314,8 +314,8 @@ impl Holdings {
 pub struct Settled {
     /// By (semid, semaphore number); sets removed are dropped.
     held: BTreeMap<(i64, u16), Semaphore>,
-    /// Holdings that a reset or the removal of their set ended, as they stood then.
-    ended: Vec<((i64, u16), Semaphore)>,
+    /// Holdings that a reset or the removal of their set ended, as they stood then, and when.
+    ended: Vec<((i64, u16), Semaphore, Micros)>,
 }
 
 impl Settled {
@@ -325,18 +325,20 @@ impl Settled {
     }
 
     /// Every stretch of holdings, from a creation or reset to the next reset, the removal of
-    /// the set, or now: (semid, semaphore number) and the holdings at its end.
-    pub fn epochs(&self) -> impl Iterator<Item = (&(i64, u16), &Semaphore)> {
-        self.ended.iter().map(|(k, s)| (k, s)).chain(&self.held)
+    /// the set, or now: (semid, semaphore number), the holdings at its end, and when it ended
+    /// (`None`: it goes on).
+    pub fn epochs(&self) -> impl Iterator<Item = ((i64, u16), &Semaphore, Option<Micros>)> {
+        let ended = self.ended.iter().map(|(k, s, end)| (*k, s, Some(*end)));
+        ended.chain(self.held.iter().map(|(k, s)| (*k, s, None)))
     }
 
-    fn start(&mut self, key: (i64, u16), value: Option<i64>) {
+    fn start(&mut self, key: (i64, u16), value: Option<i64>, at: Micros) {
         if let Some(old) = self.held.insert(key, Semaphore::starting_at(value)) {
-            self.ended.push((key, old));
+            self.ended.push((key, old, at));
         }
     }
 
-    fn end_set(&mut self, semid: i64) {
+    fn end_set(&mut self, semid: i64, at: Micros) {
         let keys: Vec<(i64, u16)> = self
             .held
             .range((semid, 0)..=(semid, u16::MAX))
@@ -344,7 +346,7 @@ impl Settled {
             .collect();
         for key in keys {
             if let Some(old) = self.held.remove(&key) {
-                self.ended.push((key, old));
+                self.ended.push((key, old, at));
             }
         }
     }

@@ -132,7 +132,8 @@ pub fn build(sources: Sources<'_>, view: &ViewOptions) -> Result<Report, String>
         .suppress(|site| rules.suppresses(hangs::DEADLOCK.0, site));
     report.verdict.deadlocks = report.hangs.deadlocks.len() as u64;
     let exit_holding = exit_holding::findings(&collector.holdings.settle(), |pid| {
-        collector.reports.contains_key(&pid)
+        let exited = collector.reports.contains_key(&pid);
+        exited.then(|| collector.seen.get(&pid).map_or(Micros::MAX, |s| s.last_ts))
     });
     (report.findings, report.verdict.findings) = findings::merge(
         &collector,
