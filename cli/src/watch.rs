@@ -11,10 +11,13 @@
 //! on a running tree) and each cycle not reported yet is printed once to stderr as finding
 //! `SHM013`, with the text the report gives it. A wait that is not part of a cycle prints
 //! nothing here (the shim's `SHM010` speaks for it). The logs are read only then, never on a
-//! timer, and for at most a twentieth of the time.
+//! timer, for at most a twentieth of the time, and on a thread of their own: the supervision
+//! (reaping, signals) never waits for them, and a graph still being built when the tree ends
+//! is dropped unprinted (the report that follows says it all).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::args::ViewOptions;
@@ -33,6 +36,9 @@ struct Sleeper {
     switches: u64,
 }
 
+/// A cycle: its (pid, semid, semaphore) steps, sorted, and the report's text for it.
+type Cycle = (Vec<(i32, i64, Option<u16>)>, String);
+
 pub struct Watch {
     run_dir: PathBuf,
     threshold: Duration,
@@ -42,6 +48,8 @@ pub struct Watch {
     /// Cycles reported, each by its (pid, semid, semaphore) steps, sorted.
     reported: BTreeSet<Vec<(i32, i64, Option<u16>)>>,
     next_look: Instant,
+    /// The graph being built, and when it began.
+    building: Option<(JoinHandle<Vec<Cycle>>, Instant)>,
     /// No graph is built before then.
     resting_until: Option<Instant>,
 }
@@ -58,6 +66,7 @@ impl Watch {
             examined: HashSet::new(),
             reported: BTreeSet::new(),
             next_look: Instant::now(),
+            building: None,
             resting_until: None,
         })
     }
@@ -73,6 +82,7 @@ impl Watch {
     }
 
     fn look(&mut self, now: Instant) {
+        self.print_built(now);
         let mut present = HashSet::new();
         for pid in log_pids(&self.run_dir) {
             for tid in tasks(pid) {
@@ -100,15 +110,37 @@ impl Watch {
             .map(|(&(pid, tid), s)| (pid, tid, s.since))
             .filter(|k| !self.examined.contains(k))
             .collect();
-        if overdue.is_empty() || self.resting_until.is_some_and(|t| now < t) {
+        let busy = self.building.is_some() || self.resting_until.is_some_and(|t| now < t);
+        if overdue.is_empty() || busy {
             return;
         }
         self.examined.extend(overdue);
-        self.report_new_cycles();
+        let run_dir = self.run_dir.clone();
+        let worker = std::thread::Builder::new()
+            .name("deadlock watch".into())
+            .spawn(move || cycles_now(&run_dir));
+        if let Ok(worker) = worker {
+            self.building = Some((worker, now));
+        }
+    }
+
+    /// Prints each cycle of a graph built meanwhile that was not reported yet.
+    fn print_built(&mut self, now: Instant) {
+        if !self.building.as_ref().is_some_and(|(w, _)| w.is_finished()) {
+            return;
+        }
+        let Some((worker, began)) = self.building.take() else {
+            return;
+        };
         // Reading the logs of a long, busy run takes a while: the watch spends at most a
         // twentieth of the time doing it.
-        let took = now.elapsed();
-        self.resting_until = Some(Instant::now() + (took * 20).max(self.threshold));
+        self.resting_until = Some(now + (now.duration_since(began) * 19).max(self.threshold));
+        for (key, text) in worker.join().unwrap_or_default() {
+            if self.reported.insert(key) {
+                let (code, name, severity) = DEADLOCK;
+                eprintln!("shmtrace: finding {code} {severity} ({name}): {text}");
+            }
+        }
     }
 
     fn saw(&mut self, pid: i32, tid: i32, call: (u64, u64, u64), switches: u64, now: Instant) {
@@ -134,22 +166,26 @@ impl Watch {
             }
         }
     }
+}
 
-    /// The graph from the logs as they are now; each cycle not reported yet, to stderr.
-    fn report_new_cycles(&mut self) {
-        let Ok(inputs) = logs::gather(std::slice::from_ref(&self.run_dir)) else {
-            return;
-        };
-        let sources = Sources {
-            inputs: &inputs,
-            run: RunInfo::read(&self.run_dir).ok().flatten(),
-            run_dir: Some(self.run_dir.clone()),
-        };
-        let Ok(report) = merge::build(sources, &ViewOptions::default()) else {
-            return;
-        };
-        let hangs = &report.hangs;
-        for d in &hangs.deadlocks {
+/// The cycles of the wait-for graph built from the logs as they are now.
+fn cycles_now(run_dir: &Path) -> Vec<Cycle> {
+    let Ok(inputs) = logs::gather(&[run_dir.to_path_buf()]) else {
+        return Vec::new();
+    };
+    let sources = Sources {
+        inputs: &inputs,
+        run: RunInfo::read(run_dir).ok().flatten(),
+        run_dir: Some(run_dir.to_path_buf()),
+    };
+    let Ok(report) = merge::build(sources, &ViewOptions::default()) else {
+        return Vec::new();
+    };
+    let hangs = &report.hangs;
+    hangs
+        .deadlocks
+        .iter()
+        .map(|d| {
             let mut key: Vec<(i32, i64, Option<u16>)> = d
                 .steps
                 .iter()
@@ -159,15 +195,9 @@ impl Watch {
                 })
                 .collect();
             key.sort();
-            if self.reported.insert(key) {
-                let (code, name, severity) = DEADLOCK;
-                eprintln!(
-                    "shmtrace: finding {code} {severity} ({name}): {}",
-                    render::deadlock_text(hangs, d)
-                );
-            }
-        }
-    }
+            (key, render::deadlock_text(hangs, d))
+        })
+        .collect()
 }
 
 /// The processes of the run that are alive and write a log in its directory (`PID.bin`).

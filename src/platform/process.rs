@@ -116,8 +116,19 @@ pub fn read_sembufs(
     out: &mut [MaybeUninit<libc::sembuf>],
     add_flags: i16,
 ) -> Result<&mut [libc::sembuf], i32> {
+    let stack = [&MAIN_STACK[0], &MAIN_STACK[1]].map(|a| a.load(Ordering::Relaxed));
+    read_sembufs_beside(stack, src, out, add_flags)
+}
+
+/// [`read_sembufs`], `[start, end]` being memory that is always mapped.
+#[inline(always)]
+fn read_sembufs_beside(
+    [start, end]: [usize; 2],
+    src: usize,
+    out: &mut [MaybeUninit<libc::sembuf>],
+    add_flags: i16,
+) -> Result<&mut [libc::sembuf], i32> {
     let len = core::mem::size_of_val(out);
-    let [start, end] = [&MAIN_STACK[0], &MAIN_STACK[1]].map(|a| a.load(Ordering::Relaxed));
     if start <= src && src.checked_add(len).is_some_and(|past| past <= end) {
         // Most arrays are a local of the caller on the main thread: a copy, no system call.
         for (i, slot) in out.iter_mut().enumerate() {
@@ -152,5 +163,50 @@ pub fn read_sembufs(
             Ok(ops)
         }
         _ => Err(libc::EFAULT),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(num: u16, delta: i16, flg: i16) -> libc::sembuf {
+        libc::sembuf {
+            sem_num: num,
+            sem_op: delta,
+            sem_flg: flg,
+        }
+    }
+
+    fn fields(ops: &[libc::sembuf]) -> Vec<(u16, i16, i16)> {
+        ops.iter()
+            .map(|o| (o.sem_num, o.sem_op, o.sem_flg))
+            .collect()
+    }
+
+    #[test]
+    fn sembufs_read_directly_inside_the_stack_and_through_the_kernel_elsewhere() {
+        const UNDO: i16 = libc::SEM_UNDO as i16;
+        const NOWAIT: i16 = libc::IPC_NOWAIT as i16;
+        let asked = [op(0, -1, 0), op(3, 2, UNDO)];
+        let src = asked.as_ptr() as usize;
+        let within = [src, src + size_of_val(&asked)];
+        let want = vec![(0, -1, NOWAIT), (3, 2, UNDO | NOWAIT)];
+        for stack in [within, [0, 0]] {
+            let mut out = [MaybeUninit::uninit(); 2];
+            let got = read_sembufs_beside(stack, src, &mut out, NOWAIT).map(|ops| fields(ops));
+            assert_eq!(got, Ok(want.clone()), "stack {stack:x?}");
+        }
+        // One byte short of the always-mapped range: through the kernel, which reads it too.
+        let mut out = [MaybeUninit::uninit(); 2];
+        let short = [src, within[1] - 1];
+        let got = read_sembufs_beside(short, src, &mut out, 0).map(|ops| fields(ops));
+        assert_eq!(got, Ok(fields(&asked)));
+        // An unmapped address, outside the range: an error, never a fault.
+        let mut out = [MaybeUninit::uninit(); 1];
+        assert_eq!(
+            read_sembufs_beside(within, 16, &mut out, 0).err(),
+            Some(libc::EFAULT)
+        );
     }
 }
