@@ -2,6 +2,7 @@
 //! forwards to `real`, and says which caller memory may be read once the call returned.
 
 use core::ffi::{CStr, c_char, c_int, c_long, c_uint, c_ulong, c_void};
+use core::mem::MaybeUninit;
 use libc::{key_t, mode_t, msqid_ds, sem_t, sembuf, shmid_ds, timespec};
 
 use core::ptr;
@@ -229,13 +230,9 @@ unsafe fn without_waiting(
     sops: *mut sembuf,
     nsops: usize,
 ) -> Option<i64> {
+    const NOWAIT: i16 = libc::IPC_NOWAIT as i16;
     // The kernel takes nsops as an unsigned int.
     let n = nsops as u32 as usize;
-    let mut ops = [libc::sembuf {
-        sem_num: 0,
-        sem_op: 0,
-        sem_flg: 0,
-    }; TRY_OPS];
     if n == 0 || n > TRY_OPS {
         // Refused at once (none), or too long to copy here: made as it is.
         if n > TRY_OPS {
@@ -243,27 +240,42 @@ unsafe fn without_waiting(
         }
         return None;
     }
-    match process::read_sembufs(sops as usize, &mut ops[..n]) {
-        Ok(()) => {}
+    let mut copy = [MaybeUninit::<libc::sembuf>::uninit(); TRY_OPS];
+    let ops = match process::read_sembufs(sops as usize, &mut copy[..n], NOWAIT) {
+        Ok(ops) => ops,
         // Unreadable: the call fails at once with EFAULT, as it will.
         Err(libc::EFAULT) => return None,
         Err(_) => {
             started.waiting(|_| {});
             return None;
         }
-    }
-    let asked = ops;
-    for op in &mut ops[..n] {
-        op.sem_flg |= libc::IPC_NOWAIT as i16;
-    }
+    };
     // SAFETY: our copy of the program's operations, for its own set.
     let rc = unsafe { real::semtimedop(semid, ops.as_mut_ptr(), n, ptr::null()) };
-    let nowait = |op: &libc::sembuf| op.sem_flg & libc::IPC_NOWAIT as i16 != 0;
-    if rc != -1 || errno::get() != libc::EAGAIN || asked[..n].iter().all(nowait) {
+    if rc != -1 || errno::get() != libc::EAGAIN {
         return Some(i64::from(rc));
     }
+    would_wait(started, sops, n)
+}
+
+/// The try found the semop would wait: unless the program asked every operation not to
+/// (then EAGAIN is its answer), it is logged as started, with the operations as the program
+/// wrote them (read again: the common path keeps no second copy), and `None`: to be made.
+#[cold]
+#[inline(never)]
+fn would_wait(started: &mut Started, sops: *mut sembuf, n: usize) -> Option<i64> {
+    const NOWAIT: i16 = libc::IPC_NOWAIT as i16;
+    let mut copy = [MaybeUninit::<libc::sembuf>::uninit(); TRY_OPS];
+    let Ok(asked) = process::read_sembufs(sops as usize, &mut copy[..n], 0) else {
+        started.waiting(|_| {});
+        return None;
+    };
+    if asked.iter().all(|op| op.sem_flg & NOWAIT != 0) {
+        errno::set(libc::EAGAIN);
+        return Some(-1);
+    }
     started.waiting(|ev| {
-        for (slot, op) in ev.sops.iter_mut().zip(&asked[..n.min(SOPS_KEPT)]) {
+        for (slot, op) in ev.sops.iter_mut().zip(asked.iter()) {
             *slot = SemOp {
                 num: op.sem_num,
                 op: op.sem_op,
