@@ -128,7 +128,9 @@ static inline void *h_note_ptr(const char *tag, const char *fn, void *ret, int e
 {
     char buf[32];
     snprintf(buf, sizeof buf, "0x%lx", (unsigned long)ret);
-    h_journal_call('C', tag, fn, buf, ret == (void *)-1, err);
+    /* sem_open fails with SEM_FAILED (NULL), the others with (void *) -1. */
+    int failed = strcmp(fn, "sem_open") == 0 ? ret == NULL : ret == (void *)-1;
+    h_journal_call('C', tag, fn, buf, failed, err);
     errno = err;
     return ret;
 }

@@ -44,8 +44,10 @@ BUILD = os.path.join(ROOT, "build", "c_tests")
 LIB = os.path.join(ROOT, "target", "release", "libshmtrace.so")
 TIMEOUT = 30  # seconds per run; the scenarios themselves die after 20 (alarm)
 
-POINTER_FNS = {"shmat", "mmap", "mmap64", "mremap"}
+POINTER_FNS = {"shmat", "mmap", "mmap64", "mremap", "sem_open"}
 MMAP_FAMILY = {"mmap", "mmap64", "mremap"}
+# Pointer functions whose failure is NULL rather than (void *) -1, and its name.
+NULL_FAILURE = {"sem_open": "SEM_FAILED"}
 ARG_KEYS = {
     "shmget": ["key", "size", "shmflg"],
     "shmat": ["shmid", "shmaddr", "shmflg"],
@@ -62,20 +64,23 @@ ARG_KEYS = {
     "shm_open": ["name", "oflag", "mode"],
     "shm_unlink": ["name"],
     "memfd_create": ["name", "flags"],
+    "sem_open": ["name", "oflag"],
+    "sem_close": ["sem"],
+    "sem_unlink": ["name"],
 }
 SEMCTL_4TH = {"SETVAL": "val", "GETALL": "array", "SETALL": "array"}
 SEMCTL_4TH.update(dict.fromkeys(
     ["IPC_STAT", "IPC_SET", "SEM_STAT", "SEM_STAT_ANY", "IPC_INFO", "SEM_INFO"], "buf"))
 NUMBER_ARGS = {"size", "nsems", "nsops", "semnum", "length", "old_size", "new_size", "shmid",
-               "semid", "fd", "val", "offset"}
-POINTER_ARGS = {"shmaddr", "buf", "addr", "old_address", "new_address", "array"}
+               "semid", "fd", "val", "offset", "value"}
+POINTER_ARGS = {"shmaddr", "buf", "addr", "old_address", "new_address", "array", "sem"}
 CALL_KEYS = ["event", "pid", "tid", "ts", "fn", "args", "ret", "errno", "dur_ns", "caller"]
 ENTER_KEYS = ["event", "pid", "tid", "ts", "fn", "args", "caller"]
 HEX = re.compile(r"0x[0-9a-f]+\Z")
 ERRNO_NAME = re.compile(r"E[A-Z0-9]+\Z")
 TEXT_LINE = re.compile(
     r"shmtrace\[(?P<pid>\d+)(?::(?P<tid>\d+))?\] (?P<ts>\d+\.\d{6}) (?P<fn>\w+)\((?P<args>.*)\)"
-    r"(?: = (?P<ret>MAP_FAILED|\(void \*\) -1|NULL|0x[0-9a-f]+|-?\d+)"
+    r"(?: = (?P<ret>MAP_FAILED|SEM_FAILED|\(void \*\) -1|NULL|0x[0-9a-f]+|-?\d+)"
     r"(?: (?P<errno>E[A-Z0-9]+) \((?P<msg>[^()]*)\))?(?: of (?P<object>\S.*?))?"
     r" <(?P<dur>\d+\.\d{6})>"
     r"| (?P<unfinished><unfinished \.\.\.>)) caller=(?P<caller>0x[0-9a-f]+)\Z")
@@ -108,7 +113,9 @@ class Entry:
         if self.event == "call":
             if fn in POINTER_FNS:
                 value = int(ret, 16)
-                if value == 2**64 - 1:
+                if fn in NULL_FAILURE:
+                    self.ret = NULL_FAILURE[fn] if value == 0 else hex(value)
+                elif value == 2**64 - 1:
                     self.ret = "MAP_FAILED" if fn in MMAP_FAMILY else "(void *) -1"
                 else:
                     self.ret = hex(value)
@@ -202,7 +209,7 @@ def json_problems(obj, line, t0, t1):
     want = CALL_KEYS if event == "call" else ENTER_KEYS if event == "enter" else None
     if want is None:
         return [f"bad event {event!r}"]
-    if event == "call" and obj.get("fn") in ("shmget", "semget") and obj.get("errno") is None:
+    if event == "call" and obj.get("fn") in ("shmget", "semget", "shm_open", "sem_open") and obj.get("errno") is None:
         want = want + ["created"]  # a successful get says whether it created the object
         if not isinstance(obj.get("created"), bool):
             return [f"created is not a boolean"]
@@ -229,6 +236,8 @@ def json_problems(obj, line, t0, t1):
         keys.append(SEMCTL_4TH[args["cmd"]])
     if fn == "mremap" and "MREMAP_FIXED" in str(args.get("flags", "")).split("|"):
         keys.append("new_address")
+    if fn == "sem_open" and "O_CREAT" in str(args.get("oflag", "")).split("|"):
+        keys += ["mode", "value"]
     if list(args) != keys:
         p.append(f"args keys {list(args)} != {keys}")
     for k, v in args.items():
@@ -646,6 +655,7 @@ def early_expect():
             args={"addr": None, "length": 4096, "prot": "PROT_READ|PROT_WRITE",
                   "flags": "MAP_PRIVATE|MAP_ANONYMOUS", "fd": -1, "offset": 0}),
         "early_munmap": lambda j: dict(args={"addr": j.ret("early_mmap"), "length": 4096}),
+        "early_sem_close": lambda j: dict(args={"sem": j.ret("early_sem_open")}),
         "main_shmget": lambda j: dict(
             args={"key": PRIVATE, "size": 4096, "shmflg": "IPC_CREAT|0600"}),
     }
@@ -751,7 +761,7 @@ def check_processes(what, r, recs, scenario):
               f"{len(calls)} call records from {len(tids)} threads")
     if scenario == "early":
         early = matched(r, "early_")
-        check(len(early) == 4, f"{what}: the 4 calls from libearly's constructor are logged",
+        check(len(early) == 7, f"{what}: the 7 calls from libearly's constructor are logged",
               f"{len(early)} logged")
 
 

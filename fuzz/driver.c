@@ -15,6 +15,8 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <semaphore.h>
 #include <sys/sem.h>
 #include <time.h>
 
@@ -575,6 +577,80 @@ static void gen_memfd_create(void)
     say(" ftruncate %d", ftruncate(memfd_fd, size) == 0 ? 0 : -1);
 }
 
+/* Named semaphores on the same names (their files are /dev/shm/sem.NAME). glibc maps a name
+ * once and counts its opens, so a semaphore is a slot numbered in order of first appearance
+ * with its count of opens; the transcript shows slots, never addresses. sem_close is given
+ * an open semaphore, or an address glibc never returned (NULL, 1, the zone): never one it
+ * unmapped, which it may hand out again in one run and not in the other. */
+#define SEM_SLOTS 64
+static struct { sem_t *sem; int opens, number; } sems[SEM_SLOTS];
+static int nsems_open, sem_numbers;
+
+static void gen_sem_close(void)
+{
+    sem_t *s;
+    int slot = -1;
+    if (nsems_open > 0 && chance(80)) {
+        slot = (int)below((uint64_t)nsems_open);
+        s = sems[slot].sem;
+        say("sem_close P%d ->", sems[slot].number);
+    } else {
+        static const char *const what[] = {"NULL", "wild", "zone"};
+        int k = (int)below(3);
+        s = k == 0 ? NULL : k == 1 ? (sem_t *)1 : (sem_t *)zone_page();
+        say("sem_close %s ->", what[k]);
+    }
+    errno = SENTINEL;
+    sem_t *volatile arg = s; /* past sem_close's nonnull */
+    int r = sem_close(arg);
+    int e = errno;
+    say(" %d errno=%d", r, e);
+    if (r == 0 && slot >= 0 && --sems[slot].opens == 0)
+        sems[slot] = sems[--nsems_open];
+}
+
+static void gen_sem_open(void)
+{
+    if (nsems_open == SEM_SLOTS) { /* never in practice: three names */
+        gen_sem_close();
+        return;
+    }
+    int n = (int)below(NAMES);
+    static const int oflags[] = {0, O_CREAT, O_CREAT | O_EXCL, O_EXCL, O_RDWR | O_CREAT};
+    int oflag = oflags[below(5)];
+    mode_t mode = chance(50) ? 0600 : 0400;
+    unsigned value = chance(10) ? (unsigned)SEM_VALUE_MAX + 1u : (unsigned)below(3);
+    say("sem_open N%d %#x %#o %u ->", n, oflag, mode, value);
+    errno = SENTINEL;
+    sem_t *r = sem_open(names[n], oflag, mode, value);
+    int e = errno;
+    if (r == SEM_FAILED) {
+        say(" FAILED errno=%d", e);
+        return;
+    }
+    int i = 0;
+    while (i < nsems_open && sems[i].sem != r)
+        i++;
+    if (i == nsems_open) {
+        sems[i].sem = r;
+        sems[i].opens = 0;
+        sems[i].number = sem_numbers++;
+        nsems_open++;
+    }
+    sems[i].opens++;
+    say(" P%d errno=%d", sems[i].number, e);
+}
+
+static void gen_sem_unlink(void)
+{
+    int n = (int)below(NAMES);
+    say("sem_unlink N%d ->", n);
+    errno = SENTINEL;
+    int r = sem_unlink(names[n]);
+    int e = errno;
+    say(" %d errno=%d", r, e);
+}
+
 static generator generators[SHMTRACE_FUNCTIONS] = {
     [SHMTRACE_CALL_SHMGET] = gen_shmget,   [SHMTRACE_CALL_SHMAT] = gen_shmat,
     [SHMTRACE_CALL_SHMDT] = gen_shmdt,     [SHMTRACE_CALL_SHMCTL] = gen_shmctl,
@@ -584,6 +660,8 @@ static generator generators[SHMTRACE_FUNCTIONS] = {
     [SHMTRACE_CALL_MUNMAP] = gen_munmap,   [SHMTRACE_CALL_MREMAP] = gen_mremap,
     [SHMTRACE_CALL_SHM_OPEN] = gen_shm_open, [SHMTRACE_CALL_SHM_UNLINK] = gen_shm_unlink,
     [SHMTRACE_CALL_MEMFD_CREATE] = gen_memfd_create,
+    [SHMTRACE_CALL_SEM_OPEN] = gen_sem_open, [SHMTRACE_CALL_SEM_CLOSE] = gen_sem_close,
+    [SHMTRACE_CALL_SEM_UNLINK] = gen_sem_unlink,
 };
 
 /* How often each function is drawn (the address-space calls are where the ledger works). */
@@ -711,6 +789,16 @@ int main(int argc, char **argv)
     }
     for (int i = 0; i < 3; i++) {
         say("cleanup shm_unlink N%d -> %d", i, shm_unlink(names[i]) == 0 ? 0 : -1);
+        end_line();
+    }
+    while (nsems_open > 0) {
+        say("cleanup sem_close P%d -> %d", sems[0].number, sem_close(sems[0].sem));
+        end_line();
+        if (--sems[0].opens == 0)
+            sems[0] = sems[--nsems_open];
+    }
+    for (int i = 0; i < 3; i++) {
+        say("cleanup sem_unlink N%d -> %d", i, sem_unlink(names[i]) == 0 ? 0 : -1);
         end_line();
     }
     if (!diverged && !checkpoint(stderr))

@@ -123,7 +123,7 @@ def compare_log(lines, log):
             return f"call {i}: made {name}, logged {rec['fn']}"
         m = RESULT.search(line)
         failed = m.group(1) in ("-1", "FAILED")
-        logged_failed = rec["ret"] in (-1, "MAP_FAILED", "(void *) -1")
+        logged_failed = rec["ret"] in (-1, "MAP_FAILED", "(void *) -1", "SEM_FAILED")
         if failed != logged_failed:
             return f"call {i} ({line}): logged ret {rec['ret']}"
         if failed and m.group(2) and getattr(errno, rec["errno"] or "", None) != int(m.group(2)):

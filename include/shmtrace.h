@@ -27,9 +27,12 @@
 #define SHMTRACE_CALL_SHM_OPEN 12
 #define SHMTRACE_CALL_SHM_UNLINK 13
 #define SHMTRACE_CALL_MEMFD_CREATE 14
+#define SHMTRACE_CALL_SEM_OPEN 15
+#define SHMTRACE_CALL_SEM_CLOSE 16
+#define SHMTRACE_CALL_SEM_UNLINK 17
 
 // The number of hooked functions (the length of `shmtrace_stats.calls`).
-#define SHMTRACE_FUNCTIONS 15
+#define SHMTRACE_FUNCTIONS 18
 
 
 // `format` values for `shmtrace_write_report`.

@@ -4,9 +4,11 @@
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crate::deferred;
-use crate::ledger::{Candidate, Facts, KernelView, KernelVma, Ledger, ObjectKind, Report, Unsure};
+use crate::ledger::{
+    Candidate, Facts, KernelView, KernelVma, Ledger, NameKind, ObjectKind, Report, Unsure,
+};
 use crate::platform::spinlock::{SpinGuard, SpinLock};
-use crate::platform::{clock, config, kernel, maps, modules, process, sink};
+use crate::platform::{clock, config, kernel, maps, modules, process, shm_name, sink};
 use crate::scan::{self, StackRoots};
 use shmtrace_core::trace::binary;
 use shmtrace_core::trace::event::Event;
@@ -298,7 +300,8 @@ pub fn report_at_exit(stack: StackRoots) -> bool {
     if REPORTED.swap(true, Ordering::AcqRel) {
         return true;
     }
-    crate::audit::at_exit();
+    let open = with_ledger(|ledger| ledger.semaphores_open());
+    crate::audit::at_exit(&open);
     announce_modules_at_exit();
     let report = report_now(stack);
     if sink::binary() {
@@ -317,8 +320,12 @@ pub fn report_at_exit(stack: StackRoots) -> bool {
 pub fn report_now(stack: StackRoots) -> Report {
     let mut report = report_since(0, stack);
     // POSIX names carry no checkpoint epoch: only the whole-run report holds them.
-    report.names =
-        with_ledger(|ledger| ledger.names_left(crate::platform::shm_name::inode_of_name));
+    report.names = with_ledger(|ledger| {
+        ledger.names_left(|kind, name| match kind {
+            NameKind::Shm => shm_name::inode_of_name(name),
+            NameKind::Sem => shm_name::inode_of_sem_name(name),
+        })
+    });
     (report.findings, report.finding_totals) = crate::audit::summary();
     report
 }

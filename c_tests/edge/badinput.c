@@ -17,6 +17,8 @@
 #include "../harness.h"
 #include "edge.h"
 
+#include <limits.h>
+#include <semaphore.h>
 #include <sys/wait.h>
 
 #define PG 4096UL
@@ -329,8 +331,9 @@ static void mmap_cases(void)
     unmap_if(p, PG);
     p = T_PTR("mmap_noreplace_taken", mmap, P0, PG, rw, pa | MAP_FIXED_NOREPLACE, -1, 0);
     unmap_if(p, PG);
+    /* Succeeds only while huge pages are reserved; its length is then a whole huge page. */
     p = T_PTR("mmap_hugetlb", mmap, NULL, PG, rw, pa | MAP_HUGETLB, -1, 0);
-    unmap_if(p, PG);
+    unmap_if(p, 2UL << 20);
     p = T_PTR("mmap_fd_7fff", mmap, NULL, PG, rw, MAP_SHARED, 0x7fff, 0);
     unmap_if(p, PG);
     p = T_PTR("mmap_prot_ff", mmap, NULL, PG, 0xff, pa, -1, 0);
@@ -448,6 +451,51 @@ static void memfd_cases(void)
     T_INT("memfd_create_exec_and_noexec", memfd_create, "shmtrace-badinput", 0x8 | 0x10);
 }
 
+/* sem_open, sem_close and sem_unlink with names libc refuses or cannot find, a value above
+ * SEM_VALUE_MAX, and addresses sem_open never returned. glibc's sem_close only compares its
+ * argument with the semaphores it opened, so NULL, wild and unmapped pointers get EINVAL
+ * natively too; a NULL name faults inside libc itself and is left out. One semaphore is made
+ * and released to show EEXIST, a second sem_close and a second sem_unlink. */
+static void named_sem_cases(void)
+{
+    static char longname[300];
+    memset(longname, 'a', sizeof longname - 1);
+    longname[0] = '/';
+    const char *n253 = longname + sizeof longname - 254; /* 253 bytes: sem.NAME is too long */
+    sem_t *volatile none = NULL;                         /* past sem_close's nonnull */
+    sem_t local;
+    char name[64];
+    snprintf(name, sizeof name, "/shmtrace-badinput-sem-%d", (int)getpid());
+    puts("-- sem_open, sem_close, sem_unlink");
+    T_PTR("sem_open_empty", sem_open, "", O_CREAT, 0600, 1u);
+    T_PTR("sem_open_slash", sem_open, "/", O_CREAT, 0600, 1u);
+    T_PTR("sem_open_slashes", sem_open, "///", 0);
+    T_PTR("sem_open_inner_slash", sem_open, "/a/b", O_CREAT, 0600, 1u);
+    T_PTR("sem_open_too_long", sem_open, longname, O_CREAT, 0600, 1u);
+    T_PTR("sem_open_253", sem_open, n253, O_CREAT | O_EXCL, 0600, 1u);
+    T_PTR("sem_open_253_existing", sem_open, n253, 0);
+    T_PTR("sem_open_missing", sem_open, "/shmtrace-badinput-missing", 0);
+    T_PTR("sem_open_excl_alone", sem_open, "/shmtrace-badinput-missing", O_EXCL);
+    T_PTR("sem_open_value_too_big", sem_open, "/shmtrace-badinput-missing", O_CREAT | O_EXCL,
+          0600, (unsigned)SEM_VALUE_MAX + 1u);
+    T_INT("sem_close_null", sem_close, none);
+    T_INT("sem_close_wild", sem_close, (sem_t *)WILD);
+    T_INT("sem_close_unmapped", sem_close, (sem_t *)U);
+    T_INT("sem_close_never_opened", sem_close, &local);
+    sem_t *s = T_PTR("sem_open_create", sem_open, name, O_CREAT | O_EXCL, 0600, 0u);
+    T_PTR("sem_open_eexist", sem_open, name, O_CREAT | O_EXCL, 0600, 0u);
+    T_INT("sem_close", sem_close, s);
+    T_INT("sem_close_again", sem_close, s);
+    T_INT("sem_unlink", sem_unlink, name);
+    T_INT("sem_unlink_again", sem_unlink, name);
+    T_INT("sem_unlink_empty", sem_unlink, "");
+    T_INT("sem_unlink_slash", sem_unlink, "/");
+    T_INT("sem_unlink_inner_slash", sem_unlink, "/a/b");
+    T_INT("sem_unlink_too_long", sem_unlink, longname);
+    T_INT("sem_unlink_253", sem_unlink, n253);
+    T_INT("sem_unlink_missing", sem_unlink, "/shmtrace-badinput-missing");
+}
+
 /* _exit and _Exit (hooked: they write the report) with out-of-range statuses, in fork and
  * vfork children: the parent sees the status the kernel keeps (its low 8 bits). */
 static void exit_cases(void)
@@ -478,7 +526,8 @@ static const struct {
 } sections[] = {{"shm", shm_cases}, {"sem", sem_cases}, {"nsops32", nsops32_cases},
                 {"nsops32_readable", nsops32_readable_cases},
                 {"nsops32_plus1", nsops32_plus1_cases}, {"mmap", mmap_cases},
-                {"posix", posix_cases}, {"memfd", memfd_cases}, {"exit", exit_cases}};
+                {"posix", posix_cases}, {"memfd", memfd_cases}, {"named_sem", named_sem_cases},
+                {"exit", exit_cases}};
 
 /* badinput SECTION...: runs those sections (each run.py run takes one, so a crash in one
  * section hides nothing of the others); --list names them. */

@@ -57,8 +57,8 @@ static inline void show_id(const char *label, long ret, int err)
 
 static inline void show_ptr(const char *label, void *ret, int err)
 {
-    printf("%s: ret=%s errno=%s\n", label, ret == MAP_FAILED ? "MAP_FAILED" : "ptr",
-           e_errname(err));
+    printf("%s: ret=%s errno=%s\n", label,
+           ret == MAP_FAILED ? "MAP_FAILED" : ret == NULL ? "NULL" : "ptr", e_errname(err));
 }
 
 /* T_INT("label", fn, args...): errno := sentinel, call through the harness (journaled), print

@@ -70,13 +70,15 @@ TIMEOUT = 10  # seconds per run; programs die after 20 (harness.h alarm), gdb ne
 NOBODY = 65534
 GROUPS = ["badinput", "signals", "kill", "secure", "logfile", "late"]
 
-POINTER_FNS = {"shmat", "mmap", "mmap64", "mremap"}
+POINTER_FNS = {"shmat", "mmap", "mmap64", "mremap", "sem_open"}
 MMAP_FAMILY = {"mmap", "mmap64", "mremap"}
+# Pointer functions whose failure is NULL rather than (void *) -1, and its name.
+NULL_FAILURE = {"sem_open": "SEM_FAILED"}
 UNREAD_SOPS = {"EFAULT", "E2BIG", "ENOMEM"}  # the kernel did not (fully) read sops
 WARNING = "shmtrace: warning:"
 TEXT_LINE = re.compile(
     r"shmtrace\[(?P<pid>\d+)(?::(?P<tid>\d+))?\] (?P<ts>\d+\.\d{6}) (?P<fn>\w+)\((?P<args>.*)\)"
-    r"(?: = (?P<ret>MAP_FAILED|\(void \*\) -1|NULL|0x[0-9a-f]+|-?\d+)"
+    r"(?: = (?P<ret>MAP_FAILED|SEM_FAILED|\(void \*\) -1|NULL|0x[0-9a-f]+|-?\d+)"
     r"(?: (?P<errno>E[A-Z0-9]+) \((?P<msg>[^()]*)\))?(?: of (?P<object>\S.*?))?"
     r" <(?P<dur>\d+\.\d{6})>"
     r"| (?P<unfinished><unfinished \.\.\.>)) caller=(?P<caller>0x[0-9a-f]+)\Z")
@@ -308,6 +310,8 @@ def norm_ret(fn, value):
             if not value.startswith("0x"):
                 return value
             value = int(value, 16)
+        if fn in NULL_FAILURE:
+            return NULL_FAILURE[fn] if value == 0 else hex(value)
         if value == 2**64 - 1:
             return "MAP_FAILED" if fn in MMAP_FAMILY else "(void *) -1"
         return hex(value)
@@ -447,7 +451,8 @@ def group_badinput(tmp):
                 failed_calls = [o for o in records if o.get("event") == "call"
                                 and o.get("errno") is not None]
                 check(all(isinstance(o["errno"], str) and o["errno"].startswith("E")
-                          and (o["ret"] == -1 or o["ret"] in ("MAP_FAILED", "(void *) -1"))
+                          and (o["ret"] == -1
+                               or o["ret"] in ("MAP_FAILED", "(void *) -1", "SEM_FAILED"))
                           for o in failed_calls),
                       f"{what} {mode}: each of the {len(failed_calls)} failed calls is logged "
                       "with its errno name and failure result")

@@ -1,5 +1,6 @@
 /* SHM002 create-without-excl: IPC_CREAT alone on a fixed key, O_CREAT alone on a fixed
- * POSIX shared memory name. Fixed: IPC_CREAT|IPC_EXCL, O_CREAT|O_EXCL. */
+ * POSIX shared memory name and on a fixed semaphore name. Fixed: IPC_CREAT|IPC_EXCL,
+ * O_CREAT|O_EXCL. */
 #include "findings.h"
 
 #ifdef FIXED
@@ -23,5 +24,9 @@ int main(void)
     int fd = shm_open(name, OFLAG, 0600);
     check(fd >= 0, "shm_open");
     check(close(fd) == 0 && shm_unlink(name) == 0, "shm_unlink");
+    const char *sem_name = tracked_sem_name();
+    sem_t *sem = sem_open(sem_name, OFLAG & ~O_RDWR, 0600, 1);
+    check(sem != SEM_FAILED, "sem_open");
+    check(sem_close(sem) == 0 && sem_unlink(sem_name) == 0, "sem_unlink");
     return 0;
 }

@@ -15,6 +15,7 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,8 +39,9 @@ union semun {
 static int tracked_shm[MAX_TRACKED], tracked_sem[MAX_TRACKED];
 static int n_shm, n_sem;
 static pid_t tracking_pid;
-/* A POSIX shared memory name (/dev/shm/...) this program creates, "" when none. */
-static char tracked_name[64];
+/* A POSIX shared memory name (/dev/shm/...) this program creates, "" when none; and a named
+ * semaphore's (/dev/shm/sem....). */
+static char tracked_name[64], tracked_sem_name_[64];
 
 static inline void remove_tracked(void)
 {
@@ -56,6 +58,12 @@ static inline void remove_tracked(void)
         snprintf(path, sizeof path, "/dev/shm%s", tracked_name);
         syscall(SYS_unlink, path);
         tracked_name[0] = 0;
+    }
+    if (tracked_sem_name_[0]) {
+        char path[80];
+        snprintf(path, sizeof path, "/dev/shm/sem.%s", tracked_sem_name_ + 1);
+        syscall(SYS_unlink, path);
+        tracked_sem_name_[0] = 0;
     }
 }
 
@@ -86,6 +94,14 @@ static inline const char *tracked_shm_name(void)
 {
     snprintf(tracked_name, sizeof tracked_name, "/shmtrace-finding-%d", (int)getpid());
     return tracked_name;
+}
+
+/* A named semaphore's name this program creates (removed at exit if it is left). */
+static inline const char *tracked_sem_name(void)
+{
+    snprintf(tracked_sem_name_, sizeof tracked_sem_name_, "/shmtrace-finding-sem-%d",
+             (int)getpid());
+    return tracked_sem_name_;
 }
 
 static inline int track_sem(int id)

@@ -54,6 +54,7 @@ CASES = {
     "semop_blocked": ("SHM010", "semop-blocked", "warning"),
     "size_not_page_multiple": ("SHM011", "size-not-page-multiple", "info"),
     "foreign_creator": ("SHM012", "foreign-creator", "info"),
+    "sem_not_closed": ("SHM014", "sem-not-closed", "warning"),
 }
 
 UNSHARE = []
@@ -176,9 +177,9 @@ def suppressions(tmp):
     check(not [x for x in records(log) if x["event"] == "finding"], "malformed lines: the valid rule still applies")
 
     # Site rules: applied by the command, which symbolizes.
-    # Three sites: shmget, semget and shm_open.
+    # Four sites: shmget, semget, shm_open and sem_open.
     shm_line = source_line("create_without_excl", "shmget(unique_key")
-    total = 3
+    total = 4
     for rule, left in (
         (f"code SHM002 at site create_without_excl.c:{shm_line}", total - 1),
         (f"site findings/create_without_excl.c:{shm_line}", total - 1),

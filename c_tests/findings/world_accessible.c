@@ -1,5 +1,5 @@
-/* SHM001 world-accessible: a segment, a set and a POSIX shared memory object created with
- * mode 0666. Fixed: 0600. */
+/* SHM001 world-accessible: a segment, a set, a POSIX shared memory object and a named
+ * semaphore created with mode 0666. Fixed: 0600. */
 #include "findings.h"
 
 #ifdef FIXED
@@ -21,5 +21,9 @@ int main(void)
     int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, MODE);
     check(fd >= 0, "shm_open");
     check(close(fd) == 0 && shm_unlink(name) == 0, "shm_unlink");
+    const char *sem_name = tracked_sem_name();
+    sem_t *sem = sem_open(sem_name, O_CREAT | O_EXCL, MODE, 1);
+    check(sem != SEM_FAILED, "sem_open");
+    check(sem_close(sem) == 0 && sem_unlink(sem_name) == 0, "sem_unlink");
     return 0;
 }

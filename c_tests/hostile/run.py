@@ -75,7 +75,7 @@ FORK_KEYS = ["event", "pid", "ppid", "ts"]
 REPORT_KEYS = ["event", "pid", "clean", "segments", "semaphores", "attachments", "mappings"]
 TEXT_CALL = re.compile(
     r"shmtrace\[(?P<pid>\d+)(?::(?P<tid>\d+))?\] \d+\.\d{6} (?P<fn>\w+)\(.*\)"
-    r"(?: = (?:MAP_FAILED|\(void \*\) -1|0x[0-9a-f]+|-?\d+)(?: E[A-Z0-9]+ \([^()]*\))?"
+    r"(?: = (?:MAP_FAILED|SEM_FAILED|\(void \*\) -1|0x[0-9a-f]+|-?\d+)(?: E[A-Z0-9]+ \([^()]*\))?"
     r" <\d+\.\d{6}>| (?P<unfinished><unfinished \.\.\.>)) caller=0x[0-9a-f]+\Z")
 TEXT_START = re.compile(r"shmtrace\[(?P<pid>\d+)\] start: .* \(parent \d+\)\Z")
 TEXT_FORK = re.compile(r"shmtrace\[(?P<pid>\d+)\] fork: parent (?P<ppid>\d+)\Z")

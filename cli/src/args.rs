@@ -69,8 +69,9 @@ OPTIONS (both forms)
                          Format, for ui.perfetto.dev or chrome://tracing
     --calls LIST         comma-separated groups (shm, sem, mmap) or function names
                          (shmget shmat shmdt shmctl semget semop semtimedop semctl mmap
-                         mmap64 munmap mremap shm_open shm_unlink memfd_create):
-                         limits the call statistics and the calls that never returned
+                         mmap64 munmap mremap shm_open shm_unlink memfd_create sem_open
+                         sem_close sem_unlink): limits the call statistics and the calls that
+                         never returned
     --pid N              show only process N (repeatable); leaks, attachments, mappings,
                          calls and statistics of other processes are left out, the verdict
                          still covers the whole tree
@@ -401,7 +402,16 @@ mod tests {
     #[test]
     fn calls_take_function_names_and_list_them_when_unknown() {
         let calls = parse_calls("shmat, sem").unwrap();
-        let expected = ["semctl", "semget", "semop", "semtimedop", "shmat"];
+        let expected = [
+            "sem_close",
+            "sem_open",
+            "sem_unlink",
+            "semctl",
+            "semget",
+            "semop",
+            "semtimedop",
+            "shmat",
+        ];
         assert_eq!(calls.iter().collect::<Vec<_>>(), expected);
         let err = parse_calls("shmat,msgsnd").unwrap_err().to_string();
         assert!(

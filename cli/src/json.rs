@@ -177,6 +177,7 @@ fn leak(l: &SysvLeak) -> Value {
 
 fn name_leak(l: &NameLeak) -> Value {
     json!({
+        "kind": l.kind.key(),
         "name": l.name,
         "path": l.path,
         "pid": l.pid,
@@ -184,6 +185,7 @@ fn name_leak(l: &NameLeak) -> Value {
         "site": site(&l.site),
         "stack": stack(&l.stack),
         "ts": seconds(l.ts),
+        "kernel": presence(l.presence),
     })
 }
 

@@ -1,5 +1,6 @@
 //! What the kernel holds: `/proc/sysvipc/shm` and `/proc/sysvipc/sem` now (each object's key,
 //! size or nsems, creation time, and for segments the creator pid and the `SHM_DEST` bit), the
+//! files of POSIX names in `/dev/shm`, the
 //! same tables when a run started (`RUNDIR/kernel.json`, with the pids shmtrace reaped), the
 //! SysV segments a live process has mapped, and which processes of a run are still running.
 
@@ -121,6 +122,29 @@ impl Kernel {
             Some(Some(s)) if !s.is(who) => Presence::Reused,
             Some(Some(_)) => Presence::Exists,
         }
+    }
+}
+
+/// Whether `/dev/shm` holds the file of a name the logs say the tree created at `created`:
+/// `Reused` when the file there was born more than a second after that (removed and made again
+/// outside the tree; a file system without birth times never says so), `Unknown` when the
+/// question fails for another reason than its absence.
+pub fn dev_shm_file(path: &str, created: Micros) -> Presence {
+    match fs::symlink_metadata(path) {
+        Ok(meta) => {
+            let born = meta
+                .created()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+            match born {
+                Some(b) if b.as_micros() as i64 > created.saturating_add(1_000_000) => {
+                    Presence::Reused
+                }
+                _ => Presence::Exists,
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Presence::Gone,
+        Err(_) => Presence::Unknown,
     }
 }
 

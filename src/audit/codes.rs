@@ -39,10 +39,11 @@ pub enum Code {
     SemopBlocked = 10,
     SizeNotPageMultiple = 11,
     ForeignCreator = 12,
+    SemNotClosed = 14,
 }
 
 impl Code {
-    pub const ALL: [Code; 12] = [
+    pub const ALL: [Code; 13] = [
         Code::WorldAccessible,
         Code::CreateWithoutExcl,
         Code::WriteExecMapping,
@@ -55,6 +56,7 @@ impl Code {
         Code::SemopBlocked,
         Code::SizeNotPageMultiple,
         Code::ForeignCreator,
+        Code::SemNotClosed,
     ];
 
     /// `SHM001`..: what logs, reports and suppression files use.
@@ -68,9 +70,12 @@ impl Code {
     }
 
     fn entry(self) -> (&'static str, &'static str) {
-        // Codes are numbered from 1 in table order (a test checks every one).
-        CODES
-            .get((self as usize).saturating_sub(1))
+        // The table lists codes in `ALL`'s order, by number (a test checks every one); a
+        // number may be missing from a build's table, never reused.
+        Code::ALL
+            .iter()
+            .position(|c| *c == self)
+            .and_then(|i| CODES.get(i))
             .copied()
             .unwrap_or(("SHM000", "unknown"))
     }
@@ -86,7 +91,8 @@ impl Code {
             | Code::WriteExecMapping
             | Code::MunmapNeverMapped
             | Code::ExitHoldingSemaphore
-            | Code::SemopBlocked => Severity::Warning,
+            | Code::SemopBlocked
+            | Code::SemNotClosed => Severity::Warning,
             Code::SizeNotPageMultiple | Code::ForeignCreator => Severity::Info,
         }
     }
@@ -111,6 +117,8 @@ pub mod what {
     pub const ATTACHMENT: u64 = 2;
     /// A POSIX shared memory object (`shm_open`), by the descriptor it returned.
     pub const SHM_NAME: u64 = 3;
+    /// A named semaphore (`sem_open`), by the address it returned.
+    pub const SEM_NAME: u64 = 4;
 }
 
 /// One finding: enough to write its message again later (the exit report repeats it), and
@@ -135,6 +143,18 @@ impl fmt::Display for Kind {
             what::SHM_NAME => "shared memory object fd",
             _ => "semaphore set semid",
         })
+    }
+}
+
+/// The object a finding is about: `segment shmid=5`, `named semaphore at 0x7f..`.
+struct Object(u64, u64);
+
+impl fmt::Display for Object {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            what::SEM_NAME => write!(f, "named semaphore at {:#x}", self.1),
+            kind => write!(f, "{}={}", Kind(kind), self.1 as i32),
+        }
     }
 }
 
@@ -168,10 +188,9 @@ impl Finding {
         match self.code {
             Code::WorldAccessible => write!(
                 out,
-                "{}={} was created with mode 0{:03o}, so any local user can {} it; \
+                "{} was created with mode 0{:03o}, so any local user can {} it; \
                  create it with mode 0600 (or 0660 to share it with a group)",
-                Kind(a),
-                b as i32,
+                Object(a, b),
                 c & 0o777,
                 // What the others bits allow, and nothing more.
                 match (c & 0o004 != 0, c & 0o002 != 0) {
@@ -186,6 +205,13 @@ impl Finding {
                  object another process may have created first (fd={}); add O_EXCL and handle \
                  EEXIST, or use a name nobody can predict",
                 c as i32
+            ),
+            Code::CreateWithoutExcl if self.func == Func::SemOpen => write!(
+                out,
+                "sem_open used O_CREAT without O_EXCL on a fixed name, so it silently opens a \
+                 semaphore another process may have created first, with its value and not the \
+                 one given (at {c:#x}); add O_EXCL and handle EEXIST, or use a name nobody can \
+                 predict"
             ),
             Code::CreateWithoutExcl => write!(
                 out,
@@ -222,7 +248,10 @@ impl Finding {
                     | Func::Munmap
                     | Func::ShmOpen
                     | Func::ShmUnlink
-                    | Func::MemfdCreate => "a fixed address",
+                    | Func::MemfdCreate
+                    | Func::SemOpen
+                    | Func::SemClose
+                    | Func::SemUnlink => "a fixed address",
                 },
                 if c == 1 { "attachment" } else { "mapping" },
                 if matches!(self.func, Func::Mmap | Func::Mmap64) {
@@ -289,6 +318,13 @@ impl Finding {
                  {c}: attachments are rounded up to whole pages; request a multiple of the page \
                  size"
             ),
+            Code::SemNotClosed => write!(
+                out,
+                "the named semaphore at {a:#x} opened here is still open at exit ({b} sem_open \
+                 not matched by a sem_close): its mapping stays for the life of the process, \
+                 and a program that keeps opening semaphores this way grows without bound; \
+                 call sem_close once for each sem_open when done with it"
+            ),
             Code::ForeignCreator => write!(
                 out,
                 "{}={} was opened by key but created by uid {c}, not by this user; check that \
@@ -306,11 +342,11 @@ mod tests {
 
     #[test]
     fn codes_are_unique_and_parse_back() {
-        for (i, c) in Code::ALL.iter().enumerate() {
-            assert_eq!(c.code(), format!("SHM{:03}", i + 1));
-            assert_eq!(Code::parse(c.code()), Some(*c));
-            assert_eq!(Code::parse(&c.code().to_lowercase()), Some(*c));
-            assert_eq!(Code::parse(c.name()), Some(*c));
+        for c in Code::ALL {
+            assert_eq!(c.code(), format!("SHM{:03}", c as u8));
+            assert_eq!(Code::parse(c.code()), Some(c));
+            assert_eq!(Code::parse(&c.code().to_lowercase()), Some(c));
+            assert_eq!(Code::parse(c.name()), Some(c));
         }
         assert_eq!(Code::ALL.len(), CODES.len());
         assert_eq!(Code::parse("SHM000"), None);

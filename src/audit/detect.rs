@@ -4,6 +4,7 @@
 
 use super::codes::{Code, Finding, what};
 use super::state::State;
+use crate::ledger::OpenSemaphore;
 use shmtrace_core::trace::event::{Event, Func, Phase};
 
 /// What the ledger said before a call that can replace or release address space (it is held
@@ -229,9 +230,38 @@ pub fn after_call(state: &mut State, ev: &Event, pre: &Pre, asked: &Asked) -> Ou
                 out.push(f(Code::CreateWithoutExcl, [what::SHM_NAME, 0, ret]));
             }
         }
-        Func::ShmOpen | Func::ShmUnlink | Func::MemfdCreate => {}
+        Func::SemOpen if ok => {
+            let (oflag, mode) = (ev.arg_int(1), ev.args[2]);
+            if ev.created && mode & 0o006 != 0 {
+                out.push(f(
+                    Code::WorldAccessible,
+                    [what::SEM_NAME, ret, mode & 0o777],
+                ));
+            }
+            if oflag & (libc::O_CREAT | libc::O_EXCL) == libc::O_CREAT {
+                out.push(f(Code::CreateWithoutExcl, [what::SEM_NAME, 0, ret]));
+            }
+        }
+        Func::ShmOpen
+        | Func::ShmUnlink
+        | Func::MemfdCreate
+        | Func::SemOpen
+        | Func::SemClose
+        | Func::SemUnlink => {}
     }
     out
+}
+
+/// At exit: each named semaphore still open, at its first `sem_open`.
+pub fn not_closed(open: &[OpenSemaphore]) -> impl Iterator<Item = Finding> + '_ {
+    open.iter().map(|o| {
+        Finding::new(
+            Code::SemNotClosed,
+            Func::SemOpen,
+            o.site,
+            [o.addr, o.opens, 0],
+        )
+    })
 }
 
 /// `shmctl`/`semctl`: a second `IPC_RMID`, or any other use of a removed id.
@@ -295,7 +325,7 @@ mod tests {
     }
 
     fn failed(func: Func, args: &[u64], errno: i32) -> Event {
-        let mut ev = call(func, args, -1);
+        let mut ev = call(func, args, func.failure_value());
         ev.errno = errno;
         ev
     }
@@ -365,6 +395,91 @@ mod tests {
         assert!(codes(&mut s, &opened, &Pre::default()).is_empty());
         let refused = failed(Func::ShmOpen, &[0x1000, creat, 0o666], libc::EACCES);
         assert!(codes(&mut s, &refused, &Pre::default()).is_empty());
+    }
+
+    #[test]
+    fn sem_open_creation_mode_and_excl() {
+        let mut s = State::new();
+        let sem = 0x7f3a_2c7f_e000;
+        let mut ev = call(Func::SemOpen, &[0x1000, int(libc::O_CREAT), 0o666, 1], sem);
+        ev.created = true;
+        assert_eq!(
+            codes(&mut s, &ev, &Pre::default()),
+            [Code::WorldAccessible, Code::CreateWithoutExcl]
+        );
+        let excl = int(libc::O_CREAT | libc::O_EXCL);
+        let mut fixed = call(Func::SemOpen, &[0x1000, excl, 0o600, 1], sem);
+        fixed.created = true;
+        assert!(codes(&mut s, &fixed, &Pre::default()).is_empty());
+        // Opening an existing name: no mode chosen, nothing squatted.
+        let opened = call(Func::SemOpen, &[0x1000, 0, 0o666, 1], sem);
+        assert!(codes(&mut s, &opened, &Pre::default()).is_empty());
+        // SEM_FAILED is NULL: a failed sem_open finds nothing.
+        let refused = failed(
+            Func::SemOpen,
+            &[0x1000, int(libc::O_CREAT), 0o666, 1],
+            libc::EACCES,
+        );
+        assert_eq!(refused.ret, 0);
+        assert!(codes(&mut s, &refused, &Pre::default()).is_empty());
+        let mut message = String::new();
+        let world = Finding::new(
+            Code::WorldAccessible,
+            Func::SemOpen,
+            1,
+            [what::SEM_NAME, sem as u64, 0o666],
+        );
+        world.write_message(&mut message).unwrap();
+        assert!(
+            message.starts_with("named semaphore at 0x7f3a2c7fe000 was created with mode 0666"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn every_semaphore_still_open_at_exit_is_one_finding_at_its_sem_open() {
+        let open = [
+            OpenSemaphore {
+                addr: 0x7f00_0000,
+                opens: 2,
+                site: 0x100,
+            },
+            OpenSemaphore {
+                addr: 0x7f00_1000,
+                opens: 1,
+                site: 0x200,
+            },
+        ];
+        let found: Vec<Finding> = not_closed(&open).collect();
+        assert_eq!(
+            found,
+            [
+                Finding::new(
+                    Code::SemNotClosed,
+                    Func::SemOpen,
+                    0x100,
+                    [0x7f00_0000, 2, 0]
+                ),
+                Finding::new(
+                    Code::SemNotClosed,
+                    Func::SemOpen,
+                    0x200,
+                    [0x7f00_1000, 1, 0]
+                ),
+            ]
+        );
+        assert_eq!(Code::SemNotClosed.code(), "SHM014");
+        assert_eq!(
+            Code::SemNotClosed.severity(),
+            crate::audit::Severity::Warning
+        );
+        let mut message = String::new();
+        found[0].write_message(&mut message).unwrap();
+        assert!(
+            message.contains("(2 sem_open not matched by a sem_close)"),
+            "{message}"
+        );
+        assert!(not_closed(&[]).next().is_none());
     }
 
     #[test]

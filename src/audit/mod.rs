@@ -20,7 +20,7 @@ pub mod state;
 
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-use crate::ledger::{Ledger, RegionKind};
+use crate::ledger::{Ledger, OpenSemaphore, RegionKind};
 use crate::platform::config::{self, AuditEnv, Lossy};
 use crate::platform::spinlock::SpinLock;
 use crate::platform::{clock, process, sink};
@@ -220,7 +220,10 @@ pub fn before(ev: &Event, ledger: &Ledger, page: u64) -> Pre {
         | Func::Semctl
         | Func::ShmOpen
         | Func::ShmUnlink
-        | Func::MemfdCreate => {}
+        | Func::MemfdCreate
+        | Func::SemOpen
+        | Func::SemClose
+        | Func::SemUnlink => {}
     }
     pre
 }
@@ -244,8 +247,8 @@ fn nothing_to_do(ev: &Event, pre: &Pre) -> bool {
         Func::Shmget | Func::Shmat | Func::Shmdt | Func::Shmctl | Func::Semget | Func::Semctl => {
             false
         }
-        Func::ShmOpen => ev.failed(),
-        Func::ShmUnlink | Func::MemfdCreate => true,
+        Func::ShmOpen | Func::SemOpen => ev.failed(),
+        Func::ShmUnlink | Func::MemfdCreate | Func::SemClose | Func::SemUnlink => true,
     }
 }
 
@@ -281,13 +284,14 @@ pub fn after(ev: &Event, pre: &Pre, page: u64) {
     }
 }
 
-/// At exit, before the report: semaphores still held without `SEM_UNDO`.
-pub fn at_exit() {
+/// At exit, before the report: semaphores still held without `SEM_UNDO`, and the named
+/// semaphores the process opened and never closed (`open`, from the ledger).
+pub fn at_exit(open: &[OpenSemaphore]) {
     let held: Vec<Finding> = {
         let state = STATE.lock();
         detect::at_exit(&state, probe::semaphore_value).collect()
     };
-    for finding in held {
+    for finding in held.into_iter().chain(detect::not_closed(open)) {
         report_finding(finding);
     }
 }

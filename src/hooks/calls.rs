@@ -2,7 +2,7 @@
 //! forwards to `real`, and says which caller memory may be read once the call returned.
 
 use core::ffi::{CStr, c_char, c_int, c_uint, c_ulong, c_void};
-use libc::{key_t, mode_t, sembuf, shmid_ds, timespec};
+use libc::{key_t, mode_t, sem_t, sembuf, shmid_ds, timespec};
 
 use core::ptr;
 
@@ -447,6 +447,64 @@ pub unsafe extern "C" fn memfd_create(name: *const c_char, flags: c_uint, caller
         }
     };
     traced(Func::MemfdCreate, caller, args, call, after) as c_int
+}
+
+pub unsafe extern "C" fn sem_open(
+    name: *const c_char,
+    oflag: c_int,
+    mode: mode_t,
+    value: c_uint,
+    caller: usize,
+) -> *mut sem_t {
+    let args = [
+        ptr(name),
+        int(oflag),
+        u64::from(mode),
+        u64::from(value),
+        0,
+        0,
+    ];
+    let both = libc::O_CREAT | libc::O_EXCL;
+    // As for shm_open: whether O_CREAT alone creates is asked before the call.
+    let may_create = oflag & both == libc::O_CREAT;
+    let saved = errno::get();
+    // SAFETY: sem_open reads `name` as a string whatever the flags; so do we.
+    let name_was_free = may_create && unsafe { ShmPath::of_sem(name) }.is_ok_and(|p| !p.exists());
+    errno::set(saved);
+    // SAFETY: the program's own arguments, forwarded unchanged to the real function (`mode`
+    // and `value` as the variadic arguments they were).
+    let call = || unsafe { real::sem_open(name, oflag, mode, value) } as i64;
+    let after = |ev: &mut Event, facts: &mut Facts| {
+        read_name(ev, name);
+        if !ev.failed() {
+            facts.created = oflag & both == both || name_was_free;
+            ev.created = facts.created;
+            // sem_open gives no descriptor: the file is asked by name, just after the call.
+            if facts.created {
+                // SAFETY: libc has read the string (the call succeeded).
+                let path = unsafe { ShmPath::of_sem(name) };
+                facts.inode = path.ok().and_then(|p| p.inode()).unwrap_or(0);
+            }
+        }
+    };
+    traced(Func::SemOpen, caller, args, call, after) as *mut sem_t
+}
+
+pub unsafe extern "C" fn sem_close(sem: *mut sem_t, caller: usize) -> c_int {
+    let args = [ptr(sem), 0, 0, 0, 0, 0];
+    // SAFETY: the program's own argument, forwarded unchanged; glibc only compares it with the
+    // semaphores it opened (an unknown one fails with EINVAL), and so does the shim.
+    let call = || i64::from(unsafe { real::sem_close(sem) });
+    traced(Func::SemClose, caller, args, call, nothing_to_read) as c_int
+}
+
+pub unsafe extern "C" fn sem_unlink(name: *const c_char, caller: usize) -> c_int {
+    let args = [ptr(name), 0, 0, 0, 0, 0];
+    // SAFETY: the program's own arguments, forwarded unchanged to the real function.
+    let call = || i64::from(unsafe { real::sem_unlink(name) });
+    traced(Func::SemUnlink, caller, args, call, |ev, _| {
+        read_name(ev, name)
+    }) as c_int
 }
 
 /// A descriptor `shm_open` or `memfd_create` returned, marked so that its mappings are named,

@@ -131,7 +131,10 @@ fn releases_address_space(func: Func, args: &[u64; 6]) -> bool {
         | Func::Semctl
         | Func::ShmOpen
         | Func::ShmUnlink
-        | Func::MemfdCreate => false,
+        | Func::MemfdCreate
+        | Func::SemOpen
+        | Func::SemClose
+        | Func::SemUnlink => false,
     }
 }
 
@@ -165,7 +168,11 @@ fn begin(event: &mut Event, caller: usize, args: [u64; 6], vfork_child: Option<i
 fn finish(event: &mut Event, ret: i64, call_errno: i32) {
     event.phase = Phase::Exit;
     event.ret = ret;
-    event.errno = if ret == -1 { call_errno } else { 0 };
+    event.errno = if ret == event.func.failure_value() {
+        call_errno
+    } else {
+        0
+    };
     if event.ts_ns != 0 {
         event.dur_ns = clock::now_ns().saturating_sub(event.ts_ns);
     }

@@ -48,14 +48,15 @@ pub use objects::{ObjectKind, Segment, SemaphoreSet};
 pub use regions::Kind as RegionKind;
 pub use render::{write_json, write_text};
 pub use report::{
-    AttachmentLeak, Candidate, FindingEntry, MappingLeak, NameLeak, Report, Retained, Scanned,
-    SegmentLeak, SemaphoreLeak,
+    AttachmentLeak, Candidate, FindingEntry, MappingLeak, NameLeak, OpenSemaphore, Report,
+    Retained, Scanned, SegmentLeak, SemaphoreLeak,
 };
 pub use resync::{KernelView, KernelVma, Unsure};
 
 use shmtrace_core::trace::event::{Event, Func, Phase};
 
 use attachments::Attachments;
+pub use names::NameKind;
 use names::Names;
 use objects::Objects;
 use origins::Origins;
@@ -241,7 +242,8 @@ impl Ledger {
     }
 
     /// Updates the model from one completed call. Enter records and failed calls (`ret == -1`,
-    /// which is also `MAP_FAILED`) change nothing but the call count.
+    /// which is also `MAP_FAILED`; `SEM_FAILED` for `sem_open`) change nothing but the call
+    /// count.
     pub fn apply(&mut self, ev: &Event, facts: &Facts) -> Outcome {
         if ev.phase != Phase::Exit {
             return Outcome::NoEffect;
@@ -249,7 +251,7 @@ impl Ledger {
         if let Some(n) = self.calls.get_mut(ev.func as usize) {
             *n = n.saturating_add(1);
         }
-        if ev.ret == -1 {
+        if ev.failed() {
             self.note_failure(ev, facts);
             return Outcome::NoEffect;
         }
@@ -264,8 +266,11 @@ impl Ledger {
             Func::Semget => self.on_semget(ev, facts),
             Func::Semctl => self.on_semctl(ev),
             Func::Semop | Func::Semtimedop => Outcome::NoEffect,
-            Func::ShmOpen => self.on_shm_open(ev, facts),
-            Func::ShmUnlink => self.on_shm_unlink(ev),
+            Func::ShmOpen => self.on_name_created(NameKind::Shm, ev, facts),
+            Func::ShmUnlink => self.on_name_unlinked(NameKind::Shm, ev),
+            Func::SemOpen => self.on_sem_open(ev, facts),
+            Func::SemClose => self.on_sem_close(ev),
+            Func::SemUnlink => self.on_name_unlinked(NameKind::Sem, ev),
             // A memfd has no name that outlives the process; its mappings are mappings.
             Func::MemfdCreate => Outcome::NoEffect,
         };

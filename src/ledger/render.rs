@@ -182,10 +182,9 @@ pub fn write_text(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Resul
             ]);
         }
         for s in &report.names {
-            let name = s.name.as_bytes().escape_ascii().to_string();
-            let path = format!("/dev/shm/{}", name.trim_start_matches('/'));
+            let path = s.path();
             rows.push(vec![
-                "shm name".to_string(),
+                s.kind.label().to_string(),
                 path.clone(),
                 format!(
                     "created at {}: never unlinked, still exists (rm {path})",
@@ -394,7 +393,13 @@ pub fn write_json(report: &Report, pid: i32, out: &mut impl Write) -> fmt::Resul
             comma(out, i)?;
             out.write_str(r#"{"name":""#)?;
             json_escaped(out, &String::from_utf8_lossy(s.name.as_bytes()))?;
-            write!(out, r#"","site":"{:#x}"{}}}"#, s.site, JsonStack(&s.stack))?;
+            write!(
+                out,
+                r#"","kind":"{}","site":"{:#x}"{}}}"#,
+                s.kind.key(),
+                s.site,
+                JsonStack(&s.stack)
+            )?;
         }
         out.write_char(']')?;
     }

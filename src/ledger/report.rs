@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use super::regions::Kind;
-use super::{Ledger, ObjectKind};
+use super::{Ledger, NameKind, ObjectKind};
 use shmtrace_core::trace::event::{Name, Stack};
 
 /// A segment this process created, never removed, and the kernel still has.
@@ -33,14 +33,36 @@ pub struct SemaphoreLeak {
     pub stack: Stack,
 }
 
-/// A POSIX shared memory name this process created, never unlinked, and `/dev/shm` still
-/// has.
+/// A POSIX shared memory or semaphore name this process created, never unlinked, and
+/// `/dev/shm` still has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NameLeak {
-    /// As `shm_open` was given it (`/NAME`).
+    pub kind: NameKind,
+    /// As `shm_open` or `sem_open` was given it (`/NAME`).
     pub name: Name,
     pub site: u64,
     pub stack: Stack,
+}
+
+impl NameLeak {
+    /// Where glibc keeps it: `/dev/shm/NAME`, or `/dev/shm/sem.NAME` for a semaphore (bytes
+    /// outside printable ASCII escaped).
+    pub fn path(&self) -> String {
+        let name = self.name.as_bytes().escape_ascii().to_string();
+        let prefix = self.kind.file_prefix();
+        format!("/dev/shm/{prefix}{}", name.trim_start_matches('/'))
+    }
+}
+
+/// A named semaphore this process opened and never closed (as often as it opened it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenSemaphore {
+    /// The address `sem_open` returned.
+    pub addr: u64,
+    /// `sem_open` calls not matched by a `sem_close`.
+    pub opens: u64,
+    /// The first `sem_open`.
+    pub site: u64,
 }
 
 /// An attachment this process made and never detached.

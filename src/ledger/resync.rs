@@ -196,7 +196,10 @@ impl Ledger {
             | Func::Semctl
             | Func::ShmOpen
             | Func::ShmUnlink
-            | Func::MemfdCreate => None,
+            | Func::MemfdCreate
+            | Func::SemOpen
+            | Func::SemClose
+            | Func::SemUnlink => None,
         };
     }
 

@@ -7,7 +7,7 @@
 // The safety contract of every forwarder is stated once, below, rather than at each.
 #![allow(clippy::missing_safety_doc)]
 
-use core::ffi::{c_char, c_int, c_long, c_ulong, c_void};
+use core::ffi::{c_char, c_int, c_long, c_uint, c_ulong, c_void};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use shmtrace_core::trace::event::Func;
@@ -311,24 +311,7 @@ pub unsafe fn shm_unlink(name: *const c_char) -> c_int {
         (name),
         // SAFETY: the caller's string, read as libc would read it.
         match unsafe { ShmPath::of(name) } {
-            Ok(path) => {
-                let rc = sys(
-                    libc::SYS_unlinkat,
-                    [
-                        libc::AT_FDCWD as c_long,
-                        path.as_ptr() as c_long,
-                        0,
-                        0,
-                        0,
-                        0,
-                    ],
-                ) as c_int;
-                // glibc answers EPERM as EACCES, as POSIX specifies for shm_unlink.
-                if rc == -1 && errno::get() == libc::EPERM {
-                    errno::set(libc::EACCES);
-                }
-                rc
-            }
+            Ok(path) => unlink_as_glibc(&path),
             // glibc's shm_unlink answers an invalid name as one that does not exist.
             Err(_) => {
                 errno::set(libc::ENOENT);
@@ -349,4 +332,93 @@ pub unsafe fn memfd_create(name: *const c_char, flags: libc::c_uint) -> c_int {
             [name as c_long, flags as c_long, 0, 0, 0, 0]
         ) as c_int
     )
+}
+
+/// `sem_open` and `sem_close` make no one system call: glibc keeps the process's semaphores
+/// in a table of its own (one mapping per name, with a count of opens) that only its
+/// functions know, so a stand-in would leave glibc's `sem_close` unable to close what it
+/// opened. Before the constructor has resolved them (a hook called from a constructor that
+/// runs before ours), they are resolved here on first use instead, with no lock of the shim
+/// held; only when there is no next definition at all do they fail, with `ENOSYS`.
+fn resolve_now(func: Func) -> bool {
+    // SAFETY: as in `resolve_all`.
+    let addr = unsafe { libc::dlsym(libc::RTLD_NEXT, func.symbol().as_ptr()) } as usize;
+    if addr == 0 || is_ours(addr) {
+        errno::set(libc::ENOSYS);
+        return false;
+    }
+    NEXT[func as usize].store(addr, Ordering::Release);
+    true
+}
+
+/// `mode` and `value` are handed on as the variadic arguments they were, whatever `oflag`.
+pub unsafe fn sem_open(
+    name: *const c_char,
+    oflag: c_int,
+    mode: libc::mode_t,
+    value: c_uint,
+) -> *mut libc::sem_t {
+    forward!(
+        Func::SemOpen,
+        variadic fn(*const c_char, c_int) -> *mut libc::sem_t,
+        (name, oflag, mode, value),
+        if resolve_now(Func::SemOpen) {
+            // SAFETY: resolved now, so this calls the next definition.
+            unsafe { sem_open(name, oflag, mode, value) }
+        } else {
+            core::ptr::null_mut()
+        }
+    )
+}
+
+pub unsafe fn sem_close(sem: *mut libc::sem_t) -> c_int {
+    forward!(
+        Func::SemClose,
+        fn(*mut libc::sem_t) -> c_int,
+        (sem),
+        if resolve_now(Func::SemClose) {
+            // SAFETY: resolved now, so this calls the next definition.
+            unsafe { sem_close(sem) }
+        } else {
+            -1
+        }
+    )
+}
+
+/// Before `sem_unlink` is resolved, what glibc's does: unlink `/dev/shm/sem.NAME`.
+pub unsafe fn sem_unlink(name: *const c_char) -> c_int {
+    forward!(
+        Func::SemUnlink,
+        fn(*const c_char) -> c_int,
+        (name),
+        // SAFETY: the caller's string, read as libc would read it.
+        match unsafe { ShmPath::of_sem(name) } {
+            Ok(path) => unlink_as_glibc(&path),
+            // glibc's sem_unlink answers an invalid name as one that does not exist.
+            Err(_) => {
+                errno::set(libc::ENOENT);
+                -1
+            }
+        }
+    )
+}
+
+/// `unlink` of a `/dev/shm` path, with `EPERM` answered as `EACCES` as glibc's `shm_unlink` and
+/// `sem_unlink` do (POSIX specifies `EACCES`).
+fn unlink_as_glibc(path: &ShmPath) -> c_int {
+    let rc = sys(
+        libc::SYS_unlinkat,
+        [
+            libc::AT_FDCWD as c_long,
+            path.as_ptr() as c_long,
+            0,
+            0,
+            0,
+            0,
+        ],
+    ) as c_int;
+    if rc == -1 && errno::get() == libc::EPERM {
+        errno::set(libc::EACCES);
+    }
+    rc
 }

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::holdings::Holdings;
-use super::model::{CallStat, Kind};
+use super::model::{CallStat, Kind, NameKind};
 use crate::logs::{Call, ExitReport, Finding, Loaded, Micros, Pos, Record, Start};
 
 /// How many early call sites of a process are kept to recognise the image it inherited.
@@ -27,8 +27,10 @@ pub(super) struct Creation {
     pub(super) stack: Vec<u64>,
 }
 
-/// A POSIX shared memory name created (`shm_open` that created it) or unlinked.
+/// A POSIX shared memory or semaphore name created (`shm_open`, `sem_open` that created it)
+/// or unlinked.
 pub(super) struct NameEvent {
+    pub(super) kind: NameKind,
     pub(super) name: String,
     pub(super) created: bool,
     pub(super) pid: i32,
@@ -166,14 +168,20 @@ impl Collector {
             self.users.entry(key).or_default().insert(c.pid);
         }
         match c.func.as_str() {
-            "shm_open" | "shm_unlink" => {
-                let created = c.func == "shm_open";
+            "shm_open" | "shm_unlink" | "sem_open" | "sem_unlink" => {
+                let created = c.func.ends_with("_open");
+                let kind = if c.func.starts_with("sem_") {
+                    NameKind::Semaphore
+                } else {
+                    NameKind::Shm
+                };
                 // Only a creation or an unlink changes what outlives the run.
                 if created && c.created != Some(true) {
                     return;
                 }
                 if let Some(name) = c.arg_str("name") {
                     self.names.push(NameEvent {
+                        kind,
                         name: name.to_string(),
                         created,
                         pid: c.pid,

@@ -24,7 +24,7 @@ use shmtrace_core::allocators::{self, Allocators};
 use shmtrace_core::trace::event::Func;
 
 use crate::args::ViewOptions;
-use crate::kernel::{Kernel, LiveCheck, Start};
+use crate::kernel::{self, Kernel, LiveCheck, Start};
 use crate::logs::{self, Call, Inputs, Micros, Module, Pos};
 use crate::runinfo::RunInfo;
 use crate::symbols::Symbolizer;
@@ -106,7 +106,7 @@ pub fn build(sources: Sources<'_>, view: &ViewOptions) -> Result<Report, String>
         .into_iter()
         .filter(|l| view.shows_pid(l.pid))
         .collect();
-    let names = names::name_leaks(&collector, &tree, &mut symbolizer, |p| p.exists());
+    let names = names::name_leaks(&collector, &tree, &mut symbolizer, kernel::dev_shm_file);
     report.verdict.names = names.len() as u64;
     report.names = names
         .into_iter()

@@ -138,7 +138,7 @@ pub struct CallStat {
 pub struct Verdict {
     pub segments: u64,
     pub semaphore_sets: u64,
-    /// POSIX shared memory names left in `/dev/shm`.
+    /// POSIX shared memory and semaphore names created and never unlinked.
     pub names: u64,
     pub attachments: u64,
     pub mappings: u64,
@@ -197,7 +197,8 @@ pub struct Report {
     /// All processes of the tree (the `--pid` filter applies to the lists below, not here).
     pub processes: Vec<Process>,
     pub leaks: Vec<SysvLeak>,
-    /// POSIX shared memory names created and never unlinked, still in `/dev/shm`.
+    /// POSIX shared memory and semaphore names created and never unlinked, and whether
+    /// `/dev/shm` still holds them.
     pub names: Vec<NameLeak>,
     /// Objects left behind that running processes of the tree still use.
     pub in_use: Vec<SysvLeak>,
@@ -268,12 +269,39 @@ pub struct SysvLeak {
     pub users: Vec<User>,
 }
 
-/// A POSIX shared memory name created in the tree and never unlinked by it.
+/// Which call made a POSIX name: `shm_open` (`/dev/shm/NAME`) or `sem_open`
+/// (`/dev/shm/sem.NAME`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum NameKind {
+    Shm,
+    Semaphore,
+}
+
+impl NameKind {
+    /// As the report's text names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            NameKind::Shm => "shm name",
+            NameKind::Semaphore => "semaphore name",
+        }
+    }
+
+    /// As the JSON report's `kind` has it.
+    pub fn key(self) -> &'static str {
+        match self {
+            NameKind::Shm => "shm",
+            NameKind::Semaphore => "sem",
+        }
+    }
+}
+
+/// A POSIX shared memory or semaphore name created in the tree and never unlinked by it.
 #[derive(Clone, Debug)]
 pub struct NameLeak {
-    /// As `shm_open` was given it.
+    pub kind: NameKind,
+    /// As `shm_open` or `sem_open` was given it.
     pub name: String,
-    /// Its file, `/dev/shm/NAME`.
+    /// Its file, `/dev/shm/NAME` (`/dev/shm/sem.NAME` for a semaphore).
     pub path: String,
     /// The process that created it last.
     pub pid: i32,
@@ -281,6 +309,10 @@ pub struct NameLeak {
     pub site: Symbol,
     pub stack: Vec<Symbol>,
     pub ts: Micros,
+    /// Whether `/dev/shm` holds it now: `Exists`, `Gone` (removed outside the tree), `Reused`
+    /// (the file there was made after the logged creation: removed and made again outside
+    /// the tree) or `Unknown`.
+    pub presence: Presence,
 }
 
 /// A running process that holds an object.

@@ -4,6 +4,7 @@ use super::collect::Collector;
 use super::sysv::sysv_leaks;
 use super::tree::Tree;
 use super::*;
+use crate::kernel::Presence;
 use crate::logs::parse_line;
 use crate::symbols::Symbol;
 
@@ -370,4 +371,111 @@ fn allocator_mappings_are_retained_not_leaks() {
         off.verdict.retained_mappings, 6,
         "what the shim set aside stays aside (its own SHMTRACE_ALLOCATORS decided)"
     );
+}
+
+/// Shared memory and semaphore names are apart (`/x` is `/dev/shm/x` for one and
+/// `/dev/shm/sem.x` for the other); a name unlinked by another process of the tree is no
+/// leak; each left name carries what `/dev/shm` says of its file.
+#[test]
+fn names_of_both_kinds_across_processes_with_their_presence() {
+    let sem_open = |pid, ts, name: &str, created: bool| {
+        call(
+            pid,
+            ts,
+            "sem_open",
+            &format!(r#"{{"name":"{name}","oflag":"O_CREAT","mode":"0600","value":1}}"#),
+            0x7f00_0000,
+            &format!(r#","created":{created}"#),
+        )
+    };
+    let unlink = |pid, ts, func: &str, name: &str| {
+        call(pid, ts, func, &format!(r#"{{"name":"{name}"}}"#), 0, "")
+    };
+    let lines = [
+        sem_open(1, "1.0", "/x", true),
+        call(
+            1,
+            "1.5",
+            "shm_open",
+            r#"{"name":"/x","oflag":"O_RDWR|O_CREAT|O_EXCL","mode":"0600"}"#,
+            3,
+            r#","created":true"#,
+        ),
+        sem_open(1, "2.0", "/parent", true),
+        // Opened, not created: not the tree's to unlink.
+        sem_open(1, "2.5", "/opened", false),
+        unlink(2, "3.0", "sem_unlink", "/parent"),
+        // A shm_unlink of /x leaves the semaphore /x.
+        unlink(2, "4.0", "shm_unlink", "/x"),
+        sem_open(1, "5.0", "/gone", true),
+    ];
+    let (c, tree) = collected(&lines);
+    let asked = std::cell::RefCell::new(Vec::new());
+    let leaks = names::name_leaks(&c, &tree, &mut Symbolizer::new(), |path, created| {
+        asked.borrow_mut().push((path.to_string(), created));
+        if path.ends_with("gone") {
+            Presence::Gone
+        } else {
+            Presence::Exists
+        }
+    });
+    let got: Vec<(NameKind, &str, &str, Presence, i32)> = leaks
+        .iter()
+        .map(|l| (l.kind, l.name.as_str(), l.path.as_str(), l.presence, l.pid))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                NameKind::Semaphore,
+                "/x",
+                "/dev/shm/sem.x",
+                Presence::Exists,
+                1
+            ),
+            (
+                NameKind::Semaphore,
+                "/gone",
+                "/dev/shm/sem.gone",
+                Presence::Gone,
+                1
+            ),
+        ]
+    );
+    assert_eq!(
+        asked.into_inner(),
+        [
+            ("/dev/shm/sem.gone".to_string(), 5_000_000),
+            ("/dev/shm/sem.x".to_string(), 1_000_000),
+        ],
+        "asked with each name's creation time"
+    );
+}
+
+/// `/dev/shm` as the oracle: a file there now, none, or one born after the logged creation.
+#[test]
+fn dev_shm_files_are_judged_by_existence_and_birth() {
+    let dir = std::env::temp_dir().join(format!("shmtrace-names-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("f");
+    std::fs::write(&file, b"").unwrap();
+    let path = file.to_str().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    assert_eq!(kernel::dev_shm_file(path, now), Presence::Exists);
+    let born_known = std::fs::metadata(&file).unwrap().created().is_ok();
+    let long_before = now - 60_000_000;
+    assert_eq!(
+        kernel::dev_shm_file(path, long_before),
+        if born_known {
+            Presence::Reused
+        } else {
+            Presence::Exists
+        }
+    );
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(kernel::dev_shm_file(path, now), Presence::Gone);
+    std::fs::remove_dir(&dir).unwrap();
 }

@@ -4,7 +4,9 @@
 use std::fmt::Write as _;
 
 use super::table::Table;
-use super::words::{base_name, grouped_stack_lines, presence_text, site_text, stack_lines};
+use super::words::{
+    base_name, grouped_stack_lines, name_presence_text, presence_text, site_text, stack_lines,
+};
 use super::{Style, section};
 use crate::kernel::Presence;
 use crate::merge::{Kind, Report, SysvLeak, UnseenKind, stacks};
@@ -47,14 +49,15 @@ pub(super) fn sysv_leaks(out: &mut String, report: &Report, style: Style) {
     }
 }
 
-/// POSIX shared memory names created and never unlinked, still in `/dev/shm`.
+/// POSIX shared memory and semaphore names created and never unlinked, and whether
+/// `/dev/shm` still holds them.
 pub(super) fn name_leaks(out: &mut String, report: &Report, style: Style) {
     if report.names.is_empty() {
         return;
     }
-    section(out, style, "shared memory names created and never unlinked");
+    section(out, style, "POSIX names created and never unlinked");
     for leak in &report.names {
-        let _ = writeln!(out, "  {} {}", style.bad("shm name"), leak.name);
+        let _ = writeln!(out, "  {} {}", style.bad(leak.kind.name()), leak.name);
         let exe = leak
             .exe
             .as_deref()
@@ -68,12 +71,19 @@ pub(super) fn name_leaks(out: &mut String, report: &Report, style: Style) {
         for line in stack_lines(style, &leak.stack) {
             let _ = writeln!(out, "          {line}");
         }
-        let _ = writeln!(
-            out,
-            "      {} (rm {})",
-            style.bad("never unlinked, still exists"),
-            leak.path
-        );
+        let _ = match leak.presence {
+            Presence::Exists => writeln!(
+                out,
+                "      {} (rm {})",
+                style.bad("never unlinked, still exists"),
+                leak.path
+            ),
+            _ => writeln!(
+                out,
+                "      never unlinked; {}",
+                name_presence_text(leak.presence, &leak.path)
+            ),
+        };
     }
 }
 

@@ -81,7 +81,7 @@ fn leaks_text(v: &Verdict) -> String {
         parts.push(plural(v.semaphore_sets, "semaphore set", "semaphore sets"));
     }
     if v.names > 0 {
-        parts.push(plural(v.names, "shm name", "shm names"));
+        parts.push(plural(v.names, "POSIX name", "POSIX names"));
     }
     if v.attachments > 0 {
         parts.push(plural(v.attachments, "attachment", "attachments"));

@@ -128,6 +128,18 @@ pub(super) fn presence_text(p: Presence) -> &'static str {
     }
 }
 
+/// What `/dev/shm` says of a name the tree left (see [`crate::kernel::dev_shm_file`]).
+pub(super) fn name_presence_text(p: Presence, path: &str) -> String {
+    match p {
+        Presence::Exists | Presence::MarkedForRemoval => format!("{path} still exists"),
+        Presence::Gone => format!("{path} no longer exists (removed outside the traced processes)"),
+        Presence::Reused => format!(
+            "{path} no longer exists (removed outside the traced processes; the file there now was made later)"
+        ),
+        Presence::Unknown => format!("existence unknown ({path} could not be asked)"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,9 @@
 /// An entry is `Variant name(C parameters) -> C return type { properties }`:
 /// - `group`: the family `--calls` selects it by ([`Group`](crate::trace::event::Group));
 /// - `pointer`: it returns a pointer, so failure is `(void *) -1` rather than `-1`;
-/// - `blocks`: it can wait indefinitely, so it gets an enter record before it starts.
+/// - `blocks`: it can wait indefinitely, so it gets an enter record before it starts;
+/// - `failure` (optional, last): the value that means failure when it is not `-1` or
+///   `(void *) -1`, as `SEM_FAILED` (NULL in glibc) for `sem_open`.
 ///
 /// The parameter types are resolved where the list is expanded (the shim imports
 /// `core::ffi` and `libc` names); a variadic argument is written as the named integer
@@ -53,6 +55,13 @@ macro_rules! hook_table {
                 { group: Shm, pointer: false, blocks: false }
             MemfdCreate memfd_create(name: *const c_char, flags: c_uint) -> c_int
                 { group: Shm, pointer: false, blocks: false }
+            SemOpen sem_open(name: *const c_char, oflag: c_int, mode: mode_t, value: c_uint)
+                -> *mut sem_t
+                { group: Sem, pointer: true, blocks: false, failure: 0 }
+            SemClose sem_close(sem: *mut sem_t) -> c_int
+                { group: Sem, pointer: false, blocks: false }
+            SemUnlink sem_unlink(name: *const c_char) -> c_int
+                { group: Sem, pointer: false, blocks: false }
         }
     };
 }

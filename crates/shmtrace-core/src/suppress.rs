@@ -11,8 +11,9 @@
 //! identically. The shim applies the rules without a site (it cannot symbolize); the command
 //! applies all of them.
 
-/// Every finding code and its name, in code order (`Code` in the shim follows this table).
-pub const CODES: [(&str, &str); 12] = [
+/// Every finding code and its name, in code order (`Code::ALL` in the shim follows this
+/// table).
+pub const CODES: [(&str, &str); 13] = [
     ("SHM001", "world-accessible"),
     ("SHM002", "create-without-excl"),
     ("SHM003", "write-exec-mapping"),
@@ -25,6 +26,7 @@ pub const CODES: [(&str, &str); 12] = [
     ("SHM010", "semop-blocked"),
     ("SHM011", "size-not-page-multiple"),
     ("SHM012", "foreign-creator"),
+    ("SHM014", "sem-not-closed"),
 ];
 
 /// The index in [`CODES`] of `word` (a code in any case, or a name).

@@ -426,7 +426,7 @@ fn run(seed: u64, steps: usize, seen: &mut BTreeMap<&'static str, usize>) {
                 // Failed calls of every kind change nothing.
                 let func = Func::ALL[rng.below(Func::COUNT as u64) as usize];
                 let a = addr(rng.below(PAGES));
-                let ev = call(func, &[a, PAGE, 0, 0, 0, 0], -1, site);
+                let ev = call(func, &[a, PAGE, 0, 0, 0, 0], func.failure_value(), site);
                 assert_eq!(l.apply(&ev, &facts()), Outcome::NoEffect);
                 "failed call"
             }

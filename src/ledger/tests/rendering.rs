@@ -389,3 +389,61 @@ fn the_documented_report_with_stacks() {
     write_json(&l.report(|_, _| true), 4242, &mut out).unwrap();
     assert_eq!(out, format!("{documented}\n"));
 }
+
+/// A shared memory name and a semaphore name left: each as its own kind of row, with the
+/// file glibc keeps it in, in text and JSON.
+#[test]
+fn names_of_both_kinds_read_as_their_files() {
+    use crate::ledger::{NameKind, NameLeak};
+    use shmtrace_core::trace::event::Name;
+    let report = Report {
+        names: vec![
+            NameLeak {
+                kind: NameKind::Shm,
+                name: Name::from_bytes(b"/psm_1"),
+                site: 0x100,
+                stack: Stack::new(),
+            },
+            NameLeak {
+                kind: NameKind::Sem,
+                name: Name::from_bytes(b"/jobs"),
+                site: 0x200,
+                stack: Stack::new(),
+            },
+        ],
+        ..Ledger::new().report(|_, _| true)
+    };
+    let mut text = String::new();
+    write_text(&report, 7, &mut text).unwrap();
+    assert!(
+        text.contains("report: 2 leaks left behind: 2 names"),
+        "{text}"
+    );
+    let row = |kind: &str, path: &str| {
+        text.lines().any(|l| {
+            l.contains(kind)
+                && l.contains(&format!(" {path} "))
+                && l.ends_with(&format!("never unlinked, still exists (rm {path})"))
+        })
+    };
+    assert!(row("shm name", "/dev/shm/psm_1"), "{text}");
+    assert!(row("semaphore name", "/dev/shm/sem.jobs"), "{text}");
+    let mut json = String::new();
+    write_json(&report, 7, &mut json).unwrap();
+    let names = parse(&json).unwrap().get("names").clone();
+    let Value::Arr(names) = names else {
+        panic!("{json}")
+    };
+    let fields: Vec<(Value, Value)> = names
+        .iter()
+        .map(|n| (n.get("name").clone(), n.get("kind").clone()))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            (Value::Str("/psm_1".into()), Value::Str("shm".into())),
+            (Value::Str("/jobs".into()), Value::Str("sem".into()))
+        ],
+        "{json}"
+    );
+}

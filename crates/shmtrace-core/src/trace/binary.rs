@@ -126,7 +126,9 @@ fn carries(func: Func, args: &[u64; 6]) -> Carries {
     let (sops, timeout, name) = match func {
         Func::Semop => (true, false, false),
         Func::Semtimedop => (true, true, false),
-        Func::ShmOpen | Func::ShmUnlink | Func::MemfdCreate => (false, false, true),
+        Func::ShmOpen | Func::ShmUnlink | Func::MemfdCreate | Func::SemOpen | Func::SemUnlink => {
+            (false, false, true)
+        }
         Func::Mmap | Func::Mmap64 => (false, false, args[3] as i32 & libc::MAP_ANONYMOUS == 0),
         Func::Shmget
         | Func::Shmat
@@ -135,7 +137,8 @@ fn carries(func: Func, args: &[u64; 6]) -> Carries {
         | Func::Semget
         | Func::Semctl
         | Func::Munmap
-        | Func::Mremap => (false, false, false),
+        | Func::Mremap
+        | Func::SemClose => (false, false, false),
     };
     Carries {
         sops,
@@ -538,7 +541,10 @@ mod tests {
         for func in Func::ALL {
             let mut ev = sample(func);
             ev.stack = Stack::from_slice(&[0x1, 0x2, 0x3]);
-            if matches!(func, Func::Shmget | Func::Semget | Func::ShmOpen) {
+            if matches!(
+                func,
+                Func::Shmget | Func::Semget | Func::ShmOpen | Func::SemOpen
+            ) {
                 ev.created = true;
             }
             if carries(func, &ev.args).name {

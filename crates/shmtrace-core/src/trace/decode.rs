@@ -345,6 +345,17 @@ pub fn memfd_flags(out: &mut impl Write, flags: u32) -> fmt::Result {
     terms.or_none("0")
 }
 
+/// sem_open's `oflag`: `O_CREAT|O_EXCL`, `0` when none. sem_open ignores the access mode (it
+/// always opens read-write), so none is shown.
+pub fn sem_open_flags(out: &mut impl Write, oflag: i32) -> fmt::Result {
+    flags(
+        out,
+        oflag as u32 & !(libc::O_ACCMODE as u32),
+        OPEN_FLAGS,
+        "0",
+    )
+}
+
 /// A file mode (`shm_open`'s `mode`), in octal as `%#03o` prints it.
 pub fn mode(out: &mut impl Write, mode: u32) -> fmt::Result {
     write!(out, "0{:02o}", mode)

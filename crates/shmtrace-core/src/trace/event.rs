@@ -27,9 +27,20 @@ impl Group {
     }
 }
 
+/// A table entry's `failure`, or `-1` when it has none.
+macro_rules! failure_or_minus_one {
+    () => {
+        -1
+    };
+    ($failure:literal) => {
+        $failure
+    };
+}
+
 macro_rules! define_func {
     ($($variant:ident $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty
-        { group: $group:ident, pointer: $pointer:literal, blocks: $blocks:literal })*) => {
+        { group: $group:ident, pointer: $pointer:literal, blocks: $blocks:literal
+            $(, failure: $failure:literal)? })*) => {
         /// The hooked functions, in the order of the hook table.
         #[repr(u8)]
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +91,15 @@ macro_rules! define_func {
             pub fn returns_pointer(self) -> bool {
                 match self {
                     $(Func::$variant => $pointer),*
+                }
+            }
+
+            /// The return value that means failure: `-1` (also `(void *) -1`, `MAP_FAILED`)
+            /// unless the table says otherwise (`sem_open`'s `SEM_FAILED` is 0).
+            #[inline]
+            pub fn failure_value(self) -> i64 {
+                match self {
+                    $(Func::$variant => failure_or_minus_one!($($failure)?)),*
                 }
             }
         }
@@ -288,6 +308,9 @@ impl core::fmt::Debug for Stack {
 /// | shm_open | name (the pointer; the string is in `name`), oflag, mode |
 /// | shm_unlink | name (the pointer; the string is in `name`) |
 /// | memfd_create | name (the pointer; the string is in `name`), flags |
+/// | sem_open | name (the pointer; the string is in `name`), oflag, mode, value (the last two whatever the caller passed) |
+/// | sem_close | sem |
+/// | sem_unlink | name (the pointer; the string is in `name`) |
 ///
 /// `repr(C)`, small fields first and the stack last: an event is built in place on the hook's
 /// stack, and the compiler zeroes its fields with a few wide stores; with the stack's unused
@@ -299,8 +322,8 @@ pub struct Event {
     pub phase: Phase,
     pub func: Func,
     pub sops_read: u8,
-    /// `shmget`/`semget`/`shm_open`: whether this call created the object (rather than opened
-    /// it).
+    /// `shmget`/`semget`/`shm_open`/`sem_open`: whether this call created the object (rather
+    /// than opened it).
     pub created: bool,
     pub pid: i32,
     pub tid: i32,
@@ -321,9 +344,10 @@ pub struct Event {
     /// were not read (the call failed before the kernel accepted the array, or it is logged as
     /// started before the kernel read them).
     pub sops: [SemOp; SOPS_KEPT],
-    /// `shm_open`, `shm_unlink`, `memfd_create`: the name, read after libc (or the kernel)
-    /// had read it. `mmap`, `mmap64` of a descriptor `shm_open` or `memfd_create` returned:
-    /// the object mapped, `/dev/shm/NAME` or `memfd:NAME`. Empty otherwise.
+    /// `shm_open`, `shm_unlink`, `memfd_create`, `sem_open`, `sem_unlink`: the name, read after
+    /// libc (or the kernel) had read it. `mmap`, `mmap64` of a descriptor `shm_open` or
+    /// `memfd_create` returned: the object mapped, `/dev/shm/NAME` or `memfd:NAME`. Empty
+    /// otherwise.
     pub name: Name,
     /// With `SHMTRACE_STACK=N`, up to N return addresses above `caller` (empty by default).
     pub stack: Stack,
@@ -352,12 +376,15 @@ impl Event {
     }
 
     pub fn failed(&self) -> bool {
-        self.phase == Phase::Exit && self.ret == -1
+        self.phase == Phase::Exit && self.ret == self.func.failure_value()
     }
 
     /// For a successful `shmget`/`semget`: whether it created the object.
     pub fn created(&self) -> Option<bool> {
-        let get = matches!(self.func, Func::Shmget | Func::Semget | Func::ShmOpen);
+        let get = matches!(
+            self.func,
+            Func::Shmget | Func::Semget | Func::ShmOpen | Func::SemOpen
+        );
         (get && self.phase == Phase::Exit && !self.failed()).then_some(self.created)
     }
 
@@ -401,6 +428,22 @@ mod tests {
                 .iter()
                 .all(|g| Func::ALL.iter().any(|f| f.group() == *g))
         );
+    }
+
+    /// `sem_open` fails with `SEM_FAILED` (NULL in glibc); every other function with -1
+    /// (`(void *) -1`, `MAP_FAILED` for the pointer ones).
+    #[test]
+    fn each_function_fails_with_its_own_value() {
+        for func in Func::ALL {
+            let want = if func == Func::SemOpen { 0 } else { -1 };
+            assert_eq!(func.failure_value(), want, "{func:?}");
+            let mut ev = Event::new(Phase::Exit, func);
+            ev.ret = want;
+            assert!(ev.failed(), "{func:?}");
+            ev.ret = if want == 0 { -1 } else { 0 };
+            assert!(!ev.failed(), "{func:?}");
+        }
+        assert!(Func::SemOpen.returns_pointer());
     }
 
     #[test]

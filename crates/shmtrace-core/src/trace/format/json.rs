@@ -377,7 +377,7 @@ pub(crate) mod tests {
         // The JSON examples are those of the text examples but the shmat, the first mmap, the
         // shmctl and the semop enter record.
         let events = doc_examples();
-        let made: Vec<String> = [0, 3, 5, 7, 8, 9, 10, 11]
+        let made: Vec<String> = [0, 3, 5, 7, 8, 9, 10, 11, 12, 13, 14]
             .iter()
             .map(|&i| json(&events[i]))
             .collect();

@@ -42,6 +42,7 @@ enum Decoded {
     MmapFlags(i32),
     MremapFlags(i32),
     OpenFlags(i32),
+    SemOpenFlags(i32),
     Mode(u32),
     MemfdFlags(u32),
 }
@@ -59,6 +60,7 @@ impl Decoded {
             Decoded::MmapFlags(v) => decode::mmap_flags(out, v),
             Decoded::MremapFlags(v) => decode::mremap_flags(out, v),
             Decoded::OpenFlags(v) => decode::open_flags(out, v),
+            Decoded::SemOpenFlags(v) => decode::sem_open_flags(out, v),
             Decoded::Mode(v) => decode::mode(out, v),
             Decoded::MemfdFlags(v) => decode::memfd_flags(out, v),
         }
@@ -217,11 +219,21 @@ fn args(ev: &Event) -> Args<'_> {
             arg("oflag", Value::Decoded(OpenFlags(int(1)))),
             arg("mode", Value::Decoded(Mode(raw(2) as u32))),
         ]),
-        Func::ShmUnlink => Args::of(&[arg("name", name(ev))]),
+        Func::ShmUnlink | Func::SemUnlink => Args::of(&[arg("name", name(ev))]),
         Func::MemfdCreate => Args::of(&[
             arg("name", name(ev)),
             arg("flags", Value::Decoded(MemfdFlags(raw(1) as u32))),
         ]),
+        // `mode` and `value` are read only with O_CREAT, as sem_open reads them.
+        Func::SemOpen => Args::of(&[
+            arg("name", name(ev)),
+            arg("oflag", Value::Decoded(SemOpenFlags(int(1)))),
+        ])
+        .and(
+            (int(1) & libc::O_CREAT != 0).then(|| arg("mode", Value::Decoded(Mode(raw(2) as u32)))),
+        )
+        .and((int(1) & libc::O_CREAT != 0).then(|| arg("value", Size(u64::from(raw(3) as u32))))),
+        Func::SemClose => Args::of(&[arg("sem", Ptr(raw(0)))]),
     }
 }
 
@@ -279,6 +291,7 @@ fn failure_word(func: Func) -> &'static str {
     match func {
         Func::Shmat => "(void *) -1",
         Func::Mmap | Func::Mmap64 | Func::Mremap => "MAP_FAILED",
+        Func::SemOpen => "SEM_FAILED",
         _ => "-1",
     }
 }
@@ -330,7 +343,7 @@ pub(crate) mod fixtures {
 
     /// A call that failed with `errno`.
     pub fn failed(func: Func, args: &[u64], errno: i32) -> Event {
-        let mut ev = call(func, args, -1);
+        let mut ev = call(func, args, func.failure_value());
         ev.errno = errno;
         ev
     }
@@ -369,8 +382,9 @@ pub(crate) mod fixtures {
     /// The events behind every example line of docs/log-format.md, in the order they appear:
     /// the seven text examples (the first six are also the JSON examples' events), then the
     /// record with a stack (`SHMTRACE_STACK=3`), `shm_open` and `shm_unlink`, `memfd_create`
-    /// and an `mmap` of its memfd, each shown in both formats.
-    pub fn doc_examples() -> [Event; 12] {
+    /// and an `mmap` of its memfd, `sem_open`, `sem_close` and `sem_unlink`, each shown in both
+    /// formats.
+    pub fn doc_examples() -> [Event; 15] {
         let at = |mut ev: Event, micros: u64, dur_ns: u64, caller: u64| {
             ev.ts_ns = 1_764_168_062_000_000_000 + micros * 1_000;
             ev.dur_ns = dur_ns;
@@ -426,6 +440,21 @@ pub(crate) mod fixtures {
             0x7f3a_2bfe_0000,
         );
         mmap_memfd.name = Name::from_bytes(b"memfd:ring");
+        let sem_named = |mut ev: Event| {
+            ev.name = Name::from_bytes(b"/jobs");
+            ev
+        };
+        let sem_open = sem_named(created(call(
+            Func::SemOpen,
+            &[
+                0x5604_1c2e_2004,
+                int(libc::O_CREAT | libc::O_EXCL),
+                0o600,
+                1,
+            ],
+            0x7f3a_2c7f_e000,
+        )));
+        let sem_unlink = sem_named(call(Func::SemUnlink, &[0x5604_1c2e_2004], 0));
         [
             at(
                 created(call(
@@ -498,6 +527,14 @@ pub(crate) mod fixtures {
             at(shm_unlink, 123_550, 6_020, 0x7f3a_2c40_0e12),
             at(memfd_create, 123_560, 4_410, 0x55d0_c0a0_1350),
             at(mmap_memfd, 123_570, 3_120, 0x55d0_c0a0_1370),
+            at(sem_open, 123_580, 38_200, 0x55d0_c0a0_1360),
+            at(
+                call(Func::SemClose, &[0x7f3a_2c7f_e000], 0),
+                123_590,
+                2_900,
+                0x55d0_c0a0_1390,
+            ),
+            at(sem_unlink, 123_600, 7_450, 0x55d0_c0a0_13b0),
         ]
     }
 
