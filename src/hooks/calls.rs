@@ -419,7 +419,7 @@ pub unsafe extern "C" fn shm_open(
     // SAFETY: shm_open reads `name` as a string whatever the flags; so do we.
     let name_was_free = free_before(oflag, || unsafe { ShmPath::of(name) });
     // SAFETY: the program's own arguments, forwarded unchanged to the real function.
-    let call = || i64::from(unsafe { real::shm_open(name, oflag, mode) });
+    let call = || i64::from(marked(unsafe { real::shm_open(name, oflag, mode) }));
     let after = |ev: &mut Event, facts: &mut Facts| {
         read_name(ev, name);
         if !ev.failed() {
@@ -428,7 +428,6 @@ pub unsafe extern "C" fn shm_open(
             if facts.created {
                 facts.inode = shm_name::inode_of_fd(ev.ret as c_int).unwrap_or(0);
             }
-            shm_fds::mark(ev.ret as c_int);
         }
     };
     traced(Func::ShmOpen, caller, args, call, after) as c_int
@@ -446,13 +445,12 @@ pub unsafe extern "C" fn shm_unlink(name: *const c_char, caller: usize) -> c_int
 pub unsafe extern "C" fn memfd_create(name: *const c_char, flags: c_uint, caller: usize) -> c_int {
     let args = [ptr(name), u64::from(flags), 0, 0, 0, 0];
     // SAFETY: the program's own arguments, forwarded unchanged to the real function.
-    let call = || i64::from(unsafe { real::memfd_create(name, flags) });
+    let call = || i64::from(marked(unsafe { real::memfd_create(name, flags) }));
     let after = |ev: &mut Event, _: &mut Facts| {
         // The kernel checks the flags before it reads the name: only a success says it read
         // the whole string (249 bytes at most).
         if !ev.failed() {
             read_name(ev, name);
-            shm_fds::mark(ev.ret as c_int);
         }
     };
     traced(Func::MemfdCreate, caller, args, call, after) as c_int
@@ -643,6 +641,13 @@ fn free_before(oflag: c_int, path: impl FnOnce() -> Result<ShmPath, c_int>) -> b
 fn created(oflag: c_int, free_before: bool) -> bool {
     let both = libc::O_CREAT | libc::O_EXCL;
     oflag & both == both || free_before
+}
+
+/// A descriptor `shm_open` or `memfd_create` returned, marked so that its mappings are named,
+/// also when the call is not recorded (paused, or made from inside another hook).
+fn marked(fd: c_int) -> c_int {
+    shm_fds::mark(fd);
+    fd
 }
 
 /// Copies the name once libc has read it: having returned at all, it read the whole string

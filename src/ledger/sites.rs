@@ -16,13 +16,15 @@ use std::collections::BTreeMap;
 pub struct Sites {
     /// Per site index: its address, stack id and object id.
     sites: Vec<(u64, u32, u32)>,
-    index: BTreeMap<(u64, u32, u32), u32>,
+    /// Sites that map no object, which every anonymous mapping looks up: the key stays small.
+    index: BTreeMap<(u64, u32), u32>,
+    object_index: BTreeMap<(u64, u32, u32), u32>,
     /// Stack id `n` (from 1) is `stacks[n - 1]`.
     stacks: Vec<Box<[u64]>>,
     stack_index: BTreeMap<Box<[u64]>, u32>,
     /// Object id `n` (from 1) is `objects[n - 1]`.
     objects: Vec<Box<[u8]>>,
-    object_index: BTreeMap<Box<[u8]>, u32>,
+    object_ids: BTreeMap<Box<[u8]>, u32>,
 }
 
 /// The index given when the table is full; it reads back as site 0 ("unknown").
@@ -41,8 +43,9 @@ impl Sites {
             index: BTreeMap::new(),
             stacks: Vec::new(),
             stack_index: BTreeMap::new(),
-            objects: Vec::new(),
             object_index: BTreeMap::new(),
+            objects: Vec::new(),
+            object_ids: BTreeMap::new(),
         }
     }
 
@@ -51,7 +54,7 @@ impl Sites {
         if name.is_empty() {
             return NO_OBJECT;
         }
-        if let Some(&id) = self.object_index.get(name) {
+        if let Some(&id) = self.object_ids.get(name) {
             return id;
         }
         let Some(id) = u32::try_from(self.objects.len())
@@ -62,7 +65,7 @@ impl Sites {
         };
         let name: Box<[u8]> = name.into();
         self.objects.push(name.clone());
-        self.object_index.insert(name, id);
+        self.object_ids.insert(name, id);
         id
     }
 
@@ -106,7 +109,12 @@ impl Sites {
     /// [`Sites::intern_stack`]) mapping `object` (an id from [`Sites::intern_object`]).
     pub fn intern(&mut self, addr: u64, stack: u32, object: u32) -> u32 {
         let key = (addr, stack, object);
-        if let Some(&i) = self.index.get(&key) {
+        let known = if object == NO_OBJECT {
+            self.index.get(&(addr, stack))
+        } else {
+            self.object_index.get(&key)
+        };
+        if let Some(&i) = known {
             return i;
         }
         let Ok(i) = u32::try_from(self.sites.len()) else {
@@ -116,7 +124,11 @@ impl Sites {
             return OVERFLOW;
         }
         self.sites.push(key);
-        self.index.insert(key, i);
+        if object == NO_OBJECT {
+            self.index.insert((addr, stack), i);
+        } else {
+            self.object_index.insert(key, i);
+        }
         i
     }
 

@@ -204,9 +204,11 @@ pub fn write_call_start(rec: &mut [u8], ev: &Event) {
     for (i, arg) in ev.args.iter().enumerate() {
         put(rec, ARGS + 8 * i, arg.to_ne_bytes());
     }
-    let at = stack_at(ev.func, &ev.args);
-    for (i, frame) in stack.iter().enumerate() {
-        put(rec, at + 8 * i, frame.to_ne_bytes());
+    if !stack.is_empty() {
+        let at = stack_at(ev.func, &ev.args);
+        for (i, frame) in stack.iter().enumerate() {
+            put(rec, at + 8 * i, frame.to_ne_bytes());
+        }
     }
     if ev.phase == Phase::Enter {
         rec[FLAGS] = FLAG_STARTED;
