@@ -44,6 +44,9 @@ extern "C" fn constructor() {
         recorder::configured();
         recorder::init();
         recorder::announce_start();
+        if sink::enabled() {
+            process::remember_main_stack();
+        }
         // SAFETY: registering handlers with static lifetime; pthread_atfork has no other
         // precondition.
         unsafe {

@@ -1,7 +1,7 @@
 //! The process's ledger and what happens to a completed call: it updates the ledger, then is
 //! logged. Also the report at exit and the CI verdict.
 
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crate::deferred;
 use crate::ledger::{
@@ -54,8 +54,10 @@ pub fn facts() -> Facts {
     Facts::new(PAGE_SIZE.load(Ordering::Relaxed))
 }
 
-/// What the start record listed, to tell at the end whether anything was loaded since.
-static START_MODULES: AtomicU64 = AtomicU64::new(0);
+/// Where the modules the start record listed begin (the first `START_COUNT`), to tell at the
+/// end which were loaded since. Written once, by the constructor.
+static START_MODULES: [AtomicU64; 512] = [const { AtomicU64::new(0) }; 512];
+static START_COUNT: AtomicUsize = AtomicUsize::new(0);
 
 fn infos(modules: &[modules::Module]) -> Vec<ModuleInfo<'_>> {
     modules
@@ -69,12 +71,11 @@ fn infos(modules: &[modules::Module]) -> Vec<ModuleInfo<'_>> {
         .collect()
 }
 
-/// A fingerprint of where the modules are loaded.
-fn fingerprint(modules: &[modules::Module]) -> u64 {
-    modules.iter().fold(modules.len() as u64, |h, m| {
-        (h ^ m.base ^ m.start.rotate_left(17) ^ m.end.rotate_left(31))
-            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
-    })
+fn at_start(start: u64) -> bool {
+    let n = START_COUNT.load(Ordering::Acquire);
+    START_MODULES[..n]
+        .iter()
+        .any(|s| s.load(Ordering::Relaxed) == start)
 }
 
 /// Opens this process image's log with who it is and what is loaded where (for symbolizing
@@ -84,7 +85,10 @@ pub fn announce_start() {
         return;
     }
     let modules = modules::loaded();
-    START_MODULES.store(fingerprint(&modules), Ordering::Relaxed);
+    for (slot, m) in START_MODULES.iter().zip(&modules) {
+        slot.store(m.start, Ordering::Relaxed);
+    }
+    START_COUNT.store(modules.len().min(START_MODULES.len()), Ordering::Release);
     let infos = infos(&modules);
     let exe = modules::exe_path();
     let start = Start {
@@ -103,14 +107,19 @@ pub fn announce_start() {
     });
 }
 
-/// Before the report: what is loaded now, when it differs from what the start record listed
-/// (modules `dlopen`ed meanwhile), so the call sites inside them can be symbolized.
+/// Before the report: the modules loaded since the start record (`dlopen`ed meanwhile), when
+/// there are any, so the call sites inside them can be symbolized. From `/proc/self/maps`,
+/// never the loader: a forked child whose parent had a thread inside `dl_iterate_phdr` at the
+/// fork would wait forever for the loader's lock.
 fn announce_modules_at_exit() {
     if !sink::enabled() {
         return;
     }
-    let modules = modules::loaded();
-    if fingerprint(&modules) == START_MODULES.load(Ordering::Relaxed) {
+    let Some(mut modules) = modules::mapped_modules() else {
+        return;
+    };
+    modules.retain(|m| !at_start(m.start));
+    if modules.is_empty() {
         return;
     }
     let infos = infos(&modules);

@@ -304,15 +304,16 @@ fn waits(hangs: &Hangs) -> Value {
             })
         })
         .collect();
-    let plain = crate::render::Style { color: false };
+    let (code, name, severity) = crate::merge::DEADLOCK;
     let deadlocks: Vec<Value> = hangs
         .deadlocks
         .iter()
         .map(|d| {
             json!({
+                "code": code, "name": name, "severity": severity,
                 "pids": d.steps.iter().map(|s| hangs.waits[s.wait].waiter.pid).collect::<Vec<_>>(),
                 "edges": d.steps.iter().map(|s| s.wait).collect::<Vec<_>>(),
-                "text": format!("deadlock: {}", crate::render::deadlock_steps(plain, hangs, d).join("; ")),
+                "text": crate::render::deadlock_text(hangs, d),
             })
         })
         .collect();

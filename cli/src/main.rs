@@ -17,6 +17,7 @@ mod semaphores;
 mod supervise;
 mod symbols;
 mod timeline;
+mod watch;
 
 use std::fs::File;
 use std::io::{self, IsTerminal, Write};

@@ -13,6 +13,7 @@ use crate::args::{RunOptions, display};
 use crate::kernel;
 use crate::runinfo::{RunInfo, Status, now_micros};
 use crate::supervise::{self, Signals};
+use crate::watch::Watch;
 
 /// A failure before the program ran, with the exit status it warrants.
 #[derive(Debug)]
@@ -240,7 +241,8 @@ pub fn run(opts: &RunOptions) -> Result<Finished, Failure> {
     info.root_pid = Some(root);
     write_info(&info);
     let program = display(&opts.program[0]);
-    let ended = supervise::wait_for_tree(&signals, root, opts.wait, &run_dir, &program);
+    let watch = Watch::from_env(&run_dir);
+    let ended = supervise::wait_for_tree(&signals, root, opts.wait, &run_dir, &program, watch);
     kernel_start.reaped = ended.reaped;
     write_kernel_start(&kernel_start);
     let status = status_of(ExitStatus::from_raw(ended.root_status));

@@ -20,10 +20,15 @@ pub fn value(semid: i64, num: u16) -> Option<i64> {
 
 const SEMOP_CALLS: [i64; 2] = [libc::SYS_semop, libc::SYS_semtimedop];
 
+/// The semop or semtimedop thread `tid` of `pid` is in now: (semid, sops, nsops).
+pub fn blocked_call(pid: i32, tid: i32) -> Option<(u64, u64, u64)> {
+    let syscall = fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall")).ok()?;
+    parse_syscall(&syscall)
+}
+
 /// The operations thread `tid` of `pid` is blocked with, if it sleeps in semop/semtimedop now.
 pub fn blocked_ops(pid: i32, tid: i32) -> Option<Vec<SemOp>> {
-    let syscall = fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall")).ok()?;
-    let (sops, nsops) = parse_syscall(&syscall)?;
+    let (_, sops, nsops) = blocked_call(pid, tid)?;
     let mem = fs::File::open(format!("/proc/{pid}/mem")).ok()?;
     // The kernel takes at most SEMOPM (500) operations; more would have failed with E2BIG.
     let n = usize::try_from(nsops).ok()?.min(500);
@@ -32,19 +37,19 @@ pub fn blocked_ops(pid: i32, tid: i32) -> Option<Vec<SemOp>> {
     Some(bytes.chunks_exact(6).map(sembuf).collect())
 }
 
-/// `NR arg1 arg2 arg3 ...` (hex arguments): the `sops` pointer and `nsops` of a semop or
-/// semtimedop.
-fn parse_syscall(line: &str) -> Option<(u64, u64)> {
+/// `NR arg1 arg2 arg3 ...` (hex arguments): the `semid`, `sops` pointer and `nsops` of a
+/// semop or semtimedop.
+fn parse_syscall(line: &str) -> Option<(u64, u64, u64)> {
     let mut fields = line.split_whitespace();
     let nr: i64 = fields.next()?.parse().ok()?;
     if !SEMOP_CALLS.contains(&nr) {
         return None;
     }
     let hex = |f: Option<&str>| u64::from_str_radix(f?.trim_start_matches("0x"), 16).ok();
-    let _semid = hex(fields.next())?;
+    let semid = hex(fields.next())?;
     let sops = hex(fields.next())?;
     let nsops = hex(fields.next())?;
-    Some((sops, nsops))
+    Some((semid, sops, nsops))
 }
 
 /// `struct sembuf { unsigned short sem_num; short sem_op; short sem_flg; }`, native order.
@@ -68,7 +73,7 @@ mod tests {
             "{} 0x3 0x7ffd1234 0x2 0x0 0x0 0x0 0x7ffd0000 0x7f00\n",
             libc::SYS_semop
         );
-        assert_eq!(parse_syscall(&line), Some((0x7ffd1234, 2)));
+        assert_eq!(parse_syscall(&line), Some((3, 0x7ffd1234, 2)));
     }
 
     #[test]

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use libc::c_int;
 
 use crate::kernel::parent_of;
+use crate::watch::Watch;
 
 /// The write end of the signal pipe, for the handler (-1: none).
 static PIPE_WRITE: AtomicI32 = AtomicI32::new(-1);
@@ -155,13 +156,15 @@ pub struct Ended {
 
 /// Waits for the root program, passing it the signals sent to shmtrace from outside, then
 /// for its descendants: until none is left, `wait` has passed (`None`: no limit), or a
-/// signal from outside the tree asks for the report now.
+/// signal from outside the tree asks for the report now. Meanwhile `watch` looks for
+/// deadlocks.
 pub fn wait_for_tree(
     signals: &Signals,
     root: i32,
     wait: Option<Duration>,
     run_dir: &Path,
     program: &str,
+    mut watch: Option<Watch>,
 ) -> Ended {
     let mut tree: HashSet<i32> = HashSet::from([root]);
     let mut root_status = None;
@@ -202,6 +205,9 @@ pub fn wait_for_tree(
             if let Some(w) = wait {
                 timeout = timeout.min(w.saturating_sub(waited));
             }
+        }
+        if let Some(watch) = watch.as_mut() {
+            timeout = timeout.min(watch.tick());
         }
         notes = signals.wait(timeout);
     }

@@ -39,13 +39,16 @@ pub enum Code {
     SemopBlocked = 10,
     SizeNotPageMultiple = 11,
     ForeignCreator = 12,
+    /// Raised by the `shmtrace` command, which sees every process of the tree: the shim
+    /// alone never does.
+    Deadlock = 13,
     SemNotClosed = 14,
     QueueRemovedWithMessages = 15,
     MsgBlocked = 16,
 }
 
 impl Code {
-    pub const ALL: [Code; 15] = [
+    pub const ALL: [Code; 16] = [
         Code::WorldAccessible,
         Code::CreateWithoutExcl,
         Code::WriteExecMapping,
@@ -58,6 +61,7 @@ impl Code {
         Code::SemopBlocked,
         Code::SizeNotPageMultiple,
         Code::ForeignCreator,
+        Code::Deadlock,
         Code::SemNotClosed,
         Code::QueueRemovedWithMessages,
         Code::MsgBlocked,
@@ -90,7 +94,8 @@ impl Code {
             | Code::FixedReplacesLive
             | Code::ShmdtNotAttachment
             | Code::DoubleRelease
-            | Code::UseAfterRemove => Severity::Error,
+            | Code::UseAfterRemove
+            | Code::Deadlock => Severity::Error,
             Code::CreateWithoutExcl
             | Code::WriteExecMapping
             | Code::MunmapNeverMapped
@@ -324,6 +329,12 @@ impl Finding {
                  possible deadlock; check the order in which processes take semaphores, or use \
                  semtimedop with a timeout",
                 self.func.name()
+            ),
+            Code::Deadlock => write!(
+                out,
+                "semop on semid={id} waits for what another process holds while that process \
+                 waits for what this one holds: neither can go on; take semaphores in one order \
+                 everywhere, or use semtimedop and give back what you hold when it times out"
             ),
             Code::QueueRemovedWithMessages => write!(
                 out,

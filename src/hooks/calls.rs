@@ -2,6 +2,7 @@
 //! forwards to `real`, and says which caller memory may be read once the call returned.
 
 use core::ffi::{CStr, c_char, c_int, c_long, c_uint, c_ulong, c_void};
+use core::mem::MaybeUninit;
 use libc::{key_t, mode_t, msqid_ds, sem_t, sembuf, shmid_ds, timespec};
 
 use core::ptr;
@@ -229,13 +230,9 @@ unsafe fn without_waiting(
     sops: *mut sembuf,
     nsops: usize,
 ) -> Option<i64> {
+    const NOWAIT: i16 = libc::IPC_NOWAIT as i16;
     // The kernel takes nsops as an unsigned int.
     let n = nsops as u32 as usize;
-    let mut ops = [libc::sembuf {
-        sem_num: 0,
-        sem_op: 0,
-        sem_flg: 0,
-    }; TRY_OPS];
     if n == 0 || n > TRY_OPS {
         // Refused at once (none), or too long to copy here: made as it is.
         if n > TRY_OPS {
@@ -243,27 +240,42 @@ unsafe fn without_waiting(
         }
         return None;
     }
-    match process::read_sembufs(sops as usize, &mut ops[..n]) {
-        Ok(()) => {}
+    let mut copy = [MaybeUninit::<libc::sembuf>::uninit(); TRY_OPS];
+    let ops = match process::read_sembufs(sops as usize, &mut copy[..n], NOWAIT) {
+        Ok(ops) => ops,
         // Unreadable: the call fails at once with EFAULT, as it will.
         Err(libc::EFAULT) => return None,
         Err(_) => {
             started.waiting(|_| {});
             return None;
         }
-    }
-    let asked = ops;
-    for op in &mut ops[..n] {
-        op.sem_flg |= libc::IPC_NOWAIT as i16;
-    }
+    };
     // SAFETY: our copy of the program's operations, for its own set.
     let rc = unsafe { real::semtimedop(semid, ops.as_mut_ptr(), n, ptr::null()) };
-    let nowait = |op: &libc::sembuf| op.sem_flg & libc::IPC_NOWAIT as i16 != 0;
-    if rc != -1 || errno::get() != libc::EAGAIN || asked[..n].iter().all(nowait) {
+    if rc != -1 || errno::get() != libc::EAGAIN {
         return Some(i64::from(rc));
     }
+    would_wait(started, sops, n)
+}
+
+/// The try found the semop would wait: unless the program asked every operation not to
+/// (then EAGAIN is its answer), it is logged as started, with the operations as the program
+/// wrote them (read again: the common path keeps no second copy), and `None`: to be made.
+#[cold]
+#[inline(never)]
+fn would_wait(started: &mut Started, sops: *mut sembuf, n: usize) -> Option<i64> {
+    const NOWAIT: i16 = libc::IPC_NOWAIT as i16;
+    let mut copy = [MaybeUninit::<libc::sembuf>::uninit(); TRY_OPS];
+    let Ok(asked) = process::read_sembufs(sops as usize, &mut copy[..n], 0) else {
+        started.waiting(|_| {});
+        return None;
+    };
+    if asked.iter().all(|op| op.sem_flg & NOWAIT != 0) {
+        errno::set(libc::EAGAIN);
+        return Some(-1);
+    }
     started.waiting(|ev| {
-        for (slot, op) in ev.sops.iter_mut().zip(&asked[..n.min(SOPS_KEPT)]) {
+        for (slot, op) in ev.sops.iter_mut().zip(asked.iter()) {
             *slot = SemOp {
                 num: op.sem_num,
                 op: op.sem_op,
@@ -407,7 +419,7 @@ pub unsafe extern "C" fn shm_open(
     // SAFETY: shm_open reads `name` as a string whatever the flags; so do we.
     let name_was_free = free_before(oflag, || unsafe { ShmPath::of(name) });
     // SAFETY: the program's own arguments, forwarded unchanged to the real function.
-    let call = || i64::from(unsafe { real::shm_open(name, oflag, mode) });
+    let call = || i64::from(marked(unsafe { real::shm_open(name, oflag, mode) }));
     let after = |ev: &mut Event, facts: &mut Facts| {
         read_name(ev, name);
         if !ev.failed() {
@@ -416,7 +428,6 @@ pub unsafe extern "C" fn shm_open(
             if facts.created {
                 facts.inode = shm_name::inode_of_fd(ev.ret as c_int).unwrap_or(0);
             }
-            shm_fds::mark(ev.ret as c_int);
         }
     };
     traced(Func::ShmOpen, caller, args, call, after) as c_int
@@ -434,13 +445,12 @@ pub unsafe extern "C" fn shm_unlink(name: *const c_char, caller: usize) -> c_int
 pub unsafe extern "C" fn memfd_create(name: *const c_char, flags: c_uint, caller: usize) -> c_int {
     let args = [ptr(name), u64::from(flags), 0, 0, 0, 0];
     // SAFETY: the program's own arguments, forwarded unchanged to the real function.
-    let call = || i64::from(unsafe { real::memfd_create(name, flags) });
+    let call = || i64::from(marked(unsafe { real::memfd_create(name, flags) }));
     let after = |ev: &mut Event, _: &mut Facts| {
         // The kernel checks the flags before it reads the name: only a success says it read
         // the whole string (249 bytes at most).
         if !ev.failed() {
             read_name(ev, name);
-            shm_fds::mark(ev.ret as c_int);
         }
     };
     traced(Func::MemfdCreate, caller, args, call, after) as c_int
@@ -631,6 +641,13 @@ fn free_before(oflag: c_int, path: impl FnOnce() -> Result<ShmPath, c_int>) -> b
 fn created(oflag: c_int, free_before: bool) -> bool {
     let both = libc::O_CREAT | libc::O_EXCL;
     oflag & both == both || free_before
+}
+
+/// A descriptor `shm_open` or `memfd_create` returned, marked so that its mappings are named,
+/// also when the call is not recorded (paused, or made from inside another hook).
+fn marked(fd: c_int) -> c_int {
+    shm_fds::mark(fd);
+    fd
 }
 
 /// Copies the name once libc has read it: having returned at all, it read the whole string

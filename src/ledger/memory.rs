@@ -171,7 +171,9 @@ impl Ledger {
     pub(super) fn site_of(&mut self, ev: &Event) -> u32 {
         let stack = self.sites.intern_stack(ev.stack());
         let object = match ev.func {
-            Func::Mmap | Func::Mmap64 => self.sites.intern_object(ev.name()),
+            Func::Mmap | Func::Mmap64 if !ev.name().is_empty() => {
+                self.sites.intern_object(ev.name())
+            }
             _ => sites::NO_OBJECT,
         };
         self.sites.intern(ev.caller, stack, object)

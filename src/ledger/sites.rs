@@ -16,13 +16,15 @@ use std::collections::BTreeMap;
 pub struct Sites {
     /// Per site index: its address, stack id and object id.
     sites: Vec<(u64, u32, u32)>,
-    index: BTreeMap<(u64, u32, u32), u32>,
+    /// Sites that map no object, which every anonymous mapping looks up: the key stays small.
+    index: BTreeMap<(u64, u32), u32>,
+    object_index: BTreeMap<(u64, u32, u32), u32>,
     /// Stack id `n` (from 1) is `stacks[n - 1]`.
     stacks: Vec<Box<[u64]>>,
     stack_index: BTreeMap<Box<[u64]>, u32>,
     /// Object id `n` (from 1) is `objects[n - 1]`.
     objects: Vec<Box<[u8]>>,
-    object_index: BTreeMap<Box<[u8]>, u32>,
+    object_ids: BTreeMap<Box<[u8]>, u32>,
     /// The last site interned, `((addr, stack, object), index)`: a program maps from a few
     /// call sites, most often from the same one as just before. Indexes never change, so it
     /// never goes stale.
@@ -45,8 +47,9 @@ impl Sites {
             index: BTreeMap::new(),
             stacks: Vec::new(),
             stack_index: BTreeMap::new(),
-            objects: Vec::new(),
             object_index: BTreeMap::new(),
+            objects: Vec::new(),
+            object_ids: BTreeMap::new(),
             last: None,
         }
     }
@@ -56,7 +59,7 @@ impl Sites {
         if name.is_empty() {
             return NO_OBJECT;
         }
-        if let Some(&id) = self.object_index.get(name) {
+        if let Some(&id) = self.object_ids.get(name) {
             return id;
         }
         let Some(id) = u32::try_from(self.objects.len())
@@ -67,7 +70,7 @@ impl Sites {
         };
         let name: Box<[u8]> = name.into();
         self.objects.push(name.clone());
-        self.object_index.insert(name, id);
+        self.object_ids.insert(name, id);
         id
     }
 
@@ -124,7 +127,13 @@ impl Sites {
     }
 
     fn intern_new(&mut self, key: (u64, u32, u32)) -> u32 {
-        if let Some(&i) = self.index.get(&key) {
+        let (addr, stack, object) = key;
+        let known = if object == NO_OBJECT {
+            self.index.get(&(addr, stack))
+        } else {
+            self.object_index.get(&key)
+        };
+        if let Some(&i) = known {
             return i;
         }
         let Ok(i) = u32::try_from(self.sites.len()) else {
@@ -134,7 +143,11 @@ impl Sites {
             return OVERFLOW;
         }
         self.sites.push(key);
-        self.index.insert(key, i);
+        if object == NO_OBJECT {
+            self.index.insert((addr, stack), i);
+        } else {
+            self.object_index.insert(key, i);
+        }
         i
     }
 

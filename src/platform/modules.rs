@@ -82,6 +82,37 @@ pub struct MappedFile {
     pub start: u64,
     pub end: u64,
     pub path: Vec<u8>,
+    /// Its offset in the file.
+    pub offset: u64,
+    pub executable: bool,
+}
+
+/// The objects loaded now, from `/proc/self/maps` (`None` if it cannot be read): each file
+/// with an executable mapping, its base the address of its mapping at offset 0 (true of
+/// shared objects, whose first segment is at address 0) and its range all its mappings'. Takes
+/// no lock of the loader, like [`mapped_files`].
+pub fn mapped_modules() -> Option<Vec<Module>> {
+    let files = mapped_files()?;
+    let mut modules: Vec<Module> = Vec::new();
+    for f in &files {
+        if !f.executable {
+            continue;
+        }
+        if modules.iter().any(|m| m.path == f.path) {
+            continue;
+        }
+        let same = files.iter().filter(|g| g.path == f.path);
+        let Some(base) = same.clone().find(|g| g.offset == 0).map(|g| g.start) else {
+            continue;
+        };
+        modules.push(Module {
+            path: f.path.clone(),
+            base,
+            start: same.clone().map(|g| g.start).min().unwrap_or(base),
+            end: same.map(|g| g.end).max().unwrap_or(base),
+        });
+    }
+    Some(modules)
 }
 
 /// Every file mapped now, from `/proc/self/maps` (`None` if it cannot be read). Unlike
@@ -121,9 +152,10 @@ fn parse_maps_line(line: &[u8]) -> Option<MappedFile> {
         word
     };
     let range = field();
-    for _ in 0..4 {
-        field();
-    }
+    let perms = field();
+    let offset = field();
+    field();
+    field();
     let path = rest.trim_ascii();
     if !path.starts_with(b"/") {
         return None;
@@ -134,6 +166,8 @@ fn parse_maps_line(line: &[u8]) -> Option<MappedFile> {
         start: hex(range.get(..dash)?)?,
         end: hex(range.get(dash + 1..)?)?,
         path: path.to_vec(),
+        offset: hex(offset)?,
+        executable: perms.get(2) == Some(&b'x'),
     })
 }
 
@@ -149,6 +183,7 @@ mod tests {
         .unwrap();
         assert_eq!((m.start, m.end), (0x7f6a_1c89_4000, 0x7f6a_1c92_c000));
         assert_eq!(m.path, b"/usr/lib/x86_64-linux-gnu/libjemalloc.so.2");
+        assert_eq!((m.offset, m.executable), (0x94000, true));
         let spaced =
             parse_maps_line(b"1000-2000 r-xp 0 08:01 7  /tmp/my lib.so (deleted)").unwrap();
         assert_eq!(spaced.path, b"/tmp/my lib.so (deleted)");
@@ -169,6 +204,22 @@ mod tests {
             files.iter().any(|f| (f.start..f.end).contains(&here)),
             "no file mapping holds this test's code"
         );
+    }
+
+    #[test]
+    fn the_maps_give_each_loaded_object_as_the_loader_does() {
+        let from_maps = mapped_modules().expect("/proc/self/maps");
+        let here = maps_line_fn_addr();
+        let mine = from_maps
+            .iter()
+            .find(|m| (m.start..m.end).contains(&here))
+            .expect("a module holds this test's code");
+        let loaded = loaded();
+        let same = loaded
+            .iter()
+            .find(|m| (m.start..m.end).contains(&here))
+            .expect("the loader knows it");
+        assert_eq!((mine.base, mine.start), (same.base, same.start));
     }
 
     fn maps_line_fn_addr() -> u64 {

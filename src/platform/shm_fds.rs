@@ -13,6 +13,7 @@
 //! mappings are not named.
 
 use core::ffi::c_int;
+use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use shmtrace_core::trace::event::Name;
@@ -60,7 +61,8 @@ pub fn object_of(fd: c_int) -> Option<Name> {
     for (i, d) in digits[..len].iter().rev().enumerate() {
         path[14 + i] = *d;
     }
-    let mut target = [0u8; 512];
+    // Left uninitialised: the kernel writes what it returns, and nothing else is read.
+    let mut target = [MaybeUninit::<u8>::uninit(); 512];
     // SAFETY: a NUL-terminated path and a buffer of ours; the raw call neither allocates nor
     // enters a hook.
     let got = unsafe {
@@ -73,7 +75,9 @@ pub fn object_of(fd: c_int) -> Option<Name> {
         )
     };
     let got = usize::try_from(got).ok()?.min(target.len());
-    object_name(&target[..got]).map(Name::from_bytes)
+    // SAFETY: readlinkat wrote the first `got` bytes; `MaybeUninit<u8>` has the layout of `u8`.
+    let target = unsafe { core::slice::from_raw_parts(target.as_ptr().cast::<u8>(), got) };
+    object_name(target).map(Name::from_bytes)
 }
 
 /// What `readlink` of a descriptor says, as the object it names, if it is one.

@@ -51,6 +51,8 @@ pub(super) struct Removal {
 #[derive(Default)]
 pub(super) struct Seen {
     pub(super) first_ts: Micros,
+    /// Its latest record with a time (an exit report has none).
+    pub(super) last_ts: Micros,
     pub(super) records: u64,
     /// Early call sites (position, address), to recognise an inherited image.
     pub(super) early: Vec<(Pos, Micros, u64)>,
@@ -92,6 +94,9 @@ impl Collector {
         seen.records += 1;
         if ts < seen.first_ts {
             seen.first_ts = ts;
+        }
+        if ts != Micros::MAX && ts > seen.last_ts {
+            seen.last_ts = ts;
         }
         match record {
             Record::Start(s) => self.starts.push((pos, s)),

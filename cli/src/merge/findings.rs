@@ -11,6 +11,7 @@ use super::collect::Collector;
 use super::model::{FindingTotals, MergedFinding};
 use super::tree::Tree;
 use crate::args::ViewOptions;
+use crate::logs::{Finding, Pos};
 use crate::symbols::{Symbol, Symbolizer};
 
 /// The rules of a suppression file; malformed lines become warnings naming file and line.
@@ -100,9 +101,12 @@ fn site_key(site: Option<&Symbol>) -> String {
     }
 }
 
-/// Every finding of the tree (totals over all processes; the list over those shown).
+/// Every finding of the tree (totals over all processes; the list over those shown): the
+/// shim's records, but for `SHM009` the command's own judgement over the tree
+/// (`exit_holding`).
 pub(super) fn merge(
     collector: &Collector,
+    exit_holding: &[(Pos, Finding)],
     tree: &Tree,
     view: &ViewOptions,
     symbolizer: &mut Symbolizer,
@@ -110,7 +114,11 @@ pub(super) fn merge(
 ) -> (Vec<MergedFinding>, FindingTotals) {
     let mut totals = FindingTotals::default();
     let mut by_key: BTreeMap<(u8, String, String), MergedFinding> = BTreeMap::new();
-    for (pos, f) in &collector.findings {
+    let logged = collector
+        .findings
+        .iter()
+        .filter(|(_, f)| f.code != super::exit_holding::CODE);
+    for (pos, f) in logged.chain(exit_holding) {
         let modules = tree.modules_at(f.pid, *pos, f.ts);
         let site = f.site.map(|a| symbolizer.symbolize(a, modules));
         if rules.suppresses(&f.code, site.as_ref()) {

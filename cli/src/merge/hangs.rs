@@ -105,6 +105,33 @@ pub struct Hangs {
     pub woken: Vec<WokenView>,
 }
 
+/// A deadlock's finding code, name and severity (docs/findings.md).
+pub const DEADLOCK: (&str, &str, &str) = ("SHM013", "deadlock", "error");
+
+impl Hangs {
+    /// Every site of a deadlock: where each process waits, and where it took what the next
+    /// one waits for.
+    pub fn sites<'a>(&'a self, d: &'a Deadlock) -> impl Iterator<Item = Option<&'a Symbol>> {
+        d.steps.iter().flat_map(|s| {
+            let w = &self.waits[s.wait];
+            [w.site.as_ref(), w.holders[s.holder].site.as_ref()]
+        })
+    }
+
+    /// Drops the deadlocks `suppressed` says of any of their sites; how many.
+    pub fn suppress(&mut self, suppressed: impl Fn(Option<&Symbol>) -> bool) -> u64 {
+        let before = self.deadlocks.len();
+        let kept: Vec<Deadlock> = self
+            .deadlocks
+            .iter()
+            .filter(|d| !self.sites(d).any(&suppressed))
+            .cloned()
+            .collect();
+        self.deadlocks = kept;
+        (before - self.deadlocks.len()) as u64
+    }
+}
+
 struct Live<'a> {
     processes: &'a [Process],
 }

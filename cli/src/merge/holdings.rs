@@ -66,8 +66,8 @@ pub struct Held {
     pub adjustment: i64,
     /// Its last operation on this semaphore.
     pub last: Site,
-    /// It made a decrement.
-    pub took: bool,
+    /// Its last decrement of it (`None`: it never took).
+    pub last_take: Option<Site>,
     /// When it last made an increment.
     pub last_raise: Option<Micros>,
 }
@@ -108,14 +108,16 @@ impl Semaphore {
             net: 0,
             adjustment: 0,
             last: site,
-            took: false,
+            last_take: None,
             last_raise: None,
         });
         held.net += i64::from(op.op);
         if op.undo {
             held.adjustment -= i64::from(op.op);
         }
-        held.took |= op.op < 0;
+        if op.op < 0 {
+            held.last_take = Some(site);
+        }
         if op.op > 0 {
             held.last_raise = Some(site.ts);
         }
@@ -124,7 +126,7 @@ impl Semaphore {
 
     /// It took, or it gave after someone took (a producer): its gifts are not a starting value.
     fn supplies(&self, held: &Held) -> bool {
-        held.took
+        held.last_take.is_some()
             || held
                 .last_raise
                 .zip(self.first_take)
@@ -289,26 +291,18 @@ impl Holdings {
                     .apply(pid, op, *site),
                 Change::Created { semid, nsems } => {
                     for num in 0..nsems {
-                        settled
-                            .held
-                            .insert((semid, num), Semaphore::starting_at(Some(0)));
+                        settled.start((semid, num), Some(0), site.ts);
                     }
                 }
                 Change::Set {
                     value,
                     semid,
                     num: Some(num),
-                } => {
-                    settled
-                        .held
-                        .insert((semid, num), Semaphore::starting_at(value));
-                }
+                } => settled.start((semid, num), value, site.ts),
                 Change::Set {
                     semid, num: None, ..
                 }
-                | Change::Removed { semid } => {
-                    settled.held.retain(|(id, _), _| *id != semid);
-                }
+                | Change::Removed { semid } => settled.end_set(semid, site.ts),
             }
         }
         settled
@@ -320,12 +314,41 @@ impl Holdings {
 pub struct Settled {
     /// By (semid, semaphore number); sets removed are dropped.
     held: BTreeMap<(i64, u16), Semaphore>,
+    /// Holdings that a reset or the removal of their set ended, as they stood then, and when.
+    ended: Vec<((i64, u16), Semaphore, Micros)>,
 }
 
 impl Settled {
     /// The holdings of one semaphore, if any process of the logs operated on it.
     pub fn of(&self, semid: i64, num: u16) -> Option<&Semaphore> {
         self.held.get(&(semid, num))
+    }
+
+    /// Every stretch of holdings, from a creation or reset to the next reset, the removal of
+    /// the set, or now: (semid, semaphore number), the holdings at its end, and when it ended
+    /// (`None`: it goes on).
+    pub fn epochs(&self) -> impl Iterator<Item = ((i64, u16), &Semaphore, Option<Micros>)> {
+        let ended = self.ended.iter().map(|(k, s, end)| (*k, s, Some(*end)));
+        ended.chain(self.held.iter().map(|(k, s)| (*k, s, None)))
+    }
+
+    fn start(&mut self, key: (i64, u16), value: Option<i64>, at: Micros) {
+        if let Some(old) = self.held.insert(key, Semaphore::starting_at(value)) {
+            self.ended.push((key, old, at));
+        }
+    }
+
+    fn end_set(&mut self, semid: i64, at: Micros) {
+        let keys: Vec<(i64, u16)> = self
+            .held
+            .range((semid, 0)..=(semid, u16::MAX))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in keys {
+            if let Some(old) = self.held.remove(&key) {
+                self.ended.push((key, old, at));
+            }
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! symbolized in the image that made the call.
 
 mod collect;
+mod exit_holding;
 mod findings;
 mod hangs;
 mod holdings;
@@ -30,7 +31,7 @@ use crate::runinfo::RunInfo;
 use crate::symbols::Symbolizer;
 use collect::Collector;
 use findings::Rules;
-pub use hangs::{Deadlock, Hangs, HolderState, HolderView, Party, WaitView};
+pub use hangs::{DEADLOCK, Deadlock, Hangs, HolderState, HolderView, Party, WaitView};
 pub use holdings::SemOp;
 pub use model::*;
 use sysv::sysv_leaks;
@@ -125,11 +126,25 @@ pub fn build(sources: Sources<'_>, view: &ViewOptions) -> Result<Report, String>
     );
     reachable_at_exit(&collector, &tree, view, &mut symbolizer, &mut report);
     report.blocked = blocked_calls(&collector, &tree, view, &mut symbolizer, &report.processes);
-    report.hangs = hangs::hangs(&collector, &tree, &report.processes, &mut symbolizer);
-    report.verdict.deadlocks = report.hangs.deadlocks.len() as u64;
     let rules = Rules::from_env(&mut report.warnings);
-    (report.findings, report.verdict.findings) =
-        findings::merge(&collector, &tree, view, &mut symbolizer, &rules);
+    report.hangs = hangs::hangs(&collector, &tree, &report.processes, &mut symbolizer);
+    let deadlocks_suppressed = report
+        .hangs
+        .suppress(|site| rules.suppresses(hangs::DEADLOCK.0, site));
+    report.verdict.deadlocks = report.hangs.deadlocks.len() as u64;
+    let exit_holding = exit_holding::findings(&collector.holdings.settle(), |pid| {
+        let exited = collector.reports.contains_key(&pid);
+        exited.then(|| collector.seen.get(&pid).map_or(Micros::MAX, |s| s.last_ts))
+    });
+    (report.findings, report.verdict.findings) = findings::merge(
+        &collector,
+        &exit_holding,
+        &tree,
+        view,
+        &mut symbolizer,
+        &rules,
+    );
+    report.verdict.findings.suppressed += deadlocks_suppressed;
     report.calls = call_stats(&collector, view);
 
     for pid in &view.pids {

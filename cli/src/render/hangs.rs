@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use super::words::site_text;
 use super::{Style, section};
-use crate::merge::{Deadlock, Hangs, HolderState, HolderView, Party, Report, WaitView};
+use crate::merge::{DEADLOCK, Deadlock, Hangs, HolderState, HolderView, Party, Report, WaitView};
 
 fn party(p: &Party) -> String {
     match &p.program {
@@ -68,7 +68,7 @@ fn waits_at(style: Style, w: &WaitView) -> String {
 }
 
 /// One line per step of the cycle (`style` plain: the one-line form of the JSON).
-pub fn deadlock_steps(style: Style, hangs: &Hangs, d: &Deadlock) -> Vec<String> {
+fn deadlock_steps(style: Style, hangs: &Hangs, d: &Deadlock) -> Vec<String> {
     d.steps
         .iter()
         .map(|s| {
@@ -80,6 +80,12 @@ pub fn deadlock_steps(style: Style, hangs: &Hangs, d: &Deadlock) -> Vec<String> 
             )
         })
         .collect()
+}
+
+/// The whole cycle on one line, as the JSON and the finding raised during the run give it.
+pub fn deadlock_text(hangs: &Hangs, d: &Deadlock) -> String {
+    let steps = deadlock_steps(Style { color: false }, hangs, d);
+    format!("deadlock: {}", steps.join("; "))
 }
 
 /// Each semaphore a blocked call waits for, and who holds it.
@@ -132,7 +138,8 @@ pub(super) fn deadlocks(out: &mut String, report: &Report, style: Style) {
     for d in &hangs.deadlocks {
         let _ = writeln!(
             out,
-            "  {} of {} processes:",
+            "  {} {} of {} processes:",
+            DEADLOCK.0,
             style.bad("deadlock"),
             d.steps.len()
         );

@@ -20,7 +20,7 @@ use crate::args::ViewOptions;
 use crate::merge::Report;
 use calls::{call_statistics, never_returned};
 use findings::findings;
-pub use hangs::deadlock_steps;
+pub use hangs::deadlock_text;
 use hangs::{deadlocks, waits, woken};
 use leftovers::{attachments, in_use, mappings, name_leaks, not_seen, retained, sysv_leaks};
 use processes::processes;

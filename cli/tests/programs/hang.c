@@ -11,6 +11,11 @@
  *                     fails with EIDRM and B exits 2; the parent exits 0.
  *   hang pingpong S   two children pass a token back and forth for S seconds, then exit 0.
  *   hang prodcons S   a producer and two consumers over a 4-slot buffer for S seconds.
+ *   hang keep         child A takes semaphore 0 (a lock at 1) without SEM_UNDO and exits
+ *                     holding it; the parent removes the set and exits 0.
+ *   hang handoff      one round of ping-pong: child B waits for semaphore 1, child A takes
+ *                     semaphore 0 (at 1) and gives 1, B takes it and gives 0 back; both exit
+ *                     having taken what the other gave. The parent removes the set, exits 0.
  *
  * The blocking modes print "ready SEMID PID..." (the set, then every child) once every waiter
  * sleeps in the kernel, then the parent waits for its children. The timed modes print
@@ -37,9 +42,9 @@ static void op(unsigned short num, short delta, short flags)
     }
 }
 
-static void take(unsigned short num)
+static void take(int num)
 {
-    struct sembuf b = {.sem_num = num, .sem_op = -1, .sem_flg = 0};
+    struct sembuf b = {.sem_num = (unsigned short)num, .sem_op = -1, .sem_flg = 0};
     if (semop(set, &b, 1) < 0) /* LINE:take */
         _exit(2);
 }
@@ -163,6 +168,12 @@ static void pinger(int me)
     op((unsigned short)(1 - me), 1, 0);
 }
 
+static void pinger_once(int me)
+{
+    op((unsigned short)me, -1, 0);
+    op((unsigned short)(1 - me), 1, 0);
+}
+
 enum { EMPTY, FULL, MUTEX };
 
 static void producer(int unused)
@@ -241,6 +252,23 @@ int main(int argc, char **argv)
         report_ready(kids, 2);
         return reap(2);
     }
+    if (strcmp(mode, "keep") == 0) {
+        semctl(set, 0, SETVAL, 1);
+        kids[0] = child(take, 0);
+        int failed = reap(1);
+        semctl(set, 0, IPC_RMID);
+        return failed;
+    }
+    if (strcmp(mode, "handoff") == 0) {
+        semctl(set, 0, SETVAL, 1);
+        kids[1] = child(pinger_once, 1);
+        if (!sleepers(1, 1, 0))
+            return 1;
+        kids[0] = child(pinger_once, 0);
+        int failed = reap(2);
+        semctl(set, 0, IPC_RMID);
+        return failed;
+    }
     if (strcmp(mode, "removed") == 0) {
         kids[0] = child(waiter, 0);
         if (!sleepers(0, 1, 0))
@@ -270,7 +298,7 @@ int main(int argc, char **argv)
         semctl(set, 0, IPC_RMID);
         return failed;
     }
-    fprintf(stderr, "usage: hang cycle 2|3 | slow | undo | zero | removed | pingpong S | prodcons S\n");
+    fprintf(stderr, "usage: hang cycle 2|3 | slow | undo | zero | removed | keep | handoff | pingpong S | prodcons S\n");
     semctl(set, 0, IPC_RMID);
     return 1;
 }

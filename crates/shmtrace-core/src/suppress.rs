@@ -13,7 +13,7 @@
 
 /// Every finding code and its name, in code order (`Code` in the shim follows this table). A
 /// code is never reused, so the numbers may have gaps.
-pub const CODES: [(&str, &str); 15] = [
+pub const CODES: [(&str, &str); 16] = [
     ("SHM001", "world-accessible"),
     ("SHM002", "create-without-excl"),
     ("SHM003", "write-exec-mapping"),
@@ -26,6 +26,7 @@ pub const CODES: [(&str, &str); 15] = [
     ("SHM010", "semop-blocked"),
     ("SHM011", "size-not-page-multiple"),
     ("SHM012", "foreign-creator"),
+    ("SHM013", "deadlock"),
     ("SHM014", "sem-not-closed"),
     ("SHM015", "queue-removed-with-messages"),
     ("SHM016", "msg-blocked"),

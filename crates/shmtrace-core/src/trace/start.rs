@@ -63,20 +63,21 @@ fn write_modules(out: &mut impl Write, modules: &[ModuleInfo<'_>]) -> fmt::Resul
     out.write_char(']')
 }
 
-/// What is loaded when a process image ends, written (before its report) only when modules
-/// were loaded after its start (`dlopen`, as Python imports extension modules), so that call
-/// sites inside them can be symbolized too.
+/// The modules a process image loaded after its start (`dlopen`, as Python imports extension
+/// modules), written when it ends, before its report, when there are any, so that call sites
+/// inside them can be symbolized too.
 pub struct Loaded<'a> {
     pub pid: i32,
     pub ts_ns: u64,
     pub modules: &'a [ModuleInfo<'a>],
 }
 
-/// `shmtrace[PID] modules: N loaded at exit`: the list is for machines, in the JSON form only.
+/// `shmtrace[PID] modules: N loaded since start`: the list is for machines, in the JSON form
+/// only.
 pub fn write_loaded_text(loaded: &Loaded<'_>, out: &mut impl Write) -> fmt::Result {
     writeln!(
         out,
-        "shmtrace[{}] modules: {} loaded at exit",
+        "shmtrace[{}] modules: {} loaded since start",
         loaded.pid,
         loaded.modules.len()
     )
@@ -234,7 +235,7 @@ mod tests {
         let loaded = Loaded {
             pid: 4242,
             ts_ns: 1_764_168_062_990_001_000,
-            modules: &doc_modules(),
+            modules: &doc_modules()[2..],
         };
         let (mut text, mut json) = (String::new(), String::new());
         write_loaded_text(&loaded, &mut text).unwrap();
