@@ -164,6 +164,8 @@ def compare_log(lines, log):
     records = []
     with open(log) as f:
         for raw in f:
+            if not raw.strip():  # unclaimed room of a log file written in place
+                continue
             rec = json.loads(raw)
             if rec.get("event") == "call" and "ret" in rec:
                 records.append(rec)
