@@ -44,6 +44,32 @@ fn enter_records_and_failed_calls_change_nothing_but_counts() {
 }
 
 #[test]
+fn a_call_the_ledger_only_counts_changes_nothing_else() {
+    // The shim counts these outside the ledger: applying them must have no other effect.
+    let mut l = Ledger::new();
+    assert_eq!(l.mmap(A, 1, PRIV_ANON, S1), Outcome::Recorded);
+    let before = l.stats();
+    let only = Func::ALL.into_iter().filter(|&f| Ledger::counts_only(f));
+    for func in only {
+        for ret in [0, 3, -1] {
+            let ev = call(func, &[7, A, 16, 0, 0, 0], ret, S2);
+            assert_eq!(
+                l.apply(&ev, &facts()),
+                Outcome::NoEffect,
+                "{func:?} -> {ret}"
+            );
+            assert!(l.take_unsure().is_none(), "{func:?} -> {ret}");
+        }
+        let mut stats = l.stats();
+        assert_eq!(stats.calls[func as usize], 3, "{func:?}");
+        stats.calls = before.calls;
+        assert_eq!(stats, before, "{func:?}");
+    }
+    assert!(Ledger::counts_only(Func::Msgsnd) && Ledger::counts_only(Func::MemfdCreate));
+    assert!(!Ledger::counts_only(Func::Msgctl) && !Ledger::counts_only(Func::SemOpen));
+}
+
+#[test]
 fn mmap_records_origin_and_rounds_length_up() {
     let mut l = Ledger::new();
     assert_eq!(l.mmap(A, 1, PRIV_ANON, S1), Outcome::Recorded);
