@@ -56,11 +56,11 @@ pub fn verdict_text(v: &Verdict) -> String {
 fn verdict_leaks_text(v: &Verdict) -> String {
     if v.leaks() == 0 && !v.findings.any() {
         let clean = if v.deadlocks == 0 { "clean: " } else { "" };
-        return format!("{clean}no SysV object, attachment or mapping left behind");
+        return format!("{clean}no SysV object, POSIX name, attachment or mapping left behind");
     }
     if v.leaks() == 0 {
         return format!(
-            "no SysV object, attachment or mapping left behind; findings: {}",
+            "no SysV object, POSIX name, attachment or mapping left behind; findings: {}",
             findings_text(v)
         );
     }
@@ -181,7 +181,7 @@ mod tests {
         };
         assert_eq!(
             verdict_text(&v),
-            "clean: no SysV object, attachment or mapping left behind; in use, not leaks: \
+            "clean: no SysV object, POSIX name, attachment or mapping left behind; in use, not leaks: \
              2 SysV objects; 1 process still running"
         );
         v.not_seen = 1;
@@ -200,7 +200,7 @@ mod tests {
         assert!(!v.fails());
         assert_eq!(
             verdict_text(&v),
-            "clean: no SysV object, attachment or mapping left behind; still reachable, not \
+            "clean: no SysV object, POSIX name, attachment or mapping left behind; still reachable, not \
              leaks: 2 (8192 bytes)"
         );
         v.count_reachable = true;
