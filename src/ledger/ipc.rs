@@ -39,14 +39,9 @@ impl Ledger {
     }
 
     pub(super) fn on_shmctl(&mut self, ev: &Event) -> Outcome {
-        if ev.arg_int(1) & !IPC_64 != libc::IPC_RMID {
-            return Outcome::NoEffect;
-        }
-        if self.objects.segment_removed(ev.arg_int(0)) {
-            Outcome::Recorded
-        } else {
-            Outcome::UnknownObject
-        }
+        removal(ev.arg_int(1), || {
+            self.objects.segment_removed(ev.arg_int(0))
+        })
     }
 
     pub(super) fn on_semget(&mut self, ev: &Event, facts: &Facts) -> Outcome {
@@ -70,14 +65,7 @@ impl Ledger {
     }
 
     pub(super) fn on_semctl(&mut self, ev: &Event) -> Outcome {
-        if ev.arg_int(2) & !IPC_64 != libc::IPC_RMID {
-            return Outcome::NoEffect;
-        }
-        if self.objects.set_removed(ev.arg_int(0)) {
-            Outcome::Recorded
-        } else {
-            Outcome::UnknownObject
-        }
+        removal(ev.arg_int(2), || self.objects.set_removed(ev.arg_int(0)))
     }
 
     /// `msgget`: a queue holds nothing the ledger models beyond its existence (its messages
@@ -97,13 +85,17 @@ impl Ledger {
     }
 
     pub(super) fn on_msgctl(&mut self, ev: &Event) -> Outcome {
-        if ev.arg_int(1) & !IPC_64 != libc::IPC_RMID {
-            return Outcome::NoEffect;
-        }
-        if self.objects.queue_removed(ev.arg_int(0)) {
-            Outcome::Recorded
-        } else {
-            Outcome::UnknownObject
-        }
+        removal(ev.arg_int(1), || self.objects.queue_removed(ev.arg_int(0)))
+    }
+}
+
+/// A `*ctl` call: only `IPC_RMID` changes the ledger, and only for an object it knows.
+fn removal(cmd: i32, remove: impl FnOnce() -> bool) -> Outcome {
+    if cmd & !IPC_64 != libc::IPC_RMID {
+        Outcome::NoEffect
+    } else if remove() {
+        Outcome::Recorded
+    } else {
+        Outcome::UnknownObject
     }
 }
