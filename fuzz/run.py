@@ -24,6 +24,7 @@ usage: run.py [--seeds N] [--first SEED] [--calls N] [--check-every N] [--huge-p
 import argparse
 import errno
 import fcntl
+import glob
 import json
 import os
 import re
@@ -304,9 +305,22 @@ def main():
         if saved is not None:
             with open(NR_HUGEPAGES, "w") as f:
                 f.write(saved)
+        remove_orphaned_names()
     print(f"fuzz: {total} calls over {args.seeds} seeds")
     return t.summary()
 
+
+def remove_orphaned_names():
+    """/dev/shm names of drivers that died before their cleanup (killed, or crashed): a driver
+    names them /shmtrace-fuzz-PID-N (semaphores sem.shmtrace-fuzz-PID-N), and a name whose
+    driver is gone is nobody's. /dev/shm is not namespaced, so live drivers' names stay."""
+    for path in glob.glob("/dev/shm/*shmtrace-fuzz-*-*"):
+        pid = os.path.basename(path).split("-")[2]
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
 
 if __name__ == "__main__":
     sys.exit(main())
