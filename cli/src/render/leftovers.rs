@@ -10,6 +10,7 @@ use super::words::{
 use super::{Style, section};
 use crate::kernel::Presence;
 use crate::merge::{Kind, Report, SysvLeak, UnseenKind, stacks};
+use crate::symbols::Symbol;
 
 /// SysV objects created and never removed, and whether the kernel still has them.
 pub(super) fn sysv_leaks(out: &mut String, report: &Report, style: Style) {
@@ -59,19 +60,14 @@ pub(super) fn name_leaks(out: &mut String, report: &Report, style: Style) {
     section(out, style, "POSIX names created and never unlinked");
     for leak in &report.names {
         let _ = writeln!(out, "  {} {}", style.bad(leak.kind.name()), leak.name);
-        let exe = leak
-            .exe
-            .as_deref()
-            .map_or(String::new(), |e| format!(" ({})", base_name(e)));
-        let _ = writeln!(
+        created_by(
             out,
-            "      created by {}{exe} at {}",
+            style,
             leak.pid,
-            site_text(style, Some(&leak.site)),
+            leak.exe.as_deref(),
+            &leak.site,
+            &leak.stack,
         );
-        for line in stack_lines(style, &leak.stack) {
-            let _ = writeln!(out, "          {line}");
-        }
         let _ = match leak.presence {
             Presence::Exists => writeln!(
                 out,
@@ -110,17 +106,25 @@ fn object_head(out: &mut String, o: &SysvLeak, style: Style, kind: String) {
             writeln!(out, "  {kind} msqid={} key={}{held}", o.id, o.key)
         }
     };
-    let exe = o
-        .exe
-        .as_deref()
-        .map_or(String::new(), |e| format!(" ({})", base_name(e)));
+    created_by(out, style, o.pid, o.exe.as_deref(), &o.site, &o.stack);
+}
+
+/// Who created a leftover, where, and the stack above.
+fn created_by(
+    out: &mut String,
+    style: Style,
+    pid: i32,
+    exe: Option<&str>,
+    site: &Symbol,
+    stack: &[Symbol],
+) {
+    let exe = exe.map_or(String::new(), |e| format!(" ({})", base_name(e)));
     let _ = writeln!(
         out,
-        "      created by {}{exe} at {}",
-        o.pid,
-        site_text(style, Some(&o.site)),
+        "      created by {pid}{exe} at {}",
+        site_text(style, Some(site))
     );
-    for line in stack_lines(style, &o.stack) {
+    for line in stack_lines(style, stack) {
         let _ = writeln!(out, "          {line}");
     }
 }
