@@ -33,8 +33,11 @@ use shmtrace_core::trace::event::Event;
 const REGION_SIZES: [usize; 3] = [16 << 30, 1 << 30, 64 << 20];
 /// The file grows by at least this much, and by at most `GROW_MAX`: by its own size between
 /// the two, so a long run makes few `fallocate` calls and a short one leaves a small file.
+/// Every page of the file costs the kernel a fault, zeroing and a write-back, paid when the
+/// file grows (see `prefault`): a smaller largest step keeps the call that grows it short and
+/// leaves less faulted in for nothing at exit.
 const GROW_MIN: usize = 64 << 10;
-const GROW_MAX: usize = 16 << 20;
+const GROW_MAX: usize = 4 << 20;
 
 /// The mapping; null when no binary log is open.
 static BASE: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
@@ -490,14 +493,16 @@ pub fn call_returned(ev: &Event) {
     if base.is_null() {
         return;
     }
-    let size = binary::call_size(ev.func, &ev.args, ev.stack().len());
     let started = CURRENT.try_with(|c| c.replace(0)).unwrap_or(0);
     if started == NOT_STORED {
         return;
     }
     if started != 0 {
         // SAFETY: reserved by this thread's `call_started`, in this mapping (a forked child
-        // with a new mapping has no call in progress: fork is not traced).
+        // with a new mapping has no call in progress: fork is not traced), so at least its
+        // head is ours; its size, written first, is the size it was reserved with.
+        let size = binary::record_size(unsafe { &*base.add(started).cast::<[u8; 8]>() });
+        // SAFETY: as above, for the size reserved.
         let rec = unsafe { record(base, started, size) };
         if binary::is_start_of(rec, ev) {
             binary::write_call_end(rec, ev);
@@ -505,6 +510,7 @@ pub fn call_returned(ev: &Event) {
             return;
         }
     }
+    let size = binary::call_size(ev.func, &ev.args, ev.stack().len());
     let Some(at) = reserve(base, size) else {
         return;
     };

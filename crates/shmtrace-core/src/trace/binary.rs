@@ -16,8 +16,12 @@ use super::event::{
 };
 
 /// The file's first 8 bytes; the last two digits are the layout version. The shim writes
-/// version 2; the reader also reads version 1 (each call record kept all six argument words).
-pub const MAGIC: [u8; 8] = *b"SHMTRB02";
+/// version 3; the reader also reads version 2 (an errno field of its own, room for eight
+/// sembufs in every semop record) and version 1 (each call record kept all six argument
+/// words).
+pub const MAGIC: [u8; 8] = *b"SHMTRB03";
+/// The magic of a version 2 log.
+pub const MAGIC_V2: [u8; 8] = *b"SHMTRB02";
 /// The magic of a version 1 log.
 pub const MAGIC_V1: [u8; 8] = *b"SHMTRB01";
 pub const HEADER_SIZE: usize = 64;
@@ -72,6 +76,12 @@ struct Fields {
     /// A file mapping's record says whether it has a name's room (`FLAG_NAMED`, version 2),
     /// or its flags argument does (no MAP_ANONYMOUS, version 1).
     named_by_flag: bool,
+    /// A failed call keeps its errno where the result would be, and says so (`FLAG_FAILED`):
+    /// the result of a failed call is its function's failure value (version 3).
+    errno_in_ret: bool,
+    /// A semop record has room for as many sembufs as its call passed, up to `SOPS_KEPT`
+    /// (version 3), or for `SOPS_KEPT` always.
+    sops_by_count: bool,
 }
 
 const V1: Fields = Fields {
@@ -83,6 +93,8 @@ const V1: Fields = Fields {
     args: 64,
     all_args: true,
     named_by_flag: false,
+    errno_in_ret: false,
+    sops_by_count: false,
 };
 
 const V2: Fields = Fields {
@@ -94,16 +106,34 @@ const V2: Fields = Fields {
     args: 64,
     all_args: false,
     named_by_flag: true,
+    errno_in_ret: false,
+    sops_by_count: false,
 };
 
-// The fields of the version written.
-const TS: usize = V2.ts;
-const CALLER: usize = V2.caller;
-const DUR: usize = V2.dur;
-const RET: usize = V2.ret;
-const ERRNO: usize = V2.errno;
-const ARGS: usize = V2.args;
-/// The fixed part of a call record (version 2); the function's arguments follow, then the
+/// Every byte of a record is a byte of page the kernel faults in, zeroes and writes back:
+/// version 3 drops the errno field (a failed call's result is known) and the sembufs a semop
+/// did not pass.
+const V3: Fields = Fields {
+    ts: 24,
+    caller: 32,
+    dur: 40,
+    ret: 48,
+    errno: 48,
+    args: 56,
+    all_args: false,
+    named_by_flag: true,
+    errno_in_ret: true,
+    sops_by_count: true,
+};
+
+/// The version written.
+const WRITTEN: Fields = V3;
+const TS: usize = WRITTEN.ts;
+const CALLER: usize = WRITTEN.caller;
+const DUR: usize = WRITTEN.dur;
+const RET: usize = WRITTEN.ret;
+const ARGS: usize = WRITTEN.args;
+/// The fixed part of a call record (version 3); the function's arguments follow, then the
 /// sembufs (semop, semtimedop), the timeout (semtimedop), the name (shm_open, shm_unlink,
 /// memfd_create, sem_open, sem_unlink; an mmap whose record says `FLAG_NAMED`) and the stack,
 /// in that order, when the function has them.
@@ -123,6 +153,9 @@ const FLAG_STARTED: u8 = 4;
 /// the shared memory object it maps (known only once it returned), set when the record is
 /// sized. Version 2 only: a version 1 reader tells a file mapping from its flags argument.
 const FLAG_NAMED: u8 = 8;
+/// The call failed: the result field holds its errno, the result being the function's failure
+/// value (version 3).
+const FLAG_FAILED: u8 = 16;
 
 // A blob record: a record that is not a call (start, fork, report, ...), kept as rendered in
 // both formats, so a new kind of record needs no new layout and the reader no new code.
@@ -131,31 +164,52 @@ const BLOB_TEXT_LEN: usize = 16;
 const BLOB_JSON_LEN: usize = 20;
 pub const BLOB_FIXED: usize = 24;
 
-/// Where the sembufs, the timeout, the name and the stack of a call record of `func` start
-/// (in the version written).
-fn sops_at(func: Func) -> usize {
-    usize::from(layout(func).sops_at)
-}
-
-fn timeout_at(func: Func) -> usize {
-    usize::from(layout(func).timeout_at)
-}
-
-fn name_at(func: Func) -> usize {
-    usize::from(layout(func).name_at)
-}
-
-/// Whether a record of this call has room for the object a file mapping maps.
-fn mapped_name(func: Func, args: &[u64; 6]) -> bool {
-    layout(func).carries.mapped_name && is_file_mapping(args)
+/// Bytes for the sembufs in a record of this layout with these arguments (the count is the
+/// third).
+#[inline]
+fn sops_room(layout: &Layout, fields: Fields, args: &[u64; 6]) -> usize {
+    if !layout.carries.sops {
+        0
+    } else if fields.sops_by_count {
+        (args[2].min(SOPS_KEPT as u64) as usize * SOP_SIZE).next_multiple_of(8)
+    } else {
+        SOPS_SIZE
+    }
 }
 
 fn is_file_mapping(args: &[u64; 6]) -> bool {
     args[3] as i32 & libc::MAP_ANONYMOUS == 0
 }
 
-fn stack_at(func: Func, mapped_name: bool) -> usize {
-    usize::from(layout(func).stack_at) + if mapped_name { NAME_SIZE } else { 0 }
+/// Where the sembufs, the timeout, the name and the stack of a call record start, in the
+/// version written (what follows the sembufs moves with their room). The writer looks its
+/// function's layout up once per record and asks it.
+impl Layout {
+    #[inline]
+    fn sops_room(&self, args: &[u64; 6]) -> usize {
+        sops_room(self, WRITTEN, args)
+    }
+
+    #[inline]
+    fn timeout_at(&self, args: &[u64; 6]) -> usize {
+        usize::from(self.timeout_at) + self.sops_room(args)
+    }
+
+    #[inline]
+    fn name_at(&self, args: &[u64; 6]) -> usize {
+        usize::from(self.name_at) + self.sops_room(args)
+    }
+
+    /// Whether a record of this call has room for the object a file mapping maps.
+    #[inline]
+    fn mapped_name(&self, args: &[u64; 6]) -> bool {
+        self.carries.mapped_name && is_file_mapping(args)
+    }
+
+    #[inline]
+    fn stack_at(&self, args: &[u64; 6], mapped_name: bool) -> usize {
+        usize::from(self.stack_at) + self.sops_room(args) + if mapped_name { NAME_SIZE } else { 0 }
+    }
 }
 
 /// What a call record carries after its fixed part.
@@ -209,9 +263,10 @@ struct Layout {
     /// Argument words kept.
     args: u16,
     sops_at: u16,
+    /// These three without the sembufs' room (see `sops_room`).
     timeout_at: u16,
     name_at: u16,
-    /// Without a mapped name's room.
+    /// Without a mapped name's room either.
     stack_at: u16,
 }
 
@@ -219,7 +274,7 @@ const fn layout_of(func: Func, fields: Fields) -> Layout {
     let carries = carries(func);
     let args = if fields.all_args { 6 } else { func.arg_count() };
     let sops_at = fields.args + 8 * args;
-    let timeout_at = sops_at + if carries.sops { SOPS_SIZE } else { 0 };
+    let timeout_at = sops_at;
     let name_at = timeout_at + if carries.timeout { TIMEOUT_SIZE } else { 0 };
     let stack_at = name_at + if carries.name { NAME_SIZE } else { 0 };
     Layout {
@@ -234,10 +289,10 @@ const fn layout_of(func: Func, fields: Fields) -> Layout {
 
 /// The layouts of the version written.
 const LAYOUTS: [Layout; Func::COUNT] = {
-    let mut table = [layout_of(Func::ALL[0], V2); Func::COUNT];
+    let mut table = [layout_of(Func::ALL[0], WRITTEN); Func::COUNT];
     let mut i = 0;
     while i < Func::COUNT {
-        table[i] = layout_of(Func::ALL[i], V2);
+        table[i] = layout_of(Func::ALL[i], WRITTEN);
         i += 1;
     }
     table
@@ -252,7 +307,8 @@ fn layout(func: Func) -> &'static Layout {
 /// Size of the call record for `func` with these arguments and `stack_len` frames (known when
 /// the call starts).
 pub fn call_size(func: Func, args: &[u64; 6], stack_len: usize) -> usize {
-    stack_at(func, mapped_name(func, args)) + stack_len.min(STACK_MAX) * 8
+    let layout = layout(func);
+    layout.stack_at(args, layout.mapped_name(args)) + stack_len.min(STACK_MAX) * 8
 }
 
 /// Size of a blob record with these renderings.
@@ -309,13 +365,13 @@ pub fn write_call_start(rec: &mut [u8], ev: &Event) {
     put(head, TS, ev.ts_ns.to_ne_bytes());
     put(head, CALLER, ev.caller.to_ne_bytes());
     let layout = layout(ev.func);
-    let mapped_name = mapped_name(ev.func, &ev.args);
+    let mapped_name = layout.mapped_name(&ev.args);
     if mapped_name {
         head[FLAGS] = FLAG_NAMED;
     }
     if ev.phase == Phase::Enter {
         head[FLAGS] |= FLAG_STARTED;
-        put_sops(rec, ev);
+        put_sops(rec, layout, ev);
     }
     // Only the function's own parameters: the other words of `args` are always 0.
     match layout.args {
@@ -327,7 +383,7 @@ pub fn write_call_start(rec: &mut [u8], ev: &Event) {
         _ => put_args::<6>(rec, &ev.args),
     }
     if !stack.is_empty() {
-        let at = stack_at(ev.func, mapped_name);
+        let at = layout.stack_at(&ev.args, mapped_name);
         for (i, frame) in stack.iter().enumerate() {
             put(rec, at + 8 * i, frame.to_ne_bytes());
         }
@@ -343,22 +399,28 @@ pub fn write_call_end(rec: &mut [u8], ev: &Event) {
     if ev.created {
         flags |= FLAG_CREATED;
     }
-    put(head, ERRNO, ev.errno.to_ne_bytes());
+    // A failed call's result is its failure value: the field keeps the errno instead (an
+    // errno is set only for a failed call; testing it first keeps the common path short).
+    let ret = if ev.errno != 0 && ev.ret == ev.func.failure_value() {
+        flags |= FLAG_FAILED;
+        i64::from(ev.errno)
+    } else {
+        ev.ret
+    };
     put(head, DUR, ev.dur_ns.to_ne_bytes());
-    put(head, RET, ev.ret.to_ne_bytes());
-    let carries = layout(ev.func).carries;
-    if carries.sops {
-        put_sops(rec, ev);
-    }
+    put(head, RET, ret.to_ne_bytes());
+    let layout = layout(ev.func);
+    let carries = layout.carries;
+    put_sops(rec, layout, ev);
     if let (true, Some(t)) = (carries.timeout, ev.timeout) {
         flags |= FLAG_TIMEOUT;
-        let at = timeout_at(ev.func);
+        let at = layout.timeout_at(&ev.args);
         put(rec, at, t.sec.to_ne_bytes());
         put(rec, at + 8, t.nsec.to_ne_bytes());
     }
     if carries.name || flags & FLAG_NAMED != 0 {
         let name = ev.name();
-        let at = name_at(ev.func);
+        let at = layout.name_at(&ev.args);
         if let Some(len) = rec.get_mut(at) {
             *len = name.len() as u8;
         }
@@ -385,20 +447,25 @@ fn put_args<const N: usize>(rec: &mut [u8], args: &[u64; 6]) {
     }
 }
 
-fn put_sops(rec: &mut [u8], ev: &Event) {
-    if !layout(ev.func).carries.sops {
+/// The operations read, as many as the record has room for (one bounds check for them all).
+fn put_sops(rec: &mut [u8], layout: &Layout, ev: &Event) {
+    if !layout.carries.sops {
         return;
     }
-    let sops = ev.sops();
-    if let Some(n) = rec.get_mut(SOPS_READ) {
-        *n = sops.len() as u8;
+    let at = usize::from(layout.sops_at);
+    let room = layout.sops_room(&ev.args);
+    let Some(area) = rec.get_mut(at..at + room) else {
+        return;
+    };
+    let mut n = 0u8;
+    for (dst, op) in area.chunks_exact_mut(SOP_SIZE).zip(ev.sops()) {
+        dst[..2].copy_from_slice(&op.num.to_ne_bytes());
+        dst[2..4].copy_from_slice(&op.op.to_ne_bytes());
+        dst[4..].copy_from_slice(&op.flg.to_ne_bytes());
+        n += 1;
     }
-    let at = sops_at(ev.func);
-    for (i, op) in sops.iter().enumerate() {
-        let base = at + SOP_SIZE * i;
-        put(rec, base, op.num.to_ne_bytes());
-        put(rec, base + 2, op.op.to_ne_bytes());
-        put(rec, base + 4, op.flg.to_ne_bytes());
+    if let Some(count) = rec.get_mut(SOPS_READ) {
+        *count = n;
     }
 }
 
@@ -419,11 +486,24 @@ pub fn write_blob(rec: &mut [u8], kind: u32, text: &[u8], json: &[u8]) {
 /// Whether `rec` holds the start of the call `ev` (the record a thread wrote when the call
 /// started, checked before it is completed in place).
 pub fn is_start_of(rec: &[u8], ev: &Event) -> bool {
-    get_u32(rec, TAG) == TAG_CALL
-        && get_u32(rec, SIZE) as usize == rec.len()
-        && rec.get(FUNC) == Some(&(ev.func as u8))
-        && get_u64(rec, TS) == ev.ts_ns
-        && i32::from_ne_bytes(get(rec, TID)) == ev.tid
+    let size = rec.len();
+    let Some(head) = rec
+        .get(..CALL_FIXED)
+        .and_then(|h| <&[u8; CALL_FIXED]>::try_from(h).ok())
+    else {
+        return false;
+    };
+    let word = |at: usize| u32::from_ne_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
+    word(TAG) == TAG_CALL
+        && word(SIZE) as usize == size
+        && head[FUNC] == ev.func as u8
+        && word(TID) as i32 == ev.tid
+        && u64::from(word(TS)) | u64::from(word(TS + 4)) << 32 == ev.ts_ns
+}
+
+/// The size a record's head says it has (`rec` is at least its head).
+pub fn record_size(head: &[u8; 8]) -> usize {
+    u32::from_ne_bytes([head[SIZE], head[SIZE + 1], head[SIZE + 2], head[SIZE + 3]]) as usize
 }
 
 /// One record read back.
@@ -460,6 +540,8 @@ pub fn is_binary_log(data: &[u8]) -> bool {
 /// The call record layout of the log `data`, from its magic.
 fn fields_of(data: &[u8]) -> Option<Fields> {
     if data.starts_with(&MAGIC) {
+        Some(V3)
+    } else if data.starts_with(&MAGIC_V2) {
         Some(V2)
     } else if data.starts_with(&MAGIC_V1) {
         Some(V1)
@@ -584,7 +666,8 @@ fn read_call(rec: &[u8], state: u32, fields: Fields) -> Option<(Event, bool)> {
         } else {
             is_file_mapping(&ev.args)
         };
-    let at = usize::from(layout.stack_at) + if mapped_name { NAME_SIZE } else { 0 };
+    let sops_room = sops_room(&layout, fields, &ev.args);
+    let at = usize::from(layout.stack_at) + sops_room + if mapped_name { NAME_SIZE } else { 0 };
     if stack_len > STACK_MAX || rec.len() < at + 8 * stack_len {
         return None;
     }
@@ -596,7 +679,7 @@ fn read_call(rec: &[u8], state: u32, fields: Fields) -> Option<(Event, bool)> {
     ev.stack = Stack::from_slice(&frames[..stack_len]);
     let waited = flags & FLAG_STARTED != 0 && func.may_block();
     if layout.carries.sops {
-        let n = usize::from(rec[SOPS_READ]).min(SOPS_KEPT);
+        let n = usize::from(rec[SOPS_READ]).min(sops_room / SOP_SIZE);
         let at = usize::from(layout.sops_at);
         for (i, op) in ev.sops.iter_mut().enumerate().take(n) {
             let base = at + SOP_SIZE * i;
@@ -612,18 +695,23 @@ fn read_call(rec: &[u8], state: u32, fields: Fields) -> Option<(Event, bool)> {
         return Some((ev, waited));
     }
     ev.created = flags & FLAG_CREATED != 0;
-    ev.errno = i32::from_ne_bytes(get(rec, fields.errno));
     ev.dur_ns = get_u64(rec, fields.dur);
     ev.ret = i64::from_ne_bytes(get(rec, fields.ret));
+    if !fields.errno_in_ret {
+        ev.errno = i32::from_ne_bytes(get(rec, fields.errno));
+    } else if flags & FLAG_FAILED != 0 {
+        ev.errno = ev.ret as i32;
+        ev.ret = func.failure_value();
+    }
     if flags & FLAG_TIMEOUT != 0 {
-        let at = usize::from(layout.timeout_at);
+        let at = usize::from(layout.timeout_at) + sops_room;
         ev.timeout = Some(Timeout {
             sec: i64::from_ne_bytes(get(rec, at)),
             nsec: i64::from_ne_bytes(get(rec, at + 8)),
         });
     }
     if layout.carries.name || mapped_name {
-        let at = usize::from(layout.name_at);
+        let at = usize::from(layout.name_at) + sops_room;
         let len = usize::from(*rec.get(at)?).min(NAME_KEPT);
         ev.name = Name::from_bytes(rec.get(at + 1..at + 1 + len)?);
     }
@@ -726,7 +814,7 @@ mod tests {
                 ev.created = true;
             }
             // The sample's flags argument has no MAP_ANONYMOUS: an mmap is a file mapping.
-            if layout(func).carries.name || mapped_name(func, &ev.args) {
+            if layout(func).carries.name || layout(func).mapped_name(&ev.args) {
                 ev.name = Name::from_bytes(b"/shmtrace-\"name\"");
             }
             if layout(func).carries.sops {
@@ -749,7 +837,7 @@ mod tests {
                 });
             }
             let mut failed = ev;
-            failed.ret = -1;
+            failed.ret = func.failure_value();
             failed.errno = libc::EINVAL;
             failed.created = false;
             let mut log = Log::new();
@@ -766,46 +854,87 @@ mod tests {
     #[test]
     fn a_record_keeps_only_its_functions_parameters() {
         let args = [0; 6];
-        assert_eq!(call_size(Func::Shmdt, &args, 0), 64 + 8);
-        assert_eq!(call_size(Func::Munmap, &args, 0), 64 + 2 * 8);
+        assert_eq!(CALL_FIXED, 56);
+        assert_eq!(call_size(Func::Shmdt, &args, 0), 56 + 8);
+        assert_eq!(call_size(Func::Munmap, &args, 0), 56 + 2 * 8);
         let anon = [0, 0, 0, libc::MAP_ANONYMOUS as u64, 0, 0];
-        assert_eq!(call_size(Func::Mmap, &anon, 2), 64 + 6 * 8 + 2 * 8);
-        assert_eq!(call_size(Func::Semop, &args, 0), 64 + 3 * 8 + SOPS_SIZE);
-        assert_eq!(
-            call_size(Func::Semtimedop, &args, 0),
-            64 + 4 * 8 + SOPS_SIZE + TIMEOUT_SIZE
-        );
-        assert_eq!(call_size(Func::ShmOpen, &args, 0), 64 + 3 * 8 + NAME_SIZE);
-        assert_eq!(call_size(Func::SemClose, &args, 0), 64 + 8);
+        assert_eq!(call_size(Func::Mmap, &anon, 2), 56 + 6 * 8 + 2 * 8);
+        assert_eq!(call_size(Func::ShmOpen, &args, 0), 56 + 3 * 8 + NAME_SIZE);
+        assert_eq!(call_size(Func::SemClose, &args, 0), 56 + 8);
         assert_eq!(
             call_size(Func::MemfdCreate, &args, 0),
-            64 + 2 * 8 + NAME_SIZE
+            56 + 2 * 8 + NAME_SIZE
         );
-        assert_eq!(call_size(Func::SemOpen, &args, 0), 64 + 4 * 8 + NAME_SIZE);
-        assert_eq!(call_size(Func::Msgrcv, &args, 0), 64 + 5 * 8);
+        assert_eq!(call_size(Func::SemOpen, &args, 0), 56 + 4 * 8 + NAME_SIZE);
+        assert_eq!(call_size(Func::Msgrcv, &args, 0), 56 + 5 * 8);
     }
 
-    /// A call record as version 1 wrote it: all six argument words, the fields elsewhere.
-    fn version_1_record(ev: &Event) -> Vec<u8> {
-        let layout = layout_of(ev.func, V1);
+    #[test]
+    fn a_semop_record_has_room_for_the_operations_it_passed_up_to_the_kept_count() {
+        let nsops = |n: u64| [3, 0x7ffd_0000_1000, n, 0x7ffd_0000_2000, 0, 0];
+        // One sembuf (6 bytes) in 8: the common semop.
+        assert_eq!(call_size(Func::Semop, &nsops(1), 0), 56 + 3 * 8 + 8);
+        assert_eq!(call_size(Func::Semop, &nsops(0), 0), 56 + 3 * 8);
+        assert_eq!(call_size(Func::Semop, &nsops(3), 0), 56 + 3 * 8 + 24);
+        assert_eq!(call_size(Func::Semop, &nsops(9), 0), 56 + 3 * 8 + SOPS_SIZE);
+        assert_eq!(
+            call_size(Func::Semop, &nsops(u64::MAX), 0),
+            56 + 3 * 8 + SOPS_SIZE
+        );
+        assert_eq!(
+            call_size(Func::Semtimedop, &nsops(2), 1),
+            56 + 4 * 8 + 16 + TIMEOUT_SIZE + 8
+        );
+        // More operations read than the record has room for (a count the call does not
+        // match): only those that fit are kept, nothing else is overwritten.
+        for func in [Func::Semop, Func::Semtimedop] {
+            let mut ev = sample(func);
+            ev.args[2] = 1;
+            ev.stack = Stack::from_slice(&[0x1]);
+            ev.timeout = (func == Func::Semtimedop).then_some(Timeout { sec: 2, nsec: 3 });
+            for (i, op) in ev.sops.iter_mut().enumerate().take(3) {
+                op.num = i as u16;
+            }
+            ev.sops_read = 3;
+            let mut log = Log::new();
+            log.call(&ev, true);
+            let mut kept = ev;
+            kept.sops_read = 1;
+            kept.sops[1..].fill(SemOp::default());
+            assert_eq!(log.items(), vec![Item::Call(kept)], "{func:?}");
+        }
+    }
+
+    /// A call record as version 1 or 2 wrote it: the errno in a field of its own, room for
+    /// `SOPS_KEPT` sembufs in a semop record; version 1 with all six argument words and the
+    /// fields elsewhere, and no `FLAG_NAMED`.
+    fn old_record(ev: &Event, fields: Fields) -> Vec<u8> {
+        let layout = layout_of(ev.func, fields);
         let mapped_name = layout.carries.mapped_name && is_file_mapping(&ev.args);
         let named = layout.carries.name || mapped_name;
+        let sops_room = if layout.carries.sops { SOPS_SIZE } else { 0 };
         let mut rec =
-            vec![0u8; usize::from(layout.stack_at) + if mapped_name { NAME_SIZE } else { 0 }];
+            vec![
+                0u8;
+                usize::from(layout.stack_at) + sops_room + if mapped_name { NAME_SIZE } else { 0 }
+            ];
         let size = rec.len();
         write_head(&mut rec, TAG_CALL);
         assert_eq!(get_u32(&rec, SIZE) as usize, size);
         rec[FUNC] = ev.func as u8;
         rec[FLAGS] = u8::from(ev.created) * FLAG_CREATED;
+        if fields.named_by_flag && mapped_name {
+            rec[FLAGS] |= FLAG_NAMED;
+        }
         put(&mut rec, PID, ev.pid.to_ne_bytes());
         put(&mut rec, TID, ev.tid.to_ne_bytes());
-        put(&mut rec, V1.errno, ev.errno.to_ne_bytes());
-        put(&mut rec, V1.ts, ev.ts_ns.to_ne_bytes());
-        put(&mut rec, V1.dur, ev.dur_ns.to_ne_bytes());
-        put(&mut rec, V1.caller, ev.caller.to_ne_bytes());
-        put(&mut rec, V1.ret, ev.ret.to_ne_bytes());
-        for (i, arg) in ev.args.iter().enumerate() {
-            put(&mut rec, V1.args + 8 * i, arg.to_ne_bytes());
+        put(&mut rec, fields.errno, ev.errno.to_ne_bytes());
+        put(&mut rec, fields.ts, ev.ts_ns.to_ne_bytes());
+        put(&mut rec, fields.dur, ev.dur_ns.to_ne_bytes());
+        put(&mut rec, fields.caller, ev.caller.to_ne_bytes());
+        put(&mut rec, fields.ret, ev.ret.to_ne_bytes());
+        for (i, arg) in ev.args.iter().enumerate().take(usize::from(layout.args)) {
+            put(&mut rec, fields.args + 8 * i, arg.to_ne_bytes());
         }
         let sops = ev.sops();
         rec[SOPS_READ] = sops.len() as u8;
@@ -816,12 +945,68 @@ mod tests {
             put(&mut rec, at + 4, op.flg.to_ne_bytes());
         }
         if named {
-            let at = usize::from(layout.name_at);
+            let at = usize::from(layout.name_at) + sops_room;
             rec[at] = ev.name().len() as u8;
             rec[at + 1..at + 1 + ev.name().len()].copy_from_slice(ev.name());
         }
         put(&mut rec, STATE, STATE_DONE.to_ne_bytes());
         rec
+    }
+
+    #[test]
+    fn a_version_2_log_reads_as_it_did() {
+        let mut data = vec![0u8; HEADER_SIZE];
+        data[..8].copy_from_slice(&MAGIC_V2);
+        let mut file = sample(Func::Mmap);
+        file.args[3] = libc::MAP_SHARED as u64;
+        file.name = Name::from_bytes(b"/shmtrace-ring");
+        // One operation passed, in room for eight.
+        let mut semop = sample(Func::Semop);
+        semop.args[2] = 1;
+        semop.sops[0] = SemOp {
+            num: 1,
+            op: -1,
+            flg: 0x1000,
+        };
+        semop.sops_read = 1;
+        let mut timed = sample(Func::Semtimedop);
+        timed.timeout = Some(Timeout { sec: 4, nsec: 5 });
+        // A failure whose errno had its own field.
+        let mut failed = sample(Func::ShmOpen);
+        failed.ret = -1;
+        failed.errno = libc::ENOENT;
+        failed.name = Name::from_bytes(b"/gone");
+        let mut v2 = [&file, &semop, &timed, &failed].map(|ev| old_record(ev, V2));
+        v2[2][FLAGS] |= FLAG_TIMEOUT;
+        put(
+            &mut v2[2],
+            usize::from(layout_of(Func::Semtimedop, V2).timeout_at) + SOPS_SIZE,
+            4i64.to_ne_bytes(),
+        );
+        put(
+            &mut v2[2],
+            usize::from(layout_of(Func::Semtimedop, V2).timeout_at) + SOPS_SIZE + 8,
+            5i64.to_ne_bytes(),
+        );
+        for rec in &v2 {
+            data.extend(rec);
+        }
+        let used = (data.len() - HEADER_SIZE) as u64;
+        data[CURSOR_OFFSET..CURSOR_OFFSET + 8].copy_from_slice(&used.to_ne_bytes());
+        let items: Vec<Item<'_>> = Reader::new(&data).unwrap().collect();
+        assert_eq!(
+            items,
+            vec![
+                Item::Call(file),
+                Item::Call(semop),
+                Item::Call(timed),
+                Item::Call(failed)
+            ]
+        );
+        assert!(
+            v2[1].len() > call_size(Func::Semop, &semop.args, 0),
+            "version 3 is smaller"
+        );
     }
 
     #[test]
@@ -845,7 +1030,7 @@ mod tests {
         let mut shmget = sample(Func::Shmget);
         shmget.created = true;
         for ev in [&mmap, &file, &semop, &shmget] {
-            data.extend(version_1_record(ev));
+            data.extend(old_record(ev, V1));
         }
         let used = (data.len() - HEADER_SIZE) as u64;
         data[CURSOR_OFFSET..CURSOR_OFFSET + 8].copy_from_slice(&used.to_ne_bytes());
@@ -861,7 +1046,7 @@ mod tests {
             ]
         );
         assert!(
-            !is_binary_log(b"SHMTRB03"),
+            !is_binary_log(b"SHMTRB04"),
             "a version this reader does not know"
         );
     }
