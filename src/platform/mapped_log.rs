@@ -502,12 +502,18 @@ pub fn call_returned(ev: &Event) {
         // with a new mapping has no call in progress: fork is not traced), so at least its
         // head is ours; its size, written first, is the size it was reserved with.
         let size = binary::record_size(unsafe { &*base.add(started).cast::<[u8; 8]>() });
-        // SAFETY: as above, for the size reserved.
-        let rec = unsafe { record(base, started, size) };
-        if binary::is_start_of(rec, ev) {
-            binary::write_call_end(rec, ev);
-            set_state(rec, binary::STATE_DONE);
-            return;
+        // A size that does not fit (the program wrote over our mapping) is not trusted: never
+        // a store beyond the allocated file.
+        let fits = size >= binary::CALL_FIXED
+            && started.saturating_add(size) <= ALLOCATED.load(Ordering::Acquire);
+        if fits {
+            // SAFETY: as above, for the size reserved (checked to lie in allocated space).
+            let rec = unsafe { record(base, started, size) };
+            if binary::is_start_of(rec, ev) {
+                binary::write_call_end(rec, ev);
+                set_state(rec, binary::STATE_DONE);
+                return;
+            }
         }
     }
     let size = binary::call_size(ev.func, &ev.args, ev.stack().len());
