@@ -63,6 +63,12 @@ impl ShmPath {
         self.buf.as_ptr().cast()
     }
 
+    /// The path without its terminating NUL.
+    pub fn as_bytes(&self) -> &[u8] {
+        let len = self.buf.iter().position(|&b| b == 0).unwrap_or(self.buf.len());
+        &self.buf[..len]
+    }
+
     /// Whether the name exists now (raw `faccessat`: neither hooked nor allocating).
     pub fn exists(&self) -> bool {
         // SAFETY: a NUL-terminated path in our own buffer.
@@ -94,15 +100,6 @@ unsafe fn rest_of<'a>(name: *const c_char) -> Result<&'a [u8], c_int> {
         return Err(libc::EINVAL);
     }
     Ok(rest)
-}
-
-/// The inode the name refers to now, if it exists.
-pub fn inode_of_fd(fd: c_int) -> Option<u64> {
-    let mut st = core::mem::MaybeUninit::<libc::stat>::zeroed();
-    // SAFETY: `st` is a writable stat owned by this frame; the kernel validates `fd`.
-    let rc = unsafe { libc::syscall(libc::SYS_fstat, fd, st.as_mut_ptr()) };
-    // SAFETY: fstat succeeded and filled the structure (zeroed besides).
-    (rc == 0).then(|| unsafe { st.assume_init() }.st_ino)
 }
 
 /// The inode `/dev/shm/NAME` (the name as `shm_open` was given it) refers to now, if any.
