@@ -447,11 +447,12 @@ pub unsafe extern "C" fn shm_open(
         if facts.created {
             facts.inode = st.st_ino;
         }
-        if logged {
-            // SAFETY: libc has read the string (the call succeeded).
-            if let Ok(path) = unsafe { ShmPath::of(name) } {
-                shm_fds::remember(fd, shm_fds::Kind::Shm, path.as_bytes(), &st);
-            }
+        if logged && !name.is_null() {
+            // SAFETY: libc read this NUL-terminated string during the call (it succeeded).
+            let bytes = unsafe { CStr::from_ptr(name) }.to_bytes();
+            // glibc opened /dev/shm/ and the name without its leading slashes.
+            let rest = &bytes[bytes.iter().take_while(|&&b| b == b'/').count()..];
+            shm_fds::remember(fd, shm_fds::Kind::Shm, rest, &st);
         }
     };
     traced(Func::ShmOpen, caller, args, call, after) as c_int

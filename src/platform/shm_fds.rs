@@ -58,8 +58,11 @@ struct Slot {
     ino: AtomicU64,
     kind: AtomicU8,
     len: AtomicU8,
-    name: [AtomicU8; NAME_KEPT],
+    /// The name's first `NAME_KEPT` bytes, eight to a word.
+    name: [AtomicU64; WORDS],
 }
+
+const WORDS: usize = (NAME_KEPT + 1) / 8;
 
 const SLOTS: usize = 256;
 static SLOTS_TABLE: [Slot; SLOTS] = [const {
@@ -70,7 +73,7 @@ static SLOTS_TABLE: [Slot; SLOTS] = [const {
         ino: AtomicU64::new(0),
         kind: AtomicU8::new(0),
         len: AtomicU8::new(0),
-        name: [const { AtomicU8::new(0) }; NAME_KEPT],
+        name: [const { AtomicU64::new(0) }; WORDS],
     }
 }; SLOTS];
 
@@ -88,8 +91,8 @@ pub enum Kind {
 /// `/dev/shm` a link elsewhere, a root that does not see it).
 static CHECKED: [AtomicU8; 3] = [const { AtomicU8::new(0) }; 3];
 
-/// `fd` was just returned by `shm_open` (`kind` Shm, `name` the `/dev/shm/NAME` path glibc
-/// opened) or `memfd_create` (Memfd, `name` its argument): remembers which file it is, `st`
+/// `fd` was just returned by `shm_open` (`kind` Shm, `name` the name without its leading
+/// slashes: glibc opened `/dev/shm/NAME`) or `memfd_create` (Memfd, `name` its argument): remembers which file it is, `st`
 /// (an `fstat` of it just after the call). Gives up silently when another thread is writing the same slot (its
 /// number then falls back to `readlink`).
 pub fn remember(fd: c_int, kind: Kind, name: &[u8], st: &libc::stat) {
@@ -107,16 +110,19 @@ pub fn remember(fd: c_int, kind: Kind, name: &[u8], st: &libc::stat) {
         return;
     }
     fence(Ordering::Release);
-    let (prefix, rest): (&[u8], &[u8]) = match kind {
-        Kind::Shm => (b"", name),
-        Kind::Memfd => (b"memfd:", name),
+    let prefix: &[u8] = match kind {
+        Kind::Shm => b"/dev/shm/",
+        Kind::Memfd => b"memfd:",
     };
-    let mut len = 0;
-    for &b in prefix.iter().chain(rest).take(NAME_KEPT) {
-        slot.name[len].store(b, Ordering::Relaxed);
-        len += 1;
+    let mut bytes = [0u8; WORDS * 8];
+    let rest = name.len().min(NAME_KEPT - prefix.len());
+    bytes[..prefix.len()].copy_from_slice(prefix);
+    bytes[prefix.len()..prefix.len() + rest].copy_from_slice(&name[..rest]);
+    for (word, chunk) in slot.name.iter().zip(bytes.chunks_exact(8)) {
+        let chunk: [u8; 8] = chunk.try_into().unwrap_or_default();
+        word.store(u64::from_ne_bytes(chunk), Ordering::Relaxed);
     }
-    slot.len.store(len as u8, Ordering::Relaxed);
+    slot.len.store((prefix.len() + rest) as u8, Ordering::Relaxed);
     slot.kind.store(kind as u8, Ordering::Relaxed);
     slot.dev.store(st.st_dev, Ordering::Relaxed);
     slot.ino.store(st.st_ino, Ordering::Relaxed);
@@ -183,9 +189,9 @@ fn remembered(fd: c_int) -> Option<(Kind, u64, u64, Name)> {
     let dev = slot.dev.load(Ordering::Relaxed);
     let ino = slot.ino.load(Ordering::Relaxed);
     let len = usize::from(slot.len.load(Ordering::Relaxed)).min(NAME_KEPT);
-    let mut bytes = [0u8; NAME_KEPT];
-    for (b, a) in bytes.iter_mut().zip(&slot.name[..len]) {
-        *b = a.load(Ordering::Relaxed);
+    let mut bytes = [0u8; WORDS * 8];
+    for (chunk, word) in bytes.chunks_exact_mut(8).zip(&slot.name) {
+        chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
     }
     fence(Ordering::Acquire);
     if slot.seq.load(Ordering::Relaxed) != seq {
@@ -393,6 +399,24 @@ mod tests {
         remember(fd, kind, name, &fstat(fd).expect("fstat"));
     }
 
+    #[test]
+    fn a_long_name_is_kept_as_far_as_an_event_keeps_it() {
+        // SAFETY: a literal path; the descriptor is closed below.
+        let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY) };
+        let long = [b'n'; 100];
+        remembered_as(fd, Kind::Shm, &long);
+        let (kind, _, _, name) = remembered(fd).expect("remembered");
+        assert_eq!(kind, Kind::Shm);
+        let mut want = b"/dev/shm/".to_vec();
+        want.extend_from_slice(&long);
+        assert_eq!(name.as_bytes(), &want[..NAME_KEPT]);
+        remembered_as(fd, Kind::Memfd, b"ring");
+        let (kind, _, _, name) = remembered(fd).expect("remembered");
+        assert_eq!((kind, name.as_bytes()), (Kind::Memfd, &b"memfd:ring"[..]));
+        // SAFETY: our own descriptor.
+        unsafe { libc::close(fd) };
+    }
+
     fn bytes(name: Option<Name>) -> Option<Vec<u8>> {
         name.map(|n| n.as_bytes().to_vec())
     }
@@ -402,7 +426,7 @@ mod tests {
         let a = TestName::new("known-a");
         let b = TestName::new("known-b");
         let fd = a.open();
-        remembered_as(fd, Kind::Shm, &a.path());
+        remembered_as(fd, Kind::Shm, &a.0.as_bytes()[1..]);
         assert_eq!(bytes(known_object(fd)), Some(a.path()));
         assert_eq!(bytes(known_object(fd)), bytes(object_of(fd)));
 

@@ -63,12 +63,6 @@ impl ShmPath {
         self.buf.as_ptr().cast()
     }
 
-    /// The path without its terminating NUL.
-    pub fn as_bytes(&self) -> &[u8] {
-        let len = self.buf.iter().position(|&b| b == 0).unwrap_or(self.buf.len());
-        &self.buf[..len]
-    }
-
     /// Whether the name exists now (raw `faccessat`: neither hooked nor allocating).
     pub fn exists(&self) -> bool {
         // SAFETY: a NUL-terminated path in our own buffer.
