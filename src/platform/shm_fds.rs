@@ -135,7 +135,7 @@ pub fn remember(fd: c_int, kind: Kind, name: &[u8], st: &libc::stat) {
 /// that cannot be told (not remembered, another file now, several links, a slot being
 /// written): ask [`object_of`].
 pub fn known_object(fd: c_int) -> Option<Name> {
-    let (kind, dev, ino, name) = remembered(fd)?;
+    let (kind, dev, ino, mut full, len) = remembered(fd)?;
     if CHECKED[kind as usize].load(Ordering::Relaxed) == 2 {
         return None;
     }
@@ -150,14 +150,12 @@ pub fn known_object(fd: c_int) -> Option<Name> {
         // which the descriptor's.
         _ => return None,
     };
-    let mut full = [0u8; NAME_KEPT + DELETED.len()];
-    let n = name.as_bytes().len();
-    full[..n].copy_from_slice(name.as_bytes());
-    let mut len = n;
-    if deleted {
-        full[n..n + DELETED.len()].copy_from_slice(DELETED);
-        len += DELETED.len();
-    }
+    let len = if deleted {
+        full[len..len + DELETED.len()].copy_from_slice(DELETED);
+        len + DELETED.len()
+    } else {
+        len
+    };
     let named = Name::from_bytes(&full[..len]);
     if CHECKED[kind as usize].load(Ordering::Relaxed) == 0 {
         let agrees = object_of(fd).is_some_and(|k| k.as_bytes() == named.as_bytes());
@@ -171,8 +169,12 @@ pub fn known_object(fd: c_int) -> Option<Name> {
 
 const DELETED: &[u8] = b" (deleted)";
 
-/// A consistent copy of what the slot of `fd` remembers of `fd`, if it does.
-fn remembered(fd: c_int) -> Option<(Kind, u64, u64, Name)> {
+/// A name as remembered, with room for ` (deleted)` after it.
+type Remembered = [u8; WORDS * 8 + DELETED.len()];
+
+/// A consistent copy of what the slot of `fd` remembers of `fd`, if it does: its kind, device,
+/// inode, and name (the first `len` bytes).
+fn remembered(fd: c_int) -> Option<(Kind, u64, u64, Remembered, usize)> {
     if fd < 0 {
         return None;
     }
@@ -189,7 +191,7 @@ fn remembered(fd: c_int) -> Option<(Kind, u64, u64, Name)> {
     let dev = slot.dev.load(Ordering::Relaxed);
     let ino = slot.ino.load(Ordering::Relaxed);
     let len = usize::from(slot.len.load(Ordering::Relaxed)).min(NAME_KEPT);
-    let mut bytes = [0u8; WORDS * 8];
+    let mut bytes = [0u8; WORDS * 8 + DELETED.len()];
     for (chunk, word) in bytes.chunks_exact_mut(8).zip(&slot.name) {
         chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
     }
@@ -197,7 +199,7 @@ fn remembered(fd: c_int) -> Option<(Kind, u64, u64, Name)> {
     if slot.seq.load(Ordering::Relaxed) != seq {
         return None;
     }
-    Some((kind, dev, ino, Name::from_bytes(&bytes[..len])))
+    Some((kind, dev, ino, bytes, len))
 }
 
 /// `fstat` as a raw call (neither hooked nor allocating).
@@ -405,14 +407,14 @@ mod tests {
         let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY) };
         let long = [b'n'; 100];
         remembered_as(fd, Kind::Shm, &long);
-        let (kind, _, _, name) = remembered(fd).expect("remembered");
+        let (kind, _, _, name, len) = remembered(fd).expect("remembered");
         assert_eq!(kind, Kind::Shm);
         let mut want = b"/dev/shm/".to_vec();
         want.extend_from_slice(&long);
-        assert_eq!(name.as_bytes(), &want[..NAME_KEPT]);
+        assert_eq!(&name[..len], &want[..NAME_KEPT]);
         remembered_as(fd, Kind::Memfd, b"ring");
-        let (kind, _, _, name) = remembered(fd).expect("remembered");
-        assert_eq!((kind, name.as_bytes()), (Kind::Memfd, &b"memfd:ring"[..]));
+        let (kind, _, _, name, len) = remembered(fd).expect("remembered");
+        assert_eq!((kind, &name[..len]), (Kind::Memfd, &b"memfd:ring"[..]));
         // SAFETY: our own descriptor.
         unsafe { libc::close(fd) };
     }
