@@ -281,6 +281,9 @@ impl Report {
     }
 }
 
+/// A call site's address, its stack id and the object its mappings map (empty for none).
+type SiteObject = (u64, u32, Vec<u8>);
+
 fn count(mappings: &[MappingLeak]) -> u64 {
     mappings.iter().fold(0u64, |n, m| n.saturating_add(m.count))
 }
@@ -417,7 +420,7 @@ impl Ledger {
         let mut reached: Vec<u64> = Vec::new();
         // Per call site, stack and object: (count, bytes) lost, then still reachable. A site
         // whose object was pending and one that named it the same are one entry.
-        let mut by_site: BTreeMap<(u64, u32, Vec<u8>), [(u64, u64); 2]> = BTreeMap::new();
+        let mut by_site: BTreeMap<SiteObject, [(u64, u64); 2]> = BTreeMap::new();
         for (start, v) in self.regions.iter() {
             if !self.is_candidate(&v) {
                 continue;
@@ -437,11 +440,7 @@ impl Ledger {
             } else {
                 self.sites.object_of(v.site).to_vec()
             };
-            let key = (
-                self.sites.addr(v.site),
-                self.sites.stack_of(v.site),
-                object,
-            );
+            let key = (self.sites.addr(v.site), self.sites.stack_of(v.site), object);
             let e = &mut by_site.entry(key).or_default()[usize::from(!is_lost)];
             e.0 = e.0.saturating_add(1);
             e.1 = e.1.saturating_add(v.end.saturating_sub(start));

@@ -104,7 +104,12 @@ pub fn remember(fd: c_int, kind: Kind, name: &[u8], st: &libc::stat) {
     if seq & 1 != 0
         || slot
             .seq
-            .compare_exchange(seq, seq.wrapping_add(1), Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange(
+                seq,
+                seq.wrapping_add(1),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
             .is_err()
     {
         return;
@@ -122,7 +127,8 @@ pub fn remember(fd: c_int, kind: Kind, name: &[u8], st: &libc::stat) {
         let chunk: [u8; 8] = chunk.try_into().unwrap_or_default();
         word.store(u64::from_ne_bytes(chunk), Ordering::Relaxed);
     }
-    slot.len.store((prefix.len() + rest) as u8, Ordering::Relaxed);
+    slot.len
+        .store((prefix.len() + rest) as u8, Ordering::Relaxed);
     slot.kind.store(kind as u8, Ordering::Relaxed);
     slot.dev.store(st.st_dev, Ordering::Relaxed);
     slot.ino.store(st.st_ino, Ordering::Relaxed);
@@ -383,7 +389,11 @@ mod tests {
         fn open(&self) -> c_int {
             // SAFETY: a NUL-terminated name of ours.
             let fd = unsafe {
-                libc::shm_open(self.0.as_ptr(), libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, 0o600)
+                libc::shm_open(
+                    self.0.as_ptr(),
+                    libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
+                    0o600,
+                )
             };
             assert!(fd >= 0, "shm_open {:?}", self.0);
             fd
@@ -439,7 +449,8 @@ mod tests {
         let mut a_path = a.path();
         a_path.push(0);
         // SAFETY: NUL-terminated paths of ours.
-        assert_eq!(unsafe { libc::link(a_path.as_ptr().cast(), c_path.as_ptr().cast()) }, 0);
+        let linked = unsafe { libc::link(a_path.as_ptr().cast(), c_path.as_ptr().cast()) };
+        assert_eq!(linked, 0);
         assert_eq!(known_object(fd), None, "two links");
         // SAFETY: as above.
         unsafe { libc::unlink(c_path.as_ptr().cast()) };
