@@ -261,7 +261,9 @@ pub fn object_of(fd: c_int) -> Option<Name> {
 /// cannot be read. For the report, which names mappings whose object the hook left pending
 /// (it allocates).
 pub fn objects_mapped() -> Option<Vec<(u64, u64, Name)>> {
-    let files = crate::platform::modules::mapped_files()?;
+    let files = crate::platform::modules::mapped_files_where(|path| {
+        path.starts_with(b"/dev/shm/") || path.starts_with(b"/memfd:")
+    })?;
     let mut objects: Vec<(u64, u64, Name)> = files
         .iter()
         .filter_map(|f| {
