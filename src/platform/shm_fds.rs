@@ -136,6 +136,18 @@ pub fn remember(fd: c_int, kind: Kind, name: &[u8], st: &libc::stat) {
     slot.seq.store(seq.wrapping_add(2), Ordering::Release);
 }
 
+/// In a `fork` child (one thread, async-signal-safe work only): a slot another thread of the
+/// parent was writing at the fork would stay odd, and unused, for ever; it is forgotten.
+pub fn after_fork_in_child() {
+    for slot in &SLOTS_TABLE {
+        let seq = slot.seq.load(Ordering::Relaxed);
+        if seq & 1 != 0 {
+            slot.fd.store(-1, Ordering::Relaxed);
+            slot.seq.store(seq.wrapping_add(1), Ordering::Release);
+        }
+    }
+}
+
 /// The object `fd` refers to now, named as `readlink` of `/proc/self/fd/N` would name it
 /// ([`object_of`]), when `fd` is still the file [`remember`] saw: one `fstat`. `None` when
 /// that cannot be told (not remembered, another file now, several links, a slot being
@@ -484,6 +496,31 @@ mod tests {
             libc::close(other);
             libc::close(fd);
         }
+    }
+
+    #[test]
+    fn a_slot_written_at_a_fork_is_forgotten_in_the_child() {
+        // SAFETY: a literal name; the descriptor is closed below.
+        let fd = unsafe { libc::memfd_create(c"shmtrace-unit-fork".as_ptr(), 0) };
+        assert!(fd >= 0);
+        remembered_as(fd, Kind::Memfd, b"shmtrace-unit-fork");
+        assert!(remembered(fd).is_some());
+        // A writer of the parent stopped half way: the slot reads as being written.
+        let slot = &SLOTS_TABLE[fd as usize % SLOTS];
+        slot.seq.fetch_add(1, Ordering::Relaxed);
+        assert!(remembered(fd).is_none());
+        remember(fd, Kind::Memfd, b"x", &fstat(fd).unwrap());
+        assert!(remembered(fd).is_none(), "a busy slot is left alone");
+        after_fork_in_child();
+        assert!(remembered(fd).is_none(), "forgotten, not half written");
+        remembered_as(fd, Kind::Memfd, b"shmtrace-unit-fork");
+        assert_eq!(
+            bytes(known_object(fd)),
+            Some(b"memfd:shmtrace-unit-fork".to_vec()),
+            "usable again"
+        );
+        // SAFETY: our own descriptor.
+        unsafe { libc::close(fd) };
     }
 
     #[test]
