@@ -177,6 +177,15 @@ static void maps(void) {
         die("dup2");
     report_map("dup2-shm", map(marked));
 
+    /* Renamed after shm_open: the kernel shows the new name (a log, the one opened). */
+    int renamed = open_shm("maps-renamed");
+    char from[64], to[64];
+    snprintf(from, sizeof from, "/dev/shm/shmtrace-posix-%d-maps-renamed", (int)getpid());
+    snprintf(to, sizeof to, "/dev/shm/shmtrace-posix-%d-maps-renamed-to", (int)getpid());
+    if (rename(from, to) != 0)
+        die("rename");
+    report_map("shm-renamed", map(renamed));
+
     /* A copy under a new number (dup is not hooked). */
     int copy = dup(ring);
     report_map("dup", map(copy));

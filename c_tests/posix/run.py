@@ -19,8 +19,10 @@ Then checks, against /dev/shm as the oracle:
     included; its name and flags in the three log formats; each mmap names the object
     /proc/self/maps shows for it (`of memfd:NAME`, `of /dev/shm/NAME`) and nothing for any other
     file, whatever became of the descriptor number (closed and reused, dup2), in the three
-    log formats; with the log off, the report names them as /proc/self/maps shows them at
-    the report (an unlinked name ` (deleted)`); a memfd mapping
+    log formats (a name renamed after shm_open excepted: logged by the name it was opened
+    by, as documented); with the log off, the report names them as /proc/self/maps shows
+    them at the report (an unlinked name ` (deleted)`, a renamed one's new name); a memfd
+    mapping
     whose pointer is dropped is lost at its site, one still referenced is still reachable; the
     command across fork, exec and threads (descriptor numbers reused by other threads).
 The same for named semaphores (namedsem.c): transparency; the three logs (`created`, mode and
@@ -319,8 +321,8 @@ def expected_object(path):
     return None
 
 
-MAP_LABELS = ["memfd", "shm", "reused-by-file", "dup2", "dup2-shm", "dup", "shm-unlinked",
-              "anonymous", "file"]
+MAP_LABELS = ["memfd", "shm", "reused-by-file", "dup2", "dup2-shm", "shm-renamed", "dup",
+              "shm-unlinked", "anonymous", "file"]
 
 
 def kernel_paths(out, tag):
@@ -367,6 +369,10 @@ def memfd_maps(opts):
             addr, path = kernel.get(label, (0, ""))
             # A copy made by dup is not followed (dup is not hooked): documented, unnamed.
             want = None if label == "dup" else expected_object(path)
+            if label == "shm-renamed":
+                # Documented: the fstat that confirms the file cannot see a rename; the log
+                # keeps the name it was opened by.
+                want = path[:-len("-to")] if path.endswith("-to") else "renamed?"
             check(addr in named and named[addr] == want,
                   f"memfd maps, {fmt} log, {label}: names {want!r} as /proc/self/maps shows "
                   f"{path!r}", f"logged {named.get(addr, 'no mmap record')!r}")
