@@ -22,9 +22,9 @@ Then checks, against /dev/shm as the oracle:
     log formats (a name renamed after shm_open excepted: logged by the name it was opened
     by, as documented); with the log off, the report names them as /proc/self/maps shows
     them at the report (an unlinked name ` (deleted)`, a renamed one's new name); a memfd
-    mapping
-    whose pointer is dropped is lost at its site, one still referenced is still reachable; the
-    command across fork, exec and threads (descriptor numbers reused by other threads).
+    mapping whose pointer is dropped is lost at its site, one still referenced is still
+    reachable; the command across fork, exec and threads (descriptor numbers reused by other
+    threads).
 The same for named semaphores (namedsem.c): transparency; the three logs (`created`, mode and
 value only with O_CREAT, SEM_FAILED); the exit report clean, and with sem_close or sem_unlink
 left out exactly that (SHM014, or the name); the command across fork (a child unlinks, a
