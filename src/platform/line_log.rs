@@ -17,8 +17,10 @@
 //! Why threads rarely wait: the next chunk is claimed ahead, by the one thread whose record
 //! reaches the last part of the current chunk, while the others go on writing (see
 //! `claim_ahead`); when the current chunk is full, a writer switches to the next one with one
-//! exchange. Chunks start small (a short process leaves a small rest if killed) and quadruple
-//! up to 1 MiB. The word every record updates has a cache line of its own.
+//! exchange. A writer that does find it full while a claim is under way sleeps (a futex) until
+//! the claim ends, leaving the core to the claiming thread. Chunks start small (a short
+//! process leaves a small rest if killed) and quadruple up to 1 MiB. The word every record
+//! updates has a cache line of its own.
 //!
 //! Why it is durable: the pages of a shared file mapping belong to the file, so every record
 //! copied before a `SIGKILL` is in the file. A record being copied at the instant of the kill
@@ -31,7 +33,10 @@
 //! `exec`s): each claims chunks of its own. A forked child drops its parent's chunk.
 
 use core::ffi::c_int;
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{
+    AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
+use std::cell::Cell;
 
 use crate::platform::mapped_log;
 
@@ -77,8 +82,19 @@ static CHUNKS: [Chunk; 4] = [const {
 /// The generation of a chunk claimed ahead and not current yet (0: none), published in its
 /// slot: when the current chunk of the generation before is full, a writer makes it current.
 static READY: AtomicU64 = AtomicU64::new(0);
-/// Held by the thread claiming a chunk or giving its rest back.
+/// Held by the thread claiming a chunk or giving its rest back (`take_claim`, `end_claim`).
 static CLAIMING: AtomicBool = AtomicBool::new(false);
+/// Bumped when `CLAIMING` is let go: the futex writers that wait for a chunk sleep on, so that
+/// the claiming thread has the core (threads may outnumber cores) rather than share it with
+/// writers yielding in a loop. `SLEEPERS` counts them, so that no wake-up is asked for none.
+static CLAIMED: AtomicU32 = AtomicU32::new(0);
+static SLEEPERS: AtomicU32 = AtomicU32::new(0);
+
+thread_local! {
+    /// This thread holds `CLAIMING`: a record written meanwhile on it (a signal handler that
+    /// interrupted the claim) cannot wait for the claim, and is written with `write(2)`.
+    static CLAIMING_HERE: Cell<bool> = const { Cell::new(false) };
+}
 static NEXT_SIZE: AtomicU64 = AtomicU64::new(CHUNK_MIN);
 /// Set once the process has given its rest back at exit: a record written after that (a
 /// thread still running, a late destructor) is one `write(2)`, so that it leaves no padding.
@@ -138,6 +154,7 @@ fn no_chunk() {
     STATE.0.store(next << USED_BITS, Ordering::Release);
     NEXT_SIZE.store(CHUNK_MIN, Ordering::Relaxed);
     FINISHED.store(false, Ordering::Relaxed);
+    let _ = CLAIMING_HERE.try_with(|here| here.set(false));
     CLAIMING.store(false, Ordering::Release);
 }
 
@@ -198,17 +215,17 @@ pub fn append(bytes: &[u8]) {
         }
         match claim(generation, len) {
             Claim::Done => continue,
-            // A claim takes well under a millisecond. One that never ends is this very
-            // thread's, interrupted by a signal handler that writes (`_exit` there): the
-            // record goes with write(2) (the file lock is this process's own already).
+            // A claim takes well under a millisecond; one that takes seconds (the file's
+            // lock held by a stopped process) is not waited for longer.
             Claim::Busy if busy < BUSY_MAX => busy += 1,
             Claim::Busy | Claim::Failed => return write_locked(bytes),
         }
     }
 }
 
-/// How often a writer finds another thread claiming before it writes with `write(2)`.
-const BUSY_MAX: u32 = 100_000;
+/// How often a writer finds another thread claiming (and waits up to a millisecond for it)
+/// before it writes with `write(2)`.
+const BUSY_MAX: u32 = 2_000;
 
 enum Claim {
     /// A new chunk is current.
@@ -220,15 +237,12 @@ enum Claim {
 }
 
 /// Claims the chunk after the current one, of generation `generation`, once the current
-/// one's last part starts to fill: one thread pays for the system calls
-/// while the others go on writing, so that writers rarely find a chunk full and wait.
-/// Nothing waits here: if another thread is claiming, that one does it.
+/// one's last part starts to fill: one thread pays for the system calls while the others go
+/// on writing, so that writers rarely find a chunk full and wait. Nothing waits here: if
+/// another thread is claiming, that one does it.
 #[cold]
 fn claim_ahead(generation: u64) {
-    if CLAIMING
-        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
+    if !take_claim() {
         return;
     }
     if STATE.0.load(Ordering::Acquire) >> USED_BITS == generation
@@ -238,31 +252,89 @@ fn claim_ahead(generation: u64) {
         // A failure (full disk) is met again, and answered, when the chunk is full.
         add_chunk(generation, 0, true);
     }
-    CLAIMING.store(false, Ordering::Release);
+    end_claim();
 }
 
 /// Makes a chunk with room for at least `need` bytes current, if the current chunk is still
 /// that of `generation` and none was claimed ahead meanwhile.
 #[cold]
 fn claim(generation: u64, need: u64) -> Claim {
-    if CLAIMING
-        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
-        // The claiming thread may be descheduled (few cores, many threads): let it run.
-        // SAFETY: sched_yield has no preconditions.
-        unsafe { libc::sched_yield() };
+    if !take_claim() {
+        // A claim that never ends is this very thread's, interrupted by a signal handler
+        // that writes (`_exit` there): the record goes with write(2) (the file lock is this
+        // process's own already).
+        if CLAIMING_HERE.try_with(Cell::get).unwrap_or(false) {
+            return Claim::Failed;
+        }
+        wait_for_claim();
         return Claim::Busy;
     }
     if STATE.0.load(Ordering::Acquire) >> USED_BITS != generation
         || READY.load(Ordering::Relaxed) == generation + 1
     {
-        CLAIMING.store(false, Ordering::Release);
+        end_claim();
         return Claim::Busy;
     }
     let added = add_chunk(generation, need, false);
-    CLAIMING.store(false, Ordering::Release);
+    end_claim();
     if added { Claim::Done } else { Claim::Failed }
+}
+
+/// Takes `CLAIMING` if it is free.
+fn take_claim() -> bool {
+    let taken = CLAIMING
+        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_ok();
+    if taken {
+        let _ = CLAIMING_HERE.try_with(|here| here.set(true));
+    }
+    taken
+}
+
+/// Lets `CLAIMING` go and wakes the writers waiting for it.
+fn end_claim() {
+    let _ = CLAIMING_HERE.try_with(|here| here.set(false));
+    CLAIMING.store(false, Ordering::SeqCst);
+    CLAIMED.fetch_add(1, Ordering::SeqCst);
+    // A writer counted itself before it sleeps, and sleeps only while `CLAIMED` is the value
+    // it read before it saw `CLAIMING` held: either it is counted here, or it does not sleep.
+    if SLEEPERS.load(Ordering::SeqCst) > 0 {
+        // SAFETY: a futex wake on our own static word; it only wakes waiters.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                CLAIMED.as_ptr(),
+                libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+                i32::MAX,
+            )
+        };
+    }
+}
+
+/// Sleeps until the claim under way ends (or a millisecond passes: a bound, should a wake-up
+/// be missed).
+fn wait_for_claim() {
+    let seen = CLAIMED.load(Ordering::SeqCst);
+    if !CLAIMING.load(Ordering::SeqCst) {
+        return;
+    }
+    SLEEPERS.fetch_add(1, Ordering::SeqCst);
+    let timeout = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 1_000_000,
+    };
+    // SAFETY: a futex wait on our own static word, with a valid timeout; it returns at once
+    // when the word is no longer `seen`.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            CLAIMED.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            seen,
+            &timeout as *const libc::timespec,
+        )
+    };
+    SLEEPERS.fetch_sub(1, Ordering::SeqCst);
 }
 
 /// Appends at least `need` bytes of padding to the file, with `CLAIMING` held and the current
@@ -345,17 +417,13 @@ pub fn give_back_rest() {
         return;
     }
     let mut busy = 0;
-    while CLAIMING
-        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
-        if busy == BUSY_MAX {
-            // Interrupted in a claim of its own (see `append`): the rest stays as padding.
+    while !take_claim() {
+        if busy == BUSY_MAX || CLAIMING_HERE.try_with(Cell::get).unwrap_or(false) {
+            // Interrupted in a claim of its own (see `claim`): the rest stays as padding.
             return;
         }
         busy += 1;
-        // SAFETY: sched_yield has no preconditions.
-        unsafe { libc::sched_yield() };
+        wait_for_claim();
     }
     FINISHED.store(true, Ordering::Relaxed);
     // Writers may still reserve, or make the chunk claimed ahead current: the current chunk
@@ -401,7 +469,7 @@ pub fn give_back_rest() {
             unsafe { libc::ftruncate(fd, (start + used) as libc::off_t) };
         }
     });
-    CLAIMING.store(false, Ordering::Release);
+    end_claim();
 }
 
 /// The chunk of `generation` as `(start, size)`.
