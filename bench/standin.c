@@ -6,9 +6,14 @@
  *
  *   STANDIN_LOG=PATH  the log file (a ".PID" is appended); without it nothing is logged
  *
- * It interposes the calls of bench/bench.c: mmap munmap mremap shmget shmat shmdt shmctl
- * semget semop semtimedop semctl shm_open shm_unlink. Real functions are resolved with
- * dlsym(RTLD_NEXT) in the constructor; the pid is cached (getpid is a system call). */
+ * It interposes every call the shim hooks: shmget shmat shmdt shmctl semget semop semtimedop
+ * semctl mmap mmap64 munmap mremap shm_open shm_unlink memfd_create sem_open sem_close
+ * sem_unlink msgget msgsnd msgrcv msgctl. Real functions are resolved with dlsym(RTLD_NEXT) in
+ * the constructor (or at first use, for a call made before it ran); the pid is cached (getpid
+ * is a system call). Like the shim, it logs only the outermost call of a thread: a hooked call
+ * libc makes inside another (sem_open's mmap) is forwarded unlogged. Names are read after the
+ * call, as the shim's text record reads them: the first 63 bytes, escaped, memfd_create's only
+ * after a success (the kernel reads it only then). */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
@@ -20,7 +25,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ipc.h>
+#include <semaphore.h>
 #include <sys/mman.h>
+#include <sys/msg.h>
 #include <sys/sem.h>
 #include <sys/shm.h>
 #include <time.h>
@@ -43,6 +50,18 @@ static int (*real_semtimedop)(int, struct sembuf *, size_t, const struct timespe
 static int (*real_semctl)(int, int, int, ...);
 static int (*real_shm_open)(const char *, int, mode_t);
 static int (*real_shm_unlink)(const char *);
+static void *(*real_mmap64)(void *, size_t, int, int, int, off_t);
+static int (*real_memfd_create)(const char *, unsigned);
+static sem_t *(*real_sem_open)(const char *, int, ...);
+static int (*real_sem_close)(sem_t *);
+static int (*real_sem_unlink)(const char *);
+static int (*real_msgget)(key_t, int);
+static int (*real_msgsnd)(int, const void *, size_t, int);
+static ssize_t (*real_msgrcv)(int, void *, size_t, long, int);
+static int (*real_msgctl)(int, int, struct msqid_ds *);
+
+/* How many hooked calls this thread is inside: only the outermost is logged. */
+static __thread int depth __attribute__((tls_model("initial-exec")));
 
 static void open_log(void)
 {
@@ -78,6 +97,15 @@ __attribute__((constructor)) static void standin_init(void)
     RESOLVE(semctl);
     RESOLVE(shm_open);
     RESOLVE(shm_unlink);
+    RESOLVE(mmap64);
+    RESOLVE(memfd_create);
+    RESOLVE(sem_open);
+    RESOLVE(sem_close);
+    RESOLVE(sem_unlink);
+    RESOLVE(msgget);
+    RESOLVE(msgsnd);
+    RESOLVE(msgrcv);
+    RESOLVE(msgctl);
     pid = getpid();
     const char *base = getenv("STANDIN_LOG");
     if (base && strlen(base) < sizeof log_base) {
@@ -133,19 +161,53 @@ static int format_sops(char *out, size_t size, const struct sembuf *sops, size_t
     return n;
 }
 
-#define CALL(expr)                                                                                 \
-    int saved_errno_;                                                                              \
+/* `name` as the shim's text record shows a name it read: quoted, the first 63 bytes with
+ * quotes, backslashes and unprintable bytes escaped, "..." when longer; the pointer when it was
+ * not read. */
+static int format_name(char *out, size_t size, const char *name, int read)
+{
+    if (!read || !name)
+        return snprintf(out, size, "%p", (const void *)name);
+    size_t n = 0, i;
+    out[n++] = '"';
+    for (i = 0; i < 63 && name[i]; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (c == '"' || c == '\\') {
+            out[n++] = '\\';
+            out[n++] = (char)c;
+        } else if (c < 0x20 || c >= 0x7f) {
+            n += (size_t)snprintf(out + n, size - n, "\\x%02x", c);
+        } else {
+            out[n++] = (char)c;
+        }
+    }
+    n += (size_t)snprintf(out + n, size - n, name[i] ? "\"..." : "\"");
+    return (int)n;
+}
+
+/* The names' buffers: a name of 63 bytes each escaped as \xNN, quotes and "...". */
+#define NAME_ROOM (63 * 4 + 8)
+
+/* The real call, forwarded unlogged inside another hooked call of this thread (libc's own
+ * calls, such as sem_open's mmap); else timed, with errno kept for the caller. */
+#define CALL(name, ...)                                                                            \
+    if (__builtin_expect(real_##name == NULL, 0)) /* called by a constructor run before ours */   \
+        RESOLVE(name);                                                                             \
+    if (depth)                                                                                     \
+        return real_##name(__VA_ARGS__);                                                           \
+    depth++;                                                                                       \
     uint64_t t0_ = now_ns();                                                                       \
-    __typeof__(expr) r_ = (expr);                                                                  \
-    saved_errno_ = errno
+    __typeof__(real_##name(__VA_ARGS__)) r_ = real_##name(__VA_ARGS__);                            \
+    int saved_errno_ = errno
 
 #define DONE(fn, ret, ptr)                                                                         \
     emit(fn, args, (long)(ret), ptr, saved_errno_, t0_, __builtin_return_address(0));              \
+    depth--;                                                                                       \
     errno = saved_errno_
 
 void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
-    CALL(real_mmap(addr, len, prot, flags, fd, off));
+    CALL(mmap, addr, len, prot, flags, fd, off);
     char args[160];
     snprintf(args, sizeof args, "%p, %zu, %#x, %#x, %d, %#lx", addr, len, prot, flags, fd, (long)off);
     DONE("mmap", r_ == MAP_FAILED ? -1 : (long)r_, 1);
@@ -154,7 +216,7 @@ void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 
 int munmap(void *addr, size_t len)
 {
-    CALL(real_munmap(addr, len));
+    CALL(munmap, addr, len);
     char args[64];
     snprintf(args, sizeof args, "%p, %zu", addr, len);
     DONE("munmap", r_, 0);
@@ -167,7 +229,7 @@ void *mremap(void *old, size_t old_size, size_t new_size, int flags, ...)
     va_start(ap, flags);
     void *new_addr = va_arg(ap, void *);
     va_end(ap);
-    CALL(real_mremap(old, old_size, new_size, flags, new_addr));
+    CALL(mremap, old, old_size, new_size, flags, new_addr);
     char args[128];
     snprintf(args, sizeof args, "%p, %zu, %zu, %#x", old, old_size, new_size, flags);
     DONE("mremap", r_ == MAP_FAILED ? -1 : (long)r_, 1);
@@ -176,7 +238,7 @@ void *mremap(void *old, size_t old_size, size_t new_size, int flags, ...)
 
 int shmget(key_t key, size_t size, int flg)
 {
-    CALL(real_shmget(key, size, flg));
+    CALL(shmget, key, size, flg);
     char args[96];
     snprintf(args, sizeof args, "%#x, %zu, %#o", (unsigned)key, size, (unsigned)flg);
     DONE("shmget", r_, 0);
@@ -185,7 +247,7 @@ int shmget(key_t key, size_t size, int flg)
 
 void *shmat(int id, const void *addr, int flg)
 {
-    CALL(real_shmat(id, addr, flg));
+    CALL(shmat, id, addr, flg);
     char args[96];
     snprintf(args, sizeof args, "%d, %p, %#x", id, addr, (unsigned)flg);
     DONE("shmat", r_ == (void *)-1 ? -1 : (long)r_, 1);
@@ -194,7 +256,7 @@ void *shmat(int id, const void *addr, int flg)
 
 int shmdt(const void *addr)
 {
-    CALL(real_shmdt(addr));
+    CALL(shmdt, addr);
     char args[32];
     snprintf(args, sizeof args, "%p", addr);
     DONE("shmdt", r_, 0);
@@ -203,7 +265,7 @@ int shmdt(const void *addr)
 
 int shmctl(int id, int cmd, struct shmid_ds *buf)
 {
-    CALL(real_shmctl(id, cmd, buf));
+    CALL(shmctl, id, cmd, buf);
     char args[96];
     snprintf(args, sizeof args, "%d, %d, %p", id, cmd, (void *)buf);
     DONE("shmctl", r_, 0);
@@ -212,7 +274,7 @@ int shmctl(int id, int cmd, struct shmid_ds *buf)
 
 int semget(key_t key, int nsems, int flg)
 {
-    CALL(real_semget(key, nsems, flg));
+    CALL(semget, key, nsems, flg);
     char args[96];
     snprintf(args, sizeof args, "%#x, %d, %#o", (unsigned)key, nsems, (unsigned)flg);
     DONE("semget", r_, 0);
@@ -221,7 +283,7 @@ int semget(key_t key, int nsems, int flg)
 
 int semop(int id, struct sembuf *sops, size_t nsops)
 {
-    CALL(real_semop(id, sops, nsops));
+    CALL(semop, id, sops, nsops);
     char args[400];
     int n = snprintf(args, sizeof args, "%d, ", id);
     n += format_sops(args + n, sizeof args - (size_t)n, sops, nsops);
@@ -232,7 +294,7 @@ int semop(int id, struct sembuf *sops, size_t nsops)
 
 int semtimedop(int id, struct sembuf *sops, size_t nsops, const struct timespec *timeout)
 {
-    CALL(real_semtimedop(id, sops, nsops, timeout));
+    CALL(semtimedop, id, sops, nsops, timeout);
     char args[440];
     int n = snprintf(args, sizeof args, "%d, ", id);
     n += format_sops(args + n, sizeof args - (size_t)n, sops, nsops);
@@ -247,7 +309,7 @@ int semctl(int id, int num, int cmd, ...)
     va_start(ap, cmd);
     unsigned long arg = va_arg(ap, unsigned long);
     va_end(ap);
-    CALL(real_semctl(id, num, cmd, arg));
+    CALL(semctl, id, num, cmd, arg);
     char args[96];
     snprintf(args, sizeof args, "%d, %d, %d, %#lx", id, num, cmd, arg);
     DONE("semctl", r_, 0);
@@ -256,18 +318,116 @@ int semctl(int id, int num, int cmd, ...)
 
 int shm_open(const char *name, int oflag, mode_t mode)
 {
-    CALL(real_shm_open(name, oflag, mode));
-    char args[128];
-    snprintf(args, sizeof args, "\"%.64s\", %#x, %#o", name, (unsigned)oflag, (unsigned)mode);
+    CALL(shm_open, name, oflag, mode);
+    char args[NAME_ROOM + 32];
+    int n = format_name(args, sizeof args, name, 1);
+    snprintf(args + n, sizeof args - (size_t)n, ", %#x, %#o", (unsigned)oflag, (unsigned)mode);
     DONE("shm_open", r_, 0);
     return r_;
 }
 
 int shm_unlink(const char *name)
 {
-    CALL(real_shm_unlink(name));
-    char args[96];
-    snprintf(args, sizeof args, "\"%.64s\"", name);
+    CALL(shm_unlink, name);
+    char args[NAME_ROOM];
+    format_name(args, sizeof args, name, 1);
     DONE("shm_unlink", r_, 0);
+    return r_;
+}
+
+void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+    CALL(mmap64, addr, len, prot, flags, fd, off);
+    char args[160];
+    snprintf(args, sizeof args, "%p, %zu, %#x, %#x, %d, %#lx", addr, len, prot, flags, fd, (long)off);
+    DONE("mmap64", r_ == MAP_FAILED ? -1 : (long)r_, 1);
+    return r_;
+}
+
+int memfd_create(const char *name, unsigned flags)
+{
+    CALL(memfd_create, name, flags);
+    char args[NAME_ROOM + 16];
+    int n = format_name(args, sizeof args, name, r_ >= 0);
+    snprintf(args + n, sizeof args - (size_t)n, ", %#x", flags);
+    DONE("memfd_create", r_, 0);
+    return r_;
+}
+
+/* mode and value are there only with O_CREAT, as sem_open reads them. */
+sem_t *sem_open(const char *name, int oflag, ...)
+{
+    mode_t mode = 0;
+    unsigned value = 0;
+    if (oflag & O_CREAT) {
+        va_list ap;
+        va_start(ap, oflag);
+        mode = va_arg(ap, mode_t);
+        value = va_arg(ap, unsigned);
+        va_end(ap);
+    }
+    CALL(sem_open, name, oflag, mode, value);
+    char args[NAME_ROOM + 48];
+    int n = format_name(args, sizeof args, name, 1);
+    if (oflag & O_CREAT)
+        snprintf(args + n, sizeof args - (size_t)n, ", %#x, %#o, %u", (unsigned)oflag,
+                 (unsigned)mode, value);
+    else
+        snprintf(args + n, sizeof args - (size_t)n, ", %#x", (unsigned)oflag);
+    DONE("sem_open", r_ == SEM_FAILED ? -1 : (long)r_, 1);
+    return r_;
+}
+
+int sem_close(sem_t *sem)
+{
+    CALL(sem_close, sem);
+    char args[32];
+    snprintf(args, sizeof args, "%p", (void *)sem);
+    DONE("sem_close", r_, 0);
+    return r_;
+}
+
+int sem_unlink(const char *name)
+{
+    CALL(sem_unlink, name);
+    char args[NAME_ROOM];
+    format_name(args, sizeof args, name, 1);
+    DONE("sem_unlink", r_, 0);
+    return r_;
+}
+
+int msgget(key_t key, int flg)
+{
+    CALL(msgget, key, flg);
+    char args[64];
+    snprintf(args, sizeof args, "%#x, %#o", (unsigned)key, (unsigned)flg);
+    DONE("msgget", r_, 0);
+    return r_;
+}
+
+int msgsnd(int id, const void *msgp, size_t size, int flg)
+{
+    CALL(msgsnd, id, msgp, size, flg);
+    char args[96];
+    snprintf(args, sizeof args, "%d, %p, %zu, %#x", id, msgp, size, (unsigned)flg);
+    DONE("msgsnd", r_, 0);
+    return r_;
+}
+
+ssize_t msgrcv(int id, void *msgp, size_t size, long type, int flg)
+{
+    CALL(msgrcv, id, msgp, size, type, flg);
+    char args[128];
+    snprintf(args, sizeof args, "%d, %p, %zu, %ld, %#x", id, msgp, size, type, (unsigned)flg);
+    DONE("msgrcv", r_, 0);
+    return r_;
+}
+
+int msgctl(int id, int cmd, struct msqid_ds *buf)
+{
+    CALL(msgctl, id, cmd, buf);
+    char args[96];
+    snprintf(args, sizeof args, "%d, %d, %p", id, cmd, (void *)buf);
+    DONE("msgctl", r_, 0);
     return r_;
 }

@@ -7,7 +7,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::platform::guard::{self, Guard};
 use crate::platform::shield::shield;
-use crate::platform::{address_space, process, real, sink};
+use crate::platform::{address_space, process, real, shm_fds, sink};
 use crate::recorder;
 use crate::scan::{self, StackRoots};
 
@@ -90,6 +90,7 @@ extern "C" fn in_child_after_fork() {
             crate::HEAP.unlock_after_fork();
             recorder::after_fork_in_child();
         }
+        shm_fds::after_fork_in_child();
         let parent = process::pid();
         process::remember_pid();
         sink::reopen_after_fork();

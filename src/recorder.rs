@@ -8,7 +8,7 @@ use crate::ledger::{
     Candidate, Facts, KernelView, KernelVma, Ledger, NameKind, ObjectKind, Report, Stats, Unsure,
 };
 use crate::platform::spinlock::{SpinGuard, SpinLock};
-use crate::platform::{clock, config, kernel, maps, modules, process, shm_name, sink};
+use crate::platform::{clock, config, kernel, maps, modules, process, shm_fds, shm_name, sink};
 use crate::scan::{self, StackRoots};
 use shmtrace_core::trace::binary;
 use shmtrace_core::trace::event::{Event, Func, Phase};
@@ -394,8 +394,14 @@ pub fn report_since(since: u32, stack: StackRoots) -> Report {
         Some((lost, scanned)) => (Some(lost), Some(scanned)),
         None => (None, None),
     };
+    // Mappings whose object the hooks left pending are named as the kernel shows them now.
+    let objects = if with_ledger(|ledger| ledger.names_pending()) {
+        shm_fds::objects_mapped().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let mut report = with_ledger(|ledger| {
-        ledger.report_scoped(
+        ledger.report_named(
             |kind, id| match kind {
                 // Marked by another process's IPC_RMID: it dies when the last attachment goes.
                 ObjectKind::Segment => {
@@ -409,6 +415,7 @@ pub fn report_since(since: u32, stack: StackRoots) -> Report {
                 lost.as_ref()
                     .is_none_or(|l| l.binary_search(&start).is_ok())
             },
+            |start| shm_fds::object_at(&objects, start),
         )
     });
     report.queues = with_ledger(|ledger| {

@@ -17,7 +17,9 @@ GROUPs (default: all), each running build/binary/binlog (binlog.c) under the shi
   fork     children with a per-pid log (%p) each get a complete log of their own (fork record,
            every call, exit report); without %p all processes share one file, each complete;
            `shmtrace report` reads the binary logs of a directory; unrelated processes
-           appending to one file at the same time each find all their records there.
+           appending to one file at the same time each find all their records there. So do
+           processes of 4 threads each sharing one text or JSON log file written in place: no
+           line torn or interleaved, no NUL byte; a single such process leaves no blank line.
   exec     an exec'd image continues its process's log (two start records, all calls).
   disk     a log on a 256 KiB tmpfs that fills up: the program's stdout and exit status are
            as without the shim, stderr has exactly one warning line, and the log decodes to
@@ -330,6 +332,72 @@ def concurrent(tmp):
             in_program_order(recs, f"concurrent: process {p.pid} thread {t}")
 
 
+TEXT_CALL = re.compile(r"shmtrace\[(\d+)(?::\d+)?\] \d+\.\d{6} (mmap|munmap)\((NULL|0x[0-9a-f]+), (\d+)"
+                       r"(?:, .*)?\) = (0x[0-9a-f]+|0) <\d+\.\d{6}> caller=0x[0-9a-f]+$")
+
+
+def log_lines(path, fmt, what):
+    """A text or JSON log file's records as dicts (pid, event, fn, args, ret), checking that it
+    holds no NUL byte and that every line but padding (spaces) is one whole record; and the
+    number of lines of padding."""
+    with open(path, "rb") as f:
+        data = f.read()
+    check(b"\0" not in data, f"{what}: the log holds no NUL byte")
+    check(data.endswith(b"\n"), f"{what}: the log ends with a newline")
+    records, bad, blank = [], [], 0
+    for line in data.decode().split("\n")[:-1]:
+        if not line.strip(" "):
+            blank += 1
+            continue
+        if fmt == "json":
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                bad.append(line)
+            continue
+        m = TEXT_CALL.match(line)
+        if m:
+            records.append({"pid": int(m[1]), "event": "call", "fn": m[2], "ret": m[5],
+                            "args": {"addr": None if m[3] == "NULL" else m[3],
+                                     "length": int(m[4])}})
+        elif not re.match(r"shmtrace\[\d+\] (start|exit|report|leaks?|summary)\b", line) and \
+                not (line.startswith("shmtrace[") and ": " in line.split(" ", 2)[1]):
+            bad.append(line)
+    check(not bad, f"{what}: every line is one whole record or padding", repr(bad[:2])[:300])
+    return records, blank
+
+
+def concurrent_lines(tmp, fmt):
+    """Processes of several threads each appending to one text or JSON log file written in
+    place: each thread's calls are all there, in order, and no line is torn or holds two
+    records (chunks claimed ahead by one thread while the others write, by each process under
+    the file's lock). A process alone with its file leaves no line of padding at its end."""
+    procs, n, per = 3, 4, 2000
+    log = os.path.join(tmp, f"concurrent.{fmt}.log")
+    running = [subprocess.Popen([PROG, "threads", str(n), str(per)], env=env(log, fmt),
+                                stderr=subprocess.PIPE, text=True) for _ in range(procs)]
+    for p in running:
+        _, err = p.communicate(timeout=120)
+        check(p.returncode == 0 and err == "", f"concurrent {fmt}: a process ran cleanly",
+              err[-300:])
+    records, _ = log_lines(log, fmt, f"concurrent {fmt}")
+    for p in running:
+        mine = [r for r in records if r.get("pid") == p.pid]
+        for t in range(n):
+            recs = calls(mine, (16 + t) * PAGE)
+            check(len(recs) == 2 * per, f"concurrent {fmt}: process {p.pid} thread {t} has "
+                  f"all its calls, once", f"{len(recs)}")
+            in_program_order(recs, f"concurrent {fmt}: process {p.pid} thread {t}")
+    alone = os.path.join(tmp, f"alone.{fmt}.log")
+    p = subprocess.run([PROG, "threads", "8", str(per)], env=env(alone, fmt), timeout=120,
+                       capture_output=True, text=True)
+    check(p.returncode == 0 and p.stderr == "", f"alone {fmt}: ran cleanly", p.stderr[-300:])
+    records, blank = log_lines(alone, fmt, f"alone {fmt}")
+    check(len(calls(records)) == 8 * 2 * per, f"alone {fmt}: all {8 * 2 * per} calls",
+          f"{len(calls(records))}")
+    check(blank == 0, f"alone {fmt}: no line of padding left after a normal exit", f"{blank}")
+
+
 def exec_(tmp):
     log = os.path.join(tmp, "exec.%p.bin")
     p = subprocess.run([PROG, "exec"], env=env(log), timeout=60, capture_output=True, text=True)
@@ -456,6 +524,8 @@ def main():
                 elif g == "fork":
                     fork(d)
                     concurrent(d)
+                    for fmt in ("text", "json"):
+                        concurrent_lines(d, fmt)
                 elif g == "decode":
                     decode_like_text(d)
                 else:

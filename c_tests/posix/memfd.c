@@ -7,6 +7,9 @@
  *               runs print the same
  * maps          maps each case and prints `map LABEL ADDRESS PATH` with the path
  *               /proc/self/maps shows for the address (the oracle the log is compared with)
+ * report        maps, then prints `now LABEL ADDRESS PATH` for each case as /proc/self/maps
+ *               shows it now, then the shim's JSON report (shmtrace_write_report, found with
+ *               dlsym: the program is not linked with the shim) on a line of its own
  * leak          one memfd mapping whose pointer is dropped (lost), one still referenced
  * fork          the child maps a memfd its parent created and leaves the mapping
  * exec          exec'd into exec-child, which creates a memfd and leaves its mapping
@@ -15,6 +18,7 @@
  *
  * Shared memory names are /shmtrace-posix-PID-TAG; the runner removes what a run leaves. */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -112,10 +116,30 @@ static void transparency(void) {
     say("memfd_create bad pointer", memfd_create((const char *)8, 0));
 }
 
+/* Every case mapped, for `report` to look at again. */
+static struct {
+    const char *label;
+    const void *addr;
+} mapped[16];
+static int nmapped;
+
 static void report_map(const char *label, const void *addr) {
     char path[512];
     maps_path(addr, path, sizeof path);
     printf("map %s %p %s\n", label, addr, path);
+    if (nmapped < (int)(sizeof mapped / sizeof mapped[0])) {
+        mapped[nmapped].label = label;
+        mapped[nmapped++].addr = addr;
+    }
+}
+
+static int open_shm(const char *tag) {
+    char name[64];
+    snprintf(name, sizeof name, "/shmtrace-posix-%d-%s", (int)getpid(), tag);
+    int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+    if (fd < 0 || ftruncate(fd, SIZE) != 0)
+        die("shm_open");
+    return fd;
 }
 
 /* Every way a descriptor can come to be mapped: the log must name exactly what the kernel
@@ -146,6 +170,22 @@ static void maps(void) {
         die("dup2");
     report_map("dup2", map(a));
 
+    /* dup2 puts another shm object at a number shm_open returned. */
+    int marked = open_shm("maps-marked");
+    int other = open_shm("maps-other");
+    if (dup2(other, marked) != marked)
+        die("dup2");
+    report_map("dup2-shm", map(marked));
+
+    /* Renamed after shm_open: the kernel shows the new name (a log, the one opened). */
+    int renamed = open_shm("maps-renamed");
+    char from[64], to[64];
+    snprintf(from, sizeof from, "/dev/shm/shmtrace-posix-%d-maps-renamed", (int)getpid());
+    snprintf(to, sizeof to, "/dev/shm/shmtrace-posix-%d-maps-renamed-to", (int)getpid());
+    if (rename(from, to) != 0)
+        die("rename");
+    report_map("shm-renamed", map(renamed));
+
     /* A copy under a new number (dup is not hooked). */
     int copy = dup(ring);
     report_map("dup", map(copy));
@@ -159,6 +199,23 @@ static void maps(void) {
                mmap(NULL, SIZE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
     int file = open("/proc/self/exe", O_RDONLY);
     report_map("file", mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, file, 0));
+}
+
+/* The cases as the kernel shows them now, then the shim's report of them. */
+static void report(void) {
+    maps();
+    char path[512];
+    for (int i = 0; i < nmapped; i++) {
+        maps_path(mapped[i].addr, path, sizeof path);
+        printf("now %s %p %s\n", mapped[i].label, mapped[i].addr, path);
+    }
+    int (*write_report)(int, int) =
+        (int (*)(int, int))(uintptr_t)dlsym(RTLD_DEFAULT, "shmtrace_write_report");
+    if (!write_report)
+        die("shmtrace_write_report: not preloaded");
+    fflush(stdout);
+    if (write_report(1, 1 /* SHMTRACE_FORMAT_JSON */) != 0)
+        die("shmtrace_write_report");
 }
 
 static void leak(void) {
@@ -194,6 +251,8 @@ int main(int argc, char **argv) {
         transparency();
     } else if (strcmp(mode, "maps") == 0) {
         maps();
+    } else if (strcmp(mode, "report") == 0) {
+        report();
     } else if (strcmp(mode, "leak") == 0) {
         leak();
     } else if (strcmp(mode, "fork") == 0) {

@@ -18,9 +18,13 @@ Then checks, against /dev/shm as the oracle:
   * memfd_create (memfd.c): the same results natively, linked and preloaded, bad input
     included; its name and flags in the three log formats; each mmap names the object
     /proc/self/maps shows for it (`of memfd:NAME`, `of /dev/shm/NAME`) and nothing for any other
-    file, whatever became of the descriptor number (closed and reused, dup2); a memfd mapping
-    whose pointer is dropped is lost at its site, one still referenced is still reachable; the
-    command across fork, exec and threads (descriptor numbers reused by other threads).
+    file, whatever became of the descriptor number (closed and reused, dup2), in the three
+    log formats (a name renamed after shm_open excepted: logged by the name it was opened
+    by, as documented); with the log off, the report names them as /proc/self/maps shows
+    them at the report (an unlinked name ` (deleted)`, a renamed one's new name); a memfd
+    mapping whose pointer is dropped is lost at its site, one still referenced is still
+    reachable; the command across fork, exec and threads (descriptor numbers reused by other
+    threads).
 The same for named semaphores (namedsem.c): transparency; the three logs (`created`, mode and
 value only with O_CREAT, SEM_FAILED); the exit report clean, and with sem_close or sem_unlink
 left out exactly that (SHM014, or the name); the command across fork (a child unlinks, a
@@ -317,29 +321,94 @@ def expected_object(path):
     return None
 
 
-def memfd_maps(opts):
-    env = testlib.clean_env(preload=True, SHMTRACE_FORMAT="json")
-    out, err, rc, _, _ = run([memfd_program(opts, "plain"), "maps"], env)
-    named = {int(c["ret"], 16): c.get("object") for c in memfd_calls(records(err), ("mmap",))
-             if c["errno"] is None}
+MAP_LABELS = ["memfd", "shm", "reused-by-file", "dup2", "dup2-shm", "shm-renamed", "dup",
+              "shm-unlinked", "anonymous", "file"]
+
+
+def kernel_paths(out, tag):
+    """{label: (address, path)} from the `TAG LABEL ADDRESS PATH` lines memfd.c prints."""
     kernel = {}
     for line in out.splitlines():
+        if not line.startswith(tag + " "):
+            continue
         _, label, addr, *path = line.split(" ", 3)
         kernel[label] = (int(addr, 16), path[0] if path else "")
-    labels = ["memfd", "shm", "reused-by-file", "dup2", "dup", "shm-unlinked", "anonymous",
-              "file"]
-    check(rc == 0 and sorted(kernel) == sorted(labels), "memfd maps: every case mapped",
-          out + err[-500:])
-    for label in labels:
-        addr, path = kernel.get(label, (0, ""))
-        # A copy made by dup is not followed (dup is not hooked): documented, unnamed.
-        want = None if label == "dup" else expected_object(path)
-        check(addr in named and named[addr] == want,
-              f"memfd maps, {label}: the log names {want!r} as /proc/self/maps shows {path!r}",
-              f"logged {named.get(addr, 'no mmap record')!r}")
-    check(expected_object(kernel.get("dup", (0, ""))[1]) == "memfd:posix-ring",
-          "memfd maps, dup: the kernel does name the copy (what the shim leaves unnamed)",
-          kernel.get("dup"))
+    return kernel
+
+
+def logged_objects(fmt, err, log):
+    """{address: object or None} of each successful mmap in a log of format `fmt`."""
+    if fmt == "json":
+        return {int(c["ret"], 16): c.get("object") for c in memfd_calls(records(err), ("mmap",))
+                if c["errno"] is None}
+    if fmt == "binary":
+        dec = subprocess.run([testlib.COMMAND, "decode", "--format", "json", log],
+                             capture_output=True, text=True)
+        return {int(c["ret"], 16): c.get("object")
+                for c in memfd_calls(records(dec.stdout), ("mmap",)) if c["errno"] is None}
+    named = {}
+    for line in err.splitlines():
+        m = re.search(r" mmap\(.*\) = (0x[0-9a-f]+)(?: of (.+?))? <[0-9.]+> caller=", line)
+        if m:
+            named[int(m.group(1), 16)] = m.group(2)
+    return named
+
+
+def memfd_maps(opts):
+    for fmt in ("json", "text", "binary"):
+        with tempfile.TemporaryDirectory() as d:
+            log = os.path.join(d, "log.bin")
+            extra = {"SHMTRACE_LOG": log} if fmt == "binary" else {}
+            env = testlib.clean_env(preload=True, SHMTRACE_FORMAT=fmt, **extra)
+            out, err, rc, _, _ = run([memfd_program(opts, "plain"), "maps"], env)
+            named = logged_objects(fmt, err, log)
+        kernel = kernel_paths(out, "map")
+        check(rc == 0 and sorted(kernel) == sorted(MAP_LABELS),
+              f"memfd maps, {fmt} log: every case mapped", out + err[-500:])
+        for label in MAP_LABELS:
+            addr, path = kernel.get(label, (0, ""))
+            # A copy made by dup is not followed (dup is not hooked): documented, unnamed.
+            want = None if label == "dup" else expected_object(path)
+            if label == "shm-renamed":
+                # Documented: the fstat that confirms the file cannot see a rename; the log
+                # keeps the name it was opened by.
+                want = path[:-len("-to")] if path.endswith("-to") else "renamed?"
+            check(addr in named and named[addr] == want,
+                  f"memfd maps, {fmt} log, {label}: names {want!r} as /proc/self/maps shows "
+                  f"{path!r}", f"logged {named.get(addr, 'no mmap record')!r}")
+        check(expected_object(kernel.get("dup", (0, ""))[1]) == "memfd:posix-ring",
+              f"memfd maps, {fmt} log, dup: the kernel does name the copy (what the shim "
+              "leaves unnamed)", kernel.get("dup"))
+
+
+def memfd_report(opts):
+    """With the log off, mmap asks nothing: the report names each mapping's object as
+    /proc/self/maps shows it when the report is made."""
+    for how, argv in (("preloaded", [memfd_program(opts, "plain"), "report"]),
+                      ("linked", [memfd_program(opts, "linked"), "report"])):
+        env = testlib.clean_env(preload=how == "preloaded", SHMTRACE_LOG="off")
+        out, err, rc, _, _ = run(argv, env)
+        kernel = kernel_paths(out, "now")
+        doc = next((json.loads(l) for l in out.splitlines() if l.startswith('{"event":"report"')),
+                   None)
+        check(rc == 0 and doc is not None and sorted(kernel) == sorted(MAP_LABELS),
+              f"memfd report, log off, {how}: every case mapped, a JSON report", out + err[-500:])
+        if doc is None:
+            continue
+        got = {}
+        for m in doc["mappings"] + doc["reachable"]:
+            if m.get("object"):
+                got[m["object"]] = got.get(m["object"], 0) + m["count"]
+        want = {}
+        for label in MAP_LABELS:
+            obj = None if label == "dup" else expected_object(kernel.get(label, (0, ""))[1])
+            if obj:
+                want[obj] = want.get(obj, 0) + 1
+        check(got == want and any(o.endswith(" (deleted)") for o in want)
+              and any(o.startswith("memfd:") for o in want),
+              f"memfd report, log off, {how}: each mapping names its object as "
+              "/proc/self/maps shows it now (unlinked ones deleted), nothing for other files",
+              f"report {got}\nkernel {want}")
 
 
 def memfd_leak(opts):
@@ -418,7 +487,7 @@ def memfd_command(opts):
 
 
 def memfd(opts):
-    for group in (memfd_transparency, memfd_maps, memfd_leak, memfd_command):
+    for group in (memfd_transparency, memfd_maps, memfd_report, memfd_leak, memfd_command):
         group(opts)
 
 

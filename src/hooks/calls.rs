@@ -11,8 +11,8 @@ use super::traced::{Started, traced, traced_waiting};
 use crate::audit::{self, Code, Finding};
 use crate::ledger::Facts;
 use crate::platform::shm_fds;
-use crate::platform::shm_name::{self, ShmPath};
-use crate::platform::{errno, kernel, process, real};
+use crate::platform::shm_name::ShmPath;
+use crate::platform::{errno, kernel, process, real, sink};
 use shmtrace_core::trace::decode;
 use shmtrace_core::trace::event::{Event, Func, NAME_KEPT, Name, SOPS_KEPT, SemOp, Timeout};
 
@@ -338,18 +338,25 @@ unsafe fn mmap_any(
         if (ev.ret as u64).is_multiple_of(kernel::MIN_HUGE_PAGE) {
             facts.file_page_size = kernel::hugetlbfs_page_size(fd).unwrap_or(0);
         }
-        // Only a descriptor shm_open or memfd_create returned is worth asking about.
+        // Only a descriptor shm_open or memfd_create returned is worth asking about, and only
+        // a record needs the name now: the report asks the kernel when it needs it.
         if shm_fds::marked(fd) {
-            name_object(ev, fd);
+            if sink::enabled() {
+                name_object(ev, fd);
+            } else {
+                facts.object_pending = true;
+            }
         }
     };
     traced(func, caller, args, call, after) as *mut c_void
 }
 
-/// The shared memory object a mapping maps, out of line: most mappings never get here.
+/// The shared memory object a mapping maps, out of line: most mappings never get here. An
+/// fstat tells whether the descriptor is still the file shm_open or memfd_create returned;
+/// anything else is asked of /proc.
 #[inline(never)]
 fn name_object(ev: &mut Event, fd: c_int) {
-    if let Some(object) = shm_fds::object_of(fd) {
+    if let Some(object) = shm_fds::known_object(fd).or_else(|| shm_fds::object_of(fd)) {
         ev.name = object;
     }
 }
@@ -422,12 +429,30 @@ pub unsafe extern "C" fn shm_open(
     let call = || i64::from(marked(unsafe { real::shm_open(name, oflag, mode) }));
     let after = |ev: &mut Event, facts: &mut Facts| {
         read_name(ev, name);
-        if !ev.failed() {
-            facts.created = created(oflag, name_was_free);
-            ev.created = facts.created;
-            if facts.created {
-                facts.inode = shm_name::inode_of_fd(ev.ret as c_int).unwrap_or(0);
-            }
+        if ev.failed() {
+            return;
+        }
+        facts.created = created(oflag, name_was_free);
+        ev.created = facts.created;
+        // The inode tells at exit whether the name is still the object created; while calls
+        // are logged, the file is remembered so that its mappings are named with an fstat.
+        let logged = sink::enabled();
+        if !facts.created && !logged {
+            return;
+        }
+        let fd = ev.ret as c_int;
+        let Some(st) = shm_fds::fstat(fd) else {
+            return;
+        };
+        if facts.created {
+            facts.inode = st.st_ino;
+        }
+        if logged && !name.is_null() {
+            // SAFETY: libc read this NUL-terminated string during the call (it succeeded).
+            let bytes = unsafe { CStr::from_ptr(name) }.to_bytes();
+            // glibc opened /dev/shm/ and the name without its leading slashes.
+            let rest = &bytes[bytes.iter().take_while(|&&b| b == b'/').count()..];
+            shm_fds::remember(fd, shm_fds::Kind::Shm, rest, &st);
         }
     };
     traced(Func::ShmOpen, caller, args, call, after) as c_int
@@ -449,8 +474,20 @@ pub unsafe extern "C" fn memfd_create(name: *const c_char, flags: c_uint, caller
     let after = |ev: &mut Event, _: &mut Facts| {
         // The kernel checks the flags before it reads the name: only a success says it read
         // the whole string (249 bytes at most).
-        if !ev.failed() {
-            read_name(ev, name);
+        if ev.failed() {
+            return;
+        }
+        read_name(ev, name);
+        // While calls are logged, the file is remembered so that its mappings are named with
+        // an fstat.
+        let fd = ev.ret as c_int;
+        if sink::enabled()
+            && !name.is_null()
+            && let Some(st) = shm_fds::fstat(fd)
+        {
+            // SAFETY: the kernel read this NUL-terminated string during the call.
+            let bytes = unsafe { CStr::from_ptr(name) }.to_bytes();
+            shm_fds::remember(fd, shm_fds::Kind::Memfd, bytes, &st);
         }
     };
     traced(Func::MemfdCreate, caller, args, call, after) as c_int

@@ -179,6 +179,16 @@ impl Ledger {
         self.sites.intern(ev.caller, stack, object)
     }
 
+    /// [`Ledger::site_of`] for a mapping whose object the hook left pending (see
+    /// [`Facts::object_pending`]).
+    fn mapping_site(&mut self, ev: &Event, facts: &Facts) -> u32 {
+        if !facts.object_pending {
+            return self.site_of(ev);
+        }
+        let stack = self.sites.intern_stack(ev.stack());
+        self.sites.intern(ev.caller, stack, sites::PENDING_OBJECT)
+    }
+
     pub(super) fn on_mmap(&mut self, ev: &Event, facts: &Facts) -> Outcome {
         let start = align_down(ev.ret as u64, facts.page());
         let prot = ev.arg_int(2);
@@ -198,7 +208,7 @@ impl Ledger {
             flags & libc::MAP_TYPE,
             libc::MAP_SHARED | libc::MAP_SHARED_VALIDATE
         );
-        let site = self.site_of(ev);
+        let site = self.mapping_site(ev, facts);
         let meta = Meta::new(kind, prot, shared, self.epoch);
         let meta = if granule > facts.page() {
             meta.with_page_shift(granule.trailing_zeros())

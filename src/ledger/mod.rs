@@ -90,6 +90,10 @@ pub struct Facts {
     pub inode: u64,
     /// `mmap` of a file on hugetlbfs: its page size (`f_bsize` from `fstatfs`); 0 otherwise.
     pub file_page_size: u64,
+    /// `mmap` of a descriptor `shm_open` or `memfd_create` returned, not named at the call
+    /// (calls are not logged): which object it maps is asked of the kernel
+    /// (`/proc/self/maps`) only when a report needs it.
+    pub object_pending: bool,
     /// `msgctl(IPC_RMID)`: the messages and bytes the queue held just before the call
     /// (`IPC_STAT`), for the audit; `None` otherwise.
     pub queued: Option<(u64, u64)>,
@@ -107,6 +111,7 @@ impl Facts {
             nsems: 0,
             inode: 0,
             file_page_size: 0,
+            object_pending: false,
             queued: None,
         }
     }

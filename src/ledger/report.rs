@@ -281,6 +281,9 @@ impl Report {
     }
 }
 
+/// A call site's address, its stack id and the object its mappings map (empty for none).
+type SiteObject = (u64, u32, Vec<u8>);
+
 fn count(mappings: &[MappingLeak]) -> u64 {
     mappings.iter().fold(0u64, |n, m| n.saturating_add(m.count))
 }
@@ -358,12 +361,33 @@ impl Ledger {
     /// [`Ledger::report`] limited to what was acquired in epoch `since` or later (see
     /// [`Ledger::checkpoint`]; 0 is everything), with attachments and mappings split by `lost`:
     /// asked about the start of each live region, it says whether the scan found nothing
-    /// pointing into it. An attachment is lost when all its pieces are.
+    /// pointing into it. An attachment is lost when all its pieces are. Mappings whose object
+    /// is pending get no name (see [`Ledger::report_named`]).
     pub fn report_scoped(
         &self,
         alive: impl Fn(ObjectKind, i32) -> bool,
         since: u32,
         lost: impl Fn(u64) -> bool,
+    ) -> Report {
+        self.report_named(alive, since, lost, |_| Name::new())
+    }
+
+    /// Whether some mapping's object is pending: only then does [`Ledger::report_named`] need
+    /// names from the kernel.
+    pub fn names_pending(&self) -> bool {
+        self.sites.any_pending()
+    }
+
+    /// [`Ledger::report_scoped`], asking `object_at` the object a live mapping whose object is
+    /// pending maps, by the mapping's start (the kernel's `/proc/self/maps` is the oracle: an
+    /// empty name when it shows no shared memory object there). Such mappings of one site are
+    /// as many entries as the objects they turn out to map.
+    pub fn report_named(
+        &self,
+        alive: impl Fn(ObjectKind, i32) -> bool,
+        since: u32,
+        lost: impl Fn(u64) -> bool,
+        object_at: impl Fn(u64) -> Name,
     ) -> Report {
         let segments = self
             .objects
@@ -394,8 +418,9 @@ impl Ledger {
 
         // Attachment ids with a piece something points into.
         let mut reached: Vec<u64> = Vec::new();
-        // Per site: (count, bytes) lost, then still reachable.
-        let mut by_site: BTreeMap<u32, [(u64, u64); 2]> = BTreeMap::new();
+        // Per call site, stack and object: (count, bytes) lost, then still reachable. A site
+        // whose object was pending and one that named it the same are one entry.
+        let mut by_site: BTreeMap<SiteObject, [(u64, u64); 2]> = BTreeMap::new();
         for (start, v) in self.regions.iter() {
             if !self.is_candidate(&v) {
                 continue;
@@ -410,7 +435,13 @@ impl Ledger {
             if v.meta.epoch() < since {
                 continue;
             }
-            let e = &mut by_site.entry(v.site).or_default()[usize::from(!is_lost)];
+            let object = if self.sites.object_pending(v.site) {
+                object_at(start).as_bytes().to_vec()
+            } else {
+                self.sites.object_of(v.site).to_vec()
+            };
+            let key = (self.sites.addr(v.site), self.sites.stack_of(v.site), object);
+            let e = &mut by_site.entry(key).or_default()[usize::from(!is_lost)];
             e.0 = e.0.saturating_add(1);
             e.1 = e.1.saturating_add(v.end.saturating_sub(start));
         }
@@ -441,12 +472,12 @@ impl Ledger {
         let group = |which: usize| -> Vec<MappingLeak> {
             let mut out: Vec<MappingLeak> = by_site
                 .iter()
-                .map(|(&site, groups)| (site, groups[which]))
+                .map(|(key, groups)| (key, groups[which]))
                 .filter(|(_, (count, _))| *count > 0)
-                .map(|(site, (count, bytes))| MappingLeak {
-                    site: self.sites.addr(site),
-                    stack: self.stack(self.sites.stack_of(site)),
-                    object: Name::from_bytes(self.sites.object_of(site)),
+                .map(|((site, stack, object), (count, bytes))| MappingLeak {
+                    site: *site,
+                    stack: self.stack(*stack),
+                    object: Name::from_bytes(object),
                     count,
                     bytes,
                 })

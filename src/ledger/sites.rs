@@ -5,7 +5,9 @@
 //! Stacks are interned too (a 4-byte id, 0 for none) for the records that keep their own site
 //! address (SysV objects, attachments). A mapping of a shared memory object has the object in
 //! its site (`/dev/shm/NAME`, `memfd:NAME`, interned the same way), so the report names it and
-//! one call site mapping two objects is two entries, at no cost to a region.
+//! one call site mapping two objects is two entries, at no cost to a region. While calls are
+//! not logged the hook does not ask which object a marked descriptor is: the site then says
+//! the name is pending ([`PENDING_OBJECT`]) and the report asks `/proc/self/maps` for it.
 //!
 //! `BTreeMap`s rather than `HashMap`s: std's hasher seeds itself with `getrandom`, a syscall
 //! this pure module must not make from inside a hook.
@@ -25,6 +27,8 @@ pub struct Sites {
     /// Object id `n` (from 1) is `objects[n - 1]`.
     objects: Vec<Box<[u8]>>,
     object_ids: BTreeMap<Box<[u8]>, u32>,
+    /// Some site has [`PENDING_OBJECT`]: the report has names to ask the kernel for.
+    pending: bool,
     /// The last site interned, `((addr, stack, object), index)`: a program maps from a few
     /// call sites, most often from the same one as just before. Indexes never change, so it
     /// never goes stale.
@@ -40,6 +44,11 @@ pub const NO_STACK: u32 = 0;
 /// The object id of a mapping of no shared memory object.
 pub const NO_OBJECT: u32 = 0;
 
+/// The object id of a mapping of a descriptor `shm_open` or `memfd_create` returned, whose
+/// object was not named at the call: what the mapping maps is asked of the kernel when a
+/// report needs it. Never an index into the object table (ids count up from 1).
+pub const PENDING_OBJECT: u32 = u32::MAX;
+
 impl Sites {
     pub const fn new() -> Sites {
         Sites {
@@ -50,6 +59,7 @@ impl Sites {
             object_index: BTreeMap::new(),
             objects: Vec::new(),
             object_ids: BTreeMap::new(),
+            pending: false,
             last: None,
         }
     }
@@ -65,6 +75,7 @@ impl Sites {
         let Some(id) = u32::try_from(self.objects.len())
             .ok()
             .and_then(|n| n.checked_add(1))
+            .filter(|&id| id != PENDING_OBJECT)
         else {
             return NO_OBJECT;
         };
@@ -74,7 +85,19 @@ impl Sites {
         id
     }
 
-    /// The object site `index` maps (empty for none).
+    /// Whether site `index` maps an object whose name is pending.
+    pub fn object_pending(&self, index: u32) -> bool {
+        self.sites
+            .get(index as usize)
+            .is_some_and(|s| s.2 == PENDING_OBJECT)
+    }
+
+    /// Whether any site maps an object whose name is pending.
+    pub fn any_pending(&self) -> bool {
+        self.pending
+    }
+
+    /// The object site `index` maps (empty for none, or a pending name).
     pub fn object_of(&self, index: u32) -> &[u8] {
         self.sites
             .get(index as usize)
@@ -143,6 +166,7 @@ impl Sites {
             return OVERFLOW;
         }
         self.sites.push(key);
+        self.pending |= object == PENDING_OBJECT;
         if object == NO_OBJECT {
             self.index.insert((addr, stack), i);
         } else {
@@ -240,5 +264,23 @@ mod tests {
         assert_eq!(s.object_of(plain), b"");
         assert_eq!(s.object_of(OVERFLOW), b"");
         assert_eq!(s.addr(of_psm), 0x1234);
+    }
+
+    #[test]
+    fn a_pending_object_is_its_own_site_and_has_no_name_yet() {
+        let mut s = Sites::new();
+        let ring = s.intern_object(b"memfd:ring");
+        let of_ring = s.intern(0x1234, NO_STACK, ring);
+        assert!(!s.any_pending());
+        let pending = s.intern(0x1234, NO_STACK, PENDING_OBJECT);
+        let plain = s.intern(0x1234, NO_STACK, NO_OBJECT);
+        assert!(pending != of_ring && pending != plain);
+        assert_eq!(s.intern(0x1234, NO_STACK, PENDING_OBJECT), pending);
+        assert!(s.any_pending());
+        assert!(s.object_pending(pending));
+        assert!(!s.object_pending(of_ring) && !s.object_pending(plain));
+        assert!(!s.object_pending(OVERFLOW));
+        assert_eq!(s.object_of(pending), b"");
+        assert_eq!(s.addr(pending), 0x1234);
     }
 }

@@ -12,7 +12,15 @@
 //! current chunk ends, a claim makes that chunk longer, so a single writer leaves no rest
 //! behind; at exit a process gives back (`ftruncate`) the unused rest of a chunk that ends the
 //! file. What is left (a process killed, or one that shared the file with a later writer) is
-//! one line of spaces.
+//! one line of spaces, or two (a chunk claimed ahead and not used yet).
+//!
+//! Why threads rarely wait: the next chunk is claimed ahead, by the one thread whose record
+//! reaches the last part of the current chunk, while the others go on writing (see
+//! `claim_ahead`); when the current chunk is full, a writer switches to the next one with one
+//! exchange. A writer that does find it full while a claim is under way sleeps (a futex) until
+//! the claim ends, leaving the core to the claiming thread. Chunks start small (a short
+//! process leaves a small rest if killed) and quadruple up to 1 MiB. The word every record
+//! updates has a cache line of its own.
 //!
 //! Why it is durable: the pages of a shared file mapping belong to the file, so every record
 //! copied before a `SIGKILL` is in the file. A record being copied at the instant of the kill
@@ -25,40 +33,68 @@
 //! `exec`s): each claims chunks of its own. A forked child drops its parent's chunk.
 
 use core::ffi::c_int;
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{
+    AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
+use std::cell::Cell;
 
 use crate::platform::mapped_log;
 
-/// The first chunk a process claims, and the largest: each claim doubles the size, so a busy
-/// process makes few claims and a short one leaves a small rest.
+/// The first chunk a process claims, and the largest: each claim quadruples the size, so a
+/// busy process soon makes few claims (the fourth is of the largest size) and a short one
+/// leaves a small rest.
 const CHUNK_MIN: u64 = 4 << 10;
 const CHUNK_MAX: u64 = 1 << 20;
+const CHUNK_GROWTH: u64 = 4;
 
 /// The file's mapping; null when records are written with `write(2)`.
 static BASE: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
 static REGION: AtomicUsize = AtomicUsize::new(0);
 static FD: AtomicI32 = AtomicI32::new(-1);
 
+/// A cache line of its own, for the word every record writes: what records only read (the
+/// mapping, the chunks, and whatever else the linker places nearby) is then not invalidated
+/// on the other cores by each record.
+#[repr(align(64))]
+struct OwnLine<T>(T);
+
 /// The current chunk and how much of it is used: `generation << USED_BITS | used`. The
 /// chunk of generation `g` is `CHUNKS[g % 4]`, published before `STATE` moves to `g`; a writer
 /// that read a slot since reused finds `STATE` changed and tries again.
-static STATE: AtomicU64 = AtomicU64::new(0);
+static STATE: OwnLine<AtomicU64> = OwnLine(AtomicU64::new(0));
 const USED_BITS: u32 = 40;
 const USED_MASK: u64 = (1 << USED_BITS) - 1;
 
 struct Chunk {
     start: AtomicU64,
     size: AtomicU64,
+    /// The byte whose record claims the next chunk ahead of need (see `claim_ahead`).
+    ahead: AtomicU64,
 }
 
 static CHUNKS: [Chunk; 4] = [const {
     Chunk {
         start: AtomicU64::new(0),
         size: AtomicU64::new(0),
+        ahead: AtomicU64::new(0),
     }
 }; 4];
-/// Held by the thread claiming a chunk or giving its rest back.
+/// The generation of a chunk claimed ahead and not current yet (0: none), published in its
+/// slot: when the current chunk of the generation before is full, a writer makes it current.
+static READY: AtomicU64 = AtomicU64::new(0);
+/// Held by the thread claiming a chunk or giving its rest back (`take_claim`, `end_claim`).
 static CLAIMING: AtomicBool = AtomicBool::new(false);
+/// Bumped when `CLAIMING` is let go: the futex writers that wait for a chunk sleep on, so that
+/// the claiming thread has the core (threads may outnumber cores) rather than share it with
+/// writers yielding in a loop. `SLEEPERS` counts them, so that no wake-up is asked for none.
+static CLAIMED: AtomicU32 = AtomicU32::new(0);
+static SLEEPERS: AtomicU32 = AtomicU32::new(0);
+
+thread_local! {
+    /// This thread holds `CLAIMING`: a record written meanwhile on it (a signal handler that
+    /// interrupted the claim) cannot wait for the claim, and is written with `write(2)`.
+    static CLAIMING_HERE: Cell<bool> = const { Cell::new(false) };
+}
 static NEXT_SIZE: AtomicU64 = AtomicU64::new(CHUNK_MIN);
 /// Set once the process has given its rest back at exit: a record written after that (a
 /// thread still running, a late destructor) is one `write(2)`, so that it leaves no padding.
@@ -106,16 +142,19 @@ pub fn drop_in_child() {
     no_chunk();
 }
 
-/// No current chunk: the next record claims one. Only where no other thread can claim (at
-/// open, in a forked child) or with `CLAIMING` held.
+/// No current chunk, and none claimed ahead: the next record claims one. Only where no other
+/// thread can claim (at open, in a forked child) or with `CLAIMING` held.
 fn no_chunk() {
-    let next = (STATE.load(Ordering::Relaxed) >> USED_BITS) + 1;
+    let next = (STATE.0.load(Ordering::Relaxed) >> USED_BITS) + 1;
     let slot = &CHUNKS[(next % 4) as usize];
     slot.start.store(0, Ordering::Relaxed);
     slot.size.store(0, Ordering::Relaxed);
-    STATE.store(next << USED_BITS, Ordering::Release);
+    slot.ahead.store(0, Ordering::Relaxed);
+    READY.store(0, Ordering::Relaxed);
+    STATE.0.store(next << USED_BITS, Ordering::Release);
     NEXT_SIZE.store(CHUNK_MIN, Ordering::Relaxed);
     FINISHED.store(false, Ordering::Relaxed);
+    let _ = CLAIMING_HERE.try_with(|here| here.set(false));
     CLAIMING.store(false, Ordering::Release);
 }
 
@@ -129,14 +168,16 @@ pub fn append(bytes: &[u8]) {
     }
     let mut busy = 0u32;
     loop {
-        let state = STATE.load(Ordering::Acquire);
+        let state = STATE.0.load(Ordering::Acquire);
         let generation = state >> USED_BITS;
         let used = state & USED_MASK;
         let chunk = &CHUNKS[(generation % 4) as usize];
         let start = chunk.start.load(Ordering::Relaxed);
         let size = chunk.size.load(Ordering::Relaxed);
         if used + len <= size {
+            let ahead = chunk.ahead.load(Ordering::Relaxed);
             if STATE
+                .0
                 .compare_exchange_weak(state, state + len, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
             {
@@ -150,8 +191,23 @@ pub fn append(bytes: &[u8]) {
                         bytes.len(),
                     )
                 };
+                // Exactly one record covers the mark: its thread claims the next chunk.
+                if used <= ahead && ahead < used + len {
+                    claim_ahead(generation);
+                }
                 return;
             }
+            continue;
+        }
+        if READY.load(Ordering::Acquire) == generation + 1 {
+            // The next chunk is there already: it becomes current (this one's rest, shorter
+            // than the record, stays padding). Failing means another writer moved first.
+            let _ = STATE.0.compare_exchange(
+                state,
+                (generation + 1) << USED_BITS,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
             continue;
         }
         if FINISHED.load(Ordering::Relaxed) {
@@ -159,17 +215,17 @@ pub fn append(bytes: &[u8]) {
         }
         match claim(generation, len) {
             Claim::Done => continue,
-            // A claim takes well under a millisecond. One that never ends is this very
-            // thread's, interrupted by a signal handler that writes (`_exit` there): the
-            // record goes with write(2) (the file lock is this process's own already).
+            // A claim takes well under a millisecond; one that takes seconds (the file's
+            // lock held by a stopped process) is not waited for longer.
             Claim::Busy if busy < BUSY_MAX => busy += 1,
             Claim::Busy | Claim::Failed => return write_locked(bytes),
         }
     }
 }
 
-/// How often a writer finds another thread claiming before it writes with `write(2)`.
-const BUSY_MAX: u32 = 100_000;
+/// How often a writer finds another thread claiming (and waits up to a millisecond for it)
+/// before it writes with `write(2)`.
+const BUSY_MAX: u32 = 2_000;
 
 enum Claim {
     /// A new chunk is current.
@@ -180,25 +236,114 @@ enum Claim {
     Failed,
 }
 
-/// Appends at least `need` bytes of padding to the file and makes them current, if the
-/// current chunk is still that of `generation`: as a longer current chunk when the file still
-/// ends where it ends (no rest left behind, the record may span the old end), else as a new
-/// chunk.
+/// Claims the chunk after the current one, of generation `generation`, once the current
+/// one's last part starts to fill: one thread pays for the system calls while the others go
+/// on writing, so that writers rarely find a chunk full and wait. Nothing waits here: if
+/// another thread is claiming, that one does it.
+#[cold]
+fn claim_ahead(generation: u64) {
+    if !take_claim() {
+        return;
+    }
+    if STATE.0.load(Ordering::Acquire) >> USED_BITS == generation
+        && READY.load(Ordering::Relaxed) != generation + 1
+        && !FINISHED.load(Ordering::Relaxed)
+    {
+        // A failure (full disk) is met again, and answered, when the chunk is full.
+        add_chunk(generation, 0, true);
+    }
+    end_claim();
+}
+
+/// Makes a chunk with room for at least `need` bytes current, if the current chunk is still
+/// that of `generation` and none was claimed ahead meanwhile.
 #[cold]
 fn claim(generation: u64, need: u64) -> Claim {
-    if CLAIMING
-        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
+    if !take_claim() {
+        // A claim that never ends is this very thread's, interrupted by a signal handler
+        // that writes (`_exit` there): the record goes with write(2) (the file lock is this
+        // process's own already).
+        if CLAIMING_HERE.try_with(Cell::get).unwrap_or(false) {
+            return Claim::Failed;
+        }
+        wait_for_claim();
+        return Claim::Busy;
+    }
+    if STATE.0.load(Ordering::Acquire) >> USED_BITS != generation
+        || READY.load(Ordering::Relaxed) == generation + 1
     {
-        // The claiming thread may be descheduled (few cores, many threads): let it run.
-        // SAFETY: sched_yield has no preconditions.
-        unsafe { libc::sched_yield() };
+        end_claim();
         return Claim::Busy;
     }
-    if STATE.load(Ordering::Acquire) >> USED_BITS != generation {
-        CLAIMING.store(false, Ordering::Release);
-        return Claim::Busy;
+    let added = add_chunk(generation, need, false);
+    end_claim();
+    if added { Claim::Done } else { Claim::Failed }
+}
+
+/// Takes `CLAIMING` if it is free.
+fn take_claim() -> bool {
+    let taken = CLAIMING
+        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_ok();
+    if taken {
+        let _ = CLAIMING_HERE.try_with(|here| here.set(true));
     }
+    taken
+}
+
+/// Lets `CLAIMING` go and wakes the writers waiting for it.
+fn end_claim() {
+    let _ = CLAIMING_HERE.try_with(|here| here.set(false));
+    CLAIMING.store(false, Ordering::SeqCst);
+    CLAIMED.fetch_add(1, Ordering::SeqCst);
+    // A writer counted itself before it sleeps, and sleeps only while `CLAIMED` is the value
+    // it read before it saw `CLAIMING` held: either it is counted here, or it does not sleep.
+    if SLEEPERS.load(Ordering::SeqCst) > 0 {
+        // SAFETY: a futex wake on our own static word; it only wakes waiters.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                CLAIMED.as_ptr(),
+                libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+                i32::MAX,
+            )
+        };
+    }
+}
+
+/// Sleeps until the claim under way ends (or a millisecond passes: a bound, should a wake-up
+/// be missed).
+fn wait_for_claim() {
+    let seen = CLAIMED.load(Ordering::SeqCst);
+    if !CLAIMING.load(Ordering::SeqCst) {
+        return;
+    }
+    SLEEPERS.fetch_add(1, Ordering::SeqCst);
+    let timeout = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 1_000_000,
+    };
+    // SAFETY: a futex wait on our own static word, with a valid timeout; it returns at once
+    // when the word is no longer `seen`.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            CLAIMED.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            seen,
+            &timeout as *const libc::timespec,
+        )
+    };
+    SLEEPERS.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Appends at least `need` bytes of padding to the file, with `CLAIMING` held and the current
+/// chunk that of `generation` with none claimed ahead. When the file still ends where the
+/// current chunk ends, the padding makes that chunk longer, current at once (no rest left
+/// behind, a record may span the old end; what other threads reserved stays used). Otherwise
+/// it is a new chunk: current at once when the current one is full (`ahead` false), else
+/// published for when it is (`READY`). False when the file takes no more.
+fn add_chunk(generation: u64, need: u64, ahead: bool) -> bool {
     let current = &CHUNKS[(generation % 4) as usize];
     let (start, size) = (
         current.start.load(Ordering::Relaxed),
@@ -216,26 +361,42 @@ fn claim(generation: u64, need: u64) -> Claim {
     })
     .flatten();
     let Some(eof) = claimed else {
-        CLAIMING.store(false, Ordering::Release);
-        return Claim::Failed;
+        return false;
     };
-    prefault(eof, grow);
     let extends = size > 0 && eof == start + size;
     let next = generation + 1;
     let slot = &CHUNKS[(next % 4) as usize];
-    if extends {
-        slot.start.store(start, Ordering::Relaxed);
-        slot.size.store(size + grow, Ordering::Relaxed);
+    let (next_start, next_size) = if extends {
+        (start, size + grow)
     } else {
-        slot.start.store(eof, Ordering::Relaxed);
-        slot.size.store(grow, Ordering::Relaxed);
+        (eof, grow)
+    };
+    slot.start.store(next_start, Ordering::Relaxed);
+    slot.size.store(next_size, Ordering::Relaxed);
+    // Half of what was added is left to fill when the next chunk is claimed: enough for the
+    // claiming thread's system calls, even when it has to wait for a core; not all of it, so
+    // that a process that writes little (one record before it execs) claims no more.
+    slot.ahead.store(next_size - grow / 2, Ordering::Relaxed);
+    NEXT_SIZE.store((grow * CHUNK_GROWTH).min(CHUNK_MAX), Ordering::Relaxed);
+    if ahead && !extends {
+        READY.store(next, Ordering::Release);
+    } else {
+        publish(next, extends);
     }
-    // Other threads may still be reserving in the current chunk: what they reserved stays
-    // used in the longer one.
-    let mut state = STATE.load(Ordering::Relaxed);
+    // Only once writers may use the chunk: a writer waiting for it waits for fewer system
+    // calls, and populating pages that records are written to changes nothing in them.
+    prefault(eof, grow);
+    true
+}
+
+/// Makes the chunk of `next` current. Other threads may still be reserving in the current
+/// chunk: when `next` extends it, what they reserved stays used in the longer one. (Only a
+/// claim, under `CLAIMING`, changes the generation while no chunk is ready.)
+fn publish(next: u64, extends: bool) {
+    let mut state = STATE.0.load(Ordering::Relaxed);
     loop {
         let used = if extends { state & USED_MASK } else { 0 };
-        match STATE.compare_exchange_weak(
+        match STATE.0.compare_exchange_weak(
             state,
             next << USED_BITS | used,
             Ordering::AcqRel,
@@ -245,54 +406,79 @@ fn claim(generation: u64, need: u64) -> Claim {
             Err(now) => state = now,
         }
     }
-    NEXT_SIZE.store((grow * 2).min(CHUNK_MAX), Ordering::Relaxed);
-    CLAIMING.store(false, Ordering::Release);
-    Claim::Done
 }
 
 /// At exit: the current chunk is closed, and its unused rest given back when it is the end of
-/// the file, so that a log that ran to completion has no trailing blank line. A record
-/// written later (another thread still running) is written with `write(2)`.
+/// the file (after a chunk claimed ahead and never used, given back too), so that a log that
+/// ran to completion has no trailing blank line. A record written later (another thread still
+/// running) is written with `write(2)`.
 pub fn give_back_rest() {
     if !active() {
         return;
     }
     let mut busy = 0;
-    while CLAIMING
-        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
-        if busy == BUSY_MAX {
-            // Interrupted in a claim of its own (see `append`): the rest stays as padding.
+    while !take_claim() {
+        if busy == BUSY_MAX || CLAIMING_HERE.try_with(Cell::get).unwrap_or(false) {
+            // Interrupted in a claim of its own (see `claim`): the rest stays as padding.
             return;
         }
         busy += 1;
-        // SAFETY: sched_yield has no preconditions.
-        unsafe { libc::sched_yield() };
+        wait_for_claim();
     }
-    let generation = STATE.load(Ordering::Relaxed) >> USED_BITS;
+    FINISHED.store(true, Ordering::Relaxed);
+    // Writers may still reserve, or make the chunk claimed ahead current: the current chunk
+    // is the one the exchange below closes.
+    let (chunk, ready, used) = loop {
+        let state = STATE.0.load(Ordering::Acquire);
+        let generation = state >> USED_BITS;
+        let chunk = chunk_of(generation);
+        let ready =
+            (READY.load(Ordering::Acquire) == generation + 1).then(|| chunk_of(generation + 1));
+        // Two on, past the one claimed ahead: no writer reserves in an empty chunk, nor
+        // makes another current.
+        let closed = generation + 2;
+        let slot = &CHUNKS[(closed % 4) as usize];
+        slot.start.store(0, Ordering::Relaxed);
+        slot.size.store(0, Ordering::Relaxed);
+        slot.ahead.store(0, Ordering::Relaxed);
+        if STATE
+            .0
+            .compare_exchange(
+                state,
+                closed << USED_BITS,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+        {
+            break (chunk, ready, state & USED_MASK);
+        }
+    };
+    let (start, size) = chunk;
+    let fd = FD.load(Ordering::Relaxed);
+    with_file_locked(fd, |mut eof| {
+        if let Some((ready_start, ready_size)) = ready
+            && eof == ready_start + ready_size
+        {
+            // SAFETY: our descriptor; only padding no record was written in goes.
+            unsafe { libc::ftruncate(fd, ready_start as libc::off_t) };
+            eof = ready_start;
+        }
+        if used < size && eof == start + size {
+            // SAFETY: our descriptor; only the padding after the last record goes.
+            unsafe { libc::ftruncate(fd, (start + used) as libc::off_t) };
+        }
+    });
+    end_claim();
+}
+
+/// The chunk of `generation` as `(start, size)`.
+fn chunk_of(generation: u64) -> (u64, u64) {
     let chunk = &CHUNKS[(generation % 4) as usize];
-    let (start, size) = (
+    (
         chunk.start.load(Ordering::Relaxed),
         chunk.size.load(Ordering::Relaxed),
-    );
-    let next = generation + 1;
-    let slot = &CHUNKS[(next % 4) as usize];
-    slot.start.store(0, Ordering::Relaxed);
-    slot.size.store(0, Ordering::Relaxed);
-    // From here no record is reserved in the old chunk: those reserved are below `used`.
-    FINISHED.store(true, Ordering::Relaxed);
-    let used = STATE.swap(next << USED_BITS, Ordering::AcqRel) & USED_MASK;
-    if used < size {
-        let fd = FD.load(Ordering::Relaxed);
-        with_file_locked(fd, |eof| {
-            if eof == start + size {
-                // SAFETY: our descriptor; only the padding after the last record goes.
-                unsafe { libc::ftruncate(fd, (start + used) as libc::off_t) };
-            }
-        });
-    }
-    CLAIMING.store(false, Ordering::Release);
+    )
 }
 
 /// A record written with `write(2)`, under the lock, so that no other process's claim takes

@@ -120,10 +120,15 @@ pub fn mapped_modules() -> Option<Vec<Module>> {
 /// parent had another thread inside `dl_iterate_phdr` at the fork (its lock is never reset
 /// in the child).
 pub fn mapped_files() -> Option<Vec<MappedFile>> {
+    mapped_files_where(|_| true)
+}
+
+/// [`mapped_files`], only those whose path `keep` accepts (asked before anything is copied).
+pub fn mapped_files_where(keep: impl Fn(&[u8]) -> bool) -> Option<Vec<MappedFile>> {
     let text = read_proc_maps()?;
     Some(
         text.split(|&b| b == b'\n')
-            .filter_map(parse_maps_line)
+            .filter_map(|line| parse_maps_line(line, &keep))
             .collect(),
     )
 }
@@ -139,7 +144,7 @@ pub fn read_proc_maps() -> Option<Vec<u8>> {
 }
 
 /// `START-END PERMS OFFSET DEV INODE PATH`; only lines naming a file (an absolute path).
-fn parse_maps_line(line: &[u8]) -> Option<MappedFile> {
+fn parse_maps_line(line: &[u8], keep: impl Fn(&[u8]) -> bool) -> Option<MappedFile> {
     let mut rest = line;
     let mut field = || {
         let text = rest.trim_ascii_start();
@@ -157,7 +162,7 @@ fn parse_maps_line(line: &[u8]) -> Option<MappedFile> {
     field();
     field();
     let path = rest.trim_ascii();
-    if !path.starts_with(b"/") {
+    if !path.starts_with(b"/") || !keep(path) {
         return None;
     }
     let dash = range.iter().position(|&b| b == b'-')?;
@@ -179,20 +184,24 @@ mod tests {
     fn maps_lines_name_their_files() {
         let m = parse_maps_line(
             b"7f6a1c894000-7f6a1c92c000 r-xp 00094000 08:01 1315 /usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
+            |_| true,
         )
         .unwrap();
         assert_eq!((m.start, m.end), (0x7f6a_1c89_4000, 0x7f6a_1c92_c000));
         assert_eq!(m.path, b"/usr/lib/x86_64-linux-gnu/libjemalloc.so.2");
         assert_eq!((m.offset, m.executable), (0x94000, true));
-        let spaced =
-            parse_maps_line(b"1000-2000 r-xp 0 08:01 7  /tmp/my lib.so (deleted)").unwrap();
+        let spaced = parse_maps_line(
+            b"1000-2000 r-xp 0 08:01 7  /tmp/my lib.so (deleted)",
+            |_| true,
+        )
+        .unwrap();
         assert_eq!(spaced.path, b"/tmp/my lib.so (deleted)");
         for other in [
             &b"7ffd5a1e0000-7ffd5a201000 rw-p 00000000 00:00 0   [stack]"[..],
             b"7f6a1c000000-7f6a1c200000 rw-p 00000000 00:00 0 ",
             b"",
         ] {
-            assert!(parse_maps_line(other).is_none());
+            assert!(parse_maps_line(other, |_| true).is_none());
         }
     }
 
@@ -223,6 +232,6 @@ mod tests {
     }
 
     fn maps_line_fn_addr() -> u64 {
-        parse_maps_line as *const () as usize as u64
+        maps_line_fn_addr as *const () as usize as u64
     }
 }

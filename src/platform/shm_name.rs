@@ -96,15 +96,6 @@ unsafe fn rest_of<'a>(name: *const c_char) -> Result<&'a [u8], c_int> {
     Ok(rest)
 }
 
-/// The inode the name refers to now, if it exists.
-pub fn inode_of_fd(fd: c_int) -> Option<u64> {
-    let mut st = core::mem::MaybeUninit::<libc::stat>::zeroed();
-    // SAFETY: `st` is a writable stat owned by this frame; the kernel validates `fd`.
-    let rc = unsafe { libc::syscall(libc::SYS_fstat, fd, st.as_mut_ptr()) };
-    // SAFETY: fstat succeeded and filled the structure (zeroed besides).
-    (rc == 0).then(|| unsafe { st.assume_init() }.st_ino)
-}
-
 /// The inode `/dev/shm/NAME` (the name as `shm_open` was given it) refers to now, if any.
 pub fn inode_of_name(name: &[u8]) -> Option<u64> {
     inode_of_path(name, false)

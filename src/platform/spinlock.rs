@@ -44,10 +44,13 @@ impl<T> SpinLock<T> {
             if give_up() {
                 return false;
             }
-            if self
-                .locked
-                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
+            // Waiters only read the word until it looks free: a failed compare-and-swap takes
+            // the cache line from the holder, a load shares it.
+            if !self.locked.load(Ordering::Relaxed)
+                && self
+                    .locked
+                    .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
             {
                 return true;
             }

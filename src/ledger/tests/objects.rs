@@ -127,3 +127,98 @@ fn only_mappings_take_the_name_as_their_object() {
         [(0x55, b"".to_vec(), 1, PAGE)]
     );
 }
+
+fn map_pending(l: &mut Ledger, ret: u64, len: u64, site: u64) -> Outcome {
+    let ev = call(Func::Mmap, &[0, len, RW, SHARED, 3, 0], ret as i64, site);
+    l.apply(
+        &ev,
+        &Facts {
+            object_pending: true,
+            ..facts()
+        },
+    )
+}
+
+/// What a `/proc/self/maps` shows at the report: 0x10000.. a memfd, 0x30000.. and 0x80000..
+/// an unlinked name, 0x50000 a regular file.
+fn kernel_shows(addr: u64) -> Name {
+    let object: &[u8] = match addr {
+        0x10000..0x12000 => b"memfd:ring",
+        0x30000..0x34000 | 0x80000..0x82000 => b"/dev/shm/psm_1 (deleted)",
+        _ => b"",
+    };
+    Name::from_bytes(object)
+}
+
+#[test]
+fn a_pending_object_is_named_as_the_kernel_shows_it_at_the_report() {
+    let mut l = Ledger::new();
+    assert!(!l.names_pending());
+    map_pending(&mut l, 0x10000, PAGE, 0x55);
+    map_pending(&mut l, 0x11000, PAGE, 0x55);
+    map_pending(&mut l, 0x30000, 4 * PAGE, 0x55);
+    // The number reused by a regular file: the kernel shows no object.
+    map_pending(&mut l, 0x50000, PAGE, 0x55);
+    // Named at the call (a logged mmap) from the same site: one entry with the pending ones.
+    map_object(&mut l, 0x60000, PAGE, b"memfd:ring", 0x55);
+    // Released: never asked about.
+    map_pending(&mut l, 0x70000, PAGE, 0x66);
+    l.munmap(0x70000, PAGE);
+    assert!(l.names_pending());
+    let asked = std::cell::RefCell::new(Vec::new());
+    let report = l.report_named(
+        everything_alive,
+        0,
+        |_| true,
+        |addr| {
+            asked.borrow_mut().push(addr);
+            kernel_shows(addr)
+        },
+    );
+    assert_eq!(
+        objects(&report.mappings),
+        [
+            (0x55, b"/dev/shm/psm_1 (deleted)".to_vec(), 1, 4 * PAGE),
+            (0x55, b"memfd:ring".to_vec(), 3, 3 * PAGE),
+            (0x55, b"".to_vec(), 1, PAGE),
+        ]
+    );
+    assert_eq!(
+        *asked.borrow(),
+        [0x10000, 0x11000, 0x30000, 0x50000],
+        "only live mappings whose object is pending are asked about"
+    );
+    // Without the kernel's answer (report_scoped), a pending object is no name, never a guess.
+    assert_eq!(
+        objects(&l.report_scoped(everything_alive, 0, |_| true).mappings),
+        [
+            (0x55, b"".to_vec(), 4, 7 * PAGE),
+            (0x55, b"memfd:ring".to_vec(), 1, PAGE),
+        ]
+    );
+}
+
+#[test]
+fn a_pending_object_stays_with_its_pages_split_or_moved() {
+    let mut l = Ledger::new();
+    map_pending(&mut l, 0x30000, 4 * PAGE, 0x55);
+    l.munmap(0x31000, PAGE);
+    // The last piece moved: still the mmap's site, named by what the kernel shows there.
+    l.mremap(
+        0x32000,
+        2 * PAGE,
+        2 * PAGE,
+        libc::MREMAP_MAYMOVE,
+        0x80000,
+        0x66,
+    );
+    let report = l.report_named(everything_alive, 0, |start| start != 0x80000, kernel_shows);
+    assert_eq!(
+        objects(&report.mappings),
+        [(0x55, b"/dev/shm/psm_1 (deleted)".to_vec(), 1, PAGE)]
+    );
+    assert_eq!(
+        objects(&report.reachable),
+        [(0x55, b"/dev/shm/psm_1 (deleted)".to_vec(), 1, 2 * PAGE)]
+    );
+}
