@@ -194,6 +194,22 @@ pub fn completed(event: &Event, facts: &Facts) {
     completed_into(entry(), event, facts);
 }
 
+/// The size of a segment this process created with `shmget` and has not removed, from the
+/// ledger, which spares `shmat` an `IPC_STAT`. `None` when the ledger does not know it, or
+/// while a fork is prepared (the forking thread holds the ledger then): ask the kernel.
+///
+/// The ledger's record can be stale only if another process removed the segment and the
+/// kernel then gave its id to a new one. A SysV id is an index plus a sequence number the
+/// kernel advances each time its allocation of indices wraps, so that takes at least 64 x
+/// 65 536 creations in the IPC namespace meanwhile (default `IPCMNI`), or a checkpoint/restore
+/// tool writing `kernel.shm_next_id`, or the process moving to another IPC namespace: the
+/// same trust the ledger already puts in an id between `shmget` and `IPC_RMID`.
+pub fn created_segment_size(shmid: i32) -> Option<u64> {
+    LEDGER
+        .lock_unless(deferred::is_open)?
+        .created_segment_size(shmid)
+}
+
 /// The ledger's live figures, with the calls counted outside it.
 pub fn stats() -> Stats {
     let mut stats = with_ledger(Ledger::stats);
