@@ -182,12 +182,18 @@ pub fn entry() -> Entry {
 /// never wait for the ledger (nor, while a fork is prepared, take a place in the queue).
 static COUNTED: [AtomicU64; Func::COUNT] = [const { AtomicU64::new(0) }; Func::COUNT];
 
+/// One more completed call of a function the ledger only counts ([`Ledger::counts_only`]).
+#[inline(always)]
+pub fn count(func: Func) {
+    if let Some(n) = COUNTED.get(func as usize) {
+        n.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// A completed call: into the ledger, then into the log.
 pub fn completed(event: &Event, facts: &Facts) {
     if Ledger::counts_only(event.func) && event.phase == Phase::Exit {
-        if let Some(n) = COUNTED.get(event.func as usize) {
-            n.fetch_add(1, Ordering::Relaxed);
-        }
+        count(event.func);
         emit(event);
         return;
     }

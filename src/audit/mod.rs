@@ -26,7 +26,7 @@ use crate::platform::spinlock::SpinLock;
 use crate::platform::{clock, process, sink};
 use shmtrace_core::suppress;
 use shmtrace_core::trace::binary::KIND_FINDING;
-use shmtrace_core::trace::event::{Event, Func, Phase};
+use shmtrace_core::trace::event::{Event, Func, Phase, SemOp};
 use shmtrace_core::trace::linebuf::LineBuf;
 
 pub use codes::{Code, Finding, Severity};
@@ -287,6 +287,43 @@ fn work(ev: &Event, pre: &Pre) -> Work {
     }
 }
 
+/// What the audit needs of a call the ledger only counts, while no event is built for a log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counted {
+    /// Nothing can be found in it.
+    Nothing,
+    /// A successful `semop` before any id was removed: only the holdings of its operations
+    /// ([`holdings_of`]).
+    Holdings,
+    /// Detection in full, from the call's event ([`after`]).
+    Detect,
+}
+
+/// [`after`]'s decision for the calls of `Ledger::counts_only`, from the function and whether
+/// it succeeded (the operations, which only a `semop`'s holdings need, are read afterwards).
+#[inline(always)]
+pub fn counted_work(func: Func, ok: bool) -> Counted {
+    match func {
+        Func::Semop | Func::Semtimedop | Func::Msgsnd | Func::Msgrcv
+            if ANY_REMOVED.load(Ordering::Relaxed) =>
+        {
+            Counted::Detect
+        }
+        Func::Semop | Func::Semtimedop if ok => Counted::Holdings,
+        _ => Counted::Nothing,
+    }
+}
+
+/// A successful `semop` of `semid` at `caller` with these operations (the first
+/// `SOPS_KEPT`), before any id was removed: what it took or gave back without `SEM_UNDO`.
+/// The audit's lock only when one of them changes the holdings.
+#[inline(always)]
+pub fn holdings_of(semid: i32, ops: &[SemOp], caller: u64) {
+    if ops.iter().any(detect::changes_holdings) {
+        detect::adjust(&mut STATE.lock(), semid, ops, caller);
+    }
+}
+
 /// After a completed call (not in a vfork child): its findings, reported. `queued` is what
 /// `msgctl(IPC_RMID)` found in the queue just before the call. The common cases are decided
 /// inline, in the hook; detection in full has its own frame.
@@ -403,6 +440,41 @@ mod tests {
         BLOCK_WARN_MS.store(0, Ordering::Relaxed);
     }
 
+    /// Called from the test below: both change `ANY_REMOVED`, so they must not run at once.
+    fn a_counted_call_without_its_event_gets_the_work_it_would_get_with_it() {
+        for func in Func::ALL
+            .iter()
+            .copied()
+            .filter(|&f| Ledger::counts_only(f))
+        {
+            for removed in [false, true] {
+                for ret in [0, func.failure_value()] {
+                    for flg in [0, libc::SEM_UNDO as i16] {
+                        ANY_REMOVED.store(removed, Ordering::Relaxed);
+                        let mut ev = Event::new(Phase::Exit, func);
+                        ev.ret = ret;
+                        ev.sops[0].op = -1;
+                        ev.sops[0].flg = flg;
+                        ev.sops_read = 1;
+                        let with_event = work(&ev, &Pre::default());
+                        let without = match counted_work(func, !ev.failed()) {
+                            Counted::Holdings
+                                if !ev.sops().iter().any(detect::changes_holdings) =>
+                            {
+                                Work::Nothing
+                            }
+                            Counted::Holdings => Work::Holdings,
+                            Counted::Nothing => Work::Nothing,
+                            Counted::Detect => Work::Detect,
+                        };
+                        ANY_REMOVED.store(false, Ordering::Relaxed);
+                        assert_eq!(with_event, without, "{func:?} removed {removed} ret {ret}");
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn the_common_calls_need_no_lock_and_a_semop_only_its_holdings() {
         let mut ev = Event::new(Phase::Exit, Func::Mmap);
@@ -424,5 +496,6 @@ mod tests {
         let after_a_removal = work(&op, &Pre::default());
         ANY_REMOVED.store(false, Ordering::Relaxed);
         assert_eq!(after_a_removal, Work::Detect, "a use after remove may show");
+        a_counted_call_without_its_event_gets_the_work_it_would_get_with_it();
     }
 }

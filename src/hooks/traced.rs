@@ -1,6 +1,7 @@
 //! The one path every tracked call takes: enter the guard, stamp the event, call the real
 //! function with the caller's errno in place, record the outcome, hand back the real errno.
 
+use super::counted;
 use crate::audit;
 use crate::ledger::Facts;
 use crate::platform::shield::shield;
@@ -69,6 +70,14 @@ pub fn traced_waiting(
         });
     };
     let vfork_child = process::in_vfork_child();
+    if vfork_child.is_none() && counted::quietly(func) {
+        errno_at.set(caller_errno);
+        let started = Started {
+            event: None,
+            caller_errno,
+        };
+        return counted::count(func, caller, args, errno_at, started, call, after);
+    }
     // Built in place (an event is a few hundred bytes: moving it costs measurably).
     let mut event = Event::new(Phase::Enter, func);
     let tracked = shield(|| begin(&mut event, caller, args, vfork_child)).unwrap_or(false);
