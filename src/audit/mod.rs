@@ -352,14 +352,14 @@ fn detect_after(ev: &Event, pre: &Pre, page: u64, queued: Option<(u64, u64)>) {
         asked.creator_uid = probe::creator_uid(kind, ev.ret as i32);
         asked.my_uid = probe::effective_uid();
     }
-    let found = {
+    let mut found = detect::Out::default();
+    {
         let mut state = STATE.lock();
-        let found = detect::after_call(&mut state, ev, pre, &asked);
+        detect::find(&mut state, ev, pre, &asked, &mut found);
         if matches!(ev.func, Func::Shmctl | Func::Semctl | Func::Msgctl) && state.any_removed() {
             ANY_REMOVED.store(true, Ordering::Relaxed);
         }
-        found
-    };
+    }
     for finding in found.iter() {
         report_finding(finding);
     }

@@ -11,6 +11,7 @@
 //! grow the ledger without bound.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 
 /// The two kinds of System V object the kernel oracle is asked about (message queues are
 /// asked what they still hold: `Ledger::queues_left`).
@@ -94,31 +95,36 @@ impl Objects {
             attached: 0,
             ..fresh
         };
-        match self.segments.get_mut(&shmid) {
-            // A removed segment cannot be opened by key again, so the same id now names a new
-            // object; and a creation always makes a new one.
-            Some(old) if old.removed || created => {
-                *old = Segment {
-                    attached: old.attached,
-                    ..fresh
+        // One descent of the tree, whichever way it goes (a create/remove loop pays it twice
+        // per segment).
+        match self.segments.entry(shmid) {
+            Entry::Occupied(mut known) => {
+                let old = known.get_mut();
+                // A removed segment cannot be opened by key again, so the same id now names a
+                // new object; and a creation always makes a new one. Opening what we already
+                // know keeps what we know (notably that we created it).
+                if old.removed || created {
+                    *old = Segment {
+                        attached: old.attached,
+                        ..fresh
+                    }
                 }
             }
-            // Opening what we already know keeps what we know (notably that we created it).
-            Some(_) => {}
-            None => {
-                self.segments.insert(shmid, fresh);
+            Entry::Vacant(free) => {
+                free.insert(fresh);
             }
         }
     }
 
     /// A successful `shmctl(IPC_RMID)`. Returns whether the segment was known.
     pub fn segment_removed(&mut self, shmid: i32) -> bool {
-        let Some(seg) = self.segments.get_mut(&shmid) else {
+        let Entry::Occupied(mut known) = self.segments.entry(shmid) else {
             return false;
         };
-        seg.removed = true;
-        if seg.attached == 0 {
-            self.segments.remove(&shmid);
+        if known.get().attached == 0 {
+            known.remove();
+        } else {
+            known.get_mut().removed = true;
         }
         true
     }
@@ -134,10 +140,11 @@ impl Objects {
     }
 
     pub fn segment_detached(&mut self, shmid: i32) {
-        if let Some(seg) = self.segments.get_mut(&shmid) {
+        if let Entry::Occupied(mut known) = self.segments.entry(shmid) {
+            let seg = known.get_mut();
             seg.attached = seg.attached.saturating_sub(1);
             if seg.removed && seg.attached == 0 {
-                self.segments.remove(&shmid);
+                known.remove();
             }
         }
     }
@@ -150,11 +157,11 @@ impl Objects {
             inherited: false,
             ..fresh
         };
-        match self.sets.get_mut(&semid) {
-            Some(old) if created => *old = fresh,
-            Some(_) => {}
-            None => {
-                self.sets.insert(semid, fresh);
+        match self.sets.entry(semid) {
+            Entry::Occupied(mut old) if created => *old.get_mut() = fresh,
+            Entry::Occupied(_) => {}
+            Entry::Vacant(free) => {
+                free.insert(fresh);
             }
         }
     }
@@ -170,12 +177,12 @@ impl Objects {
             inherited: false,
             ..fresh
         };
-        match self.queues.get_mut(&fresh.msqid) {
+        match self.queues.entry(fresh.msqid) {
             // A creation always makes a new queue; opening keeps what we know.
-            Some(old) if fresh.created => *old = fresh,
-            Some(_) => {}
-            None => {
-                self.queues.insert(fresh.msqid, fresh);
+            Entry::Occupied(mut old) if fresh.created => *old.get_mut() = fresh,
+            Entry::Occupied(_) => {}
+            Entry::Vacant(free) => {
+                free.insert(fresh);
             }
         }
     }
