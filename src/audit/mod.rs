@@ -212,15 +212,9 @@ pub fn before(ev: &Event, ledger: &Ledger, page: u64) -> Pre {
             let end = addr.saturating_add(len);
             pre.never_mapped = !ledger.knows_any(addr, end) && probe::has_hole(addr, len);
         }
-        Func::Shmdt => {
-            let addr = ev.args[0];
-            if let Some(att) = ledger.attachment_containing(addr)
-                && att.addr != addr
-            {
-                pre.inside_attachment = att.addr;
-            }
-        }
+        // A failed `shmdt` changed nothing: asked afterwards, only then (`after_failure`).
         Func::Shmat
+        | Func::Shmdt
         | Func::Shmget
         | Func::Shmctl
         | Func::Semget
@@ -239,6 +233,24 @@ pub fn before(ev: &Event, ledger: &Ledger, page: u64) -> Pre {
         | Func::Msgctl => {}
     }
     pre
+}
+
+/// After a call [`before`] looked at, the ledger still held and the call not yet entered:
+/// what only a failure needs, asked only then, since a failed call changed nothing and the
+/// ledger is as it was before the call (`shmdt` of an address inside an attachment).
+#[inline(always)]
+pub fn after_failure(ev: &Event, ledger: &Ledger, pre: &mut Pre) {
+    if ev.func == Func::Shmdt && ev.failed() && ev.errno == libc::EINVAL {
+        pre.inside_attachment = inside_attachment(ledger, ev.args[0]);
+    }
+}
+
+/// The start of the attachment `addr` lies inside (not at its start), or 0.
+#[cold]
+fn inside_attachment(ledger: &Ledger, addr: u64) -> u64 {
+    ledger
+        .attachment_containing(addr)
+        .map_or(0, |att| if att.addr != addr { att.addr } else { 0 })
 }
 
 /// What [`after`] has to do for a call.

@@ -91,7 +91,7 @@ pub fn traced_waiting(
     };
     // What a call that replaces or releases address space is about to act on, for the audit
     // (not while a fork is prepared: the ledger is the forking thread's then).
-    let pre = match &entry {
+    let mut pre = match &entry {
         Some(recorder::Entry::Ledger(held)) => {
             shield(|| audit::before(&event, held, recorder::page_size()))
         }
@@ -114,6 +114,9 @@ pub fn traced_waiting(
                 // Logged, but the ledger in this memory is the parent's.
                 recorder::emit(&event);
                 return;
+            }
+            if let Some(recorder::Entry::Ledger(held)) = &entry {
+                audit::after_failure(&event, held, &mut pre);
             }
             match entry.take() {
                 Some(taken) => recorder::completed_into(taken, &event, &facts),
