@@ -278,13 +278,9 @@ pub fn changes_holdings(op: &SemOp) -> bool {
 
 /// A successful `semop`: what it took or gave back without `SEM_UNDO`.
 pub fn holdings(state: &mut State, ev: &Event) {
-    adjust(state, ev.arg_int(0), ev.sops(), ev.caller);
-}
-
-/// A successful `semop` of `semid` at `site` with these operations.
-pub fn adjust(state: &mut State, semid: i32, ops: &[SemOp], site: u64) {
-    for op in ops.iter().filter(|op| changes_holdings(op)) {
-        state.adjusted(semid, op.num, op.op, site);
+    let semid = ev.arg_int(0);
+    for op in ev.sops().iter().filter(|op| changes_holdings(op)) {
+        state.adjusted(semid, op.num, op.op, ev.caller);
     }
 }
 

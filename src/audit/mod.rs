@@ -328,11 +328,14 @@ pub fn counted_work(func: Func, ok: bool) -> Counted {
 
 /// A successful `semop` of `semid` at `caller` with these operations (the first
 /// `SOPS_KEPT`), before any id was removed: what it took or gave back without `SEM_UNDO`.
-/// The audit's lock only when one of them changes the holdings.
+/// One pass; the audit's lock only from the first that changes the holdings.
 #[inline(always)]
-pub fn holdings_of(semid: i32, ops: &[SemOp], caller: u64) {
-    if ops.iter().any(detect::changes_holdings) {
-        detect::adjust(&mut STATE.lock(), semid, ops, caller);
+pub fn holdings_of(semid: i32, ops: impl Iterator<Item = SemOp>, caller: u64) {
+    let mut state = None;
+    for op in ops.filter(detect::changes_holdings) {
+        state
+            .get_or_insert_with(|| STATE.lock())
+            .adjusted(semid, op.num, op.op, caller);
     }
 }
 

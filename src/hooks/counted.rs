@@ -58,19 +58,18 @@ fn holdings(args: &[u64; 6], caller: usize) {
     let sops = args[1] as usize as *const sembuf;
     // The kernel takes nsops as an unsigned int: that is how many entries it read.
     let n = (args[2] as u32 as usize).min(SOPS_KEPT);
-    let mut ops = [SemOp::default(); SOPS_KEPT];
-    for (i, slot) in ops.iter_mut().take(n).enumerate() {
+    let ops = (0..n).map(|i| {
         // SAFETY: the call succeeded, so the kernel copied all `nsops` entries from `sops`
         // during it: the first `n <= nsops` are mapped and readable, and the caller cannot
         // free them before we return.
         let op = unsafe { sops.add(i).read_unaligned() };
-        *slot = SemOp {
+        SemOp {
             num: op.sem_num,
             op: op.sem_op,
             flg: op.sem_flg,
-        };
-    }
-    audit::holdings_of(args[0] as i32, &ops[..n], caller as u64);
+        }
+    });
+    audit::holdings_of(args[0] as i32, ops, caller as u64);
 }
 
 /// Detection in full needs the event: built as the logged path builds it, without what only
