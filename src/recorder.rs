@@ -205,11 +205,11 @@ pub fn completed(event: &Event, facts: &Facts) {
 /// while a fork is prepared (the forking thread holds the ledger then): ask the kernel.
 ///
 /// The ledger's record can be stale only if another process removed the segment and the
-/// kernel then gave its id to a new one. A SysV id is an index plus a sequence number the
-/// kernel advances each time its allocation of indices wraps, so that takes at least 64 x
-/// 65 536 creations in the IPC namespace meanwhile (default `IPCMNI`), or a checkpoint/restore
-/// tool writing `kernel.shm_next_id`, or the process moving to another IPC namespace: the
-/// same trust the ledger already puts in an id between `shmget` and `IPC_RMID`.
+/// kernel then gave its id to a new one. A SysV id is an index plus a 16-bit sequence number,
+/// so that takes 65 536 creations in the IPC namespace meanwhile (64 x 65 536 on kernels that
+/// allocate indices cyclically), a checkpoint/restore tool writing `kernel.shm_next_id`, or
+/// the process moving to another IPC namespace (docs/kernel-semantics.md): the same trust the
+/// ledger already puts in an id between `shmget` and `IPC_RMID`.
 pub fn created_segment_size(shmid: i32) -> Option<u64> {
     LEDGER
         .lock_unless(deferred::is_open)?
