@@ -61,7 +61,10 @@ pub unsafe extern "C" fn shmget(key: key_t, size: usize, shmflg: c_int, caller: 
             // A new segment's size is exactly the size asked for: no need to ask the kernel.
             size as u64
         } else {
-            kernel::segment_stat(ev.ret as c_int).map_or(0, |s| s.size)
+            // Opening again a segment this process created: the ledger knows its size.
+            recorder::created_segment_size(ev.ret as c_int)
+                .or_else(|| kernel::segment_stat(ev.ret as c_int).map(|s| s.size))
+                .unwrap_or(0)
         };
         ev.created = facts.created;
     };
