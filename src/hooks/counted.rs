@@ -16,11 +16,13 @@ use shmtrace_core::trace::event::{Event, Func, Phase, SOPS_KEPT, SemOp};
 
 use super::traced::Started;
 
-/// Whether this call takes the path here: a call the ledger only counts, tracked (settings in
-/// force, not paused), and no log to write it to.
+/// Whether this call takes the path here: a call the ledger only counts, no log to write it
+/// to, and tracked (settings in force, not paused). The log first: a logged call then pays
+/// one test for this path. Before the settings are read no log is open, so the order changes
+/// no answer.
 #[inline(always)]
 pub(super) fn quietly(func: Func) -> bool {
-    Ledger::counts_only(func) && recorder::configured() && !recorder::paused() && !sink::enabled()
+    Ledger::counts_only(func) && !sink::enabled() && recorder::configured() && !recorder::paused()
 }
 
 /// Makes the call (the caller's errno in place) and counts it; the audit looks at what it
