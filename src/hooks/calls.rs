@@ -13,7 +13,6 @@ use crate::ledger::Facts;
 use crate::platform::shm_fds;
 use crate::platform::shm_name::{self, ShmPath};
 use crate::platform::{errno, kernel, process, real};
-use crate::recorder;
 use shmtrace_core::trace::decode;
 use shmtrace_core::trace::event::{Event, Func, NAME_KEPT, Name, SOPS_KEPT, SemOp, Timeout};
 
@@ -62,7 +61,7 @@ pub unsafe extern "C" fn shmget(key: key_t, size: usize, shmflg: c_int, caller: 
             size as u64
         } else {
             // Opening again a segment this process created: the ledger knows its size.
-            recorder::created_segment_size(ev.ret as c_int)
+            crate::recorder::created_segment_size(ev.ret as c_int)
                 .or_else(|| kernel::segment_stat(ev.ret as c_int).map(|s| s.size))
                 .unwrap_or(0)
         };
@@ -85,7 +84,7 @@ pub unsafe extern "C" fn shmat(
             // A segment this process created has the size it asked for: no IPC_STAT. With
             // SHM_REMAP this thread holds the ledger already (taken before the call).
             let created = (shmflg & libc::SHM_REMAP == 0)
-                .then(|| recorder::created_segment_size(shmid))
+                .then(|| crate::recorder::created_segment_size(shmid))
                 .flatten();
             facts.segment_size = created
                 .or_else(|| kernel::segment_stat(shmid).map(|s| s.size))
