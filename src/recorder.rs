@@ -182,16 +182,38 @@ pub fn entry() -> Entry {
 /// never wait for the ledger (nor, while a fork is prepared, take a place in the queue).
 static COUNTED: [AtomicU64; Func::COUNT] = [const { AtomicU64::new(0) }; Func::COUNT];
 
+/// One more completed call of a function the ledger only counts ([`Ledger::counts_only`]).
+#[inline(always)]
+pub fn count(func: Func) {
+    if let Some(n) = COUNTED.get(func as usize) {
+        n.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// A completed call: into the ledger, then into the log.
 pub fn completed(event: &Event, facts: &Facts) {
     if Ledger::counts_only(event.func) && event.phase == Phase::Exit {
-        if let Some(n) = COUNTED.get(event.func as usize) {
-            n.fetch_add(1, Ordering::Relaxed);
-        }
+        count(event.func);
         emit(event);
         return;
     }
     completed_into(entry(), event, facts);
+}
+
+/// The size of a segment this process created with `shmget` and has not removed, from the
+/// ledger, which spares `shmat` an `IPC_STAT`. `None` when the ledger does not know it, or
+/// while a fork is prepared (the forking thread holds the ledger then): ask the kernel.
+///
+/// The ledger's record can be stale only if another process removed the segment and the
+/// kernel then gave its id to a new one. A SysV id is an index plus a 16-bit sequence number,
+/// so that takes 65 536 creations in the IPC namespace meanwhile (64 x 65 536 on kernels that
+/// allocate indices cyclically), a checkpoint/restore tool writing `kernel.shm_next_id`, or
+/// the process moving to another IPC namespace (docs/kernel-semantics.md): the same trust the
+/// ledger already puts in an id between `shmget` and `IPC_RMID`.
+pub fn created_segment_size(shmid: i32) -> Option<u64> {
+    LEDGER
+        .lock_unless(deferred::is_open)?
+        .created_segment_size(shmid)
 }
 
 /// The ledger's live figures, with the calls counted outside it.

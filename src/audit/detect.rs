@@ -98,8 +98,14 @@ pub fn opened_by_key(ev: &Event) -> bool {
 
 pub fn after_call(state: &mut State, ev: &Event, pre: &Pre, asked: &Asked) -> Out {
     let mut out = Out::default();
+    find(state, ev, pre, asked, &mut out);
+    out
+}
+
+/// [`after_call`] into the caller's `out` (a few hundred bytes not copied on the way back).
+pub fn find(state: &mut State, ev: &Event, pre: &Pre, asked: &Asked, out: &mut Out) {
     if ev.phase != Phase::Exit {
-        return out;
+        return;
     }
     let f = |code, detail| Finding::new(code, ev.func, ev.caller, detail);
     let ok = !ev.failed();
@@ -170,11 +176,11 @@ pub fn after_call(state: &mut State, ev: &Event, pre: &Pre, asked: &Asked) -> Ou
         }
         Func::Shmctl => {
             let (id, cmd) = (ev.arg_int(0), ev.arg_int(1) & !IPC_64);
-            object_command(state, &mut out, ev, what::SEGMENT, id, cmd, ok);
+            object_command(state, out, ev, what::SEGMENT, id, cmd, ok);
         }
         Func::Semctl => {
             let (id, cmd) = (ev.arg_int(0), ev.arg_int(2) & !IPC_64);
-            object_command(state, &mut out, ev, what::SEMAPHORE_SET, id, cmd, ok);
+            object_command(state, out, ev, what::SEMAPHORE_SET, id, cmd, ok);
             if ok {
                 match cmd {
                     libc::SETVAL => state.reset(id, u16::try_from(ev.arg_int(1)).ok()),
@@ -224,7 +230,7 @@ pub fn after_call(state: &mut State, ev: &Event, pre: &Pre, asked: &Asked) -> Ou
         Func::Msgctl => {
             let (id, cmd) = (ev.arg_int(0), ev.arg_int(1) & !IPC_64);
             if !msgctl_takes_no_id(cmd) {
-                object_command(state, &mut out, ev, what::MESSAGE_QUEUE, id, cmd, ok);
+                object_command(state, out, ev, what::MESSAGE_QUEUE, id, cmd, ok);
             }
             if ok
                 && cmd == libc::IPC_RMID
@@ -253,8 +259,8 @@ pub fn after_call(state: &mut State, ev: &Event, pre: &Pre, asked: &Asked) -> Ou
         | Func::Mmap64
         | Func::Munmap
         | Func::Mremap => {}
-        Func::ShmOpen if ok => name_opened(&mut out, ev, what::SHM_NAME),
-        Func::SemOpen if ok => name_opened(&mut out, ev, what::SEM_NAME),
+        Func::ShmOpen if ok => name_opened(out, ev, what::SHM_NAME),
+        Func::SemOpen if ok => name_opened(out, ev, what::SEM_NAME),
         Func::ShmOpen
         | Func::ShmUnlink
         | Func::MemfdCreate
@@ -262,7 +268,6 @@ pub fn after_call(state: &mut State, ev: &Event, pre: &Pre, asked: &Asked) -> Ou
         | Func::SemClose
         | Func::SemUnlink => {}
     }
-    out
 }
 
 /// Whether a successful operation changes what this process holds (`SEM_UNDO` ones the kernel

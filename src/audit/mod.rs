@@ -26,7 +26,7 @@ use crate::platform::spinlock::SpinLock;
 use crate::platform::{clock, process, sink};
 use shmtrace_core::suppress;
 use shmtrace_core::trace::binary::KIND_FINDING;
-use shmtrace_core::trace::event::{Event, Func, Phase};
+use shmtrace_core::trace::event::{Event, Func, Phase, SemOp};
 use shmtrace_core::trace::linebuf::LineBuf;
 
 pub use codes::{Code, Finding, Severity};
@@ -212,15 +212,9 @@ pub fn before(ev: &Event, ledger: &Ledger, page: u64) -> Pre {
             let end = addr.saturating_add(len);
             pre.never_mapped = !ledger.knows_any(addr, end) && probe::has_hole(addr, len);
         }
-        Func::Shmdt => {
-            let addr = ev.args[0];
-            if let Some(att) = ledger.attachment_containing(addr)
-                && att.addr != addr
-            {
-                pre.inside_attachment = att.addr;
-            }
-        }
+        // A failed `shmdt` changed nothing: asked afterwards, only then (`after_failure`).
         Func::Shmat
+        | Func::Shmdt
         | Func::Shmget
         | Func::Shmctl
         | Func::Semget
@@ -239,6 +233,24 @@ pub fn before(ev: &Event, ledger: &Ledger, page: u64) -> Pre {
         | Func::Msgctl => {}
     }
     pre
+}
+
+/// After a call [`before`] looked at, the ledger still held and the call not yet entered:
+/// what only a failure needs, asked only then, since a failed call changed nothing and the
+/// ledger is as it was before the call (`shmdt` of an address inside an attachment).
+#[inline(always)]
+pub fn after_failure(ev: &Event, ledger: &Ledger, pre: &mut Pre) {
+    if ev.func == Func::Shmdt && ev.failed() && ev.errno == libc::EINVAL {
+        pre.inside_attachment = inside_attachment(ledger, ev.args[0]);
+    }
+}
+
+/// The start of the attachment `addr` lies inside (not at its start), or 0.
+#[cold]
+fn inside_attachment(ledger: &Ledger, addr: u64) -> u64 {
+    ledger
+        .attachment_containing(addr)
+        .map_or(0, |att| if att.addr != addr { att.addr } else { 0 })
 }
 
 /// What [`after`] has to do for a call.
@@ -287,6 +299,46 @@ fn work(ev: &Event, pre: &Pre) -> Work {
     }
 }
 
+/// What the audit needs of a call the ledger only counts, while no event is built for a log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counted {
+    /// Nothing can be found in it.
+    Nothing,
+    /// A successful `semop` before any id was removed: only the holdings of its operations
+    /// ([`holdings_of`]).
+    Holdings,
+    /// Detection in full, from the call's event ([`after`]).
+    Detect,
+}
+
+/// [`after`]'s decision for the calls of `Ledger::counts_only`, from the function and whether
+/// it succeeded (the operations, which only a `semop`'s holdings need, are read afterwards).
+#[inline(always)]
+pub fn counted_work(func: Func, ok: bool) -> Counted {
+    match func {
+        Func::Semop | Func::Semtimedop | Func::Msgsnd | Func::Msgrcv
+            if ANY_REMOVED.load(Ordering::Relaxed) =>
+        {
+            Counted::Detect
+        }
+        Func::Semop | Func::Semtimedop if ok => Counted::Holdings,
+        _ => Counted::Nothing,
+    }
+}
+
+/// A successful `semop` of `semid` at `caller` with these operations (the first
+/// `SOPS_KEPT`), before any id was removed: what it took or gave back without `SEM_UNDO`.
+/// One pass; the audit's lock only from the first that changes the holdings.
+#[inline(always)]
+pub fn holdings_of(semid: i32, ops: impl Iterator<Item = SemOp>, caller: u64) {
+    let mut state = None;
+    for op in ops.filter(detect::changes_holdings) {
+        state
+            .get_or_insert_with(|| STATE.lock())
+            .adjusted(semid, op.num, op.op, caller);
+    }
+}
+
 /// After a completed call (not in a vfork child): its findings, reported. `queued` is what
 /// `msgctl(IPC_RMID)` found in the queue just before the call. The common cases are decided
 /// inline, in the hook; detection in full has its own frame.
@@ -315,14 +367,14 @@ fn detect_after(ev: &Event, pre: &Pre, page: u64, queued: Option<(u64, u64)>) {
         asked.creator_uid = probe::creator_uid(kind, ev.ret as i32);
         asked.my_uid = probe::effective_uid();
     }
-    let found = {
+    let mut found = detect::Out::default();
+    {
         let mut state = STATE.lock();
-        let found = detect::after_call(&mut state, ev, pre, &asked);
+        detect::find(&mut state, ev, pre, &asked, &mut found);
         if matches!(ev.func, Func::Shmctl | Func::Semctl | Func::Msgctl) && state.any_removed() {
             ANY_REMOVED.store(true, Ordering::Relaxed);
         }
-        found
-    };
+    }
     for finding in found.iter() {
         report_finding(finding);
     }
@@ -403,6 +455,41 @@ mod tests {
         BLOCK_WARN_MS.store(0, Ordering::Relaxed);
     }
 
+    /// Called from the test below: both change `ANY_REMOVED`, so they must not run at once.
+    fn a_counted_call_without_its_event_gets_the_work_it_would_get_with_it() {
+        for func in Func::ALL
+            .iter()
+            .copied()
+            .filter(|&f| Ledger::counts_only(f))
+        {
+            for removed in [false, true] {
+                for ret in [0, func.failure_value()] {
+                    for flg in [0, libc::SEM_UNDO as i16] {
+                        ANY_REMOVED.store(removed, Ordering::Relaxed);
+                        let mut ev = Event::new(Phase::Exit, func);
+                        ev.ret = ret;
+                        ev.sops[0].op = -1;
+                        ev.sops[0].flg = flg;
+                        ev.sops_read = 1;
+                        let with_event = work(&ev, &Pre::default());
+                        let without = match counted_work(func, !ev.failed()) {
+                            Counted::Holdings
+                                if !ev.sops().iter().any(detect::changes_holdings) =>
+                            {
+                                Work::Nothing
+                            }
+                            Counted::Holdings => Work::Holdings,
+                            Counted::Nothing => Work::Nothing,
+                            Counted::Detect => Work::Detect,
+                        };
+                        ANY_REMOVED.store(false, Ordering::Relaxed);
+                        assert_eq!(with_event, without, "{func:?} removed {removed} ret {ret}");
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn the_common_calls_need_no_lock_and_a_semop_only_its_holdings() {
         let mut ev = Event::new(Phase::Exit, Func::Mmap);
@@ -424,5 +511,6 @@ mod tests {
         let after_a_removal = work(&op, &Pre::default());
         ANY_REMOVED.store(false, Ordering::Relaxed);
         assert_eq!(after_a_removal, Work::Detect, "a use after remove may show");
+        a_counted_call_without_its_event_gets_the_work_it_would_get_with_it();
     }
 }

@@ -230,10 +230,16 @@ impl<const N: usize> Recent<N> {
             return;
         }
         // Keys are distinct (`insert` adds none twice): the first one found is the only one.
-        if let Some(k) = self.keys.iter_mut().find(|k| **k == key) {
-            *k = 0;
-            self.len -= 1;
-            self.counts[Self::slot(key)] -= 1;
+        // Newest first: what is forgotten was most often just inserted (an address `shmdt`
+        // released, attached again by the next `shmat`).
+        for back in 1..=N {
+            let i = (self.next + N - back) % N;
+            if self.keys[i] == key {
+                self.keys[i] = 0;
+                self.len -= 1;
+                self.counts[Self::slot(key)] -= 1;
+                return;
+            }
         }
     }
 }

@@ -60,7 +60,10 @@ pub unsafe extern "C" fn shmget(key: key_t, size: usize, shmflg: c_int, caller: 
             // A new segment's size is exactly the size asked for: no need to ask the kernel.
             size as u64
         } else {
-            kernel::segment_stat(ev.ret as c_int).map_or(0, |s| s.size)
+            // Opening again a segment this process created: the ledger knows its size.
+            crate::recorder::created_segment_size(ev.ret as c_int)
+                .or_else(|| kernel::segment_stat(ev.ret as c_int).map(|s| s.size))
+                .unwrap_or(0)
         };
         ev.created = facts.created;
     };
@@ -78,7 +81,14 @@ pub unsafe extern "C" fn shmat(
     let call = || unsafe { real::shmat(shmid, shmaddr, shmflg) } as i64;
     let after = |ev: &mut Event, facts: &mut Facts| {
         if !ev.failed() {
-            facts.segment_size = kernel::segment_stat(shmid).map_or(0, |s| s.size);
+            // A segment this process created has the size it asked for: no IPC_STAT. With
+            // SHM_REMAP this thread holds the ledger already (taken before the call).
+            let created = (shmflg & libc::SHM_REMAP == 0)
+                .then(|| crate::recorder::created_segment_size(shmid))
+                .flatten();
+            facts.segment_size = created
+                .or_else(|| kernel::segment_stat(shmid).map(|s| s.size))
+                .unwrap_or(0);
         }
     };
     traced(Func::Shmat, caller, args, call, after) as *mut c_void
@@ -118,7 +128,14 @@ pub unsafe extern "C" fn semget(key: key_t, nsems: c_int, semflg: c_int, caller:
         if !ev.failed() {
             facts.created = always_creates(key, semflg) || key_was_free;
             ev.created = facts.created;
-            facts.nsems = kernel::semaphore_count(ev.ret as c_int).unwrap_or(0);
+            // A set this call surely created has the number asked for (the kernel refuses
+            // to create one of 0): no IPC_STAT. `key_was_free` is not sure enough, since
+            // another process may have created the key in between.
+            facts.nsems = if always_creates(key, semflg) {
+                0
+            } else {
+                kernel::semaphore_count(ev.ret as c_int).unwrap_or(0)
+            };
         }
     };
     traced(Func::Semget, caller, args, call, after) as c_int

@@ -5,6 +5,7 @@
 #[macro_use]
 mod trampoline;
 mod calls;
+mod counted;
 mod traced;
 mod vfork;
 

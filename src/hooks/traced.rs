@@ -1,6 +1,7 @@
 //! The one path every tracked call takes: enter the guard, stamp the event, call the real
 //! function with the caller's errno in place, record the outcome, hand back the real errno.
 
+use super::counted;
 use crate::audit;
 use crate::ledger::Facts;
 use crate::platform::shield::shield;
@@ -69,6 +70,14 @@ pub fn traced_waiting(
         });
     };
     let vfork_child = process::in_vfork_child();
+    if vfork_child.is_none() && counted::quietly(func) {
+        errno_at.set(caller_errno);
+        let started = Started {
+            event: None,
+            caller_errno,
+        };
+        return counted::count(func, caller, args, errno_at, started, call, after);
+    }
     // Built in place (an event is a few hundred bytes: moving it costs measurably).
     let mut event = Event::new(Phase::Enter, func);
     let tracked = shield(|| begin(&mut event, caller, args, vfork_child)).unwrap_or(false);
@@ -82,7 +91,7 @@ pub fn traced_waiting(
     };
     // What a call that replaces or releases address space is about to act on, for the audit
     // (not while a fork is prepared: the ledger is the forking thread's then).
-    let pre = match &entry {
+    let mut pre = match &entry {
         Some(recorder::Entry::Ledger(held)) => {
             shield(|| audit::before(&event, held, recorder::page_size()))
         }
@@ -105,6 +114,9 @@ pub fn traced_waiting(
                 // Logged, but the ledger in this memory is the parent's.
                 recorder::emit(&event);
                 return;
+            }
+            if let Some(recorder::Entry::Ledger(held)) = &entry {
+                audit::after_failure(&event, held, &mut pre);
             }
             match entry.take() {
                 Some(taken) => recorder::completed_into(taken, &event, &facts),

@@ -47,9 +47,15 @@ pub struct Attachments {
     free: u32,
     live: usize,
     next_id: u64,
-    /// `(addr, slot)`: `shmdt` looks attachments up by their start address.
+    /// `(addr, slot)` of the attachments in slots from `SCANNED` on: `shmdt` looks
+    /// attachments up by their start address. The first slots are scanned instead, which
+    /// spares the common program (a few attachments at a time; free slots are reused lowest
+    /// first) a tree insertion and removal per attachment.
     by_addr: BTreeSet<(u64, u32)>,
 }
+
+/// Slots looked through rather than indexed by address.
+const SCANNED: u32 = 16;
 
 impl Default for Attachments {
     fn default() -> Self {
@@ -114,7 +120,9 @@ impl Attachments {
         };
         self.next_id = self.next_id.saturating_add(1);
         self.live += 1;
-        self.by_addr.insert((addr, slot));
+        if slot >= SCANNED {
+            self.by_addr.insert((addr, slot));
+        }
         Some(slot)
     }
 
@@ -167,7 +175,9 @@ impl Attachments {
             return;
         };
         if let Slot::Used(a) = entry {
-            self.by_addr.remove(&(a.addr, slot));
+            if slot >= SCANNED {
+                self.by_addr.remove(&(a.addr, slot));
+            }
             *entry = Slot::Free { next: self.free };
             self.free = slot;
             self.live = self.live.saturating_sub(1);
@@ -176,9 +186,20 @@ impl Attachments {
 
     /// Slots of the live attachments that `shmat` placed at `addr`.
     pub fn at_addr(&self, addr: u64) -> impl Iterator<Item = u32> + '_ {
-        self.by_addr
+        let scanned = self
+            .slots
+            .iter()
+            .take(SCANNED as usize)
+            .zip(0..)
+            .filter_map(move |(s, slot)| match s {
+                Slot::Used(a) if a.addr == addr => Some(slot),
+                _ => None,
+            });
+        let indexed = self
+            .by_addr
             .range((addr, 0)..=(addr, u32::MAX))
-            .map(|&(_, slot)| slot)
+            .map(|&(_, slot)| slot);
+        scanned.chain(indexed)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Attachment> + '_ {
@@ -221,5 +242,28 @@ mod tests {
         assert_eq!(t.get(b), None);
         // Accounting a free slot is harmless.
         assert_eq!(t.account(b, 1, 0, 1), None);
+    }
+
+    #[test]
+    fn found_by_address_in_scanned_and_indexed_slots_alike() {
+        let mut t = Attachments::new();
+        let n = SCANNED as u64 * 2;
+        let slots: Vec<u32> = (0..n)
+            .map(|i| t.add(7, 0x1000 * (i % 3), 0x1000, false, 0x55, 0).unwrap())
+            .collect();
+        for addr in [0, 0x1000, 0x2000] {
+            let mut found: Vec<u32> = t.at_addr(addr).collect();
+            found.sort_unstable();
+            let want: Vec<u32> = (0..n)
+                .filter(|i| 0x1000 * (i % 3) == addr)
+                .map(|i| slots[i as usize])
+                .collect();
+            assert_eq!(found, want, "at {addr:#x}");
+        }
+        for &slot in &slots {
+            t.release(slot);
+        }
+        assert_eq!(t.at_addr(0x1000).count(), 0, "released from both");
+        assert!(t.by_addr.is_empty());
     }
 }

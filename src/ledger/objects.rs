@@ -11,6 +11,7 @@
 //! grow the ledger without bound.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 
 /// The two kinds of System V object the kernel oracle is asked about (message queues are
 /// asked what they still hold: `Ledger::queues_left`).
@@ -70,7 +71,7 @@ pub struct MessageQueue {
 
 #[derive(Default)]
 pub struct Objects {
-    segments: BTreeMap<i32, Segment>,
+    segments: Latest<Segment>,
     sets: BTreeMap<i32, SemaphoreSet>,
     queues: BTreeMap<i32, MessageQueue>,
 }
@@ -78,7 +79,7 @@ pub struct Objects {
 impl Objects {
     pub const fn new() -> Objects {
         Objects {
-            segments: BTreeMap::new(),
+            segments: Latest::new(),
             sets: BTreeMap::new(),
             queues: BTreeMap::new(),
         }
@@ -94,50 +95,50 @@ impl Objects {
             attached: 0,
             ..fresh
         };
-        match self.segments.get_mut(&shmid) {
+        match self.segments.get_mut(shmid) {
             // A removed segment cannot be opened by key again, so the same id now names a new
-            // object; and a creation always makes a new one.
-            Some(old) if old.removed || created => {
-                *old = Segment {
-                    attached: old.attached,
-                    ..fresh
+            // object; and a creation always makes a new one. Opening what we already know
+            // keeps what we know (notably that we created it).
+            Some(old) => {
+                if old.removed || created {
+                    *old = Segment {
+                        attached: old.attached,
+                        ..fresh
+                    }
                 }
             }
-            // Opening what we already know keeps what we know (notably that we created it).
-            Some(_) => {}
-            None => {
-                self.segments.insert(shmid, fresh);
-            }
+            None => self.segments.insert_new(shmid, fresh),
         }
     }
 
     /// A successful `shmctl(IPC_RMID)`. Returns whether the segment was known.
     pub fn segment_removed(&mut self, shmid: i32) -> bool {
-        let Some(seg) = self.segments.get_mut(&shmid) else {
+        let Some(seg) = self.segments.get_mut(shmid) else {
             return false;
         };
-        seg.removed = true;
         if seg.attached == 0 {
-            self.segments.remove(&shmid);
+            self.segments.remove(shmid);
+        } else {
+            seg.removed = true;
         }
         true
     }
 
     pub fn segment(&self, shmid: i32) -> Option<&Segment> {
-        self.segments.get(&shmid)
+        self.segments.get(shmid)
     }
 
     pub fn segment_attached(&mut self, shmid: i32) {
-        if let Some(seg) = self.segments.get_mut(&shmid) {
+        if let Some(seg) = self.segments.get_mut(shmid) {
             seg.attached = seg.attached.saturating_add(1);
         }
     }
 
     pub fn segment_detached(&mut self, shmid: i32) {
-        if let Some(seg) = self.segments.get_mut(&shmid) {
+        if let Some(seg) = self.segments.get_mut(shmid) {
             seg.attached = seg.attached.saturating_sub(1);
             if seg.removed && seg.attached == 0 {
-                self.segments.remove(&shmid);
+                self.segments.remove(shmid);
             }
         }
     }
@@ -150,11 +151,11 @@ impl Objects {
             inherited: false,
             ..fresh
         };
-        match self.sets.get_mut(&semid) {
-            Some(old) if created => *old = fresh,
-            Some(_) => {}
-            None => {
-                self.sets.insert(semid, fresh);
+        match self.sets.entry(semid) {
+            Entry::Occupied(mut old) if created => *old.get_mut() = fresh,
+            Entry::Occupied(_) => {}
+            Entry::Vacant(free) => {
+                free.insert(fresh);
             }
         }
     }
@@ -170,12 +171,12 @@ impl Objects {
             inherited: false,
             ..fresh
         };
-        match self.queues.get_mut(&fresh.msqid) {
+        match self.queues.entry(fresh.msqid) {
             // A creation always makes a new queue; opening keeps what we know.
-            Some(old) if fresh.created => *old = fresh,
-            Some(_) => {}
-            None => {
-                self.queues.insert(fresh.msqid, fresh);
+            Entry::Occupied(mut old) if fresh.created => *old.get_mut() = fresh,
+            Entry::Occupied(_) => {}
+            Entry::Vacant(free) => {
+                free.insert(fresh);
             }
         }
     }
@@ -197,7 +198,7 @@ impl Objects {
         self.sets.values()
     }
 
-    /// No allocation: see `Ledger::after_fork_in_child`.
+    /// No allocation: see `Ledger::after_fork_in_child` (the last record stays where it is).
     pub fn mark_all_inherited(&mut self) {
         for s in self.segments.values_mut() {
             s.inherited = true;
@@ -208,6 +209,72 @@ impl Objects {
         for q in self.queues.values_mut() {
             q.inherited = true;
         }
+    }
+}
+
+/// Records by id: the one got last beside a tree of the others, so that a program that
+/// creates, attaches, detaches and removes a segment in a loop never touches the tree (a new
+/// record moves the previous last one into it). Iterates in id order, like the tree alone.
+struct Latest<V> {
+    /// Never also in `tree`.
+    last: Option<(i32, V)>,
+    tree: BTreeMap<i32, V>,
+}
+
+impl<V> Default for Latest<V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<V> Latest<V> {
+    const fn new() -> Self {
+        Latest {
+            last: None,
+            tree: BTreeMap::new(),
+        }
+    }
+
+    fn get(&self, id: i32) -> Option<&V> {
+        match &self.last {
+            Some((k, v)) if *k == id => Some(v),
+            _ => self.tree.get(&id),
+        }
+    }
+
+    fn get_mut(&mut self, id: i32) -> Option<&mut V> {
+        match &mut self.last {
+            Some((k, v)) if *k == id => Some(v),
+            _ => self.tree.get_mut(&id),
+        }
+    }
+
+    /// A record for an id not held yet.
+    fn insert_new(&mut self, id: i32, v: V) {
+        if let Some((k, older)) = self.last.replace((id, v)) {
+            self.tree.insert(k, older);
+        }
+    }
+
+    fn remove(&mut self, id: i32) -> Option<V> {
+        match &self.last {
+            Some((k, _)) if *k == id => self.last.take().map(|(_, v)| v),
+            _ => self.tree.remove(&id),
+        }
+    }
+
+    fn values(&self) -> impl Iterator<Item = &V> + '_ {
+        // Without a last record, `at` is below every id: all of the tree comes after it.
+        let at = self.last.as_ref().map_or(i32::MIN, |(k, _)| *k);
+        let below = self.tree.range(..at).map(|(_, v)| v);
+        let above = self.tree.range(at..).map(|(_, v)| v);
+        below.chain(self.last.as_ref().map(|(_, v)| v)).chain(above)
+    }
+
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut V> + '_ {
+        self.tree
+            .values_mut()
+            .chain(self.last.as_mut().map(|(_, v)| v))
     }
 }
 
@@ -230,5 +297,39 @@ impl MessageQueue {
     /// Created here and not inherited (a removed queue is no longer in the table).
     pub fn is_leak_candidate(&self) -> bool {
         self.created && !self.inherited
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Latest;
+
+    #[test]
+    fn the_last_record_and_the_tree_read_as_one_map_in_id_order() {
+        let mut m: Latest<i32> = Latest::new();
+        assert_eq!(m.values().count(), 0);
+        for id in [5, -3, 9, 7, i32::MIN, i32::MAX] {
+            m.insert_new(id, id ^ 0x55);
+        }
+        let want = |ids: &[i32]| ids.iter().map(|id| id ^ 0x55).collect::<Vec<_>>();
+        assert_eq!(
+            m.values().copied().collect::<Vec<_>>(),
+            want(&[i32::MIN, -3, 5, 7, 9, i32::MAX])
+        );
+        assert_eq!(m.get(i32::MAX), Some(&(i32::MAX ^ 0x55)), "the last");
+        assert_eq!(m.get(-3), Some(&(-3 ^ 0x55)), "in the tree");
+        *m.get_mut(5).unwrap() = 1;
+        assert_eq!(m.remove(i32::MAX), Some(i32::MAX ^ 0x55));
+        assert_eq!(m.remove(i32::MAX), None);
+        assert_eq!(m.remove(9), Some(9 ^ 0x55));
+        m.insert_new(6, 60);
+        assert_eq!(
+            m.values().copied().collect::<Vec<_>>(),
+            [want(&[i32::MIN, -3]), vec![1, 60], want(&[7])].concat()
+        );
+        m.values_mut().for_each(|v| *v += 1);
+        assert_eq!(m.values().count(), 5);
+        assert_eq!(m.get(6), Some(&61));
+        assert_eq!(m.get(9), None);
     }
 }

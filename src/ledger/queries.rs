@@ -31,6 +31,17 @@ impl Ledger {
         self.attachments.get(v.meta.slot()?)
     }
 
+    /// The size of a segment this process created and still knows (`shmget` returned its id
+    /// and no `IPC_RMID` here made it go): what `IPC_STAT` would say, since a creation's size
+    /// is exactly the size asked for. `None` for a segment only opened (its recorded size may
+    /// be the opener's, smaller one, when the kernel would not say) or unknown.
+    pub fn created_segment_size(&self, shmid: i32) -> Option<u64> {
+        self.objects
+            .segment(shmid)
+            .filter(|s| s.created)
+            .map(|s| s.size)
+    }
+
     /// Whether any live region overlaps `[from, to)`.
     pub fn knows_any(&self, from: u64, to: u64) -> bool {
         self.regions.first_overlap(from, to).is_some()
@@ -68,5 +79,29 @@ mod tests {
             !l.knows_any(0x11000, 0x11000),
             "an empty range overlaps nothing"
         );
+    }
+
+    #[test]
+    fn a_created_segment_has_the_size_it_was_created_with_until_it_goes() {
+        use crate::ledger::tests::Calls;
+        let mut l = Ledger::new();
+        l.shmget(7, 0, 10_000, true, 0x10);
+        l.shmget(8, 0x4d2, 4096, false, 0x11);
+        assert_eq!(l.created_segment_size(7), Some(10_000));
+        assert_eq!(
+            l.created_segment_size(8),
+            None,
+            "an opener's size is not the kernel's word"
+        );
+        assert_eq!(l.created_segment_size(9), None);
+        l.shmat(7, 0x40000, 0, 10_000, 0x12);
+        l.shmctl_rmid(7);
+        assert_eq!(
+            l.created_segment_size(7),
+            Some(10_000),
+            "removed but attached: it still exists"
+        );
+        l.shmdt(0x40000);
+        assert_eq!(l.created_segment_size(7), None, "gone at its last detach");
     }
 }

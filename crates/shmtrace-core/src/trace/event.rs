@@ -106,11 +106,11 @@ macro_rules! define_func {
 
             /// The return value that means failure: `-1` (also `(void *) -1`, `MAP_FAILED`)
             /// unless the table says otherwise (`sem_open`'s `SEM_FAILED` is 0).
+            /// One load from a table: every hook asks it several times per call.
             #[inline]
             pub fn failure_value(self) -> i64 {
-                match self {
-                    $(Func::$variant => failure_or_minus_one!($($failure)?)),*
-                }
+                const VALUES: [i64; Func::COUNT] = [$(failure_or_minus_one!($($failure)?)),*];
+                VALUES[self as usize]
             }
         }
     };
