@@ -407,12 +407,17 @@ impl<V: Copy + Default> SpanMap<V> {
     /// Removes and returns the value at `key`. Nearly always the leaf stays over a quarter
     /// full: one descent and no recursion, as for `insert`.
     pub fn remove(&mut self, key: u64) -> Option<V> {
+        // A root leaf is never merged, only dropped when it empties.
+        let least = match self.root.as_deref() {
+            Some(Node::Leaf(_)) => 1,
+            _ => LEAF / 4,
+        };
         let leaf = self.leaf_mut(key)?;
         let r = leaf.rank(key);
         if r == 0 || leaf.keys[r - 1] != key {
             return None;
         }
-        if leaf.len > LEAF / 4 {
+        if leaf.len > least {
             let val = leaf.remove_at(r - 1);
             self.len -= 1;
             return Some(val);
