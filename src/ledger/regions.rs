@@ -475,4 +475,115 @@ mod tests {
         assert_eq!(spans(&r), [(0x1000, 0x4000, 1), (0x4000, 0x5000, 2)]);
         assert_eq!(r.bytes(), 0x4000);
     }
+
+    /// The same operations on a plain sorted list of `(start, end, site)`.
+    #[derive(Default)]
+    struct Model(Vec<(u64, u64, u32)>);
+
+    impl Model {
+        fn remove(&mut self, start: u64, end: u64) -> (u64, Vec<i32>) {
+            let mut out = Vec::new();
+            let (mut removed, mut pieces) = (0, Vec::new());
+            for &(s, e, site) in &self.0 {
+                if e <= start || s >= end {
+                    out.push((s, e, site));
+                    continue;
+                }
+                removed += e.min(end) - s.max(start);
+                let left = s < start;
+                let right = e > end;
+                if left {
+                    out.push((s, start, site));
+                }
+                if right {
+                    out.push((end, e, site));
+                }
+                pieces.push(i32::from(left) + i32::from(right) - 1);
+            }
+            self.0 = out;
+            (removed, pieces)
+        }
+
+        fn insert(&mut self, start: u64, end: u64, site: u32) -> bool {
+            if start >= end || self.0.iter().any(|&(s, e, _)| s < end && e > start) {
+                return false;
+            }
+            self.0.push((start, end, site));
+            self.0.sort_unstable();
+            true
+        }
+
+        fn split(&mut self, at: u64) -> bool {
+            let Some(i) = self.0.iter().position(|&(s, e, _)| s < at && at < e) else {
+                return false;
+            };
+            let (s, e, site) = self.0[i];
+            self.0[i] = (s, at, site);
+            self.0.insert(i + 1, (at, e, site));
+            true
+        }
+
+        fn bytes(&self) -> u64 {
+            self.0.iter().map(|&(s, e, _)| e - s).sum()
+        }
+    }
+
+    #[test]
+    fn random_operations_match_a_plain_list() {
+        // Hundreds of regions, so removals span many leaves of the tree, and cut regions at
+        // both ends of a range.
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let page = 0x1000;
+        let space = 40_000;
+        let mut r = Regions::new();
+        let mut m = Model::default();
+        for round in 0..6_000u32 {
+            let a = next(space) * page;
+            match next(10) {
+                0..=5 => {
+                    let end = a + (1 + next(8)) * page;
+                    assert_eq!(r.insert(a, val(end, round)), m.insert(a, end, round));
+                }
+                6..=7 => {
+                    let end = a + (1 + next(if round % 50 == 0 { 20_000 } else { 64 })) * page;
+                    let mut pieces = Vec::new();
+                    let removed = r.remove(a, end, |c| pieces.push(c.pieces));
+                    let (want, mut want_pieces) = m.remove(a, end);
+                    assert_eq!(removed, want, "remove [{a:#x}, {end:#x})");
+                    pieces.sort_unstable();
+                    want_pieces.sort_unstable();
+                    assert_eq!(pieces, want_pieces);
+                }
+                8 => {
+                    let at = a + page / 2 * next(2);
+                    assert_eq!(r.split(at), m.split(at));
+                }
+                _ => {
+                    let got = r.first_overlap(a, a + 16 * page).map(|(s, v)| (s, v.end));
+                    let want = m
+                        .0
+                        .iter()
+                        .find(|&&(s, e, _)| s < a + 16 * page && e > a)
+                        .map(|&(s, e, _)| (s, e));
+                    assert_eq!(got, want);
+                    assert_eq!(
+                        r.containing(a).map(|(s, _)| s),
+                        m.0.iter().find(|&&(s, e, _)| s <= a && a < e).map(|t| t.0)
+                    );
+                }
+            }
+            if round % 500 == 0 || round > 5_990 {
+                assert_eq!(spans(&r), m.0);
+                assert_eq!(r.bytes(), m.bytes());
+                assert_eq!(r.len(), m.0.len());
+            }
+        }
+        assert!(m.0.len() > 500, "{} regions: too few to span leaves", m.0.len());
+    }
 }
