@@ -566,11 +566,10 @@ mod tests {
                 }
                 _ => {
                     let got = r.first_overlap(a, a + 16 * page).map(|(s, v)| (s, v.end));
-                    let want = m
-                        .0
-                        .iter()
-                        .find(|&&(s, e, _)| s < a + 16 * page && e > a)
-                        .map(|&(s, e, _)| (s, e));
+                    let want =
+                        m.0.iter()
+                            .find(|&&(s, e, _)| s < a + 16 * page && e > a)
+                            .map(|&(s, e, _)| (s, e));
                     assert_eq!(got, want);
                     assert_eq!(
                         r.containing(a).map(|(s, _)| s),
@@ -584,6 +583,10 @@ mod tests {
                 assert_eq!(r.len(), m.0.len());
             }
         }
-        assert!(m.0.len() > 500, "{} regions: too few to span leaves", m.0.len());
+        assert!(
+            m.0.len() > 500,
+            "{} regions: too few to span leaves",
+            m.0.len()
+        );
     }
 }

@@ -34,6 +34,9 @@ struct Inner<V> {
     kids: [Option<Box<Node<V>>>; FAN],
 }
 
+/// Always behind a `Box`, one heap size class for both kinds: boxing the leaf inside would
+/// cost one more pointer to follow per search.
+#[allow(clippy::large_enum_variant)]
 enum Node<V> {
     Leaf(Leaf<V>),
     Inner(Inner<V>),
