@@ -387,19 +387,13 @@ impl<V: Copy + Default> SpanMap<V> {
     #[cold]
     fn insert_slow(&mut self, key: u64, val: V) -> Option<V> {
         let Some(root) = self.root.as_deref_mut() else {
-            let mut leaf = Leaf::new();
-            leaf.insert_at(0, key, val);
-            self.root = Some(Box::new(Node::Leaf(leaf)));
+            self.root = Some(first_leaf(key, val));
             self.len = 1;
             return None;
         };
         let (old, split) = insert_into(root, key, val);
         if let Some((sep, right)) = split {
-            let mut top = Inner::new();
-            top.kids[0] = self.root.take();
-            top.len = 1;
-            top.insert_after(0, sep, right);
-            self.root = Some(Box::new(Node::Inner(top)));
+            self.root = Some(new_root(self.root.take(), sep, right));
         }
         if old.is_none() {
             self.len += 1;
@@ -462,26 +456,7 @@ fn insert_into<V: Copy + Default>(
                 l.insert_at(r, key, val);
                 return (None, None);
             }
-            // The full leaf with the new entry at `r`, then cut in two.
-            let mut keys = [0u64; LEAF + 1];
-            let mut vals = [V::default(); LEAF + 1];
-            keys[..r].copy_from_slice(&l.keys[..r]);
-            vals[..r].copy_from_slice(&l.vals[..r]);
-            keys[r] = key;
-            vals[r] = val;
-            keys[r + 1..].copy_from_slice(&l.keys[r..]);
-            vals[r + 1..].copy_from_slice(&l.vals[r..]);
-            let at = split_point(r, LEAF);
-            let mut right = Leaf::new();
-            right.keys[..LEAF + 1 - at].copy_from_slice(&keys[at..]);
-            right.vals[..LEAF + 1 - at].copy_from_slice(&vals[at..]);
-            right.len = LEAF + 1 - at;
-            l.keys[..at].copy_from_slice(&keys[..at]);
-            l.vals[..at].copy_from_slice(&vals[..at]);
-            l.keys[at..].fill(u64::MAX);
-            l.len = at;
-            let sep = right.keys[0];
-            (None, Some((sep, Box::new(Node::Leaf(right)))))
+            (None, Some(split_leaf(l, r, key, val)))
         }
         Node::Inner(n) => {
             let i = n.child(key);
@@ -493,40 +468,105 @@ fn insert_into<V: Copy + Default>(
                 n.insert_after(i, sep, kid);
                 return (old, None);
             }
-            // The full node with the new child after child `i`, then cut in two.
-            let mut seps = [0u64; FAN];
-            seps[..i].copy_from_slice(&n.seps[..i]);
-            seps[i] = sep;
-            seps[i + 1..].copy_from_slice(&n.seps[i..FAN - 1]);
-            let mut kid = Some(kid);
-            let mut kids: [Option<Box<Node<V>>>; FAN + 1] = array::from_fn(|j| match j {
-                j if j <= i => n.kids[j].take(),
-                j if j == i + 1 => kid.take(),
-                j => n.kids[j - 1].take(),
-            });
-            // The new child sits at `i + 1`: at an end of the node when the child that split
-            // is the first (a descending run) or the last (an ascending one).
-            let at = match i {
-                0 => split_point(0, FAN),
-                i if i == FAN - 1 => split_point(FAN, FAN),
-                _ => split_point(i + 1, FAN),
-            };
-            let mut right = Inner::new();
-            right.seps[..FAN - at].copy_from_slice(&seps[at..]);
-            for (dst, src) in right.kids.iter_mut().zip(&mut kids[at..]) {
-                *dst = src.take();
-            }
-            right.len = FAN + 1 - at;
-            let up = seps[at - 1];
-            n.seps = [u64::MAX; FAN];
-            n.seps[..at - 1].copy_from_slice(&seps[..at - 1]);
-            for (dst, src) in n.kids.iter_mut().zip(&mut kids[..at]) {
-                *dst = src.take();
-            }
-            n.len = at;
-            (old, Some((up, Box::new(Node::Inner(right)))))
+            (old, Some(split_inner(n, i, sep, kid)))
         }
     }
+}
+
+/// A full leaf with the entry for position `r`, cut in two: the separator and the right half.
+/// Out of line, so that the arrays it builds are not in every frame of the recursion (a hook
+/// can run on a small stack).
+#[inline(never)]
+fn split_leaf<V: Copy + Default>(
+    l: &mut Leaf<V>,
+    r: usize,
+    key: u64,
+    val: V,
+) -> (u64, Box<Node<V>>) {
+    // The full leaf with the new entry at `r`, then cut in two.
+    let mut keys = [0u64; LEAF + 1];
+    let mut vals = [V::default(); LEAF + 1];
+    keys[..r].copy_from_slice(&l.keys[..r]);
+    vals[..r].copy_from_slice(&l.vals[..r]);
+    keys[r] = key;
+    vals[r] = val;
+    keys[r + 1..].copy_from_slice(&l.keys[r..]);
+    vals[r + 1..].copy_from_slice(&l.vals[r..]);
+    let at = split_point(r, LEAF);
+    let mut right = Leaf::new();
+    right.keys[..LEAF + 1 - at].copy_from_slice(&keys[at..]);
+    right.vals[..LEAF + 1 - at].copy_from_slice(&vals[at..]);
+    right.len = LEAF + 1 - at;
+    l.keys[..at].copy_from_slice(&keys[..at]);
+    l.vals[..at].copy_from_slice(&vals[..at]);
+    l.keys[at..].fill(u64::MAX);
+    l.len = at;
+    (right.keys[0], Box::new(Node::Leaf(right)))
+}
+
+/// A full inner node with `kid` after child `i`, cut in two: the separator that goes up and
+/// the right half. Out of line, as `split_leaf`.
+#[inline(never)]
+fn split_inner<V: Copy + Default>(
+    n: &mut Inner<V>,
+    i: usize,
+    sep: u64,
+    kid: Box<Node<V>>,
+) -> (u64, Box<Node<V>>) {
+    // The full node with the new child after child `i`, then cut in two.
+    let mut seps = [0u64; FAN];
+    seps[..i].copy_from_slice(&n.seps[..i]);
+    seps[i] = sep;
+    seps[i + 1..].copy_from_slice(&n.seps[i..FAN - 1]);
+    let mut kid = Some(kid);
+    let mut kids: [Option<Box<Node<V>>>; FAN + 1] = array::from_fn(|j| match j {
+        j if j <= i => n.kids[j].take(),
+        j if j == i + 1 => kid.take(),
+        j => n.kids[j - 1].take(),
+    });
+    // The new child sits at `i + 1`: at an end of the node when the child that split
+    // is the first (a descending run) or the last (an ascending one).
+    let at = match i {
+        0 => split_point(0, FAN),
+        i if i == FAN - 1 => split_point(FAN, FAN),
+        _ => split_point(i + 1, FAN),
+    };
+    let mut right = Inner::new();
+    right.seps[..FAN - at].copy_from_slice(&seps[at..]);
+    for (dst, src) in right.kids.iter_mut().zip(&mut kids[at..]) {
+        *dst = src.take();
+    }
+    right.len = FAN + 1 - at;
+    let up = seps[at - 1];
+    n.seps = [u64::MAX; FAN];
+    n.seps[..at - 1].copy_from_slice(&seps[..at - 1]);
+    for (dst, src) in n.kids.iter_mut().zip(&mut kids[..at]) {
+        *dst = src.take();
+    }
+    n.len = at;
+    (up, Box::new(Node::Inner(right)))
+}
+
+/// Nodes are built in place on the heap as far as the compiler lets them; these two are out
+/// of line so that a temporary node is never in a frame of the insertion path.
+#[inline(never)]
+fn first_leaf<V: Copy + Default>(key: u64, val: V) -> Box<Node<V>> {
+    let mut leaf = Leaf::new();
+    leaf.insert_at(0, key, val);
+    Box::new(Node::Leaf(leaf))
+}
+
+#[inline(never)]
+fn new_root<V: Copy + Default>(
+    left: Option<Box<Node<V>>>,
+    sep: u64,
+    right: Box<Node<V>>,
+) -> Box<Node<V>> {
+    let mut top = Inner::new();
+    top.kids[0] = left;
+    top.len = 1;
+    top.insert_after(0, sep, right);
+    Box::new(Node::Inner(top))
 }
 
 fn remove_from<V: Copy + Default>(node: &mut Node<V>, key: u64) -> Option<V> {
