@@ -21,6 +21,8 @@ STANDIN = os.path.join(TOP, "build", "bench", "standin.so")
 # workload argv prefix, iteration counts (small, large), calls per iteration
 WORKLOADS = [
     (["mmap"], 2000, 4000, 2),
+    # The mmap cycle from one spawned thread: the hook path off the main thread (its TLS).
+    (["threads", "1"], 2000, 4000, 2),
     (["filemap"], 2000, 4000, 2),
     (["posix"], 1000, 2000, 4),
     (["semop"], 4000, 8000, 2),
@@ -82,13 +84,13 @@ def main():
             for name, env in modes(tmp):
                 counts = []
                 for n in (small, large):
-                    out = os.path.join(tmp, f"{argv[0]}.{name}.{n}.out")
+                    out = os.path.join(tmp, f"{''.join(argv)}.{name}.{n}.out")
                     counts.append(collect(argv + [str(n)], env, out))
                     profiles[(name, n)] = out
                 # The timed loop runs n iterations after a warm-up of n/10.
                 extra = (large - small) * 1.1 * calls
                 row.append((counts[1] - counts[0]) / extra)
-            print(f"{argv[0]:<10}" + "".join(f"{v:>9.0f}" for v in row), flush=True)
+            print(f"{''.join(argv):<10}" + "".join(f"{v:>9.0f}" for v in row), flush=True)
             if show:
                 for name in names[1:]:
                     a = functions(profiles[(name, small)])

@@ -40,6 +40,7 @@ mod render;
 mod report;
 mod resync;
 mod sites;
+mod spanmap;
 #[cfg(test)]
 mod tests;
 

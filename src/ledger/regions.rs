@@ -1,11 +1,11 @@
 //! The interval map of live regions: disjoint `[start, end)` ranges keyed by start.
 //!
-//! The value is 16 bytes (end, a site index, packed metadata) so that a `BTreeMap` entry costs
-//! 24 bytes plus node overhead, which keeps a live mapping under 64 bytes even when nodes are
-//! half full (see the memory test in `tests/memory.rs`). Everything here is generic over what a
-//! region is; attachment bookkeeping happens in the callbacks the ledger passes in.
+//! The value is 16 bytes (end, a site index, packed metadata) so that an entry of the B+tree
+//! (`spanmap.rs`) costs 24 bytes plus node overhead, which keeps a live mapping under 64 bytes
+//! (see the memory test in `tests/memory.rs`). Everything here is generic over what a region
+//! is; attachment bookkeeping happens in the callbacks the ledger passes in.
 
-use std::collections::BTreeMap;
+use super::spanmap::SpanMap;
 
 /// Where a region's pages come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -25,7 +25,7 @@ pub enum Kind {
 /// bits 8-31 the attachment slot for `Kind::Shm`; for the other kinds bits 8-13 the log2 of a
 /// hugetlb region's page size (0: base pages) and bits 14-31 the checkpoint epoch (an
 /// attachment keeps its epoch in its record).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Meta(u32);
 
 /// Attachment slots must fit the 24 bits left in `Meta`.
@@ -123,7 +123,7 @@ impl Meta {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Val {
     pub end: u64,
     /// Index into the ledger's site table.
@@ -142,7 +142,7 @@ pub struct Cut {
 
 #[derive(Default)]
 pub struct Regions {
-    map: BTreeMap<u64, Val>,
+    map: SpanMap<Val>,
     bytes: u64,
     peak: u64,
 }
@@ -150,7 +150,7 @@ pub struct Regions {
 impl Regions {
     pub const fn new() -> Regions {
         Regions {
-            map: BTreeMap::new(),
+            map: SpanMap::new(),
             bytes: 0,
             peak: 0,
         }
@@ -173,19 +173,18 @@ impl Regions {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (u64, Val)> + '_ {
-        self.map.iter().map(|(&s, &v)| (s, v))
+        self.map.iter()
     }
 
     /// Flips every region's inherited bit in place: no allocation (see `after_fork_in_child`).
     pub fn mark_all_inherited(&mut self) {
-        for v in self.map.values_mut() {
-            v.meta = v.meta.with_inherited(true);
-        }
+        self.map
+            .for_each_mut(|v| v.meta = v.meta.with_inherited(true));
     }
 
     /// The region containing `addr`.
     pub fn containing(&self, addr: u64) -> Option<(u64, Val)> {
-        let (&s, &v) = self.map.range(..=addr).next_back()?;
+        let (s, v) = self.map.le(addr)?;
         (v.end > addr).then_some((s, v))
     }
 
@@ -197,18 +196,13 @@ impl Regions {
         if let Some(found) = self.containing(from) {
             return Some(found);
         }
-        self.map.range(from..to).next().map(|(&s, &v)| (s, v))
+        self.map.ge(from).filter(|&(s, _)| s < to)
     }
 
     /// Whether any region overlaps `[start, end)`: one descent of the tree (the last region
     /// starting before `end` is the only candidate, the regions being disjoint).
     pub fn overlaps(&self, start: u64, end: u64) -> bool {
-        start < end
-            && self
-                .map
-                .range(..end)
-                .next_back()
-                .is_some_and(|(_, v)| v.end > start)
+        start < end && self.map.lt(end).is_some_and(|(_, v)| v.end > start)
     }
 
     /// Removes `[start, end)` from every region it overlaps, leaving 0, 1 or 2 remnants of
@@ -221,7 +215,7 @@ impl Regions {
         if start >= end {
             return 0;
         }
-        let removed = if let Some(v) = self.map.remove(&start) {
+        let removed = if let Some(v) = self.map.remove(start) {
             // The regions are disjoint: none starting before `start` reaches into the range.
             let mut removed = self.cut_out(start, v, end, &mut cut);
             if v.end < end {
@@ -242,7 +236,8 @@ impl Regions {
         let mut removed = 0u64;
         // Only the last region starting before `start` can reach into the range.
         let mut right = None;
-        if let Some((_, v)) = self.map.range_mut(..start).next_back()
+        if let Some((s, _)) = self.map.lt(start)
+            && let Some(v) = self.map.get_mut(s)
             && v.end > start
         {
             let old_end = v.end;
@@ -273,8 +268,8 @@ impl Regions {
     /// Removes the regions starting in `[start, end)`, keeping what reaches past `end`.
     fn remove_starting_within(&mut self, start: u64, end: u64, cut: &mut impl FnMut(Cut)) -> u64 {
         let mut removed = 0u64;
-        while let Some((&s, &v)) = self.map.range(start..end).next() {
-            self.map.remove(&s);
+        while let Some((s, v)) = self.map.ge(start).filter(|&(s, _)| s < end) {
+            self.map.remove(s);
             removed += self.cut_out(s, v, end, cut);
         }
         removed
@@ -327,7 +322,7 @@ impl Regions {
 
     /// Splits the region containing `at` in two there; false if none starts before it.
     pub fn split(&mut self, at: u64) -> bool {
-        let Some((_, v)) = self.map.range_mut(..at).next_back() else {
+        let Some(v) = self.map.lt(at).and_then(|(s, _)| self.map.get_mut(s)) else {
             return false;
         };
         if v.end <= at {
@@ -342,13 +337,13 @@ impl Regions {
     /// Moves the end of the region starting at `start` to `new_end`, over a range the caller
     /// has cleared (refused otherwise, as for `insert`). Returns the bytes added.
     pub fn extend(&mut self, start: u64, new_end: u64) -> u64 {
-        let Some(old_end) = self.map.get(&start).map(|v| v.end) else {
+        let Some(old_end) = self.map.get(start).map(|v| v.end) else {
             return 0;
         };
         if new_end <= old_end || self.overlaps(old_end, new_end) {
             return 0;
         }
-        let Some(v) = self.map.get_mut(&start) else {
+        let Some(v) = self.map.get_mut(start) else {
             return 0;
         };
         let added = new_end - v.end;
@@ -479,5 +474,119 @@ mod tests {
         assert_eq!(r.extend(0x1000, 0x4000), 0x1000);
         assert_eq!(spans(&r), [(0x1000, 0x4000, 1), (0x4000, 0x5000, 2)]);
         assert_eq!(r.bytes(), 0x4000);
+    }
+
+    /// The same operations on a plain sorted list of `(start, end, site)`.
+    #[derive(Default)]
+    struct Model(Vec<(u64, u64, u32)>);
+
+    impl Model {
+        fn remove(&mut self, start: u64, end: u64) -> (u64, Vec<i32>) {
+            let mut out = Vec::new();
+            let (mut removed, mut pieces) = (0, Vec::new());
+            for &(s, e, site) in &self.0 {
+                if e <= start || s >= end {
+                    out.push((s, e, site));
+                    continue;
+                }
+                removed += e.min(end) - s.max(start);
+                let left = s < start;
+                let right = e > end;
+                if left {
+                    out.push((s, start, site));
+                }
+                if right {
+                    out.push((end, e, site));
+                }
+                pieces.push(i32::from(left) + i32::from(right) - 1);
+            }
+            self.0 = out;
+            (removed, pieces)
+        }
+
+        fn insert(&mut self, start: u64, end: u64, site: u32) -> bool {
+            if start >= end || self.0.iter().any(|&(s, e, _)| s < end && e > start) {
+                return false;
+            }
+            self.0.push((start, end, site));
+            self.0.sort_unstable();
+            true
+        }
+
+        fn split(&mut self, at: u64) -> bool {
+            let Some(i) = self.0.iter().position(|&(s, e, _)| s < at && at < e) else {
+                return false;
+            };
+            let (s, e, site) = self.0[i];
+            self.0[i] = (s, at, site);
+            self.0.insert(i + 1, (at, e, site));
+            true
+        }
+
+        fn bytes(&self) -> u64 {
+            self.0.iter().map(|&(s, e, _)| e - s).sum()
+        }
+    }
+
+    #[test]
+    fn random_operations_match_a_plain_list() {
+        // Hundreds of regions, so removals span many leaves of the tree, and cut regions at
+        // both ends of a range.
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let page = 0x1000;
+        let space = 40_000;
+        let mut r = Regions::new();
+        let mut m = Model::default();
+        for round in 0..6_000u32 {
+            let a = next(space) * page;
+            match next(10) {
+                0..=5 => {
+                    let end = a + (1 + next(8)) * page;
+                    assert_eq!(r.insert(a, val(end, round)), m.insert(a, end, round));
+                }
+                6..=7 => {
+                    let end = a + (1 + next(if round % 50 == 0 { 20_000 } else { 64 })) * page;
+                    let mut pieces = Vec::new();
+                    let removed = r.remove(a, end, |c| pieces.push(c.pieces));
+                    let (want, mut want_pieces) = m.remove(a, end);
+                    assert_eq!(removed, want, "remove [{a:#x}, {end:#x})");
+                    pieces.sort_unstable();
+                    want_pieces.sort_unstable();
+                    assert_eq!(pieces, want_pieces);
+                }
+                8 => {
+                    let at = a + page / 2 * next(2);
+                    assert_eq!(r.split(at), m.split(at));
+                }
+                _ => {
+                    let got = r.first_overlap(a, a + 16 * page).map(|(s, v)| (s, v.end));
+                    let want =
+                        m.0.iter()
+                            .find(|&&(s, e, _)| s < a + 16 * page && e > a)
+                            .map(|&(s, e, _)| (s, e));
+                    assert_eq!(got, want);
+                    assert_eq!(
+                        r.containing(a).map(|(s, _)| s),
+                        m.0.iter().find(|&&(s, e, _)| s <= a && a < e).map(|t| t.0)
+                    );
+                }
+            }
+            if round % 500 == 0 || round > 5_990 {
+                assert_eq!(spans(&r), m.0);
+                assert_eq!(r.bytes(), m.bytes());
+                assert_eq!(r.len(), m.0.len());
+            }
+        }
+        assert!(
+            m.0.len() > 500,
+            "{} regions: too few to span leaves",
+            m.0.len()
+        );
     }
 }
