@@ -30,7 +30,7 @@ INSTALLED   := $(bindir)/shmtrace $(libdir)/libshmtrace.so.$(VERSION) $(libdir)/
                $(docdir)/shmtrace-command.md \
                $(man7dir)/shmtrace.7
 
-.PHONY: all lib header demo demo-log demo-leak bench bench-profile install uninstall test \
+.PHONY: all lib header demo demo-log demo-leak bench bench-profile bench-where install uninstall test \
         $(SUITES:%=test-%) test-c test-edge test-hostile test-binary stress fuzz lint fmt clean
 
 all: lib
@@ -102,6 +102,11 @@ bench: lib $(BUILD)/bench/bench $(BUILD)/bench/scan $(BUILD)/bench/standin.so
 # Instructions per hooked call under callgrind, native and per mode (needs valgrind).
 bench-profile: lib $(BUILD)/bench/bench $(BUILD)/bench/standin.so
 	$(PYTHON) bench/callgrind.py
+
+# Where the time of a hooked call goes (the shim, the kernel, libc), natively and per mode,
+# from perf's software clock (needs perf: Debian's linux-perf).
+bench-where: lib $(BUILD)/bench/bench
+	$(PYTHON) bench/where.py
 
 # The C stand-in the text and JSON logs are measured against (bench/standin.c).
 $(BUILD)/bench/standin.so: bench/standin.c
