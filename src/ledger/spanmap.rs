@@ -70,7 +70,7 @@ enum Node<V> {
 /// start before this one ends, where a branchless binary search is a chain of dependent loads.
 #[inline(always)]
 fn rank<const N: usize>(sum: &[u64; SUMS], keys: &[u64; N], x: u64) -> usize {
-    const { assert!(N % BLOCK == 0 && N / BLOCK - 1 <= SUMS) };
+    const { assert!(N.is_multiple_of(BLOCK) && N / BLOCK - 1 <= SUMS) };
     let mut base = 0;
     while base + BLOCK < N && sum[base / BLOCK] <= x {
         base += BLOCK;

@@ -53,7 +53,7 @@ fn unmap_all(l: &mut Ledger, base: u64, order: &[u64]) -> f64 {
     let every = (n / samples).max(1);
     let (mut timed, mut ns) = (0u64, 0u128);
     for (k, &i) in order.iter().enumerate() {
-        if k as u64 % every == 0 {
+        if (k as u64).is_multiple_of(every) {
             evict(&mut buf);
             let t = Instant::now();
             black_box(l.munmap(base + i * 2 * PAGE, PAGE));
