@@ -15,6 +15,11 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use crate::platform::spinlock::SpinLock;
 
 const GRANULE: usize = 16;
+/// Blocks of at least this size (the ledger's tree nodes) are cache-line sized and aligned, so
+/// a node's first line holds its header and each run of 64 bytes in it is one line: a cold
+/// search reads no line it does not need.
+const LINE_FROM: usize = 512;
+const LINE: usize = 64;
 const SMALL_MAX: usize = 1024;
 const CLASSES: usize = SMALL_MAX / GRANULE;
 const CHUNK: usize = 256 * 1024;
@@ -63,10 +68,17 @@ impl Default for PrivateHeap {
 }
 
 fn class_of(layout: Layout) -> Option<usize> {
-    if layout.align() > GRANULE || layout.size() > SMALL_MAX {
+    let mut size = layout.size().max(1);
+    if layout.align() > GRANULE || size >= LINE_FROM {
+        if layout.align() > LINE {
+            return None;
+        }
+        size = size.max(LINE_FROM).next_multiple_of(LINE);
+    }
+    if size > SMALL_MAX {
         return None;
     }
-    Some(layout.size().max(1).div_ceil(GRANULE) - 1)
+    Some(size.div_ceil(GRANULE) - 1)
 }
 
 /// Bytes the heap has mapped from the kernel and not returned: the shim's own memory.
@@ -163,8 +175,9 @@ fn large_len(layout: Layout) -> usize {
 }
 
 // SAFETY: blocks handed out are disjoint, at least `layout.size()` long and 16-aligned (class
-// sizes are multiples of 16 carved from page-aligned chunks; layouts needing more alignment get
-// whole pages), and each returns to the free list of the class it came from.
+// sizes are multiples of 16 carved from page-aligned chunks; classes of `LINE_FROM` bytes and
+// more, which every layout aligned to 32 or 64 falls in, are carved at multiples of 64; layouts
+// needing more alignment get whole pages), and each returns to the free list of the class it came from.
 unsafe impl GlobalAlloc for PrivateHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let Some(class) = class_of(layout) else {
@@ -181,6 +194,10 @@ unsafe impl GlobalAlloc for PrivateHeap {
             heap.free[class] = unsafe { *(head as *const usize) };
             return head as *mut u8;
         }
+        if size >= LINE_FROM {
+            // The skipped bytes (under 64) are lost: such blocks are few and long-lived.
+            heap.bump = heap.bump.next_multiple_of(LINE).min(heap.bump_end);
+        }
         if heap.bump_end - heap.bump < size {
             let chunk = map_pages(CHUNK);
             if chunk.is_null() {
@@ -189,7 +206,8 @@ unsafe impl GlobalAlloc for PrivateHeap {
             heap.bump = chunk as usize;
             heap.bump_end = chunk as usize + CHUNK;
         }
-        // Every class size is a multiple of 16 and chunks are page-aligned: blocks stay aligned.
+        // Every class size is a multiple of 16 and chunks are page-aligned: blocks stay aligned
+        // (to 64 from `LINE_FROM` on, by the rounding above).
         let block = heap.bump;
         heap.bump += size;
         block as *mut u8
@@ -244,6 +262,29 @@ mod tests {
             class_of(Layout::from_size_align(SMALL_MAX + 1, 8).unwrap()),
             None
         );
-        assert_eq!(class_of(Layout::from_size_align(64, 32).unwrap()), None);
+        assert_eq!(class_of(Layout::from_size_align(64, 128).unwrap()), None);
+    }
+
+    #[test]
+    fn line_sized_blocks_start_on_a_cache_line() {
+        let heap = PrivateHeap::new();
+        let small = Layout::from_size_align(48, 8).unwrap();
+        let node = Layout::from_size_align(784, 8).unwrap();
+        let aligned = Layout::from_size_align(64, 64).unwrap();
+        // SAFETY: test of the allocator contract with matching layouts.
+        unsafe {
+            for _ in 0..3 {
+                // A small block first, so the bump pointer is off a line.
+                let s = heap.alloc(small);
+                let a = heap.alloc(node);
+                let b = heap.alloc(aligned);
+                assert_eq!(a as usize % LINE, 0);
+                assert_eq!(b as usize % LINE, 0);
+                a.write_bytes(1, 784);
+                b.write_bytes(2, 64);
+                assert!((b as usize).abs_diff(a as usize) >= 784);
+                assert!((s as usize) + 48 <= a as usize || s as usize >= a as usize + 832);
+            }
+        }
     }
 }

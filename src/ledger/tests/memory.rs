@@ -33,24 +33,52 @@ fn note(delta: i64, allocates: bool) {
     }
 }
 
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged; the
-// bookkeeping touches only const thread-locals, which neither allocate nor unwind.
+/// Blocks the private heap (`platform/alloc.rs`) puts on a cache line: the ledger's tree nodes,
+/// aligned here too so that timings in this binary (`scale`) see the shim's layout.
+fn as_heap(layout: Layout) -> Layout {
+    if layout.size() >= 512 {
+        layout.align_to(64).expect("64 is a valid alignment")
+    } else {
+        layout
+    }
+}
+
+// SAFETY: every method forwards to `System` with the caller's size, and an alignment at least
+// the caller's (`as_heap`, the same for a block's allocation and release); the bookkeeping
+// touches only const thread-locals, which neither allocate nor unwind.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         note(layout.size() as i64, true);
-        // SAFETY: forwarded as is; the caller upholds `alloc`'s contract.
-        unsafe { System.alloc(layout) }
+        // SAFETY: a valid layout at least as aligned as the caller's; the caller upholds the rest.
+        unsafe { System.alloc(as_heap(layout)) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         note(-(layout.size() as i64), false);
-        // SAFETY: `ptr` came from `System` through this wrapper with this layout.
-        unsafe { System.dealloc(ptr, layout) }
+        // SAFETY: `ptr` came from `System` through this wrapper with this layout, so `as_heap`
+        // gives the layout it was allocated with.
+        unsafe { System.dealloc(ptr, as_heap(layout)) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if layout.size() >= 512 || new_size >= 512 {
+            // Across the line-alignment threshold: a fresh block, so its alignment is the one
+            // `dealloc` will assume.
+            let new = Layout::from_size_align(new_size, layout.align()).expect("the caller's");
+            // SAFETY: `alloc` and `dealloc` above with the caller's layouts; the copy is of the
+            // smaller of the two blocks, which do not overlap.
+            unsafe {
+                let p = self.alloc(new);
+                if !p.is_null() {
+                    std::ptr::copy_nonoverlapping(ptr, p, layout.size().min(new_size));
+                    self.dealloc(ptr, layout);
+                }
+                return p;
+            }
+        }
         note(new_size as i64 - layout.size() as i64, true);
-        // SAFETY: as for `dealloc`, and the caller upholds `realloc`'s contract.
+        // SAFETY: as for `dealloc` (both sizes under 512: the caller's own alignment), and the
+        // caller upholds `realloc`'s contract.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }

@@ -1,6 +1,7 @@
 //! Ledger tests: one per rule of the kernel semantics in docs/kernel-semantics.md (`rules`), a
 //! randomized differential test against a page-level model (`differential`), the report and
-//! its rendering (`rendering`), and the memory cost of a live mapping (`memory`).
+//! its rendering (`rendering`), the memory cost of a live mapping (`memory`), and the cost of a
+//! cold `munmap` among many live mappings (`scale`, wall time, ignored by default).
 
 mod differential;
 mod json;
@@ -12,6 +13,7 @@ mod reachability;
 mod rendering;
 mod resync;
 mod rules;
+mod scale;
 
 use super::{Facts, Ledger, Outcome, RegionKind};
 use shmtrace_core::trace::event::{Event, Func, Phase};
