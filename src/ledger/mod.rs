@@ -13,11 +13,11 @@
 //! Concurrency is the caller's business: the ledger is a plain value behind whatever lock the
 //! hook layer holds.
 //!
-//! Cost: `apply` is O(log n) in live mappings per region it touches, and allocates only what the
-//! `BTreeMap`s need (a node now and then, a site the first time it is seen, an attachment
-//! record). A live mapping is one `BTreeMap` entry of 24 bytes (start; end, site index, packed
-//! flags); with node overhead and half-full nodes that measures 46 to 49 bytes per mapping over
-//! a million of them (`tests/memory.rs` prints the figure and fails above 64).
+//! Cost: `apply` is O(log n) in live mappings per region it touches, and allocates only what its
+//! trees need (a node now and then, a site the first time it is seen, an attachment record). A
+//! live mapping is one entry of 24 bytes (start; end, site index, packed flags) in the regions'
+//! B+tree (`spanmap`); with node overhead that measures 36 to 43 bytes per mapping over a
+//! million of them (`tests/memory.rs` prints the figure and fails above 64).
 //!
 //! What this module cannot know and the hook layer must handle: whether a `shmget`/`semget`
 //! created its object and the size of a segment being attached ([`Facts`]); whether an object
