@@ -30,6 +30,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "scenario.h"
+
 #define SIZE 8192
 #ifndef MFD_HUGE_2MB
 #define MFD_HUGE_2MB (21U << 26) /* linux/memfd.h; glibc's headers lack it */
@@ -38,13 +40,6 @@
 /* Still referenced at exit: a mapping reachable from here is not lost (not static, so the
  * stores into it stay). */
 void *kept[8];
-
-static void say(const char *what, long ret) {
-    printf("%s = %ld", what, ret < 0 ? -1L : ret == 0 ? 0L : 1L);
-    if (ret < 0)
-        printf(" errno=%s", strerror(errno));
-    printf("\n");
-}
 
 static void die(const char *what) {
     perror(what);
@@ -271,16 +266,7 @@ int main(int argc, char **argv) {
     } else if (strcmp(mode, "exec-child") == 0) {
         kept[0] = map(new_memfd("posix-exec"));
     } else if (strcmp(mode, "threads") == 0) {
-        pthread_t t[4];
-        for (long i = 0; i < 4; i++)
-            pthread_create(&t[i], NULL, thread_main, (void *)i);
-        long bad = 0;
-        for (int i = 0; i < 4; i++) {
-            void *r;
-            pthread_join(t[i], &r);
-            bad += r != NULL;
-        }
-        say("threads", bad ? -1 : 0);
+        say_threads(thread_main);
     } else {
         fprintf(stderr, "memfd: unknown mode %s\n", mode);
         return 2;

@@ -18,15 +18,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "scenario.h"
+
 static void name_of(char *out, size_t n, const char *tag) {
     snprintf(out, n, "/shmtrace-namedsem-%d-%s", (int)getpid(), tag);
-}
-
-static void say(const char *what, long ret) {
-    printf("%s = %ld", what, ret < 0 ? -1L : ret == 0 ? 0L : 1L);
-    if (ret < 0)
-        printf(" errno=%s", strerror(errno));
-    printf("\n");
 }
 
 /* sem_open's result as say() shows it: -1 for SEM_FAILED, 1 for a semaphore. */
@@ -146,16 +141,7 @@ int main(int argc, char **argv) {
     } else if (strcmp(mode, "exec-unlink") == 0 && argc > 2) {
         say("sem_unlink after exec", sem_unlink(argv[2]));
     } else if (strcmp(mode, "threads") == 0) {
-        pthread_t t[4];
-        for (long i = 0; i < 4; i++)
-            pthread_create(&t[i], NULL, thread_cycles, (void *)i);
-        long bad = 0;
-        for (int i = 0; i < 4; i++) {
-            void *r;
-            pthread_join(t[i], &r);
-            bad += r != NULL;
-        }
-        say("threads", bad ? -1 : 0);
+        say_threads(thread_cycles);
     } else {
         fprintf(stderr, "namedsem: unknown mode %s\n", mode);
         return 2;

@@ -16,17 +16,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "scenario.h"
+
 #define SIZE 8192
 
 static void name_of(char *out, size_t n, const char *tag) {
     snprintf(out, n, "/shmtrace-posix-%d-%s", (int)getpid(), tag);
-}
-
-static void say(const char *what, long ret) {
-    printf("%s = %ld", what, ret < 0 ? -1L : ret == 0 ? 0L : 1L);
-    if (ret < 0)
-        printf(" errno=%s", strerror(errno));
-    printf("\n");
 }
 
 /* One object's whole life; `skip` names the release step left out. */
@@ -139,16 +134,7 @@ int main(int argc, char **argv) {
     } else if (strcmp(mode, "exec-unlink") == 0 && argc > 2) {
         say("shm_unlink after exec", shm_unlink(argv[2]));
     } else if (strcmp(mode, "threads") == 0) {
-        pthread_t t[4];
-        for (long i = 0; i < 4; i++)
-            pthread_create(&t[i], NULL, thread_cycles, (void *)i);
-        long bad = 0;
-        for (int i = 0; i < 4; i++) {
-            void *r;
-            pthread_join(t[i], &r);
-            bad += r != NULL;
-        }
-        say("threads", bad ? -1 : 0);
+        say_threads(thread_cycles);
     } else {
         fprintf(stderr, "posix: unknown mode %s\n", mode);
         return 2;
