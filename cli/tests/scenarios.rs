@@ -129,9 +129,9 @@ fn kill(pid: i32, sig: i32) {
     assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
 }
 
-/// Waits until `pid` is dead (a zombie or gone), at most 5 s.
+/// Waits until `pid` is dead (a zombie or gone), at most 20 s (a loaded machine).
 fn wait_dead(pid: i32) {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
             Err(_) => return,
