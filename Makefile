@@ -30,7 +30,7 @@ INSTALLED   := $(bindir)/shmtrace $(libdir)/libshmtrace.so.$(VERSION) $(libdir)/
                $(docdir)/shmtrace-command.md \
                $(man7dir)/shmtrace.7
 
-.PHONY: all lib header demo demo-log demo-leak bench bench-profile bench-where install uninstall test \
+.PHONY: all lib header demo demo-log demo-leak bench bench-profile bench-where bench-real install uninstall test \
         $(SUITES:%=test-%) test-c test-edge test-hostile test-binary stress fuzz lint fmt clean
 
 all: lib
@@ -107,6 +107,11 @@ bench-profile: lib $(BUILD)/bench/bench $(BUILD)/bench/standin.so
 # from perf's software clock (needs perf: Debian's linux-perf).
 bench-where: lib $(BUILD)/bench/bench
 	$(PYTHON) bench/where.py
+
+# Programs nobody here wrote (stress-ng's IPC and mapping stressors, Apache httpd under ab),
+# natively and under the shim in each mode (installs stress-ng, apache2-bin, apache2-utils).
+bench-real: lib
+	$(PYTHON) bench/real.py
 
 # The C stand-in the text and JSON logs are measured against (bench/standin.c).
 $(BUILD)/bench/standin.so: bench/standin.c
