@@ -135,11 +135,9 @@ mod tests {
     /// links), by descriptor and by path, and the fallbacks give the same.
     #[test]
     fn agrees_with_fstat() {
-        let path = std::ffi::CString::new(format!(
-            "/dev/shm/shmtrace-file-id-{}",
-            std::process::id()
-        ))
-        .unwrap();
+        let path =
+            std::ffi::CString::new(format!("/dev/shm/shmtrace-file-id-{}", std::process::id()))
+                .unwrap();
         // SAFETY: a NUL-terminated path; the descriptor is ours and closed below.
         let fd = unsafe {
             libc::open(

@@ -15,9 +15,9 @@
 //! for the mapping, and a marked number that now holds a regular file gets no name, never a
 //! wrong one. That walk of `/proc` is costly, so the hooks also remember, per number, which
 //! file `shm_open` or `memfd_create` returned (its device and inode, and its name;
-//! [`remember`]); the `mmap` then asks only `fstat` whether the number is still that file
+//! [`remember`]); the `mmap` then asks only `statx` whether the number is still that file
 //! ([`known_object`]), and names it as the kernel does: ` (deleted)` once no name links it
-//! (`st_nlink` 0; a memfd always). Anything else (another file at the number, a file with
+//! (a link count of 0; a memfd always). Anything else (another file at the number, a file with
 //! several links, a slot another thread is writing) falls back to `readlink`.
 use core::ffi::c_int;
 use core::mem::MaybeUninit;
@@ -94,9 +94,9 @@ pub enum Kind {
 static CHECKED: [AtomicU8; 3] = [const { AtomicU8::new(0) }; 3];
 
 /// `fd` was just returned by `shm_open` (`kind` Shm, `name` the name without its leading
-/// slashes: glibc opened `/dev/shm/NAME`) or `memfd_create` (Memfd, `name` its argument): remembers which file it is, `id`
-/// (asked just after the call). Gives up silently when another thread is writing the same slot (its
-/// number then falls back to `readlink`).
+/// slashes: glibc opened `/dev/shm/NAME`) or `memfd_create` (Memfd, `name` its argument):
+/// remembers which file it is, `id` (asked just after the call). Gives up silently when another
+/// thread is writing the same slot (its number then falls back to `readlink`).
 pub fn remember(fd: c_int, kind: Kind, name: &[u8], id: &FileId) {
     if fd < 0 {
         return;
