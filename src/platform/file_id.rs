@@ -11,11 +11,14 @@
 //! requested leaves the change time unread, so the inode's timestamps evolve exactly as they
 //! would without the shim. (The device is always filled in.)
 //!
-//! A kernel without `statx` (before 4.11) or a seccomp filter that refuses it gets the `fstat`
-//! family instead, decided once per process.
+//! A descriptor is asked with a NULL path (`AT_EMPTY_PATH`), which Linux 6.11 and later answer
+//! without copying a path from user memory; an older kernel faults on it (`EFAULT`), and gets
+//! `""` from then on. A kernel without `statx` (before 4.11) or a seccomp filter that refuses it
+//! gets the `fstat` family instead. Each fallback is decided once per process.
 use core::ffi::{c_char, c_int};
 use core::mem::MaybeUninit;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::ptr;
+use core::sync::atomic::{AtomicU8, Ordering};
 
 /// What the hooks need to know to tell one file from another.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -26,23 +29,33 @@ pub struct FileId {
     pub nlink: u64,
 }
 
-/// Set once `statx` was refused (`ENOSYS`, or `EPERM` from a seccomp filter): from then on the
-/// `fstat` family answers.
-static NO_STATX: AtomicBool = AtomicBool::new(false);
+/// How this kernel is asked: [`NULL_PATH`] until it faults on that, [`EMPTY_PATH`], or
+/// [`NO_STATX`] once `statx` was refused (`ENOSYS`, or `EPERM` from a seccomp filter).
+static HOW: AtomicU8 = AtomicU8::new(NULL_PATH);
+const NULL_PATH: u8 = 0;
+const EMPTY_PATH: u8 = 1;
+const NO_STATX: u8 = 2;
 
 /// The fields asked of `statx`: nothing with a timestamp in it.
 const MASK: u32 = libc::STATX_INO | libc::STATX_NLINK;
 
 /// The file `fd` refers to (raw calls: neither hooked nor allocating).
 pub fn of_fd(fd: c_int) -> Option<FileId> {
-    if !NO_STATX.load(Ordering::Relaxed) {
-        match statx(fd, c"".as_ptr(), libc::AT_EMPTY_PATH) {
+    loop {
+        let how = HOW.load(Ordering::Relaxed);
+        let path = match how {
+            NULL_PATH => ptr::null(),
+            EMPTY_PATH => c"".as_ptr(),
+            _ => return fstat(fd),
+        };
+        match statx(fd, path, libc::AT_EMPTY_PATH) {
             Ok(id) => return Some(id),
-            Err(e) if !refused(e) => return None,
-            Err(_) => NO_STATX.store(true, Ordering::Relaxed),
+            // Only the path can fault: the buffer is ours.
+            Err(libc::EFAULT) if how == NULL_PATH => HOW.store(EMPTY_PATH, Ordering::Relaxed),
+            Err(e) if refused(e) => HOW.store(NO_STATX, Ordering::Relaxed),
+            Err(_) => return None,
         }
     }
-    fstat(fd)
 }
 
 fn fstat(fd: c_int) -> Option<FileId> {
@@ -58,11 +71,11 @@ fn fstat(fd: c_int) -> Option<FileId> {
 /// # Safety
 /// `path` is a readable NUL-terminated string.
 pub unsafe fn of_path(path: *const c_char) -> Option<FileId> {
-    if !NO_STATX.load(Ordering::Relaxed) {
+    if HOW.load(Ordering::Relaxed) != NO_STATX {
         match statx(libc::AT_FDCWD, path, 0) {
             Ok(id) => return Some(id),
             Err(e) if !refused(e) => return None,
-            Err(_) => NO_STATX.store(true, Ordering::Relaxed),
+            Err(_) => HOW.store(NO_STATX, Ordering::Relaxed),
         }
     }
     // SAFETY: the caller's contract.
@@ -94,9 +107,10 @@ fn refused(errno: c_int) -> bool {
 
 /// One raw `statx`, or its errno.
 fn statx(dirfd: c_int, path: *const c_char, flags: c_int) -> Result<FileId, c_int> {
-    let mut stx = MaybeUninit::<libc::statx>::zeroed();
-    // SAFETY: `path` is NUL-terminated (callers' contract or a literal) and `stx` a writable
-    // statx owned by this frame, as large as the kernel's.
+    // Left uninitialised: a successful statx writes the whole structure.
+    let mut stx = MaybeUninit::<libc::statx>::uninit();
+    // SAFETY: `path` is NULL (with `AT_EMPTY_PATH`) or NUL-terminated (callers' contract or a
+    // literal), and `stx` a writable statx owned by this frame, as large as the kernel's.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_statx,
@@ -110,7 +124,7 @@ fn statx(dirfd: c_int, path: *const c_char, flags: c_int) -> Result<FileId, c_in
     if rc != 0 {
         return Err(crate::platform::errno::get());
     }
-    // SAFETY: statx succeeded and filled the structure (zeroed besides).
+    // SAFETY: statx succeeded: the kernel copied out its whole `struct statx`.
     let stx = unsafe { stx.assume_init() };
     Ok(FileId {
         dev: libc::makedev(stx.stx_dev_major, stx.stx_dev_minor),
@@ -132,7 +146,7 @@ mod tests {
     use super::*;
 
     /// A file's identity by statx is what fstat says of it (same device encoding, inode and
-    /// links), by descriptor and by path, and the fallbacks give the same.
+    /// links), by descriptor (NULL or empty path) and by path, and the fallbacks give the same.
     #[test]
     fn agrees_with_fstat() {
         let path =
@@ -151,6 +165,7 @@ mod tests {
         // SAFETY: our descriptor and our buffer.
         let rc = unsafe { libc::fstat(fd, st.as_mut_ptr()) };
         let by_fd = of_fd(fd);
+        let by_empty_path = statx(fd, c"".as_ptr(), libc::AT_EMPTY_PATH).ok();
         let by_fstat = fstat(fd);
         // SAFETY: a NUL-terminated path.
         let (by_path, by_stat) = unsafe { (of_path(path.as_ptr()), stat(path.as_ptr())) };
@@ -166,6 +181,7 @@ mod tests {
         let want = from_stat(&unsafe { st.assume_init() });
         assert_eq!(want.nlink, 1);
         assert_eq!(by_fd, Some(want));
+        assert_eq!(by_empty_path, Some(want));
         assert_eq!(by_fstat, Some(want));
         assert_eq!(by_path, Some(want));
         assert_eq!(by_stat, Some(want));
