@@ -190,4 +190,96 @@ mod tests {
         assert_eq!(no_path, None);
         assert_eq!(of_fd(-1), None);
     }
+
+    /// Runs `check` in a child whose seccomp filter answers `statx` with `errno` (only when its
+    /// path argument is NULL, if `null_path_only`: how a kernel before 6.11 answers a NULL
+    /// path); `check`'s result is the child's exit status.
+    fn in_child_refusing_statx(errno: c_int, null_path_only: bool, check: fn() -> bool) -> bool {
+        const fn stmt(code: u32, k: u32) -> libc::sock_filter {
+            libc::sock_filter {
+                code: code as u16,
+                jt: 0,
+                jf: 0,
+                k,
+            }
+        }
+        const fn jeq(k: u32, jf: u8) -> libc::sock_filter {
+            libc::sock_filter {
+                code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+                jt: 0,
+                jf,
+                k,
+            }
+        }
+        let load = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+        let ret = libc::BPF_RET | libc::BPF_K;
+        // seccomp_data: nr at 0, args from 16, 8 bytes each (little-endian halves).
+        let arg1 = |half: u32| 16 + 8 + 4 * half;
+        let mut prog = vec![stmt(load, 0), jeq(libc::SYS_statx as u32, 0)];
+        if null_path_only {
+            prog[1].jf = 5;
+            prog.extend([
+                stmt(load, arg1(0)),
+                jeq(0, 3),
+                stmt(load, arg1(1)),
+                jeq(0, 1),
+            ]);
+        } else {
+            prog[1].jf = 1;
+        }
+        prog.push(stmt(ret, libc::SECCOMP_RET_ERRNO | errno as u32));
+        prog.push(stmt(ret, libc::SECCOMP_RET_ALLOW));
+        let fprog = libc::sock_fprog {
+            len: prog.len() as u16,
+            filter: prog.as_mut_ptr(),
+        };
+        // SAFETY: the child only makes raw calls, runs `check` (no allocation) and exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            // SAFETY: a filter program of ours, alive until the child exits.
+            let ok = unsafe {
+                libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+                    && libc::prctl(
+                        libc::PR_SET_SECCOMP,
+                        libc::SECCOMP_MODE_FILTER,
+                        &fprog as *const libc::sock_fprog,
+                    ) == 0
+            };
+            // SAFETY: ends the child without running the parent's atexit handlers.
+            unsafe { libc::_exit(if ok && check() { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
+    }
+
+    /// What the child checks: `of_fd` and `of_path` of `/dev/null` agree with `fstat`, and the
+    /// way of asking ended as `want`.
+    fn answers_as_fstat_and_ends(want: u8) -> bool {
+        // SAFETY: a literal path; the descriptor dies with the child.
+        let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY) };
+        let truth = fstat(fd);
+        truth.is_some()
+            && of_fd(fd) == truth
+            // SAFETY: a literal path.
+            && unsafe { of_path(c"/dev/null".as_ptr()) } == truth
+            && HOW.load(Ordering::Relaxed) == want
+    }
+
+    /// Without `statx` (refused by a seccomp filter, or missing: `ENOSYS`) the `fstat` family
+    /// answers; a kernel that faults on a NULL path is asked with `""`.
+    #[test]
+    fn falls_back_when_statx_is_refused_or_a_null_path_faults() {
+        assert!(in_child_refusing_statx(libc::EPERM, false, || {
+            answers_as_fstat_and_ends(NO_STATX)
+        }));
+        assert!(in_child_refusing_statx(libc::ENOSYS, false, || {
+            answers_as_fstat_and_ends(NO_STATX)
+        }));
+        assert!(in_child_refusing_statx(libc::EFAULT, true, || {
+            answers_as_fstat_and_ends(EMPTY_PATH)
+        }));
+    }
 }
