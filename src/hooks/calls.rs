@@ -12,7 +12,7 @@ use crate::audit::{self, Code, Finding};
 use crate::ledger::Facts;
 use crate::platform::shm_fds;
 use crate::platform::shm_name::ShmPath;
-use crate::platform::{errno, kernel, process, real, sink};
+use crate::platform::{errno, file_id, kernel, process, real, sink};
 use shmtrace_core::trace::decode;
 use shmtrace_core::trace::event::{Event, Func, NAME_KEPT, Name, SOPS_KEPT, SemOp, Timeout};
 
@@ -369,7 +369,7 @@ unsafe fn mmap_any(
 }
 
 /// The shared memory object a mapping maps, out of line: most mappings never get here. An
-/// fstat tells whether the descriptor is still the file shm_open or memfd_create returned;
+/// statx tells whether the descriptor is still the file shm_open or memfd_create returned;
 /// anything else is asked of /proc.
 #[inline(never)]
 fn name_object(ev: &mut Event, fd: c_int) {
@@ -452,24 +452,24 @@ pub unsafe extern "C" fn shm_open(
         facts.created = created(oflag, name_was_free);
         ev.created = facts.created;
         // The inode tells at exit whether the name is still the object created; while calls
-        // are logged, the file is remembered so that its mappings are named with an fstat.
+        // are logged, the file is remembered so that its mappings are named with a statx.
         let logged = sink::enabled();
         if !facts.created && !logged {
             return;
         }
         let fd = ev.ret as c_int;
-        let Some(st) = shm_fds::fstat(fd) else {
+        let Some(id) = file_id::of_fd(fd) else {
             return;
         };
         if facts.created {
-            facts.inode = st.st_ino;
+            facts.inode = id.ino;
         }
         if logged && !name.is_null() {
             // SAFETY: libc read this NUL-terminated string during the call (it succeeded).
             let bytes = unsafe { CStr::from_ptr(name) }.to_bytes();
             // glibc opened /dev/shm/ and the name without its leading slashes.
             let rest = &bytes[bytes.iter().take_while(|&&b| b == b'/').count()..];
-            shm_fds::remember(fd, shm_fds::Kind::Shm, rest, &st);
+            shm_fds::remember(fd, shm_fds::Kind::Shm, rest, &id);
         }
     };
     traced(Func::ShmOpen, caller, args, call, after) as c_int
@@ -496,15 +496,15 @@ pub unsafe extern "C" fn memfd_create(name: *const c_char, flags: c_uint, caller
         }
         read_name(ev, name);
         // While calls are logged, the file is remembered so that its mappings are named with
-        // an fstat.
+        // a statx.
         let fd = ev.ret as c_int;
         if sink::enabled()
             && !name.is_null()
-            && let Some(st) = shm_fds::fstat(fd)
+            && let Some(id) = file_id::of_fd(fd)
         {
             // SAFETY: the kernel read this NUL-terminated string during the call.
             let bytes = unsafe { CStr::from_ptr(name) }.to_bytes();
-            shm_fds::remember(fd, shm_fds::Kind::Memfd, bytes, &st);
+            shm_fds::remember(fd, shm_fds::Kind::Memfd, bytes, &id);
         }
     };
     traced(Func::MemfdCreate, caller, args, call, after) as c_int

@@ -7,6 +7,7 @@ pub mod backtrace;
 pub mod clock;
 pub mod config;
 pub mod errno;
+pub mod file_id;
 pub mod guard;
 pub mod kernel;
 pub mod line_log;

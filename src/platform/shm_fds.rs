@@ -15,15 +15,17 @@
 //! for the mapping, and a marked number that now holds a regular file gets no name, never a
 //! wrong one. That walk of `/proc` is costly, so the hooks also remember, per number, which
 //! file `shm_open` or `memfd_create` returned (its device and inode, and its name;
-//! [`remember`]); the `mmap` then asks only `fstat` whether the number is still that file
+//! [`remember`]); the `mmap` then asks only `statx` whether the number is still that file
 //! ([`known_object`]), and names it as the kernel does: ` (deleted)` once no name links it
-//! (`st_nlink` 0; a memfd always). Anything else (another file at the number, a file with
+//! (a link count of 0; a memfd always). Anything else (another file at the number, a file with
 //! several links, a slot another thread is writing) falls back to `readlink`.
 use core::ffi::c_int;
 use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicI32, AtomicU8, AtomicU32, AtomicU64, Ordering, fence};
 
 use shmtrace_core::trace::event::{NAME_KEPT, Name};
+
+use crate::platform::file_id::{self, FileId};
 
 const BITS: usize = 1024;
 static MARKS: [AtomicU64; BITS / 64] = [const { AtomicU64::new(0) }; BITS / 64];
@@ -92,10 +94,10 @@ pub enum Kind {
 static CHECKED: [AtomicU8; 3] = [const { AtomicU8::new(0) }; 3];
 
 /// `fd` was just returned by `shm_open` (`kind` Shm, `name` the name without its leading
-/// slashes: glibc opened `/dev/shm/NAME`) or `memfd_create` (Memfd, `name` its argument): remembers which file it is, `st`
-/// (an `fstat` of it just after the call). Gives up silently when another thread is writing the same slot (its
-/// number then falls back to `readlink`).
-pub fn remember(fd: c_int, kind: Kind, name: &[u8], st: &libc::stat) {
+/// slashes: glibc opened `/dev/shm/NAME`) or `memfd_create` (Memfd, `name` its argument):
+/// remembers which file it is, `id` (asked just after the call). Gives up silently when another
+/// thread is writing the same slot (its number then falls back to `readlink`).
+pub fn remember(fd: c_int, kind: Kind, name: &[u8], id: &FileId) {
     if fd < 0 {
         return;
     }
@@ -130,8 +132,8 @@ pub fn remember(fd: c_int, kind: Kind, name: &[u8], st: &libc::stat) {
     slot.len
         .store((prefix.len() + rest) as u8, Ordering::Relaxed);
     slot.kind.store(kind as u8, Ordering::Relaxed);
-    slot.dev.store(st.st_dev, Ordering::Relaxed);
-    slot.ino.store(st.st_ino, Ordering::Relaxed);
+    slot.dev.store(id.dev, Ordering::Relaxed);
+    slot.ino.store(id.ino, Ordering::Relaxed);
     slot.fd.store(fd, Ordering::Relaxed);
     slot.seq.store(seq.wrapping_add(2), Ordering::Release);
 }
@@ -149,7 +151,7 @@ pub fn after_fork_in_child() {
 }
 
 /// The object `fd` refers to now, named as `readlink` of `/proc/self/fd/N` would name it
-/// ([`object_of`]), when `fd` is still the file [`remember`] saw: one `fstat`. `None` when
+/// ([`object_of`]), when `fd` is still the file [`remember`] saw: one `statx`. `None` when
 /// that cannot be told (not remembered, another file now, several links, a slot being
 /// written): ask [`object_of`].
 pub fn known_object(fd: c_int) -> Option<Name> {
@@ -157,11 +159,11 @@ pub fn known_object(fd: c_int) -> Option<Name> {
     if CHECKED[kind as usize].load(Ordering::Relaxed) == 2 {
         return None;
     }
-    let st = fstat(fd)?;
-    if (st.st_dev, st.st_ino) != (dev, ino) {
+    let now = file_id::of_fd(fd)?;
+    if (now.dev, now.ino) != (dev, ino) {
         return None;
     }
-    let deleted = match (kind, st.st_nlink) {
+    let deleted = match (kind, now.nlink) {
         (Kind::Memfd, 0) | (Kind::Shm, 1) => false,
         (Kind::Shm, 0) => true,
         // Linked under several names (or a memfd linked somewhere): only the kernel knows
@@ -218,15 +220,6 @@ fn remembered(fd: c_int) -> Option<(Kind, u64, u64, Remembered, usize)> {
         return None;
     }
     Some((kind, dev, ino, bytes, len))
-}
-
-/// `fstat` as a raw call (neither hooked nor allocating).
-pub fn fstat(fd: c_int) -> Option<libc::stat> {
-    let mut st = MaybeUninit::<libc::stat>::zeroed();
-    // SAFETY: `st` is a writable stat owned by this frame; the kernel validates `fd`.
-    let rc = unsafe { libc::syscall(libc::SYS_fstat, fd, st.as_mut_ptr()) };
-    // SAFETY: fstat succeeded and filled the structure (zeroed besides).
-    (rc == 0).then(|| unsafe { st.assume_init() })
 }
 
 /// The shared memory object `fd` refers to now: `/dev/shm/NAME` (as the kernel shows it, with
@@ -422,7 +415,7 @@ mod tests {
     }
 
     fn remembered_as(fd: c_int, kind: Kind, name: &[u8]) {
-        remember(fd, kind, name, &fstat(fd).expect("fstat"));
+        remember(fd, kind, name, &file_id::of_fd(fd).expect("statx"));
     }
 
     #[test]
@@ -469,7 +462,7 @@ mod tests {
         // SAFETY: as above.
         unsafe { libc::unlink(c_path.as_ptr().cast()) };
 
-        // Unlinked: the kernel says deleted, and so does the fstat.
+        // Unlinked: the kernel says deleted, and so does the statx.
         drop(a);
         let mut deleted = a_path[..a_path.len() - 1].to_vec();
         deleted.extend_from_slice(b" (deleted)");
@@ -509,7 +502,7 @@ mod tests {
         let slot = &SLOTS_TABLE[fd as usize % SLOTS];
         slot.seq.fetch_add(1, Ordering::Relaxed);
         assert!(remembered(fd).is_none());
-        remember(fd, Kind::Memfd, b"x", &fstat(fd).unwrap());
+        remember(fd, Kind::Memfd, b"x", &file_id::of_fd(fd).unwrap());
         assert!(remembered(fd).is_none(), "a busy slot is left alone");
         after_fork_in_child();
         assert!(remembered(fd).is_none(), "forgotten, not half written");

@@ -4,6 +4,8 @@
 
 use core::ffi::{CStr, c_char, c_int};
 
+use crate::platform::file_id;
+
 const DIR: &[u8] = b"/dev/shm/";
 /// What glibc puts before a semaphore's name.
 const SEM_PREFIX: &[u8] = b"sem.";
@@ -123,20 +125,10 @@ fn inode_of_path(name: &[u8], sem: bool) -> Option<u64> {
 }
 
 impl ShmPath {
-    /// The inode the path refers to now, if it exists (raw `newfstatat`).
+    /// The inode the path refers to now, if it exists (a raw `statx` that leaves the file's
+    /// timestamps unread: see `platform::file_id`).
     pub fn inode(&self) -> Option<u64> {
-        let mut st = core::mem::MaybeUninit::<libc::stat>::zeroed();
-        // SAFETY: our own path and stat buffer.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_newfstatat,
-                libc::AT_FDCWD,
-                self.as_ptr(),
-                st.as_mut_ptr(),
-                0,
-            )
-        };
-        // SAFETY: the call succeeded and filled the structure (zeroed besides).
-        (rc == 0).then(|| unsafe { st.assume_init() }.st_ino)
+        // SAFETY: a NUL-terminated path in our own buffer.
+        unsafe { file_id::of_path(self.as_ptr()) }.map(|id| id.ino)
     }
 }
