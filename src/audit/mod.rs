@@ -178,37 +178,38 @@ pub fn report_finding(finding: Finding) {
 
 /// Before a call that replaces or releases address space, with the ledger held: what it is
 /// about to act on. May clobber errno (the hook restores the caller's before the call).
-pub fn before(ev: &Event, ledger: &Ledger, page: u64) -> Pre {
+pub fn before(func: Func, args: &[u64; 6], ledger: &Ledger, page: u64) -> Pre {
     let mut pre = Pre::default();
     let round = |len: u64| {
         len.checked_next_multiple_of(page.max(1))
             .unwrap_or(u64::MAX)
     };
-    match ev.func {
+    let arg_int = |i: usize| args[i] as i32;
+    match func {
         Func::Mmap | Func::Mmap64 => {
-            let flags = ev.arg_int(3);
+            let flags = arg_int(3);
             if flags & libc::MAP_FIXED != 0 && flags & libc::MAP_FIXED_NOREPLACE == 0 {
-                let addr = ev.args[0];
-                pre.replaced = ledger.live_use_in(addr, addr.saturating_add(round(ev.args[1])));
+                let addr = args[0];
+                pre.replaced = ledger.live_use_in(addr, addr.saturating_add(round(args[1])));
             }
         }
-        Func::Shmat if ev.arg_int(2) & libc::SHM_REMAP != 0 => {
-            let addr = ev.args[1];
-            if let Some(size) = probe::segment_size(ev.arg_int(0)) {
+        Func::Shmat if arg_int(2) & libc::SHM_REMAP != 0 => {
+            let addr = args[1];
+            if let Some(size) = probe::segment_size(arg_int(0)) {
                 pre.replaced = ledger.live_use_in(addr, addr.saturating_add(round(size)));
             }
         }
         Func::Mremap => {
-            let old = ev.args[0];
+            let old = args[0];
             let both = libc::PROT_WRITE | libc::PROT_EXEC;
-            pre.source_wx = ledger.region_at(old).is_some_and(|r| r.prot & both == both);
-            if ev.arg_int(3) & libc::MREMAP_FIXED != 0 {
-                let new = ev.args[4];
-                pre.replaced = ledger.live_use_in(new, new.saturating_add(round(ev.args[2])));
+            pre.source_wx = ledger.prot_at(old).is_some_and(|prot| prot & both == both);
+            if arg_int(3) & libc::MREMAP_FIXED != 0 {
+                let new = args[4];
+                pre.replaced = ledger.live_use_in(new, new.saturating_add(round(args[2])));
             }
         }
         Func::Munmap => {
-            let (addr, len) = (ev.args[0], round(ev.args[1]));
+            let (addr, len) = (args[0], round(args[1]));
             let end = addr.saturating_add(len);
             pre.never_mapped = !ledger.knows_any(addr, end) && probe::has_hole(addr, len);
         }
@@ -269,12 +270,10 @@ enum Work {
 fn work(ev: &Event, pre: &Pre) -> Work {
     match ev.func {
         Func::Mmap | Func::Mmap64 | Func::Munmap | Func::Mremap => {
-            let both = libc::PROT_WRITE | libc::PROT_EXEC;
-            let wx = matches!(ev.func, Func::Mmap | Func::Mmap64) && ev.arg_int(2) & both == both;
-            if !wx && *pre == Pre::default() {
-                Work::Nothing
-            } else {
+            if mapping_detects(ev.func, &ev.args, pre) {
                 Work::Detect
+            } else {
+                Work::Nothing
             }
         }
         Func::Semop | Func::Semtimedop => {
@@ -297,6 +296,16 @@ fn work(ev: &Event, pre: &Pre) -> Work {
         Func::Msgsnd | Func::Msgrcv if ANY_REMOVED.load(Ordering::Relaxed) => Work::Detect,
         Func::Msgsnd | Func::Msgrcv => Work::Nothing,
     }
+}
+
+/// Whether a completed mapping call (`mmap`, `mmap64`, `munmap`, `mremap`) needs detection
+/// in full: its arguments and what [`before`] found decide, so a call that is not logged
+/// builds an event only then.
+#[inline(always)]
+pub fn mapping_detects(func: Func, args: &[u64; 6], pre: &Pre) -> bool {
+    let both = libc::PROT_WRITE | libc::PROT_EXEC;
+    let wx = matches!(func, Func::Mmap | Func::Mmap64) && args[2] as i32 & both == both;
+    wx || *pre != Pre::default()
 }
 
 /// What the audit needs of a call the ledger only counts, while no event is built for a log.
