@@ -167,7 +167,19 @@ pub enum Entry {
 /// ledger once the gate is open, even when it is free for a moment: the queue is entered after
 /// whatever is entered directly, so a thread with a call in the queue must not enter its next
 /// call directly.
+#[inline(always)]
 pub fn entry() -> Entry {
+    // Nearly always: no fork being prepared, the ledger free.
+    if let Some(held) = LEDGER.lock_unless(deferred::is_open) {
+        return Entry::Ledger(held);
+    }
+    entry_waiting()
+}
+
+/// [`entry`] when the ledger was busy or a fork is being prepared.
+#[cold]
+#[inline(never)]
+fn entry_waiting() -> Entry {
     loop {
         if let Some(held) = LEDGER.lock_unless(deferred::is_open) {
             return Entry::Ledger(held);

@@ -178,6 +178,8 @@ pub fn report_finding(finding: Finding) {
 
 /// Before a call that replaces or releases address space, with the ledger held: what it is
 /// about to act on. May clobber errno (the hook restores the caller's before the call).
+/// Inlined: a hook that knows its function keeps only its own arm.
+#[inline(always)]
 pub fn before(func: Func, args: &[u64; 6], ledger: &Ledger, page: u64) -> Pre {
     let mut pre = Pre::default();
     let round = |len: u64| {
@@ -305,7 +307,7 @@ fn work(ev: &Event, pre: &Pre) -> Work {
 pub fn mapping_detects(func: Func, args: &[u64; 6], pre: &Pre) -> bool {
     let both = libc::PROT_WRITE | libc::PROT_EXEC;
     let wx = matches!(func, Func::Mmap | Func::Mmap64) && args[2] as i32 & both == both;
-    wx || *pre != Pre::default()
+    wx || pre.found_anything()
 }
 
 /// What the audit needs of a call the ledger only counts, while no event is built for a log.
@@ -497,6 +499,53 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn anything_found_before_a_mapping_call_means_detection() {
+        let found = [
+            Pre {
+                replaced: Some((0x1000, false)),
+                ..Pre::default()
+            },
+            Pre {
+                never_mapped: true,
+                ..Pre::default()
+            },
+            Pre {
+                inside_attachment: 0x1000,
+                ..Pre::default()
+            },
+            Pre {
+                source_wx: true,
+                ..Pre::default()
+            },
+        ];
+        let rw = [
+            0,
+            4096,
+            (libc::PROT_READ | libc::PROT_WRITE) as u64,
+            0,
+            0,
+            0,
+        ];
+        for func in [Func::Mmap, Func::Mmap64, Func::Munmap, Func::Mremap] {
+            assert!(!mapping_detects(func, &rw, &Pre::default()), "{func:?}");
+            for pre in &found {
+                assert!(pre.found_anything());
+                assert!(mapping_detects(func, &rw, pre), "{func:?} {pre:?}");
+            }
+        }
+        let wx = [
+            0,
+            4096,
+            (libc::PROT_WRITE | libc::PROT_EXEC) as u64,
+            0,
+            0,
+            0,
+        ];
+        assert!(mapping_detects(Func::Mmap, &wx, &Pre::default()));
+        assert!(!mapping_detects(Func::Munmap, &wx, &Pre::default()));
     }
 
     #[test]

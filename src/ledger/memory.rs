@@ -42,7 +42,11 @@ pub(super) fn granule(flags: i32, huge_flag: i32, facts: &Facts) -> u64 {
 /// The page size an `mmap`'s length is rounded to: a hugetlbfs file's page, else as
 /// [`granule`] says for its flags.
 pub(super) fn file_granule(flags: i32, facts: &Facts) -> u64 {
-    if facts.file_page_size > facts.page() && facts.file_page_size.is_power_of_two() {
+    // Nearly always 0 (not a file on hugetlbfs): tested first.
+    if facts.file_page_size != 0
+        && facts.file_page_size > facts.page()
+        && facts.file_page_size.is_power_of_two()
+    {
         facts.file_page_size
     } else {
         granule(flags, libc::MAP_HUGETLB, facts)
@@ -60,6 +64,7 @@ fn end_of(start: u64, len: u64, granule: u64) -> u64 {
 
 impl Ledger {
     /// Removes `[start, end)`, keeping attachment and segment records in step.
+    #[inline]
     pub(super) fn unmap(&mut self, start: u64, end: u64) -> u64 {
         let Ledger {
             regions,
@@ -169,8 +174,19 @@ impl Ledger {
 
     /// The site of `ev`'s call: its caller, and the stack above it when one was recorded;
     /// for a mapping, the shared memory object it maps when the hook named one.
-    #[inline]
+    #[inline(always)]
     pub(super) fn site_of(&mut self, ev: &Call) -> u32 {
+        // Nearly always: no stack recorded, no object named.
+        if ev.stack.is_empty() && ev.name().is_empty() {
+            return self
+                .sites
+                .intern(ev.caller, sites::NO_STACK, sites::NO_OBJECT);
+        }
+        self.site_with_more(ev)
+    }
+
+    #[inline(never)]
+    fn site_with_more(&mut self, ev: &Call) -> u32 {
         let stack = self.sites.intern_stack(ev.stack());
         let object = match ev.func {
             Func::Mmap | Func::Mmap64 if !ev.name().is_empty() => {
@@ -183,7 +199,7 @@ impl Ledger {
 
     /// [`Ledger::site_of`] for a mapping whose object the hook left pending (see
     /// [`Facts::object_pending`]).
-    #[inline]
+    #[inline(always)]
     fn mapping_site(&mut self, ev: &Call, facts: &Facts) -> u32 {
         if !facts.object_pending {
             return self.site_of(ev);
@@ -192,6 +208,7 @@ impl Ledger {
         self.sites.intern(ev.caller, stack, sites::PENDING_OBJECT)
     }
 
+    #[inline]
     pub(super) fn on_mmap(&mut self, ev: &Call, facts: &Facts) -> Outcome {
         let start = align_down(ev.ret as u64, facts.page());
         let prot = ev.arg_int(2);
@@ -227,6 +244,7 @@ impl Ledger {
         outcome
     }
 
+    #[inline]
     pub(super) fn on_munmap(&mut self, ev: &Call, facts: &Facts) -> Outcome {
         let page = facts.page();
         let start = align_down(ev.args[0], page);

@@ -211,6 +211,7 @@ impl Regions {
     /// The two common cases cost one descent of the tree each (at a million regions every
     /// level is a cache miss): a range starting exactly where a region starts (`munmap` of
     /// what `mmap` returned), and a range nothing overlaps (a fresh `mmap`).
+    #[inline]
     pub fn remove(&mut self, start: u64, end: u64, mut cut: impl FnMut(Cut)) -> u64 {
         if start >= end {
             return 0;
@@ -277,6 +278,7 @@ impl Regions {
 
     /// Accounts for the region `[s, v.end)`, just taken out of the map, losing everything
     /// before `end` (`s` lies inside the range being removed); a tail past `end` goes back.
+    #[inline]
     fn cut_out(&mut self, s: u64, v: Val, end: u64, cut: &mut impl FnMut(Cut)) -> u64 {
         if v.end > end {
             self.map.insert(end, v);
