@@ -32,8 +32,11 @@ pub struct Sites {
     /// Sites interned lately, `((addr, stack, object), index)`, each in the slot its address
     /// hashes to: a program maps from a few call sites, so nearly every call finds its own
     /// here, without a look in the index. Indexes never change, so an entry never goes stale.
-    recent: [Option<((u64, u32, u32), u32)>; RECENT],
+    recent: [Option<(SiteKey, u32)>; RECENT],
 }
+
+/// A site: the caller's address, its stack id and its object id.
+type SiteKey = (u64, u32, u32);
 
 /// Slots of [`Sites::recent`].
 const RECENT: usize = 16;
@@ -168,7 +171,7 @@ impl Sites {
     }
 
     #[inline(never)]
-    fn intern_new(&mut self, key: (u64, u32, u32)) -> u32 {
+    fn intern_new(&mut self, key: SiteKey) -> u32 {
         let (addr, stack, object) = key;
         let known = if object == NO_OBJECT {
             self.index.get(&(addr, stack))
