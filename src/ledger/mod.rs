@@ -1,8 +1,9 @@
 //! The ledger: what this process holds, modelled from the calls it completed, and at exit the
 //! report of what it acquired and never released.
 //!
-//! Pure: no FFI, no syscalls. The hook layer feeds it each completed call ([`Ledger::apply`])
-//! with the few [`Facts`] only the kernel can tell (did this `shmget` create the segment? how
+//! Pure: no FFI, no syscalls. The hook layer feeds it each completed call ([`Ledger::apply`]
+//! with its event, or [`Ledger::apply_call`] with a [`Call`] when it built no event) with the
+//! few [`Facts`] only the kernel can tell (did this `shmget` create the segment? how
 //! big is the segment being attached?), and at exit asks it for a [`Report`], answering its
 //! questions about which objects still exist. The kernel's rules it follows, with the versions
 //! that have them, are in `docs/kernel-semantics.md`; where the ledger's view and a successful
