@@ -269,7 +269,8 @@ pub fn entered_into(entry: Entry, call: &Call, facts: &Facts) {
     }
 }
 
-/// The queue kept while a fork is prepared holds events.
+/// The queue kept while a fork is prepared holds events; only the ledger reads this one, and
+/// it reads no errno.
 #[cold]
 fn defer(place: deferred::Place, call: &Call, facts: &Facts) {
     place.fill(&call.to_event(process::pid(), 0), facts);
