@@ -182,10 +182,7 @@ pub fn report_finding(finding: Finding) {
 #[inline(always)]
 pub fn before(func: Func, args: &[u64; 6], ledger: &Ledger, page: u64) -> Pre {
     let mut pre = Pre::default();
-    let round = |len: u64| {
-        len.checked_next_multiple_of(page.max(1))
-            .unwrap_or(u64::MAX)
-    };
+    let round = |len: u64| round_to_page(len, page);
     let arg_int = |i: usize| args[i] as i32;
     match func {
         Func::Mmap | Func::Mmap64 => {
@@ -236,6 +233,20 @@ pub fn before(func: Func, args: &[u64; 6], ledger: &Ledger, page: u64) -> Pre {
         | Func::Msgctl => {}
     }
     pre
+}
+
+/// `len` rounded up to a multiple of `page`, `u64::MAX` past the top. The page is a power of
+/// two (the kernel's): a mask, where a multiple of any number would take a division on every
+/// `munmap`.
+#[inline(always)]
+fn round_to_page(len: u64, page: u64) -> u64 {
+    if page.is_power_of_two() {
+        len.checked_add(page - 1)
+            .map_or(u64::MAX, |end| end & !(page - 1))
+    } else {
+        len.checked_next_multiple_of(page.max(1))
+            .unwrap_or(u64::MAX)
+    }
 }
 
 /// After a call [`before`] looked at, the ledger still held and the call not yet entered:
@@ -497,6 +508,28 @@ mod tests {
                         assert_eq!(with_event, without, "{func:?} removed {removed} ret {ret}");
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn lengths_round_to_the_page_as_a_multiple_would() {
+        for page in [0, 1, 3, 4096, 65536, 1 << 21] {
+            for len in [
+                0,
+                1,
+                4095,
+                4096,
+                4097,
+                1 << 40,
+                u64::MAX - 4096,
+                u64::MAX - 1,
+                u64::MAX,
+            ] {
+                let want = len
+                    .checked_next_multiple_of(page.max(1))
+                    .unwrap_or(u64::MAX);
+                assert_eq!(round_to_page(len, page), want, "{len:#x} to {page}");
             }
         }
     }
