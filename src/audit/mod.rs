@@ -283,7 +283,7 @@ enum Work {
 fn work(ev: &Event, pre: &Pre) -> Work {
     match ev.func {
         Func::Mmap | Func::Mmap64 | Func::Munmap | Func::Mremap => {
-            if mapping_detects(ev.func, &ev.args, pre) {
+            if mapping_detects(ev.func, &ev.args, Some(pre)) {
                 Work::Detect
             } else {
                 Work::Nothing
@@ -315,10 +315,10 @@ fn work(ev: &Event, pre: &Pre) -> Work {
 /// in full: its arguments and what [`before`] found decide, so a call that is not logged
 /// builds an event only then.
 #[inline(always)]
-pub fn mapping_detects(func: Func, args: &[u64; 6], pre: &Pre) -> bool {
+pub fn mapping_detects(func: Func, args: &[u64; 6], pre: Option<&Pre>) -> bool {
     let both = libc::PROT_WRITE | libc::PROT_EXEC;
     let wx = matches!(func, Func::Mmap | Func::Mmap64) && args[2] as i32 & both == both;
-    wx || pre.found_anything()
+    wx || pre.is_some_and(Pre::found_anything)
 }
 
 /// What the audit needs of a call the ledger only counts, while no event is built for a log.
@@ -563,10 +563,14 @@ mod tests {
             0,
         ];
         for func in [Func::Mmap, Func::Mmap64, Func::Munmap, Func::Mremap] {
-            assert!(!mapping_detects(func, &rw, &Pre::default()), "{func:?}");
+            assert!(
+                !mapping_detects(func, &rw, Some(&Pre::default())),
+                "{func:?}"
+            );
+            assert!(!mapping_detects(func, &rw, None), "{func:?}");
             for pre in &found {
                 assert!(pre.found_anything());
-                assert!(mapping_detects(func, &rw, pre), "{func:?} {pre:?}");
+                assert!(mapping_detects(func, &rw, Some(pre)), "{func:?} {pre:?}");
             }
         }
         let wx = [
@@ -577,8 +581,8 @@ mod tests {
             0,
             0,
         ];
-        assert!(mapping_detects(Func::Mmap, &wx, &Pre::default()));
-        assert!(!mapping_detects(Func::Munmap, &wx, &Pre::default()));
+        assert!(mapping_detects(Func::Mmap, &wx, None));
+        assert!(!mapping_detects(Func::Munmap, &wx, Some(&Pre::default())));
     }
 
     #[test]

@@ -39,10 +39,8 @@ pub(super) fn traced(
     // call is about to act on for the audit, the ledger held.
     let mut entry = releases_address_space(func, &args).then(recorder::entry);
     let pre = match &entry {
-        Some(recorder::Entry::Ledger(held)) => {
-            shield(|| audit::before(func, &args, held, page)).unwrap_or_default()
-        }
-        _ => audit::Pre::default(),
+        Some(recorder::Entry::Ledger(held)) => shield(|| audit::before(func, &args, held, page)),
+        _ => None,
     };
     errno_at.set(caller_errno);
     let ret = call();
@@ -55,8 +53,9 @@ pub(super) fn traced(
             Some(taken) => recorder::entered_into(taken, &done, &known),
             None => recorder::entered(&done, &known),
         }
-        if audit::mapping_detects(func, &args, &pre) {
-            detect(&done, call_errno, &pre, &known);
+        // Nothing looked at before the call (no entry, or a fork being prepared) found nothing.
+        if audit::mapping_detects(func, &args, pre.as_ref()) {
+            detect(&done, call_errno, &pre.unwrap_or_default(), &known);
         }
     });
     drop(entry);

@@ -7,7 +7,9 @@
 //! have been.
 
 use super::Call;
-use super::regions::{Kind, Meta, Val};
+use super::attachments::Attachments;
+use super::objects::Objects;
+use super::regions::{Cut, Kind, Meta, Val};
 use super::resync::Unsure;
 use super::sites;
 use super::{Facts, Ledger, Outcome};
@@ -62,6 +64,15 @@ fn end_of(start: u64, len: u64, granule: u64) -> u64 {
     }
 }
 
+/// An attachment's piece removed (`cut`): its attachment, and the segment at its last piece,
+/// in step. Out of line: most regions removed are not attachments'.
+#[inline(never)]
+fn detach_piece(attachments: &mut Attachments, objects: &mut Objects, slot: u32, cut: Cut) {
+    if let Some(ended) = attachments.account(slot, 0, cut.bytes, cut.pieces) {
+        objects.segment_detached(ended.shmid);
+    }
+}
+
 impl Ledger {
     /// Removes `[start, end)`, keeping attachment and segment records in step.
     #[inline]
@@ -74,10 +85,8 @@ impl Ledger {
             ..
         } = self;
         let removed = regions.remove(start, end, |cut| {
-            if let Some(slot) = cut.meta.slot()
-                && let Some(ended) = attachments.account(slot, 0, cut.bytes, cut.pieces)
-            {
-                objects.segment_detached(ended.shmid);
+            if let Some(slot) = cut.meta.slot() {
+                detach_piece(attachments, objects, slot, cut);
             }
         });
         if removed > 0 && !origins.is_empty() {
