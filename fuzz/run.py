@@ -129,21 +129,23 @@ def exclusive():
     return lock
 
 
-def run(driver, work, seed, calls, every, shim, stop=False, perturb=False):
+def run(driver, work, seed, calls, every, shim, stop=False, perturb=False, quiet=False):
     """One run; returns (transcript lines, divergence lines, log path or None). `perturb`: with
-    other neighbours for what the kernel places (FUZZ_PERTURB, natively only)."""
+    other neighbours for what the kernel places (FUZZ_PERTURB, natively only). `quiet`: under
+    the shim with SHMTRACE_LOG=off, where calls take the paths that build no event."""
     pool = huge_pages_settled()
     if pool is None:
         raise Disturbed(f"huge pages held by another program: {huge_pool()}")
-    tag = "shim" if shim else "perturbed" if perturb else "native"
+    tag = "quiet" if quiet else "shim" if shim else "perturbed" if perturb else "native"
     tx = os.path.join(work, f"{seed}.{tag}.tx")
-    log = os.path.join(work, f"{seed}.{every}.log") if shim else None
+    log = os.path.join(work, f"{seed}.{every}.log") if shim and not quiet else None
     if log and os.path.exists(log):
         os.unlink(log)
     cmd = [*t.UNSHARE_IPC, driver, str(seed), str(calls), str(every), tx]
     if stop:
         cmd.append("stop")
-    env = (t.clean_env(preload=True, SHMTRACE_FORMAT="json", SHMTRACE_LOG=log) if shim
+    env = (t.clean_env(preload=True, SHMTRACE_LOG="off") if quiet
+           else t.clean_env(preload=True, SHMTRACE_FORMAT="json", SHMTRACE_LOG=log) if shim
            else t.clean_env(FUZZ_PERTURB="1") if perturb else t.clean_env())
     proc = subprocess.run(cmd, env=env, stderr=subprocess.PIPE, text=True, timeout=600)
     if proc.returncode not in (0, 3):
@@ -193,10 +195,10 @@ def compare_log(lines, log):
     return None
 
 
-def narrow(driver, work, seed, calls):
+def narrow(driver, work, seed, calls, quiet=False):
     """The shortest failing prefix of a ledger divergence: a check after every call."""
     try:
-        lines, diverged, _ = run(driver, work, seed, calls, 1, True, stop=True)
+        lines, diverged, _ = run(driver, work, seed, calls, 1, True, stop=True, quiet=quiet)
     except Disturbed as e:
         return f"(not narrowed: {e})"
     if not diverged:
@@ -223,15 +225,17 @@ def same_transcripts(name, a, b, a_tag, b_tag):
 
 
 def fuzz_seed(driver, work, seed, calls, every, retry):
-    """One seed natively, natively with another layout, and under the shim: four checks
-    (layout independence of the generated calls, transparency, ledger, log). With `retry`,
+    """One seed natively, natively with another layout, and under the shim logged and with the
+    log off: six checks (layout independence of the generated calls, transparency and ledger
+    in both modes, log). With `retry`,
     raises Disturbed instead when the runs first differ in a call that failed with ENOMEM in one
     of them only: huge pages another program took in the meantime decide that, and a
     difference the shim makes comes back when the seed is run again."""
     native, _, _ = run(driver, work, seed, calls, every, False)
     perturbed, _, _ = run(driver, work, seed, calls, every, False, perturb=True)
     shim, diverged, log = run(driver, work, seed, calls, every, True)
-    for other in (perturbed, shim) if retry else ():
+    quiet, quiet_diverged, _ = run(driver, work, seed, calls, every, True, quiet=True)
+    for other in (perturbed, shim, quiet) if retry else ():
         i = first_difference(native, other)
         if i is not None and ("errno=12" in native[i]) != ("errno=12" in other[i]):
             raise Disturbed(f"ENOMEM in one run only: {native[i]} | {other[i]}")
@@ -242,6 +246,9 @@ def fuzz_seed(driver, work, seed, calls, every, retry):
                      "native", "shim")
     t.check(not diverged, f"ledger against the kernel: seed {seed}",
             diverged and narrow(driver, work, seed, calls))
+    same_transcripts(f"transparency, log off: seed {seed}", native, quiet, "native", "shim")
+    t.check(not quiet_diverged, f"ledger against the kernel, log off: seed {seed}",
+            quiet_diverged and narrow(driver, work, seed, calls, quiet=True))
     why = compare_log(shim, log)
     t.check(why is None, f"log against the calls: seed {seed}", why)
     return len(native)

@@ -5,7 +5,8 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crate::deferred;
 use crate::ledger::{
-    Candidate, Facts, KernelView, KernelVma, Ledger, NameKind, ObjectKind, Report, Stats, Unsure,
+    Call, Candidate, Facts, KernelView, KernelVma, Ledger, NameKind, ObjectKind, Report, Stats,
+    Unsure,
 };
 use crate::platform::spinlock::{SpinGuard, SpinLock};
 use crate::platform::{clock, config, kernel, maps, modules, process, shm_fds, shm_name, sink};
@@ -166,7 +167,19 @@ pub enum Entry {
 /// ledger once the gate is open, even when it is free for a moment: the queue is entered after
 /// whatever is entered directly, so a thread with a call in the queue must not enter its next
 /// call directly.
+#[inline(always)]
 pub fn entry() -> Entry {
+    // Nearly always: no fork being prepared, the ledger free.
+    if let Some(held) = LEDGER.lock_unless(deferred::is_open) {
+        return Entry::Ledger(held);
+    }
+    entry_waiting()
+}
+
+/// [`entry`] when the ledger was busy or a fork is being prepared.
+#[cold]
+#[inline(never)]
+fn entry_waiting() -> Entry {
     loop {
         if let Some(held) = LEDGER.lock_unless(deferred::is_open) {
             return Entry::Ledger(held);
@@ -237,18 +250,53 @@ pub fn completed_into(entry: Entry, event: &Event, facts: &Facts) {
     emit(event);
 }
 
+/// A completed call that is not logged, and has no event (see `hooks/mapping.rs`): into the
+/// ledger.
+#[inline(always)]
+pub fn entered(call: &Call, facts: &Facts) {
+    entered_into(entry(), call, facts);
+}
+
+/// [`entered`] into the entry taken for it.
+#[inline(always)]
+pub fn entered_into(entry: Entry, call: &Call, facts: &Facts) {
+    match entry {
+        Entry::Ledger(mut ledger) => {
+            enter_call(&mut ledger, call, facts);
+            drop(ledger);
+        }
+        Entry::Deferred(place) => defer(place, call, facts),
+    }
+}
+
+/// The queue kept while a fork is prepared holds events; only the ledger reads this one, and
+/// it reads no errno.
+#[cold]
+fn defer(place: deferred::Place, call: &Call, facts: &Facts) {
+    place.fill(&call.to_event(process::pid(), 0), facts);
+}
+
 /// A completed call into the ledger, and the kernel's word for what it could not predict. A
 /// call kept aside during a fork is resynchronised when the queue is drained, from the address
 /// space as it is then.
 fn enter(ledger: &mut Ledger, event: &Event, facts: &Facts) {
-    ledger.apply(event, facts);
+    if let Some(call) = Call::of(event) {
+        enter_call(ledger, &call, facts);
+    }
+}
+
+/// [`enter`] for a completed call; inlined, so that a hook that knows its function keeps only
+/// its own part of the ledger's dispatch.
+#[inline(always)]
+fn enter_call(ledger: &mut Ledger, call: &Call, facts: &Facts) {
+    ledger.apply_call(call, facts);
     if let Some(unsure) = ledger.take_unsure() {
-        resync(ledger, &unsure, event);
+        resync(ledger, &unsure, call);
     }
 }
 
 #[cold]
-fn resync(ledger: &mut Ledger, unsure: &Unsure, event: &Event) {
+fn resync(ledger: &mut Ledger, unsure: &Unsure, call: &Call) {
     let read = unsure.ranges.map(|(start, end)| maps::mapped(start, end));
     let [Some(target), Some(source)] = &read else {
         return;
@@ -276,7 +324,7 @@ fn resync(ledger: &mut Ledger, unsure: &Unsure, event: &Event) {
         mapped: m.spans(),
         vmas: &v[..m.vmas().len()],
     });
-    ledger.resync(unsure, &views, &copied[..n], event);
+    ledger.resync(unsure, &views, &copied[..n], call);
 }
 
 /// A record into the log, if logging is on.

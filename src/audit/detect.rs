@@ -23,6 +23,22 @@ pub struct Pre {
     pub source_wx: bool,
 }
 
+impl Pre {
+    /// Whether [`before`](super::before) found anything (cheaper than a comparison with the
+    /// default, field by field, which a hook pays on every call).
+    #[inline(always)]
+    pub fn found_anything(&self) -> bool {
+        // Every field named: a new one does not compile until it is looked at here.
+        let Pre {
+            replaced,
+            never_mapped,
+            inside_attachment,
+            source_wx,
+        } = *self;
+        replaced.is_some() || never_mapped || inside_attachment != 0 || source_wx
+    }
+}
+
 /// What the kernel said after the call, when detection needed it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Asked {

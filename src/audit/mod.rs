@@ -178,37 +178,37 @@ pub fn report_finding(finding: Finding) {
 
 /// Before a call that replaces or releases address space, with the ledger held: what it is
 /// about to act on. May clobber errno (the hook restores the caller's before the call).
-pub fn before(ev: &Event, ledger: &Ledger, page: u64) -> Pre {
+/// Inlined: a hook that knows its function keeps only its own arm.
+#[inline(always)]
+pub fn before(func: Func, args: &[u64; 6], ledger: &Ledger, page: u64) -> Pre {
     let mut pre = Pre::default();
-    let round = |len: u64| {
-        len.checked_next_multiple_of(page.max(1))
-            .unwrap_or(u64::MAX)
-    };
-    match ev.func {
+    let round = |len: u64| round_to_page(len, page);
+    let arg_int = |i: usize| args[i] as i32;
+    match func {
         Func::Mmap | Func::Mmap64 => {
-            let flags = ev.arg_int(3);
+            let flags = arg_int(3);
             if flags & libc::MAP_FIXED != 0 && flags & libc::MAP_FIXED_NOREPLACE == 0 {
-                let addr = ev.args[0];
-                pre.replaced = ledger.live_use_in(addr, addr.saturating_add(round(ev.args[1])));
+                let addr = args[0];
+                pre.replaced = ledger.live_use_in(addr, addr.saturating_add(round(args[1])));
             }
         }
-        Func::Shmat if ev.arg_int(2) & libc::SHM_REMAP != 0 => {
-            let addr = ev.args[1];
-            if let Some(size) = probe::segment_size(ev.arg_int(0)) {
+        Func::Shmat if arg_int(2) & libc::SHM_REMAP != 0 => {
+            let addr = args[1];
+            if let Some(size) = probe::segment_size(arg_int(0)) {
                 pre.replaced = ledger.live_use_in(addr, addr.saturating_add(round(size)));
             }
         }
         Func::Mremap => {
-            let old = ev.args[0];
+            let old = args[0];
             let both = libc::PROT_WRITE | libc::PROT_EXEC;
-            pre.source_wx = ledger.region_at(old).is_some_and(|r| r.prot & both == both);
-            if ev.arg_int(3) & libc::MREMAP_FIXED != 0 {
-                let new = ev.args[4];
-                pre.replaced = ledger.live_use_in(new, new.saturating_add(round(ev.args[2])));
+            pre.source_wx = ledger.prot_at(old).is_some_and(|prot| prot & both == both);
+            if arg_int(3) & libc::MREMAP_FIXED != 0 {
+                let new = args[4];
+                pre.replaced = ledger.live_use_in(new, new.saturating_add(round(args[2])));
             }
         }
         Func::Munmap => {
-            let (addr, len) = (ev.args[0], round(ev.args[1]));
+            let (addr, len) = (args[0], round(args[1]));
             let end = addr.saturating_add(len);
             pre.never_mapped = !ledger.knows_any(addr, end) && probe::has_hole(addr, len);
         }
@@ -233,6 +233,20 @@ pub fn before(ev: &Event, ledger: &Ledger, page: u64) -> Pre {
         | Func::Msgctl => {}
     }
     pre
+}
+
+/// `len` rounded up to a multiple of `page`, `u64::MAX` past the top. The page is a power of
+/// two (the kernel's): a mask, where a multiple of any number would take a division on every
+/// `munmap`.
+#[inline(always)]
+fn round_to_page(len: u64, page: u64) -> u64 {
+    if page.is_power_of_two() {
+        len.checked_add(page - 1)
+            .map_or(u64::MAX, |end| end & !(page - 1))
+    } else {
+        len.checked_next_multiple_of(page.max(1))
+            .unwrap_or(u64::MAX)
+    }
 }
 
 /// After a call [`before`] looked at, the ledger still held and the call not yet entered:
@@ -269,12 +283,10 @@ enum Work {
 fn work(ev: &Event, pre: &Pre) -> Work {
     match ev.func {
         Func::Mmap | Func::Mmap64 | Func::Munmap | Func::Mremap => {
-            let both = libc::PROT_WRITE | libc::PROT_EXEC;
-            let wx = matches!(ev.func, Func::Mmap | Func::Mmap64) && ev.arg_int(2) & both == both;
-            if !wx && *pre == Pre::default() {
-                Work::Nothing
-            } else {
+            if mapping_detects(ev.func, &ev.args, Some(pre)) {
                 Work::Detect
+            } else {
+                Work::Nothing
             }
         }
         Func::Semop | Func::Semtimedop => {
@@ -297,6 +309,16 @@ fn work(ev: &Event, pre: &Pre) -> Work {
         Func::Msgsnd | Func::Msgrcv if ANY_REMOVED.load(Ordering::Relaxed) => Work::Detect,
         Func::Msgsnd | Func::Msgrcv => Work::Nothing,
     }
+}
+
+/// Whether a completed mapping call (`mmap`, `mmap64`, `munmap`, `mremap`) needs detection
+/// in full: its arguments and what [`before`] found decide, so a call that is not logged
+/// builds an event only then.
+#[inline(always)]
+pub fn mapping_detects(func: Func, args: &[u64; 6], pre: Option<&Pre>) -> bool {
+    let both = libc::PROT_WRITE | libc::PROT_EXEC;
+    let wx = matches!(func, Func::Mmap | Func::Mmap64) && args[2] as i32 & both == both;
+    wx || pre.is_some_and(Pre::found_anything)
 }
 
 /// What the audit needs of a call the ledger only counts, while no event is built for a log.
@@ -488,6 +510,79 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn lengths_round_to_the_page_as_a_multiple_would() {
+        for page in [0, 1, 3, 4096, 65536, 1 << 21] {
+            for len in [
+                0,
+                1,
+                4095,
+                4096,
+                4097,
+                1 << 40,
+                u64::MAX - 4096,
+                u64::MAX - 1,
+                u64::MAX,
+            ] {
+                let want = len
+                    .checked_next_multiple_of(page.max(1))
+                    .unwrap_or(u64::MAX);
+                assert_eq!(round_to_page(len, page), want, "{len:#x} to {page}");
+            }
+        }
+    }
+
+    #[test]
+    fn anything_found_before_a_mapping_call_means_detection() {
+        let found = [
+            Pre {
+                replaced: Some((0x1000, false)),
+                ..Pre::default()
+            },
+            Pre {
+                never_mapped: true,
+                ..Pre::default()
+            },
+            Pre {
+                inside_attachment: 0x1000,
+                ..Pre::default()
+            },
+            Pre {
+                source_wx: true,
+                ..Pre::default()
+            },
+        ];
+        let rw = [
+            0,
+            4096,
+            (libc::PROT_READ | libc::PROT_WRITE) as u64,
+            0,
+            0,
+            0,
+        ];
+        for func in [Func::Mmap, Func::Mmap64, Func::Munmap, Func::Mremap] {
+            assert!(
+                !mapping_detects(func, &rw, Some(&Pre::default())),
+                "{func:?}"
+            );
+            assert!(!mapping_detects(func, &rw, None), "{func:?}");
+            for pre in &found {
+                assert!(pre.found_anything());
+                assert!(mapping_detects(func, &rw, Some(pre)), "{func:?} {pre:?}");
+            }
+        }
+        let wx = [
+            0,
+            4096,
+            (libc::PROT_WRITE | libc::PROT_EXEC) as u64,
+            0,
+            0,
+            0,
+        ];
+        assert!(mapping_detects(Func::Mmap, &wx, None));
+        assert!(!mapping_detects(Func::Munmap, &wx, Some(&Pre::default())));
     }
 
     #[test]

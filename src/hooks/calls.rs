@@ -7,7 +7,7 @@ use libc::{key_t, mode_t, msqid_ds, sem_t, sembuf, shmid_ds, timespec};
 
 use core::ptr;
 
-use super::traced::{Started, traced, traced_waiting};
+use super::traced::{Started, traced, traced_mapping, traced_waiting};
 use crate::audit::{self, Code, Finding};
 use crate::ledger::Facts;
 use crate::platform::shm_fds;
@@ -26,6 +26,8 @@ fn ptr<T>(p: *const T) -> u64 {
 }
 
 fn nothing_to_read(_: &mut Event, _: &mut Facts) {}
+
+fn no_facts(_: i64, _: &mut Facts) {}
 
 /// Whether the flags alone guarantee that a successful get created the object.
 fn always_creates(key: key_t, flags: c_int) -> bool {
@@ -339,25 +341,8 @@ unsafe fn mmap_any(
     // SAFETY: the program's own arguments, forwarded unchanged to the real function.
     let call = || unsafe { real::mmap(func, addr, length, prot, flags, fd, offset) } as i64;
     let after = |ev: &mut Event, facts: &mut Facts| {
-        if flags & libc::MAP_ANONYMOUS != 0 {
-            return;
-        }
-        if ev.failed() {
-            // A MAP_FIXED call that failed may have unmapped its range first, rounded to the
-            // file's page: a hugetlbfs file's (a MFD_HUGETLB memfd's) huge page.
-            if flags & libc::MAP_FIXED != 0 {
-                facts.file_page_size = kernel::hugetlbfs_page_size(fd).unwrap_or(0);
-            }
-            return;
-        }
-        // A file on hugetlbfs has huge pages without MAP_HUGETLB. The kernel places such a
-        // mapping on a huge page boundary: only then is the file worth a system call.
-        if (ev.ret as u64).is_multiple_of(kernel::MIN_HUGE_PAGE) {
-            facts.file_page_size = kernel::hugetlbfs_page_size(fd).unwrap_or(0);
-        }
-        // Only a descriptor shm_open or memfd_create returned is worth asking about, and only
-        // a record needs the name now: the report asks the kernel when it needs it.
-        if shm_fds::marked(fd) {
+        // Only a record needs the name now: the report asks the kernel when it needs it.
+        if mapping_facts(ev.ret, flags, fd, facts) {
             if sink::enabled() {
                 name_object(ev, fd);
             } else {
@@ -365,7 +350,34 @@ unsafe fn mmap_any(
             }
         }
     };
-    traced(func, caller, args, call, after) as *mut c_void
+    let quiet = |ret: i64, facts: &mut Facts| {
+        facts.object_pending = mapping_facts(ret, flags, fd, facts);
+    };
+    traced_mapping(func, caller, args, call, quiet, after) as *mut c_void
+}
+
+/// What the ledger needs from the kernel about an `mmap` that returned `ret`, into `facts`;
+/// true when it maps a descriptor `shm_open` or `memfd_create` returned, whose object is then
+/// to be named (only such a descriptor is worth asking about).
+#[inline(always)]
+fn mapping_facts(ret: i64, flags: c_int, fd: c_int, facts: &mut Facts) -> bool {
+    if flags & libc::MAP_ANONYMOUS != 0 {
+        return false;
+    }
+    if ret == Func::Mmap.failure_value() {
+        // A MAP_FIXED call that failed may have unmapped its range first, rounded to the
+        // file's page: a hugetlbfs file's (a MFD_HUGETLB memfd's) huge page.
+        if flags & libc::MAP_FIXED != 0 {
+            facts.file_page_size = kernel::hugetlbfs_page_size(fd).unwrap_or(0);
+        }
+        return false;
+    }
+    // A file on hugetlbfs has huge pages without MAP_HUGETLB. The kernel places such a
+    // mapping on a huge page boundary: only then is the file worth a system call.
+    if (ret as u64).is_multiple_of(kernel::MIN_HUGE_PAGE) {
+        facts.file_page_size = kernel::hugetlbfs_page_size(fd).unwrap_or(0);
+    }
+    shm_fds::marked(fd)
 }
 
 /// The shared memory object a mapping maps, out of line: most mappings never get here. An
@@ -408,7 +420,7 @@ pub unsafe extern "C" fn munmap(addr: *mut c_void, length: usize, caller: usize)
     let args = [ptr(addr), length as u64, 0, 0, 0, 0];
     // SAFETY: the program's own arguments, forwarded unchanged to the real function.
     let call = || i64::from(unsafe { real::munmap(addr, length) });
-    traced(Func::Munmap, caller, args, call, nothing_to_read) as c_int
+    traced_mapping(Func::Munmap, caller, args, call, no_facts, nothing_to_read) as c_int
 }
 
 pub unsafe extern "C" fn mremap(
@@ -430,7 +442,7 @@ pub unsafe extern "C" fn mremap(
     // SAFETY: the program's own arguments, forwarded unchanged to the real function.
     let call =
         || unsafe { real::mremap(old_address, old_size, new_size, flags, new_address) } as i64;
-    traced(Func::Mremap, caller, args, call, nothing_to_read) as *mut c_void
+    traced_mapping(Func::Mremap, caller, args, call, no_facts, nothing_to_read) as *mut c_void
 }
 
 pub unsafe extern "C" fn shm_open(

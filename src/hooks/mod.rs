@@ -6,6 +6,7 @@
 mod trampoline;
 mod calls;
 mod counted;
+mod mapping;
 mod traced;
 mod vfork;
 

@@ -1,7 +1,7 @@
 //! The one path every tracked call takes: enter the guard, stamp the event, call the real
 //! function with the caller's errno in place, record the outcome, hand back the real errno.
 
-use super::counted;
+use super::{counted, mapping};
 use crate::audit;
 use crate::ledger::Facts;
 use crate::platform::shield::shield;
@@ -78,6 +78,61 @@ pub fn traced_waiting(
         };
         return counted::count(func, caller, args, errno_at, started, call, after);
     }
+    logged(
+        func,
+        caller,
+        args,
+        vfork_child,
+        (errno_at, caller_errno),
+        call,
+        after,
+    )
+}
+
+/// [`traced`] for the mapping calls (`mmap`, `mmap64`, `munmap`, `mremap`): while nothing is
+/// logged and no stack is recorded they take `mapping::quietly`'s path, where `facts` says
+/// what the ledger needs to know from the kernel given the call's result; otherwise `after`,
+/// as for [`traced`].
+#[inline(always)]
+pub fn traced_mapping(
+    func: Func,
+    caller: usize,
+    args: [u64; 6],
+    call: impl FnOnce() -> i64,
+    facts: impl FnOnce(i64, &mut Facts),
+    after: impl FnOnce(&mut Event, &mut Facts),
+) -> i64 {
+    let errno_at = errno::Slot::here();
+    let caller_errno = errno_at.get();
+    let Some(_guard) = Guard::enter() else {
+        return call();
+    };
+    let vfork_child = process::in_vfork_child();
+    if vfork_child.is_none() && mapping::quietly() {
+        return mapping::traced(func, caller, args, (errno_at, caller_errno), call, facts);
+    }
+    logged(
+        func,
+        caller,
+        args,
+        vfork_child,
+        (errno_at, caller_errno),
+        |_| call(),
+        after,
+    )
+}
+
+/// The path of a call with its event: inside the guard, the caller's errno saved.
+#[inline(always)]
+fn logged(
+    func: Func,
+    caller: usize,
+    args: [u64; 6],
+    vfork_child: Option<i32>,
+    (errno_at, caller_errno): (errno::Slot, i32),
+    call: impl FnOnce(&mut Started) -> i64,
+    after: impl FnOnce(&mut Event, &mut Facts),
+) -> i64 {
     // Built in place (an event is a few hundred bytes: moving it costs measurably).
     let mut event = Event::new(Phase::Enter, func);
     let tracked = shield(|| begin(&mut event, caller, args, vfork_child)).unwrap_or(false);
@@ -93,7 +148,7 @@ pub fn traced_waiting(
     // (not while a fork is prepared: the ledger is the forking thread's then).
     let mut pre = match &entry {
         Some(recorder::Entry::Ledger(held)) => {
-            shield(|| audit::before(&event, held, recorder::page_size()))
+            shield(|| audit::before(func, &event.args, held, recorder::page_size()))
         }
         _ => None,
     }
@@ -131,7 +186,8 @@ pub fn traced_waiting(
 }
 
 /// Calls after which another thread's mmap may get the address space this one gave up.
-fn releases_address_space(func: Func, args: &[u64; 6]) -> bool {
+#[inline(always)]
+pub(super) fn releases_address_space(func: Func, args: &[u64; 6]) -> bool {
     match func {
         Func::Munmap | Func::Mremap | Func::Shmdt => true,
         Func::Mmap | Func::Mmap64 => args[3] as i32 & libc::MAP_FIXED != 0,

@@ -1,15 +1,15 @@
 //! The System V object calls: `shmget`, `shmctl`, `semget`, `semctl`, `msgget`, `msgctl`.
 
+use super::Call;
 use super::objects::{MessageQueue, Segment, SemaphoreSet};
 use super::{Facts, Ledger, Outcome};
-use shmtrace_core::trace::event::Event;
 
 /// glibc ORs `IPC_64` into `cmd` before the syscall and the kernel strips it
 /// (`ipc_parse_version`), so a caller passing it still means the plain command.
 const IPC_64: i32 = 0x100;
 
 impl Ledger {
-    pub(super) fn on_shmget(&mut self, ev: &Event, facts: &Facts) -> Outcome {
+    pub(super) fn on_shmget(&mut self, ev: &Call, facts: &Facts) -> Outcome {
         let flags = ev.arg_int(2);
         // The kernel ignores an opener's SHM_HUGETLB: only a creation says what pages it has.
         let huge_page_size = if facts.created && flags & libc::SHM_HUGETLB != 0 {
@@ -38,13 +38,13 @@ impl Ledger {
         Outcome::Recorded
     }
 
-    pub(super) fn on_shmctl(&mut self, ev: &Event) -> Outcome {
+    pub(super) fn on_shmctl(&mut self, ev: &Call) -> Outcome {
         removal(ev.arg_int(1), || {
             self.objects.segment_removed(ev.arg_int(0))
         })
     }
 
-    pub(super) fn on_semget(&mut self, ev: &Event, facts: &Facts) -> Outcome {
+    pub(super) fn on_semget(&mut self, ev: &Call, facts: &Facts) -> Outcome {
         let nsems = if facts.nsems != 0 {
             facts.nsems
         } else {
@@ -64,13 +64,13 @@ impl Ledger {
         Outcome::Recorded
     }
 
-    pub(super) fn on_semctl(&mut self, ev: &Event) -> Outcome {
+    pub(super) fn on_semctl(&mut self, ev: &Call) -> Outcome {
         removal(ev.arg_int(2), || self.objects.set_removed(ev.arg_int(0)))
     }
 
     /// `msgget`: a queue holds nothing the ledger models beyond its existence (its messages
     /// are the kernel's, asked at report time), so sending and receiving cost it nothing.
-    pub(super) fn on_msgget(&mut self, ev: &Event, facts: &Facts) -> Outcome {
+    pub(super) fn on_msgget(&mut self, ev: &Call, facts: &Facts) -> Outcome {
         let stack = self.sites.intern_stack(ev.stack());
         self.objects.queue_got(MessageQueue {
             msqid: ev.ret as i32,
@@ -84,7 +84,7 @@ impl Ledger {
         Outcome::Recorded
     }
 
-    pub(super) fn on_msgctl(&mut self, ev: &Event) -> Outcome {
+    pub(super) fn on_msgctl(&mut self, ev: &Call) -> Outcome {
         removal(ev.arg_int(1), || self.objects.queue_removed(ev.arg_int(0)))
     }
 }

@@ -6,11 +6,14 @@
 //! addresses saturates: the kernel validated the call, but a replayed or hostile event may not
 //! have been.
 
-use super::regions::{Kind, Meta, Val};
+use super::Call;
+use super::attachments::Attachments;
+use super::objects::Objects;
+use super::regions::{Cut, Kind, Meta, Val};
 use super::resync::Unsure;
 use super::sites;
 use super::{Facts, Ledger, Outcome};
-use shmtrace_core::trace::event::{Event, Func};
+use shmtrace_core::trace::event::Func;
 
 /// `MAP_HUGE_*`/`SHM_HUGE_*`: log2 of the huge page size, in 6 bits at `MAP_HUGE_SHIFT`.
 const MAP_HUGE_MASK: i32 = 0x3f;
@@ -41,7 +44,11 @@ pub(super) fn granule(flags: i32, huge_flag: i32, facts: &Facts) -> u64 {
 /// The page size an `mmap`'s length is rounded to: a hugetlbfs file's page, else as
 /// [`granule`] says for its flags.
 pub(super) fn file_granule(flags: i32, facts: &Facts) -> u64 {
-    if facts.file_page_size > facts.page() && facts.file_page_size.is_power_of_two() {
+    // Nearly always 0 (not a file on hugetlbfs): tested first.
+    if facts.file_page_size != 0
+        && facts.file_page_size > facts.page()
+        && facts.file_page_size.is_power_of_two()
+    {
         facts.file_page_size
     } else {
         granule(flags, libc::MAP_HUGETLB, facts)
@@ -57,8 +64,18 @@ fn end_of(start: u64, len: u64, granule: u64) -> u64 {
     }
 }
 
+/// An attachment's piece removed (`cut`): its attachment, and the segment at its last piece,
+/// in step. Out of line: most regions removed are not attachments'.
+#[inline(never)]
+fn detach_piece(attachments: &mut Attachments, objects: &mut Objects, slot: u32, cut: Cut) {
+    if let Some(ended) = attachments.account(slot, 0, cut.bytes, cut.pieces) {
+        objects.segment_detached(ended.shmid);
+    }
+}
+
 impl Ledger {
     /// Removes `[start, end)`, keeping attachment and segment records in step.
+    #[inline]
     pub(super) fn unmap(&mut self, start: u64, end: u64) -> u64 {
         let Ledger {
             regions,
@@ -68,10 +85,8 @@ impl Ledger {
             ..
         } = self;
         let removed = regions.remove(start, end, |cut| {
-            if let Some(slot) = cut.meta.slot()
-                && let Some(ended) = attachments.account(slot, 0, cut.bytes, cut.pieces)
-            {
-                objects.segment_detached(ended.shmid);
+            if let Some(slot) = cut.meta.slot() {
+                detach_piece(attachments, objects, slot, cut);
             }
         });
         if removed > 0 && !origins.is_empty() {
@@ -168,7 +183,19 @@ impl Ledger {
 
     /// The site of `ev`'s call: its caller, and the stack above it when one was recorded;
     /// for a mapping, the shared memory object it maps when the hook named one.
-    pub(super) fn site_of(&mut self, ev: &Event) -> u32 {
+    #[inline(always)]
+    pub(super) fn site_of(&mut self, ev: &Call) -> u32 {
+        // Nearly always: no stack recorded, no object named.
+        if ev.stack.is_empty() && ev.name().is_empty() {
+            return self
+                .sites
+                .intern(ev.caller, sites::NO_STACK, sites::NO_OBJECT);
+        }
+        self.site_with_more(ev)
+    }
+
+    #[inline(never)]
+    fn site_with_more(&mut self, ev: &Call) -> u32 {
         let stack = self.sites.intern_stack(ev.stack());
         let object = match ev.func {
             Func::Mmap | Func::Mmap64 if !ev.name().is_empty() => {
@@ -181,7 +208,8 @@ impl Ledger {
 
     /// [`Ledger::site_of`] for a mapping whose object the hook left pending (see
     /// [`Facts::object_pending`]).
-    fn mapping_site(&mut self, ev: &Event, facts: &Facts) -> u32 {
+    #[inline(always)]
+    fn mapping_site(&mut self, ev: &Call, facts: &Facts) -> u32 {
         if !facts.object_pending {
             return self.site_of(ev);
         }
@@ -189,16 +217,13 @@ impl Ledger {
         self.sites.intern(ev.caller, stack, sites::PENDING_OBJECT)
     }
 
-    pub(super) fn on_mmap(&mut self, ev: &Event, facts: &Facts) -> Outcome {
+    #[inline]
+    pub(super) fn on_mmap(&mut self, ev: &Call, facts: &Facts) -> Outcome {
         let start = align_down(ev.ret as u64, facts.page());
         let prot = ev.arg_int(2);
         let flags = ev.arg_int(3);
         let granule = file_granule(flags, facts);
         let end = end_of(start, ev.args[1], granule);
-        // MAP_FIXED_NOREPLACE succeeds only over free space; a kernel older than 4.17 takes
-        // it as a hint. Either way nothing was replaced.
-        let replaces = flags & libc::MAP_FIXED != 0 && flags & libc::MAP_FIXED_NOREPLACE == 0;
-        let outcome = self.clear(start, end, replaces);
         let kind = if flags & libc::MAP_ANONYMOUS != 0 {
             Kind::Anon
         } else {
@@ -215,11 +240,21 @@ impl Ledger {
         } else {
             meta
         };
+        let val = Val { end, site, meta };
+        // Nearly always a new mapping in free space: one descent sees it free and places it.
+        if self.regions.insert_free(start, val) {
+            return Outcome::Recorded;
+        }
+        // MAP_FIXED_NOREPLACE succeeds only over free space; a kernel older than 4.17 takes
+        // it as a hint. Either way nothing was replaced.
+        let replaces = flags & libc::MAP_FIXED != 0 && flags & libc::MAP_FIXED_NOREPLACE == 0;
+        let outcome = self.clear(start, end, replaces);
         self.place_cleared(start, end, site, meta);
         outcome
     }
 
-    pub(super) fn on_munmap(&mut self, ev: &Event, facts: &Facts) -> Outcome {
+    #[inline]
+    pub(super) fn on_munmap(&mut self, ev: &Call, facts: &Facts) -> Outcome {
         let page = facts.page();
         let start = align_down(ev.args[0], page);
         let end = end_of(ev.args[0], ev.args[1], page);
@@ -230,7 +265,7 @@ impl Ledger {
         }
     }
 
-    pub(super) fn on_shmat(&mut self, ev: &Event, facts: &Facts) -> Outcome {
+    pub(super) fn on_shmat(&mut self, ev: &Call, facts: &Facts) -> Outcome {
         let shmid = ev.arg_int(0);
         let flags = ev.arg_int(2);
         let start = align_down(ev.ret as u64, facts.page());
@@ -282,7 +317,7 @@ impl Ledger {
     /// that origin, until the first region that ends past `addr` plus the segment's size (a
     /// piece `mremap` grew in place there stays attached). Pieces are found wherever `mremap`
     /// moved or copied them.
-    pub(super) fn on_shmdt(&mut self, ev: &Event) -> Outcome {
+    pub(super) fn on_shmdt(&mut self, ev: &Call) -> Outcome {
         let addr = ev.args[0];
         let Some((first, slot)) = self.first_detached(addr) else {
             return Outcome::UnmappedUnknown;
@@ -335,7 +370,7 @@ impl Ledger {
     }
 
     /// Every mode of `mremap`; see the module comment for the overall rule.
-    pub(super) fn on_mremap(&mut self, ev: &Event, facts: &Facts) -> Outcome {
+    pub(super) fn on_mremap(&mut self, ev: &Call, facts: &Facts) -> Outcome {
         let page = facts.page();
         let old = align_down(ev.args[0], page);
         // The kernel rounds the lengths of a hugetlb mapping to its huge page.
@@ -414,7 +449,7 @@ impl Ledger {
     /// Copies the regions in `[from, to)` to `dest` at the same offsets, keeping their site,
     /// origin and attachment (a moved region keeps its call site). Gaps, which the kernel says
     /// were mapped, become unknown regions at `caller`.
-    fn copy(&mut self, from: u64, to: u64, dest: u64, caller: &Event) -> Outcome {
+    fn copy(&mut self, from: u64, to: u64, dest: u64, caller: &Call) -> Outcome {
         let mut unknown = 0u64;
         let mut pos = from;
         while pos < to {
@@ -448,7 +483,7 @@ impl Ledger {
 
     /// Grows the mapping ending at `end` (its last page at `end - page`) to `new_end`, over a
     /// cleared range. Without a known region there, the growth is an unknown region.
-    fn grow(&mut self, start: u64, end: u64, new_end: u64, caller: &Event) -> Outcome {
+    fn grow(&mut self, start: u64, end: u64, new_end: u64, caller: &Call) -> Outcome {
         if new_end <= end {
             return Outcome::Recorded;
         }
@@ -471,7 +506,7 @@ impl Ledger {
     /// `mremap(old, 0, len, MREMAP_MAYMOVE)`: a new mapping of the same shared pages. It is a
     /// new acquisition at `caller`, except that a duplicate of an attachment's pages stays part
     /// of that attachment (the kernel counts it in `shm_nattch`).
-    fn duplicate(&mut self, old: u64, new: u64, new_end: u64, caller: &Event) -> Outcome {
+    fn duplicate(&mut self, old: u64, new: u64, new_end: u64, caller: &Call) -> Outcome {
         let site = self.site_of(caller);
         match self.regions.containing(old) {
             Some((_, v)) => {

@@ -1,8 +1,9 @@
 //! The ledger: what this process holds, modelled from the calls it completed, and at exit the
 //! report of what it acquired and never released.
 //!
-//! Pure: no FFI, no syscalls. The hook layer feeds it each completed call ([`Ledger::apply`])
-//! with the few [`Facts`] only the kernel can tell (did this `shmget` create the segment? how
+//! Pure: no FFI, no syscalls. The hook layer feeds it each completed call ([`Ledger::apply`]
+//! with its event, or [`Ledger::apply_call`] with a [`Call`] when it built no event) with the
+//! few [`Facts`] only the kernel can tell (did this `shmget` create the segment? how
 //! big is the segment being attached?), and at exit asks it for a [`Report`], answering its
 //! questions about which objects still exist. The kernel's rules it follows, with the versions
 //! that have them, are in `docs/kernel-semantics.md`; where the ledger's view and a successful
@@ -29,6 +30,7 @@
 //! page).
 
 mod attachments;
+mod call;
 mod ipc;
 mod memory;
 mod names;
@@ -45,6 +47,7 @@ mod spanmap;
 mod tests;
 
 pub use attachments::Attachment;
+pub use call::Call;
 pub use objects::{MessageQueue, ObjectKind, Segment, SemaphoreSet};
 pub use regions::Kind as RegionKind;
 pub use render::{write_json, write_text};
@@ -54,7 +57,7 @@ pub use report::{
 };
 pub use resync::{KernelView, KernelVma, Unsure};
 
-use shmtrace_core::trace::event::{Event, Func, Phase};
+use shmtrace_core::trace::event::{Event, Func};
 
 use attachments::Attachments;
 pub use names::NameKind;
@@ -282,11 +285,18 @@ impl Ledger {
 
     /// Updates the model from one completed call. Enter records and failed calls (`ret == -1`,
     /// which is also `MAP_FAILED`; `SEM_FAILED` for `sem_open`) change nothing but the call
-    /// count.
+    /// count (enter records not even that).
     pub fn apply(&mut self, ev: &Event, facts: &Facts) -> Outcome {
-        if ev.phase != Phase::Exit {
-            return Outcome::NoEffect;
+        match Call::of(ev) {
+            Some(call) => self.apply_call(&call, facts),
+            None => Outcome::NoEffect,
         }
+    }
+
+    /// [`Ledger::apply`] for a completed call. Inlined, so that a hook that knows its function
+    /// at compile time keeps only its own arm of the dispatch.
+    #[inline(always)]
+    pub fn apply_call(&mut self, ev: &Call, facts: &Facts) -> Outcome {
         if let Some(n) = self.calls.get_mut(ev.func as usize) {
             *n = n.saturating_add(1);
         }

@@ -2,9 +2,10 @@
 //! created and has not unlinked. A name outlives every process, like a SysV segment, until it
 //! is unlinked. And the named semaphores this process has open (`sem_open`, `sem_close`).
 
+use super::Call;
 use super::report::{NameLeak, OpenSemaphore};
 use super::{Facts, Ledger, Outcome};
-use shmtrace_core::trace::event::{Event, Name};
+use shmtrace_core::trace::event::Name;
 
 /// Which namespace a name is in: `/NAME` is `/dev/shm/NAME` for `shm_open` and
 /// `/dev/shm/sem.NAME` for `sem_open`.
@@ -94,14 +95,14 @@ impl Names {
 }
 
 impl Ledger {
-    pub(super) fn on_name_created(&mut self, kind: NameKind, ev: &Event, facts: &Facts) -> Outcome {
+    pub(super) fn on_name_created(&mut self, kind: NameKind, ev: &Call, facts: &Facts) -> Outcome {
         if !facts.created {
             return Outcome::NoEffect;
         }
         let stack = self.sites.intern_stack(ev.stack());
         let created = Created {
             kind,
-            name: ev.name,
+            name: *ev.name,
             inode: facts.inode,
             site: ev.caller,
             stack,
@@ -112,7 +113,7 @@ impl Ledger {
             .names
             .created
             .iter_mut()
-            .find(|c| c.kind == kind && c.name == ev.name)
+            .find(|c| c.kind == kind && c.name == *ev.name)
         {
             Some(slot) => *slot = created,
             None => self.names.created.push(created),
@@ -120,11 +121,11 @@ impl Ledger {
         Outcome::Recorded
     }
 
-    pub(super) fn on_name_unlinked(&mut self, kind: NameKind, ev: &Event) -> Outcome {
+    pub(super) fn on_name_unlinked(&mut self, kind: NameKind, ev: &Call) -> Outcome {
         let before = self.names.created.len();
         self.names
             .created
-            .retain(|c| c.kind != kind || c.name != ev.name);
+            .retain(|c| c.kind != kind || c.name != *ev.name);
         if self.names.created.len() < before {
             Outcome::Recorded
         } else {
@@ -134,7 +135,7 @@ impl Ledger {
 
     /// A successful `sem_open`: the name if it created it, and one more open of the semaphore
     /// at the address it returned.
-    pub(super) fn on_sem_open(&mut self, ev: &Event, facts: &Facts) -> Outcome {
+    pub(super) fn on_sem_open(&mut self, ev: &Call, facts: &Facts) -> Outcome {
         self.on_name_created(NameKind::Sem, ev, facts);
         let addr = ev.ret as u64;
         let i = match self.names.open.iter().position(|o| o.addr == addr) {
@@ -162,7 +163,7 @@ impl Ledger {
     }
 
     /// A successful `sem_close`: one open fewer; the last one closes the semaphore.
-    pub(super) fn on_sem_close(&mut self, ev: &Event) -> Outcome {
+    pub(super) fn on_sem_close(&mut self, ev: &Call) -> Outcome {
         let addr = ev.args[0];
         let Some(i) = self.names.open.iter().position(|o| o.addr == addr) else {
             return Outcome::UnknownObject;

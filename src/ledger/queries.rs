@@ -42,6 +42,11 @@ impl Ledger {
             .map(|s| s.size)
     }
 
+    /// The protection of the live region containing `addr`, as it was mapped.
+    pub fn prot_at(&self, addr: u64) -> Option<i32> {
+        self.regions.containing(addr).map(|(_, v)| v.meta.prot())
+    }
+
     /// Whether any live region overlaps `[from, to)`.
     pub fn knows_any(&self, from: u64, to: u64) -> bool {
         self.regions.first_overlap(from, to).is_some()
@@ -73,6 +78,9 @@ mod tests {
         );
         assert_eq!(l.live_use_in(0x10000, 0x13000), Some((0x12000, false)));
         assert_eq!(l.live_use_in(0x13000, 0x20000), None);
+        assert_eq!(l.prot_at(0x12fff), Some(libc::PROT_READ));
+        assert_eq!(l.prot_at(0x10000), Some(libc::PROT_NONE));
+        assert_eq!(l.prot_at(0x13000), None);
         assert!(l.knows_any(0x10000, 0x11000));
         assert!(!l.knows_any(0x13000, 0x14000));
         assert!(

@@ -211,6 +211,7 @@ impl Regions {
     /// The two common cases cost one descent of the tree each (at a million regions every
     /// level is a cache miss): a range starting exactly where a region starts (`munmap` of
     /// what `mmap` returned), and a range nothing overlaps (a fresh `mmap`).
+    #[inline]
     pub fn remove(&mut self, start: u64, end: u64, mut cut: impl FnMut(Cut)) -> u64 {
         if start >= end {
             return 0;
@@ -277,6 +278,7 @@ impl Regions {
 
     /// Accounts for the region `[s, v.end)`, just taken out of the map, losing everything
     /// before `end` (`s` lies inside the range being removed); a tail past `end` goes back.
+    #[inline]
     fn cut_out(&mut self, s: u64, v: Val, end: u64, cut: &mut impl FnMut(Cut)) -> u64 {
         if v.end > end {
             self.map.insert(end, v);
@@ -318,6 +320,24 @@ impl Regions {
         self.map.insert(start, val);
         self.grow_bytes(val.end - start);
         true
+    }
+
+    /// `insert` into free space in one descent of the tree, where checking that the range is
+    /// free and inserting make two: false, and nothing changed, when the range is not free or
+    /// the leaf cannot tell (then `remove` and `insert_cleared`).
+    #[inline]
+    pub fn insert_free(&mut self, start: u64, val: Val) -> bool {
+        let end = val.end;
+        if start >= end {
+            return false;
+        }
+        let placed = self.map.insert_between(start, val, |before, after| {
+            before.is_none_or(|b| b.end <= start) && after.is_none_or(|a| a >= end)
+        });
+        if placed {
+            self.grow_bytes(end - start);
+        }
+        placed
     }
 
     /// Splits the region containing `at` in two there; false if none starts before it.
@@ -543,12 +563,25 @@ mod tests {
         let space = 40_000;
         let mut r = Regions::new();
         let mut m = Model::default();
+        let mut placed_free = 0;
         for round in 0..6_000u32 {
             let a = next(space) * page;
             match next(10) {
-                0..=5 => {
+                0..=2 => {
                     let end = a + (1 + next(8)) * page;
                     assert_eq!(r.insert(a, val(end, round)), m.insert(a, end, round));
+                }
+                3..=5 => {
+                    // Into free space in one descent when the leaf can tell, else the long way.
+                    let end = a + (1 + next(8)) * page;
+                    let free = !m.0.iter().any(|&(s, e, _)| s < end && e > a);
+                    if r.insert_free(a, val(end, round)) {
+                        assert!(free, "placed over a region: [{a:#x}, {end:#x})");
+                        assert!(m.insert(a, end, round));
+                        placed_free += 1;
+                    } else {
+                        assert_eq!(r.insert(a, val(end, round)), m.insert(a, end, round));
+                    }
                 }
                 6..=7 => {
                     let end = a + (1 + next(if round % 50 == 0 { 20_000 } else { 64 })) * page;
@@ -588,5 +621,6 @@ mod tests {
             "{} regions: too few to span leaves",
             m.0.len()
         );
+        assert!(placed_free > 500, "{placed_free} placed in one descent");
     }
 }

@@ -10,10 +10,11 @@
 //! those ranges from `/proc/self/maps` and hands them to [`Ledger::resync`]. Failures are rare
 //! and successes of that kind rarer, so the fast path pays one branch.
 
+use super::Call;
 use super::memory::round_up;
 use super::regions::{Kind, Meta};
 use super::{Facts, Ledger};
-use shmtrace_core::trace::event::{Event, Func};
+use shmtrace_core::trace::event::Func;
 
 /// Above every user address space Linux offers (57-bit with 5-level page tables).
 const MAX_USER_ADDRESS: u64 = 1 << 57;
@@ -114,7 +115,8 @@ impl Ledger {
     }
 
     /// Records, for a failed call, the ranges it may have changed before failing.
-    pub(super) fn note_failure(&mut self, ev: &Event, facts: &Facts) {
+    #[cold]
+    pub(super) fn note_failure(&mut self, ev: &Call, facts: &Facts) {
         let page = facts.page();
         let flags = ev.arg_int(3);
         self.unsure = match ev.func {
@@ -247,7 +249,7 @@ impl Ledger {
         unsure: &Unsure,
         views: &[KernelView<'_>],
         copied: &[(u64, u64)],
-        ev: &Event,
+        ev: &Call,
     ) {
         // A target overlapping its source moved nothing: the kernel refuses it (before or after
         // unmapping the target, depending on the version: the views show which).
@@ -346,7 +348,7 @@ impl Ledger {
     /// Regions in `vma` that the kernel shows are something else now (another segment or
     /// none, other permissions) were replaced by what the call did before failing: what took
     /// their place is unknown.
-    fn forget_replaced(&mut self, vma: &KernelVma, ev: &Event) {
+    fn forget_replaced(&mut self, vma: &KernelVma, ev: &Call) {
         let mut pos = vma.start;
         while let Some((s, v)) = self.regions.first_overlap(pos, vma.end) {
             let (a, b) = (s.max(pos), v.end.min(vma.end));
@@ -376,7 +378,7 @@ impl Ledger {
     }
 
     /// Places unknown regions over the parts of `[a, b)` the ledger has no region in.
-    fn fill_unknown(&mut self, a: u64, b: u64, ev: &Event) {
+    fn fill_unknown(&mut self, a: u64, b: u64, ev: &Call) {
         let mut pos = a;
         while pos < b {
             let next = self.regions.first_overlap(pos, b);

@@ -29,10 +29,23 @@ pub struct Sites {
     object_ids: BTreeMap<Box<[u8]>, u32>,
     /// Some site has [`PENDING_OBJECT`]: the report has names to ask the kernel for.
     pending: bool,
-    /// The last site interned, `((addr, stack, object), index)`: a program maps from a few
-    /// call sites, most often from the same one as just before. Indexes never change, so it
-    /// never goes stale.
-    last: Option<((u64, u32, u32), u32)>,
+    /// Sites interned lately, `((addr, stack, object), index)`, each in the slot its address
+    /// hashes to: a program maps from a few call sites, so nearly every call finds its own
+    /// here, without a look in the index. Indexes never change, so an entry never goes stale.
+    recent: [Option<(SiteKey, u32)>; RECENT],
+}
+
+/// A site: the caller's address, its stack id and its object id.
+type SiteKey = (u64, u32, u32);
+
+/// Slots of [`Sites::recent`].
+const RECENT: usize = 16;
+
+/// The slot of [`Sites::recent`] for a caller's address (a multiplicative hash: return
+/// addresses differ mostly in their low bits).
+#[inline(always)]
+fn recent_slot(addr: u64) -> usize {
+    (addr.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 60) as usize % RECENT
 }
 
 /// The index given when the table is full; it reads back as site 0 ("unknown").
@@ -60,7 +73,7 @@ impl Sites {
             objects: Vec::new(),
             object_ids: BTreeMap::new(),
             pending: false,
-            last: None,
+            recent: [None; RECENT],
         }
     }
 
@@ -107,10 +120,16 @@ impl Sites {
     }
 
     /// The id of `frames`; [`NO_STACK`] for none.
+    #[inline(always)]
     pub fn intern_stack(&mut self, frames: &[u64]) -> u32 {
         if frames.is_empty() {
             return NO_STACK;
         }
+        self.intern_frames(frames)
+    }
+
+    #[inline(never)]
+    fn intern_frames(&mut self, frames: &[u64]) -> u32 {
         if let Some(&id) = self.stack_index.get(frames) {
             return id;
         }
@@ -135,21 +154,24 @@ impl Sites {
 
     /// The index of the site `addr` reached through stack `stack` (an id from
     /// [`Sites::intern_stack`]) mapping `object` (an id from [`Sites::intern_object`]).
+    #[inline(always)]
     pub fn intern(&mut self, addr: u64, stack: u32, object: u32) -> u32 {
         let key = (addr, stack, object);
-        if let Some((k, i)) = self.last
+        let slot = recent_slot(addr);
+        if let Some((k, i)) = self.recent[slot]
             && k == key
         {
             return i;
         }
         let i = self.intern_new(key);
         if i != OVERFLOW {
-            self.last = Some((key, i));
+            self.recent[slot] = Some((key, i));
         }
         i
     }
 
-    fn intern_new(&mut self, key: (u64, u32, u32)) -> u32 {
+    #[inline(never)]
+    fn intern_new(&mut self, key: SiteKey) -> u32 {
         let (addr, stack, object) = key;
         let known = if object == NO_OBJECT {
             self.index.get(&(addr, stack))
@@ -219,6 +241,38 @@ mod tests {
         assert_eq!(s.addr(b), 0x55d0_c0a0_1248);
         assert_eq!(s.addr(OVERFLOW), 0);
         assert_eq!(s.stack_of(OVERFLOW), NO_STACK);
+    }
+
+    #[test]
+    fn many_callers_sharing_the_recent_slots_keep_their_own_sites() {
+        let mut s = Sites::new();
+        // More callers than slots, many in the same slot: each keeps the index it first got,
+        // whichever caller came just before.
+        let callers: Vec<u64> = (0..200u64).map(|i| 0x55d0_c0a0_0000 + i * 0x40).collect();
+        let first: Vec<u32> = callers
+            .iter()
+            .map(|&a| s.intern(a, NO_STACK, NO_OBJECT))
+            .collect();
+        for round in 0..3 {
+            for (k, &a) in callers.iter().enumerate().rev() {
+                let i = s.intern(a, NO_STACK, NO_OBJECT);
+                assert_eq!(i, first[k], "caller {a:#x}, round {round}");
+                assert_eq!(s.addr(i), a);
+                // The same caller with a stack or an object is another site, in the same slot.
+                assert_ne!(s.intern(a, 1, NO_OBJECT), i);
+                assert_ne!(s.intern(a, NO_STACK, PENDING_OBJECT), i);
+            }
+        }
+        let mut distinct = first.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), callers.len());
+        assert!(
+            callers
+                .iter()
+                .any(|&a| recent_slot(a) == recent_slot(callers[0]) && a != callers[0]),
+            "no two callers shared a slot: the test proves nothing"
+        );
     }
 
     #[test]

@@ -411,6 +411,60 @@ impl<V: Copy + Default> SpanMap<V> {
         }
     }
 
+    /// Inserts `key`, absent, when its neighbours as the leaf where it goes shows them let it:
+    /// `fits(before, after)` gets the value of the greatest key below `key` (`None`: there is
+    /// none) and a bound the least key above it is at least (`None`: there is none). Returns
+    /// false and changes nothing when `key` is present, when the entry before it is in another
+    /// leaf, when the leaf is full or when `fits` says no: the caller then takes the long way.
+    /// One descent, where a look at the neighbours and an insertion make two.
+    #[inline]
+    pub fn insert_between(
+        &mut self,
+        key: u64,
+        val: V,
+        fits: impl FnOnce(Option<&V>, Option<u64>) -> bool,
+    ) -> bool {
+        let Some(mut node) = self.root.as_deref_mut() else {
+            return false;
+        };
+        // Whether the path went down the left edge (no leaf before this one), and the nearest
+        // separator on its right (every key in the leaves after this one is at least that).
+        let (mut leftmost, mut bound) = (true, None);
+        let inserted = loop {
+            match node {
+                Node::Inner(n) => {
+                    let i = n.child(key);
+                    leftmost &= i == 0;
+                    if i + 1 < n.len {
+                        bound = Some(n.seps[i]);
+                    }
+                    node = n.kid_mut(i);
+                }
+                Node::Leaf(l) => {
+                    let r = l.rank(key);
+                    if l.len == LEAF || (r > 0 && l.keys[r - 1] == key) {
+                        break false;
+                    }
+                    let before = match r {
+                        0 if leftmost => None,
+                        0 => break false,
+                        r => Some(&l.vals[r - 1]),
+                    };
+                    let after = if r < l.len { Some(l.keys[r]) } else { bound };
+                    if !fits(before, after) {
+                        break false;
+                    }
+                    l.insert_at(r, key, val);
+                    break true;
+                }
+            }
+        };
+        if inserted {
+            self.len += 1;
+        }
+        inserted
+    }
+
     /// Inserts or replaces; returns the value replaced.
     ///
     /// Nearly always the leaf has room: one descent and no recursion. The recursive path
@@ -827,6 +881,64 @@ mod tests {
             check(&map);
             same(&map, &model);
             queries_agree(&map, &model, &mut rng, span);
+        }
+    }
+
+    #[test]
+    fn insertion_between_neighbours_sees_them_as_the_reference_map_does() {
+        for (seed, span) in [(3, 300), (5, 1 << 30)] {
+            let mut rng = Rng(seed);
+            let mut map = SpanMap::new();
+            let mut model = BTreeMap::new();
+            let (mut asked, mut inserted) = (0, 0);
+            for round in 0..40_000u64 {
+                let k = rng.below(span);
+                if rng.below(3) == 0 {
+                    let at = model.range(k..).next().map(|(&k, _)| k).unwrap_or(k);
+                    assert_eq!(map.remove(at), model.remove(&at));
+                    continue;
+                }
+                let before = model.range(..k).next_back().map(|(_, &v)| v);
+                let after = model.range(k + 1..).next().map(|(&k, _)| k);
+                let answer = rng.below(4) != 0;
+                let mut seen = None;
+                let done = map.insert_between(k, round, |b, a| {
+                    seen = Some((b.copied(), a));
+                    answer
+                });
+                if let Some((b, a)) = seen {
+                    asked += 1;
+                    assert!(!model.contains_key(&k), "asked about a key present");
+                    assert_eq!(b, before, "the entry before {k}");
+                    // The least key after it, or a bound below it (the next leaf's separator).
+                    match (a, after) {
+                        (Some(a), Some(after)) => assert!(a <= after && a > k, "after {k}"),
+                        (None, after) => assert_eq!(after, None, "after {k}"),
+                        (Some(a), None) => assert!(a > k, "after {k}"),
+                    }
+                }
+                assert_eq!(done, seen.is_some() && answer, "inserted without asking");
+                if done {
+                    inserted += 1;
+                    model.insert(k, round);
+                } else if let Some(&v) = model.get(&k) {
+                    assert_eq!(map.get(k), Some(v));
+                } else if rng.below(2) == 0 {
+                    // Not between its neighbours in one descent: the long way.
+                    assert_eq!(map.insert(k, round), None);
+                    model.insert(k, round);
+                }
+                if round % 4_999 == 0 {
+                    check(&map);
+                    same(&map, &model);
+                }
+            }
+            check(&map);
+            same(&map, &model);
+            assert!(
+                asked > 10_000 && inserted > 5_000,
+                "{asked} asked, {inserted} inserted"
+            );
         }
     }
 

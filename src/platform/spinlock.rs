@@ -28,6 +28,7 @@ impl<T> SpinLock<T> {
 
     /// Like `lock`, but gives up (`None`) whenever `give_up()` says so, before the first attempt
     /// as well as while waiting: a free lock is not taken once `give_up()` holds.
+    #[inline(always)]
     pub fn lock_unless(&self, give_up: impl Fn() -> bool) -> Option<SpinGuard<'_, T>> {
         // Lazily: a guard built and dropped on failure would unlock someone else's lock.
         self.acquire(give_up).then(|| SpinGuard { lock: self })
@@ -38,7 +39,26 @@ impl<T> SpinLock<T> {
         self.acquire(|| false);
     }
 
+    #[inline(always)]
     fn acquire(&self, give_up: impl Fn() -> bool) -> bool {
+        // Nearly always free: one load and one compare-and-swap, inlined.
+        if give_up() {
+            return false;
+        }
+        if !self.locked.load(Ordering::Relaxed)
+            && self
+                .locked
+                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        {
+            return true;
+        }
+        self.acquire_waiting(give_up)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn acquire_waiting(&self, give_up: impl Fn() -> bool) -> bool {
         let mut spins = 0u32;
         loop {
             if give_up() {

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
-use crate::ledger::KernelView;
+use crate::ledger::{Call, KernelView};
 
 const BASE: u64 = 0x1000_0000;
 const PAGES: u64 = 192;
@@ -249,7 +249,13 @@ fn settle(l: &mut Ledger, m: &Model, site: u64) {
         mapped: &mapped[i],
         vmas: &[],
     });
-    l.resync(&unsure, &views, &[], &call(Func::Mremap, &[], 0, site));
+    let ev = call(Func::Mremap, &[], 0, site);
+    l.resync(
+        &unsure,
+        &views,
+        &[],
+        &Call::of(&ev).expect("a completed call"),
+    );
 }
 
 /// Runs `steps` random calls and counts how often each kind of call was compared.

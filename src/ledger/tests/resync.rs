@@ -2,7 +2,7 @@
 //! ledger says what is unsure and takes the kernel's view of it (given here by hand).
 
 use super::*;
-use crate::ledger::{KernelView, KernelVma, RegionKind::*, Unsure};
+use crate::ledger::{Call, KernelView, KernelVma, RegionKind::*, Unsure};
 
 const A: u64 = 0x7f00_0000_0000;
 const T: u64 = 0x7f00_1000_0000;
@@ -26,7 +26,12 @@ fn apply_with_kernel(l: &mut Ledger, ev: &Event, mapped: [&[(u64, u64)]; 2]) -> 
         mapped: mapped[i],
         vmas: &[],
     });
-    l.resync(&unsure, &views, &[], ev);
+    l.resync(
+        &unsure,
+        &views,
+        &[],
+        &Call::of(ev).expect("a completed call"),
+    );
     check_invariants(l);
     Some(unsure)
 }
@@ -221,7 +226,12 @@ fn a_failed_dontunmap_move_copies_only_a_prefix() {
                 vmas: &src,
             },
         ];
-        l.resync(&unsure, &views, copied, &ev);
+        l.resync(
+            &unsure,
+            &views,
+            copied,
+            &Call::of(&ev).expect("a completed call"),
+        );
         check_invariants(&l);
         let target: Vec<_> = spans(&l).into_iter().filter(|s| s.0 >= T).collect();
         let piece = (T + p(4), T + p(8), Shm, S3);
@@ -261,7 +271,12 @@ fn a_failed_fixed_shrink_rereads_its_tail() {
             vmas: &src,
         },
     ];
-    l.resync(&unsure, &views, &[], &ev);
+    l.resync(
+        &unsure,
+        &views,
+        &[],
+        &Call::of(&ev).expect("a completed call"),
+    );
     check_invariants(&l);
     assert_eq!(l.attachments().next().map(|a| a.pieces), Some(2));
     // A tail past any user address space is refused before anything: the source stays as long

@@ -1,0 +1,73 @@
+//! The mapping calls (`mmap`, `mmap64`, `munmap`, `mremap`) while nothing is logged and no
+//! stack is recorded: no event. The ledger gets a [`Call`] of a few words, entered through a
+//! dispatch inlined for the one function the hook knows it is; the audit decides from the
+//! function, the arguments and what it found before the call whether there is anything to
+//! find, and only then is the event the logged path would have built made (`detect`). The
+//! order of the steps is the logged path's (`traced::logged`): the entry taken before a call
+//! that frees address space, the audit's look before it, the real call with the caller's
+//! errno in place, the ledger, the audit's look after.
+
+use crate::audit;
+use crate::ledger::{Call, Facts};
+use crate::platform::shield::shield;
+use crate::platform::{config, errno, process, sink};
+use crate::recorder;
+
+use super::traced::releases_address_space;
+use shmtrace_core::trace::event::Func;
+
+/// Whether this call takes the path here: no log, no stack asked for, and tracked (settings
+/// in force, not paused). The settings first: before they are read no log is open yet.
+#[inline(always)]
+pub(super) fn quietly() -> bool {
+    recorder::configured() && !sink::enabled() && config::stack_depth() == 0 && !recorder::paused()
+}
+
+/// Makes the call (the caller's errno in place) and enters it; `facts` says what the ledger
+/// needs from the kernel given the result. Returns the call's result with its errno in place.
+#[inline(always)]
+pub(super) fn traced(
+    func: Func,
+    caller: usize,
+    args: [u64; 6],
+    (errno_at, caller_errno): (errno::Slot, i32),
+    call: impl FnOnce() -> i64,
+    facts: impl FnOnce(i64, &mut Facts),
+) -> i64 {
+    let page = recorder::page_size();
+    // As on the logged path: the entry first for a call that frees address space, and what the
+    // call is about to act on for the audit, the ledger held.
+    let mut entry = releases_address_space(func, &args).then(recorder::entry);
+    let pre = match &entry {
+        Some(recorder::Entry::Ledger(held)) => shield(|| audit::before(func, &args, held, page)),
+        _ => None,
+    };
+    errno_at.set(caller_errno);
+    let ret = call();
+    let call_errno = errno_at.get();
+    shield(|| {
+        let mut known = recorder::facts();
+        facts(ret, &mut known);
+        let done = Call::new(func, &args, ret, caller as u64);
+        match entry.take() {
+            Some(taken) => recorder::entered_into(taken, &done, &known),
+            None => recorder::entered(&done, &known),
+        }
+        // Nothing looked at before the call (no entry, or a fork being prepared) found nothing.
+        if audit::mapping_detects(func, &args, pre.as_ref()) {
+            detect(&done, call_errno, &pre.unwrap_or_default(), &known);
+        }
+    });
+    drop(entry);
+    errno_at.set(call_errno);
+    ret
+}
+
+/// Detection in full needs the event: built as the logged path builds it, without what only
+/// a record shows (thread, time, duration).
+#[cold]
+#[inline(never)]
+fn detect(done: &Call, call_errno: i32, pre: &audit::Pre, facts: &Facts) {
+    let ev = done.to_event(process::pid(), call_errno);
+    audit::after(&ev, pre, facts.page_size, facts.queued);
+}
