@@ -4,7 +4,8 @@ on any machine, unaffected by load), natively and in each shim mode. Each worklo
 iteration counts; the difference divided by the extra calls is the steady-state cost per call,
 free of start-up and exit work. Kernel instructions are not counted: compare wall times with
 `make bench`. BENCH_FUNCS=1 also prints the shim's top functions (exclusive) per call;
-BENCH_MODES=off,binary keeps only those modes."""
+BENCH_MODES=off,binary keeps only those modes, BENCH_WORKLOADS=mmap,semop only those
+workloads."""
 import os
 import re
 import shutil
@@ -15,7 +16,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
 EXE = os.path.join(TOP, "build", "bench", "bench")
-LIB = os.path.join(TOP, "target", "release", "libshmtrace.so")
+LIB = os.environ.get("BENCH_LIB") or os.path.join(TOP, "target", "release", "libshmtrace.so")
 STANDIN = os.path.join(TOP, "build", "bench", "standin.so")
 
 # workload argv prefix, iteration counts (small, large), calls per iteration
@@ -30,6 +31,11 @@ WORKLOADS = [
     (["msg"], 4000, 8000, 2),
     (["semname"], 1000, 2000, 3),
 ]
+
+
+def workloads():
+    keep = os.environ.get("BENCH_WORKLOADS", "")
+    return [w for w in WORKLOADS if not keep or "".join(w[0]) in keep.split(",")]
 
 
 def modes(logdir):
@@ -79,7 +85,7 @@ def main():
         names = [m for m, _ in modes(tmp)]
         print("instructions per hooked call (user space, callgrind)\n")
         print(f"{'workload':<10}" + "".join(f"{m:>9}" for m in names))
-        for argv, small, large, calls in WORKLOADS:
+        for argv, small, large, calls in workloads():
             row, profiles = [], {}
             for name, env in modes(tmp):
                 counts = []
