@@ -1,0 +1,760 @@
+//! Version 4 of the binary log: records of variable length in per-thread chunks.
+//!
+//! Every byte of the log is a byte of a page the kernel allocates, zeroes and writes back, so
+//! version 4 keeps what a record shares with its neighbours once per *chunk*: a thread reserves
+//! a chunk of the file (one atomic add on the header's cursor), stamps it with its pid, its tid
+//! and a calibration of its clock, and then appends its call records there with no atomic
+//! operation at all. In a record every number is a LEB128 varint; the start time is the
+//! difference from the previous record's (in clock ticks), the caller and each address the
+//! difference from the previous one of their kind, so a call in a loop takes a byte or two per
+//! field. The layout is in docs/log-format.md ("binary").
+//!
+//! Durability is that of version 3: a call's record is written when the call starts, its head
+//! byte last ("started"), and completed in place when it returns: the end fields are appended
+//! after the start fields, then the size, then the head byte ("done"). A reader walking a
+//! chunk after a kill stops at the first byte that is no record head: zeros where nothing was
+//! written, or the first end byte of a call whose completion was cut short (end bytes never
+//! look like a head). A record whose fields are there but whose head byte is not was cut while
+//! its start was written: it is counted as unfinished, as in version 3.
+//!
+//! Chunks of different threads and processes interleave in the file, each in its own order:
+//! the reader merges them by start time (and blobs by the time they were written), which is
+//! the order a single text log would have had.
+
+use super::binary::{CURSOR_OFFSET, HEADER_SIZE, Item, LOST_OFFSET, TAG_BLOB};
+use super::event::{
+    Event, Func, NAME_KEPT, Name, Phase, SOPS_KEPT, STACK_MAX, SemOp, Stack, Timeout,
+};
+
+pub const MAGIC: [u8; 8] = *b"SHMTRB04";
+/// Header: ticks per second of the clock of the log's first process (u64, 0 until known):
+/// later processes use it rather than measuring again.
+pub const HZ_OFFSET: usize = 24;
+/// Ticks per second of a clock that counts nanoseconds (the kernel's `CLOCK_REALTIME`).
+pub const NS_HZ: u64 = 1_000_000_000;
+
+pub const TAG_CHUNK: u32 = 0x4b43_5453; // "STCK"
+
+/// A chunk's head: u32 tag, u32 size, i32 pid, i32 tid, u64 wall-clock ns, u64 ticks (read
+/// together), u64 ticks per second. Call records follow.
+pub const CHUNK_HEAD: usize = 40;
+const CHUNK_PID: usize = 8;
+const CHUNK_TID: usize = 12;
+const CHUNK_NS: usize = 16;
+const CHUNK_TICKS: usize = 24;
+const CHUNK_HZ: usize = 32;
+
+/// A blob's head: u32 tag, u32 size, u32 state, u32 kind, u32 text length, u32 JSON length,
+/// u64 wall-clock ns when written; then the text and the JSON.
+pub const BLOB_HEAD: usize = 32;
+pub const BLOB_STATE: usize = 8;
+const BLOB_KIND: usize = 12;
+const BLOB_TEXT_LEN: usize = 16;
+const BLOB_JSON_LEN: usize = 20;
+const BLOB_TS: usize = 24;
+
+/// Head bytes of what a chunk holds (all >= 0x80; a call's end bytes start below that).
+pub const HEAD_STARTED: u8 = 0x81;
+pub const HEAD_DONE: u8 = 0x82;
+/// A calibration: u64 wall-clock ns, u64 ticks, read together (a thread's clock is
+/// recalibrated when its last calibration is more than `RECALIBRATE` ticks old).
+pub const HEAD_CALIBRATION: u8 = 0x83;
+pub const CALIBRATION_SIZE: usize = 17;
+
+/// A call record: head byte, u16 size (of what is written so far), u8 function, u8 flags.
+pub const CALL_HEAD: usize = 5;
+const REC_SIZE: usize = 1;
+
+/// Start flags.
+/// Written when it started to wait (a call that may wait): its operations follow its
+/// arguments.
+const START_WAITING: u8 = 1;
+const START_STACK: u8 = 2;
+
+/// End flags: the end's first byte, always in 0x40..0x80 (never 0, never a head).
+const END_MARK: u8 = 0x40;
+const END_CREATED: u8 = 1;
+const END_TIMEOUT: u8 = 2;
+const END_FAILED: u8 = 4;
+/// The duration field holds the wall-clock ns at the end rather than ticks (a long call).
+const END_AT_NS: u8 = 8;
+const END_NAME: u8 = 16;
+
+/// How a number is stored, by what it is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// An integer, zigzag-encoded (-1 is one byte).
+    Int,
+    /// An address in the address space the calls manage (mapping and attachment addresses):
+    /// difference from the previous one, 0 for NULL.
+    Map,
+    /// Any other pointer (a buffer, the sembufs, a name): difference from the previous one.
+    Data,
+}
+
+const fn arg_class(func: Func, i: usize) -> Class {
+    use Class::{Data, Int, Map};
+    match (func, i) {
+        (Func::Shmat, 1) | (Func::Shmdt, 0) | (Func::Mmap | Func::Mmap64, 0) => Map,
+        (Func::Munmap, 0) | (Func::Mremap, 0 | 4) => Map,
+        (Func::Shmctl | Func::Msgctl, 2) | (Func::Semop | Func::Semtimedop, 1) => Data,
+        (Func::Semtimedop, 3) | (Func::Msgsnd | Func::Msgrcv, 1) => Data,
+        (
+            Func::ShmOpen
+            | Func::ShmUnlink
+            | Func::MemfdCreate
+            | Func::SemOpen
+            | Func::SemClose
+            | Func::SemUnlink,
+            0,
+        ) => Data,
+        _ => Int,
+    }
+}
+
+const fn ret_class(func: Func) -> Class {
+    match func {
+        Func::Shmat | Func::Mmap | Func::Mmap64 | Func::Mremap => Class::Map,
+        Func::SemOpen => Class::Data,
+        _ => Class::Int,
+    }
+}
+
+const fn has_sops(func: Func) -> bool {
+    matches!(func, Func::Semop | Func::Semtimedop)
+}
+
+const fn has_name(func: Func) -> bool {
+    matches!(
+        func,
+        Func::ShmOpen
+            | Func::ShmUnlink
+            | Func::MemfdCreate
+            | Func::SemOpen
+            | Func::SemUnlink
+            | Func::Mmap
+            | Func::Mmap64
+    )
+}
+
+/// What the numbers of a chunk's records are differences from: the previous record's, as the
+/// writer wrote them and the reader reads them, in the chunk's order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Registers {
+    pub ticks: u64,
+    pub caller: u64,
+    pub map: u64,
+    pub data: u64,
+}
+
+impl Registers {
+    /// A new chunk's registers: times from its calibration.
+    pub fn new(ticks: u64) -> Registers {
+        Registers {
+            ticks,
+            ..Registers::default()
+        }
+    }
+}
+
+/// A writer of varints into a record (never past its end: a store that does not fit is
+/// dropped, and `len` tells).
+struct Out<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl Out<'_> {
+    #[inline]
+    fn byte(&mut self, b: u8) {
+        if let Some(dst) = self.buf.get_mut(self.len) {
+            *dst = b;
+        }
+        self.len += 1;
+    }
+
+    #[inline]
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.byte(v as u8 | 0x80);
+            v >>= 7;
+        }
+        self.byte(v as u8);
+    }
+
+    #[inline]
+    fn signed(&mut self, v: i64) {
+        self.varint(zigzag(v));
+    }
+
+    fn bytes(&mut self, b: &[u8]) {
+        if let Some(dst) = self.buf.get_mut(self.len..self.len + b.len()) {
+            dst.copy_from_slice(b);
+        }
+        self.len += b.len();
+    }
+
+    #[inline]
+    fn number(&mut self, class: Class, v: u64, regs: &mut Registers) {
+        match class {
+            Class::Int => self.signed(v as i64),
+            Class::Map => {
+                if v == 0 {
+                    self.byte(0);
+                } else {
+                    self.varint(zigzag(v.wrapping_sub(regs.map) as i64) + 1);
+                    regs.map = v;
+                }
+            }
+            Class::Data => {
+                self.signed(v.wrapping_sub(regs.data) as i64);
+                regs.data = v;
+            }
+        }
+    }
+
+    fn sops(&mut self, ev: &Event) {
+        let sops = ev.sops();
+        self.byte(sops.len() as u8);
+        for op in sops {
+            self.varint(u64::from(op.num));
+            self.signed(i64::from(op.op));
+            self.signed(i64::from(op.flg));
+        }
+    }
+}
+
+#[inline]
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+#[inline]
+fn unzigzag(v: u64) -> i64 {
+    (v >> 1) as i64 ^ -((v & 1) as i64)
+}
+
+/// At most this many bytes for a varint.
+const VARINT_MAX: usize = 10;
+const SOP_MAX: usize = 3 + 3 + 3;
+
+/// At most this many bytes for the start of `ev`'s record.
+pub fn start_bound(ev: &Event) -> usize {
+    let mut n = CALL_HEAD + 2 * VARINT_MAX + VARINT_MAX * ev.func.arg_count();
+    if !ev.stack.is_empty() {
+        n += 1 + VARINT_MAX * ev.stack().len();
+    }
+    if has_sops(ev.func) {
+        n += 1 + SOP_MAX * SOPS_KEPT;
+    }
+    n
+}
+
+/// At most this many bytes for the end of a record of `func`.
+pub fn end_bound(func: Func) -> usize {
+    let mut n = 1 + 2 * VARINT_MAX;
+    if has_sops(func) {
+        n += 1 + SOP_MAX * SOPS_KEPT;
+    }
+    if func == Func::Semtimedop {
+        n += 2 * VARINT_MAX;
+    }
+    if has_name(func) {
+        n += 1 + NAME_KEPT;
+    }
+    n
+}
+
+/// Writes the start of `ev`'s record into `rec` (at least `start_bound` bytes), all but its
+/// head byte (left 0: the caller stores it last); returns its length. `waiting`: the call
+/// is logged as started because it waits (its operations go with the start).
+pub fn write_start(rec: &mut [u8], regs: &mut Registers, ev: &Event, waiting: bool) -> usize {
+    let mut out = Out { buf: rec, len: 1 };
+    out.bytes(&[0, 0]);
+    out.byte(ev.func as u8);
+    let stack = ev.stack();
+    out.byte(u8::from(waiting) * START_WAITING | u8::from(!stack.is_empty()) * START_STACK);
+    out.signed(ev.ts_ns.wrapping_sub(regs.ticks) as i64);
+    regs.ticks = ev.ts_ns;
+    out.signed(ev.caller.wrapping_sub(regs.caller) as i64);
+    regs.caller = ev.caller;
+    let func = ev.func;
+    for (i, &arg) in ev.args.iter().enumerate().take(func.arg_count()) {
+        out.number(arg_class(func, i), arg, regs);
+    }
+    if !stack.is_empty() {
+        out.byte(stack.len() as u8);
+        let mut prev = ev.caller;
+        for &frame in stack {
+            out.signed(frame.wrapping_sub(prev) as i64);
+            prev = frame;
+        }
+    }
+    if waiting && has_sops(ev.func) {
+        out.sops(ev);
+    }
+    let len = out.len;
+    if let Some(size) = rec.get_mut(REC_SIZE..REC_SIZE + 2) {
+        size.copy_from_slice(&(len as u16).to_ne_bytes());
+    }
+    len
+}
+
+/// Writes the end of `ev`'s record into `rec` (what follows its start: at least
+/// `end_bound` bytes); returns its length. `dur` is the duration in ticks, or with `at_ns` the
+/// wall-clock time at the end (a long call).
+pub fn write_end(
+    rec: &mut [u8],
+    regs: &mut Registers,
+    ev: &Event,
+    waiting: bool,
+    dur: u64,
+    at_ns: bool,
+) -> usize {
+    let func = ev.func;
+    let failed = ev.errno != 0 && ev.ret == func.failure_value();
+    let name = ev.name();
+    let timeout = ev.timeout.filter(|_| func == Func::Semtimedop);
+    let flags = END_MARK
+        | u8::from(ev.created) * END_CREATED
+        | u8::from(timeout.is_some()) * END_TIMEOUT
+        | u8::from(failed) * END_FAILED
+        | u8::from(at_ns) * END_AT_NS
+        | u8::from(has_name(func) && (!name.is_empty() || !matches!(func, Func::Mmap | Func::Mmap64)))
+            * END_NAME;
+    let mut out = Out { buf: rec, len: 0 };
+    out.byte(flags);
+    out.varint(dur);
+    if failed {
+        out.signed(i64::from(ev.errno));
+    } else {
+        out.number(ret_class(func), ev.ret as u64, regs);
+    }
+    if has_sops(func) && !(waiting && has_sops(func)) {
+        out.sops(ev);
+    }
+    if let Some(t) = timeout {
+        out.signed(t.sec);
+        out.signed(t.nsec);
+    }
+    if flags & END_NAME != 0 {
+        out.byte(name.len() as u8);
+        out.bytes(name);
+    }
+    out.len
+}
+
+/// Whether the record whose head is `head` was written as its call started to wait.
+pub fn started_waiting(head: &[u8]) -> bool {
+    head.get(4).is_some_and(|f| f & START_WAITING != 0)
+}
+
+/// Sets the size of a record (start and end written).
+pub fn set_size(rec: &mut [u8], size: usize) {
+    if let Some(dst) = rec.get_mut(REC_SIZE..REC_SIZE + 2) {
+        dst.copy_from_slice(&(size as u16).to_ne_bytes());
+    }
+}
+
+/// A chunk's head but its tag and size (the caller stores those last, in one word).
+pub fn write_chunk_head(chunk: &mut [u8], pid: i32, tid: i32, ns: u64, ticks: u64, hz: u64) {
+    put(chunk, CHUNK_PID, pid.to_ne_bytes());
+    put(chunk, CHUNK_TID, tid.to_ne_bytes());
+    put(chunk, CHUNK_NS, ns.to_ne_bytes());
+    put(chunk, CHUNK_TICKS, ticks.to_ne_bytes());
+    put(chunk, CHUNK_HZ, hz.to_ne_bytes());
+}
+
+/// The word that opens a chunk (tag and size), stored last.
+pub fn chunk_word(size: usize) -> u64 {
+    u64::from(TAG_CHUNK) | (size as u64) << 32
+}
+
+/// A calibration record but its head byte.
+pub fn write_calibration(rec: &mut [u8], ns: u64, ticks: u64) {
+    put(rec, 1, ns.to_ne_bytes());
+    put(rec, 9, ticks.to_ne_bytes());
+}
+
+pub fn blob_size(text_len: usize, json_len: usize) -> usize {
+    (BLOB_HEAD + text_len + json_len).next_multiple_of(8)
+}
+
+/// A blob record (`blob_size` bytes) but its state: tag and size first.
+pub fn write_blob(rec: &mut [u8], kind: u32, ts_ns: u64, text: &[u8], json: &[u8]) {
+    let size = rec.len() as u32;
+    put(rec, 0, TAG_BLOB.to_ne_bytes());
+    put(rec, 4, size.to_ne_bytes());
+    put(rec, BLOB_KIND, kind.to_ne_bytes());
+    put(rec, BLOB_TEXT_LEN, (text.len() as u32).to_ne_bytes());
+    put(rec, BLOB_JSON_LEN, (json.len() as u32).to_ne_bytes());
+    put(rec, BLOB_TS, ts_ns.to_ne_bytes());
+    if let Some(dst) = rec.get_mut(BLOB_HEAD..BLOB_HEAD + text.len()) {
+        dst.copy_from_slice(text);
+    }
+    let at = BLOB_HEAD + text.len();
+    if let Some(dst) = rec.get_mut(at..at + json.len()) {
+        dst.copy_from_slice(json);
+    }
+}
+
+fn put<const N: usize>(rec: &mut [u8], at: usize, bytes: [u8; N]) {
+    if let Some(dst) = rec.get_mut(at..at + N) {
+        dst.copy_from_slice(&bytes);
+    }
+}
+
+fn get<const N: usize>(rec: &[u8], at: usize) -> [u8; N] {
+    let mut out = [0u8; N];
+    if let Some(src) = rec.get(at..at + N) {
+        out.copy_from_slice(src);
+    }
+    out
+}
+
+fn get_u32(rec: &[u8], at: usize) -> u32 {
+    u32::from_ne_bytes(get(rec, at))
+}
+
+fn get_u64(rec: &[u8], at: usize) -> u64 {
+    u64::from_ne_bytes(get(rec, at))
+}
+
+// ---- reading --------------------------------------------------------------------------
+
+/// A reader of varints inside one record.
+struct In<'a> {
+    rec: &'a [u8],
+    at: usize,
+}
+
+impl In<'_> {
+    fn byte(&mut self) -> Option<u8> {
+        let b = *self.rec.get(self.at)?;
+        self.at += 1;
+        Some(b)
+    }
+
+    fn varint(&mut self) -> Option<u64> {
+        let mut v = 0u64;
+        for shift in (0..70).step_by(7) {
+            let b = self.byte()?;
+            v |= u64::from(b & 0x7f).checked_shl(shift).unwrap_or(0);
+            if b < 0x80 {
+                return Some(v);
+            }
+        }
+        None
+    }
+
+    fn signed(&mut self) -> Option<i64> {
+        self.varint().map(unzigzag)
+    }
+
+    fn number(&mut self, class: Class, regs: &mut Registers) -> Option<u64> {
+        Some(match class {
+            Class::Int => self.signed()? as u64,
+            Class::Map => match self.varint()? {
+                0 => 0,
+                v => {
+                    regs.map = regs.map.wrapping_add(unzigzag(v - 1) as u64);
+                    regs.map
+                }
+            },
+            Class::Data => {
+                regs.data = regs.data.wrapping_add(self.signed()? as u64);
+                regs.data
+            }
+        })
+    }
+
+    fn sops(&mut self, ev: &mut Event) -> Option<()> {
+        let n = usize::from(self.byte()?);
+        if n > SOPS_KEPT {
+            return None;
+        }
+        for op in ev.sops.iter_mut().take(n) {
+            *op = SemOp {
+                num: self.varint()? as u16,
+                op: self.signed()? as i16,
+                flg: self.signed()? as i16,
+            };
+        }
+        ev.sops_read = n as u8;
+        Some(())
+    }
+}
+
+/// One chunk (or blob) being read: the merge takes from the one whose next record started
+/// first.
+struct Stream {
+    /// Where its next record is, and where it ends.
+    at: usize,
+    end: usize,
+    pid: i32,
+    tid: i32,
+    hz: u64,
+    cal_ns: u64,
+    cal_ticks: u64,
+    regs: Registers,
+    blob: bool,
+}
+
+impl Stream {
+    fn ns(&self, ticks: u64) -> u64 {
+        let delta = ticks.wrapping_sub(self.cal_ticks) as i64 as i128;
+        let ns = i128::from(self.cal_ns) + delta * i128::from(NS_HZ) / i128::from(self.hz.max(1));
+        ns.clamp(0, i128::from(u64::MAX)) as u64
+    }
+
+    fn span(&self, ticks: u64) -> u64 {
+        (u128::from(ticks) * u128::from(NS_HZ) / u128::from(self.hz.max(1))) as u64
+    }
+}
+
+/// The records of a version 4 log, merged by start time.
+pub struct Reader<'a> {
+    data: &'a [u8],
+    streams: Vec<Stream>,
+    /// (start ns, stream) of each stream's next record, least first.
+    heap: std::collections::BinaryHeap<core::cmp::Reverse<(u64, usize)>>,
+    pub unfinished: u64,
+    pub damaged: bool,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(data: &'a [u8]) -> Reader<'a> {
+        let used = get_u64(data, CURSOR_OFFSET) as usize;
+        let end = HEADER_SIZE.saturating_add(used).min(data.len());
+        let mut reader = Reader {
+            data,
+            streams: Vec::new(),
+            heap: Default::default(),
+            unfinished: 0,
+            damaged: false,
+        };
+        let mut pos = HEADER_SIZE;
+        while pos + 8 <= end {
+            let tag = get_u32(data, pos);
+            if tag == 0 {
+                // Reserved by a process that died before writing it.
+                pos += 8;
+                continue;
+            }
+            let size = get_u32(data, pos + 4) as usize;
+            let (min, blob) = match tag {
+                TAG_CHUNK => (CHUNK_HEAD, false),
+                TAG_BLOB => (BLOB_HEAD, true),
+                _ => (8, false),
+            };
+            if size < min || !size.is_multiple_of(8) || pos + size > end {
+                reader.damaged = true;
+                break;
+            }
+            let at = pos;
+            pos += size;
+            if blob && get_u32(data, at + BLOB_STATE) == 0 {
+                reader.unfinished += 1;
+                continue;
+            }
+            if tag != TAG_CHUNK && tag != TAG_BLOB {
+                // A record of a later version: its size says how to skip it.
+                continue;
+            }
+            let stream = Stream {
+                at: if blob { at } else { at + CHUNK_HEAD },
+                end: at + size,
+                pid: i32::from_ne_bytes(get(data, at + CHUNK_PID)),
+                tid: i32::from_ne_bytes(get(data, at + CHUNK_TID)),
+                cal_ns: get_u64(data, at + CHUNK_NS),
+                cal_ticks: get_u64(data, at + CHUNK_TICKS),
+                hz: get_u64(data, at + CHUNK_HZ),
+                regs: Registers::new(get_u64(data, at + CHUNK_TICKS)),
+                blob,
+            };
+            reader.streams.push(stream);
+            let i = reader.streams.len() - 1;
+            reader.schedule(i);
+        }
+        reader
+    }
+
+    /// Records the writer could not store because the log was full.
+    pub fn lost(&self) -> u64 {
+        get_u64(self.data, LOST_OFFSET)
+    }
+
+    /// Puts stream `i` back in the merge at its next record, if it has one.
+    fn schedule(&mut self, i: usize) {
+        if let Some(ns) = self.peek(i) {
+            self.heap.push(core::cmp::Reverse((ns, i)));
+        }
+    }
+
+    /// The start time of stream `i`'s next record (applying calibrations on the way), or
+    /// `None` at its end.
+    fn peek(&mut self, i: usize) -> Option<u64> {
+        let data = self.data;
+        let s = &mut self.streams[i];
+        if s.blob {
+            return (s.at < s.end).then(|| get_u64(data, s.at + BLOB_TS));
+        }
+        loop {
+            let head = *data.get(s.at).filter(|_| s.at < s.end)?;
+            match head {
+                HEAD_CALIBRATION if s.at + CALIBRATION_SIZE <= s.end => {
+                    s.cal_ns = get_u64(data, s.at + 1);
+                    s.cal_ticks = get_u64(data, s.at + 9);
+                    s.at += CALIBRATION_SIZE;
+                }
+                HEAD_STARTED | HEAD_DONE => {
+                    let rec = &data[s.at..s.end];
+                    let mut input = In {
+                        rec,
+                        at: CALL_HEAD,
+                    };
+                    let Some(delta) = input.signed() else {
+                        self.damaged = true;
+                        return None;
+                    };
+                    return Some(s.ns(s.regs.ticks.wrapping_add(delta as u64)));
+                }
+                0 => {
+                    // Fields with no head: cut while its start was written.
+                    if get::<2>(data, s.at + REC_SIZE) != [0, 0] && s.at + CALL_HEAD <= s.end {
+                        self.unfinished += 1;
+                    }
+                    return None;
+                }
+                // The end of a call whose completion was cut short, or nothing written.
+                _ => return None,
+            }
+        }
+    }
+
+    /// Reads stream `i`'s next record (its start time known to be there).
+    fn take(&mut self, i: usize) -> Option<Item<'a>> {
+        let data = self.data;
+        let s = &mut self.streams[i];
+        if s.blob {
+            let rec = &data[s.at..s.end];
+            s.at = s.end;
+            let text_len = get_u32(rec, BLOB_TEXT_LEN) as usize;
+            let json_len = get_u32(rec, BLOB_JSON_LEN) as usize;
+            let text_end = BLOB_HEAD.saturating_add(text_len);
+            let text = rec.get(BLOB_HEAD..text_end)?;
+            let json = rec.get(text_end..text_end.saturating_add(json_len))?;
+            return Some(Item::Blob {
+                kind: get_u32(rec, BLOB_KIND),
+                text,
+                json,
+            });
+        }
+        let head = data[s.at];
+        let size = usize::from(u16::from_ne_bytes(get(data, s.at + REC_SIZE)));
+        if size < CALL_HEAD || s.at + size > s.end {
+            return None;
+        }
+        let rec = &data[s.at..s.at + size];
+        s.at += size;
+        let (ev, waited) = read_call(rec, head == HEAD_DONE, s)?;
+        Some(if waited && ev.phase == Phase::Exit {
+            Item::Waited(ev)
+        } else {
+            Item::Call(ev)
+        })
+    }
+}
+
+fn read_call(rec: &[u8], done: bool, s: &mut Stream) -> Option<(Event, bool)> {
+    let func = *Func::ALL.get(usize::from(*rec.get(3)?))?;
+    let flags = *rec.get(4)?;
+    let mut ev = Event::new(if done { Phase::Exit } else { Phase::Enter }, func);
+    ev.pid = s.pid;
+    ev.tid = s.tid;
+    let mut input = In { rec, at: CALL_HEAD };
+    let regs = &mut s.regs;
+    let ticks = regs.ticks.wrapping_add(input.signed()? as u64);
+    regs.ticks = ticks;
+    let start_ns = {
+        let delta = ticks.wrapping_sub(s.cal_ticks) as i64 as i128;
+        let ns = i128::from(s.cal_ns) + delta * i128::from(NS_HZ) / i128::from(s.hz.max(1));
+        ns.clamp(0, i128::from(u64::MAX)) as u64
+    };
+    ev.ts_ns = start_ns;
+    regs.caller = regs.caller.wrapping_add(input.signed()? as u64);
+    ev.caller = regs.caller;
+    for i in 0..func.arg_count() {
+        ev.args[i] = input.number(arg_class(func, i), regs)?;
+    }
+    if flags & START_STACK != 0 {
+        let n = usize::from(input.byte()?);
+        if n > STACK_MAX {
+            return None;
+        }
+        let mut frames = [0u64; STACK_MAX];
+        let mut prev = ev.caller;
+        for frame in frames.iter_mut().take(n) {
+            prev = prev.wrapping_add(input.signed()? as u64);
+            *frame = prev;
+        }
+        ev.stack = Stack::from_slice(&frames[..n]);
+    }
+    let waiting = flags & START_WAITING != 0 && has_sops(func);
+    if waiting {
+        input.sops(&mut ev)?;
+    }
+    let waited = flags & START_WAITING != 0 && func.may_block();
+    if !done {
+        return Some((ev, waited));
+    }
+    let end = input.byte()?;
+    if end & 0xc0 != END_MARK {
+        return None;
+    }
+    let dur = input.varint()?;
+    ev.dur_ns = if end & END_AT_NS != 0 {
+        dur.saturating_sub(start_ns)
+    } else {
+        s.span(dur)
+    };
+    if end & END_FAILED != 0 {
+        ev.errno = input.signed()? as i32;
+        ev.ret = func.failure_value();
+    } else {
+        ev.ret = input.number(ret_class(func), &mut s.regs)? as i64;
+    }
+    ev.created = end & END_CREATED != 0;
+    if has_sops(func) && !waiting {
+        input.sops(&mut ev)?;
+    }
+    if end & END_TIMEOUT != 0 {
+        ev.timeout = Some(Timeout {
+            sec: input.signed()?,
+            nsec: input.signed()?,
+        });
+    }
+    if end & END_NAME != 0 {
+        let len = usize::from(input.byte()?).min(NAME_KEPT);
+        let at = input.at;
+        ev.name = Name::from_bytes(rec.get(at..at + len)?);
+    }
+    Some((ev, waited))
+}
+
+impl<'a> Iterator for Reader<'a> {
+    type Item = Item<'a>;
+
+    fn next(&mut self) -> Option<Item<'a>> {
+        while let Some(core::cmp::Reverse((_, i))) = self.heap.pop() {
+            match self.take(i) {
+                Some(item) => {
+                    self.schedule(i);
+                    return Some(item);
+                }
+                None => self.damaged = true,
+            }
+        }
+        None
+    }
+}
