@@ -583,7 +583,10 @@ fn new_chunk(base: *mut u8, chunk: &mut Chunk, pid: i32, tid: i32, need: usize) 
 /// calibration first when the last is too old. False when the log is full.
 #[inline]
 fn room(base: *mut u8, chunk: &mut Chunk, ev: &Event, need: usize) -> bool {
+    // Once the log is full, no thread writes on in what is left of its chunk: the records of
+    // each thread stop at the same call.
     let fits = chunk.opened == OPENED.load(Ordering::Relaxed)
+        && !STOPPED.load(Ordering::Relaxed)
         && chunk.pid == ev.pid
         && chunk.tid == ev.tid
         && chunk.pos + need <= chunk.end;
@@ -760,7 +763,7 @@ mod tests {
         cpath.push(0);
         open(&cpath).unwrap();
         const THREADS: i32 = 4;
-        const CALLS: u64 = 3000; // 4 x 3000 x 80 bytes: several chunks
+        const CALLS: u64 = 20_000; // 4 x 20000 x about 12 bytes: several chunks of file
         let workers: Vec<_> = (0..THREADS)
             .map(|t| {
                 std::thread::spawn(move || {
@@ -794,7 +797,7 @@ mod tests {
                     next[t] += 1;
                 }
                 Item::Call(ev) | Item::Waited(ev) => {
-                    assert_eq!((ev.func, ev.ts_ns), (Func::Mmap, CALLS));
+                    assert_eq!((ev.func, ev.args[1]), (Func::Mmap, CALLS));
                     in_progress += 1;
                 }
                 Item::Blob { text, json, kind } => {

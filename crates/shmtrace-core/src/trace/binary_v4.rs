@@ -498,6 +498,9 @@ struct Stream {
     cal_ticks: u64,
     regs: Registers,
     blob: bool,
+    /// The same thread's next chunk: it is read once this one ends, so that each thread's
+    /// records keep their order whatever the calibrations say.
+    next: Option<usize>,
 }
 
 impl Stream {
@@ -533,6 +536,7 @@ impl<'a> Reader<'a> {
             unfinished: 0,
             damaged: false,
         };
+        let mut last_of = std::collections::HashMap::new();
         let mut pos = HEADER_SIZE;
         while pos + 8 <= end {
             let tag = get_u32(data, pos);
@@ -571,10 +575,18 @@ impl<'a> Reader<'a> {
                 hz: get_u64(data, at + CHUNK_HZ),
                 regs: Registers::new(get_u64(data, at + CHUNK_TICKS)),
                 blob,
+                next: None,
             };
+            let i = reader.streams.len();
+            let thread = (stream.pid, stream.tid);
             reader.streams.push(stream);
-            let i = reader.streams.len() - 1;
-            reader.schedule(i);
+            if blob {
+                reader.schedule(i);
+            } else if let Some(prev) = last_of.insert(thread, i) {
+                reader.streams[prev].next = Some(i);
+            } else {
+                reader.schedule(i);
+            }
         }
         reader
     }
@@ -585,9 +597,16 @@ impl<'a> Reader<'a> {
     }
 
     /// Puts stream `i` back in the merge at its next record, if it has one.
-    fn schedule(&mut self, i: usize) {
-        if let Some(ns) = self.peek(i) {
-            self.heap.push(core::cmp::Reverse((ns, i)));
+    fn schedule(&mut self, mut i: usize) {
+        loop {
+            if let Some(ns) = self.peek(i) {
+                self.heap.push(core::cmp::Reverse((ns, i)));
+                return;
+            }
+            match self.streams[i].next {
+                Some(next) => i = next,
+                None => return,
+            }
         }
     }
 
@@ -752,9 +771,402 @@ impl<'a> Iterator for Reader<'a> {
                     self.schedule(i);
                     return Some(item);
                 }
-                None => self.damaged = true,
+                None => {
+                    self.damaged = true;
+                    if let Some(next) = self.streams[i].next {
+                        self.schedule(next);
+                    }
+                }
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::binary::Reader as AnyReader;
+
+    /// A log in memory built the way the shim builds it.
+    struct Log {
+        data: Vec<u8>,
+    }
+
+    /// A thread's chunk being written, as the shim keeps it.
+    struct Writer {
+        at: usize,
+        pos: usize,
+        regs: Registers,
+        current: usize,
+        current_len: usize,
+    }
+
+    const HZ: u64 = 3_000_000_000;
+    /// Calibrations of the test chunks: wall-clock ns at `TICKS0` ticks.
+    const NS0: u64 = 1_764_168_062_000_000_000;
+    const TICKS0: u64 = 5_000_000_000;
+
+    impl Log {
+        fn new() -> Log {
+            let mut data = vec![0u8; HEADER_SIZE];
+            data[..8].copy_from_slice(&MAGIC);
+            Log { data }
+        }
+
+        fn reserve(&mut self, size: usize) -> usize {
+            let at = self.data.len();
+            self.data.resize(at + size, 0);
+            let used = (self.data.len() - HEADER_SIZE) as u64;
+            self.data[CURSOR_OFFSET..CURSOR_OFFSET + 8].copy_from_slice(&used.to_ne_bytes());
+            at
+        }
+
+        fn chunk(&mut self, pid: i32, tid: i32, size: usize, hz: u64) -> Writer {
+            let at = self.reserve(size);
+            let (ns, ticks) = if hz == NS_HZ { (NS0, NS0) } else { (NS0, TICKS0) };
+            write_chunk_head(&mut self.data[at..], pid, tid, ns, ticks, hz);
+            self.data[at..at + 8].copy_from_slice(&chunk_word(size).to_ne_bytes());
+            Writer {
+                at,
+                pos: at + CHUNK_HEAD,
+                regs: Registers::new(ticks),
+                current: 0,
+                current_len: 0,
+            }
+        }
+
+        fn start(&mut self, w: &mut Writer, ev: &Event, waiting: bool) {
+            let len = write_start(&mut self.data[w.pos..], &mut w.regs, ev, waiting);
+            self.data[w.pos] = HEAD_STARTED;
+            w.current = w.pos;
+            w.current_len = len;
+            w.pos += len;
+        }
+
+        fn end(&mut self, w: &mut Writer, ev: &Event, dur: u64, at_ns: bool) {
+            let waiting = started_waiting(&self.data[w.current..]);
+            let len = write_end(&mut self.data[w.pos..], &mut w.regs, ev, waiting, dur, at_ns);
+            set_size(&mut self.data[w.current..], w.current_len + len);
+            self.data[w.current] = HEAD_DONE;
+            w.pos += len;
+        }
+
+        fn call(&mut self, w: &mut Writer, ev: &Event, dur: u64) {
+            self.start(w, ev, false);
+            self.end(w, ev, dur, false);
+        }
+
+        fn blob(&mut self, ts_ns: u64, text: &[u8], json: &[u8]) {
+            let size = blob_size(text.len(), json.len());
+            let at = self.reserve(size);
+            write_blob(&mut self.data[at..at + size], 7, ts_ns, text, json);
+            self.data[at + BLOB_STATE] = 2;
+        }
+
+        fn items(&self) -> Vec<Item<'_>> {
+            AnyReader::new(&self.data).unwrap().collect()
+        }
+    }
+
+    /// An event as the shim has it (times in ticks), and as it reads back (in ns).
+    fn sample(func: Func, ticks: u64) -> Event {
+        let mut ev = Event::new(Phase::Exit, func);
+        ev.pid = 10;
+        ev.tid = 11;
+        ev.ts_ns = ticks;
+        ev.caller = 0x55d0_c0a0_1234;
+        ev.args = [3, 0x7ffd_0000_1000, 2, 0x7ffd_0000_2000, u64::MAX, 0x1000];
+        for arg in ev.args.iter_mut().skip(func.arg_count()) {
+            *arg = 0;
+        }
+        ev
+    }
+
+    fn read_back(mut ev: Event, dur_ticks: u64) -> Event {
+        ev.ts_ns = NS0 + (ev.ts_ns - TICKS0) / 3;
+        ev.dur_ns = dur_ticks / 3;
+        ev
+    }
+
+    #[test]
+    fn every_field_of_every_function_survives_the_round_trip() {
+        let mut log = Log::new();
+        let mut w = log.chunk(10, 11, 8192, HZ);
+        let mut want = Vec::new();
+        for (n, func) in Func::ALL.into_iter().enumerate() {
+            let mut ev = sample(func, TICKS0 + 3000 * n as u64);
+            ev.stack = Stack::from_slice(&[0x1, 0x7f00_0000_0000, 0x3]);
+            ev.created = matches!(
+                func,
+                Func::Shmget | Func::Semget | Func::Msgget | Func::ShmOpen | Func::SemOpen
+            );
+            if has_name(func) {
+                ev.name = Name::from_bytes(b"/shmtrace-\"name\"");
+            }
+            if has_sops(func) {
+                ev.sops[0] = SemOp {
+                    num: 1,
+                    op: -1,
+                    flg: 0x1000,
+                };
+                ev.sops[1] = SemOp {
+                    num: 65535,
+                    op: i16::MIN,
+                    flg: -1,
+                };
+                ev.sops_read = 2;
+            }
+            if func == Func::Semtimedop {
+                ev.timeout = Some(Timeout {
+                    sec: 1,
+                    nsec: 500_000_000,
+                });
+            }
+            ev.ret = if func.returns_pointer() {
+                0x7f3a_2c00_0000
+            } else {
+                65538
+            };
+            let mut failed = ev;
+            failed.ts_ns += 1500;
+            failed.ret = func.failure_value();
+            failed.errno = libc::EINVAL;
+            failed.created = false;
+            log.call(&mut w, &ev, 2436);
+            log.call(&mut w, &failed, 30);
+            want.push(Item::Call(read_back(ev, 2436)));
+            want.push(Item::Call(read_back(failed, 30)));
+        }
+        assert_eq!(log.items(), want);
+    }
+
+    #[test]
+    fn a_call_in_a_loop_takes_a_few_bytes() {
+        let mut log = Log::new();
+        let mut w = log.chunk(10, 11, 4096, HZ);
+        let mut sizes = Vec::new();
+        for i in 0..3u64 {
+            let mut mmap = sample(Func::Mmap, TICKS0 + 9000 * i);
+            mmap.args = [
+                0,
+                8192,
+                3,
+                (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+                -1i64 as u64,
+                0,
+            ];
+            mmap.caller = 0x55d0_c0a0_1234;
+            mmap.ret = 0x7f3a_2c00_0000;
+            let before = w.pos;
+            log.call(&mut w, &mmap, 3000);
+            let mut munmap = sample(Func::Munmap, TICKS0 + 9000 * i + 4500);
+            munmap.args[..2].copy_from_slice(&[0x7f3a_2c00_0000, 8192]);
+            munmap.caller = 0x55d0_c0a0_1250;
+            log.call(&mut w, &munmap, 3000);
+            sizes.push((w.pos - before, log.items().len()));
+        }
+        // The first pair pays for the caller's and the address's first appearance.
+        assert!(sizes[0].0 <= 48, "{sizes:?}");
+        // Then 5 + 2 (time) + 1 (caller) + 7 (arguments) + 4 (end) for the mmap, 5 + 2 + 1 +
+        // 3 + 4 for the munmap.
+        assert!(sizes[2].0 <= 36, "{sizes:?}");
+        assert_eq!(sizes[2].1, 6);
+    }
+
+    #[test]
+    fn chunks_and_blobs_merge_by_start_time() {
+        let mut log = Log::new();
+        let mut a = log.chunk(10, 11, 1024, HZ);
+        let mut b = log.chunk(10, 12, 1024, HZ);
+        let ev = |tid, ticks, fd| {
+            let mut ev = sample(Func::Munmap, ticks);
+            ev.tid = tid;
+            ev.args[1] = fd;
+            ev
+        };
+        // Thread 12's chunk is later in the file but its second call started first.
+        log.call(&mut a, &ev(11, TICKS0 + 3000, 1), 3);
+        log.call(&mut b, &ev(12, TICKS0 + 1500, 2), 3);
+        log.call(&mut a, &ev(11, TICKS0 + 9000, 3), 3);
+        log.call(&mut b, &ev(12, TICKS0 + 6000, 4), 3);
+        // Ticks are a third of a nanosecond: the calls started at 1, 0.5, 3 and 2 us, and a
+        // blob was written at 1.5 us.
+        log.blob(NS0 + 1500, b"text\n", b"{}\n");
+        let order: Vec<u64> = log
+            .items()
+            .iter()
+            .map(|item| match item {
+                Item::Call(ev) => ev.args[1],
+                _ => 0,
+            })
+            .collect();
+        assert_eq!(order, vec![2, 1, 0, 4, 3]);
+    }
+
+    #[test]
+    fn a_threads_chunks_keep_its_order_whatever_their_calibrations_say() {
+        let mut log = Log::new();
+        let mut first = log.chunk(10, 11, 512, HZ);
+        log.call(&mut first, &sample(Func::Shmdt, TICKS0 + 3000), 3);
+        // The next chunk's calibration puts its call before the first one's.
+        let mut second = log.chunk(10, 11, 512, HZ);
+        let at = second.at;
+        log.data[at + CHUNK_NS..at + CHUNK_NS + 8].copy_from_slice(&(NS0 - 5000).to_ne_bytes());
+        let mut later = sample(Func::Shmdt, TICKS0 + 3300);
+        later.args[0] = 99;
+        log.call(&mut second, &later, 3);
+        let order: Vec<u64> = log
+            .items()
+            .iter()
+            .map(|item| match item {
+                Item::Call(ev) => ev.args[0],
+                _ => 0,
+            })
+            .collect();
+        assert_eq!(order, vec![3, 99]);
+    }
+
+    #[test]
+    fn a_calibration_restarts_the_conversion_and_a_long_call_keeps_its_end_time() {
+        let mut log = Log::new();
+        let mut w = log.chunk(10, 11, 1024, HZ);
+        // The clock ran 1% fast against the wall clock since the chunk's calibration.
+        let at = w.pos;
+        write_calibration(&mut log.data[at..], NS0 + 1_000_000, TICKS0 + 3_030_000);
+        log.data[at] = HEAD_CALIBRATION;
+        w.pos += CALIBRATION_SIZE;
+        let ev = sample(Func::Semop, TICKS0 + 3_030_000 + 300);
+        log.start(&mut w, &ev, false);
+        // Two seconds later by the wall clock.
+        log.end(&mut w, &ev, NS0 + 2_001_000_100, true);
+        let mut want = ev;
+        want.ts_ns = NS0 + 1_000_100;
+        want.dur_ns = 2_000_000_000;
+        assert_eq!(log.items(), vec![Item::Call(want)]);
+    }
+
+    #[test]
+    fn a_clock_counting_nanoseconds_reads_as_it_was_written() {
+        let mut log = Log::new();
+        let mut w = log.chunk(10, 11, 1024, NS_HZ);
+        let ev = sample(Func::Shmdt, NS0 + 123_456_789);
+        log.call(&mut w, &ev, 812);
+        let mut want = ev;
+        want.dur_ns = 812;
+        assert_eq!(log.items(), vec![Item::Call(want)]);
+    }
+
+    #[test]
+    fn calls_that_waited_read_as_waited_with_the_operations_they_waited_with() {
+        let mut log = Log::new();
+        let mut w = log.chunk(10, 11, 1024, HZ);
+        let mut semop = sample(Func::Semop, TICKS0 + 30);
+        semop.sops[0] = SemOp {
+            num: 2,
+            op: -1,
+            flg: 0,
+        };
+        semop.sops_read = 1;
+        let mut enter = semop;
+        enter.phase = Phase::Enter;
+        log.start(&mut w, &enter, true);
+        log.end(&mut w, &semop, 300, false);
+        let msgrcv = sample(Func::Msgrcv, TICKS0 + 3000);
+        let mut enter = msgrcv;
+        enter.phase = Phase::Enter;
+        log.start(&mut w, &enter, true);
+        log.end(&mut w, &msgrcv, 600, false);
+        // A semop that never waited: its operations are read once it returned.
+        let mut quick = semop;
+        quick.ts_ns = TICKS0 + 6000;
+        log.call(&mut w, &quick, 3);
+        assert_eq!(
+            log.items(),
+            vec![
+                Item::Waited(read_back(semop, 300)),
+                Item::Waited(read_back(msgrcv, 600)),
+                Item::Call(read_back(quick, 3)),
+            ]
+        );
+    }
+
+    /// The bytes a kill can leave in a chunk, and what each reads as.
+    #[test]
+    fn what_a_kill_leaves_is_skipped_or_read_as_started() {
+        let done = sample(Func::Munmap, TICKS0 + 300);
+        let mut in_progress = sample(Func::Munmap, TICKS0 + 600);
+        in_progress.phase = Phase::Enter;
+        in_progress.args[1] = 77;
+        let started = {
+            let mut ev = in_progress;
+            ev.ts_ns = NS0 + 200;
+            ev
+        };
+        // Killed after the start was stored, while the end was written: the end's first
+        // bytes are there, the size and the head still say "started".
+        let mut log = Log::new();
+        let mut w = log.chunk(10, 11, 1024, HZ);
+        log.call(&mut w, &done, 3);
+        log.start(&mut w, &in_progress, false);
+        let end_at = w.pos;
+        let mut returned = in_progress;
+        returned.phase = Phase::Exit;
+        let mut regs = w.regs;
+        write_end(&mut log.data[end_at..], &mut regs, &returned, false, 3, false);
+        // Another thread's chunk goes on.
+        let mut other = log.chunk(10, 12, 512, HZ);
+        let mut later = sample(Func::Shmdt, TICKS0 + 900);
+        later.tid = 12;
+        log.call(&mut other, &later, 3);
+        let mut reader = AnyReader::new(&log.data).unwrap();
+        let items: Vec<_> = reader.by_ref().collect();
+        assert_eq!(
+            items,
+            vec![
+                Item::Call(read_back(done, 3)),
+                Item::Call(started),
+                Item::Call(read_back(later, 3))
+            ]
+        );
+        assert_eq!((reader.unfinished, reader.damaged), (0, false));
+
+        // Killed while the start was written: its fields are there, its head is not.
+        let mut log = Log::new();
+        let mut w = log.chunk(10, 11, 1024, HZ);
+        log.call(&mut w, &done, 3);
+        let at = w.pos;
+        log.start(&mut w, &in_progress, false);
+        log.data[at] = 0;
+        // A chunk reserved and never written (killed right after the cursor moved).
+        log.reserve(512);
+        log.blob(NS0 + 5_000, b"report\n", b"{}\n");
+        let mut reader = AnyReader::new(&log.data).unwrap();
+        let items: Vec<_> = reader.by_ref().collect();
+        assert_eq!(items.len(), 2, "{items:?}");
+        assert_eq!((reader.unfinished, reader.damaged), (1, false));
+
+        // A call abandoned in progress (a signal handler jumped out of it): the thread's next
+        // call follows its start.
+        let mut log = Log::new();
+        let mut w = log.chunk(10, 11, 1024, HZ);
+        log.start(&mut w, &in_progress, false);
+        log.call(&mut w, &done, 3);
+        let mut done_later = done;
+        done_later.ts_ns = TICKS0 + 900;
+        log.call(&mut w, &done_later, 3);
+        assert_eq!(log.items().len(), 3);
+    }
+
+    #[test]
+    fn a_record_that_says_it_runs_past_its_chunk_is_damage() {
+        let mut log = Log::new();
+        let mut w = log.chunk(10, 11, 512, HZ);
+        log.call(&mut w, &sample(Func::Munmap, TICKS0), 3);
+        let at = w.at + CHUNK_HEAD;
+        log.data[at + 1..at + 3].copy_from_slice(&600u16.to_ne_bytes());
+        let mut reader = AnyReader::new(&log.data).unwrap();
+        assert_eq!(reader.next(), None);
+        assert!(reader.damaged);
     }
 }
