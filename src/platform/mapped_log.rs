@@ -497,11 +497,12 @@ const NO_CHUNK: Chunk = Chunk {
     end: 0,
     next_size: CHUNK_MIN,
     calibrated: 0,
+    // `hidden` zeros.
     regs: binary_v4::Registers {
         ticks: 0,
-        caller: 0,
-        map: 0,
-        data: 0,
+        caller: !0,
+        map: !0,
+        data: !0,
     },
     current: 0,
     current_len: 0,
@@ -521,8 +522,35 @@ static OPENED: AtomicU32 = AtomicU32::new(1);
 static RECALIBRATE: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
-    // Const and without Drop, so no TLS destructor is registered.
+    // Const and without Drop, so no TLS destructor is registered. Its registers are kept
+    // complemented (`hidden`): the exit report's scan reads this thread's TLS, and the last
+    // address a thread mapped must not look like a pointer that keeps the mapping reachable.
     static CHUNK: Cell<Chunk> = const { Cell::new(NO_CHUNK) };
+}
+
+/// The registers as kept in `CHUNK`, or back (complementing is its own inverse).
+#[inline]
+fn hidden(regs: binary_v4::Registers) -> binary_v4::Registers {
+    binary_v4::Registers {
+        ticks: regs.ticks,
+        caller: !regs.caller,
+        map: !regs.map,
+        data: !regs.data,
+    }
+}
+
+/// This thread's chunk, its registers in the clear.
+#[inline]
+fn load(cell: &Cell<Chunk>) -> Chunk {
+    let mut chunk = cell.get();
+    chunk.regs = hidden(chunk.regs);
+    chunk
+}
+
+#[inline]
+fn store(cell: &Cell<Chunk>, mut chunk: Chunk) {
+    chunk.regs = hidden(chunk.regs);
+    cell.set(chunk);
 }
 
 /// Decides the log's clock: TSC ticks where usable, at the rate the log's first process
@@ -622,12 +650,12 @@ pub fn call_started(ev: &Event) {
         return;
     }
     let _ = CHUNK.try_with(|cell| {
-        let mut chunk = cell.get();
+        let mut chunk = load(cell);
         let start = binary_v4::start_bound(ev);
         if !room(base, &mut chunk, ev, start + binary_v4::end_bound(ev.func)) {
             // Counted as lost once: its return is not to be stored (nor counted) either.
             chunk.current = NOT_STORED;
-            cell.set(chunk);
+            store(cell, chunk);
             return;
         }
         let at = chunk.pos;
@@ -638,7 +666,7 @@ pub fn call_started(ev: &Event) {
         chunk.pos = at + len;
         chunk.current = at;
         chunk.current_len = len;
-        cell.set(chunk);
+        store(cell, chunk);
     });
 }
 
@@ -650,10 +678,10 @@ pub fn call_returned(ev: &Event) {
         return;
     }
     let _ = CHUNK.try_with(|cell| {
-        let mut chunk = cell.get();
+        let mut chunk = load(cell);
         let started = core::mem::replace(&mut chunk.current, 0);
         if started == NOT_STORED {
-            cell.set(chunk);
+            store(cell, chunk);
             return;
         }
         let (dur, at_ns) = duration(ev);
@@ -677,12 +705,12 @@ pub fn call_returned(ev: &Event) {
             binary_v4::set_size(head, chunk.current_len + len);
             set_head(base, started, binary_v4::HEAD_DONE);
             chunk.pos += len;
-            cell.set(chunk);
+            store(cell, chunk);
             return;
         }
         let start = binary_v4::start_bound(ev);
         if !room(base, &mut chunk, ev, start + end) {
-            cell.set(chunk);
+            store(cell, chunk);
             return;
         }
         let at = chunk.pos;
@@ -694,7 +722,7 @@ pub fn call_returned(ev: &Event) {
         binary_v4::set_size(head, len);
         set_head(base, at, binary_v4::HEAD_DONE);
         chunk.pos = at + len;
-        cell.set(chunk);
+        store(cell, chunk);
     });
 }
 
