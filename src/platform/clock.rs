@@ -19,7 +19,6 @@ pub fn now_ns() -> u64 {
         .wrapping_add(ts.tv_nsec as u64)
 }
 
-
 /// Whether call records count time in TSC ticks (the binary log, on a CPU whose TSC runs at a
 /// constant rate, in sync across CPUs: see `tsc_usable`); else in nanoseconds.
 static TSC: AtomicBool = AtomicBool::new(false);
@@ -115,7 +114,10 @@ fn tsc_usable() -> bool {
         return false;
     }
     let mut buf = [0u8; 64];
-    let source = read_start(c"/sys/devices/system/clocksource/clocksource0/current_clocksource", &mut buf);
+    let source = read_start(
+        c"/sys/devices/system/clocksource/clocksource0/current_clocksource",
+        &mut buf,
+    );
     if source != b"tsc\n" {
         return false;
     }

@@ -18,7 +18,7 @@
 //! mapped header and is advanced with an atomic add, which works across processes too, and
 //! `fallocate` of an already allocated range is harmless. See `trace::binary` for the layout.
 
-use core::cell::Cell;
+use core::cell::UnsafeCell;
 use core::ffi::c_int;
 use core::sync::atomic::{
     AtomicBool, AtomicI32, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering,
@@ -497,13 +497,7 @@ const NO_CHUNK: Chunk = Chunk {
     end: 0,
     next_size: CHUNK_MIN,
     calibrated: 0,
-    // `hidden` zeros.
-    regs: binary_v4::Registers {
-        ticks: 0,
-        caller: !0,
-        map: !0,
-        data: !0,
-    },
+    regs: binary_v4::Registers::new(0),
     current: 0,
     current_len: 0,
 };
@@ -522,35 +516,19 @@ static OPENED: AtomicU32 = AtomicU32::new(1);
 static RECALIBRATE: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
-    // Const and without Drop, so no TLS destructor is registered. Its registers are kept
-    // complemented (`hidden`): the exit report's scan reads this thread's TLS, and the last
-    // address a thread mapped must not look like a pointer that keeps the mapping reachable.
-    static CHUNK: Cell<Chunk> = const { Cell::new(NO_CHUNK) };
+    // Const and without Drop, so no TLS destructor is registered.
+    static CHUNK: UnsafeCell<Chunk> = const { UnsafeCell::new(NO_CHUNK) };
 }
 
-/// The registers as kept in `CHUNK`, or back (complementing is its own inverse).
-#[inline]
-fn hidden(regs: binary_v4::Registers) -> binary_v4::Registers {
-    binary_v4::Registers {
-        ticks: regs.ticks,
-        caller: !regs.caller,
-        map: !regs.map,
-        data: !regs.data,
-    }
-}
-
-/// This thread's chunk, its registers in the clear.
-#[inline]
-fn load(cell: &Cell<Chunk>) -> Chunk {
-    let mut chunk = cell.get();
-    chunk.regs = hidden(chunk.regs);
-    chunk
-}
-
-#[inline]
-fn store(cell: &Cell<Chunk>, mut chunk: Chunk) {
-    chunk.regs = hidden(chunk.regs);
-    cell.set(chunk);
+/// Runs `f` on this thread's chunk (not once the thread's TLS is gone).
+#[inline(always)]
+fn with_chunk(f: impl FnOnce(&mut Chunk)) {
+    let _ = CHUNK.try_with(|cell| {
+        // SAFETY: a thread's `CHUNK` is reached only by that thread, from inside a traced call
+        // (the re-entrancy guard is held, so a signal handler's calls are forwarded untraced
+        // and never get here meanwhile): no other reference to it is live.
+        f(unsafe { &mut *cell.get() });
+    });
 }
 
 /// Decides the log's clock: TSC ticks where usable, at the rate the log's first process
@@ -649,24 +627,25 @@ pub fn call_started(ev: &Event) {
     if base.is_null() {
         return;
     }
-    let _ = CHUNK.try_with(|cell| {
-        let mut chunk = load(cell);
+    with_chunk(|chunk| {
         let start = binary_v4::start_bound(ev);
-        if !room(base, &mut chunk, ev, start + binary_v4::end_bound(ev.func)) {
+        if !room(base, chunk, ev, start + binary_v4::end_bound(ev.func)) {
             // Counted as lost once: its return is not to be stored (nor counted) either.
             chunk.current = NOT_STORED;
-            store(cell, chunk);
             return;
         }
         let at = chunk.pos;
         // SAFETY: inside this thread's chunk, with room for the record's start and end.
         let rec = unsafe { bytes(base, at, start) };
         let len = binary_v4::write_start(rec, &mut chunk.regs, ev, ev.phase == Phase::Enter);
+        if len == 0 {
+            chunk.current = NOT_STORED;
+            return;
+        }
         set_head(base, at, binary_v4::HEAD_STARTED);
         chunk.pos = at + len;
         chunk.current = at;
         chunk.current_len = len;
-        store(cell, chunk);
     });
 }
 
@@ -677,11 +656,9 @@ pub fn call_returned(ev: &Event) {
     if base.is_null() {
         return;
     }
-    let _ = CHUNK.try_with(|cell| {
-        let mut chunk = load(cell);
+    with_chunk(|chunk| {
         let started = core::mem::replace(&mut chunk.current, 0);
         if started == NOT_STORED {
-            store(cell, chunk);
             return;
         }
         let (dur, at_ns) = duration(ev);
@@ -705,12 +682,10 @@ pub fn call_returned(ev: &Event) {
             binary_v4::set_size(head, chunk.current_len + len);
             set_head(base, started, binary_v4::HEAD_DONE);
             chunk.pos += len;
-            store(cell, chunk);
             return;
         }
         let start = binary_v4::start_bound(ev);
-        if !room(base, &mut chunk, ev, start + end) {
-            store(cell, chunk);
+        if !room(base, chunk, ev, start + end) {
             return;
         }
         let at = chunk.pos;
@@ -722,7 +697,6 @@ pub fn call_returned(ev: &Event) {
         binary_v4::set_size(head, len);
         set_head(base, at, binary_v4::HEAD_DONE);
         chunk.pos = at + len;
-        store(cell, chunk);
     });
 }
 

@@ -138,43 +138,63 @@ const fn has_name(func: Func) -> bool {
 }
 
 /// What the numbers of a chunk's records are differences from: the previous record's, as the
-/// writer wrote them and the reader reads them, in the chunk's order.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// writer wrote them and the reader reads them, in the chunk's order. The addresses are kept
+/// complemented: the shim keeps its registers in thread-local memory, which the exit report's
+/// pointer scan reads, and the last address a thread mapped must not look like a pointer that
+/// keeps that mapping reachable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Registers {
-    pub ticks: u64,
-    pub caller: u64,
-    pub map: u64,
-    pub data: u64,
+    ticks: u64,
+    caller: u64,
+    not_map: u64,
+    not_data: u64,
 }
 
 impl Registers {
     /// A new chunk's registers: times from its calibration.
-    pub fn new(ticks: u64) -> Registers {
+    pub const fn new(ticks: u64) -> Registers {
         Registers {
             ticks,
-            ..Registers::default()
+            caller: 0,
+            not_map: !0,
+            not_data: !0,
         }
     }
 }
 
-/// A writer of varints into a record (never past its end: a store that does not fit is
-/// dropped, and `len` tells).
-struct Out<'a> {
-    buf: &'a mut [u8],
+/// A writer of varints into a record. Its owner checked once that the record has room for
+/// the most the record can take (`start_bound`, `end_bound`: every varint at most
+/// `VARINT_MAX` bytes), so the stores need no check each: everything inlines into the two
+/// writers, with `len` in a register.
+struct Out {
+    ptr: *mut u8,
     len: usize,
 }
 
-impl Out<'_> {
-    #[inline]
+impl Out {
+    /// A writer at `len` in `buf`, if `buf` has room for `bound` bytes.
+    #[inline(always)]
+    fn new(buf: &mut [u8], len: usize, bound: usize) -> Option<Out> {
+        (buf.len() >= bound).then_some(Out {
+            ptr: buf.as_mut_ptr(),
+            len,
+        })
+    }
+
+    #[inline(always)]
     fn byte(&mut self, b: u8) {
-        if let Some(dst) = self.buf.get_mut(self.len) {
-            *dst = b;
-        }
+        // SAFETY: `new` checked the room for the writer's bound, which no record exceeds
+        // (`bounds_hold_for_the_largest_records`).
+        unsafe { *self.ptr.add(self.len) = b };
         self.len += 1;
     }
 
-    #[inline]
+    #[inline(always)]
     fn varint(&mut self, mut v: u64) {
+        if v < 0x80 {
+            self.byte(v as u8);
+            return;
+        }
         while v >= 0x80 {
             self.byte(v as u8 | 0x80);
             v >>= 7;
@@ -182,19 +202,19 @@ impl Out<'_> {
         self.byte(v as u8);
     }
 
-    #[inline]
+    #[inline(always)]
     fn signed(&mut self, v: i64) {
         self.varint(zigzag(v));
     }
 
+    #[inline(always)]
     fn bytes(&mut self, b: &[u8]) {
-        if let Some(dst) = self.buf.get_mut(self.len..self.len + b.len()) {
-            dst.copy_from_slice(b);
+        for &byte in b {
+            self.byte(byte);
         }
-        self.len += b.len();
     }
 
-    #[inline]
+    #[inline(always)]
     fn number(&mut self, class: Class, v: u64, regs: &mut Registers) {
         match class {
             Class::Int => self.signed(v as i64),
@@ -202,17 +222,22 @@ impl Out<'_> {
                 if v == 0 {
                     self.byte(0);
                 } else {
-                    self.varint(zigzag(v.wrapping_sub(regs.map) as i64) + 1);
-                    regs.map = v;
+                    match zigzag(v.wrapping_sub(!regs.not_map) as i64).checked_add(1) {
+                        Some(e) => self.varint(e),
+                        // 2^64: the one difference whose code does not fit 64 bits.
+                        None => self.bytes(&MAP_2_64),
+                    }
+                    regs.not_map = !v;
                 }
             }
             Class::Data => {
-                self.signed(v.wrapping_sub(regs.data) as i64);
-                regs.data = v;
+                self.signed(v.wrapping_sub(!regs.not_data) as i64);
+                regs.not_data = !v;
             }
         }
     }
 
+    #[inline(always)]
     fn sops(&mut self, ev: &Event) {
         let sops = ev.sops();
         self.byte(sops.len() as u8);
@@ -223,6 +248,24 @@ impl Out<'_> {
         }
     }
 }
+
+/// The varint of 2^64 (an address whose difference from the previous is -2^63).
+const MAP_2_64: [u8; VARINT_MAX] = [0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02];
+
+/// How each argument of each function is stored, worked out at compile time.
+const CLASSES: [[Class; 6]; Func::COUNT] = {
+    let mut table = [[Class::Int; 6]; Func::COUNT];
+    let mut f = 0;
+    while f < Func::COUNT {
+        let mut i = 0;
+        while i < 6 {
+            table[f][i] = arg_class(Func::ALL[f], i);
+            i += 1;
+        }
+        f += 1;
+    }
+    table
+};
 
 #[inline]
 fn zigzag(v: i64) -> u64 {
@@ -239,6 +282,7 @@ const VARINT_MAX: usize = 10;
 const SOP_MAX: usize = 3 + 3 + 3;
 
 /// At most this many bytes for the start of `ev`'s record.
+#[inline]
 pub fn start_bound(ev: &Event) -> usize {
     let mut n = CALL_HEAD + 2 * VARINT_MAX + VARINT_MAX * ev.func.arg_count();
     if !ev.stack.is_empty() {
@@ -251,6 +295,7 @@ pub fn start_bound(ev: &Event) -> usize {
 }
 
 /// At most this many bytes for the end of a record of `func`.
+#[inline]
 pub fn end_bound(func: Func) -> usize {
     let mut n = 1 + 2 * VARINT_MAX;
     if has_sops(func) {
@@ -269,7 +314,9 @@ pub fn end_bound(func: Func) -> usize {
 /// head byte (left 0: the caller stores it last); returns its length. `waiting`: the call
 /// is logged as started because it waits (its operations go with the start).
 pub fn write_start(rec: &mut [u8], regs: &mut Registers, ev: &Event, waiting: bool) -> usize {
-    let mut out = Out { buf: rec, len: 1 };
+    let Some(mut out) = Out::new(rec, 1, start_bound(ev)) else {
+        return 0;
+    };
     out.bytes(&[0, 0]);
     out.byte(ev.func as u8);
     let stack = ev.stack();
@@ -279,8 +326,9 @@ pub fn write_start(rec: &mut [u8], regs: &mut Registers, ev: &Event, waiting: bo
     out.signed(ev.caller.wrapping_sub(regs.caller) as i64);
     regs.caller = ev.caller;
     let func = ev.func;
-    for (i, &arg) in ev.args.iter().enumerate().take(func.arg_count()) {
-        out.number(arg_class(func, i), arg, regs);
+    let classes = &CLASSES[func as usize];
+    for (&arg, &class) in ev.args.iter().zip(classes).take(func.arg_count()) {
+        out.number(class, arg, regs);
     }
     if !stack.is_empty() {
         out.byte(stack.len() as u8);
@@ -320,9 +368,12 @@ pub fn write_end(
         | u8::from(timeout.is_some()) * END_TIMEOUT
         | u8::from(failed) * END_FAILED
         | u8::from(at_ns) * END_AT_NS
-        | u8::from(has_name(func) && (!name.is_empty() || !matches!(func, Func::Mmap | Func::Mmap64)))
-            * END_NAME;
-    let mut out = Out { buf: rec, len: 0 };
+        | u8::from(
+            has_name(func) && (!name.is_empty() || !matches!(func, Func::Mmap | Func::Mmap64)),
+        ) * END_NAME;
+    let Some(mut out) = Out::new(rec, 0, end_bound(func)) else {
+        return 0;
+    };
     out.byte(flags);
     out.varint(dur);
     if failed {
@@ -345,11 +396,13 @@ pub fn write_end(
 }
 
 /// Whether the record whose head is `head` was written as its call started to wait.
+#[inline]
 pub fn started_waiting(head: &[u8]) -> bool {
     head.get(4).is_some_and(|f| f & START_WAITING != 0)
 }
 
 /// Sets the size of a record (start and end written).
+#[inline]
 pub fn set_size(rec: &mut [u8], size: usize) {
     if let Some(dst) = rec.get_mut(REC_SIZE..REC_SIZE + 2) {
         dst.copy_from_slice(&(size as u16).to_ne_bytes());
@@ -451,19 +504,34 @@ impl In<'_> {
         self.varint().map(unzigzag)
     }
 
+    /// A varint of up to 65 bits (an address's code: 1 + a difference's zigzag).
+    fn varint_wide(&mut self) -> Option<u128> {
+        let mut v = 0u128;
+        for shift in (0..70).step_by(7) {
+            let b = self.byte()?;
+            v |= u128::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Some(v);
+            }
+        }
+        None
+    }
+
     fn number(&mut self, class: Class, regs: &mut Registers) -> Option<u64> {
         Some(match class {
             Class::Int => self.signed()? as u64,
-            Class::Map => match self.varint()? {
+            Class::Map => match self.varint_wide()? {
                 0 => 0,
-                v => {
-                    regs.map = regs.map.wrapping_add(unzigzag(v - 1) as u64);
-                    regs.map
+                e => {
+                    let v = (!regs.not_map).wrapping_add(unzigzag((e - 1) as u64) as u64);
+                    regs.not_map = !v;
+                    v
                 }
             },
             Class::Data => {
-                regs.data = regs.data.wrapping_add(self.signed()? as u64);
-                regs.data
+                let v = (!regs.not_data).wrapping_add(self.signed()? as u64);
+                regs.not_data = !v;
+                v
             }
         })
     }
@@ -628,10 +696,7 @@ impl<'a> Reader<'a> {
                 }
                 HEAD_STARTED | HEAD_DONE => {
                     let rec = &data[s.at..s.end];
-                    let mut input = In {
-                        rec,
-                        at: CALL_HEAD,
-                    };
+                    let mut input = In { rec, at: CALL_HEAD };
                     let Some(delta) = input.signed() else {
                         self.damaged = true;
                         return None;
@@ -824,7 +889,11 @@ mod tests {
 
         fn chunk(&mut self, pid: i32, tid: i32, size: usize, hz: u64) -> Writer {
             let at = self.reserve(size);
-            let (ns, ticks) = if hz == NS_HZ { (NS0, NS0) } else { (NS0, TICKS0) };
+            let (ns, ticks) = if hz == NS_HZ {
+                (NS0, NS0)
+            } else {
+                (NS0, TICKS0)
+            };
             write_chunk_head(&mut self.data[at..], pid, tid, ns, ticks, hz);
             self.data[at..at + 8].copy_from_slice(&chunk_word(size).to_ne_bytes());
             Writer {
@@ -846,7 +915,14 @@ mod tests {
 
         fn end(&mut self, w: &mut Writer, ev: &Event, dur: u64, at_ns: bool) {
             let waiting = started_waiting(&self.data[w.current..]);
-            let len = write_end(&mut self.data[w.pos..], &mut w.regs, ev, waiting, dur, at_ns);
+            let len = write_end(
+                &mut self.data[w.pos..],
+                &mut w.regs,
+                ev,
+                waiting,
+                dur,
+                at_ns,
+            );
             set_size(&mut self.data[w.current..], w.current_len + len);
             self.data[w.current] = HEAD_DONE;
             w.pos += len;
@@ -939,6 +1015,69 @@ mod tests {
             want.push(Item::Call(read_back(failed, 30)));
         }
         assert_eq!(log.items(), want);
+    }
+
+    /// The writers store without a check per byte, trusting the bounds: the largest records
+    /// of every function stay within them, and read back.
+    #[test]
+    fn bounds_hold_for_the_largest_records() {
+        for func in Func::ALL {
+            let mut ev = Event::new(Phase::Exit, func);
+            ev.ts_ns = u64::MAX;
+            ev.caller = u64::MAX;
+            ev.args = [1 << 63; 6];
+            for arg in ev.args.iter_mut().skip(func.arg_count()) {
+                *arg = 0;
+            }
+            ev.stack = Stack::from_slice(&[1 << 63; STACK_MAX]);
+            ev.sops = [SemOp {
+                num: u16::MAX,
+                op: i16::MIN,
+                flg: i16::MIN,
+            }; SOPS_KEPT];
+            ev.sops_read = SOPS_KEPT as u8;
+            ev.timeout = Some(Timeout {
+                sec: i64::MIN,
+                nsec: i64::MIN,
+            });
+            ev.name = Name::from_bytes(&[b'x'; 200]);
+            ev.ret = i64::MIN;
+            ev.created = true;
+            for waiting in [false, true] {
+                let mut rec = vec![0u8; start_bound(&ev) + end_bound(func)];
+                let mut regs = Registers::new(0);
+                let start = write_start(&mut rec, &mut regs, &ev, waiting);
+                assert!(0 < start && start <= start_bound(&ev), "{func:?}");
+                let end = write_end(&mut rec[start..], &mut regs, &ev, waiting, u64::MAX, true);
+                assert!(0 < end && end <= end_bound(func), "{func:?}");
+            }
+            // The address 2^63 away from the previous one: the one code wider than 64 bits.
+            let mut log = Log::new();
+            let mut w = log.chunk(10, 11, 4096, NS_HZ);
+            let mut first = sample(func, NS0);
+            first.args[0] = 0x7f00_0000_0000;
+            first.ret = 0x7f00_0000_0000;
+            let mut far = first;
+            far.ts_ns += 1;
+            far.args[0] ^= 1 << 63;
+            for arg in far.args.iter_mut().skip(func.arg_count()) {
+                *arg = 0;
+            }
+            first.args[1..].fill(0);
+            log.call(&mut w, &first, 0);
+            log.call(&mut w, &far, 0);
+            let read: Vec<u64> = log
+                .items()
+                .iter()
+                .map(|item| match item {
+                    Item::Call(ev) => ev.args[0],
+                    _ => 0,
+                })
+                .collect();
+            if func.arg_count() > 0 {
+                assert_eq!(read, vec![first.args[0], far.args[0]], "{func:?}");
+            }
+        }
     }
 
     #[test]
@@ -1113,7 +1252,14 @@ mod tests {
         let mut returned = in_progress;
         returned.phase = Phase::Exit;
         let mut regs = w.regs;
-        write_end(&mut log.data[end_at..], &mut regs, &returned, false, 3, false);
+        write_end(
+            &mut log.data[end_at..],
+            &mut regs,
+            &returned,
+            false,
+            3,
+            false,
+        );
         // Another thread's chunk goes on.
         let mut other = log.chunk(10, 12, 512, HZ);
         let mut later = sample(Func::Shmdt, TICKS0 + 900);
