@@ -50,12 +50,20 @@ pub fn counts_tsc() -> bool {
 /// Wall-clock ns and `ticks()` read together (the ticks half-way through the wall-clock read,
 /// retried a few times if a preemption came in between).
 pub fn pair() -> (u64, u64) {
+    let (ns, ticks, _) = pair_and_spread();
+    (ns, ticks)
+}
+
+/// `pair`, and how many ticks the wall-clock read took (the pair's uncertainty).
+fn pair_and_spread() -> (u64, u64, u64) {
     if !counts_tsc() {
         let ns = now_ns();
-        return (ns, ns);
+        return (ns, ns, 0);
     }
+    // Under 2 us is a read that was not preempted (about 0.1 us when undisturbed).
+    let good = HZ.load(Ordering::Relaxed) / 500_000;
     let mut best = (0, 0, u64::MAX);
-    for _ in 0..4 {
+    for _ in 0..8 {
         let before = ticks();
         let ns = now_ns();
         let after = ticks();
@@ -63,15 +71,15 @@ pub fn pair() -> (u64, u64) {
         if spread < best.2 {
             best = (ns, before + spread / 2, spread);
         }
-        if spread < HZ.load(Ordering::Relaxed) / 1_000_000 {
+        if spread < good {
             break;
         }
     }
-    (best.0, best.1)
+    best
 }
 
-/// Counts `ticks()` in TSC ticks, `hz` a second (0: measure it, over a millisecond); returns
-/// the rate in use. Nanoseconds (and 0) when the TSC is not usable.
+/// Counts `ticks()` in TSC ticks, `hz` a second (0: measure it, over two milliseconds);
+/// returns the rate in use. Nanoseconds (and 0) when the TSC is not usable.
 pub fn use_tsc(hz: u64) -> u64 {
     if !tsc_usable() {
         TSC.store(false, Ordering::Relaxed);
@@ -87,20 +95,23 @@ pub fn use_tsc(hz: u64) -> u64 {
     hz
 }
 
-/// The TSC's rate against the wall clock, over a millisecond's sleep.
+/// The TSC's rate against the wall clock, over a sleep of two milliseconds; 0 when the
+/// readings were too disturbed to give it to a thousandth (then the log counts nanoseconds).
 fn measure_tsc() -> u64 {
     TSC.store(true, Ordering::Relaxed);
-    let (ns0, t0) = pair();
+    // Until the rate is known, "a good read" is judged against 1 GHz.
+    HZ.store(1_000_000_000, Ordering::Relaxed);
+    let (ns0, t0, spread0) = pair_and_spread();
     let pause = libc::timespec {
         tv_sec: 0,
-        tv_nsec: 1_000_000,
+        tv_nsec: 2_000_000,
     };
     // SAFETY: `pause` is a valid timespec; no remainder is asked for.
     unsafe { libc::nanosleep(&pause, core::ptr::null_mut()) };
-    let (ns1, t1) = pair();
+    let (ns1, t1, spread1) = pair_and_spread();
     TSC.store(false, Ordering::Relaxed);
     let (dns, dt) = (ns1.saturating_sub(ns0), t1.saturating_sub(t0));
-    if dns < 500_000 {
+    if dns < 1_000_000 || spread0.saturating_add(spread1) > dt / 1000 {
         return 0;
     }
     (u128::from(dt) * 1_000_000_000 / u128::from(dns)) as u64

@@ -267,6 +267,11 @@ const CLASSES: [[Class; 6]; Func::COUNT] = {
     table
 };
 
+#[inline(always)]
+fn flag(on: bool, bit: u8) -> u8 {
+    if on { bit } else { 0 }
+}
+
 #[inline]
 fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
@@ -320,7 +325,7 @@ pub fn write_start(rec: &mut [u8], regs: &mut Registers, ev: &Event, waiting: bo
     out.bytes(&[0, 0]);
     out.byte(ev.func as u8);
     let stack = ev.stack();
-    out.byte(u8::from(waiting) * START_WAITING | u8::from(!stack.is_empty()) * START_STACK);
+    out.byte(flag(waiting, START_WAITING) | flag(!stack.is_empty(), START_STACK));
     out.signed(ev.ts_ns.wrapping_sub(regs.ticks) as i64);
     regs.ticks = ev.ts_ns;
     out.signed(ev.caller.wrapping_sub(regs.caller) as i64);
@@ -363,14 +368,15 @@ pub fn write_end(
     let failed = ev.errno != 0 && ev.ret == func.failure_value();
     let name = ev.name();
     let timeout = ev.timeout.filter(|_| func == Func::Semtimedop);
+    // A file mapping's record has the object it maps when there is one; the other named
+    // functions' always have their name.
+    let named = has_name(func) && (!name.is_empty() || !matches!(func, Func::Mmap | Func::Mmap64));
     let flags = END_MARK
-        | u8::from(ev.created) * END_CREATED
-        | u8::from(timeout.is_some()) * END_TIMEOUT
-        | u8::from(failed) * END_FAILED
-        | u8::from(at_ns) * END_AT_NS
-        | u8::from(
-            has_name(func) && (!name.is_empty() || !matches!(func, Func::Mmap | Func::Mmap64)),
-        ) * END_NAME;
+        | flag(ev.created, END_CREATED)
+        | flag(timeout.is_some(), END_TIMEOUT)
+        | flag(failed, END_FAILED)
+        | flag(at_ns, END_AT_NS)
+        | flag(named, END_NAME);
     let Some(mut out) = Out::new(rec, 0, end_bound(func)) else {
         return 0;
     };
