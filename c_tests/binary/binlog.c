@@ -13,9 +13,11 @@
  *                                pages, then the parent CALLS of 31 pages
  *   binlog many CALLS            CALLS mmap+munmap of LEN_BUSY bytes, then prints "done CALLS"
  *   binlog exec                  one mmap+munmap, then execs itself as `binlog many 1`
- *   binlog timed                 a semtimedop that times out after 30 ms on a private
- *                                semaphore at 0, then removes the set; prints "before NS",
- *                                "after NS" (the wall clock around the call) and "semid N"
+ *   binlog timed                 mmap+munmap for 50 ms (long enough for the log to measure
+ *                                its clock's rate and switch to it), then a semtimedop that
+ *                                times out after 30 ms on a private semaphore at 0, then
+ *                                removes the set; prints "before NS", "after NS" (the wall
+ *                                clock around the call) and "semid N"
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -136,6 +138,9 @@ static long long wall_ns(void) {
 }
 
 static void timed(void) {
+    long long warm_until = wall_ns() + 50LL * 1000 * 1000;
+    while (wall_ns() < warm_until)
+        cycle(LEN_BUSY);
     int id = semget(IPC_PRIVATE, 1, IPC_CREAT | 0600);
     if (id < 0)
         die("semget");

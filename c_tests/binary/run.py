@@ -502,7 +502,8 @@ def decode_like_text(tmp):
 
 
 def times_like_the_wall_clock(tmp):
-    """The log's times are converted to wall-clock times when decoded: a semtimedop that
+    """The log's times are converted to wall-clock times when decoded: after 50 ms of calls
+    (the log counts TSC ticks by then where the TSC is reliable), a semtimedop that
     times out after 30 ms starts between the program's own clock readings around it, and
     lasts at least the timeout and at most what the program measured (a millisecond of slack:
     the conversion's error is far smaller, the program's readings are not at the call's

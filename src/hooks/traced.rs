@@ -196,8 +196,9 @@ fn finish(event: &mut Event, ret: i64, call_errno: i32) {
         0
     };
     if event.ts_ns != 0 {
+        // The clock the start was read with (the binary log's may have changed since).
         let now = if sink::binary() {
-            clock::ticks()
+            clock::ticks_like(event.ts_ns)
         } else {
             clock::now_ns()
         };

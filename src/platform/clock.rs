@@ -20,53 +20,94 @@ pub fn now_ns() -> u64 {
 }
 
 /// Whether call records count time in TSC ticks (the binary log, on a CPU whose TSC runs at a
-/// constant rate, in sync across CPUs: see `tsc_usable`); else in nanoseconds.
+/// constant rate, in sync across CPUs: see `tsc_usable`, once the rate is known); else in
+/// nanoseconds.
 static TSC: AtomicBool = AtomicBool::new(false);
-/// Ticks per second of `ticks()`.
-static HZ: AtomicU64 = AtomicU64::new(1_000_000_000);
+/// Ticks per second of the TSC, once known (0 before), and a millisecond's worth.
+static HZ: AtomicU64 = AtomicU64::new(0);
+static MILLISECOND: AtomicU64 = AtomicU64::new(u64::MAX);
+/// Whether the TSC is usable here, and a first (wall clock, TSC) pair to measure its rate
+/// from once enough time has passed (`MEASURE_NS`), with no wait.
+static USABLE: AtomicBool = AtomicBool::new(false);
+static FIRST_NS: AtomicU64 = AtomicU64::new(0);
+static FIRST_TSC: AtomicU64 = AtomicU64::new(0);
+static FIRST_SPREAD: AtomicU64 = AtomicU64::new(0);
+/// The rate is taken over at least this long: a pair's read is known to about 0.1 us, so the
+/// rate to about 1e-5.
+const MEASURE_NS: u64 = 10_000_000;
 
-/// The binary log's clock: one `rdtsc` where the TSC is usable (a third of a vDSO
-/// `clock_gettime`, which reads the TSC too and then scales it), else `now_ns()`. Converted to
-/// wall-clock time by calibrations stored with the records (`pair`).
+/// The top bit of a `ticks()` value that counts the TSC (a TSC reaches it after a century,
+/// the wall clock in ns in 2262): a call's start says which clock it was read with, so the
+/// clock can change between calls of other threads without a call mixing the two.
+pub const TSC_TAG: u64 = 1 << 63;
+
+#[inline(always)]
+fn rdtsc() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: rdtsc has no preconditions; `tsc_usable` checked that the CPU has it.
+    return unsafe { core::arch::x86_64::_rdtsc() };
+    #[cfg(not(target_arch = "x86_64"))]
+    0
+}
+
+/// The binary log's clock: one `rdtsc` where the TSC is usable and its rate known (a third of
+/// a vDSO `clock_gettime`, which reads the TSC too and then scales it), tagged with
+/// `TSC_TAG`; else `now_ns()`. Converted to wall-clock time by calibrations stored with the
+/// records (`pair`).
 #[inline]
 pub fn ticks() -> u64 {
-    #[cfg(target_arch = "x86_64")]
     if TSC.load(Ordering::Relaxed) {
-        // SAFETY: rdtsc has no preconditions; `tsc_usable` checked that the CPU has it.
-        return unsafe { core::arch::x86_64::_rdtsc() };
+        return rdtsc() | TSC_TAG;
     }
     now_ns()
 }
 
-pub fn hz() -> u64 {
-    HZ.load(Ordering::Relaxed)
+/// `ticks()` of the clock `start` (a `ticks()` value) was read with: a call's end.
+#[inline]
+pub fn ticks_like(start: u64) -> u64 {
+    if start & TSC_TAG != 0 {
+        return rdtsc() | TSC_TAG;
+    }
+    now_ns()
 }
 
-/// Whether `ticks()` counts TSC ticks.
-pub fn counts_tsc() -> bool {
-    TSC.load(Ordering::Relaxed)
+/// Ticks per second of the TSC (0 while unknown).
+pub fn tsc_hz() -> u64 {
+    HZ.load(Ordering::Acquire)
 }
 
-/// Wall-clock ns and `ticks()` read together (the ticks half-way through the wall-clock read,
-/// retried a few times if a preemption came in between).
-pub fn pair() -> (u64, u64) {
-    let (ns, ticks, _) = pair_and_spread();
+/// TSC ticks in a millisecond (set before any `ticks()` counts the TSC).
+#[inline]
+pub fn tsc_millisecond() -> u64 {
+    MILLISECOND.load(Ordering::Relaxed)
+}
+
+fn count_tsc(hz: u64) {
+    HZ.store(hz, Ordering::Release);
+    MILLISECOND.store(hz / 1000, Ordering::Release);
+    TSC.store(true, Ordering::Release);
+}
+
+/// Wall-clock ns and the clock of `tsc` read together: TSC ticks (untagged) half-way through
+/// the wall-clock read, retried a few times if a preemption came in between; or the ns twice.
+pub fn pair(tsc: bool) -> (u64, u64) {
+    if !tsc {
+        let ns = now_ns();
+        return (ns, ns);
+    }
+    let (ns, ticks, _) = tsc_pair();
     (ns, ticks)
 }
 
-/// `pair`, and how many ticks the wall-clock read took (the pair's uncertainty).
-fn pair_and_spread() -> (u64, u64, u64) {
-    if !counts_tsc() {
-        let ns = now_ns();
-        return (ns, ns, 0);
-    }
-    // Under 2 us is a read that was not preempted (about 0.1 us when undisturbed).
-    let good = HZ.load(Ordering::Relaxed) / 500_000;
+/// A (wall clock ns, TSC) pair and how many ticks the wall-clock read took (its uncertainty).
+fn tsc_pair() -> (u64, u64, u64) {
+    // Under 2 us (at a few GHz) is a read that was not preempted (about 0.1 us undisturbed).
+    let good = 5_000;
     let mut best = (0, 0, u64::MAX);
     for _ in 0..8 {
-        let before = ticks();
+        let before = rdtsc();
         let ns = now_ns();
-        let after = ticks();
+        let after = rdtsc();
         let spread = after.wrapping_sub(before);
         if spread < best.2 {
             best = (ns, before + spread / 2, spread);
@@ -78,43 +119,62 @@ fn pair_and_spread() -> (u64, u64, u64) {
     best
 }
 
-/// Counts `ticks()` in TSC ticks, `hz` a second (0: measure it, over two milliseconds);
-/// returns the rate in use. Nanoseconds (and 0) when the TSC is not usable.
-pub fn use_tsc(hz: u64) -> u64 {
-    if !tsc_usable() {
+/// Called as the binary log opens: counts TSC ticks at once if the rate is known (`hz`, from
+/// the log's header, or this process's), else starts measuring it (`advance`). Returns the
+/// rate in use (0: nanoseconds for now).
+pub fn start(hz: u64) -> u64 {
+    if TSC.load(Ordering::Relaxed) {
+        // A forked child opening its own log: the machine, and so the rate, are its parent's.
+        return tsc_hz();
+    }
+    let usable = tsc_usable();
+    USABLE.store(usable, Ordering::Relaxed);
+    if !usable {
         TSC.store(false, Ordering::Relaxed);
-        HZ.store(1_000_000_000, Ordering::Relaxed);
         return 0;
     }
-    let hz = if hz != 0 { hz } else { measure_tsc() };
-    if hz == 0 {
-        return 0;
+    let known = if hz != 0 { hz } else { tsc_hz() };
+    if known != 0 {
+        count_tsc(known);
+        return known;
     }
-    HZ.store(hz, Ordering::Relaxed);
-    TSC.store(true, Ordering::Relaxed);
-    hz
+    if FIRST_NS.load(Ordering::Relaxed) == 0 {
+        let (ns, tsc, spread) = tsc_pair();
+        FIRST_TSC.store(tsc, Ordering::Relaxed);
+        FIRST_SPREAD.store(spread, Ordering::Relaxed);
+        FIRST_NS.store(ns, Ordering::Release);
+    }
+    0
 }
 
-/// The TSC's rate against the wall clock, over a sleep of two milliseconds; 0 when the
-/// readings were too disturbed to give it to a thousandth (then the log counts nanoseconds).
-fn measure_tsc() -> u64 {
-    TSC.store(true, Ordering::Relaxed);
-    // Until the rate is known, "a good read" is judged against 1 GHz.
-    HZ.store(1_000_000_000, Ordering::Relaxed);
-    let (ns0, t0, spread0) = pair_and_spread();
-    let pause = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 2_000_000,
-    };
-    // SAFETY: `pause` is a valid timespec; no remainder is asked for.
-    unsafe { libc::nanosleep(&pause, core::ptr::null_mut()) };
-    let (ns1, t1, spread1) = pair_and_spread();
-    TSC.store(false, Ordering::Relaxed);
-    let (dns, dt) = (ns1.saturating_sub(ns0), t1.saturating_sub(t0));
-    if dns < 1_000_000 || spread0.saturating_add(spread1) > dt / 1000 {
-        return 0;
+/// Once `MEASURE_NS` have passed since `start`, measures the TSC's rate and from then on counts
+/// TSC ticks; returns the rate when it was just measured (to keep in the log's header).
+/// Called where the log reads the clock anyway (a thread taking a new chunk).
+pub fn advance(now_ns: u64) -> Option<u64> {
+    if TSC.load(Ordering::Relaxed) || !USABLE.load(Ordering::Relaxed) {
+        return None;
     }
-    (u128::from(dt) * 1_000_000_000 / u128::from(dns)) as u64
+    let first_ns = FIRST_NS.load(Ordering::Acquire);
+    if first_ns == 0 || now_ns.saturating_sub(first_ns) < MEASURE_NS {
+        return None;
+    }
+    let (ns, tsc, spread) = tsc_pair();
+    let (dns, dt) = (
+        ns.saturating_sub(first_ns),
+        tsc.wrapping_sub(FIRST_TSC.load(Ordering::Relaxed)),
+    );
+    // Disturbed reads, now (another chunk will try again) or at the start (then the log keeps
+    // counting nanoseconds): the rate must be good to 1e-4.
+    let spreads = spread.saturating_add(FIRST_SPREAD.load(Ordering::Relaxed));
+    if dns < MEASURE_NS || spreads > dt / 10_000 {
+        return None;
+    }
+    let hz = (u128::from(dt) * 1_000_000_000 / u128::from(dns)) as u64;
+    if hz == 0 {
+        return None;
+    }
+    count_tsc(hz);
+    Some(hz)
 }
 
 /// The TSC is usable when it ticks at a constant rate whatever the CPU's frequency and sleep

@@ -474,6 +474,8 @@ struct Chunk {
     opened: u32,
     pid: i32,
     tid: i32,
+    /// Its records count TSC ticks (else nanoseconds).
+    tsc: bool,
     /// Next byte to write, end of the chunk (offsets in the file; `pos == end == 0`: none).
     pos: usize,
     end: usize,
@@ -493,6 +495,7 @@ const NO_CHUNK: Chunk = Chunk {
     opened: 0,
     pid: 0,
     tid: 0,
+    tsc: false,
     pos: 0,
     end: 0,
     next_size: CHUNK_MIN,
@@ -509,11 +512,6 @@ const CHUNK_MAX: usize = 16 << 10;
 
 /// Bumped whenever a log is opened: chunks taken before belong to another log (or process).
 static OPENED: AtomicU32 = AtomicU32::new(1);
-
-/// Ticks after which a thread's clock is calibrated again (the wall clock read with it), so
-/// that no time is converted from more than this many ticks away from a calibration; 0 for
-/// never (the clock counts nanoseconds).
-static RECALIBRATE: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
     // Const and without Drop, so no TLS destructor is registered.
@@ -532,27 +530,36 @@ fn with_chunk(f: impl FnOnce(&mut Chunk)) {
 }
 
 /// Decides the log's clock: TSC ticks where usable, at the rate the log's first process
-/// measured (kept in the header), else nanoseconds.
+/// measured (kept in the header) or this process's, else nanoseconds until the rate is
+/// measured (`clock::advance`, as chunks are taken).
 fn choose_clock(base: *mut u8) {
+    let known = header_hz(base).load(Ordering::Acquire);
+    let hz = clock::start(known);
+    if hz != 0 {
+        publish_hz(base, hz);
+    }
+}
+
+fn header_hz<'a>(base: *mut u8) -> &'a AtomicU64 {
     // SAFETY: the header lies in the first page, always allocated; accessed atomically by
     // every process mapping the file.
-    let shared = unsafe { &*base.add(binary_v4::HZ_OFFSET).cast::<AtomicU64>() };
-    let known = shared.load(Ordering::Acquire);
-    // A forked child opening its own file keeps its parent's rate: the machine is the same.
-    let hz = if clock::counts_tsc() {
-        clock::hz()
-    } else {
-        clock::use_tsc(known)
-    };
-    if hz != 0 && known == 0 {
-        let _ = shared.compare_exchange(0, hz, Ordering::AcqRel, Ordering::Acquire);
-    }
-    RECALIBRATE.store(hz / 1000, Ordering::Relaxed);
+    unsafe { &*base.add(binary_v4::HZ_OFFSET).cast::<AtomicU64>() }
+}
+
+/// The TSC's rate is known: in the header for the log's other processes.
+fn publish_hz(base: *mut u8, hz: u64) {
+    let _ = header_hz(base).compare_exchange(0, hz, Ordering::AcqRel, Ordering::Acquire);
+}
+
+#[inline(always)]
+fn counts_tsc(ticks: u64) -> bool {
+    ticks & clock::TSC_TAG != 0
 }
 
 /// Takes a new chunk for this thread with room for `need` bytes of record; false when the
 /// log is full (the call is counted as lost).
-fn new_chunk(base: *mut u8, chunk: &mut Chunk, pid: i32, tid: i32, need: usize) -> bool {
+fn new_chunk(base: *mut u8, chunk: &mut Chunk, ev: &Event, need: usize) -> bool {
+    let (pid, tid, tsc) = (ev.pid, ev.tid, counts_tsc(ev.ts_ns));
     let size = chunk
         .next_size
         .max(binary_v4::CHUNK_HEAD + need)
@@ -560,19 +567,27 @@ fn new_chunk(base: *mut u8, chunk: &mut Chunk, pid: i32, tid: i32, need: usize) 
     let Some(at) = reserve(base, size) else {
         return false;
     };
-    let (ns, ticks) = clock::pair();
+    let (ns, ticks) = clock::pair(tsc);
+    let hz = if tsc {
+        clock::tsc_hz()
+    } else {
+        binary_v4::NS_HZ
+    };
     // SAFETY: just reserved for this thread.
     let head = unsafe { bytes(base, at, binary_v4::CHUNK_HEAD) };
-    binary_v4::write_chunk_head(head, pid, tid, ns, ticks, clock::hz());
+    binary_v4::write_chunk_head(head, pid, tid, ns, ticks, hz);
     compiler_fence(Ordering::SeqCst);
     // SAFETY: chunks are reserved in multiples of 8 after a 64-byte header of a page-aligned
     // mapping: the word is aligned.
     let word = unsafe { AtomicU64::from_ptr(base.add(at).cast()) };
     word.store(binary_v4::chunk_word(size), Ordering::Release);
+    // The writer's registers count in the event's `ticks()`, tagged like them.
+    let ticks = if tsc { ticks | clock::TSC_TAG } else { ticks };
     *chunk = Chunk {
         opened: OPENED.load(Ordering::Relaxed),
         pid,
         tid,
+        tsc,
         pos: at + binary_v4::CHUNK_HEAD,
         end: at + size,
         next_size: (size * 2).min(CHUNK_MAX),
@@ -581,6 +596,9 @@ fn new_chunk(base: *mut u8, chunk: &mut Chunk, pid: i32, tid: i32, need: usize) 
         current: 0,
         current_len: 0,
     };
+    if !tsc && let Some(hz) = clock::advance(ns) {
+        publish_hz(base, hz);
+    }
     true
 }
 
@@ -595,12 +613,12 @@ fn room(base: *mut u8, chunk: &mut Chunk, ev: &Event, need: usize) -> bool {
         && !STOPPED.load(Ordering::Relaxed)
         && chunk.pid == ev.pid
         && chunk.tid == ev.tid
+        && chunk.tsc == counts_tsc(ev.ts_ns)
         && chunk.pos + need <= chunk.end;
     if !fits {
-        return new_chunk(base, chunk, ev.pid, ev.tid, need);
+        return new_chunk(base, chunk, ev, need);
     }
-    let every = RECALIBRATE.load(Ordering::Relaxed);
-    if every != 0 && ev.ts_ns.wrapping_sub(chunk.calibrated) > every {
+    if chunk.tsc && ev.ts_ns.wrapping_sub(chunk.calibrated) > clock::tsc_millisecond() {
         return recalibrate(base, chunk, ev, need);
     }
     true
@@ -609,15 +627,15 @@ fn room(base: *mut u8, chunk: &mut Chunk, ev: &Event, need: usize) -> bool {
 #[cold]
 fn recalibrate(base: *mut u8, chunk: &mut Chunk, ev: &Event, need: usize) -> bool {
     if chunk.pos + binary_v4::CALIBRATION_SIZE + need > chunk.end {
-        return new_chunk(base, chunk, ev.pid, ev.tid, need);
+        return new_chunk(base, chunk, ev, need);
     }
-    let (ns, ticks) = clock::pair();
+    let (ns, ticks) = clock::pair(true);
     // SAFETY: inside this thread's chunk.
     let rec = unsafe { bytes(base, chunk.pos, binary_v4::CALIBRATION_SIZE) };
     binary_v4::write_calibration(rec, ns, ticks);
     set_head(base, chunk.pos, binary_v4::HEAD_CALIBRATION);
     chunk.pos += binary_v4::CALIBRATION_SIZE;
-    chunk.calibrated = ticks;
+    chunk.calibrated = ticks | clock::TSC_TAG;
     true
 }
 
@@ -709,8 +727,7 @@ fn is_waiting(base: *mut u8, at: usize) -> bool {
 /// The call's duration as stored: ticks, or for a call longer than a calibration lasts, the
 /// wall-clock time now (so a long wait is measured against the wall clock, not the rate).
 fn duration(ev: &Event) -> (u64, bool) {
-    let every = RECALIBRATE.load(Ordering::Relaxed);
-    if every != 0 && ev.dur_ns > every {
+    if counts_tsc(ev.ts_ns) && ev.dur_ns > clock::tsc_millisecond() {
         (clock::now_ns(), true)
     } else {
         (ev.dur_ns, false)
