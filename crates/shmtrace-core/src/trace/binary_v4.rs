@@ -584,8 +584,34 @@ impl Stream {
         ns.clamp(0, i128::from(u64::MAX)) as u64
     }
 
-    fn span(&self, ticks: u64) -> u64 {
-        (u128::from(ticks) * u128::from(NS_HZ) / u128::from(self.hz.max(1))) as u64
+    /// After a call read as started, whose start ended at `start_len` in its record at
+    /// `rec_at` (`size` bytes so far): its end may be there already, when the log was read
+    /// while the call was being completed (and the thread wrote on since). The end is read
+    /// for what it does to the registers (the records after it count from them), and its
+    /// bytes passed over, when it is whole and followed by a record (a kill while it was
+    /// written leaves zeros after it: then the chunk ends here).
+    fn skip_end(&mut self, data: &[u8], rec_at: usize, start_len: usize, size: usize, ev: &Event) {
+        let end_at = rec_at + start_len;
+        if end_at >= self.end || data[end_at] & 0xc0 != END_MARK {
+            return;
+        }
+        let mut regs = self.regs;
+        let mut scratch = *ev;
+        let mut input = In {
+            rec: &data[..self.end],
+            at: end_at,
+        };
+        let waiting = started_waiting(&data[rec_at..]) && has_sops(ev.func);
+        if read_end(&mut input, &mut scratch, waiting, self.hz, &mut regs).is_none() {
+            return;
+        }
+        let after = input.at;
+        let followed =
+            after < self.end && matches!(data[after], HEAD_STARTED | HEAD_DONE | HEAD_CALIBRATION);
+        if after == rec_at + size || followed {
+            self.regs = regs;
+            self.at = self.at.max(after);
+        }
     }
 }
 
@@ -745,9 +771,13 @@ impl<'a> Reader<'a> {
         if size < CALL_HEAD || s.at + size > s.end {
             return None;
         }
-        let rec = &data[s.at..s.at + size];
+        let rec_at = s.at;
+        let rec = &data[rec_at..rec_at + size];
         s.at += size;
-        let (ev, waited) = read_call(rec, head == HEAD_DONE, s)?;
+        let (ev, waited, start_len) = read_call(rec, head == HEAD_DONE, s)?;
+        if head == HEAD_STARTED {
+            s.skip_end(data, rec_at, start_len, size, &ev);
+        }
         Some(if waited && ev.phase == Phase::Exit {
             Item::Waited(ev)
         } else {
@@ -756,7 +786,9 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn read_call(rec: &[u8], done: bool, s: &mut Stream) -> Option<(Event, bool)> {
+/// A call record's start (and with `done` its end): the call, whether it waited, and where
+/// its start ends in `rec`.
+fn read_call(rec: &[u8], done: bool, s: &mut Stream) -> Option<(Event, bool, usize)> {
     let func = *Func::ALL.get(usize::from(*rec.get(3)?))?;
     let flags = *rec.get(4)?;
     let mut ev = Event::new(if done { Phase::Exit } else { Phase::Enter }, func);
@@ -766,12 +798,8 @@ fn read_call(rec: &[u8], done: bool, s: &mut Stream) -> Option<(Event, bool)> {
     let regs = &mut s.regs;
     let ticks = regs.ticks.wrapping_add(input.signed()? as u64);
     regs.ticks = ticks;
-    let start_ns = {
-        let delta = ticks.wrapping_sub(s.cal_ticks) as i64 as i128;
-        let ns = i128::from(s.cal_ns) + delta * i128::from(NS_HZ) / i128::from(s.hz.max(1));
-        ns.clamp(0, i128::from(u64::MAX)) as u64
-    };
-    ev.ts_ns = start_ns;
+    ev.ts_ns = s.ns(ticks);
+    let regs = &mut s.regs;
     regs.caller = regs.caller.wrapping_add(input.signed()? as u64);
     ev.caller = regs.caller;
     for i in 0..func.arg_count() {
@@ -795,28 +823,41 @@ fn read_call(rec: &[u8], done: bool, s: &mut Stream) -> Option<(Event, bool)> {
         input.sops(&mut ev)?;
     }
     let waited = flags & START_WAITING != 0 && func.may_block();
-    if !done {
-        return Some((ev, waited));
+    let start_len = input.at;
+    if done {
+        read_end(&mut input, &mut ev, waiting, s.hz, &mut s.regs)?;
     }
+    Some((ev, waited, start_len))
+}
+
+/// A call record's end, into `ev` (its start read).
+fn read_end(
+    input: &mut In<'_>,
+    ev: &mut Event,
+    waiting: bool,
+    hz: u64,
+    regs: &mut Registers,
+) -> Option<()> {
+    let func = ev.func;
     let end = input.byte()?;
     if end & 0xc0 != END_MARK {
         return None;
     }
     let dur = input.varint()?;
     ev.dur_ns = if end & END_AT_NS != 0 {
-        dur.saturating_sub(start_ns)
+        dur.saturating_sub(ev.ts_ns)
     } else {
-        s.span(dur)
+        (u128::from(dur) * u128::from(NS_HZ) / u128::from(hz.max(1))) as u64
     };
     if end & END_FAILED != 0 {
         ev.errno = input.signed()? as i32;
         ev.ret = func.failure_value();
     } else {
-        ev.ret = input.number(ret_class(func), &mut s.regs)? as i64;
+        ev.ret = input.number(ret_class(func), regs)? as i64;
     }
     ev.created = end & END_CREATED != 0;
     if has_sops(func) && !waiting {
-        input.sops(&mut ev)?;
+        input.sops(ev)?;
     }
     if end & END_TIMEOUT != 0 {
         ev.timeout = Some(Timeout {
@@ -827,9 +868,10 @@ fn read_call(rec: &[u8], done: bool, s: &mut Stream) -> Option<(Event, bool)> {
     if end & END_NAME != 0 {
         let len = usize::from(input.byte()?).min(NAME_KEPT);
         let at = input.at;
-        ev.name = Name::from_bytes(rec.get(at..at + len)?);
+        ev.name = Name::from_bytes(input.rec.get(at..at + len)?);
+        input.at += len;
     }
-    Some((ev, waited))
+    Some(())
 }
 
 impl<'a> Iterator for Reader<'a> {
@@ -1308,6 +1350,33 @@ mod tests {
         done_later.ts_ns = TICKS0 + 900;
         log.call(&mut w, &done_later, 3);
         assert_eq!(log.items().len(), 3);
+    }
+
+    /// A log read while a call was being completed (its end written, its size and head not
+    /// yet) and its thread wrote on before the reader got there: the call reads as started,
+    /// and the records after it still read, counting from what its end set.
+    #[test]
+    fn a_call_being_completed_while_the_log_is_read_hides_nothing_after_it() {
+        let mut mmap = sample(Func::Mmap, TICKS0 + 300);
+        mmap.args = [0, 8192, 3, 0x22, -1i64 as u64, 0];
+        mmap.ret = 0x7f3a_2c00_0000;
+        let mut munmap = sample(Func::Munmap, TICKS0 + 900);
+        munmap.args = [0x7f3a_2c00_0000, 8192, 0, 0, 0, 0];
+        let mut log = Log::new();
+        let mut w = log.chunk(10, 11, 1024, HZ);
+        let mut started = mmap;
+        started.phase = Phase::Enter;
+        log.start(&mut w, &started, false);
+        let end_at = w.pos;
+        let len = write_end(&mut log.data[end_at..], &mut w.regs, &mmap, false, 30, false);
+        w.pos += len;
+        log.call(&mut w, &munmap, 30);
+        let mut seen_started = read_back(started, 0);
+        seen_started.ret = 0;
+        assert_eq!(
+            log.items(),
+            vec![Item::Call(seen_started), Item::Call(read_back(munmap, 30))]
+        );
     }
 
     #[test]
