@@ -29,8 +29,8 @@ GROUPs (default: all), each running build/binary/binlog (binlog.c) under the shi
            pre-existing file left untouched.
   decode   a decoded binary log has the same records as a text log of the same program
            (pids, times and addresses aside); a call's time and duration, counted in the
-           log's clock and converted when decoded, lie within what the program measured
-           around it with the wall clock (to a millisecond).
+           log's clock (TSC ticks where reliable) and converted when decoded, lie within what
+           the program measured around it with the wall clock (to a millisecond).
 
 Prints `FAIL ...` for every failed check and ends with `N passed, M failed, K skipped`;
 exits 1 if anything failed. Every semaphore set a program creates is removed by its id
@@ -503,7 +503,7 @@ def decode_like_text(tmp):
 
 def times_like_the_wall_clock(tmp):
     """The log's times are converted to wall-clock times when decoded: after 50 ms of calls
-    (by then a log that measures its clock's rate has done so), a semtimedop that
+    (the log counts TSC ticks by then where the TSC is reliable), a semtimedop that
     times out after 30 ms starts between the program's own clock readings around it, and
     lasts at least the timeout and at most what the program measured (a millisecond of slack:
     the conversion's error is far smaller, the program's readings are not at the call's

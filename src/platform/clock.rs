@@ -36,17 +36,6 @@ static FIRST_SPREAD: AtomicU64 = AtomicU64::new(0);
 /// rate to 1e-5 or better.
 const MEASURE_NS: u64 = 10_000_000;
 
-/// Whether the binary log may count TSC ticks at all. Off: the shim keeps the kernel's clock.
-/// Measured on a 2-core virtual machine: two `rdtsc` cost about 40 ns a call against 95 ns for
-/// two vDSO `clock_gettime`, but each process's conversion back to wall-clock time carries its
-/// calibration's error (about 0.1 us, more when the machine is loaded), and the report compares
-/// times of different processes to the microsecond (a producer's increment against a
-/// consumer's first decrement, in `cli/src/merge/holdings.rs`): under load, a producer/consumer
-/// run was then reported as a deadlock now and then (`cli/tests/hangs.rs`), which the kernel's
-/// clock, the same in every process, never does. The format keeps the rate per chunk, so
-/// turning this on needs no new layout.
-const COUNT_TSC: bool = false;
-
 /// The top bit of a `ticks()` value that counts the TSC (a TSC reaches it after a century,
 /// the wall clock in ns in 2262): a call's start says which clock it was read with, so the
 /// clock can change between calls of other threads without a call mixing the two.
@@ -193,7 +182,7 @@ pub fn advance(now_ns: u64) -> Option<u64> {
 /// states (`constant_tsc`, `nonstop_tsc`) and the kernel itself keeps time with it (its
 /// clocksource is `tsc`: it found the CPUs' counters in sync).
 fn tsc_usable() -> bool {
-    if !COUNT_TSC || !cfg!(target_arch = "x86_64") {
+    if !cfg!(target_arch = "x86_64") {
         return false;
     }
     let mut buf = [0u8; 64];
