@@ -1368,7 +1368,14 @@ mod tests {
         started.phase = Phase::Enter;
         log.start(&mut w, &started, false);
         let end_at = w.pos;
-        let len = write_end(&mut log.data[end_at..], &mut w.regs, &mmap, false, 30, false);
+        let len = write_end(
+            &mut log.data[end_at..],
+            &mut w.regs,
+            &mmap,
+            false,
+            30,
+            false,
+        );
         w.pos += len;
         log.call(&mut w, &munmap, 30);
         let mut seen_started = read_back(started, 0);
