@@ -4,7 +4,8 @@ on any machine, unaffected by load), natively and in each shim mode. Each worklo
 iteration counts; the difference divided by the extra calls is the steady-state cost per call,
 free of start-up and exit work. Kernel instructions are not counted: compare wall times with
 `make bench`. BENCH_FUNCS=1 also prints the shim's top functions (exclusive) per call;
-BENCH_MODES=off,binary keeps only those modes, BENCH_WORKLOADS=mmap,posix only those workloads."""
+BENCH_MODES=off,binary keeps only those modes, BENCH_WORKLOADS=mmap,posix only those
+workloads, BENCH_LIB profiles another build of the library."""
 import os
 import re
 import shutil
@@ -15,7 +16,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
 EXE = os.path.join(TOP, "build", "bench", "bench")
-LIB = os.path.join(TOP, "target", "release", "libshmtrace.so")
+LIB = os.environ.get("BENCH_LIB") or os.path.join(TOP, "target", "release", "libshmtrace.so")
 STANDIN = os.path.join(TOP, "build", "bench", "standin.so")
 
 # workload argv prefix, iteration counts (small, large), calls per iteration

@@ -13,6 +13,11 @@
  *                                pages, then the parent CALLS of 31 pages
  *   binlog many CALLS            CALLS mmap+munmap of LEN_BUSY bytes, then prints "done CALLS"
  *   binlog exec                  one mmap+munmap, then execs itself as `binlog many 1`
+ *   binlog timed                 mmap+munmap for 50 ms (long enough for the log to measure
+ *                                its clock's rate and switch to it), then a semtimedop that
+ *                                times out after 30 ms on a private semaphore at 0, then
+ *                                removes the set; prints "before NS", "after NS" (the wall
+ *                                clock around the call) and "semid N"
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -25,6 +30,7 @@
 #include <sys/mman.h>
 #include <sys/sem.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define PAGE 4096
@@ -125,6 +131,32 @@ static void forks(int n, long calls) {
         cycle(31 * PAGE);
 }
 
+static long long wall_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+static void timed(void) {
+    long long warm_until = wall_ns() + 50LL * 1000 * 1000;
+    while (wall_ns() < warm_until)
+        cycle(LEN_BUSY);
+    int id = semget(IPC_PRIVATE, 1, IPC_CREAT | 0600);
+    if (id < 0)
+        die("semget");
+    struct sembuf op = {0, -1, 0};
+    struct timespec timeout = {0, 30 * 1000 * 1000};
+    long long before = wall_ns();
+    int rc = semtimedop(id, &op, 1, &timeout);
+    int err = errno;
+    long long after = wall_ns();
+    if (semctl(id, 0, IPC_RMID) != 0)
+        die("semctl");
+    if (rc != -1 || err != EAGAIN)
+        die("semtimedop should time out");
+    printf("before %lld\nafter %lld\nsemid %d\n", before, after, id);
+}
+
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "";
     if (!strcmp(mode, "busy") && argc == 3) {
@@ -143,6 +175,8 @@ int main(int argc, char **argv) {
         for (long i = 0; i < n; i++)
             cycle(LEN_BUSY);
         printf("done %ld\n", n);
+    } else if (!strcmp(mode, "timed") && argc == 2) {
+        timed();
     } else if (!strcmp(mode, "exec") && argc == 2) {
         cycle(LEN_BUSY);
         execl("/proc/self/exe", argv[0], "many", "1", (char *)NULL);

@@ -28,7 +28,9 @@ GROUPs (default: all), each running build/binary/binlog (binlog.c) under the shi
            that cannot be created: exactly one warning line, text records on stderr, and a
            pre-existing file left untouched.
   decode   a decoded binary log has the same records as a text log of the same program
-           (pids, times and addresses aside).
+           (pids, times and addresses aside); a call's time and duration, counted in the
+           log's clock (TSC ticks where reliable) and converted when decoded, lie within what
+           the program measured around it with the wall clock (to a millisecond).
 
 Prints `FAIL ...` for every failed check and ends with `N passed, M failed, K skipped`;
 exits 1 if anything failed. Every semaphore set a program creates is removed by its id
@@ -499,6 +501,36 @@ def decode_like_text(tmp):
               sorted(set(map(shape, decoded)) ^ set(map(shape, logged)))[:6]))
 
 
+def times_like_the_wall_clock(tmp):
+    """The log's times are converted to wall-clock times when decoded: after 50 ms of calls
+    (the log counts TSC ticks by then where the TSC is reliable), a semtimedop that
+    times out after 30 ms starts between the program's own clock readings around it, and
+    lasts at least the timeout and at most what the program measured (a millisecond of slack:
+    the conversion's error is far smaller, the program's readings are not at the call's
+    exact edges)."""
+    log = os.path.join(tmp, "timed.bin")
+    p = subprocess.run([PROG, "timed"], env=env(log), capture_output=True, text=True,
+                       timeout=60)
+    check(p.returncode == 0 and p.stderr == "", "times: ran cleanly", p.stderr[-300:])
+    seen = dict(line.split() for line in p.stdout.splitlines())
+    before, after = int(seen.get("before", 0)), int(seen.get("after", 0))
+    records, _ = decode(log)
+    calls_ = [r for r in records if r.get("fn") == "semtimedop" and r["event"] == "call"]
+    check(len(calls_) == 1 and calls_[0]["errno"] == "EAGAIN", "times: the semtimedop is there",
+          json.dumps(calls_)[:300])
+    if len(calls_) != 1:
+        return
+    ts_ns = round(calls_[0]["ts"] * 1e6) * 1000
+    dur = calls_[0]["dur_ns"]
+    slack = 1_000_000
+    check(before - slack <= ts_ns <= after + slack,
+          "times: the call's start lies between the program's clock readings",
+          f"{before} <= {ts_ns} <= {after}")
+    check(30_000_000 - slack <= dur <= after - before + slack,
+          "times: the duration is at least the timeout, at most what the program measured",
+          f"dur {dur}, measured {after - before}")
+
+
 def main():
     global BUILD, PROG, LIB, CLI
     opts = testlib.parse_args(__doc__, "binary", GROUPS)
@@ -528,6 +560,7 @@ def main():
                         concurrent_lines(d, fmt)
                 elif g == "decode":
                     decode_like_text(d)
+                    times_like_the_wall_clock(d)
                 else:
                     globals()[g](d)
             except Exception as e:  # a crashed group is a failure, the others still run

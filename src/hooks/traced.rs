@@ -225,10 +225,15 @@ fn begin(event: &mut Event, caller: usize, args: [u64; 6], vfork_child: Option<i
         backtrace::capture(event.caller, depth, &mut event.stack);
     }
     // Thread, time and duration appear only in records; the ledger needs none of them, and
-    // they cost a syscall and two clock reads.
+    // they cost a syscall and two clock reads (two `rdtsc` for the binary log).
     if sink::enabled() {
         event.tid = process::tid();
-        event.ts_ns = clock::now_ns();
+        // The binary log counts in its clock's ticks (its records say how to convert them).
+        event.ts_ns = if sink::binary() {
+            clock::ticks()
+        } else {
+            clock::now_ns()
+        };
         // The binary log records every call as it starts (durable if the process dies in
         // it); a call that may wait does so itself when it finds it waits (`Started`).
         if sink::binary() && !event.func.may_block() {
@@ -247,6 +252,12 @@ fn finish(event: &mut Event, ret: i64, call_errno: i32) {
         0
     };
     if event.ts_ns != 0 {
-        event.dur_ns = clock::now_ns().saturating_sub(event.ts_ns);
+        // The clock the start was read with (the binary log's may have changed since).
+        let now = if sink::binary() {
+            clock::ticks_like(event.ts_ns)
+        } else {
+            clock::now_ns()
+        };
+        event.dur_ns = now.saturating_sub(event.ts_ns);
     }
 }

@@ -16,10 +16,13 @@ use super::event::{
 };
 
 /// The file's first 8 bytes; the last two digits are the layout version. The shim writes
-/// version 3; the reader also reads version 2 (an errno field of its own, room for eight
-/// sembufs in every semop record) and version 1 (each call record kept all six argument
-/// words).
-pub const MAGIC: [u8; 8] = *b"SHMTRB03";
+/// version 4 (`binary_v4`: variable-length records in per-thread chunks); the reader also
+/// reads version 3 (the fixed layout of this module), version 2 (an errno field of its own,
+/// room for eight sembufs in every semop record) and version 1 (each call record kept all six
+/// argument words).
+pub const MAGIC: [u8; 8] = super::binary_v4::MAGIC;
+/// The magic of a version 3 log.
+pub const MAGIC_V3: [u8; 8] = *b"SHMTRB03";
 /// The magic of a version 2 log.
 pub const MAGIC_V2: [u8; 8] = *b"SHMTRB02";
 /// The magic of a version 1 log.
@@ -126,7 +129,7 @@ const V3: Fields = Fields {
     sops_by_count: true,
 };
 
-/// The version written.
+/// The version of the fixed layout (this module's writer, kept for tests and tools).
 const WRITTEN: Fields = V3;
 const TS: usize = WRITTEN.ts;
 const CALLER: usize = WRITTEN.caller;
@@ -534,12 +537,12 @@ pub enum NotALog {
 
 /// Whether `data` starts like a binary log (of a version this reader knows).
 pub fn is_binary_log(data: &[u8]) -> bool {
-    fields_of(data).is_some()
+    data.starts_with(&MAGIC) || fields_of(data).is_some()
 }
 
-/// The call record layout of the log `data`, from its magic.
+/// The call record layout of the log `data`, from its magic (versions 1 to 3).
 fn fields_of(data: &[u8]) -> Option<Fields> {
-    if data.starts_with(&MAGIC) {
+    if data.starts_with(&MAGIC_V3) {
         Some(V3)
     } else if data.starts_with(&MAGIC_V2) {
         Some(V2)
@@ -550,12 +553,14 @@ fn fields_of(data: &[u8]) -> Option<Fields> {
     }
 }
 
-/// The records of a binary log, in the order they were reserved (calls by start time).
+/// The records of a binary log, calls by start time: in the order they were reserved
+/// (versions 1 to 3), or merged from the chunks of each thread by start time (version 4).
 pub struct Reader<'a> {
     data: &'a [u8],
     fields: Fields,
     pos: usize,
     end: usize,
+    v4: Option<super::binary_v4::Reader<'a>>,
     /// Records the writing process had not finished writing (killed meanwhile).
     pub unfinished: u64,
     /// True when the reading stopped at bytes that are no record (a damaged file).
@@ -564,6 +569,17 @@ pub struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     pub fn new(data: &'a [u8]) -> Result<Reader<'a>, NotALog> {
+        if data.starts_with(&MAGIC) && data.len() >= HEADER_SIZE {
+            return Ok(Reader {
+                data,
+                fields: V3,
+                pos: 0,
+                end: 0,
+                v4: Some(super::binary_v4::Reader::new(data)),
+                unfinished: 0,
+                damaged: false,
+            });
+        }
         let Some(fields) = fields_of(data).filter(|_| data.len() >= HEADER_SIZE) else {
             return Err(NotALog::Magic);
         };
@@ -575,6 +591,7 @@ impl<'a> Reader<'a> {
             fields,
             pos: HEADER_SIZE,
             end,
+            v4: None,
             unfinished: 0,
             damaged: false,
         })
@@ -590,6 +607,12 @@ impl<'a> Iterator for Reader<'a> {
     type Item = Item<'a>;
 
     fn next(&mut self) -> Option<Item<'a>> {
+        if let Some(v4) = &mut self.v4 {
+            let item = v4.next();
+            self.unfinished = v4.unfinished;
+            self.damaged = v4.damaged;
+            return item;
+        }
         while self.pos + BLOB_FIXED <= self.end {
             let at = self.pos;
             let tag = get_u32(self.data, at + TAG);
@@ -743,7 +766,7 @@ mod tests {
     impl Log {
         fn new() -> Log {
             let mut data = vec![0u8; HEADER_SIZE];
-            data[..8].copy_from_slice(&MAGIC);
+            data[..8].copy_from_slice(&MAGIC_V3);
             Log { data }
         }
 
@@ -1046,7 +1069,7 @@ mod tests {
             ]
         );
         assert!(
-            !is_binary_log(b"SHMTRB04"),
+            !is_binary_log(b"SHMTRB05"),
             "a version this reader does not know"
         );
     }

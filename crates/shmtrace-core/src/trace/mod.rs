@@ -3,6 +3,7 @@
 //! would have written.)
 
 pub mod binary;
+pub mod binary_v4;
 pub mod decode;
 pub mod errnos;
 pub mod event;
