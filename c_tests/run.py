@@ -27,6 +27,7 @@ import errno
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -789,6 +790,26 @@ def binary(name, kind):
     return os.path.join(BUILD, f"{name}.{kind}")
 
 
+def exit_report_reads(exe, tmp):
+    """With the log off, the exit report is made only when SHMTRACE_EXITCODE needs its verdict:
+    otherwise nobody sees it, and a short-lived process would pay for its reads of the address
+    space (strace shows them)."""
+    what = "SHMTRACE_LOG=off: the exit report"
+    if not shutil.which("strace"):
+        return testlib.skip(what, "strace not installed (Debian: strace)", 2)
+    for extra, made in (({}, False), ({"SHMTRACE_EXITCODE": "3"}, True)):
+        trace = os.path.join(tmp, "exit_report.strace")
+        env = dict(os.environ, LD_PRELOAD=LIB, SHMTRACE_LOG="off", **extra)
+        r = subprocess.run(["strace", "-f", "-qq", "-e", "trace=openat", "-o", trace, exe],
+                           env=env, capture_output=True, text=True, timeout=60)
+        reads = [line for line in read(trace).splitlines() if "/proc/self/" in line]
+        with_code = " with SHMTRACE_EXITCODE" if extra else ""
+        # (With SHMTRACE_EXITCODE, the status is the verdict's: this scenario's findings.)
+        check((made or r.returncode == 0) and bool(reads) == made,
+              f"{what}{with_code} {'reads' if made else 'reads nothing of'} /proc/self",
+              f"exit {r.returncode}; {reads[:3]}")
+
+
 def run_scenario(name, tmp, have_linked, have_lib):
     if name == "api":
         return run_api(tmp, have_linked)
@@ -909,6 +930,8 @@ def check_config(tmp, have_linked, have_lib):
 
         w, r = config_run("SHMTRACE_LOG=off", "shm", {"SHMTRACE_LOG": "off"})
         check(r.stderr == "", f"{w}: nothing on stderr", r.stderr[:200])
+        if preload:
+            exit_report_reads(binary("shm", kind), tmp)
 
         for var, value in (("SHMTRACE_FORMAT", "bogus"), ("SHMTRACE_LOG", "/nonexistent/dir/x")):
             w, r = config_run(f"{var}={value}", "shm", {var: value})

@@ -7,7 +7,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::platform::guard::{self, Guard};
 use crate::platform::shield::shield;
-use crate::platform::{address_space, process, real, shm_fds, sink};
+use crate::platform::{address_space, config, process, real, shm_fds, sink};
 use crate::recorder;
 use crate::scan::{self, StackRoots};
 
@@ -111,6 +111,11 @@ extern "C" fn destructor() {
 
 /// The exit report; the status to exit with instead of the program's, if any.
 fn report(stack: StackRoots) -> Option<c_int> {
+    // Nothing written and no status to decide: nobody would see it, and a short-lived process
+    // (a forked worker doing one thing) would pay for the address space's reads and its scan.
+    if !sink::enabled() && config::exit_code() == 0 {
+        return None;
+    }
     recorder::verdict_exit_code(recorder::report_at_exit(stack))
 }
 

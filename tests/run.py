@@ -82,6 +82,7 @@ PACKAGES = [
     ("nodejs", ["node"], ["verdict"]),
     ("apache2-bin", ["/usr/sbin/apache2"], ["verdict"]),
     ("chromium", ["chromium"], ["html"]),
+    ("strace", ["strace"], ["transparency"]),
 ]
 LIBDIRS = ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib"]
 COUNTS = re.compile(r"(\d+) passed, (\d+) failed, (\d+) skipped\Z")
