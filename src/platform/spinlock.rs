@@ -45,15 +45,21 @@ impl<T> SpinLock<T> {
         if give_up() {
             return false;
         }
-        if !self.locked.load(Ordering::Relaxed)
+        if self.try_take() {
+            return true;
+        }
+        self.acquire_waiting(give_up)
+    }
+
+    /// Takes the lock if it is free. A waiter only reads the word until it looks free: a
+    /// failed compare-and-swap takes the cache line from the holder, a load shares it.
+    #[inline(always)]
+    fn try_take(&self) -> bool {
+        !self.locked.load(Ordering::Relaxed)
             && self
                 .locked
                 .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
-        {
-            return true;
-        }
-        self.acquire_waiting(give_up)
     }
 
     #[cold]
@@ -64,14 +70,7 @@ impl<T> SpinLock<T> {
             if give_up() {
                 return false;
             }
-            // Waiters only read the word until it looks free: a failed compare-and-swap takes
-            // the cache line from the holder, a load shares it.
-            if !self.locked.load(Ordering::Relaxed)
-                && self
-                    .locked
-                    .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-            {
+            if self.try_take() {
                 return true;
             }
             spins = spins.wrapping_add(1);
