@@ -1,7 +1,7 @@
 //! The process's ledger and what happens to a completed call: it updates the ledger, then is
 //! logged. Also the report at exit and the CI verdict.
 
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use crate::deferred;
 use crate::ledger::{
@@ -32,11 +32,40 @@ pub fn configured() -> bool {
     config::ensure(|above| {
         COUNT_REACHABLE.store(above.count_reachable, Ordering::Relaxed);
         crate::audit::configure(above.audit);
+        if !sink::enabled() && config::stack_depth() == 0 {
+            // Released after everything configured so far: a hook that sees the bit clear
+            // skips `configured` and its acquire.
+            UNQUIET.fetch_and(!UNQUIET_SETTINGS, Ordering::Release);
+        }
     })
 }
 
+/// Why a call may not go unlogged without a stack (`hooks/mapping.rs`), one bit each: the
+/// settings (not in force yet, or a log or stacks asked for) and `shmtrace_pause`. One load
+/// then decides what four did. The settings bit is cleared once, by the configuration: a log
+/// that is off then stays off (a forked child inherits it, there is no call that opens one)
+/// and the stack depth never changes. A clear word is always right; a set bit only sends the
+/// call to the checks in full (`quiet_settled`), which decide as before.
+static UNQUIET: AtomicU8 = AtomicU8::new(UNQUIET_SETTINGS);
+const UNQUIET_SETTINGS: u8 = 1;
+const UNQUIET_PAUSED: u8 = 2;
+
+/// Whether a call is tracked, logged nowhere and recorded without a stack, as known without
+/// asking further: false may still mean yes (before the settings are in force).
+#[inline(always)]
+pub fn quiet_settled() -> bool {
+    UNQUIET.load(Ordering::Acquire) == 0
+}
+
 pub fn set_paused(paused: bool) {
-    PAUSED.store(paused, Ordering::Relaxed);
+    // The bit first when pausing and last when resuming: a clear word never hides a pause.
+    if paused {
+        UNQUIET.fetch_or(UNQUIET_PAUSED, Ordering::Relaxed);
+        PAUSED.store(true, Ordering::Relaxed);
+    } else {
+        PAUSED.store(false, Ordering::Relaxed);
+        UNQUIET.fetch_and(!UNQUIET_PAUSED, Ordering::Relaxed);
+    }
 }
 
 pub fn paused() -> bool {

@@ -17,9 +17,15 @@ use super::traced::releases_address_space;
 use shmtrace_core::trace::event::Func;
 
 /// Whether this call takes the path here: no log, no stack asked for, and tracked (settings
-/// in force, not paused). The settings first: before they are read no log is open yet.
+/// in force, not paused). Nearly always one load says so (`recorder::quiet_settled`); the
+/// checks in full otherwise, the settings first: before they are read no log is open yet.
 #[inline(always)]
 pub(super) fn quietly() -> bool {
+    recorder::quiet_settled() || quietly_in_full()
+}
+
+#[inline(always)]
+fn quietly_in_full() -> bool {
     recorder::configured() && !sink::enabled() && config::stack_depth() == 0 && !recorder::paused()
 }
 
