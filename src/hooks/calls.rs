@@ -319,9 +319,12 @@ pub unsafe extern "C" fn semctl(
     traced(Func::Semctl, caller, args, call, nothing_to_read) as c_int
 }
 
+/// `mmap64` when `MMAP64`. Inlined into each, one copy per function (the constant makes
+/// them two, each with its closures inlined): a call of its own moved all eight arguments
+/// again.
 #[allow(clippy::too_many_arguments)]
-unsafe fn mmap_any(
-    func: Func,
+#[inline(always)]
+unsafe fn mmap_any<const MMAP64: bool>(
     addr: *mut c_void,
     length: usize,
     prot: c_int,
@@ -330,6 +333,7 @@ unsafe fn mmap_any(
     offset: i64,
     caller: usize,
 ) -> *mut c_void {
+    let func = if MMAP64 { Func::Mmap64 } else { Func::Mmap };
     let args = [
         ptr(addr),
         length as u64,
@@ -400,7 +404,7 @@ pub unsafe extern "C" fn mmap(
     caller: usize,
 ) -> *mut c_void {
     // SAFETY: the caller's contract is mmap's.
-    unsafe { mmap_any(Func::Mmap, addr, length, prot, flags, fd, offset, caller) }
+    unsafe { mmap_any::<false>(addr, length, prot, flags, fd, offset, caller) }
 }
 
 pub unsafe extern "C" fn mmap64(
@@ -413,7 +417,7 @@ pub unsafe extern "C" fn mmap64(
     caller: usize,
 ) -> *mut c_void {
     // SAFETY: the caller's contract is mmap64's.
-    unsafe { mmap_any(Func::Mmap64, addr, length, prot, flags, fd, offset, caller) }
+    unsafe { mmap_any::<true>(addr, length, prot, flags, fd, offset, caller) }
 }
 
 pub unsafe extern "C" fn munmap(addr: *mut c_void, length: usize, caller: usize) -> c_int {
