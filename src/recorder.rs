@@ -1,12 +1,12 @@
 //! The process's ledger and what happens to a completed call: it updates the ledger, then is
 //! logged. Also the report at exit and the CI verdict.
 
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use crate::deferred;
 use crate::ledger::{
     Call, Candidate, Facts, KernelView, KernelVma, Ledger, NameKind, ObjectKind, Report, Stats,
-    Unsure,
+    Taken, Unsure,
 };
 use crate::platform::spinlock::{SpinGuard, SpinLock};
 use crate::platform::{clock, config, kernel, maps, modules, process, shm_fds, shm_name, sink};
@@ -294,6 +294,29 @@ pub fn entered_into(entry: Entry, call: &Call, facts: &Facts) {
             enter_call(&mut ledger, call, facts);
             drop(ledger);
         }
+        Entry::Deferred(place) => defer(place, call, facts),
+    }
+}
+
+/// Before a `munmap`, with the ledger its entry holds: the region it releases when the ledger
+/// knows exactly that one, taken out ([`Ledger::take_unmapped`]); `None` otherwise.
+#[inline(always)]
+pub fn take_unmapped(held: &mut Ledger, addr: u64, len: u64) -> Option<Taken> {
+    held.take_unmapped(addr, len, page_size())
+}
+
+/// [`entered_into`] for a call a region was taken for before it ([`take_unmapped`]).
+#[inline(always)]
+pub fn entered_taken(entry: Entry, taken: Taken, call: &Call, facts: &Facts) {
+    match entry {
+        Entry::Ledger(mut ledger) => {
+            ledger.apply_taken(taken, call, facts);
+            if let Some(unsure) = ledger.take_unsure() {
+                resync(&mut ledger, &unsure, call);
+            }
+            drop(ledger);
+        }
+        // Never made from a place in the queue.
         Entry::Deferred(place) => defer(place, call, facts),
     }
 }

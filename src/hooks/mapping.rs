@@ -42,10 +42,21 @@ pub(super) fn traced(
 ) -> i64 {
     let page = recorder::page_size();
     // As on the logged path: the entry first for a call that frees address space, and what the
-    // call is about to act on for the audit, the ledger held.
+    // call is about to act on for the audit, the ledger held. A `munmap` of exactly one
+    // region the ledger knows takes it out now: the ledger knew something there, which is
+    // all the audit asks, and entering the call needs no second look.
     let mut entry = releases_address_space(func, &args).then(recorder::entry);
-    let pre = match &entry {
-        Some(recorder::Entry::Ledger(held)) => shield(|| audit::before(func, &args, held, page)),
+    let mut taken = None;
+    let pre = match &mut entry {
+        Some(recorder::Entry::Ledger(held)) => shield(|| {
+            if func == Func::Munmap
+                && let Some(region) = recorder::take_unmapped(held, args[0], args[1])
+            {
+                taken = Some(region);
+                return audit::Pre::default();
+            }
+            audit::before(func, &args, held, page)
+        }),
         _ => None,
     };
     errno_at.set(caller_errno);
@@ -55,9 +66,10 @@ pub(super) fn traced(
         let mut known = recorder::facts();
         facts(ret, &mut known);
         let done = Call::new(func, &args, ret, caller as u64);
-        match entry.take() {
-            Some(taken) => recorder::entered_into(taken, &done, &known),
-            None => recorder::entered(&done, &known),
+        match (entry.take(), taken) {
+            (Some(held), Some(region)) => recorder::entered_taken(held, region, &done, &known),
+            (Some(held), None) => recorder::entered_into(held, &done, &known),
+            (None, _) => recorder::entered(&done, &known),
         }
         // Nothing looked at before the call (no entry, or a fork being prepared) found nothing.
         if audit::mapping_detects(func, &args, pre.as_ref()) {

@@ -73,7 +73,48 @@ fn detach_piece(attachments: &mut Attachments, objects: &mut Objects, slot: u32,
     }
 }
 
+/// The region a `munmap` is about to release, taken out of the ledger before the call
+/// ([`Ledger::take_unmapped`]) and handed back with it ([`Ledger::apply_taken`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Taken {
+    start: u64,
+    val: Val,
+}
+
 impl Ledger {
+    /// Before `munmap(addr, len)`, the ledger held until the call is entered: when the range
+    /// is exactly one region the ledger knows (not an attachment's piece), that region taken
+    /// out, in the one descent that finds it. Whoever asks before the call whether the ledger
+    /// knows anything there (the audit) then has its answer, and the call's entry needs no
+    /// second descent. `None`, nothing changed, for any other range.
+    pub fn take_unmapped(&mut self, addr: u64, len: u64, page_size: u64) -> Option<Taken> {
+        let page = Facts::new(page_size).page();
+        // A call the kernel refuses from its arguments alone (EINVAL) is not worth a descent.
+        if len == 0 || addr & (page - 1) != 0 {
+            return None;
+        }
+        let end = end_of(addr, len, page);
+        let val = self.regions.take_exact(addr, end)?;
+        Some(Taken { start: addr, val })
+    }
+
+    /// The `munmap` a region was taken for ([`Ledger::take_unmapped`]), completed: the model
+    /// as [`Ledger::apply_call`] leaves it. A failed call changed nothing: the region goes
+    /// back first, and the call is entered as any failure.
+    pub fn apply_taken(&mut self, taken: Taken, call: &Call, facts: &Facts) -> Outcome {
+        if call.func != Func::Munmap || call.failed() || call.args[0] != taken.start {
+            self.regions.put_back(taken.start, taken.val);
+            return self.apply_call(call, facts);
+        }
+        self.count_call(call.func);
+        self.regions.taken_gone(taken.start, taken.val);
+        // As `unmap` keeps them: the origins of attachment pieces that were in the range.
+        if !self.origins.is_empty() {
+            self.origins.remove(taken.start, taken.val.end);
+        }
+        Outcome::Recorded
+    }
+
     /// Removes `[start, end)`, keeping attachment and segment records in step.
     #[inline]
     pub(super) fn unmap(&mut self, start: u64, end: u64) -> u64 {

@@ -48,6 +48,7 @@ mod tests;
 
 pub use attachments::Attachment;
 pub use call::Call;
+pub use memory::Taken;
 pub use objects::{MessageQueue, ObjectKind, Segment, SemaphoreSet};
 pub use regions::Kind as RegionKind;
 pub use render::{write_json, write_text};
@@ -297,9 +298,7 @@ impl Ledger {
     /// at compile time keeps only its own arm of the dispatch.
     #[inline(always)]
     pub fn apply_call(&mut self, ev: &Call, facts: &Facts) -> Outcome {
-        if let Some(n) = self.calls.get_mut(ev.func as usize) {
-            *n = n.saturating_add(1);
-        }
+        self.count_call(ev.func);
         if ev.failed() {
             self.note_failure(ev, facts);
             return Outcome::NoEffect;
@@ -332,6 +331,13 @@ impl Ledger {
             _ => {}
         }
         outcome
+    }
+
+    #[inline(always)]
+    fn count_call(&mut self, func: Func) {
+        if let Some(n) = self.calls.get_mut(func as usize) {
+            *n = n.saturating_add(1);
+        }
     }
 
     /// In a forked child: everything held so far becomes inherited (the parent acquired it), so

@@ -298,6 +298,28 @@ impl Regions {
         }
     }
 
+    /// Takes out the region that is exactly `[start, end)`, unless it is an attachment's piece
+    /// (whose removal has more to keep in step): one descent, where a look and a `remove`
+    /// take two. Nothing changes when there is none. Its bytes stay counted until
+    /// [`Regions::taken_gone`]; [`Regions::put_back`] undoes the taking.
+    pub fn take_exact(&mut self, start: u64, end: u64) -> Option<Val> {
+        if start >= end {
+            return None;
+        }
+        self.map
+            .remove_if(start, |v| v.end == end && v.meta.slot().is_none())
+    }
+
+    /// A region [`Regions::take_exact`] took out is gone for good.
+    pub fn taken_gone(&mut self, start: u64, val: Val) {
+        self.bytes = self.bytes.saturating_sub(val.end - start);
+    }
+
+    /// A region [`Regions::take_exact`] took out is there after all.
+    pub fn put_back(&mut self, start: u64, val: Val) {
+        self.map.insert(start, val);
+    }
+
     /// Inserts a region over a range the caller has just cleared with `remove`. Refuses an
     /// empty or overlapping one, which only an event the kernel never produced can cause, so
     /// the map stays disjoint whatever it is fed.

@@ -503,7 +503,14 @@ impl<V: Copy + Default> SpanMap<V> {
 
     /// Removes and returns the value at `key`. Nearly always the leaf stays over a quarter
     /// full: one descent and no recursion, as for `insert`.
+    #[inline]
     pub fn remove(&mut self, key: u64) -> Option<V> {
+        self.remove_if(key, |_| true)
+    }
+
+    /// [`SpanMap::remove`] only when `wanted` says yes to the value at `key` (else nothing
+    /// changes): a look and a removal in one descent.
+    pub fn remove_if(&mut self, key: u64, wanted: impl FnOnce(&V) -> bool) -> Option<V> {
         // A root leaf is never merged, only dropped when it empties.
         let least = match self.root.as_deref() {
             Some(Node::Leaf(_)) => 1,
@@ -511,7 +518,7 @@ impl<V: Copy + Default> SpanMap<V> {
         };
         let leaf = self.leaf_mut(key)?;
         let r = leaf.rank(key);
-        if r == 0 || leaf.keys[r - 1] != key {
+        if r == 0 || leaf.keys[r - 1] != key || !wanted(&leaf.vals[r - 1]) {
             return None;
         }
         if leaf.len > least {

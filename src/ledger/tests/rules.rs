@@ -1,7 +1,7 @@
 //! One test per rule the ledger honours, each with the exact regions expected afterwards.
 
 use super::*;
-use crate::ledger::{ObjectKind, RegionKind::*};
+use crate::ledger::{Call, ObjectKind, RegionKind::*};
 
 const A: u64 = 0x7f00_0000_0000;
 const S1: u64 = 0x5555_0000_1000;
@@ -187,6 +187,54 @@ fn munmap_anywhere_leaves_zero_one_or_two_remnants() {
         [(A, A + p(3), Anon, S1), (A + p(5), A + p(8), Anon, S1)]
     );
     check_invariants(&l);
+}
+
+/// A `munmap` whose region was taken out before the call (`take_unmapped`, the hook's path
+/// while nothing is logged) leaves the ledger as the call entered alone does; a failed one
+/// leaves it as it was.
+#[test]
+fn a_region_taken_before_munmap_ends_as_the_call_alone_leaves_it() {
+    let build = || {
+        let mut l = Ledger::new();
+        l.mmap(A, p(4), PRIV_ANON, S1);
+        l.mmap(A + p(8), p(2), PRIV_ANON, S2);
+        l.shmget(7, 0, p(2), true, S3);
+        l.shmat(7, A + p(16), 0, p(2), S3);
+        l
+    };
+    let unmap = |a: u64, len: u64, ret: i64| call(Func::Munmap, &[a, len], ret, S1);
+    let (mut taken, mut alone) = (build(), build());
+    // Exactly one region, its length not a page multiple: taken.
+    let region = taken
+        .take_unmapped(A, p(3) + 1, PAGE)
+        .expect("exactly a region");
+    let ev = unmap(A, p(3) + 1, 0);
+    let got = taken.apply_taken(region, &Call::of(&ev).unwrap(), &facts());
+    assert_eq!(got, alone.apply(&ev, &facts()));
+    assert_eq!(spans(&taken), spans(&alone));
+    assert_eq!(taken.stats(), alone.stats());
+    // Taken, then the call failed: back as it was, the failure counted as any.
+    let region = taken
+        .take_unmapped(A + p(8), p(2), PAGE)
+        .expect("exactly a region");
+    let ev = unmap(A + p(8), p(2), -1);
+    let got = taken.apply_taken(region, &Call::of(&ev).unwrap(), &facts());
+    assert_eq!(got, alone.apply(&ev, &facts()));
+    assert_eq!(spans(&taken), spans(&alone));
+    assert_eq!(taken.stats(), alone.stats());
+    assert_eq!(spans(&taken)[0], (A + p(8), A + p(10), Anon, S2));
+    // Not taken, nothing changed: part of a region, more than one, an attachment's piece, an
+    // address off a page, no length, nothing there.
+    let before = spans(&taken);
+    assert!(taken.take_unmapped(A + p(8), p(1), PAGE).is_none());
+    assert!(taken.take_unmapped(A + p(8), p(3), PAGE).is_none());
+    assert!(taken.take_unmapped(A + p(16), p(2), PAGE).is_none());
+    assert!(taken.take_unmapped(A + p(8) + 1, p(2), PAGE).is_none());
+    assert!(taken.take_unmapped(A + p(8), 0, PAGE).is_none());
+    assert!(taken.take_unmapped(A + p(30), p(1), PAGE).is_none());
+    assert_eq!(spans(&taken), before);
+    assert_eq!(taken.stats(), alone.stats());
+    check_invariants(&taken);
 }
 
 #[test]
