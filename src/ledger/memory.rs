@@ -102,9 +102,9 @@ impl Ledger {
     /// as [`Ledger::apply_call`] leaves it. A failed call changed nothing: the region goes
     /// back first, and the call is entered as any failure.
     pub fn apply_taken(&mut self, taken: Taken, call: &Call, facts: &Facts) -> Outcome {
-        if call.func != Func::Munmap || call.failed() || call.args[0] != taken.start {
-            self.regions.put_back(taken.start, taken.val);
-            return self.apply_call(call, facts);
+        debug_assert_eq!(call.func, Func::Munmap);
+        if call.failed() || call.args[0] != taken.start {
+            return self.put_back_and_apply(taken, call, facts);
         }
         self.count_call(call.func);
         self.regions.taken_gone(taken.start, taken.val);
@@ -113,6 +113,27 @@ impl Ledger {
             self.origins.remove(taken.start, taken.val.end);
         }
         Outcome::Recorded
+    }
+
+    /// Rare (a `munmap` fails with ENOMEM when a split would pass the kernel's limit on
+    /// mappings): out of line, and the `munmap` rule of [`Ledger::apply_call`] alone, not
+    /// the whole dispatch: a second copy of it would have the compiler call every rule out
+    /// of line from the copy the logged path inlines.
+    #[cold]
+    #[inline(never)]
+    fn put_back_and_apply(&mut self, taken: Taken, call: &Call, facts: &Facts) -> Outcome {
+        self.regions.put_back(taken.start, taken.val);
+        self.count_call(call.func);
+        if call.failed() {
+            self.note_failure(call, facts);
+            return Outcome::NoEffect;
+        }
+        // Not the call the region was taken for: entered as any `munmap`.
+        let outcome = self.on_munmap(call, facts);
+        if outcome == Outcome::UnmappedUnknown {
+            self.unknown_unmaps = self.unknown_unmaps.saturating_add(1);
+        }
+        outcome
     }
 
     /// Removes `[start, end)`, keeping attachment and segment records in step.

@@ -223,6 +223,16 @@ fn a_region_taken_before_munmap_ends_as_the_call_alone_leaves_it() {
     assert_eq!(spans(&taken), spans(&alone));
     assert_eq!(taken.stats(), alone.stats());
     assert_eq!(spans(&taken)[0], (A + p(8), A + p(10), Anon, S2));
+    // Handed another call than the one it was taken for: back, and that call entered alone.
+    let region = taken
+        .take_unmapped(A + p(8), p(2), PAGE)
+        .expect("exactly a region");
+    let ev = unmap(A + p(30), p(1), 0);
+    let got = taken.apply_taken(region, &Call::of(&ev).unwrap(), &facts());
+    assert_eq!(got, Outcome::UnmappedUnknown);
+    assert_eq!(got, alone.apply(&ev, &facts()));
+    assert_eq!(spans(&taken), spans(&alone));
+    assert_eq!(taken.stats(), alone.stats());
     // Not taken, nothing changed: part of a region, more than one, an attachment's piece, an
     // address off a page, no length, nothing there.
     let before = spans(&taken);
