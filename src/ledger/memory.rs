@@ -279,7 +279,9 @@ impl Ledger {
         self.sites.intern(ev.caller, stack, sites::PENDING_OBJECT)
     }
 
-    #[inline]
+    /// Inlined into each copy of the dispatch (the hooks' and the logged path's): the call
+    /// and its facts then stay in registers, never written out for a call of its own.
+    #[inline(always)]
     pub(super) fn on_mmap(&mut self, ev: &Call, facts: &Facts) -> Outcome {
         let start = align_down(ev.ret as u64, facts.page());
         let prot = ev.arg_int(2);
