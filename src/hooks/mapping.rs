@@ -5,7 +5,9 @@
 //! find, and only then is the event the logged path would have built made (`detect`). The
 //! order of the steps is the logged path's (`traced::logged`): the entry taken before a call
 //! that frees address space, the audit's look before it, the real call with the caller's
-//! errno in place, the ledger, the audit's look after.
+//! errno in place, the ledger, the audit's look after. One step is shared: a `munmap` of
+//! exactly one region the ledger knows takes it out before the call, which is the audit's
+//! answer and leaves the entry after it nothing to look up.
 
 use crate::audit;
 use crate::ledger::{Call, Facts};
