@@ -248,6 +248,64 @@ unsafe impl GlobalAlloc for PrivateHeap {
 mod tests {
     use super::*;
 
+    /// The area of `/proc/self/maps` that contains `addr`: (start, end).
+    fn area_of(addr: usize) -> (usize, usize) {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        maps.lines()
+            .filter_map(|line| {
+                let (range, _) = line.split_once(' ')?;
+                let (a, b) = range.split_once('-')?;
+                Some((
+                    usize::from_str_radix(a, 16).ok()?,
+                    usize::from_str_radix(b, 16).ok()?,
+                ))
+            })
+            .find(|&(a, b)| a <= addr && addr < b)
+            .expect("a mapped address")
+    }
+
+    /// The kernel is the oracle: a program mapping placed right next to the shim's pages, with
+    /// the same flags, stays an area of its own after both are written.
+    #[test]
+    fn own_pages_never_merge_with_the_programs() {
+        let own = map_pages(CHUNK) as usize;
+        assert_ne!(own, 0);
+        let rw = libc::PROT_READ | libc::PROT_WRITE;
+        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE;
+        // Below the shim's pages (where the kernel puts the program's next mapping), or above
+        // if another test thread took that page.
+        let theirs = [own - PAGE, own + CHUNK]
+            .into_iter()
+            .find(|&at| {
+                // SAFETY: MAP_FIXED_NOREPLACE never replaces a mapping: it maps free space or
+                // fails.
+                let p = unsafe { libc::mmap(at as *mut _, PAGE, rw, flags, -1, 0) };
+                if p != libc::MAP_FAILED && p as usize != at {
+                    // SAFETY: a kernel older than 4.17 took the address as a hint: ours.
+                    unsafe { libc::munmap(p, PAGE) };
+                }
+                p as usize == at
+            })
+            .expect("a free page next to the chunk");
+        // SAFETY: both mappings are this test's, read-write, at least a page long.
+        unsafe {
+            (own as *mut u8).write_volatile(1);
+            (theirs as *mut u8).write_volatile(2);
+        }
+        // Another test's chunk may have merged with this one (both the shim's): only the
+        // program's page must be apart.
+        let (a, b) = area_of(own);
+        assert!(
+            theirs < a || theirs >= b,
+            "{theirs:#x} merged into {a:#x}-{b:#x}"
+        );
+        // SAFETY: both are mappings this test made and no longer uses.
+        unsafe {
+            libc::munmap(theirs as *mut _, PAGE);
+            unmap_pages(own as *mut u8, CHUNK);
+        }
+    }
+
     #[test]
     fn blocks_are_aligned_disjoint_and_reused() {
         let heap = PrivateHeap::new();
