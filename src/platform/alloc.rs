@@ -4,7 +4,9 @@
 //! jemalloc, tcmalloc and mimalloc call `mmap` through the PLT, sometimes holding their own
 //! locks; a hook that called back into them could deadlock (docs/ARCHITECTURE.md: hot path).
 //! The heap is size-classed free lists (16-byte steps up to 1 KiB, enough for the ledger's tree
-//! nodes) carved from 256 KiB chunks; larger blocks are mapped one by one. Memory of freed
+//! nodes) carved from 256 KiB chunks, 2 MiB transparent huge pages once 2 MiB are mapped;
+//! larger blocks are mapped one by one. No page of the shim's shares a memory area with the
+//! program's (`keep_apart`). Memory of freed
 //! small blocks is reused, never returned: the shim's footprint follows its peak of live
 //! objects, not the number of calls.
 
@@ -24,6 +26,13 @@ const SMALL_MAX: usize = 1024;
 const CLASSES: usize = SMALL_MAX / GRANULE;
 const CHUNK: usize = 256 * 1024;
 const PAGE: usize = 4096;
+/// A transparent huge page: the chunk size once the heap is large (`HUGE_FROM`).
+const HUGE: usize = 2 << 20;
+/// From this much mapped on, chunks are huge pages. The ledger's tree is most of a large heap
+/// and a random `munmap` reads a node in any part of it: with 4 KiB pages that is a TLB miss
+/// (a two-level walk in a virtual machine) per node, where 2 MiB pages make the whole tree of
+/// a million regions 18 TLB entries. Below it, a huge page would be mostly unused memory.
+const HUGE_FROM: u64 = 2 << 20;
 
 struct Heap {
     /// Head of each class's free list; a free block's first word points to the next.
@@ -111,6 +120,54 @@ pub fn map_pages(len: usize) -> *mut u8 {
     MAPPED.fetch_add(len as u64, Ordering::Relaxed);
     remember(p as usize, len);
     p as *mut u8
+}
+
+/// A fresh chunk for the size classes and its length: a huge page once the heap is large,
+/// else (or if the kernel refuses) `CHUNK` bytes.
+fn new_chunk() -> (*mut u8, usize) {
+    if mapped_bytes() >= HUGE_FROM {
+        let p = map_huge();
+        if !p.is_null() {
+            return (p, HUGE);
+        }
+    }
+    (map_pages(CHUNK), CHUNK)
+}
+
+/// `HUGE` bytes aligned to `HUGE`, advised `MADV_HUGEPAGE` (which also keeps them apart from
+/// the program's areas, see `keep_apart`), or null.
+fn map_huge() -> *mut u8 {
+    // SAFETY: as in `map_pages`: a fresh anonymous mapping at a kernel-chosen address, twice
+    // the size so that an aligned huge page lies inside it.
+    let p = unsafe {
+        libc::syscall(
+            libc::SYS_mmap,
+            0usize,
+            2 * HUGE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1i32,
+            0usize,
+        )
+    };
+    if p == -1 {
+        return null_mut();
+    }
+    let (p, at) = (p as usize, (p as usize).next_multiple_of(HUGE));
+    // SAFETY: the head and tail cut off are parts of the mapping just made, never handed out;
+    // the advice is on the part kept, ours alone.
+    unsafe {
+        if at > p {
+            libc::syscall(libc::SYS_munmap, p, at - p);
+        }
+        if p + HUGE > at {
+            libc::syscall(libc::SYS_munmap, at + HUGE, p + HUGE - at);
+        }
+        libc::syscall(libc::SYS_madvise, at, HUGE, libc::MADV_HUGEPAGE);
+    }
+    MAPPED.fetch_add(HUGE as u64, Ordering::Relaxed);
+    remember(at, HUGE);
+    at as *mut u8
 }
 
 /// Keeps the shim's pages out of the program's memory areas. The kernel places a new mapping
@@ -217,12 +274,12 @@ unsafe impl GlobalAlloc for PrivateHeap {
             heap.bump = heap.bump.next_multiple_of(LINE).min(heap.bump_end);
         }
         if heap.bump_end - heap.bump < size {
-            let chunk = map_pages(CHUNK);
+            let (chunk, len) = new_chunk();
             if chunk.is_null() {
                 return null_mut();
             }
             heap.bump = chunk as usize;
-            heap.bump_end = chunk as usize + CHUNK;
+            heap.bump_end = chunk as usize + len;
         }
         // Every class size is a multiple of 16 and chunks are page-aligned: blocks stay aligned
         // (to 64 from `LINE_FROM` on, by the rounding above).
@@ -262,6 +319,37 @@ mod tests {
             })
             .find(|&(a, b)| a <= addr && addr < b)
             .expect("a mapped address")
+    }
+
+    /// A huge chunk is one aligned area of its own, listed with the shim's pages (so the scan
+    /// never takes the ledger in it for roots), and nothing around it is left mapped.
+    #[test]
+    fn huge_chunks_are_aligned_listed_and_apart() {
+        let at = map_huge() as usize;
+        assert_ne!(at, 0);
+        assert_eq!(at % HUGE, 0);
+        assert!(own_pages().0.contains(&(at, HUGE)));
+        // SAFETY: the chunk is this test's, read-write, HUGE bytes.
+        unsafe {
+            (at as *mut u8).write_volatile(1);
+            ((at + HUGE - 1) as *mut u8).write_volatile(2);
+        }
+        // Another huge chunk of a test running meanwhile may lie next to it: both advised
+        // alike, they may merge, but never with an area of other flags.
+        let (a, b) = area_of(at);
+        let maps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let advised = maps
+            .split_inclusive('\n')
+            .skip_while(|line| !line.starts_with(&format!("{a:x}-{b:x} ")))
+            .find(|line| line.starts_with("VmFlags:"))
+            .expect("the area's flags");
+        assert!(advised.contains(" hg"), "{advised}");
+        // The head and tail cut off the mapping were unmapped, unless another mapping took
+        // their place since.
+        assert!(a <= at && at + HUGE <= b);
+        // SAFETY: a chunk this test mapped and no longer uses.
+        unsafe { unmap_pages(at as *mut u8, HUGE) };
+        assert!(!own_pages().0.contains(&(at, HUGE)));
     }
 
     /// The kernel is the oracle: a program mapping placed right next to the shim's pages, with
