@@ -4,7 +4,7 @@
 //! jemalloc, tcmalloc and mimalloc call `mmap` through the PLT, sometimes holding their own
 //! locks; a hook that called back into them could deadlock (docs/ARCHITECTURE.md: hot path).
 //! The heap is size-classed free lists (16-byte steps up to 1 KiB, enough for the ledger's tree
-//! nodes) carved from 256 KiB chunks, 2 MiB transparent huge pages once 2 MiB are mapped;
+//! nodes) carved from 256 KiB chunks, 2 MiB transparent huge pages once 512 KiB are mapped;
 //! larger blocks are mapped one by one. No page of the shim's shares a memory area with the
 //! program's (`keep_apart`). Memory of freed
 //! small blocks is reused, never returned: the shim's footprint follows its peak of live
@@ -31,8 +31,10 @@ const HUGE: usize = 2 << 20;
 /// From this much mapped on, chunks are huge pages. The ledger's tree is most of a large heap
 /// and a random `munmap` reads a node in any part of it: with 4 KiB pages that is a TLB miss
 /// (a two-level walk in a virtual machine) per node, where 2 MiB pages make the whole tree of
-/// a million regions 18 TLB entries. Below it, a huge page would be mostly unused memory.
-const HUGE_FROM: u64 = 2 << 20;
+/// a million regions 18 TLB entries. Below it (the shim's first two chunks, about 14k
+/// mappings' worth of ledger), a huge page would be mostly unused memory; from it on, the
+/// page's unused part stays under the memory target (64 bytes per live mapping plus 2 MiB).
+const HUGE_FROM: u64 = 512 << 10;
 
 struct Heap {
     /// Head of each class's free list; a free block's first word points to the next.
