@@ -339,13 +339,16 @@ mod tests {
         // Another huge chunk of a test running meanwhile may lie next to it: both advised
         // alike, they may merge, but never with an area of other flags.
         let (a, b) = area_of(at);
+        let thp = std::path::Path::new("/sys/kernel/mm/transparent_hugepage").exists();
         let maps = std::fs::read_to_string("/proc/self/smaps").unwrap();
         let advised = maps
             .split_inclusive('\n')
             .skip_while(|line| !line.starts_with(&format!("{a:x}-{b:x} ")))
             .find(|line| line.starts_with("VmFlags:"))
             .expect("the area's flags");
-        assert!(advised.contains(" hg"), "{advised}");
+        // A kernel without transparent huge pages refuses the advice (and has no flag to
+        // keep the chunk apart with).
+        assert!(advised.contains(" hg") || !thp, "{advised}");
         // The head and tail cut off the mapping were unmapped, unless another mapping took
         // their place since.
         assert!(a <= at && at + HUGE <= b);
@@ -358,15 +361,19 @@ mod tests {
     /// the same flags, stays an area of its own after both are written.
     #[test]
     fn own_pages_never_merge_with_the_programs() {
-        let own = map_pages(CHUNK) as usize;
-        assert_ne!(own, 0);
         let rw = libc::PROT_READ | libc::PROT_WRITE;
         let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE;
-        // Below the shim's pages (where the kernel puts the program's next mapping), or above
-        // if another test thread took that page.
-        let theirs = [own - PAGE, own + CHUNK]
-            .into_iter()
-            .find(|&at| {
+        // A page of the program's right below the shim's pages (where the kernel puts the
+        // program's next mapping), or above; another test thread may have taken both, so a
+        // chunk without a free neighbour is kept (the next one lands elsewhere) and another
+        // one tried.
+        let mut tried = Vec::new();
+        let (own, theirs) = loop {
+            assert!(tried.len() < 16, "no chunk with a free page next to it");
+            let own = map_pages(CHUNK) as usize;
+            assert_ne!(own, 0);
+            tried.push(own);
+            let free = [own - PAGE, own + CHUNK].into_iter().find(|&at| {
                 // SAFETY: MAP_FIXED_NOREPLACE never replaces a mapping: it maps free space or
                 // fails.
                 let p = unsafe { libc::mmap(at as *mut _, PAGE, rw, flags, -1, 0) };
@@ -375,8 +382,11 @@ mod tests {
                     unsafe { libc::munmap(p, PAGE) };
                 }
                 p as usize == at
-            })
-            .expect("a free page next to the chunk");
+            });
+            if let Some(theirs) = free {
+                break (own, theirs);
+            }
+        };
         // SAFETY: both mappings are this test's, read-write, at least a page long.
         unsafe {
             (own as *mut u8).write_volatile(1);
@@ -385,15 +395,17 @@ mod tests {
         // Another test's chunk may have merged with this one (both the shim's): only the
         // program's page must be apart.
         let (a, b) = area_of(own);
+        // SAFETY: mappings this test made and no longer uses.
+        unsafe {
+            libc::munmap(theirs as *mut _, PAGE);
+            for chunk in tried {
+                unmap_pages(chunk as *mut u8, CHUNK);
+            }
+        }
         assert!(
             theirs < a || theirs >= b,
             "{theirs:#x} merged into {a:#x}-{b:#x}"
         );
-        // SAFETY: both are mappings this test made and no longer uses.
-        unsafe {
-            libc::munmap(theirs as *mut _, PAGE);
-            unmap_pages(own as *mut u8, CHUNK);
-        }
     }
 
     #[test]
