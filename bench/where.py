@@ -9,8 +9,16 @@ kernel, so a 5 % target cannot be read off the clock. This splits a mode's added
 shim's own (its objects' samples, which no other process changes) and the rest (the kernel's
 and libc's difference to native), which shows whether the remainder lies outside the shim.
 
+The scale workloads (`scale1k`, `scale10k`, `scale100k`, `scale1000k`: N live pages, then
+their `munmap` in random order) are charged for their teardown alone: the bench prints the
+phase's span on CLOCK_MONOTONIC, perf stamps samples with the same clock, and `perf report
+--time` keeps the samples inside it; the calls are the N `munmap`s. They run only when named
+in BENCH_WORKLOADS (`scale1000k` takes minutes and raises vm.max_map_count, as `make bench`).
+
 Knobs: BENCH_WHERE_REPS (runs per cell, default 3; the median is shown), BENCH_WORKLOADS,
-BENCH_MODES (off, binary, text, json)."""
+BENCH_MODES (off, binary, text, json), BENCH_WHERE_SYMS=N (after each workload, the N functions
+of the kernel and of the shim with the most samples per mode, median of the runs, ns per call:
+which functions grow with the live mappings)."""
 import os
 import re
 import shutil
@@ -38,6 +46,10 @@ WORKLOADS = [
     (["msg"], 400_000, 2),
     (["threads", "1"], 150_000, 2),
 ]
+# Named workload, live pages; each runs a few mmap+munmap pairs (not charged) before its
+# teardown.
+SCALE = {f"scale{n // 1000}k": n for n in (1_000, 10_000, 100_000, 1_000_000)}
+SCALE_PAIRS = 2_000
 OBJECTS = ["shim", "kernel", "libc", "other"]
 
 
@@ -64,23 +76,43 @@ def kind(dso):
     return "other"
 
 
-def sample(argv, env, logdir):
-    """Samples per object for one run."""
+def perf_report(data, sort, window=None):
+    """`perf report` lines (percent, samples, key...) of `data`, inside `window` if given."""
+    cmd = ["perf", "report", "-i", data, "--stdio", "--sort", sort, "-n"]
+    if window:
+        cmd.append("--time=%.6f,%.6f" % (window[0] / 1e9, window[1] / 1e9))
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        m = re.match(r"\s*[\d.]+%\s+(\d+)\s+(.*)", line)
+        if m:
+            yield int(m.group(1)), m.group(2).split()
+
+
+def sample(argv, env, logdir, symbols=False):
+    """Samples per object for one run (only the teardown's, for a scale workload), the run's
+    output, and with `symbols` samples per (object, function)."""
     data = os.path.join(logdir, "perf.data")
     for f in os.listdir(logdir):
         os.remove(os.path.join(logdir, f))
     full = dict(os.environ, **env)
-    subprocess.run(["perf", "record", "-q", "-e", "cpu-clock", "-c", str(PERIOD_NS), "-o", data,
-                    EXE] + argv, env=full, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
-    out = subprocess.run(["perf", "report", "-i", data, "--stdio", "--sort", "dso", "-n"],
-                         capture_output=True, text=True, check=True).stdout
+    run = subprocess.run(["perf", "record", "-q", "-e", "cpu-clock", "-c", str(PERIOD_NS),
+                          "-k", "CLOCK_MONOTONIC", "-o", data, EXE] + argv, env=full, check=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    figures = dict(line.split() for line in run.stdout.splitlines() if len(line.split()) == 2)
+    window = None
+    if "teardown_from_ns" in figures:
+        window = (float(figures["teardown_from_ns"]), float(figures["teardown_to_ns"]))
     counts = dict.fromkeys(OBJECTS, 0)
-    for line in out.splitlines():
-        m = re.match(r"\s*[\d.]+%\s+(\d+)\s+(\S+)", line)
-        if m:
-            counts[kind(m.group(2))] += int(m.group(1))
-    return counts
+    for n, key in perf_report(data, "dso", window):
+        counts[kind(key[0])] += n
+    syms = {}
+    if symbols:
+        for n, key in perf_report(data, "dso,sym", window):
+            # key: dso, [k] or [.], the symbol (which may contain spaces)
+            where = kind(key[0])
+            if where in ("kernel", "shim") and len(key) >= 3:
+                syms[(where, " ".join(key[2:]))] = n
+    return counts, syms
 
 
 def main():
@@ -89,6 +121,12 @@ def main():
         return 1
     keep = os.environ.get("BENCH_WORKLOADS")
     work = [w for w in WORKLOADS if not keep or "".join(w[0]) in keep.split(",")]
+    for name in (keep.split(",") if keep else []):
+        if name in SCALE:
+            work.append((["scale", str(SCALE[name])], SCALE_PAIRS, None))
+    if any(argv[0] == "scale" and int(argv[1]) > 60_000 for argv, _, _ in work):
+        raise_map_limit()
+    nsyms = int(os.environ.get("BENCH_WHERE_SYMS", "0"))
     tmp = tempfile.mkdtemp(prefix="shmtrace-where-")
     try:
         print(f"ns per hooked call by where the CPU was (perf cpu-clock, {PERIOD_NS // 1000} us "
@@ -97,13 +135,18 @@ def main():
         print(f"{'workload':<10} {'mode':<7}" + "".join(f"{o:>9}" for o in OBJECTS)
               + f"{'total':>9}{'added':>9}{'outside':>9}")
         for argv, iters, calls in work:
-            hooked = iters * 1.1 * calls
+            # A scale workload's calls are its teardown's N munmaps.
+            hooked = int(argv[1]) if argv[0] == "scale" else iters * 1.1 * calls
+            label = f"scale{int(argv[1]) // 1000}k" if argv[0] == "scale" else " ".join(argv)
             totals = {}
             # Modes alternate within each round, so that drift of the machine spreads evenly.
             samples = {name: [] for name, _ in modes(tmp)}
+            syms = {name: [] for name, _ in modes(tmp)}
             for _ in range(REPS):
                 for name, env in modes(tmp):
-                    samples[name].append(sample(argv + [str(iters)], env, tmp))
+                    counts, found = sample(argv + [str(iters)], env, tmp, symbols=nsyms > 0)
+                    samples[name].append(counts)
+                    syms[name].append(found)
             for name, runs in samples.items():
                 per = {o: statistics.median(r[o] for r in runs) * PERIOD_NS / hooked
                        for o in OBJECTS}
@@ -113,11 +156,30 @@ def main():
                 if name != "native":
                     added = total - totals["native"]
                     cols = f"{added:>+9.0f}{added - per['shim']:>+9.0f}"
-                print(f"{' '.join(argv):<10} {name:<7}" + "".join(f"{per[o]:>9.0f}" for o in OBJECTS)
+                print(f"{label:<10} {name:<7}" + "".join(f"{per[o]:>9.0f}" for o in OBJECTS)
                       + f"{total:>9.0f}{cols}", flush=True)
+            for name, runs in syms.items():
+                every = set().union(*runs)
+                found = {k: statistics.median(r.get(k, 0) for r in runs) for k in every}
+                top = sorted(found.items(), key=lambda kv: -kv[1])[:nsyms]
+                for (where, sym), n in top:
+                    print(f"    {label} {name:<7} {where:<6} {n * PERIOD_NS / hooked:>8.1f}  {sym}",
+                          flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def raise_map_limit():
+    """As `make bench`: unmapping pages out of a merged kernel area splits it, so a million
+    live pages may need about a million areas."""
+    path = "/proc/sys/vm/max_map_count"
+    try:
+        if int(open(path).read()) < 2_100_000:
+            with open(path, "w") as f:
+                f.write("2100000")
+    except OSError:
+        print("cannot raise vm.max_map_count: scale1000k may fail", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@
 //! jemalloc, tcmalloc and mimalloc call `mmap` through the PLT, sometimes holding their own
 //! locks; a hook that called back into them could deadlock (docs/ARCHITECTURE.md: hot path).
 //! The heap is size-classed free lists (16-byte steps up to 1 KiB, enough for the ledger's tree
-//! nodes) carved from 256 KiB chunks; larger blocks are mapped one by one. Memory of freed
+//! nodes) carved from 256 KiB chunks, 2 MiB transparent huge pages once 512 KiB are mapped;
+//! larger blocks are mapped one by one. No page of the shim's shares a memory area with the
+//! program's (`keep_apart`). Memory of freed
 //! small blocks is reused, never returned: the shim's footprint follows its peak of live
 //! objects, not the number of calls.
 
@@ -24,6 +26,15 @@ const SMALL_MAX: usize = 1024;
 const CLASSES: usize = SMALL_MAX / GRANULE;
 const CHUNK: usize = 256 * 1024;
 const PAGE: usize = 4096;
+/// A transparent huge page: the chunk size once the heap is large (`HUGE_FROM`).
+const HUGE: usize = 2 << 20;
+/// From this much mapped on, chunks are huge pages. The ledger's tree is most of a large heap
+/// and a random `munmap` reads a node in any part of it: with 4 KiB pages that is a TLB miss
+/// (a two-level walk in a virtual machine) per node, where 2 MiB pages make the whole tree of
+/// a million regions 18 TLB entries. Below it (the shim's first two chunks, about 14k
+/// mappings' worth of ledger), a huge page would be mostly unused memory; from it on, the
+/// page's unused part stays under the memory target (64 bytes per live mapping plus 2 MiB).
+const HUGE_FROM: u64 = 512 << 10;
 
 struct Heap {
     /// Head of each class's free list; a free block's first word points to the next.
@@ -107,9 +118,75 @@ pub fn map_pages(len: usize) -> *mut u8 {
     if p == -1 {
         return null_mut();
     }
+    keep_apart(p as usize, len);
     MAPPED.fetch_add(len as u64, Ordering::Relaxed);
     remember(p as usize, len);
     p as *mut u8
+}
+
+/// A fresh chunk for the size classes and its length: a huge page once the heap is large,
+/// else (or if the kernel refuses) `CHUNK` bytes.
+fn new_chunk() -> (*mut u8, usize) {
+    if mapped_bytes() >= HUGE_FROM {
+        let p = map_huge();
+        if !p.is_null() {
+            return (p, HUGE);
+        }
+    }
+    (map_pages(CHUNK), CHUNK)
+}
+
+/// `HUGE` bytes aligned to `HUGE`, advised `MADV_HUGEPAGE` (which also keeps them apart from
+/// the program's areas, see `keep_apart`), or null.
+fn map_huge() -> *mut u8 {
+    // SAFETY: as in `map_pages`: a fresh anonymous mapping at a kernel-chosen address, twice
+    // the size so that an aligned huge page lies inside it.
+    let p = unsafe {
+        libc::syscall(
+            libc::SYS_mmap,
+            0usize,
+            2 * HUGE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1i32,
+            0usize,
+        )
+    };
+    if p == -1 {
+        return null_mut();
+    }
+    let (p, at) = (p as usize, (p as usize).next_multiple_of(HUGE));
+    // SAFETY: the head and tail cut off are parts of the mapping just made, never handed out;
+    // the advice is on the part kept, ours alone.
+    unsafe {
+        if at > p {
+            libc::syscall(libc::SYS_munmap, p, at - p);
+        }
+        if p + HUGE > at {
+            libc::syscall(libc::SYS_munmap, at + HUGE, p + HUGE - at);
+        }
+        libc::syscall(libc::SYS_madvise, at, HUGE, libc::MADV_HUGEPAGE);
+    }
+    MAPPED.fetch_add(HUGE as u64, Ordering::Relaxed);
+    remember(at, HUGE);
+    at as *mut u8
+}
+
+/// Keeps the shim's pages out of the program's memory areas. The kernel places a new mapping
+/// next to the program's latest one and merges the two when their flags match, as they would
+/// here (private, anonymous, read-write). The shim then writes its pages, which gives the
+/// merged area an `anon_vma`, and the program's untouched mappings that later merge into it
+/// share that `anon_vma`: from then on every `munmap` that splits such an area copies the
+/// chain and inserts into the `anon_vma`'s interval tree, whose size is the number of those
+/// areas (`anon_vma_clone`, `anon_vma_interval_tree_insert`: about 2 us per `munmap` with
+/// 100k live mappings that would otherwise have had no `anon_vma`). A flag the program's
+/// mappings do not carry keeps the shim's areas apart: `VM_NOHUGEPAGE`, which costs the shim
+/// only transparent huge pages its scattered 256 KiB chunks would seldom get. A failure
+/// changes nothing but the merging, so it is ignored.
+fn keep_apart(p: usize, len: usize) {
+    // SAFETY: advice on pages just mapped by this library, which the program has no pointer
+    // to; MADV_NOHUGEPAGE neither moves nor frees them.
+    unsafe { libc::syscall(libc::SYS_madvise, p, len, libc::MADV_NOHUGEPAGE) };
 }
 
 /// # Safety
@@ -199,12 +276,12 @@ unsafe impl GlobalAlloc for PrivateHeap {
             heap.bump = heap.bump.next_multiple_of(LINE).min(heap.bump_end);
         }
         if heap.bump_end - heap.bump < size {
-            let chunk = map_pages(CHUNK);
+            let (chunk, len) = new_chunk();
             if chunk.is_null() {
                 return null_mut();
             }
             heap.bump = chunk as usize;
-            heap.bump_end = chunk as usize + CHUNK;
+            heap.bump_end = chunk as usize + len;
         }
         // Every class size is a multiple of 16 and chunks are page-aligned: blocks stay aligned
         // (to 64 from `LINE_FROM` on, by the rounding above).
@@ -229,6 +306,107 @@ unsafe impl GlobalAlloc for PrivateHeap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The area of `/proc/self/maps` that contains `addr`: (start, end).
+    fn area_of(addr: usize) -> (usize, usize) {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        maps.lines()
+            .filter_map(|line| {
+                let (range, _) = line.split_once(' ')?;
+                let (a, b) = range.split_once('-')?;
+                Some((
+                    usize::from_str_radix(a, 16).ok()?,
+                    usize::from_str_radix(b, 16).ok()?,
+                ))
+            })
+            .find(|&(a, b)| a <= addr && addr < b)
+            .expect("a mapped address")
+    }
+
+    /// A huge chunk is one aligned area of its own, listed with the shim's pages (so the scan
+    /// never takes the ledger in it for roots), and nothing around it is left mapped.
+    #[test]
+    fn huge_chunks_are_aligned_listed_and_apart() {
+        let at = map_huge() as usize;
+        assert_ne!(at, 0);
+        assert_eq!(at % HUGE, 0);
+        assert!(own_pages().0.contains(&(at, HUGE)));
+        // SAFETY: the chunk is this test's, read-write, HUGE bytes.
+        unsafe {
+            (at as *mut u8).write_volatile(1);
+            ((at + HUGE - 1) as *mut u8).write_volatile(2);
+        }
+        // Another huge chunk of a test running meanwhile may lie next to it: both advised
+        // alike, they may merge, but never with an area of other flags.
+        let (a, b) = area_of(at);
+        let thp = std::path::Path::new("/sys/kernel/mm/transparent_hugepage").exists();
+        let maps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let advised = maps
+            .split_inclusive('\n')
+            .skip_while(|line| !line.starts_with(&format!("{a:x}-{b:x} ")))
+            .find(|line| line.starts_with("VmFlags:"))
+            .expect("the area's flags");
+        // A kernel without transparent huge pages refuses the advice (and has no flag to
+        // keep the chunk apart with).
+        assert!(advised.contains(" hg") || !thp, "{advised}");
+        // The head and tail cut off the mapping were unmapped, unless another mapping took
+        // their place since.
+        assert!(a <= at && at + HUGE <= b);
+        // SAFETY: a chunk this test mapped and no longer uses.
+        unsafe { unmap_pages(at as *mut u8, HUGE) };
+        assert!(!own_pages().0.contains(&(at, HUGE)));
+    }
+
+    /// The kernel is the oracle: a program mapping placed right next to the shim's pages, with
+    /// the same flags, stays an area of its own after both are written.
+    #[test]
+    fn own_pages_never_merge_with_the_programs() {
+        let rw = libc::PROT_READ | libc::PROT_WRITE;
+        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE;
+        // A page of the program's right below the shim's pages (where the kernel puts the
+        // program's next mapping), or above; another test thread may have taken both, so a
+        // chunk without a free neighbour is kept (the next one lands elsewhere) and another
+        // one tried.
+        let mut tried = Vec::new();
+        let (own, theirs) = loop {
+            assert!(tried.len() < 16, "no chunk with a free page next to it");
+            let own = map_pages(CHUNK) as usize;
+            assert_ne!(own, 0);
+            tried.push(own);
+            let free = [own - PAGE, own + CHUNK].into_iter().find(|&at| {
+                // SAFETY: MAP_FIXED_NOREPLACE never replaces a mapping: it maps free space or
+                // fails.
+                let p = unsafe { libc::mmap(at as *mut _, PAGE, rw, flags, -1, 0) };
+                if p != libc::MAP_FAILED && p as usize != at {
+                    // SAFETY: a kernel older than 4.17 took the address as a hint: ours.
+                    unsafe { libc::munmap(p, PAGE) };
+                }
+                p as usize == at
+            });
+            if let Some(theirs) = free {
+                break (own, theirs);
+            }
+        };
+        // SAFETY: both mappings are this test's, read-write, at least a page long.
+        unsafe {
+            (own as *mut u8).write_volatile(1);
+            (theirs as *mut u8).write_volatile(2);
+        }
+        // Another test's chunk may have merged with this one (both the shim's): only the
+        // program's page must be apart.
+        let (a, b) = area_of(own);
+        // SAFETY: mappings this test made and no longer uses.
+        unsafe {
+            libc::munmap(theirs as *mut _, PAGE);
+            for chunk in tried {
+                unmap_pages(chunk as *mut u8, CHUNK);
+            }
+        }
+        assert!(
+            theirs < a || theirs >= b,
+            "{theirs:#x} merged into {a:#x}-{b:#x}"
+        );
+    }
 
     #[test]
     fn blocks_are_aligned_disjoint_and_reused() {
