@@ -40,6 +40,11 @@ const REGION_SIZES: [usize; 3] = [16 << 30, 1 << 30, 64 << 20];
 /// leaves less faulted in for nothing at exit.
 const GROW_MIN: usize = 64 << 10;
 const GROW_MAX: usize = 4 << 20;
+/// A new file's size: its header and the first records of a short-lived process (a forked
+/// worker's whole log: its fork record, a few calls, its exit report). Its first store faults
+/// the file's pages into the page cache by readahead, as many as the file holds: a larger file
+/// cost such a process a page allocated and zeroed for each page it never wrote.
+const START_SIZE: usize = 8 << 10;
 
 /// The mapping; null when no binary log is open.
 static BASE: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
@@ -75,11 +80,9 @@ pub fn mapping() -> Option<(usize, usize)> {
 /// Opens (or continues: after an `exec`, or when another process writes the same file) the
 /// binary log at `path` (NUL-terminated). On failure returns the errno and changes nothing.
 pub fn open(path: &[u8]) -> Result<(), i32> {
-    let (fd, base, region, allocated) = map_file(path)?;
-    if let Some((dev, ino)) = identity(fd) {
-        DEV.store(dev, Ordering::Relaxed);
-        INO.store(ino, Ordering::Relaxed);
-    }
+    let (fd, base, region, allocated, (dev, ino)) = map_file(path)?;
+    DEV.store(dev, Ordering::Relaxed);
+    INO.store(ino, Ordering::Relaxed);
     FD.store(fd, Ordering::Relaxed);
     REGION.store(region, Ordering::Relaxed);
     ALLOCATED.store(allocated, Ordering::Relaxed);
@@ -123,7 +126,10 @@ pub fn continue_in_child() {
     OPENED.fetch_add(1, Ordering::Relaxed);
 }
 
-fn map_file(path: &[u8]) -> Result<(c_int, *mut u8, usize, usize), i32> {
+/// The descriptor, the mapping and its size, the bytes allocated, and the file's identity
+/// (device, inode) from the `fstat` that checked it.
+#[allow(clippy::type_complexity)]
+fn map_file(path: &[u8]) -> Result<(c_int, *mut u8, usize, usize, (u64, u64)), i32> {
     let flags =
         libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK;
     // SAFETY: `path` is NUL-terminated (the caller's contract); mode 0600 because a log may
@@ -153,11 +159,11 @@ fn map_file(path: &[u8]) -> Result<(c_int, *mut u8, usize, usize), i32> {
         return fail(libc::EILSEQ);
     }
     let mut allocated = size;
-    if size < GROW_MIN {
-        if let Err(e) = allocate(fd, size, GROW_MIN) {
+    if size < START_SIZE {
+        if let Err(e) = allocate(fd, size, START_SIZE) {
             return fail(e);
         }
-        allocated = GROW_MIN;
+        allocated = START_SIZE;
     }
     let Some((base, region)) = map_region(fd) else {
         return fail(libc::ENOMEM);
@@ -173,12 +179,16 @@ fn map_file(path: &[u8]) -> Result<(c_int, *mut u8, usize, usize), i32> {
         unsafe { libc::syscall(libc::SYS_munmap, base, region) };
         return fail(libc::EILSEQ);
     }
-    Ok((fd, base, region, allocated.min(region)))
+    Ok((fd, base, region, allocated.min(region), (st.st_dev, st.st_ino)))
 }
 
 /// Whether the file is empty, or starts with the magic (or with zeros: being created by
 /// another process right now).
 fn starts_like_a_log(fd: c_int, size: usize) -> bool {
+    if size == 0 {
+        // A new file (each forked child's, with `%p`): nothing to read.
+        return true;
+    }
     let mut head = [0u8; 8];
     let want = size.min(head.len());
     // SAFETY: `head` is writable for `want` <= 8 bytes.
