@@ -570,8 +570,15 @@ fn counts_tsc(ticks: u64) -> bool {
 /// log is full (the call is counted as lost).
 fn new_chunk(base: *mut u8, chunk: &mut Chunk, ev: &Event, need: usize) -> bool {
     let (pid, tid, tsc) = (ev.pid, ev.tid, counts_tsc(ev.ts_ns));
-    let size = chunk
-        .next_size
+    // The thread's chunks in an earlier log (its parent's, before the fork that opened this
+    // one) say nothing of this log: a forked worker's one call takes a small chunk, not the
+    // largest, which would grow its new file at once.
+    let next_size = if chunk.opened == OPENED.load(Ordering::Relaxed) {
+        chunk.next_size
+    } else {
+        CHUNK_MIN
+    };
+    let size = next_size
         .max(binary_v4::CHUNK_HEAD + need)
         .next_multiple_of(8);
     let Some(at) = reserve(base, size) else {

@@ -83,7 +83,7 @@ pub fn use_path(template: &[u8]) -> Result<(), i32> {
 /// Records go to `fd`: through a mapping when it is a regular file (see `open_template`).
 fn use_file((fd, regular): (c_int, bool)) {
     if regular {
-        line_log::open(fd);
+        line_log::open(fd, per_pid());
     }
     FD.store(fd, Ordering::Release);
 }
@@ -98,6 +98,11 @@ fn set_template(template: &[u8]) -> Result<(), i32> {
     Ok(())
 }
 
+/// Whether the path names each process's own file (`%p`).
+fn per_pid() -> bool {
+    template().windows(2).any(|w| w == b"%p")
+}
+
 fn template() -> &'static [u8] {
     let len = TEMPLATE.len.load(Ordering::Acquire);
     // SAFETY: the first `len` bytes were written before `len` was published and never change.
@@ -106,8 +111,7 @@ fn template() -> &'static [u8] {
 
 /// In a forked child (async-signal-safe work only): a per-pid log gets a file of its own.
 pub fn reopen_after_fork() {
-    let template = template();
-    let per_pid = template.windows(2).any(|w| w == b"%p");
+    let per_pid = per_pid();
     if mapped_log::active() {
         // Without `%p`, parent and child share the file: its cursor is shared memory.
         if !per_pid {
