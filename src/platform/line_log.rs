@@ -107,7 +107,7 @@ static FINISHED: AtomicBool = AtomicBool::new(false);
 /// process runs meanwhile; no other process writes a file named by this one's pid (one that
 /// `exec`s writes on after it, never beside it).
 static DIRECT_LEFT: AtomicU32 = AtomicU32::new(0);
-const DIRECT_RECORDS: u32 = 8;
+const DIRECT_RECORDS: u32 = 16;
 
 pub fn active() -> bool {
     !BASE.load(Ordering::Relaxed).is_null()
