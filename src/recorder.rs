@@ -8,8 +8,8 @@ use crate::ledger::{
     Call, Candidate, Facts, KernelView, KernelVma, Ledger, NameKind, ObjectKind, Report, Stats,
     Unsure,
 };
-use crate::platform::spinlock::{SpinGuard, SpinLock};
 use crate::platform::modules::MapsOnce;
+use crate::platform::spinlock::{SpinGuard, SpinLock};
 use crate::platform::{clock, config, kernel, maps, modules, process, shm_fds, shm_name, sink};
 use crate::scan::{self, StackRoots};
 use shmtrace_core::trace::binary;

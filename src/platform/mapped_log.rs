@@ -80,7 +80,13 @@ pub fn mapping() -> Option<(usize, usize)> {
 /// Opens (or continues: after an `exec`, or when another process writes the same file) the
 /// binary log at `path` (NUL-terminated). On failure returns the errno and changes nothing.
 pub fn open(path: &[u8]) -> Result<(), i32> {
-    let (fd, base, region, allocated, (dev, ino)) = map_file(path)?;
+    let OpenedLog {
+        fd,
+        base,
+        region,
+        allocated,
+        identity: (dev, ino),
+    } = map_file(path)?;
     DEV.store(dev, Ordering::Relaxed);
     INO.store(ino, Ordering::Relaxed);
     FD.store(fd, Ordering::Relaxed);
@@ -126,10 +132,18 @@ pub fn continue_in_child() {
     OPENED.fetch_add(1, Ordering::Relaxed);
 }
 
-/// The descriptor, the mapping and its size, the bytes allocated, and the file's identity
-/// (device, inode) from the `fstat` that checked it.
-#[allow(clippy::type_complexity)]
-fn map_file(path: &[u8]) -> Result<(c_int, *mut u8, usize, usize, (u64, u64)), i32> {
+/// A log file opened and mapped.
+struct OpenedLog {
+    fd: c_int,
+    base: *mut u8,
+    region: usize,
+    /// Bytes of the file allocated.
+    allocated: usize,
+    /// (device, inode), from the `fstat` that checked the file.
+    identity: (u64, u64),
+}
+
+fn map_file(path: &[u8]) -> Result<OpenedLog, i32> {
     let flags =
         libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK;
     // SAFETY: `path` is NUL-terminated (the caller's contract); mode 0600 because a log may
@@ -179,7 +193,13 @@ fn map_file(path: &[u8]) -> Result<(c_int, *mut u8, usize, usize, (u64, u64)), i
         unsafe { libc::syscall(libc::SYS_munmap, base, region) };
         return fail(libc::EILSEQ);
     }
-    Ok((fd, base, region, allocated.min(region), (st.st_dev, st.st_ino)))
+    Ok(OpenedLog {
+        fd,
+        base,
+        region,
+        allocated: allocated.min(region),
+        identity: (st.st_dev, st.st_ino),
+    })
 }
 
 /// Whether the file is empty, or starts with the magic (or with zeros: being created by

@@ -121,7 +121,15 @@ pub fn modules_in(text: &[u8], keep: impl Fn(u64) -> bool) -> Vec<Module> {
         }
         let end = lines().map(|g| g.end).max().unwrap_or(base);
         let path = files[first_exec].path.to_vec();
-        found.push((first_exec, Module { path, base, start, end }));
+        found.push((
+            first_exec,
+            Module {
+                path,
+                base,
+                start,
+                end,
+            },
+        ));
     }
     // In the order of their first executable mapping, as the maps list them.
     found.sort_by_key(|&(i, _)| i);
@@ -279,10 +287,8 @@ mod tests {
         assert_eq!((m.start, m.end), (0x7f6a_1c89_4000, 0x7f6a_1c92_c000));
         assert_eq!(m.path, b"/usr/lib/x86_64-linux-gnu/libjemalloc.so.2");
         assert_eq!((m.offset, m.executable), (0x94000, true));
-        let spaced = parse_maps_line(
-            b"1000-2000 r-xp 0 08:01 7  /tmp/my lib.so (deleted)"
-        )
-        .unwrap();
+        let spaced =
+            parse_maps_line(b"1000-2000 r-xp 0 08:01 7  /tmp/my lib.so (deleted)").unwrap();
         assert_eq!(spaced.path, b"/tmp/my lib.so (deleted)");
         for other in [
             &b"7ffd5a1e0000-7ffd5a201000 rw-p 00000000 00:00 0   [stack]"[..],

@@ -385,7 +385,11 @@ mod tests {
             want.push(0);
             assert_eq!(expanded(&template), Ok(want), "{}", template.len());
         }
-        let too_long = [&[b'd'; PATH_MAX - 1][..], b"%p%p%p%p%p%p%p%p%p%p%p%p%p%p%p%p"].concat();
+        let too_long = [
+            &[b'd'; PATH_MAX - 1][..],
+            b"%p%p%p%p%p%p%p%p%p%p%p%p%p%p%p%p",
+        ]
+        .concat();
         assert!(set_template(&too_long).is_err());
         // As long as it fits with its NUL in twice PATH_MAX, whatever the pid's digits.
         let fills = [&[b'%', b'p'][..]; 2047].concat();
