@@ -359,6 +359,33 @@ mod tests {
         }
     }
 
+    /// The plain search `modules_in` replaced (every line looked at for each object): the
+    /// same objects, in the same order, from this process's own maps.
+    #[test]
+    fn modules_in_finds_what_a_search_of_every_line_finds() {
+        let text = read_proc_maps().expect("/proc/self/maps");
+        let files = files_in(&text, |_| true);
+        let mut want: Vec<(Vec<u8>, u64, u64, u64)> = Vec::new();
+        for f in &files {
+            if !f.executable || want.iter().any(|m| m.0 == f.path) {
+                continue;
+            }
+            let same = files.iter().filter(|g| g.path == f.path);
+            let Some(base) = same.clone().find(|g| g.offset == 0).map(|g| g.start) else {
+                continue;
+            };
+            let start = same.clone().map(|g| g.start).min().unwrap_or(base);
+            let end = same.map(|g| g.end).max().unwrap_or(base);
+            want.push((f.path.clone(), base, start, end));
+        }
+        let got: Vec<_> = modules_in(&text, |_| true)
+            .into_iter()
+            .map(|m| (m.path, m.base, m.start, m.end))
+            .collect();
+        assert!(got.len() >= 2, "the test binary and libc at least: {got:?}");
+        assert_eq!(got, want);
+    }
+
     #[test]
     fn hex_takes_what_the_kernel_writes_and_nothing_else() {
         assert_eq!(hex(b"7f6a1c894000"), Some(0x7f6a_1c89_4000));
