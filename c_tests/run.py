@@ -816,8 +816,9 @@ def exit_report_reads(exe, tmp):
 def forked_child_log_cost(exe, tmp):
     """A forked child with a log file of its own (`%p`) that holds nothing at exit: its exit
     report reads /proc/self/maps once (for the modules loaded since the start) and scans
-    nothing (no pagemap); with text or JSON its few records go with write(2), with no lock nor
-    a chunk's rest given back (strace shows the system calls)."""
+    nothing (no pagemap); with text or JSON its few records (8 in the fork scenario's child,
+    as many as the shim writes so) go with write(2), with no lock nor a chunk's rest given back
+    (strace shows the system calls)."""
     what = "forked child, a log of its own"
     if not shutil.which("strace"):
         return testlib.skip(what, "strace not installed (Debian: strace)", 3)

@@ -103,11 +103,11 @@ static FINISHED: AtomicBool = AtomicBool::new(false);
 /// claimed, in a file of this process's own (`%p`): a forked worker writes a handful (its
 /// fork record, a few calls, its exit report), for which a claim (a lock, the padding, a
 /// page populated, and the rest given back at exit: ten system calls) cost more than the
-/// records. Only without a chunk yet, and under `CLAIMING`, so that no claim of this
+/// records. A few only: a process that writes more pays these writes on top of the claim. Only without a chunk yet, and under `CLAIMING`, so that no claim of this
 /// process runs meanwhile; no other process writes a file named by this one's pid (one that
 /// `exec`s writes on after it, never beside it).
 static DIRECT_LEFT: AtomicU32 = AtomicU32::new(0);
-const DIRECT_RECORDS: u32 = 16;
+const DIRECT_RECORDS: u32 = 8;
 
 pub fn active() -> bool {
     !BASE.load(Ordering::Relaxed).is_null()
