@@ -8,6 +8,7 @@ use crate::ledger::{
     Call, Candidate, Facts, KernelView, KernelVma, Ledger, NameKind, ObjectKind, Report, Stats,
     Taken, Unsure,
 };
+use crate::platform::modules::MapsOnce;
 use crate::platform::spinlock::{SpinGuard, SpinLock};
 use crate::platform::{clock, config, kernel, maps, modules, process, shm_fds, shm_name, sink};
 use crate::scan::{self, StackRoots};
@@ -141,14 +142,14 @@ pub fn announce_start() {
 /// there are any, so the call sites inside them can be symbolized. From `/proc/self/maps`,
 /// never the loader: a forked child whose parent had a thread inside `dl_iterate_phdr` at the
 /// fork would wait forever for the loader's lock.
-fn announce_modules_at_exit() {
+fn announce_modules_at_exit(maps: &mut MapsOnce) {
     if !sink::enabled() {
         return;
     }
-    let Some(mut modules) = modules::mapped_modules() else {
+    let Some(text) = maps.text() else {
         return;
     };
-    modules.retain(|m| !at_start(m.start));
+    let modules = modules::modules_in(text, |start| !at_start(start));
     if modules.is_empty() {
         return;
     }
@@ -440,7 +441,10 @@ pub unsafe fn after_fork_in_child() {
         ledger.after_fork_in_child();
         LEDGER.unlock_raw();
         for n in &COUNTED {
-            n.store(0, Ordering::Relaxed);
+            // Written only where non-zero: each page written is copied from the parent's.
+            if n.load(Ordering::Relaxed) != 0 {
+                n.store(0, Ordering::Relaxed);
+            }
         }
         crate::audit::after_fork_in_child();
     }
@@ -455,8 +459,9 @@ pub fn report_at_exit(stack: StackRoots) -> bool {
     }
     let open = with_ledger(|ledger| ledger.semaphores_open());
     crate::audit::at_exit(&open);
-    announce_modules_at_exit();
-    let report = report_now(stack);
+    let mut maps = MapsOnce::new();
+    announce_modules_at_exit(&mut maps);
+    let report = report_now_with(stack, &mut maps);
     if sink::binary() {
         sink::write_other(binary::KIND_REPORT, |format, out: &mut String| {
             render(&report, format, out);
@@ -472,7 +477,12 @@ pub fn report_at_exit(stack: StackRoots) -> bool {
 
 /// The report as of now; the kernel says which created objects still exist.
 pub fn report_now(stack: StackRoots) -> Report {
-    let mut report = report_since(0, stack);
+    report_now_with(stack, &mut MapsOnce::new())
+}
+
+/// [`report_now`] with the address space's map read at most once, into `maps`.
+fn report_now_with(stack: StackRoots, maps: &mut MapsOnce) -> Report {
+    let mut report = report_since_with(0, stack, maps);
     // POSIX names carry no checkpoint epoch: only the whole-run report holds them.
     report.names = with_ledger(|ledger| {
         ledger.names_left(|kind, name| match kind {
@@ -492,7 +502,19 @@ pub fn checkpoint() -> u32 {
 /// The report of what was acquired in checkpoint epoch `since` or later and is still held,
 /// attachments and mappings classified by a pointer scan of the process; without findings.
 pub fn report_since(since: u32, stack: StackRoots) -> Report {
-    let allocators = allocator_modules();
+    report_since_with(since, stack, &mut MapsOnce::new())
+}
+
+/// [`report_since`] with the address space's map read at most once, into `maps`.
+fn report_since_with(since: u32, stack: StackRoots, maps: &mut MapsOnce) -> Report {
+    let candidates = with_ledger(Ledger::leak_candidates);
+    // The allocators' ranges only ever set candidates aside (and the report's mappings are
+    // candidates): with none, the map is not read for them.
+    let allocators = if candidates.is_empty() {
+        Vec::new()
+    } else {
+        allocator_modules(maps)
+    };
     let allocator = |addr: u64| {
         // A return address is one past its call instruction: the call is in the module when
         // the byte before the address is.
@@ -503,7 +525,7 @@ pub fn report_since(since: u32, stack: StackRoots) -> Report {
             .map(|(_, _, path)| path.as_str())
     };
     // An allocator's mappings are its heap: roots of the scan, never candidates.
-    let candidates: Vec<Candidate> = with_ledger(Ledger::leak_candidates)
+    let candidates: Vec<Candidate> = candidates
         .into_iter()
         .filter(|c| {
             core::iter::once(c.site)
@@ -512,13 +534,13 @@ pub fn report_since(since: u32, stack: StackRoots) -> Report {
         })
         .collect();
     // No scan (the memory map is unreadable): everything counts as lost, as before scans.
-    let (lost, scanned) = match scan::lost(&candidates, stack) {
+    let (lost, scanned) = match scan::lost(&candidates, stack, maps) {
         Some((lost, scanned)) => (Some(lost), Some(scanned)),
         None => (None, None),
     };
     // Mappings whose object the hooks left pending are named as the kernel shows them now.
     let objects = if with_ledger(|ledger| ledger.names_pending()) {
-        shm_fds::objects_mapped().unwrap_or_default()
+        maps.text().map(shm_fds::objects_in).unwrap_or_default()
     } else {
         Vec::new()
     };
@@ -554,7 +576,7 @@ pub fn report_since(since: u32, stack: StackRoots) -> Report {
 /// The loaded allocator modules (jemalloc keeps its address space until exit) as (start, end,
 /// path). Here, at report time, never in a hook (where looking an address up with the loader,
 /// `dladdr`, could wait for the loader's lock held by our own caller).
-fn allocator_modules() -> Vec<(u64, u64, String)> {
+fn allocator_modules(maps: &mut MapsOnce) -> Vec<(u64, u64, String)> {
     use shmtrace_core::allocators::Allocators;
     // A malformed value was warned about at start and is not kept: the built-in list.
     let allocators = Allocators::parse(config::allocators()).unwrap_or_default();
@@ -563,8 +585,8 @@ fn allocator_modules() -> Vec<(u64, u64, String)> {
     }
     // The file mappings rather than the loader's list: the loader's lock may never be free
     // again in a forked child (see `modules::mapped_files`).
-    let files: Vec<(u64, u64, Vec<u8>)> = match modules::mapped_files() {
-        Some(files) => files
+    let files: Vec<(u64, u64, Vec<u8>)> = match maps.text() {
+        Some(text) => modules::files_in(text, |path| allocators.is_allocator(path))
             .into_iter()
             .map(|f| (f.start, f.end, f.path))
             .collect(),

@@ -7,6 +7,7 @@ use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 use crate::ledger::{Candidate, Scanned};
 use crate::platform::address_space::{self, Piece, Reader};
+use crate::platform::modules::MapsOnce;
 use crate::platform::{clock, process};
 use crate::reach::{self, Chunk, Span};
 
@@ -34,15 +35,23 @@ pub fn exit_called_at(sp: u64) {
 }
 
 /// The starts of the lost candidates (given in address order, as the ledger lists them), and
-/// what the scan cost; `None` when this process's memory map cannot be read.
-pub fn lost(candidates: &[Candidate], stack: StackRoots) -> Option<(Vec<u64>, Scanned)> {
+/// what the scan cost; `None` when this process's memory map cannot be read. With no
+/// candidates there is nothing to look for: nothing is read, and the scan cost nothing.
+pub fn lost(
+    candidates: &[Candidate],
+    stack: StackRoots,
+    maps: &mut MapsOnce,
+) -> Option<(Vec<u64>, Scanned)> {
+    if candidates.is_empty() {
+        return Some((Vec::new(), Scanned { bytes: 0, nanos: 0 }));
+    }
     let here = 0u8;
     let stack_low = match stack {
         StackRoots::From(low) => low,
         StackRoots::AtExit => core::hint::black_box(&here) as *const u8 as u64,
     };
     {
-        let areas = address_space::areas()?;
+        let areas = address_space::areas_in(maps.text()?);
         let span = |start: u64, end: u64| Span { start, end };
         let (own, _) = address_space::own_memory();
         let mut holes: Vec<Span> = own.into_iter().map(|(s, e)| span(s, e)).collect();

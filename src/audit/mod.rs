@@ -454,10 +454,10 @@ pub fn summary() -> (Vec<crate::ledger::FindingEntry>, [u64; 3]) {
 /// # Safety
 /// Only in the child of `fork`, before any other thread exists.
 pub unsafe fn after_fork_in_child() {
-    // SAFETY: no other thread exists, so nobody else can touch the state; writing a fresh
-    // value in place allocates nothing, and the lock is then released whoever held it.
+    // SAFETY: no other thread exists, so nobody else can touch the state; resetting it in
+    // place allocates nothing, and the lock is then released whoever held it.
     unsafe {
-        STATE.data_ptr().write(State::new());
+        (*STATE.data_ptr()).clear();
         STATE.unlock_raw();
     }
     ANY_REMOVED.store(false, Ordering::Relaxed);

@@ -59,6 +59,27 @@ impl State {
         }
     }
 
+    /// Back to [`State::new`], writing only the parts in use: in a forked child every page
+    /// written is a page copied from the parent, and a short-lived child that does one thing
+    /// paid for the copies of the whole state.
+    pub fn clear(&mut self) {
+        self.removed.reset();
+        self.detached.reset();
+        for slot in &mut self.holdings {
+            if slot.is_some() {
+                *slot = None;
+            }
+        }
+        for slot in &mut self.found {
+            if slot.is_some() {
+                *slot = None;
+            }
+        }
+        if self.overflow != [0; 3] {
+            self.overflow = [0; 3];
+        }
+    }
+
     pub fn any_removed(&self) -> bool {
         !self.removed.is_empty()
     }
@@ -207,6 +228,14 @@ impl<const N: usize> Recent<N> {
         self.len == 0
     }
 
+    /// [`Recent::new`], written only if something was ever inserted (an empty table's keys
+    /// and counts are all zero: `forget` keeps them so).
+    fn reset(&mut self) {
+        if self.len != 0 || self.next != 0 {
+            *self = Self::new();
+        }
+    }
+
     fn contains(&self, key: u64) -> bool {
         key != 0 && self.counts[Self::slot(key)] != 0 && self.keys.contains(&key)
     }
@@ -249,6 +278,44 @@ mod tests {
     use super::*;
     use crate::audit::codes::Code;
     use shmtrace_core::trace::event::Func;
+
+    fn is_new(s: &State) -> bool {
+        let fresh = |r: &Recent<64>| {
+            r.len == 0 && r.next == 0 && r.keys == [0; 64] && r.counts == [0; FILTER_SLOTS]
+        };
+        fresh(&s.removed)
+            && fresh(&s.detached)
+            && s.holdings.iter().all(Option::is_none)
+            && s.found.iter().all(Option::is_none)
+            && s.overflow == [0; 3]
+    }
+
+    #[test]
+    fn clear_leaves_what_new_makes() {
+        let mut s = State::new();
+        assert!(is_new(&s));
+        for id in 0..3 {
+            s.removed(1, id);
+            s.detached(0x1000 * (id as u64 + 1));
+        }
+        s.id_reused(1, 0);
+        s.holdings[5] = Some(Holding {
+            semid: 1,
+            num: 0,
+            net: -1,
+            site: 2,
+        });
+        s.overflow[2] = 4;
+        assert!(!is_new(&s));
+        s.clear();
+        assert!(is_new(&s));
+        // Inserted and forgotten again: empty, but the next slot moved on.
+        s.removed(1, 9);
+        s.id_reused(1, 9);
+        assert!(!is_new(&s));
+        s.clear();
+        assert!(is_new(&s));
+    }
 
     #[test]
     fn removed_ids_are_forgotten_when_reused_and_when_old() {

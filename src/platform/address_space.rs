@@ -18,8 +18,12 @@ pub struct Area {
 
 /// Every region of the process now, in address order (`None` if the maps cannot be read).
 pub fn areas() -> Option<Vec<Area>> {
-    let text = modules::read_proc_maps()?;
-    Some(text.split(|&b| b == b'\n').filter_map(parse_area).collect())
+    Some(areas_in(&modules::read_proc_maps()?))
+}
+
+/// The regions listed in a `/proc/self/maps` text.
+pub fn areas_in(text: &[u8]) -> Vec<Area> {
+    text.split(|&b| b == b'\n').filter_map(parse_area).collect()
 }
 
 /// `START-END PERMS OFFSET DEV INODE [PATH]`.

@@ -26,6 +26,8 @@ static TSC: AtomicBool = AtomicBool::new(false);
 /// Ticks per second of the TSC, once known (0 before), and a millisecond's worth.
 static HZ: AtomicU64 = AtomicU64::new(0);
 static MILLISECOND: AtomicU64 = AtomicU64::new(u64::MAX);
+/// `USABLE` was decided (by this process or the parent it was forked from).
+static CHECKED: AtomicBool = AtomicBool::new(false);
 /// Whether the TSC is usable here, and a first (wall clock, TSC) pair to measure its rate
 /// from once enough time has passed (`MEASURE_NS`), with no wait.
 static USABLE: AtomicBool = AtomicBool::new(false);
@@ -127,7 +129,16 @@ pub fn start(hz: u64) -> u64 {
         // A forked child opening its own log: the machine, and so the rate, are its parent's.
         return tsc_hz();
     }
-    let usable = tsc_usable();
+    // Asked once per program: a forked child (a worker forked before the parent's rate was
+    // measured) has its parent's answer, and the machine's (its clocksource, its CPU's
+    // flags: two files read) is the same.
+    let usable = if CHECKED.load(Ordering::Relaxed) {
+        USABLE.load(Ordering::Relaxed)
+    } else {
+        let usable = tsc_usable();
+        CHECKED.store(true, Ordering::Relaxed);
+        usable
+    };
     USABLE.store(usable, Ordering::Relaxed);
     if !usable {
         TSC.store(false, Ordering::Relaxed);

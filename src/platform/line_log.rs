@@ -99,6 +99,15 @@ static NEXT_SIZE: AtomicU64 = AtomicU64::new(CHUNK_MIN);
 /// Set once the process has given its rest back at exit: a record written after that (a
 /// thread still running, a late destructor) is one `write(2)`, so that it leaves no padding.
 static FINISHED: AtomicBool = AtomicBool::new(false);
+/// Records still to be written with one plain `write(2)` each before the first chunk is
+/// claimed, in a file of this process's own (`%p`): a forked worker writes a handful (its
+/// fork record, a few calls, its exit report), for which a claim (a lock, the padding, a
+/// page populated, and the rest given back at exit: ten system calls) cost more than the
+/// records. A few only: a process that writes more pays these writes on top of the claim. Only without a chunk yet, and under `CLAIMING`, so that no claim of this
+/// process runs meanwhile; no other process writes a file named by this one's pid (one that
+/// `exec`s writes on after it, never beside it).
+static DIRECT_LEFT: AtomicU32 = AtomicU32::new(0);
+const DIRECT_RECORDS: u32 = 8;
 
 pub fn active() -> bool {
     !BASE.load(Ordering::Relaxed).is_null()
@@ -111,14 +120,16 @@ pub fn mapping() -> Option<(usize, usize)> {
 }
 
 /// Writes records to `fd` through a mapping, if it is a regular file opened for reading and
-/// writing that can be mapped; otherwise they go on with `write(2)` on it.
-pub fn open(fd: c_int) -> bool {
+/// writing that can be mapped; otherwise they go on with `write(2)` on it. `own`: the file is
+/// named for this process alone (see `DIRECT_LEFT`).
+pub fn open(fd: c_int, own: bool) -> bool {
     let Some((base, region)) = mapped_log::map_region(fd) else {
         return false;
     };
     FD.store(fd, Ordering::Relaxed);
     REGION.store(region, Ordering::Relaxed);
     no_chunk();
+    DIRECT_LEFT.store(if own { DIRECT_RECORDS } else { 0 }, Ordering::Relaxed);
     BASE.store(base, Ordering::Release);
     true
 }
@@ -127,6 +138,7 @@ pub fn open(fd: c_int) -> bool {
 /// the child claims its own when it writes.
 pub fn continue_in_child() {
     no_chunk();
+    DIRECT_LEFT.store(0, Ordering::Relaxed);
 }
 
 /// In a forked child that opens a log of its own (async-signal-safe): drops the parent's
@@ -213,6 +225,9 @@ pub fn append(bytes: &[u8]) {
         if FINISHED.load(Ordering::Relaxed) {
             return write_locked(bytes);
         }
+        if size == 0 && DIRECT_LEFT.load(Ordering::Relaxed) > 0 && write_direct(bytes) {
+            return;
+        }
         match claim(generation, len) {
             Claim::Done => continue,
             // A claim takes well under a millisecond; one that takes seconds (the file's
@@ -221,6 +236,27 @@ pub fn append(bytes: &[u8]) {
             Claim::Busy | Claim::Failed => return write_locked(bytes),
         }
     }
+}
+
+/// One of the first records of a file of this process's own, with `write(2)` and no lock (see
+/// `DIRECT_LEFT`); false when it must go into a chunk after all (none left, or a claim is
+/// under way: the caller waits for it as for any claim).
+#[cold]
+fn write_direct(bytes: &[u8]) -> bool {
+    if !take_claim() {
+        return false;
+    }
+    // Under `CLAIMING`: still no chunk (a claim that ended meanwhile made one).
+    let state = STATE.0.load(Ordering::Acquire);
+    let direct = chunk_of(state >> USED_BITS).1 == 0
+        && READY.load(Ordering::Relaxed) == 0
+        && DIRECT_LEFT.load(Ordering::Relaxed) > 0;
+    if direct {
+        DIRECT_LEFT.fetch_sub(1, Ordering::Relaxed);
+        crate::platform::sink::write_fd(FD.load(Ordering::Relaxed), bytes);
+    }
+    end_claim();
+    direct
 }
 
 /// How often a writer finds another thread claiming (and waits up to a millisecond for it)
@@ -455,6 +491,11 @@ pub fn give_back_rest() {
         }
     };
     let (start, size) = chunk;
+    if size == 0 && ready.is_none() {
+        // No chunk was ever claimed (only records written directly): nothing to give back.
+        end_claim();
+        return;
+    }
     let fd = FD.load(Ordering::Relaxed);
     with_file_locked(fd, |mut eof| {
         if let Some((ready_start, ready_size)) = ready

@@ -40,6 +40,11 @@ const REGION_SIZES: [usize; 3] = [16 << 30, 1 << 30, 64 << 20];
 /// leaves less faulted in for nothing at exit.
 const GROW_MIN: usize = 64 << 10;
 const GROW_MAX: usize = 4 << 20;
+/// A new file's size: its header and the first records of a short-lived process (a forked
+/// worker's whole log: its fork record, a few calls, its exit report). Its first store faults
+/// the file's pages into the page cache by readahead, as many as the file holds: a larger file
+/// cost such a process a page allocated and zeroed for each page it never wrote.
+const START_SIZE: usize = 8 << 10;
 
 /// The mapping; null when no binary log is open.
 static BASE: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
@@ -75,11 +80,15 @@ pub fn mapping() -> Option<(usize, usize)> {
 /// Opens (or continues: after an `exec`, or when another process writes the same file) the
 /// binary log at `path` (NUL-terminated). On failure returns the errno and changes nothing.
 pub fn open(path: &[u8]) -> Result<(), i32> {
-    let (fd, base, region, allocated) = map_file(path)?;
-    if let Some((dev, ino)) = identity(fd) {
-        DEV.store(dev, Ordering::Relaxed);
-        INO.store(ino, Ordering::Relaxed);
-    }
+    let OpenedLog {
+        fd,
+        base,
+        region,
+        allocated,
+        identity: (dev, ino),
+    } = map_file(path)?;
+    DEV.store(dev, Ordering::Relaxed);
+    INO.store(ino, Ordering::Relaxed);
     FD.store(fd, Ordering::Relaxed);
     REGION.store(region, Ordering::Relaxed);
     ALLOCATED.store(allocated, Ordering::Relaxed);
@@ -123,7 +132,18 @@ pub fn continue_in_child() {
     OPENED.fetch_add(1, Ordering::Relaxed);
 }
 
-fn map_file(path: &[u8]) -> Result<(c_int, *mut u8, usize, usize), i32> {
+/// A log file opened and mapped.
+struct OpenedLog {
+    fd: c_int,
+    base: *mut u8,
+    region: usize,
+    /// Bytes of the file allocated.
+    allocated: usize,
+    /// (device, inode), from the `fstat` that checked the file.
+    identity: (u64, u64),
+}
+
+fn map_file(path: &[u8]) -> Result<OpenedLog, i32> {
     let flags =
         libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK;
     // SAFETY: `path` is NUL-terminated (the caller's contract); mode 0600 because a log may
@@ -153,11 +173,11 @@ fn map_file(path: &[u8]) -> Result<(c_int, *mut u8, usize, usize), i32> {
         return fail(libc::EILSEQ);
     }
     let mut allocated = size;
-    if size < GROW_MIN {
-        if let Err(e) = allocate(fd, size, GROW_MIN) {
+    if size < START_SIZE {
+        if let Err(e) = allocate(fd, size, START_SIZE) {
             return fail(e);
         }
-        allocated = GROW_MIN;
+        allocated = START_SIZE;
     }
     let Some((base, region)) = map_region(fd) else {
         return fail(libc::ENOMEM);
@@ -173,12 +193,22 @@ fn map_file(path: &[u8]) -> Result<(c_int, *mut u8, usize, usize), i32> {
         unsafe { libc::syscall(libc::SYS_munmap, base, region) };
         return fail(libc::EILSEQ);
     }
-    Ok((fd, base, region, allocated.min(region)))
+    Ok(OpenedLog {
+        fd,
+        base,
+        region,
+        allocated: allocated.min(region),
+        identity: (st.st_dev, st.st_ino),
+    })
 }
 
 /// Whether the file is empty, or starts with the magic (or with zeros: being created by
 /// another process right now).
 fn starts_like_a_log(fd: c_int, size: usize) -> bool {
+    if size == 0 {
+        // A new file (each forked child's, with `%p`): nothing to read.
+        return true;
+    }
     let mut head = [0u8; 8];
     let want = size.min(head.len());
     // SAFETY: `head` is writable for `want` <= 8 bytes.
@@ -560,8 +590,15 @@ fn counts_tsc(ticks: u64) -> bool {
 /// log is full (the call is counted as lost).
 fn new_chunk(base: *mut u8, chunk: &mut Chunk, ev: &Event, need: usize) -> bool {
     let (pid, tid, tsc) = (ev.pid, ev.tid, counts_tsc(ev.ts_ns));
-    let size = chunk
-        .next_size
+    // The thread's chunks in an earlier log (its parent's, before the fork that opened this
+    // one) say nothing of this log: a forked worker's one call takes a small chunk, not the
+    // largest, which would grow its new file at once.
+    let next_size = if chunk.opened == OPENED.load(Ordering::Relaxed) {
+        chunk.next_size
+    } else {
+        CHUNK_MIN
+    };
+    let size = next_size
         .max(binary_v4::CHUNK_HEAD + need)
         .next_multiple_of(8);
     let Some(at) = reserve(base, size) else {

@@ -266,9 +266,14 @@ pub fn object_of(fd: c_int) -> Option<Name> {
 /// cannot be read. For the report, which names mappings whose object the hook left pending
 /// (it allocates).
 pub fn objects_mapped() -> Option<Vec<(u64, u64, Name)>> {
-    let files = crate::platform::modules::mapped_files_where(|path| {
+    Some(objects_in(&crate::platform::modules::read_proc_maps()?))
+}
+
+/// [`objects_mapped`] from a `/proc/self/maps` text.
+pub fn objects_in(maps: &[u8]) -> Vec<(u64, u64, Name)> {
+    let files = crate::platform::modules::files_in(maps, |path| {
         path.starts_with(b"/dev/shm/") || path.starts_with(b"/memfd:")
-    })?;
+    });
     let mut objects: Vec<(u64, u64, Name)> = files
         .iter()
         .filter_map(|f| {
@@ -278,7 +283,7 @@ pub fn objects_mapped() -> Option<Vec<(u64, u64, Name)>> {
         })
         .collect();
     objects.sort_by_key(|o| o.0);
-    Some(objects)
+    objects
 }
 
 /// The object mapped at `addr` among `objects` (from [`objects_mapped`]); an empty name for

@@ -68,9 +68,7 @@ pub fn call(event: &Event) {
 /// and changes nothing.
 pub fn use_binary_path(template: &[u8]) -> Result<(), i32> {
     set_template(template)?;
-    let mut path = [0u8; 2 * PATH_MAX];
-    let len = expanded_path(&mut path)?;
-    mapped_log::open(&path[..=len])
+    with_expanded_path(mapped_log::open)
 }
 
 /// Opens the log file named by `template`; on failure returns the errno and changes nothing.
@@ -83,7 +81,7 @@ pub fn use_path(template: &[u8]) -> Result<(), i32> {
 /// Records go to `fd`: through a mapping when it is a regular file (see `open_template`).
 fn use_file((fd, regular): (c_int, bool)) {
     if regular {
-        line_log::open(fd);
+        line_log::open(fd, per_pid());
     }
     FD.store(fd, Ordering::Release);
 }
@@ -98,6 +96,11 @@ fn set_template(template: &[u8]) -> Result<(), i32> {
     Ok(())
 }
 
+/// Whether the path names each process's own file (`%p`).
+fn per_pid() -> bool {
+    template().windows(2).any(|w| w == b"%p")
+}
+
 fn template() -> &'static [u8] {
     let len = TEMPLATE.len.load(Ordering::Acquire);
     // SAFETY: the first `len` bytes were written before `len` was published and never change.
@@ -106,18 +109,20 @@ fn template() -> &'static [u8] {
 
 /// In a forked child (async-signal-safe work only): a per-pid log gets a file of its own.
 pub fn reopen_after_fork() {
-    let template = template();
-    let per_pid = template.windows(2).any(|w| w == b"%p");
+    let per_pid = per_pid();
     if mapped_log::active() {
         // Without `%p`, parent and child share the file: its cursor is shared memory.
         if !per_pid {
             mapped_log::continue_in_child();
             return;
         }
-        let mut path = [0u8; 2 * PATH_MAX];
-        match expanded_path(&mut path) {
-            Ok(len) => mapped_log::reopen_in_child(Some(&path[..=len])),
-            Err(_) => mapped_log::reopen_in_child(None),
+        if with_expanded_path(|path| {
+            mapped_log::reopen_in_child(Some(path));
+            Ok(())
+        })
+        .is_err()
+        {
+            mapped_log::reopen_in_child(None);
         }
         if !mapped_log::active() {
             use_stderr();
@@ -141,29 +146,47 @@ pub fn reopen_after_fork() {
     }
 }
 
-/// The template with `%p` expanded, NUL-terminated in `path`; its length without the NUL.
-fn expanded_path(path: &mut [u8; 2 * PATH_MAX]) -> Result<usize, i32> {
-    let len =
-        expand(template(), crate::platform::process::pid(), path).ok_or(libc::ENAMETOOLONG)?;
-    if len >= path.len() {
-        return Err(libc::ENAMETOOLONG);
+/// Calls `f` with the template, `%p` expanded, NUL-terminated (the NUL included).
+fn with_expanded_path<T>(f: impl FnOnce(&[u8]) -> Result<T, i32>) -> Result<T, i32> {
+    // A short path in a small buffer: a forked child runs this on its parent's stack pages,
+    // and each page a large buffer touched (zeroing it, or the frame's stack probes) was a
+    // page copied.
+    let mut short = [0u8; 256];
+    match expanded_into(&mut short) {
+        Some(len) => f(&short[..=len]),
+        None => with_long_path(f),
     }
-    path[len] = 0;
-    Ok(len)
+}
+
+#[inline(never)]
+fn with_long_path<T>(f: impl FnOnce(&[u8]) -> Result<T, i32>) -> Result<T, i32> {
+    let mut path = [0u8; 2 * PATH_MAX];
+    let len = expanded_into(&mut path).ok_or(libc::ENAMETOOLONG)?;
+    f(&path[..=len])
+}
+
+/// The template with `%p` expanded, NUL-terminated in `path`; its length without the NUL, or
+/// `None` when it does not fit.
+fn expanded_into(path: &mut [u8]) -> Option<usize> {
+    let len = expand(template(), crate::platform::process::pid(), path)?;
+    *path.get_mut(len)? = 0;
+    Some(len)
 }
 
 /// Opens the log file; the descriptor, and whether it is a regular file opened for reading
 /// too (what a shared mapping needs).
 fn open_template() -> Result<(c_int, bool), i32> {
-    let mut path = [0u8; 2 * PATH_MAX];
-    expanded_path(&mut path)?;
+    with_expanded_path(open_path)
+}
+
+fn open_path(path: &[u8]) -> Result<(c_int, bool), i32> {
     // O_NONBLOCK only for the open: a FIFO nobody reads would otherwise block the program
     // forever (it fails with ENXIO instead, and the log falls back to stderr).
     let flags =
         libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK;
     // A regular file is opened for reading and writing, to be mapped; anything else (a FIFO,
     // which O_RDWR would open without a reader, a device, a file we may only write) as before.
-    let fd = open_log(&path, flags | libc::O_RDWR);
+    let fd = open_log(path, flags | libc::O_RDWR);
     if fd >= 0 {
         if is_regular(fd) {
             return Ok((fd, true));
@@ -171,7 +194,7 @@ fn open_template() -> Result<(c_int, bool), i32> {
         // SAFETY: opened just above, not published.
         unsafe { libc::close(fd) };
     }
-    let fd = open_log(&path, flags | libc::O_WRONLY);
+    let fd = open_log(path, flags | libc::O_WRONLY);
     if fd < 0 {
         return Err(errno::get());
     }
@@ -343,6 +366,40 @@ mod tests {
         assert_eq!(expanded(b"%p-%p", 7).unwrap(), "7-7");
         assert_eq!(expanded(b"plain", 7).unwrap(), "plain");
         assert_eq!(expanded(b"100%", 7).unwrap(), "100%");
+    }
+
+    /// The only test that sets the template (a global).
+    #[test]
+    fn paths_short_and_long_expand_whole_with_their_nul() {
+        let pid = crate::platform::process::pid();
+        let expanded = |template: &[u8]| {
+            set_template(template).unwrap();
+            with_expanded_path(|p| Ok(p.to_vec()))
+        };
+        let short = b"/tmp/log.%p".to_vec();
+        let long = [&[b'd'; 300][..], b"/log.%p"].concat();
+        for template in [short, long] {
+            let pid_text = pid.to_string();
+            let text = String::from_utf8(template.clone()).unwrap();
+            let mut want = text.replace("%p", &pid_text).into_bytes();
+            want.push(0);
+            assert_eq!(expanded(&template), Ok(want), "{}", template.len());
+        }
+        let too_long = [
+            &[b'd'; PATH_MAX - 1][..],
+            b"%p%p%p%p%p%p%p%p%p%p%p%p%p%p%p%p",
+        ]
+        .concat();
+        assert!(set_template(&too_long).is_err());
+        // As long as it fits with its NUL in twice PATH_MAX, whatever the pid's digits.
+        let fills = [&[b'%', b'p'][..]; 2047].concat();
+        let len = 2047 * pid.to_string().len();
+        let want = if len < 2 * PATH_MAX {
+            Ok(len + 1)
+        } else {
+            Err(libc::ENAMETOOLONG)
+        };
+        assert_eq!(expanded(&fills).map(|p| p.len()), want);
     }
 
     #[test]
