@@ -18,7 +18,7 @@ mod probe;
 pub mod record;
 pub mod state;
 
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::ledger::{Ledger, OpenSemaphore};
 use crate::platform::config::{self, AuditEnv, Lossy};
@@ -29,17 +29,19 @@ use shmtrace_core::trace::binary::KIND_FINDING;
 use shmtrace_core::trace::event::{Event, Func, Phase, SemOp};
 use shmtrace_core::trace::linebuf::LineBuf;
 
+use codes::what;
 pub use codes::{Code, Finding, Severity};
 pub use detect::Pre;
-use state::State;
+use state::{RemovedFilter, State};
 
 static STATE: SpinLock<State> = SpinLock::new(State::new());
 /// Codes suppressed by a rule without a site (bit `Code::bit`).
 static SUPPRESSED: AtomicU32 = AtomicU32::new(0);
 /// `SHMTRACE_BLOCK_WARN_MS`, 0 = off.
 static BLOCK_WARN_MS: AtomicU64 = AtomicU64::new(0);
-/// Whether this process removed any SysV object yet (before that, no use can be "after").
-static ANY_REMOVED: AtomicBool = AtomicBool::new(false);
+/// Which SysV ids this process may have removed (the state's own table, published after each
+/// change): a use of any other cannot be "after remove".
+static REMOVED: RemovedFilter = RemovedFilter::new();
 
 /// The longest suppression file read (a longer one is read up to this).
 const SUPPRESS_MAX: usize = 64 * 1024;
@@ -290,7 +292,7 @@ fn work(ev: &Event, pre: &Pre) -> Work {
             }
         }
         Func::Semop | Func::Semtimedop => {
-            if ANY_REMOVED.load(Ordering::Relaxed) {
+            if REMOVED.may_hold(what::SEMAPHORE_SET, ev.arg_int(0)) {
                 Work::Detect
             } else if ev.failed() || !ev.sops().iter().any(detect::changes_holdings) {
                 Work::Nothing
@@ -306,7 +308,9 @@ fn work(ev: &Event, pre: &Pre) -> Work {
         Func::ShmUnlink | Func::MemfdCreate | Func::SemClose | Func::SemUnlink => Work::Nothing,
         Func::Msgget | Func::Msgctl => Work::Detect,
         // A use of a removed queue is all there is to find in them.
-        Func::Msgsnd | Func::Msgrcv if ANY_REMOVED.load(Ordering::Relaxed) => Work::Detect,
+        Func::Msgsnd | Func::Msgrcv if REMOVED.may_hold(what::MESSAGE_QUEUE, ev.arg_int(0)) => {
+            Work::Detect
+        }
         Func::Msgsnd | Func::Msgrcv => Work::Nothing,
     }
 }
@@ -333,16 +337,16 @@ pub enum Counted {
     Detect,
 }
 
-/// [`after`]'s decision for the calls of `Ledger::counts_only`, from the function and whether
-/// it succeeded (the operations, which only a `semop`'s holdings need, are read afterwards).
+/// [`after`]'s decision for the calls of `Ledger::counts_only`, from the function, its first
+/// argument (the id) and whether it succeeded (the operations, which only a `semop`'s holdings
+/// need, are read afterwards).
 #[inline(always)]
-pub fn counted_work(func: Func, ok: bool) -> Counted {
+pub fn counted_work(func: Func, id: i32, ok: bool) -> Counted {
     match func {
-        Func::Semop | Func::Semtimedop | Func::Msgsnd | Func::Msgrcv
-            if ANY_REMOVED.load(Ordering::Relaxed) =>
-        {
+        Func::Semop | Func::Semtimedop if REMOVED.may_hold(what::SEMAPHORE_SET, id) => {
             Counted::Detect
         }
+        Func::Msgsnd | Func::Msgrcv if REMOVED.may_hold(what::MESSAGE_QUEUE, id) => Counted::Detect,
         Func::Semop | Func::Semtimedop if ok => Counted::Holdings,
         _ => Counted::Nothing,
     }
@@ -393,9 +397,7 @@ fn detect_after(ev: &Event, pre: &Pre, page: u64, queued: Option<(u64, u64)>) {
     {
         let mut state = STATE.lock();
         detect::find(&mut state, ev, pre, &asked, &mut found);
-        if matches!(ev.func, Func::Shmctl | Func::Semctl | Func::Msgctl) && state.any_removed() {
-            ANY_REMOVED.store(true, Ordering::Relaxed);
-        }
+        state.publish_removed(&REMOVED);
     }
     for finding in found.iter() {
         report_finding(finding);
@@ -457,10 +459,11 @@ pub unsafe fn after_fork_in_child() {
     // SAFETY: no other thread exists, so nobody else can touch the state; resetting it in
     // place allocates nothing, and the lock is then released whoever held it.
     unsafe {
-        (*STATE.data_ptr()).clear();
+        let state = &mut *STATE.data_ptr();
+        state.clear();
+        state.publish_removed(&REMOVED);
         STATE.unlock_raw();
     }
-    ANY_REMOVED.store(false, Ordering::Relaxed);
 }
 
 #[cfg(test)]
@@ -477,35 +480,77 @@ mod tests {
         BLOCK_WARN_MS.store(0, Ordering::Relaxed);
     }
 
-    /// Called from the test below: both change `ANY_REMOVED`, so they must not run at once.
+    /// Marks `(kind, id)` removed as a successful `IPC_RMID` would, runs `f`, and forgets it
+    /// again as a get returning the id would.
+    fn with_removed<T>(kind: u64, id: i32, f: impl FnOnce() -> T) -> T {
+        let change = |removed: bool| {
+            let mut state = STATE.lock();
+            if removed {
+                state.removed(kind, id);
+            } else {
+                state.id_reused(kind, id);
+            }
+            state.publish_removed(&REMOVED);
+        };
+        change(true);
+        let out = f();
+        change(false);
+        out
+    }
+
+    /// An id no other test uses, and its neighbour.
+    const REMOVED_ID: i32 = 0x5eed_0001;
+
+    /// Called from the test below, which also marks ids removed.
     fn a_counted_call_without_its_event_gets_the_work_it_would_get_with_it() {
         for func in Func::ALL
             .iter()
             .copied()
             .filter(|&f| Ledger::counts_only(f))
         {
+            let kind = match func {
+                Func::Msgsnd | Func::Msgrcv => what::MESSAGE_QUEUE,
+                _ => what::SEMAPHORE_SET,
+            };
             for removed in [false, true] {
-                for ret in [0, func.failure_value()] {
-                    for flg in [0, libc::SEM_UNDO as i16] {
-                        ANY_REMOVED.store(removed, Ordering::Relaxed);
-                        let mut ev = Event::new(Phase::Exit, func);
-                        ev.ret = ret;
-                        ev.sops[0].op = -1;
-                        ev.sops[0].flg = flg;
-                        ev.sops_read = 1;
-                        let with_event = work(&ev, &Pre::default());
-                        let without = match counted_work(func, !ev.failed()) {
-                            Counted::Holdings
-                                if !ev.sops().iter().any(detect::changes_holdings) =>
-                            {
-                                Work::Nothing
+                for id in [REMOVED_ID, REMOVED_ID + 1] {
+                    for ret in [0, func.failure_value()] {
+                        for flg in [0, libc::SEM_UNDO as i16] {
+                            let mut ev = Event::new(Phase::Exit, func);
+                            ev.args[0] = id as u64;
+                            ev.ret = ret;
+                            ev.sops[0].op = -1;
+                            ev.sops[0].flg = flg;
+                            ev.sops_read = 1;
+                            let both = || {
+                                let with_event = work(&ev, &Pre::default());
+                                let without = match counted_work(func, id, !ev.failed()) {
+                                    Counted::Holdings
+                                        if !ev.sops().iter().any(detect::changes_holdings) =>
+                                    {
+                                        Work::Nothing
+                                    }
+                                    Counted::Holdings => Work::Holdings,
+                                    Counted::Nothing => Work::Nothing,
+                                    Counted::Detect => Work::Detect,
+                                };
+                                (with_event, without)
+                            };
+                            let (with_event, without) = if removed {
+                                with_removed(kind, REMOVED_ID, both)
+                            } else {
+                                both()
+                            };
+                            assert_eq!(
+                                with_event, without,
+                                "{func:?} removed {removed} id {id:#x} ret {ret}"
+                            );
+                            let use_after_remove =
+                                removed && id == REMOVED_ID && !matches!(func, Func::MemfdCreate);
+                            if use_after_remove {
+                                assert_eq!(without, Work::Detect, "{func:?} ret {ret}");
                             }
-                            Counted::Holdings => Work::Holdings,
-                            Counted::Nothing => Work::Nothing,
-                            Counted::Detect => Work::Detect,
-                        };
-                        ANY_REMOVED.store(false, Ordering::Relaxed);
-                        assert_eq!(with_event, without, "{func:?} removed {removed} ret {ret}");
+                        }
                     }
                 }
             }
@@ -602,10 +647,19 @@ mod tests {
         op.ret = -1;
         assert_eq!(work(&op, &Pre::default()), Work::Nothing);
         op.ret = 0;
-        ANY_REMOVED.store(true, Ordering::Relaxed);
-        let after_a_removal = work(&op, &Pre::default());
-        ANY_REMOVED.store(false, Ordering::Relaxed);
-        assert_eq!(after_a_removal, Work::Detect, "a use after remove may show");
+        op.args[0] = REMOVED_ID as u64;
+        let after_its_removal = with_removed(what::SEMAPHORE_SET, REMOVED_ID, || {
+            work(&op, &Pre::default())
+        });
+        assert_eq!(
+            after_its_removal,
+            Work::Detect,
+            "a use after remove may show"
+        );
+        let other_set = with_removed(what::SEMAPHORE_SET, REMOVED_ID + 1, || {
+            work(&op, &Pre::default())
+        });
+        assert_eq!(other_set, Work::Holdings, "only its own removal matters");
         a_counted_call_without_its_event_gets_the_work_it_would_get_with_it();
     }
 }

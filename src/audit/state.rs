@@ -6,6 +6,8 @@
 //! addresses) or the new one is not tracked (holdings, distinct findings, which are still
 //! counted). A finding missed that way is a false negative, never a false positive.
 
+use core::sync::atomic::{AtomicU8, Ordering};
+
 use super::codes::{Finding, Severity};
 
 pub const REMOVED_KEPT: usize = 64;
@@ -35,6 +37,8 @@ pub struct Found {
 pub struct State {
     /// `(kind, id)` removed by this process.
     removed: Recent<REMOVED_KEPT>,
+    /// Slots of `removed`'s filter changed since [`State::publish_removed`].
+    removed_changed: Changed,
     detached: Recent<DETACHED_KEPT>,
     holdings: [Option<Holding>; HOLDINGS_KEPT],
     found: [Option<Found>; FOUND_KEPT],
@@ -52,6 +56,7 @@ impl State {
     pub const fn new() -> State {
         State {
             removed: Recent::new(),
+            removed_changed: Changed::NONE,
             detached: Recent::new(),
             holdings: [None; HOLDINGS_KEPT],
             found: [None; FOUND_KEPT],
@@ -63,7 +68,9 @@ impl State {
     /// written is a page copied from the parent, and a short-lived child that does one thing
     /// paid for the copies of the whole state.
     pub fn clear(&mut self) {
-        self.removed.reset();
+        if self.removed.reset() {
+            self.removed_changed.all = true;
+        }
         self.detached.reset();
         for slot in &mut self.holdings {
             if slot.is_some() {
@@ -80,21 +87,43 @@ impl State {
         }
     }
 
-    pub fn any_removed(&self) -> bool {
-        !self.removed.is_empty()
-    }
-
     pub fn was_removed(&self, kind: u64, id: i32) -> bool {
         self.removed.contains(object_key(kind, id))
     }
 
     pub fn removed(&mut self, kind: u64, id: i32) {
-        self.removed.insert(object_key(kind, id));
+        let key = object_key(kind, id);
+        if let Some(evicted) = self.removed.insert(key) {
+            self.removed_changed.note(evicted);
+        }
+        self.removed_changed.note(key);
     }
 
     /// A get returned this id: it names a live object again.
     pub fn id_reused(&mut self, kind: u64, id: i32) {
-        self.removed.forget(object_key(kind, id));
+        let key = object_key(kind, id);
+        if self.removed.forget(key) {
+            self.removed_changed.note(key);
+        }
+    }
+
+    /// Copies what changed in the removed ids' filter since the last call to `to`, which
+    /// threads read without this state's lock.
+    pub fn publish_removed(&mut self, to: &RemovedFilter) {
+        let changed = core::mem::replace(&mut self.removed_changed, Changed::NONE);
+        let publish = |slot: usize| {
+            let count = self.removed.counts[slot];
+            if to.0[slot].load(Ordering::Relaxed) != count {
+                to.0[slot].store(count, Ordering::Relaxed);
+            }
+        };
+        if changed.all {
+            (0..FILTER_SLOTS).for_each(publish);
+        } else {
+            changed.slots[..changed.len]
+                .iter()
+                .for_each(|&s| publish(s.into()));
+        }
     }
 
     pub fn was_detached(&self, addr: u64) -> bool {
@@ -199,6 +228,52 @@ fn object_key(kind: u64, id: i32) -> u64 {
 
 const FILTER_SLOTS: usize = 1024;
 
+fn filter_slot(key: u64) -> usize {
+    (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 54) as usize % FILTER_SLOTS
+}
+
+/// The removed ids' counting filter as [`State::publish_removed`] last copied it: a thread
+/// asks "could this id have been removed?" in one load, without the audit's lock, so that
+/// a program that removed some object pays nothing more on every use of the others.
+pub struct RemovedFilter([AtomicU8; FILTER_SLOTS]);
+
+impl RemovedFilter {
+    pub const fn new() -> Self {
+        RemovedFilter([const { AtomicU8::new(0) }; FILTER_SLOTS])
+    }
+
+    /// False only if `(kind, id)` is surely not among the removed ids.
+    #[inline(always)]
+    pub fn may_hold(&self, kind: u64, id: i32) -> bool {
+        self.0[filter_slot(object_key(kind, id))].load(Ordering::Relaxed) != 0
+    }
+}
+
+/// Keys whose filter slot changed; more than fit: all slots.
+struct Changed {
+    slots: [u16; 4],
+    len: usize,
+    all: bool,
+}
+
+impl Changed {
+    const NONE: Changed = Changed {
+        slots: [0; 4],
+        len: 0,
+        all: false,
+    };
+
+    fn note(&mut self, key: u64) {
+        match self.slots.get_mut(self.len) {
+            Some(slot) => {
+                *slot = filter_slot(key) as u16;
+                self.len += 1;
+            }
+            None => self.all = true,
+        }
+    }
+}
+
 /// The last `N` distinct non-zero keys, the oldest forgotten first. A counting filter answers
 /// the common question, "not there", with one load: these tables are asked on every shm and
 /// semaphore call, and a program that creates and removes in a loop keeps them full.
@@ -220,43 +295,41 @@ impl<const N: usize> Recent<N> {
         }
     }
 
-    fn slot(key: u64) -> usize {
-        (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 54) as usize % FILTER_SLOTS
-    }
-
-    fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// [`Recent::new`], written only if something was ever inserted (an empty table's keys
-    /// and counts are all zero: `forget` keeps them so).
-    fn reset(&mut self) {
-        if self.len != 0 || self.next != 0 {
+    /// and counts are all zero: `forget` keeps them so); whether it was.
+    fn reset(&mut self) -> bool {
+        let used = self.len != 0 || self.next != 0;
+        if used {
             *self = Self::new();
         }
+        used
     }
 
     fn contains(&self, key: u64) -> bool {
-        key != 0 && self.counts[Self::slot(key)] != 0 && self.keys.contains(&key)
+        key != 0 && self.counts[filter_slot(key)] != 0 && self.keys.contains(&key)
     }
 
-    fn insert(&mut self, key: u64) {
+    /// Adds `key`; the key it pushed out to make room, if any.
+    fn insert(&mut self, key: u64) -> Option<u64> {
         if key == 0 || self.contains(key) {
-            return;
+            return None;
         }
         let old = core::mem::replace(&mut self.keys[self.next], key);
         self.next = (self.next + 1) % N;
+        self.counts[filter_slot(key)] += 1;
         if old == 0 {
             self.len += 1;
+            None
         } else {
-            self.counts[Self::slot(old)] -= 1;
+            self.counts[filter_slot(old)] -= 1;
+            Some(old)
         }
-        self.counts[Self::slot(key)] += 1;
     }
 
-    fn forget(&mut self, key: u64) {
-        if key == 0 || self.counts[Self::slot(key)] == 0 {
-            return;
+    /// Removes `key`; whether it was there.
+    fn forget(&mut self, key: u64) -> bool {
+        if key == 0 || self.counts[filter_slot(key)] == 0 {
+            return false;
         }
         // Keys are distinct (`insert` adds none twice): the first one found is the only one.
         // Newest first: what is forgotten was most often just inserted (an address `shmdt`
@@ -266,10 +339,11 @@ impl<const N: usize> Recent<N> {
             if self.keys[i] == key {
                 self.keys[i] = 0;
                 self.len -= 1;
-                self.counts[Self::slot(key)] -= 1;
-                return;
+                self.counts[filter_slot(key)] -= 1;
+                return true;
             }
         }
+        false
     }
 }
 
@@ -329,6 +403,50 @@ mod tests {
         }
         assert!(!s.was_removed(0, 0), "the oldest made room");
         assert!(s.was_removed(0, REMOVED_KEPT as i32));
+    }
+
+    #[test]
+    fn the_published_filter_follows_the_removed_ids() {
+        let filter = RemovedFilter::new();
+        let mut s = State::new();
+        let holds = |f: &RemovedFilter, kind, id| f.may_hold(kind, id);
+        s.removed(1, 7);
+        assert!(!holds(&filter, 1, 7), "not before it is published");
+        s.publish_removed(&filter);
+        assert!(holds(&filter, 1, 7));
+        assert!(
+            !holds(&filter, 5, 7) && !holds(&filter, 1, 8),
+            "other ids stay free"
+        );
+        s.id_reused(1, 7);
+        s.publish_removed(&filter);
+        assert!(!holds(&filter, 1, 7));
+        // Past the table's size the oldest is pushed out, and its slot published free.
+        for id in 0..=REMOVED_KEPT as i32 {
+            s.removed(5, id);
+            s.publish_removed(&filter);
+        }
+        assert!(!s.was_removed(5, 0));
+        for id in 0..=REMOVED_KEPT as i32 {
+            let in_table = s.was_removed(5, id);
+            assert!(
+                !in_table || holds(&filter, 5, id),
+                "{id}: removed, so it may be held"
+            );
+        }
+        let counts_match = |f: &RemovedFilter, s: &State| {
+            (0..FILTER_SLOTS).all(|i| f.0[i].load(Ordering::Relaxed) == s.removed.counts[i])
+        };
+        assert!(counts_match(&filter, &s));
+        // Many changes before one publication (more than a call makes) publish them all.
+        for id in 100..110 {
+            s.removed(1, id);
+        }
+        s.publish_removed(&filter);
+        assert!(counts_match(&filter, &s));
+        s.clear();
+        s.publish_removed(&filter);
+        assert!((0..FILTER_SLOTS).all(|i| filter.0[i].load(Ordering::Relaxed) == 0));
     }
 
     #[test]
@@ -399,9 +517,11 @@ mod tests {
         );
         assert!((93..=100).all(|k| r.contains(k)));
         r.forget(95);
-        assert!(!r.contains(95) && r.contains(96) && !r.is_empty());
-        (93..=100).for_each(|k| r.forget(k));
-        assert!(r.is_empty() && r.counts.iter().all(|&c| c == 0));
+        assert!(!r.contains(95) && r.contains(96) && r.len != 0);
+        (93..=100).for_each(|k| {
+            r.forget(k);
+        });
+        assert!(r.len == 0 && r.counts.iter().all(|&c| c == 0));
         assert!(!r.contains(0));
     }
 }

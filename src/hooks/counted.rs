@@ -40,7 +40,7 @@ pub(super) fn count(
     let ret = call(&mut started);
     let call_errno = errno_at.get();
     recorder::count(func);
-    match audit::counted_work(func, ret != func.failure_value()) {
+    match audit::counted_work(func, args[0] as i32, ret != func.failure_value()) {
         Counted::Nothing => {}
         Counted::Holdings => {
             shield(|| holdings(&args, caller));
