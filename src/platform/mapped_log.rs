@@ -25,7 +25,7 @@ use core::sync::atomic::{
     compiler_fence,
 };
 
-use crate::platform::{clock, config, errno};
+use crate::platform::{clock, config, errno, process};
 use shmtrace_core::trace::binary::{self, HEADER_SIZE};
 use shmtrace_core::trace::binary_v4;
 use shmtrace_core::trace::event::{Event, Phase};
@@ -473,7 +473,6 @@ struct Chunk {
     /// the child's own) is never written again.
     opened: u32,
     pid: i32,
-    tid: i32,
     /// Its records count TSC ticks (else nanoseconds).
     tsc: bool,
     /// Next byte to write, end of the chunk (offsets in the file; `pos == end == 0`: none).
@@ -494,7 +493,6 @@ struct Chunk {
 const NO_CHUNK: Chunk = Chunk {
     opened: 0,
     pid: 0,
-    tid: 0,
     tsc: false,
     pos: 0,
     end: 0,
@@ -557,9 +555,10 @@ fn counts_tsc(ticks: u64) -> bool {
 }
 
 /// Takes a new chunk for this thread with room for `need` bytes of record; false when the
-/// log is full (the call is counted as lost).
+/// log is full (the call is counted as lost). The chunk has the thread's tid: its records do
+/// not (an event for the binary log carries none).
 fn new_chunk(base: *mut u8, chunk: &mut Chunk, ev: &Event, need: usize) -> bool {
-    let (pid, tid, tsc) = (ev.pid, ev.tid, counts_tsc(ev.ts_ns));
+    let (pid, tid, tsc) = (ev.pid, process::tid(), counts_tsc(ev.ts_ns));
     let size = chunk
         .next_size
         .max(binary_v4::CHUNK_HEAD + need)
@@ -586,7 +585,6 @@ fn new_chunk(base: *mut u8, chunk: &mut Chunk, ev: &Event, need: usize) -> bool 
     *chunk = Chunk {
         opened: OPENED.load(Ordering::Relaxed),
         pid,
-        tid,
         tsc,
         pos: at + binary_v4::CHUNK_HEAD,
         end: at + size,
@@ -608,11 +606,12 @@ fn new_chunk(base: *mut u8, chunk: &mut Chunk, ev: &Event, need: usize) -> bool 
 #[inline]
 fn room(base: *mut u8, chunk: &mut Chunk, ev: &Event, need: usize) -> bool {
     // Once the log is full, no thread writes on in what is left of its chunk: the records of
-    // each thread stop at the same call.
+    // each thread stop at the same call. The chunk is thread-local, so it is this thread's
+    // unless the process changed under it (a fork's child, a vfork's child on its parent's
+    // TLS, or its parent after it): the pid tells.
     let fits = chunk.opened == OPENED.load(Ordering::Relaxed)
         && !STOPPED.load(Ordering::Relaxed)
         && chunk.pid == ev.pid
-        && chunk.tid == ev.tid
         && chunk.tsc == counts_tsc(ev.ts_ns)
         && chunk.pos + need <= chunk.end;
     if !fits {
@@ -762,10 +761,10 @@ mod tests {
     use shmtrace_core::trace::binary::{Item, Reader};
     use shmtrace_core::trace::event::{Func, Phase};
 
-    fn event(func: Func, tid: i32, seq: u64) -> Event {
+    /// An event as a hook has it for the binary log: no tid (its chunk has it).
+    fn event(func: Func, seq: u64) -> Event {
         let mut ev = Event::new(Phase::Enter, func);
         ev.pid = 1;
-        ev.tid = tid;
         ev.ts_ns = seq;
         ev.args[1] = seq;
         ev
@@ -787,20 +786,20 @@ mod tests {
             .map(|t| {
                 std::thread::spawn(move || {
                     for seq in 0..CALLS {
-                        let mut ev = event(Func::Munmap, 100 + t, seq);
+                        let mut ev = event(Func::Munmap, seq);
                         call_started(&ev);
                         ev.phase = Phase::Exit;
                         ev.ret = seq as i64;
                         call_returned(&ev);
                     }
                     // Left in progress, as if killed here.
-                    call_started(&event(Func::Mmap, 100 + t, CALLS));
+                    call_started(&event(Func::Mmap, CALLS));
+                    (process::tid(), t as usize)
                 })
             })
             .collect();
-        for w in workers {
-            w.join().unwrap();
-        }
+        let threads: std::collections::HashMap<i32, usize> =
+            workers.into_iter().map(|w| w.join().unwrap()).collect();
         other(binary::KIND_REPORT, b"text\n", b"{}\n");
         let data = std::fs::read(&path).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
@@ -811,7 +810,7 @@ mod tests {
         for item in reader.by_ref() {
             match item {
                 Item::Call(ev) | Item::Waited(ev) if ev.phase == Phase::Exit => {
-                    let t = (ev.tid - 100) as usize;
+                    let t = threads[&ev.tid];
                     assert_eq!((ev.args[1], ev.ret), (next[t], next[t] as i64));
                     next[t] += 1;
                 }

@@ -164,11 +164,42 @@ impl Registers {
 
 /// A writer of varints into a record. Its owner checked once that the record has room for
 /// the most the record can take (`start_bound`, `end_bound`: every varint at most
-/// `VARINT_MAX` bytes), so the stores need no check each: everything inlines into the two
-/// writers, with `len` in a register.
+/// `VARINT_MAX` bytes, and `SPARE` more for the last one's wide store), so the stores need
+/// no check each: everything inlines into the writers, with `len` in a register.
 struct Out {
     ptr: *mut u8,
     len: usize,
+}
+
+/// Room past a record's bound: a varint is stored with one 8-byte store (`Out::varint`),
+/// whose bytes past the varint are zeros, so the last field of a record may store up to 7
+/// bytes past where the record ends.
+const SPARE: usize = 8;
+
+/// The continuation bits of an 8-byte varint (every byte's but the last), and of the first
+/// 8 bytes of a longer one.
+const CONTINUATION: u64 = 0x0080_8080_8080_8080;
+const CONTINUED: u64 = 0x8080_8080_8080_8080;
+
+/// By a value's leading zeros: the bytes of its varint and their continuation bits (for
+/// values below 2^56, up to 8 bytes).
+const WIDE: [(u8, u64); 65] = {
+    let mut table = [(0, 0); 65];
+    let mut zeros = 8;
+    while zeros <= 64 {
+        let n = if zeros == 64 { 1 } else { (70 - zeros) / 7 };
+        table[zeros] = (n as u8, CONTINUATION >> (64 - 8 * n));
+        zeros += 1;
+    }
+    table
+};
+
+/// `v` (below 2^56) with its 7-bit groups moved one to a byte, least significant first.
+#[inline(always)]
+fn spread7(v: u64) -> u64 {
+    let x = (v & 0x0fff_ffff) | ((v & 0x00ff_ffff_f000_0000) << 4);
+    let x = (x & 0x0000_3fff_0000_3fff) | ((x & 0x0fff_c000_0fff_c000) << 2);
+    (x & 0x007f_007f_007f_007f) | ((x & 0x3f80_3f80_3f80_3f80) << 1)
 }
 
 impl Out {
@@ -189,17 +220,34 @@ impl Out {
         self.len += 1;
     }
 
+    /// Eight bytes at once, of which `n` count: the record's next bytes, and zeros after
+    /// them where nothing was written yet (records are only ever appended into zeros).
     #[inline(always)]
-    fn varint(&mut self, mut v: u64) {
+    fn word(&mut self, w: u64, n: usize) {
+        // SAFETY: as for `byte`: the bound leaves `SPARE` bytes past the last field.
+        unsafe {
+            self.ptr
+                .add(self.len)
+                .cast::<u64>()
+                .write_unaligned(w.to_le())
+        };
+        self.len += n;
+    }
+
+    /// LEB128: most values in one or two bytes, any below 2^56 with one store.
+    #[inline(always)]
+    fn varint(&mut self, v: u64) {
         if v < 0x80 {
             self.byte(v as u8);
-            return;
+        } else if v < 1 << 14 {
+            self.word(v & 0x7f | (v << 1) & 0x7f00 | 0x80, 2);
+        } else if v < 1 << 56 {
+            let (n, continuation) = WIDE[v.leading_zeros() as usize];
+            self.word(spread7(v) | continuation, usize::from(n));
+        } else {
+            self.word(spread7(v) | CONTINUED, 8);
+            self.varint(v >> 56);
         }
-        while v >= 0x80 {
-            self.byte(v as u8 | 0x80);
-            v >>= 7;
-        }
-        self.byte(v as u8);
     }
 
     #[inline(always)]
@@ -209,9 +257,10 @@ impl Out {
 
     #[inline(always)]
     fn bytes(&mut self, b: &[u8]) {
-        for &byte in b {
-            self.byte(byte);
-        }
+        // SAFETY: as for `byte`: the bound counts every byte of a name; `b` is not inside
+        // the record.
+        unsafe { core::ptr::copy_nonoverlapping(b.as_ptr(), self.ptr.add(self.len), b.len()) };
+        self.len += b.len();
     }
 
     #[inline(always)]
@@ -225,7 +274,10 @@ impl Out {
                     match zigzag(v.wrapping_sub(!regs.not_map) as i64).checked_add(1) {
                         Some(e) => self.varint(e),
                         // 2^64: the one difference whose code does not fit 64 bits.
-                        None => self.bytes(&MAP_2_64),
+                        None => {
+                            self.word(CONTINUED, 8);
+                            self.varint(1 << 8);
+                        }
                     }
                     regs.not_map = !v;
                 }
@@ -248,9 +300,6 @@ impl Out {
         }
     }
 }
-
-/// The varint of 2^64 (an address whose difference from the previous is -2^63).
-const MAP_2_64: [u8; VARINT_MAX] = [0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02];
 
 /// How each argument of each function is stored, worked out at compile time.
 const CLASSES: [[Class; 6]; Func::COUNT] = {
@@ -286,27 +335,22 @@ fn unzigzag(v: u64) -> i64 {
 const VARINT_MAX: usize = 10;
 const SOP_MAX: usize = 3 + 3 + 3;
 
-/// At most this many bytes for the start of `ev`'s record.
-#[inline]
-pub fn start_bound(ev: &Event) -> usize {
-    let mut n = CALL_HEAD + 2 * VARINT_MAX + VARINT_MAX * ev.func.arg_count();
-    if !ev.stack.is_empty() {
-        n += 1 + VARINT_MAX * ev.stack().len();
-    }
-    if has_sops(ev.func) {
+/// At most this many bytes for the start of a record of `func` without frames.
+const fn start_bound_of(func: Func) -> usize {
+    let mut n = CALL_HEAD + 2 * VARINT_MAX + VARINT_MAX * func.arg_count() + SPARE;
+    if has_sops(func) {
         n += 1 + SOP_MAX * SOPS_KEPT;
     }
     n
 }
 
 /// At most this many bytes for the end of a record of `func`.
-#[inline]
-pub fn end_bound(func: Func) -> usize {
-    let mut n = 1 + 2 * VARINT_MAX;
+const fn end_bound_of(func: Func) -> usize {
+    let mut n = 1 + 2 * VARINT_MAX + SPARE;
     if has_sops(func) {
         n += 1 + SOP_MAX * SOPS_KEPT;
     }
-    if func == Func::Semtimedop {
+    if matches!(func, Func::Semtimedop) {
         n += 2 * VARINT_MAX;
     }
     if has_name(func) {
@@ -315,27 +359,88 @@ pub fn end_bound(func: Func) -> usize {
     n
 }
 
-/// Writes the start of `ev`'s record into `rec` (at least `start_bound` bytes), all but its
-/// head byte (left 0: the caller stores it last); returns its length. `waiting`: the call
-/// is logged as started because it waits (its operations go with the start).
-pub fn write_start(rec: &mut [u8], regs: &mut Registers, ev: &Event, waiting: bool) -> usize {
-    let Some(mut out) = Out::new(rec, 1, start_bound(ev)) else {
-        return 0;
+const fn bounds(end: bool) -> [usize; Func::COUNT] {
+    let mut table = [0; Func::COUNT];
+    let mut f = 0;
+    while f < Func::COUNT {
+        table[f] = if end {
+            end_bound_of(Func::ALL[f])
+        } else {
+            start_bound_of(Func::ALL[f])
+        };
+        f += 1;
+    }
+    table
+}
+
+const START_BOUNDS: [usize; Func::COUNT] = bounds(false);
+const END_BOUNDS: [usize; Func::COUNT] = bounds(true);
+
+/// At most this many bytes for the start of `ev`'s record.
+#[inline]
+pub fn start_bound(ev: &Event) -> usize {
+    let mut n = START_BOUNDS[ev.func as usize];
+    if !ev.stack.is_empty() {
+        n += 1 + VARINT_MAX * ev.stack().len();
+    }
+    n
+}
+
+/// At most this many bytes for the end of a record of `func`.
+#[inline]
+pub fn end_bound(func: Func) -> usize {
+    END_BOUNDS[func as usize]
+}
+
+/// The writers of each function's records, each with its function's layout worked out at
+/// compile time (which arguments are addresses, whether it has operations or a name).
+macro_rules! writers_by_func {
+    ($($variant:ident $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty
+        { group: $group:ident, pointer: $pointer:literal, blocks: $blocks:literal
+            $(, failure: $failure:literal)? })*) => {
+        #[inline(always)]
+        fn start_by_func(out: &mut Out, regs: &mut Registers, ev: &Event, waiting: bool) {
+            match ev.func {
+                $(Func::$variant => start_of::<{ Func::$variant as u8 }>(out, regs, ev, waiting)),*
+            }
+        }
+
+        #[inline(always)]
+        fn end_by_func(out: &mut Out, regs: &mut Registers, ev: &Event, waiting: bool,
+            dur: u64, at_ns: bool) {
+            match ev.func {
+                $(Func::$variant =>
+                    end_of::<{ Func::$variant as u8 }>(out, regs, ev, waiting, dur, at_ns)),*
+            }
+        }
     };
-    out.bytes(&[0, 0]);
-    out.byte(ev.func as u8);
-    let stack = ev.stack();
-    out.byte(flag(waiting, START_WAITING) | flag(!stack.is_empty(), START_STACK));
+}
+
+crate::hook_table!(writers_by_func);
+
+/// The start of a record of function number `F`.
+#[inline(always)]
+fn start_of<const F: u8>(out: &mut Out, regs: &mut Registers, ev: &Event, waiting: bool) {
+    let func = const { Func::ALL[F as usize] };
+    let frames = !ev.stack.is_empty();
+    let flags = flag(waiting, START_WAITING) | flag(frames, START_STACK);
+    // Head (0: stored last), size (stored once known), function, flags.
+    out.word(u64::from(F) << 24 | u64::from(flags) << 32, CALL_HEAD);
     out.signed(ev.ts_ns.wrapping_sub(regs.ticks) as i64);
     regs.ticks = ev.ts_ns;
     out.signed(ev.caller.wrapping_sub(regs.caller) as i64);
     regs.caller = ev.caller;
-    let func = ev.func;
-    let classes = &CLASSES[func as usize];
-    for (&arg, &class) in ev.args.iter().zip(classes).take(func.arg_count()) {
-        out.number(class, arg, regs);
+    // Unrolled, so that each argument's class is a constant.
+    macro_rules! arg {
+        ($($i:literal)*) => {$(
+            if $i < func.arg_count() {
+                out.number(const { CLASSES[F as usize][$i] }, ev.args[$i], regs);
+            }
+        )*};
     }
-    if !stack.is_empty() {
+    arg!(0 1 2 3 4 5);
+    if frames {
+        let stack = ev.stack();
         out.byte(stack.len() as u8);
         let mut prev = ev.caller;
         for &frame in stack {
@@ -343,31 +448,29 @@ pub fn write_start(rec: &mut [u8], regs: &mut Registers, ev: &Event, waiting: bo
             prev = frame;
         }
     }
-    if waiting && has_sops(ev.func) {
+    if has_sops(func) && waiting {
         out.sops(ev);
     }
-    let len = out.len;
-    if let Some(size) = rec.get_mut(REC_SIZE..REC_SIZE + 2) {
-        size.copy_from_slice(&(len as u16).to_ne_bytes());
-    }
-    len
 }
 
-/// Writes the end of `ev`'s record into `rec` (what follows its start: at least
-/// `end_bound` bytes); returns its length. `dur` is the duration in ticks, or with `at_ns` the
-/// wall-clock time at the end (a long call).
-pub fn write_end(
-    rec: &mut [u8],
+/// The end of a record of function number `F`.
+#[inline(always)]
+fn end_of<const F: u8>(
+    out: &mut Out,
     regs: &mut Registers,
     ev: &Event,
     waiting: bool,
     dur: u64,
     at_ns: bool,
-) -> usize {
-    let func = ev.func;
+) {
+    let func = const { Func::ALL[F as usize] };
     let failed = ev.errno != 0 && ev.ret == func.failure_value();
-    let name = ev.name();
-    let timeout = ev.timeout.filter(|_| func == Func::Semtimedop);
+    let timeout = if matches!(func, Func::Semtimedop) {
+        ev.timeout
+    } else {
+        None
+    };
+    let name = if has_name(func) { ev.name() } else { &[] };
     // A file mapping's record has the object it maps when there is one; the other named
     // functions' always have their name.
     let named = has_name(func) && (!name.is_empty() || !matches!(func, Func::Mmap | Func::Mmap64));
@@ -377,27 +480,60 @@ pub fn write_end(
         | flag(failed, END_FAILED)
         | flag(at_ns, END_AT_NS)
         | flag(named, END_NAME);
-    let Some(mut out) = Out::new(rec, 0, end_bound(func)) else {
-        return 0;
-    };
     out.byte(flags);
     out.varint(dur);
     if failed {
         out.signed(i64::from(ev.errno));
     } else {
-        out.number(ret_class(func), ev.ret as u64, regs);
+        out.number(
+            const { ret_class(Func::ALL[F as usize]) },
+            ev.ret as u64,
+            regs,
+        );
     }
-    if has_sops(func) && !(waiting && has_sops(func)) {
+    if has_sops(func) && !waiting {
         out.sops(ev);
     }
     if let Some(t) = timeout {
         out.signed(t.sec);
         out.signed(t.nsec);
     }
-    if flags & END_NAME != 0 {
+    if named {
         out.byte(name.len() as u8);
         out.bytes(name);
     }
+}
+
+/// Writes the start of `ev`'s record into `rec` (at least `start_bound` bytes), all but its
+/// head byte (left 0: the caller stores it last); returns its length. `waiting`: the call
+/// is logged as started because it waits (its operations go with the start). Bytes past the
+/// record, up to its bound, are left zero.
+pub fn write_start(rec: &mut [u8], regs: &mut Registers, ev: &Event, waiting: bool) -> usize {
+    let Some(mut out) = Out::new(rec, 0, start_bound(ev)) else {
+        return 0;
+    };
+    start_by_func(&mut out, regs, ev, waiting);
+    let len = out.len;
+    set_size(rec, len);
+    len
+}
+
+/// Writes the end of `ev`'s record into `rec` (what follows its start: at least
+/// `end_bound` bytes); returns its length. `dur` is the duration in ticks, or with `at_ns` the
+/// wall-clock time at the end (a long call). Bytes past the end, up to its bound, are left
+/// zero.
+pub fn write_end(
+    rec: &mut [u8],
+    regs: &mut Registers,
+    ev: &Event,
+    waiting: bool,
+    dur: u64,
+    at_ns: bool,
+) -> usize {
+    let Some(mut out) = Out::new(rec, 0, end_bound(ev.func)) else {
+        return 0;
+    };
+    end_by_func(&mut out, regs, ev, waiting, dur, at_ns);
     out.len
 }
 
@@ -1095,9 +1231,10 @@ mod tests {
                 let mut rec = vec![0u8; start_bound(&ev) + end_bound(func)];
                 let mut regs = Registers::new(0);
                 let start = write_start(&mut rec, &mut regs, &ev, waiting);
-                assert!(0 < start && start <= start_bound(&ev), "{func:?}");
+                // A store starts before the record's end and is at most 8 bytes wide.
+                assert!(0 < start && start + SPARE <= start_bound(&ev), "{func:?}");
                 let end = write_end(&mut rec[start..], &mut regs, &ev, waiting, u64::MAX, true);
-                assert!(0 < end && end <= end_bound(func), "{func:?}");
+                assert!(0 < end && end + SPARE <= end_bound(func), "{func:?}");
             }
             // The address 2^63 away from the previous one: the one code wider than 64 bits.
             let mut log = Log::new();
@@ -1125,6 +1262,58 @@ mod tests {
             if func.arg_count() > 0 {
                 assert_eq!(read, vec![first.args[0], far.args[0]], "{func:?}");
             }
+        }
+    }
+
+    /// LEB128 one byte at a time, as version 4 was first written.
+    fn leb128(mut v: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        while v >= 0x80 {
+            out.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+        out
+    }
+
+    #[test]
+    fn a_varint_stored_in_one_word_is_leb128_with_zeros_after_it() {
+        let mut values = vec![
+            0,
+            1,
+            0x7f,
+            0x80,
+            0xff,
+            0x3fff,
+            0x4000,
+            u64::MAX,
+            0x0123_4567_89ab_cdef,
+        ];
+        for bit in 0..64 {
+            values.extend([(1u64 << bit) - 1, 1 << bit, (1 << bit) + 1]);
+        }
+        for v in values {
+            let mut buf = [0x55u8; 32];
+            let mut out = Out {
+                ptr: buf.as_mut_ptr(),
+                len: 3,
+            };
+            out.varint(v);
+            let want = leb128(v);
+            assert_eq!(&buf[3..out.len], &want[..], "{v:#x}");
+            // A store's bytes past the varint are zeros, and no store reaches 8 bytes past
+            // the varint's start (9 bytes and more: two stores) or past its last byte.
+            if (2..=8).contains(&want.len()) {
+                assert!(buf[out.len..3 + 8].iter().all(|&b| b == 0), "{v:#x}");
+            }
+            let stored = (3 + 8).max(out.len + 7);
+            assert!(
+                buf[out.len..stored].iter().all(|&b| b == 0 || b == 0x55),
+                "{v:#x}"
+            );
+            assert!(buf[stored..].iter().all(|&b| b == 0x55), "{v:#x}");
+            let mut input = In { rec: &buf, at: 3 };
+            assert_eq!(input.varint(), Some(v));
         }
     }
 
