@@ -27,8 +27,8 @@ use core::sync::atomic::{
 
 use crate::platform::{clock, config, errno, process};
 use shmtrace_core::trace::binary::{self, HEADER_SIZE};
-use shmtrace_core::trace::binary_v4;
-use shmtrace_core::trace::event::{Event, Phase};
+use shmtrace_core::trace::binary_v4::{self, Writer};
+use shmtrace_core::trace::event::{Event, Func, Phase};
 
 /// Address space reserved for the log, tried in this order (under an `RLIMIT_AS`, only sizes
 /// up to a sixteenth of it). Records stop, with one warning, when a file reaches it.
@@ -638,15 +638,42 @@ fn recalibrate(base: *mut u8, chunk: &mut Chunk, ev: &Event, need: usize) -> boo
     true
 }
 
-/// Writes the record of a call that is starting, and remembers it for `call_returned`.
-pub fn call_started(ev: &Event) {
+/// `call_started` and `call_returned`: each function's own, so that its record's writer and
+/// bounds inline into it.
+macro_rules! recorders_by_func {
+    ($($variant:ident $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty
+        { group: $group:ident, pointer: $pointer:literal, blocks: $blocks:literal
+            $(, failure: $failure:literal)? })*) => {
+        /// Writes the record of a call that is starting, and remembers it for
+        /// `call_returned`.
+        pub fn call_started(ev: &Event) {
+            match ev.func {
+                $(Func::$variant => started::<{ Func::$variant as u8 }>(ev)),*
+            }
+        }
+
+        /// Completes the record `call_started` wrote for this call, or writes a whole one if
+        /// there is none (the call started before the log was open, or its start could not
+        /// be stored).
+        pub fn call_returned(ev: &Event) {
+            match ev.func {
+                $(Func::$variant => returned::<{ Func::$variant as u8 }>(ev)),*
+            }
+        }
+    };
+}
+
+shmtrace_core::hook_table!(recorders_by_func);
+
+#[inline(always)]
+fn started<const F: u8>(ev: &Event) {
     let base = BASE.load(Ordering::Acquire);
     if base.is_null() {
         return;
     }
     with_chunk(|chunk| {
-        let start = binary_v4::start_bound(ev);
-        if !room(base, chunk, ev, start + binary_v4::end_bound(ev.func)) {
+        let start = Writer::<F>::start_bound(ev);
+        if !room(base, chunk, ev, start + Writer::<F>::END_BOUND) {
             // Counted as lost once: its return is not to be stored (nor counted) either.
             chunk.current = NOT_STORED;
             return;
@@ -654,7 +681,7 @@ pub fn call_started(ev: &Event) {
         let at = chunk.pos;
         // SAFETY: inside this thread's chunk, with room for the record's start and end.
         let rec = unsafe { bytes(base, at, start) };
-        let len = binary_v4::write_start(rec, &mut chunk.regs, ev, ev.phase == Phase::Enter);
+        let len = Writer::<F>::write_start(rec, &mut chunk.regs, ev, ev.phase == Phase::Enter);
         if len == 0 {
             chunk.current = NOT_STORED;
             return;
@@ -666,9 +693,8 @@ pub fn call_started(ev: &Event) {
     });
 }
 
-/// Completes the record `call_started` wrote for this call, or writes a whole one if there is
-/// none (the call started before the log was open, or its start could not be stored).
-pub fn call_returned(ev: &Event) {
+#[inline(always)]
+fn returned<const F: u8>(ev: &Event) {
     let base = BASE.load(Ordering::Acquire);
     if base.is_null() {
         return;
@@ -679,7 +705,7 @@ pub fn call_returned(ev: &Event) {
             return;
         }
         let (dur, at_ns) = duration(ev);
-        let end = binary_v4::end_bound(ev.func);
+        let end = Writer::<F>::END_BOUND;
         // The start is the last thing in the chunk (a thread has one traced call at a time),
         // its end goes right after it.
         let in_place = started != 0
@@ -692,7 +718,7 @@ pub fn call_returned(ev: &Event) {
             let waiting = is_waiting(base, started);
             // SAFETY: inside this thread's chunk, with room for the end (checked above).
             let rec = unsafe { bytes(base, chunk.pos, end) };
-            let len = binary_v4::write_end(rec, &mut chunk.regs, ev, waiting, dur, at_ns);
+            let len = Writer::<F>::write_end(rec, &mut chunk.regs, ev, waiting, dur, at_ns);
             // SAFETY: the record's start, in this thread's chunk.
             let head = unsafe { bytes(base, started, binary_v4::CALL_HEAD) };
             compiler_fence(Ordering::SeqCst);
@@ -701,20 +727,27 @@ pub fn call_returned(ev: &Event) {
             chunk.pos += len;
             return;
         }
-        let start = binary_v4::start_bound(ev);
-        if !room(base, chunk, ev, start + end) {
-            return;
-        }
-        let at = chunk.pos;
-        // SAFETY: inside this thread's chunk, with room for the whole record.
-        let rec = unsafe { bytes(base, at, start + end) };
-        let len = binary_v4::write_start(rec, &mut chunk.regs, ev, false);
-        let (head, tail) = rec.split_at_mut(len);
-        let len = len + binary_v4::write_end(tail, &mut chunk.regs, ev, false, dur, at_ns);
-        binary_v4::set_size(head, len);
-        set_head(base, at, binary_v4::HEAD_DONE);
-        chunk.pos = at + len;
+        whole::<F>(base, chunk, ev, (dur, at_ns));
     });
+}
+
+/// A call's whole record at once, when it returns: a call that may wait and did not, or one
+/// whose start is not in the chunk.
+fn whole<const F: u8>(base: *mut u8, chunk: &mut Chunk, ev: &Event, (dur, at_ns): (u64, bool)) {
+    let start = Writer::<F>::start_bound(ev);
+    let end = Writer::<F>::END_BOUND;
+    if !room(base, chunk, ev, start + end) {
+        return;
+    }
+    let at = chunk.pos;
+    // SAFETY: inside this thread's chunk, with room for the whole record.
+    let rec = unsafe { bytes(base, at, start + end) };
+    let len = Writer::<F>::write_start(rec, &mut chunk.regs, ev, false);
+    let (head, tail) = rec.split_at_mut(len);
+    let len = len + Writer::<F>::write_end(tail, &mut chunk.regs, ev, false, dur, at_ns);
+    binary_v4::set_size(head, len);
+    set_head(base, at, binary_v4::HEAD_DONE);
+    chunk.pos = at + len;
 }
 
 /// Whether the record at `at` was written as its call started to wait.

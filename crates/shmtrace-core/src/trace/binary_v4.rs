@@ -392,25 +392,83 @@ pub fn end_bound(func: Func) -> usize {
     END_BOUNDS[func as usize]
 }
 
-/// The writers of each function's records, each with its function's layout worked out at
-/// compile time (which arguments are addresses, whether it has operations or a name).
+/// The writer of the records of function number `F` (`Func as u8`), with its function's
+/// layout worked out at compile time (which arguments are addresses, whether it has
+/// operations or a name) and its bounds constants: the shim picks it once per record and
+/// everything below inlines into its own code.
+pub struct Writer<const F: u8>;
+
+impl<const F: u8> Writer<F> {
+    const FUNC: Func = Func::ALL[F as usize];
+    /// At most this many bytes for the end of a record.
+    pub const END_BOUND: usize = end_bound_of(Self::FUNC);
+
+    /// At most this many bytes for the start of `ev`'s record.
+    #[inline(always)]
+    pub fn start_bound(ev: &Event) -> usize {
+        let mut n = const { start_bound_of(Func::ALL[F as usize]) };
+        if !ev.stack.is_empty() {
+            n += 1 + VARINT_MAX * ev.stack().len();
+        }
+        n
+    }
+
+    /// [`write_start`] for `ev` of this writer's function.
+    #[inline(always)]
+    pub fn write_start(rec: &mut [u8], regs: &mut Registers, ev: &Event, waiting: bool) -> usize {
+        let Some(mut out) = Out::new(rec, 0, Self::start_bound(ev)) else {
+            return 0;
+        };
+        start_of::<F>(&mut out, regs, ev, waiting);
+        let len = out.len;
+        set_size(rec, len);
+        len
+    }
+
+    /// [`write_end`] for `ev` of this writer's function.
+    #[inline(always)]
+    pub fn write_end(
+        rec: &mut [u8],
+        regs: &mut Registers,
+        ev: &Event,
+        waiting: bool,
+        dur: u64,
+        at_ns: bool,
+    ) -> usize {
+        let Some(mut out) = Out::new(rec, 0, Self::END_BOUND) else {
+            return 0;
+        };
+        end_of::<F>(&mut out, regs, ev, waiting, dur, at_ns);
+        out.len
+    }
+}
+
+/// [`write_start`] and [`write_end`]: the writer of `ev`'s function.
 macro_rules! writers_by_func {
     ($($variant:ident $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty
         { group: $group:ident, pointer: $pointer:literal, blocks: $blocks:literal
             $(, failure: $failure:literal)? })*) => {
-        #[inline(always)]
-        fn start_by_func(out: &mut Out, regs: &mut Registers, ev: &Event, waiting: bool) {
+        /// Writes the start of `ev`'s record into `rec` (at least `start_bound` bytes), all
+        /// but its head byte (left 0: the caller stores it last); returns its length.
+        /// `waiting`: the call is logged as started because it waits (its operations go with
+        /// the start). Bytes past the record, up to its bound, are left zero.
+        pub fn write_start(rec: &mut [u8], regs: &mut Registers, ev: &Event, waiting: bool)
+            -> usize {
             match ev.func {
-                $(Func::$variant => start_of::<{ Func::$variant as u8 }>(out, regs, ev, waiting)),*
+                $(Func::$variant =>
+                    Writer::<{ Func::$variant as u8 }>::write_start(rec, regs, ev, waiting)),*
             }
         }
 
-        #[inline(always)]
-        fn end_by_func(out: &mut Out, regs: &mut Registers, ev: &Event, waiting: bool,
-            dur: u64, at_ns: bool) {
+        /// Writes the end of `ev`'s record into `rec` (what follows its start: at least
+        /// `end_bound` bytes); returns its length. `dur` is the duration in ticks, or with
+        /// `at_ns` the wall-clock time at the end (a long call). Bytes past the end, up to its
+        /// bound, are left zero.
+        pub fn write_end(rec: &mut [u8], regs: &mut Registers, ev: &Event, waiting: bool,
+            dur: u64, at_ns: bool) -> usize {
             match ev.func {
-                $(Func::$variant =>
-                    end_of::<{ Func::$variant as u8 }>(out, regs, ev, waiting, dur, at_ns)),*
+                $(Func::$variant => Writer::<{ Func::$variant as u8 }>::write_end(
+                    rec, regs, ev, waiting, dur, at_ns)),*
             }
         }
     };
@@ -502,39 +560,6 @@ fn end_of<const F: u8>(
         out.byte(name.len() as u8);
         out.bytes(name);
     }
-}
-
-/// Writes the start of `ev`'s record into `rec` (at least `start_bound` bytes), all but its
-/// head byte (left 0: the caller stores it last); returns its length. `waiting`: the call
-/// is logged as started because it waits (its operations go with the start). Bytes past the
-/// record, up to its bound, are left zero.
-pub fn write_start(rec: &mut [u8], regs: &mut Registers, ev: &Event, waiting: bool) -> usize {
-    let Some(mut out) = Out::new(rec, 0, start_bound(ev)) else {
-        return 0;
-    };
-    start_by_func(&mut out, regs, ev, waiting);
-    let len = out.len;
-    set_size(rec, len);
-    len
-}
-
-/// Writes the end of `ev`'s record into `rec` (what follows its start: at least
-/// `end_bound` bytes); returns its length. `dur` is the duration in ticks, or with `at_ns` the
-/// wall-clock time at the end (a long call). Bytes past the end, up to its bound, are left
-/// zero.
-pub fn write_end(
-    rec: &mut [u8],
-    regs: &mut Registers,
-    ev: &Event,
-    waiting: bool,
-    dur: u64,
-    at_ns: bool,
-) -> usize {
-    let Some(mut out) = Out::new(rec, 0, end_bound(ev.func)) else {
-        return 0;
-    };
-    end_by_func(&mut out, regs, ev, waiting, dur, at_ns);
-    out.len
 }
 
 /// Whether the record whose head is `head` was written as its call started to wait.
