@@ -457,6 +457,21 @@ unsafe fn bytes<'a>(base: *mut u8, at: usize, size: usize) -> &'a mut [u8] {
     unsafe { core::slice::from_raw_parts_mut(base.add(at), size) }
 }
 
+/// What a record's end goes after: the bytes of the thread's chunk before `to` (for the names
+/// it may refer to), and where the end lies in the chunk.
+///
+/// # Safety
+/// `chunk.start <= to <= at`, all in this thread's chunk; nothing writes below `to` while
+/// the slice lives.
+unsafe fn before<'a>(base: *mut u8, chunk: &Chunk, to: usize, at: usize) -> binary_v4::Chunk<'a> {
+    // SAFETY: the caller's contract: written bytes of this thread's chunk, not written again.
+    let before = unsafe { core::slice::from_raw_parts(base.add(chunk.start), to - chunk.start) };
+    binary_v4::Chunk {
+        before,
+        at: at - chunk.start,
+    }
+}
+
 /// Stores a record's head byte, last, with release ordering: whoever reads it sees the fields
 /// stored before it (and a kill before it leaves the record without a head).
 fn set_head(base: *mut u8, at: usize, head: u8) {
@@ -475,7 +490,9 @@ struct Chunk {
     pid: i32,
     /// Its records count TSC ticks (else nanoseconds).
     tsc: bool,
-    /// Next byte to write, end of the chunk (offsets in the file; `pos == end == 0`: none).
+    /// Its start, next byte to write, its end (offsets in the file; `pos == end == 0`:
+    /// none).
+    start: usize,
     pos: usize,
     end: usize,
     /// Size of the thread's next chunk: small for a thread that makes few calls, larger for a
@@ -494,6 +511,7 @@ const NO_CHUNK: Chunk = Chunk {
     opened: 0,
     pid: 0,
     tsc: false,
+    start: 0,
     pos: 0,
     end: 0,
     next_size: CHUNK_MIN,
@@ -586,6 +604,7 @@ fn new_chunk(base: *mut u8, chunk: &mut Chunk, ev: &Event, need: usize) -> bool 
         opened: OPENED.load(Ordering::Relaxed),
         pid,
         tsc,
+        start: at,
         pos: at + binary_v4::CHUNK_HEAD,
         end: at + size,
         next_size: (size * 2).min(CHUNK_MAX),
@@ -716,9 +735,16 @@ fn returned<const F: u8>(ev: &Event) {
             && unsafe { *base.add(started) } == binary_v4::HEAD_STARTED;
         if in_place {
             let waiting = is_waiting(base, started);
-            // SAFETY: inside this thread's chunk, with room for the end (checked above).
-            let rec = unsafe { bytes(base, chunk.pos, end) };
-            let len = Writer::<F>::write_end(rec, &mut chunk.regs, ev, waiting, dur, at_ns);
+            // SAFETY: inside this thread's chunk, with room for the end (checked above), and
+            // the chunk before it.
+            let (rec, names) = unsafe {
+                (
+                    bytes(base, chunk.pos, end),
+                    before(base, chunk, chunk.pos, chunk.pos),
+                )
+            };
+            let len =
+                Writer::<F>::write_end(rec, &mut chunk.regs, names, ev, (waiting, dur, at_ns));
             // SAFETY: the record's start, in this thread's chunk.
             let head = unsafe { bytes(base, started, binary_v4::CALL_HEAD) };
             compiler_fence(Ordering::SeqCst);
@@ -744,7 +770,9 @@ fn whole<const F: u8>(base: *mut u8, chunk: &mut Chunk, ev: &Event, (dur, at_ns)
     let rec = unsafe { bytes(base, at, start + end) };
     let len = Writer::<F>::write_start(rec, &mut chunk.regs, ev, false);
     let (head, tail) = rec.split_at_mut(len);
-    let len = len + Writer::<F>::write_end(tail, &mut chunk.regs, ev, false, dur, at_ns);
+    // SAFETY: the chunk before the record, whose end goes after its start.
+    let names = unsafe { before(base, chunk, at, at + len) };
+    let len = len + Writer::<F>::write_end(tail, &mut chunk.regs, names, ev, (false, dur, at_ns));
     binary_v4::set_size(head, len);
     set_head(base, at, binary_v4::HEAD_DONE);
     chunk.pos = at + len;

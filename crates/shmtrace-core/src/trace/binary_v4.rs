@@ -26,7 +26,9 @@ use super::event::{
     Event, Func, NAME_KEPT, Name, Phase, SOPS_KEPT, STACK_MAX, SemOp, Stack, Timeout,
 };
 
-pub const MAGIC: [u8; 8] = *b"SHMTRB04";
+pub const MAGIC: [u8; 8] = *b"SHMTRB05";
+/// Version 4: the same layout, every name in full (its records read as version 5's).
+pub const MAGIC_V4: [u8; 8] = *b"SHMTRB04";
 /// Header: ticks per second of the clock of the log's first process (u64, 0 until known):
 /// later processes use it rather than measuring again.
 pub const HZ_OFFSET: usize = 24;
@@ -148,6 +150,7 @@ pub struct Registers {
     caller: u64,
     not_map: u64,
     not_data: u64,
+    names: Names,
 }
 
 impl Registers {
@@ -158,6 +161,63 @@ impl Registers {
             caller: 0,
             not_map: !0,
             not_data: !0,
+            names: Names::new(),
+        }
+    }
+}
+
+/// The last `NAMES_KEPT` names a chunk's records carried in full (version 5): a record whose
+/// name is one of them carries `NAME_REF + slot` instead, one byte where the name took 20 or
+/// 30 (a POSIX object's life names it three times). Each slot says where its name lies in the
+/// chunk (from the chunk's start) and its length; a name is written in full into the next
+/// slot in turn. Writer and reader fill the slots alike as they go, so a reference is always
+/// to a name earlier in the same chunk: every chunk decodes on its own, and a record that
+/// refers to a name follows the (completed) record that carries it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Names {
+    at: [u32; NAMES_KEPT],
+    len: [u8; NAMES_KEPT],
+    next: u8,
+}
+
+const NAMES_KEPT: usize = 4;
+/// A name's first byte: its length (at most `NAME_KEPT`, below this), or this plus the slot
+/// of the name it repeats.
+const NAME_REF: u8 = 0x40;
+/// Shorter names are always written in full (a reference would save nothing).
+const NAME_REF_MIN: usize = 2;
+
+impl Names {
+    const fn new() -> Names {
+        Names {
+            at: [0; NAMES_KEPT],
+            len: [0; NAMES_KEPT],
+            next: 0,
+        }
+    }
+
+    /// The slot of `name` among the names written in full in `chunk` (the chunk's bytes up to
+    /// the record being written).
+    #[inline(always)]
+    fn find(&self, name: &[u8], chunk: &[u8]) -> Option<usize> {
+        if name.len() < NAME_REF_MIN {
+            return None;
+        }
+        (0..NAMES_KEPT).find(|&k| {
+            let at = self.at[k] as usize;
+            usize::from(self.len[k]) == name.len()
+                && chunk.get(at..at + name.len()) == Some(name)
+        })
+    }
+
+    /// A name of `len` bytes was written in full at `at` in the chunk.
+    #[inline(always)]
+    fn add(&mut self, at: usize, len: usize) {
+        if len >= NAME_REF_MIN {
+            let k = usize::from(self.next) % NAMES_KEPT;
+            self.at[k] = at as u32;
+            self.len[k] = len as u8;
+            self.next = ((k + 1) % NAMES_KEPT) as u8;
         }
     }
 }
@@ -430,15 +490,14 @@ impl<const F: u8> Writer<F> {
     pub fn write_end(
         rec: &mut [u8],
         regs: &mut Registers,
+        chunk: Chunk<'_>,
         ev: &Event,
-        waiting: bool,
-        dur: u64,
-        at_ns: bool,
+        (waiting, dur, at_ns): (bool, u64, bool),
     ) -> usize {
         let Some(mut out) = Out::new(rec, 0, Self::END_BOUND) else {
             return 0;
         };
-        end_of::<F>(&mut out, regs, ev, waiting, dur, at_ns);
+        end_of::<F>(&mut out, regs, chunk, ev, waiting, dur, at_ns);
         out.len
     }
 }
@@ -464,11 +523,11 @@ macro_rules! writers_by_func {
         /// `end_bound` bytes); returns its length. `dur` is the duration in ticks, or with
         /// `at_ns` the wall-clock time at the end (a long call). Bytes past the end, up to its
         /// bound, are left zero.
-        pub fn write_end(rec: &mut [u8], regs: &mut Registers, ev: &Event, waiting: bool,
-            dur: u64, at_ns: bool) -> usize {
+        pub fn write_end(rec: &mut [u8], regs: &mut Registers, chunk: Chunk<'_>, ev: &Event,
+            (waiting, dur, at_ns): (bool, u64, bool)) -> usize {
             match ev.func {
                 $(Func::$variant => Writer::<{ Func::$variant as u8 }>::write_end(
-                    rec, regs, ev, waiting, dur, at_ns)),*
+                    rec, regs, chunk, ev, (waiting, dur, at_ns))),*
             }
         }
     };
@@ -511,11 +570,21 @@ fn start_of<const F: u8>(out: &mut Out, regs: &mut Registers, ev: &Event, waitin
     }
 }
 
+/// Where an end is written: the bytes of its chunk before it (from the chunk's start), and
+/// its offset in the chunk (at least as far as those bytes go). A name already in those bytes
+/// is referred to rather than written again.
+#[derive(Clone, Copy)]
+pub struct Chunk<'a> {
+    pub before: &'a [u8],
+    pub at: usize,
+}
+
 /// The end of a record of function number `F`.
 #[inline(always)]
 fn end_of<const F: u8>(
     out: &mut Out,
     regs: &mut Registers,
+    chunk: Chunk<'_>,
     ev: &Event,
     waiting: bool,
     dur: u64,
@@ -557,8 +626,14 @@ fn end_of<const F: u8>(
         out.signed(t.nsec);
     }
     if named {
-        out.byte(name.len() as u8);
-        out.bytes(name);
+        match regs.names.find(name, chunk.before) {
+            Some(k) => out.byte(NAME_REF + k as u8),
+            None => {
+                out.byte(name.len() as u8);
+                regs.names.add(chunk.at + out.len, name.len());
+                out.bytes(name);
+            }
+        }
     }
 }
 
@@ -646,6 +721,8 @@ fn get_u64(rec: &[u8], at: usize) -> u64 {
 struct In<'a> {
     rec: &'a [u8],
     at: usize,
+    /// Where `rec` starts in the log.
+    base: usize,
 }
 
 impl In<'_> {
@@ -723,7 +800,8 @@ impl In<'_> {
 /// One chunk (or blob) being read: the merge takes from the one whose next record started
 /// first.
 struct Stream {
-    /// Where its next record is, and where it ends.
+    /// Where it starts, where its next record is, and where it ends.
+    start: usize,
     at: usize,
     end: usize,
     pid: i32,
@@ -761,9 +839,11 @@ impl Stream {
         let mut input = In {
             rec: &data[..self.end],
             at: end_at,
+            base: 0,
         };
         let waiting = started_waiting(&data[rec_at..]) && has_sops(ev.func);
-        if read_end(&mut input, &mut scratch, waiting, self.hz, &mut regs).is_none() {
+        let chunk = (data, self.start);
+        if read_end(&mut input, &mut scratch, waiting, (self.hz, chunk), &mut regs).is_none() {
             return;
         }
         let after = input.at;
@@ -827,6 +907,7 @@ impl<'a> Reader<'a> {
                 continue;
             }
             let stream = Stream {
+                start: at,
                 at: if blob { at } else { at + CHUNK_HEAD },
                 end: at + size,
                 pid: i32::from_ne_bytes(get(data, at + CHUNK_PID)),
@@ -889,7 +970,11 @@ impl<'a> Reader<'a> {
                 }
                 HEAD_STARTED | HEAD_DONE => {
                     let rec = &data[s.at..s.end];
-                    let mut input = In { rec, at: CALL_HEAD };
+                    let mut input = In {
+                        rec,
+                        at: CALL_HEAD,
+                        base: s.at,
+                    };
                     let Some(delta) = input.signed() else {
                         self.damaged = true;
                         return None;
@@ -933,9 +1018,8 @@ impl<'a> Reader<'a> {
             return None;
         }
         let rec_at = s.at;
-        let rec = &data[rec_at..rec_at + size];
         s.at += size;
-        let (ev, waited, start_len) = read_call(rec, head == HEAD_DONE, s)?;
+        let (ev, waited, start_len) = read_call(data, rec_at, size, head == HEAD_DONE, s)?;
         if head == HEAD_STARTED {
             s.skip_end(data, rec_at, start_len, size, &ev);
         }
@@ -949,13 +1033,24 @@ impl<'a> Reader<'a> {
 
 /// A call record's start (and with `done` its end): the call, whether it waited, and where
 /// its start ends in `rec`.
-fn read_call(rec: &[u8], done: bool, s: &mut Stream) -> Option<(Event, bool, usize)> {
+fn read_call(
+    data: &[u8],
+    rec_at: usize,
+    size: usize,
+    done: bool,
+    s: &mut Stream,
+) -> Option<(Event, bool, usize)> {
+    let rec = &data[rec_at..rec_at + size];
     let func = *Func::ALL.get(usize::from(*rec.get(3)?))?;
     let flags = *rec.get(4)?;
     let mut ev = Event::new(if done { Phase::Exit } else { Phase::Enter }, func);
     ev.pid = s.pid;
     ev.tid = s.tid;
-    let mut input = In { rec, at: CALL_HEAD };
+    let mut input = In {
+        rec,
+        at: CALL_HEAD,
+        base: rec_at,
+    };
     let regs = &mut s.regs;
     let ticks = regs.ticks.wrapping_add(input.signed()? as u64);
     regs.ticks = ticks;
@@ -986,17 +1081,18 @@ fn read_call(rec: &[u8], done: bool, s: &mut Stream) -> Option<(Event, bool, usi
     let waited = flags & START_WAITING != 0 && func.may_block();
     let start_len = input.at;
     if done {
-        read_end(&mut input, &mut ev, waiting, s.hz, &mut s.regs)?;
+        read_end(&mut input, &mut ev, waiting, (s.hz, (data, s.start)), &mut s.regs)?;
     }
     Some((ev, waited, start_len))
 }
 
 /// A call record's end, into `ev` (its start read).
+/// `chunk`: the log and where the record's chunk starts in it (for the names it refers to).
 fn read_end(
     input: &mut In<'_>,
     ev: &mut Event,
     waiting: bool,
-    hz: u64,
+    (hz, (data, chunk)): (u64, (&[u8], usize)),
     regs: &mut Registers,
 ) -> Option<()> {
     let func = ev.func;
@@ -1027,10 +1123,20 @@ fn read_end(
         });
     }
     if end & END_NAME != 0 {
-        let len = usize::from(input.byte()?).min(NAME_KEPT);
-        let at = input.at;
-        ev.name = Name::from_bytes(input.rec.get(at..at + len)?);
-        input.at += len;
+        let first = input.byte()?;
+        if first >= NAME_REF {
+            // A name written in full earlier in the chunk.
+            let k = usize::from(first - NAME_REF);
+            let len = usize::from(*regs.names.len.get(k).filter(|&&len| len != 0)?);
+            let at = chunk + regs.names.at[k] as usize;
+            ev.name = Name::from_bytes(data.get(at..at + len)?);
+        } else {
+            let len = usize::from(first).min(NAME_KEPT);
+            let at = input.at;
+            ev.name = Name::from_bytes(input.rec.get(at..at + len)?);
+            regs.names.add(input.base + at - chunk, len);
+            input.at += len;
+        }
     }
     Some(())
 }
@@ -1074,6 +1180,22 @@ mod tests {
         regs: Registers,
         current: usize,
         current_len: usize,
+    }
+
+    /// `write_end` at `pos` of the chunk at `chunk` in `data`, as the shim calls it.
+    fn end_into(
+        data: &mut [u8],
+        (chunk, pos): (usize, usize),
+        regs: &mut Registers,
+        ev: &Event,
+        end: (bool, u64, bool),
+    ) -> usize {
+        let (before, rec) = data.split_at_mut(pos);
+        let chunk = Chunk {
+            before: &before[chunk..],
+            at: pos - chunk,
+        };
+        write_end(rec, regs, chunk, ev, end)
     }
 
     const HZ: u64 = 3_000_000_000;
@@ -1124,13 +1246,12 @@ mod tests {
 
         fn end(&mut self, w: &mut Writer, ev: &Event, dur: u64, at_ns: bool) {
             let waiting = started_waiting(&self.data[w.current..]);
-            let len = write_end(
-                &mut self.data[w.pos..],
+            let len = end_into(
+                &mut self.data,
+                (w.at, w.pos),
                 &mut w.regs,
                 ev,
-                waiting,
-                dur,
-                at_ns,
+                (waiting, dur, at_ns),
             );
             set_size(&mut self.data[w.current..], w.current_len + len);
             self.data[w.current] = HEAD_DONE;
@@ -1258,7 +1379,9 @@ mod tests {
                 let start = write_start(&mut rec, &mut regs, &ev, waiting);
                 // A store starts before the record's end and is at most 8 bytes wide.
                 assert!(0 < start && start + SPARE <= start_bound(&ev), "{func:?}");
-                let end = write_end(&mut rec[start..], &mut regs, &ev, waiting, u64::MAX, true);
+                let (before, rest) = rec.split_at_mut(start);
+                let chunk = Chunk { before, at: start };
+                let end = write_end(rest, &mut regs, chunk, &ev, (waiting, u64::MAX, true));
                 assert!(0 < end && end + SPARE <= end_bound(func), "{func:?}");
             }
             // The address 2^63 away from the previous one: the one code wider than 64 bits.
@@ -1337,7 +1460,11 @@ mod tests {
                 "{v:#x}"
             );
             assert!(buf[stored..].iter().all(|&b| b == 0x55), "{v:#x}");
-            let mut input = In { rec: &buf, at: 3 };
+            let mut input = In {
+                rec: &buf,
+                at: 3,
+                base: 0,
+            };
             assert_eq!(input.varint(), Some(v));
         }
     }
@@ -1373,6 +1500,127 @@ mod tests {
         // 3 + 4 for the munmap.
         assert!(sizes[2].0 <= 36, "{sizes:?}");
         assert_eq!(sizes[2].1, 6);
+    }
+
+    /// A POSIX object's life, as the shim logs it: the name at `shm_open`, the object at
+    /// `mmap`, the name at `shm_unlink`.
+    fn posix_cycle(name: &[u8], ticks: u64) -> [Event; 3] {
+        let mut open = sample(Func::ShmOpen, ticks);
+        open.name = Name::from_bytes(name);
+        open.ret = 3;
+        let mut map = sample(Func::Mmap, ticks + 300);
+        map.name = Name::from_bytes(&[b"/dev/shm", name].concat());
+        let mut unlink = sample(Func::ShmUnlink, ticks + 600);
+        unlink.name = Name::from_bytes(name);
+        [open, map, unlink]
+    }
+
+    fn names(items: &[Item<'_>]) -> Vec<Vec<u8>> {
+        items
+            .iter()
+            .map(|item| match item {
+                Item::Call(ev) | Item::Waited(ev) => ev.name().to_vec(),
+                Item::Blob { .. } => Vec::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_name_repeated_in_a_chunk_is_written_once_and_reads_back_everywhere() {
+        let mut log = Log::new();
+        let mut w = log.chunk(10, 11, 8192, HZ);
+        let mut want = Vec::new();
+        let mut sizes = Vec::new();
+        // The same object's life three times, then more names than the chunk keeps (each
+        // pushes out the oldest), then the first name again, a name of one byte and none.
+        let mut cycle = |log: &mut Log, w: &mut Writer, name: &[u8], ticks| {
+            let before = w.pos;
+            for ev in posix_cycle(name, ticks) {
+                log.call(w, &ev, 30);
+                want.push(ev.name().to_vec());
+            }
+            sizes.push(w.pos - before);
+        };
+        for i in 0..3 {
+            cycle(&mut log, &mut w, b"/shmtrace-bench-4242", TICKS0 + 3000 * i);
+        }
+        for (i, name) in [&b"/a-name"[..], b"/b-name", b"/c-name", b"/d-name", b"/e-name"]
+            .into_iter()
+            .enumerate()
+        {
+            cycle(&mut log, &mut w, name, TICKS0 + 20_000 + 3000 * i as u64);
+        }
+        for (i, name) in [&b"/shmtrace-bench-4242"[..], b"/", b""].into_iter().enumerate() {
+            cycle(&mut log, &mut w, name, TICKS0 + 50_000 + 3000 * i as u64);
+        }
+        let items = log.items();
+        assert_eq!(names(&items), want);
+        // Written in full the first time (20 + 29 bytes), referred to after: a byte each.
+        assert!(sizes[1] + 45 <= sizes[0], "{sizes:?}");
+        assert_eq!(sizes[1], sizes[2]);
+        // Pushed out of the chunk's names by the five others: in full again.
+        assert!(sizes[8] >= sizes[1] + 45, "{sizes:?}");
+        let mut reader = AnyReader::new(&log.data).unwrap();
+        assert_eq!(reader.by_ref().count(), want.len());
+        assert!(!reader.damaged);
+    }
+
+    #[test]
+    fn each_chunk_has_its_names_in_full_and_decodes_without_the_others() {
+        let mut log = Log::new();
+        let mut first = log.chunk(10, 11, 512, HZ);
+        for ev in posix_cycle(b"/shared-name", TICKS0) {
+            log.call(&mut first, &ev, 30);
+        }
+        let mut second = log.chunk(10, 11, 512, HZ);
+        for ev in posix_cycle(b"/shared-name", TICKS0 + 3000) {
+            log.call(&mut second, &ev, 30);
+        }
+        // The first chunk's space as if reserved and never written (its writer killed first):
+        // the second has every name it needs.
+        log.data[first.at..first.at + 512].fill(0);
+        assert_eq!(
+            names(&log.items()),
+            vec![b"/shared-name".to_vec(), b"/dev/shm/shared-name".to_vec(), b"/shared-name".to_vec()]
+        );
+    }
+
+    /// Read while the `shm_open` was being completed (its end, with the name in full, written;
+    /// its size and head not yet) and its thread went on to `shm_unlink` the name: the
+    /// reference reads as the name.
+    #[test]
+    fn a_name_in_the_end_of_a_call_being_completed_is_known_to_the_records_after_it() {
+        let [mut open, _, unlink] = posix_cycle(b"/being-completed", TICKS0);
+        let mut log = Log::new();
+        let mut w = log.chunk(10, 11, 1024, HZ);
+        open.phase = Phase::Enter;
+        log.start(&mut w, &open, false);
+        open.phase = Phase::Exit;
+        let end_at = w.pos;
+        let len = end_into(
+            &mut log.data,
+            (w.at, end_at),
+            &mut w.regs,
+            &open,
+            (false, 30, false),
+        );
+        w.pos += len;
+        log.call(&mut w, &unlink, 30);
+        let items = log.items();
+        assert_eq!(names(&items), vec![Vec::new(), b"/being-completed".to_vec()]);
+    }
+
+    #[test]
+    fn a_version_4_log_reads_as_it_did() {
+        let mut log = Log::new();
+        log.data[..8].copy_from_slice(&MAGIC_V4);
+        let mut w = log.chunk(10, 11, 1024, HZ);
+        // Version 4 wrote each name in full: names that never repeat are written so still.
+        for (i, name) in [&b"/one"[..], b"/two"].into_iter().enumerate() {
+            let [open, ..] = posix_cycle(name, TICKS0 + 3000 * i as u64);
+            log.call(&mut w, &open, 30);
+        }
+        assert_eq!(names(&log.items()), vec![b"/one".to_vec(), b"/two".to_vec()]);
     }
 
     #[test]
@@ -1514,13 +1762,12 @@ mod tests {
         let mut returned = in_progress;
         returned.phase = Phase::Exit;
         let mut regs = w.regs;
-        write_end(
-            &mut log.data[end_at..],
+        end_into(
+            &mut log.data,
+            (w.at, end_at),
             &mut regs,
             &returned,
-            false,
-            3,
-            false,
+            (false, 3, false),
         );
         // Another thread's chunk goes on.
         let mut other = log.chunk(10, 12, 512, HZ);
@@ -1582,13 +1829,12 @@ mod tests {
         started.phase = Phase::Enter;
         log.start(&mut w, &started, false);
         let end_at = w.pos;
-        let len = write_end(
-            &mut log.data[end_at..],
+        let len = end_into(
+            &mut log.data,
+            (w.at, end_at),
             &mut w.regs,
             &mmap,
-            false,
-            30,
-            false,
+            (false, 30, false),
         );
         w.pos += len;
         log.call(&mut w, &munmap, 30);
