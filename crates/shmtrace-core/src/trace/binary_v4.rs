@@ -181,6 +181,33 @@ struct Names {
 }
 
 const NAMES_KEPT: usize = 4;
+
+/// Whether two names of the same length are the same, eight bytes at a time (names are
+/// short: a call to `memcmp` would cost more than the comparison).
+#[inline(always)]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n < 8 {
+        return a == b;
+    }
+    let word = |s: &[u8], i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[i..i + 8]);
+        u64::from_ne_bytes(w)
+    };
+    let mut i = 0;
+    while i + 8 < n {
+        if word(a, i) != word(b, i) {
+            return false;
+        }
+        i += 8;
+    }
+    // The last eight bytes (overlapping the words before when `n` is no multiple of 8).
+    word(a, n - 8) == word(b, n - 8)
+}
 /// A name's first byte: its length (at most `NAME_KEPT`, below this), or this plus the slot
 /// of the name it repeats.
 const NAME_REF: u8 = 0x40;
@@ -203,11 +230,20 @@ impl Names {
         if name.len() < NAME_REF_MIN {
             return None;
         }
-        (0..NAMES_KEPT).find(|&k| {
-            let at = self.at[k] as usize;
-            usize::from(self.len[k]) == name.len()
-                && chunk.get(at..at + name.len()) == Some(name)
-        })
+        let mut k = 0;
+        while k < NAMES_KEPT {
+            if usize::from(self.len[k]) == name.len() {
+                let at = self.at[k] as usize;
+                if chunk
+                    .get(at..at + name.len())
+                    .is_some_and(|kept| same(kept, name))
+                {
+                    return Some(k);
+                }
+            }
+            k += 1;
+        }
+        None
     }
 
     /// A name of `len` bytes was written in full at `at` in the chunk.
@@ -843,7 +879,15 @@ impl Stream {
         };
         let waiting = started_waiting(&data[rec_at..]) && has_sops(ev.func);
         let chunk = (data, self.start);
-        if read_end(&mut input, &mut scratch, waiting, (self.hz, chunk), &mut regs).is_none() {
+        if read_end(
+            &mut input,
+            &mut scratch,
+            waiting,
+            (self.hz, chunk),
+            &mut regs,
+        )
+        .is_none()
+        {
             return;
         }
         let after = input.at;
@@ -1081,7 +1125,13 @@ fn read_call(
     let waited = flags & START_WAITING != 0 && func.may_block();
     let start_len = input.at;
     if done {
-        read_end(&mut input, &mut ev, waiting, (s.hz, (data, s.start)), &mut s.regs)?;
+        read_end(
+            &mut input,
+            &mut ev,
+            waiting,
+            (s.hz, (data, s.start)),
+            &mut s.regs,
+        )?;
     }
     Some((ev, waited, start_len))
 }
@@ -1544,13 +1594,22 @@ mod tests {
         for i in 0..3 {
             cycle(&mut log, &mut w, b"/shmtrace-bench-4242", TICKS0 + 3000 * i);
         }
-        for (i, name) in [&b"/a-name"[..], b"/b-name", b"/c-name", b"/d-name", b"/e-name"]
-            .into_iter()
-            .enumerate()
+        for (i, name) in [
+            &b"/a-name"[..],
+            b"/b-name",
+            b"/c-name",
+            b"/d-name",
+            b"/e-name",
+        ]
+        .into_iter()
+        .enumerate()
         {
             cycle(&mut log, &mut w, name, TICKS0 + 20_000 + 3000 * i as u64);
         }
-        for (i, name) in [&b"/shmtrace-bench-4242"[..], b"/", b""].into_iter().enumerate() {
+        for (i, name) in [&b"/shmtrace-bench-4242"[..], b"/", b""]
+            .into_iter()
+            .enumerate()
+        {
             cycle(&mut log, &mut w, name, TICKS0 + 50_000 + 3000 * i as u64);
         }
         let items = log.items();
@@ -1563,6 +1622,20 @@ mod tests {
         let mut reader = AnyReader::new(&log.data).unwrap();
         assert_eq!(reader.by_ref().count(), want.len());
         assert!(!reader.damaged);
+    }
+
+    #[test]
+    fn names_compare_equal_only_when_every_byte_is() {
+        for n in 2..=NAME_KEPT {
+            let a: Vec<u8> = (0..n as u8).map(|b| b'a' + b % 26).collect();
+            assert!(same(&a, &a.clone()), "{n}");
+            for i in 0..n {
+                let mut b = a.clone();
+                b[i] ^= 0x20;
+                assert!(!same(&a, &b), "{n} {i}");
+            }
+            assert!(!same(&a, &a[..n - 1]));
+        }
     }
 
     #[test]
@@ -1581,7 +1654,11 @@ mod tests {
         log.data[first.at..first.at + 512].fill(0);
         assert_eq!(
             names(&log.items()),
-            vec![b"/shared-name".to_vec(), b"/dev/shm/shared-name".to_vec(), b"/shared-name".to_vec()]
+            vec![
+                b"/shared-name".to_vec(),
+                b"/dev/shm/shared-name".to_vec(),
+                b"/shared-name".to_vec()
+            ]
         );
     }
 
@@ -1607,7 +1684,10 @@ mod tests {
         w.pos += len;
         log.call(&mut w, &unlink, 30);
         let items = log.items();
-        assert_eq!(names(&items), vec![Vec::new(), b"/being-completed".to_vec()]);
+        assert_eq!(
+            names(&items),
+            vec![Vec::new(), b"/being-completed".to_vec()]
+        );
     }
 
     #[test]
@@ -1620,7 +1700,10 @@ mod tests {
             let [open, ..] = posix_cycle(name, TICKS0 + 3000 * i as u64);
             log.call(&mut w, &open, 30);
         }
-        assert_eq!(names(&log.items()), vec![b"/one".to_vec(), b"/two".to_vec()]);
+        assert_eq!(
+            names(&log.items()),
+            vec![b"/one".to_vec(), b"/two".to_vec()]
+        );
     }
 
     #[test]
