@@ -172,10 +172,12 @@ impl Registers {
 /// chunk (from the chunk's start) and its length; a name is written in full into the next
 /// slot in turn. Writer and reader fill the slots alike as they go, so a reference is always
 /// to a name earlier in the same chunk: every chunk decodes on its own, and a record that
-/// refers to a name follows the (completed) record that carries it.
+/// refers to a name follows the (completed) record that carries it. The offsets are kept
+/// complemented, like the addresses: two of them side by side must not read as a pointer to
+/// the exit report's scan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Names {
-    at: [u32; NAMES_KEPT],
+    not_at: [u32; NAMES_KEPT],
     len: [u8; NAMES_KEPT],
     next: u8,
 }
@@ -217,7 +219,7 @@ const NAME_REF_MIN: usize = 2;
 impl Names {
     const fn new() -> Names {
         Names {
-            at: [0; NAMES_KEPT],
+            not_at: [!0; NAMES_KEPT],
             len: [0; NAMES_KEPT],
             next: 0,
         }
@@ -233,7 +235,7 @@ impl Names {
         let mut k = 0;
         while k < NAMES_KEPT {
             if usize::from(self.len[k]) == name.len() {
-                let at = self.at[k] as usize;
+                let at = !self.not_at[k] as usize;
                 if chunk
                     .get(at..at + name.len())
                     .is_some_and(|kept| same(kept, name))
@@ -251,7 +253,7 @@ impl Names {
     fn add(&mut self, at: usize, len: usize) {
         if len >= NAME_REF_MIN {
             let k = usize::from(self.next) % NAMES_KEPT;
-            self.at[k] = at as u32;
+            self.not_at[k] = !(at as u32);
             self.len[k] = len as u8;
             self.next = ((k + 1) % NAMES_KEPT) as u8;
         }
@@ -1178,7 +1180,7 @@ fn read_end(
             // A name written in full earlier in the chunk.
             let k = usize::from(first - NAME_REF);
             let len = usize::from(*regs.names.len.get(k).filter(|&&len| len != 0)?);
-            let at = chunk + regs.names.at[k] as usize;
+            let at = chunk + !regs.names.not_at[k] as usize;
             ev.name = Name::from_bytes(data.get(at..at + len)?);
         } else {
             let len = usize::from(first).min(NAME_KEPT);
