@@ -843,8 +843,11 @@ mod tests {
         open(&cpath).unwrap();
         const THREADS: i32 = 4;
         const CALLS: u64 = 20_000; // 4 x 20000 x about 12 bytes: several chunks of file
+        // Every worker is alive when it gives its tid: no two can have the same.
+        let all_alive = std::sync::Arc::new(std::sync::Barrier::new(THREADS as usize));
         let workers: Vec<_> = (0..THREADS)
             .map(|t| {
+                let all_alive = all_alive.clone();
                 std::thread::spawn(move || {
                     for seq in 0..CALLS {
                         let mut ev = event(Func::Munmap, seq);
@@ -855,12 +858,14 @@ mod tests {
                     }
                     // Left in progress, as if killed here.
                     call_started(&event(Func::Mmap, CALLS));
+                    all_alive.wait();
                     (process::tid(), t as usize)
                 })
             })
             .collect();
         let threads: std::collections::HashMap<i32, usize> =
             workers.into_iter().map(|w| w.join().unwrap()).collect();
+        assert_eq!(threads.len(), THREADS as usize);
         other(binary::KIND_REPORT, b"text\n", b"{}\n");
         let data = std::fs::read(&path).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
