@@ -227,7 +227,10 @@ fn begin(event: &mut Event, caller: usize, args: [u64; 6], vfork_child: Option<i
     // Thread, time and duration appear only in records; the ledger needs none of them, and
     // they cost a syscall and two clock reads (two `rdtsc` for the binary log).
     if sink::enabled() {
-        event.tid = process::tid();
+        // The binary log stamps a thread's chunk with its tid, not each record.
+        if !sink::binary() {
+            event.tid = process::tid();
+        }
         // The binary log counts in its clock's ticks (its records say how to convert them).
         event.ts_ns = if sink::binary() {
             clock::ticks()

@@ -25,10 +25,10 @@ use core::sync::atomic::{
     compiler_fence,
 };
 
-use crate::platform::{clock, config, errno};
+use crate::platform::{clock, config, errno, process};
 use shmtrace_core::trace::binary::{self, HEADER_SIZE};
-use shmtrace_core::trace::binary_v4;
-use shmtrace_core::trace::event::{Event, Phase};
+use shmtrace_core::trace::binary_v4::{self, Writer};
+use shmtrace_core::trace::event::{Event, Func, Phase};
 
 /// Address space reserved for the log, tried in this order (under an `RLIMIT_AS`, only sizes
 /// up to a sixteenth of it). Records stop, with one warning, when a file reaches it.
@@ -487,6 +487,21 @@ unsafe fn bytes<'a>(base: *mut u8, at: usize, size: usize) -> &'a mut [u8] {
     unsafe { core::slice::from_raw_parts_mut(base.add(at), size) }
 }
 
+/// What a record's end goes after: the bytes of the thread's chunk before `to` (for the names
+/// it may refer to), and where the end lies in the chunk.
+///
+/// # Safety
+/// `chunk.start <= to <= at`, all in this thread's chunk; nothing writes below `to` while
+/// the slice lives.
+unsafe fn before<'a>(base: *mut u8, chunk: &Chunk, to: usize, at: usize) -> binary_v4::Chunk<'a> {
+    // SAFETY: the caller's contract: written bytes of this thread's chunk, not written again.
+    let before = unsafe { core::slice::from_raw_parts(base.add(chunk.start), to - chunk.start) };
+    binary_v4::Chunk {
+        before,
+        at: at - chunk.start,
+    }
+}
+
 /// Stores a record's head byte, last, with release ordering: whoever reads it sees the fields
 /// stored before it (and a kill before it leaves the record without a head).
 fn set_head(base: *mut u8, at: usize, head: u8) {
@@ -503,10 +518,11 @@ struct Chunk {
     /// the child's own) is never written again.
     opened: u32,
     pid: i32,
-    tid: i32,
     /// Its records count TSC ticks (else nanoseconds).
     tsc: bool,
-    /// Next byte to write, end of the chunk (offsets in the file; `pos == end == 0`: none).
+    /// Its start, next byte to write, its end (offsets in the file; `pos == end == 0`:
+    /// none).
+    start: usize,
     pos: usize,
     end: usize,
     /// Size of the thread's next chunk: small for a thread that makes few calls, larger for a
@@ -524,8 +540,8 @@ struct Chunk {
 const NO_CHUNK: Chunk = Chunk {
     opened: 0,
     pid: 0,
-    tid: 0,
     tsc: false,
+    start: 0,
     pos: 0,
     end: 0,
     next_size: CHUNK_MIN,
@@ -587,9 +603,10 @@ fn counts_tsc(ticks: u64) -> bool {
 }
 
 /// Takes a new chunk for this thread with room for `need` bytes of record; false when the
-/// log is full (the call is counted as lost).
+/// log is full (the call is counted as lost). The chunk has the thread's tid: its records do
+/// not (an event for the binary log carries none).
 fn new_chunk(base: *mut u8, chunk: &mut Chunk, ev: &Event, need: usize) -> bool {
-    let (pid, tid, tsc) = (ev.pid, ev.tid, counts_tsc(ev.ts_ns));
+    let (pid, tid, tsc) = (ev.pid, process::tid(), counts_tsc(ev.ts_ns));
     // The thread's chunks in an earlier log (its parent's, before the fork that opened this
     // one) say nothing of this log: a forked worker's one call takes a small chunk, not the
     // largest, which would grow its new file at once.
@@ -623,8 +640,8 @@ fn new_chunk(base: *mut u8, chunk: &mut Chunk, ev: &Event, need: usize) -> bool 
     *chunk = Chunk {
         opened: OPENED.load(Ordering::Relaxed),
         pid,
-        tid,
         tsc,
+        start: at,
         pos: at + binary_v4::CHUNK_HEAD,
         end: at + size,
         next_size: (size * 2).min(CHUNK_MAX),
@@ -645,11 +662,12 @@ fn new_chunk(base: *mut u8, chunk: &mut Chunk, ev: &Event, need: usize) -> bool 
 #[inline]
 fn room(base: *mut u8, chunk: &mut Chunk, ev: &Event, need: usize) -> bool {
     // Once the log is full, no thread writes on in what is left of its chunk: the records of
-    // each thread stop at the same call.
+    // each thread stop at the same call. The chunk is thread-local, so it is this thread's
+    // unless the process changed under it (a fork's child, a vfork's child on its parent's
+    // TLS, or its parent after it): the pid tells.
     let fits = chunk.opened == OPENED.load(Ordering::Relaxed)
         && !STOPPED.load(Ordering::Relaxed)
         && chunk.pid == ev.pid
-        && chunk.tid == ev.tid
         && chunk.tsc == counts_tsc(ev.ts_ns)
         && chunk.pos + need <= chunk.end;
     if !fits {
@@ -676,15 +694,42 @@ fn recalibrate(base: *mut u8, chunk: &mut Chunk, ev: &Event, need: usize) -> boo
     true
 }
 
-/// Writes the record of a call that is starting, and remembers it for `call_returned`.
-pub fn call_started(ev: &Event) {
+/// `call_started` and `call_returned`: each function's own, so that its record's writer and
+/// bounds inline into it.
+macro_rules! recorders_by_func {
+    ($($variant:ident $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty
+        { group: $group:ident, pointer: $pointer:literal, blocks: $blocks:literal
+            $(, failure: $failure:literal)? })*) => {
+        /// Writes the record of a call that is starting, and remembers it for
+        /// `call_returned`.
+        pub fn call_started(ev: &Event) {
+            match ev.func {
+                $(Func::$variant => started::<{ Func::$variant as u8 }>(ev)),*
+            }
+        }
+
+        /// Completes the record `call_started` wrote for this call, or writes a whole one if
+        /// there is none (the call started before the log was open, or its start could not
+        /// be stored).
+        pub fn call_returned(ev: &Event) {
+            match ev.func {
+                $(Func::$variant => returned::<{ Func::$variant as u8 }>(ev)),*
+            }
+        }
+    };
+}
+
+shmtrace_core::hook_table!(recorders_by_func);
+
+#[inline(always)]
+fn started<const F: u8>(ev: &Event) {
     let base = BASE.load(Ordering::Acquire);
     if base.is_null() {
         return;
     }
     with_chunk(|chunk| {
-        let start = binary_v4::start_bound(ev);
-        if !room(base, chunk, ev, start + binary_v4::end_bound(ev.func)) {
+        let start = Writer::<F>::start_bound(ev);
+        if !room(base, chunk, ev, start + Writer::<F>::END_BOUND) {
             // Counted as lost once: its return is not to be stored (nor counted) either.
             chunk.current = NOT_STORED;
             return;
@@ -692,7 +737,7 @@ pub fn call_started(ev: &Event) {
         let at = chunk.pos;
         // SAFETY: inside this thread's chunk, with room for the record's start and end.
         let rec = unsafe { bytes(base, at, start) };
-        let len = binary_v4::write_start(rec, &mut chunk.regs, ev, ev.phase == Phase::Enter);
+        let len = Writer::<F>::write_start(rec, &mut chunk.regs, ev, ev.phase == Phase::Enter);
         if len == 0 {
             chunk.current = NOT_STORED;
             return;
@@ -704,9 +749,8 @@ pub fn call_started(ev: &Event) {
     });
 }
 
-/// Completes the record `call_started` wrote for this call, or writes a whole one if there is
-/// none (the call started before the log was open, or its start could not be stored).
-pub fn call_returned(ev: &Event) {
+#[inline(always)]
+fn returned<const F: u8>(ev: &Event) {
     let base = BASE.load(Ordering::Acquire);
     if base.is_null() {
         return;
@@ -717,7 +761,7 @@ pub fn call_returned(ev: &Event) {
             return;
         }
         let (dur, at_ns) = duration(ev);
-        let end = binary_v4::end_bound(ev.func);
+        let end = Writer::<F>::END_BOUND;
         // The start is the last thing in the chunk (a thread has one traced call at a time),
         // its end goes right after it.
         let in_place = started != 0
@@ -728,9 +772,16 @@ pub fn call_returned(ev: &Event) {
             && unsafe { *base.add(started) } == binary_v4::HEAD_STARTED;
         if in_place {
             let waiting = is_waiting(base, started);
-            // SAFETY: inside this thread's chunk, with room for the end (checked above).
-            let rec = unsafe { bytes(base, chunk.pos, end) };
-            let len = binary_v4::write_end(rec, &mut chunk.regs, ev, waiting, dur, at_ns);
+            // SAFETY: inside this thread's chunk, with room for the end (checked above), and
+            // the chunk before it.
+            let (rec, names) = unsafe {
+                (
+                    bytes(base, chunk.pos, end),
+                    before(base, chunk, chunk.pos, chunk.pos),
+                )
+            };
+            let len =
+                Writer::<F>::write_end(rec, &mut chunk.regs, names, ev, (waiting, dur, at_ns));
             // SAFETY: the record's start, in this thread's chunk.
             let head = unsafe { bytes(base, started, binary_v4::CALL_HEAD) };
             compiler_fence(Ordering::SeqCst);
@@ -739,20 +790,29 @@ pub fn call_returned(ev: &Event) {
             chunk.pos += len;
             return;
         }
-        let start = binary_v4::start_bound(ev);
-        if !room(base, chunk, ev, start + end) {
-            return;
-        }
-        let at = chunk.pos;
-        // SAFETY: inside this thread's chunk, with room for the whole record.
-        let rec = unsafe { bytes(base, at, start + end) };
-        let len = binary_v4::write_start(rec, &mut chunk.regs, ev, false);
-        let (head, tail) = rec.split_at_mut(len);
-        let len = len + binary_v4::write_end(tail, &mut chunk.regs, ev, false, dur, at_ns);
-        binary_v4::set_size(head, len);
-        set_head(base, at, binary_v4::HEAD_DONE);
-        chunk.pos = at + len;
+        whole::<F>(base, chunk, ev, (dur, at_ns));
     });
+}
+
+/// A call's whole record at once, when it returns: a call that may wait and did not, or one
+/// whose start is not in the chunk.
+fn whole<const F: u8>(base: *mut u8, chunk: &mut Chunk, ev: &Event, (dur, at_ns): (u64, bool)) {
+    let start = Writer::<F>::start_bound(ev);
+    let end = Writer::<F>::END_BOUND;
+    if !room(base, chunk, ev, start + end) {
+        return;
+    }
+    let at = chunk.pos;
+    // SAFETY: inside this thread's chunk, with room for the whole record.
+    let rec = unsafe { bytes(base, at, start + end) };
+    let len = Writer::<F>::write_start(rec, &mut chunk.regs, ev, false);
+    let (head, tail) = rec.split_at_mut(len);
+    // SAFETY: the chunk before the record, whose end goes after its start.
+    let names = unsafe { before(base, chunk, at, at + len) };
+    let len = len + Writer::<F>::write_end(tail, &mut chunk.regs, names, ev, (false, dur, at_ns));
+    binary_v4::set_size(head, len);
+    set_head(base, at, binary_v4::HEAD_DONE);
+    chunk.pos = at + len;
 }
 
 /// Whether the record at `at` was written as its call started to wait.
@@ -799,10 +859,10 @@ mod tests {
     use shmtrace_core::trace::binary::{Item, Reader};
     use shmtrace_core::trace::event::{Func, Phase};
 
-    fn event(func: Func, tid: i32, seq: u64) -> Event {
+    /// An event as a hook has it for the binary log: no tid (its chunk has it).
+    fn event(func: Func, seq: u64) -> Event {
         let mut ev = Event::new(Phase::Enter, func);
         ev.pid = 1;
-        ev.tid = tid;
         ev.ts_ns = seq;
         ev.args[1] = seq;
         ev
@@ -820,24 +880,29 @@ mod tests {
         open(&cpath).unwrap();
         const THREADS: i32 = 4;
         const CALLS: u64 = 20_000; // 4 x 20000 x about 12 bytes: several chunks of file
+        // Every worker is alive when it gives its tid: no two can have the same.
+        let all_alive = std::sync::Arc::new(std::sync::Barrier::new(THREADS as usize));
         let workers: Vec<_> = (0..THREADS)
             .map(|t| {
+                let all_alive = all_alive.clone();
                 std::thread::spawn(move || {
                     for seq in 0..CALLS {
-                        let mut ev = event(Func::Munmap, 100 + t, seq);
+                        let mut ev = event(Func::Munmap, seq);
                         call_started(&ev);
                         ev.phase = Phase::Exit;
                         ev.ret = seq as i64;
                         call_returned(&ev);
                     }
                     // Left in progress, as if killed here.
-                    call_started(&event(Func::Mmap, 100 + t, CALLS));
+                    call_started(&event(Func::Mmap, CALLS));
+                    all_alive.wait();
+                    (process::tid(), t as usize)
                 })
             })
             .collect();
-        for w in workers {
-            w.join().unwrap();
-        }
+        let threads: std::collections::HashMap<i32, usize> =
+            workers.into_iter().map(|w| w.join().unwrap()).collect();
+        assert_eq!(threads.len(), THREADS as usize);
         other(binary::KIND_REPORT, b"text\n", b"{}\n");
         let data = std::fs::read(&path).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
@@ -848,7 +913,7 @@ mod tests {
         for item in reader.by_ref() {
             match item {
                 Item::Call(ev) | Item::Waited(ev) if ev.phase == Phase::Exit => {
-                    let t = (ev.tid - 100) as usize;
+                    let t = threads[&ev.tid];
                     assert_eq!((ev.args[1], ev.ret), (next[t], next[t] as i64));
                     next[t] += 1;
                 }

@@ -57,6 +57,7 @@ pub fn binary() -> bool {
 
 /// A call into the binary log: `Phase::Enter` when it starts, `Phase::Exit` when it returned
 /// (completing the record its start wrote).
+#[inline]
 pub fn call(event: &Event) {
     match event.phase {
         Phase::Enter => mapped_log::call_started(event),

@@ -16,11 +16,13 @@ use super::event::{
 };
 
 /// The file's first 8 bytes; the last two digits are the layout version. The shim writes
-/// version 4 (`binary_v4`: variable-length records in per-thread chunks); the reader also
-/// reads version 3 (the fixed layout of this module), version 2 (an errno field of its own,
+/// version 5 (`binary_v4`: variable-length records in per-thread chunks, a name repeated in a
+/// chunk referred to); the reader also reads version 4 (every name in full), version 3 (the fixed layout of this module), version 2 (an errno field of its own,
 /// room for eight sembufs in every semop record) and version 1 (each call record kept all six
 /// argument words).
 pub const MAGIC: [u8; 8] = super::binary_v4::MAGIC;
+/// The magic of a version 4 log (read by the same reader as version 5).
+pub const MAGIC_V4: [u8; 8] = super::binary_v4::MAGIC_V4;
 /// The magic of a version 3 log.
 pub const MAGIC_V3: [u8; 8] = *b"SHMTRB03";
 /// The magic of a version 2 log.
@@ -537,7 +539,7 @@ pub enum NotALog {
 
 /// Whether `data` starts like a binary log (of a version this reader knows).
 pub fn is_binary_log(data: &[u8]) -> bool {
-    data.starts_with(&MAGIC) || fields_of(data).is_some()
+    data.starts_with(&MAGIC) || data.starts_with(&MAGIC_V4) || fields_of(data).is_some()
 }
 
 /// The call record layout of the log `data`, from its magic (versions 1 to 3).
@@ -569,7 +571,7 @@ pub struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     pub fn new(data: &'a [u8]) -> Result<Reader<'a>, NotALog> {
-        if data.starts_with(&MAGIC) && data.len() >= HEADER_SIZE {
+        if (data.starts_with(&MAGIC) || data.starts_with(&MAGIC_V4)) && data.len() >= HEADER_SIZE {
             return Ok(Reader {
                 data,
                 fields: V3,
@@ -1069,7 +1071,7 @@ mod tests {
             ]
         );
         assert!(
-            !is_binary_log(b"SHMTRB05"),
+            !is_binary_log(b"SHMTRB06"),
             "a version this reader does not know"
         );
     }

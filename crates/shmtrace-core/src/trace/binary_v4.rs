@@ -26,7 +26,9 @@ use super::event::{
     Event, Func, NAME_KEPT, Name, Phase, SOPS_KEPT, STACK_MAX, SemOp, Stack, Timeout,
 };
 
-pub const MAGIC: [u8; 8] = *b"SHMTRB04";
+pub const MAGIC: [u8; 8] = *b"SHMTRB05";
+/// Version 4: the same layout, every name in full (its records read as version 5's).
+pub const MAGIC_V4: [u8; 8] = *b"SHMTRB04";
 /// Header: ticks per second of the clock of the log's first process (u64, 0 until known):
 /// later processes use it rather than measuring again.
 pub const HZ_OFFSET: usize = 24;
@@ -148,6 +150,7 @@ pub struct Registers {
     caller: u64,
     not_map: u64,
     not_data: u64,
+    names: Names,
 }
 
 impl Registers {
@@ -158,17 +161,143 @@ impl Registers {
             caller: 0,
             not_map: !0,
             not_data: !0,
+            names: Names::new(),
+        }
+    }
+}
+
+/// The last `NAMES_KEPT` names a chunk's records carried in full (version 5): a record whose
+/// name is one of them carries `NAME_REF + slot` instead, one byte where the name took 20 or
+/// 30 (a POSIX object's life names it three times). Each slot says where its name lies in the
+/// chunk (from the chunk's start) and its length; a name is written in full into the next
+/// slot in turn. Writer and reader fill the slots alike as they go, so a reference is always
+/// to a name earlier in the same chunk: every chunk decodes on its own, and a record that
+/// refers to a name follows the (completed) record that carries it. The offsets are kept
+/// complemented, like the addresses: two of them side by side must not read as a pointer to
+/// the exit report's scan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Names {
+    not_at: [u32; NAMES_KEPT],
+    len: [u8; NAMES_KEPT],
+    next: u8,
+}
+
+const NAMES_KEPT: usize = 4;
+
+/// Whether two names of the same length are the same, eight bytes at a time (names are
+/// short: a call to `memcmp` would cost more than the comparison).
+#[inline(always)]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n < 8 {
+        return a == b;
+    }
+    let word = |s: &[u8], i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[i..i + 8]);
+        u64::from_ne_bytes(w)
+    };
+    let mut i = 0;
+    while i + 8 < n {
+        if word(a, i) != word(b, i) {
+            return false;
+        }
+        i += 8;
+    }
+    // The last eight bytes (overlapping the words before when `n` is no multiple of 8).
+    word(a, n - 8) == word(b, n - 8)
+}
+/// A name's first byte: its length (at most `NAME_KEPT`, below this), or this plus the slot
+/// of the name it repeats.
+const NAME_REF: u8 = 0x40;
+/// Shorter names are always written in full (a reference would save nothing).
+const NAME_REF_MIN: usize = 2;
+
+impl Names {
+    const fn new() -> Names {
+        Names {
+            not_at: [!0; NAMES_KEPT],
+            len: [0; NAMES_KEPT],
+            next: 0,
+        }
+    }
+
+    /// The slot of `name` among the names written in full in `chunk` (the chunk's bytes up to
+    /// the record being written).
+    #[inline(always)]
+    fn find(&self, name: &[u8], chunk: &[u8]) -> Option<usize> {
+        if name.len() < NAME_REF_MIN {
+            return None;
+        }
+        let mut k = 0;
+        while k < NAMES_KEPT {
+            if usize::from(self.len[k]) == name.len() {
+                let at = !self.not_at[k] as usize;
+                if chunk
+                    .get(at..at + name.len())
+                    .is_some_and(|kept| same(kept, name))
+                {
+                    return Some(k);
+                }
+            }
+            k += 1;
+        }
+        None
+    }
+
+    /// A name of `len` bytes was written in full at `at` in the chunk.
+    #[inline(always)]
+    fn add(&mut self, at: usize, len: usize) {
+        if len >= NAME_REF_MIN {
+            let k = usize::from(self.next) % NAMES_KEPT;
+            self.not_at[k] = !(at as u32);
+            self.len[k] = len as u8;
+            self.next = ((k + 1) % NAMES_KEPT) as u8;
         }
     }
 }
 
 /// A writer of varints into a record. Its owner checked once that the record has room for
 /// the most the record can take (`start_bound`, `end_bound`: every varint at most
-/// `VARINT_MAX` bytes), so the stores need no check each: everything inlines into the two
-/// writers, with `len` in a register.
+/// `VARINT_MAX` bytes, and `SPARE` more for the last one's wide store), so the stores need
+/// no check each: everything inlines into the writers, with `len` in a register.
 struct Out {
     ptr: *mut u8,
     len: usize,
+}
+
+/// Room past a record's bound: a varint is stored with one 8-byte store (`Out::varint`),
+/// whose bytes past the varint are zeros, so the last field of a record may store up to 7
+/// bytes past where the record ends.
+const SPARE: usize = 8;
+
+/// The continuation bits of an 8-byte varint (every byte's but the last), and of the first
+/// 8 bytes of a longer one.
+const CONTINUATION: u64 = 0x0080_8080_8080_8080;
+const CONTINUED: u64 = 0x8080_8080_8080_8080;
+
+/// By a value's leading zeros: the bytes of its varint and their continuation bits (for
+/// values below 2^56, up to 8 bytes).
+const WIDE: [(u8, u64); 65] = {
+    let mut table = [(0, 0); 65];
+    let mut zeros = 8;
+    while zeros <= 64 {
+        let n = if zeros == 64 { 1 } else { (70 - zeros) / 7 };
+        table[zeros] = (n as u8, CONTINUATION >> (64 - 8 * n));
+        zeros += 1;
+    }
+    table
+};
+
+/// `v` (below 2^56) with its 7-bit groups moved one to a byte, least significant first.
+#[inline(always)]
+fn spread7(v: u64) -> u64 {
+    let x = (v & 0x0fff_ffff) | ((v & 0x00ff_ffff_f000_0000) << 4);
+    let x = (x & 0x0000_3fff_0000_3fff) | ((x & 0x0fff_c000_0fff_c000) << 2);
+    (x & 0x007f_007f_007f_007f) | ((x & 0x3f80_3f80_3f80_3f80) << 1)
 }
 
 impl Out {
@@ -189,17 +318,34 @@ impl Out {
         self.len += 1;
     }
 
+    /// Eight bytes at once, of which `n` count: the record's next bytes, and zeros after
+    /// them where nothing was written yet (records are only ever appended into zeros).
     #[inline(always)]
-    fn varint(&mut self, mut v: u64) {
+    fn word(&mut self, w: u64, n: usize) {
+        // SAFETY: as for `byte`: the bound leaves `SPARE` bytes past the last field.
+        unsafe {
+            self.ptr
+                .add(self.len)
+                .cast::<u64>()
+                .write_unaligned(w.to_le())
+        };
+        self.len += n;
+    }
+
+    /// LEB128: most values in one or two bytes, any below 2^56 with one store.
+    #[inline(always)]
+    fn varint(&mut self, v: u64) {
         if v < 0x80 {
             self.byte(v as u8);
-            return;
+        } else if v < 1 << 14 {
+            self.word(v & 0x7f | (v << 1) & 0x7f00 | 0x80, 2);
+        } else if v < 1 << 56 {
+            let (n, continuation) = WIDE[v.leading_zeros() as usize];
+            self.word(spread7(v) | continuation, usize::from(n));
+        } else {
+            self.word(spread7(v) | CONTINUED, 8);
+            self.varint(v >> 56);
         }
-        while v >= 0x80 {
-            self.byte(v as u8 | 0x80);
-            v >>= 7;
-        }
-        self.byte(v as u8);
     }
 
     #[inline(always)]
@@ -209,9 +355,10 @@ impl Out {
 
     #[inline(always)]
     fn bytes(&mut self, b: &[u8]) {
-        for &byte in b {
-            self.byte(byte);
-        }
+        // SAFETY: as for `byte`: the bound counts every byte of a name; `b` is not inside
+        // the record.
+        unsafe { core::ptr::copy_nonoverlapping(b.as_ptr(), self.ptr.add(self.len), b.len()) };
+        self.len += b.len();
     }
 
     #[inline(always)]
@@ -225,7 +372,10 @@ impl Out {
                     match zigzag(v.wrapping_sub(!regs.not_map) as i64).checked_add(1) {
                         Some(e) => self.varint(e),
                         // 2^64: the one difference whose code does not fit 64 bits.
-                        None => self.bytes(&MAP_2_64),
+                        None => {
+                            self.word(CONTINUED, 8);
+                            self.varint(1 << 8);
+                        }
                     }
                     regs.not_map = !v;
                 }
@@ -248,9 +398,6 @@ impl Out {
         }
     }
 }
-
-/// The varint of 2^64 (an address whose difference from the previous is -2^63).
-const MAP_2_64: [u8; VARINT_MAX] = [0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02];
 
 /// How each argument of each function is stored, worked out at compile time.
 const CLASSES: [[Class; 6]; Func::COUNT] = {
@@ -286,27 +433,22 @@ fn unzigzag(v: u64) -> i64 {
 const VARINT_MAX: usize = 10;
 const SOP_MAX: usize = 3 + 3 + 3;
 
-/// At most this many bytes for the start of `ev`'s record.
-#[inline]
-pub fn start_bound(ev: &Event) -> usize {
-    let mut n = CALL_HEAD + 2 * VARINT_MAX + VARINT_MAX * ev.func.arg_count();
-    if !ev.stack.is_empty() {
-        n += 1 + VARINT_MAX * ev.stack().len();
-    }
-    if has_sops(ev.func) {
+/// At most this many bytes for the start of a record of `func` without frames.
+const fn start_bound_of(func: Func) -> usize {
+    let mut n = CALL_HEAD + 2 * VARINT_MAX + VARINT_MAX * func.arg_count() + SPARE;
+    if has_sops(func) {
         n += 1 + SOP_MAX * SOPS_KEPT;
     }
     n
 }
 
 /// At most this many bytes for the end of a record of `func`.
-#[inline]
-pub fn end_bound(func: Func) -> usize {
-    let mut n = 1 + 2 * VARINT_MAX;
+const fn end_bound_of(func: Func) -> usize {
+    let mut n = 1 + 2 * VARINT_MAX + SPARE;
     if has_sops(func) {
         n += 1 + SOP_MAX * SOPS_KEPT;
     }
-    if func == Func::Semtimedop {
+    if matches!(func, Func::Semtimedop) {
         n += 2 * VARINT_MAX;
     }
     if has_name(func) {
@@ -315,27 +457,145 @@ pub fn end_bound(func: Func) -> usize {
     n
 }
 
-/// Writes the start of `ev`'s record into `rec` (at least `start_bound` bytes), all but its
-/// head byte (left 0: the caller stores it last); returns its length. `waiting`: the call
-/// is logged as started because it waits (its operations go with the start).
-pub fn write_start(rec: &mut [u8], regs: &mut Registers, ev: &Event, waiting: bool) -> usize {
-    let Some(mut out) = Out::new(rec, 1, start_bound(ev)) else {
-        return 0;
+const fn bounds(end: bool) -> [usize; Func::COUNT] {
+    let mut table = [0; Func::COUNT];
+    let mut f = 0;
+    while f < Func::COUNT {
+        table[f] = if end {
+            end_bound_of(Func::ALL[f])
+        } else {
+            start_bound_of(Func::ALL[f])
+        };
+        f += 1;
+    }
+    table
+}
+
+const START_BOUNDS: [usize; Func::COUNT] = bounds(false);
+const END_BOUNDS: [usize; Func::COUNT] = bounds(true);
+
+/// At most this many bytes for the start of `ev`'s record.
+#[inline]
+pub fn start_bound(ev: &Event) -> usize {
+    let mut n = START_BOUNDS[ev.func as usize];
+    if !ev.stack.is_empty() {
+        n += 1 + VARINT_MAX * ev.stack().len();
+    }
+    n
+}
+
+/// At most this many bytes for the end of a record of `func`.
+#[inline]
+pub fn end_bound(func: Func) -> usize {
+    END_BOUNDS[func as usize]
+}
+
+/// The writer of the records of function number `F` (`Func as u8`), with its function's
+/// layout worked out at compile time (which arguments are addresses, whether it has
+/// operations or a name) and its bounds constants: the shim picks it once per record and
+/// everything below inlines into its own code.
+pub struct Writer<const F: u8>;
+
+impl<const F: u8> Writer<F> {
+    const FUNC: Func = Func::ALL[F as usize];
+    /// At most this many bytes for the end of a record.
+    pub const END_BOUND: usize = end_bound_of(Self::FUNC);
+
+    /// At most this many bytes for the start of `ev`'s record.
+    #[inline(always)]
+    pub fn start_bound(ev: &Event) -> usize {
+        let mut n = const { start_bound_of(Func::ALL[F as usize]) };
+        if !ev.stack.is_empty() {
+            n += 1 + VARINT_MAX * ev.stack().len();
+        }
+        n
+    }
+
+    /// [`write_start`] for `ev` of this writer's function.
+    #[inline(always)]
+    pub fn write_start(rec: &mut [u8], regs: &mut Registers, ev: &Event, waiting: bool) -> usize {
+        let Some(mut out) = Out::new(rec, 0, Self::start_bound(ev)) else {
+            return 0;
+        };
+        start_of::<F>(&mut out, regs, ev, waiting);
+        let len = out.len;
+        set_size(rec, len);
+        len
+    }
+
+    /// [`write_end`] for `ev` of this writer's function.
+    #[inline(always)]
+    pub fn write_end(
+        rec: &mut [u8],
+        regs: &mut Registers,
+        chunk: Chunk<'_>,
+        ev: &Event,
+        (waiting, dur, at_ns): (bool, u64, bool),
+    ) -> usize {
+        let Some(mut out) = Out::new(rec, 0, Self::END_BOUND) else {
+            return 0;
+        };
+        end_of::<F>(&mut out, regs, chunk, ev, waiting, dur, at_ns);
+        out.len
+    }
+}
+
+/// [`write_start`] and [`write_end`]: the writer of `ev`'s function.
+macro_rules! writers_by_func {
+    ($($variant:ident $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty
+        { group: $group:ident, pointer: $pointer:literal, blocks: $blocks:literal
+            $(, failure: $failure:literal)? })*) => {
+        /// Writes the start of `ev`'s record into `rec` (at least `start_bound` bytes), all
+        /// but its head byte (left 0: the caller stores it last); returns its length.
+        /// `waiting`: the call is logged as started because it waits (its operations go with
+        /// the start). Bytes past the record, up to its bound, are left zero.
+        pub fn write_start(rec: &mut [u8], regs: &mut Registers, ev: &Event, waiting: bool)
+            -> usize {
+            match ev.func {
+                $(Func::$variant =>
+                    Writer::<{ Func::$variant as u8 }>::write_start(rec, regs, ev, waiting)),*
+            }
+        }
+
+        /// Writes the end of `ev`'s record into `rec` (what follows its start: at least
+        /// `end_bound` bytes); returns its length. `dur` is the duration in ticks, or with
+        /// `at_ns` the wall-clock time at the end (a long call). Bytes past the end, up to its
+        /// bound, are left zero.
+        pub fn write_end(rec: &mut [u8], regs: &mut Registers, chunk: Chunk<'_>, ev: &Event,
+            (waiting, dur, at_ns): (bool, u64, bool)) -> usize {
+            match ev.func {
+                $(Func::$variant => Writer::<{ Func::$variant as u8 }>::write_end(
+                    rec, regs, chunk, ev, (waiting, dur, at_ns))),*
+            }
+        }
     };
-    out.bytes(&[0, 0]);
-    out.byte(ev.func as u8);
-    let stack = ev.stack();
-    out.byte(flag(waiting, START_WAITING) | flag(!stack.is_empty(), START_STACK));
+}
+
+crate::hook_table!(writers_by_func);
+
+/// The start of a record of function number `F`.
+#[inline(always)]
+fn start_of<const F: u8>(out: &mut Out, regs: &mut Registers, ev: &Event, waiting: bool) {
+    let func = const { Func::ALL[F as usize] };
+    let frames = !ev.stack.is_empty();
+    let flags = flag(waiting, START_WAITING) | flag(frames, START_STACK);
+    // Head (0: stored last), size (stored once known), function, flags.
+    out.word(u64::from(F) << 24 | u64::from(flags) << 32, CALL_HEAD);
     out.signed(ev.ts_ns.wrapping_sub(regs.ticks) as i64);
     regs.ticks = ev.ts_ns;
     out.signed(ev.caller.wrapping_sub(regs.caller) as i64);
     regs.caller = ev.caller;
-    let func = ev.func;
-    let classes = &CLASSES[func as usize];
-    for (&arg, &class) in ev.args.iter().zip(classes).take(func.arg_count()) {
-        out.number(class, arg, regs);
+    // Unrolled, so that each argument's class is a constant.
+    macro_rules! arg {
+        ($($i:literal)*) => {$(
+            if $i < func.arg_count() {
+                out.number(const { CLASSES[F as usize][$i] }, ev.args[$i], regs);
+            }
+        )*};
     }
-    if !stack.is_empty() {
+    arg!(0 1 2 3 4 5);
+    if frames {
+        let stack = ev.stack();
         out.byte(stack.len() as u8);
         let mut prev = ev.caller;
         for &frame in stack {
@@ -343,31 +603,39 @@ pub fn write_start(rec: &mut [u8], regs: &mut Registers, ev: &Event, waiting: bo
             prev = frame;
         }
     }
-    if waiting && has_sops(ev.func) {
+    if has_sops(func) && waiting {
         out.sops(ev);
     }
-    let len = out.len;
-    if let Some(size) = rec.get_mut(REC_SIZE..REC_SIZE + 2) {
-        size.copy_from_slice(&(len as u16).to_ne_bytes());
-    }
-    len
 }
 
-/// Writes the end of `ev`'s record into `rec` (what follows its start: at least
-/// `end_bound` bytes); returns its length. `dur` is the duration in ticks, or with `at_ns` the
-/// wall-clock time at the end (a long call).
-pub fn write_end(
-    rec: &mut [u8],
+/// Where an end is written: the bytes of its chunk before it (from the chunk's start), and
+/// its offset in the chunk (at least as far as those bytes go). A name already in those bytes
+/// is referred to rather than written again.
+#[derive(Clone, Copy)]
+pub struct Chunk<'a> {
+    pub before: &'a [u8],
+    pub at: usize,
+}
+
+/// The end of a record of function number `F`.
+#[inline(always)]
+fn end_of<const F: u8>(
+    out: &mut Out,
     regs: &mut Registers,
+    chunk: Chunk<'_>,
     ev: &Event,
     waiting: bool,
     dur: u64,
     at_ns: bool,
-) -> usize {
-    let func = ev.func;
+) {
+    let func = const { Func::ALL[F as usize] };
     let failed = ev.errno != 0 && ev.ret == func.failure_value();
-    let name = ev.name();
-    let timeout = ev.timeout.filter(|_| func == Func::Semtimedop);
+    let timeout = if matches!(func, Func::Semtimedop) {
+        ev.timeout
+    } else {
+        None
+    };
+    let name = if has_name(func) { ev.name() } else { &[] };
     // A file mapping's record has the object it maps when there is one; the other named
     // functions' always have their name.
     let named = has_name(func) && (!name.is_empty() || !matches!(func, Func::Mmap | Func::Mmap64));
@@ -377,28 +645,34 @@ pub fn write_end(
         | flag(failed, END_FAILED)
         | flag(at_ns, END_AT_NS)
         | flag(named, END_NAME);
-    let Some(mut out) = Out::new(rec, 0, end_bound(func)) else {
-        return 0;
-    };
     out.byte(flags);
     out.varint(dur);
     if failed {
         out.signed(i64::from(ev.errno));
     } else {
-        out.number(ret_class(func), ev.ret as u64, regs);
+        out.number(
+            const { ret_class(Func::ALL[F as usize]) },
+            ev.ret as u64,
+            regs,
+        );
     }
-    if has_sops(func) && !(waiting && has_sops(func)) {
+    if has_sops(func) && !waiting {
         out.sops(ev);
     }
     if let Some(t) = timeout {
         out.signed(t.sec);
         out.signed(t.nsec);
     }
-    if flags & END_NAME != 0 {
-        out.byte(name.len() as u8);
-        out.bytes(name);
+    if named {
+        match regs.names.find(name, chunk.before) {
+            Some(k) => out.byte(NAME_REF + k as u8),
+            None => {
+                out.byte(name.len() as u8);
+                regs.names.add(chunk.at + out.len, name.len());
+                out.bytes(name);
+            }
+        }
     }
-    out.len
 }
 
 /// Whether the record whose head is `head` was written as its call started to wait.
@@ -485,6 +759,8 @@ fn get_u64(rec: &[u8], at: usize) -> u64 {
 struct In<'a> {
     rec: &'a [u8],
     at: usize,
+    /// Where `rec` starts in the log.
+    base: usize,
 }
 
 impl In<'_> {
@@ -562,7 +838,8 @@ impl In<'_> {
 /// One chunk (or blob) being read: the merge takes from the one whose next record started
 /// first.
 struct Stream {
-    /// Where its next record is, and where it ends.
+    /// Where it starts, where its next record is, and where it ends.
+    start: usize,
     at: usize,
     end: usize,
     pid: i32,
@@ -600,9 +877,19 @@ impl Stream {
         let mut input = In {
             rec: &data[..self.end],
             at: end_at,
+            base: 0,
         };
         let waiting = started_waiting(&data[rec_at..]) && has_sops(ev.func);
-        if read_end(&mut input, &mut scratch, waiting, self.hz, &mut regs).is_none() {
+        let chunk = (data, self.start);
+        if read_end(
+            &mut input,
+            &mut scratch,
+            waiting,
+            (self.hz, chunk),
+            &mut regs,
+        )
+        .is_none()
+        {
             return;
         }
         let after = input.at;
@@ -666,6 +953,7 @@ impl<'a> Reader<'a> {
                 continue;
             }
             let stream = Stream {
+                start: at,
                 at: if blob { at } else { at + CHUNK_HEAD },
                 end: at + size,
                 pid: i32::from_ne_bytes(get(data, at + CHUNK_PID)),
@@ -728,7 +1016,11 @@ impl<'a> Reader<'a> {
                 }
                 HEAD_STARTED | HEAD_DONE => {
                     let rec = &data[s.at..s.end];
-                    let mut input = In { rec, at: CALL_HEAD };
+                    let mut input = In {
+                        rec,
+                        at: CALL_HEAD,
+                        base: s.at,
+                    };
                     let Some(delta) = input.signed() else {
                         self.damaged = true;
                         return None;
@@ -772,9 +1064,8 @@ impl<'a> Reader<'a> {
             return None;
         }
         let rec_at = s.at;
-        let rec = &data[rec_at..rec_at + size];
         s.at += size;
-        let (ev, waited, start_len) = read_call(rec, head == HEAD_DONE, s)?;
+        let (ev, waited, start_len) = read_call(data, rec_at, size, head == HEAD_DONE, s)?;
         if head == HEAD_STARTED {
             s.skip_end(data, rec_at, start_len, size, &ev);
         }
@@ -788,13 +1079,24 @@ impl<'a> Reader<'a> {
 
 /// A call record's start (and with `done` its end): the call, whether it waited, and where
 /// its start ends in `rec`.
-fn read_call(rec: &[u8], done: bool, s: &mut Stream) -> Option<(Event, bool, usize)> {
+fn read_call(
+    data: &[u8],
+    rec_at: usize,
+    size: usize,
+    done: bool,
+    s: &mut Stream,
+) -> Option<(Event, bool, usize)> {
+    let rec = &data[rec_at..rec_at + size];
     let func = *Func::ALL.get(usize::from(*rec.get(3)?))?;
     let flags = *rec.get(4)?;
     let mut ev = Event::new(if done { Phase::Exit } else { Phase::Enter }, func);
     ev.pid = s.pid;
     ev.tid = s.tid;
-    let mut input = In { rec, at: CALL_HEAD };
+    let mut input = In {
+        rec,
+        at: CALL_HEAD,
+        base: rec_at,
+    };
     let regs = &mut s.regs;
     let ticks = regs.ticks.wrapping_add(input.signed()? as u64);
     regs.ticks = ticks;
@@ -825,17 +1127,24 @@ fn read_call(rec: &[u8], done: bool, s: &mut Stream) -> Option<(Event, bool, usi
     let waited = flags & START_WAITING != 0 && func.may_block();
     let start_len = input.at;
     if done {
-        read_end(&mut input, &mut ev, waiting, s.hz, &mut s.regs)?;
+        read_end(
+            &mut input,
+            &mut ev,
+            waiting,
+            (s.hz, (data, s.start)),
+            &mut s.regs,
+        )?;
     }
     Some((ev, waited, start_len))
 }
 
 /// A call record's end, into `ev` (its start read).
+/// `chunk`: the log and where the record's chunk starts in it (for the names it refers to).
 fn read_end(
     input: &mut In<'_>,
     ev: &mut Event,
     waiting: bool,
-    hz: u64,
+    (hz, (data, chunk)): (u64, (&[u8], usize)),
     regs: &mut Registers,
 ) -> Option<()> {
     let func = ev.func;
@@ -866,10 +1175,20 @@ fn read_end(
         });
     }
     if end & END_NAME != 0 {
-        let len = usize::from(input.byte()?).min(NAME_KEPT);
-        let at = input.at;
-        ev.name = Name::from_bytes(input.rec.get(at..at + len)?);
-        input.at += len;
+        let first = input.byte()?;
+        if first >= NAME_REF {
+            // A name written in full earlier in the chunk.
+            let k = usize::from(first - NAME_REF);
+            let len = usize::from(*regs.names.len.get(k).filter(|&&len| len != 0)?);
+            let at = chunk + !regs.names.not_at[k] as usize;
+            ev.name = Name::from_bytes(data.get(at..at + len)?);
+        } else {
+            let len = usize::from(first).min(NAME_KEPT);
+            let at = input.at;
+            ev.name = Name::from_bytes(input.rec.get(at..at + len)?);
+            regs.names.add(input.base + at - chunk, len);
+            input.at += len;
+        }
     }
     Some(())
 }
@@ -913,6 +1232,22 @@ mod tests {
         regs: Registers,
         current: usize,
         current_len: usize,
+    }
+
+    /// `write_end` at `pos` of the chunk at `chunk` in `data`, as the shim calls it.
+    fn end_into(
+        data: &mut [u8],
+        (chunk, pos): (usize, usize),
+        regs: &mut Registers,
+        ev: &Event,
+        end: (bool, u64, bool),
+    ) -> usize {
+        let (before, rec) = data.split_at_mut(pos);
+        let chunk = Chunk {
+            before: &before[chunk..],
+            at: pos - chunk,
+        };
+        write_end(rec, regs, chunk, ev, end)
     }
 
     const HZ: u64 = 3_000_000_000;
@@ -963,13 +1298,12 @@ mod tests {
 
         fn end(&mut self, w: &mut Writer, ev: &Event, dur: u64, at_ns: bool) {
             let waiting = started_waiting(&self.data[w.current..]);
-            let len = write_end(
-                &mut self.data[w.pos..],
+            let len = end_into(
+                &mut self.data,
+                (w.at, w.pos),
                 &mut w.regs,
                 ev,
-                waiting,
-                dur,
-                at_ns,
+                (waiting, dur, at_ns),
             );
             set_size(&mut self.data[w.current..], w.current_len + len);
             self.data[w.current] = HEAD_DONE;
@@ -1095,9 +1429,12 @@ mod tests {
                 let mut rec = vec![0u8; start_bound(&ev) + end_bound(func)];
                 let mut regs = Registers::new(0);
                 let start = write_start(&mut rec, &mut regs, &ev, waiting);
-                assert!(0 < start && start <= start_bound(&ev), "{func:?}");
-                let end = write_end(&mut rec[start..], &mut regs, &ev, waiting, u64::MAX, true);
-                assert!(0 < end && end <= end_bound(func), "{func:?}");
+                // A store starts before the record's end and is at most 8 bytes wide.
+                assert!(0 < start && start + SPARE <= start_bound(&ev), "{func:?}");
+                let (before, rest) = rec.split_at_mut(start);
+                let chunk = Chunk { before, at: start };
+                let end = write_end(rest, &mut regs, chunk, &ev, (waiting, u64::MAX, true));
+                assert!(0 < end && end + SPARE <= end_bound(func), "{func:?}");
             }
             // The address 2^63 away from the previous one: the one code wider than 64 bits.
             let mut log = Log::new();
@@ -1125,6 +1462,62 @@ mod tests {
             if func.arg_count() > 0 {
                 assert_eq!(read, vec![first.args[0], far.args[0]], "{func:?}");
             }
+        }
+    }
+
+    /// LEB128 one byte at a time, as version 4 was first written.
+    fn leb128(mut v: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        while v >= 0x80 {
+            out.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+        out
+    }
+
+    #[test]
+    fn a_varint_stored_in_one_word_is_leb128_with_zeros_after_it() {
+        let mut values = vec![
+            0,
+            1,
+            0x7f,
+            0x80,
+            0xff,
+            0x3fff,
+            0x4000,
+            u64::MAX,
+            0x0123_4567_89ab_cdef,
+        ];
+        for bit in 0..64 {
+            values.extend([(1u64 << bit) - 1, 1 << bit, (1 << bit) + 1]);
+        }
+        for v in values {
+            let mut buf = [0x55u8; 32];
+            let mut out = Out {
+                ptr: buf.as_mut_ptr(),
+                len: 3,
+            };
+            out.varint(v);
+            let want = leb128(v);
+            assert_eq!(&buf[3..out.len], &want[..], "{v:#x}");
+            // A store's bytes past the varint are zeros, and no store reaches 8 bytes past
+            // the varint's start (9 bytes and more: two stores) or past its last byte.
+            if (2..=8).contains(&want.len()) {
+                assert!(buf[out.len..3 + 8].iter().all(|&b| b == 0), "{v:#x}");
+            }
+            let stored = (3 + 8).max(out.len + 7);
+            assert!(
+                buf[out.len..stored].iter().all(|&b| b == 0 || b == 0x55),
+                "{v:#x}"
+            );
+            assert!(buf[stored..].iter().all(|&b| b == 0x55), "{v:#x}");
+            let mut input = In {
+                rec: &buf,
+                at: 3,
+                base: 0,
+            };
+            assert_eq!(input.varint(), Some(v));
         }
     }
 
@@ -1159,6 +1552,160 @@ mod tests {
         // 3 + 4 for the munmap.
         assert!(sizes[2].0 <= 36, "{sizes:?}");
         assert_eq!(sizes[2].1, 6);
+    }
+
+    /// A POSIX object's life, as the shim logs it: the name at `shm_open`, the object at
+    /// `mmap`, the name at `shm_unlink`.
+    fn posix_cycle(name: &[u8], ticks: u64) -> [Event; 3] {
+        let mut open = sample(Func::ShmOpen, ticks);
+        open.name = Name::from_bytes(name);
+        open.ret = 3;
+        let mut map = sample(Func::Mmap, ticks + 300);
+        map.name = Name::from_bytes(&[b"/dev/shm", name].concat());
+        let mut unlink = sample(Func::ShmUnlink, ticks + 600);
+        unlink.name = Name::from_bytes(name);
+        [open, map, unlink]
+    }
+
+    fn names(items: &[Item<'_>]) -> Vec<Vec<u8>> {
+        items
+            .iter()
+            .map(|item| match item {
+                Item::Call(ev) | Item::Waited(ev) => ev.name().to_vec(),
+                Item::Blob { .. } => Vec::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_name_repeated_in_a_chunk_is_written_once_and_reads_back_everywhere() {
+        let mut log = Log::new();
+        let mut w = log.chunk(10, 11, 8192, HZ);
+        let mut want = Vec::new();
+        let mut sizes = Vec::new();
+        // The same object's life three times, then more names than the chunk keeps (each
+        // pushes out the oldest), then the first name again, a name of one byte and none.
+        let mut cycle = |log: &mut Log, w: &mut Writer, name: &[u8], ticks| {
+            let before = w.pos;
+            for ev in posix_cycle(name, ticks) {
+                log.call(w, &ev, 30);
+                want.push(ev.name().to_vec());
+            }
+            sizes.push(w.pos - before);
+        };
+        for i in 0..3 {
+            cycle(&mut log, &mut w, b"/shmtrace-bench-4242", TICKS0 + 3000 * i);
+        }
+        for (i, name) in [
+            &b"/a-name"[..],
+            b"/b-name",
+            b"/c-name",
+            b"/d-name",
+            b"/e-name",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            cycle(&mut log, &mut w, name, TICKS0 + 20_000 + 3000 * i as u64);
+        }
+        for (i, name) in [&b"/shmtrace-bench-4242"[..], b"/", b""]
+            .into_iter()
+            .enumerate()
+        {
+            cycle(&mut log, &mut w, name, TICKS0 + 50_000 + 3000 * i as u64);
+        }
+        let items = log.items();
+        assert_eq!(names(&items), want);
+        // Written in full the first time (20 + 29 bytes), referred to after: a byte each.
+        assert!(sizes[1] + 45 <= sizes[0], "{sizes:?}");
+        assert_eq!(sizes[1], sizes[2]);
+        // Pushed out of the chunk's names by the five others: in full again.
+        assert!(sizes[8] >= sizes[1] + 45, "{sizes:?}");
+        let mut reader = AnyReader::new(&log.data).unwrap();
+        assert_eq!(reader.by_ref().count(), want.len());
+        assert!(!reader.damaged);
+    }
+
+    #[test]
+    fn names_compare_equal_only_when_every_byte_is() {
+        for n in 2..=NAME_KEPT {
+            let a: Vec<u8> = (0..n as u8).map(|b| b'a' + b % 26).collect();
+            assert!(same(&a, &a.clone()), "{n}");
+            for i in 0..n {
+                let mut b = a.clone();
+                b[i] ^= 0x20;
+                assert!(!same(&a, &b), "{n} {i}");
+            }
+            assert!(!same(&a, &a[..n - 1]));
+        }
+    }
+
+    #[test]
+    fn each_chunk_has_its_names_in_full_and_decodes_without_the_others() {
+        let mut log = Log::new();
+        let mut first = log.chunk(10, 11, 512, HZ);
+        for ev in posix_cycle(b"/shared-name", TICKS0) {
+            log.call(&mut first, &ev, 30);
+        }
+        let mut second = log.chunk(10, 11, 512, HZ);
+        for ev in posix_cycle(b"/shared-name", TICKS0 + 3000) {
+            log.call(&mut second, &ev, 30);
+        }
+        // The first chunk's space as if reserved and never written (its writer killed first):
+        // the second has every name it needs.
+        log.data[first.at..first.at + 512].fill(0);
+        assert_eq!(
+            names(&log.items()),
+            vec![
+                b"/shared-name".to_vec(),
+                b"/dev/shm/shared-name".to_vec(),
+                b"/shared-name".to_vec()
+            ]
+        );
+    }
+
+    /// Read while the `shm_open` was being completed (its end, with the name in full, written;
+    /// its size and head not yet) and its thread went on to `shm_unlink` the name: the
+    /// reference reads as the name.
+    #[test]
+    fn a_name_in_the_end_of_a_call_being_completed_is_known_to_the_records_after_it() {
+        let [mut open, _, unlink] = posix_cycle(b"/being-completed", TICKS0);
+        let mut log = Log::new();
+        let mut w = log.chunk(10, 11, 1024, HZ);
+        open.phase = Phase::Enter;
+        log.start(&mut w, &open, false);
+        open.phase = Phase::Exit;
+        let end_at = w.pos;
+        let len = end_into(
+            &mut log.data,
+            (w.at, end_at),
+            &mut w.regs,
+            &open,
+            (false, 30, false),
+        );
+        w.pos += len;
+        log.call(&mut w, &unlink, 30);
+        let items = log.items();
+        assert_eq!(
+            names(&items),
+            vec![Vec::new(), b"/being-completed".to_vec()]
+        );
+    }
+
+    #[test]
+    fn a_version_4_log_reads_as_it_did() {
+        let mut log = Log::new();
+        log.data[..8].copy_from_slice(&MAGIC_V4);
+        let mut w = log.chunk(10, 11, 1024, HZ);
+        // Version 4 wrote each name in full: names that never repeat are written so still.
+        for (i, name) in [&b"/one"[..], b"/two"].into_iter().enumerate() {
+            let [open, ..] = posix_cycle(name, TICKS0 + 3000 * i as u64);
+            log.call(&mut w, &open, 30);
+        }
+        assert_eq!(
+            names(&log.items()),
+            vec![b"/one".to_vec(), b"/two".to_vec()]
+        );
     }
 
     #[test]
@@ -1300,13 +1847,12 @@ mod tests {
         let mut returned = in_progress;
         returned.phase = Phase::Exit;
         let mut regs = w.regs;
-        write_end(
-            &mut log.data[end_at..],
+        end_into(
+            &mut log.data,
+            (w.at, end_at),
             &mut regs,
             &returned,
-            false,
-            3,
-            false,
+            (false, 3, false),
         );
         // Another thread's chunk goes on.
         let mut other = log.chunk(10, 12, 512, HZ);
@@ -1368,13 +1914,12 @@ mod tests {
         started.phase = Phase::Enter;
         log.start(&mut w, &started, false);
         let end_at = w.pos;
-        let len = write_end(
-            &mut log.data[end_at..],
+        let len = end_into(
+            &mut log.data,
+            (w.at, end_at),
             &mut w.regs,
             &mmap,
-            false,
-            30,
-            false,
+            (false, 30, false),
         );
         w.pos += len;
         log.call(&mut w, &munmap, 30);

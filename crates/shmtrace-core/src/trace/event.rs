@@ -179,6 +179,7 @@ impl Name {
         name
     }
 
+    #[inline]
     pub fn as_bytes(&self) -> &[u8] {
         let len = usize::from(self.len).min(NAME_KEPT);
         // SAFETY: `from_bytes` is the only writer: it initialises the first `len` slots
@@ -256,10 +257,12 @@ impl Stack {
         usize::from(self.len)
     }
 
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
+    #[inline]
     pub fn as_slice(&self) -> &[u64] {
         let len = usize::from(self.len).min(STACK_MAX);
         // SAFETY: `push` is the only writer: it initialises slot `len` before counting it, so
@@ -408,15 +411,18 @@ impl Event {
     }
 
     /// The frames above the caller, innermost first; empty unless `SHMTRACE_STACK` asked.
+    #[inline]
     pub fn stack(&self) -> &[u64] {
         self.stack.as_slice()
     }
 
+    #[inline]
     pub fn name(&self) -> &[u8] {
         self.name.as_bytes()
     }
 
     /// The operations that were read, in order.
+    #[inline]
     pub fn sops(&self) -> &[SemOp] {
         let n = usize::from(self.sops_read).min(SOPS_KEPT);
         &self.sops[..n]
