@@ -237,6 +237,12 @@ fn filter_slot(key: u64) -> usize {
 /// a program that removed some object pays nothing more on every use of the others.
 pub struct RemovedFilter([AtomicU8; FILTER_SLOTS]);
 
+impl Default for RemovedFilter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl RemovedFilter {
     pub const fn new() -> Self {
         RemovedFilter([const { AtomicU8::new(0) }; FILTER_SLOTS])

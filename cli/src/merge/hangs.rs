@@ -4,11 +4,14 @@
 //! record (shims that record them) or, while the thread is still blocked, from the kernel
 //! (`semaphores::blocked_ops`); the holdings come from the logs, the values from the kernel.
 
+use std::collections::BTreeSet;
+
 use super::collect::Collector;
 use super::holdings::{Holdings, Reset, Site};
 use super::tree::Tree;
 use super::waits::{self, Graph, Liveness, Waiter, World};
 use super::{Ending, Process};
+use crate::logs::Pos;
 use crate::semaphores;
 use crate::symbols::{Symbol, Symbolizer};
 
@@ -149,14 +152,98 @@ impl World for Live<'_> {
     }
 }
 
+/// `reread`: the logs read again (for a cycle of processes still running, see [`confirmed`]).
 pub(super) fn hangs(
     collector: &Collector,
     tree: &Tree,
     processes: &[Process],
     symbolizer: &mut Symbolizer,
+    reread: &mut dyn FnMut() -> Option<Collector>,
 ) -> Hangs {
     let world = Live { processes };
-    let waiters: Vec<Waiter> = collector
+    let mut graph = waits::build(
+        waiters(collector, &world),
+        &collector.holdings.settle(),
+        &world,
+    );
+    if !graph.cycles.is_empty() {
+        graph.cycles = confirmed(&graph, collector, &world, reread);
+    }
+    view(&graph, &collector.holdings, tree, processes, symbolizer)
+}
+
+/// The cycles that held at one instant. The logs of running processes are read one after
+/// another, and a process may move on after its log was read: together they can show a
+/// cycle that never was (a consumer still waiting in its log, read first, and its producer
+/// already waiting for the next free slot in its own). A cycle with a running process is
+/// kept only if, after that reading, each waiting thread of its running processes sleeps in
+/// the kernel in a semop of the same set, and a second reading shows the same calls pending
+/// and the same holdings of those sets: the first reading's state then held for all of them
+/// at one instant, between the two readings. A thread that moved on in between wrote a
+/// record (its call's return, before any next call), so it cannot pass both checks.
+fn confirmed(
+    graph: &Graph,
+    first: &Collector,
+    world: &Live,
+    reread: &mut dyn FnMut() -> Option<Collector>,
+) -> Vec<Vec<i32>> {
+    let running = |pid: &i32| world.liveness(*pid) == Liveness::Running;
+    let waiting_of = |pids: &[i32]| -> Vec<&Waiter> {
+        graph
+            .waiters
+            .iter()
+            .filter(|w| pids.contains(&w.pid))
+            .collect()
+    };
+    let asleep = |w: &Waiter| {
+        !running(&w.pid)
+            || semaphores::blocked_call(w.pid, w.tid)
+                .is_some_and(|(semid, _, _)| i64::try_from(semid) == Ok(w.semid))
+    };
+    let (settled, cycles): (Vec<Vec<i32>>, Vec<Vec<i32>>) = graph
+        .cycles
+        .iter()
+        .cloned()
+        .partition(|c| !c.iter().any(running));
+    let candidates: Vec<Vec<i32>> = cycles
+        .into_iter()
+        .filter(|c| waiting_of(c).into_iter().all(asleep))
+        .collect();
+    if candidates.is_empty() {
+        return settled;
+    }
+    let Some(second) = reread() else {
+        return settled;
+    };
+    let (before, after) = (first.holdings.settle(), second.holdings.settle());
+    let same = |c: &Vec<i32>| {
+        let semids: BTreeSet<i64> = waiting_of(c).iter().map(|w| w.semid).collect();
+        pending_semops(first, c) == pending_semops(&second, c)
+            && semids
+                .iter()
+                .all(|&semid| before.of_set(semid) == after.of_set(semid))
+    };
+    settled
+        .into_iter()
+        .chain(candidates.into_iter().filter(same))
+        .collect()
+}
+
+/// The semops of these processes that had not returned: (pid, tid, where the call began).
+fn pending_semops(collector: &Collector, pids: &[i32]) -> BTreeSet<(i32, i32, Pos)> {
+    collector
+        .pending
+        .values()
+        .flatten()
+        .filter(|(_, c)| pids.contains(&c.pid))
+        .filter(|(_, c)| matches!(c.func.as_str(), "semop" | "semtimedop"))
+        .map(|(pos, c)| (c.pid, c.tid, *pos))
+        .collect()
+}
+
+/// The semops that never returned, with their operations.
+fn waiters(collector: &Collector, world: &Live) -> Vec<Waiter> {
+    collector
         .pending
         .values()
         .flatten()
@@ -178,9 +265,7 @@ pub(super) fn hangs(
                 },
             })
         })
-        .collect();
-    let graph = waits::build(waiters, &collector.holdings.settle(), &world);
-    view(&graph, &collector.holdings, tree, processes, symbolizer)
+        .collect()
 }
 
 fn view(

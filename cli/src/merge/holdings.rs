@@ -81,7 +81,7 @@ impl Held {
 }
 
 /// The holdings of one semaphore since it was created or last set.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct Semaphore {
     /// Its value when it was created (0) or set with `SETVAL`; `None` when not known (made
     /// outside the logs, or set with `SETALL`, whose values are not logged).
@@ -322,6 +322,14 @@ impl Settled {
     /// The holdings of one semaphore, if any process of the logs operated on it.
     pub fn of(&self, semid: i64, num: u16) -> Option<&Semaphore> {
         self.held.get(&(semid, num))
+    }
+
+    /// The holdings of every semaphore of a set the logs operated on, by number.
+    pub fn of_set(&self, semid: i64) -> Vec<(u16, &Semaphore)> {
+        self.held
+            .range((semid, 0)..=(semid, u16::MAX))
+            .map(|(k, s)| (k.1, s))
+            .collect()
     }
 
     /// Every stretch of holdings, from a creation or reset to the next reset, the removal of

@@ -57,6 +57,8 @@ pub fn build(sources: Sources<'_>, view: &ViewOptions) -> Result<Report, String>
         filtered_calls: view.calls.as_ref().map(|c| c.iter().cloned().collect()),
         ..Report::default()
     };
+    let live = LiveCheck::new(&sources.inputs.files, report.run_dir.as_deref());
+    let running_before = running_before_read(&sources.inputs.files, &live);
     let collector = read_all(&sources.inputs.files, &mut report.warnings)?;
     let tree = Tree::build(&collector, report.run.as_ref());
     let mut symbolizer = Symbolizer::new();
@@ -67,7 +69,12 @@ pub fn build(sources: Sources<'_>, view: &ViewOptions) -> Result<Report, String>
         .chain(report.run.as_ref().and_then(|r| r.started))
         .min();
 
-    report.processes = processes(&collector, &tree, &report, sources.inputs);
+    report.processes = processes(&collector, &tree, &report, |pid| {
+        running_before
+            .get(&pid)
+            .copied()
+            .unwrap_or_else(|| live.running(pid))
+    });
     report.verdict.unreported = report
         .processes
         .iter()
@@ -127,7 +134,14 @@ pub fn build(sources: Sources<'_>, view: &ViewOptions) -> Result<Report, String>
     reachable_at_exit(&collector, &tree, view, &mut symbolizer, &mut report);
     report.blocked = blocked_calls(&collector, &tree, view, &mut symbolizer, &report.processes);
     let rules = Rules::from_env(&mut report.warnings);
-    report.hangs = hangs::hangs(&collector, &tree, &report.processes, &mut symbolizer);
+    let mut reread = || read_all(&sources.inputs.files, &mut Vec::new()).ok();
+    report.hangs = hangs::hangs(
+        &collector,
+        &tree,
+        &report.processes,
+        &mut symbolizer,
+        &mut reread,
+    );
     let deadlocks_suppressed = report
         .hangs
         .suppress(|site| rules.suppresses(hangs::DEADLOCK.0, site));
@@ -193,9 +207,27 @@ fn read_all(files: &[PathBuf], warnings: &mut Vec<String>) -> Result<Collector, 
     Ok(collector)
 }
 
-/// Every process, in tree order, with how it ended.
-fn processes(collector: &Collector, tree: &Tree, report: &Report, inputs: &Inputs) -> Vec<Process> {
-    let live = LiveCheck::new(&inputs.files, report.run_dir.as_deref());
+/// Whether the process of each log named by its pid (`PID.bin`, `PID.jsonl`) runs, asked
+/// before the logs are read. A process that ends while they are read then counts as running
+/// (its log may stop short of its end) and never as one that ended with the calls its log,
+/// read earlier, still showed pending: a consumer that got its item, exited, and looked as if
+/// it had died waiting.
+fn running_before_read(files: &[PathBuf], live: &LiveCheck) -> BTreeMap<i32, bool> {
+    files
+        .iter()
+        .filter_map(|f| f.file_stem()?.to_str()?.parse::<i32>().ok())
+        .map(|pid| (pid, live.running(pid)))
+        .collect()
+}
+
+/// Every process, in tree order, with how it ended (`running`: whether a process without an
+/// exit report still runs).
+fn processes(
+    collector: &Collector,
+    tree: &Tree,
+    report: &Report,
+    running: impl Fn(i32) -> bool,
+) -> Vec<Process> {
     let root = report.run.as_ref().and_then(|r| r.root_pid);
     tree.order
         .iter()
@@ -208,7 +240,7 @@ fn processes(collector: &Collector, tree: &Tree, report: &Report, inputs: &Input
             };
             let ending = if collector.reports.contains_key(&pid) {
                 Ending::Exited
-            } else if status.is_none() && live.running(pid) {
+            } else if status.is_none() && running(pid) {
                 Ending::StillRunning
             } else {
                 Ending::NotNormally
