@@ -102,6 +102,17 @@ pub fn mapped_bytes() -> u64 {
 /// Fresh zero-filled pages of the shim's own (counted in `mapped_bytes`), or null; for the
 /// heap and for other tables of the shim that must not come from the host.
 pub fn map_pages(len: usize) -> *mut u8 {
+    let Some(p) = fresh_mapping(len) else {
+        return null_mut();
+    };
+    keep_apart(p, len);
+    MAPPED.fetch_add(len as u64, Ordering::Relaxed);
+    remember(p, len);
+    p as *mut u8
+}
+
+/// A fresh anonymous read-write mapping of `len` bytes at a kernel-chosen address.
+fn fresh_mapping(len: usize) -> Option<usize> {
     // SAFETY: an anonymous private mapping at a kernel-chosen address touches no existing
     // memory; the raw system call never reaches our own hooks or the host's allocator.
     let p = unsafe {
@@ -115,13 +126,7 @@ pub fn map_pages(len: usize) -> *mut u8 {
             0usize,
         )
     };
-    if p == -1 {
-        return null_mut();
-    }
-    keep_apart(p as usize, len);
-    MAPPED.fetch_add(len as u64, Ordering::Relaxed);
-    remember(p as usize, len);
-    p as *mut u8
+    (p != -1).then_some(p as usize)
 }
 
 /// A fresh chunk for the size classes and its length: a huge page once the heap is large,
@@ -139,23 +144,11 @@ fn new_chunk() -> (*mut u8, usize) {
 /// `HUGE` bytes aligned to `HUGE`, advised `MADV_HUGEPAGE` (which also keeps them apart from
 /// the program's areas, see `keep_apart`), or null.
 fn map_huge() -> *mut u8 {
-    // SAFETY: as in `map_pages`: a fresh anonymous mapping at a kernel-chosen address, twice
-    // the size so that an aligned huge page lies inside it.
-    let p = unsafe {
-        libc::syscall(
-            libc::SYS_mmap,
-            0usize,
-            2 * HUGE,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1i32,
-            0usize,
-        )
-    };
-    if p == -1 {
+    // Twice the size, so that an aligned huge page lies inside it.
+    let Some(p) = fresh_mapping(2 * HUGE) else {
         return null_mut();
-    }
-    let (p, at) = (p as usize, (p as usize).next_multiple_of(HUGE));
+    };
+    let (p, at) = (p, p.next_multiple_of(HUGE));
     // SAFETY: the head and tail cut off are parts of the mapping just made, never handed out;
     // the advice is on the part kept, ours alone.
     unsafe {
