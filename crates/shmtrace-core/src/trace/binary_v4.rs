@@ -1310,6 +1310,19 @@ mod tests {
             w.pos += len;
         }
 
+        /// The end of the started call written after it, its head not yet marked done: a call
+        /// being completed when the log is read.
+        fn end_unmarked(&mut self, w: &mut Writer, ev: &Event, dur: u64) {
+            let len = end_into(
+                &mut self.data,
+                (w.at, w.pos),
+                &mut w.regs,
+                ev,
+                (false, dur, false),
+            );
+            w.pos += len;
+        }
+
         fn call(&mut self, w: &mut Writer, ev: &Event, dur: u64) {
             self.start(w, ev, false);
             self.end(w, ev, dur, false);
@@ -1675,15 +1688,7 @@ mod tests {
         open.phase = Phase::Enter;
         log.start(&mut w, &open, false);
         open.phase = Phase::Exit;
-        let end_at = w.pos;
-        let len = end_into(
-            &mut log.data,
-            (w.at, end_at),
-            &mut w.regs,
-            &open,
-            (false, 30, false),
-        );
-        w.pos += len;
+        log.end_unmarked(&mut w, &open, 30);
         log.call(&mut w, &unlink, 30);
         let items = log.items();
         assert_eq!(
@@ -1913,15 +1918,7 @@ mod tests {
         let mut started = mmap;
         started.phase = Phase::Enter;
         log.start(&mut w, &started, false);
-        let end_at = w.pos;
-        let len = end_into(
-            &mut log.data,
-            (w.at, end_at),
-            &mut w.regs,
-            &mmap,
-            (false, 30, false),
-        );
-        w.pos += len;
+        log.end_unmarked(&mut w, &mmap, 30);
         log.call(&mut w, &munmap, 30);
         let mut seen_started = read_back(started, 0);
         seen_started.ret = 0;
