@@ -17,12 +17,14 @@ use shmtrace_core::trace::event::{Event, Func, Phase, SOPS_KEPT, SemOp};
 use super::traced::Started;
 
 /// Whether this call takes the path here: a call the ledger only counts, no log to write it
-/// to, and tracked (settings in force, not paused). The log first: a logged call then pays
-/// one test for this path. Before the settings are read no log is open, so the order changes
-/// no answer.
+/// to, and tracked (settings in force, not paused). Once settled, one load says so (as for
+/// the mapping calls); before, the log first: a logged call then pays one test for this path.
+/// Before the settings are read no log is open, so the order changes no answer.
 #[inline(always)]
 pub(super) fn quietly(func: Func) -> bool {
-    Ledger::counts_only(func) && !sink::enabled() && recorder::configured() && !recorder::paused()
+    Ledger::counts_only(func)
+        && (recorder::quiet_settled()
+            || (!sink::enabled() && recorder::configured() && !recorder::paused()))
 }
 
 /// Makes the call (the caller's errno in place) and counts it; the audit looks at what it

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use super::collect::Collector;
-use super::holdings::{Holdings, Reset, Site};
+use super::holdings::{Holdings, Reset, Settled, Site};
 use super::tree::Tree;
 use super::waits::{self, Graph, Liveness, Waiter, World};
 use super::{Ending, Process};
@@ -161,13 +161,10 @@ pub(super) fn hangs(
     reread: &mut dyn FnMut() -> Option<Collector>,
 ) -> Hangs {
     let world = Live { processes };
-    let mut graph = waits::build(
-        waiters(collector, &world),
-        &collector.holdings.settle(),
-        &world,
-    );
+    let settled = collector.holdings.settle();
+    let mut graph = waits::build(waiters(collector, &world), &settled, &world);
     if !graph.cycles.is_empty() {
-        graph.cycles = confirmed(&graph, collector, &world, reread);
+        graph.cycles = confirmed(&graph, collector, &settled, &world, reread);
     }
     view(&graph, &collector.holdings, tree, processes, symbolizer)
 }
@@ -184,6 +181,7 @@ pub(super) fn hangs(
 fn confirmed(
     graph: &Graph,
     first: &Collector,
+    before: &Settled,
     world: &Live,
     reread: &mut dyn FnMut() -> Option<Collector>,
 ) -> Vec<Vec<i32>> {
@@ -215,7 +213,7 @@ fn confirmed(
     let Some(second) = reread() else {
         return settled;
     };
-    let (before, after) = (first.holdings.settle(), second.holdings.settle());
+    let after = second.holdings.settle();
     let same = |c: &Vec<i32>| {
         let semids: BTreeSet<i64> = waiting_of(c).iter().map(|w| w.semid).collect();
         pending_semops(first, c) == pending_semops(&second, c)
