@@ -431,6 +431,7 @@ impl<V: Copy + Default> SpanMap<V> {
                 Node::Inner(n) => {
                     let i = n.child(key);
                     node = n.kid_mut(i);
+                    prefetch(node);
                 }
                 Node::Leaf(l) => return Some(l),
             }
