@@ -760,6 +760,8 @@ unsafe fn wait_reporting(
 /// Copies the operations out once the kernel has read them itself. It had not when the call
 /// failed with EFAULT (unreadable), E2BIG (too many) or ENOMEM (no room to copy them).
 fn read_sops(ev: &mut Event, sops: *const sembuf, nsops: usize) {
+    // None, unless read now: the record of the call's start may have left some.
+    ev.sops_read = 0;
     if sops.is_null()
         || (ev.failed() && matches!(ev.errno, libc::EFAULT | libc::E2BIG | libc::ENOMEM))
     {

@@ -26,7 +26,7 @@ pub fn traced(
 /// What a call that may wait is handed: the way to log it as started, once it knows it waits.
 pub struct Started<'a> {
     /// The call's event while records are written; `None` once logged, or when untracked.
-    event: Option<&'a Event>,
+    event: Option<&'a mut Event>,
     caller_errno: i32,
 }
 
@@ -41,10 +41,11 @@ impl Started<'_> {
     /// caller's errno is back in place afterwards.
     pub fn waiting(&mut self, describe: impl FnOnce(&mut Event)) {
         if let Some(event) = self.event.take() {
+            // Described in place (a copy of the event costs more than the record): what
+            // `describe` fills in, the call's end fills in again from what the kernel read.
             shield(|| {
-                let mut enter = *event;
-                describe(&mut enter);
-                recorder::emit(&enter);
+                describe(event);
+                recorder::emit(event);
             });
         }
         errno::set(self.caller_errno);
@@ -155,7 +156,7 @@ fn logged(
     .unwrap_or_default();
     errno_at.set(caller_errno);
     let mut started = Started {
-        event: (tracked && sink::enabled() && func.may_block()).then_some(&event),
+        event: (tracked && sink::enabled() && func.may_block()).then_some(&mut event),
         caller_errno,
     };
     let ret = call(&mut started);
