@@ -62,7 +62,7 @@ fn holdings(args: &[u64; 6], caller: usize) {
     let sops = args[1] as usize as *const sembuf;
     // The kernel takes nsops as an unsigned int: that is how many entries it read.
     let n = (args[2] as u32 as usize).min(SOPS_KEPT);
-    let ops = (0..n).map(|i| {
+    let op = |i: usize| {
         // SAFETY: the call succeeded, so the kernel copied all `nsops` entries from `sops`
         // during it: the first `n <= nsops` are mapped and readable, and the caller cannot
         // free them before we return.
@@ -72,8 +72,13 @@ fn holdings(args: &[u64; 6], caller: usize) {
             op: op.sem_op,
             flg: op.sem_flg,
         }
-    });
-    audit::holdings_of(args[0] as i32, ops, caller as u64);
+    };
+    // One operation, the common call (a P or a V), without the loop's set-up.
+    if n == 1 {
+        audit::holdings_of(args[0] as i32, core::iter::once(op(0)), caller as u64);
+    } else {
+        audit::holdings_of(args[0] as i32, (0..n).map(op), caller as u64);
+    }
 }
 
 /// Detection in full needs the event: built as the logged path builds it, without what only
