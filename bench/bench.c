@@ -414,13 +414,14 @@ static void bench_scale(long n, long pairs)
         if (p == MAP_FAILED || munmap(p, PAGE) != 0)
             die("pair");
     }
-    t0 = now_ns();
+    double pair0 = now_ns();
     for (long i = 0; i < pairs; i++) {
         void *p = mmap(NULL, PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (p == MAP_FAILED || munmap(p, PAGE) != 0)
             die("pair");
     }
-    double pair = (now_ns() - t0) / pairs;
+    double pair1 = now_ns();
+    double pair = (pair1 - pair0) / pairs;
 
     srand(42);
     for (long i = n - 1; i > 0; i--) {
@@ -437,8 +438,9 @@ static void bench_scale(long n, long pairs)
     double teardown = (t1 - t0) / n;
     munmap(array, bytes);
     printf("ns %.1f\ncalls 2\nbuild_ns %.1f\nteardown_ns %.1f\n", pair, build, teardown);
-    /* The teardown's span on CLOCK_MONOTONIC, so that bench/where.py (perf record -k
+    /* Each phase's span on CLOCK_MONOTONIC, so that bench/where.py (perf record -k
      * CLOCK_MONOTONIC) can charge the samples of that phase alone. */
+    printf("pair_from_ns %.0f\npair_to_ns %.0f\n", pair0, pair1);
     printf("teardown_from_ns %.0f\nteardown_to_ns %.0f\n", t0, t1);
     if (heap0 >= 0)
         printf("heap_per_mapping %.1f\n", (double)(heap1 - heap0) / n);

@@ -10,10 +10,11 @@ shim's own (its objects' samples, which no other process changes) and the rest (
 and libc's difference to native), which shows whether the remainder lies outside the shim.
 
 The scale workloads (`scale1k`, `scale10k`, `scale100k`, `scale1000k`: N live pages, then
-their `munmap` in random order) are charged for their teardown alone: the bench prints the
-phase's span on CLOCK_MONOTONIC, perf stamps samples with the same clock, and `perf report
---time` keeps the samples inside it; the calls are the N `munmap`s. They run only when named
-in BENCH_WORKLOADS (`scale1000k` takes minutes and raises vm.max_map_count, as `make bench`).
+mmap+munmap pairs of one page, then the N pages' `munmap` in random order) give one row per
+phase, `pair` and `teardown`: the bench prints each phase's span on CLOCK_MONOTONIC, perf stamps
+samples with the same clock, and `perf report --time` keeps the samples inside it; the calls
+are the pairs' 2 x SCALE_PAIRS, and the teardown's N `munmap`s. They run only when named in
+BENCH_WORKLOADS (`scale1000k` takes minutes and raises vm.max_map_count, as `make bench`).
 
 Knobs: BENCH_WHERE_REPS (runs per cell, default 3; the median is shown), BENCH_WORKLOADS,
 BENCH_MODES (off, binary, text, json), BENCH_WHERE_SYMS=N (after each workload, the N functions
@@ -49,7 +50,9 @@ WORKLOADS = [
 # Named workload, live pages; each runs a few mmap+munmap pairs (not charged) before its
 # teardown.
 SCALE = {f"scale{n // 1000}k": n for n in (1_000, 10_000, 100_000, 1_000_000)}
-SCALE_PAIRS = 2_000
+SCALE_PAIRS = 20_000
+# A scale workload's phases, each charged for the samples inside its span.
+SCALE_PHASES = ["pair", "teardown"]
 OBJECTS = ["shim", "kernel", "libc", "other"]
 
 
@@ -88,9 +91,10 @@ def perf_report(data, sort, window=None):
             yield int(m.group(1)), m.group(2).split()
 
 
-def sample(argv, env, logdir, symbols=False):
-    """Samples per object for one run (only the teardown's, for a scale workload), the run's
-    output, and with `symbols` samples per (object, function)."""
+def sample(argv, env, logdir, phases, symbols=False):
+    """For each of `phases` (`None`: the whole run; a name: the samples inside the span the
+    bench printed for it), samples per object and with `symbols` samples per (object,
+    function)."""
     data = os.path.join(logdir, "perf.data")
     for f in os.listdir(logdir):
         os.remove(os.path.join(logdir, f))
@@ -99,20 +103,23 @@ def sample(argv, env, logdir, symbols=False):
                           "-k", "CLOCK_MONOTONIC", "-o", data, EXE] + argv, env=full, check=True,
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     figures = dict(line.split() for line in run.stdout.splitlines() if len(line.split()) == 2)
-    window = None
-    if "teardown_from_ns" in figures:
-        window = (float(figures["teardown_from_ns"]), float(figures["teardown_to_ns"]))
-    counts = dict.fromkeys(OBJECTS, 0)
-    for n, key in perf_report(data, "dso", window):
-        counts[kind(key[0])] += n
-    syms = {}
-    if symbols:
-        for n, key in perf_report(data, "dso,sym", window):
-            # key: dso, [k] or [.], the symbol (which may contain spaces)
-            where = kind(key[0])
-            if where in ("kernel", "shim") and len(key) >= 3:
-                syms[(where, " ".join(key[2:]))] = n
-    return counts, syms
+    found = {}
+    for phase in phases:
+        window = None
+        if phase:
+            window = (float(figures[f"{phase}_from_ns"]), float(figures[f"{phase}_to_ns"]))
+        counts = dict.fromkeys(OBJECTS, 0)
+        for n, key in perf_report(data, "dso", window):
+            counts[kind(key[0])] += n
+        syms = {}
+        if symbols:
+            for n, key in perf_report(data, "dso,sym", window):
+                # key: dso, [k] or [.], the symbol (which may contain spaces)
+                where = kind(key[0])
+                if where in ("kernel", "shim") and len(key) >= 3:
+                    syms[(where, " ".join(key[2:]))] = n
+        found[phase] = (counts, syms)
+    return found
 
 
 def main():
@@ -132,42 +139,54 @@ def main():
         print(f"ns per hooked call by where the CPU was (perf cpu-clock, {PERIOD_NS // 1000} us "
               f"period, median of {REPS} runs); 'added' is the mode minus native, 'outside' "
               "what of it is not in the shim's own code\n")
-        print(f"{'workload':<10} {'mode':<7}" + "".join(f"{o:>9}" for o in OBJECTS)
+        print(f"{'workload':<18} {'mode':<7}" + "".join(f"{o:>9}" for o in OBJECTS)
               + f"{'total':>9}{'added':>9}{'outside':>9}")
         for argv, iters, calls in work:
-            # A scale workload's calls are its teardown's N munmaps.
-            hooked = int(argv[1]) if argv[0] == "scale" else iters * 1.1 * calls
-            label = f"scale{int(argv[1]) // 1000}k" if argv[0] == "scale" else " ".join(argv)
-            totals = {}
+            scale = argv[0] == "scale"
+            phases = SCALE_PHASES if scale else [None]
             # Modes alternate within each round, so that drift of the machine spreads evenly.
-            samples = {name: [] for name, _ in modes(tmp)}
-            syms = {name: [] for name, _ in modes(tmp)}
+            runs = {name: [] for name, _ in modes(tmp)}
             for _ in range(REPS):
                 for name, env in modes(tmp):
-                    counts, found = sample(argv + [str(iters)], env, tmp, symbols=nsyms > 0)
-                    samples[name].append(counts)
-                    syms[name].append(found)
-            for name, runs in samples.items():
-                per = {o: statistics.median(r[o] for r in runs) * PERIOD_NS / hooked
-                       for o in OBJECTS}
-                total = statistics.median(sum(r.values()) for r in runs) * PERIOD_NS / hooked
-                totals[name] = total
-                cols = ""
-                if name != "native":
-                    added = total - totals["native"]
-                    cols = f"{added:>+9.0f}{added - per['shim']:>+9.0f}"
-                print(f"{label:<10} {name:<7}" + "".join(f"{per[o]:>9.0f}" for o in OBJECTS)
-                      + f"{total:>9.0f}{cols}", flush=True)
-            for name, runs in syms.items():
-                every = set().union(*runs)
-                found = {k: statistics.median(r.get(k, 0) for r in runs) for k in every}
-                top = sorted(found.items(), key=lambda kv: -kv[1])[:nsyms]
-                for (where, sym), n in top:
-                    print(f"    {label} {name:<7} {where:<6} {n * PERIOD_NS / hooked:>8.1f}  {sym}",
-                          flush=True)
+                    runs[name].append(sample(argv + [str(iters)], env, tmp, phases, nsyms > 0))
+            for phase in phases:
+                if scale:
+                    label = f"scale{int(argv[1]) // 1000}k {phase}"
+                    # The pairs' mmap and munmap, or the teardown's N munmaps.
+                    hooked = 2 * iters if phase == "pair" else int(argv[1])
+                else:
+                    label = " ".join(argv)
+                    hooked = iters * 1.1 * calls
+                report(label, hooked, {n: [r[phase] for r in rs] for n, rs in runs.items()},
+                       nsyms)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def report(label, hooked, runs, nsyms):
+    """One row per mode (ns per hooked call by object, the median of the runs), then with
+    `nsyms` each mode's top functions."""
+    totals = {}
+    for name, found in runs.items():
+        counts = [c for c, _ in found]
+        per = {o: statistics.median(r[o] for r in counts) * PERIOD_NS / hooked for o in OBJECTS}
+        total = statistics.median(sum(r.values()) for r in counts) * PERIOD_NS / hooked
+        totals[name] = total
+        cols = ""
+        if name != "native":
+            added = total - totals["native"]
+            cols = f"{added:>+9.0f}{added - per['shim']:>+9.0f}"
+        print(f"{label:<18} {name:<7}" + "".join(f"{per[o]:>9.0f}" for o in OBJECTS)
+              + f"{total:>9.0f}{cols}", flush=True)
+    for name, found in runs.items():
+        syms = [s for _, s in found]
+        every = set().union(*syms)
+        median = {k: statistics.median(r.get(k, 0) for r in syms) for k in every}
+        top = sorted(median.items(), key=lambda kv: -kv[1])[:nsyms]
+        for (where, sym), n in top:
+            print(f"    {label} {name:<7} {where:<6} {n * PERIOD_NS / hooked:>8.1f}  {sym}",
+                  flush=True)
 
 
 def raise_map_limit():
