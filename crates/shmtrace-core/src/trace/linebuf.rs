@@ -68,11 +68,12 @@ impl LineBuf {
         // SAFETY: `end <= LINE_MAX`, so the destination lies within `buf`, which `bytes`
         // (a shared borrow) cannot overlap.
         unsafe {
-            core::ptr::copy_nonoverlapping(
-                bytes.as_ptr(),
-                self.buf.as_mut_ptr().add(self.len).cast::<u8>(),
-                bytes.len(),
-            );
+            let dst = self.buf.as_mut_ptr().add(self.len).cast::<u8>();
+            if bytes.len() <= 16 {
+                copy_small(bytes, dst);
+            } else {
+                core::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len());
+            }
         }
         self.len = end;
     }
@@ -94,6 +95,43 @@ impl LineBuf {
     pub fn clear(&mut self) {
         self.len = 0;
         self.truncated = false;
+    }
+}
+
+/// Copies `bytes` (at most 16) to `dst`. Most pieces of a record are a few bytes (a key, a
+/// separator, a number): two loads and two stores of one width, overlapping in the middle,
+/// cost less than a call to `memcpy` for each piece.
+///
+/// # Safety
+/// `dst` is valid for `bytes.len()` bytes of writes and does not overlap `bytes`.
+#[inline(always)]
+unsafe fn copy_small(bytes: &[u8], dst: *mut u8) {
+    let (n, src) = (bytes.len(), bytes.as_ptr());
+    debug_assert!(n <= 16);
+    // SAFETY: each read lies within `bytes` and each write within `dst`'s `n` bytes: the
+    // first and last `w` of them, with `w <= n` in each arm.
+    unsafe {
+        if n >= 8 {
+            let (a, b) = (
+                src.cast::<u64>().read_unaligned(),
+                src.add(n - 8).cast::<u64>().read_unaligned(),
+            );
+            dst.cast::<u64>().write_unaligned(a);
+            dst.add(n - 8).cast::<u64>().write_unaligned(b);
+        } else if n >= 4 {
+            let (a, b) = (
+                src.cast::<u32>().read_unaligned(),
+                src.add(n - 4).cast::<u32>().read_unaligned(),
+            );
+            dst.cast::<u32>().write_unaligned(a);
+            dst.add(n - 4).cast::<u32>().write_unaligned(b);
+        } else if n > 0 {
+            // 1 to 3 bytes: the first, the middle and the last cover them all.
+            let (a, b, c) = (*src, *src.add(n / 2), *src.add(n - 1));
+            *dst = a;
+            *dst.add(n / 2) = b;
+            *dst.add(n - 1) = c;
+        }
     }
 }
 
