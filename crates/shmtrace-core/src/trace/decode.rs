@@ -223,13 +223,23 @@ impl<'a, W: Write> Terms<'a, W> {
         self.out.write_fmt(term)
     }
 
+    /// [`Terms::term`] for a name: written as it is, without the formatting machinery (most
+    /// terms are names, and a record has several).
+    fn name(&mut self, name: &str) -> fmt::Result {
+        if self.any {
+            self.out.write_char('|')?;
+        }
+        self.any = true;
+        self.out.write_str(name)
+    }
+
     /// Names the set bits of `bits` that `table` knows, lowest bit first, and returns the
     /// bits it could not name.
     fn named_bits(&mut self, bits: u32, table: &[Flag]) -> Result<u32, fmt::Error> {
         let mut unnamed = 0;
         for bit in (0..u32::BITS).map(|i| 1u32 << i).filter(|b| bits & b != 0) {
             match table.iter().find(|f| f.0 as u32 == bit) {
-                Some((_, name)) => self.term(format_args!("{name}"))?,
+                Some((_, name)) => self.name(name)?,
                 None => unnamed |= bit,
             }
         }
@@ -357,7 +367,7 @@ pub fn open_flags(out: &mut impl Write, oflag: i32) -> fmt::Result {
     let access = oflag & libc::O_ACCMODE;
     let mut terms = Terms::new(out);
     match OPEN_ACCESS.iter().find(|f| f.0 == access) {
-        Some((_, name)) => terms.term(format_args!("{name}"))?,
+        Some((_, name)) => terms.name(name)?,
         None => terms.term(format_args!("{access:#x}"))?,
     }
     let unnamed = terms.named_bits(bits & !(libc::O_ACCMODE as u32), OPEN_FLAGS)?;
@@ -441,7 +451,7 @@ pub fn mmap_flags(out: &mut impl Write, flags: i32) -> fmt::Result {
     let map_type = bits & libc::MAP_TYPE as u32;
     let mut terms = Terms::new(out);
     match lookup(MAP_TYPES, map_type as i32) {
-        Some(name) => terms.term(format_args!("{name}"))?,
+        Some(name) => terms.name(name)?,
         None => terms.term(format_args!("{map_type:#x}"))?,
     }
     let rest = bits & !(libc::MAP_TYPE as u32);
