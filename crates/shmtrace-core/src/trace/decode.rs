@@ -237,7 +237,11 @@ impl<'a, W: Write> Terms<'a, W> {
     /// bits it could not name.
     fn named_bits(&mut self, bits: u32, table: &[Flag]) -> Result<u32, fmt::Error> {
         let mut unnamed = 0;
-        for bit in (0..u32::BITS).map(|i| 1u32 << i).filter(|b| bits & b != 0) {
+        // The set bits only, lowest first.
+        let mut rest = bits;
+        while rest != 0 {
+            let bit = rest & rest.wrapping_neg();
+            rest &= rest - 1;
             match table.iter().find(|f| f.0 as u32 == bit) {
                 Some((_, name)) => self.name(name)?,
                 None => unnamed |= bit,
