@@ -479,3 +479,154 @@ fn dev_shm_files_are_judged_by_existence_and_birth() {
     assert_eq!(kernel::dev_shm_file(path, now), Presence::Gone);
     std::fs::remove_dir(&dir).unwrap();
 }
+
+/// Kills the children and removes the set when the test ends, passed or not: the kernel keeps
+/// a set, and the children would wait in it forever.
+struct BlockedChildren {
+    semid: i32,
+    pids: Vec<i32>,
+}
+
+impl Drop for BlockedChildren {
+    fn drop(&mut self) {
+        for &pid in &self.pids {
+            // SAFETY: our own children, killed and reaped; the set is our private one.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+        }
+        // SAFETY: as above.
+        unsafe { libc::semctl(self.semid, 0, libc::IPC_RMID) };
+    }
+}
+
+/// A child that waits on semaphore `num` of `semid` (at 0) until it is killed.
+fn child_waiting_on(semid: i32, num: u16) -> i32 {
+    // SAFETY: the child makes only system calls (no allocation, no lock) and never returns.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork");
+    if pid == 0 {
+        let mut op = libc::sembuf {
+            sem_num: num,
+            sem_op: -1,
+            sem_flg: 0,
+        };
+        // SAFETY: one operation on our private set, from our own stack.
+        unsafe {
+            libc::semop(semid, &mut op, 1);
+            libc::_exit(0);
+        }
+    }
+    pid
+}
+
+fn still_running(pid: i32) -> Process {
+    Process {
+        pid,
+        ppid: None,
+        parent_source: ParentSource::Recorded,
+        exes: Vec::new(),
+        forked: false,
+        ending: Ending::StillRunning,
+        status: None,
+        depth: 0,
+        records: 0,
+        calls: 0,
+    }
+}
+
+fn semop_line(event: &str, pid: i32, ts: &str, semid: i32, num: u16) -> String {
+    let args = format!(
+        r#"{{"semid":{semid},"sops":[{{"sem_num":{num},"sem_op":-1,"sem_flg":"0"}}],"nsops":1}}"#
+    );
+    match event {
+        "enter" => format!(
+            r#"{{"event":"enter","pid":{pid},"tid":{pid},"ts":{ts},"fn":"semop","args":{args},"caller":"0x10"}}"#
+        ),
+        _ => call(pid, ts, "semop", &args, 0, ""),
+    }
+}
+
+/// Two running processes, each holding the semaphore the other waits for and each asleep in
+/// the kernel in that semop: a deadlock only when a second reading of the logs shows the same
+/// calls pending and the same holdings, which proves the first reading's state held at one
+/// instant. Logs read one after another can show a cycle that never was (a process that
+/// moved on after its log was read): a second reading where a wait returned, or none at all,
+/// confirms nothing; nor does a waiter that is not asleep in a semop of the set.
+#[test]
+fn a_live_cycle_is_a_deadlock_only_when_a_second_reading_agrees() {
+    // SAFETY: a private set of two semaphores, removed by `BlockedChildren`.
+    let semid = unsafe { libc::semget(libc::IPC_PRIVATE, 2, 0o600) };
+    assert!(semid >= 0, "semget");
+    let mut children = BlockedChildren {
+        semid,
+        pids: Vec::new(),
+    };
+    let (a, b) = (child_waiting_on(semid, 0), child_waiting_on(semid, 1));
+    children.pids.extend([a, b]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while [a, b]
+        .iter()
+        .any(|&p| crate::semaphores::blocked_call(p, p).is_none())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "children never blocked"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // Each took the semaphore the other now waits for (no SEM_UNDO: it holds it).
+    let first = vec![
+        semop_line("call", a, "1.0", semid, 1),
+        semop_line("call", b, "1.1", semid, 0),
+        semop_line("enter", a, "1.2", semid, 0),
+        semop_line("enter", b, "1.3", semid, 1),
+    ];
+    let mut a_moved_on = first.clone();
+    a_moved_on.push(semop_line("call", a, "1.2", semid, 0));
+    let processes = [still_running(a), still_running(b)];
+    let deadlocks = |second: Option<&Vec<String>>, procs: &[Process]| {
+        let (collector, tree) = collected(&first);
+        let mut reread = || second.map(|lines| collected(lines).0);
+        super::hangs::hangs(
+            &collector,
+            &tree,
+            procs,
+            &mut Symbolizer::new(),
+            &mut reread,
+        )
+        .deadlocks
+        .len()
+    };
+    assert_eq!(
+        deadlocks(Some(&first), &processes),
+        1,
+        "the same again: a deadlock"
+    );
+    assert_eq!(
+        deadlocks(Some(&a_moved_on), &processes),
+        0,
+        "a wait returned in between"
+    );
+    assert_eq!(deadlocks(None, &processes), 0, "no second reading");
+    // A process of the cycle that is not asleep in a semop of the set (this test's own).
+    let awake = [still_running(a), still_running(std::process::id() as i32)];
+    let mut not_b = first.clone();
+    for line in not_b.iter_mut() {
+        *line = line.replace(
+            &format!("\"pid\":{b},\"tid\":{b}"),
+            &format!("\"pid\":{0},\"tid\":{0}", std::process::id()),
+        );
+    }
+    let (collector, tree) = collected(&not_b);
+    let mut reread = || Some(collected(&not_b).0);
+    let found = super::hangs::hangs(
+        &collector,
+        &tree,
+        &awake,
+        &mut Symbolizer::new(),
+        &mut reread,
+    );
+    assert!(found.deadlocks.is_empty(), "a waiter awake: no deadlock");
+}
