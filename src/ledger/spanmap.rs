@@ -87,9 +87,11 @@ fn rank<const N: usize>(sum: &[u64; SUMS], keys: &[u64; N], x: u64) -> usize {
 /// A cold search reads three lines per node, each address known only once the line before it
 /// is in (summary, then keys, then the value or child): with the lines already on their way
 /// they arrive together rather than one after another (a third less time in this search with
-/// 100k live mappings, where the first line and the TLB still cost most). This is the search a
-/// `munmap` makes first (the audit's look at what it releases): with many live mappings its
-/// leaf was last touched long ago, and the kernel's own work in between has evicted it.
+/// 100k live mappings, where the first line and the TLB still cost most). These are the
+/// searches a `munmap` makes first (`le`, the audit's look at what it releases, and
+/// `leaf_mut`, the descent that takes out exactly one region before the call): with many live
+/// mappings their nodes below the top two levels were last touched long ago, and the kernel's
+/// own work in between has evicted them.
 #[inline(always)]
 fn prefetch<V>(node: &Node<V>) {
     #[cfg(target_arch = "x86_64")]
