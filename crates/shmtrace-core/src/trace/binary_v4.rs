@@ -524,7 +524,12 @@ impl Fields for Event {
     }
     #[inline(always)]
     fn frames(&self) -> &[u64] {
-        self.stack.as_slice()
+        // Nearly always none: whether there are any is then the one comparison it was.
+        if self.stack.is_empty() {
+            &[]
+        } else {
+            self.stack.as_slice()
+        }
     }
     #[inline(always)]
     fn operations(&self) -> &[SemOp] {
