@@ -7,7 +7,7 @@ use libc::{key_t, mode_t, msqid_ds, sem_t, sembuf, shmid_ds, timespec};
 
 use core::ptr;
 
-use super::traced::{Started, traced, traced_mapping, traced_waiting};
+use super::traced::{Mapping, Started, traced, traced_mapping, traced_waiting};
 use crate::audit::{self, Code, Finding};
 use crate::ledger::Facts;
 use crate::platform::shm_fds;
@@ -26,8 +26,6 @@ fn ptr<T>(p: *const T) -> u64 {
 }
 
 fn nothing_to_read(_: &mut Event, _: &mut Facts) {}
-
-fn no_facts(_: i64, _: &mut Facts) {}
 
 /// Whether the flags alone guarantee that a successful get created the object.
 fn always_creates(key: key_t, flags: c_int) -> bool {
@@ -342,8 +340,6 @@ unsafe fn mmap_any<const MMAP64: bool>(
         int(fd),
         offset as u64,
     ];
-    // SAFETY: the program's own arguments, forwarded unchanged to the real function.
-    let call = || unsafe { real::mmap(func, addr, length, prot, flags, fd, offset) } as i64;
     let after = |ev: &mut Event, facts: &mut Facts| {
         // Only a record needs the name now: the report asks the kernel when it needs it.
         if mapping_facts(ev.ret, flags, fd, facts) {
@@ -354,10 +350,37 @@ unsafe fn mmap_any<const MMAP64: bool>(
             }
         }
     };
-    let quiet = |ret: i64, facts: &mut Facts| {
-        facts.object_pending = mapping_facts(ret, flags, fd, facts);
-    };
-    traced_mapping(func, caller, args, call, quiet, after) as *mut c_void
+    traced_mapping::<MmapAny<MMAP64>>(func, caller, args, after) as *mut c_void
+}
+
+/// `mmap` (`mmap64` when `MMAP64`) for the paths without an event.
+struct MmapAny<const MMAP64: bool>;
+
+impl<const MMAP64: bool> Mapping for MmapAny<MMAP64> {
+    #[inline(always)]
+    fn call(args: &[u64; 6]) -> i64 {
+        let func = if MMAP64 { Func::Mmap64 } else { Func::Mmap };
+        let [addr, length, prot, flags, fd, offset] = *args;
+        // SAFETY: the program's own arguments, forwarded unchanged to the real function.
+        let ret = unsafe {
+            real::mmap(
+                func,
+                addr as *mut c_void,
+                length as usize,
+                prot as c_int,
+                flags as c_int,
+                fd as c_int,
+                offset as i64,
+            )
+        };
+        ret as i64
+    }
+
+    /// With no log the report names the object a descriptor maps, if still mapped then.
+    #[inline(always)]
+    fn facts(ret: i64, args: &[u64; 6], facts: &mut Facts) {
+        facts.object_pending = mapping_facts(ret, args[3] as c_int, args[4] as c_int, facts);
+    }
 }
 
 /// What the ledger needs from the kernel about an `mmap` that returned `ret`, into `facts`;
@@ -422,9 +445,20 @@ pub unsafe extern "C" fn mmap64(
 
 pub unsafe extern "C" fn munmap(addr: *mut c_void, length: usize, caller: usize) -> c_int {
     let args = [ptr(addr), length as u64, 0, 0, 0, 0];
-    // SAFETY: the program's own arguments, forwarded unchanged to the real function.
-    let call = || i64::from(unsafe { real::munmap(addr, length) });
-    traced_mapping(Func::Munmap, caller, args, call, no_facts, nothing_to_read) as c_int
+    traced_mapping::<Munmap>(Func::Munmap, caller, args, nothing_to_read) as c_int
+}
+
+struct Munmap;
+
+impl Mapping for Munmap {
+    #[inline(always)]
+    fn call(args: &[u64; 6]) -> i64 {
+        // SAFETY: the program's own arguments, forwarded unchanged to the real function.
+        i64::from(unsafe { real::munmap(args[0] as *mut c_void, args[1] as usize) })
+    }
+
+    #[inline(always)]
+    fn facts(_: i64, _: &[u64; 6], _: &mut Facts) {}
 }
 
 pub unsafe extern "C" fn mremap(
@@ -443,10 +477,30 @@ pub unsafe extern "C" fn mremap(
         ptr(new_address),
         0,
     ];
-    // SAFETY: the program's own arguments, forwarded unchanged to the real function.
-    let call =
-        || unsafe { real::mremap(old_address, old_size, new_size, flags, new_address) } as i64;
-    traced_mapping(Func::Mremap, caller, args, call, no_facts, nothing_to_read) as *mut c_void
+    traced_mapping::<Mremap>(Func::Mremap, caller, args, nothing_to_read) as *mut c_void
+}
+
+struct Mremap;
+
+impl Mapping for Mremap {
+    #[inline(always)]
+    fn call(args: &[u64; 6]) -> i64 {
+        let [old_address, old_size, new_size, flags, new_address, _] = *args;
+        // SAFETY: the program's own arguments, forwarded unchanged to the real function.
+        let ret = unsafe {
+            real::mremap(
+                old_address as *mut c_void,
+                old_size as usize,
+                new_size as usize,
+                flags as c_int,
+                new_address as *mut c_void,
+            )
+        };
+        ret as i64
+    }
+
+    #[inline(always)]
+    fn facts(_: i64, _: &[u64; 6], _: &mut Facts) {}
 }
 
 pub unsafe extern "C" fn shm_open(

@@ -90,27 +90,28 @@ pub fn traced_waiting(
     )
 }
 
-/// [`traced`] for the mapping calls (`mmap`, `mmap64`, `munmap`, `mremap`): while nothing is
-/// logged and no stack is recorded they take `mapping::quietly`'s path, where `facts` says
-/// what the ledger needs to know from the kernel given the call's result; otherwise `after`,
-/// as for [`traced`].
+/// [`traced`] for the mapping calls (`mmap`, `mmap64`, `munmap`, `mremap`), whose real call is
+/// `M`'s: while nothing is logged and no stack is recorded they take `mapping::traced`'s path,
+/// where `M::facts` says what the ledger needs to know from the kernel given the call's result;
+/// with the binary log alone, `mapping::recorded`; otherwise `after`, as for [`traced`].
 #[inline(always)]
-pub fn traced_mapping(
+pub fn traced_mapping<M: Mapping>(
     func: Func,
     caller: usize,
     args: [u64; 6],
-    call: impl FnOnce() -> i64,
-    facts: impl FnOnce(i64, &mut Facts),
     after: impl FnOnce(&mut Event, &mut Facts),
 ) -> i64 {
     let errno_at = errno::Slot::here();
     let caller_errno = errno_at.get();
     let Some(_guard) = Guard::enter() else {
-        return call();
+        return M::call(&args);
     };
     let vfork_child = process::in_vfork_child();
     if vfork_child.is_none() && mapping::quietly() {
-        return mapping::traced(func, caller, args, (errno_at, caller_errno), call, facts);
+        return mapping::traced::<M>(func, caller, &args, (errno_at, caller_errno));
+    }
+    if vfork_child.is_none() && mapping::into_binary_log() {
+        return mapping::recorded::<M>(func, caller, &args, (errno_at, caller_errno));
     }
     logged(
         func,
@@ -118,9 +119,18 @@ pub fn traced_mapping(
         args,
         vfork_child,
         (errno_at, caller_errno),
-        |_| call(),
+        |_| M::call(&args),
         after,
     )
+}
+
+/// What a mapping call's hook gives the paths without an event, from the arguments' words (each
+/// converts back to the argument it was packed from): the real call, and what the ledger needs
+/// from the kernel given its result. Functions, not closures: only a function can be inlined
+/// by force, and each path must have them inlined whatever the number of paths calling them.
+pub trait Mapping {
+    fn call(args: &[u64; 6]) -> i64;
+    fn facts(ret: i64, args: &[u64; 6], facts: &mut Facts);
 }
 
 /// The path of a call with its event: inside the guard, the caller's errno saved.

@@ -27,8 +27,8 @@ use core::sync::atomic::{
 
 use crate::platform::{clock, config, errno, process};
 use shmtrace_core::trace::binary::{self, HEADER_SIZE};
-use shmtrace_core::trace::binary_v4::{self, Writer};
-use shmtrace_core::trace::event::{Event, Func, Phase};
+use shmtrace_core::trace::binary_v4::{self, Fields, Writer};
+use shmtrace_core::trace::event::{Event, Func, Phase, SemOp, Timeout};
 
 /// Address space reserved for the log, tried in this order (under an `RLIMIT_AS`, only sizes
 /// up to a sixteenth of it). Records stop, with one warning, when a file reaches it.
@@ -605,8 +605,8 @@ fn counts_tsc(ticks: u64) -> bool {
 /// Takes a new chunk for this thread with room for `need` bytes of record; false when the
 /// log is full (the call is counted as lost). The chunk has the thread's tid: its records do
 /// not (an event for the binary log carries none).
-fn new_chunk(base: *mut u8, chunk: &mut Chunk, ev: &Event, need: usize) -> bool {
-    let (pid, tid, tsc) = (ev.pid, process::tid(), counts_tsc(ev.ts_ns));
+fn new_chunk(base: *mut u8, chunk: &mut Chunk, ev: &impl Logged, need: usize) -> bool {
+    let (pid, tid, tsc) = (ev.pid(), process::tid(), counts_tsc(ev.ticks()));
     // The thread's chunks in an earlier log (its parent's, before the fork that opened this
     // one) say nothing of this log: a forked worker's one call takes a small chunk, not the
     // largest, which would grow its new file at once.
@@ -660,27 +660,27 @@ fn new_chunk(base: *mut u8, chunk: &mut Chunk, ev: &Event, need: usize) -> bool 
 /// thread's chunk, or a new one (a new thread, process or log, or a full chunk); with a
 /// calibration first when the last is too old. False when the log is full.
 #[inline]
-fn room(base: *mut u8, chunk: &mut Chunk, ev: &Event, need: usize) -> bool {
+fn room(base: *mut u8, chunk: &mut Chunk, ev: &impl Logged, need: usize) -> bool {
     // Once the log is full, no thread writes on in what is left of its chunk: the records of
     // each thread stop at the same call. The chunk is thread-local, so it is this thread's
     // unless the process changed under it (a fork's child, a vfork's child on its parent's
     // TLS, or its parent after it): the pid tells.
     let fits = chunk.opened == OPENED.load(Ordering::Relaxed)
         && !STOPPED.load(Ordering::Relaxed)
-        && chunk.pid == ev.pid
-        && chunk.tsc == counts_tsc(ev.ts_ns)
+        && chunk.pid == ev.pid()
+        && chunk.tsc == counts_tsc(ev.ticks())
         && chunk.pos + need <= chunk.end;
     if !fits {
         return new_chunk(base, chunk, ev, need);
     }
-    if chunk.tsc && ev.ts_ns.wrapping_sub(chunk.calibrated) > clock::tsc_millisecond() {
+    if chunk.tsc && ev.ticks().wrapping_sub(chunk.calibrated) > clock::tsc_millisecond() {
         return recalibrate(base, chunk, ev, need);
     }
     true
 }
 
 #[cold]
-fn recalibrate(base: *mut u8, chunk: &mut Chunk, ev: &Event, need: usize) -> bool {
+fn recalibrate(base: *mut u8, chunk: &mut Chunk, ev: &impl Logged, need: usize) -> bool {
     if chunk.pos + binary_v4::CALIBRATION_SIZE + need > chunk.end {
         return new_chunk(base, chunk, ev, need);
     }
@@ -694,6 +694,123 @@ fn recalibrate(base: *mut u8, chunk: &mut Chunk, ev: &Event, need: usize) -> boo
     true
 }
 
+/// What the log needs of a call besides its record's fields: the process it runs in (its
+/// chunk's) and how long it took, in the ticks of its start.
+pub trait Logged: Fields {
+    fn pid(&self) -> i32;
+    fn dur(&self) -> u64;
+}
+
+impl Logged for Event {
+    #[inline(always)]
+    fn pid(&self) -> i32 {
+        self.pid
+    }
+    #[inline(always)]
+    fn dur(&self) -> u64 {
+        self.dur_ns
+    }
+}
+
+/// A call written without an event (`hooks/mapping.rs`): the mapping calls, which carry no
+/// frames, operations, timeout or creation, only what their hook has at hand: its start
+/// before the call, its result after it. Its record's bytes are those of the event the
+/// general path would have filled in.
+#[derive(Clone, Copy)]
+pub struct BareCall<'a> {
+    pub pid: i32,
+    /// `clock::ticks()` at the start.
+    pub ticks: u64,
+    pub caller: u64,
+    pub args: &'a [u64; 6],
+    pub ret: i64,
+    /// The real call's errno if it failed (its function's failure value), else 0.
+    pub errno: i32,
+    pub dur: u64,
+    /// The object an `mmap` maps, or empty.
+    pub name: &'a [u8],
+}
+
+impl Fields for BareCall<'_> {
+    #[inline(always)]
+    fn ticks(&self) -> u64 {
+        self.ticks
+    }
+    #[inline(always)]
+    fn caller(&self) -> u64 {
+        self.caller
+    }
+    #[inline(always)]
+    fn args(&self) -> &[u64; 6] {
+        self.args
+    }
+    #[inline(always)]
+    fn frames(&self) -> &[u64] {
+        &[]
+    }
+    #[inline(always)]
+    fn operations(&self) -> &[SemOp] {
+        &[]
+    }
+    #[inline(always)]
+    fn ret(&self) -> i64 {
+        self.ret
+    }
+    #[inline(always)]
+    fn errno(&self) -> i32 {
+        self.errno
+    }
+    #[inline(always)]
+    fn created(&self) -> bool {
+        false
+    }
+    #[inline(always)]
+    fn timeout(&self) -> Option<Timeout> {
+        None
+    }
+    #[inline(always)]
+    fn name(&self) -> &[u8] {
+        self.name
+    }
+}
+
+impl Logged for BareCall<'_> {
+    #[inline(always)]
+    fn pid(&self) -> i32 {
+        self.pid
+    }
+    #[inline(always)]
+    fn dur(&self) -> u64 {
+        self.dur
+    }
+}
+
+/// [`call_started`] for a mapping call without an event. Inlined: the hook knows its function,
+/// and keeps only its writer.
+#[inline(always)]
+pub fn bare_started(func: Func, call: &BareCall) {
+    match func {
+        Func::Mmap => started::<{ Func::Mmap as u8 }>(call, true),
+        Func::Mmap64 => started::<{ Func::Mmap64 as u8 }>(call, true),
+        Func::Munmap => started::<{ Func::Munmap as u8 }>(call, true),
+        Func::Mremap => started::<{ Func::Mremap as u8 }>(call, true),
+        // Their records have fields a bare call lacks: they are written from their events.
+        _ => {}
+    }
+}
+
+/// [`call_returned`] for a mapping call without an event.
+#[inline(always)]
+pub fn bare_returned(func: Func, call: &BareCall) {
+    match func {
+        Func::Mmap => returned::<{ Func::Mmap as u8 }>(call),
+        Func::Mmap64 => returned::<{ Func::Mmap64 as u8 }>(call),
+        Func::Munmap => returned::<{ Func::Munmap as u8 }>(call),
+        Func::Mremap => returned::<{ Func::Mremap as u8 }>(call),
+        _ => {}
+    }
+}
+
 /// `call_started` and `call_returned`: each function's own, so that its record's writer and
 /// bounds inline into it.
 macro_rules! recorders_by_func {
@@ -704,7 +821,8 @@ macro_rules! recorders_by_func {
         /// `call_returned`.
         pub fn call_started(ev: &Event) {
             match ev.func {
-                $(Func::$variant => started::<{ Func::$variant as u8 }>(ev)),*
+                $(Func::$variant =>
+                    started::<{ Func::$variant as u8 }>(ev, ev.phase == Phase::Enter)),*
             }
         }
 
@@ -721,8 +839,10 @@ macro_rules! recorders_by_func {
 
 shmtrace_core::hook_table!(recorders_by_func);
 
+/// `waiting`: written as the call starts (a call that may wait: as it starts to wait), rather
+/// than as a whole record's start.
 #[inline(always)]
-fn started<const F: u8>(ev: &Event) {
+fn started<const F: u8>(ev: &impl Logged, waiting: bool) {
     let base = BASE.load(Ordering::Acquire);
     if base.is_null() {
         return;
@@ -737,7 +857,7 @@ fn started<const F: u8>(ev: &Event) {
         let at = chunk.pos;
         // SAFETY: inside this thread's chunk, with room for the record's start and end.
         let rec = unsafe { bytes(base, at, start) };
-        let len = Writer::<F>::write_start(rec, &mut chunk.regs, ev, ev.phase == Phase::Enter);
+        let len = Writer::<F>::write_start(rec, &mut chunk.regs, ev, waiting);
         if len == 0 {
             chunk.current = NOT_STORED;
             return;
@@ -750,7 +870,7 @@ fn started<const F: u8>(ev: &Event) {
 }
 
 #[inline(always)]
-fn returned<const F: u8>(ev: &Event) {
+fn returned<const F: u8>(ev: &impl Logged) {
     let base = BASE.load(Ordering::Acquire);
     if base.is_null() {
         return;
@@ -796,7 +916,12 @@ fn returned<const F: u8>(ev: &Event) {
 
 /// A call's whole record at once, when it returns: a call that may wait and did not, or one
 /// whose start is not in the chunk.
-fn whole<const F: u8>(base: *mut u8, chunk: &mut Chunk, ev: &Event, (dur, at_ns): (u64, bool)) {
+fn whole<const F: u8>(
+    base: *mut u8,
+    chunk: &mut Chunk,
+    ev: &impl Logged,
+    (dur, at_ns): (u64, bool),
+) {
     let start = Writer::<F>::start_bound(ev);
     let end = Writer::<F>::END_BOUND;
     if !room(base, chunk, ev, start + end) {
@@ -823,11 +948,11 @@ fn is_waiting(base: *mut u8, at: usize) -> bool {
 
 /// The call's duration as stored: ticks, or for a call longer than a calibration lasts, the
 /// wall-clock time now (so a long wait is measured against the wall clock, not the rate).
-fn duration(ev: &Event) -> (u64, bool) {
-    if counts_tsc(ev.ts_ns) && ev.dur_ns > clock::tsc_millisecond() {
+fn duration(ev: &impl Logged) -> (u64, bool) {
+    if counts_tsc(ev.ticks()) && ev.dur() > clock::tsc_millisecond() {
         (clock::now_ns(), true)
     } else {
-        (ev.dur_ns, false)
+        (ev.dur(), false)
     }
 }
 
@@ -868,9 +993,12 @@ mod tests {
         ev
     }
 
-    // One test: the log is process-wide state.
+    /// The log is process-wide state: one test at a time writes it.
+    static LOG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     #[test]
     fn threads_write_in_place_across_chunks_and_everything_reads_back() {
+        let _log = LOG.lock().unwrap_or_else(|e| e.into_inner());
         let dir = std::env::temp_dir().join(format!("shmtrace-mapped-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("log.bin");
@@ -931,5 +1059,205 @@ mod tests {
         assert_eq!((in_progress, blobs), (THREADS, 1));
         assert!(!reader.damaged && reader.unfinished == 0 && reader.lost() == 0);
         assert!(data.len() > 4 * GROW_MIN, "the file grew");
+    }
+
+    /// A mapping call as a hook has it, and how its record is written.
+    #[derive(Clone, Copy)]
+    struct Case {
+        func: Func,
+        args: [u64; 6],
+        ret: i64,
+        errno: i32,
+        name: &'static [u8],
+        /// Written without an event (`bare_started`, `bare_returned`), else from the event the
+        /// general path fills in.
+        bare: bool,
+    }
+
+    impl Case {
+        const TICKS: u64 = 5_000;
+        const CALLER: u64 = 0x55d0_c0a0_1234;
+        const DUR: u64 = 700;
+
+        fn bare(&self) -> BareCall<'_> {
+            BareCall {
+                pid: 1,
+                ticks: Self::TICKS,
+                caller: Self::CALLER,
+                args: &self.args,
+                ret: self.ret,
+                errno: self.errno,
+                dur: Self::DUR,
+                name: self.name,
+            }
+        }
+
+        /// The event as `traced::begin` stamps it for the binary log (no tid: its chunk has it).
+        fn event(&self) -> Event {
+            let mut ev = Event::new(Phase::Enter, self.func);
+            ev.pid = 1;
+            ev.ts_ns = Self::TICKS;
+            ev.caller = Self::CALLER;
+            ev.args = self.args;
+            ev
+        }
+
+        /// The event once `traced::finish` and the hook's `after` have filled it in.
+        fn finished(&self) -> Event {
+            let mut ev = self.event();
+            ev.phase = Phase::Exit;
+            ev.ret = self.ret;
+            ev.errno = self.errno;
+            ev.dur_ns = Self::DUR;
+            ev.name = shmtrace_core::trace::event::Name::from_bytes(self.name);
+            ev
+        }
+
+        fn start(&self) {
+            if self.bare {
+                bare_started(self.func, &self.bare());
+            } else {
+                call_started(&self.event());
+            }
+        }
+
+        fn end(&self) {
+            if self.bare {
+                bare_returned(self.func, &self.bare());
+            } else {
+                call_returned(&self.finished());
+            }
+        }
+    }
+
+    /// Writes `before` (from its event) and then `case` into a new log at `path`: the bytes of
+    /// `case`'s record once started and once returned (as many as its record may take), and
+    /// the whole file.
+    fn record_of(path: &std::path::Path, before: Case, case: Case) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+        let _ = std::fs::remove_file(path);
+        let mut cpath = path.to_str().unwrap().as_bytes().to_vec();
+        cpath.push(0);
+        open(&cpath).unwrap();
+        before.start();
+        before.end();
+        // The first record of the thread's new chunk: its size is in its head.
+        let first = HEADER_SIZE + binary_v4::CHUNK_HEAD;
+        let data = std::fs::read(path).unwrap();
+        assert_eq!(data[first], binary_v4::HEAD_DONE);
+        let at = first + usize::from(u16::from_ne_bytes([data[first + 1], data[first + 2]]));
+        let bytes = |data: &[u8]| data[at..at + 128].to_vec();
+        case.start();
+        let started = bytes(&std::fs::read(path).unwrap());
+        case.end();
+        let data = std::fs::read(path).unwrap();
+        (started, bytes(&data), data)
+    }
+
+    /// The record a mapping call writes without an event is, byte for byte, the one the general
+    /// path writes from its event: its start (what a kill in the call leaves) and its whole, for
+    /// each mapping function, successful and failed, and an object named in full or by a
+    /// reference to the record before it.
+    #[test]
+    fn a_mapping_call_without_an_event_writes_the_bytes_its_event_does() {
+        let _log = LOG.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = std::env::temp_dir().join(format!("shmtrace-bare-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let anon = [0, 1 << 20, 3, 0x22, -1i64 as u64, 0];
+        let file = [0x7f00_0000_0000, 8192, 1, 0x01, 7, 4096];
+        let old = 0x7f00_0010_0000;
+        let case = |func: Func, args: [u64; 6], ok: i64, name: &'static [u8]| {
+            let done = Case {
+                func,
+                args,
+                ret: ok,
+                errno: 0,
+                name,
+                bare: false,
+            };
+            let failed = Case {
+                ret: func.failure_value(),
+                errno: libc::EINVAL,
+                name: b"",
+                ..done
+            };
+            [done, failed]
+        };
+        let object: &[u8] = b"/dev/shm/shmtrace-bare";
+        let cases = [
+            case(Func::Mmap, anon, 0x7f00_0020_0000, b""),
+            case(Func::Mmap64, anon, 0x7f00_0020_0000, b""),
+            case(Func::Mmap, file, 0x7f00_0000_0000, object),
+            case(Func::Mmap64, file, 0x7f00_0000_0000, object),
+            case(Func::Munmap, [old, 4096, 0, 0, 0, 0], 0, b""),
+            case(
+                Func::Mremap,
+                [old, 4096, 8192, 1, 0, 0],
+                0x7f00_0030_0000,
+                b"",
+            ),
+            case(
+                Func::Mremap,
+                [old, 4096, 8192, 3, 0x7f00_0040_0000, 0],
+                0x7f00_0040_0000,
+                b"",
+            ),
+        ];
+        // The record before: another thread's registers, and for a file mapping its object's
+        // name in full, so that the case's refers to it.
+        let unnamed = Case {
+            func: Func::Munmap,
+            args: [0x7e00_0000_0000, 4096, 0, 0, 0, 0],
+            ret: 0,
+            errno: 0,
+            name: b"",
+            bare: false,
+        };
+        let named = Case {
+            func: Func::Mmap,
+            args: file,
+            ret: 0x7e00_0000_0000,
+            name: object,
+            ..unnamed
+        };
+        let mut compared = 0;
+        for case in cases.iter().flatten() {
+            for before in [unnamed, named] {
+                let bare = Case {
+                    bare: true,
+                    ..*case
+                };
+                let (started, done, log) = record_of(&dir.join("event.bin"), before, *case);
+                let (bare_started, bare_done, _) = record_of(&dir.join("bare.bin"), before, bare);
+                let what = format!("{:?} ret {} after {:?}", case.func, case.ret, before.func);
+                assert_eq!(started[0], binary_v4::HEAD_STARTED, "{what}");
+                assert_eq!(done[0], binary_v4::HEAD_DONE, "{what}");
+                assert_eq!(bare_started, started, "started: {what}");
+                assert_eq!(bare_done, done, "returned: {what}");
+                // What both wrote is the call, as the reader reads it.
+                let calls: Vec<Event> = Reader::new(&log)
+                    .unwrap()
+                    .filter_map(|item| match item {
+                        Item::Call(ev) => Some(ev),
+                        _ => None,
+                    })
+                    .collect();
+                let ev = calls.last().unwrap();
+                assert_eq!(
+                    (ev.func, ev.args, ev.ret, ev.errno, ev.name(), ev.caller),
+                    (
+                        case.func,
+                        case.args,
+                        case.ret,
+                        case.errno,
+                        case.name,
+                        Case::CALLER
+                    ),
+                    "{what}"
+                );
+                compared += 1;
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(compared, 2 * 2 * cases.len());
     }
 }

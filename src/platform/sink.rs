@@ -10,7 +10,7 @@ use core::ffi::c_int;
 use core::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
 use crate::platform::{errno, line_log, mapped_log};
-use shmtrace_core::trace::event::{Event, Phase};
+use shmtrace_core::trace::event::{Event, Func, Phase};
 use shmtrace_core::trace::format::Format;
 use shmtrace_core::trace::linebuf::LineBuf;
 
@@ -63,6 +63,18 @@ pub fn call(event: &Event) {
         Phase::Enter => mapped_log::call_started(event),
         Phase::Exit => mapped_log::call_returned(event),
     }
+}
+
+/// A mapping call into the binary log without an event, as it starts (see [`call`]).
+#[inline(always)]
+pub fn bare_started(func: Func, call: &mapped_log::BareCall) {
+    mapped_log::bare_started(func, call);
+}
+
+/// The end of a mapping call [`bare_started`] wrote the start of.
+#[inline(always)]
+pub fn bare_returned(func: Func, call: &mapped_log::BareCall) {
+    mapped_log::bare_returned(func, call);
 }
 
 /// Opens the binary log named by `template` (`%p` for the pid); on failure returns the errno

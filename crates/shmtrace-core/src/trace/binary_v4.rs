@@ -388,8 +388,8 @@ impl Out {
     }
 
     #[inline(always)]
-    fn sops(&mut self, ev: &Event) {
-        let sops = ev.sops();
+    fn sops(&mut self, ev: &impl Fields) {
+        let sops = ev.operations();
         self.byte(sops.len() as u8);
         for op in sops {
             self.varint(u64::from(op.num));
@@ -490,6 +490,73 @@ pub fn end_bound(func: Func) -> usize {
     END_BOUNDS[func as usize]
 }
 
+/// What a call record's writer reads of a call: an [`Event`], or what a hook that builds none
+/// has of its call. Both give the same bytes for the same call: the writer is one.
+pub trait Fields {
+    /// The start time, in the clock's ticks (tagged as `Event::ts_ns` is for the log).
+    fn ticks(&self) -> u64;
+    fn caller(&self) -> u64;
+    fn args(&self) -> &[u64; 6];
+    /// The frames above the caller.
+    fn frames(&self) -> &[u64];
+    /// The operations read (a `semop`'s).
+    fn operations(&self) -> &[SemOp];
+    fn ret(&self) -> i64;
+    /// The real call's errno when it failed, else 0.
+    fn errno(&self) -> i32;
+    fn created(&self) -> bool;
+    fn timeout(&self) -> Option<Timeout>;
+    fn name(&self) -> &[u8];
+}
+
+impl Fields for Event {
+    #[inline(always)]
+    fn ticks(&self) -> u64 {
+        self.ts_ns
+    }
+    #[inline(always)]
+    fn caller(&self) -> u64 {
+        self.caller
+    }
+    #[inline(always)]
+    fn args(&self) -> &[u64; 6] {
+        &self.args
+    }
+    #[inline(always)]
+    fn frames(&self) -> &[u64] {
+        // Nearly always none: whether there are any is then the one comparison it was.
+        if self.stack.is_empty() {
+            &[]
+        } else {
+            self.stack.as_slice()
+        }
+    }
+    #[inline(always)]
+    fn operations(&self) -> &[SemOp] {
+        self.sops()
+    }
+    #[inline(always)]
+    fn ret(&self) -> i64 {
+        self.ret
+    }
+    #[inline(always)]
+    fn errno(&self) -> i32 {
+        self.errno
+    }
+    #[inline(always)]
+    fn created(&self) -> bool {
+        self.created
+    }
+    #[inline(always)]
+    fn timeout(&self) -> Option<Timeout> {
+        self.timeout
+    }
+    #[inline(always)]
+    fn name(&self) -> &[u8] {
+        self.name.as_bytes()
+    }
+}
+
 /// The writer of the records of function number `F` (`Func as u8`), with its function's
 /// layout worked out at compile time (which arguments are addresses, whether it has
 /// operations or a name) and its bounds constants: the shim picks it once per record and
@@ -503,17 +570,22 @@ impl<const F: u8> Writer<F> {
 
     /// At most this many bytes for the start of `ev`'s record.
     #[inline(always)]
-    pub fn start_bound(ev: &Event) -> usize {
+    pub fn start_bound(ev: &impl Fields) -> usize {
         let mut n = const { start_bound_of(Func::ALL[F as usize]) };
-        if !ev.stack.is_empty() {
-            n += 1 + VARINT_MAX * ev.stack().len();
+        if !ev.frames().is_empty() {
+            n += 1 + VARINT_MAX * ev.frames().len();
         }
         n
     }
 
     /// [`write_start`] for `ev` of this writer's function.
     #[inline(always)]
-    pub fn write_start(rec: &mut [u8], regs: &mut Registers, ev: &Event, waiting: bool) -> usize {
+    pub fn write_start(
+        rec: &mut [u8],
+        regs: &mut Registers,
+        ev: &impl Fields,
+        waiting: bool,
+    ) -> usize {
         let Some(mut out) = Out::new(rec, 0, Self::start_bound(ev)) else {
             return 0;
         };
@@ -529,7 +601,7 @@ impl<const F: u8> Writer<F> {
         rec: &mut [u8],
         regs: &mut Registers,
         chunk: Chunk<'_>,
-        ev: &Event,
+        ev: &impl Fields,
         (waiting, dur, at_ns): (bool, u64, bool),
     ) -> usize {
         let Some(mut out) = Out::new(rec, 0, Self::END_BOUND) else {
@@ -575,29 +647,29 @@ crate::hook_table!(writers_by_func);
 
 /// The start of a record of function number `F`.
 #[inline(always)]
-fn start_of<const F: u8>(out: &mut Out, regs: &mut Registers, ev: &Event, waiting: bool) {
+fn start_of<const F: u8>(out: &mut Out, regs: &mut Registers, ev: &impl Fields, waiting: bool) {
     let func = const { Func::ALL[F as usize] };
-    let frames = !ev.stack.is_empty();
+    let frames = !ev.frames().is_empty();
     let flags = flag(waiting, START_WAITING) | flag(frames, START_STACK);
     // Head (0: stored last), size (stored once known), function, flags.
     out.word(u64::from(F) << 24 | u64::from(flags) << 32, CALL_HEAD);
-    out.signed(ev.ts_ns.wrapping_sub(regs.ticks) as i64);
-    regs.ticks = ev.ts_ns;
-    out.signed(ev.caller.wrapping_sub(regs.caller) as i64);
-    regs.caller = ev.caller;
+    out.signed(ev.ticks().wrapping_sub(regs.ticks) as i64);
+    regs.ticks = ev.ticks();
+    out.signed(ev.caller().wrapping_sub(regs.caller) as i64);
+    regs.caller = ev.caller();
     // Unrolled, so that each argument's class is a constant.
     macro_rules! arg {
         ($($i:literal)*) => {$(
             if $i < func.arg_count() {
-                out.number(const { CLASSES[F as usize][$i] }, ev.args[$i], regs);
+                out.number(const { CLASSES[F as usize][$i] }, ev.args()[$i], regs);
             }
         )*};
     }
     arg!(0 1 2 3 4 5);
     if frames {
-        let stack = ev.stack();
+        let stack = ev.frames();
         out.byte(stack.len() as u8);
-        let mut prev = ev.caller;
+        let mut prev = ev.caller();
         for &frame in stack {
             out.signed(frame.wrapping_sub(prev) as i64);
             prev = frame;
@@ -623,15 +695,15 @@ fn end_of<const F: u8>(
     out: &mut Out,
     regs: &mut Registers,
     chunk: Chunk<'_>,
-    ev: &Event,
+    ev: &impl Fields,
     waiting: bool,
     dur: u64,
     at_ns: bool,
 ) {
     let func = const { Func::ALL[F as usize] };
-    let failed = ev.errno != 0 && ev.ret == func.failure_value();
+    let failed = ev.errno() != 0 && ev.ret() == func.failure_value();
     let timeout = if matches!(func, Func::Semtimedop) {
-        ev.timeout
+        ev.timeout()
     } else {
         None
     };
@@ -640,7 +712,7 @@ fn end_of<const F: u8>(
     // functions' always have their name.
     let named = has_name(func) && (!name.is_empty() || !matches!(func, Func::Mmap | Func::Mmap64));
     let flags = END_MARK
-        | flag(ev.created, END_CREATED)
+        | flag(ev.created(), END_CREATED)
         | flag(timeout.is_some(), END_TIMEOUT)
         | flag(failed, END_FAILED)
         | flag(at_ns, END_AT_NS)
@@ -648,11 +720,11 @@ fn end_of<const F: u8>(
     out.byte(flags);
     out.varint(dur);
     if failed {
-        out.signed(i64::from(ev.errno));
+        out.signed(i64::from(ev.errno()));
     } else {
         out.number(
             const { ret_class(Func::ALL[F as usize]) },
-            ev.ret as u64,
+            ev.ret() as u64,
             regs,
         );
     }
