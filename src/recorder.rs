@@ -233,11 +233,11 @@ pub fn count(func: Func) {
     }
 }
 
-/// A completed call: into the ledger, then into the log.
+/// A completed call into the ledger (only counted, for a function the ledger only counts);
+/// the caller logs it then ([`emit_as`]).
 pub fn completed(event: &Event, facts: &Facts) {
     if Ledger::counts_only(event.func) && event.phase == Phase::Exit {
         count(event.func);
-        emit(event);
         return;
     }
     completed_into(entry(), event, facts);
@@ -268,7 +268,8 @@ pub fn stats() -> Stats {
     stats
 }
 
-/// A completed call into the entry taken for it (released before logging).
+/// A completed call into the entry taken for it, which it releases (before the caller logs
+/// the call: [`emit_as`]).
 pub fn completed_into(entry: Entry, event: &Event, facts: &Facts) {
     match entry {
         Entry::Ledger(mut ledger) => {
@@ -277,7 +278,6 @@ pub fn completed_into(entry: Entry, event: &Event, facts: &Facts) {
         }
         Entry::Deferred(place) => place.fill(event, facts),
     }
-    emit(event);
 }
 
 /// A completed call that is not logged, and has no event (see `hooks/mapping.rs`): into the
@@ -387,6 +387,18 @@ pub fn emit(event: &Event) {
     // record is written with one call (its function's writer is picked inside).
     if sink::binary() {
         sink::call(event);
+    } else if sink::enabled() {
+        emit_line(event);
+    }
+}
+
+/// [`emit`] where the caller knows the function (a hook's own path): the binary log's writer
+/// of that one function inlines there, without the dispatch over every function and its
+/// frame (tens of instructions a record).
+#[inline(always)]
+pub fn emit_as(func: Func, event: &Event) {
+    if sink::binary() {
+        sink::call_as(func, event);
     } else if sink::enabled() {
         emit_line(event);
     }

@@ -146,7 +146,16 @@ fn logged(
 ) -> i64 {
     // Built in place (an event is a few hundred bytes: moving it costs measurably).
     let mut event = Event::new(Phase::Enter, func);
-    let tracked = shield(|| begin(&mut event, caller, args, vfork_child)).unwrap_or(false);
+    let tracked = shield(|| {
+        let tracked = begin(&mut event, caller, args, vfork_child);
+        // The binary log records every call as it starts (durable if the process dies in
+        // it); a call that may wait does so itself when it finds it waits (`Started`).
+        if tracked && sink::binary() && !func.may_block() {
+            recorder::emit_as(func, &event);
+        }
+        tracked
+    })
+    .unwrap_or(false);
     // A call that frees address space takes its entry (the ledger, or a place in the queue
     // while a fork is prepared) before any other thread's call can reuse that space, or the
     // two would be entered in the wrong order.
@@ -178,7 +187,7 @@ fn logged(
             after(&mut event, &mut facts);
             if vfork_child.is_some() {
                 // Logged, but the ledger in this memory is the parent's.
-                recorder::emit(&event);
+                recorder::emit_as(func, &event);
                 return;
             }
             if let Some(recorder::Entry::Ledger(held)) = &entry {
@@ -188,6 +197,8 @@ fn logged(
                 Some(taken) => recorder::completed_into(taken, &event, &facts),
                 None => recorder::completed(&event, &facts),
             }
+            // Logged once the ledger is released.
+            recorder::emit_as(func, &event);
             audit::after(&event, &pre, facts.page_size, facts.queued);
         });
     }
@@ -248,11 +259,6 @@ fn begin(event: &mut Event, caller: usize, args: [u64; 6], vfork_child: Option<i
         } else {
             clock::now_ns()
         };
-        // The binary log records every call as it starts (durable if the process dies in
-        // it); a call that may wait does so itself when it finds it waits (`Started`).
-        if sink::binary() && !event.func.may_block() {
-            recorder::emit(event);
-        }
     }
     true
 }

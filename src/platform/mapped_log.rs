@@ -820,17 +820,30 @@ macro_rules! recorders_by_func {
         /// Writes the record of a call that is starting, and remembers it for
         /// `call_returned`.
         pub fn call_started(ev: &Event) {
-            match ev.func {
-                $(Func::$variant =>
-                    started::<{ Func::$variant as u8 }>(ev, ev.phase == Phase::Enter)),*
-            }
+            call_started_as(ev.func, ev)
         }
 
         /// Completes the record `call_started` wrote for this call, or writes a whole one if
         /// there is none (the call started before the log was open, or its start could not
         /// be stored).
         pub fn call_returned(ev: &Event) {
-            match ev.func {
+            call_returned_as(ev.func, ev)
+        }
+
+        /// [`call_started`] for an event of `func`: where `func` is a constant (a hook's own
+        /// path), only that function's writer is left, inlined.
+        #[inline(always)]
+        pub fn call_started_as(func: Func, ev: &Event) {
+            match func {
+                $(Func::$variant =>
+                    started::<{ Func::$variant as u8 }>(ev, ev.phase == Phase::Enter)),*
+            }
+        }
+
+        /// [`call_returned`] for an event of `func`, as [`call_started_as`].
+        #[inline(always)]
+        pub fn call_returned_as(func: Func, ev: &Event) {
+            match func {
                 $(Func::$variant => returned::<{ Func::$variant as u8 }>(ev)),*
             }
         }

@@ -65,6 +65,16 @@ pub fn call(event: &Event) {
     }
 }
 
+/// [`call`] for an event of `func`, with that function's writer alone inlined (see
+/// `recorder::emit_as`).
+#[inline(always)]
+pub fn call_as(func: Func, event: &Event) {
+    match event.phase {
+        Phase::Enter => mapped_log::call_started_as(func, event),
+        Phase::Exit => mapped_log::call_returned_as(func, event),
+    }
+}
+
 /// A mapping call into the binary log without an event, as it starts (see [`call`]).
 #[inline(always)]
 pub fn bare_started(func: Func, call: &mapped_log::BareCall) {
