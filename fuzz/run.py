@@ -129,23 +129,28 @@ def exclusive():
     return lock
 
 
-def run(driver, work, seed, calls, every, shim, stop=False, perturb=False, quiet=False):
+def run(driver, work, seed, calls, every, shim, stop=False, perturb=False, quiet=False,
+        binary=False):
     """One run; returns (transcript lines, divergence lines, log path or None). `perturb`: with
     other neighbours for what the kernel places (FUZZ_PERTURB, natively only). `quiet`: under
-    the shim with SHMTRACE_LOG=off, where calls take the paths that build no event."""
+    the shim with SHMTRACE_LOG=off, where calls take the paths that build no event. `binary`:
+    under the shim with the binary log (its own path for the mapping calls), whose log is
+    returned decoded as JSON lines."""
     pool = huge_pages_settled()
     if pool is None:
         raise Disturbed(f"huge pages held by another program: {huge_pool()}")
-    tag = "quiet" if quiet else "shim" if shim else "perturbed" if perturb else "native"
+    tag = ("quiet" if quiet else "binary" if binary else "shim" if shim
+           else "perturbed" if perturb else "native")
     tx = os.path.join(work, f"{seed}.{tag}.tx")
-    log = os.path.join(work, f"{seed}.{every}.log") if shim and not quiet else None
+    log = os.path.join(work, f"{seed}.{every}.{tag}.log") if shim and not quiet else None
     if log and os.path.exists(log):
         os.unlink(log)
     cmd = [*t.UNSHARE_IPC, driver, str(seed), str(calls), str(every), tx]
     if stop:
         cmd.append("stop")
+    fmt = "binary" if binary else "json"
     env = (t.clean_env(preload=True, SHMTRACE_LOG="off") if quiet
-           else t.clean_env(preload=True, SHMTRACE_FORMAT="json", SHMTRACE_LOG=log) if shim
+           else t.clean_env(preload=True, SHMTRACE_FORMAT=fmt, SHMTRACE_LOG=log) if shim
            else t.clean_env(FUZZ_PERTURB="1") if perturb else t.clean_env())
     proc = subprocess.run(cmd, env=env, stderr=subprocess.PIPE, text=True, timeout=600)
     if proc.returncode not in (0, 3):
@@ -156,6 +161,12 @@ def run(driver, work, seed, calls, every, shim, stop=False, perturb=False, quiet
     with open(tx) as f:
         lines = f.read().splitlines()
     diverged = [l for l in proc.stderr.splitlines() if l.startswith("DIVERGE")]
+    if binary and os.path.exists(log):
+        decoded = log + ".jsonl"
+        with open(decoded, "w") as out:
+            subprocess.run([t.COMMAND, "decode", "--format", "json", log], stdout=out,
+                           check=True, timeout=600)
+        log = decoded
     return lines, diverged, log
 
 
@@ -195,10 +206,11 @@ def compare_log(lines, log):
     return None
 
 
-def narrow(driver, work, seed, calls, quiet=False):
+def narrow(driver, work, seed, calls, quiet=False, binary=False):
     """The shortest failing prefix of a ledger divergence: a check after every call."""
     try:
-        lines, diverged, _ = run(driver, work, seed, calls, 1, True, stop=True, quiet=quiet)
+        lines, diverged, _ = run(driver, work, seed, calls, 1, True, stop=True, quiet=quiet,
+                                 binary=binary)
     except Disturbed as e:
         return f"(not narrowed: {e})"
     if not diverged:
@@ -225,9 +237,10 @@ def same_transcripts(name, a, b, a_tag, b_tag):
 
 
 def fuzz_seed(driver, work, seed, calls, every, retry):
-    """One seed natively, natively with another layout, and under the shim logged and with the
-    log off: six checks (layout independence of the generated calls, transparency and ledger
-    in both modes, log). With `retry`,
+    """One seed natively, natively with another layout, and under the shim logged as JSON, with
+    the binary log and with the log off: nine checks (layout independence of the generated
+    calls, transparency and ledger in the three modes, each log against the calls). With
+    `retry`,
     raises Disturbed instead when the runs first differ in a call that failed with ENOMEM in one
     of them only: huge pages another program took in the meantime decide that, and a
     difference the shim makes comes back when the seed is run again."""
@@ -235,7 +248,8 @@ def fuzz_seed(driver, work, seed, calls, every, retry):
     perturbed, _, _ = run(driver, work, seed, calls, every, False, perturb=True)
     shim, diverged, log = run(driver, work, seed, calls, every, True)
     quiet, quiet_diverged, _ = run(driver, work, seed, calls, every, True, quiet=True)
-    for other in (perturbed, shim, quiet) if retry else ():
+    binary, binary_diverged, binlog = run(driver, work, seed, calls, every, True, binary=True)
+    for other in (perturbed, shim, quiet, binary) if retry else ():
         i = first_difference(native, other)
         if i is not None and ("errno=12" in native[i]) != ("errno=12" in other[i]):
             raise Disturbed(f"ENOMEM in one run only: {native[i]} | {other[i]}")
@@ -249,8 +263,14 @@ def fuzz_seed(driver, work, seed, calls, every, retry):
     same_transcripts(f"transparency, log off: seed {seed}", native, quiet, "native", "shim")
     t.check(not quiet_diverged, f"ledger against the kernel, log off: seed {seed}",
             quiet_diverged and narrow(driver, work, seed, calls, quiet=True))
+    same_transcripts(f"transparency, binary log: seed {seed}", native, binary, "native",
+                     "shim")
+    t.check(not binary_diverged, f"ledger against the kernel, binary log: seed {seed}",
+            binary_diverged and narrow(driver, work, seed, calls, binary=True))
     why = compare_log(shim, log)
     t.check(why is None, f"log against the calls: seed {seed}", why)
+    why = compare_log(binary, binlog)
+    t.check(why is None, f"binary log against the calls: seed {seed}", why)
     return len(native)
 
 
@@ -274,7 +294,7 @@ def main():
         generators(work, funcs)
     if not t.can_unshare():
         t.skip("the differential fuzzer", "needs a private IPC namespace (unshare --ipc: root)",
-               count=1 + 4 * args.seeds)
+               count=1 + 7 * args.seeds)
         return t.summary()
     lock = exclusive()  # noqa: F841 (held until exit)
     total, saved = 0, None
