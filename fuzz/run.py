@@ -293,8 +293,9 @@ def main():
     with tempfile.TemporaryDirectory(prefix="shmtrace-fuzz.") as work:
         generators(work, funcs)
     if not t.can_unshare():
+        # What would have run: each seed's nine checks (`fuzz_seed`), and the regressions as one.
         t.skip("the differential fuzzer", "needs a private IPC namespace (unshare --ipc: root)",
-               count=1 + 7 * args.seeds)
+               count=1 + 9 * args.seeds)
         return t.summary()
     lock = exclusive()  # noqa: F841 (held until exit)
     total, saved = 0, None
