@@ -904,7 +904,8 @@ fn returned<const F: u8>(ev: &impl Logged) {
             // SAFETY: `started` is in this thread's chunk (checked just above).
             && unsafe { *base.add(started) } == binary_v4::HEAD_STARTED;
         if in_place {
-            let waiting = is_waiting(base, started);
+            // Only a call that may wait is ever logged as waiting: the others never read it.
+            let waiting = Func::ALL[F as usize].may_block() && is_waiting(base, started);
             // SAFETY: inside this thread's chunk, with room for the end (checked above), and
             // the chunk before it.
             let (rec, names) = unsafe {
